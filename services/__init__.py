@@ -1,0 +1,1 @@
+"""The orderflow services (ingest, detector) and the command line."""

@@ -1,0 +1,1 @@
+"""Detector: rules over the per-symbol streams; alerts and exit recommendations."""

@@ -1,0 +1,1 @@
+"""Ingest: market-data sources normalised onto the per-symbol Redis streams."""

@@ -1,0 +1,1 @@
+"""Code both services and the bot share: wire types, config, logging, metrics, bus."""

@@ -1,0 +1,387 @@
+"""The Redis Streams bus both services use (redis.asyncio).
+
+Layout (design.md §5; prefix ``orderflow`` by default):
+
+=============================== ================================================
+``orderflow:md:{AAPL}``         per-symbol market stream: trades, quotes, book
+                                updates, feed status, in arrival order (the
+                                braces are a Redis Cluster hash tag)
+``orderflow:alerts``            every OrderFlowAlert (durable stream)
+``orderflow:exits``             every ExitRecommendation (durable stream)
+``orderflow:exit-signals``      pub/sub channel the risk manager subscribes to
+``orderflow:status``            FeedStatus events (feed and monitoring state)
+``orderflow:positions``         position registry (hash)
+=============================== ================================================
+
+An entry is ``{"type": <wire tag>, "data": <msgpack payload>}``: the tag lets an
+operator read a stream with ``redis-cli XRANGE`` without decoding.
+
+Connection errors are retried by redis-py with exponential backoff and
+jitter; when the retries run out a :class:`BusUnavailableError` carries what
+was not published, so nothing is dropped silently. With no ``REDIS_URL``
+the same API runs on an in-process fakeredis server (embedded mode) that
+every Bus in the process shares.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any, AsyncIterator, Iterable, NamedTuple, Sequence
+
+import fakeredis
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared import metrics
+from shared.config import mask_url
+from shared.errors import BusUnavailableError, ConsumerGroupMissingError
+from shared.wire import WireMessage, encode
+
+TYPE_FIELD = b"type"
+DATA_FIELD = b"data"
+
+# Appends a batch to one stream in a single round trip: ARGV = max length,
+# then (type tag, payload) pairs. One reply per stream instead of one per
+# entry is what lets a Python publisher pass 150,000 entries/s.
+_APPEND_BATCH_LUA = """
+local ids = {}
+for i = 2, #ARGV, 2 do
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'type', ARGV[i], 'data', ARGV[i + 1])
+end
+return ids
+"""
+
+# XACK for many ids passed as one space-separated argument: redis.asyncio
+# packs every argument in Python, so thousands of separate ids cost more
+# than the acknowledgement itself. ARGV = group, "id id id ...".
+_ACK_BATCH_LUA = """
+local acknowledged = 0
+for entry_id in string.gmatch(ARGV[2], '%S+') do
+  acknowledged = acknowledged + redis.call('XACK', KEYS[1], ARGV[1], entry_id)
+end
+return acknowledged
+"""
+
+_embedded_server: fakeredis.FakeServer | None = None
+
+
+def embedded_server() -> fakeredis.FakeServer:
+    """The process-wide in-memory server of embedded mode."""
+    global _embedded_server
+    if _embedded_server is None:
+        _embedded_server = fakeredis.FakeServer()
+    return _embedded_server
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Redis key names under one prefix."""
+
+    prefix: str = "orderflow"
+
+    def market(self, symbol: str) -> str:
+        return f"{self.prefix}:md:{{{symbol}}}"
+
+    def symbol_of(self, market_stream: str) -> str:
+        """Inverse of :meth:`market`."""
+        return market_stream.rsplit("{", 1)[1].rstrip("}")
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}:alerts"
+
+    @property
+    def exits(self) -> str:
+        return f"{self.prefix}:exits"
+
+    @property
+    def exit_channel(self) -> str:
+        return f"{self.prefix}:exit-signals"
+
+    @property
+    def status(self) -> str:
+        return f"{self.prefix}:status"
+
+    @property
+    def positions(self) -> str:
+        return f"{self.prefix}:positions"
+
+    @property
+    def positions_channel(self) -> str:
+        return f"{self.prefix}:positions:changes"
+
+
+class BusEntry(NamedTuple):
+    """One stream entry as read: its stream, id and raw wire payload."""
+
+    stream: str
+    entry_id: bytes
+    payload: bytes
+
+
+class _CountingRetry(Retry):
+    """redis-py's retry with exponential backoff and jitter, counted in metrics."""
+
+    async def call_with_retry(self, do, fail, *args: Any, **kwargs: Any):  # type: ignore[override]
+        async def counted_fail(error: Exception, *rest: Any) -> Any:
+            metrics.BUS_RETRIES.inc()
+            return await fail(error, *rest)
+
+        return await super().call_with_retry(do, counted_fail, *args, **kwargs)
+
+
+class Bus:
+    """Streams, groups and channels over one Redis client.
+
+    Create with :meth:`connect`; use as ``async with await Bus.connect(...)``
+    or call :meth:`close`.
+    """
+
+    def __init__(
+        self, client: redis.Redis, keys: Keys, *, description: str, stream_max_length: int, embedded: bool = False
+    ) -> None:
+        self.client = client
+        self.embedded = embedded
+        self.keys = keys
+        self.description = description
+        self.stream_max_length = stream_max_length
+        self._append_batch = client.register_script(_APPEND_BATCH_LUA)
+        self._ack_batch = client.register_script(_ACK_BATCH_LUA)
+        # Raw XREADGROUP replies: the entries are walked once, in _entries,
+        # instead of being turned into dicts by redis-py first.
+        client.set_response_callback("XREADGROUP", _raw_reply)
+
+    @classmethod
+    async def connect(
+        cls,
+        redis_url: str | None,
+        *,
+        prefix: str = "orderflow",
+        stream_max_length: int = 250_000,
+        retries: int = 6,
+        backoff_base_seconds: float = 0.05,
+        backoff_cap_seconds: float = 2.0,
+        socket_timeout_seconds: float = 5.0,
+    ) -> Bus:
+        """Connect to ``redis_url`` (redis://, rediss://, with user/password),
+        or to the embedded server when it is ``None``; check with PING.
+
+        Raises :class:`BusUnavailableError` when Redis cannot be reached after
+        ``retries`` attempts (about 0.05+0.1+…+2 s of backoff by default).
+        """
+        retry = _CountingRetry(ExponentialWithJitterBackoff(base=backoff_base_seconds, cap=backoff_cap_seconds), retries)
+        if redis_url is None:
+            client: redis.Redis = fakeredis.FakeAsyncRedis(server=embedded_server())
+            description = "embedded (in-process fakeredis)"
+        else:
+            client = redis.Redis.from_url(
+                redis_url,
+                retry=retry,
+                retry_on_error=[RedisConnectionError, RedisTimeoutError],
+                socket_timeout=socket_timeout_seconds,
+                socket_connect_timeout=socket_timeout_seconds,
+                health_check_interval=30,
+            )
+            description = mask_url(redis_url)
+        bus = cls(
+            client,
+            Keys(prefix),
+            description=description,
+            stream_max_length=stream_max_length,
+            embedded=redis_url is None,
+        )
+        async with bus._calling("ping"):
+            await client.ping()
+        return bus
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def __aenter__(self) -> Bus:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @contextlib.asynccontextmanager
+    async def _calling(self, operation: str, unpublished: list | None = None) -> AsyncIterator[None]:
+        """Turn redis-py errors into the bus's typed errors, in one place."""
+        try:
+            yield
+        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            metrics.BUS_FAILURES.labels(operation=operation).inc()
+            raise BusUnavailableError(
+                f"Redis at {self.description} unavailable during {operation}: {error}", unpublished
+            ) from None
+        except ResponseError as error:
+            if str(error).startswith("NOGROUP"):
+                raise ConsumerGroupMissingError(f"{operation}: {error}") from None
+            raise
+
+    # --- publishing --------------------------------------------------------------
+    async def publish(self, entries: Sequence[tuple[str, WireMessage]]) -> list[str]:
+        """XADD each ``(stream, message)`` in one pipeline, trimming every
+        stream with ``MAXLEN ~ stream_max_length``. Returns the entry ids.
+
+        On failure after all retries raises :class:`BusUnavailableError` with
+        ``unpublished`` = ``entries`` (the pipeline may have been applied in
+        part; consumers deduplicate).
+        """
+        return await self.publish_encoded([(stream, _tag(message), encode(message)) for stream, message in entries])
+
+    async def publish_encoded(self, entries: Sequence[tuple[str, bytes, bytes]]) -> list[str]:
+        """:meth:`publish` for already encoded ``(stream, type tag, payload)``.
+
+        Entries of one stream that stand together go in one script call;
+        all calls go in one pipeline. Order within each stream is kept.
+        """
+        if not entries:
+            return []
+        async with self._calling("publish", unpublished=list(entries)):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for stream, run in groupby(entries, key=lambda entry: entry[0]):
+                    arguments: list[Any] = [self.stream_max_length]
+                    for _stream, tag, payload in run:
+                        arguments.append(tag)
+                        arguments.append(payload)
+                    await self._append_batch(keys=[stream], args=arguments, client=pipe)
+                replies = await pipe.execute()
+        return [_text(entry_id) for reply in replies for entry_id in reply]
+
+    async def publish_channel(self, channel: str, message: WireMessage) -> int:
+        """PUBLISH on a pub/sub channel; returns the number of subscribers reached."""
+        async with self._calling("publish_channel"):
+            return await self.client.publish(channel, encode(message))
+
+    # --- consumer groups ---------------------------------------------------------
+    async def ensure_group(self, stream: str, group: str, start_id: str = "0") -> bool:
+        """Create ``group`` on ``stream`` (and the stream) unless it exists.
+        Returns True when it was created. A group created at ``0`` delivers
+        the stream's backlog to its first reader."""
+        async with self._calling("ensure_group"):
+            try:
+                await self.client.xgroup_create(stream, group, id=start_id, mkstream=True)
+            except ResponseError as error:
+                if str(error).startswith("BUSYGROUP"):
+                    return False
+                raise
+        return True
+
+    async def read_group(
+        self,
+        group: str,
+        consumer: str,
+        streams: Iterable[str],
+        *,
+        count: int = 1000,
+        block_ms: int | None = 1000,
+    ) -> list[BusEntry]:
+        """XREADGROUP new entries (``>``) for ``consumer``; empty list on timeout."""
+        async with self._calling("read_group"):
+            response = await self.client.xreadgroup(
+                group, consumer, {stream: ">" for stream in streams}, count=count, block=block_ms
+            )
+        return _entries(response)
+
+    async def ack(self, stream: str, group: str, entry_ids: Sequence[bytes]) -> int:
+        """XACK; returns how many entries were pending and are now acknowledged."""
+        if not entry_ids:
+            return 0
+        async with self._calling("ack"):
+            if self.embedded:  # fakeredis runs Lua slowly and packs nothing over a socket
+                return await self.client.xack(stream, group, *entry_ids)
+            return await self._ack_batch(keys=[stream], args=[group, b" ".join(entry_ids)])
+
+    async def reclaim(
+        self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 1000
+    ) -> tuple[list[BusEntry], list[bytes]]:
+        """Take over entries pending longer than ``min_idle_ms`` (XAUTOCLAIM,
+        following the cursor to the end). Returns ``(entries, deleted_ids)``:
+        deleted ids were trimmed from the stream while pending and are gone."""
+        claimed: list[BusEntry] = []
+        deleted: list[bytes] = []
+        cursor = "0-0"
+        async with self._calling("reclaim"):
+            while True:
+                response = await self.client.xautoclaim(
+                    stream, group, consumer, min_idle_time=min_idle_ms, start_id=cursor, count=count
+                )
+                cursor = _text(response[0])
+                claimed.extend(_stream_entries(stream, response[1]))
+                if len(response) > 2:
+                    deleted.extend(response[2])
+                if cursor == "0-0":
+                    break
+        metrics.RECLAIMED_ENTRIES.inc(len(claimed))
+        return claimed, deleted
+
+    async def pending_count(self, stream: str, group: str) -> int:
+        """Entries delivered to the group but not acknowledged."""
+        async with self._calling("pending_count"):
+            summary = await self.client.xpending(stream, group)
+        return int(summary["pending"])
+
+    async def group_lag(self, stream: str, group: str) -> int | None:
+        """Entries not yet delivered to ``group`` (XINFO GROUPS ``lag``; Redis ≥ 7)."""
+        async with self._calling("group_lag"):
+            groups = await self.client.xinfo_groups(stream)
+        for info in groups:
+            if _text(info["name"]) == group:
+                lag = info.get("lag")
+                return None if lag is None else int(lag)
+        raise ConsumerGroupMissingError(f"group {group} missing on {stream}")
+
+    async def read_range(self, stream: str, start: str = "-", end: str = "+", count: int | None = None) -> list[BusEntry]:
+        """XRANGE: history of a stream (warm-up, audits, tests)."""
+        async with self._calling("read_range"):
+            response = await self.client.xrange(stream, min=start, max=end, count=count)
+        return list(_stream_entries(stream, response))
+
+
+def _tag(message: WireMessage) -> bytes:
+    return type(message).__struct_config__.tag.encode()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _stream_entries(stream: str, response: list) -> Iterable[BusEntry]:
+    for entry_id, fields in response:
+        if fields is None:  # trimmed while pending (Redis < 7 reports it so)
+            continue
+        yield BusEntry(stream, entry_id, fields.get(DATA_FIELD, b""))
+
+
+def _raw_reply(response: Any, **_options: Any) -> Any:
+    return response
+
+
+def _entries(response: dict | list | None) -> list[BusEntry]:
+    """Flatten a raw XREADGROUP reply: ``{stream: [[id, [field, value, …]], …]}``
+    (RESP3 map) or ``[[stream, [...]], …]`` (RESP2)."""
+    if not response:
+        return []
+    entries: list[BusEntry] = []
+    append = entries.append
+    for stream, stream_entries in response.items() if isinstance(response, dict) else response:
+        name = _text(stream)
+        for entry_id, fields in stream_entries:
+            if not fields:  # trimmed while pending
+                continue
+            payload = fields[3] if len(fields) == 4 and fields[2] == DATA_FIELD else _field(fields, DATA_FIELD)
+            append(BusEntry(name, entry_id, payload))
+    return entries
+
+
+def _field(fields: list, name: bytes) -> bytes:
+    for index in range(0, len(fields) - 1, 2):
+        if fields[index] == name:
+            return fields[index + 1]
+    return b""

@@ -1,0 +1,50 @@
+"""Exact prices: integer nano-dollars.
+
+A price of $187.43 is ``187_430_000_000``. Vendors send floats (Polygon
+JSON), decimal strings (CSV) or scaled integers (LOBSTER: dollars × 10,000);
+each is converted exactly once, at the vendor boundary.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+PRICE_SCALE = 1_000_000_000
+"""Nano-dollars per dollar."""
+
+
+def price_from_float(dollars: float) -> int:
+    """From a vendor float. Rounds to the nearest nano-dollar, which is exact
+    for every price with at most 9 decimals below $9,000,000."""
+    return round(dollars * PRICE_SCALE)
+
+
+def price_from_text(text: str) -> int:
+    """From a decimal string such as ``"187.43"``; raises ValueError if not a number."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"not a price: {text!r}") from None
+    if not value.is_finite():
+        raise ValueError(f"not a price: {text!r}")
+    return int((value * PRICE_SCALE).to_integral_value())
+
+
+def price_from_scaled(value: int, scale: int) -> int:
+    """From an integer in 1/scale dollars, e.g. LOBSTER's ``price`` with scale 10,000."""
+    if PRICE_SCALE % scale:
+        raise ValueError(f"scale {scale} does not divide {PRICE_SCALE}")
+    return value * (PRICE_SCALE // scale)
+
+
+def price_to_float(price: int) -> float:
+    """For display and ratios only, never for comparisons."""
+    return price / PRICE_SCALE
+
+
+def format_price(price: int) -> str:
+    """``187430000000`` → ``"187.43"`` (at least 2 decimals, trailing zeros cut)."""
+    sign = "-" if price < 0 else ""
+    dollars, nanos = divmod(abs(price), PRICE_SCALE)
+    fraction = f"{nanos:09d}".rstrip("0").ljust(2, "0")
+    return f"{sign}{dollars}.{fraction}"

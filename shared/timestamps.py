@@ -1,0 +1,31 @@
+"""Nanosecond timestamps: conversions used everywhere.
+
+All orderflow timestamps are ``int`` nanoseconds since the Unix epoch, UTC.
+``ns_to_utc_iso(1_700_000_000_123_456_789)`` is
+``"2023-11-14T22:13:20.123456789Z"``.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+NANOS_PER_SECOND = 1_000_000_000
+NANOS_PER_MILLISECOND = 1_000_000
+
+
+def now_ns() -> int:
+    """Wall-clock time now, in ns."""
+    return time.time_ns()
+
+
+def ns_to_utc_iso(ts_ns: int) -> str:
+    """ISO-8601 UTC with nanosecond precision and a ``Z`` suffix."""
+    seconds, nanos = divmod(ts_ns, NANOS_PER_SECOND)
+    stamp = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{nanos:09d}Z"
+
+
+def ms_to_ns(ts_ms: int) -> int:
+    """Polygon WebSocket milliseconds to ns."""
+    return ts_ms * NANOS_PER_MILLISECOND

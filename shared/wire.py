@@ -1,0 +1,230 @@
+"""Wire types: the normalised events and outputs that travel on the bus.
+
+Every struct is a frozen msgspec struct with a tag, so one decoder reads any
+of them. Conventions that every part of orderflow relies on:
+
+* Timestamps are integer **nanoseconds since the Unix epoch, UTC**.
+  ``ts_event`` is the venue/SIP time of the event, ``ts_recv`` the moment
+  ingest received it (for replays: the moment replay published it).
+* Prices are exact integers in **nano-dollars** (``PRICE_SCALE`` = 1e9 per
+  dollar), so comparisons at the bid/ask never touch floats. $187.43 is
+  ``187_430_000_000``. See :mod:`shared.prices`.
+* Sizes are integer shares.
+
+On the bus the payload is msgpack; in logs and files it is JSON. A sample
+trade as JSON::
+
+    {"type":"trade","symbol":"AAPL","ts_event":1700000000123000000,
+     "ts_recv":1700000000125000000,"price":187430000000,"size":200,
+     "exchange":4,"trade_id":"71675577320245","side":"sell",
+     "side_source":"quote", ...}
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+import msgspec
+
+from shared.errors import WireDecodeError
+from shared.timestamps import ns_to_utc_iso
+
+Side = Literal["buy", "sell", "unknown"]
+"""Aggressor side of a trade."""
+
+SideSource = Literal["feed", "quote", "tick", "none"]
+"""How the side was obtained: given by the source (``feed``), inferred from
+the NBBO before the print (``quote``), from the last price change (``tick``),
+or not at all (``none``)."""
+
+EvidenceValue = Union[int, float, str, bool]
+
+
+class Trade(msgspec.Struct, frozen=True, tag="trade", kw_only=True):
+    """One print on the tape.
+
+    ``conditions`` are the vendor's condition codes (Polygon/CTA/UTP ids);
+    :mod:`services.ingest.conditions` decides what they mean. ``trf_id`` is
+    the Trade Reporting Facility id for off-exchange prints (0 when none).
+    """
+
+    symbol: str
+    ts_event: int
+    ts_recv: int
+    price: int
+    size: int
+    exchange: int = 0
+    trade_id: str = ""
+    trf_id: int = 0
+    conditions: tuple[int, ...] = ()
+    sequence: int = 0
+    tape: int = 0
+    correction: int = 0
+    side: Side = "unknown"
+    side_source: SideSource = "none"
+    backfilled: bool = False
+
+    @property
+    def dedup_key(self) -> tuple[str, int, str, int]:
+        """Identity of a print: exact duplicates share it (design.md §2)."""
+        return (self.symbol, self.exchange, self.trade_id, self.trf_id)
+
+
+class Quote(msgspec.Struct, frozen=True, tag="quote", kw_only=True):
+    """National best bid and offer (one level). Sizes in shares."""
+
+    symbol: str
+    ts_event: int
+    ts_recv: int
+    bid_price: int
+    bid_size: int
+    ask_price: int
+    ask_size: int
+    bid_exchange: int = 0
+    ask_exchange: int = 0
+    conditions: tuple[int, ...] = ()
+    sequence: int = 0
+    tape: int = 0
+
+
+class BookUpdate(msgspec.Struct, frozen=True, tag="book", kw_only=True):
+    """The visible book after an update, best level first, any depth.
+
+    ``bids`` and ``asks`` hold ``(price, size)`` pairs; empty levels are
+    simply absent. A one-level book is an NBBO.
+    """
+
+    symbol: str
+    ts_event: int
+    ts_recv: int
+    bids: tuple[tuple[int, int], ...] = ()
+    asks: tuple[tuple[int, int], ...] = ()
+    venue: str = ""
+
+
+FeedState = Literal[
+    "connected",
+    "disconnected",
+    "gap",
+    "auth_failed",
+    "watchdog_silence",
+    "trading_halted",
+    "trading_resumed",
+    "monitoring_halted",
+    "monitoring_resumed",
+]
+
+
+class FeedStatus(msgspec.Struct, frozen=True, tag="status", kw_only=True):
+    """A change in the state of a feed or of monitoring.
+
+    ``symbols`` empty means "every symbol of this source". For a gap,
+    ``gap_start_ns``/``gap_end_ns`` bound the interval during which data may
+    be missing; windows that span it are not trusted.
+    """
+
+    source: str
+    state: FeedState
+    ts_event: int
+    ts_recv: int
+    symbols: tuple[str, ...] = ()
+    code: str = ""
+    detail: str = ""
+    gap_start_ns: int = 0
+    gap_end_ns: int = 0
+
+
+AlertType = Literal["large_seller", "red_burst"]
+Severity = Literal["warning", "critical"]
+AlertSource = Literal["tape", "book"]
+TradingSession = Literal["pre_market", "regular", "after_hours", "closed"]
+
+
+class OrderFlowAlert(msgspec.Struct, frozen=True, tag="alert", kw_only=True):
+    """An alert about selling pressure on one symbol.
+
+    ``id`` is deterministic (derived from the triggering events), so a
+    redelivered event never yields a second, different alert.
+    ``price_level`` is nano-dollars; ``volume_ratio`` is spike-window volume
+    over the baseline per-window average (0 for large-seller alerts);
+    ``sell_ratio`` is sell volume over classified volume (0..1).
+    ``latency_ms`` runs from ingest ``ts_recv`` of the triggering event to
+    the moment the alert was logged.
+    """
+
+    id: str
+    symbol: str
+    alert_type: AlertType
+    severity: Severity
+    source: AlertSource
+    ts_event: int
+    ts_recv: int
+    timestamp_utc: str
+    order_size: int = 0
+    price_level: int = 0
+    volume_ratio: float = 0.0
+    sell_ratio: float = 0.0
+    two_sided: bool = False
+    session: TradingSession = "regular"
+    evidence: dict[str, EvidenceValue] = {}
+    latency_ms: float = 0.0
+
+
+ExitTrigger = Literal["large_sellers", "red_burst"]
+
+
+class ExitRecommendation(msgspec.Struct, frozen=True, tag="exit", kw_only=True):
+    """A recommendation to exit a position, for the risk manager to evaluate."""
+
+    id: str
+    symbol: str
+    trigger: ExitTrigger
+    ts_event: int
+    ts_recv: int
+    timestamp_utc: str
+    alert_ids: tuple[str, ...]
+    reasoning: str
+    severity: Severity = "critical"
+    session: TradingSession = "regular"
+    evidence: dict[str, EvidenceValue] = {}
+    latency_ms: float = 0.0
+
+
+MarketEvent = Union[Trade, Quote, BookUpdate, FeedStatus]
+WireMessage = Union[Trade, Quote, BookUpdate, FeedStatus, OrderFlowAlert, ExitRecommendation]
+
+_msgpack_encoder = msgspec.msgpack.Encoder()
+_msgpack_decoder = msgspec.msgpack.Decoder(WireMessage)
+_json_encoder = msgspec.json.Encoder()
+_json_decoder = msgspec.json.Decoder(WireMessage)
+
+
+def encode(message: WireMessage) -> bytes:
+    """Encode for the bus (msgpack)."""
+    return _msgpack_encoder.encode(message)
+
+
+def decode(payload: bytes) -> WireMessage:
+    """Decode a bus payload; raises :class:`WireDecodeError` on anything bad."""
+    try:
+        return _msgpack_decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise WireDecodeError(f"undecodable bus payload: {error}") from None
+
+
+def to_json(message: WireMessage) -> bytes:
+    """Encode as compact JSON (logs, files)."""
+    return _json_encoder.encode(message)
+
+
+def from_json(payload: bytes | str) -> WireMessage:
+    """Decode JSON written by :func:`to_json`; raises :class:`WireDecodeError`."""
+    try:
+        return _json_decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise WireDecodeError(f"undecodable JSON message: {error}") from None
+
+
+def utc_iso(ts_ns: int) -> str:
+    """The ``timestamp_utc`` string for a nanosecond timestamp."""
+    return ns_to_utc_iso(ts_ns)

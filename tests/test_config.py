@@ -1,0 +1,188 @@
+"""OrderFlowConfig: defaults, precedence, validation messages, secrets, schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.cli import SCHEMA_FILE, schema_document
+from shared.config import OrderFlowConfig, display_value, load_config, value_origins
+from shared.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_are_the_specs(clean_environment):
+    config = load_config()
+    assert config.large_order_size == 10_000
+    assert config.volume_spike_threshold == 3.0
+    assert config.red_burst_threshold == 4.0
+    assert config.alert_window_seconds == 120
+    assert config.data_source == "polygon"
+    assert config.monitoring_mode == "positions_only"
+    assert config.polygon_api_key is None
+    assert config.redis_url is None
+
+
+def test_environment_beats_file_beats_default(clean_environment, monkeypatch):
+    path = clean_environment / "config.json"
+    path.write_text(json.dumps({"large_order_size": 20_000, "alert_window_seconds": 90}))
+    monkeypatch.setenv("ORDER_FLOW_LARGE_ORDER_SIZE", "30000")
+    config = load_config(path)
+    assert config.large_order_size == 30_000  # environment
+    assert config.alert_window_seconds == 90  # file
+    assert config.volume_spike_threshold == 3.0  # default
+    origins = value_origins(path)
+    assert origins["large_order_size"] == "environment"
+    assert origins["alert_window_seconds"] == f"file {path}"
+    assert origins["volume_spike_threshold"] == "default"
+
+
+def test_default_file_location_is_config_order_flow_config_json(clean_environment):
+    (clean_environment / "config").mkdir()
+    (clean_environment / "config" / "order_flow_config.json").write_text('{"red_burst_threshold": 5.5}')
+    assert load_config().red_burst_threshold == 5.5
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("ORDER_FLOW_VOLUME_SPIKE_THRESHOLD", "20", "ORDER_FLOW_VOLUME_SPIKE_THRESHOLD=20 (environment) is invalid: allowed range 1.5 to 10.0"),
+        ("ORDER_FLOW_VOLUME_SPIKE_THRESHOLD", "1.4", "allowed range 1.5 to 10.0"),
+        ("ORDER_FLOW_LARGE_ORDER_SIZE", "1000", "ORDER_FLOW_LARGE_ORDER_SIZE=1000 (environment) is invalid: must be > 1000"),
+        ("ORDER_FLOW_LARGE_ORDER_SIZE", "lots", "valid integer"),
+        ("ORDER_FLOW_ALERT_WINDOW_SECONDS", "29", "allowed range 30 to 300"),
+        ("ORDER_FLOW_ALERT_WINDOW_SECONDS", "301", "allowed range 30 to 300"),
+        ("ORDER_FLOW_RED_BURST_THRESHOLD", "2.0", "red_burst_threshold (2.0) must be >= volume_spike_threshold (3.0)"),
+        ("ORDER_FLOW_QUOTE_SIZE_UNIT", "lots", "'shares' or 'round_lots'"),
+        ("ORDER_FLOW_DATA_SOURCE", "robinhood", "'polygon'"),
+    ],
+)
+def test_bad_values_name_variable_value_and_range(clean_environment, monkeypatch, variable, value, expected):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as raised:
+        load_config()
+    assert expected in str(raised.value)
+
+
+def test_boundaries_are_accepted(clean_environment, monkeypatch):
+    monkeypatch.setenv("ORDER_FLOW_LARGE_ORDER_SIZE", "1001")
+    monkeypatch.setenv("ORDER_FLOW_VOLUME_SPIKE_THRESHOLD", "10.0")
+    monkeypatch.setenv("ORDER_FLOW_RED_BURST_THRESHOLD", "10.0")
+    monkeypatch.setenv("ORDER_FLOW_ALERT_WINDOW_SECONDS", "30")
+    config = load_config()
+    assert (config.large_order_size, config.volume_spike_threshold, config.alert_window_seconds) == (1001, 10.0, 30)
+
+
+def test_bad_file_value_names_the_file(clean_environment):
+    path = clean_environment / "c.json"
+    path.write_text('{"alert_window_seconds": 5}')
+    with pytest.raises(ConfigError, match=rf"alert_window_seconds=5 \(file {path}\) is invalid: allowed range 30 to 300"):
+        load_config(path)
+
+
+def test_unknown_keys_are_rejected(clean_environment, monkeypatch):
+    path = clean_environment / "c.json"
+    path.write_text('{"large_order_sise": 20000}')
+    with pytest.raises(ConfigError, match="large_order_sise"):
+        load_config(path)
+    monkeypatch.setenv("ORDER_FLOW_LARGE_ORDER_SISE", "20000")
+    with pytest.raises(ConfigError, match="ORDER_FLOW_LARGE_ORDER_SISE"):
+        load_config()
+
+
+def test_api_key_in_the_file_is_refused(clean_environment):
+    path = clean_environment / "c.json"
+    path.write_text('{"polygon_api_key": "abc123"}')
+    with pytest.raises(ConfigError, match="secrets belong in the environment") as raised:
+        load_config(path)
+    assert "abc123" not in str(raised.value)
+
+
+def test_config_is_frozen(clean_environment):
+    config = load_config()
+    with pytest.raises(Exception):
+        config.large_order_size = 5  # type: ignore[misc]
+
+
+def test_secrets_are_masked_for_display(clean_environment, monkeypatch):
+    monkeypatch.setenv("POLYGON_API_KEY", "pk_live_SECRET123")
+    monkeypatch.setenv("REDIS_URL", "redis://bot:redispw99@127.0.0.1:6379/2")
+    config = load_config()
+    assert config.polygon_api_key.get_secret_value() == "pk_live_SECRET123"
+    assert display_value(config, "polygon_api_key") == "****** (set)"
+    assert display_value(config, "redis_url") == "redis://bot:***@127.0.0.1:6379/2"
+    assert set(config.secret_values()) == {"pk_live_SECRET123", "redispw99"}
+    assert "SECRET123" not in repr(config) and "redispw99" not in repr(config)
+
+
+def test_committed_schema_is_current():
+    committed = (REPO / SCHEMA_FILE).read_text(encoding="utf-8")
+    assert committed == schema_document(), "config/config.schema.json is stale: run `orderflow config schema --write`"
+    schema = json.loads(committed)
+    assert schema["additionalProperties"] is False
+    assert "polygon_api_key" not in schema["properties"]
+    assert schema["properties"]["volume_spike_threshold"]["maximum"] == 10.0
+    assert set(schema["properties"]) == set(OrderFlowConfig.model_fields) - {"polygon_api_key"}
+
+
+def _orderflow(*arguments: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *arguments], capture_output=True, text=True, env=env, cwd=cwd,
+        timeout=60,
+    )
+
+
+def _environment(**extra: str) -> dict[str, str]:
+    import os
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ORDER_FLOW_") and k not in ("POLYGON_API_KEY", "REDIS_URL")}
+    base["PYTHONPATH"] = str(REPO)
+    base["COLUMNS"] = "200"
+    return {**base, **extra}
+
+
+def test_cli_config_show_works_with_no_environment(tmp_path):
+    result = _orderflow("config", "show", "--json", env=_environment(), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["large_order_size"] == {"variable": "ORDER_FLOW_LARGE_ORDER_SIZE", "value": "10000", "origin": "default"}
+    assert shown["redis_url"]["value"] == "(unset: embedded bus)"
+
+
+def test_cli_masks_secrets_and_reports_origins(tmp_path):
+    env = _environment(POLYGON_API_KEY="pk_SECRET_987", REDIS_URL="redis://u:pw_SECRET_654@h:6379/0", ORDER_FLOW_LARGE_ORDER_SIZE="25000")
+    result = _orderflow("config", "show", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "pk_SECRET_987" not in result.stdout + result.stderr
+    assert "pw_SECRET_654" not in result.stdout + result.stderr
+    assert "25000" in result.stdout and "environment" in result.stdout
+
+
+def test_cli_invalid_threshold_fails_fast(tmp_path):
+    env = _environment(ORDER_FLOW_VOLUME_SPIKE_THRESHOLD="20", REDIS_URL="redis://127.0.0.1:1/0")
+    result = _orderflow("config", "show", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "ORDER_FLOW_VOLUME_SPIKE_THRESHOLD=20 (environment) is invalid: allowed range 1.5 to 10.0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_schema_check_detects_staleness(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.schema.json").write_text("{}")
+    result = _orderflow("config", "schema", "--check", env=_environment(), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "stale" in result.stderr
+    assert _orderflow("config", "schema", "--write", env=_environment(), cwd=tmp_path).returncode == 0
+    assert _orderflow("config", "schema", "--check", env=_environment(), cwd=tmp_path).returncode == 0
+
+
+def test_cli_help_everywhere(tmp_path):
+    for arguments in ([], ["config"], ["config", "show"], ["config", "schema"], ["version"]):
+        result = _orderflow(*arguments, "--help", env=_environment(), cwd=tmp_path)
+        assert result.returncode == 0, (arguments, result.stderr)
+        assert "Usage" in result.stdout

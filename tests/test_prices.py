@@ -1,0 +1,47 @@
+"""Exact prices and nanosecond timestamps."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.prices import PRICE_SCALE, format_price, price_from_float, price_from_scaled, price_from_text
+from shared.timestamps import ms_to_ns, ns_to_utc_iso
+
+
+def test_float_prices_convert_exactly():
+    assert price_from_float(187.43) == 187_430_000_000
+    assert price_from_float(0.0001) == 100_000
+    assert price_from_float(129.9999) == 129_999_900_000
+
+
+def test_text_and_scaled_prices():
+    assert price_from_text("187.43") == 187_430_000_000
+    assert price_from_scaled(2_239_500, 10_000) == 223_950_000_000  # LOBSTER $223.95
+    with pytest.raises(ValueError):
+        price_from_text("abc")
+    with pytest.raises(ValueError):
+        price_from_text("NaN")
+    with pytest.raises(ValueError):
+        price_from_scaled(1, 7)
+
+
+@given(st.decimals(min_value=Decimal("0.000000001"), max_value=Decimal("9000000"), places=9, allow_nan=False))
+def test_text_round_trips_through_format(value):
+    price = price_from_text(str(value))
+    assert Decimal(format_price(price)) == value
+
+
+@given(st.integers(min_value=1, max_value=9_000_000 * 10_000))
+def test_four_decimal_floats_are_exact(ten_thousandths):
+    dollars = ten_thousandths / 10_000
+    assert price_from_float(dollars) == ten_thousandths * (PRICE_SCALE // 10_000)
+
+
+def test_timestamps():
+    assert ns_to_utc_iso(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123456789Z"
+    assert ms_to_ns(1_700_000_000_123) == 1_700_000_000_123_000_000
+    assert format_price(-1_500_000_000) == "-1.50"
