@@ -13,8 +13,10 @@ Layout (design.md §5; prefix ``orderflow`` by default):
 ``orderflow:positions``         position registry (hash)
 =============================== ================================================
 
-An entry is ``{"type": <wire tag>, "data": <msgpack payload>}``: the tag lets an
-operator read a stream with ``redis-cli XRANGE`` without decoding.
+An entry has one field: its name is the message type (``trade``, ``quote``,
+``book``, ``status``, ``alert``, ``exit``) and its value the msgpack payload,
+so ``redis-cli XRANGE`` shows what each entry is without decoding, at no
+cost on the read path (a second header field cost 25% of consume speed).
 
 Connection errors are retried by redis-py with exponential backoff and
 jitter; when the retries run out a :class:`BusUnavailableError` carries what
@@ -43,16 +45,13 @@ from shared.config import mask_url
 from shared.errors import BusUnavailableError, ConsumerGroupMissingError
 from shared.wire import WireMessage, encode
 
-TYPE_FIELD = b"type"
-DATA_FIELD = b"data"
-
 # Appends a batch to one stream in a single round trip: ARGV = max length,
-# then (type tag, payload) pairs. One reply per stream instead of one per
+# then (type tag, payload) pairs; the tag is the entry's one field name. One reply per stream instead of one per
 # entry is what lets a Python publisher pass 150,000 entries/s.
 _APPEND_BATCH_LUA = """
 local ids = {}
 for i = 2, #ARGV, 2 do
-  ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'type', ARGV[i], 'data', ARGV[i + 1])
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[i], ARGV[i + 1])
 end
 return ids
 """
@@ -129,8 +128,13 @@ class _CountingRetry(Retry):
     """redis-py's retry with exponential backoff and jitter, counted in metrics."""
 
     async def call_with_retry(self, do, fail, *args: Any, **kwargs: Any):  # type: ignore[override]
+        failures = 0
+
         async def counted_fail(error: Exception, *rest: Any) -> Any:
-            metrics.BUS_RETRIES.inc()
+            nonlocal failures
+            failures += 1
+            if failures <= self._retries:  # the last failure is not followed by a retry
+                metrics.BUS_RETRIES.inc()
             return await fail(error, *rest)
 
         return await super().call_with_retry(do, counted_fail, *args, **kwargs)
@@ -356,7 +360,7 @@ def _stream_entries(stream: str, response: list) -> Iterable[BusEntry]:
     for entry_id, fields in response:
         if fields is None:  # trimmed while pending (Redis < 7 reports it so)
             continue
-        yield BusEntry(stream, entry_id, fields.get(DATA_FIELD, b""))
+        yield BusEntry(stream, entry_id, next(iter(fields.values()), b""))
 
 
 def _raw_reply(response: Any, **_options: Any) -> Any:
@@ -364,7 +368,7 @@ def _raw_reply(response: Any, **_options: Any) -> Any:
 
 
 def _entries(response: dict | list | None) -> list[BusEntry]:
-    """Flatten a raw XREADGROUP reply: ``{stream: [[id, [field, value, …]], …]}``
+    """Flatten a raw XREADGROUP reply: ``{stream: [[id, [type, payload]], …]}``
     (RESP3 map) or ``[[stream, [...]], …]`` (RESP2)."""
     if not response:
         return []
@@ -375,13 +379,6 @@ def _entries(response: dict | list | None) -> list[BusEntry]:
         for entry_id, fields in stream_entries:
             if not fields:  # trimmed while pending
                 continue
-            payload = fields[3] if len(fields) == 4 and fields[2] == DATA_FIELD else _field(fields, DATA_FIELD)
-            append(BusEntry(name, entry_id, payload))
+            append(BusEntry(name, entry_id, fields[1]))
     return entries
 
-
-def _field(fields: list, name: bytes) -> bytes:
-    for index in range(0, len(fields) - 1, 2):
-        if fields[index] == name:
-            return fields[index + 1]
-    return b""

@@ -186,3 +186,11 @@ def test_cli_help_everywhere(tmp_path):
         result = _orderflow(*arguments, "--help", env=_environment(), cwd=tmp_path)
         assert result.returncode == 0, (arguments, result.stderr)
         assert "Usage" in result.stdout
+
+
+def test_readme_documents_every_setting():
+    from shared.config import environment_name
+
+    readme = (REPO / "README.md").read_text()
+    for name in OrderFlowConfig.model_fields:
+        assert f"| `{environment_name(name)}` |" in readme, f"README does not document {environment_name(name)}"

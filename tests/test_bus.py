@@ -1,0 +1,222 @@
+"""Bus integration tests on a real Redis server (and the embedded mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shared import metrics
+from shared.bus import Bus
+from shared.errors import BusUnavailableError, ConsumerGroupMissingError
+from shared.wire import Trade, decode, encode
+from tests.redis_server import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.redis
+
+
+def make_trades(count: int, symbol: str = "AAPL", start: int = 0) -> list[Trade]:
+    return [
+        Trade(symbol=symbol, ts_event=1_700_000_000_000_000_000 + i, ts_recv=1_700_000_000_000_000_000 + i,
+              price=187_430_000_000 + i, size=100, exchange=4, trade_id=str(i))
+        for i in range(start, start + count)
+    ]
+
+
+async def publish_all(bus: Bus, stream: str, trades: list[Trade], batch: int = 1000) -> None:
+    for index in range(0, len(trades), batch):
+        await bus.publish([(stream, trade) for trade in trades[index:index + batch]])
+
+
+async def test_publish_read_ack_round_trip(redis_url, key_prefix):
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        stream = bus.keys.market("AAPL")
+        assert stream == f"{key_prefix}:md:{{AAPL}}"
+        trades = make_trades(10)
+        ids = await bus.publish([(stream, trade) for trade in trades])
+        assert len(ids) == 10 and ids == sorted(ids)
+        assert await bus.ensure_group(stream, "detector") is True
+        assert await bus.ensure_group(stream, "detector") is False  # idempotent
+        entries = await bus.read_group("detector", "c1", [stream], count=100, block_ms=100)
+        assert [decode(entry.payload) for entry in entries] == trades
+        assert [entry.entry_id.decode() for entry in entries] == ids
+        assert await bus.pending_count(stream, "detector") == 10
+        assert await bus.ack(stream, "detector", [entry.entry_id for entry in entries]) == 10
+        assert await bus.pending_count(stream, "detector") == 0
+        assert await bus.read_group("detector", "c1", [stream], block_ms=50) == []
+        raw = await bus.client.xrange(stream, count=1)
+        assert list(raw[0][1]) == [b"trade"]  # the field name tells the type in redis-cli
+
+
+async def test_publish_keeps_order_across_interleaved_streams(redis_url, key_prefix):
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        a, b = bus.keys.market("AAA"), bus.keys.market("BBB")
+        trades_a, trades_b = make_trades(6, "AAA"), make_trades(6, "BBB")
+        mixed = [(a, trades_a[0]), (a, trades_a[1]), (b, trades_b[0]), (a, trades_a[2]), (b, trades_b[1]), (b, trades_b[2])]
+        ids = await bus.publish(mixed)
+        assert len(ids) == 6
+        assert [decode(e.payload) for e in await bus.read_range(a)] == trades_a[:3]
+        assert [decode(e.payload) for e in await bus.read_range(b)] == trades_b[:3]
+
+
+async def test_streams_are_trimmed(redis_url, key_prefix):
+    async with await Bus.connect(redis_url, prefix=key_prefix, stream_max_length=1000) as bus:
+        stream = bus.keys.market("AAPL")
+        await publish_all(bus, stream, make_trades(10_000), batch=500)
+        length = await bus.client.xlen(stream)
+        assert 1000 <= length < 2000
+
+
+CONSUMER_THAT_DIES = """
+import asyncio, sys
+from shared.bus import Bus
+from shared.wire import decode
+async def main(url, prefix, stream):
+    bus = await Bus.connect(url, prefix=prefix)
+    entries = await bus.read_group("detector", "victim", [stream], count=5000, block_ms=2000)
+    for entry in entries[:2500]:   # processes half of its batch, acks nothing
+        await bus.client.sadd(prefix + ":processed", decode(entry.payload).trade_id)
+    print(len(entries), flush=True)
+    await asyncio.sleep(3600)
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_100k_events_with_a_killed_consumer_none_lost_none_twice(redis_url, key_prefix):
+    total = 100_000
+    async with await Bus.connect(redis_url, prefix=key_prefix, stream_max_length=1_000_000) as bus:
+        stream = bus.keys.market("AAPL")
+        await bus.ensure_group(stream, "detector")
+        await publish_all(bus, stream, make_trades(total))
+        assert await bus.client.xlen(stream) == total
+
+        victim = subprocess.Popen(
+            [sys.executable, "-c", CONSUMER_THAT_DIES, redis_url, key_prefix, stream],
+            stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        taken = int(victim.stdout.readline())
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        assert taken == 5000
+        assert await bus.pending_count(stream, "detector") == 5000
+
+        processed_key = f"{key_prefix}:processed"
+        processed = skipped = 0
+
+        async def handle(entries):
+            nonlocal processed, skipped
+            for entry in entries:
+                trade = decode(entry.payload)
+                # deduplicate: a redelivered event that was already processed is skipped
+                if await bus.client.sadd(processed_key, trade.trade_id):
+                    processed += 1
+                else:
+                    skipped += 1
+            await bus.ack(stream, "detector", [entry.entry_id for entry in entries])
+
+        while entries := await bus.read_group("detector", "survivor", [stream], count=2000, block_ms=100):
+            await handle(entries)
+        reclaimed, deleted = await bus.reclaim(stream, "detector", "survivor", min_idle_ms=0)
+        assert len(reclaimed) == 5000 and deleted == []
+        await handle(reclaimed)
+
+        assert processed + 2500 == total  # the victim processed 2500 before it died
+        assert skipped == 2500  # its processed-but-unacked entries were not processed twice
+        assert await bus.client.scard(processed_key) == total
+        assert await bus.pending_count(stream, "detector") == 0
+
+
+async def test_reclaim_reports_entries_trimmed_while_pending(redis_url, key_prefix):
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        stream = bus.keys.market("AAPL")
+        await bus.ensure_group(stream, "detector")
+        await publish_all(bus, stream, make_trades(10))
+        await bus.read_group("detector", "gone", [stream], count=10, block_ms=100)
+        await bus.client.xtrim(stream, maxlen=4, approximate=False)
+        reclaimed, deleted = await bus.reclaim(stream, "detector", "survivor", min_idle_ms=0)
+        assert len(reclaimed) == 4
+        assert len(deleted) == 6
+
+
+async def test_deleted_group_gives_a_typed_error(redis_url, key_prefix):
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        stream = bus.keys.market("AAPL")
+        await bus.ensure_group(stream, "detector")
+        await bus.client.xgroup_destroy(stream, "detector")
+        with pytest.raises(ConsumerGroupMissingError):
+            await bus.read_group("detector", "c1", [stream], block_ms=10)
+
+
+async def test_group_lag_counts_undelivered_entries(redis_url, key_prefix):
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        stream = bus.keys.market("AAPL")
+        await bus.ensure_group(stream, "detector")
+        await publish_all(bus, stream, make_trades(30))
+        await bus.read_group("detector", "c1", [stream], count=10, block_ms=10)
+        assert await bus.group_lag(stream, "detector") == 20
+
+
+async def test_channel_publish_reaches_a_subscriber(redis_url, key_prefix):
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        pubsub = bus.client.pubsub()
+        await pubsub.subscribe(bus.keys.exit_channel)
+        await pubsub.get_message(timeout=1)  # subscribe confirmation
+        trade = make_trades(1)[0]
+        assert await bus.publish_channel(bus.keys.exit_channel, trade) == 1
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
+        assert decode(message["data"]) == trade
+        await pubsub.aclose()
+
+
+async def test_unreachable_redis_retries_with_backoff_then_raises_typed_error():
+    url = f"redis://:topsecretpw@127.0.0.1:{free_port()}/0"
+    retries_before = metrics.BUS_RETRIES._value.get()
+    started = time.monotonic()
+    with pytest.raises(BusUnavailableError) as raised:
+        await Bus.connect(url, retries=3, backoff_base_seconds=0.05, backoff_cap_seconds=0.2)
+    assert time.monotonic() - started < 5
+    assert metrics.BUS_RETRIES._value.get() - retries_before == 3
+    assert "topsecretpw" not in str(raised.value)
+    assert "unavailable during ping" in str(raised.value)
+
+
+async def test_redis_restart_loses_nothing(private_redis):
+    bus = await Bus.connect(private_redis.url, retries=2, backoff_base_seconds=0.01, backoff_cap_seconds=0.05)
+    stream = bus.keys.market("AAPL")
+    first, second = make_trades(100), make_trades(100, start=100)
+    await bus.publish([(stream, trade) for trade in first])
+    private_redis.stop()
+    batch = [(stream, trade) for trade in second]
+    with pytest.raises(BusUnavailableError) as raised:
+        await bus.publish(batch)
+    unpublished = raised.value.unpublished
+    assert [(s, payload) for s, _tag, payload in unpublished] == [(s, encode(t)) for s, t in batch]
+    private_redis.start()  # same port, empty (no persistence): publish again what was kept
+    await bus.publish_encoded(unpublished)
+    assert [decode(e.payload) for e in await bus.read_range(stream)] == second
+    await bus.close()
+
+
+async def test_embedded_mode_is_shared_in_process():
+    producer = await Bus.connect(None, prefix="embedded-test")
+    consumer = await Bus.connect(None, prefix="embedded-test")
+    assert producer.embedded and "embedded" in producer.description
+    stream = producer.keys.market("MSFT")
+    await consumer.ensure_group(stream, "detector")
+    trades = make_trades(50, "MSFT")
+    await producer.publish([(stream, trade) for trade in trades])
+    entries = await consumer.read_group("detector", "c1", [stream], count=100, block_ms=100)
+    assert [decode(entry.payload) for entry in entries] == trades
+    assert await consumer.ack(stream, "detector", [entry.entry_id for entry in entries]) == 50
+    reclaimed, _ = await consumer.reclaim(stream, "detector", "c2", min_idle_ms=0)
+    assert reclaimed == []
+    await producer.client.delete(stream)
+    await producer.close()
+    await consumer.close()

@@ -1,0 +1,53 @@
+"""Metrics: one module, Prometheus naming, served over HTTP."""
+
+from __future__ import annotations
+
+import urllib.request
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from shared import metrics
+from tests.redis_server import free_port
+
+
+
+def _defined():
+    return {
+        value._name: value
+        for value in vars(metrics).values()
+        if isinstance(value, (Counter, Gauge, Histogram))
+    }
+
+
+def test_names_follow_prometheus_conventions():
+    defined = _defined()
+    assert len(defined) >= 20
+    for name, metric in defined.items():
+        assert name.startswith("orderflow_"), name
+        if isinstance(metric, Histogram):
+            assert name.endswith("_seconds"), name
+    counters = [m for m in defined.values() if isinstance(m, Counter)]
+    # prometheus_client strips _total from the stored name and adds it back when exposing
+    assert all(not c._name.endswith("_total_total") for c in counters)
+
+
+def test_metrics_are_served_over_http():
+    port = free_port()
+    server = metrics.serve_metrics(port)
+    try:
+        metrics.ALERTS.labels(alert_type="large_seller", severity="warning").inc()
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        server.shutdown()
+    assert 'orderflow_alerts_total{alert_type="large_seller",severity="warning"}' in body
+    assert "orderflow_alert_latency_seconds_bucket" in body
+    assert "orderflow_feed_connected" in body
+
+
+def test_readme_lists_every_metric():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name, metric in _defined().items():
+        exposed = f"{name}_total" if isinstance(metric, Counter) else name
+        assert f"`{exposed}`" in readme, f"README does not list {exposed}"
