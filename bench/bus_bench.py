@@ -25,7 +25,7 @@ from shared.wire import Trade, decode
 def trades(count: int) -> list[Trade]:
     base = 1_700_000_000_000_000_000
     return [
-        Trade(symbol="AAPL", ts_event=base + i * 1000, ts_recv=base + i * 1000 + 500, price=187_430_000_000 + (i % 50) * 10_000_000,
+        Trade(symbol="AAPL", ts_event=base + i * 1000, ts_recv=base + i * 1000 + 500, ts_arrival=base + i * 1000 + 500, price=187_430_000_000 + (i % 50) * 10_000_000,
               size=100 + i % 400, exchange=4 + i % 10, trade_id=str(71675577320245 + i), conditions=(12, 37), sequence=i, tape=3)
         for i in range(count)
     ]

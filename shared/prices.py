@@ -13,10 +13,17 @@ PRICE_SCALE = 1_000_000_000
 """Nano-dollars per dollar."""
 
 
+EXACT_FLOAT_LIMIT = 2**23
+"""Below this many dollars a float is within half a nano-dollar of the decimal
+it was printed from, so :func:`price_from_float` recovers it exactly."""
+
+
 def price_from_float(dollars: float) -> int:
-    """From a vendor float. Rounds to the nearest nano-dollar, which is exact
-    for every price with at most 9 decimals below $9,000,000."""
-    return round(dollars * PRICE_SCALE)
+    """From a vendor float (Polygon JSON). Exact for every price below
+    ``EXACT_FLOAT_LIMIT`` ($8,388,608) with at most 9 decimals: the whole
+    dollars convert exactly and only the fraction is rounded."""
+    whole = int(dollars)
+    return whole * PRICE_SCALE + round((dollars - whole) * PRICE_SCALE)
 
 
 def price_from_text(text: str) -> int:

@@ -4,8 +4,12 @@ Every struct is a frozen msgspec struct with a tag, so one decoder reads any
 of them. Conventions that every part of orderflow relies on:
 
 * Timestamps are integer **nanoseconds since the Unix epoch, UTC**.
-  ``ts_event`` is the venue/SIP time of the event, ``ts_recv`` the moment
-  ingest received it (for replays: the moment replay published it).
+  ``ts_event`` is the venue/SIP time of the event; ``ts_recv`` the wall-clock
+  moment ingest published it (live: socket receive; replay: publish), used
+  for latency; ``ts_arrival`` the receive time on the *source's* clock (live:
+  socket receive; a capture: the recorded receive time; files without
+  receive times: ``ts_event``). Freshness is ``ts_arrival - ts_event``, so a
+  replay judges staleness exactly as the live session did.
 * Prices are exact integers in **nano-dollars** (``PRICE_SCALE`` = 1e9 per
   dollar), so comparisons at the bid/ask never touch floats. $187.43 is
   ``187_430_000_000``. See :mod:`shared.prices`.
@@ -15,7 +19,8 @@ On the bus the payload is msgpack; in logs and files it is JSON. A sample
 trade as JSON::
 
     {"type":"trade","symbol":"AAPL","ts_event":1700000000123000000,
-     "ts_recv":1700000000125000000,"price":187430000000,"size":200,
+     "ts_recv":1700000000125000000,"ts_arrival":1700000000125000000,
+     "price":187430000000,"size":200,
      "exchange":4,"trade_id":"71675577320245","side":"sell",
      "side_source":"quote", ...}
 """
@@ -51,6 +56,7 @@ class Trade(msgspec.Struct, frozen=True, tag="trade", kw_only=True):
     symbol: str
     ts_event: int
     ts_recv: int
+    ts_arrival: int
     price: int
     size: int
     exchange: int = 0
@@ -76,6 +82,7 @@ class Quote(msgspec.Struct, frozen=True, tag="quote", kw_only=True):
     symbol: str
     ts_event: int
     ts_recv: int
+    ts_arrival: int
     bid_price: int
     bid_size: int
     ask_price: int
@@ -97,6 +104,7 @@ class BookUpdate(msgspec.Struct, frozen=True, tag="book", kw_only=True):
     symbol: str
     ts_event: int
     ts_recv: int
+    ts_arrival: int
     bids: tuple[tuple[int, int], ...] = ()
     asks: tuple[tuple[int, int], ...] = ()
     venue: str = ""

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.redis
 
 def make_trades(count: int, symbol: str = "AAPL", start: int = 0) -> list[Trade]:
     return [
-        Trade(symbol=symbol, ts_event=1_700_000_000_000_000_000 + i, ts_recv=1_700_000_000_000_000_000 + i,
+        Trade(symbol=symbol, ts_event=1_700_000_000_000_000_000 + i, ts_recv=1_700_000_000_000_000_000 + i, ts_arrival=1_700_000_000_000_000_000 + i,
               price=187_430_000_000 + i, size=100, exchange=4, trade_id=str(i))
         for i in range(start, start + count)
     ]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.prices import PRICE_SCALE, format_price, price_from_float, price_from_scaled, price_from_text
+from shared.prices import EXACT_FLOAT_LIMIT, PRICE_SCALE, format_price, price_from_float, price_from_scaled, price_from_text
 from shared.timestamps import ms_to_ns, ns_to_utc_iso
 
 
@@ -35,10 +35,10 @@ def test_text_round_trips_through_format(value):
     assert Decimal(format_price(price)) == value
 
 
-@given(st.integers(min_value=1, max_value=9_000_000 * 10_000))
-def test_four_decimal_floats_are_exact(ten_thousandths):
-    dollars = ten_thousandths / 10_000
-    assert price_from_float(dollars) == ten_thousandths * (PRICE_SCALE // 10_000)
+@given(st.integers(min_value=-(EXACT_FLOAT_LIMIT * PRICE_SCALE - 1), max_value=EXACT_FLOAT_LIMIT * PRICE_SCALE - 1))
+def test_floats_below_the_limit_are_exact_to_the_nano_dollar(nanos):
+    dollars = float(Decimal(nanos) / PRICE_SCALE)  # the float a vendor prints for that decimal
+    assert price_from_float(dollars) == nanos
 
 
 def test_timestamps():

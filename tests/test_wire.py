@@ -35,18 +35,18 @@ levels = st.lists(st.tuples(prices, sizes), max_size=10).map(tuple)
 
 trades = st.builds(
     Trade,
-    symbol=symbols, ts_event=nanos, ts_recv=nanos, price=prices, size=sizes, exchange=small_ints,
+    symbol=symbols, ts_event=nanos, ts_recv=nanos, ts_arrival=nanos, price=prices, size=sizes, exchange=small_ints,
     trade_id=st.text(max_size=20), trf_id=small_ints, conditions=st.lists(small_ints, max_size=4).map(tuple),
     sequence=small_ints, tape=small_ints, correction=small_ints,
     side=st.sampled_from(["buy", "sell", "unknown"]), side_source=st.sampled_from(["feed", "quote", "tick", "none"]),
     backfilled=st.booleans(),
 )
 quotes = st.builds(
-    Quote, symbol=symbols, ts_event=nanos, ts_recv=nanos, bid_price=prices, bid_size=sizes, ask_price=prices,
+    Quote, symbol=symbols, ts_event=nanos, ts_recv=nanos, ts_arrival=nanos, bid_price=prices, bid_size=sizes, ask_price=prices,
     ask_size=sizes, bid_exchange=small_ints, ask_exchange=small_ints,
     conditions=st.lists(small_ints, max_size=4).map(tuple), sequence=small_ints, tape=small_ints,
 )
-books = st.builds(BookUpdate, symbol=symbols, ts_event=nanos, ts_recv=nanos, bids=levels, asks=levels, venue=st.text(max_size=8))
+books = st.builds(BookUpdate, symbol=symbols, ts_event=nanos, ts_recv=nanos, ts_arrival=nanos, bids=levels, asks=levels, venue=st.text(max_size=8))
 statuses = st.builds(
     FeedStatus, source=st.text(max_size=10),
     state=st.sampled_from(["connected", "disconnected", "gap", "auth_failed", "watchdog_silence", "trading_halted",
@@ -109,7 +109,7 @@ def test_missing_required_field_is_a_typed_error():
 
 def test_wrong_field_type_is_a_typed_error():
     payload = msgspec.msgpack.encode(
-        {"type": "quote", "symbol": "AAPL", "ts_event": 1, "ts_recv": 1, "bid_price": 1.5,
+        {"type": "quote", "symbol": "AAPL", "ts_event": 1, "ts_recv": 1, "ts_arrival": 1, "bid_price": 1.5,
          "bid_size": 1, "ask_price": 2, "ask_size": 1}
     )
     with pytest.raises(WireDecodeError):
@@ -117,21 +117,21 @@ def test_wrong_field_type_is_a_typed_error():
 
 
 def test_structs_are_frozen():
-    trade = Trade(symbol="AAPL", ts_event=1, ts_recv=2, price=1, size=1)
+    trade = Trade(symbol="AAPL", ts_event=1, ts_recv=2, ts_arrival=2, price=1, size=1)
     with pytest.raises(AttributeError):
         trade.price = 2  # type: ignore[misc]
 
 
 def test_json_is_compact_and_tagged():
-    trade = Trade(symbol="AAPL", ts_event=1, ts_recv=2, price=187_430_000_000, size=100)
+    trade = Trade(symbol="AAPL", ts_event=1, ts_recv=2, ts_arrival=2, price=187_430_000_000, size=100)
     text = to_json(trade).decode()
     assert text.startswith('{"type":"trade","symbol":"AAPL"')
     assert '"price":187430000000' in text
 
 
 def test_duplicate_prints_share_a_dedup_key_and_others_do_not():
-    first = Trade(symbol="AAPL", ts_event=1, ts_recv=2, price=1, size=1, exchange=4, trade_id="7", trf_id=201)
-    again = Trade(symbol="AAPL", ts_event=1, ts_recv=9, price=1, size=1, exchange=4, trade_id="7", trf_id=201)
-    other_venue = Trade(symbol="AAPL", ts_event=1, ts_recv=2, price=1, size=1, exchange=11, trade_id="7", trf_id=201)
+    first = Trade(symbol="AAPL", ts_event=1, ts_recv=2, ts_arrival=2, price=1, size=1, exchange=4, trade_id="7", trf_id=201)
+    again = Trade(symbol="AAPL", ts_event=1, ts_recv=9, ts_arrival=9, price=1, size=1, exchange=4, trade_id="7", trf_id=201)
+    other_venue = Trade(symbol="AAPL", ts_event=1, ts_recv=2, ts_arrival=2, price=1, size=1, exchange=11, trade_id="7", trf_id=201)
     assert first.dedup_key == again.dedup_key
     assert first.dedup_key != other_venue.dedup_key
