@@ -27,21 +27,52 @@ def price_from_float(dollars: float) -> int:
 
 
 def price_from_text(text: str) -> int:
-    """From a decimal string such as ``"187.43"``; raises ValueError if not a number."""
+    """From a decimal string such as ``"187.43"``; raises ValueError if not a number.
+
+    Plain decimals (digits, one optional dot, optional sign) take a fast
+    integer path; anything else (exponents) goes through ``Decimal``.
+    """
+    whole, _, fraction = text.partition(".")
+    digits = whole.lstrip("-+")
+    if digits.isdigit() and len(fraction) <= 9 and (not fraction or fraction.isdigit()) and len(whole) - len(digits) <= 1:
+        value = int(digits) * PRICE_SCALE + (int(fraction.ljust(9, "0")) if fraction else 0)
+        return checked_price(-value if whole.startswith("-") else value)
     try:
         value = Decimal(text)
     except InvalidOperation:
         raise ValueError(f"not a price: {text!r}") from None
     if not value.is_finite():
         raise ValueError(f"not a price: {text!r}")
-    return int((value * PRICE_SCALE).to_integral_value())
+    return checked_price(int((value * PRICE_SCALE).to_integral_value()))
+
+
+MAX_PRICE = EXACT_FLOAT_LIMIT * PRICE_SCALE
+"""Largest price magnitude orderflow carries (nano-dollars, exclusive)."""
+
+MAX_SIZE = 2**53
+"""Largest size in shares orderflow carries (exclusive)."""
+
+
+def checked_price(price: int) -> int:
+    """``price`` if it is within ±MAX_PRICE, else ValueError."""
+    if not -MAX_PRICE < price < MAX_PRICE:
+        raise ValueError(f"price out of range: {price} nano-dollars")
+    return price
+
+
+def size_from_text(text: str) -> int:
+    """Whole shares from ``"200"`` or ``"200.0"``; ValueError when not a size."""
+    size = int(text) if text.isdigit() else int(float(text))
+    if not 0 <= size < MAX_SIZE:
+        raise ValueError(f"size out of range: {text!r}")
+    return size
 
 
 def price_from_scaled(value: int, scale: int) -> int:
     """From an integer in 1/scale dollars, e.g. LOBSTER's ``price`` with scale 10,000."""
     if PRICE_SCALE % scale:
         raise ValueError(f"scale {scale} does not divide {PRICE_SCALE}")
-    return value * (PRICE_SCALE // scale)
+    return checked_price(value * (PRICE_SCALE // scale))
 
 
 def price_to_float(price: int) -> float:

@@ -29,7 +29,7 @@ def test_text_and_scaled_prices():
         price_from_scaled(1, 7)
 
 
-@given(st.decimals(min_value=Decimal("0.000000001"), max_value=Decimal("9000000"), places=9, allow_nan=False))
+@given(st.decimals(min_value=Decimal("0.000000001"), max_value=Decimal("8388607.999999999"), places=9, allow_nan=False))
 def test_text_round_trips_through_format(value):
     price = price_from_text(str(value))
     assert Decimal(format_price(price)) == value
@@ -45,3 +45,17 @@ def test_timestamps():
     assert ns_to_utc_iso(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123456789Z"
     assert ms_to_ns(1_700_000_000_123) == 1_700_000_000_123_000_000
     assert format_price(-1_500_000_000) == "-1.50"
+
+
+def test_out_of_range_values_are_refused_at_the_boundary():
+    from shared.prices import size_from_text
+
+    with pytest.raises(ValueError, match="out of range"):
+        price_from_text("1e300")
+    with pytest.raises(ValueError, match="out of range"):
+        price_from_text("9000000.00")
+    with pytest.raises(ValueError, match="out of range"):
+        size_from_text("1e300")
+    with pytest.raises(ValueError):
+        size_from_text("-5")
+    assert size_from_text("200") == 200 and size_from_text("200.0") == 200

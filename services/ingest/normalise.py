@@ -1,0 +1,82 @@
+"""The last step before the bus: deduplicate prints and give every trade a side.
+
+One :class:`Normaliser` serves any number of symbols (one classifier each)
+and is a pure state machine over events, so live ingest, replay and the
+offline ``analyze`` produce identical streams from identical input.
+
+* Exact duplicate prints — same ``(symbol, exchange, trade_id, trf_id)`` —
+  are dropped (design.md §2: they happen); the key is remembered for the
+  last ``dedup_capacity`` prints of each symbol.
+* Quotes and book updates move the classifier's NBBO; trades are classified
+  (:mod:`services.ingest.classify`). Only prints that can be aggressive
+  (per :mod:`shared.conditions`) move the tick test's last price, so an
+  average-price or late print never fakes an uptick.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from services.ingest.classify import Method, QuoteTiming, SideClassifier
+from shared.conditions import ConditionTable
+from shared.wire import BookUpdate, MarketEvent, Quote, Trade
+
+
+@dataclass
+class _SymbolState:
+    classifier: SideClassifier
+    seen: set[tuple] = field(default_factory=set)
+    order: deque = field(default_factory=deque)
+
+
+class Normaliser:
+    """Dedup + side classification for a stream of market events."""
+
+    def __init__(
+        self,
+        conditions: ConditionTable | None = None,
+        *,
+        method: Method = "lee_ready",
+        timing: QuoteTiming = "strict",
+        dedup_capacity: int = 100_000,
+    ) -> None:
+        self.conditions = conditions or ConditionTable.bundled()
+        self.method = method
+        self.timing = timing
+        self.dedup_capacity = dedup_capacity
+        self.duplicates = 0
+        self._symbols: dict[str, _SymbolState] = {}
+
+    def _moves_last_price(self, trade: Trade) -> bool:
+        return self.conditions.classify(trade.conditions, trade.correction).aggressive
+
+    def _state(self, symbol: str) -> _SymbolState:
+        state = self._symbols.get(symbol)
+        if state is None:
+            classifier = SideClassifier(self.method, self.timing, self._moves_last_price)
+            state = self._symbols[symbol] = _SymbolState(classifier)
+        return state
+
+    def process(self, event: MarketEvent) -> MarketEvent | None:
+        """The event ready for the bus, or None for a duplicate print."""
+        kind = type(event)
+        if kind is Trade:
+            state = self._state(event.symbol)
+            if event.trade_id:
+                key = (event.exchange, event.trade_id, event.trf_id)
+                if key in state.seen:
+                    self.duplicates += 1
+                    return None
+                state.seen.add(key)
+                state.order.append(key)
+                if len(state.order) > self.dedup_capacity:
+                    state.seen.discard(state.order.popleft())
+            return state.classifier.classify(event)
+        if kind is Quote or kind is BookUpdate:
+            self._state(event.symbol).classifier.on_event(event)
+        return event
+
+    def forget(self, symbol: str) -> None:
+        """Drop a symbol's state (position closed)."""
+        self._symbols.pop(symbol, None)

@@ -1,0 +1,71 @@
+"""Every offline source behind one call: format name + files → events in order.
+
+``read_events("lobster", [Path("AMZN.zip")])`` yields normalised market
+events (not yet deduplicated or classified: see
+:mod:`services.ingest.normalise`) and :class:`Reject` values, streaming.
+
+Formats:
+* ``capture`` — recorded live frames (:mod:`services.ingest.capture`), files
+  in the order given;
+* ``polygon-flat`` — Polygon/Massive flat files; trades and quotes files
+  are merged by SIP time, quotes first on ties;
+* ``lobster`` — LOBSTER zips or message CSVs;
+* ``algoseek`` — AlgoSeek trade and quote zips, merged by time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from datetime import date
+from pathlib import Path
+from typing import Iterator, Literal
+
+from services.ingest.algoseek import read_algoseek
+from services.ingest.capture import CaptureLine, read_capture
+from services.ingest.lobster import read_lobster
+from services.ingest.polygon_flat import read_flat_file
+from services.ingest.polygon_ws import parse_frame
+from services.ingest.rejects import Reject
+from shared.wire import MarketEvent
+
+Format = Literal["capture", "polygon-flat", "lobster", "algoseek"]
+FORMATS: tuple[str, ...] = ("capture", "polygon-flat", "lobster", "algoseek")
+
+
+def read_events(
+    format: str,
+    paths: list[Path],
+    *,
+    symbol: str | None = None,
+    day: date | None = None,
+    quote_size_multiplier: int = 1,
+) -> Iterator[MarketEvent | Reject]:
+    """Stream the events of ``paths`` in ``format``, keeping ``symbol`` only when given."""
+    if format == "capture":
+        return _captures(paths, symbol, quote_size_multiplier)
+    if format == "polygon-flat":
+        ordered = sorted(paths, key=lambda path: 0 if "quote" in path.name.lower() else 1)
+        return heapq.merge(*(read_flat_file(path, symbol, quote_size_multiplier=quote_size_multiplier) for path in ordered), key=_time)
+    if format == "lobster":
+        return itertools.chain.from_iterable(read_lobster(path, symbol=symbol, day=day) for path in paths)
+    if format == "algoseek":
+        return read_algoseek(paths, symbol)
+    raise ValueError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+
+
+def _time(item: MarketEvent | Reject) -> int:
+    return 0 if isinstance(item, Reject) else item.ts_event
+
+
+def _captures(paths: list[Path], symbol: str | None, multiplier: int) -> Iterator[MarketEvent | Reject]:
+    for path in paths:
+        for line in read_capture(path):
+            if not isinstance(line, CaptureLine):
+                yield line
+                continue
+            parsed = parse_frame(line.frame, line.ts_recv, quote_size_multiplier=multiplier)
+            yield from parsed.rejects
+            for event in parsed.events:
+                if symbol is None or event.symbol == symbol:
+                    yield event
