@@ -6,14 +6,17 @@ one clear message when it is invalid, before touching Redis or the network.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+from datetime import date
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from shared.config import (
@@ -25,7 +28,7 @@ from shared.config import (
     load_config,
     value_origins,
 )
-from shared.errors import ConfigError
+from shared.errors import BusUnavailableError, ConfigError
 
 SCHEMA_FILE = Path("config/config.schema.json")
 
@@ -124,6 +127,109 @@ def config_schema(
         stdout.print(f"wrote {SCHEMA_FILE}")
         return
     sys.stdout.write(document)
+
+
+@app.command()
+def scenario(
+    name: Annotated[Optional[str], typer.Argument(help="Scenario name (see --list).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Capture file to write.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 7,
+    list_them: Annotated[bool, typer.Option("--list", help="List the scenarios and what a correct detector reports.")] = False,
+) -> None:
+    """Write a deterministic synthetic session (capture format) for demos and tests."""
+    from services.ingest.scenarios import EXPECTATIONS, SCENARIOS, write_scenario
+
+    if list_them or name is None:
+        table = Table(title="scenarios (expected detector output with default settings)", title_justify="left")
+        for column in ("name", "alerts", "exits", "statuses"):
+            table.add_column(column, overflow="fold")
+        for scenario_name in SCENARIOS:
+            expected = EXPECTATIONS[scenario_name]
+            alerts = ", ".join(f"{kind}/{source}/{severity}{'/two-sided' if two_sided else ''}" for kind, source, severity, two_sided in expected.alerts)
+            table.add_row(scenario_name, alerts or "none", ", ".join(expected.exits) or "none", ", ".join(expected.statuses) or "-")
+        stdout.print(table)
+        return
+    if name not in SCENARIOS:
+        stderr.print(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
+        raise typer.Exit(code=2)
+    if out is None:
+        stderr.print("--out FILE is required")
+        raise typer.Exit(code=2)
+    frames = write_scenario(name, out, seed)
+    stdout.print(f"wrote {frames:,} frames of scenario {name!r} to {out}")
+
+
+@app.command()
+def replay(
+    files: Annotated[list[Path], typer.Argument(help="Input files (zip, csv, csv.gz, capture).", exists=True, dir_okay=False)],
+    format: Annotated[str, typer.Option("--format", help="capture | polygon-flat | lobster | algoseek")] = "capture",
+    symbol: Annotated[Optional[str], typer.Option(help="Keep only this symbol.")] = None,
+    day: Annotated[Optional[str], typer.Option("--date", help="Trading day YYYY-MM-DD (LOBSTER files whose names lack it).")] = None,
+    speed: Annotated[Optional[float], typer.Option(help="Market seconds per wall second (default: as fast as possible).")] = None,
+    max_speed: Annotated[bool, typer.Option("--max-speed", help="Publish as fast as Redis takes it (the default).")] = False,
+    config_file: ConfigFileOption = None,
+) -> None:
+    """Publish a recorded or historical session onto the per-symbol streams, as live ingest would."""
+    from services.ingest.replay import ReplayWorkerError, SourceSpec, replay_files
+    from services.ingest.sources import FORMATS
+    from shared.bus import Bus
+    from shared.logs import configure_logging, get_logger
+
+    config = load_or_exit(config_file)
+    if format not in FORMATS:
+        stderr.print(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise typer.Exit(code=2)
+    if speed is not None and (max_speed or speed <= 0):
+        stderr.print("--speed takes a positive number and excludes --max-speed")
+        raise typer.Exit(code=2)
+    try:
+        trading_day = date.fromisoformat(day) if day else None
+    except ValueError:
+        stderr.print(f"--date {day!r} is not YYYY-MM-DD")
+        raise typer.Exit(code=2) from None
+    configure_logging(service="replay", log_dir=config.log_dir, level=config.log_level,
+                      secrets=config.secret_values(), console=False)
+    spec = SourceSpec(format, tuple(files), symbol, trading_day,
+                      config.round_lot_size if config.quote_size_unit == "round_lots" else 1)
+
+    async def run():
+        redis_url = config.redis_url.get_secret_value() if config.redis_url else None
+        bus = await Bus.connect(redis_url, prefix=config.key_prefix, stream_max_length=config.stream_max_length)
+        if bus.embedded:
+            stderr.print("[yellow]REDIS_URL is unset: replaying into the embedded bus, which ends with this process[/]")
+        try:
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} events"),
+                          TimeElapsedColumn(), console=stderr, disable=not stderr.is_terminal) as progress:
+                task = progress.add_task(f"replaying {format}", total=None)
+                return await replay_files(bus, spec, speed=speed, on_published=lambda n: progress.advance(task, n))
+        finally:
+            await bus.close()
+
+    try:
+        summary = asyncio.run(run())
+    except BusUnavailableError as error:
+        stderr.print(f"[bold red]redis unavailable:[/] {error}")
+        raise typer.Exit(code=3) from None
+    except ReplayWorkerError as error:
+        stderr.print(f"[bold red]replay failed:[/] {error}")
+        raise typer.Exit(code=1) from None
+    get_logger().info("ingest.replay_finished", format=format, files=[str(f) for f in files],
+                      published=summary.published, by_kind=dict(summary.events_by_kind),
+                      rejects=dict(summary.rejects.by_code), duplicates=summary.duplicates,
+                      events_per_second=round(summary.events_per_second))
+    table = Table(title="replay summary", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for kind, count in sorted(summary.events_by_kind.items()):
+        table.add_row(f"events: {kind}", f"{count:,}")
+    table.add_row("events published", f"{summary.published:,}")
+    for code, count in sorted(summary.rejects.by_code.items()):
+        table.add_row(f"rejected: {code}", f"{count:,}")
+    table.add_row("duplicates dropped", f"{summary.duplicates:,}")
+    table.add_row("symbols", ", ".join(sorted(summary.symbols)) or "-")
+    table.add_row("elapsed", f"{summary.elapsed_seconds:.2f} s")
+    table.add_row("rate", f"{summary.events_per_second:,.0f} events/s")
+    stdout.print(table)
 
 
 def main() -> None:

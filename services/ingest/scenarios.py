@@ -1,0 +1,328 @@
+"""Deterministic synthetic sessions in the capture format (Polygon frames).
+
+``orderflow scenario NAME --out FILE`` writes one; the same name and seed
+always give the same bytes. Every scenario is a liquid $50 stock in the
+regular session (from 2026-11-24 09:45 New York) with a realistic
+background: NBBO one or two cents wide with 100–3,000 shares a side, ~8
+prints a second of 1–1,000 shares on both sides (odd lots flagged, some
+intermarket sweeps, some off-exchange TRF prints, a few average-price
+prints), a slow intraday volume swing, frames batched every 25 ms and
+received 2–20 ms after the event. On that background:
+
+=============== ==================================================================
+``quiet``        20 minutes of normal flow, including two large offers that
+                 flicker for under a second (cancelled quickly: not sellers).
+                 **Expected: no alert, no exit** (acceptance scenario 4).
+``large-sellers`` four aggressive sell orders swept through the bid within 3 ms
+                 each, at 8:00, 8:40, 9:20 and 10:00 minutes: 12,000, 15,000,
+                 25,000 and 11,000 shares. **Expected: 4 large_seller alerts
+                 from the tape (warning, warning, critical, warning) and one
+                 exit recommendation (large_sellers) at the third.**
+``red-burst``    at 7:00 the traded volume jumps to 5× the baseline rate for 90
+                 s, 75% of it sells, in small orders. **Expected: one
+                 red_burst warning (ratio crosses 3.0), one red_burst critical
+                 (crosses 4.0) and one exit recommendation (red_burst); no
+                 large_seller alert.**
+``two-sided``    three times (at 4:00, 5:00, 6:00) 12,000+ shares rest on BOTH
+                 the bid and the offer for 8 s. **Expected: 3 large_seller
+                 alerts from the book, two_sided, warning; no exit** (two-sided
+                 pressure is accumulation as much as distribution).
+``stale-feed``   from 6:00 for 40 s every frame arrives 12 s after its events
+                 (35 s for the last 10 s). **Expected: monitoring halted
+                 (data_validation_error, codes stale_data / stale_data_failure),
+                 resumed after 30 s of fresh data; no alert.**
+``gap``          silence from 7:00 to 8:30, then flow at 2.5× the old rate.
+                 **Expected: a gap reported; windows reset, so no red_burst
+                 although the silence drags the old baseline down; no alert.**
+=============== ==================================================================
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import msgspec
+
+from services.ingest.capture import format_line
+from shared.timestamps import NANOS_PER_MILLISECOND
+
+SYMBOL = "DEMO"
+START_MS = 1_764_009_900_000  # 2026-11-24 14:45:00 UTC = 09:45 New York
+FRAME_MS = 25
+CENT = 0.01
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a correct detector reports for a scenario (default settings).
+
+    ``alerts`` lists ``(alert_type, source, severity, two_sided)`` in order;
+    ``exits`` the triggers in order; ``statuses`` monitoring states that must
+    appear on the status stream.
+    """
+
+    alerts: tuple[tuple[str, str, str, bool], ...] = ()
+    exits: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    validation_errors: bool = False
+
+
+EXPECTATIONS: dict[str, Expectation] = {
+    "quiet": Expectation(),
+    "large-sellers": Expectation(
+        alerts=(
+            ("large_seller", "tape", "warning", False),
+            ("large_seller", "tape", "warning", False),
+            ("large_seller", "tape", "critical", False),
+            ("large_seller", "tape", "warning", False),
+        ),
+        exits=("large_sellers",),
+    ),
+    "red-burst": Expectation(
+        alerts=(("red_burst", "tape", "warning", False), ("red_burst", "tape", "critical", False)),
+        exits=("red_burst",),
+    ),
+    "two-sided": Expectation(alerts=(("large_seller", "book", "warning", True),) * 3),
+    "stale-feed": Expectation(statuses=("monitoring_halted", "monitoring_resumed"), validation_errors=True),
+    "gap": Expectation(statuses=("gap",)),
+}
+
+
+@dataclass
+class _Market:
+    """The evolving state of the synthetic stock."""
+
+    rng: random.Random
+    mid_cents: int = 5000
+    spread_cents: int = 1
+    bid_size: int = 800
+    ask_size: int = 800
+    events: list[tuple[int, int, dict]] = field(default_factory=list)  # (t_ms, order, event)
+    trade_id: int = 0
+    sequence: int = 0
+    order: int = 0
+
+    @property
+    def bid(self) -> float:
+        return round((self.mid_cents - (self.spread_cents // 2 if self.spread_cents > 1 else 0)) * CENT, 2)
+
+    @property
+    def ask(self) -> float:
+        return round((self.mid_cents + max(1, self.spread_cents - self.spread_cents // 2)) * CENT, 2)
+
+    def add(self, t_ms: int, event: dict) -> None:
+        self.order += 1
+        self.events.append((t_ms, self.order, event))
+
+    def quote(self, t_ms: int, bid_size: int | None = None, ask_size: int | None = None) -> None:
+        self.sequence += 1
+        self.add(t_ms, {
+            "ev": "Q", "sym": SYMBOL, "bx": self.rng.choice((12, 11, 10, 19)), "bp": self.bid,
+            "bs": bid_size if bid_size is not None else self.bid_size, "ax": self.rng.choice((12, 11, 10, 19)),
+            "ap": self.ask, "as": ask_size if ask_size is not None else self.ask_size, "c": [1], "i": [],
+            "t": t_ms, "q": self.sequence, "z": 3,
+        })
+
+    def trade(self, t_ms: int, price: float, size: int, conditions: list[int], *, exchange: int | None = None, trf: bool = False) -> None:
+        self.trade_id += 1
+        self.sequence += 1
+        event = {
+            "ev": "T", "sym": SYMBOL, "x": 4 if trf else (exchange or self.rng.choice((12, 11, 10, 19, 8))),
+            "i": str(self.trade_id), "z": 3, "p": round(price, 4), "s": size, "c": conditions, "t": t_ms,
+            "q": self.sequence,
+        }
+        if trf:
+            event["trfi"] = 202
+            event["trft"] = t_ms - 1
+        self.add(t_ms, event)
+
+    def background_second(self, second_start_ms: int, rate: float, sell_share: float = 0.5) -> None:
+        """One second of ordinary flow at ``rate`` prints per second."""
+        rng = self.rng
+        # the quote moves a few times a second
+        for _ in range(rng.randint(2, 5)):
+            t = second_start_ms + rng.randrange(1000)
+            step = rng.random()
+            if step < 0.15:
+                self.mid_cents += 1
+            elif step < 0.30:
+                self.mid_cents -= 1
+            self.spread_cents = 1 if rng.random() < 0.8 else 2
+            self.bid_size = rng.choice((100, 200, 300, 500, 800, 1200, 2000, 3000))
+            self.ask_size = rng.choice((100, 200, 300, 500, 800, 1200, 2000, 3000))
+            self.quote(t)
+        count = _poisson(rng, rate)
+        for _ in range(count):
+            t = second_start_ms + rng.randrange(1000)
+            self.background_trade(t, sell_share)
+
+    def background_trade(self, t_ms: int, sell_share: float) -> None:
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.2:
+            size, conditions = rng.randint(1, 99), [37]
+        else:
+            size = rng.choice((100, 100, 100, 200, 200, 300, 400, 500, 1000))
+            conditions = [14, 41] if rng.random() < 0.1 else []
+        if rng.random() < 0.003:  # an average-price print: never a seller
+            self.trade(t_ms, self.bid - 0.0037, 5000, [2], trf=True)
+            return
+        sell = rng.random() < sell_share
+        if rng.random() < 0.15:  # midpoint / inside print off-exchange
+            price = (self.bid + self.ask) / 2 + (-0.001 if sell else 0.001)
+            self.trade(t_ms, price, size, conditions, trf=True)
+        else:
+            self.trade(t_ms, self.bid if sell else self.ask, size, conditions)
+
+
+def _poisson(rng: random.Random, rate: float) -> int:
+    # Knuth's method: fine for the small rates used here
+    limit, product, count = math.exp(-rate), rng.random(), 0
+    while product > limit:
+        count += 1
+        product *= rng.random()
+    return count
+
+
+def _volume_swing(second: int) -> float:
+    """A slow intraday swing of the print rate (±15% over ~20 minutes)."""
+    return 1.0 + 0.15 * math.sin(second / 190.0)
+
+
+BASE_RATE = 8.0
+
+
+def _flow(market: _Market, seconds: range, *, rate: Callable[[int], float] | None = None, sell_share: Callable[[int], float] | None = None) -> None:
+    for second in seconds:
+        market.background_second(
+            START_MS + second * 1000,
+            (rate(second) if rate else BASE_RATE) * _volume_swing(second),
+            sell_share(second) if sell_share else 0.5,
+        )
+
+
+def _sweep(market: _Market, t_ms: int, shares: int) -> None:
+    """One aggressive sell order walking down the bid within 3 ms."""
+    rng = market.rng
+    market.quote(t_ms - 40)  # the NBBO in force before the sweep
+    price = market.bid
+    left = shares
+    offset = 0
+    while left > 0:
+        child = min(left, rng.choice((1500, 2000, 2500, 3000, 4000)))
+        market.trade(t_ms + offset, price, child, [14, 41])
+        left -= child
+        if rng.random() < 0.5:
+            price = round(price - CENT, 2)
+        offset = min(3, offset + rng.choice((0, 1)))
+    market.mid_cents -= 2  # the book is lower after the sweep
+    market.quote(t_ms + 6)
+
+
+def _quiet(market: _Market) -> None:
+    _flow(market, range(0, 1200))
+    for at in (300_000, 840_000):  # large offers that are cancelled within a second
+        t = START_MS + at + 123
+        market.quote(t, ask_size=15_000)
+        market.quote(t + market.rng.randint(400, 900))
+
+
+def _large_sellers(market: _Market) -> None:
+    _flow(market, range(0, 720))
+    for minute_ms, shares in ((480_000, 12_000), (520_000, 15_000), (560_000, 25_000), (600_000, 11_000)):
+        _sweep(market, START_MS + minute_ms + 500, shares)
+
+
+def _red_burst(market: _Market) -> None:
+    def rate(second: int) -> float:
+        return BASE_RATE * (5.0 if 420 <= second < 510 else 1.0)
+
+    def sells(second: int) -> float:
+        return 0.75 if 420 <= second < 510 else 0.5
+
+    _flow(market, range(0, 720), rate=rate, sell_share=sells)
+
+
+def _two_sided(market: _Market) -> None:
+    _flow(market, range(0, 600))
+    for at in (240_000, 300_000, 360_000):
+        t = START_MS + at
+        for offset in range(0, 8000, 500):
+            market.quote(t + offset, bid_size=12_000 + offset, ask_size=13_000 + offset)
+        market.quote(t + 8000)
+
+
+def _stale_feed(market: _Market) -> None:
+    _flow(market, range(0, 720))
+
+
+def _gap(market: _Market) -> None:
+    def rate(second: int) -> float:
+        return BASE_RATE * (2.5 if second >= 510 else 1.0)
+
+    _flow(market, [*range(0, 420), *range(510, 840)], rate=rate)  # type: ignore[arg-type]
+
+
+_BUILDERS: dict[str, Callable[[_Market], None]] = {
+    "quiet": _quiet,
+    "large-sellers": _large_sellers,
+    "red-burst": _red_burst,
+    "two-sided": _two_sided,
+    "stale-feed": _stale_feed,
+    "gap": _gap,
+}
+SCENARIOS: tuple[str, ...] = tuple(_BUILDERS)
+
+
+def _arrival_lag_ms(name: str, t_ms: int, rng: random.Random) -> int:
+    lag = rng.randint(2, 20)
+    if name == "stale-feed":
+        second = (t_ms - START_MS) // 1000
+        if 360 <= second < 390:
+            lag += 12_000
+        elif 390 <= second < 400:
+            lag += 35_000
+    return lag
+
+
+def frames(name: str, seed: int = 7) -> Iterator[tuple[int, bytes]]:
+    """``(ts_recv_ns, frame)`` of a scenario, in receive order."""
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
+    market = _Market(rng=random.Random(f"{name}:{seed}"))
+    market.quote(START_MS)
+    _BUILDERS[name](market)
+    market.events.sort(key=lambda item: (item[0], item[1]))
+    lag_rng = random.Random(f"{name}:{seed}:lag")
+    bucket: list[dict] = []
+    bucket_index = None
+    encoder = msgspec.json.Encoder()
+    for t_ms, _order, event in market.events:
+        index = t_ms // FRAME_MS
+        if bucket and index != bucket_index:
+            yield _frame(name, bucket_index, bucket, lag_rng, encoder)
+            bucket = []
+        bucket_index = index
+        bucket.append(event)
+    if bucket:
+        yield _frame(name, bucket_index, bucket, lag_rng, encoder)
+
+
+def _frame(name: str, index: int, bucket: list[dict], rng: random.Random, encoder: msgspec.json.Encoder) -> tuple[int, bytes]:
+    frame_end_ms = (index + 1) * FRAME_MS
+    receive_ms = frame_end_ms + _arrival_lag_ms(name, frame_end_ms, rng)
+    return receive_ms * NANOS_PER_MILLISECOND, encoder.encode(bucket)
+
+
+def write_scenario(name: str, path: Path, seed: int = 7) -> int:
+    """Write a scenario capture file; returns the number of frames."""
+    count = 0
+    with path.open("wb") as out:
+        for ts_recv, frame in frames(name, seed):
+            out.write(format_line(ts_recv, frame))
+            count += 1
+    return count
