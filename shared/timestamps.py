@@ -29,3 +29,13 @@ def ns_to_utc_iso(ts_ns: int) -> str:
 def ms_to_ns(ts_ms: int) -> int:
     """Polygon WebSocket milliseconds to ns."""
     return ts_ms * NANOS_PER_MILLISECOND
+
+
+MAX_TIMESTAMP = 2**63 - 1
+
+
+def checked_timestamp(ts_ns: int) -> int:
+    """``ts_ns`` if it is a valid int64 nanosecond time (>= 0), else ValueError."""
+    if not 0 <= ts_ns <= MAX_TIMESTAMP:
+        raise ValueError(f"timestamp out of range: {ts_ns}")
+    return ts_ns

@@ -22,6 +22,7 @@ from typing import Iterator
 
 from services.ingest.rejects import Reject
 from shared.prices import price_from_text, size_from_text
+from shared.timestamps import checked_timestamp
 from shared.wire import Quote, Trade
 
 SOURCE = "polygon_flat"
@@ -75,7 +76,7 @@ def _get(row: list[str], column: dict[str, int], name: str, default: str = "") -
 
 
 def _trade_row(row: list[str], column: dict[str, int], _multiplier: int) -> Trade:
-    ts_event = int(row[column["sip_timestamp"]])
+    ts_event = checked_timestamp(int(row[column["sip_timestamp"]]))
     return Trade(
         symbol=row[column["ticker"]],
         ts_event=ts_event,
@@ -94,7 +95,7 @@ def _trade_row(row: list[str], column: dict[str, int], _multiplier: int) -> Trad
 
 
 def _quote_row(row: list[str], column: dict[str, int], multiplier: int) -> Quote:
-    ts_event = int(row[column["sip_timestamp"]])
+    ts_event = checked_timestamp(int(row[column["sip_timestamp"]]))
     return Quote(
         symbol=row[column["ticker"]],
         ts_event=ts_event,

@@ -18,6 +18,7 @@ import msgspec
 
 from services.ingest.rejects import Reject
 from shared.prices import EXACT_FLOAT_LIMIT, price_from_float
+from shared.timestamps import MAX_TIMESTAMP
 from shared.wire import Quote, Trade
 
 SOURCE = "polygon_rest"
@@ -80,7 +81,7 @@ def parse_trades_page(body: bytes, symbol: str, ts_recv: int, *, backfilled: boo
         except msgspec.ValidationError as error:
             rejects.append(Reject(SOURCE, "invalid_row", f"results[{index}]", str(error)))
             continue
-        if not -EXACT_FLOAT_LIMIT < row.price < EXACT_FLOAT_LIMIT or not 0 <= row.size < 2**53:
+        if not (-EXACT_FLOAT_LIMIT < row.price < EXACT_FLOAT_LIMIT and 0 <= row.size < 2**53 and 0 <= row.sip_timestamp <= MAX_TIMESTAMP):
             rejects.append(Reject(SOURCE, "value_out_of_range", f"results[{index}]", f"price={row.price} size={row.size}"))
             continue
         trades.append(
@@ -104,7 +105,8 @@ def parse_quotes_page(body: bytes, symbol: str, ts_recv: int, *, quote_size_mult
         except msgspec.ValidationError as error:
             rejects.append(Reject(SOURCE, "invalid_row", f"results[{index}]", str(error)))
             continue
-        if not (-EXACT_FLOAT_LIMIT < row.bid_price < EXACT_FLOAT_LIMIT and -EXACT_FLOAT_LIMIT < row.ask_price < EXACT_FLOAT_LIMIT):
+        if not (-EXACT_FLOAT_LIMIT < row.bid_price < EXACT_FLOAT_LIMIT and -EXACT_FLOAT_LIMIT < row.ask_price < EXACT_FLOAT_LIMIT
+                and 0 <= row.bid_size < 2**53 and 0 <= row.ask_size < 2**53 and 0 <= row.sip_timestamp <= MAX_TIMESTAMP):
             rejects.append(Reject(SOURCE, "value_out_of_range", f"results[{index}]", f"bid={row.bid_price} ask={row.ask_price}"))
             continue
         quotes.append(

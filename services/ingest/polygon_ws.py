@@ -28,6 +28,7 @@ from shared.wire import MarketEvent, Quote, Trade
 
 SOURCE = "polygon_ws"
 MAX_SIZE = 2**53
+MAX_MILLISECONDS = (2**63 - 1) // NANOS_PER_MILLISECOND
 
 
 class WsTrade(msgspec.Struct, tag_field="ev", tag="T", kw_only=True):
@@ -150,6 +151,8 @@ def _price(value: float) -> int | None:
 
 
 def _trade(event: WsTrade, ts_recv: int, arrival: int) -> Trade | Reject:
+    if not 0 <= event.t <= MAX_MILLISECONDS:
+        return Reject(SOURCE, "timestamp_out_of_range", "", f"T {event.sym} t={event.t}")
     price = _price(event.p)
     if price is None:
         return Reject(SOURCE, "price_out_of_range", "", f"T {event.sym} p={event.p}")
@@ -172,6 +175,8 @@ def _trade(event: WsTrade, ts_recv: int, arrival: int) -> Trade | Reject:
 
 
 def _quote(event: WsQuote, ts_recv: int, arrival: int, multiplier: int) -> Quote | Reject:
+    if not 0 <= event.t <= MAX_MILLISECONDS:
+        return Reject(SOURCE, "timestamp_out_of_range", "", f"Q {event.sym} t={event.t}")
     bid, ask = _price(event.bp), _price(event.ap)
     if bid is None or ask is None:
         return Reject(SOURCE, "price_out_of_range", "", f"Q {event.sym} bp={event.bp} ap={event.ap}")
