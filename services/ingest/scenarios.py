@@ -43,7 +43,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import msgspec
 
@@ -105,6 +105,7 @@ class _Market:
     trade_id: int = 0
     sequence: int = 0
     order: int = 0
+    book_boost: int = 0  # shares added to both sides of every quote (two-sided scenario)
 
     @property
     def bid(self) -> float:
@@ -140,25 +141,30 @@ class _Market:
             event["trft"] = t_ms - 1
         self.add(t_ms, event)
 
-    def background_second(self, second_start_ms: int, rate: float, sell_share: float = 0.5) -> None:
-        """One second of ordinary flow at ``rate`` prints per second."""
+    def background_second(self, second_start_ms: int, rate: float, sell_share: float = 0.5, *, quotes: bool = True) -> None:
+        """One second of ordinary flow at ``rate`` prints per second; quote moves
+        and prints are generated in time order, so every print refers to the
+        NBBO in force at its own time."""
         rng = self.rng
-        # the quote moves a few times a second
-        for _ in range(rng.randint(2, 5)):
-            t = second_start_ms + rng.randrange(1000)
-            step = rng.random()
-            if step < 0.15:
-                self.mid_cents += 1
-            elif step < 0.30:
-                self.mid_cents -= 1
-            self.spread_cents = 1 if rng.random() < 0.8 else 2
-            self.bid_size = rng.choice((100, 200, 300, 500, 800, 1200, 2000, 3000))
-            self.ask_size = rng.choice((100, 200, 300, 500, 800, 1200, 2000, 3000))
-            self.quote(t)
-        count = _poisson(rng, rate)
-        for _ in range(count):
-            t = second_start_ms + rng.randrange(1000)
-            self.background_trade(t, sell_share)
+        moments = [(second_start_ms + rng.randrange(1000), 0) for _ in range(rng.randint(2, 5) if quotes else 0)]
+        moments += [(second_start_ms + rng.randrange(1000), 1) for _ in range(_poisson(rng, rate))]
+        for t, kind in sorted(moments):
+            if kind == 0:
+                self.move_quote(t)
+            else:
+                self.background_trade(t, sell_share)
+
+    def move_quote(self, t_ms: int) -> None:
+        rng = self.rng
+        step = rng.random()
+        if step < 0.15:
+            self.mid_cents += 1
+        elif step < 0.30:
+            self.mid_cents -= 1
+        self.spread_cents = 1 if rng.random() < 0.8 else 2
+        self.bid_size = rng.choice((100, 200, 300, 500, 800, 1200, 2000, 3000)) + self.book_boost
+        self.ask_size = rng.choice((100, 200, 300, 500, 800, 1200, 2000, 3000)) + self.book_boost
+        self.quote(t_ms)
 
     def background_trade(self, t_ms: int, sell_share: float) -> None:
         rng = self.rng
@@ -196,45 +202,80 @@ def _volume_swing(second: int) -> float:
 BASE_RATE = 8.0
 
 
-def _flow(market: _Market, seconds: range, *, rate: Callable[[int], float] | None = None, sell_share: Callable[[int], float] | None = None) -> None:
+Special = Callable[["_Market", int], None]
+
+
+def _flow(
+    market: _Market,
+    seconds: Iterable[int],
+    *,
+    rate: Callable[[int], float] | None = None,
+    sell_share: Callable[[int], float] | None = None,
+    special: dict[int, Special] | None = None,
+) -> None:
+    """Generate second after second; a second listed in ``special`` is generated
+    by its function (given the second's start in ms) instead of ordinary flow."""
     for second in seconds:
+        start_ms = START_MS + second * 1000
+        if special and second in special:
+            special[second](market, start_ms)
+            continue
         market.background_second(
-            START_MS + second * 1000,
+            start_ms,
             (rate(second) if rate else BASE_RATE) * _volume_swing(second),
             sell_share(second) if sell_share else 0.5,
         )
 
 
-def _sweep(market: _Market, t_ms: int, shares: int) -> None:
-    """One aggressive sell order walking down the bid within 3 ms."""
-    rng = market.rng
-    market.quote(t_ms - 40)  # the NBBO in force before the sweep
-    price = market.bid
-    left = shares
-    offset = 0
-    while left > 0:
-        child = min(left, rng.choice((1500, 2000, 2500, 3000, 4000)))
-        market.trade(t_ms + offset, price, child, [14, 41])
-        left -= child
-        if rng.random() < 0.5:
-            price = round(price - CENT, 2)
-        offset = min(3, offset + rng.choice((0, 1)))
-    market.mid_cents -= 2  # the book is lower after the sweep
-    market.quote(t_ms + 6)
+def _sweep(shares: int) -> Special:
+    """A second holding one aggressive sell order that walks down the bid
+    within 3 ms (and no other prints, so nothing else joins the order)."""
+
+    def second(market: _Market, start_ms: int) -> None:
+        rng = market.rng
+        t_ms = start_ms + 500
+        market.move_quote(start_ms + 100)  # the NBBO in force before the sweep
+        price = market.bid
+        left, offset = shares, 0
+        while left > 0:
+            child = min(left, rng.choice((1500, 2000, 2500, 3000, 4000)))
+            market.trade(t_ms + offset, price, child, [14, 41])
+            left -= child
+            if rng.random() < 0.5:
+                price = round(price - CENT, 2)
+            offset = min(3, offset + rng.choice((0, 1)))
+        market.mid_cents -= 2  # the book is lower after the sweep
+        market.move_quote(t_ms + 6)
+
+    return second
+
+
+def _flicker(market: _Market, start_ms: int) -> None:
+    """A 15,000-share offer shown for under a second, then cancelled."""
+    shown = start_ms + 123
+    market.quote(shown, ask_size=15_000)
+    market.background_second(start_ms, BASE_RATE, quotes=False)
+    market.quote(shown + market.rng.randint(400, 860))
+
+
+def _boosted(boost: int) -> Special:
+    """A second whose quotes all rest ``boost`` more shares on both sides."""
+
+    def second(market: _Market, start_ms: int) -> None:
+        market.book_boost = boost
+        market.move_quote(start_ms)
+        market.background_second(start_ms, BASE_RATE)
+
+    return second
 
 
 def _quiet(market: _Market) -> None:
-    _flow(market, range(0, 1200))
-    for at in (300_000, 840_000):  # large offers that are cancelled within a second
-        t = START_MS + at + 123
-        market.quote(t, ask_size=15_000)
-        market.quote(t + market.rng.randint(400, 900))
+    _flow(market, range(0, 1200), special={300: _flicker, 840: _flicker})
 
 
 def _large_sellers(market: _Market) -> None:
-    _flow(market, range(0, 720))
-    for minute_ms, shares in ((480_000, 12_000), (520_000, 15_000), (560_000, 25_000), (600_000, 11_000)):
-        _sweep(market, START_MS + minute_ms + 500, shares)
+    sweeps = {480: _sweep(12_000), 520: _sweep(15_000), 560: _sweep(25_000), 600: _sweep(11_000)}
+    _flow(market, range(0, 720), special=sweeps)
 
 
 def _red_burst(market: _Market) -> None:
@@ -248,12 +289,12 @@ def _red_burst(market: _Market) -> None:
 
 
 def _two_sided(market: _Market) -> None:
-    _flow(market, range(0, 600))
-    for at in (240_000, 300_000, 360_000):
-        t = START_MS + at
-        for offset in range(0, 8000, 500):
-            market.quote(t + offset, bid_size=12_000 + offset, ask_size=13_000 + offset)
-        market.quote(t + 8000)
+    special: dict[int, Special] = {}
+    for start in (240, 300, 360):
+        for second in range(start, start + 8):
+            special[second] = _boosted(12_000)
+        special[start + 8] = _boosted(0)
+    _flow(market, range(0, 600), special=special)
 
 
 def _stale_feed(market: _Market) -> None:
@@ -264,7 +305,7 @@ def _gap(market: _Market) -> None:
     def rate(second: int) -> float:
         return BASE_RATE * (2.5 if second >= 510 else 1.0)
 
-    _flow(market, [*range(0, 420), *range(510, 840)], rate=rate)  # type: ignore[arg-type]
+    _flow(market, [*range(0, 420), *range(510, 840)], rate=rate)
 
 
 _BUILDERS: dict[str, Callable[[_Market], None]] = {
