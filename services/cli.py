@@ -191,6 +191,7 @@ def replay(
                       secrets=config.secret_values(), console=False)
     spec = SourceSpec(format, tuple(files), symbol, trading_day,
                       config.round_lot_size if config.quote_size_unit == "round_lots" else 1)
+    conditions = condition_table(config)
 
     async def run():
         redis_url = config.redis_url.get_secret_value() if config.redis_url else None
@@ -201,7 +202,8 @@ def replay(
             with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} events"),
                           TimeElapsedColumn(), console=stderr, disable=not stderr.is_terminal) as progress:
                 task = progress.add_task(f"replaying {format}", total=None)
-                return await replay_files(bus, spec, speed=speed, on_published=lambda n: progress.advance(task, n))
+                return await replay_files(bus, spec, conditions=conditions, speed=speed,
+                                          on_published=lambda n: progress.advance(task, n))
         finally:
             await bus.close()
 
@@ -230,6 +232,19 @@ def replay(
     table.add_row("elapsed", f"{summary.elapsed_seconds:.2f} s")
     table.add_row("rate", f"{summary.events_per_second:,.0f} events/s")
     stdout.print(table)
+
+
+def condition_table(config: OrderFlowConfig):
+    """Polygon's live condition table when a key is configured, else the bundled one."""
+    from services.ingest.polygon_http import PolygonRest, load_condition_table
+
+    if config.polygon_api_key is None:
+        return load_condition_table(None)
+    rest = PolygonRest(config.polygon_api_key.get_secret_value(), config.polygon_rest_url, attempts=3)
+    try:
+        return load_condition_table(rest)
+    finally:
+        rest.close()
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ from services.ingest.normalise import Normaliser
 from services.ingest.rejects import Reject, RejectCounter
 from shared import metrics
 from shared.bus import Bus, Keys
+from shared.conditions import ConditionTable
 from shared.timestamps import NANOS_PER_SECOND, now_ns
 from shared.wire import FeedStatus, MarketEvent, encode
 
@@ -202,7 +203,14 @@ class SourceSpec:
     quote_size_multiplier: int = 1
 
 
-def _worker(spec: SourceSpec, prefix: str, speed: float | None, batch_size: int, out: multiprocessing.Queue) -> None:
+def _worker(
+    spec: SourceSpec,
+    conditions: ConditionTable | None,
+    prefix: str,
+    speed: float | None,
+    batch_size: int,
+    out: multiprocessing.Queue,
+) -> None:
     """Child process: parse, normalise, encode; ship batches, then the summary."""
     from services.ingest.sources import read_events
 
@@ -210,7 +218,8 @@ def _worker(spec: SourceSpec, prefix: str, speed: float | None, batch_size: int,
     try:
         events = read_events(spec.format, list(spec.paths), symbol=spec.symbol, day=spec.day,
                              quote_size_multiplier=spec.quote_size_multiplier)
-        for item in prepare_batches(events, Keys(prefix), summary, speed=speed, batch_size=batch_size):
+        normaliser = Normaliser(conditions)
+        for item in prepare_batches(events, Keys(prefix), summary, normaliser=normaliser, speed=speed, batch_size=batch_size):
             if isinstance(item, Wait):
                 time.sleep(max(0.0, item.until - time.perf_counter()))
             else:
@@ -228,6 +237,7 @@ async def replay_files(
     bus: Bus,
     spec: SourceSpec,
     *,
+    conditions: ConditionTable | None = None,
     speed: float | None = None,
     batch_size: int = 1000,
     on_published: Callable[[int], None] | None = None,
@@ -237,7 +247,7 @@ async def replay_files(
     # never this process's event loop or sockets. spawn where fork is missing.
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     batches: multiprocessing.Queue = context.Queue(maxsize=QUEUE_BATCHES)
-    worker = context.Process(target=_worker, args=(spec, bus.keys.prefix, speed, batch_size, batches), daemon=True)
+    worker = context.Process(target=_worker, args=(spec, conditions, bus.keys.prefix, speed, batch_size, batches), daemon=True)
     summary = ReplaySummary()
     publisher = _Publisher(bus, summary, on_published)
     loop = asyncio.get_running_loop()

@@ -1,0 +1,192 @@
+"""The one adapter between orderflow and Polygon/Massive's REST API.
+
+It uses polygon-api-client's ``RESTClient`` for what it gets right (the
+``Authorization: Bearer`` header, the CA bundle, the user agent) and works
+around what 1.16.3 gets wrong (design.md §2): its ``Timeout`` is built but
+never applied, and any non-200 answer becomes ``BadResponse(body)``, losing
+the status and ``Retry-After`` of a 429. So requests go through the client's
+own connection pool with:
+
+* an explicit connect/read timeout on every call;
+* no hidden urllib3 retries; our loop retries 429, 5xx and network errors
+  with exponential backoff and jitter, honouring ``Retry-After``, then raises
+  :class:`RestUnavailableError`;
+* a client-side rate limit (requests per minute of the plan).
+
+Calls are blocking; async code runs them with ``asyncio.to_thread``. The API
+key is sent in a header, never in a URL, so it cannot leak through a logged
+URL; ``next_url`` cursors are followed as given.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+from urllib.parse import urlencode, urljoin
+
+import msgspec
+import urllib3
+from polygon import RESTClient
+
+from shared.conditions import ConditionTable
+from shared.errors import OrderflowError
+from shared.logs import get_logger
+
+RETRYABLE_STATUSES = frozenset({408, 413, 429, 499, 500, 502, 503, 504})
+log = get_logger(__name__)
+
+
+class RestError(OrderflowError):
+    """A REST call failed for good (4xx other than 429, bad body)."""
+
+    code = "rest_error"
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RestUnavailableError(RestError):
+    """The REST API kept failing (timeouts, 5xx, 429) past every retry."""
+
+    code = "rest_unavailable"
+
+
+@dataclass
+class RateLimiter:
+    """At most ``per_minute`` calls in any 60 s, spaced evenly (thread-safe)."""
+
+    per_minute: float
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+    def __post_init__(self) -> None:
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = self.clock()
+            start = max(now, self._next)
+            self._next = start + 60.0 / self.per_minute
+        if start > now:
+            self.sleep(start - now)
+
+
+class PolygonRest:
+    """Blocking REST access with timeouts, backoff and a rate limit."""
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = "https://api.polygon.io",
+        *,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 10.0,
+        attempts: int = 6,
+        backoff_base: float = 0.25,
+        backoff_cap: float = 20.0,
+        requests_per_minute: float = 300.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client = RESTClient(api_key=api_key, base=self.base_url, retries=0, pagination=False)
+        self._pool: urllib3.PoolManager = self._client.client
+        self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self.attempts = attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.sleep = sleep
+        self.limiter = RateLimiter(requests_per_minute, sleep=sleep)
+        self.retries_done = 0
+
+    def get(self, path_or_url: str, params: dict | None = None) -> bytes:
+        """GET a path (``/v3/trades/AAPL``) or a full ``next_url``; the body on 200."""
+        url = path_or_url if path_or_url.startswith("http") else urljoin(self.base_url + "/", path_or_url.lstrip("/"))
+        if params:
+            url = f"{url}?{urlencode(params)}"
+        last_problem = ""
+        for attempt in range(1, self.attempts + 1):
+            self.limiter.wait()
+            retry_after = None
+            try:
+                response = self._pool.request("GET", url, timeout=self.timeout, retries=False, preload_content=True)
+            except urllib3.exceptions.HTTPError as error:  # timeouts, refused connections, protocol errors
+                last_problem = f"{type(error).__name__}"
+            else:
+                if response.status == 200:
+                    return response.data
+                last_problem = f"HTTP {response.status}"
+                if response.status not in RETRYABLE_STATUSES:
+                    raise RestError(f"GET {_path(url)} answered {response.status}", response.status)
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+            if attempt == self.attempts:
+                break
+            delay = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+            delay = random.uniform(delay / 2, delay)  # jitter
+            if retry_after is not None:
+                delay = max(delay, retry_after)
+            self.retries_done += 1
+            log.warning("order_flow.rest_retry", path=_path(url), problem=last_problem, attempt=attempt, delay_seconds=round(delay, 3))
+            self.sleep(delay)
+        raise RestUnavailableError(f"GET {_path(url)} failed {self.attempts} times; last: {last_problem}")
+
+    def pages(self, path: str, params: dict) -> Iterator[bytes]:
+        """Every page of a paginated endpoint, following ``next_url``."""
+        body = self.get(path, params)
+        while True:
+            yield body
+            try:
+                cursor = _cursor_decoder.decode(body).next_url
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                return
+            if not cursor:
+                return
+            body = self.get(cursor)
+
+    def condition_table(self) -> ConditionTable:
+        """Stock trade conditions from ``/v3/reference/conditions``."""
+        results: list = []
+        for body in self.pages("/v3/reference/conditions", {"asset_class": "stocks", "data_type": "trade", "limit": 1000}):
+            results.extend(msgspec.json.decode(body).get("results", []))
+        return ConditionTable.from_reference({"results": results}, source=f"rest {self.base_url}")
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+def load_condition_table(rest: PolygonRest | None) -> ConditionTable:
+    """The live table when reachable, else the bundled snapshot (logged, never fatal)."""
+    if rest is None:
+        return ConditionTable.bundled()
+    try:
+        table = rest.condition_table()
+        log.info("order_flow.conditions_loaded", source=table.source, conditions=len(table.by_id))
+        return table
+    except (RestError, ValueError) as error:
+        log.warning("order_flow.conditions_fallback", code=getattr(error, "code", "invalid_reference"), reason=str(error))
+        return ConditionTable.bundled()
+
+
+class _Cursor(msgspec.Struct):
+    next_url: str | None = None
+
+
+_cursor_decoder = msgspec.json.Decoder(_Cursor)
+
+
+def _path(url: str) -> str:
+    """A URL without its query (cursors can be long; keys are never in URLs)."""
+    return url.split("?", 1)[0]
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

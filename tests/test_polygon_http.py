@@ -1,0 +1,108 @@
+"""The REST adapter: timeouts, backoff on 429/5xx, rate limit, pagination, the
+conditions table — against a local server speaking Polygon's REST shapes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from services.ingest.polygon_http import PolygonRest, RateLimiter, RestError, RestUnavailableError, load_condition_table
+from services.ingest.polygon_rest import parse_trades_page
+from shared import logs
+from tests.conftest import shared_data
+from tests.polygon_rest_server import PolygonRestServer
+
+KEY = "pk_test_SECRET_5f3a9c"
+BUNDLED = json.loads((Path(__file__).resolve().parents[1] / "shared" / "data" / "polygon_trade_conditions.json").read_text())
+
+
+@pytest.fixture
+def server():
+    with PolygonRestServer() as running:
+        yield running
+
+
+def rest(server, **options) -> PolygonRest:
+    defaults = {"backoff_base": 0.01, "backoff_cap": 0.05, "requests_per_minute": 60_000}
+    return PolygonRest(KEY, server.url, **{**defaults, **options})
+
+
+def test_trades_page_with_bearer_auth(server):
+    body = shared_data("polygon", "rest-mocks", "mocks", "v3", "trades", "AAPL&limit=2.json").read_bytes()
+    server.routes["/v3/trades/AAPL"] = [(200, {}, body)]
+    page = parse_trades_page(rest(server).get("/v3/trades/AAPL", {"limit": 2}), "AAPL", 1)
+    assert len(page.events) == 2
+    path, query, authorization = server.requests[0]
+    assert (path, query, authorization) == ("/v3/trades/AAPL", "limit=2", f"Bearer {KEY}")
+    assert KEY not in query  # the key is never in a URL
+
+
+def test_429_is_retried_honouring_retry_after(server):
+    server.routes["/v3/trades/X"] = [(429, {"Retry-After": "0.3"}, b"slow down"), (429, {}, b""), (200, {}, b'{"results":[]}')]
+    client = rest(server)
+    started = time.monotonic()
+    assert client.get("/v3/trades/X") == b'{"results":[]}'
+    assert time.monotonic() - started >= 0.3
+    assert client.retries_done == 2 and len(server.requests) == 3
+
+
+def test_server_errors_and_timeouts_end_in_a_typed_error(server, tmp_path):
+    server.routes["/v3/trades/DOWN"] = [(503, {}, b"")]
+    with pytest.raises(RestUnavailableError, match="HTTP 503"):
+        rest(server, attempts=3).get("/v3/trades/DOWN")
+    assert len(server.requests) == 3
+    server.routes["/v3/trades/SLOW"] = [(200, {}, b"{}")]
+    server.delays["/v3/trades/SLOW"] = 1.0
+    started = time.monotonic()
+    with pytest.raises(RestUnavailableError, match="ReadTimeoutError"):
+        rest(server, attempts=2, read_timeout=0.2).get("/v3/trades/SLOW")
+    assert time.monotonic() - started < 1.5  # bounded by our timeout, not the server
+
+
+def test_client_errors_are_not_retried(server):
+    with pytest.raises(RestError) as raised:
+        rest(server).get("/v3/trades/NOPE")
+    assert raised.value.status == 404 and len(server.requests) == 1
+
+
+def test_rate_limiter_spaces_calls_evenly():
+    now = [0.0]
+    slept = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimiter(per_minute=120, clock=lambda: now[0], sleep=sleep)
+    for _ in range(4):
+        limiter.wait()
+    assert slept == [0.5, 0.5, 0.5]
+
+
+def test_conditions_follow_pagination(server):
+    results = BUNDLED["results"]
+    first = {"results": results[:30], "next_url": f"{server.url}/v3/reference/conditions?cursor=page2"}
+    second = {"results": results[30:]}
+    server.routes["/v3/reference/conditions"] = [(200, {}, json.dumps(first).encode()), (200, {}, json.dumps(second).encode())]
+    table = load_condition_table(rest(server))
+    assert len(table.by_id) == len(results) and table.source.startswith("rest")
+    assert server.requests[1][1] == "cursor=page2"
+    assert table.classify((14, 41)).aggressive and not table.classify((37,)).aggressive
+
+
+def test_unreachable_conditions_fall_back_to_the_bundled_table_without_leaking_the_key(server, tmp_path):
+    log_dir = tmp_path / "logs"
+    logs.configure_logging(service="test", log_dir=log_dir, secrets=[KEY], console=False)
+    try:
+        server.routes["/v3/reference/conditions"] = [(500, {}, b"")]
+        table = load_condition_table(rest(server, attempts=2))
+    finally:
+        logging.getLogger().handlers.clear()
+    assert table.source == "bundled"
+    written = "".join(p.read_text() for p in log_dir.glob("*.jsonl"))
+    assert '"event":"order_flow.conditions_fallback"' in written and '"code":"rest_unavailable"' in written
+    assert KEY not in written
