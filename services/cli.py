@@ -190,7 +190,7 @@ def replay(
     configure_logging(service="replay", log_dir=config.log_dir, level=config.log_level,
                       secrets=config.secret_values(), console=False)
     spec = SourceSpec(format, tuple(files), symbol, trading_day,
-                      config.round_lot_size if config.quote_size_unit == "round_lots" else 1)
+                      config.round_lot_size if config.quote_size_unit == "round_lots" else 1, config.side_method)
     conditions = condition_table(config)
 
     async def run():

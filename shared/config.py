@@ -103,6 +103,9 @@ class OrderFlowConfig(BaseSettings):
         "shares", description="Unit of Polygon quote sizes (design.md §2: the docs disagree)."
     )
     round_lot_size: int = Field(100, ge=1, description="Shares per round lot when quote_size_unit=round_lots.")
+    side_method: Literal["lee_ready", "emo", "quote", "tick"] = Field(
+        "lee_ready", description="Trade-side inference for sources without a side (design.md §2)."
+    )
 
     # --- detection (design.md §3) ---------------------------------------------
     spike_window_seconds: int = Field(60, ge=5, le=600, description="Red-burst spike window.")

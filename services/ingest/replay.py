@@ -201,6 +201,7 @@ class SourceSpec:
     symbol: str | None = None
     day: date | None = None
     quote_size_multiplier: int = 1
+    side_method: str = "lee_ready"
 
 
 def _worker(
@@ -218,7 +219,7 @@ def _worker(
     try:
         events = read_events(spec.format, list(spec.paths), symbol=spec.symbol, day=spec.day,
                              quote_size_multiplier=spec.quote_size_multiplier)
-        normaliser = Normaliser(conditions)
+        normaliser = Normaliser(conditions, method=spec.side_method)
         for item in prepare_batches(events, Keys(prefix), summary, normaliser=normaliser, speed=speed, batch_size=batch_size):
             if isinstance(item, Wait):
                 time.sleep(max(0.0, item.until - time.perf_counter()))
