@@ -128,6 +128,13 @@ class OrderFlowConfig(BaseSettings):
         0.8, gt=0.0, le=1.0, description="A bid of at least this fraction of the large offer marks it two-sided."
     )
 
+    extended_hours_large_order_size: int | None = Field(
+        None, gt=1000, description="large_order_size in pre-market and after-hours (unset: the same)."
+    )
+    extended_hours_volume_spike_threshold: float | None = Field(
+        None, ge=1.5, le=10.0, description="volume_spike_threshold in pre-market and after-hours (unset: the same)."
+    )
+
     # --- integrity (design.md §4) ---------------------------------------------
     stale_warning_seconds: float = Field(
         10.0, gt=0.0, le=300.0, description="An event older than this at arrival is a validation error."
@@ -140,6 +147,15 @@ class OrderFlowConfig(BaseSettings):
     )
     chronology_tolerance_ms: int = Field(
         500, ge=0, le=60_000, description="How far back in time a print may step before it is out of order."
+    )
+    gap_silence_seconds: float = Field(
+        30.0, ge=1.0, le=3600.0, description="Event-time silence on a symbol that counts as a feed gap (windows reset)."
+    )
+
+    # --- detector service -----------------------------------------------------
+    consumer_group: str = Field("detector", pattern=r"^[A-Za-z0-9_.\-]+$", description="Redis consumer group of the detectors.")
+    reclaim_idle_seconds: float = Field(
+        30.0, ge=1.0, le=3600.0, description="Pending entries idle this long are reclaimed from a stalled detector."
     )
 
     # --- observability --------------------------------------------------------

@@ -30,10 +30,10 @@ from typing import Callable, Literal
 
 import msgspec
 
+from shared.nbbo import PrevailingQuote, QuoteTiming
 from shared.wire import BookUpdate, Quote, Trade
 
 Method = Literal["lee_ready", "emo", "quote", "tick"]
-QuoteTiming = Literal["strict", "sequenced"]
 METHODS: tuple[Method, ...] = ("lee_ready", "emo", "quote", "tick")
 
 _replace = msgspec.structs.replace
@@ -52,32 +52,18 @@ class SideClassifier:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         self.method = method
-        self.sequenced = timing == "sequenced"
         self.moves_last_price = moves_last_price
-        # NBBO now, and the NBBO that was in force before ``quote_ts``.
-        self.quote_ts = -1
-        self.bid = self.ask = 0
-        self.before_ts = -1
-        self.before_bid = self.before_ask = 0
+        self.nbbo = PrevailingQuote(timing)
         # tick test state
         self.last_price = 0
         self.last_direction = 0
 
     def on_quote(self, ts_event: int, bid: int, ask: int) -> None:
         """A new NBBO (prices in nano-dollars; 0 for an empty side)."""
-        if ts_event != self.quote_ts:
-            self.before_ts, self.before_bid, self.before_ask = self.quote_ts, self.bid, self.ask
-        self.quote_ts, self.bid, self.ask = ts_event, bid, ask
+        self.nbbo.update(ts_event, bid, ask)
 
     def on_event(self, event: Quote | BookUpdate) -> None:
-        if type(event) is Quote:
-            self.on_quote(event.ts_event, event.bid_price, event.ask_price)
-        else:
-            self.on_quote(
-                event.ts_event,
-                event.bids[0][0] if event.bids else 0,
-                event.asks[0][0] if event.asks else 0,
-            )
+        self.nbbo.update_from(event)
 
     def classify(self, trade: Trade) -> Trade:
         """The trade with ``side`` and ``side_source`` set."""
@@ -93,13 +79,6 @@ class SideClassifier:
             self.last_price = price
         return result
 
-    def _prevailing(self, ts_event: int) -> tuple[int, int]:
-        if self.sequenced or self.quote_ts < ts_event:
-            return self.bid, self.ask
-        if self.before_ts < ts_event:
-            return self.before_bid, self.before_ask
-        return 0, 0
-
     def _tick(self, price: int) -> tuple[str, str]:
         if self.last_price:
             if price > self.last_price:
@@ -114,7 +93,7 @@ class SideClassifier:
         method = self.method
         if method == "tick":
             return self._tick(price)
-        bid, ask = self._prevailing(ts_event)
+        bid, ask = self.nbbo.before(ts_event)
         if not (0 < bid < ask):
             return ("unknown", "none") if method == "quote" else self._tick(price)
         if method == "emo":

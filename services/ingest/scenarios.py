@@ -51,7 +51,7 @@ from services.ingest.capture import format_line
 from shared.timestamps import NANOS_PER_MILLISECOND
 
 SYMBOL = "DEMO"
-START_MS = 1_764_009_900_000  # 2026-11-24 14:45:00 UTC = 09:45 New York
+START_MS = 1_795_531_500_000  # 2026-11-24 14:45:00 UTC = 09:45 New York
 FRAME_MS = 25
 CENT = 0.01
 
@@ -157,11 +157,13 @@ class _Market:
     def move_quote(self, t_ms: int) -> None:
         rng = self.rng
         step = rng.random()
-        if step < 0.15:
+        if self.book_boost:
+            pass  # large size on both sides pins the price
+        elif step < 0.15:
             self.mid_cents += 1
         elif step < 0.30:
             self.mid_cents -= 1
-        self.spread_cents = 1 if rng.random() < 0.8 else 2
+        self.spread_cents = 1 if rng.random() < 0.8 or self.book_boost else 2
         self.bid_size = rng.choice((100, 200, 300, 500, 800, 1200, 2000, 3000)) + self.book_boost
         self.ask_size = rng.choice((100, 200, 300, 500, 800, 1200, 2000, 3000)) + self.book_boost
         self.quote(t_ms)

@@ -1,0 +1,156 @@
+"""Red bursts: a sell-dominated spike of volume against its own baseline.
+
+Volume is kept in one-second buckets of event time. At second *s* the spike
+window holds seconds ``(s − spike, s]`` and the baseline the ``baseline``
+seconds before it (design.md §3, defaults 60 s and 300 s). The ratio is the
+spike volume over the baseline's average per spike-window:
+
+    ratio = spike_volume / (baseline_volume × spike / baseline)
+
+A burst needs a full baseline (``spike + baseline`` seconds observed since the
+last reset), at least ``min_baseline_volume`` shares in it, the ratio at the
+threshold, and sells at least ``sell_ratio`` of the classified volume in the
+spike window. Only prints that can be aggressive count (continuous trading:
+no auctions, odd lots, late or average-price prints), in both windows alike.
+
+Episodes give one alert per severity: the first evaluation that qualifies
+opens an episode (``warning``, or ``critical`` at ``critical_threshold``); a
+warning episode that later reaches the critical threshold raises one
+``critical`` alert; the episode ends when the ratio falls below
+``END_FRACTION`` of the threshold (hysteresis).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+NANOS = 1_000_000_000
+END_FRACTION = 0.8
+
+
+@dataclass(frozen=True)
+class BurstReading:
+    """One evaluation. Volumes in shares."""
+
+    second: int
+    ratio: float
+    sell_ratio: float
+    spike_volume: int
+    baseline_average: float
+    sell_volume: int
+    buy_volume: int
+
+
+@dataclass(frozen=True)
+class BurstSignal:
+    """A red-burst alert to raise: ``severity`` and the episode it belongs to."""
+
+    severity: str
+    episode_second: int
+    reading: BurstReading
+
+
+class RedBursts:
+    """Spike and baseline windows of one symbol."""
+
+    def __init__(
+        self,
+        *,
+        spike_seconds: int,
+        baseline_seconds: int,
+        min_baseline_volume: int,
+        sell_ratio: float,
+        critical_threshold: float,
+    ) -> None:
+        self.spike_seconds = spike_seconds
+        self.baseline_seconds = baseline_seconds
+        self.min_baseline_volume = min_baseline_volume
+        self.sell_ratio = sell_ratio
+        self.critical_threshold = critical_threshold
+        self.reset(None)
+
+    def reset(self, ts_event: int | None) -> None:
+        """Forget everything (gap, halt, session change); history restarts at ``ts_event``."""
+        self.spike: deque[list[int]] = deque()  # [second, volume, sell, buy]
+        self.baseline: deque[list[int]] = deque()  # [second, volume]
+        self.spike_volume = self.spike_sell = self.spike_buy = 0
+        self.baseline_volume = 0
+        self.history_start = None if ts_event is None else ts_event // NANOS
+        self.episode_second: int | None = None
+        self.episode_severity = ""
+
+    def _advance(self, second: int) -> None:
+        spike_start = second - self.spike_seconds + 1
+        while self.spike and self.spike[0][0] < spike_start:
+            moved_second, volume, sell, buy = self.spike.popleft()
+            self.spike_volume -= volume
+            self.spike_sell -= sell
+            self.spike_buy -= buy
+            self.baseline.append([moved_second, volume])
+            self.baseline_volume += volume
+        baseline_start = spike_start - self.baseline_seconds
+        while self.baseline and self.baseline[0][0] < baseline_start:
+            self.baseline_volume -= self.baseline.popleft()[1]
+
+    def add(self, ts_event: int, size: int, side: str) -> None:
+        """A print that counts (side ``buy``, ``sell`` or ``unknown``)."""
+        second = ts_event // NANOS
+        if self.history_start is None:
+            self.history_start = second
+        self._advance(second)
+        if self.spike and self.spike[-1][0] == second:
+            bucket = self.spike[-1]
+        elif self.spike and self.spike[-1][0] > second:
+            bucket = self.spike[-1]  # a print slightly out of order joins the newest second
+        else:
+            bucket = [second, 0, 0, 0]
+            self.spike.append(bucket)
+        bucket[1] += size
+        self.spike_volume += size
+        if side == "sell":
+            bucket[2] += size
+            self.spike_sell += size
+        elif side == "buy":
+            bucket[3] += size
+            self.spike_buy += size
+
+    def reading(self, ts_event: int) -> BurstReading | None:
+        """The current ratio, or None while the baseline is not full or too thin."""
+        second = ts_event // NANOS
+        self._advance(second)
+        if self.history_start is None or second - self.history_start < self.spike_seconds + self.baseline_seconds:
+            return None
+        if self.baseline_volume < max(1, self.min_baseline_volume):
+            return None
+        average = self.baseline_volume * self.spike_seconds / self.baseline_seconds
+        classified = self.spike_sell + self.spike_buy
+        return BurstReading(
+            second=second,
+            ratio=self.spike_volume / average,
+            sell_ratio=self.spike_sell / classified if classified else 0.0,
+            spike_volume=self.spike_volume,
+            baseline_average=average,
+            sell_volume=self.spike_sell,
+            buy_volume=self.spike_buy,
+        )
+
+    def evaluate(self, ts_event: int, threshold: float) -> BurstSignal | None:
+        """Apply the episode logic at ``ts_event`` with the session's threshold."""
+        reading = self.reading(ts_event)
+        if reading is None:
+            return None
+        if self.episode_second is not None and reading.ratio < threshold * END_FRACTION:
+            self.episode_second, self.episode_severity = None, ""
+            return None
+        pressing = reading.sell_ratio >= self.sell_ratio
+        if self.episode_second is None:
+            if reading.ratio >= threshold and pressing:
+                self.episode_second = reading.second
+                self.episode_severity = "critical" if reading.ratio >= self.critical_threshold else "warning"
+                return BurstSignal(self.episode_severity, self.episode_second, reading)
+            return None
+        if self.episode_severity == "warning" and reading.ratio >= self.critical_threshold and pressing:
+            self.episode_severity = "critical"
+            return BurstSignal("critical", self.episode_second, reading)
+        return None

@@ -1,0 +1,152 @@
+"""Data integrity of one symbol's events (US5, FR-010/011/012, NFR-002).
+
+Each market event is checked before any rule sees it:
+
+============================ ===================================================
+``stale_data``               arrived more than ``stale_warning`` after its event
+                             time (``ts_arrival − ts_event``, so replays judge it
+                             as the live session did)
+``stale_data_failure``       … more than ``stale_failure``
+``future_timestamp``         event time more than the chronology tolerance after
+                             its arrival (a clock problem)
+``out_of_order``             a print more than the tolerance before the last print
+``invalid_price``            a print at ≤ 0, a quote or book level below 0
+``invalid_size``             a print of ≤ 0 shares, a negative quote/level size
+============================ ===================================================
+
+Any of these halts monitoring of the symbol (the spec's Safety_First): a
+``monitoring_halted`` status is published, the rules stop and their windows
+are reset. Monitoring resumes, with a ``monitoring_resumed`` status, only
+after ``resume_after`` of event time during which every event was valid.
+
+An event-time silence longer than ``gap_silence`` is a gap: a ``gap`` status
+is published and the windows reset (they span missing data), without a halt.
+Prints far outside the spread are *flagged* (``price_outside_spread``) but do
+not halt: late and average-price prints legitimately do that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from shared.wire import BookUpdate, FeedStatus, MarketEvent, Quote, Trade
+
+HALTING = frozenset({"stale_data", "stale_data_failure", "future_timestamp", "out_of_order", "invalid_price", "invalid_size"})
+
+
+class ValidationIssue(NamedTuple):
+    """A check an event failed. ``halting`` issues stop monitoring."""
+
+    symbol: str
+    code: str
+    detail: str
+    ts_event: int
+    halting: bool
+
+
+@dataclass(frozen=True)
+class IntegritySettings:
+    stale_warning_ns: int
+    stale_failure_ns: int
+    resume_after_ns: int
+    tolerance_ns: int
+    gap_silence_ns: int
+
+
+@dataclass
+class Verdict:
+    """What the integrity check decided for one event."""
+
+    usable: bool = True
+    issues: list[ValidationIssue] = field(default_factory=list)
+    statuses: list[FeedStatus] = field(default_factory=list)
+    reset: bool = False
+
+
+class Integrity:
+    """Validation and halting state of one symbol."""
+
+    def __init__(self, symbol: str, settings: IntegritySettings) -> None:
+        self.symbol = symbol
+        self.settings = settings
+        self.halted = False
+        self.halt_code = ""
+        self.valid_since: int | None = None
+        self.last_print_ts: int | None = None
+        self.last_event_ts: int | None = None
+
+    def _problems(self, event: MarketEvent) -> list[tuple[str, str]]:
+        settings = self.settings
+        problems = []
+        age = event.ts_arrival - event.ts_event
+        if age > settings.stale_failure_ns:
+            problems.append(("stale_data_failure", f"arrived {age / 1e9:.1f} s after its event time"))
+        elif age > settings.stale_warning_ns:
+            problems.append(("stale_data", f"arrived {age / 1e9:.1f} s after its event time"))
+        elif -age > settings.tolerance_ns:
+            problems.append(("future_timestamp", f"event time {-age / 1e9:.3f} s after arrival"))
+        kind = type(event)
+        if kind is Trade:
+            if event.price <= 0:
+                problems.append(("invalid_price", f"print at {event.price} nano-dollars"))
+            if event.size <= 0:
+                problems.append(("invalid_size", f"print of {event.size} shares"))
+            if self.last_print_ts is not None and event.ts_event < self.last_print_ts - settings.tolerance_ns:
+                problems.append(("out_of_order", f"print {(self.last_print_ts - event.ts_event) / 1e9:.3f} s before the previous one"))
+        elif kind is Quote:
+            if event.bid_price < 0 or event.ask_price < 0:
+                problems.append(("invalid_price", f"quote {event.bid_price}/{event.ask_price}"))
+            if event.bid_size < 0 or event.ask_size < 0:
+                problems.append(("invalid_size", f"quote sizes {event.bid_size}/{event.ask_size}"))
+        elif kind is BookUpdate:
+            for price, size in (*event.bids, *event.asks):
+                if price <= 0 or size < 0:
+                    problems.append(("invalid_price" if price <= 0 else "invalid_size", f"book level {price} x {size}"))
+                    break
+        return problems
+
+    def check(self, event: MarketEvent) -> Verdict:
+        verdict = Verdict()
+        settings = self.settings
+        ts = event.ts_event
+        problems = self._problems(event)
+        for code, detail in problems:
+            verdict.issues.append(ValidationIssue(self.symbol, code, detail, ts, code in HALTING))
+        if type(event) is Trade and not any(code == "out_of_order" for code, _ in problems):
+            self.last_print_ts = ts if self.last_print_ts is None else max(self.last_print_ts, ts)
+        if problems:
+            verdict.usable = False
+            self.valid_since = None
+            if self.last_event_ts is not None and ts > self.last_event_ts:
+                self.last_event_ts = ts  # bad data is not silence
+            if not self.halted:
+                self.halted = True
+                self.halt_code = problems[0][0]
+                verdict.reset = True
+                verdict.statuses.append(self._status("monitoring_halted", ts, self.halt_code, problems[0][1]))
+            return verdict
+        if self.last_event_ts is not None and ts - self.last_event_ts > settings.gap_silence_ns:
+            verdict.reset = True
+            verdict.statuses.append(
+                FeedStatus(source="detector", state="gap", ts_event=ts, ts_recv=event.ts_recv, symbols=(self.symbol,),
+                           code="event_silence", detail=f"no event for {(ts - self.last_event_ts) / 1e9:.1f} s",
+                           gap_start_ns=self.last_event_ts, gap_end_ns=ts)
+            )
+        if self.last_event_ts is None or ts > self.last_event_ts:
+            self.last_event_ts = ts
+        if self.halted:
+            if self.valid_since is None:
+                self.valid_since = ts
+            if ts - self.valid_since < settings.resume_after_ns:
+                verdict.usable = False
+                return verdict
+            self.halted = False
+            verdict.reset = True
+            verdict.statuses.append(
+                self._status("monitoring_resumed", ts, self.halt_code, f"{settings.resume_after_ns / 1e9:.0f} s of valid data")
+            )
+        return verdict
+
+    def _status(self, state: str, ts: int, code: str, detail: str) -> FeedStatus:
+        return FeedStatus(source="detector", state=state, ts_event=ts, ts_recv=ts, symbols=(self.symbol,), code=code, detail=detail)

@@ -1,0 +1,63 @@
+"""Trading sessions from pandas-market-calendars (NYSE: holidays, early closes).
+
+``SessionClock().session(ts_ns)`` answers ``pre_market``, ``regular``,
+``after_hours`` or ``closed`` for a UTC ns time. A day's boundaries are
+fetched once and cached as integers, so the per-event cost is two
+comparisons. 2026-11-27 (day after Thanksgiving) closes at 13:00 New York;
+2026-11-26 is ``closed`` all day.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import pandas_market_calendars as market_calendars
+
+from shared.wire import TradingSession
+
+NANOS = 1_000_000_000
+_NEW_YORK_OFFSET_GUESS = timedelta(hours=5)  # only to pick the calendar day; boundaries are exact
+
+
+class SessionClock:
+    """Session of any instant, for one exchange calendar."""
+
+    def __init__(self, calendar: str = "NYSE") -> None:
+        self.calendar = market_calendars.get_calendar(calendar)
+        self._days: dict[date, tuple[int, int, int, int] | None] = {}
+        self._current: tuple[int, int, int, int, int, int] | None = None  # day start/end + boundaries
+
+    def _boundaries(self, day: date) -> tuple[int, int, int, int] | None:
+        if day not in self._days:
+            schedule = self.calendar.schedule(day.isoformat(), day.isoformat(), start="pre", end="post")
+            if schedule.empty:
+                self._days[day] = None
+            else:
+                row = schedule.iloc[0]
+                self._days[day] = tuple(int(row[column].value) for column in ("pre", "market_open", "market_close", "post"))
+        return self._days[day]
+
+    def session(self, ts_ns: int) -> TradingSession:
+        current = self._current
+        if current is None or not current[0] <= ts_ns < current[1]:
+            current = self._load(ts_ns)
+        pre, market_open, market_close, post = current[2:]
+        if ts_ns < pre or ts_ns >= post:
+            return "closed"
+        if ts_ns < market_open:
+            return "pre_market"
+        if ts_ns < market_close:
+            return "regular"
+        return "after_hours"
+
+    def _load(self, ts_ns: int) -> tuple[int, int, int, int, int, int]:
+        moment = datetime.fromtimestamp(ts_ns / NANOS, tz=timezone.utc)
+        day = (moment - _NEW_YORK_OFFSET_GUESS).date()
+        bounds = self._boundaries(day)
+        # the cache covers this calendar day in UTC-5 terms: from its midnight to the next
+        start = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp() * NANOS) + int(_NEW_YORK_OFFSET_GUESS.total_seconds()) * NANOS
+        end = start + 86_400 * NANOS
+        if bounds is None:
+            bounds = (end, end, end, end)  # closed all day
+        self._current = (start, end, *bounds)
+        return self._current

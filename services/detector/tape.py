@@ -1,0 +1,82 @@
+"""Large sellers on the tape: aggressive sell orders rebuilt from prints.
+
+One aggressor's order shows as consecutive seller-initiated prints executed
+at or below the bid in force before them, at the same timestamp or as a
+sweep within ``sweep_window_ns`` of the previous print at non-increasing
+prices (design.md §3). A buy, or a sell above the bid, ends the order;
+prints that cannot be aggressive (odd lots, auctions…) are ignored without
+ending it. An order is complete when a later event arrives beyond the sweep
+window; :meth:`TapeOrders.flush` reports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.wire import Trade
+
+
+@dataclass
+class AggressiveOrder:
+    """One rebuilt aggressive sell order. Prices in nano-dollars, sizes in shares."""
+
+    first_ts: int
+    first_trade_id: str
+    last_ts: int
+    last_price: int
+    worst_price: int
+    size: int
+    notional: int
+    prints: int
+    bid_before: int
+    last_ts_recv: int
+
+    @property
+    def vwap(self) -> int:
+        return self.notional // self.size if self.size else 0
+
+
+class TapeOrders:
+    """Builds aggressive sell orders for one symbol."""
+
+    def __init__(self, sweep_window_ns: int) -> None:
+        self.sweep_window_ns = sweep_window_ns
+        self.current: AggressiveOrder | None = None
+
+    def on_sell(self, trade: Trade, bid_before: int) -> AggressiveOrder | None:
+        """A seller-initiated print at or below the bid. Returns the previous
+        order if this print starts a new one."""
+        current = self.current
+        if (
+            current is not None
+            and trade.ts_event - current.last_ts <= self.sweep_window_ns
+            and trade.price <= current.last_price
+        ):
+            current.last_ts = trade.ts_event
+            current.last_price = trade.price
+            current.worst_price = min(current.worst_price, trade.price)
+            current.size += trade.size
+            current.notional += trade.price * trade.size
+            current.prints += 1
+            current.last_ts_recv = trade.ts_recv
+            return None
+        finished = self.current
+        self.current = AggressiveOrder(
+            first_ts=trade.ts_event, first_trade_id=trade.trade_id, last_ts=trade.ts_event, last_price=trade.price,
+            worst_price=trade.price, size=trade.size, notional=trade.price * trade.size, prints=1,
+            bid_before=bid_before, last_ts_recv=trade.ts_recv,
+        )
+        return finished
+
+    def end(self) -> AggressiveOrder | None:
+        """A print that breaks the sequence (a buy, a sell above the bid)."""
+        finished, self.current = self.current, None
+        return finished
+
+    def flush(self, ts_event: int) -> AggressiveOrder | None:
+        """The current order if ``ts_event`` lies beyond its sweep window."""
+        current = self.current
+        if current is not None and ts_event - current.last_ts > self.sweep_window_ns:
+            self.current = None
+            return current
+        return None
