@@ -234,6 +234,53 @@ def replay(
     stdout.print(table)
 
 
+@app.command()
+def analyze(
+    files: Annotated[list[Path], typer.Argument(help="Input files (zip, csv, csv.gz, capture).", exists=True, dir_okay=False)],
+    out: Annotated[Path, typer.Option("--out", help="Folder for alerts.jsonl, exits.jsonl, statuses.jsonl, summary.json.")],
+    format: Annotated[str, typer.Option("--format", help="capture | polygon-flat | lobster | algoseek")] = "capture",
+    symbol: Annotated[Optional[str], typer.Option(help="Keep only this symbol.")] = None,
+    day: Annotated[Optional[str], typer.Option("--date", help="Trading day YYYY-MM-DD (LOBSTER files whose names lack it).")] = None,
+    emit_trades: Annotated[bool, typer.Option("--emit-trades", help="Also write trades.jsonl with each trade's side.")] = False,
+    config_file: ConfigFileOption = None,
+) -> None:
+    """Run the detector's rules over files in this process (no Redis) and write what they find."""
+    from services.detector.analyze import analyze as run_analysis
+    from services.ingest.sources import FORMATS
+    from shared.logs import configure_logging
+
+    config = load_or_exit(config_file)
+    if format not in FORMATS:
+        stderr.print(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise typer.Exit(code=2)
+    try:
+        trading_day = date.fromisoformat(day) if day else None
+    except ValueError:
+        stderr.print(f"--date {day!r} is not YYYY-MM-DD")
+        raise typer.Exit(code=2) from None
+    configure_logging(service="analyze", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} events"),
+                  TimeElapsedColumn(), console=stderr, disable=not stderr.is_terminal) as progress:
+        task = progress.add_task(f"analyzing {format}", total=None)
+        summary = run_analysis(format, list(files), out, config, symbol=symbol, day=trading_day, emit_trades=emit_trades,
+                               conditions=condition_table(config), on_progress=lambda n: progress.advance(task, n))
+    document = summary.as_document()
+    table = Table(title=f"analysis written to {out}", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("events", f"{document['events']:,}")
+    table.add_row("symbols", ", ".join(document["symbols"]) or "-")
+    for key, count in document["alerts_by_type_and_severity"].items():
+        table.add_row(f"alerts: {key}", f"{count:,}")
+    table.add_row("exit recommendations", f"{document['exits']:,}")
+    for code, count in document["validation_errors_by_code"].items():
+        table.add_row(f"validation errors: {code}", f"{count:,}")
+    for code, count in document["rejects_by_code"].items():
+        table.add_row(f"rejected: {code}", f"{count:,}")
+    table.add_row("rate", f"{document['events_per_second'] or 0:,} events/s")
+    stdout.print(table)
+
+
 def condition_table(config: OrderFlowConfig):
     """Polygon's live condition table when a key is configured, else the bundled one."""
     from services.ingest.polygon_http import PolygonRest, load_condition_table

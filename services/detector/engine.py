@@ -123,7 +123,7 @@ class SymbolEngine:
             return outputs
         ts = event.ts_event
         session = self.sessions.session(ts)
-        verdict = self.integrity.check(event)
+        verdict = self.integrity.check(event, session)
         outputs.extend(verdict.issues)
         outputs.extend(verdict.statuses)
         if verdict.reset:

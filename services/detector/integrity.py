@@ -19,8 +19,10 @@ Any of these halts monitoring of the symbol (the spec's Safety_First): a
 are reset. Monitoring resumes, with a ``monitoring_resumed`` status, only
 after ``resume_after`` of event time during which every event was valid.
 
-An event-time silence longer than ``gap_silence`` is a gap: a ``gap`` status
-is published and the windows reset (they span missing data), without a halt.
+An event-time silence longer than ``gap_silence`` during the regular session
+is a gap: a ``gap`` status is published and the windows reset (they span
+missing data), without a halt. Pre-market and after-hours trading is thin;
+silence there is normal, and session changes reset the windows anyway.
 Prints far outside the spread are *flagged* (``price_outside_spread``) but do
 not halt: late and average-price prints legitimately do that.
 """
@@ -106,7 +108,7 @@ class Integrity:
                     break
         return problems
 
-    def check(self, event: MarketEvent) -> Verdict:
+    def check(self, event: MarketEvent, session: str = "regular") -> Verdict:
         verdict = Verdict()
         settings = self.settings
         ts = event.ts_event
@@ -126,7 +128,7 @@ class Integrity:
                 verdict.reset = True
                 verdict.statuses.append(self._status("monitoring_halted", ts, self.halt_code, problems[0][1]))
             return verdict
-        if self.last_event_ts is not None and ts - self.last_event_ts > settings.gap_silence_ns:
+        if session == "regular" and self.last_event_ts is not None and ts - self.last_event_ts > settings.gap_silence_ns:
             verdict.reset = True
             verdict.statuses.append(
                 FeedStatus(source="detector", state="gap", ts_event=ts, ts_recv=event.ts_recv, symbols=(self.symbol,),

@@ -1,0 +1,144 @@
+"""Offline analysis: the rules core run in-process over files, no Redis.
+
+The same parsers, normaliser and :class:`Engine` as live ingest + detector,
+so the alert ids equal those of a live run over the same data. Writes to
+``DIR``:
+
+* ``alerts.jsonl`` — one OrderFlowAlert per line;
+* ``exits.jsonl`` — one ExitRecommendation per line;
+* ``statuses.jsonl`` — monitoring halted/resumed and gaps;
+* ``summary.json`` — event counts, alerts by type and severity, exits,
+  validation errors by code, rejects by code, events/s;
+* ``trades.jsonl`` (``--emit-trades``) — every trade with its side and
+  ``side_source``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Callable
+
+from services.detector.engine import AlertsExpired, Engine, RuleSettings
+from services.detector.integrity import ValidationIssue
+from services.ingest.normalise import Normaliser
+from services.ingest.rejects import Reject, RejectCounter
+from services.ingest.sources import read_events
+from shared.conditions import ConditionTable
+from shared.config import OrderFlowConfig
+from shared.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, Trade, to_json
+
+
+@dataclass
+class AnalysisSummary:
+    events_by_kind: Counter = field(default_factory=Counter)
+    alerts_by_type: Counter = field(default_factory=Counter)
+    exits: int = 0
+    validation_errors: Counter = field(default_factory=Counter)
+    statuses: Counter = field(default_factory=Counter)
+    rejects: RejectCounter = field(default_factory=RejectCounter)
+    duplicates: int = 0
+    expired_alerts: int = 0
+    elapsed_seconds: float = 0.0
+    symbols: set[str] = field(default_factory=set)
+    first_event_ns: int | None = None
+    last_event_ns: int | None = None
+
+    @property
+    def events(self) -> int:
+        return sum(self.events_by_kind.values())
+
+    def as_document(self) -> dict:
+        return {
+            "events": self.events,
+            "events_by_kind": dict(self.events_by_kind),
+            "symbols": sorted(self.symbols),
+            "alerts": sum(self.alerts_by_type.values()),
+            "alerts_by_type_and_severity": {key: count for key, count in sorted(self.alerts_by_type.items())},
+            "exits": self.exits,
+            "validation_errors_by_code": dict(self.validation_errors),
+            "statuses": dict(self.statuses),
+            "rejects_by_code": dict(self.rejects.by_code),
+            "duplicates_dropped": self.duplicates,
+            "alerts_expired_from_window": self.expired_alerts,
+            "first_event_ns": self.first_event_ns,
+            "last_event_ns": self.last_event_ns,
+            "elapsed_seconds": round(self.elapsed_seconds, 3),
+            "events_per_second": round(self.events / self.elapsed_seconds) if self.elapsed_seconds else None,
+        }
+
+
+def analyze(
+    format: str,
+    paths: list[Path],
+    out_dir: Path,
+    config: OrderFlowConfig,
+    *,
+    symbol: str | None = None,
+    day: date | None = None,
+    emit_trades: bool = False,
+    conditions: ConditionTable | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> AnalysisSummary:
+    """Run the rules over the files; write the results to ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    conditions = conditions or ConditionTable.bundled()
+    normaliser = Normaliser(conditions, method=config.side_method)
+    engine = Engine(RuleSettings.from_config(config), conditions)
+    summary = AnalysisSummary()
+    multiplier = config.round_lot_size if config.quote_size_unit == "round_lots" else 1
+    started = time.perf_counter()
+    files = {name: (out_dir / f"{name}.jsonl").open("wb") for name in ("alerts", "exits", "statuses")}
+    trades_file = (out_dir / "trades.jsonl").open("wb") if emit_trades else None
+    try:
+        count = 0
+        for item in read_events(format, paths, symbol=symbol, day=day, quote_size_multiplier=multiplier):
+            if isinstance(item, Reject):
+                summary.rejects.add(item)
+                continue
+            event = normaliser.process(item)
+            if event is None:
+                continue
+            summary.events_by_kind[type(event).__struct_config__.tag] += 1
+            if type(event) is not FeedStatus:
+                summary.symbols.add(event.symbol)
+                if summary.first_event_ns is None:
+                    summary.first_event_ns = event.ts_event
+                summary.last_event_ns = event.ts_event
+            if trades_file is not None and type(event) is Trade:
+                trades_file.write(to_json(event) + b"\n")
+            _record(engine.process(event), summary, files)
+            count += 1
+            if on_progress is not None and count % 10_000 == 0:
+                on_progress(10_000)
+        _record(engine.flush(), summary, files)
+    finally:
+        for handle in files.values():
+            handle.close()
+        if trades_file is not None:
+            trades_file.close()
+    summary.duplicates = normaliser.duplicates
+    summary.elapsed_seconds = time.perf_counter() - started
+    (out_dir / "summary.json").write_text(json.dumps(summary.as_document(), indent=2) + "\n")
+    return summary
+
+
+def _record(outputs: list, summary: AnalysisSummary, files: dict) -> None:
+    for output in outputs:
+        if isinstance(output, OrderFlowAlert):
+            summary.alerts_by_type[f"{output.alert_type}/{output.severity}"] += 1
+            files["alerts"].write(to_json(output) + b"\n")
+        elif isinstance(output, ExitRecommendation):
+            summary.exits += 1
+            files["exits"].write(to_json(output) + b"\n")
+        elif isinstance(output, FeedStatus):
+            summary.statuses[output.state] += 1
+            files["statuses"].write(to_json(output) + b"\n")
+        elif isinstance(output, ValidationIssue):
+            summary.validation_errors[output.code] += 1
+        elif isinstance(output, AlertsExpired):
+            summary.expired_alerts += len(output)
