@@ -28,7 +28,7 @@ from shared.config import (
     load_config,
     value_origins,
 )
-from shared.errors import BusUnavailableError, ConfigError
+from shared.errors import BusUnavailableError, ConfigError, ConsumerGroupMissingError
 
 SCHEMA_FILE = Path("config/config.schema.json")
 
@@ -279,6 +279,57 @@ def analyze(
         table.add_row(f"rejected: {code}", f"{count:,}")
     table.add_row("rate", f"{document['events_per_second'] or 0:,} events/s")
     stdout.print(table)
+
+
+@app.command()
+def detect(
+    symbol: Annotated[Optional[list[str]], typer.Option("--symbol", help="Monitor this symbol (repeat); default: open positions.")] = None,
+    consumer: Annotated[Optional[str], typer.Option(help="Consumer name in the group (default: detector-<hostname>).")] = None,
+    config_file: ConfigFileOption = None,
+) -> None:
+    """Run the detector service: consume the market streams, publish alerts and exit recommendations."""
+    import signal
+
+    from services.detector.service import DetectorService
+    from shared.bus import Bus
+    from shared.logs import configure_logging, get_logger
+    from shared.metrics import serve_metrics
+
+    config = load_or_exit(config_file)
+    configure_logging(service="detector", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values())
+    log = get_logger("detector")
+    conditions = condition_table(config)
+
+    async def run() -> None:
+        redis_url = config.redis_url.get_secret_value() if config.redis_url else None
+        bus = await Bus.connect(redis_url, prefix=config.key_prefix, stream_max_length=config.stream_max_length)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signal_number, stop.set)
+        service = DetectorService(config, bus, symbols=symbol or None, consumer=consumer, conditions=conditions)
+        log.info("order_flow.detector_started", consumer=service.consumer, bus=bus.description,
+                 symbols=symbol or "open positions", conditions=conditions.source)
+        try:
+            stats = await service.run(stop)
+        finally:
+            await bus.close()
+        log.info("order_flow.detector_stopped", events=stats.events, alerts=stats.alerts, exits=stats.exits,
+                 duplicates_suppressed=stats.duplicates_suppressed, warmed_up_events=stats.warmed_up_events)
+
+    try:
+        serve_metrics(config.metrics_port)
+    except OSError as error:
+        stderr.print(f"[bold red]metrics port {config.metrics_port} unavailable:[/] {error}")
+        raise typer.Exit(code=2) from None
+    try:
+        asyncio.run(run())
+    except BusUnavailableError as error:
+        stderr.print(f"[bold red]redis unavailable:[/] {error}")
+        raise typer.Exit(code=3) from None
+    except ConsumerGroupMissingError as error:
+        stderr.print(f"[bold red]consumer group deleted under the detector:[/] {error}")
+        raise typer.Exit(code=4) from None
 
 
 def condition_table(config: OrderFlowConfig):

@@ -321,6 +321,13 @@ class Bus:
             )
         return _entries(response)
 
+    async def read_own_pending(self, group: str, consumer: str, stream: str, *, count: int = 1000) -> list[BusEntry]:
+        """Entries delivered to ``consumer`` and not acknowledged (XREADGROUP ``0``),
+        e.g. after a crash between processing and ack. Trimmed ones are skipped."""
+        async with self._calling("read_own_pending"):
+            response = await self.client.xreadgroup(group, consumer, {stream: "0"}, count=count)
+        return [entry for entry in _entries(response) if entry.payload]
+
     async def ack(self, stream: str, group: str, entry_ids: Sequence[bytes]) -> int:
         """XACK; returns how many entries were pending and are now acknowledged."""
         if not entry_ids:
@@ -407,6 +414,6 @@ def _entries(response: dict | list | None) -> list[BusEntry]:
         for entry_id, fields in stream_entries:
             if not fields:  # trimmed while pending
                 continue
-            append(BusEntry(name, entry_id, fields[1]))
+            append(BusEntry(name, entry_id, fields[1] if isinstance(fields, list) else next(iter(fields.values()))))
     return entries
 

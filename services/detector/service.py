@@ -1,0 +1,337 @@
+"""The detector service: the rules core behind a Redis consumer group.
+
+Loop (one process, one asyncio task):
+
+1. **Symbols**: those given, else the open positions in the registry hash
+   (``orderflow:positions``), re-read every ``refresh_seconds``; each
+   symbol's stream gets the consumer group (created at ``0``: a new group
+   reads the backlog).
+2. **Warm-up** per stream: the history before the first unprocessed entry,
+   back to ``spike + baseline + alert window`` (plus a minute) of event time,
+   is run through the engine with its outputs dropped, so a restart neither
+   misses nor invents an alert.
+3. **Recovery**: this consumer's own pending entries (a crash before the ack)
+   are processed first; entries of a stalled consumer idle longer than
+   ``reclaim_idle_seconds`` are claimed with XAUTOCLAIM.
+4. **Steady state**: XREADGROUP ``>``; each batch runs through the engine;
+   alerts, exits and statuses are published, then the batch is acknowledged.
+   Publishing is idempotent: one Lua call does ``SET NX`` on the output's
+   deterministic id and only then XADD (and PUBLISH for exits), so a
+   redelivered entry never yields a second alert.
+
+Each symbol must be read by one detector at a time (its windows live in that
+process); scale by giving detectors disjoint symbol sets. SIGTERM finishes
+the batch in hand (publish + ack) and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import msgspec
+
+from services.detector.engine import AlertsExpired, Engine, Output, RuleSettings
+from services.detector.integrity import ValidationIssue
+from shared import logs, metrics
+from shared.bus import Bus, BusEntry
+from shared.conditions import ConditionTable
+from shared.config import OrderFlowConfig
+from shared.errors import BusUnavailableError, WireDecodeError
+from shared.prices import format_price
+from shared.timestamps import now_ns, ns_to_utc_iso
+from shared.wire import ExitRecommendation, FeedStatus, MarketEvent, OrderFlowAlert, decode, encode
+
+NANOS = 1_000_000_000
+DEDUP_SECONDS = 7 * 24 * 3600
+log = logs.get_logger(__name__)
+
+# KEYS: dedup key, stream; ARGV: ttl, type tag, payload, channel ("" for none).
+_PUBLISH_ONCE_LUA = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  redis.call('XADD', KEYS[2], '*', ARGV[2], ARGV[3])
+  if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[3]) end
+  return 1
+end
+return 0
+"""
+
+
+def default_consumer_name() -> str:
+    """Stable across restarts on one host, so a restarted detector finds its own pending entries."""
+    return f"detector-{socket.gethostname()}"
+
+
+@dataclass
+class DetectorStats:
+    events: int = 0
+    undecodable: int = 0
+    alerts: int = 0
+    exits: int = 0
+    duplicates_suppressed: int = 0
+    warmed_up_events: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+class DetectorService:
+    """Consumes the market streams of the monitored symbols and publishes what the rules find."""
+
+    def __init__(
+        self,
+        config: OrderFlowConfig,
+        bus: Bus,
+        *,
+        symbols: Iterable[str] | None = None,
+        consumer: str | None = None,
+        conditions: ConditionTable | None = None,
+        on_output: Callable[[Output], None] | None = None,
+        refresh_seconds: float = 1.0,
+        keep_latencies: bool = False,
+    ) -> None:
+        self.config = config
+        self.bus = bus
+        self.keys = bus.keys
+        self.group = config.consumer_group
+        self.consumer = consumer or default_consumer_name()
+        self.fixed_symbols = tuple(symbols) if symbols else None
+        self.engine = Engine(RuleSettings.from_config(config), conditions)
+        self.on_output = on_output
+        self.refresh_seconds = refresh_seconds
+        self.keep_latencies = keep_latencies
+        self.streams: dict[str, str] = {}  # stream key -> symbol
+        self.stats = DetectorStats()
+        self._publish_once = bus.client.register_script(_PUBLISH_ONCE_LUA)
+        settings = self.engine.settings
+        self.warmup_ns = (settings.spike_seconds + settings.baseline_seconds + 60) * NANOS + settings.alert_window_ns
+        self._last_refresh = 0.0
+        self._last_lag = 0.0
+
+    # --- symbols -----------------------------------------------------------------
+    async def monitored_symbols(self) -> list[str]:
+        if self.fixed_symbols is not None:
+            return list(self.fixed_symbols)
+        names = await self.bus.client.hkeys(self.keys.positions)
+        return sorted(name.decode() if isinstance(name, bytes) else name for name in names)
+
+    async def refresh(self) -> None:
+        """Start reading the streams of newly monitored symbols (warm-up + recovery first)."""
+        self._last_refresh = time.monotonic()
+        wanted = await self.monitored_symbols()
+        for symbol in wanted:
+            stream = self.keys.market(symbol)
+            if stream in self.streams:
+                continue
+            await self.bus.ensure_group(stream, self.group, "0")
+            await self._warm_up(stream)
+            self.streams[stream] = symbol
+            await self._recover(stream)
+        for stream, symbol in list(self.streams.items()):
+            if symbol not in wanted:
+                del self.streams[stream]
+        metrics.MONITORED_SYMBOLS.set(len(self.streams))
+
+    # --- start-up ----------------------------------------------------------------
+    async def _history_end(self, stream: str) -> str | None:
+        """XREVRANGE ``max`` covering what this group already processed: strictly
+        before its oldest pending entry, else up to its last delivered entry.
+        None when the group has processed nothing."""
+        summary = await self.bus.client.xpending(stream, self.group)
+        if summary["pending"]:
+            return f"({_text(summary['min'])}"
+        for info in await self.bus.client.xinfo_groups(stream):
+            if _text(info["name"]) == self.group:
+                last = _text(info["last-delivered-id"])
+                return None if last == "0-0" else last
+        return None
+
+    async def _warm_up(self, stream: str) -> None:
+        """Rebuild the windows from the processed history (outputs dropped: they
+        were published before the restart; publishing is idempotent anyway)."""
+        end = await self._history_end(stream)
+        history: list[MarketEvent] = []
+        newest_ts: int | None = None
+        while end is not None:
+            rows = await self.bus.client.xrevrange(stream, max=end, min="-", count=1000)
+            far_enough = False
+            for _entry_id, fields in rows:
+                try:
+                    event = decode(next(iter(fields.values())))
+                except WireDecodeError:
+                    continue
+                newest_ts = event.ts_event if newest_ts is None else newest_ts
+                if newest_ts - event.ts_event > self.warmup_ns:
+                    far_enough = True
+                    break
+                history.append(event)
+            if far_enough or len(rows) < 1000:
+                break
+            end = f"({_text(rows[-1][0])}"
+        for event in reversed(history):
+            self.engine.process(event)
+        self.stats.warmed_up_events += len(history)
+        if history:
+            log.info("order_flow.detector_warmed_up", stream=stream, events=len(history))
+
+    async def _recover(self, stream: str) -> None:
+        """Process this consumer's own pending entries of ``stream`` (crash before ack)."""
+        while entries := await self.bus.read_own_pending(self.group, self.consumer, stream):
+            await self._handle(entries)
+            if len(entries) < 1000:
+                return
+
+    async def _reclaim(self) -> None:
+        idle_ms = int(self.config.reclaim_idle_seconds * 1000)
+        for stream in list(self.streams):
+            claimed, _deleted = await self.bus.reclaim(stream, self.group, self.consumer, min_idle_ms=idle_ms)
+            if claimed:
+                log.warning("order_flow.entries_reclaimed", stream=stream, entries=len(claimed))
+                await self._handle(claimed)
+
+    # --- steady state --------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> DetectorStats:
+        """Consume until ``stop`` is set; returns the counters."""
+        await self.refresh()
+        await self._reclaim()
+        while not stop.is_set():
+            if time.monotonic() - self._last_refresh >= self.refresh_seconds:
+                await self.refresh()
+                await self._reclaim()
+            if not self.streams:
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                entries = await self.bus.read_group(
+                    self.group, self.consumer, list(self.streams), count=1000, block_ms=None if self.bus.embedded else 200
+                )
+            except BusUnavailableError as error:
+                log.error("order_flow.bus_unavailable", code=error.code, reason=str(error))
+                await asyncio.sleep(1.0)
+                continue
+            if entries:
+                await self._handle(entries)
+            elif self.bus.embedded:
+                await asyncio.sleep(0.02)
+            if time.monotonic() - self._last_lag >= 5.0:
+                await self._measure_lag()
+        return self.stats
+
+    async def drain(self) -> None:
+        """Process everything delivered and undelivered now (tests, demo end)."""
+        while True:
+            entries = await self.bus.read_group(self.group, self.consumer, list(self.streams), count=1000, block_ms=None)
+            if not entries:
+                return
+            await self._handle(entries)
+
+    async def _measure_lag(self) -> None:
+        self._last_lag = time.monotonic()
+        for stream, symbol in self.streams.items():
+            lag = await self.bus.group_lag(stream, self.group)
+            if lag is not None:
+                metrics.CONSUMER_LAG.labels(symbol=symbol).set(lag)
+
+    async def _handle(self, entries: list[BusEntry]) -> None:
+        outputs: list[Output] = []
+        kinds: dict[str, int] = {}
+        for entry in entries:
+            try:
+                event = decode(entry.payload)
+            except WireDecodeError as error:
+                self.stats.undecodable += 1
+                metrics.VALIDATION_ERRORS.labels(code=error.code).inc()
+                log.error(logs.DATA_VALIDATION_ERROR, code=error.code, stream=entry.stream, entry_id=_text(entry.entry_id), reason=str(error))
+                continue
+            tag = type(event).__struct_config__.tag
+            kinds[tag] = kinds.get(tag, 0) + 1
+            outputs.extend(self.engine.process(event))
+        self.stats.events += len(entries)
+        for kind, count in kinds.items():
+            metrics.EVENTS_PROCESSED.labels(kind=kind).inc(count)
+        if outputs:
+            await self._publish(outputs)
+        by_stream: dict[str, list[bytes]] = {}
+        for entry in entries:
+            by_stream.setdefault(entry.stream, []).append(entry.entry_id)
+        for stream, ids in by_stream.items():
+            await self.bus.ack(stream, self.group, ids)
+        metrics.HALTED_SYMBOLS.set(self.engine.halted_symbols())
+
+    async def _publish(self, outputs: list[Output]) -> None:
+        for output in outputs:
+            if isinstance(output, OrderFlowAlert):
+                await self._publish_alert(output)
+            elif isinstance(output, ExitRecommendation):
+                await self._publish_exit(output)
+            elif isinstance(output, FeedStatus):
+                await self.bus.publish([(self.keys.status, output)])
+                log.warning(f"order_flow.{output.state}", symbol=",".join(output.symbols), code=output.code, detail=output.detail,
+                            timestamp_utc=_iso(output.ts_event))
+                if self.on_output:
+                    self.on_output(output)
+            elif isinstance(output, ValidationIssue):
+                metrics.VALIDATION_ERRORS.labels(code=output.code).inc()
+                log.error(logs.DATA_VALIDATION_ERROR, symbol=output.symbol, code=output.code, detail=output.detail,
+                          halting=output.halting, timestamp_utc=_iso(output.ts_event))
+            elif isinstance(output, AlertsExpired):
+                log.info(logs.ALERT_WINDOW_EXPIRED, alert_ids=list(output))
+
+    async def _once(self, output_id: str, stream: str, message, channel: str = "") -> bool:
+        tag = type(message).__struct_config__.tag
+        result = await self._publish_once(
+            keys=[f"{self.keys.prefix}:published:{output_id}", stream],
+            args=[DEDUP_SECONDS, tag, encode(message), channel],
+        )
+        if not result:
+            self.stats.duplicates_suppressed += 1
+            metrics.DUPLICATES_SKIPPED.labels(kind=tag).inc()
+        return bool(result)
+
+    async def _publish_alert(self, alert: OrderFlowAlert) -> None:
+        latency_ms = (now_ns() - alert.ts_recv) / 1e6
+        alert = msgspec.structs.replace(alert, latency_ms=round(latency_ms, 3))
+        if not await self._once(alert.id, self.keys.alerts, alert):
+            return
+        self.stats.alerts += 1
+        if self.keep_latencies:
+            self.stats.latencies_ms.append(latency_ms)
+        metrics.ALERTS.labels(alert_type=alert.alert_type, severity=alert.severity).inc()
+        metrics.ALERT_LATENCY.observe(latency_ms / 1000)
+        event = logs.LARGE_SELLER_DETECTED if alert.alert_type == "large_seller" else logs.RED_BURST_DETECTED
+        log.warning(event, **_alert_fields(alert))
+        if self.on_output:
+            self.on_output(alert)
+
+    async def _publish_exit(self, recommendation: ExitRecommendation) -> None:
+        latency_ms = (now_ns() - recommendation.ts_recv) / 1e6
+        recommendation = msgspec.structs.replace(recommendation, latency_ms=round(latency_ms, 3))
+        if not await self._once(recommendation.id, self.keys.exits, recommendation, self.keys.exit_channel):
+            return
+        self.stats.exits += 1
+        metrics.EXIT_RECOMMENDATIONS.inc()
+        log.warning(logs.EXIT_SIGNAL_TRIGGERED, id=recommendation.id, symbol=recommendation.symbol, trigger=recommendation.trigger,
+                    alert_ids=list(recommendation.alert_ids), reasoning=recommendation.reasoning, session=recommendation.session,
+                    timestamp_utc=recommendation.timestamp_utc, latency_ms=recommendation.latency_ms, source="detector")
+        if self.on_output:
+            self.on_output(recommendation)
+
+
+def _alert_fields(alert: OrderFlowAlert) -> dict:
+    return {
+        "id": alert.id, "symbol": alert.symbol, "alert_type": alert.alert_type, "severity": alert.severity,
+        "source": alert.source, "order_size": alert.order_size, "price_level": format_price(alert.price_level),
+        "volume_ratio": alert.volume_ratio, "sell_ratio": alert.sell_ratio, "two_sided": alert.two_sided,
+        "session": alert.session, "timestamp_utc": alert.timestamp_utc, "latency_ms": alert.latency_ms,
+        "evidence": alert.evidence,
+    }
+
+
+def _iso(ts: int) -> str:
+    return ns_to_utc_iso(ts)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
