@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job. On a fresh machine: makes .venv, installs orderflow, runs it
-# on the embedded default (no Redis, no API key needed). Arguments replace the
+# on the embedded default (no Redis, no API key needed): `orderflow demo`. Arguments replace the
 # default command, e.g. scripts/run.sh config show
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
 if [ "$#" -eq 0 ]; then
-  set -- config show
+  set -- demo
 fi
 exec .venv/bin/orderflow "$@"

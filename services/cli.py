@@ -332,6 +332,39 @@ def detect(
         raise typer.Exit(code=4) from None
 
 
+@app.command()
+def demo(
+    speed: Annotated[float, typer.Option(help="Market seconds per wall second.")] = 120.0,
+    scenario: Annotated[Optional[list[str]], typer.Option("--scenario", help="Play only this scenario (repeat).")] = None,
+    seed: Annotated[int, typer.Option(help="Scenario seed.")] = 7,
+    config_file: ConfigFileOption = None,
+) -> None:
+    """Ingest and detect together on the synthetic scenarios; no Redis or API key needed."""
+    from services.detector.demo import run_demo
+    from services.ingest.scenarios import SCENARIOS
+    from shared.logs import configure_logging
+    from shared.metrics import serve_metrics
+
+    config = load_or_exit(config_file)
+    unknown = [name for name in scenario or [] if name not in SCENARIOS]
+    if unknown or speed <= 0:
+        stderr.print(f"unknown scenario(s) {unknown}; choose from {', '.join(SCENARIOS)}" if unknown else "--speed must be positive")
+        raise typer.Exit(code=2)
+    configure_logging(service="demo", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values(), console=False)
+    try:
+        serve_metrics(config.metrics_port)
+        stdout.print(f"metrics on http://127.0.0.1:{config.metrics_port}/metrics" if config.metrics_port else "metrics disabled")
+    except OSError as error:
+        stderr.print(f"[yellow]metrics port {config.metrics_port} unavailable ({error}); continuing without metrics[/]")
+    try:
+        result = asyncio.run(run_demo(config, scenarios=scenario or None, speed=speed, seed=seed, console=stdout))
+    except BusUnavailableError as error:
+        stderr.print(f"[bold red]redis unavailable:[/] {error}")
+        raise typer.Exit(code=3) from None
+    if not all(result.matches(name) for name in (scenario or SCENARIOS)):
+        raise typer.Exit(code=1)
+
+
 def condition_table(config: OrderFlowConfig):
     """Polygon's live condition table when a key is configured, else the bundled one."""
     from services.ingest.polygon_http import PolygonRest, load_condition_table

@@ -97,6 +97,7 @@ class _Market:
     """The evolving state of the synthetic stock."""
 
     rng: random.Random
+    symbol: str = SYMBOL
     mid_cents: int = 5000
     spread_cents: int = 1
     bid_size: int = 800
@@ -122,7 +123,7 @@ class _Market:
     def quote(self, t_ms: int, bid_size: int | None = None, ask_size: int | None = None) -> None:
         self.sequence += 1
         self.add(t_ms, {
-            "ev": "Q", "sym": SYMBOL, "bx": self.rng.choice((12, 11, 10, 19)), "bp": self.bid,
+            "ev": "Q", "sym": self.symbol, "bx": self.rng.choice((12, 11, 10, 19)), "bp": self.bid,
             "bs": bid_size if bid_size is not None else self.bid_size, "ax": self.rng.choice((12, 11, 10, 19)),
             "ap": self.ask, "as": ask_size if ask_size is not None else self.ask_size, "c": [1], "i": [],
             "t": t_ms, "q": self.sequence, "z": 3,
@@ -132,7 +133,7 @@ class _Market:
         self.trade_id += 1
         self.sequence += 1
         event = {
-            "ev": "T", "sym": SYMBOL, "x": 4 if trf else (exchange or self.rng.choice((12, 11, 10, 19, 8))),
+            "ev": "T", "sym": self.symbol, "x": 4 if trf else (exchange or self.rng.choice((12, 11, 10, 19, 8))),
             "i": str(self.trade_id), "z": 3, "p": round(price, 4), "s": size, "c": conditions, "t": t_ms,
             "q": self.sequence,
         }
@@ -332,11 +333,11 @@ def _arrival_lag_ms(name: str, t_ms: int, rng: random.Random) -> int:
     return lag
 
 
-def frames(name: str, seed: int = 7) -> Iterator[tuple[int, bytes]]:
+def frames(name: str, seed: int = 7, symbol: str = SYMBOL) -> Iterator[tuple[int, bytes]]:
     """``(ts_recv_ns, frame)`` of a scenario, in receive order."""
     if name not in _BUILDERS:
         raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
-    market = _Market(rng=random.Random(f"{name}:{seed}"))
+    market = _Market(rng=random.Random(f"{name}:{seed}"), symbol=symbol)
     market.quote(START_MS)
     _BUILDERS[name](market)
     market.events.sort(key=lambda item: (item[0], item[1]))
@@ -361,11 +362,11 @@ def _frame(name: str, index: int, bucket: list[dict], rng: random.Random, encode
     return receive_ms * NANOS_PER_MILLISECOND, encoder.encode(bucket)
 
 
-def write_scenario(name: str, path: Path, seed: int = 7) -> int:
+def write_scenario(name: str, path: Path, seed: int = 7, symbol: str = SYMBOL) -> int:
     """Write a scenario capture file; returns the number of frames."""
     count = 0
     with path.open("wb") as out:
-        for ts_recv, frame in frames(name, seed):
+        for ts_recv, frame in frames(name, seed, symbol):
             out.write(format_line(ts_recv, frame))
             count += 1
     return count

@@ -1,0 +1,144 @@
+"""``orderflow demo``: ingest and detector together on the scenarios.
+
+Each scenario of :mod:`services.ingest.scenarios` plays under its own symbol
+(QUIET, SELLERS, BURST, BOTH, STALE, GAP), concurrently, through the same
+replay path live data takes, into the bus: the embedded in-process Redis
+when ``REDIS_URL`` is unset, else that Redis. The detector service runs in
+the same process; each alert, exit recommendation and monitoring change is
+printed as it happens, metrics are served, and a closing table compares
+what was found with what each scenario documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.table import Table
+
+from services.detector.engine import Output
+from services.detector.service import DetectorService
+from services.ingest.polygon_ws import parse_frame
+from services.ingest.replay import replay
+from services.ingest.scenarios import EXPECTATIONS, SCENARIOS, frames
+from shared.bus import Bus
+from shared.config import OrderFlowConfig
+from shared.prices import format_price
+from shared.wire import ExitRecommendation, FeedStatus, OrderFlowAlert
+
+SYMBOLS = {
+    "quiet": "QUIET",
+    "large-sellers": "SELLERS",
+    "red-burst": "BURST",
+    "two-sided": "BOTH",
+    "stale-feed": "STALE",
+    "gap": "GAP",
+}
+COLOURS = {"warning": "yellow", "critical": "red"}
+
+
+@dataclass
+class DemoResult:
+    alerts: dict[str, list[tuple[str, str, str, bool]]] = field(default_factory=lambda: defaultdict(list))
+    exits: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    statuses: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    events: int = 0
+    seconds: float = 0.0
+
+    def matches(self, scenario: str) -> bool:
+        symbol = SYMBOLS[scenario]
+        expected = EXPECTATIONS[scenario]
+        return (
+            tuple(self.alerts[symbol]) == expected.alerts
+            and tuple(self.exits[symbol]) == expected.exits
+            and tuple(self.statuses[symbol]) == expected.statuses
+        )
+
+
+def _events(scenario: str, seed: int):
+    symbol = SYMBOLS[scenario]
+    for ts_recv, frame in frames(scenario, seed, symbol):
+        parsed = parse_frame(frame, ts_recv)
+        yield from parsed.events
+
+
+async def run_demo(
+    config: OrderFlowConfig,
+    *,
+    scenarios: list[str] | None = None,
+    speed: float = 120.0,
+    seed: int = 7,
+    console: Console | None = None,
+) -> DemoResult:
+    """Play the scenarios and detect; returns what was seen, per symbol."""
+    console = console or Console()
+    chosen = scenarios or list(SCENARIOS)
+    redis_url = config.redis_url.get_secret_value() if config.redis_url else None
+    bus = await Bus.connect(redis_url, prefix=config.key_prefix, stream_max_length=config.stream_max_length)
+    result = DemoResult()
+    symbols = [SYMBOLS[name] for name in chosen]
+    await bus.client.delete(*(bus.keys.market(symbol) for symbol in symbols))
+    # a fresh group per run, so the demo reads exactly this run's events
+    group = f"demo-{time.time_ns()}"
+    detector_config = config.model_copy(update={"consumer_group": group})
+
+    def show(output: Output) -> None:
+        stamp = getattr(output, "timestamp_utc", "")[11:23]
+        if isinstance(output, OrderFlowAlert):
+            result.alerts[output.symbol].append((output.alert_type, output.source, output.severity, output.two_sided))
+            what = (f"{output.order_size:,} shares @ {format_price(output.price_level)}" if output.alert_type == "large_seller"
+                    else f"volume {output.volume_ratio:.2f}x, {output.sell_ratio:.0%} sells")
+            side = " two-sided" if output.two_sided else ""
+            console.print(f"[{COLOURS[output.severity]}]{stamp} ALERT {output.symbol:<8} {output.alert_type} ({output.source}{side}, "
+                          f"{output.severity}): {what}[/]", highlight=False)
+        elif isinstance(output, ExitRecommendation):
+            result.exits[output.symbol].append(output.trigger)
+            console.print(f"[bold red]{stamp} EXIT  {output.symbol:<8} {output.trigger}: {output.reasoning}[/]", highlight=False)
+        elif isinstance(output, FeedStatus):
+            for symbol in output.symbols:
+                result.statuses[symbol].append(output.state)
+            stamp = ""
+            console.print(f"[cyan]      STATUS {','.join(output.symbols):<8} {output.state} ({output.code}: {output.detail})[/]",
+                          highlight=False)
+
+    service = DetectorService(detector_config, bus, symbols=symbols, consumer="demo", on_output=show)
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    detector = asyncio.ensure_future(service.run(stop))
+    try:
+        console.print(f"[bold]orderflow demo[/]: {len(chosen)} scenarios at {speed:g}x on {bus.description}")
+        summaries = await asyncio.gather(*(replay(bus, _events(name, seed), speed=speed) for name in chosen))
+        result.events = sum(summary.published for summary in summaries)
+        while True:  # let the detector catch up with everything published
+            lags = [await bus.group_lag(bus.keys.market(symbol), group) for symbol in symbols]
+            if all(lag == 0 for lag in lags):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await detector
+        for symbol in symbols:
+            stream = bus.keys.market(symbol)
+            await bus.client.xgroup_destroy(stream, group)
+        await bus.close()
+    result.seconds = time.perf_counter() - started
+    _print_summary(console, chosen, result)
+    return result
+
+
+def _print_summary(console: Console, chosen: list[str], result: DemoResult) -> None:
+    table = Table(title=f"demo summary: {result.events:,} events in {result.seconds:.1f} s", title_justify="left")
+    for column in ("scenario", "symbol", "alerts", "exits", "statuses", "as documented"):
+        table.add_column(column, overflow="fold")
+    for name in chosen:
+        symbol = SYMBOLS[name]
+        counted = Counter(f"{kind} {source} {severity}{' two-sided' if two_sided else ''}"
+                          for kind, source, severity, two_sided in result.alerts[symbol])
+        alerts = "; ".join(f"{count}x {what}" for what, count in counted.items()) or "none"
+        table.add_row(name, symbol, alerts, ", ".join(result.exits[symbol]) or "none",
+                      ", ".join(result.statuses[symbol]) or "-", "[green]yes[/]" if result.matches(name) else "[red]NO[/]")
+    console.print(table)
