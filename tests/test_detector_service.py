@@ -1,0 +1,212 @@
+"""The detector on real Redis: scenarios, live equals offline, crash recovery,
+redelivery, bad payloads, a deleted group."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from services.detector.analyze import analyze
+from services.detector.service import DetectorService
+from services.ingest.replay import replay
+from services.ingest.scenarios import EXPECTATIONS, SCENARIOS, write_scenario
+from services.ingest.sources import read_events
+from shared.bus import Bus
+from shared.config import OrderFlowConfig
+from shared.wire import decode
+from tests.redis_server import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def captures(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("captures")
+    paths = {}
+    for name in SCENARIOS:
+        paths[name] = folder / f"{name}.capture"
+        write_scenario(name, paths[name], symbol=name.upper().replace("-", ""))
+    return paths
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_every_scenario_gives_exactly_what_it_documents(name, captures, tmp_path):
+    summary = analyze("capture", [captures[name]], tmp_path, OrderFlowConfig())
+    alerts = _jsonl(tmp_path / "alerts.jsonl")
+    exits = _jsonl(tmp_path / "exits.jsonl")
+    statuses = _jsonl(tmp_path / "statuses.jsonl")
+    expected = EXPECTATIONS[name]
+    assert tuple((a["alert_type"], a["source"], a["severity"], a["two_sided"]) for a in alerts) == expected.alerts
+    assert tuple(e["trigger"] for e in exits) == expected.exits
+    assert tuple(s["state"] for s in statuses) == expected.statuses
+    assert bool(summary.validation_errors) == expected.validation_errors
+    document = json.loads((tmp_path / "summary.json").read_text())
+    assert document["events"] == summary.events > 5000 and document["exits"] == len(exits)
+
+
+def test_analyze_emits_trades_with_their_side(captures, tmp_path):
+    analyze("capture", [captures["quiet"]], tmp_path, OrderFlowConfig(), emit_trades=True)
+    trades = _jsonl(tmp_path / "trades.jsonl")
+    assert len(trades) > 9000
+    assert {t["side_source"] for t in trades} <= {"quote", "tick", "none"}
+    assert sum(t["side"] in ("buy", "sell") for t in trades) > 0.99 * len(trades)
+
+
+def _environment(redis_url: str, prefix: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "REDIS_URL": redis_url, "ORDER_FLOW_KEY_PREFIX": prefix, "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"),
+            "ORDER_FLOW_METRICS_PORT": str(free_port()), "PYTHONPATH": str(REPO), **extra}
+
+
+def _orderflow(*arguments: str, env: dict[str, str], **options) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "services.cli", *arguments], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
+
+
+def _wait_for(condition, timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _caught_up(client: redis.Redis, prefix: str, symbols: list[str], group: str = "detector") -> bool:
+    for symbol in symbols:
+        stream = f"{prefix}:md:{{{symbol}}}"
+        try:
+            groups = {g["name"].decode(): g for g in client.xinfo_groups(stream)}
+        except redis.ResponseError:
+            return False
+        info = groups.get(group)
+        if info is None or info["lag"] != 0 or info["pending"] != 0:
+            return False
+    return True
+
+
+def _alert_ids(client: redis.Redis, key: str) -> list[str]:
+    return [decode(next(iter(fields.values()))).id for _id, fields in client.xrange(key)]
+
+
+@pytest.mark.redis
+def test_live_and_offline_agree_on_alert_ids(redis_url, key_prefix, captures, tmp_path):
+    files = [captures["large-sellers"], captures["red-burst"]]
+    offline = tmp_path / "offline"
+    analyze("capture", files, offline, OrderFlowConfig())
+    expected_alerts = [a["id"] for a in _jsonl(offline / "alerts.jsonl")]
+    expected_exits = [e["id"] for e in _jsonl(offline / "exits.jsonl")]
+    env = _environment(redis_url, key_prefix, tmp_path)
+    replayed = _orderflow("replay", "--format", "capture", *map(str, files), env=env)
+    assert replayed.wait(timeout=120) == 0, replayed.stderr.read()
+    detector = _orderflow("detect", "--symbol", "LARGESELLERS", "--symbol", "REDBURST", env=env)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        _wait_for(lambda: _caught_up(client, key_prefix, ["LARGESELLERS", "REDBURST"]), what="the detector to catch up")
+        detector.send_signal(signal.SIGTERM)
+        assert detector.wait(timeout=30) == 0, detector.stderr.read()
+        live_alerts = _alert_ids(client, f"{key_prefix}:alerts")
+        live_exits = _alert_ids(client, f"{key_prefix}:exits")
+    finally:
+        if detector.poll() is None:
+            detector.kill()
+        client.close()
+    assert sorted(live_alerts) == sorted(expected_alerts) and len(expected_alerts) == 6
+    assert sorted(live_exits) == sorted(expected_exits) and len(expected_exits) == 2
+    log = "".join(p.read_text() for p in (tmp_path / "logs").glob("*.jsonl"))
+    latencies = [json.loads(line)["latency_ms"] for line in log.splitlines() if '"event":"order_flow.large_seller_detected"' in line]
+    assert len(latencies) == 4 and all(latency >= 0 for latency in latencies)
+
+
+@pytest.mark.redis
+def test_a_detector_killed_mid_stream_loses_and_duplicates_nothing(redis_url, key_prefix, captures, tmp_path):
+    files = [captures["large-sellers"], captures["red-burst"]]
+    offline = tmp_path / "offline"
+    analyze("capture", files, offline, OrderFlowConfig())
+    expected = sorted(a["id"] for a in _jsonl(offline / "alerts.jsonl")) + sorted(e["id"] for e in _jsonl(offline / "exits.jsonl"))
+    env = _environment(redis_url, key_prefix, tmp_path)
+    # the market keeps arriving while the detector dies: 12 minutes of market at 40x ≈ 18 s
+    replayed = _orderflow("replay", "--format", "capture", *map(str, files), "--speed", "40", env=env)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        first = _orderflow("detect", "--symbol", "LARGESELLERS", "--symbol", "REDBURST", env=env)
+        _wait_for(lambda: client.xlen(f"{key_prefix}:alerts") >= 2, timeout=90, what="the first alerts")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        killed_with = client.xlen(f"{key_prefix}:alerts")
+        second = _orderflow("detect", "--symbol", "LARGESELLERS", "--symbol", "REDBURST", env=env)
+        assert replayed.wait(timeout=120) == 0, replayed.stderr.read()
+        _wait_for(lambda: _caught_up(client, key_prefix, ["LARGESELLERS", "REDBURST"]), what="the restarted detector to catch up")
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0, second.stderr.read()
+        live = sorted(_alert_ids(client, f"{key_prefix}:alerts")) + sorted(_alert_ids(client, f"{key_prefix}:exits"))
+    finally:
+        for process in (replayed,):
+            if process.poll() is None:
+                process.kill()
+        client.close()
+    assert 2 <= killed_with < 6  # it really died mid-stream
+    assert live == expected  # none lost, none twice
+
+
+@pytest.mark.redis
+async def test_redelivered_entries_never_give_a_second_alert(redis_url, key_prefix, captures):
+    config = OrderFlowConfig(key_prefix=key_prefix)
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        await replay(bus, read_events("capture", [captures["large-sellers"]]))
+        first = DetectorService(config, bus, symbols=["LARGESELLERS"], consumer="one")
+        await first.refresh()
+        await first.drain()
+        assert first.stats.alerts == 4 and first.stats.exits == 1
+        stream = bus.keys.market("LARGESELLERS")
+        await bus.client.xgroup_setid(stream, config.consumer_group, "0")  # everything is delivered again
+        second = DetectorService(config, bus, symbols=["LARGESELLERS"], consumer="two")
+        await second.refresh()
+        await second.drain()
+        assert second.stats.events > 5000 and second.stats.alerts == 0 and second.stats.exits == 0
+        assert second.stats.duplicates_suppressed == 5
+        assert await bus.client.xlen(bus.keys.alerts) == 4
+
+
+@pytest.mark.redis
+async def test_an_undecodable_entry_is_logged_acknowledged_and_survived(redis_url, key_prefix, captures):
+    config = OrderFlowConfig(key_prefix=key_prefix)
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        stream = bus.keys.market("LARGESELLERS")
+        await bus.client.xadd(stream, {"trade": b"\xc1 not msgpack"})
+        await replay(bus, read_events("capture", [captures["large-sellers"]]))
+        service = DetectorService(config, bus, symbols=["LARGESELLERS"], consumer="one")
+        await service.refresh()
+        await service.drain()
+        assert service.stats.undecodable == 1 and service.stats.alerts == 4
+        assert await bus.pending_count(stream, config.consumer_group) == 0
+
+
+@pytest.mark.redis
+def test_a_deleted_group_stops_the_detector_with_a_clear_error(redis_url, key_prefix, tmp_path):
+    client = redis.Redis.from_url(redis_url)
+    stream = f"{key_prefix}:md:{{GONE}}"
+    client.xadd(stream, {"status": b"x"})
+    env = _environment(redis_url, key_prefix, tmp_path)
+    detector = _orderflow("detect", "--symbol", "GONE", env=env)
+    try:
+        _wait_for(lambda: _caught_up(client, key_prefix, ["GONE"]), what="the group")
+        client.xgroup_destroy(stream, "detector")
+        assert detector.wait(timeout=30) == 4
+        assert "consumer group deleted" in detector.stderr.read()
+    finally:
+        if detector.poll() is None:
+            detector.kill()
+        client.close()

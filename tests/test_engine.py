@@ -1,0 +1,271 @@
+"""The rules core on hand-made ticks with exact expected outcomes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from services.detector.engine import AlertsExpired, Engine, RuleSettings
+from services.detector.integrity import ValidationIssue
+from shared.config import OrderFlowConfig
+from shared.wire import BookUpdate, ExitRecommendation, FeedStatus, OrderFlowAlert, Quote, Trade
+
+D = 1_000_000_000  # a dollar in nano-dollars
+S = 1_000_000_000  # a second in ns
+MS = 1_000_000
+NY = ZoneInfo("America/New_York")
+OPEN = int(datetime(2026, 11, 24, 9, 30, tzinfo=NY).timestamp()) * S  # a Tuesday
+T0 = OPEN + 3600 * S  # 10:30, mid-session
+
+
+def config(**overrides) -> OrderFlowConfig:
+    return OrderFlowConfig(**overrides)
+
+
+def engine(**overrides) -> Engine:
+    return Engine(RuleSettings.from_config(config(**overrides)))
+
+
+class Feed:
+    """Builds events for one symbol with fresh arrival times."""
+
+    def __init__(self, symbol: str = "X") -> None:
+        self.symbol = symbol
+        self.next_id = 0
+
+    def quote(self, ts: int, bid: int = 50 * D, ask: int = 50 * D + D // 100, bid_size: int = 500, ask_size: int = 500, **fields) -> Quote:
+        return Quote(symbol=self.symbol, ts_event=ts, ts_recv=ts, ts_arrival=fields.pop("arrival", ts), bid_price=bid,
+                     bid_size=bid_size, ask_price=ask, ask_size=ask_size, **fields)
+
+    def trade(self, ts: int, price: int, size: int, side: str = "sell", conditions: tuple = (), **fields) -> Trade:
+        self.next_id += 1
+        return Trade(symbol=self.symbol, ts_event=ts, ts_recv=ts, ts_arrival=fields.pop("arrival", ts), price=price, size=size,
+                     trade_id=str(self.next_id), conditions=conditions, side=side, side_source="quote", **fields)
+
+
+def run(engine: Engine, events) -> list:
+    outputs = []
+    for event in events:
+        outputs.extend(engine.process(event))
+    return outputs
+
+
+def alerts(outputs) -> list[OrderFlowAlert]:
+    return [o for o in outputs if isinstance(o, OrderFlowAlert)]
+
+
+def exits(outputs) -> list[ExitRecommendation]:
+    return [o for o in outputs if isinstance(o, ExitRecommendation)]
+
+
+BID = 50 * D
+
+
+# --- large seller, tape --------------------------------------------------------
+@pytest.mark.parametrize(("size", "expected"), [(9_999, []), (10_000, ["warning"]), (19_999, ["warning"]), (20_000, ["critical"])])
+def test_tape_threshold_exactly_at_the_boundary(size, expected):
+    feed = Feed()
+    outputs = run(engine(), [feed.quote(T0), feed.trade(T0 + S, BID, size), feed.quote(T0 + 2 * S)])
+    assert [a.severity for a in alerts(outputs)] == expected
+
+
+def test_a_sweep_at_and_below_the_bid_is_one_order():
+    feed = Feed()
+    sweep = [feed.trade(T0 + S, BID, 4000), feed.trade(T0 + S + 1 * MS, BID - D // 100, 3000),
+             feed.trade(T0 + S + 3 * MS, BID - 2 * D // 100, 3000)]
+    (alert,) = alerts(run(engine(), [feed.quote(T0), *sweep, feed.quote(T0 + 2 * S)]))
+    assert (alert.order_size, alert.price_level, alert.source) == (10_000, BID - 2 * D // 100, "tape")
+    assert alert.evidence["prints"] == 3 and alert.evidence["vwap"] == "49.991"
+    assert alert.id == f"X:large_seller:tape:{T0 + S}:{sweep[0].trade_id}"
+
+
+@pytest.mark.parametrize("breaker", ["late", "price_up", "buy_between", "above_bid"])
+def test_what_splits_an_order(breaker):
+    feed = Feed()
+    first = feed.trade(T0 + S, BID, 6000)
+    if breaker == "late":
+        rest = [feed.trade(T0 + S + 6 * MS, BID, 6000)]  # beyond the 5 ms sweep window
+    elif breaker == "price_up":
+        rest = [feed.trade(T0 + S + 1 * MS, BID - D // 100, 1), feed.trade(T0 + S + 2 * MS, BID, 6000)]
+    elif breaker == "buy_between":
+        rest = [feed.trade(T0 + S + 1 * MS, BID + D // 100, 100, side="buy"), feed.trade(T0 + S + 2 * MS, BID, 6000)]
+    else:  # a sell print above the bid is not hitting the bid
+        rest = [feed.trade(T0 + S + 1 * MS, BID + D // 200, 6000)]
+    assert alerts(run(engine(), [feed.quote(T0), first, *rest, feed.quote(T0 + 2 * S)])) == []
+
+
+def test_prints_that_cannot_be_aggressive_neither_count_nor_split():
+    feed = Feed()
+    events = [
+        feed.quote(T0),
+        feed.trade(T0 + S, BID, 6000),
+        feed.trade(T0 + S + 1 * MS, BID, 99, conditions=(37,)),  # an odd-lot child: ignored
+        feed.trade(T0 + S + 2 * MS, BID, 4000),
+        feed.quote(T0 + 2 * S),
+    ]
+    (alert,) = alerts(run(engine(), events))
+    assert alert.order_size == 10_000
+
+
+def test_auction_prints_are_never_sellers():
+    feed = Feed()
+    cross = feed.trade(T0 + S, BID, 500_000, conditions=(9,))  # cross trade
+    closing = feed.trade(T0 + 2 * S, BID, 500_000, conditions=(8,))  # closing prints
+    assert alerts(run(engine(), [feed.quote(T0), cross, closing, feed.quote(T0 + 3 * S)])) == []
+
+
+def test_extended_hours_use_their_own_threshold():
+    feed = Feed()
+    pre_market = OPEN - 3600 * S
+    events = [feed.quote(pre_market), feed.trade(pre_market + S, BID, 12_000), feed.quote(pre_market + 2 * S)]
+    assert alerts(run(engine(), events))[0].session == "pre_market"
+    assert alerts(run(engine(extended_hours_large_order_size=50_000), events)) == []
+
+
+# --- large seller, book --------------------------------------------------------
+def test_a_large_offer_must_rest_before_it_counts():
+    feed = Feed()
+    shown = [feed.quote(T0, ask_size=15_000)]
+    flicker = run(engine(), [*shown, feed.quote(T0 + 1_500 * MS, ask_size=15_000), feed.quote(T0 + 1_999 * MS),
+                             feed.quote(T0 + 5 * S)])
+    assert alerts(flicker) == []  # cancelled after 1.999 s
+    rested = run(engine(), [*shown, feed.quote(T0 + 2 * S, ask_size=15_000), feed.quote(T0 + 5 * S, ask_size=15_000)])
+    (alert,) = alerts(rested)  # once per appearance
+    assert (alert.source, alert.order_size, alert.price_level, alert.two_sided) == ("book", 15_000, 50 * D + D // 100, False)
+
+
+def test_two_sided_size_lowers_severity_and_does_not_count_toward_an_exit():
+    feed = Feed()
+    events = []
+    for index in range(3):
+        start = T0 + index * 30 * S
+        ask = 50 * D + (index + 1) * D // 100
+        events += [feed.quote(start, ask=ask, bid_size=40_000, ask_size=45_000), feed.quote(start + 3 * S, ask=ask, bid_size=40_000, ask_size=45_000),
+                   feed.quote(start + 4 * S, ask=ask)]
+    outputs = run(engine(), events)
+    assert [(a.severity, a.two_sided) for a in alerts(outputs)] == [("warning", True)] * 3  # 45,000 ≥ 2x would be critical
+    assert exits(outputs) == []
+
+
+def test_depth_books_alert_on_any_level():
+    feed = Feed()
+    asks = ((50_010_000_000, 300), (50_020_000_000, 400), (50_050_000_000, 18_000))
+    book = [BookUpdate(symbol="X", ts_event=T0 + offset, ts_recv=T0, ts_arrival=T0 + offset, bids=((BID, 300),), asks=asks)
+            for offset in (0, 2_500 * MS)]
+    (alert,) = alerts(run(engine(), book))
+    assert (alert.price_level, alert.order_size) == (50_050_000_000, 18_000)
+    assert feed  # the same rule serves NBBO and depth
+
+
+# --- red burst -------------------------------------------------------------------
+def _flow(feed: Feed, start: int, seconds: int, per_second: int, sell_share: float) -> list:
+    events = []
+    for second in range(seconds):
+        ts = start + second * S
+        events.append(feed.quote(ts))
+        sells = round(per_second * sell_share)
+        events.append(feed.trade(ts + 100 * MS, BID, sells, side="sell"))
+        events.append(feed.trade(ts + 300 * MS, BID + D // 100, per_second - sells, side="buy"))
+    return events
+
+
+def test_red_burst_warning_then_critical_then_one_exit():
+    feed = Feed()
+    events = _flow(feed, T0, 360, 1000, 0.5) + _flow(feed, T0 + 360 * S, 60, 5000, 0.8)
+    outputs = run(engine(), events)
+    bursts = alerts(outputs)
+    assert [a.severity for a in bursts] == ["warning", "critical"]
+    assert bursts[0].volume_ratio >= 3.0 and bursts[1].volume_ratio >= 4.0 and bursts[1].sell_ratio >= 0.6
+    assert [e.trigger for e in exits(outputs)] == ["red_burst"]
+
+
+def test_no_burst_without_a_full_baseline_or_with_balanced_flow():
+    feed = Feed()
+    early = _flow(feed, T0, 200, 1000, 0.5) + _flow(feed, T0 + 200 * S, 60, 5000, 0.8)  # only 200 s of history
+    assert alerts(run(engine(), early)) == []
+    balanced = _flow(feed, T0, 360, 1000, 0.5) + _flow(feed, T0 + 360 * S, 60, 5000, 0.55)
+    assert alerts(run(engine(), balanced)) == []
+    thin = _flow(feed, T0, 360, 10, 0.5) + _flow(feed, T0 + 360 * S, 60, 50, 0.9)  # 3,000-share baseline
+    assert alerts(run(engine(), thin)) == []
+
+
+def test_a_burst_at_the_session_open_needs_a_regular_session_baseline():
+    feed = Feed()
+    pre = _flow(feed, OPEN - 400 * S, 400, 50, 0.5)  # thin pre-market
+    opening = _flow(feed, OPEN, 120, 5000, 0.8)  # heavy selling from 09:30
+    outputs = run(engine(), pre + opening)
+    assert alerts(outputs) == []  # windows reset at the open: no baseline yet
+
+
+# --- exits and the window edge --------------------------------------------------
+def _large_sell_at(feed: Feed, ts: int) -> list:
+    return [feed.quote(ts - S), feed.trade(ts, BID, 12_000), feed.quote(ts + 10 * MS)]
+
+
+def test_three_large_sellers_inside_the_window_trigger_one_exit():
+    feed = Feed()
+    events = _large_sell_at(feed, T0) + _large_sell_at(feed, T0 + 60 * S) + _large_sell_at(feed, T0 + 119 * S)
+    events += _large_sell_at(feed, T0 + 150 * S)  # a fourth in the same episode: no second exit
+    outputs = run(engine(), events)
+    (recommendation,) = exits(outputs)
+    assert recommendation.trigger == "large_sellers" and len(recommendation.alert_ids) == 3
+    assert "3 large sellers within 119 s" in recommendation.reasoning
+
+
+def test_alerts_spanning_the_window_edge_do_not_trigger():
+    feed = Feed()
+    events = _large_sell_at(feed, T0) + _large_sell_at(feed, T0 + 60 * S) + _large_sell_at(feed, T0 + 121 * S)
+    outputs = run(engine(), events)
+    assert len(alerts(outputs)) == 3 and exits(outputs) == []
+    expired = [o for o in outputs if isinstance(o, AlertsExpired)]
+    assert expired and expired[0][0].startswith("X:large_seller:tape:")
+
+
+# --- integrity -------------------------------------------------------------------
+def test_stale_ticks_halt_and_fresh_data_resumes():
+    feed = Feed()
+    events = [feed.quote(T0), feed.quote(T0 + S, arrival=T0 + 12 * S), feed.quote(T0 + 2 * S, arrival=T0 + 40 * S)]
+    events += [feed.quote(T0 + 3 * S + second * S) for second in range(32)]
+    outputs = run(engine(), events)
+    issues = [o.code for o in outputs if isinstance(o, ValidationIssue)]
+    assert issues == ["stale_data", "stale_data_failure"]
+    states = [(o.state, o.code) for o in outputs if isinstance(o, FeedStatus)]
+    assert states == [("monitoring_halted", "stale_data"), ("monitoring_resumed", "stale_data")]
+
+
+def test_out_of_order_prints_halt_and_no_alert_while_halted():
+    feed = Feed()
+    events = [feed.quote(T0), feed.trade(T0 + 10 * S, BID, 100), feed.trade(T0 + 9 * S, BID, 100),
+              feed.trade(T0 + 11 * S, BID, 50_000), feed.quote(T0 + 12 * S)]
+    outputs = run(engine(), events)
+    assert [o.code for o in outputs if isinstance(o, ValidationIssue)] == ["out_of_order"]
+    assert [o.state for o in outputs if isinstance(o, FeedStatus)] == ["monitoring_halted"]
+    assert alerts(outputs) == []  # the 50,000-share sale came while halted: not trusted
+
+
+def test_bad_prices_and_sizes_halt():
+    feed = Feed()
+    outputs = run(engine(), [feed.quote(T0), feed.trade(T0 + S, 0, 100), feed.trade(T0 + 2 * S, BID, 0)])
+    assert [o.code for o in outputs if isinstance(o, ValidationIssue)] == ["invalid_price", "invalid_size"]
+
+
+def test_a_gap_resets_the_windows():
+    feed = Feed()
+    baseline = _flow(feed, T0, 360, 1000, 0.5)
+    after_gap = _flow(feed, T0 + 400 * S, 60, 5000, 0.8)  # 39 s of silence, then a spike
+    outputs = run(engine(), baseline + after_gap)
+    assert [o.state for o in outputs if isinstance(o, FeedStatus)] == ["gap"]
+    assert alerts(outputs) == []  # the spike is measured against no trusted baseline
+    fed_status = FeedStatus(source="polygon", state="gap", ts_event=T0, ts_recv=T0, symbols=("X",))
+    assert run(engine(), [fed_status]) == []  # an ingest gap is accepted silently (windows reset)
+
+
+def test_identical_input_gives_identical_alert_ids():
+    def ids():
+        feed = Feed()
+        events = _large_sell_at(feed, T0) + _flow(feed, T0 + 10 * S, 360, 1000, 0.5) + _flow(feed, T0 + 370 * S, 60, 5000, 0.8)
+        return [a.id for a in alerts(run(engine(), events))]
+
+    assert ids() == ids() and len(ids()) == 3
