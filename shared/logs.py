@@ -183,6 +183,8 @@ def configure_logging(
         )
         root.addHandler(console_handler)
 
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())  # not Python's last-resort stderr handler
     structlog.configure(
         processors=[*pre_chain, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

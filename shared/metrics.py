@@ -51,6 +51,11 @@ ALERT_LATENCY = Histogram(
     "Ingest receive of the triggering event to the alert being logged.",
     buckets=LATENCY_BUCKETS_SECONDS,
 )
+PROCESSING_LATENCY = Histogram(
+    "orderflow_processing_latency_seconds",
+    "Ingest receive to processed and acknowledged by the detector, oldest event of each batch.",
+    buckets=LATENCY_BUCKETS_SECONDS,
+)
 CONSUMER_LAG = Gauge(
     "orderflow_consumer_lag_entries", "Stream entries not yet delivered to the detector group.", ["symbol"]
 )

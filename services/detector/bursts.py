@@ -127,7 +127,7 @@ class RedBursts:
         classified = self.spike_sell + self.spike_buy
         return BurstReading(
             second=second,
-            ratio=self.spike_volume / average,
+            ratio=self.spike_volume * self.baseline_seconds / (self.baseline_volume * self.spike_seconds),
             sell_ratio=self.spike_sell / classified if classified else 0.0,
             spike_volume=self.spike_volume,
             baseline_average=average,
@@ -137,6 +137,15 @@ class RedBursts:
 
     def evaluate(self, ts_event: int, threshold: float) -> BurstSignal | None:
         """Apply the episode logic at ``ts_event`` with the session's threshold."""
+        second = ts_event // NANOS
+        if self.history_start is None or second - self.history_start < self.spike_seconds + self.baseline_seconds:
+            return None
+        self._advance(second)
+        if self.baseline_volume < max(1, self.min_baseline_volume):
+            return None
+        ratio = self.spike_volume * self.baseline_seconds / (self.baseline_volume * self.spike_seconds)
+        if self.episode_second is None and ratio < threshold:
+            return None  # the common case: nothing unusual, nothing allocated
         reading = self.reading(ts_event)
         if reading is None:
             return None

@@ -124,28 +124,29 @@ class SymbolEngine:
         ts = event.ts_event
         session = self.sessions.session(ts)
         verdict = self.integrity.check(event, session)
-        outputs.extend(verdict.issues)
-        outputs.extend(verdict.statuses)
-        if verdict.reset:
-            self._reset(ts)
-        if not verdict.usable:
-            return outputs
+        if verdict is not None:
+            outputs.extend(verdict.issues)
+            outputs.extend(verdict.statuses)
+            if verdict.reset:
+                self._reset(ts)
+            if not verdict.usable:
+                return outputs
         if session != self.session:
             if self.session:
                 self._reset(ts)
             self.session = session
-        self._time_passes(ts, session, event, outputs)
+        if self.tape.current is not None or self.offers.appearances or self.exits.recent:
+            self._time_passes(ts, session, event, outputs)
         kind = type(event)
         if kind is Trade:
             self._on_trade(event, session, outputs)
+        elif kind is Quote:
+            self.nbbo.update(ts, event.bid_price, event.ask_price)
+            self.offers.on_quote(ts, event.bid_price, event.bid_size, event.ask_price, event.ask_size,
+                                 self.settings.large_order(session))
         else:
             self.nbbo.update_from(event)
-            if kind is Quote:
-                bids = ((event.bid_price, event.bid_size),) if event.bid_price > 0 else ()
-                asks = ((event.ask_price, event.ask_size),) if event.ask_price > 0 else ()
-            else:
-                bids, asks = event.bids, event.asks
-            self.offers.on_book(ts, bids, asks, self.settings.large_order(session))
+            self.offers.on_book(ts, event.bids, event.asks, self.settings.large_order(session))
         return outputs
 
     def flush(self) -> list[Output]:
@@ -165,11 +166,13 @@ class SymbolEngine:
         order = self.tape.flush(ts)
         if order is not None:
             self._on_order(order, session, outputs)
-        for appearance in self.offers.due(ts):
-            self._on_offer(appearance, ts, event.ts_recv, session, outputs)
-        expired = self.exits.expire(ts)
-        if expired:
-            outputs.append(AlertsExpired(alert.id for alert in expired))
+        if self.offers.appearances:
+            for appearance in self.offers.due(ts):
+                self._on_offer(appearance, ts, event.ts_recv, session, outputs)
+        if self.exits.recent:
+            expired = self.exits.expire(ts)
+            if expired:
+                outputs.append(AlertsExpired(alert.id for alert in expired))
 
     def _on_trade(self, trade: Trade, session: str, outputs: list[Output]) -> None:
         if not self.conditions.classify(trade.conditions, trade.correction).aggressive:
@@ -296,7 +299,8 @@ class Engine:
             for symbol in event.symbols or tuple(self.symbols):
                 outputs.extend(self.engine_for(symbol).process(event))
             return outputs
-        return self.engine_for(event.symbol).process(event)
+        engine = self.symbols.get(event.symbol)
+        return (engine or self.engine_for(event.symbol)).process(event)
 
     def flush(self) -> list[Output]:
         outputs: list[Output] = []

@@ -78,6 +78,21 @@ class Integrity:
         self.last_print_ts: int | None = None
         self.last_event_ts: int | None = None
 
+    def _fine(self, event: MarketEvent) -> bool:
+        """The common case, checked without allocating anything."""
+        settings = self.settings
+        age = event.ts_arrival - event.ts_event
+        if age > settings.stale_warning_ns or -age > settings.tolerance_ns:
+            return False
+        kind = type(event)
+        if kind is Trade:
+            return event.price > 0 and event.size > 0 and (
+                self.last_print_ts is None or event.ts_event >= self.last_print_ts - settings.tolerance_ns
+            )
+        if kind is Quote:
+            return event.bid_price >= 0 and event.ask_price >= 0 and event.bid_size >= 0 and event.ask_size >= 0
+        return True  # book levels: checked in full by _problems
+
     def _problems(self, event: MarketEvent) -> list[tuple[str, str]]:
         settings = self.settings
         problems = []
@@ -108,10 +123,23 @@ class Integrity:
                     break
         return problems
 
-    def check(self, event: MarketEvent, session: str = "regular") -> Verdict:
-        verdict = Verdict()
+    def check(self, event: MarketEvent, session: str = "regular") -> Verdict | None:
+        """None when the event is fine and changes nothing (the hot path)."""
         settings = self.settings
         ts = event.ts_event
+        last = self.last_event_ts
+        if (
+            not self.halted
+            and self._fine(event)
+            and type(event) is not BookUpdate
+            and (last is None or session != "regular" or ts - last <= settings.gap_silence_ns)
+        ):
+            if last is None or ts > last:
+                self.last_event_ts = ts
+            if type(event) is Trade and (self.last_print_ts is None or ts > self.last_print_ts):
+                self.last_print_ts = ts
+            return None
+        verdict = Verdict()
         problems = self._problems(event)
         for code, detail in problems:
             verdict.issues.append(ValidationIssue(self.symbol, code, detail, ts, code in HALTING))

@@ -108,6 +108,7 @@ class DetectorService:
         self.warmup_ns = (settings.spike_seconds + settings.baseline_seconds + 60) * NANOS + settings.alert_window_ns
         self._last_refresh = 0.0
         self._last_lag = 0.0
+        self.engine.sessions.session(now_ns())  # load the calendar now, not on the first event
 
     # --- symbols -----------------------------------------------------------------
     async def monitored_symbols(self) -> list[str]:
@@ -235,7 +236,9 @@ class DetectorService:
 
     async def _handle(self, entries: list[BusEntry]) -> None:
         outputs: list[Output] = []
-        kinds: dict[str, int] = {}
+        kinds: dict[type, int] = {}
+        received: list[int] = []
+        process = self.engine.process
         for entry in entries:
             try:
                 event = decode(entry.payload)
@@ -244,12 +247,15 @@ class DetectorService:
                 metrics.VALIDATION_ERRORS.labels(code=error.code).inc()
                 log.error(logs.DATA_VALIDATION_ERROR, code=error.code, stream=entry.stream, entry_id=_text(entry.entry_id), reason=str(error))
                 continue
-            tag = type(event).__struct_config__.tag
-            kinds[tag] = kinds.get(tag, 0) + 1
-            outputs.extend(self.engine.process(event))
+            kind = type(event)
+            kinds[kind] = kinds.get(kind, 0) + 1
+            received.append(event.ts_recv)
+            produced = process(event)
+            if produced:
+                outputs.extend(produced)
         self.stats.events += len(entries)
         for kind, count in kinds.items():
-            metrics.EVENTS_PROCESSED.labels(kind=kind).inc(count)
+            metrics.EVENTS_PROCESSED.labels(kind=kind.__struct_config__.tag).inc(count)
         if outputs:
             await self._publish(outputs)
         by_stream: dict[str, list[bytes]] = {}
@@ -257,6 +263,11 @@ class DetectorService:
             by_stream.setdefault(entry.stream, []).append(entry.entry_id)
         for stream, ids in by_stream.items():
             await self.bus.ack(stream, self.group, ids)
+        if received:
+            done = now_ns()
+            metrics.PROCESSING_LATENCY.observe(max(0, done - min(received)) / NANOS)
+            if self.keep_latencies:
+                self.stats.latencies_ms.extend((done - stamp) / 1e6 for stamp in received)
         metrics.HALTED_SYMBOLS.set(self.engine.halted_symbols())
 
     async def _publish(self, outputs: list[Output]) -> None:

@@ -1,0 +1,196 @@
+"""Detector benchmarks through a real Redis.
+
+1. Throughput: events of several scenarios (one symbol each) are published
+   first; the detector then consumes, runs the rules, publishes and acks
+   them as fast as it can, on one core.
+2. Latency: the same scenarios merged and replayed at 20,000 events/s while
+   the detector runs in another process; every event's ingest ``ts_recv`` →
+   processed-and-acknowledged time gives p50/p95/p99 (and the alerts'
+   ``latency_ms`` the alert-logged figure).
+3. Memory: RSS of a detector process before and after monitoring 50 symbols
+   (the quiet scenario on each: 20 minutes of flow, windows full).
+
+    python -m bench.detector_bench [--redis-url redis://127.0.0.1:6379/0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import heapq
+import multiprocessing
+import resource
+import statistics
+import time
+import uuid
+
+from services.detector.service import DetectorService
+from services.ingest.polygon_ws import parse_frame
+from services.ingest.replay import replay
+from services.ingest.scenarios import SCENARIOS, frames
+from shared.bus import Bus
+from shared.config import OrderFlowConfig
+from shared.logs import configure_logging
+from shared.wire import decode
+
+configure_logging(service="bench", log_dir=None, level="ERROR", console=False)
+
+
+def scenario_events(name: str, symbol: str) -> list:
+    events = []
+    for ts_recv, frame in frames(name, 7, symbol):
+        events.extend(parse_frame(frame, ts_recv).events)
+    return events
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def throughput(url: str, copies: int) -> tuple[int, float, int]:
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    config = OrderFlowConfig(key_prefix=prefix, stream_max_length=2_000_000)
+    bus = await Bus.connect(url, prefix=prefix, stream_max_length=2_000_000)
+    symbols = []
+    try:
+        for copy in range(copies):
+            for name in SCENARIOS:
+                symbol = f"{name.replace('-', '')[:6].upper()}{copy}"
+                symbols.append(symbol)
+                await replay(bus, scenario_events(name, symbol))
+        service = DetectorService(config, bus, symbols=symbols, consumer="bench")
+        await service.refresh()
+        started = time.perf_counter()
+        await service.drain()
+        elapsed = time.perf_counter() - started
+        return service.stats.events, elapsed, service.stats.alerts
+    finally:
+        await bus.client.delete(*(bus.keys.market(s) for s in symbols), bus.keys.alerts, bus.keys.exits, bus.keys.status)
+        async for key in bus.client.scan_iter(match=f"{prefix}:*"):
+            await bus.client.delete(key)
+        await bus.close()
+
+
+def _latency_detector(url: str, prefix: str, symbols: list[str], ready, stop, results) -> None:
+    async def main() -> None:
+        config = OrderFlowConfig(key_prefix=prefix, stream_max_length=2_000_000)
+        bus = await Bus.connect(url, prefix=prefix)
+        service = DetectorService(config, bus, symbols=symbols, consumer="bench", keep_latencies=True)
+        await service.refresh()
+        ready.set()
+        done = asyncio.Event()
+
+        async def watch() -> None:
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            done.set()
+
+        watcher = asyncio.ensure_future(watch())
+        await service.run(done)
+        await watcher
+        await bus.close()
+        results.put((service.stats.latencies_ms, service.stats.events))
+
+    asyncio.run(main())
+
+
+async def latency(url: str, rate: float) -> tuple[list[float], int, float, list[float]]:
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    names = ["large-sellers", "red-burst", "two-sided", "quiet"]
+    symbols = [name.replace("-", "").upper() for name in names]
+    merged = list(heapq.merge(*(scenario_events(n, s) for n, s in zip(names, symbols)), key=lambda e: e.ts_event))
+    span = (merged[-1].ts_event - merged[0].ts_event) / 1e9
+    speed = rate * span / len(merged)
+    context = multiprocessing.get_context("fork")
+    ready, stop, results = context.Event(), context.Event(), context.Queue()
+    detector = context.Process(target=_latency_detector, args=(url, prefix, symbols, ready, stop, results))
+    detector.start()
+    ready.wait(30)
+    bus = await Bus.connect(url, prefix=prefix, stream_max_length=2_000_000)
+    try:
+        started = time.perf_counter()
+        summary = await replay(bus, merged, speed=speed, batch_size=100)
+        achieved = summary.published / (time.perf_counter() - started)
+        await asyncio.sleep(1.0)
+        stop.set()
+        latencies, processed = results.get(timeout=60)
+        detector.join(30)
+        alert_latencies = []
+        for _id, fields in await bus.client.xrange(bus.keys.alerts):
+            alert_latencies.append(decode(next(iter(fields.values()))).latency_ms)
+        return latencies, processed, achieved, alert_latencies
+    finally:
+        async for key in bus.client.scan_iter(match=f"{prefix}:*"):
+            await bus.client.delete(key)
+        await bus.close()
+
+
+def _memory_detector(url: str, prefix: str, symbols: list[str], results) -> None:
+    async def main() -> None:
+        config = OrderFlowConfig(key_prefix=prefix, stream_max_length=2_000_000)
+        bus = await Bus.connect(url, prefix=prefix)
+        service = DetectorService(config, bus, symbols=symbols, consumer="bench")
+        before = rss_mb()
+        await service.refresh()
+        await service.drain()
+        after = rss_mb()
+        await bus.close()
+        results.put((before, after, service.stats.events))
+
+    asyncio.run(main())
+
+
+async def memory(url: str, count: int) -> tuple[float, float, int]:
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    symbols = [f"SYM{index:02d}" for index in range(count)]
+    bus = await Bus.connect(url, prefix=prefix, stream_max_length=2_000_000)
+    try:
+        for symbol in symbols:
+            await replay(bus, scenario_events("quiet", symbol))
+        context = multiprocessing.get_context("spawn")
+        results = context.Queue()
+        process = context.Process(target=_memory_detector, args=(url, prefix, symbols, results))
+        process.start()
+        before, after, events = results.get(timeout=600)
+        process.join(30)
+        return before, after, events
+    finally:
+        async for key in bus.client.scan_iter(match=f"{prefix}:*"):
+            await bus.client.delete(key)
+        await bus.close()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--copies", type=int, default=4, help="copies of the six scenarios for the throughput run")
+    parser.add_argument("--rate", type=float, default=20_000.0, help="events/s of the latency run")
+    parser.add_argument("--symbols", type=int, default=50, help="symbols of the memory run")
+    arguments = parser.parse_args()
+
+    events, elapsed, alerts = asyncio.run(throughput(arguments.redis_url, arguments.copies))
+    print(f"throughput: {events:,} events ({alerts} alerts) in {elapsed:.2f} s = {events / elapsed:,.0f} events/s   target >= 100,000")
+
+    latencies, processed, achieved, alert_latencies = asyncio.run(latency(arguments.redis_url, arguments.rate))
+    print(f"latency at {achieved:,.0f} events/s replay ({processed:,} events): "
+          f"p50 {percentile(latencies, 0.50):.2f} ms, p95 {percentile(latencies, 0.95):.2f} ms, "
+          f"p99 {percentile(latencies, 0.99):.2f} ms, max {max(latencies):.2f} ms   target p99 <= 25 ms")
+    if alert_latencies:
+        print(f"alert latency_ms ({len(alert_latencies)} alerts): median {statistics.median(alert_latencies):.2f}, max {max(alert_latencies):.2f}")
+
+    before, after, events = asyncio.run(memory(arguments.redis_url, arguments.symbols))
+    print(f"memory with {arguments.symbols} symbols ({events:,} events): RSS {before:.0f} MB -> {after:.0f} MB, "
+          f"growth {after - before:.1f} MB   target <= 50 MB")
+
+
+if __name__ == "__main__":
+    main()
