@@ -115,6 +115,13 @@ def test_live_and_offline_agree_on_alert_ids(redis_url, key_prefix, captures, tm
     client = redis.Redis.from_url(redis_url)
     try:
         _wait_for(lambda: _caught_up(client, key_prefix, ["LARGESELLERS", "REDBURST"]), what="the detector to catch up")
+        import urllib.request
+
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{env['ORDER_FLOW_METRICS_PORT']}/metrics", timeout=5).read().decode()
+        assert 'orderflow_alerts_total{alert_type="large_seller",severity="warning"} 3.0' in scraped
+        assert "orderflow_exit_recommendations_total 2.0" in scraped
+        assert "orderflow_alert_latency_seconds_count 6.0" in scraped
+        assert 'orderflow_events_processed_total{kind="trade"}' in scraped and "orderflow_monitored_symbols 2.0" in scraped
         detector.send_signal(signal.SIGTERM)
         assert detector.wait(timeout=30) == 0, detector.stderr.read()
         live_alerts = _alert_ids(client, f"{key_prefix}:alerts")

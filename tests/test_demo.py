@@ -1,0 +1,45 @@
+"""``orderflow demo``: the main-job command, with and without Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.redis_server import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _demo(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDER_FLOW_") and k not in ("REDIS_URL", "POLYGON_API_KEY")}
+    env.update({"PYTHONPATH": str(REPO), "COLUMNS": "160", "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"),
+                "ORDER_FLOW_METRICS_PORT": str(free_port()), **extra})
+    return subprocess.run([sys.executable, "-m", "services.cli", "demo", "--speed", "400"], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=300)
+
+
+def test_demo_runs_on_the_embedded_bus_with_no_infrastructure(tmp_path):
+    done = _demo(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "embedded (in-process fakeredis)" in done.stdout
+    assert done.stdout.count(" yes ") == 6 and " NO " not in done.stdout
+    assert "EXIT  SELLERS" in done.stdout and "EXIT  BURST" in done.stdout
+    log = "".join(p.read_text() for p in (tmp_path / "logs").glob("*.jsonl"))
+    assert log.count('"event":"order_flow.exit_signal_triggered"') == 2
+    assert '"event":"order_flow.monitoring_halted"' in log
+
+
+@pytest.mark.redis
+def test_demo_uses_redis_when_configured(tmp_path, redis_url, key_prefix):
+    done = _demo(tmp_path, REDIS_URL=redis_url, ORDER_FLOW_KEY_PREFIX=key_prefix)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "redis://127.0.0.1" in done.stdout and done.stdout.count(" yes ") == 6
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    assert client.xlen(f"{key_prefix}:exits") == 2
+    client.close()
