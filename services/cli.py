@@ -40,6 +40,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Show and document the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+positions_app = typer.Typer(help="Open, close and list the positions orderflow monitors.", no_args_is_help=True)
+app.add_typer(positions_app, name="positions")
 
 ConfigFileOption = Annotated[
     Optional[Path],
@@ -363,6 +365,164 @@ def demo(
         raise typer.Exit(code=3) from None
     if not all(result.matches(name) for name in (scenario or SCENARIOS)):
         raise typer.Exit(code=1)
+
+
+def _with_registry(config_file: Path | None, action):
+    """Run ``action(registry)`` against the configured bus; exit 3 if Redis is down."""
+    from shared.bus import Bus
+    from shared.positions import PositionRegistry
+
+    config = load_or_exit(config_file)
+    if config.redis_url is None:
+        stderr.print("[yellow]REDIS_URL is unset: the embedded bus forgets positions when this command ends[/]")
+
+    async def run():
+        bus = await Bus.connect(config.redis_url.get_secret_value() if config.redis_url else None, prefix=config.key_prefix)
+        try:
+            return await action(PositionRegistry(bus))
+        finally:
+            await bus.close()
+
+    try:
+        return asyncio.run(run())
+    except BusUnavailableError as error:
+        stderr.print(f"[bold red]redis unavailable:[/] {error}")
+        raise typer.Exit(code=3) from None
+    except ValueError as error:
+        stderr.print(f"[bold red]invalid position:[/] {error}")
+        raise typer.Exit(code=2) from None
+
+
+@positions_app.command("open")
+def positions_open(
+    symbol: Annotated[str, typer.Argument(help="Ticker, e.g. AAPL.")],
+    quantity: Annotated[int, typer.Option(help="Shares held (negative for a short).")],
+    entry: Annotated[str, typer.Option(help="Entry price, e.g. 187.43.")],
+    stop: Annotated[str, typer.Option(help="Stop-loss price (0 for none).")] = "0",
+    config_file: ConfigFileOption = None,
+) -> None:
+    """Register an open position: ingest subscribes to it and the detector monitors it."""
+    position = _with_registry(config_file, lambda registry: registry.open(symbol, quantity=quantity, entry_price=entry, stop_loss=stop))
+    stdout.print(f"open {position.symbol}: {position.quantity} @ {entry}, stop {stop}")
+
+
+@positions_app.command("close")
+def positions_close(symbol: Annotated[str, typer.Argument(help="Ticker.")], config_file: ConfigFileOption = None) -> None:
+    """Remove a position: monitoring of the symbol stops."""
+    removed = _with_registry(config_file, lambda registry: registry.close(symbol))
+    stdout.print(f"closed {symbol.upper()}" if removed else f"{symbol.upper()} was not open")
+
+
+@positions_app.command("list")
+def positions_list(config_file: ConfigFileOption = None) -> None:
+    """List the open positions."""
+    from shared.prices import format_price
+
+    positions = _with_registry(config_file, lambda registry: registry.list())
+    table = Table(title="open positions", title_justify="left")
+    for column in ("symbol", "quantity", "entry", "stop loss"):
+        table.add_column(column)
+    for position in positions:
+        table.add_row(position.symbol, f"{position.quantity:,}", format_price(position.entry_price),
+                      format_price(position.stop_loss) if position.stop_loss else "-")
+    stdout.print(table)
+
+
+@app.command()
+def ingest(
+    record: Annotated[Optional[Path], typer.Option(help="Record every frame: <RECORD>-YYYY-MM-DD.capture, one file per UTC day.")] = None,
+    config_file: ConfigFileOption = None,
+) -> None:
+    """Live ingest: Polygon WebSocket trades and quotes of the open positions onto the streams."""
+    import signal
+
+    from services.ingest.live import FeedAuthError, IngestService
+    from services.ingest.polygon_http import PolygonRest, load_condition_table
+    from shared.bus import Bus
+    from shared.logs import configure_logging, get_logger
+    from shared.metrics import serve_metrics
+
+    config = load_or_exit(config_file)
+    if config.polygon_api_key is None:
+        stderr.print("[bold red]POLYGON_API_KEY is not set:[/] live ingest needs it (try `orderflow demo`, or "
+                     "`orderflow simulate-polygon` for a local feed)")
+        raise typer.Exit(code=2)
+    api_key = config.polygon_api_key.get_secret_value()
+    configure_logging(service="ingest", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values())
+    log = get_logger("ingest")
+    rest = PolygonRest(api_key, config.polygon_rest_url, requests_per_minute=config.polygon_rest_requests_per_minute)
+
+    async def run() -> None:
+        redis_url = config.redis_url.get_secret_value() if config.redis_url else None
+        bus = await Bus.connect(redis_url, prefix=config.key_prefix, stream_max_length=config.stream_max_length)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signal_number, stop.set)
+        conditions = await asyncio.to_thread(load_condition_table, rest)
+        service = IngestService(config, bus, api_key=api_key, rest=rest, conditions=conditions, record=record)
+        log.info("order_flow.ingest_started", feed=config.polygon_feed, bus=bus.description, conditions=conditions.source,
+                 record=str(record) if record else None)
+        try:
+            stats = await service.run(stop)
+        finally:
+            await bus.close()
+            rest.close()
+        log.info("order_flow.ingest_stopped", frames=stats.frames, events=stats.events, reconnects=stats.reconnects,
+                 gaps=stats.gaps, backfilled=stats.backfilled, dropped_frames=stats.dropped_frames, rejects=stats.rejects.total)
+
+    try:
+        serve_metrics(config.metrics_port)
+    except OSError as error:
+        stderr.print(f"[bold red]metrics port {config.metrics_port} unavailable:[/] {error}")
+        raise typer.Exit(code=2) from None
+    try:
+        asyncio.run(run())
+    except FeedAuthError as error:
+        log.error("order_flow.feed_auth_failed", code=error.code, reason=str(error))
+        stderr.print(f"[bold red]authentication failed:[/] {error}")
+        raise typer.Exit(code=5) from None
+    except BusUnavailableError as error:
+        stderr.print(f"[bold red]redis unavailable:[/] {error}")
+        raise typer.Exit(code=3) from None
+
+
+@app.command("simulate-polygon")
+def simulate_polygon(
+    files: Annotated[list[Path], typer.Argument(help="Capture or flat files to play.", exists=True, dir_okay=False)],
+    port: Annotated[int, typer.Option(help="Port for WebSocket (/stocks) and REST.")] = 8765,
+    format: Annotated[str, typer.Option("--format", help="capture | polygon-flat | lobster | algoseek")] = "capture",
+    speed: Annotated[float, typer.Option(help="Market seconds per wall second.")] = 1.0,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", help="Key clients must present (default: POLYGON_API_KEY, else 'simulator').")] = None,
+    config_file: ConfigFileOption = None,
+) -> None:
+    """A local server speaking Polygon's WebSocket protocol and REST trades, replaying files (no key, no internet)."""
+    import signal
+
+    from services.ingest.simulator import PolygonSimulator, load_timeline
+    from shared.logs import configure_logging
+
+    config = load_or_exit(config_file)
+    key = api_key or (config.polygon_api_key.get_secret_value() if config.polygon_api_key else "simulator")
+    configure_logging(service="simulator", log_dir=None, level=config.log_level, secrets=[key])
+    timeline = load_timeline(format, list(files))
+    if not timeline:
+        stderr.print("no trades or quotes in the input")
+        raise typer.Exit(code=2)
+
+    async def run() -> None:
+        simulator = await PolygonSimulator(timeline, api_key=key, speed=speed).start(port=port)
+        stdout.print(f"simulating Polygon on ws://127.0.0.1:{simulator.port}/stocks and http://127.0.0.1:{simulator.port} "
+                     f"({len(timeline):,} events at {speed:g}x); ORDER_FLOW_POLYGON_FEED=127.0.0.1:{simulator.port} "
+                     f"ORDER_FLOW_POLYGON_SECURE=false ORDER_FLOW_POLYGON_REST_URL=http://127.0.0.1:{simulator.port}")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signal_number, stop.set)
+        await stop.wait()
+        await simulator.stop()
+
+    asyncio.run(run())
 
 
 def condition_table(config: OrderFlowConfig):

@@ -99,6 +99,15 @@ class OrderFlowConfig(BaseSettings):
     polygon_rest_url: str = Field(
         "https://api.polygon.io", description="Base URL of the Polygon REST API (backfill, conditions)."
     )
+    polygon_rest_requests_per_minute: float = Field(
+        300.0, gt=0, le=100_000, description="Client-side cap on REST calls (the plan's rate limit)."
+    )
+    watchdog_seconds: float = Field(
+        30.0, ge=2.0, le=3600.0, description="No frame for this long while the market is open: reconnect and report."
+    )
+    ingest_queue_frames: int = Field(
+        50_000, ge=100, le=5_000_000, description="Frames that may wait between socket and publisher before drops."
+    )
     quote_size_unit: Literal["shares", "round_lots"] = Field(
         "shares", description="Unit of Polygon quote sizes (design.md §2: the docs disagree)."
     )

@@ -81,10 +81,10 @@ class Integrity:
     def _fine(self, event: MarketEvent) -> bool:
         """The common case, checked without allocating anything."""
         settings = self.settings
-        age = event.ts_arrival - event.ts_event
+        kind = type(event)
+        age = 0 if kind is Trade and event.backfilled else event.ts_arrival - event.ts_event
         if age > settings.stale_warning_ns or -age > settings.tolerance_ns:
             return False
-        kind = type(event)
         if kind is Trade:
             return event.price > 0 and event.size > 0 and (
                 self.last_print_ts is None or event.ts_event >= self.last_print_ts - settings.tolerance_ns
@@ -96,14 +96,14 @@ class Integrity:
     def _problems(self, event: MarketEvent) -> list[tuple[str, str]]:
         settings = self.settings
         problems = []
-        age = event.ts_arrival - event.ts_event
+        kind = type(event)
+        age = 0 if kind is Trade and event.backfilled else event.ts_arrival - event.ts_event  # backfill is late by design
         if age > settings.stale_failure_ns:
             problems.append(("stale_data_failure", f"arrived {age / 1e9:.1f} s after its event time"))
         elif age > settings.stale_warning_ns:
             problems.append(("stale_data", f"arrived {age / 1e9:.1f} s after its event time"))
         elif -age > settings.tolerance_ns:
             problems.append(("future_timestamp", f"event time {-age / 1e9:.3f} s after arrival"))
-        kind = type(event)
         if kind is Trade:
             if event.price <= 0:
                 problems.append(("invalid_price", f"print at {event.price} nano-dollars"))

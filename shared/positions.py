@@ -1,0 +1,98 @@
+"""The position registry: which symbols are monitored (FR-013, positions only).
+
+The bot registers each open position; ingest subscribes to its trades and
+quotes and the detector reads its stream for as long as it is open.
+
+Storage: the hash ``orderflow:positions`` (field = symbol, value = a JSON
+:class:`Position`), and a notice ``{"action":"open","symbol":"AAPL"}`` on the
+channel ``orderflow:positions:changes`` after every change, so followers
+react within milliseconds; they also re-read the hash periodically, so a
+missed notice costs at most that period.
+
+    registry = PositionRegistry(bus)
+    await registry.open("AAPL", quantity=200, entry_price="187.43", stop_loss="184.00")
+    await registry.close("AAPL")
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from shared.bus import Bus
+from shared.prices import price_from_text
+from shared.timestamps import now_ns
+
+
+class Position(msgspec.Struct, frozen=True, kw_only=True):
+    """An open position. Prices in nano-dollars; ``opened_ns`` when registered."""
+
+    symbol: str
+    quantity: int
+    entry_price: int
+    stop_loss: int = 0
+    opened_ns: int = 0
+
+
+class PositionChange(msgspec.Struct, frozen=True):
+    action: str  # "open" | "close"
+    symbol: str
+
+
+_position_decoder = msgspec.json.Decoder(Position)
+_change_decoder = msgspec.json.Decoder(PositionChange)
+
+
+def normalise_symbol(symbol: str) -> str:
+    cleaned = symbol.strip().upper()
+    if not cleaned or not all(character.isalnum() or character in ".-" for character in cleaned) or len(cleaned) > 12:
+        raise ValueError(f"not a ticker symbol: {symbol!r}")
+    return cleaned
+
+
+def decode_change(payload: bytes | str) -> PositionChange | None:
+    try:
+        return _change_decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+class PositionRegistry:
+    """Open, close and list positions in Redis."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+
+    async def open(self, symbol: str, *, quantity: int, entry_price: str | int, stop_loss: str | int = 0) -> Position:
+        """Register (or update) an open position. Prices as decimal text or nano-dollars."""
+        if quantity == 0:
+            raise ValueError("quantity must not be 0")
+        entry = price_from_text(entry_price) if isinstance(entry_price, str) else entry_price
+        stop = price_from_text(stop_loss) if isinstance(stop_loss, str) else stop_loss
+        if entry <= 0 or stop < 0:
+            raise ValueError("entry price must be > 0 and stop loss >= 0")
+        position = Position(symbol=normalise_symbol(symbol), quantity=quantity, entry_price=entry, stop_loss=stop, opened_ns=now_ns())
+        await self.bus.client.hset(self.bus.keys.positions, position.symbol, msgspec.json.encode(position))
+        await self._notify("open", position.symbol)
+        return position
+
+    async def close(self, symbol: str) -> bool:
+        """Remove a position; True when it was open."""
+        removed = await self.bus.client.hdel(self.bus.keys.positions, normalise_symbol(symbol))
+        await self._notify("close", normalise_symbol(symbol))
+        return bool(removed)
+
+    async def list(self) -> list[Position]:
+        values = await self.bus.client.hgetall(self.bus.keys.positions)
+        positions = []
+        for value in values.values():
+            try:
+                positions.append(_position_decoder.decode(value))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+        return sorted(positions, key=lambda position: position.symbol)
+
+    async def symbols(self) -> list[str]:
+        return [position.symbol for position in await self.list()]
+
+    async def _notify(self, action: str, symbol: str) -> None:
+        await self.bus.client.publish(self.bus.keys.positions_channel, msgspec.json.encode(PositionChange(action, symbol)))

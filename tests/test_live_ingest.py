@@ -1,0 +1,276 @@
+"""Live ingest through the real polygon-api-client against the local Polygon
+simulator, publishing to a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from prometheus_client import REGISTRY, generate_latest
+
+from services.ingest.live import FeedAuthError, IngestService
+from services.ingest.polygon_http import PolygonRest
+from services.ingest.scenarios import frames
+from services.ingest.polygon_ws import parse_frame
+from services.ingest.simulator import PolygonSimulator, polygon_event
+from shared import logs
+from shared.bus import Bus
+from shared.config import OrderFlowConfig
+from shared.positions import PositionRegistry
+from shared.wire import FeedStatus, Trade, decode
+
+pytestmark = pytest.mark.redis
+KEY = "pk_sim_SECRET_a81f"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def timeline(symbols: list[str], minutes: float = 3.0) -> list[tuple[int, dict]]:
+    events = []
+    for symbol in symbols:
+        for ts_recv, frame in frames("quiet", 7, symbol):
+            for event in parse_frame(frame, ts_recv).events:
+                if event.ts_event - 1_795_531_500_000_000_000 < minutes * 60e9:
+                    events.append((event.ts_event, polygon_event(event)))
+    return sorted(events, key=lambda pair: pair[0])
+
+
+@pytest.fixture
+async def simulator():
+    simulator = await PolygonSimulator(timeline(["AAA", "BBB", "CCC"]), api_key=KEY, speed=10).start()
+    yield simulator
+    await simulator.stop()
+
+
+def settings(simulator: PolygonSimulator, prefix: str, **overrides) -> OrderFlowConfig:
+    return OrderFlowConfig(key_prefix=prefix, polygon_feed=simulator.feed, polygon_secure=False,
+                           polygon_rest_url=f"http://{simulator.feed}", **overrides)
+
+
+class Running:
+    """An IngestService running as a task, stopped on exit."""
+
+    def __init__(self, service: IngestService) -> None:
+        self.service, self.stop = service, asyncio.Event()
+
+    async def __aenter__(self) -> IngestService:
+        self.task = asyncio.ensure_future(self.service.run(self.stop))
+        return self.service
+
+    async def __aexit__(self, *exc_info) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, timeout=15)
+
+
+async def until(condition, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def stream(bus: Bus, symbol: str) -> list:
+    return [decode(entry.payload) for entry in await bus.read_range(bus.keys.market(symbol))]
+
+
+async def test_positions_drive_subscriptions_live(simulator, redis_url, key_prefix):
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    registry = PositionRegistry(bus)
+    await registry.open("AAA", quantity=100, entry_price="50.00")
+    await registry.open("BBB", quantity=100, entry_price="50.00")
+    service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY, rest=PolygonRest(KEY, f"http://{simulator.feed}"))
+    async with Running(service):
+        await until(lambda: _has_trades(bus, "AAA", "BBB"), what="trades of both positions")
+        trades = [e for e in await stream(bus, "AAA") if isinstance(e, Trade)]
+        assert all(t.symbol == "AAA" for t in trades)
+        classified = [t for t in trades if t.side in ("buy", "sell")]
+        assert len(classified) >= 0.8 * len(trades)  # the first prints may precede any quote
+        trade = classified[-1]
+        assert trade.side_source in ("quote", "tick")
+        assert 0 <= trade.ts_arrival - trade.ts_event < 2e9 and trade.ts_recv == trade.ts_arrival
+        assert await bus.client.exists(bus.keys.market("CCC")) == 0  # not a position: not subscribed
+
+        opened = time.monotonic()
+        await registry.open("CCC", quantity=10, entry_price="50.00")
+        await until(lambda: _has_trades(bus, "CCC"), what="the third position's trades")
+        assert time.monotonic() - opened < 3.0
+        await registry.close("BBB")
+        await asyncio.sleep(1.5)
+        before = await bus.client.xlen(bus.keys.market("BBB"))
+        await asyncio.sleep(1.5)
+        assert await bus.client.xlen(bus.keys.market("BBB")) == before  # unsubscribed
+        assert service.stats.reconnects == 0  # all on the open socket
+        assert service.symbols == ["AAA", "CCC"]
+    await bus.close()
+
+
+async def _has_trades(bus: Bus, *symbols: str) -> bool:
+    for symbol in symbols:
+        if not any(isinstance(e, Trade) for e in await stream(bus, symbol)):
+            return False
+    return True
+
+
+async def test_a_dropped_connection_is_a_gap_backfilled_without_duplicates(simulator, redis_url, key_prefix):
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
+    rest = PolygonRest(KEY, f"http://{simulator.feed}", backoff_base=0.05, backoff_cap=0.3)
+    service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY, rest=rest, backoff_cap_seconds=1.0)
+    async with Running(service):
+        await until(lambda: _has_trades(bus, "AAA"), what="first trades")
+        simulator.rest_failures = 2  # the backfill meets two 429s first
+        await simulator.drop_connections()
+        await until(lambda: _gap_published(bus), what="a gap")
+        await until(lambda: _count(service, "backfilled"), what="backfilled trades")
+        await asyncio.sleep(1.0)
+    events = await stream(bus, "AAA")
+    gap = next(e for e in events if isinstance(e, FeedStatus) and e.state == "gap")
+    assert gap.code == "socket_disconnect" and gap.gap_start_ns < gap.gap_end_ns and gap.symbols == ("AAA",)
+    backfilled = [e for e in events if isinstance(e, Trade) and e.backfilled]
+    assert backfilled and all(gap.gap_start_ns <= t.ts_event <= gap.gap_end_ns for t in backfilled)
+    trades = [e for e in events if isinstance(e, Trade)]
+    keys = [(t.exchange, t.trade_id) for t in trades]
+    assert len(keys) == len(set(keys))  # no print twice on the stream
+    position = events.index(gap)
+    assert all(e.ts_event >= gap.gap_start_ns for e in events[position + 1:] if isinstance(e, Trade))
+    assert service.stats.reconnects >= 1 and rest.retries_done >= 2  # 429 → backoff honoured
+    statuses = [decode(entry.payload) for entry in await bus.read_range(bus.keys.status)]
+    assert any(s.state == "gap" for s in statuses)
+    await bus.close()
+
+
+async def _gap_published(bus: Bus) -> bool:
+    return await bus.client.xlen(bus.keys.status) > 0
+
+
+async def _count(service: IngestService, name: str) -> bool:
+    return getattr(service.stats, name) > 0
+
+
+async def test_malformed_frames_are_counted_and_survived(simulator, redis_url, key_prefix):
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
+    service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY)
+    async with Running(service):
+        await until(lambda: _has_trades(bus, "AAA"), what="first trades")
+        await simulator.inject("this is not json")
+        await simulator.inject('[{"ev":"T","sym":"AAA","p":"cheap","s":1,"t":1}]')
+        await simulator.inject('[{"ev":"LULD","sym":"AAA"}]')
+        before = await bus.client.xlen(bus.keys.market("AAA"))
+        await until(lambda: _grew(bus, "AAA", before), what="flow after the bad frames")
+    assert dict(service.stats.rejects.by_code) == {"malformed_json": 1, "invalid_event": 1, "unsupported_event": 1}
+    assert service.stats.reconnects == 0
+    await bus.close()
+
+
+async def _grew(bus: Bus, symbol: str, before: int) -> bool:
+    return await bus.client.xlen(bus.keys.market(symbol)) > before + 20
+
+
+async def test_a_silent_feed_trips_the_watchdog(simulator, redis_url, key_prefix):
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
+    service = IngestService(settings(simulator, key_prefix, watchdog_seconds=2.0), bus, api_key=KEY,
+                            market_hours_only=False, backoff_cap_seconds=0.5)
+    async with Running(service):
+        await until(lambda: _has_trades(bus, "AAA"), what="first trades")
+        simulator.paused = True
+        await until(lambda: _silenced(service), timeout=10, what="the watchdog")
+        simulator.paused = False
+        await until(lambda: _reconnected(service), timeout=10, what="a reconnect")
+    statuses = [decode(entry.payload).state for entry in await bus.read_range(bus.keys.status)]
+    assert "watchdog_silence" in statuses
+    await bus.close()
+
+
+async def _silenced(service: IngestService) -> bool:
+    return "watchdog_silence" in service.stats.statuses
+
+
+async def _reconnected(service: IngestService) -> bool:
+    return service.stats.reconnects >= 1 and service.connected
+
+
+async def test_a_wrong_key_stops_with_a_clear_error_and_no_retry(simulator, redis_url, key_prefix):
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
+    service = IngestService(settings(simulator, key_prefix), bus, api_key="wrong-key")
+    started = time.monotonic()
+    with pytest.raises(FeedAuthError, match="rejected the API key"):
+        await asyncio.wait_for(service.run(asyncio.Event()), timeout=20)
+    assert time.monotonic() - started < 10 and service.stats.reconnects == 0
+    await bus.close()
+
+
+async def test_redis_restarted_during_ingest_resumes_and_reports_the_gap(simulator, private_redis):
+    bus = await Bus.connect(private_redis.url, prefix="ri", retries=2, backoff_base_seconds=0.05, backoff_cap_seconds=0.2)
+    await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
+    service = IngestService(settings(simulator, "ri"), bus, api_key=KEY)
+    async with Running(service):
+        await until(lambda: _has_trades(bus, "AAA"), what="first trades")
+        private_redis.stop()
+        await asyncio.sleep(2.0)
+        private_redis.start()  # empty: no persistence
+        await until(lambda: _status_gap(bus), timeout=30, what="the outage reported as a gap")
+        await until(lambda: _has_trades(bus, "AAA"), timeout=10, what="publishing to resume")
+    statuses = [decode(entry.payload) for entry in await bus.read_range(bus.keys.status)]
+    outage = next(s for s in statuses if s.code == "bus_outage")
+    assert outage.gap_end_ns - outage.gap_start_ns >= 1.5e9
+    await bus.close()
+
+
+async def _status_gap(bus: Bus) -> bool:
+    try:
+        return any(decode(e.payload).code == "bus_outage" for e in await bus.read_range(bus.keys.status))
+    except Exception:
+        return False
+
+
+async def test_the_api_key_appears_in_no_log_error_or_metric(simulator, redis_url, key_prefix, tmp_path):
+    log_dir = tmp_path / "logs"
+    logs.configure_logging(service="ingest", log_dir=log_dir, level="DEBUG", secrets=[KEY], console=False)
+    try:
+        bus = await Bus.connect(redis_url, prefix=key_prefix)
+        await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
+        rest = PolygonRest(KEY, f"http://{simulator.feed}", backoff_base=0.05, backoff_cap=0.2)
+        service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY, rest=rest, backoff_cap_seconds=0.5)
+        async with Running(service):
+            await until(lambda: _has_trades(bus, "AAA"), what="first trades")
+            await simulator.drop_connections()
+            await until(lambda: _count(service, "backfilled"), what="a backfill")
+        await bus.close()
+    finally:
+        import logging
+
+        logging.getLogger().handlers.clear()
+    written = "".join(path.read_text() for path in log_dir.glob("*.jsonl"))
+    assert "order_flow.feed_gap" in written and "order_flow.backfilled" in written
+    assert KEY not in written
+    assert KEY not in generate_latest(REGISTRY).decode()
+
+
+def test_cli_wrong_key_exits_5_without_showing_it(tmp_path, redis_url, key_prefix):
+    async def serve_and_run():
+        simulator = await PolygonSimulator(timeline(["AAA"], 0.5), api_key=KEY, speed=10).start()
+        env = {**os.environ, "REDIS_URL": redis_url, "ORDER_FLOW_KEY_PREFIX": key_prefix, "POLYGON_API_KEY": "pk_WRONG_77",
+               "ORDER_FLOW_POLYGON_FEED": simulator.feed, "ORDER_FLOW_POLYGON_SECURE": "false",
+               "ORDER_FLOW_POLYGON_REST_URL": f"http://{simulator.feed}", "ORDER_FLOW_LOG_DIR": str(tmp_path),
+               "ORDER_FLOW_METRICS_PORT": "0", "PYTHONPATH": str(REPO)}
+        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.cli", "ingest", cwd=REPO, env=env,
+                                                       stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        await simulator.stop()
+        return process.returncode, out.decode() + err.decode()
+
+    code, output = asyncio.run(serve_and_run())
+    assert code == 5 and "authentication failed" in output
+    assert "pk_WRONG_77" not in output
+    assert "pk_WRONG_77" not in "".join(p.read_text() for p in tmp_path.glob("*.jsonl"))
