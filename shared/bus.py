@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from itertools import groupby
 from typing import Any, AsyncIterator, Iterable, NamedTuple, Sequence
 
 import fakeredis
@@ -270,21 +269,31 @@ class Bus:
     async def publish_encoded(self, entries: Sequence[tuple[str, bytes, bytes]]) -> list[str]:
         """:meth:`publish` for already encoded ``(stream, type tag, payload)``.
 
-        Entries of one stream that stand together go in one script call;
-        all calls go in one pipeline. Order within each stream is kept.
+        Each stream's entries go in one script call, in their order; all calls go
+        in one pipeline. Returned ids follow the order of ``entries``.
         """
         if not entries:
             return []
+        per_stream: dict[str, list[Any]] = {}
+        positions: dict[str, list[int]] = {}
+        for index, (stream, tag, payload) in enumerate(entries):
+            arguments = per_stream.get(stream)
+            if arguments is None:
+                arguments = per_stream[stream] = [self.stream_max_length]
+                positions[stream] = []
+            arguments.append(tag)
+            arguments.append(payload)
+            positions[stream].append(index)
         async with self._calling("publish", unpublished=list(entries)):
             async with self.client.pipeline(transaction=False) as pipe:
-                for stream, run in groupby(entries, key=lambda entry: entry[0]):
-                    arguments: list[Any] = [self.stream_max_length]
-                    for _stream, tag, payload in run:
-                        arguments.append(tag)
-                        arguments.append(payload)
+                for stream, arguments in per_stream.items():
                     await self._append_batch(keys=[stream], args=arguments, client=pipe)
                 replies = await pipe.execute()
-        return [_text(entry_id) for reply in replies for entry_id in reply]
+        ids: list[str] = [""] * len(entries)
+        for stream, reply in zip(per_stream, replies):
+            for index, entry_id in zip(positions[stream], reply):
+                ids[index] = _text(entry_id)
+        return ids
 
     async def publish_channel(self, channel: str, message: WireMessage) -> int:
         """PUBLISH on a pub/sub channel; returns the number of subscribers reached."""

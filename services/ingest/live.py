@@ -61,6 +61,7 @@ from shared.wire import FeedStatus, MarketEvent
 log = logs.get_logger(__name__)
 SOURCE = "polygon"
 BATCH_FRAMES = 500
+SHUTDOWN_DRAIN_SECONDS = 5.0  # on stop, publish what was received for at most this long
 NOISY_STATUSES = frozenset({"connected", "auth_success", "success"})
 
 
@@ -125,6 +126,7 @@ class IngestService:
         market_hours_only: bool = True,
         backoff_cap_seconds: float = 30.0,
         on_status: Callable[[str], None] | None = None,
+        latency_sink: list[float] | None = None,
     ) -> None:
         self.config = config
         self.bus = bus
@@ -136,6 +138,7 @@ class IngestService:
         self.market_hours_only = market_hours_only
         self.backoff_cap = backoff_cap_seconds
         self.on_status = on_status
+        self.latency_sink = latency_sink  # benchmarks: receive → on the stream, per event, in ms
         self.sessions = SessionClock()
         self.multiplier = config.round_lot_size if config.quote_size_unit == "round_lots" else 1
         self.stats = IngestStats()
@@ -285,7 +288,14 @@ class IngestService:
 
     # --- processing ------------------------------------------------------------------
     async def _process(self, stop: asyncio.Event) -> None:
+        stopping_since = None
         while True:
+            if stop.is_set():
+                stopping_since = stopping_since or time.monotonic()
+                if self.inbox and time.monotonic() - stopping_since > SHUTDOWN_DRAIN_SECONDS:
+                    log.error("order_flow.ingest_shutdown_dropped", code="shutdown", frames=self.inbox_frames)
+                    self.inbox.clear()
+                    self.inbox_frames = 0
             if not self.inbox:
                 if stop.is_set():
                     return
@@ -366,7 +376,10 @@ class IngestService:
         for tag, count in counts.items():
             metrics.EVENTS_PUBLISHED.labels(kind=tag).inc(count)
         if oldest is not None:
-            metrics.PUBLISH_LAG.observe((time.time_ns() - oldest) / 1e9)
+            done = time.time_ns()
+            metrics.PUBLISH_LAG.observe((done - oldest) / 1e9)
+            if self.latency_sink is not None:
+                self.latency_sink.extend((done - event.ts_recv) / 1e6 for event in events)
 
     async def _publish_entries(self, entries: list) -> None:
         outage_start = None

@@ -90,7 +90,7 @@ class PolygonSimulator:
     """The simulated market, its WebSocket clients and its REST archive."""
 
     def __init__(self, timeline: list[tuple[int, dict]], *, api_key: str, speed: float = 1.0, loop_forever: bool = True,
-                 batch_ms: int = 5) -> None:
+                 batch_ms: int = 5, max_frame_events: int = 500) -> None:
         if not timeline:
             raise ValueError("nothing to replay: no trades or quotes in the input")
         self.timeline = timeline
@@ -98,6 +98,7 @@ class PolygonSimulator:
         self.speed = speed
         self.loop_forever = loop_forever
         self.batch_ns = batch_ms * 1_000_000
+        self.max_frame_events = max_frame_events
         self.clients: list[_Client] = []
         self.trades: dict[str, list[dict]] = defaultdict(list)  # every printed trade, for REST
         self.rest_failures = 0
@@ -142,10 +143,11 @@ class PolygonSimulator:
                         await asyncio.sleep(delay)
                     batch = []
                     horizon = due_ns + self.batch_ns * self.speed
-                    while index < len(self.timeline) and self.timeline[index][0] <= horizon:
+                    while index < len(self.timeline) and self.timeline[index][0] <= horizon and len(batch) < self.max_frame_events:
                         batch.append(self.timeline[index][1])
                         index += 1
                     await self._send_market(batch, lap)
+                    await asyncio.sleep(0)  # at extreme speeds, let handshakes and REST in
                 self.played.set()
                 if not self.loop_forever:
                     return
