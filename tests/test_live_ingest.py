@@ -275,3 +275,43 @@ def test_cli_wrong_key_exits_5_without_showing_it(tmp_path, redis_url, key_prefi
     assert code == 5 and "authentication failed" in output
     assert "pk_WRONG_77" not in output
     assert "pk_WRONG_77" not in "".join(p.read_text() for p in tmp_path.glob("*.jsonl"))
+
+
+async def test_a_recorded_session_replays_bit_for_bit(simulator, redis_url, key_prefix, tmp_path):
+    from services.ingest.normalise import Normaliser
+    from services.ingest.rejects import Reject
+    from services.ingest.sources import read_events
+
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
+    service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY, record=tmp_path / "rec" / "live")
+    async with Running(service):
+        await until(lambda: _has_trades(bus, "AAA"), what="first trades")
+        await asyncio.sleep(1.0)
+    live = await stream(bus, "AAA")
+    (capture,) = list((tmp_path / "rec").glob("live-*.capture"))
+    normaliser = Normaliser()
+    replayed = [normaliser.process(e) for e in read_events("capture", [capture]) if not isinstance(e, Reject)]
+    replayed = [e for e in replayed if e is not None]
+    assert len(live) > 50 and replayed == live  # same events, same receive times, same sides
+    await bus.close()
+
+
+def test_positions_cli(redis_url, key_prefix, tmp_path):
+    env = {**os.environ, "REDIS_URL": redis_url, "ORDER_FLOW_KEY_PREFIX": key_prefix, "PYTHONPATH": str(REPO), "COLUMNS": "120"}
+
+    def orderflow(*arguments: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "services.cli", "positions", *arguments], capture_output=True,
+                              text=True, cwd=REPO, env=env, timeout=60)
+
+    assert orderflow("open", "aapl", "--quantity", "200", "--entry", "187.43", "--stop", "184").returncode == 0
+    assert orderflow("open", "MSFT", "--quantity", "50", "--entry", "410.1").returncode == 0
+    listed = orderflow("list").stdout
+    assert "AAPL" in listed and "187.43" in listed and "184.00" in listed and "MSFT" in listed
+    assert orderflow("close", "AAPL").returncode == 0
+    assert "AAPL" not in orderflow("list").stdout
+    bad = orderflow("open", "NOT A TICKER", "--quantity", "1", "--entry", "1")
+    assert bad.returncode == 2 and "not a ticker symbol" in bad.stderr
+    client = redis.Redis.from_url(redis_url)
+    assert json.loads(client.hget(f"{key_prefix}:positions", "MSFT"))["entry_price"] == 410_100_000_000
+    client.close()
