@@ -1,0 +1,206 @@
+"""What the bot embeds: the exit-recommendation client and a reference evaluator.
+
+    from shared.bus import Bus
+    from shared.risk import RiskManagerClient, evaluate
+
+    bus = await Bus.connect("redis://127.0.0.1:6379/0")
+    client = RiskManagerClient(bus, name="my-bot")
+
+    async def on_exit(recommendation):
+        position = my_positions[recommendation.symbol]
+        decision = evaluate(recommendation, position, last_price=my_prices[recommendation.symbol])
+        if decision.action == "exit":
+            ...  # the bot sells
+
+    await client.run(stop, on_exit=on_exit, on_status=lambda status: ...)
+
+Delivery: recommendations arrive on the pub/sub channel ``orderflow:exit-signals``
+(fast) and are also read from the durable stream ``orderflow:exits`` with the
+consumer group ``riskmanager-<name>``, so a bot that was down catches up on
+start. Each recommendation is handled once per bot name: a ``SET NX`` on its id
+claims it before the handler runs, and the stream entry is acknowledged after.
+Status events (gaps, halts, feed silence) come from ``orderflow:status``; a
+held symbol whose monitoring stops is reported as **unmonitored**.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Literal
+
+from shared import logs
+from shared.bus import Bus
+from shared.errors import WireDecodeError
+from shared.positions import Position
+from shared.prices import format_price, price_to_float
+from shared.wire import ExitRecommendation, FeedStatus, decode
+
+log = logs.get_logger(__name__)
+HANDLED_SECONDS = 30 * 24 * 3600
+UNMONITORED_STATES = frozenset({"monitoring_halted", "gap", "watchdog_silence", "disconnected", "trading_halted"})
+
+Action = Literal["exit", "tighten_stop", "hold"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the evaluator recommends. Prices in nano-dollars; P&L in dollars."""
+
+    action: Action
+    reasons: tuple[str, ...]
+    unrealised_pnl: float
+    unrealised_pnl_percent: float
+    distance_to_stop_percent: float | None
+    new_stop: int = 0
+
+
+def evaluate(recommendation: ExitRecommendation, position: Position, last_price: int) -> Decision:
+    """Reference policy (US3): exit on panic selling or when the stop is near;
+    tighten the stop on institutional selling otherwise.
+
+    * a red burst (critical), or any recommendation while in profit → **exit**
+      (protect the gain before the drop);
+    * losing and within 1 % of the stop → **exit** (the stop is about to fill,
+      likely worse);
+    * large sellers with room to the stop → **tighten_stop** to 0.5 % under
+      the last price (never lower than the current stop);
+    * otherwise → **hold**.
+    """
+    quantity = position.quantity
+    pnl = price_to_float(last_price - position.entry_price) * quantity
+    pnl_percent = (last_price - position.entry_price) / position.entry_price * 100 * (1 if quantity > 0 else -1)
+    distance = None if not position.stop_loss else (last_price - position.stop_loss) / last_price * 100 * (1 if quantity > 0 else -1)
+    evidence = f"order flow: {recommendation.reasoning}"
+    pnl_text = f"unrealised P&L {pnl:+,.2f} USD ({pnl_percent:+.2f} %)"
+    stop_text = "no stop loss" if distance is None else f"{distance:.2f} % above the stop at {format_price(position.stop_loss)}"
+    reasons = [evidence, pnl_text, stop_text]
+    if recommendation.trigger == "red_burst" or pnl > 0:
+        why = "panic selling (red burst)" if recommendation.trigger == "red_burst" else "protect the gain"
+        return Decision("exit", (f"exit: {why}", *reasons), pnl, pnl_percent, distance)
+    if distance is not None and distance <= 1.0:
+        return Decision("exit", ("exit: the stop is within 1 % and sellers are pressing", *reasons), pnl, pnl_percent, distance)
+    if quantity > 0:
+        tightened = max(position.stop_loss, last_price - last_price // 200)
+        if tightened > position.stop_loss:
+            return Decision("tighten_stop", (f"tighten the stop to {format_price(tightened)}", *reasons), pnl, pnl_percent,
+                            distance, tightened)
+    return Decision("hold", ("hold: no rule to act on", *reasons), pnl, pnl_percent, distance)
+
+
+def log_decision(recommendation: ExitRecommendation, position: Position, last_price: int, decision: Decision) -> None:
+    """``order_flow.exit_signal_triggered`` with the decision; ``exit_reason`` is
+    ``order_flow_alert`` where it exits, so the spec's measurement queries work."""
+    fields = {
+        "id": recommendation.id, "symbol": recommendation.symbol, "trigger": recommendation.trigger,
+        "decision": decision.action, "reasons": list(decision.reasons), "quantity": position.quantity,
+        "entry_price": format_price(position.entry_price), "last_price": format_price(last_price),
+        "stop_loss": format_price(position.stop_loss) if position.stop_loss else None,
+        "unrealised_pnl": round(decision.unrealised_pnl, 2), "unrealised_pnl_percent": round(decision.unrealised_pnl_percent, 3),
+        "alert_ids": list(recommendation.alert_ids), "source": "risk_manager",
+    }
+    if decision.action == "exit":
+        fields["exit_reason"] = "order_flow_alert"
+    if decision.new_stop:
+        fields["new_stop"] = format_price(decision.new_stop)
+    log.warning(logs.EXIT_SIGNAL_TRIGGERED, **fields)
+
+
+Handler = Callable[[ExitRecommendation], Awaitable[None] | None]
+StatusHandler = Callable[[FeedStatus], Awaitable[None] | None]
+
+
+@dataclass
+class ClientStats:
+    handled: int = 0
+    duplicates: int = 0
+    statuses: int = 0
+    unmonitored: set[str] = field(default_factory=set)
+
+
+class RiskManagerClient:
+    """Receives exit recommendations (live and catch-up) and status events."""
+
+    def __init__(self, bus: Bus, *, name: str = "bot", held_symbols: Callable[[], set[str]] | None = None) -> None:
+        self.bus = bus
+        self.name = name
+        self.group = f"riskmanager-{name}"
+        self.held_symbols = held_symbols
+        self.stats = ClientStats()
+
+    async def _claim(self, recommendation: ExitRecommendation) -> bool:
+        key = f"{self.bus.keys.prefix}:riskmanager:{self.name}:handled:{recommendation.id}"
+        return bool(await self.bus.client.set(key, b"1", nx=True, ex=HANDLED_SECONDS))
+
+    async def _handle(self, recommendation: ExitRecommendation, on_exit: Handler) -> None:
+        if not await self._claim(recommendation):
+            self.stats.duplicates += 1
+            return
+        self.stats.handled += 1
+        result = on_exit(recommendation)
+        if inspect.isawaitable(result):
+            await result
+
+    async def run(self, stop: asyncio.Event, *, on_exit: Handler, on_status: StatusHandler | None = None) -> ClientStats:
+        """Until ``stop``: catch up from the stream, then follow channel, stream and status."""
+        await self.bus.ensure_group(self.bus.keys.exits, self.group, "$")
+        pubsub = self.bus.client.pubsub()
+        await pubsub.subscribe(self.bus.keys.exit_channel)
+        newest = await self.bus.client.xrevrange(self.bus.keys.status, count=1)
+        last_status = newest[0][0] if newest else "0-0"  # statuses from now on
+        try:
+            # catch-up: what was delivered but not acknowledged (a crash), then everything new
+            for entry in await self.bus.read_own_pending(self.group, self.name, self.bus.keys.exits):
+                await self._from_stream(entry, on_exit)
+            while not stop.is_set():
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
+                if message is not None:
+                    try:
+                        recommendation = decode(message["data"])
+                    except WireDecodeError:
+                        recommendation = None
+                    if isinstance(recommendation, ExitRecommendation):
+                        await self._handle(recommendation, on_exit)
+                for entry in await self.bus.read_group(self.group, self.name, [self.bus.keys.exits], count=100, block_ms=None):
+                    await self._from_stream(entry, on_exit)
+                rows = await self.bus.client.xread({self.bus.keys.status: last_status}, count=100)
+                for _stream, entries in rows.items() if isinstance(rows, dict) else rows:
+                    for entry_id, fields in entries:
+                        last_status = entry_id
+                        await self._status(next(iter(fields.values())), on_status)
+                if message is None and self.bus.embedded:
+                    await asyncio.sleep(0.05)
+        finally:
+            await pubsub.aclose()
+        return self.stats
+
+    async def _from_stream(self, entry, on_exit: Handler) -> None:
+        try:
+            recommendation = decode(entry.payload)
+        except WireDecodeError:
+            recommendation = None
+        if isinstance(recommendation, ExitRecommendation):
+            await self._handle(recommendation, on_exit)
+        await self.bus.ack(entry.stream, self.group, [entry.entry_id])
+
+    async def _status(self, payload: bytes, on_status: StatusHandler | None) -> None:
+        try:
+            status = decode(payload)
+        except WireDecodeError:
+            return
+        if not isinstance(status, FeedStatus):
+            return
+        self.stats.statuses += 1
+        held = self.held_symbols() if self.held_symbols else set()
+        affected = set(status.symbols) & held if status.symbols else held
+        if status.state in UNMONITORED_STATES and affected:
+            self.stats.unmonitored |= affected
+            log.warning("order_flow.symbol_unmonitored", symbols=sorted(affected), state=status.state, code=status.code,
+                        detail=status.detail, source="risk_manager")
+        elif status.state == "monitoring_resumed":
+            self.stats.unmonitored -= set(status.symbols)
+        if on_status is not None:
+            result = on_status(status)
+            if inspect.isawaitable(result):
+                await result

@@ -1,0 +1,108 @@
+"""The risk-manager side: evaluator decisions and the client's delivery guarantees."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+
+from services.detector.service import DetectorService
+from shared import logs
+from shared.bus import Bus
+from shared.config import OrderFlowConfig
+from shared.positions import Position
+from shared.risk import RiskManagerClient, evaluate, log_decision
+from shared.wire import ExitRecommendation, FeedStatus
+
+D = 1_000_000_000
+
+
+def recommendation(trigger: str = "large_sellers", number: int = 1, symbol: str = "AAPL") -> ExitRecommendation:
+    return ExitRecommendation(id=f"{symbol}:exit:{trigger}:{number}", symbol=symbol, trigger=trigger, ts_event=number,
+                              ts_recv=number, timestamp_utc="2026-11-24T15:00:00.000000000Z", alert_ids=("a", "b", "c"),
+                              reasoning="3 large sellers within 80 s")
+
+
+def position(entry: int = 100 * D, stop: int = 95 * D, quantity: int = 100) -> Position:
+    return Position(symbol="AAPL", quantity=quantity, entry_price=entry, stop_loss=stop)
+
+
+@pytest.mark.parametrize(("trigger", "last", "stop", "quantity", "action"), [
+    ("red_burst", 99 * D, 95 * D, 100, "exit"),             # panic selling: out
+    ("large_sellers", 102 * D, 95 * D, 100, "exit"),        # in profit: protect the gain
+    ("large_sellers", 96 * D, 95_500_000_000, 100, "exit"),  # losing, 0.52 % above the stop
+    ("large_sellers", 99 * D, 95 * D, 100, "tighten_stop"),
+    ("large_sellers", 101 * D, 110 * D, -100, "hold"),      # a losing short far from its stop
+])
+def test_evaluator_decisions(trigger, last, stop, quantity, action):
+    decision = evaluate(recommendation(trigger), position(stop=stop, quantity=quantity), last)
+    assert decision.action == action
+    assert any("order flow" in reason for reason in decision.reasons)
+    assert any("unrealised P&L" in reason for reason in decision.reasons)
+    if action == "tighten_stop":
+        assert decision.new_stop == 99 * D - 99 * D // 200
+
+
+def test_decisions_are_logged_for_the_spec_queries(tmp_path):
+    logs.configure_logging(service="bot", log_dir=tmp_path, console=False)
+    try:
+        for trigger, last in (("red_burst", 99 * D), ("large_sellers", 99 * D)):
+            log_decision(recommendation(trigger), position(), last, evaluate(recommendation(trigger), position(), last))
+    finally:
+        logging.getLogger().handlers.clear()
+    lines = [json.loads(line) for path in tmp_path.glob("*.jsonl") for line in path.read_text().splitlines()]
+    assert [line["decision"] for line in lines] == ["exit", "tighten_stop"]
+    assert lines[0]["exit_reason"] == "order_flow_alert" and "exit_reason" not in lines[1]
+    assert all(line["event"] == "order_flow.exit_signal_triggered" for line in lines)
+    raw = "".join(path.read_text() for path in tmp_path.glob("*.jsonl"))
+    assert raw.count('"exit_reason":"order_flow_alert"') == 1
+
+
+async def _publish(bus: Bus, config: OrderFlowConfig, item) -> None:
+    await DetectorService(config, bus, symbols=[])._publish([item])
+
+
+@pytest.mark.redis
+async def test_each_recommendation_is_handled_once_and_none_lost_across_a_restart(redis_url, key_prefix):
+    config = OrderFlowConfig(key_prefix=key_prefix)
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    handled: list[str] = []
+    statuses: list[str] = []
+
+    async def run_client(until_count: int) -> RiskManagerClient:
+        client = RiskManagerClient(bus, name="bot-1", held_symbols=lambda: {"AAPL"})
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(client.run(stop, on_exit=lambda r: handled.append(r.id), on_status=lambda s: statuses.append(s.state)))
+        return client, stop, task
+
+    client, stop, task = await run_client(1)
+    await asyncio.sleep(0.3)
+    await _publish(bus, config, recommendation(number=1))  # channel AND stream: handled once
+    await _publish(bus, config, FeedStatus(source="detector", state="monitoring_halted", ts_event=1, ts_recv=1, symbols=("AAPL",),
+                                           code="stale_data"))
+    for _ in range(100):
+        if handled and statuses:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    stop.set()
+    await task
+    assert handled == ["AAPL:exit:large_sellers:1"] and client.stats.duplicates == 1
+    assert statuses == ["monitoring_halted"] and client.stats.unmonitored == {"AAPL"}
+
+    # the bot is down: two recommendations arrive meanwhile
+    await _publish(bus, config, recommendation(number=2))
+    await _publish(bus, config, recommendation("red_burst", number=3))
+    client, stop, task = await run_client(3)
+    for _ in range(100):
+        if len(handled) == 3:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    stop.set()
+    await task
+    assert handled == ["AAPL:exit:large_sellers:1", "AAPL:exit:large_sellers:2", "AAPL:exit:red_burst:3"]
+    assert await bus.pending_count(bus.keys.exits, "riskmanager-bot-1") == 0
+    await bus.close()
