@@ -525,6 +525,79 @@ def simulate_polygon(
     asyncio.run(run())
 
 
+@app.command("risk-manager")
+def risk_manager(
+    name: Annotated[str, typer.Option(help="Bot name: recommendations are handled once per name, across restarts.")] = "bot",
+    config_file: ConfigFileOption = None,
+) -> None:
+    """A stand-in bot: follow exit recommendations for the open positions, evaluate and log the decisions."""
+    import signal
+
+    from shared.bus import Bus
+    from shared.logs import configure_logging, get_logger
+    from shared.positions import PositionRegistry
+    from shared.risk import RiskManagerClient, evaluate, log_decision
+    from shared.wire import Trade, decode
+
+    config = load_or_exit(config_file)
+    configure_logging(service="risk_manager", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values())
+    log = get_logger("risk_manager")
+
+    async def run() -> None:
+        bus = await Bus.connect(config.redis_url.get_secret_value() if config.redis_url else None, prefix=config.key_prefix)
+        registry = PositionRegistry(bus)
+        held: set[str] = set(await registry.symbols())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signal_number, stop.set)
+
+        async def last_price(symbol: str) -> int | None:
+            for _entry_id, fields in await bus.client.xrevrange(bus.keys.market(symbol), count=500):
+                event = decode(next(iter(fields.values())))
+                if isinstance(event, Trade):
+                    return event.price
+            return None
+
+        async def on_exit(recommendation) -> None:
+            positions = {position.symbol: position for position in await registry.list()}
+            position = positions.get(recommendation.symbol)
+            price = await last_price(recommendation.symbol)
+            if position is None or price is None:
+                log.warning("order_flow.recommendation_ignored", id=recommendation.id, symbol=recommendation.symbol,
+                            reason="no open position" if position is None else "no last price")
+                return
+            decision = evaluate(recommendation, position, price)
+            log_decision(recommendation, position, price, decision)
+            stdout.print(f"{recommendation.symbol}: {decision.action} ({decision.reasons[0]})", highlight=False)
+
+        async def refresh_held() -> None:
+            while not stop.is_set():
+                held.clear()
+                held.update(await registry.symbols())
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    pass
+
+        client = RiskManagerClient(bus, name=name, held_symbols=lambda: held)
+        log.info("order_flow.risk_manager_started", name=name, bus=bus.description, held=sorted(held))
+        refresher = asyncio.ensure_future(refresh_held())
+        try:
+            stats = await client.run(stop, on_exit=on_exit)
+        finally:
+            await refresher
+            await bus.close()
+        log.info("order_flow.risk_manager_stopped", handled=stats.handled, duplicates=stats.duplicates,
+                 unmonitored=sorted(stats.unmonitored))
+
+    try:
+        asyncio.run(run())
+    except BusUnavailableError as error:
+        stderr.print(f"[bold red]redis unavailable:[/] {error}")
+        raise typer.Exit(code=3) from None
+
+
 def condition_table(config: OrderFlowConfig):
     """Polygon's live condition table when a key is configured, else the bundled one."""
     from services.ingest.polygon_http import PolygonRest, load_condition_table

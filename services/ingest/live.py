@@ -323,8 +323,12 @@ class IngestService:
                         events = []
                         await self._close_gap(self.gap_start, stamp, "socket_disconnect")
                         self.gap_start = None
-                else:  # disconnected
+                else:  # disconnected: say so now, so nobody trusts a silent symbol
+                    await self._publish_events(events, oldest)
+                    events, oldest = [], None
                     self.gap_start = stamp
+                    await self._publish_status("disconnected", str(payload or "disconnected"),
+                                               "feed disconnected; reconnecting")
             await self._publish_events(events, oldest)
             if self.dropped_since is not None and self.inbox_frames < self.config.ingest_queue_frames // 2:
                 start, end = self.dropped_since, self.dropped_until

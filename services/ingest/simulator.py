@@ -20,8 +20,11 @@
 
 The market plays the files' events in a loop at ``speed`` × their own pace,
 whether or not anyone listens (so a disconnected client misses trades that
-REST still has), stamping each event with the time it is sent: the data is
-fresh for the detector. Faults for tests: :meth:`drop_connections`,
+REST still has). Each event's ``t`` is its market time mapped onto the wall
+clock of the lap (compressed by ``speed``): the data is fresh for the
+detector and events keep their order and spacing (a quote 400 ms before a
+sweep at 40× lands 10 ms before it). Note that the rules' windows are event
+time, so at 40× a 60 s spike window holds 40 minutes of the file. Faults for tests: :meth:`drop_connections`,
 :meth:`inject`, ``rest_failures`` (answer 429 with ``Retry-After``), and the
 same over HTTP at ``/admin/drop``, ``/admin/inject``, ``/admin/rest-429?count=N``.
 """
@@ -135,6 +138,7 @@ class PolygonSimulator:
             while True:
                 first = self.timeline[0][0]
                 started = time.perf_counter()
+                lap_start_ms = time.time_ns() // 1_000_000
                 index = 0
                 while index < len(self.timeline):
                     due_ns = self.timeline[index][0]
@@ -144,9 +148,9 @@ class PolygonSimulator:
                     batch = []
                     horizon = due_ns + self.batch_ns * self.speed
                     while index < len(self.timeline) and self.timeline[index][0] <= horizon and len(batch) < self.max_frame_events:
-                        batch.append(self.timeline[index][1])
+                        batch.append(self.timeline[index])
                         index += 1
-                    await self._send_market(batch, lap)
+                    await self._send_market(batch, lap, lap_start_ms, first)
                     await asyncio.sleep(0)  # at extreme speeds, let handshakes and REST in
                 self.played.set()
                 if not self.loop_forever:
@@ -155,11 +159,10 @@ class PolygonSimulator:
         except asyncio.CancelledError:
             return
 
-    async def _send_market(self, batch: list[dict], lap: int = 0) -> None:
-        now_ms = time.time_ns() // 1_000_000
+    async def _send_market(self, batch: list[tuple[int, dict]], lap: int, lap_start_ms: int, first_ns: int) -> None:
         stamped = []
-        for event in batch:
-            event = {**event, "t": now_ms}
+        for market_ns, event in batch:
+            event = {**event, "t": lap_start_ms + int((market_ns - first_ns) / 1e6 / self.speed)}
             if lap and event["ev"] == "T":
                 event["i"] = f"{lap}-{event['i']}"  # a new print each lap, not a duplicate
             stamped.append(event)
