@@ -598,6 +598,55 @@ def risk_manager(
         raise typer.Exit(code=3) from None
 
 
+@app.command()
+def watch(
+    once: Annotated[bool, typer.Option("--once", help="Print one snapshot and exit.")] = False,
+    refresh: Annotated[float, typer.Option(help="Seconds between updates.")] = 0.5,
+    config_file: ConfigFileOption = None,
+) -> None:
+    """A live terminal view: alerts, exit recommendations and monitoring state of the open positions."""
+    import signal
+
+    from rich.live import Live
+
+    from services.watch import WatchState, follow, render, starting_ids
+    from shared.bus import Bus
+    from shared.timestamps import now_ns
+
+    config = load_or_exit(config_file)
+
+    async def run() -> None:
+        bus = await Bus.connect(config.redis_url.get_secret_value() if config.redis_url else None, prefix=config.key_prefix)
+        state = WatchState(window_ns=config.alert_window_seconds * 1_000_000_000)
+        positions: list[str] = []
+        last_ids = await starting_ids(bus)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signal_number, stop.set)
+        try:
+            await follow(bus, state, positions, last_ids)
+            if once:
+                stdout.print(render(state, positions, now_ns()))
+                return
+            with Live(render(state, positions, now_ns()), console=stdout, refresh_per_second=4, screen=False) as live:
+                while not stop.is_set():
+                    await follow(bus, state, positions, last_ids)
+                    live.update(render(state, positions, now_ns()))
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=refresh)
+                    except asyncio.TimeoutError:
+                        pass
+        finally:
+            await bus.close()
+
+    try:
+        asyncio.run(run())
+    except BusUnavailableError as error:
+        stderr.print(f"[bold red]redis unavailable:[/] {error}")
+        raise typer.Exit(code=3) from None
+
+
 def condition_table(config: OrderFlowConfig):
     """Polygon's live condition table when a key is configured, else the bundled one."""
     from services.ingest.polygon_http import PolygonRest, load_condition_table

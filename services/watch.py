@@ -1,0 +1,134 @@
+"""``orderflow watch``: a live terminal view of alerts, exits and monitoring state.
+
+One row per open position: its monitoring state (monitored, halted, gap,
+disconnected…), the large sellers and red bursts of the last
+``alert_window``, and its last exit recommendation; below, the latest
+alerts. Colours follow the spec (US6): **yellow** one large seller,
+**orange** several, **red** a red burst or an exit recommendation.
+
+:class:`WatchState` folds bus messages (pure, tested); :func:`render` draws it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from shared.bus import Bus
+from shared.errors import WireDecodeError
+from shared.positions import PositionRegistry
+from shared.prices import format_price
+from shared.timestamps import now_ns
+from shared.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode
+
+NANOS = 1_000_000_000
+STATE_WORDS = {"monitoring_halted": "HALTED", "monitoring_resumed": "monitored", "gap": "gap", "disconnected": "DISCONNECTED",
+               "watchdog_silence": "SILENT", "connected": "monitored", "trading_halted": "trading halted",
+               "trading_resumed": "monitored"}
+
+
+@dataclass
+class SymbolView:
+    state: str = "monitored"
+    state_detail: str = ""
+    alerts: deque = field(default_factory=deque)  # (wall ns, alert)
+    last_exit: ExitRecommendation | None = None
+
+
+@dataclass
+class WatchState:
+    window_ns: int = 120 * NANOS
+    symbols: dict[str, SymbolView] = field(default_factory=dict)
+    recent: deque = field(default_factory=lambda: deque(maxlen=12))
+
+    def view(self, symbol: str) -> SymbolView:
+        return self.symbols.setdefault(symbol, SymbolView())
+
+    def apply(self, message, seen_ns: int) -> None:
+        if isinstance(message, OrderFlowAlert):
+            self.view(message.symbol).alerts.append((seen_ns, message))
+            self.recent.appendleft(message)
+        elif isinstance(message, ExitRecommendation):
+            self.view(message.symbol).last_exit = message
+            self.recent.appendleft(message)
+        elif isinstance(message, FeedStatus):
+            for symbol in message.symbols:
+                view = self.view(symbol)
+                view.state = STATE_WORDS.get(message.state, message.state)
+                view.state_detail = message.code
+
+    def colour(self, symbol: str, now: int) -> str:
+        view = self.view(symbol)
+        while view.alerts and now - view.alerts[0][0] > self.window_ns:
+            view.alerts.popleft()
+        if view.last_exit is not None or any(alert.alert_type == "red_burst" for _, alert in view.alerts):
+            return "red"
+        sellers = sum(alert.alert_type == "large_seller" for _, alert in view.alerts)
+        if sellers >= 2:
+            return "dark_orange"
+        if sellers == 1:
+            return "yellow"
+        return "green"
+
+
+def render(state: WatchState, held: list[str], now: int) -> Group:
+    positions = Table(title="orderflow watch", title_justify="left", expand=False)
+    for column in ("symbol", "monitoring", "large sellers", "red bursts", "last exit recommendation"):
+        positions.add_column(column)
+    for symbol in held:
+        view = state.view(symbol)
+        colour = state.colour(symbol, now)
+        sellers = sum(alert.alert_type == "large_seller" for _, alert in view.alerts)
+        bursts = sum(alert.alert_type == "red_burst" for _, alert in view.alerts)
+        monitoring = view.state + (f" ({view.state_detail})" if view.state_detail and view.state != "monitored" else "")
+        exit_text = f"{view.last_exit.trigger} {view.last_exit.timestamp_utc[11:19]}" if view.last_exit else "-"
+        positions.add_row(Text(symbol, style=f"bold {colour}"), Text(monitoring, style="red" if view.state != "monitored" else ""),
+                          Text(str(sellers), style=colour), Text(str(bursts), style="red" if bursts else ""),
+                          Text(exit_text, style="bold red" if view.last_exit else ""))
+    latest = Table(title="latest", title_justify="left", show_header=False, box=None)
+    latest.add_column("what")
+    for message in state.recent:
+        if isinstance(message, ExitRecommendation):
+            latest.add_row(Text(f"EXIT  {message.symbol} {message.trigger}: {message.reasoning[:100]}", style="bold red"))
+        else:
+            colour = "red" if message.alert_type == "red_burst" else state.colour(message.symbol, now)
+            what = (f"{message.order_size:,} @ {format_price(message.price_level)} ({message.source})" if message.alert_type == "large_seller"
+                    else f"volume {message.volume_ratio:.1f}x, sells {message.sell_ratio:.0%}")
+            latest.add_row(Text(f"ALERT {message.symbol} {message.alert_type} {message.severity}: {what}", style=colour))
+    return Group(positions, latest)
+
+
+async def follow(bus: Bus, state: WatchState, positions: list[str], last_ids: dict[str, str]) -> None:
+    """One poll: new messages on the alerts, exits and status streams; the open positions."""
+    positions[:] = await PositionRegistry(bus).symbols()
+    rows = await bus.client.xread(last_ids, count=500)
+    seen = now_ns()
+    for stream, entries in rows.items() if isinstance(rows, dict) else rows:
+        name = stream.decode() if isinstance(stream, bytes) else stream
+        for entry_id, fields in entries:
+            last_ids[name] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            try:
+                state.apply(decode(next(iter(fields.values()))), seen)
+            except WireDecodeError:
+                continue
+
+
+async def starting_ids(bus: Bus, history: int = 20) -> dict[str, str]:
+    """Start a little back in each stream so the view is not empty."""
+    ids = {}
+    for key in (bus.keys.alerts, bus.keys.exits, bus.keys.status):
+        rows = await bus.client.xrevrange(key, count=history)
+        ids[key] = (rows[-1][0].decode() if isinstance(rows[-1][0], bytes) else rows[-1][0]) if rows else "0-0"
+        if rows:
+            ids[key] = _before(ids[key])
+    return ids
+
+
+def _before(entry_id: str) -> str:
+    milliseconds, sequence = entry_id.split("-")
+    return f"{milliseconds}-{int(sequence) - 1}" if int(sequence) > 0 else f"{int(milliseconds) - 1}-18446744073709551615"
+

@@ -1,0 +1,77 @@
+"""``orderflow watch``: colours by the spec, and a real terminal (tmux) view."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from services.detector.demo import SYMBOLS
+from services.watch import WatchState
+from shared.wire import ExitRecommendation, FeedStatus, OrderFlowAlert
+
+REPO = Path(__file__).resolve().parents[1]
+S = 1_000_000_000
+
+
+def alert(kind: str, symbol: str = "AAPL", number: int = 1) -> OrderFlowAlert:
+    return OrderFlowAlert(id=f"{symbol}:{kind}:{number}", symbol=symbol, alert_type=kind, severity="warning", source="tape",
+                          ts_event=number, ts_recv=number, timestamp_utc="2026-11-24T15:00:00.000000000Z", order_size=12_000,
+                          price_level=50_000_000_000)
+
+
+def test_colours_follow_the_spec():
+    state = WatchState(window_ns=120 * S)
+    assert state.colour("AAPL", 0) == "green"
+    state.apply(alert("large_seller", number=1), seen_ns=0)
+    assert state.colour("AAPL", 1 * S) == "yellow"  # one large seller
+    state.apply(alert("large_seller", number=2), seen_ns=10 * S)
+    assert state.colour("AAPL", 11 * S) == "dark_orange"  # several
+    assert state.colour("AAPL", 125 * S) == "yellow"  # the first left the window
+    state.apply(alert("red_burst", number=3), seen_ns=126 * S)
+    assert state.colour("AAPL", 127 * S) == "red"
+    state.apply(FeedStatus(source="detector", state="monitoring_halted", ts_event=1, ts_recv=1, symbols=("AAPL",), code="stale_data"), 0)
+    assert state.view("AAPL").state == "HALTED"
+    exit_ = ExitRecommendation(id="x", symbol="MSFT", trigger="large_sellers", ts_event=1, ts_recv=1, timestamp_utc="t",
+                               alert_ids=(), reasoning="r")
+    state.apply(exit_, 0)
+    assert state.colour("MSFT", 0) == "red"
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(shutil.which("tmux") is None and not os.environ.get("CI"), reason="tmux not installed on this machine")
+def test_watch_in_a_real_terminal(redis_url, key_prefix, tmp_path):
+    assert shutil.which("tmux"), "tmux is required in CI"
+    env = {**os.environ, "REDIS_URL": redis_url, "ORDER_FLOW_KEY_PREFIX": key_prefix, "PYTHONPATH": str(REPO),
+           "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"), "ORDER_FLOW_METRICS_PORT": "0", "TERM": "xterm-256color"}
+    for symbol in SYMBOLS.values():
+        subprocess.run([sys.executable, "-m", "services.cli", "positions", "open", symbol, "--quantity", "100", "--entry", "50"],
+                       cwd=REPO, env=env, check=True, capture_output=True, timeout=60)
+    session = f"watch-{key_prefix}"
+    command = f"cd {REPO} && {sys.executable} -m services.cli watch --refresh 0.2"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50", "-e", f"REDIS_URL={redis_url}",
+                    "-e", f"ORDER_FLOW_KEY_PREFIX={key_prefix}", "-e", f"PYTHONPATH={REPO}", command], check=True, env=env)
+    try:
+        demo = subprocess.run([sys.executable, "-m", "services.cli", "demo", "--speed", "400"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        deadline = time.monotonic() + 20
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+            if "EXIT  SELLERS" in screen and "HALTED" not in screen and "STALE" in screen:
+                break
+            time.sleep(0.3)
+        assert "orderflow watch" in screen
+        assert "SELLERS" in screen and "BURST" in screen and "QUIET" in screen
+        assert "EXIT  SELLERS large_sellers" in screen or "EXIT  BURST red_burst" in screen
+        assert "large_seller" in screen
+        colours = subprocess.run(["tmux", "capture-pane", "-p", "-e", "-t", session], capture_output=True, text=True).stdout
+        assert "\x1b[" in colours  # drawn in colour
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
