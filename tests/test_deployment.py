@@ -1,0 +1,142 @@
+"""Deployment: the compose file (validated statically: no Docker engine runs here),
+the image, the Prometheus config and rules, and a real Prometheus scraping a
+real detector on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shared.config import OrderFlowConfig, environment_name
+from tests.redis_server import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed (.ci/run installs it from Debian's packages)", pytrace=False)
+    return found
+
+
+def test_compose_file_is_valid(tmp_path):
+    for name in ("docker-compose.yml", "Dockerfile", "config"):
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
+    shutil.copy(REPO / ".env.example", tmp_path / ".env")
+    for profiles in ("live", "dry-run"):
+        done = subprocess.run([_tool("docker-compose"), "config", "-q"], cwd=tmp_path, capture_output=True, text=True,
+                              env={**os.environ, "COMPOSE_PROFILES": profiles}, timeout=60)
+        assert done.returncode == 0, done.stderr
+
+
+def test_compose_services_health_networks_and_persistence():
+    services = COMPOSE["services"]
+    assert {"redis", "ingest", "detector", "prometheus", "simulator", "ingest-dry-run"} <= set(services)
+    for name, service in services.items():
+        assert "healthcheck" in service, f"{name} has no health check"
+        assert service.get("restart") == "unless-stopped" or name in ("simulator", "ingest-dry-run") or "<<" in service
+    redis = services["redis"]
+    assert "ports" not in redis  # not published to the host by default
+    assert "--appendonly" in redis["command"] and "--requirepass" in redis["command"]
+    assert services["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
+    assert services["ingest"]["profiles"] == ["live"] and services["simulator"]["profiles"] == ["dry-run"]
+    assert "orderflow" in COMPOSE["networks"] and {"redis-data", "prometheus-data"} <= set(COMPOSE["volumes"])
+    anchor = COMPOSE["x-orderflow"]
+    assert anchor["restart"] == "unless-stopped" and anchor["networks"] == ["orderflow"]
+    assert "./config:/app/config:ro" in anchor["volumes"] and "./logs:/app/logs" in anchor["volumes"]
+    assert anchor["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_the_image_runs_as_a_user_and_bakes_in_no_secret():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "\nUSER orderflow\n" in dockerfile
+    for line in dockerfile.splitlines():
+        if line.startswith(("ENV", "ARG")):
+            assert "KEY" not in line and "PASSWORD" not in line and "REDIS_URL" not in line, line
+    assert ".env" in (REPO / ".dockerignore").read_text().split()
+    assert ".env" in (REPO / ".gitignore").read_text().split()
+    compose_text = (REPO / "docker-compose.yml").read_text()
+    assert "POLYGON_API_KEY: dry-run" in compose_text  # the only literal key: the simulator's
+    example = (REPO / ".env.example").read_text()
+    assert "POLYGON_API_KEY=\n" in example  # empty: the user fills it in
+
+
+def test_env_example_lists_every_setting():
+    example = (REPO / ".env.example").read_text()
+    for name in OrderFlowConfig.model_fields:
+        if name != "redis_url":  # compose builds REDIS_URL from REDIS_PASSWORD
+            assert environment_name(name) in example, environment_name(name)
+    assert "REDIS_PASSWORD=" in example and "COMPOSE_PROFILES=live" in example
+
+
+def test_prometheus_config_and_rules_are_valid():
+    promtool = _tool("promtool")
+    rules = subprocess.run([promtool, "check", "rules", str(REPO / "config" / "prometheus-rules.yml")],
+                           capture_output=True, text=True, timeout=60)
+    assert rules.returncode == 0, rules.stdout + rules.stderr
+    names = {rule["alert"] for group in yaml.safe_load((REPO / "config" / "prometheus-rules.yml").read_text())["groups"]
+             for rule in group["rules"]}
+    assert {"OrderflowFeedDown", "OrderflowConsumerLag", "OrderflowSymbolsHalted"} <= names
+    with tempfile.TemporaryDirectory() as folder:
+        config = yaml.safe_load((REPO / "config" / "prometheus.yml").read_text())
+        config["rule_files"] = [str(REPO / "config" / "prometheus-rules.yml")]
+        path = Path(folder) / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config))
+        checked = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    jobs = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+    assert "detector:9464" in jobs["orderflow-detector"] and "ingest:9464" in jobs["orderflow-ingest"]
+
+
+@pytest.mark.redis
+def test_a_real_prometheus_scrapes_the_documented_metrics(redis_url, key_prefix, tmp_path):
+    prometheus = _tool("prometheus")
+    metrics_port, prometheus_port = free_port(), free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "ORDER_FLOW_KEY_PREFIX": key_prefix, "ORDER_FLOW_METRICS_PORT": str(metrics_port),
+           "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"), "PYTHONPATH": str(REPO)}
+    detector = subprocess.Popen([sys.executable, "-m", "services.cli", "detect", "--symbol", "SCRAPE"], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    config = {"global": {"scrape_interval": "1s"}, "scrape_configs": [
+        {"job_name": "orderflow-detector", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}]}
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    server = subprocess.Popen([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                               f"--web.listen-address=127.0.0.1:{prometheus_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        names: set[str] = set()
+        while time.monotonic() < deadline:
+            try:
+                answer = json.load(urllib.request.urlopen(f"http://127.0.0.1:{prometheus_port}/api/v1/label/__name__/values", timeout=3))
+                names = set(answer["data"])
+                if "orderflow_halted_symbols" in names and "orderflow_monitored_symbols" in names:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{prometheus_port}/api/v1/targets", timeout=3))
+        assert targets["data"]["activeTargets"][0]["health"] == "up"
+        readme = (REPO / "README.md").read_text()
+        documented = {line.split("`")[1] for line in readme.splitlines() if line.startswith("| `orderflow_")}
+        exported = {name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum").removesuffix("_created") for name in names}
+        gauges_and_histograms = {name for name in documented if not name.endswith("_total")}
+        assert gauges_and_histograms <= exported, gauges_and_histograms - exported
+        assert "orderflow_monitored_symbols" in names and "up" in names
+    finally:
+        server.send_signal(signal.SIGTERM)
+        detector.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        detector.wait(timeout=30)
