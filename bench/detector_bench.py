@@ -29,6 +29,7 @@ from services.ingest.polygon_ws import parse_frame
 from services.ingest.replay import replay
 from services.ingest.scenarios import SCENARIOS, frames
 from shared.bus import Bus
+from bench.stats import percentile
 from shared.config import OrderFlowConfig
 from shared.logs import configure_logging
 from shared.wire import decode
@@ -162,11 +163,6 @@ async def memory(url: str, count: int) -> tuple[float, float, int]:
         async for key in bus.client.scan_iter(match=f"{prefix}:*"):
             await bus.client.delete(key)
         await bus.close()
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def main() -> None:

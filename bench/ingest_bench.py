@@ -24,6 +24,7 @@ from services.ingest.polygon_ws import parse_frame
 from services.ingest.scenarios import frames
 from services.ingest.simulator import PolygonSimulator, polygon_event
 from shared.bus import Bus
+from bench.stats import percentile
 from shared.config import OrderFlowConfig
 from shared.logs import configure_logging
 from shared.positions import PositionRegistry
@@ -84,11 +85,6 @@ async def run(url: str, symbols: list[str], speed: float, seconds: float, max_fr
         async for key in bus.client.scan_iter(match=f"{prefix}:*"):
             await bus.client.delete(key)
         await bus.close()
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def main() -> None:

@@ -53,8 +53,61 @@ ConfigFileOption = Annotated[
     ),
 ]
 
+FilesArgument = Annotated[list[Path], typer.Argument(help="Input files (zip, csv, csv.gz, capture).", exists=True, dir_okay=False)]
+FormatOption = Annotated[str, typer.Option("--format", help="capture | polygon-flat | lobster | algoseek")]
+SymbolOption = Annotated[Optional[str], typer.Option(help="Keep only this symbol.")]
+DateOption = Annotated[Optional[str], typer.Option("--date", help="Trading day YYYY-MM-DD (LOBSTER files whose names lack it).")]
+
 stdout = Console()
 stderr = Console(stderr=True)
+
+
+def source_or_exit(format: str, day: str | None) -> date | None:
+    """Check ``--format`` and parse ``--date``; exit 2 with a message when wrong."""
+    from services.ingest.sources import FORMATS
+
+    if format not in FORMATS:
+        stderr.print(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise typer.Exit(code=2)
+    try:
+        return date.fromisoformat(day) if day else None
+    except ValueError:
+        stderr.print(f"--date {day!r} is not YYYY-MM-DD")
+        raise typer.Exit(code=2) from None
+
+
+async def connect_bus(config: OrderFlowConfig):
+    """The bus of the configuration: ``REDIS_URL``, else the embedded one."""
+    from shared.bus import Bus
+
+    redis_url = config.redis_url.get_secret_value() if config.redis_url else None
+    return await Bus.connect(redis_url, prefix=config.key_prefix, stream_max_length=config.stream_max_length)
+
+
+def serve_metrics_or_exit(config: OrderFlowConfig) -> None:
+    from shared.metrics import serve_metrics
+
+    try:
+        serve_metrics(config.metrics_port)
+    except OSError as error:
+        stderr.print(f"[bold red]metrics port {config.metrics_port} unavailable:[/] {error}")
+        raise typer.Exit(code=2) from None
+
+
+def run_or_exit(main):
+    """``asyncio.run(main)``; Redis unreachable after every retry → exit 3 with the reason."""
+    try:
+        return asyncio.run(main)
+    except BusUnavailableError as error:
+        stderr.print(f"[bold red]redis unavailable:[/] {error}")
+        raise typer.Exit(code=3) from None
+
+
+def events_progress(description: str) -> tuple[Progress, object]:
+    """A progress bar counting events (silent when stderr is not a terminal)."""
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} events"),
+                        TimeElapsedColumn(), console=stderr, disable=not stderr.is_terminal)
+    return progress, progress.add_task(description, total=None)
 
 
 def load_or_exit(config_file: Path | None) -> OrderFlowConfig:
@@ -163,32 +216,23 @@ def scenario(
 
 @app.command()
 def replay(
-    files: Annotated[list[Path], typer.Argument(help="Input files (zip, csv, csv.gz, capture).", exists=True, dir_okay=False)],
-    format: Annotated[str, typer.Option("--format", help="capture | polygon-flat | lobster | algoseek")] = "capture",
-    symbol: Annotated[Optional[str], typer.Option(help="Keep only this symbol.")] = None,
-    day: Annotated[Optional[str], typer.Option("--date", help="Trading day YYYY-MM-DD (LOBSTER files whose names lack it).")] = None,
+    files: FilesArgument,
+    format: FormatOption = "capture",
+    symbol: SymbolOption = None,
+    day: DateOption = None,
     speed: Annotated[Optional[float], typer.Option(help="Market seconds per wall second (default: as fast as possible).")] = None,
     max_speed: Annotated[bool, typer.Option("--max-speed", help="Publish as fast as Redis takes it (the default).")] = False,
     config_file: ConfigFileOption = None,
 ) -> None:
     """Publish a recorded or historical session onto the per-symbol streams, as live ingest would."""
     from services.ingest.replay import ReplayWorkerError, SourceSpec, replay_files
-    from services.ingest.sources import FORMATS
-    from shared.bus import Bus
     from shared.logs import configure_logging, get_logger
 
     config = load_or_exit(config_file)
-    if format not in FORMATS:
-        stderr.print(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
-        raise typer.Exit(code=2)
+    trading_day = source_or_exit(format, day)
     if speed is not None and (max_speed or speed <= 0):
         stderr.print("--speed takes a positive number and excludes --max-speed")
         raise typer.Exit(code=2)
-    try:
-        trading_day = date.fromisoformat(day) if day else None
-    except ValueError:
-        stderr.print(f"--date {day!r} is not YYYY-MM-DD")
-        raise typer.Exit(code=2) from None
     configure_logging(service="replay", log_dir=config.log_dir, level=config.log_level,
                       secrets=config.secret_values(), console=False)
     spec = SourceSpec(format, tuple(files), symbol, trading_day,
@@ -196,24 +240,19 @@ def replay(
     conditions = condition_table(config)
 
     async def run():
-        redis_url = config.redis_url.get_secret_value() if config.redis_url else None
-        bus = await Bus.connect(redis_url, prefix=config.key_prefix, stream_max_length=config.stream_max_length)
+        bus = await connect_bus(config)
         if bus.embedded:
             stderr.print("[yellow]REDIS_URL is unset: replaying into the embedded bus, which ends with this process[/]")
         try:
-            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} events"),
-                          TimeElapsedColumn(), console=stderr, disable=not stderr.is_terminal) as progress:
-                task = progress.add_task(f"replaying {format}", total=None)
+            progress, task = events_progress(f"replaying {format}")
+            with progress:
                 return await replay_files(bus, spec, conditions=conditions, speed=speed,
                                           on_published=lambda n: progress.advance(task, n))
         finally:
             await bus.close()
 
     try:
-        summary = asyncio.run(run())
-    except BusUnavailableError as error:
-        stderr.print(f"[bold red]redis unavailable:[/] {error}")
-        raise typer.Exit(code=3) from None
+        summary = run_or_exit(run())
     except ReplayWorkerError as error:
         stderr.print(f"[bold red]replay failed:[/] {error}")
         raise typer.Exit(code=1) from None
@@ -238,32 +277,23 @@ def replay(
 
 @app.command()
 def analyze(
-    files: Annotated[list[Path], typer.Argument(help="Input files (zip, csv, csv.gz, capture).", exists=True, dir_okay=False)],
+    files: FilesArgument,
     out: Annotated[Path, typer.Option("--out", help="Folder for alerts.jsonl, exits.jsonl, statuses.jsonl, summary.json.")],
-    format: Annotated[str, typer.Option("--format", help="capture | polygon-flat | lobster | algoseek")] = "capture",
-    symbol: Annotated[Optional[str], typer.Option(help="Keep only this symbol.")] = None,
-    day: Annotated[Optional[str], typer.Option("--date", help="Trading day YYYY-MM-DD (LOBSTER files whose names lack it).")] = None,
+    format: FormatOption = "capture",
+    symbol: SymbolOption = None,
+    day: DateOption = None,
     emit_trades: Annotated[bool, typer.Option("--emit-trades", help="Also write trades.jsonl with each trade's side.")] = False,
     config_file: ConfigFileOption = None,
 ) -> None:
     """Run the detector's rules over files in this process (no Redis) and write what they find."""
     from services.detector.analyze import analyze as run_analysis
-    from services.ingest.sources import FORMATS
     from shared.logs import configure_logging
 
     config = load_or_exit(config_file)
-    if format not in FORMATS:
-        stderr.print(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
-        raise typer.Exit(code=2)
-    try:
-        trading_day = date.fromisoformat(day) if day else None
-    except ValueError:
-        stderr.print(f"--date {day!r} is not YYYY-MM-DD")
-        raise typer.Exit(code=2) from None
+    trading_day = source_or_exit(format, day)
     configure_logging(service="analyze", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} events"),
-                  TimeElapsedColumn(), console=stderr, disable=not stderr.is_terminal) as progress:
-        task = progress.add_task(f"analyzing {format}", total=None)
+    progress, task = events_progress(f"analyzing {format}")
+    with progress:
         summary = run_analysis(format, list(files), out, config, symbol=symbol, day=trading_day, emit_trades=emit_trades,
                                conditions=condition_table(config), on_progress=lambda n: progress.advance(task, n))
     document = summary.as_document()
@@ -293,9 +323,7 @@ def detect(
     import signal
 
     from services.detector.service import DetectorService
-    from shared.bus import Bus
     from shared.logs import configure_logging, get_logger
-    from shared.metrics import serve_metrics
 
     config = load_or_exit(config_file)
     configure_logging(service="detector", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values())
@@ -303,8 +331,7 @@ def detect(
     conditions = condition_table(config)
 
     async def run() -> None:
-        redis_url = config.redis_url.get_secret_value() if config.redis_url else None
-        bus = await Bus.connect(redis_url, prefix=config.key_prefix, stream_max_length=config.stream_max_length)
+        bus = await connect_bus(config)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signal_number in (signal.SIGTERM, signal.SIGINT):
@@ -319,16 +346,9 @@ def detect(
         log.info("order_flow.detector_stopped", events=stats.events, alerts=stats.alerts, exits=stats.exits,
                  duplicates_suppressed=stats.duplicates_suppressed, warmed_up_events=stats.warmed_up_events)
 
+    serve_metrics_or_exit(config)
     try:
-        serve_metrics(config.metrics_port)
-    except OSError as error:
-        stderr.print(f"[bold red]metrics port {config.metrics_port} unavailable:[/] {error}")
-        raise typer.Exit(code=2) from None
-    try:
-        asyncio.run(run())
-    except BusUnavailableError as error:
-        stderr.print(f"[bold red]redis unavailable:[/] {error}")
-        raise typer.Exit(code=3) from None
+        run_or_exit(run())
     except ConsumerGroupMissingError as error:
         stderr.print(f"[bold red]consumer group deleted under the detector:[/] {error}")
         raise typer.Exit(code=4) from None
@@ -358,18 +378,13 @@ def demo(
         stdout.print(f"metrics on http://127.0.0.1:{config.metrics_port}/metrics" if config.metrics_port else "metrics disabled")
     except OSError as error:
         stderr.print(f"[yellow]metrics port {config.metrics_port} unavailable ({error}); continuing without metrics[/]")
-    try:
-        result = asyncio.run(run_demo(config, scenarios=scenario or None, speed=speed, seed=seed, console=stdout))
-    except BusUnavailableError as error:
-        stderr.print(f"[bold red]redis unavailable:[/] {error}")
-        raise typer.Exit(code=3) from None
+    result = run_or_exit(run_demo(config, scenarios=scenario or None, speed=speed, seed=seed, console=stdout))
     if not all(result.matches(name) for name in (scenario or SCENARIOS)):
         raise typer.Exit(code=1)
 
 
 def _with_registry(config_file: Path | None, action):
     """Run ``action(registry)`` against the configured bus; exit 3 if Redis is down."""
-    from shared.bus import Bus
     from shared.positions import PositionRegistry
 
     config = load_or_exit(config_file)
@@ -377,17 +392,14 @@ def _with_registry(config_file: Path | None, action):
         stderr.print("[yellow]REDIS_URL is unset: the embedded bus forgets positions when this command ends[/]")
 
     async def run():
-        bus = await Bus.connect(config.redis_url.get_secret_value() if config.redis_url else None, prefix=config.key_prefix)
+        bus = await connect_bus(config)
         try:
             return await action(PositionRegistry(bus))
         finally:
             await bus.close()
 
     try:
-        return asyncio.run(run())
-    except BusUnavailableError as error:
-        stderr.print(f"[bold red]redis unavailable:[/] {error}")
-        raise typer.Exit(code=3) from None
+        return run_or_exit(run())
     except ValueError as error:
         stderr.print(f"[bold red]invalid position:[/] {error}")
         raise typer.Exit(code=2) from None
@@ -438,9 +450,7 @@ def ingest(
 
     from services.ingest.live import FeedAuthError, IngestService
     from services.ingest.polygon_http import PolygonRest, load_condition_table
-    from shared.bus import Bus
     from shared.logs import configure_logging, get_logger
-    from shared.metrics import serve_metrics
 
     config = load_or_exit(config_file)
     if config.polygon_api_key is None:
@@ -453,8 +463,7 @@ def ingest(
     rest = PolygonRest(api_key, config.polygon_rest_url, requests_per_minute=config.polygon_rest_requests_per_minute)
 
     async def run() -> None:
-        redis_url = config.redis_url.get_secret_value() if config.redis_url else None
-        bus = await Bus.connect(redis_url, prefix=config.key_prefix, stream_max_length=config.stream_max_length)
+        bus = await connect_bus(config)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signal_number in (signal.SIGTERM, signal.SIGINT):
@@ -471,27 +480,20 @@ def ingest(
         log.info("order_flow.ingest_stopped", frames=stats.frames, events=stats.events, reconnects=stats.reconnects,
                  gaps=stats.gaps, backfilled=stats.backfilled, dropped_frames=stats.dropped_frames, rejects=stats.rejects.total)
 
+    serve_metrics_or_exit(config)
     try:
-        serve_metrics(config.metrics_port)
-    except OSError as error:
-        stderr.print(f"[bold red]metrics port {config.metrics_port} unavailable:[/] {error}")
-        raise typer.Exit(code=2) from None
-    try:
-        asyncio.run(run())
+        run_or_exit(run())
     except FeedAuthError as error:
         log.error("order_flow.feed_auth_failed", code=error.code, reason=str(error))
         stderr.print(f"[bold red]authentication failed:[/] {error}")
         raise typer.Exit(code=5) from None
-    except BusUnavailableError as error:
-        stderr.print(f"[bold red]redis unavailable:[/] {error}")
-        raise typer.Exit(code=3) from None
 
 
 @app.command("simulate-polygon")
 def simulate_polygon(
     files: Annotated[list[Path], typer.Argument(help="Capture or flat files to play.", exists=True, dir_okay=False)],
     port: Annotated[int, typer.Option(help="Port for WebSocket (/stocks) and REST.")] = 8765,
-    format: Annotated[str, typer.Option("--format", help="capture | polygon-flat | lobster | algoseek")] = "capture",
+    format: FormatOption = "capture",
     speed: Annotated[float, typer.Option(help="Market seconds per wall second.")] = 1.0,
     api_key: Annotated[Optional[str], typer.Option("--api-key", help="Key clients must present (default: POLYGON_API_KEY, else 'simulator').")] = None,
     config_file: ConfigFileOption = None,
@@ -533,7 +535,6 @@ def risk_manager(
     """A stand-in bot: follow exit recommendations for the open positions, evaluate and log the decisions."""
     import signal
 
-    from shared.bus import Bus
     from shared.logs import configure_logging, get_logger
     from shared.positions import PositionRegistry
     from shared.risk import RiskManagerClient, evaluate, log_decision
@@ -544,7 +545,7 @@ def risk_manager(
     log = get_logger("risk_manager")
 
     async def run() -> None:
-        bus = await Bus.connect(config.redis_url.get_secret_value() if config.redis_url else None, prefix=config.key_prefix)
+        bus = await connect_bus(config)
         registry = PositionRegistry(bus)
         held: set[str] = set(await registry.symbols())
         stop = asyncio.Event()
@@ -591,11 +592,7 @@ def risk_manager(
         log.info("order_flow.risk_manager_stopped", handled=stats.handled, duplicates=stats.duplicates,
                  unmonitored=sorted(stats.unmonitored))
 
-    try:
-        asyncio.run(run())
-    except BusUnavailableError as error:
-        stderr.print(f"[bold red]redis unavailable:[/] {error}")
-        raise typer.Exit(code=3) from None
+    run_or_exit(run())
 
 
 @app.command()
@@ -610,13 +607,12 @@ def watch(
     from rich.live import Live
 
     from services.watch import WatchState, follow, render, starting_ids
-    from shared.bus import Bus
     from shared.timestamps import now_ns
 
     config = load_or_exit(config_file)
 
     async def run() -> None:
-        bus = await Bus.connect(config.redis_url.get_secret_value() if config.redis_url else None, prefix=config.key_prefix)
+        bus = await connect_bus(config)
         state = WatchState(window_ns=config.alert_window_seconds * 1_000_000_000)
         positions: list[str] = []
         last_ids = await starting_ids(bus)
@@ -640,11 +636,7 @@ def watch(
         finally:
             await bus.close()
 
-    try:
-        asyncio.run(run())
-    except BusUnavailableError as error:
-        stderr.print(f"[bold red]redis unavailable:[/] {error}")
-        raise typer.Exit(code=3) from None
+    run_or_exit(run())
 
 
 def condition_table(config: OrderFlowConfig):

@@ -220,3 +220,36 @@ async def test_embedded_mode_is_shared_in_process():
     await producer.client.delete(stream)
     await producer.close()
     await consumer.close()
+
+
+async def test_password_and_acl_user_from_the_url(tmp_path):
+    from tests.redis_server import RedisProcess, redis_server_binary
+
+    server = RedisProcess(port=free_port(), binary=redis_server_binary())
+    server.process = None
+    import subprocess as sp
+
+    process = sp.Popen([server.binary, "--port", str(server.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                        "--requirepass", "s3cret-pw", "--user", "bot", "on", ">bot-pw", "~*", "&*", "+@all"],
+                       stdout=sp.DEVNULL, stderr=sp.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                bus = await Bus.connect(f"redis://:s3cret-pw@127.0.0.1:{server.port}/0", retries=0)
+                break
+            except BusUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+        assert await bus.publish([(bus.keys.market("X"), make_trades(1, "X")[0])])
+        assert "s3cret-pw" not in bus.description and bus.description.endswith(f"127.0.0.1:{server.port}/0")
+        await bus.close()
+        acl = await Bus.connect(f"redis://bot:bot-pw@127.0.0.1:{server.port}/0", retries=0)
+        assert await acl.client.xlen(acl.keys.market("X")) == 1
+        await acl.close()
+        with pytest.raises(Exception, match="(?i)auth|password|WRONGPASS"):
+            await Bus.connect(f"redis://bot:wrong@127.0.0.1:{server.port}/0", retries=0)
+    finally:
+        process.kill()
+        process.wait()

@@ -3,7 +3,6 @@ redelivery, bad payloads, a deleted group."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal

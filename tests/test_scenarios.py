@@ -109,7 +109,7 @@ def test_cli_writes_and_lists(tmp_path):
 
 
 def test_two_sided_rests_large_size_on_both_sides_three_times(scenario_events):
-    periods, start, last = [], None, None
+    periods, start = [], None
     for event in scenario_events["two-sided"]:
         if not isinstance(event, Quote):
             continue
