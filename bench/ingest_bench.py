@@ -51,7 +51,9 @@ def _simulate(symbols: list[str], speed: float, port_out, max_frame_events: int)
 
 
 async def run(url: str, symbols: list[str], speed: float, seconds: float, max_frame_events: int) -> tuple[int, float, list[float]]:
-    context = multiprocessing.get_context("fork")
+    # spawn, not fork: a fork of this (large) process would make every page ingest writes a
+    # copy-on-write fault, stalls a real deployment (separate processes) never has
+    context = multiprocessing.get_context("spawn")
     port_out = context.Queue()
     simulator = context.Process(target=_simulate, args=(symbols, speed, port_out, max_frame_events), daemon=True)
     simulator.start()

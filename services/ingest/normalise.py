@@ -6,7 +6,9 @@ offline ``analyze`` produce identical streams from identical input.
 
 * Exact duplicate prints — same ``(symbol, exchange, trade_id, trf_id)`` —
   are dropped (design.md §2: they happen); the key is remembered for the
-  last ``dedup_capacity`` prints of each symbol.
+  last ``dedup_capacity`` prints of each symbol, as one string: strings are
+  not tracked by Python's garbage collector, tuples are, and millions of
+  remembered tuples made every full collection a 10–40 ms pause in ingest.
 * Quotes and book updates move the classifier's NBBO; trades are classified
   (:mod:`services.ingest.classify`). Only prints that can be aggressive
   (per :mod:`shared.conditions`) move the tick test's last price, so an
@@ -26,7 +28,7 @@ from shared.wire import BookUpdate, MarketEvent, Quote, Trade
 @dataclass
 class _SymbolState:
     classifier: SideClassifier
-    seen: set[tuple] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)
     order: deque = field(default_factory=deque)
 
 
@@ -64,7 +66,7 @@ class Normaliser:
         if kind is Trade:
             state = self._state(event.symbol)
             if event.trade_id:
-                key = (event.exchange, event.trade_id, event.trf_id)
+                key = f"{event.exchange}|{event.trade_id}|{event.trf_id}"
                 if key in state.seen:
                     self.duplicates += 1
                     return None
