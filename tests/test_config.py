@@ -182,7 +182,10 @@ def test_cli_schema_check_detects_staleness(tmp_path):
 
 
 def test_cli_help_everywhere(tmp_path):
-    for arguments in ([], ["config"], ["config", "show"], ["config", "schema"], ["version"]):
+    commands = ([], ["config"], ["config", "show"], ["config", "schema"], ["version"], ["scenario"], ["replay"], ["analyze"],
+                ["detect"], ["demo"], ["ingest"], ["simulate-polygon"], ["positions"], ["positions", "open"],
+                ["positions", "close"], ["positions", "list"], ["risk-manager"], ["watch"])
+    for arguments in commands:
         result = _orderflow(*arguments, "--help", env=_environment(), cwd=tmp_path)
         assert result.returncode == 0, (arguments, result.stderr)
         assert "Usage" in result.stdout

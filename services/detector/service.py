@@ -47,6 +47,7 @@ from shared.wire import ExitRecommendation, FeedStatus, MarketEvent, OrderFlowAl
 
 NANOS = 1_000_000_000
 DEDUP_SECONDS = 7 * 24 * 3600
+RECLAIM_EVERY_SECONDS = 5.0
 log = logs.get_logger(__name__)
 
 # KEYS: dedup key, stream; ARGV: ttl, type tag, payload, channel ("" for none).
@@ -108,6 +109,7 @@ class DetectorService:
         self.warmup_ns = (settings.spike_seconds + settings.baseline_seconds + 60) * NANOS + settings.alert_window_ns
         self._last_refresh = 0.0
         self._last_lag = 0.0
+        self._last_reclaim = 0.0
         self.engine.sessions.session(now_ns())  # load the calendar now, not on the first event
 
     # --- symbols -----------------------------------------------------------------
@@ -184,6 +186,7 @@ class DetectorService:
                 return
 
     async def _reclaim(self) -> None:
+        self._last_reclaim = time.monotonic()
         idle_ms = int(self.config.reclaim_idle_seconds * 1000)
         for stream in list(self.streams):
             claimed, _deleted = await self.bus.reclaim(stream, self.group, self.consumer, min_idle_ms=idle_ms)
@@ -199,6 +202,7 @@ class DetectorService:
         while not stop.is_set():
             if time.monotonic() - self._last_refresh >= self.refresh_seconds:
                 await self.refresh()
+            if time.monotonic() - self._last_reclaim >= RECLAIM_EVERY_SECONDS:
                 await self._reclaim()
             if not self.streams:
                 await asyncio.sleep(0.1)
@@ -277,7 +281,9 @@ class DetectorService:
             elif isinstance(output, ExitRecommendation):
                 await self._publish_exit(output)
             elif isinstance(output, FeedStatus):
-                await self.bus.publish([(self.keys.status, output)])
+                status_id = f"{','.join(output.symbols)}:status:{output.state}:{output.code}:{output.ts_event}"
+                if not await self._once(status_id, self.keys.status, output):
+                    continue  # a redelivered event: this status was published already
                 log.warning(f"order_flow.{output.state}", symbol=",".join(output.symbols), code=output.code, detail=output.detail,
                             timestamp_utc=_iso(output.ts_event))
                 if self.on_output:
