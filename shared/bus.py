@@ -208,8 +208,6 @@ class Bus:
             options: dict[str, Any] = {}
             if redis_url.startswith("redis://"):
                 options["connection_class"] = HiredisConnection
-            elif redis_url.startswith("rediss://"):
-                options["connection_class"] = HiredisSSLConnection
             client = redis.Redis.from_url(
                 redis_url,
                 **options,
@@ -219,6 +217,10 @@ class Bus:
                 socket_connect_timeout=socket_timeout_seconds,
                 health_check_interval=30,
             )
+            if client.connection_pool.connection_class is redis.SSLConnection:
+                # from_url lets the rediss:// scheme's SSLConnection win over a connection_class
+                # argument; no connection exists yet, so the pool's class can still be swapped
+                client.connection_pool.connection_class = HiredisSSLConnection
             description = mask_url(redis_url)
         bus = cls(
             client,

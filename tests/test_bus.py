@@ -253,3 +253,46 @@ async def test_password_and_acl_user_from_the_url(tmp_path):
     finally:
         process.kill()
         process.wait()
+
+
+async def test_tls_with_rediss_url(tmp_path):
+    """rediss:// against a real TLS redis-server, certificate checked against the given CA."""
+    import shutil
+    import subprocess as sp
+
+    from shared.bus import HiredisSSLConnection
+    from tests.redis_server import redis_server_binary
+
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is needed to make the test certificate"
+    sp.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "key.pem"), "-out",
+            str(tmp_path / "cert.pem"), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+           check=True, capture_output=True, timeout=60)
+    port = free_port()
+    process = sp.Popen([redis_server_binary(), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
+                        "--appendonly", "no", "--tls-cert-file", str(tmp_path / "cert.pem"), "--tls-key-file",
+                        str(tmp_path / "key.pem"), "--tls-ca-cert-file", str(tmp_path / "cert.pem"), "--tls-auth-clients", "no",
+                        "--requirepass", "tls-pw"], stdout=sp.DEVNULL, stderr=sp.DEVNULL)
+    url = f"rediss://:tls-pw@127.0.0.1:{port}/0?ssl_ca_certs={tmp_path / 'cert.pem'}"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                bus = await Bus.connect(url, retries=0)
+                break
+            except BusUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+        assert bus.client.connection_pool.connection_class is HiredisSSLConnection
+        await bus.publish([(bus.keys.market("TLS"), make_trades(1, "TLS")[0])])
+        assert [decode(e.payload).symbol for e in await bus.read_range(bus.keys.market("TLS"))] == ["TLS"]
+        assert "tls-pw" not in bus.description
+        await bus.close()
+        with pytest.raises(BusUnavailableError):  # plain TCP to a TLS port
+            await Bus.connect(f"redis://:tls-pw@127.0.0.1:{port}/0", retries=0, socket_timeout_seconds=1.0)
+        with pytest.raises(BusUnavailableError):  # a certificate nobody vouched for
+            await Bus.connect(f"rediss://:tls-pw@127.0.0.1:{port}/0", retries=0)
+    finally:
+        process.kill()
+        process.wait()
