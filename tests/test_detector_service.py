@@ -216,3 +216,23 @@ def test_a_deleted_group_stops_the_detector_with_a_clear_error(redis_url, key_pr
         if detector.poll() is None:
             detector.kill()
         client.close()
+
+
+@pytest.mark.redis
+async def test_the_detector_follows_the_position_registry(redis_url, key_prefix, captures):
+    from shared.positions import PositionRegistry
+
+    config = OrderFlowConfig(key_prefix=key_prefix)
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        await replay(bus, read_events("capture", [captures["large-sellers"]]))
+        registry = PositionRegistry(bus)
+        service = DetectorService(config, bus, consumer="one")  # no --symbol: open positions
+        await service.refresh()
+        assert service.streams == {}
+        await registry.open("LARGESELLERS", quantity=100, entry_price="50")
+        await service.refresh()
+        await service.drain()
+        assert service.stats.alerts == 4 and "LARGESELLERS" in service.engine.symbols
+        await registry.close("LARGESELLERS")
+        await service.refresh()
+        assert service.streams == {} and "LARGESELLERS" not in service.engine.symbols

@@ -41,6 +41,7 @@ from shared.bus import Bus, BusEntry
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
 from shared.errors import BusUnavailableError, WireDecodeError
+from shared.positions import PositionRegistry
 from shared.prices import format_price
 from shared.timestamps import now_ns, ns_to_utc_iso
 from shared.wire import ExitRecommendation, FeedStatus, MarketEvent, OrderFlowAlert, decode, encode
@@ -103,6 +104,7 @@ class DetectorService:
         self.refresh_seconds = refresh_seconds
         self.keep_latencies = keep_latencies
         self.streams: dict[str, str] = {}  # stream key -> symbol
+        self.registry = PositionRegistry(bus)
         self.stats = DetectorStats()
         self._publish_once = bus.client.register_script(_PUBLISH_ONCE_LUA)
         settings = self.engine.settings
@@ -116,8 +118,7 @@ class DetectorService:
     async def monitored_symbols(self) -> list[str]:
         if self.fixed_symbols is not None:
             return list(self.fixed_symbols)
-        names = await self.bus.client.hkeys(self.keys.positions)
-        return sorted(name.decode() if isinstance(name, bytes) else name for name in names)
+        return await self.registry.symbols()
 
     async def refresh(self) -> None:
         """Start reading the streams of newly monitored symbols (warm-up + recovery first)."""
@@ -132,8 +133,9 @@ class DetectorService:
             self.streams[stream] = symbol
             await self._recover(stream)
         for stream, symbol in list(self.streams.items()):
-            if symbol not in wanted:
+            if symbol not in wanted:  # position closed: forget it (a reopening warms up afresh)
                 del self.streams[stream]
+                self.engine.symbols.pop(symbol, None)
         metrics.MONITORED_SYMBOLS.set(len(self.streams))
 
     # --- start-up ----------------------------------------------------------------
