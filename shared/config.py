@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -43,6 +43,17 @@ SECRET_FIELDS = frozenset({"polygon_api_key", "redis_url"})
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "orderflow_config_file", default=None
 )
+
+
+class SymbolOverride(BaseModel):
+    """Thresholds of one symbol that differ from the global ones (unset: the global value)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    large_order_size: int | None = Field(None, gt=1000)
+    volume_spike_threshold: float | None = Field(None, ge=1.5, le=10.0)
+    red_burst_threshold: float | None = Field(None, ge=1.5, le=20.0)
+    min_baseline_volume: int | None = Field(None, ge=0)
 
 
 class OrderFlowConfig(BaseSettings):
@@ -137,6 +148,10 @@ class OrderFlowConfig(BaseSettings):
         0.8, gt=0.0, le=1.0, description="A bid of at least this fraction of the large offer marks it two-sided."
     )
 
+    symbol_overrides: dict[str, SymbolOverride] = Field(
+        default_factory=dict,
+        description='Per-symbol thresholds, e.g. {"BAC": {"large_order_size": 200000}} (JSON in the environment).',
+    )
     extended_hours_large_order_size: int | None = Field(
         None, gt=1000, description="large_order_size in pre-market and after-hours (unset: the same)."
     )
@@ -184,6 +199,11 @@ class OrderFlowConfig(BaseSettings):
                 f"baseline_window_seconds ({self.baseline_window_seconds}) must be >= "
                 f"spike_window_seconds ({self.spike_window_seconds})"
             )
+        for symbol, override in self.symbol_overrides.items():
+            spike = override.volume_spike_threshold or self.volume_spike_threshold
+            burst = override.red_burst_threshold or self.red_burst_threshold
+            if burst < spike:
+                raise ValueError(f"symbol_overrides[{symbol}]: red_burst_threshold ({burst}) must be >= volume_spike_threshold ({spike})")
         if self.stale_failure_seconds < self.stale_warning_seconds:
             raise ValueError(
                 f"stale_failure_seconds ({self.stale_failure_seconds}) must be >= "
@@ -271,6 +291,8 @@ def display_value(config: OrderFlowConfig, field: str) -> str:
         return "(unset)" if value is None else "****** (set)"
     if field == "redis_url":
         return "(unset: embedded bus)" if value is None else mask_url(value.get_secret_value())
+    if field == "symbol_overrides":
+        return json.dumps({symbol: override.model_dump(exclude_none=True) for symbol, override in value.items()})
     return str(value)
 
 
@@ -330,6 +352,9 @@ def _describe(error: ValidationError, file_values: dict[str, Any], path: Path) -
         if field in OrderFlowConfig.model_fields:
             origin = _origin(field, from_environment, file_values, path)
             name = environment_name(field) if origin == "environment" else field
+            nested = problem["loc"][1:]
+            if nested:  # e.g. symbol_overrides → [BAC].large_order_size
+                name += f"[{nested[0]}]" + "".join(f".{part}" for part in nested[1:])
             shown = "******" if field in SECRET_FIELDS else problem.get("input")
             allowed = _allowed(field)
             reason = problem["msg"].lower()

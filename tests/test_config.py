@@ -197,3 +197,19 @@ def test_readme_documents_every_setting():
     readme = (REPO / "README.md").read_text()
     for name in OrderFlowConfig.model_fields:
         assert f"| `{environment_name(name)}` |" in readme, f"README does not document {environment_name(name)}"
+
+
+def test_symbol_overrides_are_validated_and_shown(clean_environment, monkeypatch):
+    monkeypatch.setenv("ORDER_FLOW_SYMBOL_OVERRIDES", '{"BAC": {"large_order_size": 200000, "volume_spike_threshold": 3.5}}')
+    config = load_config()
+    assert config.symbol_overrides["BAC"].large_order_size == 200_000
+    assert display_value(config, "symbol_overrides") == '{"BAC": {"large_order_size": 200000, "volume_spike_threshold": 3.5}}'
+    monkeypatch.setenv("ORDER_FLOW_SYMBOL_OVERRIDES", '{"BAC": {"large_order_size": 5}}')
+    with pytest.raises(ConfigError, match=r"ORDER_FLOW_SYMBOL_OVERRIDES\[BAC\]\.large_order_size=5 \(environment\) is invalid"):
+        load_config()
+    monkeypatch.setenv("ORDER_FLOW_SYMBOL_OVERRIDES", '{"BAC": {"volume_spike_threshold": 5.0}}')  # above the global 4.0 burst
+    with pytest.raises(ConfigError, match=r"symbol_overrides\[BAC\]: red_burst_threshold \(4.0\) must be >= volume_spike_threshold \(5.0\)"):
+        load_config()
+    monkeypatch.setenv("ORDER_FLOW_SYMBOL_OVERRIDES", '{"BAC": {"large_order_sise": 5}}')
+    with pytest.raises(ConfigError, match="large_order_sise"):
+        load_config()

@@ -269,3 +269,13 @@ def test_identical_input_gives_identical_alert_ids():
         return [a.id for a in alerts(run(engine(), events))]
 
     assert ids() == ids() and len(ids()) == 3
+
+
+def test_symbol_overrides_apply_to_their_symbol_only():
+    overrides = config(symbol_overrides={"BIG": {"large_order_size": 50_000}})
+    detector = Engine(RuleSettings.from_config(overrides), config=overrides)
+    outputs = []
+    for symbol in ("BIG", "SMALL"):
+        feed = Feed(symbol)
+        outputs += run(detector, [feed.quote(T0), feed.trade(T0 + S, BID, 30_000), feed.quote(T0 + 2 * S)])
+    assert [(a.symbol, a.severity, a.evidence["threshold"]) for a in alerts(outputs)] == [("SMALL", "critical", 10_000)]

@@ -88,7 +88,7 @@ def analyze(
     out_dir.mkdir(parents=True, exist_ok=True)
     conditions = conditions or ConditionTable.bundled()
     normaliser = Normaliser(conditions, method=config.side_method)
-    engine = Engine(RuleSettings.from_config(config), conditions)
+    engine = Engine(RuleSettings.from_config(config), conditions, config=config)
     summary = AnalysisSummary()
     multiplier = config.round_lot_size if config.quote_size_unit == "round_lots" else 1
     started = time.perf_counter()

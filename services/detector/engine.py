@@ -63,18 +63,23 @@ class RuleSettings:
     integrity: IntegritySettings
 
     @classmethod
-    def from_config(cls, config: OrderFlowConfig) -> RuleSettings:
+    def from_config(cls, config: OrderFlowConfig, symbol: str | None = None) -> RuleSettings:
+        """The settings of ``symbol`` (its ``symbol_overrides`` over the global values)."""
+        override = config.symbol_overrides.get(symbol) if symbol else None
+        large = (override and override.large_order_size) or config.large_order_size
+        spike = (override and override.volume_spike_threshold) or config.volume_spike_threshold
         return cls(
-            large_order_size=config.large_order_size,
-            extended_large_order_size=config.extended_hours_large_order_size or config.large_order_size,
-            spike_threshold=config.volume_spike_threshold,
-            extended_spike_threshold=config.extended_hours_volume_spike_threshold or config.volume_spike_threshold,
-            red_burst_threshold=config.red_burst_threshold,
+            large_order_size=large,
+            extended_large_order_size=(override and override.large_order_size) or config.extended_hours_large_order_size or large,
+            spike_threshold=spike,
+            extended_spike_threshold=(override and override.volume_spike_threshold) or config.extended_hours_volume_spike_threshold or spike,
+            red_burst_threshold=(override and override.red_burst_threshold) or config.red_burst_threshold,
             alert_window_ns=config.alert_window_seconds * NANOS,
             spike_seconds=config.spike_window_seconds,
             baseline_seconds=config.baseline_window_seconds,
             sell_ratio=config.sell_ratio_threshold,
-            min_baseline_volume=config.min_baseline_volume,
+            min_baseline_volume=(override.min_baseline_volume if override and override.min_baseline_volume is not None
+                                 else config.min_baseline_volume),
             sweep_window_ns=config.sweep_window_ms * 1_000_000,
             persistence_ns=int(config.book_persistence_seconds * NANOS),
             two_sided_ratio=config.two_sided_ratio,
@@ -279,10 +284,16 @@ class SymbolEngine:
 
 
 class Engine:
-    """Every monitored symbol's rules; events of any symbol in arrival order."""
+    """Every monitored symbol's rules; events of any symbol in arrival order.
 
-    def __init__(self, settings: RuleSettings, conditions: ConditionTable | None = None, sessions: SessionClock | None = None) -> None:
+    ``settings`` apply to every symbol, unless ``config`` is given: then each
+    symbol gets its own (``symbol_overrides``).
+    """
+
+    def __init__(self, settings: RuleSettings, conditions: ConditionTable | None = None, sessions: SessionClock | None = None,
+                 config: OrderFlowConfig | None = None) -> None:
         self.settings = settings
+        self.config = config
         self.conditions = conditions or ConditionTable.bundled()
         self.sessions = sessions or SessionClock()
         self.symbols: dict[str, SymbolEngine] = {}
@@ -290,7 +301,8 @@ class Engine:
     def engine_for(self, symbol: str) -> SymbolEngine:
         engine = self.symbols.get(symbol)
         if engine is None:
-            engine = self.symbols[symbol] = SymbolEngine(symbol, self.settings, self.conditions, self.sessions)
+            settings = RuleSettings.from_config(self.config, symbol) if self.config is not None else self.settings
+            engine = self.symbols[symbol] = SymbolEngine(symbol, settings, self.conditions, self.sessions)
         return engine
 
     def process(self, event: MarketEvent) -> list[Output]:

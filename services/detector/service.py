@@ -99,7 +99,7 @@ class DetectorService:
         self.group = config.consumer_group
         self.consumer = consumer or default_consumer_name()
         self.fixed_symbols = tuple(symbols) if symbols else None
-        self.engine = Engine(RuleSettings.from_config(config), conditions)
+        self.engine = Engine(RuleSettings.from_config(config), conditions, config=config)
         self.on_output = on_output
         self.refresh_seconds = refresh_seconds
         self.keep_latencies = keep_latencies
