@@ -279,3 +279,14 @@ def test_symbol_overrides_apply_to_their_symbol_only():
         feed = Feed(symbol)
         outputs += run(detector, [feed.quote(T0), feed.trade(T0 + S, BID, 30_000), feed.quote(T0 + 2 * S)])
     assert [(a.symbol, a.severity, a.evidence["threshold"]) for a in alerts(outputs)] == [("SMALL", "critical", 10_000)]
+
+
+def test_one_block_is_not_a_red_burst():
+    feed = Feed()
+    baseline = _flow(feed, T0, 360, 1000, 0.5)
+    spike_start = T0 + 360 * S
+    block = [feed.quote(spike_start), feed.trade(spike_start + 100 * MS, BID, 200_000, side="sell")]  # one 200k-share print
+    after = _flow(feed, spike_start + S, 30, 1000, 0.5)
+    assert alerts(run(engine(large_order_size=500_000), baseline + block + after)) == []
+    broad = _flow(feed, spike_start, 60, 5000, 0.8)  # the same volume, from many sellers
+    assert [a.alert_type for a in alerts(run(engine(), baseline + broad))] == ["red_burst", "red_burst"]

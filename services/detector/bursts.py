@@ -9,8 +9,10 @@ spike volume over the baseline's average per spike-window:
 
 A burst needs a full baseline (``spike + baseline`` seconds observed since the
 last reset), at least ``min_baseline_volume`` shares in it, the ratio at the
-threshold, and sells at least ``sell_ratio`` of the classified volume in the
-spike window. Only prints that can be aggressive count (continuous trading:
+threshold, sells at least ``sell_ratio`` of the classified volume in the
+spike window, and **breadth**: the ratio must reach the threshold even
+without the spike window's largest single print (one block is not a burst of
+selling; on the AlgoSeek AIG days this removed a third of the bursts). Only prints that can be aggressive count (continuous trading:
 no auctions, odd lots, late or average-price prints), in both windows alike.
 
 Episodes give one alert per severity: the first evaluation that qualifies
@@ -72,7 +74,7 @@ class RedBursts:
 
     def reset(self, ts_event: int | None) -> None:
         """Forget everything (gap, halt, session change); history restarts at ``ts_event``."""
-        self.spike: deque[list[int]] = deque()  # [second, volume, sell, buy]
+        self.spike: deque[list[int]] = deque()  # [second, volume, sell, buy, largest print]
         self.baseline: deque[list[int]] = deque()  # [second, volume]
         self.spike_volume = self.spike_sell = self.spike_buy = 0
         self.baseline_volume = 0
@@ -83,7 +85,7 @@ class RedBursts:
     def _advance(self, second: int) -> None:
         spike_start = second - self.spike_seconds + 1
         while self.spike and self.spike[0][0] < spike_start:
-            moved_second, volume, sell, buy = self.spike.popleft()
+            moved_second, volume, sell, buy, _largest = self.spike.popleft()
             self.spike_volume -= volume
             self.spike_sell -= sell
             self.spike_buy -= buy
@@ -104,9 +106,11 @@ class RedBursts:
         elif self.spike and self.spike[-1][0] > second:
             bucket = self.spike[-1]  # a print slightly out of order joins the newest second
         else:
-            bucket = [second, 0, 0, 0]
+            bucket = [second, 0, 0, 0, 0]
             self.spike.append(bucket)
         bucket[1] += size
+        if size > bucket[4]:
+            bucket[4] = size
         self.spike_volume += size
         if side == "sell":
             bucket[2] += size
@@ -146,6 +150,10 @@ class RedBursts:
         ratio = self.spike_volume * self.baseline_seconds / (self.baseline_volume * self.spike_seconds)
         if self.episode_second is None and ratio < threshold:
             return None  # the common case: nothing unusual, nothing allocated
+        largest = max(bucket[4] for bucket in self.spike)
+        broad = (self.spike_volume - largest) * self.baseline_seconds / (self.baseline_volume * self.spike_seconds)
+        if self.episode_second is None and broad < threshold:
+            return None  # one print (a block) makes this spike: not a burst of selling
         reading = self.reading(ts_event)
         if reading is None:
             return None
