@@ -103,6 +103,17 @@ def run_or_exit(main):
         raise typer.Exit(code=3) from None
 
 
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (call inside the running loop)."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, stop.set)
+    return stop
+
+
 def events_progress(description: str) -> tuple[Progress, object]:
     """A progress bar counting events (silent when stderr is not a terminal)."""
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} events"),
@@ -320,7 +331,6 @@ def detect(
     config_file: ConfigFileOption = None,
 ) -> None:
     """Run the detector service: consume the market streams, publish alerts and exit recommendations."""
-    import signal
 
     from services.detector.service import DetectorService
     from shared.logs import configure_logging, get_logger
@@ -332,10 +342,7 @@ def detect(
 
     async def run() -> None:
         bus = await connect_bus(config)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signal_number in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signal_number, stop.set)
+        stop = stop_on_signals()
         service = DetectorService(config, bus, symbols=symbol or None, consumer=consumer, conditions=conditions)
         log.info("order_flow.detector_started", consumer=service.consumer, bus=bus.description,
                  symbols=symbol or "open positions", conditions=conditions.source)
@@ -446,7 +453,6 @@ def ingest(
     config_file: ConfigFileOption = None,
 ) -> None:
     """Live ingest: Polygon WebSocket trades and quotes of the open positions onto the streams."""
-    import signal
 
     from services.ingest.live import FeedAuthError, IngestService
     from services.ingest.polygon_http import PolygonRest, load_condition_table
@@ -464,10 +470,7 @@ def ingest(
 
     async def run() -> None:
         bus = await connect_bus(config)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signal_number in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signal_number, stop.set)
+        stop = stop_on_signals()
         conditions = await asyncio.to_thread(load_condition_table, rest)
         service = IngestService(config, bus, api_key=api_key, rest=rest, conditions=conditions, record=record)
         log.info("order_flow.ingest_started", feed=config.polygon_feed, bus=bus.description, conditions=conditions.source,
@@ -499,7 +502,6 @@ def simulate_polygon(
     config_file: ConfigFileOption = None,
 ) -> None:
     """A local server speaking Polygon's WebSocket protocol and REST trades, replaying files (no key, no internet)."""
-    import signal
 
     from services.ingest.simulator import PolygonSimulator, load_timeline
     from shared.logs import configure_logging
@@ -517,10 +519,7 @@ def simulate_polygon(
         stdout.print(f"simulating Polygon on ws://127.0.0.1:{simulator.port}/stocks and http://127.0.0.1:{simulator.port} "
                      f"({len(timeline):,} events at {speed:g}x); ORDER_FLOW_POLYGON_FEED=127.0.0.1:{simulator.port} "
                      f"ORDER_FLOW_POLYGON_SECURE=false ORDER_FLOW_POLYGON_REST_URL=http://127.0.0.1:{simulator.port}")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signal_number in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signal_number, stop.set)
+        stop = stop_on_signals()
         await stop.wait()
         await simulator.stop()
 
@@ -533,7 +532,6 @@ def risk_manager(
     config_file: ConfigFileOption = None,
 ) -> None:
     """A stand-in bot: follow exit recommendations for the open positions, evaluate and log the decisions."""
-    import signal
 
     from shared.logs import configure_logging, get_logger
     from shared.positions import PositionRegistry
@@ -548,10 +546,7 @@ def risk_manager(
         bus = await connect_bus(config)
         registry = PositionRegistry(bus)
         held: set[str] = set(await registry.symbols())
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signal_number in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signal_number, stop.set)
+        stop = stop_on_signals()
 
         async def last_price(symbol: str) -> int | None:
             for _entry_id, fields in await bus.client.xrevrange(bus.keys.market(symbol), count=500):
@@ -602,7 +597,6 @@ def watch(
     config_file: ConfigFileOption = None,
 ) -> None:
     """A live terminal view: alerts, exit recommendations and monitoring state of the open positions."""
-    import signal
 
     from rich.live import Live
 
@@ -616,10 +610,7 @@ def watch(
         state = WatchState(window_ns=config.alert_window_seconds * 1_000_000_000)
         positions: list[str] = []
         last_ids = await starting_ids(bus)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signal_number in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signal_number, stop.set)
+        stop = stop_on_signals()
         try:
             await follow(bus, state, positions, last_ids)
             if once:

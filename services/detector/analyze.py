@@ -25,8 +25,8 @@ from typing import Callable
 
 from services.detector.engine import AlertsExpired, Engine, RuleSettings
 from services.detector.integrity import ValidationIssue
-from services.ingest.normalise import Normaliser
-from services.ingest.rejects import Reject, RejectCounter
+from services.ingest.normalise import Normaliser, normalised
+from services.ingest.rejects import RejectCounter
 from services.ingest.sources import read_events
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
@@ -96,13 +96,8 @@ def analyze(
     trades_file = (out_dir / "trades.jsonl").open("wb") if emit_trades else None
     try:
         count = 0
-        for item in read_events(format, paths, symbol=symbol, day=day, quote_size_multiplier=multiplier):
-            if isinstance(item, Reject):
-                summary.rejects.add(item)
-                continue
-            event = normaliser.process(item)
-            if event is None:
-                continue
+        events = read_events(format, paths, symbol=symbol, day=day, quote_size_multiplier=multiplier)
+        for event in normalised(events, normaliser, summary.rejects):
             summary.events_by_kind[type(event).__struct_config__.tag] += 1
             if type(event) is not FeedStatus:
                 summary.symbols.add(event.symbol)

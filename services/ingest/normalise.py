@@ -19,8 +19,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Iterable, Iterator
 
 from services.ingest.classify import Method, QuoteTiming, SideClassifier
+from services.ingest.rejects import Reject, RejectCounter
 from shared.conditions import ConditionTable
 from shared.wire import BookUpdate, MarketEvent, Quote, Trade
 
@@ -82,3 +84,14 @@ class Normaliser:
     def forget(self, symbol: str) -> None:
         """Drop a symbol's state (position closed)."""
         self._symbols.pop(symbol, None)
+
+
+def normalised(items: Iterable[MarketEvent | Reject], normaliser: Normaliser, rejects: RejectCounter) -> Iterator[MarketEvent]:
+    """A source's events deduplicated and classified; its rejects counted into ``rejects``."""
+    for item in items:
+        if isinstance(item, Reject):
+            rejects.add(item)
+            continue
+        event = normaliser.process(item)
+        if event is not None:
+            yield event

@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 
 import msgspec
 
-from services.ingest.normalise import Normaliser
+from services.ingest.normalise import Normaliser, normalised
 from services.ingest.rejects import Reject, RejectCounter
 from shared import metrics
 from shared.bus import Bus, Keys
@@ -110,13 +110,7 @@ def prepare_batches(
         pending.clear()
         return PreparedBatch(entries, kinds)
 
-    for item in events:
-        if isinstance(item, Reject):
-            summary.rejects.add(item)
-            continue
-        event = normaliser.process(item)
-        if event is None:
-            continue
+    for event in normalised(events, normaliser, summary.rejects):
         if speed is not None:
             if anchor_event is None:
                 anchor_event, anchor_wall = event.ts_event, time.perf_counter()
