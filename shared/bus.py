@@ -420,11 +420,12 @@ def _entries(response: dict | list | None) -> list[BusEntry]:
         return []
     entries: list[BusEntry] = []
     append = entries.append
+    new = tuple.__new__  # a NamedTuple's own __new__ is Python code: 1/8 of the consume time
     for stream, stream_entries in response.items() if isinstance(response, dict) else response:
         name = _text(stream)
         for entry_id, fields in stream_entries:
             if not fields:  # trimmed while pending
                 continue
-            append(BusEntry(name, entry_id, fields[1] if isinstance(fields, list) else next(iter(fields.values()))))
+            append(new(BusEntry, (name, entry_id, fields[1] if isinstance(fields, list) else next(iter(fields.values())))))
     return entries
 
