@@ -18,7 +18,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from shared.bus import Bus
+from shared.bus import Bus, as_text
 from shared.errors import WireDecodeError
 from shared.positions import PositionRegistry
 from shared.prices import format_price
@@ -108,9 +108,9 @@ async def follow(bus: Bus, state: WatchState, positions: list[str], last_ids: di
     rows = await bus.client.xread(last_ids, count=500)
     seen = now_ns()
     for stream, entries in rows.items() if isinstance(rows, dict) else rows:
-        name = stream.decode() if isinstance(stream, bytes) else stream
+        name = as_text(stream)
         for entry_id, fields in entries:
-            last_ids[name] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            last_ids[name] = as_text(entry_id)
             try:
                 state.apply(decode(next(iter(fields.values()))), seen)
             except WireDecodeError:
@@ -122,9 +122,7 @@ async def starting_ids(bus: Bus, history: int = 20) -> dict[str, str]:
     ids = {}
     for key in (bus.keys.alerts, bus.keys.exits, bus.keys.status):
         rows = await bus.client.xrevrange(key, count=history)
-        ids[key] = (rows[-1][0].decode() if isinstance(rows[-1][0], bytes) else rows[-1][0]) if rows else "0-0"
-        if rows:
-            ids[key] = _before(ids[key])
+        ids[key] = _before(as_text(rows[-1][0])) if rows else "0-0"
     return ids
 
 

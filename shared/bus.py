@@ -294,7 +294,7 @@ class Bus:
         ids: list[str] = [""] * len(entries)
         for stream, reply in zip(per_stream, replies):
             for index, entry_id in zip(positions[stream], reply):
-                ids[index] = _text(entry_id)
+                ids[index] = as_text(entry_id)
         return ids
 
     async def publish_channel(self, channel: str, message: WireMessage) -> int:
@@ -362,7 +362,7 @@ class Bus:
                 response = await self.client.xautoclaim(
                     stream, group, consumer, min_idle_time=min_idle_ms, start_id=cursor, count=count
                 )
-                cursor = _text(response[0])
+                cursor = as_text(response[0])
                 claimed.extend(_stream_entries(stream, response[1]))
                 if len(response) > 2:
                     deleted.extend(response[2])
@@ -382,7 +382,7 @@ class Bus:
         async with self._calling("group_lag"):
             groups = await self.client.xinfo_groups(stream)
         for info in groups:
-            if _text(info["name"]) == group:
+            if as_text(info["name"]) == group:
                 lag = info.get("lag")
                 return None if lag is None else int(lag)
         raise ConsumerGroupMissingError(f"group {group} missing on {stream}")
@@ -398,7 +398,8 @@ def _tag(message: WireMessage) -> bytes:
     return type(message).__struct_config__.tag.encode()
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
+    """A Redis reply value as text (replies are bytes unless decoded)."""
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -422,7 +423,7 @@ def _entries(response: dict | list | None) -> list[BusEntry]:
     append = entries.append
     new = tuple.__new__  # a NamedTuple's own __new__ is Python code: 1/8 of the consume time
     for stream, stream_entries in response.items() if isinstance(response, dict) else response:
-        name = _text(stream)
+        name = as_text(stream)
         for entry_id, fields in stream_entries:
             if not fields:  # trimmed while pending
                 continue

@@ -53,6 +53,16 @@ MAX_SIZE = 2**53
 """Largest size in shares orderflow carries (exclusive)."""
 
 
+def fits_price(dollars: float) -> bool:
+    """A vendor float within the range :func:`price_from_float` converts exactly."""
+    return -EXACT_FLOAT_LIMIT < dollars < EXACT_FLOAT_LIMIT
+
+
+def fits_size(size: float) -> bool:
+    """A size orderflow carries: whole shares from 0 up to ``MAX_SIZE`` (exclusive)."""
+    return 0 <= size < MAX_SIZE
+
+
 def checked_price(price: int) -> int:
     """``price`` if it is within ±MAX_PRICE, else ValueError."""
     if not -MAX_PRICE < price < MAX_PRICE:
@@ -63,7 +73,7 @@ def checked_price(price: int) -> int:
 def size_from_text(text: str) -> int:
     """Whole shares from ``"200"`` or ``"200.0"``; ValueError when not a size."""
     size = int(text) if text.isdigit() else int(float(text))
-    if not 0 <= size < MAX_SIZE:
+    if not fits_size(size):
         raise ValueError(f"size out of range: {text!r}")
     return size
 

@@ -100,7 +100,6 @@ async def run_demo(
         elif isinstance(output, FeedStatus):
             for symbol in output.symbols:
                 result.statuses[symbol].append(output.state)
-            stamp = ""
             console.print(f"[cyan]      STATUS {','.join(output.symbols):<8} {output.state} ({output.code}: {output.detail})[/]",
                           highlight=False)
 

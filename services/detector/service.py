@@ -37,7 +37,7 @@ import msgspec
 from services.detector.engine import AlertsExpired, Engine, Output, RuleSettings
 from services.detector.integrity import ValidationIssue
 from shared import logs, metrics
-from shared.bus import Bus, BusEntry
+from shared.bus import Bus, BusEntry, as_text
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
 from shared.errors import BusUnavailableError, WireDecodeError
@@ -145,10 +145,10 @@ class DetectorService:
         None when the group has processed nothing."""
         summary = await self.bus.client.xpending(stream, self.group)
         if summary["pending"]:
-            return f"({_text(summary['min'])}"
+            return f"({as_text(summary['min'])}"
         for info in await self.bus.client.xinfo_groups(stream):
-            if _text(info["name"]) == self.group:
-                last = _text(info["last-delivered-id"])
+            if as_text(info["name"]) == self.group:
+                last = as_text(info["last-delivered-id"])
                 return None if last == "0-0" else last
         return None
 
@@ -173,7 +173,7 @@ class DetectorService:
                 history.append(event)
             if far_enough or len(rows) < 1000:
                 break
-            end = f"({_text(rows[-1][0])}"
+            end = f"({as_text(rows[-1][0])}"
         for event in reversed(history):
             self.engine.process(event)
         self.stats.warmed_up_events += len(history)
@@ -251,7 +251,7 @@ class DetectorService:
             except WireDecodeError as error:
                 self.stats.undecodable += 1
                 metrics.VALIDATION_ERRORS.labels(code=error.code).inc()
-                log.error(logs.DATA_VALIDATION_ERROR, code=error.code, stream=entry.stream, entry_id=_text(entry.entry_id), reason=str(error))
+                log.error(logs.DATA_VALIDATION_ERROR, code=error.code, stream=entry.stream, entry_id=as_text(entry.entry_id), reason=str(error))
                 continue
             kind = type(event)
             kinds[kind] = kinds.get(kind, 0) + 1
@@ -287,13 +287,13 @@ class DetectorService:
                 if not await self._once(status_id, self.keys.status, output):
                     continue  # a redelivered event: this status was published already
                 log.warning(f"order_flow.{output.state}", symbol=",".join(output.symbols), code=output.code, detail=output.detail,
-                            timestamp_utc=_iso(output.ts_event))
+                            timestamp_utc=ns_to_utc_iso(output.ts_event))
                 if self.on_output:
                     self.on_output(output)
             elif isinstance(output, ValidationIssue):
                 metrics.VALIDATION_ERRORS.labels(code=output.code).inc()
                 log.error(logs.DATA_VALIDATION_ERROR, symbol=output.symbol, code=output.code, detail=output.detail,
-                          halting=output.halting, timestamp_utc=_iso(output.ts_event))
+                          halting=output.halting, timestamp_utc=ns_to_utc_iso(output.ts_event))
             elif isinstance(output, AlertsExpired):
                 log.info(logs.ALERT_WINDOW_EXPIRED, alert_ids=list(output))
 
@@ -346,11 +346,4 @@ def _alert_fields(alert: OrderFlowAlert) -> dict:
         "evidence": alert.evidence,
     }
 
-
-def _iso(ts: int) -> str:
-    return ns_to_utc_iso(ts)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 

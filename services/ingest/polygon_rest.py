@@ -17,7 +17,7 @@ from typing import NamedTuple
 import msgspec
 
 from services.ingest.rejects import Reject
-from shared.prices import EXACT_FLOAT_LIMIT, price_from_float
+from shared.prices import fits_price, fits_size, price_from_float
 from shared.timestamps import MAX_TIMESTAMP
 from shared.wire import Quote, Trade
 
@@ -81,7 +81,7 @@ def parse_trades_page(body: bytes, symbol: str, ts_recv: int, *, backfilled: boo
         except msgspec.ValidationError as error:
             rejects.append(Reject(SOURCE, "invalid_row", f"results[{index}]", str(error)))
             continue
-        if not (-EXACT_FLOAT_LIMIT < row.price < EXACT_FLOAT_LIMIT and 0 <= row.size < 2**53 and 0 <= row.sip_timestamp <= MAX_TIMESTAMP):
+        if not (fits_price(row.price) and fits_size(row.size) and 0 <= row.sip_timestamp <= MAX_TIMESTAMP):
             rejects.append(Reject(SOURCE, "value_out_of_range", f"results[{index}]", f"price={row.price} size={row.size}"))
             continue
         trades.append(
@@ -105,8 +105,8 @@ def parse_quotes_page(body: bytes, symbol: str, ts_recv: int, *, quote_size_mult
         except msgspec.ValidationError as error:
             rejects.append(Reject(SOURCE, "invalid_row", f"results[{index}]", str(error)))
             continue
-        if not (-EXACT_FLOAT_LIMIT < row.bid_price < EXACT_FLOAT_LIMIT and -EXACT_FLOAT_LIMIT < row.ask_price < EXACT_FLOAT_LIMIT
-                and 0 <= row.bid_size < 2**53 and 0 <= row.ask_size < 2**53 and 0 <= row.sip_timestamp <= MAX_TIMESTAMP):
+        if not (fits_price(row.bid_price) and fits_price(row.ask_price) and fits_size(row.bid_size)
+                and fits_size(row.ask_size) and 0 <= row.sip_timestamp <= MAX_TIMESTAMP):
             rejects.append(Reject(SOURCE, "value_out_of_range", f"results[{index}]", f"bid={row.bid_price} ask={row.ask_price}"))
             continue
         quotes.append(

@@ -22,12 +22,11 @@ from typing import NamedTuple, Union
 import msgspec
 
 from services.ingest.rejects import Reject
-from shared.prices import EXACT_FLOAT_LIMIT, price_from_float
+from shared.prices import fits_price, fits_size, price_from_float
 from shared.timestamps import NANOS_PER_MILLISECOND
 from shared.wire import MarketEvent, Quote, Trade
 
 SOURCE = "polygon_ws"
-MAX_SIZE = 2**53
 MAX_MILLISECONDS = (2**63 - 1) // NANOS_PER_MILLISECOND
 
 
@@ -144,26 +143,19 @@ def _salvage(frame: bytes | str, where: str) -> tuple[list, list[Reject]]:
     return elements, rejects
 
 
-def _price(value: float) -> int | None:
-    if not -EXACT_FLOAT_LIMIT < value < EXACT_FLOAT_LIMIT:
-        return None
-    return price_from_float(value)
-
-
 def _trade(event: WsTrade, ts_recv: int, arrival: int) -> Trade | Reject:
     if not 0 <= event.t <= MAX_MILLISECONDS:
         return Reject(SOURCE, "timestamp_out_of_range", "", f"T {event.sym} t={event.t}")
-    price = _price(event.p)
-    if price is None:
+    if not fits_price(event.p):
         return Reject(SOURCE, "price_out_of_range", "", f"T {event.sym} p={event.p}")
-    if not 0 <= event.s < MAX_SIZE:
+    if not fits_size(event.s):
         return Reject(SOURCE, "size_out_of_range", "", f"T {event.sym} s={event.s}")
     return Trade(
         symbol=event.sym,
         ts_event=event.t * NANOS_PER_MILLISECOND,
         ts_recv=ts_recv,
         ts_arrival=arrival,
-        price=price,
+        price=price_from_float(event.p),
         size=event.s,
         exchange=event.x,
         trade_id=event.i,
@@ -177,19 +169,18 @@ def _trade(event: WsTrade, ts_recv: int, arrival: int) -> Trade | Reject:
 def _quote(event: WsQuote, ts_recv: int, arrival: int, multiplier: int) -> Quote | Reject:
     if not 0 <= event.t <= MAX_MILLISECONDS:
         return Reject(SOURCE, "timestamp_out_of_range", "", f"Q {event.sym} t={event.t}")
-    bid, ask = _price(event.bp), _price(event.ap)
-    if bid is None or ask is None:
+    if not (fits_price(event.bp) and fits_price(event.ap)):
         return Reject(SOURCE, "price_out_of_range", "", f"Q {event.sym} bp={event.bp} ap={event.ap}")
-    if not (0 <= event.bs < MAX_SIZE and 0 <= event.as_ < MAX_SIZE):
+    if not (fits_size(event.bs) and fits_size(event.as_)):
         return Reject(SOURCE, "size_out_of_range", "", f"Q {event.sym} bs={event.bs} as={event.as_}")
     return Quote(
         symbol=event.sym,
         ts_event=event.t * NANOS_PER_MILLISECOND,
         ts_recv=ts_recv,
         ts_arrival=arrival,
-        bid_price=bid,
+        bid_price=price_from_float(event.bp),
         bid_size=event.bs * multiplier,
-        ask_price=ask,
+        ask_price=price_from_float(event.ap),
         ask_size=event.as_ * multiplier,
         bid_exchange=event.bx,
         ask_exchange=event.ax,
