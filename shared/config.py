@@ -50,7 +50,7 @@ class SymbolOverride(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    large_order_size: int | None = Field(None, gt=1000)
+    large_order_size: int | None = Field(None, ge=100)
     volume_spike_threshold: float | None = Field(None, ge=1.5, le=10.0)
     red_burst_threshold: float | None = Field(None, ge=1.5, le=20.0)
     min_baseline_volume: int | None = Field(None, ge=0)
@@ -146,6 +146,33 @@ class OrderFlowConfig(BaseSettings):
     )
     two_sided_ratio: float = Field(
         0.8, gt=0.0, le=1.0, description="A bid of at least this fraction of the large offer marks it two-sided."
+    )
+
+    threshold_mode: Literal["adaptive", "absolute"] = Field(
+        "adaptive",
+        description="adaptive: thresholds from each symbol's own profile (history, else its first minutes); "
+                    "absolute: large_order_size and the trailing baseline for every symbol.",
+    )
+    large_order_quantile: float = Field(
+        0.999, ge=0.9, le=0.99999, description="adaptive: quantile of the symbol's aggressive sell order sizes that makes an order large."
+    )
+    offer_size_quantile: float = Field(
+        0.999, ge=0.9, le=0.99999, description="adaptive: quantile of the symbol's time-weighted displayed ask sizes that makes an offer large."
+    )
+    adaptive_min_large_order_size: int = Field(
+        1_000, ge=100, description="adaptive: a large order has at least this many shares."
+    )
+    adaptive_min_large_order_notional: float = Field(
+        100_000.0, ge=0.0, description="adaptive: a large order is worth at least this many dollars (at the profile's VWAP)."
+    )
+    burst_ratio_quantile: float = Field(
+        0.995, ge=0.9, le=0.99999,
+        description="adaptive: a red burst's volume ratio must also reach this quantile of the symbol's own per-second ratios.",
+    )
+    profile_days: int = Field(5, ge=1, le=60, description="adaptive: regular sessions a profile is built from (the latest ones).")
+    calibration_minutes: float = Field(
+        15.0, ge=1.0, le=390.0,
+        description="adaptive, no profile: regular-session minutes observed before thresholds come from the session itself.",
     )
 
     symbol_overrides: dict[str, SymbolOverride] = Field(

@@ -120,6 +120,8 @@ FeedState = Literal[
     "trading_resumed",
     "monitoring_halted",
     "monitoring_resumed",
+    "calibrating",
+    "calibrated",
 ]
 
 

@@ -15,6 +15,13 @@ without the spike window's largest single print (one block is not a burst of
 selling; on the AlgoSeek AIG days this removed a third of the bursts). Only prints that can be aggressive count (continuous trading:
 no auctions, odd lots, late or average-price prints), in both windows alike.
 
+With an intraday volume curve (adaptive thresholds, a profile with full
+sessions) the baseline is scaled by what the stock normally trades in the
+spike window relative to the baseline at this time of day
+(:class:`services.detector.profiles.VolumeCurve`): ``ratio`` is then
+spike volume / (baseline average × curve factor), so the normal ramp into
+the close or the fade after the open is not a burst.
+
 Episodes give one alert per severity: the first evaluation that qualifies
 opens an episode (``warning``, or ``critical`` at ``critical_threshold``); a
 warning episode that later reaches the critical threshold raises one
@@ -26,6 +33,8 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+
+from services.detector.profiles import DayRecorder, VolumeCurve
 
 NANOS = 1_000_000_000
 END_FRACTION = 0.8
@@ -42,6 +51,7 @@ class BurstReading:
     baseline_average: float
     sell_volume: int
     buy_volume: int
+    curve_factor: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,9 @@ class RedBursts:
         self.min_baseline_volume = min_baseline_volume
         self.sell_ratio = sell_ratio
         self.critical_threshold = critical_threshold
+        self.curve: VolumeCurve | None = None
+        self.recorders: tuple[DayRecorder, ...] = ()  # each gets one ratio reading a second
+        self._recorded_second = -1
         self.reset(None)
 
     def reset(self, ts_event: int | None) -> None:
@@ -127,17 +140,23 @@ class RedBursts:
             return None
         if self.baseline_volume < max(1, self.min_baseline_volume):
             return None
-        average = self.baseline_volume * self.spike_seconds / self.baseline_seconds
+        factor = self._factor(second)
+        average = self.baseline_volume * self.spike_seconds / self.baseline_seconds * factor
         classified = self.spike_sell + self.spike_buy
         return BurstReading(
             second=second,
-            ratio=self.spike_volume * self.baseline_seconds / (self.baseline_volume * self.spike_seconds),
+            ratio=self.spike_volume / average,
             sell_ratio=self.spike_sell / classified if classified else 0.0,
             spike_volume=self.spike_volume,
             baseline_average=average,
             sell_volume=self.spike_sell,
             buy_volume=self.spike_buy,
+            curve_factor=factor,
         )
+
+    def _factor(self, second: int) -> float:
+        curve = self.curve
+        return 1.0 if curve is None else curve.factor(second, self.spike_seconds, self.baseline_seconds)
 
     def evaluate(self, ts_event: int, threshold: float) -> BurstSignal | None:
         """Apply the episode logic at ``ts_event`` with the session's threshold."""
@@ -147,11 +166,16 @@ class RedBursts:
         self._advance(second)
         if self.baseline_volume < max(1, self.min_baseline_volume):
             return None
-        ratio = self.spike_volume * self.baseline_seconds / (self.baseline_volume * self.spike_seconds)
+        scale = self.baseline_seconds / (self.baseline_volume * self.spike_seconds * self._factor(second))
+        ratio = self.spike_volume * scale
+        if self.recorders and second != self._recorded_second:
+            self._recorded_second = second
+            for recorder in self.recorders:
+                recorder.burst_ratio(ratio)
         if self.episode_second is None and ratio < threshold:
             return None  # the common case: nothing unusual, nothing allocated
         largest = max(bucket[4] for bucket in self.spike)
-        broad = (self.spike_volume - largest) * self.baseline_seconds / (self.baseline_volume * self.spike_seconds)
+        broad = (self.spike_volume - largest) * scale
         if self.episode_second is None and broad < threshold:
             return None  # one print (a block) makes this spike: not a burst of selling
         reading = self.reading(ts_event)

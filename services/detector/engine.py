@@ -17,12 +17,13 @@ orders and the volume windows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import NamedTuple, Union
 
 from services.detector.book import Appearance, LargeOffers
 from services.detector.bursts import BurstSignal, RedBursts
 from services.detector.exits import ExitRule
 from services.detector.integrity import Integrity, IntegritySettings, ValidationIssue
+from services.detector.profiles import DayRecorder, DayStatistics, SymbolProfile, Thresholds, build_profile, thresholds_for
 from services.detector.sessions import SessionClock
 from services.detector.tape import AggressiveOrder, TapeOrders
 from shared.conditions import ConditionTable
@@ -30,17 +31,30 @@ from shared.config import OrderFlowConfig
 from shared.nbbo import PrevailingQuote
 from shared.prices import format_price
 from shared.timestamps import ns_to_utc_iso
-from shared.wire import ExitRecommendation, FeedStatus, MarketEvent, OrderFlowAlert, Quote, Trade
+from shared.wire import BookUpdate, ExitRecommendation, FeedStatus, MarketEvent, OrderFlowAlert, Quote, Trade
 
 NANOS = 1_000_000_000
 EXTENDED = ("pre_market", "after_hours")
+REFIT_NS = 10 * NANOS
+"""A day with no history refits its thresholds this often (event time)."""
+MIN_CALIBRATION_ORDERS = 20
+"""Aggressive orders a day must show before its own large-order threshold replaces the absolute one."""
+"""A day's own large-offer threshold applies once its displayed ask time (summed over levels) reaches
+``persistence / (1 − offer_size_quantile)`` (2,000 s by default): before that, the quantile cannot tell
+an offer displayed for the persistence time from one that never was."""
 
 
 class AlertsExpired(tuple):
     """Alerts that left the exit window (for ``order_flow.alert_window_expired``)."""
 
 
-Output = Union[OrderFlowAlert, ExitRecommendation, FeedStatus, ValidationIssue, AlertsExpired]
+class ProfileUpdate(NamedTuple):
+    """A symbol's profile rebuilt after a session ended (the service stores it)."""
+
+    profile: SymbolProfile
+
+
+Output = Union[OrderFlowAlert, ExitRecommendation, FeedStatus, ValidationIssue, AlertsExpired, ProfileUpdate]
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,16 @@ class RuleSettings:
     persistence_ns: int
     two_sided_ratio: float
     integrity: IntegritySettings
+    adaptive: bool = False
+    large_order_override: bool = False
+    extended_large_order_explicit: bool = False
+    large_order_quantile: float = 0.999
+    offer_size_quantile: float = 0.999
+    adaptive_min_size: int = 1_000
+    adaptive_min_notional: float = 100_000.0
+    profile_days: int = 5
+    calibration_ns: int = 15 * 60 * NANOS
+    burst_ratio_quantile: float = 0.995
 
     @classmethod
     def from_config(cls, config: OrderFlowConfig, symbol: str | None = None) -> RuleSettings:
@@ -90,6 +114,16 @@ class RuleSettings:
                 tolerance_ns=config.chronology_tolerance_ms * 1_000_000,
                 gap_silence_ns=int(config.gap_silence_seconds * NANOS),
             ),
+            adaptive=config.threshold_mode == "adaptive",
+            large_order_override=bool(override and override.large_order_size),
+            extended_large_order_explicit=bool((override and override.large_order_size) or config.extended_hours_large_order_size),
+            large_order_quantile=config.large_order_quantile,
+            offer_size_quantile=config.offer_size_quantile,
+            adaptive_min_size=config.adaptive_min_large_order_size,
+            adaptive_min_notional=config.adaptive_min_large_order_notional,
+            profile_days=config.profile_days,
+            burst_ratio_quantile=config.burst_ratio_quantile,
+            calibration_ns=int(config.calibration_minutes * 60 * NANOS),
         )
 
     def large_order(self, session: str) -> int:
@@ -100,9 +134,20 @@ class RuleSettings:
 
 
 class SymbolEngine:
-    """All rules of one symbol."""
+    """All rules of one symbol.
 
-    def __init__(self, symbol: str, settings: RuleSettings, conditions: ConditionTable, sessions: SessionClock) -> None:
+    In adaptive mode the thresholds come from the symbol's profile, rebuilt
+    **walk-forward** at the first event of each trading day from the sessions
+    *before* it (``history``: a stored profile's sessions, then each session
+    this engine saw end). With no earlier session the day starts on the
+    absolute thresholds (status ``calibrating``) and, after
+    ``calibration_minutes`` of the regular session, takes thresholds from
+    what it has seen of the session so far (status ``calibrated``, source
+    ``session_start``). A session's statistics are recorded as the rules run.
+    """
+
+    def __init__(self, symbol: str, settings: RuleSettings, conditions: ConditionTable, sessions: SessionClock,
+                 history: tuple[DayStatistics, ...] = (), profile_source: str = "stream") -> None:
         self.symbol = symbol
         self.settings = settings
         self.conditions = conditions
@@ -118,6 +163,16 @@ class SymbolEngine:
         )
         self.exits = ExitRule(settings.alert_window_ns)
         self.session = ""
+        self.absolute = Thresholds(settings.large_order_size, settings.large_order_size,
+                                   "override" if settings.large_order_override else "absolute")
+        self.thresholds = self.absolute
+        self.history = {session.day: session for session in history}
+        self.profile_source = profile_source
+        self.recorder: DayRecorder | None = None
+        self.day_end = 0
+        self.calibrate_at = 0  # ns of event time; -1: waiting for the regular session; 0: nothing to calibrate
+        self.provisional: DayRecorder | None = None  # a day with no history: every session so far, for calibration
+        self.next_refit = 0
 
     # --- the event path ----------------------------------------------------------
     def process(self, event: MarketEvent) -> list[Output]:
@@ -127,6 +182,8 @@ class SymbolEngine:
                 self._reset(event.ts_event)
             return outputs
         ts = event.ts_event
+        if ts >= self.day_end and self.settings.adaptive:
+            self._new_day(ts, outputs)
         session = self.sessions.session(ts)
         verdict = self.integrity.check(event, session)
         if verdict is not None:
@@ -140,19 +197,142 @@ class SymbolEngine:
             if self.session:
                 self._reset(ts)
             self.session = session
+            self._ratio_recorders()
         if self.tape.current is not None or self.offers.appearances or self.exits.recent:
             self._time_passes(ts, session, event, outputs)
+        recorder = self.recorder if session == "regular" else None
+        if self.provisional is not None:
+            self._calibration(ts, session, outputs)
+            self._record(self.provisional, event, ts)
         kind = type(event)
         if kind is Trade:
-            self._on_trade(event, session, outputs)
+            self._on_trade(event, session, outputs, recorder)
         elif kind is Quote:
             self.nbbo.update(ts, event.bid_price, event.ask_price)
-            self.offers.on_quote(ts, event.bid_price, event.bid_size, event.ask_price, event.ask_size,
-                                 self.settings.large_order(session))
+            self.offers.on_quote(ts, event.bid_price, event.bid_size, event.ask_price, event.ask_size, self._offer_size(session))
         else:
             self.nbbo.update_from(event)
-            self.offers.on_book(ts, event.bids, event.asks, self.settings.large_order(session))
+            self.offers.on_book(ts, event.bids, event.asks, self._offer_size(session))
+        if recorder is not None:
+            self._record(recorder, event, ts)
         return outputs
+
+    def _record(self, recorder: DayRecorder, event: MarketEvent, ts: int) -> None:
+        """Quotes and book updates into a day's statistics (prints and orders are recorded by the rules)."""
+        kind = type(event)
+        if kind is Quote:
+            recorder.offers(ts, (event.ask_size,) if event.ask_price > 0 else ())
+            recorder.spread(ts, event.bid_price, event.ask_price)
+        elif kind is BookUpdate:
+            recorder.offers(ts, tuple(size for _price, size in event.asks))
+            recorder.spread(ts, event.bids[0][0] if event.bids else 0, event.asks[0][0] if event.asks else 0)
+
+    # --- thresholds ------------------------------------------------------------------
+    def _large_order(self, session: str) -> int:
+        if session in EXTENDED and self.settings.extended_large_order_explicit:
+            return self.settings.extended_large_order_size
+        return self.thresholds.large_order_size
+
+    def _spike(self, session: str) -> float:
+        """The red-burst ratio: the setting, raised to the symbol's own ``burst_ratio_quantile``."""
+        return max(self.settings.spike(session), self.thresholds.burst_ratio)
+
+    def _offer_size(self, session: str) -> int:
+        if session in EXTENDED and self.settings.extended_large_order_explicit:
+            return self.settings.extended_large_order_size
+        return self.thresholds.offer_size
+
+    def _new_day(self, ts: int, outputs: list[Output]) -> None:
+        """The first event of a trading day: close the last session, rebuild the profile walk-forward."""
+        day, _start, self.day_end, market_open = self.sessions.day_of(ts)
+        settings = self.settings
+        finished = self.recorder
+        if finished is not None and finished.volume_total:
+            self.history[finished.day] = finished.statistics()
+        self.recorder = DayRecorder(self.symbol, day, market_open if market_open is not None else ts)
+        earlier = [session for past_day, session in self.history.items() if past_day < day]
+        self.provisional = None
+        if not earlier:
+            self._use(self.absolute, None)
+            self.calibrate_at = -1
+            self.provisional = DayRecorder(self.symbol, day, market_open if market_open is not None else ts)
+            self.next_refit = ts + REFIT_NS
+            self._ratio_recorders()
+            outputs.append(self._status(ts, "calibrating", "no_profile",
+                                        f"no earlier session: absolute thresholds ({settings.large_order_size:,} shares) "
+                                        f"until {settings.calibration_ns / 60e9:g} minutes of the regular session are seen"))
+            return
+        self._ratio_recorders()
+        profile = build_profile(self.symbol, earlier, source=self.profile_source, built_utc=ns_to_utc_iso(ts),
+                                profile_days=settings.profile_days)
+        if finished is not None and finished.day in profile.days:
+            outputs.append(ProfileUpdate(profile))
+        self.calibrate_at = 0
+        self._use(self._thresholds(profile, "profile", market_open), ts, outputs)
+
+    def _ratio_recorders(self) -> None:
+        """Burst ratios count toward the day's statistics in the regular session, toward a calibration in any."""
+        day = (self.recorder,) if self.recorder is not None and self.session == "regular" else ()
+        self.bursts.recorders = day + ((self.provisional,) if self.provisional is not None else ())
+
+    def _calibration(self, ts: int, session: str, outputs: list[Output]) -> None:
+        """A day with no earlier session: refit every :data:`REFIT_NS` from what the day has shown so far.
+
+        Until :data:`MIN_CALIBRATION_ORDERS` aggressive orders were seen the absolute thresholds hold;
+        from then on the fitted ones, which never fall during the day (a large order must stay rare
+        against all of the day so far). ``calibrated`` is reported after ``calibration_minutes`` of
+        the regular session.
+        """
+        if ts < self.next_refit:
+            return
+        self.next_refit = ts + REFIT_NS
+        statistics = self.provisional.statistics()
+        orders_known = sum(statistics.order_sizes.values()) >= MIN_CALIBRATION_ORDERS
+        offers_known = sum(statistics.offer_sizes.values()) >= self.settings.persistence_ns / (1 - self.settings.offer_size_quantile)
+        if orders_known or offers_known:
+            profile = build_profile(self.symbol, [statistics], source="session_start", built_utc=ns_to_utc_iso(ts), profile_days=1)
+            fitted = self._thresholds(profile, "session_start", None)
+            current = self.thresholds
+            fitted_before = current.source == "session_start"
+            large = fitted.large_order_size if orders_known else current.large_order_size
+            offer = max(fitted.offer_size if offers_known else 0, large)
+            if fitted_before:  # never fall during the day
+                large, offer = max(large, current.large_order_size), max(offer, current.offer_size)
+            self._use(Thresholds(large, offer, "session_start", fitted.days, None, max(fitted.burst_ratio, current.burst_ratio)), None)
+        if session != "regular":
+            return
+        if self.calibrate_at < 0:
+            self.calibrate_at = ts + self.settings.calibration_ns
+        elif 0 < self.calibrate_at <= ts and self.thresholds.source == "session_start":
+            self.calibrate_at = 0
+            self._use(self.thresholds, ts, outputs)
+
+    def _thresholds(self, profile: SymbolProfile, source: str, market_open: int | None) -> Thresholds:
+        settings = self.settings
+        fitted = thresholds_for(profile, large_order_quantile=settings.large_order_quantile,
+                                offer_size_quantile=settings.offer_size_quantile, min_size=settings.adaptive_min_size,
+                                min_notional_dollars=settings.adaptive_min_notional,
+                                burst_ratio_quantile=settings.burst_ratio_quantile, source=source, open_ns=market_open)
+        if settings.large_order_override:
+            return Thresholds(settings.large_order_size, settings.large_order_size, "override", fitted.days, fitted.curve,
+                              fitted.burst_ratio)
+        return fitted
+
+    def _use(self, thresholds: Thresholds, ts: int | None, outputs: list[Output] | None = None) -> None:
+        self.thresholds = thresholds
+        self.bursts.curve = thresholds.curve
+        self.bursts.critical_threshold = max(self.settings.red_burst_threshold,
+                                             thresholds.burst_ratio * self.settings.red_burst_threshold / self.settings.spike_threshold)
+        if ts is not None and outputs is not None:
+            curve = "with" if thresholds.curve is not None else "without"
+            outputs.append(self._status(
+                ts, "calibrated", thresholds.source,
+                f"{thresholds.source} {thresholds.days}: large order {thresholds.large_order_size:,} shares, "
+                f"large offer {thresholds.offer_size:,} shares, burst ratio {max(self.settings.spike_threshold, thresholds.burst_ratio):g}, "
+                f"{curve} an intraday volume curve"))
+
+    def _status(self, ts: int, state: str, code: str, detail: str) -> FeedStatus:
+        return FeedStatus(source="detector", state=state, ts_event=ts, ts_recv=ts, symbols=(self.symbol,), code=code, detail=detail)
 
     def flush(self) -> list[Output]:
         """End of input: complete the aggressive order in progress."""
@@ -179,9 +359,13 @@ class SymbolEngine:
             if expired:
                 outputs.append(AlertsExpired(alert.id for alert in expired))
 
-    def _on_trade(self, trade: Trade, session: str, outputs: list[Output]) -> None:
+    def _on_trade(self, trade: Trade, session: str, outputs: list[Output], recorder: DayRecorder | None) -> None:
         if not self.conditions.classify(trade.conditions, trade.correction).aggressive:
             return  # auctions, odd lots, late, average-price…: neither pressure nor volume here
+        if recorder is not None:
+            recorder.volume(trade.ts_event, trade.price, trade.size)
+        if self.provisional is not None:
+            self.provisional.volume(trade.ts_event, trade.price, trade.size)
         bid, _ask = self.nbbo.before(trade.ts_event)
         if trade.side == "sell" and 0 < trade.price <= bid:
             finished = self.tape.on_sell(trade, bid)
@@ -190,7 +374,7 @@ class SymbolEngine:
         if finished is not None:
             self._on_order(finished, session, outputs)
         self.bursts.add(trade.ts_event, trade.size, trade.side)
-        signal = self.bursts.evaluate(trade.ts_event, self.settings.spike(session))
+        signal = self.bursts.evaluate(trade.ts_event, self._spike(session))
         if signal is not None:
             self._emit(self._burst_alert(signal, trade, session), outputs)
 
@@ -202,7 +386,11 @@ class SymbolEngine:
             outputs.append(recommendation)
 
     def _on_order(self, order: AggressiveOrder, session: str, outputs: list[Output]) -> None:
-        threshold = self.settings.large_order(session)
+        if session == "regular" and self.recorder is not None:
+            self.recorder.order(order.size)
+        if self.provisional is not None:
+            self.provisional.order(order.size)
+        threshold = self._large_order(session)
         if order.size < threshold:
             return
         alert = OrderFlowAlert(
@@ -224,13 +412,21 @@ class SymbolEngine:
                 "prints": order.prints,
                 "duration_ms": round((order.last_ts - order.first_ts) / 1e6, 3),
                 "first_ts_utc": ns_to_utc_iso(order.first_ts),
-                "threshold": threshold,
+                **self._threshold_evidence(threshold, session),
             },
         )
         self._emit(alert, outputs)
 
+    def _threshold_evidence(self, threshold: int, session: str) -> dict[str, str | int]:
+        extended = session in EXTENDED and self.settings.extended_large_order_explicit
+        source = "extended_hours" if extended else self.thresholds.source
+        evidence: dict[str, str | int] = {"threshold": threshold, "threshold_source": source}
+        if self.thresholds.days and not extended:
+            evidence["profile_days"] = self.thresholds.days
+        return evidence
+
     def _on_offer(self, appearance: Appearance, ts: int, ts_recv: int, session: str, outputs: list[Output]) -> None:
-        threshold = self.settings.large_order(session)
+        threshold = self._offer_size(session)
         largest_bid = self.offers.largest_bid()
         two_sided = largest_bid >= self.settings.two_sided_ratio * appearance.size
         severity = "critical" if appearance.size >= 2 * threshold and not two_sided else "warning"
@@ -251,7 +447,7 @@ class SymbolEngine:
                 "rested_seconds": round((ts - appearance.start_ts) / NANOS, 3),
                 "since_utc": ns_to_utc_iso(appearance.start_ts),
                 "largest_bid": largest_bid,
-                "threshold": threshold,
+                **self._threshold_evidence(threshold, session),
             },
         )
         self._emit(alert, outputs)
@@ -279,6 +475,9 @@ class SymbolEngine:
                 "buy_volume": reading.buy_volume,
                 "spike_seconds": self.settings.spike_seconds,
                 "baseline_seconds": self.settings.baseline_seconds,
+                "threshold": self._spike(session),
+                "threshold_source": "intraday_curve" if reading.curve_factor != 1.0 else "trailing_baseline",
+                "curve_factor": round(reading.curve_factor, 3),
             },
         )
 
@@ -291,18 +490,30 @@ class Engine:
     """
 
     def __init__(self, settings: RuleSettings, conditions: ConditionTable | None = None, sessions: SessionClock | None = None,
-                 config: OrderFlowConfig | None = None) -> None:
+                 config: OrderFlowConfig | None = None, profiles: dict[str, SymbolProfile] | None = None,
+                 profile_source: str = "stream") -> None:
         self.settings = settings
         self.config = config
         self.conditions = conditions or ConditionTable.bundled()
         self.sessions = sessions or SessionClock()
         self.symbols: dict[str, SymbolEngine] = {}
+        self.profiles: dict[str, SymbolProfile] = dict(profiles or {})
+        self.profile_source = profile_source
+
+    def set_profile(self, symbol: str, profile: SymbolProfile | None) -> None:
+        """Use ``profile``'s sessions as the history of ``symbol`` (before its first event)."""
+        if profile is None:
+            self.profiles.pop(symbol, None)
+        else:
+            self.profiles[symbol] = profile
 
     def engine_for(self, symbol: str) -> SymbolEngine:
         engine = self.symbols.get(symbol)
         if engine is None:
             settings = RuleSettings.from_config(self.config, symbol) if self.config is not None else self.settings
-            engine = self.symbols[symbol] = SymbolEngine(symbol, settings, self.conditions, self.sessions)
+            profile = self.profiles.get(symbol)
+            engine = self.symbols[symbol] = SymbolEngine(symbol, settings, self.conditions, self.sessions,
+                                                         profile.sessions if profile else (), self.profile_source)
         return engine
 
     def process(self, event: MarketEvent) -> list[Output]:

@@ -26,6 +26,7 @@ class SessionClock:
         self.calendar = market_calendars.get_calendar(calendar)
         self._days: dict[date, tuple[int, int, int, int] | None] = {}
         self._current: tuple[int, int, int, int, int, int] | None = None  # day start/end + boundaries
+        self.day = ""  # the trading day (New York calendar date, ISO) of the last instant asked about
 
     def _boundaries(self, day: date) -> tuple[int, int, int, int] | None:
         if day not in self._days:
@@ -61,4 +62,12 @@ class SessionClock:
         if bounds is None:
             bounds = (end, end, end, end)  # closed all day
         self._current = (start, end, *bounds)
+        self.day = day.isoformat()
         return self._current
+
+    def day_of(self, ts_ns: int) -> tuple[str, int, int, int | None]:
+        """``(day, day_start_ns, day_end_ns, market_open_ns)`` of the New York trading day holding
+        ``ts_ns`` (open None on a day the market is closed)."""
+        self.session(ts_ns)
+        start, end, _pre, market_open, _close, _post = self._current
+        return self.day, start, end, (market_open if market_open < end else None)
