@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from datetime import date
+from datetime import date, timedelta
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Optional
@@ -294,19 +294,27 @@ def analyze(
     symbol: SymbolOption = None,
     day: DateOption = None,
     emit_trades: Annotated[bool, typer.Option("--emit-trades", help="Also write trades.jsonl with each trade's side.")] = False,
+    profile: Annotated[Optional[list[Path]], typer.Option("--profile", help="A profile from `calibrate --out` (repeat): history before the files.",
+                                                          exists=True, dir_okay=False)] = None,
     config_file: ConfigFileOption = None,
 ) -> None:
-    """Run the detector's rules over files in this process (no Redis) and write what they find."""
+    """Run the detector's rules over files in this process (no Redis) and write what they find.
+
+    Each day is judged walk-forward: with thresholds from the sessions before it (the files' earlier days,
+    after any --profile), or calibrated from its own first minutes.
+    """
     from services.detector.analyze import analyze as run_analysis
     from shared.logs import configure_logging
 
     config = load_or_exit(config_file)
     trading_day = source_or_exit(format, day)
+    profiles = profiles_or_exit(profile or [])
     configure_logging(service="analyze", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False)
     progress, task = events_progress(f"analyzing {format}")
     with progress:
         summary = run_analysis(format, list(files), out, config, symbol=symbol, day=trading_day, emit_trades=emit_trades,
-                               conditions=condition_table(config), on_progress=lambda n: progress.advance(task, n))
+                               conditions=condition_table(config), on_progress=lambda n: progress.advance(task, n),
+                               profiles=profiles)
     document = summary.as_document()
     table = Table(title=f"analysis written to {out}", title_justify="left")
     table.add_column("measure")
@@ -322,6 +330,116 @@ def analyze(
         table.add_row(f"rejected: {code}", f"{count:,}")
     table.add_row("rate", f"{document['events_per_second'] or 0:,} events/s")
     stdout.print(table)
+
+
+def profiles_or_exit(paths: list[Path]) -> dict:
+    from services.detector.calibrate import read_profiles
+    from services.detector.profiles import ProfileError
+
+    try:
+        return read_profiles(paths)
+    except (ProfileError, OSError) as error:
+        stderr.print(f"[bold red]profile unreadable:[/] {error}")
+        raise typer.Exit(code=2) from None
+
+
+@app.command()
+def calibrate(
+    symbols: Annotated[Optional[list[str]], typer.Argument(help="Tickers to calibrate (with files: those to keep; all when omitted).",
+                                                           show_default=False)] = None,
+    files: Annotated[Optional[list[Path]], typer.Option("--file", help="History files (repeat); without them, Polygon REST.",
+                                                        exists=True, dir_okay=False)] = None,
+    format: FormatOption = "capture",
+    days: Annotated[int, typer.Option("--days", min=1, max=60, help="Trading days of REST history (ending --end).")] = 5,
+    end: Annotated[Optional[str], typer.Option("--end", help="Last REST day YYYY-MM-DD (default: the last trading day before today).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Also write SYM.json profiles into this folder.")] = None,
+    no_store: Annotated[bool, typer.Option("--no-store", help="Do not store the profiles on the bus.")] = False,
+    config_file: ConfigFileOption = None,
+) -> None:
+    """Build each symbol's profile (order sizes, displayed sizes, burst ratios, intraday volume curve, spread) from history
+    and store it under orderflow:profile:{SYM} for the detector.
+
+    Examples:
+      orderflow calibrate BAC --file 20131007_trade.zip --file 20131007_quote.zip --format algoseek
+      orderflow calibrate AAPL MSFT --days 5      # Polygon REST, POLYGON_API_KEY set
+    """
+    from services.detector.calibrate import ProfileStore, profiles_from_events, rest_events, trading_days, write_profile
+    from services.ingest.polygon_http import PolygonRest, RestError
+    from services.ingest.rejects import RejectCounter
+    from services.ingest.sources import read_events
+    from shared.logs import configure_logging
+
+    config = load_or_exit(config_file)
+    source_or_exit(format, None)
+    configure_logging(service="calibrate", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False)
+    wanted = [symbol.upper() for symbol in symbols or []]
+    conditions = condition_table(config)
+    rejects = RejectCounter()
+    progress, task = events_progress("calibrating")
+    profiles = {}
+    with progress:
+        advance = lambda n: progress.advance(task, n)  # noqa: E731
+        if files:
+            events = read_events(format, list(files))
+            if wanted:
+                events = (event for event in events if getattr(event, "symbol", None) in wanted)
+            profiles = profiles_from_events(events, config, source="files", conditions=conditions, rejects=rejects, on_progress=advance)
+        else:
+            if config.polygon_api_key is None or not config.polygon_api_key.get_secret_value():
+                stderr.print("calibrating from Polygon REST needs POLYGON_API_KEY (or give history with --file)")
+                raise typer.Exit(code=2)
+            if not wanted:
+                stderr.print("name the symbols to calibrate from Polygon REST")
+                raise typer.Exit(code=2)
+            try:
+                last = date.fromisoformat(end) if end else date.today() - timedelta(days=1)
+            except ValueError:
+                stderr.print(f"--end {end!r} is not YYYY-MM-DD")
+                raise typer.Exit(code=2) from None
+            rest = PolygonRest(config.polygon_api_key.get_secret_value(), config.polygon_rest_url,
+                               requests_per_minute=config.polygon_rest_requests_per_minute)
+            multiplier = config.round_lot_size if config.quote_size_unit == "round_lots" else 1
+            try:
+                for symbol in wanted:
+                    history = (event for day in trading_days(last, days) for event in rest_events(rest, symbol, day, quote_size_multiplier=multiplier))
+                    profiles.update(profiles_from_events(history, config, source="rest", conditions=conditions, rejects=rejects,
+                                                         on_progress=advance))
+            except RestError as error:
+                stderr.print(f"[bold red]Polygon REST failed:[/] {error}")
+                raise typer.Exit(code=3) from None
+            finally:
+                rest.close()
+    missing = [symbol for symbol in wanted if symbol not in profiles]
+    table = Table(title="profiles", title_justify="left")
+    for column in ("symbol", "sessions", "large order (shares)", "large offer (shares)", "daily volume", "spread (bps)", "curve"):
+        table.add_column(column, justify="left" if column in ("symbol", "sessions") else "right")
+    for symbol, built in sorted(profiles.items()):
+        quantile = dict(built.order_size_quantiles)
+        offers = dict(built.offer_size_quantiles)
+        table.add_row(symbol, f"{built.first_day}..{built.last_day} ({len(built.days)})", f"{quantile.get(0.999, 0):,} (q0.999)",
+                      f"{offers.get(0.999, 0):,} (q0.999)", f"{built.daily_volume:,}", f"{built.spread_bps:g}",
+                      "yes" if built.volume_curve else "no (no full session)")
+        if out is not None:
+            write_profile(built, out)
+    stdout.print(table)
+    for code, count in rejects.by_code.items():
+        stdout.print(f"rejected {code}: {count:,}")
+    if profiles and not no_store and config.redis_url is None:
+        stdout.print("REDIS_URL is not set: profiles not stored (the embedded bus ends with this command); --out keeps them")
+    elif profiles and not no_store:
+        async def store() -> None:
+            bus = await connect_bus(config)
+            try:
+                for built in profiles.values():
+                    await ProfileStore(bus).save(built)
+            finally:
+                await bus.close()
+            stdout.print(f"stored {len(profiles)} profile(s) on {bus.description}")
+
+        run_or_exit(store())
+    if missing or not profiles:
+        stderr.print(f"no regular-session history for: {', '.join(missing) or 'any symbol'}")
+        raise typer.Exit(code=1)
 
 
 @app.command()

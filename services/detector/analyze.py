@@ -7,6 +7,8 @@ so the alert ids equal those of a live run over the same data. Writes to
 * ``alerts.jsonl`` — one OrderFlowAlert per line;
 * ``exits.jsonl`` — one ExitRecommendation per line;
 * ``statuses.jsonl`` — monitoring halted/resumed and gaps;
+* ``profiles.jsonl`` — (adaptive thresholds) each symbol's profile as
+  rebuilt after each session, walk-forward;
 * ``summary.json`` — event counts, alerts by type and severity, exits,
   validation errors by code, rejects by code, events/s;
 * ``trades.jsonl`` (``--emit-trades``) — every trade with its side and
@@ -23,7 +25,8 @@ from datetime import date
 from pathlib import Path
 from typing import Callable
 
-from services.detector.engine import AlertsExpired, Engine, RuleSettings
+from services.detector.engine import AlertsExpired, Engine, ProfileUpdate, RuleSettings
+from services.detector.profiles import SymbolProfile, encode_profile
 from services.detector.integrity import ValidationIssue
 from services.ingest.normalise import Normaliser, normalised
 from services.ingest.rejects import RejectCounter
@@ -83,16 +86,20 @@ def analyze(
     emit_trades: bool = False,
     conditions: ConditionTable | None = None,
     on_progress: Callable[[int], None] | None = None,
+    profiles: dict[str, SymbolProfile] | None = None,
 ) -> AnalysisSummary:
-    """Run the rules over the files; write the results to ``out_dir``."""
+    """Run the rules over the files; write the results to ``out_dir``.
+
+    ``profiles`` seed each symbol's history (as the detector's stored
+    profiles do); every day is judged only with sessions before it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     conditions = conditions or ConditionTable.bundled()
     normaliser = Normaliser(conditions, method=config.side_method)
-    engine = Engine(RuleSettings.from_config(config), conditions, config=config)
+    engine = Engine(RuleSettings.from_config(config), conditions, config=config, profiles=profiles, profile_source="files")
     summary = AnalysisSummary()
     multiplier = config.round_lot_size if config.quote_size_unit == "round_lots" else 1
     started = time.perf_counter()
-    files = {name: (out_dir / f"{name}.jsonl").open("wb") for name in ("alerts", "exits", "statuses")}
+    files = {name: (out_dir / f"{name}.jsonl").open("wb") for name in ("alerts", "exits", "statuses", "profiles")}
     trades_file = (out_dir / "trades.jsonl").open("wb") if emit_trades else None
     try:
         count = 0
@@ -137,3 +144,5 @@ def _record(outputs: list, summary: AnalysisSummary, files: dict) -> None:
             summary.validation_errors[output.code] += 1
         elif isinstance(output, AlertsExpired):
             summary.expired_alerts += len(output)
+        elif isinstance(output, ProfileUpdate):
+            files["profiles"].write(encode_profile(output.profile) + b"\n")

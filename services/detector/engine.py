@@ -227,6 +227,13 @@ class SymbolEngine:
             recorder.offers(ts, tuple(size for _price, size in event.asks))
             recorder.spread(ts, event.bids[0][0] if event.bids else 0, event.asks[0][0] if event.asks else 0)
 
+    def recorded_sessions(self) -> list[DayStatistics]:
+        """Every session this engine knows: its history and the session in progress (if it traded)."""
+        sessions = dict(self.history)
+        if self.recorder is not None and self.recorder.volume_total:
+            sessions[self.recorder.day] = self.recorder.statistics()
+        return [sessions[day] for day in sorted(sessions)]
+
     # --- thresholds ------------------------------------------------------------------
     def _large_order(self, session: str) -> int:
         if session in EXTENDED and self.settings.extended_large_order_explicit:

@@ -34,7 +34,9 @@ from typing import Callable, Iterable
 
 import msgspec
 
-from services.detector.engine import AlertsExpired, Engine, Output, RuleSettings
+from services.detector.calibrate import ProfileStore
+from services.detector.engine import AlertsExpired, Engine, Output, ProfileUpdate, RuleSettings
+from services.detector.profiles import ProfileError
 from services.detector.integrity import ValidationIssue
 from shared import logs, metrics
 from shared.bus import Bus, BusEntry, as_text
@@ -105,6 +107,7 @@ class DetectorService:
         self.keep_latencies = keep_latencies
         self.streams: dict[str, str] = {}  # stream key -> symbol
         self.registry = PositionRegistry(bus)
+        self.profiles = ProfileStore(bus)
         self.stats = DetectorStats()
         self._publish_once = bus.client.register_script(_PUBLISH_ONCE_LUA)
         settings = self.engine.settings
@@ -129,6 +132,7 @@ class DetectorService:
             if stream in self.streams:
                 continue
             await self.bus.ensure_group(stream, self.group, "0")
+            await self._load_profile(symbol)
             await self._warm_up(stream)
             self.streams[stream] = symbol
             await self._recover(stream)
@@ -137,6 +141,22 @@ class DetectorService:
                 del self.streams[stream]
                 self.engine.symbols.pop(symbol, None)
         metrics.MONITORED_SYMBOLS.set(len(self.streams))
+
+    async def _load_profile(self, symbol: str) -> None:
+        """The symbol's stored profile as the history of its thresholds (adaptive mode)."""
+        if self.config.threshold_mode != "adaptive":
+            return
+        try:
+            profile = await self.profiles.load(symbol)
+        except ProfileError as error:
+            metrics.VALIDATION_ERRORS.labels(code=error.code).inc()
+            log.error("order_flow.profile_unreadable", symbol=symbol, code=error.code, reason=str(error))
+            profile = None
+        self.engine.set_profile(symbol, profile)
+        if profile is None:
+            log.warning("order_flow.profile_missing", symbol=symbol, detail="calibrating from the session itself")
+        else:
+            log.info("order_flow.profile_loaded", symbol=symbol, days=list(profile.days), source=profile.source)
 
     # --- start-up ----------------------------------------------------------------
     async def _history_end(self, stream: str) -> str | None:
@@ -296,6 +316,9 @@ class DetectorService:
                           halting=output.halting, timestamp_utc=ns_to_utc_iso(output.ts_event))
             elif isinstance(output, AlertsExpired):
                 log.info(logs.ALERT_WINDOW_EXPIRED, alert_ids=list(output))
+            elif isinstance(output, ProfileUpdate):
+                await self.profiles.save(output.profile)
+                log.info("order_flow.profile_saved", symbol=output.profile.symbol, days=list(output.profile.days))
 
     async def _once(self, output_id: str, stream: str, message, channel: str = "") -> bool:
         tag = type(message).__struct_config__.tag

@@ -1,0 +1,123 @@
+"""``orderflow calibrate``: build symbols' profiles from history and store them.
+
+History comes from files (any ``--format`` analyze reads) or from Polygon
+REST (``/v3/trades`` and ``/v3/quotes`` of each of the last ``--days``
+trading days, through :class:`services.ingest.polygon_http.PolygonRest`).
+Either way the events run through the same normaliser and rules engine as
+live detection, whose :class:`~services.detector.profiles.DayRecorder`
+sums up each regular session, so a profile means exactly what the rules
+measure. Profiles are stored as JSON under ``orderflow:profile:{SYM}``
+(:class:`ProfileStore`) and, with ``--out``, written to ``SYM.json``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import pandas_market_calendars as market_calendars
+
+from services.detector.engine import Engine, RuleSettings
+from services.detector.profiles import SymbolProfile, build_profile, decode_profile, encode_profile
+from services.ingest.normalise import Normaliser, normalised
+from services.ingest.polygon_http import PolygonRest
+from services.ingest.polygon_rest import parse_quotes_page, parse_trades_page
+from services.ingest.rejects import Reject, RejectCounter
+from shared.bus import Bus
+from shared.conditions import ConditionTable
+from shared.config import OrderFlowConfig
+from shared.timestamps import now_ns, ns_to_utc_iso
+from shared.wire import MarketEvent
+
+NANOS = 1_000_000_000
+
+
+def profiles_from_events(
+    events: Iterable[MarketEvent | Reject],
+    config: OrderFlowConfig,
+    *,
+    source: str,
+    conditions: ConditionTable | None = None,
+    rejects: RejectCounter | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict[str, SymbolProfile]:
+    """Each symbol's profile from its sessions in ``events`` (time-ordered), the last ``profile_days``."""
+    conditions = conditions or ConditionTable.bundled()
+    adaptive = config.model_copy(update={"threshold_mode": "adaptive"})
+    engine = Engine(RuleSettings.from_config(adaptive), conditions, config=adaptive, profile_source=source)
+    count = 0
+    for event in normalised(events, Normaliser(conditions, method=config.side_method), rejects or RejectCounter()):
+        engine.process(event)
+        count += 1
+        if on_progress is not None and count % 10_000 == 0:
+            on_progress(10_000)
+    built = ns_to_utc_iso(now_ns())
+    profiles = {}
+    for symbol, symbol_engine in engine.symbols.items():
+        sessions = symbol_engine.recorded_sessions()
+        if sessions:
+            profiles[symbol] = build_profile(symbol, sessions, source=source, built_utc=built, profile_days=config.profile_days)
+    return profiles
+
+
+def trading_days(last: date, count: int, calendar: str = "NYSE") -> list[date]:
+    """The ``count`` trading days up to and including ``last``, oldest first."""
+    schedule = market_calendars.get_calendar(calendar).schedule((last - timedelta(days=count * 2 + 10)).isoformat(), last.isoformat())
+    return [label.date() for label in schedule.index][-count:]
+
+
+def rest_events(rest: PolygonRest, symbol: str, day: date, *, quote_size_multiplier: int = 1) -> Iterator[MarketEvent | Reject]:
+    """One day's trades and quotes of ``symbol`` from REST, merged by SIP time (quotes first on ties)."""
+    start = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * NANOS
+    params = {"timestamp.gte": start, "timestamp.lt": start + 86_400 * NANOS, "order": "asc", "limit": 50_000}
+    received = now_ns()
+
+    def quotes() -> Iterator[MarketEvent | Reject]:
+        for body in rest.pages(f"/v3/quotes/{symbol}", params):
+            page = parse_quotes_page(body, symbol, received, quote_size_multiplier=quote_size_multiplier)
+            yield from page.rejects
+            yield from page.events
+
+    def trades() -> Iterator[MarketEvent | Reject]:
+        for body in rest.pages(f"/v3/trades/{symbol}", params):
+            page = parse_trades_page(body, symbol, received)
+            yield from page.rejects
+            yield from page.events
+
+    return heapq.merge(quotes(), trades(), key=lambda item: 0 if isinstance(item, Reject) else item.ts_event)
+
+
+class ProfileStore:
+    """Profiles in Redis: ``{prefix}:profile:{SYM}`` holds one JSON :class:`SymbolProfile`."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+
+    def key(self, symbol: str) -> str:
+        return f"{self.bus.keys.prefix}:profile:{{{symbol}}}"
+
+    async def save(self, profile: SymbolProfile) -> None:
+        await self.bus.client.set(self.key(profile.symbol), encode_profile(profile))
+
+    async def load(self, symbol: str) -> SymbolProfile | None:
+        """The stored profile, None when there is none; :class:`ProfileError` when unreadable."""
+        payload = await self.bus.client.get(self.key(symbol))
+        return None if payload is None else decode_profile(payload)
+
+
+def write_profile(profile: SymbolProfile, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{profile.symbol}.json"
+    path.write_bytes(encode_profile(profile) + b"\n")
+    return path
+
+
+def read_profiles(paths: Iterable[Path]) -> dict[str, SymbolProfile]:
+    """Profiles from ``SYM.json`` files written by ``calibrate --out``."""
+    profiles = {}
+    for path in paths:
+        profile = decode_profile(path.read_bytes())
+        profiles[profile.symbol] = profile
+    return profiles
