@@ -172,7 +172,7 @@ class OrderFlowConfig(BaseSettings):
     profile_days: int = Field(5, ge=1, le=60, description="adaptive: regular sessions a profile is built from (the latest ones).")
     calibration_minutes: float = Field(
         15.0, ge=1.0, le=390.0,
-        description="adaptive, no profile: regular-session minutes observed before thresholds come from the session itself.",
+        description="adaptive, no profile: regular-session minutes before the status says calibrated.",
     )
 
     symbol_overrides: dict[str, SymbolOverride] = Field(

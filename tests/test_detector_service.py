@@ -43,7 +43,7 @@ def _jsonl(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_every_scenario_gives_exactly_what_it_documents(name, captures, tmp_path):
-    summary = analyze("capture", [captures[name]], tmp_path, OrderFlowConfig())
+    summary = analyze("capture", [captures[name]], tmp_path, OrderFlowConfig(threshold_mode="absolute"))
     alerts = _jsonl(tmp_path / "alerts.jsonl")
     exits = _jsonl(tmp_path / "exits.jsonl")
     statuses = _jsonl(tmp_path / "statuses.jsonl")

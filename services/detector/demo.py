@@ -7,6 +7,10 @@ when ``REDIS_URL`` is unset, else that Redis. The detector service runs in
 the same process; each alert, exit recommendation and monitoring change is
 printed as it happens, metrics are served, and a closing table compares
 what was found with what each scenario documents.
+
+The scenarios are 20-minute synthetic sessions with no history: they are
+written against, and judged with, the absolute thresholds
+(``threshold_mode=absolute``, the spec's share counts); the demo says so.
 """
 
 from __future__ import annotations
@@ -83,7 +87,9 @@ async def run_demo(
     await bus.client.delete(*(bus.keys.market(symbol) for symbol in symbols))
     # a fresh group per run, so the demo reads exactly this run's events
     group = f"demo-{time.time_ns()}"
-    detector_config = config.model_copy(update={"consumer_group": group})
+    detector_config = config.model_copy(update={"consumer_group": group, "threshold_mode": "absolute"})
+    console.print(f"[dim]scenarios are judged with the absolute thresholds ({config.large_order_size:,}-share large orders): "
+                  f"a 20-minute synthetic session has no history to fit adaptive ones to[/]", highlight=False)
 
     def show(output: Output) -> None:
         stamp = getattr(output, "timestamp_utc", "")[11:23]

@@ -39,6 +39,7 @@ A sample profile summary (BAC, built from 2013-10-07)::
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 import msgspec
@@ -245,6 +246,24 @@ def weighted_quantile(weights: dict[int, int], q: float) -> int:
     return max(weights)
 
 
+def tail_quantile(weights: dict[int, int], q: float) -> int:
+    """The ``q`` quantile of a count-weighted sample, extrapolated when the sample is too small to hold it.
+
+    With at least ``1 / (1 − q)`` observations (1,000 for 0.999) this is :func:`weighted_quantile`.
+    With fewer, the empirical quantile is just the sample's maximum, and taking it as the threshold
+    makes every new maximum an alert; the quantile is then read from a log-normal fitted to the sample
+    (order sizes are roughly log-normal: on the shared days it predicts the 0.999 quantile within
+    −2 % (AMZN) to +40 % (BAC) from the median and 0.99 quantile), never below the sample's maximum.
+    """
+    total = sum(weights.values())
+    if total * (1 - q) >= 1 or total < 2:
+        return weighted_quantile(weights, q)
+    mean = sum(math.log(value) * count for value, count in weights.items() if value > 0) / total
+    variance = sum((math.log(value) - mean) ** 2 * count for value, count in weights.items() if value > 0) / (total - 1)
+    fitted = math.exp(mean + statistics.NormalDist().inv_cdf(q) * math.sqrt(variance))
+    return max(max(weights), math.ceil(fitted))
+
+
 def _merge(counters: list[dict[int, int]]) -> dict[int, int]:
     merged: dict[int, int] = {}
     for counter in counters:
@@ -314,12 +333,13 @@ def thresholds_for(profile: SymbolProfile, *, large_order_quantile: float, offer
     orders = _merge([session.order_sizes for session in profile.sessions])
     offers = _merge([session.offer_sizes for session in profile.sessions])
     notional_floor = math.ceil(min_notional_dollars * NANOS / profile.vwap) if profile.vwap else 0
-    large = max(weighted_quantile(orders, large_order_quantile), min_size, notional_floor)
+    large = max(tail_quantile(orders, large_order_quantile), min_size, notional_floor)
     offer = max(weighted_quantile(offers, offer_size_quantile), large)
     curve = VolumeCurve(profile.volume_curve, open_ns) if profile.volume_curve and open_ns is not None else None
     days = profile.first_day if profile.first_day == profile.last_day else f"{profile.first_day}..{profile.last_day}"
     ratios = _merge([session.burst_ratios for session in profile.sessions])
-    burst = weighted_quantile(ratios, burst_ratio_quantile) / RATIO_RESOLUTION
+    enough_readings = sum(ratios.values()) * (1 - burst_ratio_quantile) >= 1
+    burst = weighted_quantile(ratios, burst_ratio_quantile) / RATIO_RESOLUTION if enough_readings else 0.0
     return Thresholds(large_order_size=large, offer_size=offer, source=source, days=days, curve=curve, burst_ratio=burst)
 
 

@@ -58,7 +58,8 @@ CENT = 0.01
 
 @dataclass(frozen=True)
 class Expectation:
-    """What a correct detector reports for a scenario (default settings).
+    """What a correct detector reports for a scenario (default settings, ``threshold_mode=absolute``:
+    a 20-minute session has no history to fit adaptive thresholds to).
 
     ``alerts`` lists ``(alert_type, source, severity, two_sided)`` in order;
     ``exits`` the triggers in order; ``statuses`` monitoring states that must
