@@ -32,7 +32,8 @@ from services.ingest.lobster import read_lobster
 from services.ingest.normalise import Normaliser, normalised
 from services.ingest.rejects import RejectCounter
 from shared.config import OrderFlowConfig
-from shared.wire import BookUpdate, OrderFlowAlert, Quote, Trade
+from services.ingest.simulator import inside_quote
+from shared.wire import BookUpdate, OrderFlowAlert, Trade
 
 DAYS = ("LOBSTER_SampleFile_AMZN_2012-06-21_5.zip", "LOBSTER_SampleFile_AAPL_2012-06-21_1.zip")
 
@@ -42,10 +43,7 @@ def consolidated(path: Path) -> Iterator:
     for event in read_lobster(path):
         kind = type(event)
         if kind is BookUpdate:
-            bid, bid_size = event.bids[0] if event.bids else (0, 0)
-            ask, ask_size = event.asks[0] if event.asks else (0, 0)
-            yield Quote(symbol=event.symbol, ts_event=event.ts_event, ts_recv=event.ts_recv, ts_arrival=event.ts_arrival,
-                        bid_price=bid, bid_size=bid_size, ask_price=ask, ask_size=ask_size)
+            yield inside_quote(event)
         elif kind is Trade:
             yield msgspec.structs.replace(event, side="unknown", side_source="none")
         else:

@@ -617,9 +617,12 @@ def simulate_polygon(
     format: FormatOption = "capture",
     speed: Annotated[float, typer.Option(help="Market seconds per wall second.")] = 1.0,
     api_key: Annotated[Optional[str], typer.Option("--api-key", help="Key clients must present (default: POLYGON_API_KEY, else 'simulator').")] = None,
+    history: Annotated[Optional[list[Path]], typer.Option("--history", help="Earlier days served by REST trades and quotes at their own "
+                                                          "times, for `orderflow calibrate` (repeat; same --format).", exists=True,
+                                                          dir_okay=False)] = None,
     config_file: ConfigFileOption = None,
 ) -> None:
-    """A local server speaking Polygon's WebSocket protocol and REST trades, replaying files (no key, no internet)."""
+    """A local server speaking Polygon's WebSocket protocol and REST trades and quotes, replaying files (no key, no internet)."""
 
     from services.ingest.simulator import PolygonSimulator, load_timeline
     from shared.logs import configure_logging
@@ -633,7 +636,8 @@ def simulate_polygon(
         raise typer.Exit(code=2)
 
     async def run() -> None:
-        simulator = await PolygonSimulator(timeline, api_key=key, speed=speed).start(port=port)
+        archive = load_timeline(format, list(history)) if history else None
+        simulator = await PolygonSimulator(timeline, api_key=key, speed=speed, archive=archive).start(port=port)
         stdout.print(f"simulating Polygon on ws://127.0.0.1:{simulator.port}/stocks and http://127.0.0.1:{simulator.port} "
                      f"({len(timeline):,} events at {speed:g}x); ORDER_FLOW_POLYGON_FEED=127.0.0.1:{simulator.port} "
                      f"ORDER_FLOW_POLYGON_SECURE=false ORDER_FLOW_POLYGON_REST_URL=http://127.0.0.1:{simulator.port}")

@@ -43,7 +43,7 @@ def _jsonl(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_every_scenario_gives_exactly_what_it_documents(name, captures, tmp_path):
-    summary = analyze("capture", [captures[name]], tmp_path, OrderFlowConfig(threshold_mode="absolute"))
+    summary = analyze("capture", [captures[name]], tmp_path, SCENARIO_CONFIG)
     alerts = _jsonl(tmp_path / "alerts.jsonl")
     exits = _jsonl(tmp_path / "exits.jsonl")
     statuses = _jsonl(tmp_path / "statuses.jsonl")
@@ -64,9 +64,14 @@ def test_analyze_emits_trades_with_their_side(captures, tmp_path):
     assert sum(t["side"] in ("buy", "sell") for t in trades) > 0.99 * len(trades)
 
 
+SCENARIO_CONFIG = OrderFlowConfig(threshold_mode="absolute")
+"""The scenarios are judged with the absolute thresholds (they have no history)."""
+
+
 def _environment(redis_url: str, prefix: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A command's environment; the scenarios' absolute thresholds unless ``extra`` says otherwise."""
     return {**os.environ, "REDIS_URL": redis_url, "ORDER_FLOW_KEY_PREFIX": prefix, "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"),
-            "ORDER_FLOW_METRICS_PORT": str(free_port()), "PYTHONPATH": str(REPO), **extra}
+            "ORDER_FLOW_METRICS_PORT": str(free_port()), "PYTHONPATH": str(REPO), "ORDER_FLOW_THRESHOLD_MODE": "absolute", **extra}
 
 
 def _orderflow(*arguments: str, env: dict[str, str], **options) -> subprocess.Popen:
@@ -104,7 +109,7 @@ def _alert_ids(client: redis.Redis, key: str) -> list[str]:
 def test_live_and_offline_agree_on_alert_ids(redis_url, key_prefix, captures, tmp_path):
     files = [captures["large-sellers"], captures["red-burst"]]
     offline = tmp_path / "offline"
-    analyze("capture", files, offline, OrderFlowConfig())
+    analyze("capture", files, offline, SCENARIO_CONFIG)
     expected_alerts = [a["id"] for a in _jsonl(offline / "alerts.jsonl")]
     expected_exits = [e["id"] for e in _jsonl(offline / "exits.jsonl")]
     env = _environment(redis_url, key_prefix, tmp_path)
@@ -140,7 +145,7 @@ def test_live_and_offline_agree_on_alert_ids(redis_url, key_prefix, captures, tm
 def test_a_detector_killed_mid_stream_loses_and_duplicates_nothing(redis_url, key_prefix, captures, tmp_path):
     files = [captures["large-sellers"], captures["red-burst"]]
     offline = tmp_path / "offline"
-    analyze("capture", files, offline, OrderFlowConfig())
+    analyze("capture", files, offline, SCENARIO_CONFIG)
     expected = sorted(a["id"] for a in _jsonl(offline / "alerts.jsonl")) + sorted(e["id"] for e in _jsonl(offline / "exits.jsonl"))
     env = _environment(redis_url, key_prefix, tmp_path)
     # the market keeps arriving while the detector dies: 12 minutes of market at 40x ≈ 18 s
@@ -169,7 +174,7 @@ def test_a_detector_killed_mid_stream_loses_and_duplicates_nothing(redis_url, ke
 
 @pytest.mark.redis
 async def test_redelivered_entries_never_give_a_second_alert(redis_url, key_prefix, captures):
-    config = OrderFlowConfig(key_prefix=key_prefix)
+    config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute")
     async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
         await replay(bus, read_events("capture", [captures["large-sellers"]]))
         first = DetectorService(config, bus, symbols=["LARGESELLERS"], consumer="one")
@@ -188,7 +193,7 @@ async def test_redelivered_entries_never_give_a_second_alert(redis_url, key_pref
 
 @pytest.mark.redis
 async def test_an_undecodable_entry_is_logged_acknowledged_and_survived(redis_url, key_prefix, captures):
-    config = OrderFlowConfig(key_prefix=key_prefix)
+    config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute")
     async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
         stream = bus.keys.market("LARGESELLERS")
         await bus.client.xadd(stream, {"trade": b"\xc1 not msgpack"})
@@ -222,7 +227,7 @@ def test_a_deleted_group_stops_the_detector_with_a_clear_error(redis_url, key_pr
 async def test_the_detector_follows_the_position_registry(redis_url, key_prefix, captures):
     from shared.positions import PositionRegistry
 
-    config = OrderFlowConfig(key_prefix=key_prefix)
+    config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute")
     async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
         await replay(bus, read_events("capture", [captures["large-sellers"]]))
         registry = PositionRegistry(bus)

@@ -21,7 +21,9 @@ T0 = OPEN + 3600 * S  # 10:30, mid-session
 
 
 def config(**overrides) -> OrderFlowConfig:
-    return OrderFlowConfig(**overrides)
+    """The spec's absolute thresholds: these hand-made cases are about the rules, not calibration
+    (tests/test_profiles.py covers the adaptive mode)."""
+    return OrderFlowConfig(**{"threshold_mode": "absolute", **overrides})
 
 
 def engine(**overrides) -> Engine:

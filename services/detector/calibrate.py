@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+import msgspec
 import pandas_market_calendars as market_calendars
 
 from services.detector.engine import Engine, RuleSettings
@@ -32,6 +33,7 @@ from shared.timestamps import now_ns, ns_to_utc_iso
 from shared.wire import MarketEvent
 
 NANOS = 1_000_000_000
+_replace = msgspec.structs.replace
 
 
 def profiles_from_events(
@@ -69,7 +71,10 @@ def trading_days(last: date, count: int, calendar: str = "NYSE") -> list[date]:
 
 
 def rest_events(rest: PolygonRest, symbol: str, day: date, *, quote_size_multiplier: int = 1) -> Iterator[MarketEvent | Reject]:
-    """One day's trades and quotes of ``symbol`` from REST, merged by SIP time (quotes first on ties)."""
+    """One day's trades and quotes of ``symbol`` from REST, merged by SIP time (quotes first on ties).
+
+    History arrives long after it happened: each event's ``ts_arrival`` is its SIP time (as for files
+    without receive times), so freshness checks judge it as the live session did."""
     start = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * NANOS
     params = {"timestamp.gte": start, "timestamp.lt": start + 86_400 * NANOS, "order": "asc", "limit": 50_000}
     received = now_ns()
@@ -78,13 +83,13 @@ def rest_events(rest: PolygonRest, symbol: str, day: date, *, quote_size_multipl
         for body in rest.pages(f"/v3/quotes/{symbol}", params):
             page = parse_quotes_page(body, symbol, received, quote_size_multiplier=quote_size_multiplier)
             yield from page.rejects
-            yield from page.events
+            yield from (_replace(quote, ts_arrival=quote.ts_event) for quote in page.events)
 
     def trades() -> Iterator[MarketEvent | Reject]:
         for body in rest.pages(f"/v3/trades/{symbol}", params):
             page = parse_trades_page(body, symbol, received)
             yield from page.rejects
-            yield from page.events
+            yield from (_replace(trade, ts_arrival=trade.ts_event) for trade in page.events)
 
     return heapq.merge(quotes(), trades(), key=lambda item: 0 if isinstance(item, Reject) else item.ts_event)
 

@@ -51,10 +51,18 @@ from services.ingest.rejects import Reject
 from services.ingest.sources import read_events
 from shared.logs import get_logger
 from shared.prices import PRICE_SCALE
-from shared.wire import Quote, Trade
+from shared.wire import BookUpdate, Quote, Trade
 
 log = get_logger(__name__)
 _encoder = msgspec.json.Encoder()
+
+
+def inside_quote(book: BookUpdate) -> Quote:
+    """The NBBO of a depth book update."""
+    bid, bid_size = book.bids[0] if book.bids else (0, 0)
+    ask, ask_size = book.asks[0] if book.asks else (0, 0)
+    return Quote(symbol=book.symbol, ts_event=book.ts_event, ts_recv=book.ts_recv, ts_arrival=book.ts_arrival,
+                 bid_price=bid, bid_size=bid_size, ask_price=ask, ask_size=ask_size)
 
 
 def polygon_event(event: Trade | Quote) -> dict:
@@ -71,9 +79,12 @@ def polygon_event(event: Trade | Quote) -> dict:
 
 
 def load_timeline(format: str, paths: list[Path]) -> list[tuple[int, dict]]:
-    """``(event time ns, Polygon dict)`` of trades and quotes, in time order."""
+    """``(event time ns, Polygon dict)`` of trades and quotes, in time order. A depth book
+    (LOBSTER) becomes the quotes of its inside level: all Polygon shows of a stock's book."""
     timeline = []
     for item in read_events(format, paths):
+        if type(item) is BookUpdate:
+            item = inside_quote(item)
         if isinstance(item, Reject) or type(item) not in (Trade, Quote):
             continue
         timeline.append((item.ts_event, polygon_event(item)))
@@ -93,7 +104,7 @@ class PolygonSimulator:
     """The simulated market, its WebSocket clients and its REST archive."""
 
     def __init__(self, timeline: list[tuple[int, dict]], *, api_key: str, speed: float = 1.0, loop_forever: bool = True,
-                 batch_ms: int = 5, max_frame_events: int = 500) -> None:
+                 batch_ms: int = 5, max_frame_events: int = 500, archive: list[tuple[int, dict]] | None = None) -> None:
         if not timeline:
             raise ValueError("nothing to replay: no trades or quotes in the input")
         self.timeline = timeline
@@ -104,6 +115,9 @@ class PolygonSimulator:
         self.max_frame_events = max_frame_events
         self.clients: list[_Client] = []
         self.trades: dict[str, list[dict]] = defaultdict(list)  # every printed trade, for REST
+        self.quotes: dict[str, list[dict]] = defaultdict(list)  # REST quotes: the archive's
+        for market_ns, event in archive or ():  # history days served by REST (calibration), at their own times
+            (self.trades if event["ev"] == "T" else self.quotes)[event["sym"]].append({**event, "t_ns": market_ns})
         self.rest_failures = 0
         self.paused = False  # keep connections open but send nothing (a silent feed)
         self.sent_events = 0
@@ -263,23 +277,40 @@ class PolygonSimulator:
             return _json(HTTPStatus.OK, json.loads(text))
         if url.path.startswith("/v3/trades/"):
             return self._trades(url.path.rsplit("/", 1)[1], query)
+        if url.path.startswith("/v3/quotes/"):
+            return self._quotes(url.path.rsplit("/", 1)[1], query)
         return _json(HTTPStatus.NOT_FOUND, {"status": "NOT_FOUND"})
 
     def _trades(self, symbol: str, query: dict[str, str]) -> Response:
-        low = int(query.get("timestamp.gte", 0))
-        high = int(query.get("timestamp.lte", 2**63 - 1))
+        def row(t: dict) -> dict:
+            ns = _ns(t)
+            return {"conditions": t["c"], "exchange": t["x"], "id": t["i"], "participant_timestamp": ns, "price": t["p"],
+                    "sequence_number": t["q"], "sip_timestamp": ns, "size": t["s"], "tape": t["z"],
+                    **({"trf_id": t["trfi"]} if "trfi" in t else {})}
+
+        return self._page("trades", symbol, self.trades.get(symbol, []), query, row)
+
+    def _quotes(self, symbol: str, query: dict[str, str]) -> Response:
+        def row(q: dict) -> dict:
+            ns = _ns(q)
+            return {"ask_exchange": q["ax"], "ask_price": q["ap"], "ask_size": q["as"], "bid_exchange": q["bx"], "bid_price": q["bp"],
+                    "bid_size": q["bs"], "conditions": q["c"], "participant_timestamp": ns, "sequence_number": q["q"],
+                    "sip_timestamp": ns, "tape": q["z"]}
+
+        return self._page("quotes", symbol, self.quotes.get(symbol, []), query, row)
+
+    def _page(self, kind: str, symbol: str, events: list[dict], query: dict[str, str], row) -> Response:
+        """One page of ``/v3/{kind}/{symbol}``: ``timestamp.gte/gt/lte/lt``, ``order``, ``limit``, a ``cursor`` offset."""
+        low = max(int(query.get("timestamp.gte", 0)), int(query.get("timestamp.gt", -1)) + 1)
+        high = min(int(query.get("timestamp.lte", 2**63 - 1)), int(query.get("timestamp.lt", 2**63)) - 1)
         limit = min(int(query.get("limit", 1000)), 50_000)
         offset = int(query.get("cursor", 0))
-        rows = [t for t in self.trades.get(symbol, []) if low <= t["t"] * 1_000_000 <= high]
+        rows = [event for event in events if low <= _ns(event) <= high]
         if query.get("order", "asc") == "desc":
             rows.reverse()
-        page = rows[offset:offset + limit]
-        results = [{"conditions": t["c"], "exchange": t["x"], "id": t["i"], "participant_timestamp": t["t"] * 1_000_000,
-                    "price": t["p"], "sequence_number": t["q"], "sip_timestamp": t["t"] * 1_000_000, "size": t["s"],
-                    "tape": t["z"], **({"trf_id": t["trfi"]} if "trfi" in t else {})} for t in page]
-        body: dict = {"results": results, "status": "OK", "request_id": f"sim-{offset}"}
+        body: dict = {"results": [row(event) for event in rows[offset:offset + limit]], "status": "OK", "request_id": f"sim-{offset}"}
         if offset + limit < len(rows):
-            body["next_url"] = f"http://127.0.0.1:{self.port}/v3/trades/{symbol}?" + urlencode({**query, "cursor": offset + limit})
+            body["next_url"] = f"http://127.0.0.1:{self.port}/v3/{kind}/{symbol}?" + urlencode({**query, "cursor": offset + limit})
         return _json(HTTPStatus.OK, body)
 
     def _admin(self, path: str, query: dict[str, str]) -> Response:
@@ -293,6 +324,11 @@ class PolygonSimulator:
         else:
             return _json(HTTPStatus.NOT_FOUND, {"status": "NOT_FOUND"})
         return _json(HTTPStatus.OK, {"status": "OK"})
+
+
+def _ns(event: dict) -> int:
+    """An event's time in ns: an archive event's own, a played one's WebSocket ms."""
+    return event.get("t_ns", event["t"] * 1_000_000)
 
 
 def _json(status: HTTPStatus, body: dict, headers: dict[str, str] | None = None) -> Response:
