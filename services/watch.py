@@ -28,7 +28,7 @@ from shared.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode
 NANOS = 1_000_000_000
 STATE_WORDS = {"monitoring_halted": "HALTED", "monitoring_resumed": "monitored", "gap": "gap", "disconnected": "DISCONNECTED",
                "watchdog_silence": "SILENT", "connected": "monitored", "trading_halted": "trading halted",
-               "trading_resumed": "monitored"}
+               "trading_resumed": "monitored", "calibrating": "calibrating", "calibrated": "monitored"}
 
 
 @dataclass

@@ -23,7 +23,16 @@ from services.detector.book import Appearance, LargeOffers
 from services.detector.bursts import BurstSignal, RedBursts
 from services.detector.exits import ExitRule
 from services.detector.integrity import Integrity, IntegritySettings, ValidationIssue
-from services.detector.profiles import DayRecorder, DayStatistics, SymbolProfile, Thresholds, build_profile, thresholds_for
+from services.detector.profiles import (
+    DayRecorder,
+    DayStatistics,
+    FitRules,
+    SymbolProfile,
+    Thresholds,
+    build_profile,
+    fit_thresholds,
+    thresholds_for,
+)
 from services.detector.sessions import SessionClock
 from services.detector.tape import AggressiveOrder, TapeOrders
 from shared.conditions import ConditionTable
@@ -38,8 +47,8 @@ EXTENDED = ("pre_market", "after_hours")
 REFIT_NS = 10 * NANOS
 """A day with no history refits its thresholds this often (event time)."""
 MIN_CALIBRATION_ORDERS = 20
-"""Aggressive orders a day must show before its own large-order threshold replaces the absolute one."""
-"""A day's own large-offer threshold applies once its displayed ask time (summed over levels) reaches
+"""Aggressive orders a day must show before its own large-order threshold replaces the absolute one.
+Its own large-offer threshold applies once its displayed ask time (summed over levels) reaches
 ``persistence / (1 − offer_size_quantile)`` (2,000 s by default): before that, the quantile cannot tell
 an offer displayed for the persistence time from one that never was."""
 
@@ -78,13 +87,9 @@ class RuleSettings:
     adaptive: bool = False
     large_order_override: bool = False
     extended_large_order_explicit: bool = False
-    large_order_quantile: float = 0.999
-    offer_size_quantile: float = 0.999
-    adaptive_min_size: int = 1_000
-    adaptive_min_notional: float = 100_000.0
+    fit: FitRules = FitRules()
     profile_days: int = 5
     calibration_ns: int = 15 * 60 * NANOS
-    burst_ratio_quantile: float = 0.995
 
     @classmethod
     def from_config(cls, config: OrderFlowConfig, symbol: str | None = None) -> RuleSettings:
@@ -117,12 +122,14 @@ class RuleSettings:
             adaptive=config.threshold_mode == "adaptive",
             large_order_override=bool(override and override.large_order_size),
             extended_large_order_explicit=bool((override and override.large_order_size) or config.extended_hours_large_order_size),
-            large_order_quantile=config.large_order_quantile,
-            offer_size_quantile=config.offer_size_quantile,
-            adaptive_min_size=config.adaptive_min_large_order_size,
-            adaptive_min_notional=config.adaptive_min_large_order_notional,
+            fit=FitRules(
+                large_order_quantile=config.large_order_quantile,
+                offer_size_quantile=config.offer_size_quantile,
+                burst_ratio_quantile=config.burst_ratio_quantile,
+                min_size=config.adaptive_min_large_order_size,
+                min_notional_dollars=config.adaptive_min_large_order_notional,
+            ),
             profile_days=config.profile_days,
-            burst_ratio_quantile=config.burst_ratio_quantile,
             calibration_ns=int(config.calibration_minutes * 60 * NANOS),
         )
 
@@ -171,7 +178,8 @@ class SymbolEngine:
         self.recorder: DayRecorder | None = None
         self.day_end = 0
         self.calibrate_at = 0  # ns of event time; -1: waiting for the regular session; 0: nothing to calibrate
-        self.provisional: DayRecorder | None = None  # a day with no history: every session so far, for calibration
+        self.extended: DayRecorder | None = None  # a day with no history: its pre-market and after-hours, for calibration
+        self.active: DayRecorder | None = None  # where this session's events are recorded
         self.next_refit = 0
 
     # --- the event path ----------------------------------------------------------
@@ -197,35 +205,26 @@ class SymbolEngine:
             if self.session:
                 self._reset(ts)
             self.session = session
-            self._ratio_recorders()
+            self._recording()
         if self.tape.current is not None or self.offers.appearances or self.exits.recent:
             self._time_passes(ts, session, event, outputs)
-        recorder = self.recorder if session == "regular" else None
-        if self.provisional is not None:
+        if self.extended is not None:  # a day with no history calibrates itself
             self._calibration(ts, session, outputs)
-            self._record(self.provisional, event, ts)
+        recorder = self.active
         kind = type(event)
         if kind is Trade:
             self._on_trade(event, session, outputs, recorder)
         elif kind is Quote:
             self.nbbo.update(ts, event.bid_price, event.ask_price)
             self.offers.on_quote(ts, event.bid_price, event.bid_size, event.ask_price, event.ask_size, self._offer_size(session))
+            if recorder is not None:
+                recorder.quote(ts, event.bid_price, event.ask_price, event.ask_size)
         else:
             self.nbbo.update_from(event)
             self.offers.on_book(ts, event.bids, event.asks, self._offer_size(session))
-        if recorder is not None:
-            self._record(recorder, event, ts)
+            if recorder is not None:
+                recorder.book(ts, event.bids, event.asks)
         return outputs
-
-    def _record(self, recorder: DayRecorder, event: MarketEvent, ts: int) -> None:
-        """Quotes and book updates into a day's statistics (prints and orders are recorded by the rules)."""
-        kind = type(event)
-        if kind is Quote:
-            recorder.offers(ts, (event.ask_size,) if event.ask_price > 0 else ())
-            recorder.spread(ts, event.bid_price, event.ask_price)
-        elif kind is BookUpdate:
-            recorder.offers(ts, tuple(size for _price, size in event.asks))
-            recorder.spread(ts, event.bids[0][0] if event.bids else 0, event.asks[0][0] if event.asks else 0)
 
     def recorded_sessions(self) -> list[DayStatistics]:
         """Every session this engine knows: its history and the session in progress (if it traded)."""
@@ -258,18 +257,18 @@ class SymbolEngine:
             self.history[finished.day] = finished.statistics()
         self.recorder = DayRecorder(self.symbol, day, market_open if market_open is not None else ts)
         earlier = [session for past_day, session in self.history.items() if past_day < day]
-        self.provisional = None
+        self.extended = None
         if not earlier:
             self._use(self.absolute, None)
             self.calibrate_at = -1
-            self.provisional = DayRecorder(self.symbol, day, market_open if market_open is not None else ts)
+            self.extended = DayRecorder(self.symbol, day, market_open if market_open is not None else ts)
             self.next_refit = ts + REFIT_NS
-            self._ratio_recorders()
+            self._recording()
             outputs.append(self._status(ts, "calibrating", "no_profile",
                                         f"no earlier session: absolute thresholds ({settings.large_order_size:,} shares) "
                                         f"until {settings.calibration_ns / 60e9:g} minutes of the regular session are seen"))
             return
-        self._ratio_recorders()
+        self._recording()
         profile = build_profile(self.symbol, earlier, source=self.profile_source, built_utc=ns_to_utc_iso(ts),
                                 profile_days=settings.profile_days)
         if finished is not None and finished.day in profile.days:
@@ -277,10 +276,11 @@ class SymbolEngine:
         self.calibrate_at = 0
         self._use(self._thresholds(profile, "profile", market_open), ts, outputs)
 
-    def _ratio_recorders(self) -> None:
-        """Burst ratios count toward the day's statistics in the regular session, toward a calibration in any."""
-        day = (self.recorder,) if self.recorder is not None and self.session == "regular" else ()
-        self.bursts.recorders = day + ((self.provisional,) if self.provisional is not None else ())
+    def _recording(self) -> None:
+        """Record the regular session into the day's statistics; on a day with no history, the extended
+        sessions into their own (for calibration only: a profile holds regular sessions)."""
+        self.active = self.recorder if self.session == "regular" else self.extended
+        self.bursts.recorders = (self.active,) if self.active is not None else ()
 
     def _calibration(self, ts: int, session: str, outputs: list[Output]) -> None:
         """A day with no earlier session: refit every :data:`REFIT_NS` from what the day has shown so far.
@@ -290,22 +290,23 @@ class SymbolEngine:
         against all of the day so far). ``calibrated`` is reported after ``calibration_minutes`` of
         the regular session.
         """
-        if ts < self.next_refit:
+        if ts < self.next_refit or self.recorder is None:
             return
         self.next_refit = ts + REFIT_NS
-        statistics = self.provisional.statistics()
-        orders_known = sum(statistics.order_sizes.values()) >= MIN_CALIBRATION_ORDERS
-        offers_known = sum(statistics.offer_sizes.values()) >= self.settings.persistence_ns / (1 - self.settings.offer_size_quantile)
+        regular = self.recorder
+        day = regular if self.extended is None or sum(regular.order_sizes.values()) >= MIN_CALIBRATION_ORDERS else self.extended
+        orders_known = sum(day.order_sizes.values()) >= MIN_CALIBRATION_ORDERS
+        offers_known = sum(day.offer_sizes.values()) >= self.settings.persistence_ns / (1 - self.settings.fit.offer_size_quantile)
         if orders_known or offers_known:
-            profile = build_profile(self.symbol, [statistics], source="session_start", built_utc=ns_to_utc_iso(ts), profile_days=1)
-            fitted = self._thresholds(profile, "session_start", None)
+            fitted = fit_thresholds(self.settings.fit, day.order_sizes, day.offer_sizes if offers_known else {}, day.ratios,
+                                    day.vwap, source="session_start", days=day.day)
             current = self.thresholds
-            fitted_before = current.source == "session_start"
             large = fitted.large_order_size if orders_known else current.large_order_size
-            offer = max(fitted.offer_size if offers_known else 0, large)
-            if fitted_before:  # never fall during the day
+            offer = max(fitted.offer_size, large)
+            if current.source == "session_start":  # never fall during the day
                 large, offer = max(large, current.large_order_size), max(offer, current.offer_size)
-            self._use(Thresholds(large, offer, "session_start", fitted.days, None, max(fitted.burst_ratio, current.burst_ratio)), None)
+            self._use(self._overridden(Thresholds(large, offer, "session_start", day.day, None,
+                                                  max(fitted.burst_ratio, current.burst_ratio))), None)
         if session != "regular":
             return
         if self.calibrate_at < 0:
@@ -315,21 +316,21 @@ class SymbolEngine:
             self._use(self.thresholds, ts, outputs)
 
     def _thresholds(self, profile: SymbolProfile, source: str, market_open: int | None) -> Thresholds:
-        settings = self.settings
-        fitted = thresholds_for(profile, large_order_quantile=settings.large_order_quantile,
-                                offer_size_quantile=settings.offer_size_quantile, min_size=settings.adaptive_min_size,
-                                min_notional_dollars=settings.adaptive_min_notional,
-                                burst_ratio_quantile=settings.burst_ratio_quantile, source=source, open_ns=market_open)
-        if settings.large_order_override:
-            return Thresholds(settings.large_order_size, settings.large_order_size, "override", fitted.days, fitted.curve,
-                              fitted.burst_ratio)
-        return fitted
+        return self._overridden(thresholds_for(profile, self.settings.fit, source=source, open_ns=market_open))
+
+    def _overridden(self, fitted: Thresholds) -> Thresholds:
+        """A per-symbol ``large_order_size`` override wins over fitted order and offer sizes."""
+        if not self.settings.large_order_override:
+            return fitted
+        size = self.settings.large_order_size
+        return Thresholds(size, size, "override", fitted.days, fitted.curve, fitted.burst_ratio)
 
     def _use(self, thresholds: Thresholds, ts: int | None, outputs: list[Output] | None = None) -> None:
         self.thresholds = thresholds
         self.bursts.curve = thresholds.curve
-        self.bursts.critical_threshold = max(self.settings.red_burst_threshold,
-                                             thresholds.burst_ratio * self.settings.red_burst_threshold / self.settings.spike_threshold)
+        settings = self.settings
+        self.bursts.critical_threshold = max(settings.red_burst_threshold,
+                                             thresholds.burst_ratio * settings.red_burst_threshold / settings.spike_threshold)
         if ts is not None and outputs is not None:
             curve = "with" if thresholds.curve is not None else "without"
             outputs.append(self._status(
@@ -371,8 +372,6 @@ class SymbolEngine:
             return  # auctions, odd lots, late, average-price…: neither pressure nor volume here
         if recorder is not None:
             recorder.volume(trade.ts_event, trade.price, trade.size)
-        if self.provisional is not None:
-            self.provisional.volume(trade.ts_event, trade.price, trade.size)
         bid, _ask = self.nbbo.before(trade.ts_event)
         if trade.side == "sell" and 0 < trade.price <= bid:
             finished = self.tape.on_sell(trade, bid)
@@ -393,10 +392,8 @@ class SymbolEngine:
             outputs.append(recommendation)
 
     def _on_order(self, order: AggressiveOrder, session: str, outputs: list[Output]) -> None:
-        if session == "regular" and self.recorder is not None:
-            self.recorder.order(order.size)
-        if self.provisional is not None:
-            self.provisional.order(order.size)
+        if self.active is not None:
+            self.active.order(order.size)
         threshold = self._large_order(session)
         if order.size < threshold:
             return

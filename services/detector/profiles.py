@@ -147,9 +147,9 @@ def decode_profile(payload: bytes | str) -> SymbolProfile:
 class DayRecorder:
     """Sums up one regular session of one symbol while the rules run.
 
-    The engine calls :meth:`order`, :meth:`offers`, :meth:`spread` and
-    :meth:`volume` for regular-session events only; :meth:`statistics`
-    returns the session so far.
+    The engine calls :meth:`order`, :meth:`quote`, :meth:`book`,
+    :meth:`volume` and :meth:`burst_ratio`; :meth:`statistics` returns the
+    session so far.
     """
 
     __slots__ = ("symbol", "day", "open_ns", "order_sizes", "offer_sizes", "spreads", "ratios", "buckets", "volume_total",
@@ -168,7 +168,7 @@ class DayRecorder:
         self.notional = 0
         self.first_ns = self.last_ns = 0
         self._offer_ts = 0
-        self._offer_levels: tuple[int, ...] = ()
+        self._offer_levels: tuple[tuple[int, int], ...] = ()
         self._spread_ts = 0
         self._spread = -1
 
@@ -181,24 +181,36 @@ class DayRecorder:
         """A completed aggressive sell order of ``size`` shares."""
         self.order_sizes[size] = self.order_sizes.get(size, 0) + 1
 
-    def offers(self, ts: int, sizes: tuple[int, ...]) -> None:
-        """The ask levels' sizes (best first) from ``ts`` on; the previous ones are credited with their time."""
+    def quote(self, ts: int, bid: int, ask: int, ask_size: int) -> None:
+        """An NBBO from ``ts`` on (nano-dollar prices, size in shares)."""
+        self._offers(ts, ((ask, ask_size),) if ask > 0 else ())
+        self._spread_from(ts, bid, ask)
+
+    def book(self, ts: int, bids: tuple[tuple[int, int], ...], asks: tuple[tuple[int, int], ...]) -> None:
+        """A depth book from ``ts`` on: every ask level counts toward the displayed sizes."""
+        self._offers(ts, asks)
+        self._spread_from(ts, bids[0][0] if bids else 0, asks[0][0] if asks else 0)
+
+    def _offers(self, ts: int, levels: tuple[tuple[int, int], ...]) -> None:
+        """The previous ask levels are credited with the time they were displayed."""
         if self._offer_ts:
             elapsed = ts - self._offer_ts
             if elapsed > 0:
                 book = self.offer_sizes
-                for size in self._offer_levels:
+                for _price, size in self._offer_levels:
                     book[size] = book.get(size, 0) + elapsed
         self._offer_ts = ts
-        self._offer_levels = sizes
-        self._seen(ts)
+        self._offer_levels = levels
+        if not self.first_ns:
+            self.first_ns = ts
+        self.last_ns = ts
 
-    def spread(self, ts: int, bid: int, ask: int) -> None:
-        """The quoted spread from ``ts`` on (nano-dollar prices; ignored when a side is empty or crossed)."""
+    def _spread_from(self, ts: int, bid: int, ask: int) -> None:
+        """The quoted spread from ``ts`` on (ignored while a side is empty or the market crossed)."""
         if self._spread >= 0 and ts > self._spread_ts:
             self.spreads[self._spread] = self.spreads.get(self._spread, 0) + ts - self._spread_ts
         self._spread_ts = ts
-        self._spread = round((ask - bid) * 200_000 / (ask + bid)) if 0 < bid <= ask else -1
+        self._spread = (ask - bid) * 200_000 // (ask + bid) if 0 < bid <= ask else -1
 
     def burst_ratio(self, ratio: float) -> None:
         """One second's red-burst volume ratio."""
@@ -216,12 +228,17 @@ class DayRecorder:
         self.notional += price * size
         self._seen(ts)
 
+    @property
+    def vwap(self) -> int:
+        """Volume-weighted average price so far (nano-dollars; 0 before any print)."""
+        return self.notional // self.volume_total if self.volume_total else 0
+
     def statistics(self) -> DayStatistics:
         return DayStatistics(
             symbol=self.symbol, day=self.day, order_sizes=dict(self.order_sizes), offer_sizes=dict(self.offer_sizes),
             spread_tenth_bps=dict(self.spreads), bucket_volumes=tuple(self.buckets), burst_ratios=dict(self.ratios),
             volume=self.volume_total,
-            vwap=self.notional // self.volume_total if self.volume_total else 0,
+            vwap=self.vwap,
             observed_seconds=max(0, (self.last_ns - self.first_ns) // NANOS),
         )
 
@@ -327,20 +344,38 @@ class Thresholds:
     """The ``burst_ratio_quantile`` of the symbol's own burst ratio readings (0: none known)."""
 
 
-def thresholds_for(profile: SymbolProfile, *, large_order_quantile: float, offer_size_quantile: float, min_size: int,
-                   min_notional_dollars: float, burst_ratio_quantile: float, source: str, open_ns: int | None) -> Thresholds:
+@dataclass(frozen=True)
+class FitRules:
+    """How thresholds are read from a symbol's statistics (the adaptive settings)."""
+
+    large_order_quantile: float = 0.999
+    offer_size_quantile: float = 0.999
+    burst_ratio_quantile: float = 0.995
+    min_size: int = 1_000
+    min_notional_dollars: float = 100_000.0
+
+
+def fit_thresholds(rules: FitRules, orders: dict[int, int], offers: dict[int, int], ratios: dict[int, int], vwap: int, *,
+                   source: str, days: str, curve: VolumeCurve | None = None) -> Thresholds:
+    """Thresholds from count-weighted order sizes, time-weighted offer sizes and burst ratio readings.
+
+    An empty ``offers`` leaves the offer threshold at the large order; fewer than ``1 / (1 − q)``
+    ratio readings leave the burst ratio unknown (0)."""
+    notional_floor = math.ceil(rules.min_notional_dollars * NANOS / vwap) if vwap else 0
+    large = max(tail_quantile(orders, rules.large_order_quantile), rules.min_size, notional_floor)
+    offer = max(weighted_quantile(offers, rules.offer_size_quantile), large)
+    enough_readings = sum(ratios.values()) * (1 - rules.burst_ratio_quantile) >= 1
+    burst = weighted_quantile(ratios, rules.burst_ratio_quantile) / RATIO_RESOLUTION if enough_readings else 0.0
+    return Thresholds(large_order_size=large, offer_size=offer, source=source, days=days, curve=curve, burst_ratio=burst)
+
+
+def thresholds_for(profile: SymbolProfile, rules: FitRules, *, source: str, open_ns: int | None) -> Thresholds:
     """The adaptive thresholds of ``profile`` (see the module docstring); the curve anchored at ``open_ns``."""
-    orders = _merge([session.order_sizes for session in profile.sessions])
-    offers = _merge([session.offer_sizes for session in profile.sessions])
-    notional_floor = math.ceil(min_notional_dollars * NANOS / profile.vwap) if profile.vwap else 0
-    large = max(tail_quantile(orders, large_order_quantile), min_size, notional_floor)
-    offer = max(weighted_quantile(offers, offer_size_quantile), large)
+    sessions = profile.sessions
     curve = VolumeCurve(profile.volume_curve, open_ns) if profile.volume_curve and open_ns is not None else None
     days = profile.first_day if profile.first_day == profile.last_day else f"{profile.first_day}..{profile.last_day}"
-    ratios = _merge([session.burst_ratios for session in profile.sessions])
-    enough_readings = sum(ratios.values()) * (1 - burst_ratio_quantile) >= 1
-    burst = weighted_quantile(ratios, burst_ratio_quantile) / RATIO_RESOLUTION if enough_readings else 0.0
-    return Thresholds(large_order_size=large, offer_size=offer, source=source, days=days, curve=curve, burst_ratio=burst)
+    return fit_thresholds(rules, _merge([s.order_sizes for s in sessions]), _merge([s.offer_sizes for s in sessions]),
+                          _merge([s.burst_ratios for s in sessions]), profile.vwap, source=source, days=days, curve=curve)
 
 
 class VolumeCurve:
