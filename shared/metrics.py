@@ -37,6 +37,11 @@ FEED_RECONNECTS = Counter("orderflow_feed_reconnects_total", "Reconnections of t
 FEED_GAPS = Counter("orderflow_feed_gaps_total", "Gaps published on the status stream.", ["reason"])
 BACKFILLED_TRADES = Counter("orderflow_backfilled_trades_total", "Trades recovered from REST after a gap.")
 MONITORED_SYMBOLS = Gauge("orderflow_monitored_symbols", "Symbols with an open position being monitored.")
+THRESHOLD_SHARES = Gauge(
+    "orderflow_threshold_shares", "Each monitored symbol's current large-order and large-offer thresholds.", ["symbol", "kind"]
+)
+CALIBRATED = Gauge("orderflow_calibrated", "1 when a symbol's thresholds come from its profile or its own session, 0 while calibrating.",
+                   ["symbol"])
 
 # --- detector -------------------------------------------------------------------
 EVENTS_PROCESSED = Counter(

@@ -281,6 +281,12 @@ def test_the_detector_gives_analyze_s_alert_ids_with_the_same_profile(redis_url,
     client = redis.Redis.from_url(redis_url)
     try:
         _wait_for(lambda: _caught_up(client, key_prefix, ["AIG"]), timeout=180, what="the detector to catch up")
+        import urllib.request
+
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{environment['ORDER_FLOW_METRICS_PORT']}/metrics", timeout=5).read().decode()
+        large = dict(thresholds_line.split(" ") for thresholds_line in scraped.splitlines() if thresholds_line.startswith("orderflow_threshold_shares{"))
+        assert 'orderflow_calibrated{symbol="AIG"} 1.0' in scraped
+        assert float(large['orderflow_threshold_shares{kind="large_order",symbol="AIG"}']) == profile_threshold(profile)
         detector.send_signal(signal.SIGTERM)
         assert detector.wait(timeout=30) == 0, detector.stderr.read()
         live_alerts = sorted(_alert_ids(client, f"{key_prefix}:alerts"))
@@ -292,6 +298,12 @@ def test_the_detector_gives_analyze_s_alert_ids_with_the_same_profile(redis_url,
         client.close()
     assert live_alerts == expected_alerts and live_exits == expected_exits
     assert [(s["state"], s["code"]) for s in statuses if s["state"].startswith("calibrat")] == [("calibrated", "profile")]
+
+
+def profile_threshold(profile) -> int:
+    from services.detector.profiles import FitRules, thresholds_for
+
+    return thresholds_for(profile, FitRules(), source="profile", open_ns=None).large_order_size
 
 
 def test_profiles_written_and_read_back_are_equal(amzn_profile, tmp_path):

@@ -308,6 +308,8 @@ class DetectorService:
                     continue  # a redelivered event: this status was published already
                 log.warning(f"order_flow.{output.state}", symbol=",".join(output.symbols), code=output.code, detail=output.detail,
                             timestamp_utc=ns_to_utc_iso(output.ts_event))
+                if output.state in ("calibrating", "calibrated"):
+                    self._threshold_metrics(output)
                 if self.on_output:
                     self.on_output(output)
             elif isinstance(output, ValidationIssue):
@@ -319,6 +321,15 @@ class DetectorService:
             elif isinstance(output, ProfileUpdate):
                 await self.profiles.save(output.profile)
                 log.info("order_flow.profile_saved", symbol=output.profile.symbol, days=list(output.profile.days))
+
+    def _threshold_metrics(self, status: FeedStatus) -> None:
+        for symbol in status.symbols:
+            engine = self.engine.symbols.get(symbol)
+            if engine is None:
+                continue
+            metrics.CALIBRATED.labels(symbol=symbol).set(1 if status.state == "calibrated" else 0)
+            metrics.THRESHOLD_SHARES.labels(symbol=symbol, kind="large_order").set(engine.thresholds.large_order_size)
+            metrics.THRESHOLD_SHARES.labels(symbol=symbol, kind="large_offer").set(engine.thresholds.offer_size)
 
     async def _once(self, output_id: str, stream: str, message, channel: str = "") -> bool:
         tag = type(message).__struct_config__.tag
