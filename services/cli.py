@@ -332,6 +332,112 @@ def analyze(
     stdout.print(table)
 
 
+@app.command()
+def backtest(
+    files: FilesArgument,
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.json, report.html (and sweep.json).")],
+    format: Annotated[str, typer.Option("--format", help="auto (from each file's name) | capture | polygon-flat | lobster | algoseek")] = "auto",
+    symbol: SymbolOption = None,
+    positions: Annotated[Optional[Path], typer.Option("--positions", help="CSV of symbol,entry_time,entry_price,quantity,stop "
+                                                      "(entry_time ISO, New York if no zone); default: one long from each open.",
+                                                      exists=True, dir_okay=False)] = None,
+    horizon: Annotated[Optional[list[int]], typer.Option("--horizon", help="Forward horizon in seconds (repeat; default 30, 60, 300, 900).")] = None,
+    fall_bps: Annotated[float, typer.Option("--fall-bps", min=0.1, help="A fall (hit) or rise (false positive) this large, in bps.")] = 10.0,
+    sweep_items: Annotated[Optional[list[str]], typer.Option("--sweep", help="key=v1,v2,… (repeat): a grid of settings ranked on "
+                                                             "earlier days, scored on the last --test-days.")] = None,
+    test_days: Annotated[int, typer.Option("--test-days", min=1, help="Held-out days of a sweep.")] = 1,
+    profile: Annotated[Optional[list[Path]], typer.Option("--profile", help="A profile from `calibrate --out` (repeat).",
+                                                          exists=True, dir_okay=False)] = None,
+    config_file: ConfigFileOption = None,
+) -> None:
+    """What following the signals is worth, against chance and net of the spread: report.json and report.html.
+
+    Examples:
+      orderflow backtest ../shared/data/lobster/*AMZN*_5.zip ../shared/data/algoseek/bac/*.zip --out backtest/
+      orderflow backtest day1.zip day2.zip --positions trades.csv --horizon 60 --horizon 300 --out backtest/
+      orderflow backtest bac/*.zip --sweep large_order_quantile=0.995,0.999 --out sweep/
+    """
+    from services.detector import backtest as backtesting
+    from services.detector.report_html import render
+    from services.ingest.sources import detect_format, read_events
+    from shared.config import load_config
+    from shared.logs import configure_logging
+
+    config = load_or_exit(config_file)
+    configure_logging(service="backtest", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False)
+    groups: dict[str, list[Path]] = {}
+    for path in files:
+        try:
+            kind = detect_format(path) if format == "auto" else format
+        except ValueError as error:
+            stderr.print(str(error))
+            raise typer.Exit(code=2) from None
+        source_or_exit(kind, None)
+        groups.setdefault(kind, []).append(path)
+    try:
+        grid = backtesting.parse_sweep(sweep_items or [])
+        chosen = backtesting.read_positions(positions) if positions else None
+    except (ValueError, OSError) as error:
+        stderr.print(str(error))
+        raise typer.Exit(code=2) from None
+    profiles = profiles_or_exit(profile or [])
+    settings = backtesting.BacktestSettings(horizons=tuple(horizon) if horizon else backtesting.DEFAULT_HORIZONS, fall_bps=fall_bps)
+    conditions = condition_table(config)
+
+    def run(with_config, description: str):
+        progress, task = events_progress(description)
+        with progress:
+            event_groups = [read_events(kind, paths, symbol=symbol) for kind, paths in groups.items()]
+            return backtesting.collect(event_groups, with_config, conditions=conditions, profiles=profiles,
+                                       on_progress=lambda n: progress.advance(task, n))
+
+    found = run(config, "backtesting")
+    if not found.tapes:
+        stderr.print("no regular-session quotes in the input: nothing to price the signals against")
+        raise typer.Exit(code=1)
+    document = backtesting.report(found, settings, chosen)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(document, indent=2) + "\n")
+    chart_horizon = 300 if 300 in settings.horizons else settings.horizons[0]
+    (out / "report.html").write_text(render(document, backtesting.chart_data(found),
+                                            backtesting.forward_distributions(found, settings, chart_horizon), chart_horizon))
+    table = Table(title=f"signals versus chance (written to {out})", title_justify="left")
+    for column in ("signal", "horizon", "n", "mean fwd bps", "base", "difference [95%]", "fall rate", "base rate", "lift"):
+        table.add_column(column, justify="left" if column == "signal" else "right")
+    for kind, by_horizon in document["versus_chance"]["by_kind"].items():
+        for hz, r in by_horizon.items():
+            interval = r["difference_ci95_bps"]
+            table.add_row(kind, f"{hz} s", str(r["signals"]), str(r["mean_forward_bps"]), str(r["base_mean_forward_bps"]),
+                          f"{r['difference_bps']} [{interval[0]}, {interval[1]}]", str(r["hit_rate"]), str(r["base_hit_rate"]), str(r["lift"]))
+    stdout.print(table)
+    summary = document["following_exits"]["summary"]
+    stdout.print(f"following exits: {summary['exited']} of {summary['positions']} positions exited; "
+                 f"saved vs holding 5 min, net of half spread: {summary['by_horizon'].get('300', {}).get('saved_net_bps_mean')} bps; "
+                 f"vs holding to stop/close: {summary['saved_vs_hold_to_stop_or_close_bps_mean']} bps")
+    if grid:
+        def with_overrides(overrides: dict[str, str]):
+            try:
+                return run(load_config(config_file, **overrides), f"sweep {overrides}")
+            except ConfigError as error:
+                stderr.print(f"[bold red]--sweep:[/] {error}")
+                raise typer.Exit(code=2) from None
+
+        try:
+            result = backtesting.sweep(grid, with_overrides, test_days=test_days, horizon=chart_horizon)
+        except ValueError as error:
+            stderr.print(str(error))
+            raise typer.Exit(code=2) from None
+        (out / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
+        ranking = Table(title=f"sweep: ranked on {', '.join(result['train_days'])}; held out {', '.join(result['test_days'])}",
+                        title_justify="left")
+        for column in ("settings", "train exits", "train saved bps", "held-out exits", "held-out saved bps"):
+            ranking.add_column(column)
+        for row in result["ranked_by_train"]:
+            ranking.add_row(json.dumps(row["settings"]), str(row["train"]["exits"]), str(row["train"]["saved_net_bps_mean"]),
+                            str(row["test"]["exits"]), str(row["test"]["saved_net_bps_mean"]))
+        stdout.print(ranking)
+
+
 def profiles_or_exit(paths: list[Path]) -> dict:
     from services.detector.calibrate import read_profiles
     from services.detector.profiles import ProfileError

@@ -65,6 +65,11 @@ class SessionClock:
         self.day = day.isoformat()
         return self._current
 
+    def regular_hours(self, ts_ns: int) -> tuple[int, int]:
+        """``(market_open_ns, market_close_ns)`` of the trading day holding ``ts_ns`` (equal on a closed day)."""
+        self.session(ts_ns)
+        return self._current[3], self._current[4]
+
     def day_of(self, ts_ns: int) -> tuple[str, int, int, int | None]:
         """``(day, day_start_ns, day_end_ns, market_open_ns)`` of the New York trading day holding
         ``ts_ns`` (open None on a day the market is closed)."""

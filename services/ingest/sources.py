@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import re
 from datetime import date
 from pathlib import Path
 from typing import Iterator, Literal
@@ -52,6 +53,21 @@ def read_events(
     if format == "algoseek":
         return read_algoseek(paths, symbol)
     raise ValueError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+
+
+def detect_format(path: Path) -> str:
+    """The format of ``path`` from its name: LOBSTER zips and message files, AlgoSeek day zips, Polygon flat
+    files (``.csv`` / ``.csv.gz``), else a capture; ValueError when it cannot be told."""
+    name = path.name.lower()
+    if "lobster" in name or "_message_" in name:
+        return "lobster"
+    if re.fullmatch(r"\d{8}_(trade|quote)\.zip", name):
+        return "algoseek"
+    if name.endswith((".csv", ".csv.gz")):
+        return "polygon-flat"
+    if name.endswith((".jsonl", ".capture", ".jsonl.gz")):
+        return "capture"
+    raise ValueError(f"cannot tell the format of {path.name}; give --format")
 
 
 def _time(item: MarketEvent | Reject) -> int:
