@@ -11,7 +11,8 @@ too thin to price a move):
   has a bootstrap 95 % interval. A **hit** is a fall of at least
   ``fall_bps`` within the horizon (path minimum of the per-second mid); the hit
   rate is shown with its Wilson interval beside the base rate, and their ratio
-  (lift). **Lead time** is the time from the signal to the first such fall.
+  (lift). **Lead time** is the time from the signal to the first such fall
+  (to the first whole second that shows it: at most 1 s late).
   Signals whose horizon runs past the close are *censored* (counted, not scored).
 * **what following the exits is worth** — a long position (by default one
   share-weighted unit held from the open of each day; or the bot's own entries
@@ -137,8 +138,9 @@ class PriceTape:
         return self._mid_seconds
 
     def path(self, ts: int, horizon: int) -> np.ndarray:
-        """Per-second mids after ``ts`` up to ``ts + horizon`` seconds."""
-        start = (ts - self.open_ns) // NANOS + 1
+        """The mid at each of the ``horizon`` whole-second marks after ``ts`` (element i: open + (k + i + 1) s,
+        k the second holding ``ts``)."""
+        start = (ts - self.open_ns) // NANOS
         return self.mids()[start:start + horizon]
 
 
@@ -245,9 +247,9 @@ def outcome(tape: PriceTape, ts: int, horizon: int, fall_bps: float) -> Outcome 
     threshold = now * (1 - fall_bps / 1e4)
     below = np.nonzero(path <= threshold)[0]
     lead = None
-    if len(below):
-        second_end = tape.open_ns + ((ts - tape.open_ns) // NANOS + 1 + int(below[0]) + 1) * NANOS
-        lead = (second_end - ts) / NANOS
+    if len(below):  # to the first whole-second mark that shows the fall (at most 1 s late)
+        mark = tape.open_ns + ((ts - tape.open_ns) // NANOS + 1 + int(below[0])) * NANOS
+        lead = (mark - ts) / NANOS
     return Outcome(forward_bps=(later / now - 1) * 1e4, hit=bool(len(below)), lead_seconds=lead)
 
 

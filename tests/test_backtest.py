@@ -1,0 +1,235 @@
+"""The backtest: every metric on hand-made days with known answers, the held-out split, the report in a real browser."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.detector.backtest import (
+    BacktestSettings,
+    Collected,
+    PriceTape,
+    Signal,
+    collect,
+    follow_exits,
+    outcome,
+    parse_sweep,
+    positions_from_open,
+    read_positions,
+    report,
+    split_days,
+    sweep,
+    versus_chance,
+    wilson,
+)
+from shared.config import OrderFlowConfig
+from tests.conftest import shared_data
+from tests.test_detector_service import REPO
+from tests.test_engine import BID, D, MS, OPEN, S, Feed, _flow
+
+DAY = "2026-11-24"
+CLOSE = OPEN + 23_400 * S
+CENT = D // 100
+SETTINGS = BacktestSettings(horizons=(30, 300), fall_bps=10.0, base_step=30, bootstrap=500)
+
+
+def flat_then_fall(fall_at: int | None) -> PriceTape:
+    """49.99 / 50.01 from the open; from ``fall_at`` on 49.49 / 49.51 (mid 50.00 → 49.50: −100 bps)."""
+    tape = PriceTape("X", DAY, OPEN, CLOSE)
+    tape.add(OPEN, 50 * D - CENT, 50 * D + CENT)
+    if fall_at is not None:
+        tape.add(fall_at, 49 * D + 49 * CENT, 49 * D + 51 * CENT)
+    return tape
+
+
+# --- a planted fall after a planted signal ----------------------------------------------------------
+
+def test_a_planted_fall_after_a_signal_scores_exactly():
+    tape = flat_then_fall(OPEN + 3720 * S)  # 10:32:00
+    signal = Signal("exit", "X", OPEN + 3600 * S, "X:exit:1")  # 10:30:00
+    result = outcome(tape, signal.ts, 300, 10.0)
+    assert result.forward_bps == pytest.approx(-100.0) and result.hit and result.lead_seconds == 120.0
+    table = versus_chance([signal], {("X", DAY): tape}, SETTINGS)
+    row = table["by_kind"]["exit"]["300"]
+    # base: every 30 s from 09:30:30 while t + 300 s ≤ close → 770 moments; the 10 in [10:27:00, 10:32:00) saw the fall
+    assert table["base_samples"]["300"] == 770
+    assert row["base_mean_forward_bps"] == round(-100 * 10 / 770, 2) and row["base_hit_rate"] == round(10 / 770, 4)
+    assert row["signals"] == 1 and row["mean_forward_bps"] == -100.0 and row["hit_rate"] == 1.0
+    assert row["lift"] == round(77.0, 3) and row["lead_seconds_median"] == 120.0
+    assert row["hit_rate_ci95"] == [round(v, 4) for v in wilson(1, 1)]
+    assert row["difference_bps"] == round(-100 + 100 * 10 / 770, 2)
+    # within 30 s nothing happened after the signal
+    assert table["by_kind"]["exit"]["30"]["mean_forward_bps"] == 0.0 and table["by_kind"]["exit"]["30"]["hit_rate"] == 0.0
+
+
+def test_following_the_planted_exit_saves_what_the_fall_cost():
+    tape = flat_then_fall(OPEN + 3720 * S)
+    tapes = {("X", DAY): tape}
+    exit_signal = Signal("exit", "X", OPEN + 3600 * S, "X:exit:1")
+    result = follow_exits(positions_from_open(tapes), [exit_signal], tapes, SETTINGS)
+    trade = result["trades"][0]
+    entry = 50 * D + CENT  # bought at the ask of the first quote
+    assert trade["entry_price"] == entry and trade["exit_bid"] == 50 * D - CENT and trade["held_exit_reason"] == "close"
+    assert trade["exited_bps"] == round(((50 * D - CENT) / entry - 1) * 1e4, 2)
+    assert trade["held_bps"] == round(((49 * D + 49 * CENT) / entry - 1) * 1e4, 2)
+    assert trade["saved_vs_hold_bps"] == round(trade["exited_bps"] - trade["held_bps"], 2) and trade["saved_vs_hold_bps"] > 99
+    # versus holding 5 minutes, marked at the mid: the bid now (49.99) against the mid then (49.50), over the mid now (50.00)
+    assert trade["versus_holding"]["300"] == {"saved_net_bps": 98.0, "false_positive": False}
+    # versus holding 30 s: nothing moved, so the exit cost exactly the half spread (1 cent of 50.00 = 2 bps)
+    assert trade["versus_holding"]["30"] == {"saved_net_bps": -2.0, "false_positive": False}
+    assert trade["half_spread_bps"] == 2.0 and trade["profitable"] is False
+    assert trade["drawdown_held_bps"] == round((entry - 49.5 * D) / entry * 1e4, 2)
+    assert trade["drawdown_exited_bps"] == round((entry - 50 * D) / entry * 1e4, 2)
+    assert result["summary"]["exited"] == 1 and result["summary"]["by_horizon"]["300"]["saved_net_bps_mean"] == 98.0
+
+
+def test_a_stop_ends_holding_at_the_first_bid_through_it(tmp_path):
+    (tmp_path / "trades.csv").write_text("symbol,entry_time,entry_price,quantity,stop\nx,2026-11-24T09:45:00,50.00,100,49.80\n")
+    positions = read_positions(tmp_path / "trades.csv")
+    assert positions[0].entry_ns == OPEN + 900 * S and positions[0].stop == 49 * D + 80 * CENT  # naive time = New York
+    tape = flat_then_fall(OPEN + 3720 * S)
+    result = follow_exits(positions, [], {("X", DAY): tape}, SETTINGS)
+    trade = result["trades"][0]
+    assert trade["held_exit_reason"] == "stop" and trade["held_exit_ns"] == OPEN + 3720 * S and "exit_id" not in trade
+    assert result["summary"]["exited"] == 0 and result["summary"]["profitable_exits_share"] is None
+
+
+def test_a_false_positive_exit_is_one_the_price_rose_after():
+    tape = PriceTape("X", DAY, OPEN, CLOSE)
+    tape.add(OPEN, 50 * D - CENT, 50 * D + CENT)
+    tape.add(OPEN + 3660 * S, 50 * D + 20 * CENT, 50 * D + 22 * CENT)  # +42 bps a minute after the exit
+    tapes = {("X", DAY): tape}
+    result = follow_exits(positions_from_open(tapes), [Signal("exit", "X", OPEN + 3600 * S, "e")], tapes, SETTINGS)
+    assert result["trades"][0]["versus_holding"]["300"]["false_positive"] is True
+    assert result["summary"]["by_horizon"]["300"]["false_positive_share"] == 1.0
+
+
+# --- a day with no signal, a signal at the close ------------------------------------------------------
+
+def test_a_day_with_no_signal_reports_no_signal_and_no_exit():
+    tapes = {("X", DAY): flat_then_fall(OPEN + 3720 * S)}
+    found = Collected(tapes=tapes)
+    document = report(found, SETTINGS)
+    assert document["versus_chance"]["by_kind"] == {} and document["versus_chance"]["base_samples"]["300"] == 770
+    assert document["per_day"] == {}
+    assert document["following_exits"]["summary"]["positions"] == 1 and document["following_exits"]["summary"]["exited"] == 0
+
+
+def test_a_signal_at_the_close_is_censored_beyond_it_and_scored_within_it():
+    tape = flat_then_fall(None)
+    late = Signal("exit", "X", CLOSE - 60 * S, "late")
+    table = versus_chance([late], {("X", DAY): tape}, SETTINGS)["by_kind"]["exit"]
+    assert table["30"]["signals"] == 1 and table["30"]["censored_past_close"] == 0
+    assert table["300"]["signals"] == 0 and table["300"]["censored_past_close"] == 1 and table["300"]["mean_forward_bps"] is None
+    tapes = {("X", DAY): tape}
+    trade = follow_exits(positions_from_open(tapes), [late], tapes, SETTINGS)["trades"][0]
+    assert trade["versus_holding"]["300"] is None and trade["saved_vs_hold_bps"] == 0.0  # sold at the same bid as at the close
+
+
+def test_wilson_interval_matches_the_formula():
+    low, high = wilson(9, 770)
+    assert low < 9 / 770 < high and (round(low, 4), round(high, 4)) == (0.0062, 0.0221)
+    assert all(math.isnan(v) for v in wilson(0, 0))
+
+
+# --- the engine's signals end to end --------------------------------------------------------------------
+
+def test_a_planted_burst_then_a_planted_fall_through_the_rules():
+    feed = Feed("X")
+    start = OPEN + 3600 * S
+    events = _flow(feed, start, 400, 200, 0.5) + _flow(feed, start + 400 * S, 60, 1000, 0.8)
+    after = start + 460 * S
+    events += [feed.quote(after + second * S, bid=49 * D + 49 * CENT, ask=49 * D + 50 * CENT) for second in range(400)]
+    found = collect([events], OrderFlowConfig(threshold_mode="absolute"))
+    exits = [s for s in found.signals if s.kind == "exit"]
+    assert len(exits) == 1 and exits[0].id.startswith("X:exit:red_burst")
+    tape = found.tapes[("X", DAY)]
+    result = outcome(tape, exits[0].ts, 300, 10.0)
+    before = (50 * D + 50 * D + CENT) / 2
+    assert result.forward_bps == pytest.approx((49.495 * D / before - 1) * 1e4) and result.hit
+
+
+# --- settings chosen on earlier days, scored on later ones ------------------------------------------------
+
+def _found(day: str, exit_second: int, fall: bool) -> tuple[str, PriceTape, Signal]:
+    open_ns = {"2026-11-23": OPEN - 86_400 * S, "2026-11-24": OPEN}[day]
+    tape = PriceTape("X", day, open_ns, open_ns + 23_400 * S)
+    tape.add(open_ns, 50 * D - CENT, 50 * D + CENT)
+    if fall:
+        tape.add(open_ns + (exit_second + 60) * S, 49 * D + 49 * CENT, 49 * D + 51 * CENT)
+    return day, tape, Signal("exit", "X", open_ns + exit_second * S, f"{day}:exit")
+
+
+def test_the_held_out_split_never_scores_a_day_it_ranked_on():
+    train, test = split_days(["2013-10-08", "2012-06-21", "2013-10-07", "2013-10-08"], 1)
+    assert train == ["2012-06-21", "2013-10-07"] and test == ["2013-10-08"] and not set(train) & set(test)
+    with pytest.raises(ValueError, match="more than 1"):
+        split_days(["2013-10-07"], 1)
+    # "good" saves on the training day and loses on the held-out day; "bad" the other way round
+    outcomes = {"good": {"2026-11-23": True, "2026-11-24": False}, "bad": {"2026-11-23": False, "2026-11-24": True}}
+
+    def run(overrides: dict[str, str]) -> Collected:
+        found = Collected()
+        for day, fall in outcomes[overrides["choice"]].items():
+            _day, tape, signal = _found(day, 3600, fall)
+            found.tapes[("X", day)] = tape
+            found.signals.append(signal)
+        return found
+
+    result = sweep(parse_sweep(["choice=bad,good"]), run, test_days=1, horizon=300)
+    assert result["train_days"] == ["2026-11-23"] and result["test_days"] == ["2026-11-24"]
+    ranked = result["ranked_by_train"]
+    assert [r["settings"]["choice"] for r in ranked] == ["good", "bad"]  # ranked on the training day only
+    assert ranked[0]["train"]["saved_net_bps_mean"] > 0 > ranked[0]["test"]["saved_net_bps_mean"]  # and honestly scored after
+    with pytest.raises(ValueError, match="key=value"):
+        parse_sweep(["large_order_quantile"])
+
+
+# --- the command on real days, and its report in a real browser ---------------------------------------------
+
+def _chromium() -> str:
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (apt-get install chromium)", pytrace=False)
+        pytest.skip("chromium is not installed here (apt-get install chromium): the report is not checked in a browser")
+    return binary
+
+
+def test_the_backtest_report_opens_in_a_real_browser_with_its_charts_drawn(tmp_path):
+    chromium = _chromium()
+    files = [shared_data("lobster", "LOBSTER_SampleFile_AMZN_2012-06-21_1.zip"),
+             shared_data("algoseek", "aig", "20131007_trade.zip"), shared_data("algoseek", "aig", "20131007_quote.zip"),
+             shared_data("algoseek", "aig", "20131008_trade.zip"), shared_data("algoseek", "aig", "20131008_quote.zip")]
+    out = tmp_path / "report"
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "ORDER_FLOW_METRICS_PORT": "0"}
+    environment.pop("REDIS_URL", None)
+    done = subprocess.run([sys.executable, "-m", "services.cli", "backtest", *map(str, files), "--out", str(out)], cwd=REPO,
+                          env=environment, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    document = json.loads((out / "report.json").read_text())
+    assert document["sessions"] == ["AIG 2013-10-07", "AIG 2013-10-08", "AMZN 2012-06-21"]
+    assert document["versus_chance"]["base_samples"]["300"] > 2000 and "signals versus chance" in done.stdout
+    page = (out / "report.html").read_text()
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page  # self-contained
+    browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files"]
+    dom = subprocess.run([*browser, "--dump-dom", (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120).stdout
+    embedded = json.loads(page.split('<script type="application/json" id="report-data">')[1].split("</script>")[0])
+    distributions = len([kind for kind in embedded["distributions"] if kind != "base"])
+    assert len(embedded["sessions"]) == 3 and distributions >= 2
+    # every chart drawn by the page's own script: each session, each signal kind's distribution, the lift and the per-day chart
+    assert f'data-charts-drawn="{3 + distributions + 2}"' in dom
+    assert dom.count('class="mark-exit"') + dom.count('class="mark-alert"') >= 1 and dom.count('class="bar"') > 10
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shot = artifacts / "backtest-report.png"
+    subprocess.run([*browser, "--window-size=1280,3000", f"--screenshot={shot}", (out / "report.html").as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 50_000  # a drawn page, not a blank one (kept as the test's artifact)
