@@ -401,6 +401,7 @@ def backtest(
     chart_horizon = 300 if 300 in settings.horizons else settings.horizons[0]
     (out / "report.html").write_text(render(document, backtesting.chart_data(found),
                                             backtesting.forward_distributions(found, settings, chart_horizon), chart_horizon))
+    wide = Console(width=max(stdout.width, 150)) if not stdout.is_terminal else stdout  # files and pipes get whole rows
     table = Table(title=f"signals versus chance (written to {out})", title_justify="left")
     for column in ("signal", "horizon", "n", "mean fwd bps", "base", "difference [95%]", "fall rate", "base rate", "lift"):
         table.add_column(column, justify="left" if column == "signal" else "right")
@@ -409,7 +410,7 @@ def backtest(
             interval = r["difference_ci95_bps"]
             table.add_row(kind, f"{hz} s", str(r["signals"]), str(r["mean_forward_bps"]), str(r["base_mean_forward_bps"]),
                           f"{r['difference_bps']} [{interval[0]}, {interval[1]}]", str(r["hit_rate"]), str(r["base_hit_rate"]), str(r["lift"]))
-    stdout.print(table)
+    wide.print(table)
     summary = document["following_exits"]["summary"]
     stdout.print(f"following exits: {summary['exited']} of {summary['positions']} positions exited; "
                  f"saved vs holding 5 min, net of half spread: {summary['by_horizon'].get('300', {}).get('saved_net_bps_mean')} bps; "
@@ -430,12 +431,14 @@ def backtest(
         (out / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
         ranking = Table(title=f"sweep: ranked on {', '.join(result['train_days'])}; held out {', '.join(result['test_days'])}",
                         title_justify="left")
-        for column in ("settings", "train exits", "train saved bps", "held-out exits", "held-out saved bps"):
+        for column in ("settings", "train: exits, saved bps (chance)", "held out: exits, saved bps (chance) [95% vs chance]"):
             ranking.add_column(column)
         for row in result["ranked_by_train"]:
-            ranking.add_row(json.dumps(row["settings"]), str(row["train"]["exits"]), str(row["train"]["saved_net_bps_mean"]),
-                            str(row["test"]["exits"]), str(row["test"]["saved_net_bps_mean"]))
-        stdout.print(ranking)
+            train, test = row["train"], row["test"]
+            ranking.add_row(" ".join(f"{key}={value}" for key, value in row["settings"].items()),
+                            f"{train['exits']}, {train['saved_net_bps_mean']} ({train['base_saved_net_bps_mean']})",
+                            f"{test['exits']}, {test['saved_net_bps_mean']} ({test['base_saved_net_bps_mean']}) {test['difference_ci95_bps']}")
+        wide.print(ranking)
 
 
 def profiles_or_exit(paths: list[Path]) -> dict:

@@ -188,6 +188,7 @@ def test_the_held_out_split_never_scores_a_day_it_ranked_on():
     ranked = result["ranked_by_train"]
     assert [r["settings"]["choice"] for r in ranked] == ["good", "bad"]  # ranked on the training day only
     assert ranked[0]["train"]["saved_net_bps_mean"] > 0 > ranked[0]["test"]["saved_net_bps_mean"]  # and honestly scored after
+    assert ranked[0]["test"]["base_saved_net_bps_mean"] == -2.0  # chance: exit anywhere on a flat day, pay the half spread
     with pytest.raises(ValueError, match="key=value"):
         parse_sweep(["large_order_quantile"])
 
