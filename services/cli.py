@@ -414,7 +414,8 @@ def backtest(
     summary = document["following_exits"]["summary"]
     stdout.print(f"following exits: {summary['exited']} of {summary['positions']} positions exited; "
                  f"saved vs holding 5 min, net of half spread: {summary['by_horizon'].get('300', {}).get('saved_net_bps_mean')} bps; "
-                 f"vs holding to stop/close: {summary['saved_vs_hold_to_stop_or_close_bps_mean']} bps")
+                 f"vs holding to stop/close: {summary['saved_vs_hold_to_stop_or_close_bps_mean']} bps "
+                 f"(a random exit in the same sessions: {summary['chance_saved_vs_hold_to_stop_or_close_bps_mean']} bps)")
     if grid:
         def with_overrides(overrides: dict[str, str]):
             try:

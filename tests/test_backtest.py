@@ -88,6 +88,11 @@ def test_following_the_planted_exit_saves_what_the_fall_cost():
     assert trade["drawdown_held_bps"] == round((entry - 49.5 * D) / entry * 1e4, 2)
     assert trade["drawdown_exited_bps"] == round((entry - 50 * D) / entry * 1e4, 2)
     assert result["summary"]["exited"] == 1 and result["summary"]["by_horizon"]["300"]["saved_net_bps_mean"] == 98.0
+    # chance: selling at a random moment of the session instead (every 30 s after entry): before 10:32 the bid is 49.99, after 49.49
+    before = len(range(30, 3720, 30))
+    after = len(range(3720, 23_400, 30))
+    expected = (before * (50 * D - CENT - (49 * D + 49 * CENT))) / (before + after) / entry * 1e4
+    assert trade["chance_saved_vs_hold_bps"] == round(expected, 2)
 
 
 def test_a_stop_ends_holding_at_the_first_bid_through_it(tmp_path):

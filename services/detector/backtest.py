@@ -375,9 +375,12 @@ def follow_exits(positions: list[Position], exits: list[Signal], tapes: dict, se
                     "saved_net_bps": _round((bid - later) / mid * 1e4),
                     "false_positive": bool(len(path) and np.nanmax(path) >= mid * (1 + settings.fall_bps / 1e4)),
                 }
+            chance = [tape.at(ts)[0] for ts in base_times(tape, settings.base_step) if position.entry_ns < ts < held_end]
             trade.update({
                 "exit_id": signal.id, "exit_ns": signal.ts, "exit_bid": bid, "half_spread_bps": _round((ask - bid) / 2 / mid * 1e4),
                 "exited_bps": _bps(bid, position.entry_price), "saved_vs_hold_bps": _round(_bps(bid, position.entry_price) - trade["held_bps"]),
+                "chance_saved_vs_hold_bps": _round(float(np.mean([(b - held_price) / position.entry_price * 1e4 for b in chance])))
+                if chance else None,
                 "profitable": bid > position.entry_price, "drawdown_exited_bps": _drawdown(tape, position, signal.ts),
                 "versus_holding": horizons,
             })
@@ -412,12 +415,18 @@ def _drawdown(tape: PriceTape, position: Position, end_ns: int) -> float:
     return round(float(np.max(peak[1:] - mids)) / position.entry_price * 1e4, 2)
 
 
+def _mean(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return _round(float(np.mean(present))) if present else None
+
+
 def _exit_summary(trades: list[dict], settings: BacktestSettings) -> dict:
     exited = [t for t in trades if "exit_id" in t]
     summary: dict = {
         "positions": len(trades), "exited": len(exited),
         "profitable_exits_share": _round(sum(t["profitable"] for t in exited) / len(exited), 3) if exited else None,
         "saved_vs_hold_to_stop_or_close_bps_mean": _round(float(np.mean([t["saved_vs_hold_bps"] for t in exited]))) if exited else None,
+        "chance_saved_vs_hold_to_stop_or_close_bps_mean": _mean([t["chance_saved_vs_hold_bps"] for t in exited]),
         "half_spread_bps_mean": _round(float(np.mean([t["half_spread_bps"] for t in exited]))) if exited else None,
         "max_drawdown_held_bps_mean": _round(float(np.mean([t["drawdown_held_bps"] for t in trades]))) if trades else None,
         "max_drawdown_following_bps_mean": _round(float(np.mean([t.get("drawdown_exited_bps", t["drawdown_held_bps"]) for t in trades])))

@@ -157,6 +157,7 @@ to the horizon (marked at the mid: saved = bid at exit − later mid, so the hal
 <tr><td>positions / exited</td><td>{summary['positions']} / {summary['exited']}</td></tr>
 <tr><td>profitable exits (bid above entry)</td><td>{_cell(summary['profitable_exits_share'])}</td></tr>
 <tr><td>saved vs holding to stop or close (bps, mean)</td><td>{_cell(summary['saved_vs_hold_to_stop_or_close_bps_mean'])}</td></tr>
+<tr><td>… the same for an exit at a random moment of those sessions (chance)</td><td>{_cell(summary['chance_saved_vs_hold_to_stop_or_close_bps_mean'])}</td></tr>
 <tr><td>half spread paid at exit (bps, mean)</td><td>{_cell(summary['half_spread_bps_mean'])}</td></tr>
 <tr><td>max drawdown held / following (bps, mean)</td><td>{_cell(summary['max_drawdown_held_bps_mean'])} / {_cell(summary['max_drawdown_following_bps_mean'])}</td></tr>
 </table>
