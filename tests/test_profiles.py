@@ -310,3 +310,31 @@ def test_profiles_written_and_read_back_are_equal(amzn_profile, tmp_path):
     _path, profile = amzn_profile
     written = write_profile(profile, tmp_path)
     assert written.name == "AMZN.json" and read_profiles([written]) == {"AMZN": profile}
+
+
+def test_an_override_still_calibrates_and_keeps_its_own_size():
+    feed = Feed("NEW")
+    config = OrderFlowConfig(symbol_overrides={"NEW": {"large_order_size": 5_000}})
+    engine = Engine(RuleSettings.from_config(config), config=config)
+    outputs = []
+    start = OPEN + 60 * S
+    for minute in range(0, 25):
+        ts = start + minute * 60 * S
+        outputs += engine.process(feed.quote(ts))
+        outputs += engine.process(feed.trade(ts + S, 50 * D, 5_000 if minute == 20 else 100 + minute))
+        outputs += engine.process(feed.quote(ts + 2 * S))  # completes the order
+    states = [(o.state, o.code) for o in outputs if isinstance(o, FeedStatus) and o.state.startswith("calibrat")]
+    assert states == [("calibrating", "no_profile"), ("calibrated", "override")]
+    alert = [o for o in outputs if isinstance(o, OrderFlowAlert)][0]
+    assert alert.order_size == 5_000 and alert.evidence["threshold"] == 5_000 and alert.evidence["threshold_source"] == "override"
+
+
+def test_an_invalid_event_from_the_future_does_not_start_a_new_day():
+    feed = Feed("X")
+    engine = Engine(RuleSettings.from_config(OrderFlowConfig()))
+    engine.process(feed.quote(OPEN + S))
+    day_end = engine.symbols["X"].day_end
+    bad = Quote(symbol="X", ts_event=OPEN + 3 * 86_400 * S, ts_recv=OPEN + 2 * S, ts_arrival=OPEN + 2 * S, bid_price=50 * D,
+                bid_size=100, ask_price=50 * D + D // 100, ask_size=100)
+    engine.process(bad)  # stamped three days ahead of its arrival: a validation error, not a new trading day
+    assert engine.symbols["X"].day_end == day_end and engine.symbols["X"].recorder.day == "2026-11-24"

@@ -181,6 +181,7 @@ class SymbolEngine:
         self.extended: DayRecorder | None = None  # a day with no history: its pre-market and after-hours, for calibration
         self.active: DayRecorder | None = None  # where this session's events are recorded
         self.next_refit = 0
+        self.fitted_today = False  # a day with no history has fitted its own thresholds
 
     # --- the event path ----------------------------------------------------------
     def process(self, event: MarketEvent) -> list[Output]:
@@ -190,8 +191,6 @@ class SymbolEngine:
                 self._reset(event.ts_event)
             return outputs
         ts = event.ts_event
-        if ts >= self.day_end and self.settings.adaptive:
-            self._new_day(ts, outputs)
         session = self.sessions.session(ts)
         verdict = self.integrity.check(event, session)
         if verdict is not None:
@@ -201,6 +200,8 @@ class SymbolEngine:
                 self._reset(ts)
             if not verdict.usable:
                 return outputs
+        if ts >= self.day_end and self.settings.adaptive:  # only a valid event starts a new day
+            self._new_day(ts, outputs)
         if session != self.session:
             if self.session:
                 self._reset(ts)
@@ -258,6 +259,7 @@ class SymbolEngine:
         self.recorder = DayRecorder(self.symbol, day, market_open if market_open is not None else ts)
         earlier = [session for past_day, session in self.history.items() if past_day < day]
         self.extended = None
+        self.fitted_today = False
         if not earlier:
             self._use(self.absolute, None)
             self.calibrate_at = -1
@@ -303,15 +305,16 @@ class SymbolEngine:
             current = self.thresholds
             large = fitted.large_order_size if orders_known else current.large_order_size
             offer = max(fitted.offer_size, large)
-            if current.source == "session_start":  # never fall during the day
+            if self.fitted_today:  # never fall during the day
                 large, offer = max(large, current.large_order_size), max(offer, current.offer_size)
+            self.fitted_today = True
             self._use(self._overridden(Thresholds(large, offer, "session_start", day.day, None,
                                                   max(fitted.burst_ratio, current.burst_ratio))), None)
         if session != "regular":
             return
         if self.calibrate_at < 0:
             self.calibrate_at = ts + self.settings.calibration_ns
-        elif 0 < self.calibrate_at <= ts and self.thresholds.source == "session_start":
+        elif 0 < self.calibrate_at <= ts and self.fitted_today:
             self.calibrate_at = 0
             self._use(self.thresholds, ts, outputs)
 
