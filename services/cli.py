@@ -121,6 +121,17 @@ def events_progress(description: str) -> tuple[Progress, object]:
     return progress, progress.add_task(description, total=None)
 
 
+def logging_or_exit(**settings) -> None:
+    """``configure_logging(**settings)``; an unusable log folder → one clear line and exit 2."""
+    from shared.logs import configure_logging
+
+    try:
+        configure_logging(**settings)
+    except OSError as error:
+        stderr.print(f"[bold red]log folder unusable:[/] {error} (ORDER_FLOW_LOG_DIR)", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+
+
 def load_or_exit(config_file: Path | None) -> OrderFlowConfig:
     """Load the configuration or exit 2 with the message (no traceback)."""
     try:
@@ -237,14 +248,14 @@ def replay(
 ) -> None:
     """Publish a recorded or historical session onto the per-symbol streams, as live ingest would."""
     from services.ingest.replay import ReplayWorkerError, SourceSpec, replay_files
-    from shared.logs import configure_logging, get_logger
+    from shared.logs import get_logger
 
     config = load_or_exit(config_file)
     trading_day = source_or_exit(format, day)
     if speed is not None and (max_speed or speed <= 0):
         stderr.print("--speed takes a positive number and excludes --max-speed")
         raise typer.Exit(code=2)
-    configure_logging(service="replay", log_dir=config.log_dir, level=config.log_level,
+    logging_or_exit(service="replay", log_dir=config.log_dir, level=config.log_level,
                       secrets=config.secret_values(), console=False)
     spec = SourceSpec(format, tuple(files), symbol, trading_day,
                       config.round_lot_size if config.quote_size_unit == "round_lots" else 1, config.side_method)
@@ -304,12 +315,11 @@ def analyze(
     after any --profile), or calibrated from its own first minutes.
     """
     from services.detector.analyze import analyze as run_analysis
-    from shared.logs import configure_logging
 
     config = load_or_exit(config_file)
     trading_day = source_or_exit(format, day)
     profiles = profiles_or_exit(profile or [])
-    configure_logging(service="analyze", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False)
+    logging_or_exit(service="analyze", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False)
     progress, task = events_progress(f"analyzing {format}")
     with progress:
         summary = run_analysis(format, list(files), out, config, symbol=symbol, day=trading_day, emit_trades=emit_trades,
@@ -361,10 +371,9 @@ def backtest(
     from services.detector.report_html import render
     from services.ingest.sources import detect_format, read_events
     from shared.config import load_config
-    from shared.logs import configure_logging
 
     config = load_or_exit(config_file)
-    configure_logging(service="backtest", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False)
+    logging_or_exit(service="backtest", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False)
     groups: dict[str, list[Path]] = {}
     for path in files:
         try:
@@ -477,11 +486,10 @@ def calibrate(
     from services.ingest.polygon_http import PolygonRest, RestError
     from services.ingest.rejects import RejectCounter
     from services.ingest.sources import read_events
-    from shared.logs import configure_logging
 
     config = load_or_exit(config_file)
     source_or_exit(format, None)
-    configure_logging(service="calibrate", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False)
+    logging_or_exit(service="calibrate", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False)
     wanted = [symbol.upper() for symbol in symbols or []]
     conditions = condition_table(config)
     rejects = RejectCounter()
@@ -561,10 +569,10 @@ def detect(
     """Run the detector service: consume the market streams, publish alerts and exit recommendations."""
 
     from services.detector.service import DetectorService
-    from shared.logs import configure_logging, get_logger
+    from shared.logs import get_logger
 
     config = load_or_exit(config_file)
-    configure_logging(service="detector", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values())
+    logging_or_exit(service="detector", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values())
     log = get_logger("detector")
     conditions = condition_table(config)
 
@@ -599,7 +607,6 @@ def demo(
     """Ingest and detect together on the synthetic scenarios; no Redis or API key needed."""
     from services.detector.demo import run_demo
     from services.ingest.scenarios import SCENARIOS
-    from shared.logs import configure_logging
     from shared.metrics import serve_metrics
 
     config = load_or_exit(config_file)
@@ -607,7 +614,7 @@ def demo(
     if unknown or speed <= 0:
         stderr.print(f"unknown scenario(s) {unknown}; choose from {', '.join(SCENARIOS)}" if unknown else "--speed must be positive")
         raise typer.Exit(code=2)
-    configure_logging(service="demo", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values(), console=False)
+    logging_or_exit(service="demo", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values(), console=False)
     try:
         serve_metrics(config.metrics_port)
         stdout.print(f"metrics on http://127.0.0.1:{config.metrics_port}/metrics" if config.metrics_port else "metrics disabled")
@@ -684,7 +691,7 @@ def ingest(
 
     from services.ingest.live import FeedAuthError, IngestService
     from services.ingest.polygon_http import PolygonRest, load_condition_table
-    from shared.logs import configure_logging, get_logger
+    from shared.logs import get_logger
 
     config = load_or_exit(config_file)
     if config.polygon_api_key is None:
@@ -692,7 +699,7 @@ def ingest(
                      "`orderflow simulate-polygon` for a local feed)")
         raise typer.Exit(code=2)
     api_key = config.polygon_api_key.get_secret_value()
-    configure_logging(service="ingest", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values())
+    logging_or_exit(service="ingest", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values())
     log = get_logger("ingest")
     rest = PolygonRest(api_key, config.polygon_rest_url, requests_per_minute=config.polygon_rest_requests_per_minute)
 
@@ -724,6 +731,7 @@ def ingest(
 def simulate_polygon(
     files: Annotated[list[Path], typer.Argument(help="Capture or flat files to play.", exists=True, dir_okay=False)],
     port: Annotated[int, typer.Option(help="Port for WebSocket (/stocks) and REST.")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 inside a container, so its peers reach it).")] = "127.0.0.1",
     format: FormatOption = "capture",
     speed: Annotated[float, typer.Option(help="Market seconds per wall second.")] = 1.0,
     api_key: Annotated[Optional[str], typer.Option("--api-key", help="Key clients must present (default: POLYGON_API_KEY, else 'simulator').")] = None,
@@ -735,11 +743,10 @@ def simulate_polygon(
     """A local server speaking Polygon's WebSocket protocol and REST trades and quotes, replaying files (no key, no internet)."""
 
     from services.ingest.simulator import PolygonSimulator, load_timeline
-    from shared.logs import configure_logging
 
     config = load_or_exit(config_file)
     key = api_key or (config.polygon_api_key.get_secret_value() if config.polygon_api_key else "simulator")
-    configure_logging(service="simulator", log_dir=None, level=config.log_level, secrets=[key])
+    logging_or_exit(service="simulator", log_dir=None, level=config.log_level, secrets=[key])
     timeline = load_timeline(format, list(files))
     if not timeline:
         stderr.print("no trades or quotes in the input")
@@ -747,7 +754,7 @@ def simulate_polygon(
 
     async def run() -> None:
         archive = load_timeline(format, list(history)) if history else None
-        simulator = await PolygonSimulator(timeline, api_key=key, speed=speed, archive=archive).start(port=port)
+        simulator = await PolygonSimulator(timeline, api_key=key, speed=speed, archive=archive).start(host=host, port=port)
         stdout.print(f"simulating Polygon on ws://127.0.0.1:{simulator.port}/stocks and http://127.0.0.1:{simulator.port} "
                      f"({len(timeline):,} events at {speed:g}x); ORDER_FLOW_POLYGON_FEED=127.0.0.1:{simulator.port} "
                      f"ORDER_FLOW_POLYGON_SECURE=false ORDER_FLOW_POLYGON_REST_URL=http://127.0.0.1:{simulator.port}")
@@ -765,13 +772,13 @@ def risk_manager(
 ) -> None:
     """A stand-in bot: follow exit recommendations for the open positions, evaluate and log the decisions."""
 
-    from shared.logs import configure_logging, get_logger
+    from shared.logs import get_logger
     from shared.positions import PositionRegistry
     from shared.risk import RiskManagerClient, evaluate, log_decision
     from shared.wire import Trade, decode
 
     config = load_or_exit(config_file)
-    configure_logging(service="risk_manager", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values())
+    logging_or_exit(service="risk_manager", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values())
     log = get_logger("risk_manager")
 
     async def run() -> None:

@@ -22,7 +22,7 @@ from shared.bus import Bus, as_text
 from shared.errors import WireDecodeError
 from shared.positions import PositionRegistry
 from shared.prices import format_price
-from shared.timestamps import now_ns
+from shared.timestamps import now_ns, ns_to_new_york
 from shared.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode
 
 NANOS = 1_000_000_000
@@ -85,7 +85,7 @@ def render(state: WatchState, held: list[str], now: int) -> Group:
         sellers = sum(alert.alert_type == "large_seller" for _, alert in view.alerts)
         bursts = sum(alert.alert_type == "red_burst" for _, alert in view.alerts)
         monitoring = view.state + (f" ({view.state_detail})" if view.state_detail and view.state != "monitored" else "")
-        exit_text = f"{view.last_exit.trigger} {view.last_exit.timestamp_utc[11:19]}" if view.last_exit else "-"
+        exit_text = f"{view.last_exit.trigger} {ns_to_new_york(view.last_exit.ts_event)}" if view.last_exit else "-"
         positions.add_row(Text(symbol, style=f"bold {colour}"), Text(monitoring, style="red" if view.state != "monitored" else ""),
                           Text(str(sellers), style=colour), Text(str(bursts), style="red" if bursts else ""),
                           Text(exit_text, style="bold red" if view.last_exit else ""))

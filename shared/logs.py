@@ -18,6 +18,7 @@ is written: :func:`mask_secrets` runs last before rendering.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from datetime import datetime, timezone
@@ -93,9 +94,11 @@ class DailyJsonlFileHandler(logging.Handler):
     def __init__(self, directory: Path) -> None:
         super().__init__()
         self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
         self._day: str | None = None
         self._stream: Any = None
+        self.directory.mkdir(parents=True, exist_ok=True)  # OSError (e.g. PermissionError) for an unusable folder
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            raise PermissionError(f"log folder {self.directory} is not writable by this user (uid {os.getuid()})")
 
     def path_for(self, day: str) -> Path:
         return self.directory / f"{day}.jsonl"

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+NEW_YORK = ZoneInfo("America/New_York")
 
 NANOS_PER_SECOND = 1_000_000_000
 NANOS_PER_MILLISECOND = 1_000_000
@@ -24,6 +27,13 @@ def ns_to_utc_iso(ts_ns: int) -> str:
     seconds, nanos = divmod(ts_ns, NANOS_PER_SECOND)
     stamp = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{nanos:09d}Z"
+
+
+def ns_to_new_york(ts_ns: int, *, milliseconds: bool = False) -> str:
+    """Exchange time for people, labelled: ``1795545591000000000`` → ``"15:59:51 ET"`` (New York, EST or EDT)."""
+    moment = datetime.fromtimestamp(ts_ns / NANOS_PER_SECOND, tz=NEW_YORK)
+    text = moment.strftime("%H:%M:%S.%f")[:12] if milliseconds else moment.strftime("%H:%M:%S")
+    return f"{text} ET"
 
 
 def ms_to_ns(ts_ms: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -59,6 +60,18 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def program(name: str, package: str | None = None) -> str:
+    """The path of a real program a test drives. ``scripts/test.sh`` installs the missing ones where it can
+    (root with apt-get); in CI a missing one fails the test, elsewhere it is skipped with the reason."""
+    found = shutil.which(name)
+    if found is None:
+        hint = f"{name} is not installed (apt-get install {package or name}; scripts/test.sh does it as root)"
+        if os.environ.get("CI"):
+            pytest.fail(hint, pytrace=False)
+        pytest.skip(hint)
+    return found
 
 
 def shared_data(*parts: str) -> Path:

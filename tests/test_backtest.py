@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ from services.detector.backtest import (
     wilson,
 )
 from shared.config import OrderFlowConfig
-from tests.conftest import shared_data
+from tests.conftest import program, shared_data
 from tests.test_detector_service import REPO
 from tests.test_engine import BID, D, MS, OPEN, S, Feed, _flow
 
@@ -200,17 +199,8 @@ def test_the_held_out_split_never_scores_a_day_it_ranked_on():
 
 # --- the command on real days, and its report in a real browser ---------------------------------------------
 
-def _chromium() -> str:
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (apt-get install chromium)", pytrace=False)
-        pytest.skip("chromium is not installed here (apt-get install chromium): the report is not checked in a browser")
-    return binary
-
-
 def test_the_backtest_report_opens_in_a_real_browser_with_its_charts_drawn(tmp_path):
-    chromium = _chromium()
+    chromium = program("chromium")
     files = [shared_data("lobster", "LOBSTER_SampleFile_AMZN_2012-06-21_1.zip"),
              shared_data("algoseek", "aig", "20131007_trade.zip"), shared_data("algoseek", "aig", "20131007_quote.zip"),
              shared_data("algoseek", "aig", "20131008_trade.zip"), shared_data("algoseek", "aig", "20131008_quote.zip")]

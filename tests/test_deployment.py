@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from shared.config import OrderFlowConfig, environment_name
+from tests.conftest import program
 from tests.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,10 +27,7 @@ COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 
 
 def _tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed (.ci/run installs it from Debian's packages)", pytrace=False)
-    return found
+    return program(name, "prometheus" if name == "promtool" else None)
 
 
 def test_compose_file_is_valid(tmp_path):
@@ -45,19 +43,25 @@ def test_compose_file_is_valid(tmp_path):
 
 def test_compose_services_health_networks_and_persistence():
     services = COMPOSE["services"]
-    assert {"redis", "ingest", "detector", "prometheus", "simulator", "ingest-dry-run"} <= set(services)
+    assert {"redis", "ingest", "detector", "prometheus", "simulator", "ingest-dry-run", "detector-dry-run", "position-dry-run"} <= set(services)
     for name, service in services.items():
         assert "healthcheck" in service, f"{name} has no health check"
-        assert service.get("restart") == "unless-stopped" or name in ("simulator", "ingest-dry-run") or "<<" in service
+        assert service.get("restart", "unless-stopped") == ("no" if name == "position-dry-run" else "unless-stopped")
     redis = services["redis"]
     assert "ports" not in redis  # not published to the host by default
     assert "--appendonly" in redis["command"] and "--requirepass" in redis["command"]
     assert services["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
-    assert services["ingest"]["profiles"] == ["live"] and services["simulator"]["profiles"] == ["dry-run"]
-    assert "orderflow" in COMPOSE["networks"] and {"redis-data", "prometheus-data"} <= set(COMPOSE["volumes"])
+    assert services["ingest"]["profiles"] == services["detector"]["profiles"] == ["live"]
+    assert all(services[name]["profiles"] == ["dry-run"] for name in ("simulator", "ingest-dry-run", "detector-dry-run", "position-dry-run"))
+    # Prometheus scrapes "ingest" and "detector" in either profile: the dry run's services answer to those names
+    assert services["ingest-dry-run"]["networks"]["orderflow"]["aliases"] == ["ingest"]
+    assert services["detector-dry-run"]["networks"]["orderflow"]["aliases"] == ["detector"]
+    assert "--host 0.0.0.0" in services["simulator"]["command"][-1]  # its peers reach it from other containers
+    assert "orderflow" in COMPOSE["networks"] and {"redis-data", "prometheus-data", "orderflow-logs"} <= set(COMPOSE["volumes"])
     anchor = COMPOSE["x-orderflow"]
     assert anchor["restart"] == "unless-stopped" and anchor["networks"] == ["orderflow"]
-    assert "./config:/app/config:ro" in anchor["volumes"] and "./logs:/app/logs" in anchor["volumes"]
+    # logs on a named volume (created from the image, owned by its user): a host folder owned by root is not writable
+    assert "./config:/app/config:ro" in anchor["volumes"] and "orderflow-logs:/app/logs" in anchor["volumes"]
     assert anchor["depends_on"]["redis"]["condition"] == "service_healthy"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import pytest
 
 from services.detector.demo import SYMBOLS
 from services.watch import WatchState
+from tests.conftest import program
 from shared.wire import ExitRecommendation, FeedStatus, OrderFlowAlert
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,18 +44,18 @@ def test_colours_follow_the_spec():
 
 
 @pytest.mark.redis
-@pytest.mark.skipif(shutil.which("tmux") is None and not os.environ.get("CI"), reason="tmux not installed on this machine")
 def test_watch_in_a_real_terminal(redis_url, key_prefix, tmp_path):
-    assert shutil.which("tmux"), "tmux is required in CI"
+    program("tmux")
     env = {**os.environ, "REDIS_URL": redis_url, "ORDER_FLOW_KEY_PREFIX": key_prefix, "PYTHONPATH": str(REPO),
            "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"), "ORDER_FLOW_METRICS_PORT": "0", "TERM": "xterm-256color"}
+    demo_keys = {**env, "ORDER_FLOW_KEY_PREFIX": f"{key_prefix}-demo"}  # the demo writes under its own prefix, never the live one
     for symbol in SYMBOLS.values():
         subprocess.run([sys.executable, "-m", "services.cli", "positions", "open", symbol, "--quantity", "100", "--entry", "50"],
-                       cwd=REPO, env=env, check=True, capture_output=True, timeout=60)
+                       cwd=REPO, env=demo_keys, check=True, capture_output=True, timeout=60)
     session = f"watch-{key_prefix}"
     command = f"cd {REPO} && {sys.executable} -m services.cli watch --refresh 0.2"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50", "-e", f"REDIS_URL={redis_url}",
-                    "-e", f"ORDER_FLOW_KEY_PREFIX={key_prefix}", "-e", f"PYTHONPATH={REPO}", command], check=True, env=env)
+                    "-e", f"ORDER_FLOW_KEY_PREFIX={key_prefix}-demo", "-e", f"PYTHONPATH={REPO}", command], check=True, env=env)
     try:
         demo = subprocess.run([sys.executable, "-m", "services.cli", "demo", "--speed", "400"], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=300)

@@ -3,7 +3,9 @@
 Each scenario of :mod:`services.ingest.scenarios` plays under its own symbol
 (QUIET, SELLERS, BURST, BOTH, STALE, GAP), concurrently, through the same
 replay path live data takes, into the bus: the embedded in-process Redis
-when ``REDIS_URL`` is unset, else that Redis. The detector service runs in
+when ``REDIS_URL`` is unset, else that Redis under the key prefix
+``<ORDER_FLOW_KEY_PREFIX>-demo``, so its synthetic exit recommendations never
+reach the live ``orderflow:exits`` stream or channel a bot listens to. The detector service runs in
 the same process; each alert, exit recommendation and monitoring change is
 printed as it happens, metrics are served, and a closing table compares
 what was found with what each scenario documents.
@@ -31,6 +33,7 @@ from services.ingest.scenarios import EXPECTATIONS, SCENARIOS, frames
 from shared.bus import Bus
 from shared.config import OrderFlowConfig
 from shared.prices import format_price
+from shared.timestamps import ns_to_new_york
 from shared.wire import ExitRecommendation, FeedStatus, OrderFlowAlert
 
 SYMBOLS = {
@@ -81,7 +84,9 @@ async def run_demo(
     console = console or Console()
     chosen = scenarios or list(SCENARIOS)
     redis_url = config.redis_url.get_secret_value() if config.redis_url else None
-    bus = await Bus.connect(redis_url, prefix=config.key_prefix, stream_max_length=config.stream_max_length)
+    # never the live keys: on a real Redis the demo writes under its own prefix (its fake exits must not reach a bot)
+    prefix = f"{config.key_prefix}-demo" if redis_url else config.key_prefix
+    bus = await Bus.connect(redis_url, prefix=prefix, stream_max_length=config.stream_max_length)
     result = DemoResult()
     symbols = [SYMBOLS[name] for name in chosen]
     await bus.client.delete(*(bus.keys.market(symbol) for symbol in symbols))
@@ -92,7 +97,7 @@ async def run_demo(
                   f"a 20-minute synthetic session has no history to fit adaptive ones to[/]", highlight=False)
 
     def show(output: Output) -> None:
-        stamp = getattr(output, "timestamp_utc", "")[11:23]
+        stamp = ns_to_new_york(output.ts_event, milliseconds=True) if hasattr(output, "ts_event") else ""
         if isinstance(output, OrderFlowAlert):
             result.alerts[output.symbol].append((output.alert_type, output.source, output.severity, output.two_sided))
             what = (f"{output.order_size:,} shares @ {format_price(output.price_level)}" if output.alert_type == "large_seller"
@@ -114,7 +119,8 @@ async def run_demo(
     started = time.perf_counter()
     detector = asyncio.ensure_future(service.run(stop))
     try:
-        console.print(f"[bold]orderflow demo[/]: {len(chosen)} scenarios at {speed:g}x on {bus.description}")
+        where = f"{bus.description}, keys under {prefix}:* (never the live {config.key_prefix}:* keys)" if redis_url else bus.description
+        console.print(f"[bold]orderflow demo[/]: {len(chosen)} scenarios at {speed:g}x on {where}", highlight=False)
         summaries = await asyncio.gather(*(replay(bus, _events(name, seed), speed=speed) for name in chosen))
         result.events = sum(summary.published for summary in summaries)
         while True:  # let the detector catch up with everything published

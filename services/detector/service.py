@@ -143,7 +143,12 @@ class DetectorService:
         metrics.MONITORED_SYMBOLS.set(len(self.streams))
 
     async def _load_profile(self, symbol: str) -> None:
-        """The symbol's stored profile as the history of its thresholds (adaptive mode)."""
+        """The symbol's stored profile as the history of its thresholds (adaptive mode); the threshold gauges
+        show what the symbol starts with until its first calibration status."""
+        large = self.config.large_order_size
+        metrics.THRESHOLD_SHARES.labels(symbol=symbol, kind="large_order").set(large)
+        metrics.THRESHOLD_SHARES.labels(symbol=symbol, kind="large_offer").set(large)
+        metrics.CALIBRATED.labels(symbol=symbol).set(1 if self.config.threshold_mode == "absolute" else 0)
         if self.config.threshold_mode != "adaptive":
             return
         try:
