@@ -54,12 +54,45 @@ ConfigFileOption = Annotated[
 ]
 
 FilesArgument = Annotated[list[Path], typer.Argument(help="Input files (zip, csv, csv.gz, capture).", exists=True, dir_okay=False)]
-FormatOption = Annotated[str, typer.Option("--format", help="capture | polygon-flat | lobster | algoseek")]
+FormatOption = Annotated[str, typer.Option("--format", help="auto (from the file names) | capture | polygon-flat | lobster | algoseek")]
 SymbolOption = Annotated[Optional[str], typer.Option(help="Keep only this symbol.")]
 DateOption = Annotated[Optional[str], typer.Option("--date", help="Trading day YYYY-MM-DD (LOBSTER files whose names lack it).")]
 
 stdout = Console()
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)  # an error is one line, whatever the terminal width
+
+
+def format_or_exit(format: str, files: list[Path]) -> str:
+    """The files' one format: ``--format``, or told from their names when ``auto``; exit 2 when it cannot be told
+    or the files mix formats. Warns about AlgoSeek trades given without their quotes."""
+    from services.ingest.sources import detect_format
+
+    if format == "auto":
+        try:
+            found = {detect_format(path) for path in files}
+        except ValueError as error:
+            stderr.print(str(error))
+            raise typer.Exit(code=2) from None
+        if len(found) != 1:
+            stderr.print(f"the files mix formats ({', '.join(sorted(found))}): give one format a run, or use `orderflow backtest`",
+                         soft_wrap=True)
+            raise typer.Exit(code=2)
+        format = found.pop()
+    if format == "algoseek":
+        names = {path.name.lower() for path in files}
+        for name in sorted(names):
+            if name.endswith("_trade.zip") and name.replace("_trade.zip", "_quote.zip") not in names:
+                stderr.print(f"[yellow]warning: {name} without its quotes ({name.replace('_trade', '_quote')}): no NBBO, so trade sides "
+                             f"fall back to the tick test and the book rule sees nothing[/]", highlight=False, soft_wrap=True)
+    return format
+
+
+def nothing_read_or_exit(format: str, events: int, rejects) -> None:
+    """Every row rejected, none read: the files are not ``format`` (one clear line, exit 2)."""
+    if events == 0 and rejects.total:
+        codes = ", ".join(f"{code} {count:,}" for code, count in sorted(rejects.by_code.items()))
+        stderr.print(f"no event could be read as {format} ({rejects.total:,} rejected: {codes}): is --format right?", soft_wrap=True)
+        raise typer.Exit(code=2)
 
 
 def source_or_exit(format: str, day: str | None) -> date | None:
@@ -239,7 +272,7 @@ def scenario(
 @app.command()
 def replay(
     files: FilesArgument,
-    format: FormatOption = "capture",
+    format: FormatOption = "auto",
     symbol: SymbolOption = None,
     day: DateOption = None,
     speed: Annotated[Optional[float], typer.Option(help="Market seconds per wall second (default: as fast as possible).")] = None,
@@ -251,6 +284,7 @@ def replay(
     from shared.logs import get_logger
 
     config = load_or_exit(config_file)
+    format = format_or_exit(format, list(files))
     trading_day = source_or_exit(format, day)
     if speed is not None and (max_speed or speed <= 0):
         stderr.print("--speed takes a positive number and excludes --max-speed")
@@ -278,6 +312,7 @@ def replay(
     except ReplayWorkerError as error:
         stderr.print(f"[bold red]replay failed:[/] {error}")
         raise typer.Exit(code=1) from None
+    nothing_read_or_exit(format, summary.published, summary.rejects)
     get_logger().info("ingest.replay_finished", format=format, files=[str(f) for f in files],
                       published=summary.published, by_kind=dict(summary.events_by_kind),
                       rejects=dict(summary.rejects.by_code), duplicates=summary.duplicates,
@@ -301,7 +336,7 @@ def replay(
 def analyze(
     files: FilesArgument,
     out: Annotated[Path, typer.Option("--out", help="Folder for alerts.jsonl, exits.jsonl, statuses.jsonl, summary.json.")],
-    format: FormatOption = "capture",
+    format: FormatOption = "auto",
     symbol: SymbolOption = None,
     day: DateOption = None,
     emit_trades: Annotated[bool, typer.Option("--emit-trades", help="Also write trades.jsonl with each trade's side.")] = False,
@@ -317,6 +352,7 @@ def analyze(
     from services.detector.analyze import analyze as run_analysis
 
     config = load_or_exit(config_file)
+    format = format_or_exit(format, list(files))
     trading_day = source_or_exit(format, day)
     profiles = profiles_or_exit(profile or [])
     logging_or_exit(service="analyze", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False)
@@ -325,6 +361,7 @@ def analyze(
         summary = run_analysis(format, list(files), out, config, symbol=symbol, day=trading_day, emit_trades=emit_trades,
                                conditions=condition_table(config), on_progress=lambda n: progress.advance(task, n),
                                profiles=profiles)
+    nothing_read_or_exit(format, summary.events, summary.rejects)
     document = summary.as_document()
     table = Table(title=f"analysis written to {out}", title_justify="left")
     table.add_column("measure")
@@ -468,7 +505,7 @@ def calibrate(
                                                            show_default=False)] = None,
     files: Annotated[Optional[list[Path]], typer.Option("--file", help="History files (repeat); without them, Polygon REST.",
                                                         exists=True, dir_okay=False)] = None,
-    format: FormatOption = "capture",
+    format: FormatOption = "auto",
     days: Annotated[int, typer.Option("--days", min=1, max=60, help="Trading days of REST history (ending --end).")] = 5,
     end: Annotated[Optional[str], typer.Option("--end", help="Last REST day YYYY-MM-DD (default: the last trading day before today).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Also write SYM.json profiles into this folder.")] = None,
@@ -488,7 +525,9 @@ def calibrate(
     from services.ingest.sources import read_events
 
     config = load_or_exit(config_file)
-    source_or_exit(format, None)
+    if files:
+        format = format_or_exit(format, list(files))
+        source_or_exit(format, None)
     logging_or_exit(service="calibrate", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False)
     wanted = [symbol.upper() for symbol in symbols or []]
     conditions = condition_table(config)
@@ -732,7 +771,7 @@ def simulate_polygon(
     files: Annotated[list[Path], typer.Argument(help="Capture or flat files to play.", exists=True, dir_okay=False)],
     port: Annotated[int, typer.Option(help="Port for WebSocket (/stocks) and REST.")] = 8765,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 inside a container, so its peers reach it).")] = "127.0.0.1",
-    format: FormatOption = "capture",
+    format: FormatOption = "auto",
     speed: Annotated[float, typer.Option(help="Market seconds per wall second.")] = 1.0,
     api_key: Annotated[Optional[str], typer.Option("--api-key", help="Key clients must present (default: POLYGON_API_KEY, else 'simulator').")] = None,
     history: Annotated[Optional[list[Path]], typer.Option("--history", help="Earlier days served by REST trades and quotes at their own "
@@ -747,6 +786,7 @@ def simulate_polygon(
     config = load_or_exit(config_file)
     key = api_key or (config.polygon_api_key.get_secret_value() if config.polygon_api_key else "simulator")
     logging_or_exit(service="simulator", log_dir=None, level=config.log_level, secrets=[key])
+    format = format_or_exit(format, list(files))
     timeline = load_timeline(format, list(files))
     if not timeline:
         stderr.print("no trades or quotes in the input")

@@ -37,12 +37,12 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import AuthenticationError, AuthorizationError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import metrics
 from shared.config import mask_url
-from shared.errors import BusUnavailableError, ConsumerGroupMissingError
+from shared.errors import BusAuthenticationError, BusUnavailableError, ConsumerGroupMissingError
 from shared.wire import WireMessage, encode
 
 # Appends a batch to one stream in a single round trip: ARGV = max length,
@@ -153,12 +153,28 @@ class _CountingRetry(Retry):
 
         async def counted_fail(error: Exception, *rest: Any) -> Any:
             nonlocal failures
+            if _refused_credentials(error):
+                raise BusAuthenticationError(_credentials_message(error)) from None  # retrying cannot help
             failures += 1
             if failures <= self._retries:  # the last failure is not followed by a retry
                 metrics.BUS_RETRIES.inc()
             return await fail(error, *rest)
 
         return await super().call_with_retry(do, counted_fail, *args, **kwargs)
+
+
+_CREDENTIAL_REFUSALS = ("NOAUTH", "WRONGPASS", "HELLO must be called with the client already authenticated",
+                        "invalid username-password", "Authentication required")
+
+
+def _refused_credentials(error: Exception) -> bool:
+    return isinstance(error, (AuthenticationError, AuthorizationError)) or any(text in str(error) for text in _CREDENTIAL_REFUSALS)
+
+
+def _credentials_message(error: Exception) -> str:
+    if "WRONGPASS" in str(error) or "invalid username-password" in str(error):
+        return "Redis refused the password (or user) in REDIS_URL"
+    return "Redis requires a password: put it in REDIS_URL (redis://:PASSWORD@host:6379/0, or redis://USER:PASSWORD@… for an ACL user)"
 
 
 class Bus:
@@ -248,6 +264,8 @@ class Bus:
         try:
             yield
         except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            if _refused_credentials(error):
+                raise BusAuthenticationError(_credentials_message(error)) from None
             metrics.BUS_FAILURES.labels(operation=operation).inc()
             raise BusUnavailableError(
                 f"Redis at {self.description} unavailable during {operation}: {error}", unpublished

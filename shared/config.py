@@ -18,13 +18,15 @@ from __future__ import annotations
 import contextvars
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    SettingsError,
     EnvSettingsSource,
     JsonConfigSettingsSource,
     PydanticBaseSettingsSource,
@@ -214,6 +216,26 @@ class OrderFlowConfig(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Console and file log level.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus metrics port (0 disables).")
 
+    @field_validator("polygon_api_key", "redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """``POLYGON_API_KEY=`` (as .env.example ships) is no key, not an empty one."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix:// (e.g. redis://localhost:6379/0)")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _check_relations(self) -> OrderFlowConfig:
         if self.red_burst_threshold < self.volume_spike_threshold:
@@ -285,8 +307,18 @@ def load_config(config_file: Path | None = None, **overrides: Any) -> OrderFlowC
         return OrderFlowConfig(**overrides)
     except ValidationError as error:
         raise ConfigError(_describe(error, file_values, path)) from None
+    except SettingsError as error:  # e.g. a JSON setting that is not JSON
+        raise ConfigError(_unparsable(error)) from None
     finally:
         _config_file.reset(token)
+
+
+def _unparsable(error: SettingsError) -> str:
+    """One line for a value pydantic-settings could not even parse (JSON settings)."""
+    match = re.search(r'field "([a-z_]+)"', str(error))
+    field = match.group(1) if match else "a setting"
+    name = environment_name(field) if match else field
+    return f"{name} (environment) is not valid JSON; e.g. {name}='{{\"BAC\": {{\"large_order_size\": 200000}}}}'"
 
 
 def value_origins(config_file: Path | None = None) -> dict[str, str]:
@@ -299,7 +331,10 @@ def value_origins(config_file: Path | None = None) -> dict[str, str]:
 
 def _environment_values() -> dict[str, Any]:
     """Settings found in the environment, keyed by field name."""
-    values = EnvSettingsSource(OrderFlowConfig)()
+    try:
+        values = EnvSettingsSource(OrderFlowConfig)()
+    except SettingsError as error:
+        raise ConfigError(_unparsable(error)) from None
     return {key.lower(): value for key, value in values.items()}
 
 

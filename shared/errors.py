@@ -45,6 +45,15 @@ class BusUnavailableError(BusError):
         self.unpublished = unpublished or []
 
 
+class BusAuthenticationError(BusUnavailableError):
+    """Redis refused the credentials (none given, or wrong): retrying cannot help."""
+
+    code = "bus_authentication"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, None)
+
+
 class ConsumerGroupMissingError(BusError):
     """The consumer group (or its stream) was deleted under a running reader."""
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import msgspec
 
 from shared.bus import Bus
-from shared.prices import price_from_text
+from shared.prices import format_price, price_from_text
 from shared.timestamps import now_ns
 
 
@@ -70,6 +70,10 @@ class PositionRegistry:
         stop = price_from_text(stop_loss) if isinstance(stop_loss, str) else stop_loss
         if entry <= 0 or stop < 0:
             raise ValueError("entry price must be > 0 and stop loss >= 0")
+        if stop and quantity > 0 and stop >= entry:
+            raise ValueError(f"the stop loss {format_price(stop)} of a long position must be below its entry {format_price(entry)}")
+        if stop and quantity < 0 and stop <= entry:
+            raise ValueError(f"the stop loss {format_price(stop)} of a short position must be above its entry {format_price(entry)}")
         position = Position(symbol=normalise_symbol(symbol), quantity=quantity, entry_price=entry, stop_loss=stop, opened_ns=now_ns())
         await self.bus.client.hset(self.bus.keys.positions, position.symbol, msgspec.json.encode(position))
         await self._notify("open", position.symbol)
