@@ -279,7 +279,12 @@ def replay(
     max_speed: Annotated[bool, typer.Option("--max-speed", help="Publish as fast as Redis takes it (the default).")] = False,
     config_file: ConfigFileOption = None,
 ) -> None:
-    """Publish a recorded or historical session onto the per-symbol streams, as live ingest would."""
+    """Publish a recorded or historical session onto the per-symbol streams, as live ingest would.
+
+    Examples:
+      orderflow replay captures/live-2026-11-24.capture --speed 10
+      orderflow replay LOBSTER_SampleFile_AMZN_2012-06-21_5.zip
+    """
     from services.ingest.replay import ReplayWorkerError, SourceSpec, replay_files
     from shared.logs import get_logger
 
@@ -346,6 +351,10 @@ def analyze(
 ) -> None:
     """Run the detector's rules over files in this process (no Redis) and write what they find.
 
+    Examples:
+      orderflow analyze LOBSTER_SampleFile_AAPL_2012-06-21_1.zip --out out/
+      orderflow analyze 20131008_trade.zip 20131008_quote.zip --profile profiles/BAC.json --out out/
+
     Each day is judged walk-forward: with thresholds from the sessions before it (the files' earlier days,
     after any --profile), or calibrated from its own first minutes.
     """
@@ -400,7 +409,7 @@ def backtest(
     """What following the signals is worth, against chance and net of the spread: report.json and report.html.
 
     Examples:
-      orderflow backtest ../shared/data/lobster/*AMZN*_5.zip ../shared/data/algoseek/bac/*.zip --out backtest/
+      orderflow backtest LOBSTER_SampleFile_AMZN_2012-06-21_5.zip 20131007_trade.zip 20131007_quote.zip --out backtest/
       orderflow backtest day1.zip day2.zip --positions trades.csv --horizon 60 --horizon 300 --out backtest/
       orderflow backtest bac/*.zip --sweep large_order_quantile=0.995,0.999 --out sweep/
     """
@@ -605,7 +614,12 @@ def detect(
     consumer: Annotated[Optional[str], typer.Option(help="Consumer name in the group (default: detector-<hostname>).")] = None,
     config_file: ConfigFileOption = None,
 ) -> None:
-    """Run the detector service: consume the market streams, publish alerts and exit recommendations."""
+    """Run the detector service: consume the market streams, publish alerts and exit recommendations.
+
+    Examples:
+      REDIS_URL=redis://127.0.0.1:6379/0 orderflow detect             # the open positions of the registry
+      REDIS_URL=redis://127.0.0.1:6379/0 orderflow detect --symbol AAPL
+    """
 
     from services.detector.service import DetectorService
     from shared.logs import get_logger
@@ -643,7 +657,12 @@ def demo(
     seed: Annotated[int, typer.Option(help="Scenario seed.")] = 7,
     config_file: ConfigFileOption = None,
 ) -> None:
-    """Ingest and detect together on the synthetic scenarios; no Redis or API key needed."""
+    """Ingest and detect together on the synthetic scenarios; no Redis or API key needed.
+
+    Examples:
+      orderflow demo
+      orderflow demo --speed 400 --scenario large-sellers --scenario red-burst
+    """
     from services.detector.demo import run_demo
     from services.ingest.scenarios import SCENARIOS
     from shared.metrics import serve_metrics
@@ -694,7 +713,10 @@ def positions_open(
     stop: Annotated[str, typer.Option(help="Stop-loss price (0 for none).")] = "0",
     config_file: ConfigFileOption = None,
 ) -> None:
-    """Register an open position: ingest subscribes to it and the detector monitors it."""
+    """Register an open position: ingest subscribes to it and the detector monitors it.
+
+    Example: orderflow positions open AAPL --quantity 200 --entry 187.43 --stop 184
+    """
     position = _with_registry(config_file, lambda registry: registry.open(symbol, quantity=quantity, entry_price=entry, stop_loss=stop))
     stdout.print(f"open {position.symbol}: {position.quantity} @ {entry}, stop {stop}")
 
@@ -726,7 +748,10 @@ def ingest(
     record: Annotated[Optional[Path], typer.Option(help="Record every frame: <RECORD>-YYYY-MM-DD.capture, one file per UTC day.")] = None,
     config_file: ConfigFileOption = None,
 ) -> None:
-    """Live ingest: Polygon WebSocket trades and quotes of the open positions onto the streams."""
+    """Live ingest: Polygon WebSocket trades and quotes of the open positions onto the streams.
+
+    Example: POLYGON_API_KEY=… REDIS_URL=redis://127.0.0.1:6379/0 orderflow ingest --record captures/live
+    """
 
     from services.ingest.live import FeedAuthError, IngestService
     from services.ingest.polygon_http import PolygonRest, load_condition_table
@@ -875,7 +900,10 @@ def watch(
     refresh: Annotated[float, typer.Option(help="Seconds between updates.")] = 0.5,
     config_file: ConfigFileOption = None,
 ) -> None:
-    """A live terminal view: alerts, exit recommendations and monitoring state of the open positions."""
+    """A live terminal view: alerts, exit recommendations and monitoring state of the open positions (times in New York, ET).
+
+    Example: REDIS_URL=redis://127.0.0.1:6379/0 orderflow watch
+    """
 
     from rich.live import Live
 

@@ -23,6 +23,7 @@ import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 from typing import Any, Iterable
 
 import msgspec
@@ -126,6 +127,45 @@ class DailyJsonlFileHandler(logging.Handler):
         super().close()
 
 
+_NEW_YORK = ZoneInfo("America/New_York")
+_CONSOLE_SKIP = frozenset({"event", "level", "timestamp", "service", "evidence", "alert_ids", "reasoning", "exception"})
+CONSOLE_WIDTH = 180
+
+
+def human_line(_logger: Any, _name: str, event: dict) -> str:
+    """One short console line for people: New York time (labelled), level, what happened.
+
+    ``15:59:51 ET warning  large seller DEMO 12,000 @ 49.62 (tape, warning; threshold 10,000 absolute) 30.3 ms``
+    The JSONL files keep every field; the console keeps what a person reads at a glance.
+    """
+    stamp = event.get("timestamp", "")
+    try:
+        moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).astimezone(_NEW_YORK).strftime("%H:%M:%S ET")
+    except ValueError:
+        moment = str(stamp)
+    name = str(event.get("event", "")).removeprefix("order_flow.")
+    level = str(event.get("level", "")).ljust(8)
+    evidence = event.get("evidence") if isinstance(event.get("evidence"), dict) else {}
+    if name == "large_seller_detected":
+        text = (f"large seller {event.get('symbol')} {event.get('order_size', 0):,} @ {event.get('price_level')} "
+                f"({event.get('source')}, {event.get('severity')}; threshold {evidence.get('threshold', '?'):,} "
+                f"{evidence.get('threshold_source', '')}) {event.get('latency_ms', '')} ms")
+    elif name == "red_burst_detected":
+        text = (f"red burst {event.get('symbol')} volume {event.get('volume_ratio')}x, sells {float(event.get('sell_ratio', 0)):.0%} "
+                f"({event.get('severity')}) {event.get('latency_ms', '')} ms")
+    elif name == "exit_signal_triggered":
+        text = f"EXIT {event.get('symbol')} {event.get('trigger', event.get('decision', ''))}: {event.get('reasoning', '')}"
+    else:
+        details = " ".join(f"{key}={value}" for key, value in event.items() if key not in _CONSOLE_SKIP)
+        text = f"{name} {details}".strip()
+    line = f"{moment} {level} {text}"
+    if len(line) > CONSOLE_WIDTH:
+        line = line[:CONSOLE_WIDTH - 1] + "…"
+    if event.get("exception"):
+        line += "\n" + str(event["exception"])
+    return line
+
+
 def configure_logging(
     *,
     service: str,
@@ -174,13 +214,7 @@ def configure_logging(
         console_handler = logging.StreamHandler(stream)
         console_handler.setFormatter(
             structlog.stdlib.ProcessorFormatter(
-                processors=[
-                    *render_chain_start,
-                    structlog.dev.ConsoleRenderer(
-                        colors=hasattr(stream, "isatty") and stream.isatty(),
-                        exception_formatter=structlog.dev.plain_traceback,
-                    ),
-                ],
+                processors=[*render_chain_start, human_line],
                 foreign_pre_chain=pre_chain,
             )
         )

@@ -108,3 +108,21 @@ def test_an_unusable_log_folder_is_one_clear_line_and_exit_2(tmp_path):
                           env=environment, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "log folder unusable" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_console_lines_are_short_and_in_new_york_time(tmp_path):
+    import io
+
+    from shared.logs import CONSOLE_WIDTH, configure_logging, get_logger
+
+    stream = io.StringIO()
+    configure_logging(service="detector", log_dir=tmp_path / "logs", level="INFO", console_stream=stream)
+    get_logger("x").warning("order_flow.large_seller_detected", symbol="DEMO", order_size=12000, price_level="49.62", source="tape",
+                            severity="warning", latency_ms=30.3, alert_ids=["a"] * 50,
+                            evidence={"threshold": 10000, "threshold_source": "absolute", "vwap": "49.63"})
+    get_logger("x").info("order_flow.detector_started", consumer="c", symbols=["S"] * 100)
+    first, second = stream.getvalue().splitlines()
+    assert first.endswith("large seller DEMO 12,000 @ 49.62 (tape, warning; threshold 10,000 absolute) 30.3 ms")
+    assert " ET warning " in first and len(second) <= CONSOLE_WIDTH and second.endswith("…")
+    written = "".join(path.read_text() for path in (tmp_path / "logs").glob("*.jsonl"))
+    assert '"vwap":"49.63"' in written and written.count('"a"') == 50  # the files keep every field

@@ -201,9 +201,7 @@ class DayRecorder:
                     book[size] = book.get(size, 0) + elapsed
         self._offer_ts = ts
         self._offer_levels = levels
-        if not self.first_ns:
-            self.first_ns = ts
-        self.last_ns = ts
+        self._seen(ts)
 
     def _spread_from(self, ts: int, bid: int, ask: int) -> None:
         """The quoted spread from ``ts`` on (ignored while a side is empty or the market crossed)."""
