@@ -45,7 +45,9 @@ from shared.wire import BookUpdate, ExitRecommendation, FeedStatus, MarketEvent,
 NANOS = 1_000_000_000
 EXTENDED = ("pre_market", "after_hours")
 REFIT_NS = 10 * NANOS
-"""A day with no history refits its thresholds this often (event time)."""
+"""A day with no history refits its thresholds this often (event time) until it is calibrated …"""
+CALIBRATED_REFIT_NS = 60 * NANOS
+"""… and this often afterwards (each refit sorts the day's counters)."""
 MIN_CALIBRATION_ORDERS = 20
 """Aggressive orders a day must show before its own large-order threshold replaces the absolute one.
 Its own large-offer threshold applies once its displayed ask time (summed over levels) reaches
@@ -294,7 +296,7 @@ class SymbolEngine:
         """
         if ts < self.next_refit or self.recorder is None:
             return
-        self.next_refit = ts + REFIT_NS
+        self.next_refit = ts + (CALIBRATED_REFIT_NS if self.fitted_today and not self.calibrate_at else REFIT_NS)
         regular = self.recorder
         day = regular if self.extended is None or sum(regular.order_sizes.values()) >= MIN_CALIBRATION_ORDERS else self.extended
         orders_known = sum(day.order_sizes.values()) >= MIN_CALIBRATION_ORDERS

@@ -91,7 +91,13 @@ class Integrity:
             )
         if kind is Quote:
             return event.bid_price >= 0 and event.ask_price >= 0 and event.bid_size >= 0 and event.ask_size >= 0
-        return True  # book levels: checked in full by _problems
+        for price, size in event.bids:  # a book: every level (a handful) in place
+            if price <= 0 or size < 0:
+                return False
+        for price, size in event.asks:
+            if price <= 0 or size < 0:
+                return False
+        return True
 
     def _problems(self, event: MarketEvent) -> list[tuple[str, str]]:
         settings = self.settings
@@ -131,7 +137,6 @@ class Integrity:
         if (
             not self.halted
             and self._fine(event)
-            and type(event) is not BookUpdate
             and (last is None or session != "regular" or ts - last <= settings.gap_silence_ns)
         ):
             if last is None or ts > last:

@@ -29,7 +29,6 @@ from urllib.parse import urlencode, urljoin
 
 import msgspec
 import urllib3
-from polygon import RESTClient
 
 from shared.conditions import ConditionTable
 from shared.errors import OrderflowError
@@ -93,6 +92,8 @@ class PolygonRest:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        from polygon import RESTClient  # here, not at import: commands without a key never pay for the client (~0.3 s)
+
         self._client = RESTClient(api_key=api_key, base=self.base_url, retries=0, pagination=False)
         self._pool: urllib3.PoolManager = self._client.client
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
