@@ -122,9 +122,9 @@ def test_live_and_offline_agree_on_alert_ids(redis_url, key_prefix, captures, tm
         import urllib.request
 
         scraped = urllib.request.urlopen(f"http://127.0.0.1:{env['ORDER_FLOW_METRICS_PORT']}/metrics", timeout=5).read().decode()
-        assert 'orderflow_alerts_total{alert_type="large_seller",severity="warning"} 3.0' in scraped
+        assert 'orderflow_alerts_total{alert_type="large_seller",severity="warning"} 4.0' in scraped
         assert "orderflow_exit_recommendations_total 2.0" in scraped
-        assert "orderflow_alert_latency_seconds_count 6.0" in scraped
+        assert "orderflow_alert_latency_seconds_count 7.0" in scraped
         assert 'orderflow_events_processed_total{kind="trade"}' in scraped and "orderflow_monitored_symbols 2.0" in scraped
         detector.send_signal(signal.SIGTERM)
         assert detector.wait(timeout=30) == 0, detector.stderr.read()
@@ -134,11 +134,11 @@ def test_live_and_offline_agree_on_alert_ids(redis_url, key_prefix, captures, tm
         if detector.poll() is None:
             detector.kill()
         client.close()
-    assert sorted(live_alerts) == sorted(expected_alerts) and len(expected_alerts) == 6
+    assert sorted(live_alerts) == sorted(expected_alerts) and len(expected_alerts) == 7
     assert sorted(live_exits) == sorted(expected_exits) and len(expected_exits) == 2
     log = "".join(p.read_text() for p in (tmp_path / "logs").glob("*.jsonl"))
     latencies = [json.loads(line)["latency_ms"] for line in log.splitlines() if '"event":"order_flow.large_seller_detected"' in line]
-    assert len(latencies) == 4 and all(latency >= 0 for latency in latencies)
+    assert len(latencies) == 5 and all(latency >= 0 for latency in latencies)
 
 
 @pytest.mark.redis
@@ -168,7 +168,7 @@ def test_a_detector_killed_mid_stream_loses_and_duplicates_nothing(redis_url, ke
             if process.poll() is None:
                 process.kill()
         client.close()
-    assert 2 <= killed_with < 6  # it really died mid-stream
+    assert 2 <= killed_with < 7  # it really died mid-stream
     assert live == expected  # none lost, none twice
 
 
@@ -180,15 +180,15 @@ async def test_redelivered_entries_never_give_a_second_alert(redis_url, key_pref
         first = DetectorService(config, bus, symbols=["LARGESELLERS"], consumer="one")
         await first.refresh()
         await first.drain()
-        assert first.stats.alerts == 4 and first.stats.exits == 1
+        assert first.stats.alerts == 5 and first.stats.exits == 1
         stream = bus.keys.market("LARGESELLERS")
         await bus.client.xgroup_setid(stream, config.consumer_group, "0")  # everything is delivered again
         second = DetectorService(config, bus, symbols=["LARGESELLERS"], consumer="two")
         await second.refresh()
         await second.drain()
         assert second.stats.events > 5000 and second.stats.alerts == 0 and second.stats.exits == 0
-        assert second.stats.duplicates_suppressed == 5
-        assert await bus.client.xlen(bus.keys.alerts) == 4
+        assert second.stats.duplicates_suppressed == 6
+        assert await bus.client.xlen(bus.keys.alerts) == 5
 
 
 @pytest.mark.redis
@@ -201,7 +201,7 @@ async def test_an_undecodable_entry_is_logged_acknowledged_and_survived(redis_ur
         service = DetectorService(config, bus, symbols=["LARGESELLERS"], consumer="one")
         await service.refresh()
         await service.drain()
-        assert service.stats.undecodable == 1 and service.stats.alerts == 4
+        assert service.stats.undecodable == 1 and service.stats.alerts == 5
         assert await bus.pending_count(stream, config.consumer_group) == 0
 
 
@@ -237,7 +237,7 @@ async def test_the_detector_follows_the_position_registry(redis_url, key_prefix,
         await registry.open("LARGESELLERS", quantity=100, entry_price="50")
         await service.refresh()
         await service.drain()
-        assert service.stats.alerts == 4 and "LARGESELLERS" in service.engine.symbols
+        assert service.stats.alerts == 5 and "LARGESELLERS" in service.engine.symbols
         await registry.close("LARGESELLERS")
         await service.refresh()
         assert service.streams == {} and "LARGESELLERS" not in service.engine.symbols

@@ -83,6 +83,25 @@ def test_a_sweep_at_and_below_the_bid_is_one_order():
     assert alert.id == f"X:large_seller:tape:{T0 + S}:{sweep[0].trade_id}"
 
 
+def test_an_order_alerts_at_the_print_that_crosses_the_threshold_and_escalates_once():
+    feed = Feed()
+    prints = [feed.trade(T0 + S + i * MS, BID, 6000) for i in range(4)]  # 6,000 → 12,000 → 18,000 → 24,000 shares
+    e = engine()
+    assert not alerts(run(e, [feed.quote(T0), prints[0]]))
+    crossing = run(e, [prints[1]])  # no later event needed: the alert is raised by the crossing print itself
+    assert [(a.severity, a.order_size, a.ts_event) for a in alerts(crossing)] == [("warning", 12_000, prints[1].ts_event)]
+    assert not alerts(run(e, [prints[2]]))
+    (escalation,) = alerts(run(e, [prints[3]]))
+    assert (escalation.severity, escalation.order_size) == ("critical", 24_000)
+    assert escalation.id == crossing[0].id + ":critical" and escalation.evidence["escalates"] == crossing[0].id
+    assert not alerts(run(e, [feed.quote(T0 + 2 * S)]))  # completing the order raises nothing more
+    # the escalation is the same seller: two more sellers make the exit, not one
+    later = [feed.trade(T0 + 10 * S, BID, 11_000), feed.quote(T0 + 11 * S)]
+    assert not exits(run(e, later))
+    (exit_,) = exits(run(e, [feed.trade(T0 + 20 * S, BID, 11_000), feed.quote(T0 + 21 * S)]))
+    assert len(exit_.alert_ids) == 3 and crossing[0].id in exit_.alert_ids and escalation.id not in exit_.alert_ids
+
+
 @pytest.mark.parametrize("breaker", ["late", "price_up", "buy_between", "above_bid"])
 def test_what_splits_an_order(breaker):
     feed = Feed()

@@ -380,10 +380,13 @@ class SymbolEngine:
         bid, _ask = self.nbbo.before(trade.ts_event)
         if trade.side == "sell" and 0 < trade.price <= bid:
             finished = self.tape.on_sell(trade, bid)
+            if finished is not None:
+                self._on_order(finished, session, outputs)
+            self._on_running_order(self.tape.current, session, outputs)
         else:
             finished = self.tape.end()
-        if finished is not None:
-            self._on_order(finished, session, outputs)
+            if finished is not None:
+                self._on_order(finished, session, outputs)
         self.bursts.add(trade.ts_event, trade.size, trade.side)
         signal = self.bursts.evaluate(trade.ts_event, self._spike(session))
         if signal is not None:
@@ -397,16 +400,38 @@ class SymbolEngine:
             outputs.append(recommendation)
 
     def _on_order(self, order: AggressiveOrder, session: str, outputs: list[Output]) -> None:
+        """A completed order: recorded; an alert only if its running size never crossed the threshold (it did not)."""
         if self.active is not None:
             self.active.order(order.size)
+
+    def _on_running_order(self, order: AggressiveOrder, session: str, outputs: list[Output]) -> None:
+        """The order's running size after a print: alert the moment it crosses the threshold (``warning``, or
+        ``critical`` at twice it), and once more when a warning order crosses twice the threshold."""
         threshold = self._large_order(session)
-        if order.size < threshold:
+        if order.size < threshold or order.alerted == "critical":
             return
+        severity = "critical" if order.size >= 2 * threshold else "warning"
+        if order.alerted == severity:
+            return
+        escalation = order.alerted == "warning"
+        order.alerted = severity
+        first_id = f"{self.symbol}:large_seller:tape:{order.first_ts}:{order.first_trade_id}"
+        evidence = {
+            "vwap": format_price(order.vwap),
+            "worst_price": format_price(order.worst_price),
+            "bid_before": format_price(order.bid_before),
+            "prints": order.prints,
+            "duration_ms": round((order.last_ts - order.first_ts) / 1e6, 3),
+            "first_ts_utc": ns_to_utc_iso(order.first_ts),
+            **self._threshold_evidence(threshold, session),
+        }
+        if escalation:
+            evidence["escalates"] = first_id  # the same seller, now critical: not another seller for the exit rule
         alert = OrderFlowAlert(
-            id=f"{self.symbol}:large_seller:tape:{order.first_ts}:{order.first_trade_id}",
+            id=f"{first_id}:critical" if escalation else first_id,
             symbol=self.symbol,
             alert_type="large_seller",
-            severity="critical" if order.size >= 2 * threshold else "warning",
+            severity=severity,
             source="tape",
             ts_event=order.last_ts,
             ts_recv=order.last_ts_recv,
@@ -414,15 +439,7 @@ class SymbolEngine:
             order_size=order.size,
             price_level=order.worst_price,
             session=session,
-            evidence={
-                "vwap": format_price(order.vwap),
-                "worst_price": format_price(order.worst_price),
-                "bid_before": format_price(order.bid_before),
-                "prints": order.prints,
-                "duration_ms": round((order.last_ts - order.first_ts) / 1e6, 3),
-                "first_ts_utc": ns_to_utc_iso(order.first_ts),
-                **self._threshold_evidence(threshold, session),
-            },
+            evidence=evidence,
         )
         self._emit(alert, outputs)
 

@@ -46,8 +46,8 @@ class ExitRule:
             if alert.severity == "critical":
                 return _red_burst_exit(alert)
             return None
-        if alert.two_sided:
-            return None
+        if alert.two_sided or "escalates" in alert.evidence:
+            return None  # two-sided size is not one-sided pressure; an escalation is a seller already counted
         self.recent.append(alert)
         if len(self.recent) >= LARGE_SELLER_COUNT and not self.seller_episode:
             self.seller_episode = True

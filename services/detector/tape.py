@@ -6,7 +6,9 @@ sweep within ``sweep_window_ns`` of the previous print at non-increasing
 prices (design.md §3). A buy, or a sell above the bid, ends the order;
 prints that cannot be aggressive (odd lots, auctions…) are ignored without
 ending it. An order is complete when a later event arrives beyond the sweep
-window; :meth:`TapeOrders.flush` reports it.
+window; :meth:`TapeOrders.flush` reports it. The rules do not wait for that:
+the print whose running size crosses the threshold raises the alert at once
+(``alerted`` records the severity raised so far).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class AggressiveOrder:
     prints: int
     bid_before: int
     last_ts_recv: int
+    alerted: str = ""  # "", "warning" or "critical": what the rules raised while the order was running
 
     @property
     def vwap(self) -> int:
