@@ -64,6 +64,7 @@ def test_a_planted_fall_after_a_signal_scores_exactly():
     assert row["lift"] == round(77.0, 3) and row["lead_seconds_median"] == 120.0
     assert row["hit_rate_ci95"] == [round(v, 4) for v in wilson(1, 1)]
     assert row["difference_bps"] == round(-100 + 100 * 10 / 770, 2)
+    assert row["difference_ci95_bps"] == [None, None]  # one signal: no interval to speak of
     # within 30 s nothing happened after the signal
     assert table["by_kind"]["exit"]["30"]["mean_forward_bps"] == 0.0 and table["by_kind"]["exit"]["30"]["hit_rate"] == 0.0
 

@@ -216,9 +216,14 @@ def wilson(hits: int, total: int, z: float = 1.959964) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+MIN_FOR_INTERVAL = 5
+"""Fewer signals than this get no bootstrap interval: resampling one or two values says nothing of their spread."""
+
+
 def bootstrap_difference(sample: np.ndarray, base: np.ndarray, reps: int, seed: int) -> tuple[float, float]:
-    """95 % percentile bootstrap interval of mean(sample) − mean(base), each resampled with replacement."""
-    if len(sample) == 0 or len(base) == 0:
+    """95 % percentile bootstrap interval of mean(sample) − mean(base), each resampled with replacement
+    (NaN, NaN when the sample has fewer than :data:`MIN_FOR_INTERVAL` values)."""
+    if len(sample) < MIN_FOR_INTERVAL or len(base) == 0:
         return (math.nan, math.nan)
     rng = np.random.default_rng(seed)
     means_sample = sample[rng.integers(0, len(sample), size=(reps, len(sample)))].mean(axis=1)
