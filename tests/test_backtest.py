@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -31,7 +30,7 @@ from services.detector.backtest import (
 from shared.config import OrderFlowConfig
 from tests.conftest import program, shared_data
 from tests.test_detector_service import REPO
-from tests.test_engine import BID, D, MS, OPEN, S, Feed, _flow
+from tests.test_engine import D, OPEN, S, Feed, _flow
 
 DAY = "2026-11-24"
 CLOSE = OPEN + 23_400 * S

@@ -35,7 +35,6 @@ from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
 from shared.wire import FeedStatus, OrderFlowAlert, Quote, Trade
 from tests.conftest import shared_data
-from tests.redis_server import free_port
 from tests.test_detector_service import REPO, _alert_ids, _caught_up, _environment, _jsonl, _orderflow, _wait_for
 from tests.test_engine import D, OPEN, S, Feed
 

@@ -34,7 +34,7 @@ import csv
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable
 from zoneinfo import ZoneInfo
@@ -503,9 +503,6 @@ def forward_distributions(found: Collected, settings: BacktestSettings, horizon:
                 series[signal.kind].append(round(result.forward_bps, 2))
     return dict(series)
 
-
-def trading_day_of(ts: int) -> date:
-    return datetime.fromtimestamp(ts / NANOS, tz=NEW_YORK).date()
 
 
 # --- the settings sweep, scored on held-out days ----------------------------------------------------

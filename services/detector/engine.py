@@ -40,7 +40,7 @@ from shared.config import OrderFlowConfig
 from shared.nbbo import PrevailingQuote
 from shared.prices import format_price
 from shared.timestamps import ns_to_utc_iso
-from shared.wire import BookUpdate, ExitRecommendation, FeedStatus, MarketEvent, OrderFlowAlert, Quote, Trade
+from shared.wire import ExitRecommendation, FeedStatus, MarketEvent, OrderFlowAlert, Quote, Trade
 
 NANOS = 1_000_000_000
 EXTENDED = ("pre_market", "after_hours")
