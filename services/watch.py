@@ -26,6 +26,8 @@ from shared.timestamps import now_ns, ns_to_new_york
 from shared.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode
 
 NANOS = 1_000_000_000
+INFORMATIONAL_STATES = frozenset({"dead_letter"})
+"""Statuses that say something happened without changing whether a symbol is monitored."""
 STATE_WORDS = {"monitoring_halted": "HALTED", "monitoring_resumed": "monitored", "gap": "gap", "disconnected": "DISCONNECTED",
                "watchdog_silence": "SILENT", "connected": "monitored", "trading_halted": "trading halted",
                "trading_resumed": "monitored", "calibrating": "calibrating", "calibrated": "monitored"}
@@ -55,7 +57,7 @@ class WatchState:
         elif isinstance(message, ExitRecommendation):
             self.view(message.symbol).last_exit = message
             self.recent.appendleft(message)
-        elif isinstance(message, FeedStatus):
+        elif isinstance(message, FeedStatus) and message.state not in INFORMATIONAL_STATES:
             for symbol in message.symbols:
                 view = self.view(symbol)
                 view.state = STATE_WORDS.get(message.state, message.state)

@@ -107,6 +107,10 @@ class Keys:
     def status(self) -> str:
         return f"{self.prefix}:status"
 
+    def dead_letters(self, stream: str) -> str:
+        """Where entries of ``stream`` that cannot be handled are moved (with the reason)."""
+        return f"{stream}:dead"
+
     @property
     def positions(self) -> str:
         return f"{self.prefix}:positions"
@@ -117,11 +121,12 @@ class Keys:
 
 
 class BusEntry(NamedTuple):
-    """One stream entry as read: its stream, id and raw wire payload."""
+    """One stream entry as read: its stream, id, raw wire payload and field name (the message type it claims)."""
 
     stream: str
     entry_id: bytes
     payload: bytes
+    field: bytes = b""
 
 
 class _HiredisPacking:
@@ -425,7 +430,8 @@ def _stream_entries(stream: str, response: list) -> Iterable[BusEntry]:
     for entry_id, fields in response:
         if fields is None:  # trimmed while pending (Redis < 7 reports it so)
             continue
-        yield BusEntry(stream, entry_id, next(iter(fields.values()), b""))
+        field, payload = next(iter(fields.items()), (b"", b""))
+        yield BusEntry(stream, entry_id, payload, field)
 
 
 def _raw_reply(response: Any, **_options: Any) -> Any:
@@ -445,6 +451,10 @@ def _entries(response: dict | list | None) -> list[BusEntry]:
         for entry_id, fields in stream_entries:
             if not fields:  # trimmed while pending
                 continue
-            append(new(BusEntry, (name, entry_id, fields[1] if isinstance(fields, list) else next(iter(fields.values())))))
+            if isinstance(fields, list):
+                append(new(BusEntry, (name, entry_id, fields[1], fields[0])))
+            else:
+                field, payload = next(iter(fields.items()))
+                append(new(BusEntry, (name, entry_id, payload, field)))
     return entries
 

@@ -37,6 +37,9 @@ FEED_RECONNECTS = Counter("orderflow_feed_reconnects_total", "Reconnections of t
 FEED_GAPS = Counter("orderflow_feed_gaps_total", "Gaps published on the status stream.", ["reason"])
 BACKFILLED_TRADES = Counter("orderflow_backfilled_trades_total", "Trades recovered from REST after a gap.")
 MONITORED_SYMBOLS = Gauge("orderflow_monitored_symbols", "Symbols with an open position being monitored.")
+DEAD_LETTERS = Counter(
+    "orderflow_dead_letters_total", "Stream entries that could not be handled, moved to the dead-letter stream, by code.", ["code"]
+)
 THRESHOLD_SHARES = Gauge(
     "orderflow_threshold_shares", "Each monitored symbol's current large-order and large-offer thresholds.", ["symbol", "kind"]
 )

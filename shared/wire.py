@@ -122,6 +122,7 @@ FeedState = Literal[
     "monitoring_resumed",
     "calibrating",
     "calibrated",
+    "dead_letter",
 ]
 
 

@@ -241,3 +241,40 @@ async def test_the_detector_follows_the_position_registry(redis_url, key_prefix,
         await registry.close("LARGESELLERS")
         await service.refresh()
         assert service.streams == {} and "LARGESELLERS" not in service.engine.symbols
+
+
+@pytest.mark.redis
+async def test_poison_entries_are_dead_lettered_acknowledged_and_survived(redis_url, key_prefix, captures):
+    """Valid msgpack of the wrong type, in the wrong field or for the wrong symbol once crashed the detector on every
+    restart (the entry stayed pending). Now each is moved to <stream>:dead with its reason, reported, and acknowledged."""
+    from shared.wire import ExitRecommendation, Quote, Trade, encode
+
+    config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute")
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        stream = bus.keys.market("LARGESELLERS")
+        forged = ExitRecommendation(id="x", symbol="LARGESELLERS", trigger="large_sellers", ts_event=1, ts_recv=1, timestamp_utc="t",
+                                    alert_ids=(), reasoning="r")
+        quote = Quote(symbol="LARGESELLERS", ts_event=1, ts_recv=1, ts_arrival=1, bid_price=1, bid_size=1, ask_price=2, ask_size=1)
+        other = Trade(symbol="OTHER", ts_event=1, ts_recv=1, ts_arrival=1, price=1, size=1)
+        await bus.client.xadd(stream, {"trade": encode(forged)})  # wrong type
+        await bus.client.xadd(stream, {"trade": encode(quote)})  # wrong field
+        await bus.client.xadd(stream, {"trade": encode(other)})  # wrong symbol
+        await bus.client.xadd(stream, {"trade": b"\xc1 not msgpack"})  # undecodable
+        await replay(bus, read_events("capture", [captures["large-sellers"]]))
+        service = DetectorService(config, bus, symbols=["LARGESELLERS"], consumer="one")
+        await service.refresh()
+        await service.drain()
+        assert service.stats.undecodable == 4 and service.stats.alerts == 5
+        assert await bus.pending_count(stream, config.consumer_group) == 0
+        dead = await bus.client.xrange(bus.keys.dead_letters(stream))
+        assert [fields[b"code"] for _id, fields in dead] == [b"wrong_type", b"wrong_field", b"wrong_symbol", b"wire_undecodable"]
+        assert dead[0][1][b"payload"] == encode(forged) and dead[0][1][b"field"] == b"trade"  # nothing lost: kept with its reason
+        statuses = [decode(next(iter(fields.values()))) for _id, fields in await bus.client.xrange(bus.keys.status)]
+        assert [s.code for s in statuses if s.state == "dead_letter"] == ["wrong_type", "wrong_field", "wrong_symbol", "wire_undecodable"]
+        # a restart warms up from a history holding the poison, and a redelivery meets it again: neither crashes
+        await bus.client.xgroup_setid(stream, config.consumer_group, "0")
+        again = DetectorService(config, bus, symbols=["LARGESELLERS"], consumer="one")
+        await again.refresh()
+        await again.drain()
+        assert again.stats.undecodable == 4 and await bus.pending_count(stream, config.consumer_group) == 0
+        assert await bus.client.xlen(bus.keys.dead_letters(stream)) == 8

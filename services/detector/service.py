@@ -189,11 +189,14 @@ class DetectorService:
         while end is not None:
             rows = await self.bus.client.xrevrange(stream, max=end, min="-", count=1000)
             far_enough = False
-            for _entry_id, fields in rows:
+            for entry_id, fields in rows:
+                field, payload = next(iter(fields.items()))
                 try:
-                    event = decode(next(iter(fields.values())))
+                    event = decode(payload)
                 except WireDecodeError:
                     continue
+                if _misplaced(event, BusEntry(stream, entry_id, payload, field), self.keys.symbol_of(stream)) is not None:
+                    continue  # a poison entry in the history: it was (or will be) dead-lettered when delivered
                 newest_ts = event.ts_event if newest_ts is None else newest_ts
                 if newest_ts - event.ts_event > self.warmup_ns:
                     far_enough = True
@@ -284,7 +287,12 @@ class DetectorService:
             except WireDecodeError as error:
                 self.stats.undecodable += 1
                 metrics.VALIDATION_ERRORS.labels(code=error.code).inc()
-                log.error(logs.DATA_VALIDATION_ERROR, code=error.code, stream=entry.stream, entry_id=as_text(entry.entry_id), reason=str(error))
+                await self._dead_letter(entry, error.code, str(error))
+                continue
+            problem = _misplaced(event, entry, self.streams.get(entry.stream, ""))
+            if problem is not None:  # valid msgpack, but not what this stream and field may hold: a poison entry
+                self.stats.undecodable += 1
+                await self._dead_letter(entry, *problem)
                 continue
             kind = type(event)
             kinds[kind] = kinds.get(kind, 0) + 1
@@ -308,6 +316,21 @@ class DetectorService:
             if self.keep_latencies:
                 self.stats.latencies_ms.extend((done - stamp) / 1e6 for stamp in received)
         metrics.HALTED_SYMBOLS.set(self.engine.halted_symbols())
+
+    async def _dead_letter(self, entry: BusEntry, code: str, reason: str) -> None:
+        """Move an entry that cannot be handled to ``<stream>:dead`` with the reason, report it; the batch's ack
+        then removes it from the pending list, so it can never crash or stall the detector again."""
+        symbol = self.streams.get(entry.stream, "")
+        entry_id = as_text(entry.entry_id)
+        await self.bus.client.xadd(self.keys.dead_letters(entry.stream),
+                                   {"entry_id": entry_id, "field": entry.field, "code": code, "reason": reason[:500], "payload": entry.payload},
+                                   maxlen=10_000, approximate=True)
+        metrics.DEAD_LETTERS.labels(code=code).inc()
+        log.error("order_flow.entry_dead_lettered", code=code, stream=entry.stream, entry_id=entry_id, reason=reason[:200])
+        now = now_ns()
+        status = FeedStatus(source="detector", state="dead_letter", ts_event=now, ts_recv=now, symbols=(symbol,) if symbol else (),
+                            code=code, detail=f"entry {entry_id} of {entry.stream} moved to {self.keys.dead_letters(entry.stream)}: {reason[:200]}")
+        await self._once(f"{entry.stream}:dead:{entry_id}", self.keys.status, status)
 
     async def _publish(self, outputs: list[Output]) -> None:
         for output in outputs:
@@ -382,6 +405,24 @@ class DetectorService:
                     timestamp_utc=recommendation.timestamp_utc, latency_ms=recommendation.latency_ms, source="detector")
         if self.on_output:
             self.on_output(recommendation)
+
+
+_MARKET_TAGS = {b"trade", b"quote", b"book", b"status"}
+
+
+def _misplaced(event, entry: BusEntry, symbol: str) -> tuple[str, str] | None:
+    """Why a decoded entry does not belong on a market stream: ``(code, reason)``, or None when it does."""
+    tag = type(event).__struct_config__.tag.encode()
+    if tag not in _MARKET_TAGS:
+        return "wrong_type", f"a {tag.decode()} message on a market stream (only trade, quote, book, status)"
+    if entry.field and entry.field != tag:
+        return "wrong_field", f"field {as_text(entry.field)!r} holds a {tag.decode()}"
+    if type(event) is FeedStatus:
+        if event.symbols and symbol and symbol not in event.symbols:
+            return "wrong_symbol", f"a status for {','.join(event.symbols)} on the stream of {symbol}"
+    elif symbol and event.symbol != symbol:
+        return "wrong_symbol", f"an event of {event.symbol} on the stream of {symbol}"
+    return None
 
 
 def _alert_fields(alert: OrderFlowAlert) -> dict:
