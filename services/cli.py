@@ -62,29 +62,36 @@ stdout = Console()
 stderr = Console(stderr=True, soft_wrap=True)  # an error is one line, whatever the terminal width
 
 
-def format_or_exit(format: str, files: list[Path]) -> str:
-    """The files' one format: ``--format``, or told from their names when ``auto``; exit 2 when it cannot be told
-    or the files mix formats. Warns about AlgoSeek trades given without their quotes."""
+def formats_or_exit(format: str, files: list[Path]) -> dict[str, list[Path]]:
+    """The files grouped by format: ``--format`` for all, or each told from its name when ``auto``; exit 2 for a
+    format that is unknown or cannot be told. Warns about AlgoSeek trades given without their quotes."""
     from services.ingest.sources import detect_format
 
-    if format == "auto":
+    groups: dict[str, list[Path]] = {}
+    for path in files:
         try:
-            found = {detect_format(path) for path in files}
+            kind = detect_format(path) if format == "auto" else format
         except ValueError as error:
             stderr.print(str(error))
             raise typer.Exit(code=2) from None
-        if len(found) != 1:
-            stderr.print(f"the files mix formats ({', '.join(sorted(found))}): give one format a run, or use `orderflow backtest`",
-                         soft_wrap=True)
-            raise typer.Exit(code=2)
-        format = found.pop()
-    if format == "algoseek":
-        names = {path.name.lower() for path in files}
-        for name in sorted(names):
-            if name.endswith("_trade.zip") and name.replace("_trade.zip", "_quote.zip") not in names:
-                stderr.print(f"[yellow]warning: {name} without its quotes ({name.replace('_trade', '_quote')}): no NBBO, so trade sides "
-                             f"fall back to the tick test and the book rule sees nothing[/]", highlight=False, soft_wrap=True)
-    return format
+        source_or_exit(kind, None)
+        groups.setdefault(kind, []).append(path)
+    names = {path.name.lower() for path in groups.get("algoseek", [])}
+    for name in sorted(names):
+        if name.endswith("_trade.zip") and name.replace("_trade.zip", "_quote.zip") not in names:
+            stderr.print(f"[yellow]warning: {name} without its quotes ({name.replace('_trade', '_quote')}): no NBBO, so trade sides "
+                         f"fall back to the tick test and the book rule sees nothing[/]", highlight=False, soft_wrap=True)
+    return groups
+
+
+def format_or_exit(format: str, files: list[Path]) -> str:
+    """The files' one format (see :func:`formats_or_exit`); exit 2 when they mix formats."""
+    groups = formats_or_exit(format, files)
+    if len(groups) != 1:
+        stderr.print(f"the files mix formats ({', '.join(sorted(groups))}): give one format a run, or use `orderflow backtest`",
+                     soft_wrap=True)
+        raise typer.Exit(code=2)
+    return next(iter(groups))
 
 
 def nothing_read_or_exit(format: str, events: int, rejects) -> None:
@@ -415,20 +422,12 @@ def backtest(
     """
     from services.detector import backtest as backtesting
     from services.detector.report_html import render
-    from services.ingest.sources import detect_format, read_events
+    from services.ingest.sources import read_events
     from shared.config import load_config
 
     config = load_or_exit(config_file)
     logging_or_exit(service="backtest", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False)
-    groups: dict[str, list[Path]] = {}
-    for path in files:
-        try:
-            kind = detect_format(path) if format == "auto" else format
-        except ValueError as error:
-            stderr.print(str(error))
-            raise typer.Exit(code=2) from None
-        source_or_exit(kind, None)
-        groups.setdefault(kind, []).append(path)
+    groups = formats_or_exit(format, list(files))
     try:
         grid = backtesting.parse_sweep(sweep_items or [])
         chosen = backtesting.read_positions(positions) if positions else None

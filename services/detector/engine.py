@@ -238,18 +238,20 @@ class SymbolEngine:
 
     # --- thresholds ------------------------------------------------------------------
     def _large_order(self, session: str) -> int:
-        if session in EXTENDED and self.settings.extended_large_order_explicit:
-            return self.settings.extended_large_order_size
-        return self.thresholds.large_order_size
+        return self._extended_size(session) or self.thresholds.large_order_size
 
     def _spike(self, session: str) -> float:
         """The red-burst ratio: the setting, raised to the symbol's own ``burst_ratio_quantile``."""
         return max(self.settings.spike(session), self.thresholds.burst_ratio)
 
     def _offer_size(self, session: str) -> int:
+        return self._extended_size(session) or self.thresholds.offer_size
+
+    def _extended_size(self, session: str) -> int:
+        """An explicit extended-hours size (setting or override) in pre-market and after-hours, else 0."""
         if session in EXTENDED and self.settings.extended_large_order_explicit:
             return self.settings.extended_large_order_size
-        return self.thresholds.offer_size
+        return 0
 
     def _new_day(self, ts: int, outputs: list[Output]) -> None:
         """The first event of a trading day: close the last session, rebuild the profile walk-forward."""
@@ -444,7 +446,7 @@ class SymbolEngine:
         self._emit(alert, outputs)
 
     def _threshold_evidence(self, threshold: int, session: str) -> dict[str, str | int]:
-        extended = session in EXTENDED and self.settings.extended_large_order_explicit
+        extended = bool(self._extended_size(session))
         source = "extended_hours" if extended else self.thresholds.source
         evidence: dict[str, str | int] = {"threshold": threshold, "threshold_source": source}
         if self.thresholds.days and not extended:
