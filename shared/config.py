@@ -70,10 +70,10 @@ class OrderFlowConfig(BaseSettings):
 
     # --- the spec's variables -------------------------------------------------
     data_source: Literal["polygon"] = Field(
-        "polygon", description="Live market-data provider (design.md §2: Polygon/Massive)."
+        "polygon", description="Live market-data provider (Polygon/Massive)."
     )
     monitoring_mode: Literal["positions_only"] = Field(
-        "positions_only", description="Monitor only symbols with open positions (FR-013)."
+        "positions_only", description="Monitor only symbols with open positions."
     )
     polygon_api_key: SecretStr | None = Field(
         None,
@@ -81,16 +81,16 @@ class OrderFlowConfig(BaseSettings):
         description="Polygon/Massive API key. Secret: environment only, never logged.",
     )
     large_order_size: int = Field(
-        10_000, gt=1000, description="Shares that make an order large (FR-002)."
+        10_000, gt=1000, description="absolute mode: shares that make an order large."
     )
     volume_spike_threshold: float = Field(
-        3.0, ge=1.5, le=10.0, description="Spike-window volume / baseline average that flags a burst (FR-006)."
+        3.0, ge=1.5, le=10.0, description="Spike-window volume / baseline average that flags a burst."
     )
     red_burst_threshold: float = Field(
-        4.0, ge=1.5, le=20.0, description="Volume ratio of a critical red burst; triggers an exit (FR-009)."
+        4.0, ge=1.5, le=20.0, description="Volume ratio of a critical red burst; triggers an exit."
     )
     alert_window_seconds: int = Field(
-        120, ge=30, le=300, description="Window in which 3 large-seller alerts trigger an exit (FR-008)."
+        120, ge=30, le=300, description="Window in which 3 large-seller alerts trigger an exit."
     )
 
     # --- infrastructure --------------------------------------------------------
@@ -122,14 +122,14 @@ class OrderFlowConfig(BaseSettings):
         50_000, ge=100, le=5_000_000, description="Frames that may wait between socket and publisher before drops."
     )
     quote_size_unit: Literal["shares", "round_lots"] = Field(
-        "shares", description="Unit of Polygon quote sizes (design.md §2: the docs disagree)."
+        "shares", description="Unit of Polygon quote sizes (Polygon's documentation disagrees with itself)."
     )
     round_lot_size: int = Field(100, ge=1, description="Shares per round lot when quote_size_unit=round_lots.")
     side_method: Literal["lee_ready", "emo", "quote", "tick"] = Field(
-        "lee_ready", description="Trade-side inference for sources without a side (design.md §2)."
+        "lee_ready", description="Trade-side inference for sources without a side."
     )
 
-    # --- detection (design.md §3) ---------------------------------------------
+    # --- detection ---------------------------------------------
     spike_window_seconds: int = Field(60, ge=5, le=600, description="Red-burst spike window.")
     baseline_window_seconds: int = Field(
         300, ge=30, le=3600, description="Baseline before the spike window (the spec's 5 minutes)."
@@ -188,7 +188,7 @@ class OrderFlowConfig(BaseSettings):
         None, ge=1.5, le=10.0, description="volume_spike_threshold in pre-market and after-hours (unset: the same)."
     )
 
-    # --- integrity (design.md §4) ---------------------------------------------
+    # --- integrity ---------------------------------------------
     stale_warning_seconds: float = Field(
         10.0, gt=0.0, le=300.0, description="An event older than this at arrival is a validation error."
     )
