@@ -146,6 +146,11 @@ class OrderFlowConfig(BaseSettings):
     book_persistence_seconds: float = Field(
         2.0, ge=0.0, le=60.0, description="A large resting offer must persist this long (anti-flicker)."
     )
+    book_return_seconds: float = Field(
+        60.0, ge=0.0, le=3600.0,
+        description="A reported large offer that leaves its price and returns within this time is the same seller "
+                    "refilling: not reported again (0: every return is reported).",
+    )
     two_sided_ratio: float = Field(
         0.8, gt=0.0, le=1.0, description="A bid of at least this fraction of the large offer marks it two-sided."
     )
@@ -172,6 +177,11 @@ class OrderFlowConfig(BaseSettings):
         description="adaptive: a red burst's volume ratio must also reach this quantile of the symbol's own per-second ratios.",
     )
     profile_days: int = Field(5, ge=1, le=60, description="adaptive: regular sessions a profile is built from (the latest ones).")
+    calibration_confidence: float = Field(
+        0.95, ge=0.0, le=0.999,
+        description="adaptive, a symbol with no profile: thresholds fitted from the session so far are the upper "
+                    "bound of their quantile at this confidence (few observations: higher); 0 takes the estimate.",
+    )
     calibration_minutes: float = Field(
         15.0, ge=1.0, le=390.0,
         description="adaptive, no profile: regular-session minutes before the status says calibrated.",

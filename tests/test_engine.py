@@ -157,6 +157,30 @@ def test_a_large_offer_must_rest_before_it_counts():
     assert (alert.source, alert.order_size, alert.price_level, alert.two_sided) == ("book", 15_000, 50 * D + D // 100, False)
 
 
+def _ask_sizes(feed: Feed, large_at: list[tuple[int, int]], until: int) -> list[Quote]:
+    """A quote every second from T0 to ``until`` s; the ask shows 15,000 shares inside the ``large_at``
+    spans (start and end in ms), else 500."""
+    times = sorted({*range(0, until * 1000 + 1, 1000), *(edge for span in large_at for edge in span)})
+    return [feed.quote(T0 + ms * MS, ask_size=15_000 if any(start <= ms < end for start, end in large_at) else 500) for ms in times]
+
+
+def test_a_reported_offer_that_returns_to_its_price_is_the_same_seller_until_the_return_window_ends():
+    """Reported at 2 s; gone at 3 s and back at 63 s (60 s later: within the window, not reported again);
+    gone at 66 s and back at 126.001 s (60.001 s later: a new appearance, reported once it rested 2 s)."""
+    feed = Feed()
+    quotes = _ask_sizes(feed, [(0, 3_000), (63_000, 66_000), (126_001, 130_000)], 131)
+    assert [(a.ts_event - T0, a.evidence["rested_seconds"]) for a in alerts(run(engine(), quotes))] == [
+        (2 * S, 2.0), (129 * S, 2.999)]  # judged at the first event after it rested 2 s
+    every_return = run(engine(book_return_seconds=0), quotes)  # 0: every return is a new appearance
+    assert [a.ts_event - T0 for a in alerts(every_return)] == [2 * S, 65 * S, 129 * S]
+
+
+def test_an_offer_that_flickered_before_it_was_reported_starts_its_rest_again():
+    quotes = _ask_sizes(Feed(), [(0, 1_500), (1_600, 5_000)], 5)
+    (alert,) = alerts(run(engine(), quotes))
+    assert alert.ts_event == T0 + 4 * S and alert.evidence["rested_seconds"] == 2.4
+
+
 def test_two_sided_size_lowers_severity_and_does_not_count_toward_an_exit():
     feed = Feed()
     events = []

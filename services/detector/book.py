@@ -5,7 +5,10 @@ one, LOBSTER up to 50) with at least ``threshold`` shares starts an
 *appearance* keyed by its price. About a third of Nasdaq limit orders are
 cancelled within 2 s, so only an appearance still present after
 ``persistence_ns`` of event time is reported, once. It ends when that price
-no longer shows the size; a later return is a new appearance.
+no longer shows the size. A reported appearance that returns to the same
+price within ``return_ns`` is the same seller refilling (an iceberg, or an
+offer partly lifted and topped up) and is not reported again; any other
+return is a new appearance.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ class Appearance:
 class LargeOffers:
     """Tracks large ask levels of one symbol."""
 
-    def __init__(self, persistence_ns: int) -> None:
+    def __init__(self, persistence_ns: int, return_ns: int = 0) -> None:
         self.persistence_ns = persistence_ns
+        self.return_ns = return_ns
         self.appearances: dict[int, Appearance] = {}
+        self.ended: dict[int, tuple[int, Appearance]] = {}  # price -> (event ns it ended, the reported appearance)
         self.bids: tuple[tuple[int, int], ...] = ()
         self._bid_size = 0  # the NBBO bid size when ``bids`` was not built
 
@@ -36,13 +41,18 @@ class LargeOffers:
         self._bid_size = 0
         large = {price: size for price, size in asks if size >= threshold}
         for price in [price for price in self.appearances if price not in large]:
-            del self.appearances[price]
+            appearance = self.appearances.pop(price)
+            if appearance.alerted and self.return_ns:
+                self.ended[price] = (ts_event, appearance)
+        if self.ended:
+            self._forget_ended(ts_event)
         for price, size in large.items():
             appearance = self.appearances.get(price)
             if appearance is None:
-                self.appearances[price] = Appearance(price, ts_event, size)
-            else:
-                appearance.size = size
+                returned = self.ended.pop(price, None)
+                appearance = returned[1] if returned is not None else Appearance(price, ts_event, size)
+                self.appearances[price] = appearance
+            appearance.size = size
 
     def on_quote(self, ts_event: int, bid: int, bid_size: int, ask: int, ask_size: int, threshold: int) -> None:
         """An NBBO (one level a side); cheap when nothing is large."""
@@ -51,6 +61,10 @@ class LargeOffers:
             self.bids = ()
             return
         self.on_book(ts_event, ((bid, bid_size),) if bid > 0 else (), ((ask, ask_size),) if ask > 0 else (), threshold)
+
+    def _forget_ended(self, ts_event: int) -> None:
+        for price in [price for price, (ended_ts, _) in self.ended.items() if ts_event - ended_ts > self.return_ns]:
+            del self.ended[price]
 
     def due(self, ts_event: int) -> list[Appearance]:
         """Appearances that have now persisted long enough and were not reported."""
@@ -66,5 +80,6 @@ class LargeOffers:
 
     def reset(self) -> None:
         self.appearances.clear()
+        self.ended.clear()
         self.bids = ()
         self._bid_size = 0

@@ -92,6 +92,8 @@ class RuleSettings:
     fit: FitRules = FitRules()
     profile_days: int = 5
     calibration_ns: int = 15 * 60 * NANOS
+    offer_return_ns: int = 0
+    calibration_confidence: float = 0.0
 
     @classmethod
     def from_config(cls, config: OrderFlowConfig, symbol: str | None = None) -> RuleSettings:
@@ -133,6 +135,8 @@ class RuleSettings:
             ),
             profile_days=config.profile_days,
             calibration_ns=int(config.calibration_minutes * 60 * NANOS),
+            offer_return_ns=int(config.book_return_seconds * NANOS),
+            calibration_confidence=config.calibration_confidence,
         )
 
     def large_order(self, session: str) -> int:
@@ -164,7 +168,7 @@ class SymbolEngine:
         self.integrity = Integrity(symbol, settings.integrity)
         self.nbbo = PrevailingQuote()
         self.tape = TapeOrders(settings.sweep_window_ns)
-        self.offers = LargeOffers(settings.persistence_ns)
+        self.offers = LargeOffers(settings.persistence_ns, settings.offer_return_ns)
         self.bursts = RedBursts(
             spike_seconds=settings.spike_seconds, baseline_seconds=settings.baseline_seconds,
             min_baseline_volume=settings.min_baseline_volume, sell_ratio=settings.sell_ratio,
@@ -305,7 +309,9 @@ class SymbolEngine:
         offers_known = sum(day.offer_sizes.values()) >= self.settings.persistence_ns / (1 - self.settings.fit.offer_size_quantile)
         if orders_known or offers_known:
             fitted = fit_thresholds(self.settings.fit, day.order_sizes, day.offer_sizes if offers_known else {}, day.ratios,
-                                    day.vwap, source="session_start", days=day.day)
+                                    day.vwap, source="session_start", days=day.day,
+                                    confidence=self.settings.calibration_confidence,
+                                    offer_unit_ns=max(self.settings.persistence_ns, 1))
             current = self.thresholds
             large = fitted.large_order_size if orders_known else current.large_order_size
             offer = max(fitted.offer_size, large)

@@ -261,21 +261,36 @@ def weighted_quantile(weights: dict[int, int], q: float) -> int:
     return max(weights)
 
 
-def tail_quantile(weights: dict[int, int], q: float) -> int:
-    """The ``q`` quantile of a count-weighted sample, extrapolated when the sample is too small to hold it.
+def tail_quantile(weights: dict[int, int], q: float, confidence: float = 0.0) -> int:
+    """The ``q`` quantile of a count-weighted sample, extrapolated when the sample is too small to hold it;
+    with ``confidence`` (e.g. 0.95), the upper bound of that estimate at this one-sided confidence.
 
-    With at least ``1 / (1 − q)`` observations (1,000 for 0.999) this is :func:`weighted_quantile`.
-    With fewer, the empirical quantile is just the sample's maximum, and taking it as the threshold
-    makes every new maximum an alert; the quantile is then read from a log-normal fitted to the sample
-    (order sizes are roughly log-normal: on the shared days it predicts the 0.999 quantile within
-    −2 % (AMZN) to +40 % (BAC) from the median and 0.99 quantile), never below the sample's maximum.
+    With at least ``1 / (1 − q)`` observations (1,000 for 0.999) this is :func:`weighted_quantile`; its
+    upper bound is the order statistic at rank ``n·q + z·√(n·q·(1 − q))`` (the binomial count of
+    observations below the true quantile). With fewer, the empirical quantile is just the sample's
+    maximum, and taking it as the threshold makes every new maximum an alert; the quantile is then read
+    from a log-normal fitted to the sample (order sizes are roughly log-normal: on the shared days it
+    predicts the 0.999 quantile within −2 % (AMZN) to +40 % (BAC) from the median and 0.99 quantile),
+    never below the sample's maximum. Its upper bound adds ``z`` standard errors of the log-quantile
+    ``m + z_q·s``: ``s·√(1/n + z_q²/(2(n − 1)))``.
+
+    >>> tail_quantile({100: 990, 900: 9, 5000: 1}, 0.999), tail_quantile({100: 990, 900: 9, 5000: 1}, 0.999, 0.95)
+    (900, 5000)
+    >>> tail_quantile({100: 30, 200: 15, 400: 5}, 0.99), tail_quantile({100: 30, 200: 15, 400: 5}, 0.99, 0.95)
+    (422, 522)
     """
     total = sum(weights.values())
+    z_confidence = statistics.NormalDist().inv_cdf(confidence) if confidence else 0.0
     if total * (1 - q) >= 1 or total < 2:
-        return weighted_quantile(weights, q)
+        if not total:
+            return 0
+        rank = min(total, q * total + z_confidence * math.sqrt(total * q * (1 - q)))
+        return weighted_quantile(weights, rank / total)
     mean = sum(math.log(value) * count for value, count in weights.items() if value > 0) / total
     variance = sum((math.log(value) - mean) ** 2 * count for value, count in weights.items() if value > 0) / (total - 1)
-    fitted = math.exp(mean + statistics.NormalDist().inv_cdf(q) * math.sqrt(variance))
+    z = statistics.NormalDist().inv_cdf(q)
+    standard_error = math.sqrt(variance * (1 / total + z * z / (2 * (total - 1))))
+    fitted = math.exp(mean + z * math.sqrt(variance) + z_confidence * standard_error)
     return max(max(weights), math.ceil(fitted))
 
 
@@ -354,16 +369,25 @@ class FitRules:
 
 
 def fit_thresholds(rules: FitRules, orders: dict[int, int], offers: dict[int, int], ratios: dict[int, int], vwap: int, *,
-                   source: str, days: str, curve: VolumeCurve | None = None) -> Thresholds:
-    """Thresholds from count-weighted order sizes, time-weighted offer sizes and burst ratio readings.
+                   source: str, days: str, curve: VolumeCurve | None = None, confidence: float = 0.0,
+                   offer_unit_ns: int = NANOS) -> Thresholds:
+    """Thresholds from count-weighted order sizes, time-weighted offer sizes (ns displayed) and burst
+    ratio readings.
 
+    With ``confidence`` the order size, offer size and burst ratio are the upper bounds of their
+    quantiles (see :func:`tail_quantile`), an offer displayed for ``offer_unit_ns`` counting as one
+    observation.
     An empty ``offers`` leaves the offer threshold at the large order; fewer than ``1 / (1 − q)``
     ratio readings leave the burst ratio unknown (0)."""
     notional_floor = math.ceil(rules.min_notional_dollars * NANOS / vwap) if vwap else 0
-    large = max(tail_quantile(orders, rules.large_order_quantile), rules.min_size, notional_floor)
-    offer = max(weighted_quantile(offers, rules.offer_size_quantile), large)
+    large = max(tail_quantile(orders, rules.large_order_quantile, confidence), rules.min_size, notional_floor)
+    if confidence and offers:
+        displays = {size: displayed / offer_unit_ns for size, displayed in offers.items()}
+        offer = max(tail_quantile(displays, rules.offer_size_quantile, confidence), large)  # type: ignore[arg-type]
+    else:
+        offer = max(weighted_quantile(offers, rules.offer_size_quantile), large)
     enough_readings = sum(ratios.values()) * (1 - rules.burst_ratio_quantile) >= 1
-    burst = weighted_quantile(ratios, rules.burst_ratio_quantile) / RATIO_RESOLUTION if enough_readings else 0.0
+    burst = tail_quantile(ratios, rules.burst_ratio_quantile, confidence) / RATIO_RESOLUTION if enough_readings else 0.0
     return Thresholds(large_order_size=large, offer_size=offer, source=source, days=days, curve=curve, burst_ratio=burst)
 
 

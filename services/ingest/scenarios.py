@@ -25,7 +25,7 @@ received 2–20 ms after the event. On that background:
                  red_burst warning (ratio crosses 3.0), one red_burst critical
                  (crosses 4.0) and one exit recommendation (red_burst); no
                  large_seller alert.**
-``two-sided``    three times (at 4:00, 5:00, 6:00) 12,000+ shares rest on BOTH
+``two-sided``    three times (at 4:00, 5:30, 7:00) 12,000+ shares rest on BOTH
                  the bid and the offer for 8 s. **Expected: 3 large_seller
                  alerts from the book, two_sided, warning; no exit** (two-sided
                  pressure is accumulation as much as distribution).
@@ -297,7 +297,7 @@ def _red_burst(market: _Market) -> None:
 
 def _two_sided(market: _Market) -> None:
     special: dict[int, Special] = {}
-    for start in (240, 300, 360):
+    for start in (240, 330, 420):  # over a minute apart: a return within a minute is the same seller
         for second in range(start, start + 8):
             special[second] = _boosted(12_000)
         special[start + 8] = _boosted(0)
