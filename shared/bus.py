@@ -377,22 +377,32 @@ class Bus:
         """Take over entries pending longer than ``min_idle_ms`` (XAUTOCLAIM,
         following the cursor to the end). Returns ``(entries, deleted_ids)``:
         deleted ids were trimmed from the stream while pending and are gone."""
-        claimed: list[BusEntry] = []
-        deleted: list[bytes] = []
-        cursor = "0-0"
+        return (await self.reclaim_all([stream], group, consumer, min_idle_ms=min_idle_ms, count=count))[stream]
+
+    async def reclaim_all(
+        self, streams: Sequence[str], group: str, consumer: str, *, min_idle_ms: int, count: int = 1000
+    ) -> dict[str, tuple[list[BusEntry], list[bytes]]]:
+        """:meth:`reclaim` for many streams: one round trip for all of them (a pipeline), more only for a
+        stream with over ``count`` entries to take over."""
+        found: dict[str, tuple[list[BusEntry], list[bytes]]] = {stream: ([], []) for stream in streams}
+        cursors = {stream: "0-0" for stream in streams}
         async with self._calling("reclaim"):
-            while True:
-                response = await self.client.xautoclaim(
-                    stream, group, consumer, min_idle_time=min_idle_ms, start_id=cursor, count=count
-                )
-                cursor = as_text(response[0])
-                claimed.extend(_stream_entries(stream, response[1]))
-                if len(response) > 2:
-                    deleted.extend(response[2])
-                if cursor == "0-0":
-                    break
-        metrics.RECLAIMED_ENTRIES.inc(len(claimed))
-        return claimed, deleted
+            while cursors:
+                pipeline = self.client.pipeline(transaction=False)
+                for stream, cursor in cursors.items():
+                    pipeline.xautoclaim(stream, group, consumer, min_idle_time=min_idle_ms, start_id=cursor, count=count)
+                replies = await pipeline.execute()
+                following = {}
+                for (stream, _), response in zip(cursors.items(), replies):
+                    claimed, deleted = found[stream]
+                    claimed.extend(_stream_entries(stream, response[1]))
+                    if len(response) > 2:
+                        deleted.extend(response[2])
+                    if as_text(response[0]) != "0-0":
+                        following[stream] = as_text(response[0])
+                cursors = following
+        metrics.RECLAIMED_ENTRIES.inc(sum(len(claimed) for claimed, _ in found.values()))
+        return found
 
     async def pending_count(self, stream: str, group: str) -> int:
         """Entries delivered to the group but not acknowledged."""
@@ -402,13 +412,22 @@ class Bus:
 
     async def group_lag(self, stream: str, group: str) -> int | None:
         """Entries not yet delivered to ``group`` (XINFO GROUPS ``lag``; Redis ≥ 7)."""
+        return (await self.group_lags([stream], group))[stream]
+
+    async def group_lags(self, streams: Sequence[str], group: str) -> dict[str, int | None]:
+        """:meth:`group_lag` of many streams in one round trip (a pipeline)."""
         async with self._calling("group_lag"):
-            groups = await self.client.xinfo_groups(stream)
-        for info in groups:
-            if as_text(info["name"]) == group:
-                lag = info.get("lag")
-                return None if lag is None else int(lag)
-        raise ConsumerGroupMissingError(f"group {group} missing on {stream}")
+            pipeline = self.client.pipeline(transaction=False)
+            for stream in streams:
+                pipeline.xinfo_groups(stream)
+            replies = await pipeline.execute()
+        lags: dict[str, int | None] = {}
+        for stream, groups in zip(streams, replies):
+            info = next((info for info in groups if as_text(info["name"]) == group), None)
+            if info is None:
+                raise ConsumerGroupMissingError(f"group {group} missing on {stream}")
+            lags[stream] = None if info.get("lag") is None else int(info["lag"])
+        return lags
 
     async def read_range(self, stream: str, start: str = "-", end: str = "+", count: int | None = None) -> list[BusEntry]:
         """XRANGE: history of a stream (warm-up, audits, tests)."""

@@ -3,6 +3,7 @@ redelivery, bad payloads, a deleted group."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 import redis
 
@@ -21,6 +23,7 @@ from services.ingest.scenarios import EXPECTATIONS, SCENARIOS, write_scenario
 from services.ingest.sources import read_events
 from shared.bus import Bus
 from shared.config import OrderFlowConfig
+from shared.timestamps import now_ns
 from shared.wire import decode
 from tests.redis_server import free_port
 
@@ -278,3 +281,32 @@ async def test_poison_entries_are_dead_lettered_acknowledged_and_survived(redis_
         await again.drain()
         assert again.stats.undecodable == 4 and await bus.pending_count(stream, config.consumer_group) == 0
         assert await bus.client.xlen(bus.keys.dead_letters(stream)) == 8
+
+
+@pytest.mark.redis
+async def test_a_rested_offer_on_a_quiet_stock_is_reported_without_waiting_for_the_next_event(redis_url, key_prefix):
+    """One quote shows 15,000 shares offered, then the stock goes quiet: the running detector's heartbeat reports
+    the offer once it has rested 2 s of receive time, not at the next event (which never comes here)."""
+    from tests.test_engine import Feed, T0
+
+    config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute")
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        service = DetectorService(config, bus, symbols=["X"], consumer="one")
+        stop = asyncio.Event()
+        running = asyncio.ensure_future(service.run(stop))
+        try:
+            await asyncio.sleep(0.3)
+            shown = now_ns()
+            quote = Feed().quote(T0, ask_size=15_000)
+            await bus.publish([(bus.keys.market("X"), msgspec.structs.replace(quote, ts_recv=shown))])
+            while not await bus.client.xlen(bus.keys.alerts) and now_ns() - shown < 5 * 10**9:
+                await asyncio.sleep(0.01)
+            seen = now_ns()
+        finally:
+            stop.set()
+            await running
+        ((_, fields),) = await bus.client.xrange(bus.keys.alerts)
+        alert = decode(next(iter(fields.values())))
+        assert (alert.source, alert.ts_event, alert.evidence["rested_seconds"]) == ("book", T0 + 2 * 10**9, 2.0)
+        assert alert.ts_recv == shown + 2 * 10**9 and 0 <= alert.latency_ms < 100  # published within 100 ms of due
+        assert 2.0 <= (seen - shown) / 1e9 < 2.3

@@ -181,6 +181,37 @@ def test_an_offer_that_flickered_before_it_was_reported_starts_its_rest_again():
     assert alert.ts_event == T0 + 4 * S and alert.evidence["rested_seconds"] == 2.4
 
 
+def test_the_heartbeat_reports_a_rested_offer_between_events_with_the_id_the_next_event_gives():
+    """Live, a quiet stock: the offer shows at T0 and nothing arrives for 10 s. Offline the alert waits for the
+    next event (T0 + 10 s); live the heartbeat reports it at 2 s of receive time, with the same id."""
+    feed = Feed()
+    shown, next_event = feed.quote(T0, ask_size=15_000), feed.quote(T0 + 10 * S, ask_size=15_000)
+    (offline,) = alerts(run(engine(), [shown, next_event]))
+    live = engine()
+    assert run(live, [shown]) == []
+    assert live.next_due() == T0 + 2 * S  # ts_recv == ts_event in these ticks
+    assert live.advance(T0 + 2 * S - 1) == []
+    (heartbeat,) = alerts(live.advance(T0 + 2 * S + 7 * MS))  # a heartbeat 7 ms late: stamped when it became true
+    assert (heartbeat.id, heartbeat.ts_event, heartbeat.ts_recv) == (offline.id, T0 + 2 * S, T0 + 2 * S)
+    assert heartbeat.evidence["rested_seconds"] == 2.0
+    assert live.next_due() is None and alerts(live.advance(T0 + 3 * S)) == [] and alerts(run(live, [next_event])) == []
+
+
+def test_the_heartbeat_follows_the_feed_s_delay_and_never_reports_while_halted():
+    feed = Feed()
+    delayed = feed.quote(T0, ask_size=15_000)
+    delayed = Quote(**{**{f: getattr(delayed, f) for f in delayed.__struct_fields__}, "ts_recv": T0 + 300 * MS})
+    live = engine()
+    run(live, [delayed])
+    assert live.advance(T0 + 2 * S) == [] and live.next_due() == T0 + 2_300 * MS  # event time = receive time − 300 ms
+    (alert,) = alerts(live.advance(T0 + 2_300 * MS))
+    assert (alert.ts_event, alert.ts_recv) == (T0 + 2 * S, T0 + 2_300 * MS)
+    halted = engine()
+    run(halted, [feed.quote(T0, ask_size=15_000)])
+    halted.symbols["X"].integrity.halted = True
+    assert halted.advance(T0 + 5 * S) == []
+
+
 def test_two_sided_size_lowers_severity_and_does_not_count_toward_an_exit():
     feed = Feed()
     events = []

@@ -188,6 +188,8 @@ class SymbolEngine:
         self.active: DayRecorder | None = None  # where this session's events are recorded
         self.next_refit = 0
         self.fitted_today = False  # a day with no history has fitted its own thresholds
+        self.last_ts = 0  # the last usable event: its event time and receive time (ns), for :meth:`advance`
+        self.last_recv = 0
 
     # --- the event path ----------------------------------------------------------
     def process(self, event: MarketEvent) -> list[Output]:
@@ -206,6 +208,7 @@ class SymbolEngine:
                 self._reset(ts)
             if not verdict.usable:
                 return outputs
+        self.last_ts, self.last_recv = ts, event.ts_recv
         if ts >= self.day_end and self.settings.adaptive:  # only a valid event starts a new day
             self._new_day(ts, outputs)
         if session != self.session:
@@ -232,6 +235,35 @@ class SymbolEngine:
             if recorder is not None:
                 recorder.book(ts, event.bids, event.asks)
         return outputs
+
+    # --- time passing between events (live) -------------------------------------------
+    def advance(self, now_recv: int) -> list[Output]:
+        """Live: event time moves on while no event arrives, so a large offer is reported once it has rested
+        ``persistence`` and not only at the next event (seconds later on a quiet stock).
+
+        ``now_recv`` is on the clock of ``ts_recv`` (ns); event time is the last event's plus the receive time
+        elapsed since it arrived. The alert is stamped with the moment the offer had rested long enough (its
+        ``latency_ms`` then says how late the heartbeat was) and carries the id the next event would have given
+        it, so live and offline runs report the same alerts. The tape needs no heartbeat (a large order alerts at the print
+        that makes it large), and nothing here starts a new session or day: that waits for a real event.
+        """
+        if not self.offers.appearances or not self.last_recv or self.integrity.halted:
+            return []
+        ts = self.last_ts + (now_recv - self.last_recv)
+        if ts <= self.last_ts or (self.day_end and ts >= self.day_end) or self.sessions.session(ts) != self.session:
+            return []
+        outputs: list[Output] = []
+        for appearance in self.offers.due(ts):  # reported as of the moment it had rested long enough
+            due = appearance.start_ts + self.settings.persistence_ns
+            self._on_offer(appearance, due, due - self.last_ts + self.last_recv, self.session, outputs)
+        return outputs
+
+    def next_due(self) -> int | None:
+        """When (``ts_recv`` clock, ns) the earliest unreported large offer will have rested long enough."""
+        starts = [appearance.start_ts for appearance in self.offers.appearances.values() if not appearance.alerted]
+        if not starts or not self.last_recv:
+            return None
+        return min(starts) + self.settings.persistence_ns - self.last_ts + self.last_recv
 
     def recorded_sessions(self) -> list[DayStatistics]:
         """Every session this engine knows: its history and the session in progress (if it traded)."""
@@ -564,6 +596,19 @@ class Engine:
         for engine in self.symbols.values():
             outputs.extend(engine.flush())
         return outputs
+
+    def advance(self, now_recv: int) -> list[Output]:
+        """Live: let event time pass on every symbol (see :meth:`SymbolEngine.advance`)."""
+        outputs: list[Output] = []
+        for engine in self.symbols.values():
+            if engine.offers.appearances:
+                outputs.extend(engine.advance(now_recv))
+        return outputs
+
+    def next_due(self) -> int | None:
+        """The earliest :meth:`SymbolEngine.next_due` of all symbols (None: nothing is waiting)."""
+        due = [when for engine in self.symbols.values() if engine.offers.appearances and (when := engine.next_due()) is not None]
+        return min(due, default=None)
 
     def halted_symbols(self) -> int:
         return sum(engine.integrity.halted for engine in self.symbols.values())

@@ -118,6 +118,7 @@ class DetectorService:
         self._last_refresh = 0.0
         self._last_lag = 0.0
         self._last_reclaim = 0.0
+        self._batch_done = asyncio.Event()  # wakes the heartbeat: a batch may have shown a new large offer
         self.engine.sessions.session(now_ns())  # load the calendar now, not on the first event
 
     # --- symbols -----------------------------------------------------------------
@@ -221,8 +222,8 @@ class DetectorService:
     async def _reclaim(self) -> None:
         self._last_reclaim = time.monotonic()
         idle_ms = int(self.config.reclaim_idle_seconds * 1000)
-        for stream in list(self.streams):
-            claimed, _deleted = await self.bus.reclaim(stream, self.group, self.consumer, min_idle_ms=idle_ms)
+        found = await self.bus.reclaim_all(list(self.streams), self.group, self.consumer, min_idle_ms=idle_ms)
+        for stream, (claimed, _deleted) in found.items():
             if claimed:
                 log.warning("order_flow.entries_reclaimed", stream=stream, entries=len(claimed))
                 await self._handle(claimed)
@@ -232,6 +233,15 @@ class DetectorService:
         """Consume until ``stop`` is set; returns the counters."""
         await self.refresh()
         await self._reclaim()
+        heartbeat = asyncio.ensure_future(self._heartbeat(stop))
+        try:
+            await self._consume(stop)
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+        return self.stats
+
+    async def _consume(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             if time.monotonic() - self._last_refresh >= self.refresh_seconds:
                 await self.refresh()
@@ -255,7 +265,26 @@ class DetectorService:
                 await asyncio.sleep(0.02)
             if time.monotonic() - self._last_lag >= 5.0:
                 await self._measure_lag()
-        return self.stats
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        """Event time passes between events: a large offer is reported the moment it has rested long enough,
+        not at the stock's next event. Its own timer: a Redis BLOCK timeout is only as fine as the server's
+        cron (100 ms at the default ``hz 10``). Woken after every batch, which may have shown a new offer."""
+        while not stop.is_set():
+            due = self.engine.next_due()
+            self._batch_done.clear()
+            try:
+                await asyncio.wait_for(self._batch_done.wait(), 0.2 if due is None else max(0.0, (due - now_ns()) / NANOS))
+            except asyncio.TimeoutError:
+                pass
+            passed = self.engine.advance(now_ns())
+            if not passed:
+                continue
+            try:
+                await self._publish(passed)
+            except BusUnavailableError as error:
+                log.error("order_flow.bus_unavailable", code=error.code, reason=str(error))
+                await asyncio.sleep(1.0)
 
     def _per_stream(self) -> int:
         """XREADGROUP's COUNT (per stream) so that one read holds at most :data:`BATCH_ENTRIES` (and 1,000 a stream)."""
@@ -271,10 +300,10 @@ class DetectorService:
 
     async def _measure_lag(self) -> None:
         self._last_lag = time.monotonic()
+        lags = await self.bus.group_lags(list(self.streams), self.group)
         for stream, symbol in self.streams.items():
-            lag = await self.bus.group_lag(stream, self.group)
-            if lag is not None:
-                metrics.CONSUMER_LAG.labels(symbol=symbol).set(lag)
+            if lags.get(stream) is not None:
+                metrics.CONSUMER_LAG.labels(symbol=symbol).set(lags[stream])
 
     async def _handle(self, entries: list[BusEntry]) -> None:
         outputs: list[Output] = []
@@ -316,6 +345,7 @@ class DetectorService:
             if self.keep_latencies:
                 self.stats.latencies_ms.extend((done - stamp) / 1e6 for stamp in received)
         metrics.HALTED_SYMBOLS.set(self.engine.halted_symbols())
+        self._batch_done.set()
 
     async def _dead_letter(self, entry: BusEntry, code: str, reason: str) -> None:
         """Move an entry that cannot be handled to ``<stream>:dead`` with the reason, report it; the batch's ack
