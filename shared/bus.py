@@ -436,6 +436,11 @@ class Bus:
         return list(_stream_entries(stream, response))
 
 
+OUTAGE_ERRORS = (BusUnavailableError, RedisConnectionError, RedisTimeoutError)
+"""What a Redis outage raises: the bus's typed error after its retries, or redis-py's own from a call made
+straight on ``bus.client`` (a script, the registry). The one tuple each service's recovery catches."""
+
+
 def _tag(message: WireMessage) -> bytes:
     return type(message).__struct_config__.tag.encode()
 

@@ -76,6 +76,8 @@ DUPLICATES_SKIPPED = Counter(
 )
 
 # --- bus ------------------------------------------------------------------------
+BUS_UP = Gauge("orderflow_bus_up", "1 while Redis answers, 0 while a service waits out an outage.")
+BUS_UP.set(1)
 BUS_RETRIES = Counter("orderflow_bus_retries_total", "Redis calls retried after a connection error.")
 BUS_FAILURES = Counter(
     "orderflow_bus_failures_total", "Redis calls that failed after every retry.", ["operation"]

@@ -58,6 +58,7 @@ class RedisProcess:
     binary: str
     process: subprocess.Popen | None = None
     directory: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="orderflow-redis-"))
+    append_only: bool = False  # keep the data across a kill and restart (AOF, fsync every write)
 
     @property
     def url(self) -> str:
@@ -70,7 +71,8 @@ class RedisProcess:
                 "--port", str(self.port),
                 "--bind", "127.0.0.1",
                 "--save", "",
-                "--appendonly", "no",
+                "--appendonly", "yes" if self.append_only else "no",
+                "--appendfsync", "always",
                 "--dir", self.directory,
                 "--daemonize", "no",
             ],

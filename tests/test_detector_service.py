@@ -77,6 +77,11 @@ def _environment(redis_url: str, prefix: str, tmp_path: Path, **extra: str) -> d
             "ORDER_FLOW_METRICS_PORT": str(free_port()), "PYTHONPATH": str(REPO), "ORDER_FLOW_THRESHOLD_MODE": "absolute", **extra}
 
 
+def _jsonl_logs(tmp_path: Path) -> list[dict]:
+    """Every line of the JSONL logs the commands of a test wrote (``_environment``'s log folder)."""
+    return [json.loads(line) for path in (tmp_path / "logs").glob("*.jsonl") for line in path.read_text().splitlines() if line.strip()]
+
+
 def _orderflow(*arguments: str, env: dict[str, str], **options) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "services.cli", *arguments], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
@@ -209,17 +214,28 @@ async def test_an_undecodable_entry_is_logged_acknowledged_and_survived(redis_ur
 
 
 @pytest.mark.redis
-def test_a_deleted_group_stops_the_detector_with_a_clear_error(redis_url, key_prefix, tmp_path):
+def test_a_deleted_group_is_recreated_where_the_detector_left_off(redis_url, key_prefix, tmp_path):
+    """The group vanishes under a running detector (deleted, or Redis restarted empty): it is recreated after
+    the last entry handled, a status says so, entries after it are read and the ones before are not again."""
     client = redis.Redis.from_url(redis_url)
     stream = f"{key_prefix}:md:{{GONE}}"
-    client.xadd(stream, {"status": b"x"})
+    dead = f"{stream}:dead"
+    client.xadd(stream, {"status": b"x"})  # poison: dead-lettered, so each read of it shows
     env = _environment(redis_url, key_prefix, tmp_path)
     detector = _orderflow("detect", "--symbol", "GONE", env=env)
+
+    def recreated() -> bool:
+        return any(decode(next(iter(fields.values()))).code == "group_recreated"
+                   for _id, fields in client.xrange(f"{key_prefix}:status"))
+
     try:
-        _wait_for(lambda: _caught_up(client, key_prefix, ["GONE"]), what="the group")
+        _wait_for(lambda: _caught_up(client, key_prefix, ["GONE"]) and client.xlen(dead) == 1, what="the group")
         client.xgroup_destroy(stream, "detector")
-        assert detector.wait(timeout=30) == 4
-        assert "consumer group deleted" in detector.stderr.read()
+        _wait_for(recreated, what="the group recreated")
+        client.xadd(stream, {"status": b"y"})
+        _wait_for(lambda: client.xlen(dead) == 2, what="the entry after the recreation")
+        time.sleep(1.0)
+        assert client.xlen(dead) == 2 and detector.poll() is None  # the first entry was not read again; still running
     finally:
         if detector.poll() is None:
             detector.kill()
@@ -310,3 +326,41 @@ async def test_a_rested_offer_on_a_quiet_stock_is_reported_without_waiting_for_t
         assert (alert.source, alert.ts_event, alert.evidence["rested_seconds"]) == ("book", T0 + 2 * 10**9, 2.0)
         assert alert.ts_recv == shown + 2 * 10**9 and 0 <= alert.latency_ms < 100  # published within 100 ms of due
         assert 2.0 <= (seen - shown) / 1e9 < 2.3
+
+
+@pytest.mark.redis
+def test_the_detector_rides_out_a_20_second_redis_outage_and_loses_nothing(captures, tmp_path):
+    """Redis (append-only) is killed under a running detector and comes back 20 s later: the detector neither
+    exits nor loses anything; the large sellers published afterwards give their 5 alerts and the exit."""
+    from tests.redis_server import RedisProcess, redis_server_binary
+
+    server = RedisProcess(port=free_port(), binary=redis_server_binary(), append_only=True).start()
+    prefix = "outage"
+    env = _environment(server.url, prefix, tmp_path, ORDER_FLOW_THRESHOLD_MODE="absolute")
+    detector = _orderflow("detect", "--symbol", "LARGESELLERS", env=env)
+    try:
+        client = redis.Redis.from_url(server.url)
+        _wait_for(lambda: _caught_up(client, prefix, ["LARGESELLERS"]), what="the detector's group")
+        client.close()
+        server.stop()
+        time.sleep(20)
+        assert detector.poll() is None, "the detector exited during the outage"
+        server.start()
+        client = redis.Redis.from_url(server.url)
+
+        async def publish() -> None:
+            async with await Bus.connect(server.url, prefix=prefix) as bus:
+                await replay(bus, read_events("capture", [captures["large-sellers"]]))
+
+        asyncio.run(publish())
+        _wait_for(lambda: client.exists(f"{prefix}:exits") and client.xlen(f"{prefix}:exits") == 1, what="the exit")
+        _wait_for(lambda: client.xlen(f"{prefix}:alerts") == 5, what="the five alerts")
+        detector.send_signal(signal.SIGTERM)
+        assert detector.wait(timeout=30) == 0
+        events = [line["event"] for line in _jsonl_logs(tmp_path)]
+        assert "order_flow.bus_unavailable" in events and "order_flow.bus_recovered" in events
+        client.close()
+    finally:
+        if detector.poll() is None:
+            detector.kill()
+        server.stop()

@@ -30,7 +30,7 @@ import asyncio
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Awaitable, Callable, Iterable
 
 import msgspec
 
@@ -39,10 +39,10 @@ from services.detector.engine import AlertsExpired, Engine, Output, ProfileUpdat
 from services.detector.profiles import ProfileError
 from services.detector.integrity import ValidationIssue
 from shared import logs, metrics
-from shared.bus import Bus, BusEntry, as_text
+from shared.bus import OUTAGE_ERRORS, Bus, BusEntry, as_text
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
-from shared.errors import BusUnavailableError, WireDecodeError
+from shared.errors import BusAuthenticationError, ConsumerGroupMissingError, WireDecodeError
 from shared.positions import PositionRegistry
 from shared.prices import format_price
 from shared.timestamps import now_ns, ns_to_utc_iso
@@ -65,6 +65,10 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
 end
 return 0
 """
+
+
+class _Stopping(Exception):
+    """Stopped while Redis was down with a processed batch in hand (it stays pending: redelivered)."""
 
 
 def default_consumer_name() -> str:
@@ -119,6 +123,9 @@ class DetectorService:
         self._last_lag = 0.0
         self._last_reclaim = 0.0
         self._batch_done = asyncio.Event()  # wakes the heartbeat: a batch may have shown a new large offer
+        self._stop = asyncio.Event()
+        self._down_since: float | None = None  # monotonic time Redis became unreachable
+        self._last_entry: dict[str, bytes] = {}  # stream -> the last entry id handled
         self.engine.sessions.session(now_ns())  # load the calendar now, not on the first event
 
     # --- symbols -----------------------------------------------------------------
@@ -233,38 +240,96 @@ class DetectorService:
         """Consume until ``stop`` is set; returns the counters."""
         await self.refresh()
         await self._reclaim()
+        self._stop = stop
         heartbeat = asyncio.ensure_future(self._heartbeat(stop))
         try:
             await self._consume(stop)
+        except _Stopping:
+            log.warning("order_flow.detector_stopped_during_outage", detail="the batch in hand stays pending and is redelivered")
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
         return self.stats
 
     async def _consume(self, stop: asyncio.Event) -> None:
+        """The read loop, and the one place its failures turn into recovery: a Redis outage of any length is
+        waited out (reconnecting with backoff, ``bus_unavailable`` logged and gauged), a consumer group deleted
+        under the detector is recreated where it left off; only refused credentials end it."""
         while not stop.is_set():
-            if time.monotonic() - self._last_refresh >= self.refresh_seconds:
-                await self.refresh()
-            if time.monotonic() - self._last_reclaim >= RECLAIM_EVERY_SECONDS:
-                await self._reclaim()
-            if not self.streams:
-                await asyncio.sleep(0.1)
-                continue
             try:
-                entries = await self.bus.read_group(
-                    self.group, self.consumer, list(self.streams), count=self._per_stream(),
-                    block_ms=None if self.bus.embedded else 200,
-                )
-            except BusUnavailableError as error:
-                log.error("order_flow.bus_unavailable", code=error.code, reason=str(error))
-                await asyncio.sleep(1.0)
-                continue
-            if entries:
-                await self._handle(entries)
-            elif self.bus.embedded:
-                await asyncio.sleep(0.02)
-            if time.monotonic() - self._last_lag >= 5.0:
-                await self._measure_lag()
+                await self._step()
+                self._bus_back()
+            except BusAuthenticationError:
+                raise
+            except OUTAGE_ERRORS as error:
+                if not await self._bus_down(error):
+                    return
+            except ConsumerGroupMissingError as error:
+                await self._recreate_groups(str(error))
+
+    async def _step(self) -> None:
+        if time.monotonic() - self._last_refresh >= self.refresh_seconds:
+            await self.refresh()
+        if time.monotonic() - self._last_reclaim >= RECLAIM_EVERY_SECONDS:
+            await self._reclaim()
+        if not self.streams:
+            await asyncio.sleep(0.1)
+            return
+        entries = await self.bus.read_group(
+            self.group, self.consumer, list(self.streams), count=self._per_stream(),
+            block_ms=None if self.bus.embedded else 200,
+        )
+        if entries:
+            await self._handle(entries)
+        elif self.bus.embedded:
+            await asyncio.sleep(0.02)
+        if time.monotonic() - self._last_lag >= 5.0:
+            await self._measure_lag()
+
+    async def _bus_down(self, error: Exception) -> bool:
+        """Redis is unreachable: report it once, wait a second (or until stopped). False once stopping."""
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            metrics.BUS_UP.set(0)
+            log.error("order_flow.bus_unavailable", code="bus_unavailable", reason=str(error)[:300])
+        try:
+            await asyncio.wait_for(self._stop.wait(), 1.0)
+        except asyncio.TimeoutError:
+            pass
+        return not self._stop.is_set()
+
+    def _bus_back(self) -> None:
+        if self._down_since is not None:
+            log.warning("order_flow.bus_recovered", down_seconds=round(time.monotonic() - self._down_since, 1))
+            self._down_since = None
+            metrics.BUS_UP.set(1)
+
+    async def _until_done(self, attempt: Callable[[], Awaitable[None]]) -> None:
+        """Run ``attempt`` until Redis takes it (outputs and acks of a batch already processed: never dropped);
+        :class:`_Stopping` when stopped first (the batch stays pending and is redelivered)."""
+        while True:
+            try:
+                await attempt()
+                self._bus_back()
+                return
+            except BusAuthenticationError:
+                raise
+            except OUTAGE_ERRORS as error:
+                if not await self._bus_down(error):
+                    raise _Stopping from None
+
+    async def _recreate_groups(self, reason: str) -> None:
+        """The group was deleted (or Redis restarted empty): recreate it on every stream, after the last entry
+        this detector handled (the stream's start where it handled none), and say so."""
+        log.error("order_flow.consumer_group_recreated", code="bus_group_missing", reason=reason[:300])
+        for stream, symbol in self.streams.items():
+            start = self._last_entry.get(stream, b"0")
+            if await self.bus.ensure_group(stream, self.group, as_text(start)):
+                now = now_ns()
+                status = FeedStatus(source="detector", state="gap", ts_event=now, ts_recv=now, symbols=(symbol,),
+                                    code="group_recreated",
+                                    detail=f"consumer group {self.group} was missing on {stream}: recreated after entry {as_text(start)}")
+                await self._once(f"{stream}:group_recreated:{now}", self.keys.status, status)
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         """Event time passes between events: a large offer is reported the moment it has rested long enough,
@@ -278,13 +343,8 @@ class DetectorService:
             except asyncio.TimeoutError:
                 pass
             passed = self.engine.advance(now_ns())
-            if not passed:
-                continue
-            try:
-                await self._publish(passed)
-            except BusUnavailableError as error:
-                log.error("order_flow.bus_unavailable", code=error.code, reason=str(error))
-                await asyncio.sleep(1.0)
+            if passed:
+                await self._until_done(lambda: self._publish(passed))
 
     def _per_stream(self) -> int:
         """XREADGROUP's COUNT (per stream) so that one read holds at most :data:`BATCH_ENTRIES` (and 1,000 a stream)."""
@@ -309,6 +369,7 @@ class DetectorService:
         outputs: list[Output] = []
         kinds: dict[type, int] = {}
         received: list[int] = []
+        dead: list[tuple[BusEntry, str, str]] = []
         process = self.engine.process
         for entry in entries:
             try:
@@ -316,12 +377,12 @@ class DetectorService:
             except WireDecodeError as error:
                 self.stats.undecodable += 1
                 metrics.VALIDATION_ERRORS.labels(code=error.code).inc()
-                await self._dead_letter(entry, error.code, str(error))
+                dead.append((entry, error.code, str(error)))
                 continue
             problem = _misplaced(event, entry, self.streams.get(entry.stream, ""))
             if problem is not None:  # valid msgpack, but not what this stream and field may hold: a poison entry
                 self.stats.undecodable += 1
-                await self._dead_letter(entry, *problem)
+                dead.append((entry, *problem))
                 continue
             kind = type(event)
             kinds[kind] = kinds.get(kind, 0) + 1
@@ -332,13 +393,21 @@ class DetectorService:
         self.stats.events += len(entries)
         for kind, count in kinds.items():
             metrics.EVENTS_PROCESSED.labels(kind=kind.__struct_config__.tag).inc(count)
-        if outputs:
-            await self._publish(outputs)
         by_stream: dict[str, list[bytes]] = {}
         for entry in entries:
             by_stream.setdefault(entry.stream, []).append(entry.entry_id)
+
+        async def finish() -> None:  # the events are processed: what they gave must reach Redis, whatever it takes
+            for entry, code, reason in dead:
+                await self._dead_letter(entry, code, reason)
+            if outputs:
+                await self._publish(outputs)
+            for stream, ids in by_stream.items():
+                await self.bus.ack(stream, self.group, ids)
+
+        await self._until_done(finish)
         for stream, ids in by_stream.items():
-            await self.bus.ack(stream, self.group, ids)
+            self._last_entry[stream] = ids[-1]
         if received:
             done = now_ns()
             metrics.PROCESSING_LATENCY.observe(max(0, done - min(received)) / NANOS)
