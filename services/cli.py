@@ -128,7 +128,7 @@ def serve_metrics_or_exit(config: OrderFlowConfig) -> None:
     from shared.metrics import serve_metrics
 
     try:
-        serve_metrics(config.metrics_port)
+        serve_metrics(config.metrics_port, config.metrics_host)
     except OSError as error:
         stderr.print(f"[bold red]metrics port {config.metrics_port} unavailable:[/] {error}")
         raise typer.Exit(code=2) from None
@@ -673,8 +673,8 @@ def demo(
         raise typer.Exit(code=2)
     logging_or_exit(service="demo", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values(), console=False)
     try:
-        serve_metrics(config.metrics_port)
-        stdout.print(f"metrics on http://127.0.0.1:{config.metrics_port}/metrics" if config.metrics_port else "metrics disabled")
+        serve_metrics(config.metrics_port, config.metrics_host)
+        stdout.print(f"metrics on http://{config.metrics_host}:{config.metrics_port}/metrics" if config.metrics_port else "metrics disabled")
     except OSError as error:
         stderr.print(f"[yellow]metrics port {config.metrics_port} unavailable ({error}); continuing without metrics[/]")
     result = run_or_exit(run_demo(config, scenarios=scenario or None, speed=speed, seed=seed, console=stdout))

@@ -225,6 +225,11 @@ class OrderFlowConfig(BaseSettings):
     log_dir: Path = Field(Path("logs/order_flow"), description="JSONL logs, one file per UTC day.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Console and file log level.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus metrics port (0 disables).")
+    metrics_host: str = Field(
+        "127.0.0.1", pattern=r"^[0-9A-Za-z.:\-]+$",
+        description="Address the metrics endpoint listens on: this machine only by default; 0.0.0.0 where a "
+                    "scraper elsewhere (another container) must reach it.",
+    )
 
     @field_validator("polygon_api_key", "redis_url", mode="before")
     @classmethod

@@ -87,9 +87,9 @@ RECLAIMED_ENTRIES = Counter(
 )
 
 
-def serve_metrics(port: int) -> object | None:
-    """Serve ``/metrics`` on ``port`` (all interfaces); 0 disables. Returns the server."""
+def serve_metrics(port: int, host: str = "127.0.0.1") -> object | None:
+    """Serve ``/metrics`` on ``host:port`` (this machine only by default); port 0 disables. Returns the server."""
     if port == 0:
         return None
-    server, _thread = start_http_server(port)
+    server, _thread = start_http_server(port, addr=host)
     return server

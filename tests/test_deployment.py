@@ -65,6 +65,25 @@ def test_compose_services_health_networks_and_persistence():
     assert anchor["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
+def test_metrics_listen_on_this_machine_only_unless_compose_opens_them():
+    """Metrics bind 127.0.0.1 by default; in compose every service that serves them opens them to Prometheus's
+    container (0.0.0.0), and only those."""
+    from shared.metrics import serve_metrics
+
+    assert OrderFlowConfig().metrics_host == "127.0.0.1"
+    server = serve_metrics(free_port())
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+    finally:
+        server.shutdown()
+    for name, service in COMPOSE["services"].items():
+        environment = service.get("environment") or {}
+        if str(environment.get("ORDER_FLOW_METRICS_PORT", "0")) != "0":
+            assert environment.get("ORDER_FLOW_METRICS_HOST") == "0.0.0.0", f"{name} serves metrics Prometheus cannot reach"
+        else:
+            assert "ORDER_FLOW_METRICS_HOST" not in environment, name
+
+
 def test_the_image_runs_as_a_user_and_bakes_in_no_secret():
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "\nUSER orderflow\n" in dockerfile
