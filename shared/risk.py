@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Literal
 
 from shared import logs
-from shared.bus import Bus
-from shared.errors import WireDecodeError
+from shared.bus import OUTAGE_ERRORS, Bus
+from shared.errors import BusAuthenticationError, ConsumerGroupMissingError, WireDecodeError
 from shared.positions import Position
 from shared.prices import format_price, price_to_float
+from shared.timestamps import now_ns
 from shared.wire import ExitRecommendation, FeedStatus, decode
 
 log = logs.get_logger(__name__)
@@ -128,6 +130,9 @@ class RiskManagerClient:
         self.group = f"riskmanager-{name}"
         self.held_symbols = held_symbols
         self.stats = ClientStats()
+        self._group_ready = False
+        self._last_status: bytes | str | None = None  # the last status entry read (None: not started)
+        self._down_since: float | None = None  # monotonic time Redis became unreachable
 
     async def _claim(self, recommendation: ExitRecommendation) -> bool:
         key = f"{self.bus.keys.prefix}:riskmanager:{self.name}:handled:{recommendation.id}"
@@ -143,16 +148,39 @@ class RiskManagerClient:
             await result
 
     async def run(self, stop: asyncio.Event, *, on_exit: Handler, on_status: StatusHandler | None = None) -> ClientStats:
-        """Until ``stop``: catch up from the stream, then follow channel, stream and status."""
-        await self.bus.ensure_group(self.bus.keys.exits, self.group, "$")
+        """Until ``stop``: catch up from the stream, then follow channel, stream and status.
+
+        A Redis outage of any length is waited out here (the one place): every held symbol is reported
+        unmonitored at once (status ``disconnected``, code ``bus_unavailable``, to ``on_status`` too), the
+        client reconnects every second, catches up from the stream and reports them resumed (code
+        ``bus_recovered``). A lost consumer group (Redis restarted empty) is recreated. Only refused
+        credentials end it early."""
+        while not stop.is_set():
+            try:
+                await self._follow(stop, on_exit, on_status)
+            except BusAuthenticationError:
+                raise
+            except OUTAGE_ERRORS as error:
+                await self._bus_down(error, stop, on_status)
+            except ConsumerGroupMissingError:
+                log.warning("order_flow.consumer_group_recreated", group=self.group, source="risk_manager")
+                self._group_ready = False
+        return self.stats
+
+    async def _follow(self, stop: asyncio.Event, on_exit: Handler, on_status: StatusHandler | None) -> None:
+        if not self._group_ready:
+            await self.bus.ensure_group(self.bus.keys.exits, self.group, "$" if self._last_status is None else "0")
+            self._group_ready = True
         pubsub = self.bus.client.pubsub()
-        await pubsub.subscribe(self.bus.keys.exit_channel)
-        newest = await self.bus.client.xrevrange(self.bus.keys.status, count=1)
-        last_status = newest[0][0] if newest else "0-0"  # statuses from now on
         try:
+            await pubsub.subscribe(self.bus.keys.exit_channel)
+            if self._last_status is None:
+                newest = await self.bus.client.xrevrange(self.bus.keys.status, count=1)
+                self._last_status = newest[0][0] if newest else "0-0"  # statuses from now on
             # catch-up: what was delivered but not acknowledged (a crash), then everything new
             for entry in await self.bus.read_own_pending(self.group, self.name, self.bus.keys.exits):
                 await self._from_stream(entry, on_exit)
+            await self._bus_back(on_status)
             while not stop.is_set():
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
                 if message is not None:
@@ -164,16 +192,45 @@ class RiskManagerClient:
                         await self._handle(recommendation, on_exit)
                 for entry in await self.bus.read_group(self.group, self.name, [self.bus.keys.exits], count=100, block_ms=None):
                     await self._from_stream(entry, on_exit)
-                rows = await self.bus.client.xread({self.bus.keys.status: last_status}, count=100)
+                rows = await self.bus.client.xread({self.bus.keys.status: self._last_status}, count=100)
                 for _stream, entries in rows.items() if isinstance(rows, dict) else rows:
                     for entry_id, fields in entries:
-                        last_status = entry_id
+                        self._last_status = entry_id
                         await self._status(next(iter(fields.values())), on_status)
                 if message is None and self.bus.embedded:
                     await asyncio.sleep(0.05)
         finally:
-            await pubsub.aclose()
-        return self.stats
+            try:
+                await pubsub.aclose()
+            except OUTAGE_ERRORS:
+                pass
+
+    async def _bus_down(self, error: Exception, stop: asyncio.Event, on_status: StatusHandler | None) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.error("order_flow.bus_unavailable", code="bus_unavailable", reason=str(error)[:300], source="risk_manager")
+            now = now_ns()
+            await self._on_status(FeedStatus(source="risk_manager", state="disconnected", ts_event=now, ts_recv=now,
+                                             symbols=tuple(sorted(self._held())), code="bus_unavailable",
+                                             detail=f"Redis unreachable: no recommendation can arrive ({str(error)[:200]})"), on_status)
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _bus_back(self, on_status: StatusHandler | None) -> None:
+        if self._down_since is None:
+            return
+        down = round(time.monotonic() - self._down_since, 1)
+        self._down_since = None
+        log.warning("order_flow.bus_recovered", down_seconds=down, source="risk_manager")
+        now = now_ns()
+        await self._on_status(FeedStatus(source="risk_manager", state="monitoring_resumed", ts_event=now, ts_recv=now,
+                                         symbols=tuple(sorted(self._held())), code="bus_recovered",
+                                         detail=f"Redis back after {down} s; caught up from the exits stream"), on_status)
+
+    def _held(self) -> set[str]:
+        return self.held_symbols() if self.held_symbols else set()
 
     async def _from_stream(self, entry, on_exit: Handler) -> None:
         try:
@@ -189,10 +246,12 @@ class RiskManagerClient:
             status = decode(payload)
         except WireDecodeError:
             return
-        if not isinstance(status, FeedStatus):
-            return
+        if isinstance(status, FeedStatus):
+            await self._on_status(status, on_status)
+
+    async def _on_status(self, status: FeedStatus, on_status: StatusHandler | None) -> None:
         self.stats.statuses += 1
-        held = self.held_symbols() if self.held_symbols else set()
+        held = self._held()
         affected = set(status.symbols) & held if status.symbols else held
         if status.state in UNMONITORED_STATES and affected:
             self.stats.unmonitored |= affected

@@ -106,3 +106,42 @@ async def test_each_recommendation_is_handled_once_and_none_lost_across_a_restar
     assert handled == ["AAPL:exit:large_sellers:1", "AAPL:exit:large_sellers:2", "AAPL:exit:red_burst:3"]
     assert await bus.pending_count(bus.keys.exits, "riskmanager-bot-1") == 0
     await bus.close()
+
+
+@pytest.mark.redis
+async def test_the_client_rides_out_a_20_second_redis_outage_and_says_so():
+    """Redis (append-only) is killed under a running client for 20 s: the client keeps running, reports the held
+    symbol unmonitored at once, then resumed, and handles the recommendation published after the outage once."""
+    from tests.redis_server import RedisProcess, free_port, redis_server_binary
+
+    server = await asyncio.to_thread(RedisProcess(port=free_port(), binary=redis_server_binary(), append_only=True).start)
+    config = OrderFlowConfig(key_prefix="outage")
+    bus = await Bus.connect(server.url, prefix="outage")
+    handled: list[str] = []
+    statuses: list[tuple[str, str, tuple[str, ...]]] = []
+    client = RiskManagerClient(bus, name="bot-1", held_symbols=lambda: {"AAPL"})
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(client.run(stop, on_exit=lambda r: handled.append(r.id),
+                                            on_status=lambda s: statuses.append((s.state, s.code, s.symbols))))
+    try:
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(server.stop)
+        await asyncio.sleep(20)
+        assert not task.done(), "the client ended during the outage"
+        assert statuses[0] == ("disconnected", "bus_unavailable", ("AAPL",)) and client.stats.unmonitored == {"AAPL"}
+        await asyncio.to_thread(server.start)
+        publisher = await Bus.connect(server.url, prefix="outage")
+        await _publish(publisher, config, recommendation(number=7))
+        for _ in range(200):
+            if handled:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        assert handled == ["AAPL:exit:large_sellers:7"]
+        assert ("monitoring_resumed", "bus_recovered", ("AAPL",)) in statuses and client.stats.unmonitored == set()
+        await publisher.close()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await bus.close()
+        await asyncio.to_thread(server.stop)
