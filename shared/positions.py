@@ -56,6 +56,12 @@ def decode_change(payload: bytes | str) -> PositionChange | None:
         return None
 
 
+REGISTRY_MARK = "_registry"
+"""A field the positions hash keeps once any position was opened, so the hash outlives its last position:
+a missing hash then means the registry was lost (Redis restarted without persistence), not that every
+position was closed."""
+
+
 class PositionRegistry:
     """Open, close and list positions in Redis."""
 
@@ -75,7 +81,7 @@ class PositionRegistry:
         if stop and quantity < 0 and stop <= entry:
             raise ValueError(f"the stop loss {format_price(stop)} of a short position must be above its entry {format_price(entry)}")
         position = Position(symbol=normalise_symbol(symbol), quantity=quantity, entry_price=entry, stop_loss=stop, opened_ns=now_ns())
-        await self.bus.client.hset(self.bus.keys.positions, position.symbol, msgspec.json.encode(position))
+        await self.bus.client.hset(self.bus.keys.positions, mapping={position.symbol: msgspec.json.encode(position), REGISTRY_MARK: b"1"})
         await self._notify("open", position.symbol)
         return position
 
@@ -86,14 +92,34 @@ class PositionRegistry:
         return bool(removed)
 
     async def list(self) -> list[Position]:
+        return await self.current() or []
+
+    async def current(self) -> list[Position] | None:
+        """The open positions; None when the registry itself is missing (never used, or lost with a Redis
+        restarted without persistence: the caller that knew positions tells which)."""
         values = await self.bus.client.hgetall(self.bus.keys.positions)
+        if not values:
+            return None
         positions = []
-        for value in values.values():
+        for field_name, value in values.items():
+            if field_name in (REGISTRY_MARK, REGISTRY_MARK.encode()):
+                continue
             try:
                 positions.append(_position_decoder.decode(value))
             except (msgspec.DecodeError, msgspec.ValidationError):
                 continue
         return sorted(positions, key=lambda position: position.symbol)
+
+    async def restore(self, positions: list[Position]) -> int:
+        """Write back positions known from before the registry was lost (a field set since is kept).
+        Returns how many were written."""
+        written = 0
+        for position in positions:
+            written += await self.bus.client.hsetnx(self.bus.keys.positions, position.symbol, msgspec.json.encode(position))
+        await self.bus.client.hset(self.bus.keys.positions, REGISTRY_MARK, b"1")
+        for position in positions:
+            await self._notify("open", position.symbol)
+        return written
 
     async def symbols(self) -> list[str]:
         return [position.symbol for position in await self.list()]

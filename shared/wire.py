@@ -123,6 +123,7 @@ FeedState = Literal[
     "calibrating",
     "calibrated",
     "dead_letter",
+    "positions_lost",
 ]
 
 

@@ -23,6 +23,7 @@ from services.ingest.scenarios import EXPECTATIONS, SCENARIOS, write_scenario
 from services.ingest.sources import read_events
 from shared.bus import Bus
 from shared.config import OrderFlowConfig
+from shared.positions import PositionRegistry
 from shared.timestamps import now_ns
 from shared.wire import decode
 from tests.redis_server import free_port
@@ -363,4 +364,45 @@ def test_the_detector_rides_out_a_20_second_redis_outage_and_loses_nothing(captu
     finally:
         if detector.poll() is None:
             detector.kill()
+        server.stop()
+
+
+@pytest.mark.redis
+def test_monitoring_survives_a_redis_restart_without_persistence(captures, tmp_path):
+    """Redis without persistence restarts under a detector following the registry: the detector writes the
+    position back, says positions_lost naming it, recreates its group, and alerts on what comes next."""
+    from tests.redis_server import RedisProcess, redis_server_binary
+
+    server = RedisProcess(port=free_port(), binary=redis_server_binary()).start()
+    prefix = "restart"
+    env = _environment(server.url, prefix, tmp_path)
+    client = redis.Redis.from_url(server.url)
+
+    async def open_position() -> None:
+        async with await Bus.connect(server.url, prefix=prefix) as bus:
+            await PositionRegistry(bus).open("LARGESELLERS", quantity=100, entry_price="50.10")
+
+    asyncio.run(open_position())
+    detector = _orderflow("detect", env=env)
+    try:
+        _wait_for(lambda: _caught_up(client, prefix, ["LARGESELLERS"]), what="the detector's group")
+        client.close()
+        server.stop()
+        server.start()  # empty: positions, streams and groups are gone
+        client = redis.Redis.from_url(server.url)
+        _wait_for(lambda: client.hexists(f"{prefix}:positions", "LARGESELLERS"), what="the position written back")
+        statuses = [decode(next(iter(fields.values()))) for _id, fields in client.xrange(f"{prefix}:status")]
+        assert any(s.state == "positions_lost" and s.symbols == ("LARGESELLERS",) for s in statuses)
+
+        async def publish() -> None:
+            async with await Bus.connect(server.url, prefix=prefix) as bus:
+                await replay(bus, read_events("capture", [captures["large-sellers"]]))
+
+        asyncio.run(publish())
+        _wait_for(lambda: client.exists(f"{prefix}:alerts") and client.xlen(f"{prefix}:alerts") == 5, what="the five alerts")
+        assert detector.poll() is None
+    finally:
+        if detector.poll() is None:
+            detector.kill()
+        client.close()
         server.stop()

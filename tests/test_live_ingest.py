@@ -315,3 +315,29 @@ def test_positions_cli(redis_url, key_prefix, tmp_path):
     client = redis.Redis.from_url(redis_url)
     assert json.loads(client.hget(f"{key_prefix}:positions", "MSFT"))["entry_price"] == 410_100_000_000
     client.close()
+
+
+@pytest.mark.redis
+async def test_a_lost_registry_is_written_back_and_the_subscriptions_kept(redis_url, key_prefix):
+    """The positions hash vanishes (as with a Redis restarted without persistence): ingest keeps its
+    subscriptions, writes the positions back and publishes positions_lost naming them. Closing every
+    position, by contrast, is not a loss: the subscriptions end."""
+    config = OrderFlowConfig(key_prefix=key_prefix)
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        registry = PositionRegistry(bus)
+        await registry.open("AAPL", quantity=100, entry_price="190.00")
+        await registry.open("MSFT", quantity=50, entry_price="410.00")
+        ingest = IngestService(config, bus, api_key="unused")
+        await ingest.reconcile()
+        assert ingest.symbols == ["AAPL", "MSFT"]
+        await bus.client.delete(bus.keys.positions)
+        await ingest.reconcile()
+        assert ingest.symbols == ["AAPL", "MSFT"]
+        assert [position.symbol for position in await registry.list()] == ["AAPL", "MSFT"]
+        statuses = [decode(next(iter(fields.values()))) for _id, fields in await bus.client.xrange(bus.keys.status)]
+        lost = [status for status in statuses if status.state == "positions_lost"]
+        assert len(lost) == 1 and lost[0].symbols == ("AAPL", "MSFT") and lost[0].code == "registry_missing"
+        await registry.close("AAPL")
+        await registry.close("MSFT")
+        await ingest.reconcile()
+        assert ingest.symbols == []

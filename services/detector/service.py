@@ -126,13 +126,30 @@ class DetectorService:
         self._stop = asyncio.Event()
         self._down_since: float | None = None  # monotonic time Redis became unreachable
         self._last_entry: dict[str, bytes] = {}  # stream -> the last entry id handled
+        self._known_positions: list = []  # the positions last read from the registry
         self.engine.sessions.session(now_ns())  # load the calendar now, not on the first event
 
     # --- symbols -----------------------------------------------------------------
     async def monitored_symbols(self) -> list[str]:
+        """``--symbol``s, else the open positions. A registry lost under the detector (Redis restarted without
+        persistence) is written back from the positions last seen and monitoring goes on, with a
+        ``positions_lost`` status naming them."""
         if self.fixed_symbols is not None:
             return list(self.fixed_symbols)
-        return await self.registry.symbols()
+        positions = await self.registry.current()
+        if positions is None and self._known_positions:
+            positions = self._known_positions
+            restored = await self.registry.restore(positions)
+            symbols = tuple(position.symbol for position in positions)
+            log.error("order_flow.positions_lost", code="registry_missing", symbols=list(symbols), restored=restored)
+            now = now_ns()
+            status = FeedStatus(source="detector", state="positions_lost", ts_event=now, ts_recv=now, symbols=symbols,
+                                code="registry_missing",
+                                detail=f"the position registry vanished (Redis restarted without persistence?): "
+                                       f"{restored} of {len(positions)} positions written back, still monitored")
+            await self._once(f"positions_lost:{now}", self.keys.status, status)
+        self._known_positions = positions or []
+        return [position.symbol for position in self._known_positions]
 
     async def refresh(self) -> None:
         """Start reading the streams of newly monitored symbols (warm-up + recovery first)."""
