@@ -797,18 +797,20 @@ def simulate_polygon(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 inside a container, so its peers reach it).")] = "127.0.0.1",
     format: FormatOption = "auto",
     speed: Annotated[float, typer.Option(help="Market seconds per wall second.")] = 1.0,
-    api_key: Annotated[Optional[str], typer.Option("--api-key", help="Key clients must present (default: POLYGON_API_KEY, else 'simulator').")] = None,
     history: Annotated[Optional[list[Path]], typer.Option("--history", help="Earlier days served by REST trades and quotes at their own "
                                                           "times, for `orderflow calibrate` (repeat; same --format).", exists=True,
                                                           dir_okay=False)] = None,
     config_file: ConfigFileOption = None,
 ) -> None:
-    """A local server speaking Polygon's WebSocket protocol and REST trades and quotes, replaying files (no key, no internet)."""
+    """A local server speaking Polygon's WebSocket protocol and REST trades and quotes, replaying files (no key, no internet).
+
+    Clients must present POLYGON_API_KEY (from the environment: a key never goes on a command line), else 'simulator'.
+    """
 
     from services.ingest.simulator import PolygonSimulator, load_timeline
 
     config = load_or_exit(config_file)
-    key = api_key or (config.polygon_api_key.get_secret_value() if config.polygon_api_key else "simulator")
+    key = config.polygon_api_key.get_secret_value() if config.polygon_api_key else "simulator"
     logging_or_exit(service="simulator", log_dir=None, level=config.log_level, secrets=[key])
     format = format_or_exit(format, list(files))
     timeline = load_timeline(format, list(files))

@@ -49,7 +49,12 @@ def test_compose_services_health_networks_and_persistence():
         assert service.get("restart", "unless-stopped") == ("no" if name == "position-dry-run" else "unless-stopped")
     redis = services["redis"]
     assert "ports" not in redis  # not published to the host by default
-    assert "--appendonly" in redis["command"] and "--requirepass" in redis["command"]
+    command = " ".join(redis["command"])
+    assert "--appendonly yes" in command and "requirepass" in command
+    # secrets never on a command line `ps` shows: the password reaches redis-server on stdin, redis-cli by REDISCLI_AUTH
+    assert "--requirepass" not in command and "redis-server - " in command
+    assert "REDISCLI_AUTH" in redis["healthcheck"]["test"][1] and " -a " not in redis["healthcheck"]["test"][1]
+    assert all("--api-key" not in " ".join(service.get("command") or []) for service in services.values())
     assert services["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
     assert services["ingest"]["profiles"] == services["detector"]["profiles"] == ["live"]
     assert all(services[name]["profiles"] == ["dry-run"] for name in ("simulator", "ingest-dry-run", "detector-dry-run", "position-dry-run"))

@@ -61,7 +61,7 @@ def test_the_full_journey(redis_url, key_prefix, tmp_path):
 
     client = redis.Redis.from_url(redis_url)
     try:
-        start("simulator", "simulate-polygon", "--port", str(port), "--speed", "40", "--api-key", KEY, str(capture))
+        start("simulator", "simulate-polygon", "--port", str(port), "--speed", "40", str(capture))  # the key: POLYGON_API_KEY
         wait_for(lambda: _listening(port), 30, "the simulator")
         assert subprocess.run([sys.executable, "-m", "services.cli", "positions", "open", "SELLERS", "--quantity", "500",
                                "--entry", "50.10", "--stop", "48.00"], cwd=REPO, env=env, timeout=60).returncode == 0
