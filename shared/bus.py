@@ -412,28 +412,68 @@ class Bus:
 
     async def group_lag(self, stream: str, group: str) -> int | None:
         """Entries not yet delivered to ``group`` (XINFO GROUPS ``lag``; Redis ≥ 7)."""
-        return (await self.group_lags([stream], group))[stream]
+        return (await self.group_positions([stream], group))[stream].lag
 
-    async def group_lags(self, streams: Sequence[str], group: str) -> dict[str, int | None]:
-        """:meth:`group_lag` of many streams in one round trip (a pipeline)."""
-        async with self._calling("group_lag"):
+    async def group_positions(self, streams: Sequence[str], group: str) -> dict[str, GroupPosition]:
+        """Where ``group`` stands on each stream, all in one round trip (a pipeline of XINFO GROUPS and
+        XINFO STREAM)."""
+        async with self._calling("group_positions"):
             pipeline = self.client.pipeline(transaction=False)
             for stream in streams:
                 pipeline.xinfo_groups(stream)
+                pipeline.xinfo_stream(stream)
             replies = await pipeline.execute()
-        lags: dict[str, int | None] = {}
-        for stream, groups in zip(streams, replies):
-            info = next((info for info in groups if as_text(info["name"]) == group), None)
-            if info is None:
+        positions: dict[str, GroupPosition] = {}
+        for index, stream in enumerate(streams):
+            groups, info = replies[2 * index], replies[2 * index + 1]
+            found = next((entry for entry in groups if as_text(entry["name"]) == group), None)
+            if found is None:
                 raise ConsumerGroupMissingError(f"group {group} missing on {stream}")
-            lags[stream] = None if info.get("lag") is None else int(info["lag"])
-        return lags
+            first = info.get("first-entry")
+            positions[stream] = GroupPosition(
+                lag=None if found.get("lag") is None else int(found["lag"]),
+                last_delivered=as_text(found["last-delivered-id"]),
+                entries_read=None if found.get("entries-read") is None else int(found["entries-read"]),
+                entries_added=int(info.get("entries-added") or 0),
+                length=int(info["length"]),
+                first_entry=as_text(first[0]) if first else "",
+            )
+        return positions
 
     async def read_range(self, stream: str, start: str = "-", end: str = "+", count: int | None = None) -> list[BusEntry]:
         """XRANGE: history of a stream (warm-up, audits, tests)."""
         async with self._calling("read_range"):
             response = await self.client.xrange(stream, min=start, max=end, count=count)
         return list(_stream_entries(stream, response))
+
+
+class GroupPosition(NamedTuple):
+    """A consumer group on a stream (XINFO): ``lag`` undelivered entries (None when Redis cannot tell),
+    ``last_delivered`` id, ``entries_read`` (None: unknown), and the stream's ``entries_added``, ``length``
+    and ``first_entry`` id ("" when empty)."""
+
+    lag: int | None
+    last_delivered: str
+    entries_read: int | None
+    entries_added: int
+    length: int
+    first_entry: str
+
+    def trimmed_unread(self) -> int | None:
+        """Entries trimmed from the stream before the group read them: 0 when none; None when some were
+        but Redis cannot say how many (the group's read count is unknown)."""
+        if not self.first_entry or _stream_id(self.last_delivered) >= _stream_id(self.first_entry):
+            return 0
+        if self.entries_read is not None:
+            return max(0, self.entries_added - self.entries_read - self.length)
+        if self.last_delivered == "0-0":
+            return max(0, self.entries_added - self.length)
+        return None
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
 
 
 OUTAGE_ERRORS = (BusUnavailableError, RedisConnectionError, RedisTimeoutError)

@@ -406,3 +406,27 @@ def test_monitoring_survives_a_redis_restart_without_persistence(captures, tmp_p
             detector.kill()
         client.close()
         server.stop()
+
+
+@pytest.mark.redis
+async def test_entries_trimmed_before_the_detector_read_them_are_a_reported_gap(redis_url, key_prefix, captures):
+    """A 1,000-entry stream cap and a detector that has read nothing yet: the quiet scenario's 13,800 events
+    trim most of the stream unread. The detector says so (gap, code trimmed_unread, how many) before it reads,
+    once for that trimming, then goes on with what is left."""
+    config = OrderFlowConfig(key_prefix=key_prefix, stream_max_length=1000, threshold_mode="absolute")
+    async with await Bus.connect(redis_url, prefix=key_prefix, stream_max_length=1000) as bus:
+        service = DetectorService(config, bus, symbols=["QUIET"], consumer="one")
+        await service.refresh()
+        stream = bus.keys.market("QUIET")
+        await replay(bus, read_events("capture", [captures["quiet"]]))
+        info = await bus.client.xinfo_stream(stream)
+        stop = asyncio.Event()
+        running = asyncio.ensure_future(service.run(stop))
+        await asyncio.sleep(1.5)
+        stop.set()
+        await running
+        statuses = [decode(next(iter(fields.values()))) for _id, fields in await bus.client.xrange(bus.keys.status)]
+        trimmed = [status for status in statuses if status.code == "trimmed_unread"]
+        assert len(trimmed) == 1 and trimmed[0].state == "gap" and trimmed[0].symbols == ("QUIET",)
+        assert trimmed[0].detail.startswith(f"{info['entries-added'] - info['length']:,} entries")
+        assert 0 < trimmed[0].gap_end_ns and service.stats.events == info["length"]

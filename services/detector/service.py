@@ -39,7 +39,7 @@ from services.detector.engine import AlertsExpired, Engine, Output, ProfileUpdat
 from services.detector.profiles import ProfileError
 from services.detector.integrity import ValidationIssue
 from shared import logs, metrics
-from shared.bus import OUTAGE_ERRORS, Bus, BusEntry, as_text
+from shared.bus import OUTAGE_ERRORS, Bus, BusEntry, GroupPosition, as_text
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
 from shared.errors import BusAuthenticationError, ConsumerGroupMissingError, WireDecodeError
@@ -54,6 +54,7 @@ BATCH_ENTRIES = 5_000
 """At most this many entries a read over all streams (XREADGROUP's COUNT is per stream: 50 symbols × 1,000 made
 50,000-entry batches, +44 MB and latency spikes)."""
 RECLAIM_EVERY_SECONDS = 5.0
+LAG_EVERY_SECONDS = 1.0  # consumer lag gauge and trimmed-unread check (one pipelined round trip)
 log = logs.get_logger(__name__)
 
 # KEYS: dedup key, stream; ARGV: ttl, type tag, payload, channel ("" for none).
@@ -127,6 +128,7 @@ class DetectorService:
         self._down_since: float | None = None  # monotonic time Redis became unreachable
         self._last_entry: dict[str, bytes] = {}  # stream -> the last entry id handled
         self._known_positions: list = []  # the positions last read from the registry
+        self._trim_reported: dict[str, str] = {}  # stream -> the first entry id when its trimming was last reported
         self.engine.sessions.session(now_ns())  # load the calendar now, not on the first event
 
     # --- symbols -----------------------------------------------------------------
@@ -292,6 +294,8 @@ class DetectorService:
         if not self.streams:
             await asyncio.sleep(0.1)
             return
+        if time.monotonic() - self._last_lag >= LAG_EVERY_SECONDS:
+            await self._measure_lag()  # before the read, which would step over entries trimmed unread
         entries = await self.bus.read_group(
             self.group, self.consumer, list(self.streams), count=self._per_stream(),
             block_ms=None if self.bus.embedded else 200,
@@ -300,8 +304,6 @@ class DetectorService:
             await self._handle(entries)
         elif self.bus.embedded:
             await asyncio.sleep(0.02)
-        if time.monotonic() - self._last_lag >= 5.0:
-            await self._measure_lag()
 
     async def _bus_down(self, error: Exception) -> bool:
         """Redis is unreachable: report it once, wait a second (or until stopped). False once stopping."""
@@ -377,10 +379,31 @@ class DetectorService:
 
     async def _measure_lag(self) -> None:
         self._last_lag = time.monotonic()
-        lags = await self.bus.group_lags(list(self.streams), self.group)
-        for stream, symbol in self.streams.items():
-            if lags.get(stream) is not None:
-                metrics.CONSUMER_LAG.labels(symbol=symbol).set(lags[stream])
+        positions = await self.bus.group_positions(list(self.streams), self.group)
+        for stream, symbol in list(self.streams.items()):
+            position = positions[stream]
+            if position.lag is not None:
+                metrics.CONSUMER_LAG.labels(symbol=symbol).set(position.lag)
+            trimmed = position.trimmed_unread()
+            if trimmed != 0 and self._trim_reported.get(stream) != position.first_entry:
+                self._trim_reported[stream] = position.first_entry
+                await self._report_trimmed(stream, symbol, position, trimmed)
+
+    async def _report_trimmed(self, stream: str, symbol: str, position: GroupPosition, trimmed: int | None) -> None:
+        """Entries were trimmed (MAXLEN) before this detector read them: a gap, said so, and the symbol's
+        windows reset (they would span it)."""
+        start = int(position.last_delivered.partition("-")[0]) * 1_000_000 if position.last_delivered != "0-0" else 0
+        end = int(position.first_entry.partition("-")[0]) * 1_000_000
+        count = f"{trimmed:,}" if trimmed is not None else "an unknown number of"
+        now = now_ns()
+        status = FeedStatus(source="detector", state="gap", ts_event=now, ts_recv=now, symbols=(symbol,), code="trimmed_unread",
+                            detail=f"{count} entries of {stream} were trimmed (ORDER_FLOW_STREAM_MAX_LENGTH) before the detector "
+                                   f"read them: raise the cap or add detectors",
+                            gap_start_ns=start, gap_end_ns=end)
+        metrics.FEED_GAPS.labels(reason="trimmed_unread").inc()
+        log.error("order_flow.trimmed_unread", code="trimmed_unread", symbol=symbol, entries=trimmed, stream=stream)
+        self.engine.process(status)
+        await self._once(f"{stream}:trimmed_unread:{position.first_entry}", self.keys.status, status)
 
     async def _handle(self, entries: list[BusEntry]) -> None:
         outputs: list[Output] = []
