@@ -881,7 +881,9 @@ def risk_manager(
                 except asyncio.TimeoutError:
                     pass
 
-        client = RiskManagerClient(bus, name=name, held_symbols=lambda: held)
+        keys = {config.signing_key_id: config.signing_key.get_secret_value().encode()} if config.signing_key else None
+        client = RiskManagerClient(bus, name=name, held_symbols=lambda: held, signing_keys=keys,
+                                   max_age_seconds=config.signature_max_age_seconds)
         log.info("order_flow.risk_manager_started", name=name, bus=bus.description, held=sorted(held))
         refresher = asyncio.ensure_future(refresh_held())
         try:

@@ -231,7 +231,20 @@ class OrderFlowConfig(BaseSettings):
                     "scraper elsewhere (another container) must reach it.",
     )
 
-    @field_validator("polygon_api_key", "redis_url", mode="before")
+    signing_key: SecretStr | None = Field(
+        None, min_length=16,
+        description="Secret (16+ characters) the detector signs exit recommendations with and the bot's client verifies "
+                    "them with (HMAC-SHA256). Environment only, never logged. Unset: recommendations go unsigned and the "
+                    "client accepts anything on the channel, and says so at start.",
+    )
+    signing_key_id: str = Field("k1", pattern=r"^[A-Za-z0-9_.\-]{1,32}$",
+                                description="Name of the signing key, carried in each signature (for rotating keys).")
+    signature_max_age_seconds: float = Field(
+        600.0, ge=1.0, le=86_400.0,
+        description="The client refuses a signed recommendation signed longer ago than this (a replayed old one).",
+    )
+
+    @field_validator("polygon_api_key", "redis_url", "signing_key", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         """``POLYGON_API_KEY=`` (as .env.example ships) is no key, not an empty one."""
@@ -292,6 +305,8 @@ class OrderFlowConfig(BaseSettings):
         secrets = []
         if self.polygon_api_key is not None and self.polygon_api_key.get_secret_value():
             secrets.append(self.polygon_api_key.get_secret_value())
+        if self.signing_key is not None:
+            secrets.append(self.signing_key.get_secret_value())
         if self.redis_url is not None:
             password = _url_password(self.redis_url.get_secret_value())
             if password:

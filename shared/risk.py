@@ -36,6 +36,7 @@ from shared.bus import OUTAGE_ERRORS, Bus
 from shared.errors import BusAuthenticationError, ConsumerGroupMissingError, WireDecodeError
 from shared.positions import Position
 from shared.prices import format_price, price_to_float
+from shared.signing import verify
 from shared.timestamps import now_ns
 from shared.wire import ExitRecommendation, FeedStatus, decode
 
@@ -117,6 +118,7 @@ StatusHandler = Callable[[FeedStatus], Awaitable[None] | None]
 class ClientStats:
     handled: int = 0
     duplicates: int = 0
+    refused: int = 0  # unsigned, forged, unknown key or expired, with signing keys configured
     statuses: int = 0
     unmonitored: set[str] = field(default_factory=set)
 
@@ -124,9 +126,15 @@ class ClientStats:
 class RiskManagerClient:
     """Receives exit recommendations (live and catch-up) and status events."""
 
-    def __init__(self, bus: Bus, *, name: str = "bot", held_symbols: Callable[[], set[str]] | None = None) -> None:
+    def __init__(self, bus: Bus, *, name: str = "bot", held_symbols: Callable[[], set[str]] | None = None,
+                 signing_keys: dict[str, bytes] | None = None, max_age_seconds: float = 600.0) -> None:
+        """``signing_keys`` (key id → the detector's ``ORDER_FLOW_SIGNING_KEY``): only recommendations signed with
+        one of them, within ``max_age_seconds``, reach ``on_exit``; the rest are refused, logged and counted.
+        None accepts anything on the channel (and says so when it starts)."""
         self.bus = bus
         self.name = name
+        self.signing_keys = signing_keys
+        self.max_age_ns = int(max_age_seconds * 1e9)
         self.group = f"riskmanager-{name}"
         self.held_symbols = held_symbols
         self.stats = ClientStats()
@@ -139,6 +147,13 @@ class RiskManagerClient:
         return bool(await self.bus.client.set(key, b"1", nx=True, ex=HANDLED_SECONDS))
 
     async def _handle(self, recommendation: ExitRecommendation, on_exit: Handler) -> None:
+        if self.signing_keys is not None:
+            verdict = verify(recommendation, self.signing_keys, now_ns(), self.max_age_ns)
+            if verdict != "authentic":  # refused before it is claimed: a forgery cannot block the genuine one
+                self.stats.refused += 1
+                log.error("order_flow.recommendation_refused", code=f"recommendation_{verdict}", id=recommendation.id,
+                          symbol=recommendation.symbol, key_id=recommendation.key_id, source="risk_manager")
+                return
         if not await self._claim(recommendation):
             self.stats.duplicates += 1
             return
@@ -155,6 +170,10 @@ class RiskManagerClient:
         client reconnects every second, catches up from the stream and reports them resumed (code
         ``bus_recovered``). A lost consumer group (Redis restarted empty) is recreated. Only refused
         credentials end it early."""
+        if self.signing_keys is None:
+            log.warning("order_flow.recommendations_unsigned", source="risk_manager",
+                        detail="no signing key: any writer to Redis can make this bot act (set ORDER_FLOW_SIGNING_KEY "
+                               "on the detector and the bot)")
         while not stop.is_set():
             try:
                 await self._follow(stop, on_exit, on_status)

@@ -200,6 +200,10 @@ class ExitRecommendation(msgspec.Struct, frozen=True, tag="exit", kw_only=True):
     session: TradingSession = "regular"
     evidence: dict[str, EvidenceValue] = {}
     latency_ms: float = 0.0
+    key_id: str = ""
+    """The signing key's name; with ``signed_ns`` (ns) and ``signature`` (HMAC-SHA256, hex): see :mod:`shared.signing`."""
+    signed_ns: int = 0
+    signature: str = ""
 
 
 MarketEvent = Union[Trade, Quote, BookUpdate, FeedStatus]

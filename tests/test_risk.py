@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 
+import msgspec
 import pytest
 
 from services.detector.service import DetectorService
@@ -14,7 +15,8 @@ from shared.bus import Bus
 from shared.config import OrderFlowConfig
 from shared.positions import Position
 from shared.risk import RiskManagerClient, evaluate, log_decision
-from shared.wire import ExitRecommendation, FeedStatus
+from shared.timestamps import now_ns
+from shared.wire import ExitRecommendation, FeedStatus, decode
 
 D = 1_000_000_000
 
@@ -145,3 +147,55 @@ async def test_the_client_rides_out_a_20_second_redis_outage_and_says_so():
         await asyncio.wait_for(task, 30)
         await bus.close()
         await asyncio.to_thread(server.stop)
+
+
+def test_a_signature_covers_every_field_and_expires():
+    from shared.signing import sign, verify
+
+    key, now = b"k" * 32, 1_780_000_000 * 10**9
+    signed = sign(recommendation(number=5), key, "k1", now)
+    assert len(signed.signature) == 64 and signed.key_id == "k1" and signed.signed_ns == now
+    assert verify(signed, {"k1": key}, now + 10**9, 600 * 10**9) == "authentic"
+    assert verify(msgspec.structs.replace(signed, latency_ms=3.5), {"k1": key}, now, 600 * 10**9) == "authentic"  # set on delivery
+    assert verify(msgspec.structs.replace(signed, symbol="MSFT"), {"k1": key}, now, 600 * 10**9) == "forged"
+    assert verify(msgspec.structs.replace(signed, signed_ns=now + 1), {"k1": key}, now, 600 * 10**9) == "forged"
+    assert verify(signed, {"k1": b"x" * 32}, now, 600 * 10**9) == "forged"
+    assert verify(signed, {"k2": key}, now, 600 * 10**9) == "unknown_key"
+    assert verify(recommendation(number=5), {"k1": key}, now, 600 * 10**9) == "unsigned"
+    assert verify(signed, {"k1": key}, now + 601 * 10**9, 600 * 10**9) == "expired"
+
+
+@pytest.mark.redis
+async def test_forged_recommendations_are_refused_and_genuine_ones_handled(redis_url, key_prefix):
+    """The detector signs with ORDER_FLOW_SIGNING_KEY; a client holding the key handles what it signed and refuses
+    an unsigned forgery, a forged signature and an old genuine one replayed, even one that takes a genuine id first."""
+    from shared.signing import sign
+
+    key = "a-long-enough-signing-secret-1234"
+    config = OrderFlowConfig(key_prefix=key_prefix, signing_key=key, signing_key_id="k7")
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        handled: list[str] = []
+        client = RiskManagerClient(bus, name="bot-1", signing_keys={"k7": key.encode()}, max_age_seconds=600)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(client.run(stop, on_exit=lambda r: handled.append(r.id)))
+        await asyncio.sleep(0.3)
+        forger = DetectorService(OrderFlowConfig(key_prefix=key_prefix), bus, symbols=[])  # no key: publishes unsigned
+        await forger._publish([recommendation(number=1)])  # unsigned, with the id a genuine one will have
+        old = sign(recommendation(number=2), key.encode(), "k7", 1_000)
+        await forger._publish([old])
+        forged = msgspec.structs.replace(sign(recommendation(number=3), key.encode(), "k7", 1_000), signed_ns=now_ns(), signature="0" * 64)
+        await forger._publish([forged])
+        detector = DetectorService(config, bus, symbols=[])
+        await bus.client.delete(f"{key_prefix}:published:AAPL:exit:large_sellers:1")  # let the genuine one through the detector's own dedup
+        await detector._publish([recommendation(number=1)])
+        for _ in range(100):
+            if handled:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        stop.set()
+        await task
+        assert handled == ["AAPL:exit:large_sellers:1"]
+        assert client.stats.refused == 6  # three refused, each by channel and by stream
+        on_stream = [decode(next(iter(fields.values()))) for _id, fields in await bus.client.xrange(bus.keys.exits)]
+        assert [r.key_id for r in on_stream] == ["", "k7", "k7", "k7"] and len(on_stream[-1].signature) == 64

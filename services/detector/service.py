@@ -44,6 +44,7 @@ from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
 from shared.errors import BusAuthenticationError, ConsumerGroupMissingError, WireDecodeError
 from shared.positions import PositionRegistry
+from shared.signing import sign
 from shared.prices import format_price
 from shared.timestamps import now_ns, ns_to_utc_iso
 from shared.wire import ExitRecommendation, FeedStatus, MarketEvent, OrderFlowAlert, decode, encode
@@ -533,8 +534,10 @@ class DetectorService:
             self.on_output(alert)
 
     async def _publish_exit(self, recommendation: ExitRecommendation) -> None:
-        latency_ms = (now_ns() - recommendation.ts_recv) / 1e6
-        recommendation = msgspec.structs.replace(recommendation, latency_ms=round(latency_ms, 3))
+        now = now_ns()
+        recommendation = msgspec.structs.replace(recommendation, latency_ms=round((now - recommendation.ts_recv) / 1e6, 3))
+        if self.config.signing_key is not None:
+            recommendation = sign(recommendation, self.config.signing_key.get_secret_value().encode(), self.config.signing_key_id, now)
         if not await self._once(recommendation.id, self.keys.exits, recommendation, self.keys.exit_channel):
             return
         self.stats.exits += 1
