@@ -119,6 +119,7 @@ class ClientStats:
     handled: int = 0
     duplicates: int = 0
     refused: int = 0  # unsigned, forged, unknown key or expired, with signing keys configured
+    dead_letters: int = 0  # entries of the exits stream that were not exit recommendations
     statuses: int = 0
     unmonitored: set[str] = field(default_factory=set)
 
@@ -252,12 +253,24 @@ class RiskManagerClient:
         return self.held_symbols() if self.held_symbols else set()
 
     async def _from_stream(self, entry, on_exit: Handler) -> None:
+        """One entry of the exits stream; one that is not an exit recommendation (undecodable, or another type)
+        is moved to ``<stream>:dead`` with the reason, logged and counted: it can never stall the client."""
         try:
             recommendation = decode(entry.payload)
-        except WireDecodeError:
-            recommendation = None
-        if isinstance(recommendation, ExitRecommendation):
+            problem = None if isinstance(recommendation, ExitRecommendation) else ("wrong_type", f"a {type(recommendation).__name__}")
+        except WireDecodeError as error:
+            problem = (error.code, str(error))
+        if problem is None:
             await self._handle(recommendation, on_exit)
+        else:
+            code, reason = problem
+            self.stats.dead_letters += 1
+            entry_id = entry.entry_id.decode() if isinstance(entry.entry_id, bytes) else entry.entry_id
+            await self.bus.client.xadd(self.bus.keys.dead_letters(entry.stream),
+                                       {"entry_id": entry_id, "field": entry.field, "code": code, "reason": reason[:500],
+                                        "payload": entry.payload, "reader": self.group}, maxlen=10_000, approximate=True)
+            log.error("order_flow.entry_dead_lettered", code=code, stream=entry.stream, entry_id=entry_id, reason=reason[:200],
+                      source="risk_manager")
         await self.bus.ack(entry.stream, self.group, [entry.entry_id])
 
     async def _status(self, payload: bytes, on_status: StatusHandler | None) -> None:

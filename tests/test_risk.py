@@ -16,7 +16,7 @@ from shared.config import OrderFlowConfig
 from shared.positions import Position
 from shared.risk import RiskManagerClient, evaluate, log_decision
 from shared.timestamps import now_ns
-from shared.wire import ExitRecommendation, FeedStatus, decode
+from shared.wire import ExitRecommendation, FeedStatus, decode, encode
 
 D = 1_000_000_000
 
@@ -199,3 +199,27 @@ async def test_forged_recommendations_are_refused_and_genuine_ones_handled(redis
         assert client.stats.refused == 6  # three refused, each by channel and by stream
         on_stream = [decode(next(iter(fields.values()))) for _id, fields in await bus.client.xrange(bus.keys.exits)]
         assert [r.key_id for r in on_stream] == ["", "k7", "k7", "k7"] and len(on_stream[-1].signature) == 64
+
+
+@pytest.mark.redis
+async def test_poison_on_the_exits_stream_is_dead_lettered_and_the_next_recommendation_handled(redis_url, key_prefix):
+    config = OrderFlowConfig(key_prefix=key_prefix)
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        handled: list[str] = []
+        client = RiskManagerClient(bus, name="bot-1")
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(client.run(stop, on_exit=lambda r: handled.append(r.id)))
+        await asyncio.sleep(0.3)
+        await bus.client.xadd(bus.keys.exits, {"exit": b"\xc1 not msgpack"})
+        await bus.client.xadd(bus.keys.exits, {"exit": encode(FeedStatus(source="x", state="gap", ts_event=1, ts_recv=1))})
+        await _publish(bus, config, recommendation(number=9))
+        for _ in range(100):
+            if handled and client.stats.dead_letters == 2:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+        assert handled == ["AAPL:exit:large_sellers:9"] and client.stats.dead_letters == 2
+        dead = await bus.client.xrange(bus.keys.dead_letters(bus.keys.exits))
+        assert [fields[b"code"] for _id, fields in dead] == [b"wire_undecodable", b"wrong_type"]
+        assert await bus.pending_count(bus.keys.exits, "riskmanager-bot-1") == 0
