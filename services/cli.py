@@ -911,6 +911,7 @@ def watch(
     from rich.live import Live
 
     from services.watch import WatchState, follow, render, starting_ids
+    from shared.bus import OUTAGE_ERRORS
     from shared.timestamps import now_ns
 
     config = load_or_exit(config_file)
@@ -928,7 +929,11 @@ def watch(
                 return
             with Live(render(state, positions, now_ns()), console=stdout, refresh_per_second=4, screen=False) as live:
                 while not stop.is_set():
-                    await follow(bus, state, positions, last_ids)
+                    try:
+                        await follow(bus, state, positions, last_ids)
+                        state.unreachable_since = 0
+                    except OUTAGE_ERRORS:  # the view stays up and says so; it catches up when Redis is back
+                        state.unreachable_since = state.unreachable_since or now_ns()
                     live.update(render(state, positions, now_ns()))
                     try:
                         await asyncio.wait_for(stop.wait(), timeout=refresh)

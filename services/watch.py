@@ -46,6 +46,8 @@ class WatchState:
     window_ns: int = 120 * NANOS
     symbols: dict[str, SymbolView] = field(default_factory=dict)
     recent: deque = field(default_factory=lambda: deque(maxlen=12))
+    unreachable_since: int = 0  # ns: Redis has not answered since then (0: it answers)
+    skipped: int = 0  # entries that are not orderflow messages (undecodable or foreign)
 
     def view(self, symbol: str) -> SymbolView:
         return self.symbols.setdefault(symbol, SymbolView())
@@ -101,6 +103,10 @@ def render(state: WatchState, held: list[str], now: int) -> Group:
             what = (f"{message.order_size:,} @ {format_price(message.price_level)} ({message.source})" if message.alert_type == "large_seller"
                     else f"volume {message.volume_ratio:.1f}x, sells {message.sell_ratio:.0%}")
             latest.add_row(Text(f"ALERT {message.symbol} {message.alert_type} {message.severity}: {what}", style=colour))
+    if state.unreachable_since:
+        banner = Text(f"REDIS UNREACHABLE since {ns_to_new_york(state.unreachable_since)}: nothing shown is current; retrying",
+                      style="bold white on red")
+        return Group(banner, positions, latest)
     return Group(positions, latest)
 
 
@@ -116,7 +122,7 @@ async def follow(bus: Bus, state: WatchState, positions: list[str], last_ids: di
             try:
                 state.apply(decode(next(iter(fields.values()))), seen)
             except WireDecodeError:
-                continue
+                state.skipped += 1
 
 
 async def starting_ids(bus: Bus, history: int = 20) -> dict[str, str]:

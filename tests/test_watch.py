@@ -75,3 +75,32 @@ def test_watch_in_a_real_terminal(redis_url, key_prefix, tmp_path):
         assert "\x1b[" in colours  # drawn in colour
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+async def test_the_view_survives_an_outage_and_foreign_entries_and_says_so():
+    """A foreign entry is counted, not fatal; with Redis gone a poll raises what the watch loop rides out, and
+    the view then leads with a banner (New York time)."""
+    from rich.console import Console
+
+    from services.watch import follow, render, starting_ids
+    from shared.bus import OUTAGE_ERRORS, Bus
+    from tests.redis_server import RedisProcess, free_port, redis_server_binary
+
+    server = RedisProcess(port=free_port(), binary=redis_server_binary()).start()
+    bus = await Bus.connect(server.url, prefix="watch", retries=0)
+    try:
+        state, positions = WatchState(), []
+        last_ids = await starting_ids(bus)
+        await bus.client.xadd(bus.keys.alerts, {"alert": b"\xc1 not msgpack"})
+        await follow(bus, state, positions, last_ids)
+        assert state.skipped == 1
+        server.stop()
+        with pytest.raises(OUTAGE_ERRORS):
+            await follow(bus, state, positions, last_ids)
+        state.unreachable_since = 1_796_000_000 * S
+        console = Console(width=140, record=True)
+        console.print(render(state, positions, 1_796_000_010 * S))
+        assert "REDIS UNREACHABLE since 19:53:20 ET" in console.export_text()  # 2026-11-30 00:53:20 UTC
+    finally:
+        await bus.close()
+        server.stop()
