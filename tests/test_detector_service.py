@@ -430,3 +430,27 @@ async def test_entries_trimmed_before_the_detector_read_them_are_a_reported_gap(
         assert len(trimmed) == 1 and trimmed[0].state == "gap" and trimmed[0].symbols == ("QUIET",)
         assert trimmed[0].detail.startswith(f"{info['entries-added'] - info['length']:,} entries")
         assert 0 < trimmed[0].gap_end_ns and service.stats.events == info["length"]
+
+
+@pytest.mark.redis
+def test_sigterm_during_a_redis_outage_ends_the_detector_within_seconds(tmp_path):
+    from tests.redis_server import RedisProcess, redis_server_binary
+
+    server = RedisProcess(port=free_port(), binary=redis_server_binary()).start()
+    env = _environment(server.url, "sigterm", tmp_path)
+    detector = _orderflow("detect", "--symbol", "QUIET", env=env)
+    try:
+        client = redis.Redis.from_url(server.url)
+        _wait_for(lambda: _caught_up(client, "sigterm", ["QUIET"]), what="the detector's group")
+        client.close()
+        server.stop()
+        time.sleep(3)
+        assert detector.poll() is None
+        stopped = time.monotonic()
+        detector.send_signal(signal.SIGTERM)
+        assert detector.wait(timeout=10) == 0
+        assert time.monotonic() - stopped < 4.0
+    finally:
+        if detector.poll() is None:
+            detector.kill()
+        server.stop()

@@ -55,6 +55,7 @@ BATCH_ENTRIES = 5_000
 """At most this many entries a read over all streams (XREADGROUP's COUNT is per stream: 50 symbols × 1,000 made
 50,000-entry batches, +44 MB and latency spikes)."""
 RECLAIM_EVERY_SECONDS = 5.0
+STOP_GRACE_SECONDS = 2.0  # SIGTERM: how long the batch in hand may take to finish
 LAG_EVERY_SECONDS = 1.0  # consumer lag gauge and trimmed-unread check (one pipelined round trip)
 log = logs.get_logger(__name__)
 
@@ -262,10 +263,20 @@ class DetectorService:
         await self._reclaim()
         self._stop = stop
         heartbeat = asyncio.ensure_future(self._heartbeat(stop))
+        consume = asyncio.ensure_future(self._consume(stop))
         try:
-            await self._consume(stop)
+            await asyncio.wait({consume, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+            if not consume.done():  # stopping: the batch in hand may finish, a Redis call retrying into an outage may not
+                done, _ = await asyncio.wait({consume}, timeout=STOP_GRACE_SECONDS)
+                if not done:
+                    consume.cancel()
+                    log.warning("order_flow.detector_stopped_mid_call", detail="the batch in hand stays pending and is redelivered")
+            await consume
         except _Stopping:
             log.warning("order_flow.detector_stopped_during_outage", detail="the batch in hand stays pending and is redelivered")
+        except asyncio.CancelledError:
+            if not stop.is_set():
+                raise
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
