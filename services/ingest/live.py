@@ -61,6 +61,7 @@ from shared.wire import FeedStatus, MarketEvent
 log = logs.get_logger(__name__)
 SOURCE = "polygon"
 BATCH_FRAMES = 500
+BATCH_EVENTS = 5_000  # and at most about this many events a batch (a frame may hold hundreds)
 SHUTDOWN_DRAIN_SECONDS = 5.0  # on stop, publish what was received for at most this long
 NOISY_STATUSES = frozenset({"connected", "auth_success", "success"})
 
@@ -322,7 +323,7 @@ class IngestService:
             events: list[MarketEvent] = []
             oldest = None
             for _ in range(BATCH_FRAMES):
-                if not self.inbox:
+                if not self.inbox or len(events) >= BATCH_EVENTS:
                     break
                 kind, stamp, payload = self.inbox.popleft()
                 if kind == "frame":
