@@ -134,6 +134,17 @@ def serve_metrics_or_exit(config: OrderFlowConfig) -> None:
         raise typer.Exit(code=2) from None
 
 
+def collect_garbage_less_often() -> None:
+    """Long-running services allocate an object or more per market event: with CPython's default thresholds
+    (700 allocations) a young-generation collection runs every few events and full ones scan the rules'
+    whole state. 50,000 / 20 / 100 took the detector from 36,300 to 44,800 events/s (bench.detector_bench)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()  # what start-up built (modules, calendar, condition table) is never scanned again
+    gc.set_threshold(50_000, 20, 100)
+
+
 def run_or_exit(main):
     """``asyncio.run(main)``; Redis unreachable after every retry → exit 3 with the reason."""
     try:
@@ -642,6 +653,7 @@ def detect(
                  duplicates_suppressed=stats.duplicates_suppressed, warmed_up_events=stats.warmed_up_events)
 
     serve_metrics_or_exit(config)
+    collect_garbage_less_often()
     try:
         run_or_exit(run())
     except ConsumerGroupMissingError as error:
@@ -782,6 +794,7 @@ def ingest(
                  gaps=stats.gaps, backfilled=stats.backfilled, dropped_frames=stats.dropped_frames, rejects=stats.rejects.total)
 
     serve_metrics_or_exit(config)
+    collect_garbage_less_often()
     try:
         run_or_exit(run())
     except FeedAuthError as error:
