@@ -341,3 +341,30 @@ async def test_a_lost_registry_is_written_back_and_the_subscriptions_kept(redis_
         await registry.close("MSFT")
         await ingest.reconcile()
         assert ingest.symbols == []
+
+
+async def test_sigterm_while_redis_is_down_ends_ingest_within_seconds(simulator, key_prefix):
+    """Redis dies under a running ingest that keeps receiving; the stop is not held by the outage."""
+    from tests.redis_server import RedisProcess, free_port, redis_server_binary
+
+    server = await asyncio.to_thread(RedisProcess(port=free_port(), binary=redis_server_binary()).start)
+    bus = await Bus.connect(server.url, prefix=key_prefix, retries=1)
+    try:
+        await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
+        service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(service.run(stop))
+        async def published() -> bool:
+            return service.stats.events > 0
+
+        await until(published, what="events published")
+        await asyncio.to_thread(server.stop)
+        await asyncio.sleep(3)
+        assert not task.done()
+        stopped = time.monotonic()
+        stop.set()
+        await asyncio.wait_for(task, timeout=15)
+        assert time.monotonic() - stopped < 8.0
+    finally:
+        await bus.close()
+        await asyncio.to_thread(server.stop)

@@ -464,7 +464,14 @@ class IngestService:
                  asyncio.ensure_future(self._follow_positions(stop))]
         try:
             await stop.wait()
-            await asyncio.gather(*tasks)
+            # what was received gets SHUTDOWN_DRAIN_SECONDS to reach Redis; a Redis that is down does not hold the stop
+            done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_DRAIN_SECONDS + 1.0)
+            if pending:
+                log.error("order_flow.ingest_stopped_unpublished", code="bus_unavailable", frames=self.inbox_frames,
+                          detail="stopped before Redis took what was received; the detector will see a gap")
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()
         finally:
             for task in tasks:
                 task.cancel()
