@@ -264,8 +264,9 @@ class DetectorService:
         self._stop = stop
         heartbeat = asyncio.ensure_future(self._heartbeat(stop))
         consume = asyncio.ensure_future(self._consume(stop))
+        stopped = asyncio.ensure_future(stop.wait())
         try:
-            await asyncio.wait({consume, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({consume, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if not consume.done():  # stopping: the batch in hand may finish, a Redis call retrying into an outage may not
                 done, _ = await asyncio.wait({consume}, timeout=STOP_GRACE_SECONDS)
                 if not done:
@@ -278,8 +279,9 @@ class DetectorService:
             if not stop.is_set():
                 raise
         finally:
-            heartbeat.cancel()
-            await asyncio.gather(heartbeat, return_exceptions=True)
+            for task in (heartbeat, stopped):
+                task.cancel()
+            await asyncio.gather(heartbeat, stopped, return_exceptions=True)
         return self.stats
 
     async def _consume(self, stop: asyncio.Event) -> None:
