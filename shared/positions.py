@@ -100,6 +100,8 @@ class PositionRegistry:
         values = await self.bus.client.hgetall(self.bus.keys.positions)
         if not values:
             return None
+        if REGISTRY_MARK.encode() not in values and REGISTRY_MARK not in values:  # written before the mark existed
+            await self.bus.client.hset(self.bus.keys.positions, REGISTRY_MARK, b"1")
         positions = []
         for field_name, value in values.items():
             if field_name in (REGISTRY_MARK, REGISTRY_MARK.encode()):

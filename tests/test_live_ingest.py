@@ -368,3 +368,16 @@ async def test_sigterm_while_redis_is_down_ends_ingest_within_seconds(simulator,
     finally:
         await bus.close()
         await asyncio.to_thread(server.stop)
+
+
+@pytest.mark.redis
+async def test_a_registry_written_before_the_mark_gets_it_so_closing_everything_is_not_a_loss(redis_url, key_prefix):
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        registry = PositionRegistry(bus)
+        await registry.open("AAPL", quantity=100, entry_price="190.00")
+        await bus.client.hdel(bus.keys.positions, "_registry")  # as an older version wrote it
+        ingest = IngestService(OrderFlowConfig(key_prefix=key_prefix), bus, api_key="unused")
+        await ingest.reconcile()
+        await registry.close("AAPL")
+        await ingest.reconcile()
+        assert ingest.symbols == [] and await registry.current() == []
