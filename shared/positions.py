@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import msgspec
 
+from shared import logs
 from shared.bus import Bus
 from shared.prices import format_price, price_from_text
 from shared.timestamps import now_ns
@@ -56,6 +57,7 @@ def decode_change(payload: bytes | str) -> PositionChange | None:
         return None
 
 
+log = logs.get_logger(__name__)
 REGISTRY_MARK = "_registry"
 """A field the positions hash keeps once any position was opened, so the hash outlives its last position:
 a missing hash then means the registry was lost (Redis restarted without persistence), not that every
@@ -67,6 +69,7 @@ class PositionRegistry:
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
+        self._last_seen: list[Position] = []  # what :meth:`follow` read last
 
     async def open(self, symbol: str, *, quantity: int, entry_price: str | int, stop_loss: str | int = 0) -> Position:
         """Register (or update) an open position. Prices as decimal text or nano-dollars."""
@@ -111,6 +114,22 @@ class PositionRegistry:
             except (msgspec.DecodeError, msgspec.ValidationError):
                 continue
         return sorted(positions, key=lambda position: position.symbol)
+
+    async def follow(self) -> tuple[list[Position], str]:
+        """The open positions, for a service that monitors them. If the registry vanished since the last call
+        (Redis restarted without persistence), the positions seen then are written back and still returned, with
+        a one-line account of it (logged as ``order_flow.positions_lost``; the caller publishes it as a
+        ``positions_lost`` status); the account is "" otherwise."""
+        positions = await self.current()
+        lost = ""
+        if positions is None and self._last_seen:
+            positions = self._last_seen
+            restored = await self.restore(positions)
+            log.error("order_flow.positions_lost", code="registry_missing", symbols=[p.symbol for p in positions], restored=restored)
+            lost = (f"the position registry vanished (Redis restarted without persistence?): {restored} of {len(positions)} "
+                    f"positions written back, still monitored")
+        self._last_seen = positions or []
+        return self._last_seen, lost
 
     async def restore(self, positions: list[Position]) -> int:
         """Write back positions known from before the registry was lost (a field set since is kept).

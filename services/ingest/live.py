@@ -144,7 +144,6 @@ class IngestService:
         self.multiplier = config.round_lot_size if config.quote_size_unit == "round_lots" else 1
         self.stats = IngestStats()
         self.topics: set[str] = set()
-        self.known_positions: list = []  # the positions last read from the registry
         self.client: WebSocketClient | None = None
         self.inbox: deque = deque()
         self.inbox_frames = 0
@@ -165,17 +164,10 @@ class IngestService:
         """Make the subscriptions equal to the open positions. A registry lost under it (Redis restarted
         without persistence) is written back from the positions last seen, monitoring goes on, and a
         ``positions_lost`` status names the symbols: never a silent unsubscribe."""
-        positions = await self.registry.current()
-        if positions is None and self.known_positions:
-            positions = self.known_positions
-            restored = await self.registry.restore(positions)
-            symbols = [position.symbol for position in positions]
-            log.error("order_flow.positions_lost", code="registry_missing", symbols=symbols, restored=restored)
-            await self._publish_status("positions_lost", "registry_missing",
-                                       f"the position registry vanished (Redis restarted without persistence?): "
-                                       f"{restored} of {len(positions)} positions written back, still monitored")
-        self.known_positions = positions or []
-        wanted = {f"{kind}.{position.symbol}" for position in self.known_positions for kind in ("T", "Q")}
+        positions, lost = await self.registry.follow()
+        if lost:
+            await self._publish_status("positions_lost", "registry_missing", lost)
+        wanted = {f"{kind}.{position.symbol}" for position in positions for kind in ("T", "Q")}
         added, removed = wanted - self.topics, self.topics - wanted
         if not added and not removed:
             return
