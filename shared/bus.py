@@ -470,6 +470,11 @@ class GroupPosition(NamedTuple):
             return max(0, self.entries_added - self.length)
         return None
 
+    def trimmed_interval_ns(self) -> tuple[int, int]:
+        """When (Redis clock, ns) the entries trimmed unread were added: after the last one delivered (0 when
+        none was) and before the stream's first entry."""
+        return _stream_id(self.last_delivered)[0] * 1_000_000, _stream_id(self.first_entry)[0] * 1_000_000
+
 
 def _stream_id(entry_id: str) -> tuple[int, int]:
     milliseconds, _, sequence = entry_id.partition("-")

@@ -255,15 +255,19 @@ class SymbolEngine:
         outputs: list[Output] = []
         for appearance in self.offers.due(ts):  # reported as of the moment it had rested long enough
             due = appearance.start_ts + self.settings.persistence_ns
-            self._on_offer(appearance, due, due - self.last_ts + self.last_recv, self.session, outputs)
+            self._on_offer(appearance, due, self._receive_time(due), self.session, outputs)
         return outputs
+
+    def _receive_time(self, ts: int) -> int:
+        """Event time ``ts`` on the ``ts_recv`` clock, the feed's delay taken as the last event's."""
+        return ts - self.last_ts + self.last_recv
 
     def next_due(self) -> int | None:
         """When (``ts_recv`` clock, ns) the earliest unreported large offer will have rested long enough."""
         starts = [appearance.start_ts for appearance in self.offers.appearances.values() if not appearance.alerted]
         if not starts or not self.last_recv:
             return None
-        return min(starts) + self.settings.persistence_ns - self.last_ts + self.last_recv
+        return self._receive_time(min(starts) + self.settings.persistence_ns)
 
     def recorded_sessions(self) -> list[DayStatistics]:
         """Every session this engine knows: its history and the session in progress (if it traded)."""

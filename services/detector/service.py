@@ -129,7 +129,6 @@ class DetectorService:
         self._stop = asyncio.Event()
         self._down_since: float | None = None  # monotonic time Redis became unreachable
         self._last_entry: dict[str, bytes] = {}  # stream -> the last entry id handled
-        self._known_positions: list = []  # the positions last read from the registry
         self._trim_reported: dict[str, str] = {}  # stream -> the first entry id when its trimming was last reported
         self.engine.sessions.session(now_ns())  # load the calendar now, not on the first event
 
@@ -140,20 +139,13 @@ class DetectorService:
         ``positions_lost`` status naming them."""
         if self.fixed_symbols is not None:
             return list(self.fixed_symbols)
-        positions = await self.registry.current()
-        if positions is None and self._known_positions:
-            positions = self._known_positions
-            restored = await self.registry.restore(positions)
-            symbols = tuple(position.symbol for position in positions)
-            log.error("order_flow.positions_lost", code="registry_missing", symbols=list(symbols), restored=restored)
+        positions, lost = await self.registry.follow()
+        if lost:
             now = now_ns()
-            status = FeedStatus(source="detector", state="positions_lost", ts_event=now, ts_recv=now, symbols=symbols,
-                                code="registry_missing",
-                                detail=f"the position registry vanished (Redis restarted without persistence?): "
-                                       f"{restored} of {len(positions)} positions written back, still monitored")
+            status = FeedStatus(source="detector", state="positions_lost", ts_event=now, ts_recv=now,
+                                symbols=tuple(position.symbol for position in positions), code="registry_missing", detail=lost)
             await self._once(f"positions_lost:{now}", self.keys.status, status)
-        self._known_positions = positions or []
-        return [position.symbol for position in self._known_positions]
+        return [position.symbol for position in positions]
 
     async def refresh(self) -> None:
         """Start reading the streams of newly monitored symbols (warm-up + recovery first)."""
@@ -406,8 +398,7 @@ class DetectorService:
     async def _report_trimmed(self, stream: str, symbol: str, position: GroupPosition, trimmed: int | None) -> None:
         """Entries were trimmed (MAXLEN) before this detector read them: a gap, said so, and the symbol's
         windows reset (they would span it)."""
-        start = int(position.last_delivered.partition("-")[0]) * 1_000_000 if position.last_delivered != "0-0" else 0
-        end = int(position.first_entry.partition("-")[0]) * 1_000_000
+        start, end = position.trimmed_interval_ns()
         count = f"{trimmed:,}" if trimmed is not None else "an unknown number of"
         now = now_ns()
         status = FeedStatus(source="detector", state="gap", ts_event=now, ts_recv=now, symbols=(symbol,), code="trimmed_unread",
