@@ -27,7 +27,9 @@ every Bus in the process shares.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Iterable, NamedTuple, Sequence
 
@@ -40,10 +42,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import AuthenticationError, AuthorizationError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared import metrics
+from shared import logs, metrics
 from shared.config import mask_url
 from shared.errors import BusAuthenticationError, BusUnavailableError, ConsumerGroupMissingError
 from shared.wire import WireMessage, encode
+
+log = logs.get_logger(__name__)
 
 # Appends a batch to one stream in a single round trip: ARGV = max length,
 # then (type tag, payload) pairs; the tag is the entry's one field name. One reply per stream instead of one per
@@ -445,6 +449,43 @@ class Bus:
         async with self._calling("read_range"):
             response = await self.client.xrange(stream, min=start, max=end, count=count)
         return list(_stream_entries(stream, response))
+
+
+class Outage:
+    """One service's view of a Redis outage: reported once when it begins and once when it ends
+    (``order_flow.bus_unavailable`` / ``order_flow.bus_recovered``, the ``orderflow_bus_up`` gauge)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.since: float | None = None  # monotonic time Redis became unreachable
+
+    def began(self, error: Exception) -> bool:
+        """Redis failed a call; True when that starts an outage (it was answering until now)."""
+        if self.since is not None:
+            return False
+        self.since = time.monotonic()
+        metrics.BUS_UP.set(0)
+        log.error("order_flow.bus_unavailable", code="bus_unavailable", reason=str(error)[:300], source=self.source)
+        return True
+
+    def ended(self) -> float | None:
+        """Redis answered; the outage's length in seconds when one just ended, else None."""
+        if self.since is None:
+            return None
+        seconds = round(time.monotonic() - self.since, 1)
+        self.since = None
+        metrics.BUS_UP.set(1)
+        log.warning("order_flow.bus_recovered", down_seconds=seconds, source=self.source)
+        return seconds
+
+    @staticmethod
+    async def pause(stop: asyncio.Event, seconds: float = 1.0) -> bool:
+        """Wait before the next attempt, or until ``stop``; False once stopping."""
+        try:
+            await asyncio.wait_for(stop.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+        return not stop.is_set()
 
 
 class GroupPosition(NamedTuple):

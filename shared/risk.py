@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Literal
 
 from shared import logs
-from shared.bus import OUTAGE_ERRORS, Bus
+from shared.bus import OUTAGE_ERRORS, Bus, Outage
 from shared.errors import BusAuthenticationError, ConsumerGroupMissingError, WireDecodeError
 from shared.positions import Position
 from shared.prices import format_price, price_to_float
@@ -141,7 +140,7 @@ class RiskManagerClient:
         self.stats = ClientStats()
         self._group_ready = False
         self._last_status: bytes | str | None = None  # the last status entry read (None: not started)
-        self._down_since: float | None = None  # monotonic time Redis became unreachable
+        self._outage = Outage("risk_manager")
 
     async def _claim(self, recommendation: ExitRecommendation) -> bool:
         key = f"{self.bus.keys.prefix}:riskmanager:{self.name}:handled:{recommendation.id}"
@@ -226,24 +225,17 @@ class RiskManagerClient:
                 pass
 
     async def _bus_down(self, error: Exception, stop: asyncio.Event, on_status: StatusHandler | None) -> None:
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-            log.error("order_flow.bus_unavailable", code="bus_unavailable", reason=str(error)[:300], source="risk_manager")
+        if self._outage.began(error):
             now = now_ns()
             await self._on_status(FeedStatus(source="risk_manager", state="disconnected", ts_event=now, ts_recv=now,
                                              symbols=tuple(sorted(self._held())), code="bus_unavailable",
                                              detail=f"Redis unreachable: no recommendation can arrive ({str(error)[:200]})"), on_status)
-        try:
-            await asyncio.wait_for(stop.wait(), 1.0)
-        except asyncio.TimeoutError:
-            pass
+        await self._outage.pause(stop)
 
     async def _bus_back(self, on_status: StatusHandler | None) -> None:
-        if self._down_since is None:
+        down = self._outage.ended()
+        if down is None:
             return
-        down = round(time.monotonic() - self._down_since, 1)
-        self._down_since = None
-        log.warning("order_flow.bus_recovered", down_seconds=down, source="risk_manager")
         now = now_ns()
         await self._on_status(FeedStatus(source="risk_manager", state="monitoring_resumed", ts_event=now, ts_recv=now,
                                          symbols=tuple(sorted(self._held())), code="bus_recovered",

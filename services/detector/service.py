@@ -39,7 +39,7 @@ from services.detector.engine import AlertsExpired, Engine, Output, ProfileUpdat
 from services.detector.profiles import ProfileError
 from services.detector.integrity import ValidationIssue
 from shared import logs, metrics
-from shared.bus import OUTAGE_ERRORS, Bus, BusEntry, GroupPosition, as_text
+from shared.bus import OUTAGE_ERRORS, Bus, BusEntry, GroupPosition, Outage, as_text
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
 from shared.errors import BusAuthenticationError, ConsumerGroupMissingError, WireDecodeError
@@ -127,7 +127,7 @@ class DetectorService:
         self._last_reclaim = 0.0
         self._batch_done = asyncio.Event()  # wakes the heartbeat: a batch may have shown a new large offer
         self._stop = asyncio.Event()
-        self._down_since: float | None = None  # monotonic time Redis became unreachable
+        self._outage = Outage("detector")
         self._last_entry: dict[str, bytes] = {}  # stream -> the last entry id handled
         self._trim_reported: dict[str, str] = {}  # stream -> the first entry id when its trimming was last reported
         self.engine.sessions.session(now_ns())  # load the calendar now, not on the first event
@@ -283,11 +283,12 @@ class DetectorService:
         while not stop.is_set():
             try:
                 await self._step()
-                self._bus_back()
+                self._outage.ended()
             except BusAuthenticationError:
                 raise
             except OUTAGE_ERRORS as error:
-                if not await self._bus_down(error):
+                self._outage.began(error)
+                if not await self._outage.pause(stop):
                     return
             except ConsumerGroupMissingError as error:
                 await self._recreate_groups(str(error))
@@ -311,36 +312,19 @@ class DetectorService:
         elif self.bus.embedded:
             await asyncio.sleep(0.02)
 
-    async def _bus_down(self, error: Exception) -> bool:
-        """Redis is unreachable: report it once, wait a second (or until stopped). False once stopping."""
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-            metrics.BUS_UP.set(0)
-            log.error("order_flow.bus_unavailable", code="bus_unavailable", reason=str(error)[:300])
-        try:
-            await asyncio.wait_for(self._stop.wait(), 1.0)
-        except asyncio.TimeoutError:
-            pass
-        return not self._stop.is_set()
-
-    def _bus_back(self) -> None:
-        if self._down_since is not None:
-            log.warning("order_flow.bus_recovered", down_seconds=round(time.monotonic() - self._down_since, 1))
-            self._down_since = None
-            metrics.BUS_UP.set(1)
-
     async def _until_done(self, attempt: Callable[[], Awaitable[None]]) -> None:
         """Run ``attempt`` until Redis takes it (outputs and acks of a batch already processed: never dropped);
         :class:`_Stopping` when stopped first (the batch stays pending and is redelivered)."""
         while True:
             try:
                 await attempt()
-                self._bus_back()
+                self._outage.ended()
                 return
             except BusAuthenticationError:
                 raise
             except OUTAGE_ERRORS as error:
-                if not await self._bus_down(error):
+                self._outage.began(error)
+                if not await self._outage.pause(self._stop):
                     raise _Stopping from None
 
     async def _recreate_groups(self, reason: str) -> None:
