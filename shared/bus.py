@@ -408,6 +408,20 @@ class Bus:
         metrics.RECLAIMED_ENTRIES.inc(sum(len(claimed) for claimed, _ in found.values()))
         return found
 
+    async def dead_letter(self, entry: BusEntry, code: str, reason: str, *, reader: str = "", source: str = "") -> str:
+        """Move a copy of ``entry``, which its reader cannot handle, to ``<stream>:dead`` with the reason (the
+        caller acknowledges the original); counted and logged. Returns the entry id."""
+        entry_id = as_text(entry.entry_id)
+        fields = {"entry_id": entry_id, "field": entry.field, "code": code, "reason": reason[:500], "payload": entry.payload}
+        if reader:
+            fields["reader"] = reader
+        async with self._calling("dead_letter"):
+            await self.client.xadd(self.keys.dead_letters(entry.stream), fields, maxlen=10_000, approximate=True)
+        metrics.DEAD_LETTERS.labels(code=code).inc()
+        log.error("order_flow.entry_dead_lettered", code=code, stream=entry.stream, entry_id=entry_id, reason=reason[:200],
+                  **({"source": source} if source else {}))
+        return entry_id
+
     async def pending_count(self, stream: str, group: str) -> int:
         """Entries delivered to the group but not acknowledged."""
         async with self._calling("pending_count"):

@@ -257,12 +257,7 @@ class RiskManagerClient:
         else:
             code, reason = problem
             self.stats.dead_letters += 1
-            entry_id = entry.entry_id.decode() if isinstance(entry.entry_id, bytes) else entry.entry_id
-            await self.bus.client.xadd(self.bus.keys.dead_letters(entry.stream),
-                                       {"entry_id": entry_id, "field": entry.field, "code": code, "reason": reason[:500],
-                                        "payload": entry.payload, "reader": self.group}, maxlen=10_000, approximate=True)
-            log.error("order_flow.entry_dead_lettered", code=code, stream=entry.stream, entry_id=entry_id, reason=reason[:200],
-                      source="risk_manager")
+            await self.bus.dead_letter(entry, code, reason, reader=self.group, source="risk_manager")
         await self.bus.ack(entry.stream, self.group, [entry.entry_id])
 
     async def _status(self, payload: bytes, on_status: StatusHandler | None) -> None:

@@ -449,12 +449,7 @@ class DetectorService:
         """Move an entry that cannot be handled to ``<stream>:dead`` with the reason, report it; the batch's ack
         then removes it from the pending list, so it can never crash or stall the detector again."""
         symbol = self.streams.get(entry.stream, "")
-        entry_id = as_text(entry.entry_id)
-        await self.bus.client.xadd(self.keys.dead_letters(entry.stream),
-                                   {"entry_id": entry_id, "field": entry.field, "code": code, "reason": reason[:500], "payload": entry.payload},
-                                   maxlen=10_000, approximate=True)
-        metrics.DEAD_LETTERS.labels(code=code).inc()
-        log.error("order_flow.entry_dead_lettered", code=code, stream=entry.stream, entry_id=entry_id, reason=reason[:200])
+        entry_id = await self.bus.dead_letter(entry, code, reason)
         now = now_ns()
         status = FeedStatus(source="detector", state="dead_letter", ts_event=now, ts_recv=now, symbols=(symbol,) if symbol else (),
                             code=code, detail=f"entry {entry_id} of {entry.stream} moved to {self.keys.dead_letters(entry.stream)}: {reason[:200]}")
