@@ -422,6 +422,25 @@ class Bus:
                   **({"source": source} if source else {}))
         return entry_id
 
+    async def delivery_counts(self, group: str, consumer: str, entries: Sequence[BusEntry]) -> dict[bytes, int]:
+        """How many times each of ``entries`` (pending in ``group`` for ``consumer``) has been delivered: XPENDING
+        over each stream's id range, one round trip (a pipeline). Entries no longer pending are absent."""
+        spans: dict[str, list[bytes]] = {}
+        for entry in entries:
+            spans.setdefault(entry.stream, []).append(entry.entry_id)
+        async with self._calling("delivery_counts"):
+            pipeline = self.client.pipeline(transaction=False)
+            for stream, ids in spans.items():
+                order = sorted(ids, key=lambda entry_id: _stream_id(as_text(entry_id)))
+                pipeline.xpending_range(stream, group, min=order[0], max=order[-1], count=len(ids) * 2 + 100, consumername=consumer)
+            replies = await pipeline.execute()
+        counts: dict[bytes, int] = {}
+        for reply in replies:
+            for pending in reply:
+                entry_id = pending["message_id"]
+                counts[entry_id if isinstance(entry_id, bytes) else entry_id.encode()] = int(pending["times_delivered"])
+        return counts
+
     async def pending_count(self, stream: str, group: str) -> int:
         """Entries delivered to the group but not acknowledged."""
         async with self._calling("pending_count"):

@@ -220,6 +220,11 @@ class OrderFlowConfig(BaseSettings):
     reclaim_idle_seconds: float = Field(
         30.0, ge=1.0, le=3600.0, description="Pending entries idle this long are reclaimed from a stalled detector."
     )
+    max_deliveries: int = Field(
+        5, ge=1, le=100,
+        description="An entry delivered this many times without being acknowledged (its reader crashed on it each time) "
+                    "is moved to its stream's dead-letter stream instead of being handled again.",
+    )
 
     # --- observability --------------------------------------------------------
     log_dir: Path = Field(Path("logs/order_flow"), description="JSONL logs, one file per UTC day.")

@@ -454,3 +454,71 @@ def test_sigterm_during_a_redis_outage_ends_the_detector_within_seconds(tmp_path
         if detector.poll() is None:
             detector.kill()
         server.stop()
+
+
+@pytest.mark.redis
+async def test_an_entry_the_rules_fail_on_is_dead_lettered_and_the_others_still_alert(redis_url, key_prefix, captures, monkeypatch):
+    """A defect in the rules meets one print: that entry goes to the dead-letter stream with the exception, the
+    symbol's windows are reset, and every other entry is handled (the five large sellers still alert); a restart
+    that warms up over it does not crash either."""
+    from services.detector.engine import SymbolEngine
+    from shared.wire import Trade
+
+    events = list(read_events("capture", [captures["large-sellers"]]))
+    victim = next(event for index, event in enumerate(events) if type(event) is Trade and index > 50)
+    original = SymbolEngine._on_trade
+
+    def failing(self, trade, *args):
+        if trade.ts_event == victim.ts_event and trade.size == victim.size:
+            raise ZeroDivisionError("injected defect")
+        return original(self, trade, *args)
+
+    monkeypatch.setattr(SymbolEngine, "_on_trade", failing)
+    config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute")
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        stream = bus.keys.market("LARGESELLERS")
+        await replay(bus, events)
+        service = DetectorService(config, bus, symbols=["LARGESELLERS"], consumer="one")
+        await service.refresh()
+        await service.drain()
+        assert service.stats.processing_failures == 1 and service.stats.alerts == 5
+        assert await bus.pending_count(stream, config.consumer_group) == 0
+        dead = await bus.client.xrange(bus.keys.dead_letters(stream))
+        assert len(dead) == 1 and dead[0][1][b"code"] == b"processing_failed"
+        parked = decode(dead[0][1][b"payload"])
+        assert b"ZeroDivisionError: injected defect" in dead[0][1][b"reason"]
+        assert (parked.ts_event, parked.size, parked.sequence) == (victim.ts_event, victim.size, victim.sequence)
+        statuses = [decode(next(iter(fields.values()))) for _id, fields in await bus.client.xrange(bus.keys.status)]
+        assert [s.code for s in statuses if s.state == "dead_letter"] == ["processing_failed"]
+        restarted = DetectorService(config, bus, symbols=["LARGESELLERS"], consumer="one")
+        await restarted.refresh()  # the warm-up replays the history holding it
+        assert restarted.stats.warmed_up_events > 0
+
+
+@pytest.mark.redis
+async def test_an_entry_delivered_too_often_is_dead_lettered_instead_of_handled_again(redis_url, key_prefix):
+    """A reader that dies on an entry every time (killed mid-batch, out of memory) leaves it pending; after
+    ORDER_FLOW_MAX_DELIVERIES deliveries the next start moves it to the dead-letter stream, while an entry
+    delivered once before (one crash) is handled normally."""
+    from shared.wire import Trade, encode
+
+    config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute", max_deliveries=3)
+    now = now_ns()
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        stream = bus.keys.market("CRASHY")
+        await bus.ensure_group(stream, config.consumer_group, "0")
+        killer = Trade(symbol="CRASHY", ts_event=now, ts_recv=now, ts_arrival=now, price=10_000_000_000, size=100)
+        later = Trade(symbol="CRASHY", ts_event=now + 1, ts_recv=now + 1, ts_arrival=now + 1, price=10_000_000_000, size=200)
+        killer_id = await bus.client.xadd(stream, {"trade": encode(killer)})
+        await bus.client.xreadgroup(config.consumer_group, "one", {stream: ">"}, count=1)  # delivered once
+        for _ in range(2):  # each restart that died on it delivered it again
+            await bus.client.xreadgroup(config.consumer_group, "one", {stream: "0"}, count=1)
+        later_id = await bus.client.xadd(stream, {"trade": encode(later)})
+        await bus.client.xreadgroup(config.consumer_group, "one", {stream: ">"}, count=1)  # one crash on this one
+        service = DetectorService(config, bus, symbols=["CRASHY"], consumer="one")
+        await service.refresh()  # recovery: the fourth delivery of the first is over the limit of 3; the second's is its second
+        dead = await bus.client.xrange(bus.keys.dead_letters(stream))
+        assert [(fields[b"entry_id"], fields[b"code"]) for _id, fields in dead] == [(killer_id, b"delivery_limit")]
+        assert b"delivered 4 times" in dead[0][1][b"reason"]
+        assert service.stats.events == 1 and service._last_entry[stream] == later_id
+        assert await bus.pending_count(stream, config.consumer_group) == 0

@@ -586,6 +586,13 @@ class Engine:
                                                          profile.sessions if profile else (), self.profile_source)
         return engine
 
+    def reset(self, symbol: str, ts: int) -> None:
+        """Forget ``symbol``'s windows as of event time ``ts`` (ns), as a feed gap does: after an event its
+        rules failed on, their state cannot be trusted."""
+        engine = self.symbols.get(symbol)
+        if engine is not None:
+            engine._reset(ts)
+
     def process(self, event: MarketEvent) -> list[Output]:
         if type(event) is FeedStatus:
             outputs: list[Output] = []

@@ -83,6 +83,7 @@ def default_consumer_name() -> str:
 class DetectorStats:
     events: int = 0
     undecodable: int = 0
+    processing_failures: int = 0
     alerts: int = 0
     exits: int = 0
     duplicates_suppressed: int = 0
@@ -227,7 +228,10 @@ class DetectorService:
                 break
             end = f"({as_text(rows[-1][0])}"
         for event in reversed(history):
-            self.engine.process(event)
+            try:
+                self.engine.process(event)
+            except Exception as error:  # noqa: BLE001 — dead-lettered when it was delivered; here only skipped
+                self._rules_failed(event, error)
         self.stats.warmed_up_events += len(history)
         if history:
             log.info("order_flow.detector_warmed_up", stream=stream, events=len(history))
@@ -235,7 +239,9 @@ class DetectorService:
     async def _recover(self, stream: str) -> None:
         """Process this consumer's own pending entries of ``stream`` (crash before ack)."""
         while entries := await self.bus.read_own_pending(self.group, self.consumer, stream):
-            await self._handle(entries)
+            kept = await self._without_overdelivered(entries)
+            if kept:
+                await self._handle(kept)
             if len(entries) < 1000:
                 return
 
@@ -246,7 +252,9 @@ class DetectorService:
         for stream, (claimed, _deleted) in found.items():
             if claimed:
                 log.warning("order_flow.entries_reclaimed", stream=stream, entries=len(claimed))
-                await self._handle(claimed)
+                kept = await self._without_overdelivered(claimed)
+                if kept:
+                    await self._handle(kept)
 
     # --- steady state --------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> DetectorStats:
@@ -416,7 +424,11 @@ class DetectorService:
             kind = type(event)
             kinds[kind] = kinds.get(kind, 0) + 1
             received.append(event.ts_recv)
-            produced = process(event)
+            try:
+                produced = process(event)
+            except Exception as error:  # noqa: BLE001 — the rules failed on this entry: it must not stop the others
+                dead.append((entry, "processing_failed", self._rules_failed(event, error)))
+                continue
             if produced:
                 outputs.extend(produced)
         self.stats.events += len(entries)
@@ -444,6 +456,34 @@ class DetectorService:
                 self.stats.latencies_ms.extend((done - stamp) / 1e6 for stamp in received)
         metrics.HALTED_SYMBOLS.set(self.engine.halted_symbols())
         self._batch_done.set()
+
+    def _rules_failed(self, event, error: Exception) -> str:
+        """The rules raised on ``event`` (a defect, or an input nothing anticipated): logged with the traceback,
+        the symbol's windows forgotten (their state is suspect) and the reason for the dead letter returned."""
+        self.stats.processing_failures += 1
+        symbol = getattr(event, "symbol", "")
+        log.error("order_flow.processing_failed", code="processing_failed", symbol=symbol, error=type(error).__name__,
+                  detail=str(error)[:300], exc_info=error)
+        if symbol:
+            self.engine.reset(symbol, event.ts_event)
+        return f"the rules raised {type(error).__name__}: {error}"
+
+    async def _without_overdelivered(self, entries: list[BusEntry]) -> list[BusEntry]:
+        """Entries delivered again (a restart's own pending ones, or reclaimed from a stalled detector): those
+        delivered ``max_deliveries`` times already — their reader died on each — go to the dead-letter stream
+        (acknowledged) instead of killing this detector too; the rest are returned to be handled."""
+        counts = await self.bus.delivery_counts(self.group, self.consumer, entries)
+        limit = self.config.max_deliveries
+        keep = []
+        for entry in entries:
+            delivered = counts.get(entry.entry_id, 0)
+            if delivered > limit:
+                await self._dead_letter(entry, "delivery_limit", f"delivered {delivered} times without an acknowledgement "
+                                                                   f"(ORDER_FLOW_MAX_DELIVERIES={limit})")
+                await self.bus.ack(entry.stream, self.group, [entry.entry_id])
+            else:
+                keep.append(entry)
+        return keep
 
     async def _dead_letter(self, entry: BusEntry, code: str, reason: str) -> None:
         """Move an entry that cannot be handled to ``<stream>:dead`` with the reason, report it; the batch's ack
