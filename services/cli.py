@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from shared.acl import users_template
 from shared.config import (
     CONFIG_FILE_VARIABLE,
     DEFAULT_CONFIG_FILE,
@@ -30,6 +31,7 @@ from shared.config import (
 )
 from shared.errors import BusUnavailableError, ConfigError, ConsumerGroupMissingError
 
+ACL_FILE = Path("config/redis-users.acl")
 SCHEMA_FILE = Path("config/config.schema.json")
 
 app = typer.Typer(
@@ -231,7 +233,8 @@ def schema_document() -> str:
         "Environment variables ORDER_FLOW_<SETTING> override the file; "
         "POLYGON_API_KEY belongs in the environment only."
     )
-    schema["properties"].pop("polygon_api_key", None)
+    for secret in ("polygon_api_key", "redis_password", "redis_ingest_password", "redis_detector_password", "redis_bot_password"):
+        schema["properties"].pop(secret, None)  # environment only
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
@@ -253,6 +256,26 @@ def config_schema(
         SCHEMA_FILE.parent.mkdir(parents=True, exist_ok=True)
         SCHEMA_FILE.write_text(document, encoding="utf-8")
         stdout.print(f"wrote {SCHEMA_FILE}")
+        return
+    sys.stdout.write(document)
+
+
+@config_app.command("redis-users")
+def config_redis_users(
+    prefix: Annotated[str, typer.Option(help="Key prefix the rules cover (ORDER_FLOW_KEY_PREFIX).")] = "orderflow",
+    write: Annotated[bool, typer.Option("--write", help=f"Write it to {ACL_FILE}.")] = False,
+) -> None:
+    """Print (or write) the Redis ACL file: one user per service with the least rights it needs.
+
+    Each password's SHA-256 goes where ``@<user>@`` stands; compose's Redis fills them in from REDIS_PASSWORD,
+    REDIS_INGEST_PASSWORD, REDIS_DETECTOR_PASSWORD and REDIS_BOT_PASSWORD at start.
+
+    Example: orderflow config redis-users --prefix desk2 > config/redis-users.acl
+    """
+    document = users_template(prefix)
+    if write:
+        ACL_FILE.write_text(document, encoding="utf-8")
+        stdout.print(f"wrote {ACL_FILE}")
         return
     sys.stdout.write(document)
 

@@ -40,7 +40,8 @@ DEFAULT_CONFIG_FILE = Path("config/order_flow_config.json")
 CONFIG_FILE_VARIABLE = "ORDER_FLOW_CONFIG_FILE"
 """Names the config file; read by the CLI, not a setting of the model."""
 
-SECRET_FIELDS = frozenset({"polygon_api_key", "redis_url"})
+SECRET_FIELDS = frozenset({"polygon_api_key", "redis_url", "signing_key", "redis_password", "redis_ingest_password",
+                           "redis_detector_password", "redis_bot_password"})
 
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "orderflow_config_file", default=None
@@ -249,7 +250,27 @@ class OrderFlowConfig(BaseSettings):
         description="The client refuses a signed recommendation signed longer ago than this (a replayed old one).",
     )
 
-    @field_validator("polygon_api_key", "redis_url", "signing_key", mode="before")
+    # --- Redis users (compose's ACL file, ``orderflow redis-users``) ----------------
+    redis_password: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("REDIS_PASSWORD", "redis_password"),
+        description="Password of Redis's administrative user (default) in compose: operators, health checks, calibrate. "
+                    "Secret: environment only.",
+    )
+    redis_ingest_password: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("REDIS_INGEST_PASSWORD", "redis_ingest_password"),
+        description="Password of the Redis user ingest: writes the market streams and statuses, reads positions.",
+    )
+    redis_detector_password: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("REDIS_DETECTOR_PASSWORD", "redis_detector_password"),
+        description="Password of the Redis user detector: reads the market streams, writes alerts, exits, statuses.",
+    )
+    redis_bot_password: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("REDIS_BOT_PASSWORD", "redis_bot_password"),
+        description="Password of the Redis user bot: reads exits and statuses, writes positions; cannot write exits.",
+    )
+
+    @field_validator("polygon_api_key", "redis_url", "signing_key", "redis_password", "redis_ingest_password",
+                     "redis_detector_password", "redis_bot_password", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         """``POLYGON_API_KEY=`` (as .env.example ships) is no key, not an empty one."""
@@ -310,8 +331,10 @@ class OrderFlowConfig(BaseSettings):
         secrets = []
         if self.polygon_api_key is not None and self.polygon_api_key.get_secret_value():
             secrets.append(self.polygon_api_key.get_secret_value())
-        if self.signing_key is not None:
-            secrets.append(self.signing_key.get_secret_value())
+        for secret in (self.signing_key, self.redis_password, self.redis_ingest_password, self.redis_detector_password,
+                       self.redis_bot_password):
+            if secret is not None:
+                secrets.append(secret.get_secret_value())
         if self.redis_url is not None:
             password = _url_password(self.redis_url.get_secret_value())
             if password:
@@ -325,6 +348,8 @@ def environment_name(field: str) -> str:
         return "POLYGON_API_KEY"
     if field == "redis_url":
         return "REDIS_URL"
+    if field.startswith("redis_") and field.endswith("password"):
+        return field.upper()
     return ENV_PREFIX + field.upper()
 
 

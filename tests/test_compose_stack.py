@@ -54,7 +54,9 @@ def test_the_dry_run_stack_comes_up_and_produces_alerts_end_to_end(tmp_path):
         (shutil.copytree if source.is_dir() else shutil.copy)(source, project / name,
                                                                **({"ignore": shutil.ignore_patterns("__pycache__")} if source.is_dir() else {}))
     # the profile is chosen the one documented way: COMPOSE_PROFILES in .env
-    (project / ".env").write_text(f"COMPOSE_PROFILES=dry-run\nPOLYGON_API_KEY=\nREDIS_PASSWORD={PASSWORD}\n")
+    (project / ".env").write_text(f"COMPOSE_PROFILES=dry-run\nPOLYGON_API_KEY=\nREDIS_PASSWORD={PASSWORD}\n"
+                                  "REDIS_INGEST_PASSWORD=compose-ingest-password\nREDIS_DETECTOR_PASSWORD=compose-detector-password\n"
+                                  "REDIS_BOT_PASSWORD=compose-bot-password\n")
     _run("setup", cwd=project, timeout=1200)
     # one image serves every orderflow service: build it once (compose would build it once per service, in parallel)
     built = subprocess.run(["podman", "build", "-q", "-t", "orderflow:latest", str(project)], capture_output=True, text=True, timeout=1200)

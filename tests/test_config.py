@@ -127,7 +127,8 @@ def test_committed_schema_is_current():
     assert schema["additionalProperties"] is False
     assert "polygon_api_key" not in schema["properties"]
     assert schema["properties"]["volume_spike_threshold"]["maximum"] == 10.0
-    assert set(schema["properties"]) == set(OrderFlowConfig.model_fields) - {"polygon_api_key"}
+    environment_only = {"polygon_api_key", "redis_password", "redis_ingest_password", "redis_detector_password", "redis_bot_password"}
+    assert set(schema["properties"]) == set(OrderFlowConfig.model_fields) - environment_only
 
 
 def _orderflow(*arguments: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
@@ -182,7 +183,7 @@ def test_cli_schema_check_detects_staleness(tmp_path):
 
 
 def test_cli_help_everywhere(tmp_path):
-    commands = ([], ["config"], ["config", "show"], ["config", "schema"], ["version"], ["scenario"], ["replay"], ["analyze"],
+    commands = ([], ["config"], ["config", "show"], ["config", "schema"], ["config", "redis-users"], ["version"], ["scenario"], ["replay"], ["analyze"],
                 ["detect"], ["demo"], ["ingest"], ["simulate-polygon"], ["positions"], ["positions", "open"],
                 ["positions", "close"], ["positions", "list"], ["risk-manager"], ["watch"])
     for arguments in commands:

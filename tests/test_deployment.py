@@ -46,13 +46,14 @@ def test_compose_services_health_networks_and_persistence():
     assert {"redis", "ingest", "detector", "prometheus", "simulator", "ingest-dry-run", "detector-dry-run", "position-dry-run"} <= set(services)
     for name, service in services.items():
         assert "healthcheck" in service, f"{name} has no health check"
-        assert service.get("restart", "unless-stopped") == ("no" if name == "position-dry-run" else "unless-stopped")
+        assert service.get("restart", "unless-stopped") == ("no" if name in ("position-dry-run", "admin") else "unless-stopped")
     redis = services["redis"]
     assert "ports" not in redis  # not published to the host by default
     command = " ".join(redis["command"])
-    assert "--appendonly yes" in command and "requirepass" in command
-    # secrets never on a command line `ps` shows: the password reaches redis-server on stdin, redis-cli by REDISCLI_AUTH
-    assert "--requirepass" not in command and "redis-server - " in command
+    assert "--appendonly yes" in command and "--aclfile /tmp/users.acl" in command
+    assert "./config/redis-users.acl:/etc/redis/redis-users.acl:ro" in redis["volumes"]
+    # secrets never on a command line `ps` shows: only each password's hash reaches sed, redis-cli gets REDISCLI_AUTH
+    assert "requirepass" not in command and command.count("$$(sha ") == 4 and "printf '%s' \"$$1\" | sha256sum" in command
     assert "REDISCLI_AUTH" in redis["healthcheck"]["test"][1] and " -a " not in redis["healthcheck"]["test"][1]
     assert all("--api-key" not in " ".join(service.get("command") or []) for service in services.values())
     assert services["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
@@ -68,6 +69,23 @@ def test_compose_services_health_networks_and_persistence():
     # logs on a named volume (created from the image, owned by its user): a host folder owned by root is not writable
     assert "./config:/app/config:ro" in anchor["volumes"] and "orderflow-logs:/app/logs" in anchor["volumes"]
     assert anchor["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_each_compose_service_reaches_redis_as_its_own_user():
+    """The ACL file compose's Redis loads is the one orderflow renders, and each service logs in as the user made
+    for it (the administrator only for operators' commands)."""
+    from shared.acl import users_template
+
+    assert (REPO / "config" / "redis-users.acl").read_text() == users_template()
+    services = COMPOSE["services"]
+    expected = {"ingest": "ingest", "ingest-dry-run": "ingest", "detector": "detector", "detector-dry-run": "detector",
+                "position-dry-run": "bot"}
+    for name, user in expected.items():
+        url = services[name]["environment"]["REDIS_URL"]
+        assert url.startswith(f"redis://{user}:${{REDIS_{user.upper()}_PASSWORD:?"), (name, url)
+    assert services["admin"]["profiles"] == ["tools"] and COMPOSE["x-orderflow"]["environment"]["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD")
+    for variable in ("REDIS_PASSWORD", "REDIS_INGEST_PASSWORD", "REDIS_DETECTOR_PASSWORD", "REDIS_BOT_PASSWORD"):
+        assert variable in services["redis"]["environment"]
 
 
 def test_metrics_listen_on_this_machine_only_unless_compose_opens_them():
