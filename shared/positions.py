@@ -10,17 +10,25 @@ react within milliseconds; they also re-read the hash periodically, so a
 missed notice costs at most that period.
 
     registry = PositionRegistry(bus)
-    await registry.open("AAPL", quantity=200, entry_price="187.43", stop_loss="184.00")
+    await registry.open("AAPL", quantity=200, entry_price=Decimal("187.43"), stop_loss=Decimal("184.00"))
+
+Prices are ``Decimal``, ``float`` or ``str`` dollars (or :class:`~shared.prices.NanoDollars`); a bare ``int`` is
+refused (dollars or nano-dollars?). An entry of the hash that cannot be read is logged, reported by the
+services as a ``position_unreadable`` status and its symbol still monitored.
     await registry.close("AAPL")
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import msgspec
 
 from shared import logs
 from shared.bus import Bus
-from shared.prices import format_price, price_from_text
+from typing import NamedTuple
+
+from shared.prices import format_price, price_from_any
 from shared.timestamps import now_ns
 
 
@@ -57,6 +65,19 @@ def decode_change(payload: bytes | str) -> PositionChange | None:
         return None
 
 
+PriceInput = Decimal | float | str | int  # int only as shared.prices.NanoDollars
+
+
+class RegistryNotice(NamedTuple):
+    """Something a service following the registry must report as a status: ``positions_lost`` (the hash vanished;
+    written back) or ``position_unreadable`` (an entry that does not decode; its symbol is still monitored)."""
+
+    state: str
+    code: str
+    symbols: tuple[str, ...]
+    detail: str
+
+
 log = logs.get_logger(__name__)
 REGISTRY_MARK = "_registry"
 """A field the positions hash keeps once any position was opened, so the hash outlives its last position:
@@ -70,13 +91,21 @@ class PositionRegistry:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self._last_seen: list[Position] = []  # what :meth:`follow` read last
+        self._unreadable: dict[str, str] = {}  # symbol -> why its entry did not decode, at the last read
+        self._reported_unreadable: dict[str, str] = {}  # what :meth:`follow` has reported
 
-    async def open(self, symbol: str, *, quantity: int, entry_price: str | int, stop_loss: str | int = 0) -> Position:
-        """Register (or update) an open position. Prices as decimal text or nano-dollars."""
+    async def open(self, symbol: str, *, quantity: int, entry_price: PriceInput, stop_loss: PriceInput | None = None) -> Position:
+        """Register (or update) an open position: ``quantity`` in shares (negative: short), prices as ``Decimal``,
+        ``float`` or ``str`` dollars, or :class:`~shared.prices.NanoDollars`; no stop: None."""
+        if isinstance(quantity, bool) or not isinstance(quantity, int):
+            if isinstance(quantity, (float, Decimal)) and quantity == int(quantity):
+                quantity = int(quantity)
+            else:
+                raise TypeError(f"quantity: whole shares expected, got {quantity!r}")
         if quantity == 0:
             raise ValueError("quantity must not be 0")
-        entry = price_from_text(entry_price) if isinstance(entry_price, str) else entry_price
-        stop = price_from_text(stop_loss) if isinstance(stop_loss, str) else stop_loss
+        entry = price_from_any(entry_price, what="entry_price")
+        stop = 0 if stop_loss is None else price_from_any(stop_loss, what="stop_loss")
         if entry <= 0 or stop < 0:
             raise ValueError("entry price must be > 0 and stop loss >= 0")
         if stop and quantity > 0 and stop >= entry:
@@ -106,30 +135,51 @@ class PositionRegistry:
         if REGISTRY_MARK.encode() not in values and REGISTRY_MARK not in values:  # written before the mark existed
             await self.bus.client.hset(self.bus.keys.positions, REGISTRY_MARK, b"1")
         positions = []
+        unreadable: dict[str, str] = {}
         for field_name, value in values.items():
             if field_name in (REGISTRY_MARK, REGISTRY_MARK.encode()):
                 continue
+            symbol = field_name.decode(errors="replace") if isinstance(field_name, bytes) else field_name
             try:
                 positions.append(_position_decoder.decode(value))
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                continue
+            except (msgspec.DecodeError, msgspec.ValidationError) as error:
+                # still monitored (by its symbol: the field name), never dropped in silence
+                unreadable[symbol] = str(error)[:200]
+                positions.append(Position(symbol=symbol, quantity=0, entry_price=0))
+        for symbol, reason in unreadable.items():
+            if self._unreadable.get(symbol) != reason:
+                log.error("order_flow.position_unreadable", code="position_unreadable", symbol=symbol, reason=reason)
+        self._unreadable = unreadable
         return sorted(positions, key=lambda position: position.symbol)
 
-    async def follow(self) -> tuple[list[Position], str]:
-        """The open positions, for a service that monitors them. If the registry vanished since the last call
-        (Redis restarted without persistence), the positions seen then are written back and still returned, with
-        a one-line account of it (logged as ``order_flow.positions_lost``; the caller publishes it as a
-        ``positions_lost`` status); the account is "" otherwise."""
+    async def follow(self) -> tuple[list[Position], list[RegistryNotice]]:
+        """The open positions, for a service that monitors them, and what it must report (each once):
+
+        - the registry vanished since the last call (Redis restarted without persistence): the positions seen
+          then are written back and still returned (logged as ``order_flow.positions_lost``);
+        - an entry does not decode (written by hand, or by a newer or broken client): its symbol is still
+          returned, with quantity 0 (``order_flow.position_unreadable``).
+        """
         positions = await self.current()
-        lost = ""
+        notices: list[RegistryNotice] = []
         if positions is None and self._last_seen:
-            positions = self._last_seen
+            positions = [position for position in self._last_seen if position.symbol not in self._reported_unreadable]
             restored = await self.restore(positions)
-            log.error("order_flow.positions_lost", code="registry_missing", symbols=[p.symbol for p in positions], restored=restored)
-            lost = (f"the position registry vanished (Redis restarted without persistence?): {restored} of {len(positions)} "
-                    f"positions written back, still monitored")
+            symbols = tuple(p.symbol for p in self._last_seen)
+            log.error("order_flow.positions_lost", code="registry_missing", symbols=list(symbols), restored=restored)
+            notices.append(RegistryNotice("positions_lost", "registry_missing", symbols,
+                                          f"the position registry vanished (Redis restarted without persistence?): {restored} of "
+                                          f"{len(positions)} positions written back, still monitored"))
+            positions = self._last_seen
+        else:
+            for symbol, reason in self._unreadable.items():
+                if self._reported_unreadable.get(symbol) != reason:
+                    notices.append(RegistryNotice("position_unreadable", "position_unreadable", (symbol,),
+                                                  f"the registry's entry for {symbol} cannot be read ({reason}): still monitored; "
+                                                  f"open it again from the bot"))
+            self._reported_unreadable = dict(self._unreadable)
         self._last_seen = positions or []
-        return self._last_seen, lost
+        return self._last_seen, notices
 
     async def restore(self, positions: list[Position]) -> int:
         """Write back positions known from before the registry was lost (a field set since is kept).

@@ -85,6 +85,52 @@ def price_from_scaled(value: int, scale: int) -> int:
     return checked_price(value * (PRICE_SCALE // scale))
 
 
+class NanoDollars(int):
+    """A price already in nano-dollars, said explicitly: ``NanoDollars(187_430_000_000)`` is $187.43. A bare
+    ``int`` is refused where people pass prices, because 221 could mean dollars or nano-dollars."""
+
+
+def price_from_any(value: object, *, what: str = "price") -> int:
+    """A price a person or a bot passes, in nano-dollars: ``Decimal("221.00")``, ``221.0`` (a float: the decimal it
+    prints as, so 49.34 is exactly 49.34), ``"221.00"`` or :class:`NanoDollars`. Anything else — a bare ``int``,
+    ``bool``, NaN, infinity, an out-of-range value — is a ``TypeError``/``ValueError`` naming ``what``.
+
+    >>> price_from_any(Decimal("221.00")), price_from_any(49.34), price_from_any(NanoDollars(5))
+    (221000000000, 49340000000, 5)
+    """
+    if isinstance(value, NanoDollars):
+        return checked_price(int(value))
+    if isinstance(value, bool) or isinstance(value, int):
+        raise TypeError(f"{what}: a bare int is ambiguous (dollars or nano-dollars?): pass Decimal, float or str dollars, "
+                        f"or NanoDollars({value})")
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")) or not fits_price(value):
+            raise ValueError(f"{what}: not a price: {value!r}")
+        return price_from_text(repr(value))
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{what}: not a price: {value!r}")
+        return checked_price(int((value * PRICE_SCALE).to_integral_value()))
+    if isinstance(value, str):
+        return price_from_text(value.strip())
+    raise TypeError(f"{what}: expected Decimal, float, str or NanoDollars, got {type(value).__name__}")
+
+
+def tick_size(price: int) -> int:
+    """The minimum price increment (nano-dollars) US equities quote at ``price`` (SEC Rule 612): a penny at
+    $1.00 and above, $0.0001 below."""
+    return PRICE_SCALE // 100 if price >= PRICE_SCALE else PRICE_SCALE // 10_000
+
+
+def round_to_tick(price: int, *, down: bool) -> int:
+    """``price`` on a valid tick: rounded down (a long's stop) or up (a short's), never past it the other way."""
+    tick = tick_size(price)
+    below = price - price % tick
+    if down or below == price:
+        return below
+    return below + tick
+
+
 def price_to_float(price: int) -> float:
     """For display and ratios only, never for comparisons."""
     return price / PRICE_SCALE

@@ -124,6 +124,7 @@ FeedState = Literal[
     "calibrated",
     "dead_letter",
     "positions_lost",
+    "position_unreadable",
 ]
 
 

@@ -44,7 +44,16 @@ def test_evaluator_decisions(trigger, last, stop, quantity, action):
     assert any("order flow" in reason for reason in decision.reasons)
     assert any("unrealised P&L" in reason for reason in decision.reasons)
     if action == "tighten_stop":
-        assert decision.new_stop == 99 * D - 99 * D // 200
+        assert decision.new_stop == 98_500_000_000  # 0.5 % under 99.00 is 98.505: rounded down to the penny
+
+
+@pytest.mark.parametrize(("last", "current_stop", "new_stop"), [
+    (49_590_000_000, 45 * D, 49_340_000_000),     # 49.34205 (a sub-penny stop brokers refuse) -> 49.34
+    (512_300_000, 400_000_000, 509_700_000),      # $0.5123: 0.50973850 -> 0.5097 (four decimals below $1)
+])
+def test_a_suggested_stop_is_on_a_valid_tick(last, current_stop, new_stop):
+    decision = evaluate(recommendation(), position(entry=last + 2 * D, stop=current_stop), last)
+    assert decision.action == "tighten_stop" and decision.new_stop == new_stop
 
 
 def test_decisions_are_logged_for_the_spec_queries(tmp_path):
@@ -223,3 +232,103 @@ async def test_poison_on_the_exits_stream_is_dead_lettered_and_the_next_recommen
         dead = await bus.client.xrange(bus.keys.dead_letters(bus.keys.exits))
         assert [fields[b"code"] for _id, fields in dead] == [b"wire_undecodable", b"wrong_type"]
         assert await bus.pending_count(bus.keys.exits, "riskmanager-bot-1") == 0
+
+
+async def _until(condition, seconds: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.redis
+async def test_a_raising_handler_is_retried_and_the_recommendation_survives_a_restart(redis_url, key_prefix):
+    """A broker rejection once lost the exit for good (claimed, then the handler raised). Now: the handler that
+    raises is called again with backoff; a bot restarted meanwhile handles it from the stream; once it returns,
+    it is done and never handled again."""
+    config = OrderFlowConfig(key_prefix=key_prefix)
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        calls: list[str] = []
+
+        def rejecting(item: ExitRecommendation) -> None:
+            calls.append(item.id)
+            raise RuntimeError("broker rejected the order")
+
+        first = RiskManagerClient(bus, name="bot-1")
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(first.run(stop, on_exit=rejecting))
+        await asyncio.sleep(0.3)
+        await _publish(bus, config, recommendation(number=1))
+        await _until(lambda: len(calls) >= 2)  # the first call and one retry 0.5 s later
+        stop.set()
+        await task
+        assert first.stats.handler_failures == len(calls) >= 2 and first.stats.handled == 0
+        assert await bus.pending_count(bus.keys.exits, "riskmanager-bot-1") == 1  # not acknowledged: not lost
+
+        handled: list[str] = []
+        attempts = {"count": 0}
+
+        def flaky(item: ExitRecommendation) -> None:
+            attempts["count"] += 1
+            if attempts["count"] == 1:
+                raise ConnectionError("broker timed out")
+            handled.append(item.id)
+
+        second = RiskManagerClient(bus, name="bot-1")  # the bot restarted
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(second.run(stop, on_exit=flaky))
+        await _until(lambda: handled)
+        await bus.client.xadd(bus.keys.exits, {"exit": encode(recommendation(number=1))})  # delivered again: already done
+        await asyncio.sleep(0.5)
+        stop.set()
+        await task
+        assert handled == ["AAPL:exit:large_sellers:1"] and attempts["count"] == 2
+        assert second.stats.handled == 1 and second.stats.duplicates >= 1
+        assert await bus.pending_count(bus.keys.exits, "riskmanager-bot-1") == 0
+
+
+@pytest.mark.redis
+async def test_a_recommendation_whose_handler_always_fails_is_parked_with_a_status(redis_url, key_prefix):
+    config = OrderFlowConfig(key_prefix=key_prefix)
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        statuses: list[FeedStatus] = []
+        calls: list[str] = []
+
+        def rejecting(item: ExitRecommendation) -> None:
+            calls.append(item.id)
+            raise RuntimeError("account restricted")
+
+        client = RiskManagerClient(bus, name="bot-1", max_attempts=3)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(client.run(stop, on_exit=rejecting, on_status=statuses.append))
+        await asyncio.sleep(0.3)
+        await _publish(bus, config, recommendation(number=4))
+        await _until(lambda: client.stats.parked == 1)
+        await bus.client.xadd(bus.keys.exits, {"exit": encode(recommendation(number=4))})  # again: a parked one is not retried
+        await asyncio.sleep(0.5)
+        stop.set()
+        await task
+        assert calls == ["AAPL:exit:large_sellers:4"] * 3 and client.stats.parked == 1
+        dead = await bus.client.xrange(bus.keys.dead_letters(bus.keys.exits))
+        assert [(fields[b"code"], decode(fields[b"payload"]).id) for _id, fields in dead] == [(b"handler_failed", "AAPL:exit:large_sellers:4")]
+        assert [(s.state, s.code, s.symbols) for s in statuses] == [("dead_letter", "handler_failed", ("AAPL",))]
+        assert await bus.pending_count(bus.keys.exits, "riskmanager-bot-1") == 0
+
+
+@pytest.mark.redis
+async def test_a_new_bot_name_catches_up_on_recommendations_inside_the_window(redis_url, key_prefix):
+    """A bot started just after a recommendation was published used to miss it (its group began at '$'). Now a
+    new bot name reads the last catch_up_seconds of the stream; older ones are stale and skipped."""
+    config = OrderFlowConfig(key_prefix=key_prefix)
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        old_ms = int(__import__("time").time() * 1000) - 300_000  # five minutes ago: outside a 120 s window
+        await bus.client.xadd(bus.keys.exits, {"exit": encode(recommendation(number=1))}, id=f"{old_ms}-0")
+        await _publish(bus, config, recommendation(number=2))  # just before the bot starts
+        handled: list[str] = []
+        client = RiskManagerClient(bus, name="fresh-bot", catch_up_seconds=120)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(client.run(stop, on_exit=lambda item: handled.append(item.id)))
+        await _until(lambda: handled)
+        await asyncio.sleep(0.3)
+        stop.set()
+        await task
+        assert handled == ["AAPL:exit:large_sellers:2"]

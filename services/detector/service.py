@@ -140,12 +140,12 @@ class DetectorService:
         ``positions_lost`` status naming them."""
         if self.fixed_symbols is not None:
             return list(self.fixed_symbols)
-        positions, lost = await self.registry.follow()
-        if lost:
+        positions, notices = await self.registry.follow()
+        for notice in notices:
             now = now_ns()
-            status = FeedStatus(source="detector", state="positions_lost", ts_event=now, ts_recv=now,
-                                symbols=tuple(position.symbol for position in positions), code="registry_missing", detail=lost)
-            await self._once(f"positions_lost:{now}", self.keys.status, status)
+            status = FeedStatus(source="detector", state=notice.state, ts_event=now, ts_recv=now, symbols=notice.symbols,
+                                code=notice.code, detail=notice.detail)
+            await self._once(f"{notice.state}:{','.join(notice.symbols)}:{now}", self.keys.status, status)
         return [position.symbol for position in positions]
 
     async def refresh(self) -> None:

@@ -164,9 +164,9 @@ class IngestService:
         """Make the subscriptions equal to the open positions. A registry lost under it (Redis restarted
         without persistence) is written back from the positions last seen, monitoring goes on, and a
         ``positions_lost`` status names the symbols: never a silent unsubscribe."""
-        positions, lost = await self.registry.follow()
-        if lost:
-            await self._publish_status("positions_lost", "registry_missing", lost)
+        positions, notices = await self.registry.follow()
+        for notice in notices:
+            await self._publish_status(notice.state, notice.code, notice.detail, symbols=notice.symbols)
         wanted = {f"{kind}.{position.symbol}" for position in positions for kind in ("T", "Q")}
         added, removed = wanted - self.topics, self.topics - wanted
         if not added and not removed:
@@ -406,11 +406,14 @@ class IngestService:
             log.warning("order_flow.bus_recovered", outage_seconds=round((now_ns() - outage_start) / 1e9, 1))
             await self._close_gap(outage_start, now_ns(), "bus_outage", backfill=False)
 
-    async def _publish_status(self, state: str, code: str, detail: str, start: int = 0, end: int = 0) -> None:
+    async def _publish_status(self, state: str, code: str, detail: str, start: int = 0, end: int = 0,
+                              symbols: tuple[str, ...] | None = None) -> None:
+        """A status on the status stream and the market stream of each of ``symbols`` (default: every subscribed one)."""
         stamp = now_ns()
-        status = FeedStatus(source=SOURCE, state=state, ts_event=end or stamp, ts_recv=stamp, symbols=tuple(self.symbols),
+        symbols = tuple(self.symbols) if symbols is None else symbols
+        status = FeedStatus(source=SOURCE, state=state, ts_event=end or stamp, ts_recv=stamp, symbols=symbols,
                             code=code, detail=detail, gap_start_ns=start, gap_end_ns=end)
-        entries = [(self.bus.keys.status, status)] + [(self.bus.keys.market(symbol), status) for symbol in self.symbols]
+        entries = [(self.bus.keys.status, status)] + [(self.bus.keys.market(symbol), status) for symbol in symbols]
         await self._publish_entries(entries)
 
     async def _close_gap(self, start: int, end: int, reason: str, *, backfill: bool = True) -> None:
