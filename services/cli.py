@@ -876,8 +876,7 @@ def risk_manager(
 
     from shared.logs import get_logger
     from shared.positions import PositionRegistry
-    from shared.risk import RiskManagerClient, evaluate, log_decision
-    from shared.wire import Trade, decode
+    from shared.risk import RiskManagerClient, evaluate, last_trade_price, log_decision
 
     config = load_or_exit(config_file)
     logging_or_exit(service="risk_manager", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values())
@@ -889,17 +888,10 @@ def risk_manager(
         held: set[str] = set(await registry.symbols())
         stop = stop_on_signals()
 
-        async def last_price(symbol: str) -> int | None:
-            for _entry_id, fields in await bus.client.xrevrange(bus.keys.market(symbol), count=500):
-                event = decode(next(iter(fields.values())))
-                if isinstance(event, Trade):
-                    return event.price
-            return None
-
         async def on_exit(recommendation) -> None:
             positions = {position.symbol: position for position in await registry.list()}
             position = positions.get(recommendation.symbol)
-            price = await last_price(recommendation.symbol)
+            price = await last_trade_price(bus, recommendation.symbol)
             if position is None or price is None:
                 log.warning("order_flow.recommendation_ignored", id=recommendation.id, symbol=recommendation.symbol,
                             reason="no open position" if position is None else "no last price")

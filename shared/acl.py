@@ -46,7 +46,7 @@ def rules(role: str, prefix: str = "orderflow") -> str:
         return (f"{_CONNECTION} {_SCRIPTS} ~{prefix}:exits +xreadgroup +xack +xgroup|create +xautoclaim +xpending +xinfo|groups "
                 f"+xrange +xrevrange &{prefix}:exit-signals +subscribe +unsubscribe "
                 f"(~{prefix}:exits:dead +xadd) "
-                f"(%R~{prefix}:status +xread +xrange +xrevrange) "
+                f"(%R~{prefix}:status %R~{prefix}:alerts +xread +xrange +xrevrange) "
                 f"(%R~{market} +xrevrange) "
                 f"(~{prefix}:riskmanager:* +set +get +del +exists) "
                 f"(~{prefix}:positions &{prefix}:positions:changes +hset +hdel +hgetall +hsetnx +publish)")

@@ -33,7 +33,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Iterable, NamedTuple, Sequence
 
-import fakeredis
 import hiredis
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
@@ -43,7 +42,7 @@ from redis.exceptions import AuthenticationError, AuthorizationError, ResponseEr
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import logs, metrics
-from shared.config import mask_url
+from shared.logs import mask_url
 from shared.errors import BusAuthenticationError, BusUnavailableError, ConsumerGroupMissingError
 from shared.wire import WireMessage, encode
 
@@ -71,13 +70,15 @@ end
 return acknowledged
 """
 
-_embedded_server: fakeredis.FakeServer | None = None
+_embedded_server: Any = None  # a fakeredis.FakeServer, made on first use
 
 
-def embedded_server() -> fakeredis.FakeServer:
+def embedded_server() -> Any:
     """The process-wide in-memory server of embedded mode."""
     global _embedded_server
     if _embedded_server is None:
+        import fakeredis  # the embedded bus only: a bot's slim install has no fakeredis
+
         _embedded_server = fakeredis.FakeServer()
     return _embedded_server
 
@@ -227,6 +228,8 @@ class Bus:
         """
         retry = _CountingRetry(ExponentialWithJitterBackoff(base=backoff_base_seconds, cap=backoff_cap_seconds), retries)
         if redis_url is None:
+            import fakeredis
+
             client: redis.Redis = fakeredis.FakeAsyncRedis(server=embedded_server())
             description = "embedded (in-process fakeredis)"
         else:

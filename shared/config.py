@@ -34,6 +34,7 @@ from pydantic_settings import (
 )
 
 from shared.errors import ConfigError
+from shared.logs import mask_url
 
 ENV_PREFIX = "ORDER_FLOW_"
 DEFAULT_CONFIG_FILE = Path("config/order_flow_config.json")
@@ -416,19 +417,6 @@ def display_value(config: OrderFlowConfig, field: str) -> str:
     if field == "symbol_overrides":
         return json.dumps({symbol: override.model_dump(exclude_none=True) for symbol, override in value.items()})
     return str(value)
-
-
-def mask_url(url: str) -> str:
-    """``redis://user:pw@host:6379/0`` → ``redis://user:***@host:6379/0``."""
-    scheme, separator, rest = url.partition("://")
-    if not separator or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user, has_password, _ = credentials.partition(":")
-    if not has_password:
-        # redis://password@host is also a password (redis-py reads it so).
-        return f"{scheme}://***@{host}"
-    return f"{scheme}://{user}:***@{host}"
 
 
 def _url_password(url: str) -> str | None:

@@ -49,6 +49,19 @@ def register_secret(value: str | None) -> None:
         _secrets.add(value)
 
 
+def mask_url(url: str) -> str:
+    """``redis://user:pw@host:6379/0`` → ``redis://user:***@host:6379/0``."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user, has_password, _ = credentials.partition(":")
+    if not has_password:
+        # redis://password@host is also a password (redis-py reads it so).
+        return f"{scheme}://***@{host}"
+    return f"{scheme}://{user}:***@{host}"
+
+
 def mask_text(text: str) -> str:
     """Replace registered secrets, URL passwords and ``apiKey=`` values by ``***``."""
     for secret in _secrets:
@@ -229,6 +242,38 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.bind_contextvars(service=service)
+
+
+GUEST_LOGGERS = ("shared", "services", "orderflow_client")
+"""The stdlib loggers orderflow's code logs under (its package names): a host routes them like any other."""
+
+
+def guest_logging(log_dir: Path | None = Path("logs/order_flow"), *, level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+    """orderflow as a guest in someone else's process (a bot): its JSONL file handler is added to orderflow's own
+    loggers (:data:`GUEST_LOGGERS`) and nothing else. The host's root handlers stay as they were and keep their
+    lines, and orderflow's records still propagate to them (the decisions reach the bot's own log files too)."""
+    for secret in secrets:
+        register_secret(secret)
+    pre_chain: list[Any] = [structlog.stdlib.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True)]
+    handlers: list[logging.Handler] = []
+    if log_dir is not None:
+        handler = DailyJsonlFileHandler(Path(log_dir))
+        handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.format_exc_info,
+                        mask_secrets, structlog.processors.JSONRenderer(serializer=_serialize)],
+            foreign_pre_chain=pre_chain))
+        handlers.append(handler)
+    for name in GUEST_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        for handler in handlers:
+            logger.addHandler(handler)
+    structlog.configure(  # records carry the event dict: the JSONL handler renders it, a host's formatter prints it
+        processors=[*pre_chain, mask_secrets, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        cache_logger_on_first_use=False,
+    )
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -47,7 +47,7 @@ from shared.positions import Position
 from shared.prices import format_price, price_to_float, round_to_tick
 from shared.signing import verify
 from shared.timestamps import now_ns
-from shared.wire import ExitRecommendation, FeedStatus, decode, encode
+from shared.wire import ExitRecommendation, FeedStatus, Trade, decode, encode
 
 log = logs.get_logger(__name__)
 HANDLED_SECONDS = 30 * 24 * 3600
@@ -102,6 +102,19 @@ def evaluate(recommendation: ExitRecommendation, position: Position, last_price:
             return Decision("tighten_stop", (f"tighten the stop to {format_price(tightened)}", *reasons), pnl, pnl_percent,
                             distance, tightened)
     return Decision("hold", ("hold: no rule to act on", *reasons), pnl, pnl_percent, distance)
+
+
+async def last_trade_price(bus: Bus, symbol: str, *, look_back: int = 500) -> int | None:
+    """The last print of ``symbol`` on its market stream (nano-dollars), None when none of the last ``look_back``
+    entries is a print."""
+    for _entry_id, fields in await bus.client.xrevrange(bus.keys.market(symbol), count=look_back):
+        try:
+            event = decode(next(iter(fields.values())))
+        except WireDecodeError:
+            continue
+        if isinstance(event, Trade):
+            return event.price
+    return None
 
 
 def log_decision(recommendation: ExitRecommendation, position: Position, last_price: int, decision: Decision) -> None:

@@ -1,0 +1,204 @@
+"""orderflow for a threaded (synchronous) bot: the asyncio client on its own loop in a background thread.
+
+    from decimal import Decimal
+    from orderflow_client import OrderFlowClient
+
+    def on_exit(recommendation):          # runs in the client's handler thread; raise to have it retried
+        broker.sell(recommendation.symbol)
+
+    with OrderFlowClient("redis://bot:…@redis:6379/0", name="my-bot", on_exit=on_exit) as orderflow:
+        orderflow.open_position("AAPL", quantity=200, entry_price=Decimal("187.43"), stop_loss=Decimal("184.00"))
+        ...                                # the bot's own loop; orderflow.close_position("AAPL") when it sells
+
+Or ``callbacks="queue"``: nothing runs in the client's threads; the bot takes :class:`Delivery` objects from
+``orderflow.deliveries`` when it likes and calls ``done()`` (or ``failed(error)``: retried with backoff) on each.
+Either way a recommendation is handled **at least once until the handler returns** (or ``done()``), retried
+after a failure, parked after ``max_attempts`` (see :class:`shared.risk.RiskManagerClient`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+from shared.bus import Bus
+from shared.positions import Position, PositionRegistry
+from shared.risk import RiskManagerClient, last_trade_price
+from shared.errors import WireDecodeError
+from shared.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode
+
+ExitCallback = Callable[[ExitRecommendation], Any]
+StatusCallback = Callable[[FeedStatus], Any]
+
+
+@dataclass
+class Delivery:
+    """A recommendation waiting for the bot (``callbacks="queue"``): call :meth:`done` once it is acted on, or
+    :meth:`failed` to have it delivered again after a backoff."""
+
+    recommendation: ExitRecommendation
+    _future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future, repr=False)
+
+    def done(self) -> None:
+        if not self._future.done():
+            self._future.set_result(None)
+
+    def failed(self, error: BaseException | str = "failed") -> None:
+        if not self._future.done():
+            self._future.set_exception(error if isinstance(error, BaseException) else RuntimeError(error))
+
+
+class OrderFlowClient:
+    """Exit recommendations and statuses for a threaded bot, and its positions in the registry.
+
+    ``callbacks``: ``"thread"`` runs ``on_exit``/``on_status`` in one handler thread of the client's (never on
+    its event loop, so a slow broker call does not hold up Redis); ``"queue"`` hands each recommendation to
+    ``deliveries`` (a :class:`queue.Queue` of :class:`Delivery`) and statuses to ``statuses``.
+    """
+
+    def __init__(self, redis_url: str, *, name: str, on_exit: ExitCallback | None = None, on_status: StatusCallback | None = None,
+                 callbacks: Literal["thread", "queue"] = "thread", held_symbols: Callable[[], set[str]] | None = None,
+                 signing_keys: dict[str, bytes] | None = None, max_attempts: int = 5, catch_up_seconds: float = 120.0,
+                 key_prefix: str = "orderflow") -> None:
+        if callbacks == "thread" and on_exit is None:
+            raise ValueError('on_exit is required with callbacks="thread" (or use callbacks="queue")')
+        self.redis_url = redis_url
+        self.name = name
+        self.on_exit = on_exit
+        self.on_status = on_status
+        self.callbacks = callbacks
+        self.held_symbols = held_symbols
+        self.key_prefix = key_prefix
+        self.client_options = {"signing_keys": signing_keys, "max_attempts": max_attempts, "catch_up_seconds": catch_up_seconds}
+        self.deliveries: queue.Queue[Delivery] = queue.Queue()
+        self.statuses: queue.Queue[FeedStatus] = queue.Queue()
+        self.client: RiskManagerClient | None = None
+        self._handlers = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"orderflow-{name}-handler")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._bus: Bus | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+
+    # --- lifecycle ------------------------------------------------------------------
+    def start(self, timeout: float = 10.0) -> OrderFlowClient:
+        """Connect and start following recommendations in the background; raises what connecting raised."""
+        if self._thread is not None:
+            return self
+        self._thread = threading.Thread(target=self._run, name=f"orderflow-{self.name}", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"orderflow client did not start within {timeout} s")
+        if self._startup_error is not None:
+            self._thread.join(timeout)
+            self._thread = None
+            raise self._startup_error
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop following (the recommendation in hand, if any, stays pending and is delivered again later)."""
+        if self._thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+        self._thread = None
+        self._handlers.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> OrderFlowClient:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # --- the registry, synchronously ---------------------------------------------------
+    def open_position(self, symbol: str, *, quantity: int, entry_price: Any, stop_loss: Any = None) -> Position:
+        """Register (or update) a position: prices as ``Decimal``, ``float`` or ``str`` dollars."""
+        return self._call(PositionRegistry(self._connected()).open(symbol, quantity=quantity, entry_price=entry_price,
+                                                                  stop_loss=stop_loss))
+
+    def close_position(self, symbol: str) -> bool:
+        return self._call(PositionRegistry(self._connected()).close(symbol))
+
+    def positions(self) -> list[Position]:
+        return self._call(PositionRegistry(self._connected()).list())
+
+    def last_price(self, symbol: str) -> int | None:
+        """The symbol's last print on orderflow's market stream (nano-dollars), None when there is none."""
+        return self._call(last_trade_price(self._connected(), symbol))
+
+    def ping(self) -> bool:
+        return bool(self._call(self._connected().client.ping()))
+
+    def recent(self, kind: Literal["alerts", "exits"], seconds: float, symbol: str | None = None) -> list:
+        """Alerts or exit recommendations published in the last ``seconds`` (oldest first), of ``symbol`` or all."""
+        return self._call(self._recent(kind, seconds, symbol))
+
+    async def _recent(self, kind: str, seconds: float, symbol: str | None) -> list:
+        bus = self._connected()
+        stream = bus.keys.alerts if kind == "alerts" else bus.keys.exits
+        since = f"{max(0, int((time.time() - seconds) * 1000))}-0"
+        items = []
+        for _entry_id, fields in await bus.client.xrange(stream, min=since):
+            try:
+                item = decode(next(iter(fields.values())))
+            except WireDecodeError:
+                continue
+            if isinstance(item, OrderFlowAlert if kind == "alerts" else ExitRecommendation) and symbol in (None, item.symbol):
+                items.append(item)
+        return items
+
+    # --- inside the client's thread ---------------------------------------------------------
+    def _connected(self) -> Bus:
+        if self._bus is None or self._loop is None:
+            raise RuntimeError("the orderflow client is not started: call start() or use it as a context manager")
+        return self._bus
+
+    def _call(self, coroutine, timeout: float = 30.0):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        finally:
+            loop.close()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            self._bus = await Bus.connect(self.redis_url, prefix=self.key_prefix)
+        except BaseException as error:  # noqa: BLE001 — handed to start()'s caller, in the bot's thread
+            self._startup_error = error
+            self._ready.set()
+            return
+        self.client = RiskManagerClient(self._bus, name=self.name, held_symbols=self.held_symbols, **self.client_options)
+        self._ready.set()
+        try:
+            await self.client.run(self._stop, on_exit=self._exit, on_status=self._status)
+        finally:
+            await self._bus.close()
+
+    async def _exit(self, recommendation: ExitRecommendation) -> None:
+        if self.callbacks == "queue":
+            delivery = Delivery(recommendation)
+            self.deliveries.put(delivery)
+            await asyncio.wrap_future(delivery._future)  # raises what failed() was given: retried
+            return
+        await asyncio.get_running_loop().run_in_executor(self._handlers, self.on_exit, recommendation)
+
+    async def _status(self, status: FeedStatus) -> None:
+        if self.callbacks == "queue":
+            self.statuses.put(status)
+        elif self.on_status is not None:
+            await asyncio.get_running_loop().run_in_executor(self._handlers, self.on_status, status)

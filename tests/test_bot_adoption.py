@@ -1,0 +1,156 @@
+"""The real bot adopts orderflow: its own virtualenv (its requirements.txt, the installable subset, plus orderflow's
+slim client; ``pip check`` clean), its real ``TradingBot`` and ``TradingOrchestrator`` (tests/bot_adoption_scenario.py),
+orderflow's real processes (replay of the large-sellers scenario, detect) and a Redis killed and restarted in the
+middle. Only broker calls are stubbed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from services.ingest.scenarios import write_scenario
+from tests.redis_server import RedisProcess, free_port, redis_server_binary
+
+REPO = Path(__file__).resolve().parents[1]
+BOT = REPO.parent / "shared" / "clients" / "robinhood-algo-trading-bot"
+BOT_VENV = REPO / ".venv-bot"
+LEFT_OUT = ("torch", "transformers")  # multi-GB model runtimes for its sentiment feature; nothing here imports them
+
+
+def _bot_or_fail() -> Path:
+    if not (BOT / "requirements.txt").exists():
+        reason = f"the bot's source is not at {BOT}"
+        if os.environ.get("CI"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return BOT
+
+
+def installable_requirements() -> list[str]:
+    """The bot's requirements.txt as pip can take it here: every pin, except robin_stocks from GitHub (no network
+    beyond the package index: the PyPI release instead) and the model runtimes of ``LEFT_OUT``."""
+    wanted = []
+    for line in (BOT / "requirements.txt").read_text().splitlines():
+        requirement = line.split("#", 1)[0].strip()
+        if not requirement:
+            continue
+        if requirement.startswith("git+") and "robin_stocks" in requirement:
+            wanted.append("robin_stocks")
+        elif not requirement.split("=")[0].split("[")[0].strip().lower() in LEFT_OUT:
+            wanted.append(requirement)
+    return wanted
+
+
+@pytest.fixture(scope="module")
+def bot_python() -> Path:
+    """The bot's virtualenv with orderflow's client installed beside its pins (cached in .venv-bot: made once)."""
+    _bot_or_fail()
+    requirements = installable_requirements()
+    stamp = hashlib.sha256(("\n".join(requirements) + (REPO / "pyproject.toml").read_text()).encode()).hexdigest()
+    python = BOT_VENV / "bin" / "python"
+    marker = BOT_VENV / "orderflow-stamp"
+    if not python.exists() or not marker.exists() or marker.read_text() != stamp:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(BOT_VENV)], check=True)
+        listing = BOT_VENV / "bot-requirements.txt"
+        listing.write_text("\n".join(requirements) + "\n")
+        for arguments in (["-r", str(listing)], ["-e", str(REPO)]):  # the bot's pins first, then orderflow (slim) beside them
+            done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *arguments],
+                                  capture_output=True, text=True, timeout=1800)
+            assert done.returncode == 0, done.stderr[-3000:]
+        marker.write_text(stamp)
+    return python
+
+
+def test_the_client_installs_beside_the_bots_requirements(bot_python):
+    check = subprocess.run([str(bot_python), "-m", "pip", "check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    probe = ("import sys, importlib.metadata as m; import orderflow_client.robinhood; "
+             "print([name for name in ('pydantic_settings', 'fakeredis', 'typer', 'polygon', 'pandas') if name in sys.modules]); "
+             "print(m.version('polygon-api-client'), m.version('websockets'), m.version('pandas'))")
+    done = subprocess.run([str(bot_python), "-c", probe], capture_output=True, text=True, cwd=REPO.parent)
+    assert done.returncode == 0, done.stderr
+    imported, versions = done.stdout.splitlines()
+    assert imported == "[]"  # the client pulls in none of the services' dependencies
+    assert versions == "1.12.5 11.0.3 2.3.3"  # the bot's own pins, untouched
+
+
+def _orderflow(*arguments: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "services.cli", *arguments], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("bot", ["trading_bot", "orchestrator"])
+def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_python, tmp_path):
+    """The bot's positions reach the registry; an exit recommendation closes the position through the bot's own order
+    path, once, after the first attempt failed (not started / broker rejection) and was retried; a tighten-stop moves
+    the bot's stop to a valid tick; a Redis killed and restarted in the middle loses nothing; the bot's own log files
+    keep their lines and receive orderflow's decisions."""
+    binary = redis_server_binary()
+    assert binary, "no redis-server binary"
+    redis = RedisProcess(port=free_port(), binary=binary, append_only=True).start()
+    prefix = f"bot-{bot}"
+    env = {**os.environ, "REDIS_URL": redis.url, "ORDER_FLOW_KEY_PREFIX": prefix, "ORDER_FLOW_THRESHOLD_MODE": "absolute",
+           "ORDER_FLOW_LOG_DIR": str(tmp_path / "orderflow-logs"), "ORDER_FLOW_METRICS_PORT": "0", "PYTHONPATH": str(REPO)}
+    bot_env = {**env, "PYTHONPATH": str(BOT / "src"), "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
+               "ANTHROPIC_API_KEY": "unused-in-this-test", "FMP_API_KEY": "unused-in-this-test"}
+    scenario = subprocess.Popen([str(bot_python), str(REPO / "tests" / "bot_adoption_scenario.py"), bot], cwd=tmp_path, env=bot_env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    detector = None
+    try:
+        for line in scenario.stdout:  # the bot logs to stdout too
+            if line.strip() == "READY":
+                break
+        else:
+            pytest.fail(f"the bot scenario ended before READY: {scenario.stderr.read()[-3000:]}")
+        redis.stop()  # SIGKILL: the append-only file keeps the registry
+        redis.start()
+        captures = []
+        for symbol in ("OUT", "TIGHT"):
+            captures.append(tmp_path / f"{symbol}.capture")
+            write_scenario("large-sellers", captures[-1], symbol=symbol)
+        replayed = subprocess.run([sys.executable, "-m", "services.cli", "replay", *map(str, captures)], cwd=REPO, env=env,
+                                  capture_output=True, text=True, timeout=120)
+        assert replayed.returncode == 0, replayed.stderr[-2000:]
+        detector = _orderflow("detect", env=env)
+        out, err = scenario.communicate(timeout=150)
+    finally:
+        for process in (scenario, detector):
+            if process is not None and process.poll() is None:
+                process.kill()
+        redis.stop()
+    assert scenario.returncode == 0, err[-4000:]
+    result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
+    assert result["done"], json.dumps(result) + err[-6000:]
+    assert result["handler_failures"] >= 1 and result["handled"] == 2 and result["parked"] == 0, result  # retried, not lost
+    assert result["registry"] == ["TIGHT"]  # the closed position left the registry
+    tightened = str(result["tightened"])
+    assert 45 < float(tightened) < 50 and len(tightened.split(".")[1]) <= 2, tightened  # on a penny tick
+    if bot == "trading_bot":
+        assert result["positions"] == ["TIGHT"]
+        assert result["registry_after_own_close"] == []  # the bot's own close reached the registry
+        facade = result["facade"]
+        assert facade["should_trigger_exit"] and not facade["should_trigger_exit_other"]
+        assert facade["alerts"]["OUT"] >= 3 and facade["alert_class"] == "trading_bot.order_flow.data_models.OrderFlowAlert"
+        assert facade["price_level_type"] == "Decimal" and facade["volume_ratio"] is None and facade["aware"]
+        bot_log = (tmp_path / "logs" / "trading_bot.log").read_text()
+        assert "Trading bot started" in bot_log  # the bot's own lines still reach its file after orderflow attached
+        assert "TRADE EXECUTED | Symbol=OUT | Action=sell" in bot_log and "Reason=order_flow_alert: exit" in bot_log
+        assert "Position updated: TIGHT" in bot_log and f"Stop Loss=${tightened}" in bot_log
+        assert bot_log.count("Trade rejected: Bot not running") == 0  # never tried while blocked: retried instead
+        assert "order_flow.exit_signal_triggered" in bot_log  # orderflow's decisions reach the bot's log too
+    else:
+        assert [symbol for symbol, _qty, _side in result["submitted"]] == ["OUT", "OUT"]  # rejected, then placed
+        assert result["trades"] == ["TIGHT"]
+        bot_log = (tmp_path / "logs" / "trading_bot.log").read_text()
+        assert "Failed to execute Order Flow exit for OUT" in bot_log and "Exit order placed: order-2" in bot_log
+        assert "order_flow.exit_signal_triggered" in bot_log
+    decisions = "".join(path.read_text() for path in (tmp_path / "logs" / "order_flow").glob("*.jsonl"))
+    assert decisions.count('"exit_reason":"order_flow_alert"') == 1  # one exit decision logged as the spec queries expect
