@@ -1,0 +1,109 @@
+"""The threaded client a synchronous bot embeds, on a real Redis; orderflow's logging as a guest in a host process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from decimal import Decimal
+
+import pytest
+import structlog
+
+from orderflow_client import OrderFlowClient, guest_logging
+from shared.wire import ExitRecommendation, encode
+
+pytestmark = pytest.mark.redis
+
+
+def _recommendation(number: int) -> ExitRecommendation:
+    return ExitRecommendation(id=f"AAPL:exit:large_sellers:{number}", symbol="AAPL", trigger="large_sellers", ts_event=number,
+                              ts_recv=number, timestamp_utc="2026-11-24T15:00:00.000000000Z", alert_ids=("a",), reasoning="r")
+
+
+def _wait(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_threaded_bot_takes_deliveries_from_a_queue_and_a_failed_one_comes_back(redis_url, key_prefix):
+    with OrderFlowClient(redis_url, name="threaded", callbacks="queue", key_prefix=key_prefix) as orderflow:
+        position = orderflow.open_position("AAPL", quantity=200, entry_price=Decimal("187.43"), stop_loss=184.0)
+        assert (position.entry_price, position.stop_loss) == (187_430_000_000, 184_000_000_000)
+        assert [p.symbol for p in orderflow.positions()] == ["AAPL"]
+        bus = orderflow._connected()
+        orderflow._call(bus.client.xadd(bus.keys.exits, {"exit": encode(_recommendation(1))}))
+        first = orderflow.deliveries.get(timeout=10)
+        assert first.recommendation.id == "AAPL:exit:large_sellers:1"
+        first.failed("the broker is closed")  # the bot could not act: delivered again after a backoff
+        again = orderflow.deliveries.get(timeout=10)
+        assert again.recommendation.id == first.recommendation.id
+        again.done()
+        assert _wait(lambda: orderflow.client.stats.handled == 1)
+        orderflow._call(bus.client.xadd(bus.keys.exits, {"exit": encode(_recommendation(1))}))  # a redelivery: suppressed
+        assert _wait(lambda: orderflow.client.stats.duplicates == 1) and orderflow.deliveries.empty()
+        assert orderflow.close_position("AAPL") and orderflow.positions() == []
+    assert not orderflow.running
+
+
+def test_callbacks_run_in_the_clients_handler_thread_not_on_its_loop(redis_url, key_prefix):
+    import threading
+
+    seen: list[str] = []
+
+    def on_exit(recommendation: ExitRecommendation) -> None:
+        time.sleep(0.3)  # a slow broker call: must not stop the client reading
+        seen.append(threading.current_thread().name)
+
+    with OrderFlowClient(redis_url, name="slow", on_exit=on_exit, key_prefix=key_prefix) as orderflow:
+        bus = orderflow._connected()
+        for number in (1, 2):
+            orderflow._call(bus.client.xadd(bus.keys.exits, {"exit": encode(_recommendation(number))}))
+        assert _wait(lambda: len(seen) == 2) and orderflow.ping()
+    assert seen == ["orderflow-slow-handler_0"] * 2
+
+
+def test_an_unreachable_redis_is_an_error_at_start_not_a_silent_thread():
+    client = OrderFlowClient("redis://127.0.0.1:1/0", name="nowhere", on_exit=print)
+    with pytest.raises(Exception, match="(?i)redis|connect"):
+        client.start(timeout=60)
+    assert not client.running
+
+
+def test_guest_logging_keeps_the_hosts_handlers_and_writes_orderflows_file(tmp_path):
+    """A bot that configured logging itself keeps every handler and line; orderflow's events go to its own JSONL file
+    and, through the usual propagation, to the host's handlers as well."""
+    from shared import logs
+
+    host_file = tmp_path / "trading_bot.log"
+    root = logging.getLogger()
+    host = logging.FileHandler(host_file)
+    host.setFormatter(logging.Formatter("%(name)s | %(message)s"))
+    saved = (list(root.handlers), root.level)
+    saved_structlog = structlog.get_config()
+    root.handlers[:] = [host]
+    root.setLevel(logging.INFO)
+    try:
+        guest_logging(tmp_path / "order_flow", secrets=["s3cret-value"])
+        assert root.handlers == [host]
+        logging.getLogger("trading_bot.bot").info("Position updated: AAPL")
+        logs.get_logger("shared.risk").warning("order_flow.exit_signal_triggered", symbol="AAPL", exit_reason="order_flow_alert",
+                                               detail="key s3cret-value")
+        logging.getLogger("trading_bot.bot").info("TRADE EXECUTED | Symbol=AAPL")
+        host.flush()
+        lines = host_file.read_text().splitlines()
+        assert lines[0] == "trading_bot.bot | Position updated: AAPL" and lines[-1] == "trading_bot.bot | TRADE EXECUTED | Symbol=AAPL"
+        assert "order_flow.exit_signal_triggered" in lines[1] and "s3cret-value" not in lines[1]
+        [record] = [json.loads(line) for path in (tmp_path / "order_flow").glob("*.jsonl") for line in path.read_text().splitlines()]
+        assert (record["event"], record["exit_reason"], record["detail"]) == ("order_flow.exit_signal_triggered", "order_flow_alert", "key ***")
+    finally:
+        for name in logs.GUEST_LOGGERS:
+            logging.getLogger(name).handlers.clear()
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+        structlog.configure(**saved_structlog)
+        host.close()
