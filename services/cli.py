@@ -836,6 +836,7 @@ def simulate_polygon(
     history: Annotated[Optional[list[Path]], typer.Option("--history", help="Earlier days served by REST trades and quotes at their own "
                                                           "times, for `orderflow calibrate` (repeat; same --format).", exists=True,
                                                           dir_okay=False)] = None,
+    history_trades: Annotated[int, typer.Option(min=1000, help="REST keeps at most this many trades per symbol, the newest.")] = 1_000_000,
     config_file: ConfigFileOption = None,
 ) -> None:
     """A local server speaking Polygon's WebSocket protocol and REST trades and quotes, replaying files (no key, no internet).
@@ -856,7 +857,8 @@ def simulate_polygon(
 
     async def run() -> None:
         archive = load_timeline(format, list(history)) if history else None
-        simulator = await PolygonSimulator(timeline, api_key=key, speed=speed, archive=archive).start(host=host, port=port)
+        simulator = await PolygonSimulator(timeline, api_key=key, speed=speed, archive=archive,
+                                           history_trades=history_trades).start(host=host, port=port)
         stdout.print(f"simulating Polygon on ws://127.0.0.1:{simulator.port}/stocks and http://127.0.0.1:{simulator.port} "
                      f"({len(timeline):,} events at {speed:g}x); ORDER_FLOW_POLYGON_FEED=127.0.0.1:{simulator.port} "
                      f"ORDER_FLOW_POLYGON_SECURE=false ORDER_FLOW_POLYGON_REST_URL=http://127.0.0.1:{simulator.port}")

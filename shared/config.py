@@ -123,6 +123,11 @@ class OrderFlowConfig(BaseSettings):
     ingest_queue_frames: int = Field(
         50_000, ge=100, le=5_000_000, description="Frames that may wait between socket and publisher before drops."
     )
+    ingest_queue_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024 * 1024, le=8 * 1024**3,
+        description="Bytes of frames that may wait between socket and publisher before drops (with the frame cap: "
+                    "whichever is reached first). Memory held is a few times this once parsed.",
+    )
     quote_size_unit: Literal["shares", "round_lots"] = Field(
         "shares", description="Unit of Polygon quote sizes (Polygon's documentation disagrees with itself)."
     )

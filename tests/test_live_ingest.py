@@ -381,3 +381,119 @@ async def test_a_registry_written_before_the_mark_gets_it_so_closing_everything_
         await registry.close("AAPL")
         await ingest.reconcile()
         assert ingest.symbols == [] and await registry.current() == []
+
+
+async def test_a_long_gap_is_backfilled_page_by_page_in_order_without_duplicates(simulator, redis_url, key_prefix, monkeypatch):
+    """A backfill no longer loads the whole gap into one list (1.1 GB for 432,100 trades): each REST page is
+    published before the next is fetched. With 5-trade pages: several pages, none published more than a page at a
+    time, every trade of the gap once, in time order."""
+    import services.ingest.live as live
+
+    monkeypatch.setattr(live, "BACKFILL_PAGE_TRADES", 5)
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
+    rest = PolygonRest(KEY, f"http://{simulator.feed}", backoff_base=0.05, backoff_cap=0.3)
+    service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY, rest=rest, backoff_cap_seconds=1.0)
+    batches: list[int] = []
+    publish = service._publish_events
+
+    async def counting(events, oldest=None):
+        backfilled = sum(1 for event in events if isinstance(event, Trade) and event.backfilled)
+        if backfilled:
+            batches.append(backfilled)
+        await publish(events, oldest)
+
+    service._publish_events = counting
+    async with Running(service):
+        await until(lambda: _has_trades(bus, "AAA"), what="first trades")
+        await asyncio.sleep(0.5)
+        await simulator.drop_connections()
+        await until(lambda: _gap_published(bus), what="a gap")
+        await until(lambda: _count(service, "backfilled"), what="backfilled trades")
+        await asyncio.sleep(1.5)
+    events = await stream(bus, "AAA")
+    backfilled = [e for e in events if isinstance(e, Trade) and e.backfilled]
+    assert len(batches) >= 2 and max(batches) <= 5 and sum(batches) == len(backfilled) == service.stats.backfilled
+    assert [t.ts_event for t in backfilled] == sorted(t.ts_event for t in backfilled)
+    keys = [(t.exchange, t.trade_id) for t in events if isinstance(t, Trade)]
+    assert len(keys) == len(set(keys))
+    await bus.close()
+
+
+def test_sigterm_during_a_slow_backfill_ends_ingest_within_seconds(tmp_path, redis_url, key_prefix):
+    """A REST API that takes 30 s a page (ingest's client times out and retries for minutes) once held SIGTERM
+    for over a minute; now the backfill is abandoned at once and the process exits within seconds."""
+    import signal
+
+    async def scenario():
+        simulator = await PolygonSimulator(timeline(["AAA"], 2.0), api_key=KEY, speed=10).start()
+        client = redis.Redis.from_url(redis_url)
+        try:
+            client.hset(f"{key_prefix}:positions", mapping={"AAA": json.dumps({"symbol": "AAA", "quantity": 1, "entry_price": 1}),
+                                                             "_registry": "1"})
+            env = {**os.environ, "REDIS_URL": redis_url, "ORDER_FLOW_KEY_PREFIX": key_prefix, "POLYGON_API_KEY": KEY,
+                   "ORDER_FLOW_POLYGON_FEED": simulator.feed, "ORDER_FLOW_POLYGON_SECURE": "false",
+                   "ORDER_FLOW_POLYGON_REST_URL": f"http://{simulator.feed}", "ORDER_FLOW_LOG_DIR": str(tmp_path),
+                   "ORDER_FLOW_METRICS_PORT": "0", "PYTHONPATH": str(REPO)}
+            process = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.cli", "ingest", cwd=REPO, env=env,
+                                                           stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not client.xlen(f"{key_prefix}:md:{{AAA}}"):
+                await asyncio.sleep(0.1)
+            simulator.rest_delay_seconds = 30.0  # every REST page now takes 30 s (past the client's 10 s read timeout)
+            await simulator.drop_connections()
+            while time.monotonic() < deadline and not any(
+                    b"backfill" in line or b"feed_gap" in line for path in tmp_path.glob("*.jsonl") for line in path.read_bytes().splitlines()):
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)  # the backfill is waiting for its first page
+            process.send_signal(signal.SIGTERM)
+            stopped = time.monotonic()
+            code = await asyncio.wait_for(process.wait(), timeout=60)
+            return code, time.monotonic() - stopped
+        finally:
+            client.close()
+            await simulator.stop()
+
+    code, seconds = asyncio.run(scenario())
+    written = "".join(path.read_text() for path in tmp_path.glob("*.jsonl"))
+    assert "order_flow.feed_gap" in written and "order_flow.backfill_stopped" in written
+    assert code == 0 and seconds < 8.0, (code, seconds)
+
+
+async def test_the_simulators_rest_history_is_bounded():
+    """A simulator looping for days kept every trade it ever printed; now the newest ``history_trades`` per symbol."""
+    simulator = await PolygonSimulator(timeline(["AAA"], 1.0), api_key=KEY, speed=200, history_trades=50).start()
+    try:
+        deadline = time.monotonic() + 20
+        while simulator.sent_events < 400 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        printed = list(simulator.trades["AAA"])
+        assert len(printed) == 50 and simulator.sent_events >= 400
+        rest = PolygonRest(KEY, f"http://{simulator.feed}")
+        body = json.loads(await asyncio.to_thread(rest.get, "/v3/trades/AAA", {"limit": 1000, "order": "desc"}))
+        assert len(body["results"]) == 50  # what REST serves is the bounded history, newest first
+    finally:
+        await simulator.stop()
+
+
+async def test_the_inbox_is_bounded_in_bytes_as_well_as_frames(redis_url, key_prefix):
+    """Frames of 100 kB each: the byte cap (1 MiB) stops the inbox long before the frame cap (1,000); what is dropped is
+    counted and, once the publisher has caught up, reported as a queue_overflow gap."""
+    config = OrderFlowConfig(key_prefix=key_prefix, ingest_queue_bytes=1024 * 1024, ingest_queue_frames=1000)
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    try:
+        service = IngestService(config, bus, api_key=KEY)
+        frame = json.dumps([{"ev": "status", "status": "info", "message": "x" * 100_000}])
+        for _ in range(40):
+            await service._on_frames(frame)
+        assert service.inbox_frames == 11 and service.inbox_bytes <= 1024 * 1024 + len(frame)
+        assert service.stats.dropped_frames == 29
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(service._process(stop))
+        await until(lambda: _gap_published(bus), what="the overflow gap")
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+        statuses = [decode(entry.payload) for entry in await bus.read_range(bus.keys.status)]
+        assert [s.code for s in statuses if s.state == "gap"] == ["queue_overflow"] and service.inbox_bytes == 0
+    finally:
+        await bus.close()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -62,6 +63,31 @@ log = logs.get_logger(__name__)
 SOURCE = "polygon"
 BATCH_FRAMES = 500
 BATCH_EVENTS = 5_000  # and at most about this many events a batch (a frame may hold hundreds)
+def _off_loop(function):
+    """Run a blocking call (a REST page: timeouts and retries can take a minute) in a daemon thread and await it.
+    Not the default executor: ``asyncio.run`` joins that at exit, so a stop would wait for the call to give up."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(outcome, failed: bool) -> None:
+        if not future.done():
+            (future.set_exception if failed else future.set_result)(outcome)
+
+    def work() -> None:
+        try:
+            outcome, failed = function(), False
+        except BaseException as error:  # noqa: BLE001 — handed to the awaiting task
+            outcome, failed = error, True
+        try:
+            loop.call_soon_threadsafe(settle, outcome, failed)
+        except RuntimeError:  # the loop is closed: nobody awaits it any more
+            pass
+
+    threading.Thread(target=work, name="orderflow-rest", daemon=True).start()
+    return future
+
+
+BACKFILL_PAGE_TRADES = 50_000  # trades per REST page (Polygon's maximum): what a backfill holds at once
 SHUTDOWN_DRAIN_SECONDS = 5.0  # on stop, publish what was received for at most this long
 NOISY_STATUSES = frozenset({"connected", "auth_success", "success"})
 
@@ -147,6 +173,8 @@ class IngestService:
         self.client: WebSocketClient | None = None
         self.inbox: deque = deque()
         self.inbox_frames = 0
+        self.inbox_bytes = 0  # the frames' own size: with inbox_frames, what bounds the inbox
+        self._stopping = asyncio.Event()  # run()'s stop: a backfill ends between pages when it is set
         self.wakeup = asyncio.Event()
         self.connected = False
         self.last_frame_ns = 0
@@ -218,7 +246,7 @@ class IngestService:
         if not self.connected:
             self.connected = True
             self.inbox.append(("connected", received, None))
-        if self.inbox_frames >= self.config.ingest_queue_frames:
+        if self.inbox_frames >= self.config.ingest_queue_frames or self.inbox_bytes >= self.config.ingest_queue_bytes:
             self.stats.dropped_frames += 1
             metrics.INGEST_QUEUE_DROPPED.inc()
             self.dropped_since = self.dropped_since or received
@@ -226,6 +254,7 @@ class IngestService:
             return
         self.inbox.append(("frame", received, frame))
         self.inbox_frames += 1
+        self.inbox_bytes += len(frame)
         self.wakeup.set()
 
     def _market_open(self) -> bool:
@@ -301,7 +330,7 @@ class IngestService:
                 if self.inbox and time.monotonic() - stopping_since > SHUTDOWN_DRAIN_SECONDS:
                     log.error("order_flow.ingest_shutdown_dropped", code="shutdown", frames=self.inbox_frames)
                     self.inbox.clear()
-                    self.inbox_frames = 0
+                    self.inbox_frames = self.inbox_bytes = 0
             if not self.inbox:
                 if stop.is_set():
                     return
@@ -320,6 +349,7 @@ class IngestService:
                 kind, stamp, payload = self.inbox.popleft()
                 if kind == "frame":
                     self.inbox_frames -= 1
+                    self.inbox_bytes -= len(payload)
                     oldest = oldest or stamp
                     events.extend(self._frame(stamp, payload))
                 elif kind == "connected":
@@ -336,7 +366,8 @@ class IngestService:
                     await self._publish_status("disconnected", str(payload or "disconnected"),
                                                "feed disconnected; reconnecting")
             await self._publish_events(events, oldest)
-            if self.dropped_since is not None and self.inbox_frames < self.config.ingest_queue_frames // 2:
+            if (self.dropped_since is not None and self.inbox_frames < self.config.ingest_queue_frames // 2
+                    and self.inbox_bytes < self.config.ingest_queue_bytes // 2):
                 start, end = self.dropped_since, self.dropped_until
                 self.dropped_since = None
                 await self._close_gap(start, end, "queue_overflow")
@@ -429,31 +460,45 @@ class IngestService:
                 await self._backfill(symbol, start, end)
 
     async def _backfill(self, symbol: str, start: int, end: int) -> None:
-        params = {"timestamp.gte": start, "timestamp.lte": end, "order": "asc", "limit": 50_000}
-        try:
-            bodies = await asyncio.to_thread(lambda: list(self.rest.pages(f"/v3/trades/{symbol}", params)))
-        except RestError as error:
-            log.error("order_flow.backfill_failed", symbol=symbol, code=error.code, reason=str(error))
-            return
-        received = now_ns()
-        trades = []
-        for body in bodies:
-            page = parse_trades_page(body, symbol, received, backfilled=True)
+        """Publish the trades a gap hid, from REST ``/v3/trades`` (ascending), **page by page**: each page (at most
+        50,000 trades) is parsed, deduplicated against what the socket delivered, and published before the next is
+        fetched, so memory stays one page however long the gap. A stop ends it at once, even mid-request."""
+        params = {"timestamp.gte": start, "timestamp.lte": end, "order": "asc", "limit": BACKFILL_PAGE_TRADES}
+        pages = self.rest.pages(f"/v3/trades/{symbol}", params)
+        published = 0
+        while not self._stopping.is_set():
+            fetching = _off_loop(lambda: next(pages, None))
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not fetching.done():  # stopped mid-request (REST can take a minute to give up): leave it to its thread
+                fetching.cancel()
+                break
+            try:
+                body = fetching.result()
+            except RestError as error:
+                log.error("order_flow.backfill_failed", symbol=symbol, code=error.code, reason=str(error), published=published)
+                return
+            if body is None:
+                log.info("order_flow.backfilled", symbol=symbol, trades=published, gap_start=ns_to_utc_iso(start),
+                         gap_end=ns_to_utc_iso(end))
+                return
+            page = parse_trades_page(body, symbol, now_ns(), backfilled=True)
             for reject in page.rejects:
                 self.stats.rejects.add(reject)
-            for trade in page.events:
-                normalised = self.normaliser.process(trade)
-                if normalised is not None:
-                    trades.append(normalised)
-        trades.sort(key=lambda trade: trade.ts_event)
-        await self._publish_events(trades)
-        self.stats.backfilled += len(trades)
-        metrics.BACKFILLED_TRADES.inc(len(trades))
-        log.info("order_flow.backfilled", symbol=symbol, trades=len(trades), gap_start=ns_to_utc_iso(start), gap_end=ns_to_utc_iso(end))
+            trades = [normalised for trade in page.events if (normalised := self.normaliser.process(trade)) is not None]
+            trades.sort(key=lambda trade: trade.ts_event)
+            await self._publish_events(trades)
+            published += len(trades)
+            self.stats.backfilled += len(trades)
+            metrics.BACKFILLED_TRADES.inc(len(trades))
+        log.warning("order_flow.backfill_stopped", symbol=symbol, published=published, code="shutdown",
+                    detail="ingest stopped: the rest of the gap stays unfilled (it was reported as a gap)")
 
     # --- run -------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> IngestStats:
         """Until ``stop`` is set (or the key is refused: :class:`FeedAuthError`)."""
+        self._stopping = stop
         await self.reconcile()
         tasks = [asyncio.ensure_future(self._supervise(stop)), asyncio.ensure_future(self._process(stop)),
                  asyncio.ensure_future(self._follow_positions(stop))]

@@ -34,11 +34,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
+from typing import Iterable
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import msgspec
@@ -104,7 +105,10 @@ class PolygonSimulator:
     """The simulated market, its WebSocket clients and its REST archive."""
 
     def __init__(self, timeline: list[tuple[int, dict]], *, api_key: str, speed: float = 1.0, loop_forever: bool = True,
-                 batch_ms: int = 5, max_frame_events: int = 500, archive: list[tuple[int, dict]] | None = None) -> None:
+                 batch_ms: int = 5, max_frame_events: int = 500, archive: list[tuple[int, dict]] | None = None,
+                 history_trades: int = 1_000_000) -> None:
+        """``history_trades``: the REST archive keeps at most this many trades per symbol, the newest (a simulator
+        looping for days must not grow without bound)."""
         if not timeline:
             raise ValueError("nothing to replay: no trades or quotes in the input")
         self.timeline = timeline
@@ -114,11 +118,12 @@ class PolygonSimulator:
         self.batch_ns = batch_ms * 1_000_000
         self.max_frame_events = max_frame_events
         self.clients: list[_Client] = []
-        self.trades: dict[str, list[dict]] = defaultdict(list)  # every printed trade, for REST
+        self.trades: dict[str, deque[dict]] = defaultdict(lambda: deque(maxlen=history_trades))  # printed trades, for REST
         self.quotes: dict[str, list[dict]] = defaultdict(list)  # REST quotes: the archive's
         for market_ns, event in archive or ():  # history days served by REST (calibration), at their own times
             (self.trades if event["ev"] == "T" else self.quotes)[event["sym"]].append({**event, "t_ns": market_ns})
         self.rest_failures = 0
+        self.rest_delay_seconds = 0.0
         self.paused = False  # keep connections open but send nothing (a silent feed)
         self.sent_events = 0
         self.played = asyncio.Event()
@@ -258,7 +263,18 @@ class PolygonSimulator:
         await client.connection.send(_encoder.encode(statuses).decode())
 
     # --- REST ------------------------------------------------------------------------------
-    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _http(self, connection: ServerConnection, request: Request):
+        """The REST side; a ``/v3/`` answer waits ``rest_delay_seconds`` first when set (a slow API, for tests)."""
+        response = self._answer(connection, request)
+        if response is not None and self.rest_delay_seconds > 0 and "/v3/" in request.path:
+            return self._later(response)
+        return response
+
+    async def _later(self, response: Response) -> Response:
+        await asyncio.sleep(self.rest_delay_seconds)
+        return response
+
+    def _answer(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None
         url = urlparse(request.path)
@@ -299,7 +315,7 @@ class PolygonSimulator:
 
         return self._page("quotes", symbol, self.quotes.get(symbol, []), query, row)
 
-    def _page(self, kind: str, symbol: str, events: list[dict], query: dict[str, str], row) -> Response:
+    def _page(self, kind: str, symbol: str, events: Iterable[dict], query: dict[str, str], row) -> Response:
         """One page of ``/v3/{kind}/{symbol}``: ``timestamp.gte/gt/lte/lt``, ``order``, ``limit``, a ``cursor`` offset."""
         low = max(int(query.get("timestamp.gte", 0)), int(query.get("timestamp.gt", -1)) + 1)
         high = min(int(query.get("timestamp.lte", 2**63 - 1)), int(query.get("timestamp.lt", 2**63)) - 1)
