@@ -494,12 +494,14 @@ class Outage:
     def __init__(self, source: str) -> None:
         self.source = source
         self.since: float | None = None  # monotonic time Redis became unreachable
+        self.since_ns = 0  # the same moment on the wall clock (ns since the epoch), for a gap's start
 
     def began(self, error: Exception) -> bool:
         """Redis failed a call; True when that starts an outage (it was answering until now)."""
         if self.since is not None:
             return False
         self.since = time.monotonic()
+        self.since_ns = time.time_ns()
         metrics.BUS_UP.set(0)
         log.error("order_flow.bus_unavailable", code="bus_unavailable", reason=str(error)[:300], source=self.source)
         return True

@@ -51,7 +51,7 @@ from services.ingest.polygon_rest import parse_trades_page
 from services.ingest.polygon_ws import parse_frame
 from services.ingest.rejects import RejectCounter
 from shared import logs, metrics
-from shared.bus import Bus
+from shared.bus import Bus, Outage
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
 from shared.errors import BusUnavailableError, OrderflowError
@@ -175,6 +175,7 @@ class IngestService:
         self.inbox_frames = 0
         self.inbox_bytes = 0  # the frames' own size: with inbox_frames, what bounds the inbox
         self._stopping = asyncio.Event()  # run()'s stop: a backfill ends between pages when it is set
+        self._outage = Outage("ingest")
         self.wakeup = asyncio.Event()
         self.connected = False
         self.last_frame_ns = 0
@@ -423,19 +424,18 @@ class IngestService:
                 self.latency_sink.extend((done - event.ts_recv) / 1e6 for event in events)
 
     async def _publish_entries(self, entries: list) -> None:
-        outage_start = None
+        """Publish, riding out a Redis outage of any length (what was received is held meanwhile; a stop still
+        ends it, after SHUTDOWN_DRAIN_SECONDS); its interval is then reported as a ``bus_outage`` gap."""
         while True:
             try:
                 await self.bus.publish(entries)
                 break
             except BusUnavailableError as error:
-                if outage_start is None:
-                    outage_start = now_ns()
-                    log.error("order_flow.bus_unavailable", code=error.code, reason=str(error), held_events=len(entries))
+                self._outage.began(error)
                 await asyncio.sleep(1.0)
-        if outage_start is not None:
-            log.warning("order_flow.bus_recovered", outage_seconds=round((now_ns() - outage_start) / 1e9, 1))
-            await self._close_gap(outage_start, now_ns(), "bus_outage", backfill=False)
+        start = self._outage.since_ns
+        if self._outage.ended() is not None:  # whichever publisher gets through first reports the outage, once
+            await self._close_gap(start, now_ns(), "bus_outage", backfill=False)
 
     async def _publish_status(self, state: str, code: str, detail: str, start: int = 0, end: int = 0,
                               symbols: tuple[str, ...] | None = None) -> None:

@@ -1,0 +1,291 @@
+"""Fault-injection soak: the whole live chain as real processes, faults at random moments from a seed, and every
+alert and exit compared with an undisturbed offline run over the same input.
+
+The chain: Polygon simulator (in this process) → ``orderflow ingest`` → a Redis of its own (append-only, fsync
+always) → ``orderflow detect`` → ``orderflow risk-manager`` (the stand-in bot). Input: the dense symbols of
+``bench.live_latency`` (a quote every 10 ms, a print every 20 ms, three 12,000-share sellers every 36 s: an exit
+recommendation each time). Faults, one at a time, the next after an exponential pause (``--mean-interval``):
+
+    detector_kill, ingest_kill, bot_kill   SIGKILL, restarted a second later
+    redis_kill                             SIGKILL of Redis, restarted from its append-only file a second later
+    socket_drop                            the simulator cuts every WebSocket (ingest reconnects, reports, backfills)
+    poison                                 a valid msgpack entry of the wrong type on a market stream
+    slow_consumer                          the detector stopped (SIGSTOP) for 5 s, then continued
+
+At the end the feed stops, everything catches up and stops; then the reference: each market stream, as it stands
+in Redis (what ingest published, gaps and backfills included), through a fresh rules engine in one pass. Printed:
+events, faults by kind, alerts and exits lost or extra against the reference (both must be 0), exits the bot
+decided twice or never (0), entries dead-lettered, the peak RSS of each process, and per fault kind the time until
+the detector had caught up again. The last line is the same as JSON.
+
+    python -m bench.soak [--seconds 600] [--seed 7] [--dense 4] [--mean-interval 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import redis
+
+from bench.live_latency import KEY, timeline
+from services.detector.engine import Engine, RuleSettings
+from services.detector.service import _MARKET_TAGS
+from services.ingest.simulator import PolygonSimulator
+from shared.bus import Bus, BusEntry
+from shared.config import OrderFlowConfig
+from shared.errors import WireDecodeError
+from shared.positions import PositionRegistry
+from shared.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode, encode
+from tests.redis_server import RedisProcess, free_port, redis_server_binary
+
+REPO = Path(__file__).resolve().parents[1]
+FAULTS = ("detector_kill", "ingest_kill", "bot_kill", "redis_kill", "socket_drop", "poison", "slow_consumer")
+SETTINGS = {"ORDER_FLOW_THRESHOLD_MODE": "absolute", "ORDER_FLOW_ALERT_WINDOW_SECONDS": "30"}
+
+
+class Managed:
+    """One orderflow command as a process that can be killed and started again; its peak RSS over every life."""
+
+    def __init__(self, command: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.command, self.env, self.log_dir = command, env, log_dir
+        self.process: subprocess.Popen | None = None
+        self.peak_kb = 0
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        self.process = subprocess.Popen([sys.executable, "-m", "services.cli", *self.command], cwd=REPO,
+                                        env={**self.env, "ORDER_FLOW_LOG_DIR": str(self.log_dir), "ORDER_FLOW_METRICS_PORT": "0"},
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def sample(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+        except OSError:
+            pass
+
+    def signal(self, number: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.sample()
+            self.process.send_signal(number)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(10)
+
+    def stop(self) -> int | None:
+        self.signal(signal.SIGTERM)
+        if self.process is None:
+            return None
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return None
+
+
+def caught_up(client: redis.Redis, prefix: str, symbols: list[str]) -> bool:
+    """The detector has read and acknowledged everything on every market stream."""
+    try:
+        for symbol in symbols:
+            groups = {group["name"]: group for group in client.xinfo_groups(f"{prefix}:md:{{{symbol}}}")}
+            group = groups.get(b"detector") or groups.get("detector")
+            if group is None or group["pending"] or group.get("lag"):
+                return False
+        return True
+    except redis.RedisError:
+        return False
+
+
+def reference(client: redis.Redis, prefix: str, symbols: list[str], config: OrderFlowConfig) -> tuple[set[str], set[str], int, int]:
+    """Alert and exit ids of one undisturbed pass of the rules over the market streams as they stand; the number of
+    events and of entries a detector must dead-letter (skipped here as it skips them)."""
+    engine = Engine(RuleSettings.from_config(config), config=config)
+    alerts, exits = set(), set()
+    events = poison = 0
+    for symbol in symbols:
+        for _entry_id, fields in client.xrange(f"{prefix}:md:{{{symbol}}}"):
+            field, payload = next(iter(fields.items()))
+            try:
+                event = decode(payload)
+            except WireDecodeError:
+                poison += 1
+                continue
+            tag = type(event).__struct_config__.tag.encode()
+            if tag not in _MARKET_TAGS or field != tag or (not isinstance(event, FeedStatus) and event.symbol != symbol):
+                poison += 1
+                continue
+            events += 1
+            for output in engine.process(event):
+                if isinstance(output, OrderFlowAlert):
+                    alerts.add(output.id)
+                elif isinstance(output, ExitRecommendation):
+                    exits.add(output.id)
+    return alerts, exits, events, poison
+
+
+def published(client: redis.Redis, stream: str) -> list[str]:
+    return [decode(next(iter(fields.values()))).id for _entry_id, fields in client.xrange(stream)]
+
+
+def decisions(log_dir: Path) -> Counter:
+    """How many times the stand-in bot decided (or set aside) each recommendation id, from its JSONL log."""
+    counted: Counter = Counter()
+    for path in log_dir.glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("event") in ("order_flow.exit_signal_triggered", "order_flow.recommendation_ignored") \
+                    and record.get("source", "risk_manager") == "risk_manager" and "id" in record:
+                counted[record["id"]] += 1
+    return counted
+
+
+async def soak(arguments: argparse.Namespace) -> dict:
+    rng = random.Random(arguments.seed)
+    workdir = Path(tempfile.mkdtemp(prefix="orderflow-soak-"))
+    server = RedisProcess(port=free_port(), binary=redis_server_binary(), append_only=True).start()
+    prefix = f"soak-{uuid.uuid4().hex[:6]}"
+    symbols = [f"SOAK{index}" for index in range(arguments.dense)]
+    simulator = await PolygonSimulator(timeline(arguments.seconds, symbols, []), api_key=KEY, loop_forever=False).start()
+    env = {**os.environ, "REDIS_URL": server.url, "ORDER_FLOW_KEY_PREFIX": prefix, "POLYGON_API_KEY": KEY,
+           "ORDER_FLOW_POLYGON_FEED": f"127.0.0.1:{simulator.port}", "ORDER_FLOW_POLYGON_SECURE": "false",
+           "ORDER_FLOW_POLYGON_REST_URL": f"http://127.0.0.1:{simulator.port}", "ORDER_FLOW_LOG_LEVEL": "INFO",
+           "PYTHONPATH": str(REPO), **SETTINGS}
+    config = OrderFlowConfig(key_prefix=prefix, threshold_mode="absolute", alert_window_seconds=30)
+    bus = await Bus.connect(server.url, prefix=prefix)
+    registry = PositionRegistry(bus)
+    for symbol in symbols:
+        await registry.open(symbol, quantity=100, entry_price="50.05")
+    await bus.close()
+    processes = {"ingest": Managed(["ingest"], env, workdir / "ingest"), "detector": Managed(["detect"], env, workdir / "detector"),
+                 "bot": Managed(["risk-manager", "--name", "soak"], env, workdir / "bot")}
+    for process in processes.values():
+        process.start()
+    client = redis.Redis(host="127.0.0.1", port=server.port)
+    faults: list[tuple[str, float, float | None]] = []  # kind, at (s), seconds until caught up again
+
+    async def sampler(done: asyncio.Event) -> None:
+        while not done.is_set():
+            for process in processes.values():
+                process.sample()
+            await asyncio.sleep(0.5)
+
+    async def recovered(since: float) -> float | None:
+        deadline = time.monotonic() + 60
+        await asyncio.sleep(0.5)
+        while time.monotonic() < deadline:
+            if await asyncio.to_thread(caught_up, client, prefix, symbols):
+                return time.monotonic() - since
+            await asyncio.sleep(0.2)
+        return None
+
+    async def inject(kind: str) -> None:
+        started = time.monotonic()
+        if kind.endswith("_kill") and kind != "redis_kill":
+            process = processes[kind.removesuffix("_kill")]
+            await asyncio.to_thread(process.kill)
+            await asyncio.sleep(1.0)
+            process.start()
+        elif kind == "redis_kill":
+            await asyncio.to_thread(server.stop)
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(server.start)
+        elif kind == "socket_drop":
+            await simulator.drop_connections()
+        elif kind == "poison":
+            forged = ExitRecommendation(id="poison", symbol=symbols[0], trigger="large_sellers", ts_event=1, ts_recv=1,
+                                        timestamp_utc="2026-01-01T00:00:00.000000000Z", alert_ids=(), reasoning="poison")
+            await asyncio.to_thread(client.xadd, f"{prefix}:md:{{{rng.choice(symbols)}}}", {"trade": encode(forged)})
+        elif kind == "slow_consumer":
+            processes["detector"].signal(signal.SIGSTOP)
+            await asyncio.sleep(5.0)
+            processes["detector"].signal(signal.SIGCONT)
+        faults.append((kind, started, await recovered(started)))
+
+    done = asyncio.Event()
+    sampling = asyncio.ensure_future(sampler(done))
+    began = time.monotonic()
+    try:
+        await asyncio.sleep(8)  # everything connects; the simulator's market opens at 8 s
+        while time.monotonic() - began < arguments.seconds:
+            pause = rng.expovariate(1 / arguments.mean_interval)
+            if time.monotonic() - began + pause >= arguments.seconds:
+                break
+            await asyncio.sleep(pause)
+            await inject(rng.choice(FAULTS))
+        await asyncio.sleep(max(0.0, arguments.seconds + 8 - (time.monotonic() - began)))
+        await simulator.stop()  # the feed ends: catch up, then stop
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not await asyncio.to_thread(caught_up, client, prefix, symbols):
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(5)  # the bot reads the last recommendations
+    finally:
+        done.set()
+        await sampling
+        codes = {name: await asyncio.to_thread(process.stop) for name, process in processes.items()}
+    expected_alerts, expected_exits, events, poison = reference(client, prefix, symbols, config)
+    alerts, exits = published(client, f"{prefix}:alerts"), published(client, f"{prefix}:exits")
+    decided = decisions(workdir / "bot")
+    dead = sum(client.xlen(f"{prefix}:md:{{{symbol}}}:dead") for symbol in symbols)
+    client.close()
+    server.stop()
+    recovery: dict[str, list[float]] = defaultdict(list)
+    for kind, _at, seconds in faults:
+        recovery[kind].append(-1.0 if seconds is None else seconds)
+    return {
+        "seconds": arguments.seconds, "seed": arguments.seed, "symbols": len(symbols), "events": events,
+        "faults": dict(Counter(kind for kind, _at, _seconds in faults)),
+        "alerts": len(alerts), "exits": len(exits),
+        "alerts_lost": sorted(expected_alerts - set(alerts)), "alerts_extra": sorted(set(alerts) - expected_alerts),
+        "alerts_published_twice": len(alerts) - len(set(alerts)),
+        "exits_lost": sorted(expected_exits - set(exits)), "exits_extra": sorted(set(exits) - expected_exits),
+        "decided_twice": sorted(identifier for identifier, count in decided.items() if count > 1),
+        "never_decided": sorted(set(exits) - set(decided)),
+        "poison_written": poison, "dead_lettered": dead,
+        "peak_rss_mb": {name: round(process.peak_kb / 1024, 1) for name, process in processes.items()},
+        "starts": {name: process.starts for name, process in processes.items()},
+        "recovery_seconds": {kind: {"median": round(statistics.median(values), 2), "max": round(max(values), 2)}
+                             for kind, values in recovery.items()},
+        "exit_codes": codes,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--dense", type=int, default=4, help="symbols")
+    parser.add_argument("--mean-interval", type=float, default=20.0, help="mean seconds between faults")
+    result = asyncio.run(soak(parser.parse_args()))
+    print(f"soak: {result['seconds']} s, seed {result['seed']}, {result['symbols']} symbols, {result['events']:,} events on the streams")
+    print(f"faults: {result['faults']}")
+    print(f"alerts {result['alerts']}: lost {len(result['alerts_lost'])}, extra {len(result['alerts_extra'])}, "
+          f"published twice {result['alerts_published_twice']}   (must be 0, 0, 0)")
+    print(f"exits {result['exits']}: lost {len(result['exits_lost'])}, extra {len(result['exits_extra'])}; "
+          f"decided twice {len(result['decided_twice'])}, never decided {len(result['never_decided'])}   (must be 0)")
+    print(f"poison entries {result['poison_written']}, dead-lettered {result['dead_lettered']}")
+    print(f"peak RSS (MB): {result['peak_rss_mb']}   process starts: {result['starts']}")
+    print(f"caught up after a fault (s; -1: not within 60 s): {result['recovery_seconds']}")
+    print("RESULT " + json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
