@@ -78,7 +78,7 @@ class OrderFlowClient:
         self.deliveries: queue.Queue[Delivery] = queue.Queue()
         self.statuses: queue.Queue[FeedStatus] = queue.Queue()
         self.client: RiskManagerClient | None = None
-        self._handlers = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"orderflow-{name}-handler")
+        self._handlers: concurrent.futures.ThreadPoolExecutor | None = None  # made by start(), shut by stop()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._bus: Bus | None = None
@@ -91,6 +91,9 @@ class OrderFlowClient:
         """Connect and start following recommendations in the background; raises what connecting raised."""
         if self._thread is not None:
             return self
+        self._ready.clear()
+        self._startup_error = None
+        self._handlers = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"orderflow-{self.name}-handler")
         self._thread = threading.Thread(target=self._run, name=f"orderflow-{self.name}", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
@@ -108,7 +111,9 @@ class OrderFlowClient:
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)
         self._thread = None
-        self._handlers.shutdown(wait=False, cancel_futures=True)
+        self._bus = None
+        if self._handlers is not None:
+            self._handlers.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> OrderFlowClient:
         return self.start()
@@ -177,17 +182,17 @@ class OrderFlowClient:
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         try:
-            self._bus = await Bus.connect(self.redis_url, prefix=self.key_prefix)
+            bus = self._bus = await Bus.connect(self.redis_url, prefix=self.key_prefix)
         except BaseException as error:  # noqa: BLE001 — handed to start()'s caller, in the bot's thread
             self._startup_error = error
             self._ready.set()
             return
-        self.client = RiskManagerClient(self._bus, name=self.name, held_symbols=self.held_symbols, **self.client_options)
+        self.client = RiskManagerClient(bus, name=self.name, held_symbols=self.held_symbols, **self.client_options)
         self._ready.set()
         try:
             await self.client.run(self._stop, on_exit=self._exit, on_status=self._status)
         finally:
-            await self._bus.close()
+            await bus.close()
 
     async def _exit(self, recommendation: ExitRecommendation) -> None:
         if self.callbacks == "queue":
