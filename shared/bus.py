@@ -155,8 +155,23 @@ class HiredisSSLConnection(_HiredisPacking, redis.SSLConnection):
     """TLS (rediss://) connection packing commands with hiredis."""
 
 
+class _FailureCount:
+    """Failed calls of one client, retried or not (a read's reply may have been lost with one). Shared, not copied,
+    by the copies redis-py makes of the retry policy for each connection."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def __deepcopy__(self, memo: dict) -> _FailureCount:
+        return self
+
+
 class _CountingRetry(Retry):
     """redis-py's retry with exponential backoff and jitter, counted in metrics."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failures = _FailureCount()
 
     async def call_with_retry(self, do, fail, *args: Any, **kwargs: Any):  # type: ignore[override]
         failures = 0
@@ -166,6 +181,7 @@ class _CountingRetry(Retry):
             if _refused_credentials(error):
                 raise BusAuthenticationError(_credentials_message(error)) from None  # retrying cannot help
             failures += 1
+            self.failures.seen += 1
             if failures <= self._retries:  # the last failure is not followed by a retry
                 metrics.BUS_RETRIES.inc()
             return await fail(error, *rest)
@@ -198,6 +214,9 @@ class Bus:
         self, client: redis.Redis, keys: Keys, *, description: str, stream_max_length: int, embedded: bool = False
     ) -> None:
         self.client = client
+        self._retry: _CountingRetry | None = None  # the client's retry policy (None: embedded), which counts failures
+        # (group, consumer) whose last read may have lost its reply -> how far (per stream) its pending entries were re-read
+        self._unsure_reads: dict[tuple[str, str], dict[str, str]] = {}
         self.embedded = embedded
         self.keys = keys
         self.description = description
@@ -257,6 +276,7 @@ class Bus:
             stream_max_length=stream_max_length,
             embedded=redis_url is None,
         )
+        bus._retry = retry
         async with bus._calling("ping"):
             await client.ping()
         return bus
@@ -355,12 +375,42 @@ class Bus:
         count: int = 1000,
         block_ms: int | None = 1000,
     ) -> list[BusEntry]:
-        """XREADGROUP new entries (``>``) for ``consumer``; empty list on timeout."""
-        async with self._calling("read_group"):
-            response = await self.client.xreadgroup(
-                group, consumer, {stream: ">" for stream in streams}, count=count, block=block_ms
-            )
+        """XREADGROUP new entries (``>``) for ``consumer``; empty list on timeout.
+
+        A reply lost on the way (a timeout, a dropped connection, a Redis restart: the client retries the command)
+        leaves the entries Redis delivered with it pending for ``consumer``, unseen; reading on with ``>`` would
+        hand over newer entries first and leave those for a reclaim, out of order. So after any failure during or
+        since the last read, this consumer's pending entries (``0``: in order, the retried reply's included) are
+        returned first, until there are none."""
+        streams = list(streams)
+        unsure = (group, consumer)
+        cursor = self._unsure_reads.get(unsure)
+        if cursor is not None:  # one pass over the pending entries, oldest first (some may be waiting on purpose)
+            async with self._calling("read_group"):
+                pending = _entries(await self.client.xreadgroup(
+                    group, consumer, {stream: cursor.get(stream, "0") for stream in streams}, count=count))
+            for entry in pending:
+                cursor[entry.stream] = as_text(entry.entry_id)
+            pending = [entry for entry in pending if entry.payload]
+            if pending:
+                return pending
+            del self._unsure_reads[unsure]
+        failures = self._failures()
+        try:
+            async with self._calling("read_group"):
+                response = await self.client.xreadgroup(
+                    group, consumer, {stream: ">" for stream in streams}, count=count, block=block_ms
+                )
+        except BusUnavailableError:
+            self._unsure_reads[unsure] = {}
+            raise
+        if self._failures() != failures:  # retried inside the client: what the first try delivered is pending
+            self._unsure_reads[unsure] = {}
+            return await self.read_group(group, consumer, streams, count=count, block_ms=block_ms)
         return _entries(response)
+
+    def _failures(self) -> int:
+        return self._retry.failures.seen if self._retry is not None else 0
 
     async def read_own_pending(self, group: str, consumer: str, stream: str, *, count: int = 1000) -> list[BusEntry]:
         """Entries delivered to ``consumer`` and not acknowledged (XREADGROUP ``0``),

@@ -28,6 +28,7 @@ from orderflow_client.robinhood import OrderFlowDetector, attach_orchestrator, a
 REDIS_URL = os.environ["REDIS_URL"]
 PREFIX = os.environ["ORDER_FLOW_KEY_PREFIX"]
 TIMEOUT = 90.0
+HELD = {"OUT", "TIGHT", "AMZN"}  # two synthetic sessions (sellers), and Amazon on a real day (2012-06-21, Nasdaq)
 
 
 def zone_at_eight_in_the_morning() -> str:
@@ -78,20 +79,21 @@ def trading_bot() -> dict:
     guest_logging(Path("logs/order_flow"))
     bot.update_position("OUT", 100, Decimal("49.00"), Decimal("48.00"))  # in profit at ~49.6: protect the gain
     bot.update_position("TIGHT", 100, Decimal("50.00"), Decimal("45.00"))  # losing, far from its stop: tighten it
+    bot.update_position("AMZN", 10, Decimal("220.00"), Decimal("215.00"))  # a real, ordinary day: nothing to do
     result: dict = {}
 
     async def main() -> None:
         orderflow = attach_trading_bot(bot, REDIS_URL, name="robinhood", loop=asyncio.get_running_loop(), key_prefix=PREFIX,
                                        sync_seconds=0.2)
         try:
-            await asyncio.to_thread(wait, lambda: {p.symbol for p in orderflow.positions()} == {"OUT", "TIGHT"})
+            await asyncio.to_thread(wait, lambda: {p.symbol for p in orderflow.positions()} == HELD)
             print("READY", flush=True)
             # the bot is not started yet: the exit cannot be placed, so it must be retried, not lost
             await asyncio.to_thread(wait, lambda: orderflow.client.stats.handler_failures >= 1)
             bot.start()
             done = await asyncio.to_thread(wait, lambda: "OUT" not in bot.positions
                                            and bot.positions["TIGHT"]["stop_loss"] != Decimal("45.00")
-                                           and {p.symbol for p in orderflow.positions()} == {"TIGHT"})
+                                           and {p.symbol for p in orderflow.positions()} == {"TIGHT", "AMZN"})
             stats = orderflow.client.stats
             result.update(done=done, positions=sorted(bot.positions), tightened=str(bot.positions["TIGHT"]["stop_loss"]),
                           registry=sorted(p.symbol for p in orderflow.positions()), handled=stats.handled,
@@ -99,7 +101,7 @@ def trading_bot() -> dict:
                           facade=await asyncio.to_thread(facade_report, orderflow))
             bot.positions.pop("TIGHT")  # the bot closes the other itself (its own stop): the registry follows
             result["registry_after_own_close"] = await asyncio.to_thread(
-                lambda: wait(lambda: not orderflow.positions(), 10) and [p.symbol for p in orderflow.positions()])
+                lambda: wait(lambda: [p.symbol for p in orderflow.positions()] == ["AMZN"], 10) and [p.symbol for p in orderflow.positions()])
         finally:
             await asyncio.to_thread(orderflow.stop)
 
@@ -131,12 +133,14 @@ def orchestrator() -> dict:
                                       "timestamp": now, "order_id": "entry-1", "status": "filled"})
     orchestrator.daily_trades.append({"symbol": "TIGHT", "entry": 50.0, "shares": 100, "stop_loss": 45.0, "target": 55.0,
                                       "timestamp": now, "order_id": "entry-2", "status": "filled"})
+    orchestrator.daily_trades.append({"symbol": "AMZN", "entry": 220.0, "shares": 10, "stop_loss": 215.0, "target": 240.0,
+                                      "timestamp": now, "order_id": "entry-3", "status": "filled"})
     with attach_orchestrator(orchestrator, REDIS_URL, name="orchestrator", key_prefix=PREFIX, sync_seconds=0.2) as orderflow:
-        wait(lambda: {p.symbol for p in orderflow.positions()} == {"OUT", "TIGHT"})
+        wait(lambda: {p.symbol for p in orderflow.positions()} == HELD)
         print("READY", flush=True)
         done = wait(lambda: not any(t["symbol"] == "OUT" for t in orchestrator.daily_trades)
                     and next(t for t in orchestrator.daily_trades if t["symbol"] == "TIGHT")["stop_loss"] != 45.0
-                    and {p.symbol for p in orderflow.positions()} == {"TIGHT"})
+                    and {p.symbol for p in orderflow.positions()} == {"TIGHT", "AMZN"})
         stats = orderflow.client.stats
         return {"done": done, "submitted": submitted, "trades": [t["symbol"] for t in orchestrator.daily_trades],
                 "tightened": next(t for t in orchestrator.daily_trades if t["symbol"] == "TIGHT")["stop_loss"],

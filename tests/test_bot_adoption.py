@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
+import redis as redis_client
+
 from services.ingest.scenarios import write_scenario
+from tests.conftest import shared_data
 from tests.redis_server import RedisProcess, free_port, redis_server_binary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,11 +89,19 @@ def _orderflow(*arguments: str, env: dict) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def _caught_up(client, stream: str) -> bool:
+    try:
+        groups = client.xinfo_groups(stream)
+    except redis_client.RedisError:
+        return False
+    return any(group["name"] == b"detector" and not group["pending"] and group.get("lag") == 0 for group in groups)
+
+
 @pytest.mark.redis
 @pytest.mark.parametrize("bot", ["trading_bot", "orchestrator"])
 def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_python, tmp_path):
-    """The bot's positions reach the registry; an exit recommendation closes the position through the bot's own order
-    path, once, after the first attempt failed (not started / broker rejection) and was retried; a tighten-stop moves
+    """The bot's positions reach the registry; on a real day (Amazon, 2012-06-21) nothing happens to its position;
+    an exit recommendation closes a position through the bot's own order path, once, after the first attempt failed (not started / broker rejection) and was retried; a tighten-stop moves
     the bot's stop to a valid tick; a Redis killed and restarted in the middle loses nothing; the bot's own log files
     keep their lines and receive orderflow's decisions."""
     binary = redis_server_binary()
@@ -103,7 +114,8 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
                "ANTHROPIC_API_KEY": "unused-in-this-test", "FMP_API_KEY": "unused-in-this-test"}
     scenario = subprocess.Popen([str(bot_python), str(REPO / "tests" / "bot_adoption_scenario.py"), bot], cwd=tmp_path, env=bot_env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    detector = None
+    detectors: list = []
+    amazon = shared_data("lobster", "LOBSTER_SampleFile_AMZN_2012-06-21_5.zip")
     try:
         for line in scenario.stdout:  # the bot logs to stdout too
             if line.strip() == "READY":
@@ -116,13 +128,24 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
         for symbol in ("OUT", "TIGHT"):
             captures.append(tmp_path / f"{symbol}.capture")
             write_scenario("large-sellers", captures[-1], symbol=symbol)
-        replayed = subprocess.run([sys.executable, "-m", "services.cli", "replay", *map(str, captures)], cwd=REPO, env=env,
-                                  capture_output=True, text=True, timeout=120)
-        assert replayed.returncode == 0, replayed.stderr[-2000:]
-        detector = _orderflow("detect", env=env)
+        for files in ([str(path) for path in captures], [str(amazon)]):
+            replayed = subprocess.run([sys.executable, "-m", "services.cli", "replay", *files], cwd=REPO, env=env,
+                                      capture_output=True, text=True, timeout=180)
+            assert replayed.returncode == 0, replayed.stderr[-2000:]
+        # one detector per shard of symbols: the synthetic sessions on the absolute thresholds they were written
+        # against, the real day adaptive (the default, which calibrates on the day itself)
+        detectors = [_orderflow("detect", "--symbol", "OUT", "--symbol", "TIGHT", env=env),
+                     _orderflow("detect", "--symbol", "AMZN", env={**env, "ORDER_FLOW_THRESHOLD_MODE": "adaptive"})]
         out, err = scenario.communicate(timeout=150)
+        client = redis_client.Redis.from_url(redis.url)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _caught_up(client, f"{prefix}:md:{{AMZN}}"):
+            time.sleep(0.5)
+        amazon_exits = [fields for _id, fields in client.xrange(f"{prefix}:exits") if b"AMZN" in next(iter(fields.values()))]
+        amazon_done = _caught_up(client, f"{prefix}:md:{{AMZN}}")
+        client.close()
     finally:
-        for process in (scenario, detector):
+        for process in (scenario, *detectors):
             if process is not None and process.poll() is None:
                 process.kill()
         redis.stop()
@@ -130,12 +153,13 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
     result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
     assert result["done"], json.dumps(result) + err[-6000:]
     assert result["handler_failures"] >= 1 and result["handled"] == 2 and result["parked"] == 0, result  # retried, not lost
-    assert result["registry"] == ["TIGHT"]  # the closed position left the registry
+    assert result["registry"] == ["AMZN", "TIGHT"]  # the closed position left the registry
+    assert amazon_done and amazon_exits == []  # the real day: read to its end, no exit recommended for the held AMZN
     tightened = str(result["tightened"])
     assert 45 < float(tightened) < 50 and len(tightened.split(".")[1]) <= 2, tightened  # on a penny tick
     if bot == "trading_bot":
-        assert result["positions"] == ["TIGHT"]
-        assert result["registry_after_own_close"] == []  # the bot's own close reached the registry
+        assert result["positions"] == ["AMZN", "TIGHT"]
+        assert result["registry_after_own_close"] == ["AMZN"]  # the bot's own close reached the registry
         facade = result["facade"]
         assert facade["should_trigger_exit"] and not facade["should_trigger_exit_other"]
         assert facade["alerts"]["OUT"] >= 3 and facade["alert_class"] == "trading_bot.order_flow.data_models.OrderFlowAlert"
@@ -148,7 +172,7 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
         assert "order_flow.exit_signal_triggered" in bot_log  # orderflow's decisions reach the bot's log too
     else:
         assert [symbol for symbol, _qty, _side in result["submitted"]] == ["OUT", "OUT"]  # rejected, then placed
-        assert result["trades"] == ["TIGHT"]
+        assert result["trades"] == ["TIGHT", "AMZN"]
         bot_log = (tmp_path / "logs" / "trading_bot.log").read_text()
         assert "Failed to execute Order Flow exit for OUT" in bot_log and "Exit order placed: order-2" in bot_log
         assert "order_flow.exit_signal_triggered" in bot_log

@@ -296,3 +296,85 @@ async def test_tls_with_rediss_url(tmp_path):
     finally:
         process.kill()
         process.wait()
+
+
+class _ReplyCutter:
+    """A TCP proxy to Redis that, once armed, forwards the next ``XREADGROUP … >`` and then cuts the connection
+    before its reply reaches the client: Redis has delivered the entries (pending for the consumer), the client
+    never saw them and retries."""
+
+    def __init__(self, redis_port: int) -> None:
+        self.redis_port = redis_port
+        self.armed = False
+        self.cut = 0
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _connection(self, client_reader, client_writer) -> None:
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.redis_port)
+        swallowing = asyncio.Event()
+
+        async def upstream() -> None:
+            while data := await client_reader.read(65536):
+                cutting = self.armed and b"XREADGROUP" in data and b"\r\n>\r\n" in data
+                if cutting:
+                    self.armed = False
+                    swallowing.set()  # its reply never reaches the client
+                server_writer.write(data)
+                await server_writer.drain()
+                if cutting:
+                    self.cut += 1
+                    await asyncio.sleep(0.2)  # Redis answers (and marks the entries delivered) meanwhile
+                    client_writer.transport.abort()
+                    server_writer.transport.abort()
+                    return
+
+        async def downstream() -> None:
+            while data := await server_reader.read(65536):
+                if swallowing.is_set() or client_writer.transport.is_closing():
+                    continue
+                client_writer.write(data)
+                await client_writer.drain()
+
+        await asyncio.gather(upstream(), downstream(), return_exceptions=True)
+
+    async def stop(self) -> None:
+        self.server.close()
+
+
+@pytest.mark.redis
+async def test_a_read_whose_reply_was_lost_hands_over_its_entries_at_once_and_in_order(redis_url, key_prefix):
+    """The soak found it: a reply cut off on the way (a timeout after the detector was stopped for 5 s, a dropped
+    connection) left its entries pending, unseen, while the retried read went on with newer ones; 30 s later a
+    reclaim handed the old ones over out of order and the symbol was halted (alerts lost). Now the next read
+    returns the consumer's pending entries first, oldest first."""
+    from urllib.parse import urlparse
+
+    port = urlparse(redis_url).port or 6379
+    cutter = _ReplyCutter(port)
+    proxy_port = await cutter.start()
+    direct = await Bus.connect(redis_url, prefix=key_prefix)
+    bus = await Bus.connect(f"redis://127.0.0.1:{proxy_port}/{urlparse(redis_url).path.lstrip('/') or 0}", prefix=key_prefix,
+                            retries=3, backoff_base_seconds=0.01, backoff_cap_seconds=0.05)
+    try:
+        stream = f"{key_prefix}:md:{{CUT}}"
+        await direct.ensure_group(stream, "g", "0")
+        first = await publish_all_ids(direct, stream, make_trades(3, "CUT"))
+        cutter.armed = True
+        entries = await bus.read_group("g", "c", [stream], count=100, block_ms=None)
+        assert cutter.cut == 1
+        assert [entry.entry_id for entry in entries] == first  # not [] (left for a reclaim), and in order
+        await bus.ack(stream, "g", [entry.entry_id for entry in entries])
+        later = await publish_all_ids(direct, stream, make_trades(2, "CUT", start=10))
+        assert [entry.entry_id for entry in await bus.read_group("g", "c", [stream], block_ms=None)] == later
+        assert await direct.pending_count(stream, "g") == 2
+    finally:
+        await bus.close()
+        await direct.close()
+        await cutter.stop()
+
+
+async def publish_all_ids(bus: Bus, stream: str, trades: list[Trade]) -> list[bytes]:
+    return [entry_id.encode() for entry_id in await bus.publish([(stream, trade) for trade in trades])]
