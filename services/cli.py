@@ -878,6 +878,7 @@ def risk_manager(
 
     from shared.logs import get_logger
     from shared.positions import PositionRegistry
+    from shared.bus import OUTAGE_ERRORS
     from shared.risk import RiskManagerClient, evaluate, last_trade_price, log_decision
 
     config = load_or_exit(config_file)
@@ -904,8 +905,12 @@ def risk_manager(
 
         async def refresh_held() -> None:
             while not stop.is_set():
+                try:
+                    symbols = await registry.symbols()
+                except OUTAGE_ERRORS:  # Redis away: keep the positions last read (the client reports the outage)
+                    symbols = list(held)
                 held.clear()
-                held.update(await registry.symbols())
+                held.update(symbols)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
                 except asyncio.TimeoutError:
