@@ -204,9 +204,8 @@ class RiskManagerClient:
                           symbol=recommendation.symbol, key_id=recommendation.key_id, source="risk_manager")
                 return "done"
         key = self._key(recommendation)
-        client = self.bus.client
-        if not await client.set(key, self._lease, nx=True, ex=LEASE_SECONDS):
-            holder = await client.get(key)
+        if not await self.bus.client.set(key, self._lease, nx=True, ex=LEASE_SECONDS):
+            holder = await self.bus.client.get(key)
             if holder in (b"done", b"parked"):
                 self.stats.duplicates += 1
                 return "duplicate"
@@ -219,14 +218,14 @@ class RiskManagerClient:
                 await result
         except Exception as error:  # noqa: BLE001 — the bot's handler (a broker rejection…): retried, then parked
             self.stats.handler_failures += 1
-            await client.delete(key)
+            await self.bus.client.delete(key)
             log.error("order_flow.exit_handler_failed", code="handler_failed", id=recommendation.id, symbol=recommendation.symbol,
                       attempt=attempts, of=self.max_attempts, error=f"{type(error).__name__}: {str(error)[:300]}", source="risk_manager")
             if attempts >= self.max_attempts:
-                await client.set(key, b"parked", ex=HANDLED_SECONDS)
+                await self.bus.client.set(key, b"parked", ex=HANDLED_SECONDS)
                 return "parked"
             return "failed"
-        await client.set(key, b"done", ex=HANDLED_SECONDS)
+        await self.bus.client.set(key, b"done", ex=HANDLED_SECONDS)
         self.stats.handled += 1
         return "done"
 
