@@ -57,14 +57,15 @@ class OrderFlowClient:
     """Exit recommendations and statuses for a threaded bot, and its positions in the registry.
 
     ``callbacks``: ``"thread"`` runs ``on_exit``/``on_status`` in one handler thread of the client's (never on
-    its event loop, so a slow broker call does not hold up Redis); ``"queue"`` hands each recommendation to
-    ``deliveries`` (a :class:`queue.Queue` of :class:`Delivery`) and statuses to ``statuses``.
+    its event loop, so a slow broker call does not hold up Redis), or on ``executor`` when the bot passes its own;
+    ``"queue"`` hands each recommendation to ``deliveries`` (a :class:`queue.Queue` of :class:`Delivery`) and
+    statuses to ``statuses``.
     """
 
     def __init__(self, redis_url: str, *, name: str, on_exit: ExitCallback | None = None, on_status: StatusCallback | None = None,
                  callbacks: Literal["thread", "queue"] = "thread", held_symbols: Callable[[], set[str]] | None = None,
                  signing_keys: dict[str, bytes] | None = None, max_attempts: int = 5, catch_up_seconds: float = 120.0,
-                 key_prefix: str = "orderflow") -> None:
+                 key_prefix: str = "orderflow", executor: concurrent.futures.Executor | None = None) -> None:
         if callbacks == "thread" and on_exit is None:
             raise ValueError('on_exit is required with callbacks="thread" (or use callbacks="queue")')
         self.redis_url = redis_url
@@ -78,7 +79,9 @@ class OrderFlowClient:
         self.deliveries: queue.Queue[Delivery] = queue.Queue()
         self.statuses: queue.Queue[FeedStatus] = queue.Queue()
         self.client: RiskManagerClient | None = None
-        self._handlers: concurrent.futures.ThreadPoolExecutor | None = None  # made by start(), shut by stop()
+        self._handlers: concurrent.futures.Executor | None = None  # made by start(), shut by stop(), unless given
+        self._own_handlers = executor is None
+        self._executor = executor
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._bus: Bus | None = None
@@ -93,7 +96,8 @@ class OrderFlowClient:
             return self
         self._ready.clear()
         self._startup_error = None
-        self._handlers = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"orderflow-{self.name}-handler")
+        self._handlers = self._executor or concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"orderflow-{self.name}-handler")
         self._thread = threading.Thread(target=self._run, name=f"orderflow-{self.name}", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
@@ -112,7 +116,7 @@ class OrderFlowClient:
         self._thread.join(timeout)
         self._thread = None
         self._bus = None
-        if self._handlers is not None:
+        if self._handlers is not None and self._own_handlers:
             self._handlers.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> OrderFlowClient:

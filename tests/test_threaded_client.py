@@ -66,6 +66,16 @@ def test_callbacks_run_in_the_clients_handler_thread_not_on_its_loop(redis_url, 
         assert _wait(lambda: len(seen) == 2) and orderflow.ping()
     assert seen == ["orderflow-slow-handler_0"] * 2
 
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="the-bots-own") as bots_thread:  # a thread the bot chose
+        with OrderFlowClient(redis_url, name="chosen", on_exit=on_exit, key_prefix=key_prefix, executor=bots_thread) as orderflow:
+            bus = orderflow._connected()
+            orderflow._call(bus.client.xadd(bus.keys.exits, {"exit": encode(_recommendation(3))}))
+            assert _wait(lambda: len(seen) == 3)
+        assert bots_thread.submit(lambda: "still usable").result() == "still usable"  # stopping the client left it alone
+    assert seen[-1] == "the-bots-own_0"
+
 
 def test_an_unreachable_redis_is_an_error_at_start_not_a_silent_thread():
     client = OrderFlowClient("redis://127.0.0.1:1/0", name="nowhere", on_exit=print)
