@@ -9,7 +9,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
-RUN pip install '.[services]' && mkdir -p /app/logs/order_flow /app/captures && chown -R orderflow:orderflow /app
+COPY orderflow_client ./orderflow_client
+RUN pip install . && mkdir -p /app/logs/order_flow /app/captures && chown -R orderflow:orderflow /app
 
 USER orderflow
 # No secret is baked in: POLYGON_API_KEY and REDIS_URL come from the environment at run time.

@@ -17,7 +17,7 @@ What attaching does:
 
 - **positions**: the bot's positions (``bot.positions``; the orchestrator's ``daily_trades``) are mirrored into
   orderflow's registry every ``sync_seconds`` (opens and closes, whoever made them — the bot's own stop too);
-- **exit recommendations** are judged by :func:`shared.risk.evaluate` with the last print and acted on through
+- **exit recommendations** are judged by :func:`orderflow_client.risk.evaluate` with the last print and acted on through
   the bot's own order path: an exit sells with ``TradingBot.execute_trade(…, "sell", …)`` (reason
   ``order_flow_alert: …`` in the bot's trade record) or ``TradingOrchestrator._execute_exit_order(…, "Order Flow", …)``;
   a tighter stop is set on a valid tick (``update_position`` / the trade record's ``stop_loss``). An exit the bot
@@ -34,11 +34,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Callable
 
-from shared import logs
-from shared.positions import Position
-from shared.prices import format_price, price_from_any
-from shared.risk import Decision, evaluate, log_decision
-from shared.wire import ExitRecommendation, OrderFlowAlert
+from orderflow_client import logs
+from orderflow_client.positions import Position
+from orderflow_client.prices import format_price, price_from_any
+from orderflow_client.risk import Decision, evaluate, log_decision
+from orderflow_client.wire import ExitRecommendation, OrderFlowAlert
 from orderflow_client.threaded import OrderFlowClient
 
 log = logs.get_logger("orderflow_client.robinhood")

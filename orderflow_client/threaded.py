@@ -13,7 +13,7 @@
 Or ``callbacks="queue"``: nothing runs in the client's threads; the bot takes :class:`Delivery` objects from
 ``orderflow.deliveries`` when it likes and calls ``done()`` (or ``failed(error)``: retried with backoff) on each.
 Either way a recommendation is handled **at least once until the handler returns** (or ``done()``), retried
-after a failure, parked after ``max_attempts`` (see :class:`shared.risk.RiskManagerClient`).
+after a failure, parked after ``max_attempts`` (see :class:`orderflow_client.risk.RiskManagerClient`).
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
-from shared.bus import Bus
-from shared.positions import Position, PositionRegistry
-from shared.risk import RiskManagerClient, last_trade_price
-from shared.errors import WireDecodeError
-from shared.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode
+from orderflow_client.bus import Bus
+from orderflow_client.positions import Position, PositionRegistry
+from orderflow_client.risk import RiskManagerClient, last_trade_price
+from orderflow_client.errors import WireDecodeError
+from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode
 
 ExitCallback = Callable[[ExitRecommendation], Any]
 StatusCallback = Callable[[FeedStatus], Any]

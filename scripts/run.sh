@@ -8,7 +8,7 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[services]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
 if [ "$#" -eq 0 ]; then
   set -- demo
 fi

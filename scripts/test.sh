@@ -25,5 +25,5 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[services,test]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 exec .venv/bin/python -m pytest "$@"

@@ -56,14 +56,14 @@ def bot_python() -> Path:
     """The bot's virtualenv with orderflow's client installed beside its pins (cached in .venv-bot: made once)."""
     _bot_or_fail()
     requirements = installable_requirements()
-    stamp = hashlib.sha256(("\n".join(requirements) + (REPO / "pyproject.toml").read_text()).encode()).hexdigest()
+    stamp = hashlib.sha256(("\n".join(requirements) + (REPO / "orderflow_client" / "pyproject.toml").read_text()).encode()).hexdigest()
     python = BOT_VENV / "bin" / "python"
     marker = BOT_VENV / "orderflow-stamp"
     if not python.exists() or not marker.exists() or marker.read_text() != stamp:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(BOT_VENV)], check=True)
         listing = BOT_VENV / "bot-requirements.txt"
         listing.write_text("\n".join(requirements) + "\n")
-        for arguments in (["-r", str(listing)], ["-e", str(REPO)]):  # the bot's pins first, then orderflow (slim) beside them
+        for arguments in (["-r", str(listing)], ["-e", str(REPO / "orderflow_client")]):  # the bot's pins, then the client
             done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *arguments],
                                   capture_output=True, text=True, timeout=1800)
             assert done.returncode == 0, done.stderr[-3000:]
@@ -74,14 +74,16 @@ def bot_python() -> Path:
 def test_the_client_installs_beside_the_bots_requirements(bot_python):
     check = subprocess.run([str(bot_python), "-m", "pip", "check"], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    probe = ("import sys, importlib.metadata as m; import orderflow_client.robinhood; "
+    probe = ("import sys, importlib.util, importlib.metadata as m; import orderflow_client.robinhood; "
              "print([name for name in ('pydantic_settings', 'fakeredis', 'typer', 'polygon', 'pandas') if name in sys.modules]); "
-             "print(m.version('polygon-api-client'), m.version('websockets'), m.version('pandas'))")
-    done = subprocess.run([str(bot_python), "-c", probe], capture_output=True, text=True, cwd=REPO.parent)
+             "print(m.version('polygon-api-client'), m.version('websockets'), m.version('pandas')); "
+             "print([name for name in ('shared', 'services') if importlib.util.find_spec(name)])")
+    done = subprocess.run([str(bot_python), "-c", probe], capture_output=True, text=True, cwd=BOT_VENV)  # no repo on the path
     assert done.returncode == 0, done.stderr
-    imported, versions = done.stdout.splitlines()
+    imported, versions, top_level = done.stdout.splitlines()
     assert imported == "[]"  # the client pulls in none of the services' dependencies
     assert versions == "1.12.5 11.0.3 2.3.3"  # the bot's own pins, untouched
+    assert top_level == "[]"  # one import package, orderflow_client: no collision-prone `shared` or `services`
 
 
 def _orderflow(*arguments: str, env: dict) -> subprocess.Popen:

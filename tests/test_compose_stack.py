@@ -49,7 +49,8 @@ def test_the_dry_run_stack_comes_up_and_produces_alerts_end_to_end(tmp_path):
     tool = _offline_compose()
     project = tmp_path / "orderflowstacktest"  # the compose project (and container) names: never a user's "orderflow"
     project.mkdir()
-    for name in ("Dockerfile", ".dockerignore", "docker-compose.yml", "pyproject.toml", "README.md", "config", "shared", "services"):
+    for name in ("Dockerfile", ".dockerignore", "docker-compose.yml", "pyproject.toml", "README.md", "config", "shared", "services",
+                 "orderflow_client"):
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, project / name,
                                                                **({"ignore": shutil.ignore_patterns("__pycache__")} if source.is_dir() else {}))

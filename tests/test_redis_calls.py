@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 RAW_CALLS_AND_THEIR_RECOVERY = {
     # the bus itself: every method turns redis-py's errors into BusUnavailableError / ConsumerGroupMissingError
-    **{f"shared/bus.py:Bus.{name}": "Bus._calling" for name in (
+    **{f"orderflow_client/bus.py:Bus.{name}": "Bus._calling" for name in (
         "ack", "close", "dead_letter", "delivery_counts", "ensure_group", "group_positions", "pending_count",
         "publish_channel", "publish_encoded", "read_group", "read_own_pending", "read_range", "reclaim_all")},
     "services/detector/service.py:DetectorService.__init__": "register_script: no round trip",
@@ -23,14 +23,14 @@ RAW_CALLS_AND_THEIR_RECOVERY = {
     "services/ingest/live.py:IngestService._follow_positions": "IngestService._follow_positions catches OUTAGE_ERRORS",
     "services/watch.py:follow": "the watch command's loop catches OUTAGE_ERRORS (banner)",
     "services/watch.py:starting_ids": "start-up of the watch command: fails with a clear error",
-    "shared/positions.py:PositionRegistry._notify": "the caller's recovery (detector _consume, ingest _follow_positions, client retries)",
-    "shared/positions.py:PositionRegistry.close": "the caller's recovery",
-    "shared/positions.py:PositionRegistry.current": "the caller's recovery",
-    "shared/positions.py:PositionRegistry.open": "the caller's recovery",
-    "shared/positions.py:PositionRegistry.restore": "the caller's recovery",
-    "shared/risk.py:RiskManagerClient._follow": "RiskManagerClient.run catches OUTAGE_ERRORS",
-    "shared/risk.py:RiskManagerClient._attempt": "RiskManagerClient.run catches OUTAGE_ERRORS",
-    "shared/risk.py:last_trade_price": "the handler that calls it: raising there retries the recommendation",
+    "orderflow_client/positions.py:PositionRegistry._notify": "the caller's recovery (detector _consume, ingest _follow_positions, client retries)",
+    "orderflow_client/positions.py:PositionRegistry.close": "the caller's recovery",
+    "orderflow_client/positions.py:PositionRegistry.current": "the caller's recovery",
+    "orderflow_client/positions.py:PositionRegistry.open": "the caller's recovery",
+    "orderflow_client/positions.py:PositionRegistry.restore": "the caller's recovery",
+    "orderflow_client/risk.py:RiskManagerClient._follow": "RiskManagerClient.run catches OUTAGE_ERRORS",
+    "orderflow_client/risk.py:RiskManagerClient._attempt": "RiskManagerClient.run catches OUTAGE_ERRORS",
+    "orderflow_client/risk.py:last_trade_price": "the handler that calls it: raising there retries the recommendation",
     "orderflow_client/threaded.py:OrderFlowClient._recent": "the bot's call: a clear exception, the client keeps running",
     "orderflow_client/threaded.py:OrderFlowClient.ping": "the bot's call (health_check turns it into 'unreachable')",
 }
@@ -44,7 +44,7 @@ def raw_redis_calls() -> set[str]:
         for path in sorted((REPO / root).rglob("*.py")):
             relative = path.relative_to(REPO).as_posix()
             receivers = {"bus.client", "self.bus.client", "self._bus.client", "self._connected().client"}
-            if relative == "shared/bus.py":
+            if relative == "orderflow_client/bus.py":
                 receivers.add("self.client")
             stack: list[str] = []
 

@@ -1,7 +1,7 @@
 """What the bot embeds: the exit-recommendation client and a reference evaluator.
 
-    from shared.bus import Bus
-    from shared.risk import RiskManagerClient, evaluate
+    from orderflow_client.bus import Bus
+    from orderflow_client.risk import RiskManagerClient, evaluate
 
     bus = await Bus.connect("redis://127.0.0.1:6379/0")
     client = RiskManagerClient(bus, name="my-bot")
@@ -40,14 +40,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Literal
 
-from shared import logs
-from shared.bus import OUTAGE_ERRORS, Bus, BusEntry, Outage
-from shared.errors import BusAuthenticationError, ConsumerGroupMissingError, WireDecodeError
-from shared.positions import Position
-from shared.prices import format_price, price_to_float, round_to_tick
-from shared.signing import verify
-from shared.timestamps import now_ns
-from shared.wire import ExitRecommendation, FeedStatus, Trade, decode, encode
+from orderflow_client import logs
+from orderflow_client.bus import OUTAGE_ERRORS, Bus, BusEntry, Outage
+from orderflow_client.errors import BusAuthenticationError, ConsumerGroupMissingError, WireDecodeError
+from orderflow_client.positions import Position
+from orderflow_client.prices import format_price, price_to_float, round_to_tick
+from orderflow_client.signing import verify
+from orderflow_client.timestamps import now_ns
+from orderflow_client.wire import ExitRecommendation, FeedStatus, Trade, decode, encode
 
 log = logs.get_logger(__name__)
 HANDLED_SECONDS = 30 * 24 * 3600

@@ -22,7 +22,7 @@ from typing import Literal
 
 import msgspec
 
-from shared.wire import ExitRecommendation
+from orderflow_client.wire import ExitRecommendation
 
 Verdict = Literal["authentic", "unsigned", "unknown_key", "forged", "expired"]
 

@@ -12,7 +12,7 @@ missed notice costs at most that period.
     registry = PositionRegistry(bus)
     await registry.open("AAPL", quantity=200, entry_price=Decimal("187.43"), stop_loss=Decimal("184.00"))
 
-Prices are ``Decimal``, ``float`` or ``str`` dollars (or :class:`~shared.prices.NanoDollars`); a bare ``int`` is
+Prices are ``Decimal``, ``float`` or ``str`` dollars (or :class:`~orderflow_client.prices.NanoDollars`); a bare ``int`` is
 refused (dollars or nano-dollars?). An entry of the hash that cannot be read is logged, reported by the
 services as a ``position_unreadable`` status and its symbol still monitored.
     await registry.close("AAPL")
@@ -24,12 +24,12 @@ from decimal import Decimal
 
 import msgspec
 
-from shared import logs
-from shared.bus import Bus
+from orderflow_client import logs
+from orderflow_client.bus import Bus
 from typing import NamedTuple
 
-from shared.prices import format_price, price_from_any
-from shared.timestamps import now_ns
+from orderflow_client.prices import format_price, price_from_any
+from orderflow_client.timestamps import now_ns
 
 
 class Position(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,7 +65,7 @@ def decode_change(payload: bytes | str) -> PositionChange | None:
         return None
 
 
-PriceInput = Decimal | float | str | int  # int only as shared.prices.NanoDollars
+PriceInput = Decimal | float | str | int  # int only as orderflow_client.prices.NanoDollars
 
 
 class RegistryNotice(NamedTuple):
@@ -96,7 +96,7 @@ class PositionRegistry:
 
     async def open(self, symbol: str, *, quantity: int, entry_price: PriceInput, stop_loss: PriceInput | None = None) -> Position:
         """Register (or update) an open position: ``quantity`` in shares (negative: short), prices as ``Decimal``,
-        ``float`` or ``str`` dollars, or :class:`~shared.prices.NanoDollars`; no stop: None."""
+        ``float`` or ``str`` dollars, or :class:`~orderflow_client.prices.NanoDollars`; no stop: None."""
         if isinstance(quantity, bool) or not isinstance(quantity, int):
             if isinstance(quantity, (float, Decimal)) and quantity == int(quantity):
                 quantity = int(quantity)

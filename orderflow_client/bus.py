@@ -41,10 +41,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import AuthenticationError, AuthorizationError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared import logs, metrics
-from shared.logs import mask_url
-from shared.errors import BusAuthenticationError, BusUnavailableError, ConsumerGroupMissingError
-from shared.wire import WireMessage, encode
+from orderflow_client import logs, metrics
+from orderflow_client.logs import mask_url
+from orderflow_client.errors import BusAuthenticationError, BusUnavailableError, ConsumerGroupMissingError
+from orderflow_client.wire import WireMessage, encode
 
 log = logs.get_logger(__name__)
 

@@ -12,7 +12,7 @@ of them. Conventions that every part of orderflow relies on:
   replay judges staleness exactly as the live session did.
 * Prices are exact integers in **nano-dollars** (``PRICE_SCALE`` = 1e9 per
   dollar), so comparisons at the bid/ask never touch floats. $187.43 is
-  ``187_430_000_000``. See :mod:`shared.prices`.
+  ``187_430_000_000``. See :mod:`orderflow_client.prices`.
 * Sizes are integer shares.
 
 On the bus the payload is msgpack; in logs and files it is JSON. A sample
@@ -31,8 +31,8 @@ from typing import Literal, Union
 
 import msgspec
 
-from shared.errors import WireDecodeError
-from shared.timestamps import ns_to_utc_iso
+from orderflow_client.errors import WireDecodeError
+from orderflow_client.timestamps import ns_to_utc_iso
 
 Side = Literal["buy", "sell", "unknown"]
 """Aggressor side of a trade."""
@@ -202,7 +202,7 @@ class ExitRecommendation(msgspec.Struct, frozen=True, tag="exit", kw_only=True):
     evidence: dict[str, EvidenceValue] = {}
     latency_ms: float = 0.0
     key_id: str = ""
-    """The signing key's name; with ``signed_ns`` (ns) and ``signature`` (HMAC-SHA256, hex): see :mod:`shared.signing`."""
+    """The signing key's name; with ``signed_ns`` (ns) and ``signature`` (HMAC-SHA256, hex): see :mod:`orderflow_client.signing`."""
     signed_ns: int = 0
     signature: str = ""
 
