@@ -44,7 +44,7 @@ from bench.live_latency import KEY, timeline
 from services.detector.engine import Engine, RuleSettings
 from services.detector.service import _MARKET_TAGS
 from services.ingest.simulator import PolygonSimulator
-from shared.bus import Bus, BusEntry
+from shared.bus import Bus
 from shared.config import OrderFlowConfig
 from shared.errors import WireDecodeError
 from shared.positions import PositionRegistry

@@ -7,7 +7,6 @@ import asyncio
 import secrets
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import redis
