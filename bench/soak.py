@@ -42,13 +42,13 @@ import redis
 
 from bench.live_latency import KEY, timeline
 from services.detector.engine import Engine, RuleSettings
-from services.detector.service import _MARKET_TAGS
+from services.detector.service import _misplaced
 from services.ingest.simulator import PolygonSimulator
-from shared.bus import Bus
+from shared.bus import Bus, BusEntry
 from shared.config import OrderFlowConfig
 from shared.errors import WireDecodeError
 from shared.positions import PositionRegistry
-from shared.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode, encode
+from shared.wire import ExitRecommendation, OrderFlowAlert, decode, encode
 from tests.redis_server import RedisProcess, free_port, redis_server_binary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,15 +126,15 @@ def reference(client: redis.Redis, prefix: str, symbols: list[str], config: Orde
     alerts, exits = set(), set()
     events = poison = 0
     for symbol in symbols:
-        for _entry_id, fields in client.xrange(f"{prefix}:md:{{{symbol}}}"):
+        stream = f"{prefix}:md:{{{symbol}}}"
+        for entry_id, fields in client.xrange(stream):
             field, payload = next(iter(fields.items()))
             try:
                 event = decode(payload)
             except WireDecodeError:
                 poison += 1
                 continue
-            tag = type(event).__struct_config__.tag.encode()
-            if tag not in _MARKET_TAGS or field != tag or (not isinstance(event, FeedStatus) and event.symbol != symbol):
+            if _misplaced(event, BusEntry(stream, entry_id, payload, field), symbol) is not None:  # as the detector judges
                 poison += 1
                 continue
             events += 1
