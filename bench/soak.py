@@ -4,7 +4,8 @@ alert and exit compared with an undisturbed offline run over the same input.
 The chain: Polygon simulator (in this process) → ``orderflow ingest`` → a Redis of its own (append-only, fsync
 always) → ``orderflow detect`` → ``orderflow risk-manager`` (the stand-in bot). Input: the dense symbols of
 ``bench.live_latency`` (a quote every 10 ms, a print every 20 ms, three 12,000-share sellers every 36 s: an exit
-recommendation each time). Faults, one at a time, the next after an exponential pause (``--mean-interval``):
+recommendation each time). Faults, one at a time, the next after an exponential pause (``--mean-interval``),
+every kind once per round in an order drawn from the seed:
 
     detector_kill, ingest_kill, bot_kill   SIGKILL, restarted a second later
     redis_kill                             SIGKILL of Redis, restarted from its append-only file a second later
@@ -67,9 +68,11 @@ class Managed:
 
     def start(self) -> None:
         self.starts += 1
-        self.process = subprocess.Popen([sys.executable, "-m", "services.cli", *self.command], cwd=REPO,
-                                        env={**self.env, "ORDER_FLOW_LOG_DIR": str(self.log_dir), "ORDER_FLOW_METRICS_PORT": "0"},
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_dir / f"stderr-{self.starts}.txt", "wb") as stderr:  # the console log, kept for a post-mortem
+            self.process = subprocess.Popen([sys.executable, "-m", "services.cli", *self.command], cwd=REPO,
+                                            env={**self.env, "ORDER_FLOW_LOG_DIR": str(self.log_dir), "ORDER_FLOW_METRICS_PORT": "0"},
+                                            stdout=subprocess.DEVNULL, stderr=stderr)
 
     def sample(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -100,6 +103,12 @@ class Managed:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return None
+
+
+def _last_lines(process: Managed, count: int = 12) -> str:
+    """The end of a process's last console log: why it exited as it did."""
+    path = process.log_dir / f"stderr-{process.starts}.txt"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-count:]) if path.exists() else ""
 
 
 def caught_up(client: redis.Redis, prefix: str, symbols: list[str]) -> bool:
@@ -231,6 +240,7 @@ async def soak(arguments: argparse.Namespace) -> dict:
     done = asyncio.Event()
     sampling = asyncio.ensure_future(sampler(done))
     began = time.monotonic()
+    queue: list[str] = []
     try:
         await asyncio.sleep(8)  # everything connects; the simulator's market opens at 8 s
         while time.monotonic() - began < arguments.seconds:
@@ -238,7 +248,9 @@ async def soak(arguments: argparse.Namespace) -> dict:
             if time.monotonic() - began + pause >= arguments.seconds:
                 break
             await asyncio.sleep(pause)
-            await inject(rng.choice(kinds))
+            if not queue:  # every kind once per round, in a seeded order: a short run still sees a mix
+                queue = rng.sample(kinds, len(kinds))
+            await inject(queue.pop())
         await asyncio.sleep(max(0.0, arguments.seconds + 8 - (time.monotonic() - began)))
         await simulator.stop()  # the feed ends: catch up, then stop
         deadline = time.monotonic() + 120
@@ -272,7 +284,8 @@ async def soak(arguments: argparse.Namespace) -> dict:
         "starts": {name: process.starts for name, process in processes.items()},
         "recovery_seconds": {kind: {"median": round(statistics.median(values), 2), "max": round(max(values), 2)}
                              for kind, values in recovery.items()},
-        "exit_codes": codes,
+        "exit_codes": codes, "workdir": str(workdir),
+        "exit_errors": {name: _last_lines(processes[name]) for name, code in codes.items() if code != 0},
     }
 
 
@@ -293,6 +306,7 @@ def main() -> None:
     print(f"poison entries {result['poison_written']}, dead-lettered {result['dead_lettered']}")
     print(f"peak RSS (MB): {result['peak_rss_mb']}   process starts: {result['starts']}")
     print(f"caught up after a fault (s; -1: not within 60 s): {result['recovery_seconds']}")
+    print(f"exit codes on SIGTERM: {result['exit_codes']}   (console logs in {result['workdir']})")
     print("RESULT " + json.dumps(result))
 
 

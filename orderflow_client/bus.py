@@ -38,7 +38,7 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import AuthenticationError, AuthorizationError, ResponseError
+from redis.exceptions import AuthenticationError, AuthorizationError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orderflow_client import logs, metrics
@@ -337,10 +337,19 @@ class Bus:
             arguments.append(payload)
             positions[stream].append(index)
         async with self._calling("publish", unpublished=list(entries)):
-            async with self.client.pipeline(transaction=False) as pipe:
-                for stream, arguments in per_stream.items():
-                    await self._append_batch(keys=[stream], args=arguments, client=pipe)
-                replies = await pipe.execute()
+            for attempt in (1, 2):
+                try:
+                    async with self.client.pipeline(transaction=False) as pipe:
+                        for stream, arguments in per_stream.items():
+                            await self._append_batch(keys=[stream], args=arguments, client=pipe)
+                        replies = await pipe.execute()
+                    break
+                except NoScriptError:
+                    # Redis restarted while the pipeline was retried: its script cache is empty (the pipeline
+                    # loads scripts only before the first try). Every call failed, nothing was appended: again.
+                    if attempt == 2:
+                        raise
+                    log.warning("order_flow.bus_scripts_reloaded", detail="Redis lost its script cache (restarted?)")
         ids: list[str] = [""] * len(entries)
         for stream, reply in zip(per_stream, replies):
             for index, entry_id in zip(positions[stream], reply):

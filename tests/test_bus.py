@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
+import redis.asyncio
 
 from shared import metrics
 from shared.bus import Bus
@@ -378,3 +380,62 @@ async def test_a_read_whose_reply_was_lost_hands_over_its_entries_at_once_and_in
 
 async def publish_all_ids(bus: Bus, stream: str, trades: list[Trade]) -> list[bytes]:
     return [entry_id.encode() for entry_id in await bus.publish([(stream, trade) for trade in trades])]
+
+
+class _ScriptFlusher:
+    """A TCP proxy to Redis that, once armed, empties Redis's script cache just before forwarding the next EVALSHA:
+    what a Redis restarted between the pipeline's script check and its execution looks like to the client."""
+
+    def __init__(self, redis_port: int) -> None:
+        self.redis_port = redis_port
+        self.armed = False
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _connection(self, client_reader, client_writer) -> None:
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.redis_port)
+
+        async def upstream() -> None:
+            while data := await client_reader.read(65536):
+                if self.armed and b"EVALSHA" in data:
+                    self.armed = False
+                    flusher = redis.asyncio.Redis(port=self.redis_port)
+                    await flusher.script_flush()
+                    await flusher.aclose()
+                server_writer.write(data)
+                await server_writer.drain()
+
+        async def downstream() -> None:
+            while data := await server_reader.read(65536):
+                client_writer.write(data)
+                await client_writer.drain()
+
+        await asyncio.gather(upstream(), downstream(), return_exceptions=True)
+
+    async def stop(self) -> None:
+        self.server.close()
+
+
+@pytest.mark.redis
+async def test_a_publish_whose_script_vanished_loads_it_again():
+    """The soak found it: Redis restarted while a publish pipeline was being retried; the retry ran EVALSHA on a Redis
+    whose script cache was empty (the pipeline checks its scripts only before the first try) and NoScriptError
+    killed ingest's publisher. Now the pipeline is sent again, which loads the script."""
+    from tests.redis_server import RedisProcess, redis_server_binary
+
+    server = RedisProcess(port=free_port(), binary=redis_server_binary()).start()
+    flusher = _ScriptFlusher(server.port)
+    proxy_port = await flusher.start()
+    bus = await Bus.connect(f"redis://127.0.0.1:{proxy_port}/0", prefix="noscript")
+    try:
+        stream = bus.keys.market("NS")
+        await publish_all(bus, stream, make_trades(5, "NS"))  # the script is loaded and its sha remembered
+        flusher.armed = True
+        ids = await bus.publish([(stream, trade) for trade in make_trades(3, "NS", start=5)])
+        assert not flusher.armed and len(ids) == 3 and await bus.client.xlen(stream) == 8
+    finally:
+        await bus.close()
+        await flusher.stop()
+        server.stop()

@@ -497,3 +497,26 @@ async def test_the_inbox_is_bounded_in_bytes_as_well_as_frames(redis_url, key_pr
         assert [s.code for s in statuses if s.state == "gap"] == ["queue_overflow"] and service.inbox_bytes == 0
     finally:
         await bus.close()
+
+
+async def test_a_dead_publisher_ends_ingest_at_once_instead_of_leaving_it_half_alive(simulator, redis_url, key_prefix, monkeypatch):
+    """The soak found ingest's publisher task dead (an error Redis gave after a restart) while the process went on
+    receiving and publishing nothing, unnoticed until SIGTERM. Now a task that dies ends ingest at once, with the
+    error logged, so its supervisor restarts it."""
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
+    service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY)
+
+    async def broken(stop):
+        await asyncio.sleep(0.5)
+        raise RuntimeError("injected: the publisher failed")
+
+    monkeypatch.setattr(service, "_process", broken)
+    stop = asyncio.Event()
+    started = time.monotonic()
+    try:
+        with pytest.raises(RuntimeError, match="injected"):
+            await asyncio.wait_for(service.run(stop), timeout=10)
+        assert time.monotonic() - started < 3 and stop.is_set()
+    finally:
+        await bus.close()

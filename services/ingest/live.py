@@ -502,8 +502,16 @@ class IngestService:
         await self.reconcile()
         tasks = [asyncio.ensure_future(self._supervise(stop)), asyncio.ensure_future(self._process(stop)),
                  asyncio.ensure_future(self._follow_positions(stop))]
+        stopping = asyncio.ensure_future(stop.wait())
         try:
-            await stop.wait()
+            await asyncio.wait({stopping, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+            failed = [task for task in tasks if task.done() and not task.cancelled() and task.exception() is not None]
+            if failed and not stop.is_set():  # a task died: never go on half-alive (publishing nothing, say nothing)
+                error = failed[0].exception()
+                log.error("order_flow.ingest_failed", code="internal_error", error=f"{type(error).__name__}: {str(error)[:300]}",
+                          exc_info=error)
+                stop.set()
+                raise error
             # what was received gets SHUTDOWN_DRAIN_SECONDS to reach Redis; a Redis that is down does not hold the stop
             done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_DRAIN_SECONDS + 1.0)
             if pending:
@@ -513,6 +521,7 @@ class IngestService:
                 if not task.cancelled() and task.exception() is not None:
                     raise task.exception()
         finally:
+            stopping.cancel()
             for task in tasks:
                 task.cancel()
             if self.recorder is not None:
