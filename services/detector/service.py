@@ -266,7 +266,12 @@ class DetectorService:
         consume = asyncio.ensure_future(self._consume(stop))
         stopped = asyncio.ensure_future(stop.wait())
         try:
-            await asyncio.wait({consume, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({consume, stopped, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
+            if heartbeat.done() and not heartbeat.cancelled() and heartbeat.exception() is not None:
+                consume.cancel()  # never go on half-alive: without the heartbeat resting offers would wait for events
+                await asyncio.gather(consume, return_exceptions=True)
+                log.error("order_flow.detector_failed", code="internal_error", error=repr(heartbeat.exception())[:300])
+                raise heartbeat.exception()
             if not consume.done():  # stopping: the batch in hand may finish, a Redis call retrying into an outage may not
                 done, _ = await asyncio.wait({consume}, timeout=STOP_GRACE_SECONDS)
                 if not done:
