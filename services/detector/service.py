@@ -267,7 +267,8 @@ class DetectorService:
         stopped = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({consume, stopped, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
-            if heartbeat.done() and not heartbeat.cancelled() and heartbeat.exception() is not None:
+            if (heartbeat.done() and not heartbeat.cancelled() and heartbeat.exception() is not None
+                    and not isinstance(heartbeat.exception(), _Stopping) and not stop.is_set()):
                 consume.cancel()  # never go on half-alive: without the heartbeat resting offers would wait for events
                 await asyncio.gather(consume, return_exceptions=True)
                 log.error("order_flow.detector_failed", code="internal_error", error=repr(heartbeat.exception())[:300])
