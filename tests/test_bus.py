@@ -300,50 +300,79 @@ async def test_tls_with_rediss_url(tmp_path):
         process.wait()
 
 
-class _ReplyCutter:
-    """A TCP proxy to Redis that, once armed, forwards the next ``XREADGROUP … >`` and then cuts the connection
-    before its reply reaches the client: Redis has delivered the entries (pending for the consumer), the client
-    never saw them and retries."""
+class _Proxy:
+    """A TCP proxy to Redis for fault tests: bytes pass both ways; a subclass's :meth:`before` sees each chunk the
+    client sends before Redis gets it."""
 
     def __init__(self, redis_port: int) -> None:
         self.redis_port = redis_port
         self.armed = False
-        self.cut = 0
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
         return self.server.sockets[0].getsockname()[1]
 
+    async def stop(self) -> None:
+        self.server.close()
+
+    async def before(self, data: bytes) -> None:
+        """Called with each chunk from the client, before it is forwarded."""
+
+    async def after(self, data: bytes, client_writer, server_writer) -> bool:
+        """Called once a chunk was forwarded; False ends this connection."""
+        return True
+
+    def swallowing(self) -> bool:
+        """True while Redis's replies must not reach the client."""
+        return False
+
     async def _connection(self, client_reader, client_writer) -> None:
         server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.redis_port)
-        swallowing = asyncio.Event()
 
         async def upstream() -> None:
             while data := await client_reader.read(65536):
-                cutting = self.armed and b"XREADGROUP" in data and b"\r\n>\r\n" in data
-                if cutting:
-                    self.armed = False
-                    swallowing.set()  # its reply never reaches the client
+                await self.before(data)
                 server_writer.write(data)
                 await server_writer.drain()
-                if cutting:
-                    self.cut += 1
-                    await asyncio.sleep(0.2)  # Redis answers (and marks the entries delivered) meanwhile
-                    client_writer.transport.abort()
-                    server_writer.transport.abort()
+                if not await self.after(data, client_writer, server_writer):
                     return
 
         async def downstream() -> None:
             while data := await server_reader.read(65536):
-                if swallowing.is_set() or client_writer.transport.is_closing():
+                if self.swallowing() or client_writer.transport.is_closing():
                     continue
                 client_writer.write(data)
                 await client_writer.drain()
 
         await asyncio.gather(upstream(), downstream(), return_exceptions=True)
 
-    async def stop(self) -> None:
-        self.server.close()
+
+class _ReplyCutter(_Proxy):
+    """Once armed, forwards the next ``XREADGROUP … >`` and then cuts the connection before its reply reaches the
+    client: Redis has delivered the entries (pending for the consumer), the client never saw them and retries."""
+
+    def __init__(self, redis_port: int) -> None:
+        super().__init__(redis_port)
+        self.cut = 0
+        self._cutting = False
+
+    async def before(self, data: bytes) -> None:
+        if self.armed and b"XREADGROUP" in data and b"\r\n>\r\n" in data:
+            self.armed = False
+            self._cutting = True  # its reply never reaches the client
+
+    def swallowing(self) -> bool:
+        return self._cutting
+
+    async def after(self, data: bytes, client_writer, server_writer) -> bool:
+        if not self._cutting or self.cut:
+            return True
+        self.cut += 1
+        await asyncio.sleep(0.2)  # Redis answers (and marks the entries delivered) meanwhile
+        client_writer.transport.abort()
+        server_writer.transport.abort()
+        self._cutting = False  # the client's next connection gets its replies
+        return False
 
 
 @pytest.mark.redis
@@ -382,40 +411,16 @@ async def publish_all_ids(bus: Bus, stream: str, trades: list[Trade]) -> list[by
     return [entry_id.encode() for entry_id in await bus.publish([(stream, trade) for trade in trades])]
 
 
-class _ScriptFlusher:
-    """A TCP proxy to Redis that, once armed, empties Redis's script cache just before forwarding the next EVALSHA:
-    what a Redis restarted between the pipeline's script check and its execution looks like to the client."""
+class _ScriptFlusher(_Proxy):
+    """Once armed, empties Redis's script cache just before forwarding the next EVALSHA: what a Redis restarted
+    between the pipeline's script check and its execution looks like to the client."""
 
-    def __init__(self, redis_port: int) -> None:
-        self.redis_port = redis_port
-        self.armed = False
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
-        return self.server.sockets[0].getsockname()[1]
-
-    async def _connection(self, client_reader, client_writer) -> None:
-        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.redis_port)
-
-        async def upstream() -> None:
-            while data := await client_reader.read(65536):
-                if self.armed and b"EVALSHA" in data:
-                    self.armed = False
-                    flusher = redis.asyncio.Redis(port=self.redis_port)
-                    await flusher.script_flush()
-                    await flusher.aclose()
-                server_writer.write(data)
-                await server_writer.drain()
-
-        async def downstream() -> None:
-            while data := await server_reader.read(65536):
-                client_writer.write(data)
-                await client_writer.drain()
-
-        await asyncio.gather(upstream(), downstream(), return_exceptions=True)
-
-    async def stop(self) -> None:
-        self.server.close()
+    async def before(self, data: bytes) -> None:
+        if self.armed and b"EVALSHA" in data:
+            self.armed = False
+            flusher = redis.asyncio.Redis(port=self.redis_port)
+            await flusher.script_flush()
+            await flusher.aclose()
 
 
 @pytest.mark.redis
