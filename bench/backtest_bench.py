@@ -40,8 +40,12 @@ print(count)
 
 
 def files(data: Path) -> list[Path]:
-    return [data / "lobster" / "LOBSTER_SampleFile_AMZN_2012-06-21_5.zip", data / "lobster" / "LOBSTER_SampleFile_AAPL_2012-06-21_1.zip",
-            *sorted((data / "algoseek" / "aig").glob("*.zip")), *sorted((data / "algoseek" / "bac").glob("*.zip"))]
+    return [
+        data / "lobster" / "LOBSTER_SampleFile_AMZN_2012-06-21_5.zip",
+        data / "lobster" / "LOBSTER_SampleFile_AAPL_2012-06-21_1.zip",
+        *sorted((data / "algoseek" / "aig").glob("*.zip")),
+        *sorted((data / "algoseek" / "bac").glob("*.zip")),
+    ]
 
 
 def timed(command: list[str]) -> tuple[float, str]:
@@ -63,14 +67,18 @@ def main() -> None:
             events = int(printed.strip().splitlines()[-1])
             analyze_seconds = 0.0
             for kind, group in (("lobster", inputs[:2]), ("algoseek", inputs[2:6]), ("algoseek", inputs[6:])):
-                seconds, _ = timed([*orderflow, "analyze", "--format", kind, *group, "--out", f"{scratch}/analyze-{kind}-{len(group)}"])
+                seconds, _ = timed(
+                    [*orderflow, "analyze", "--format", kind, *group, "--out", f"{scratch}/analyze-{kind}-{len(group)}"]
+                )
                 analyze_seconds += seconds
             backtest_seconds, _ = timed([*orderflow, "backtest", *inputs, "--out", f"{scratch}/backtest"])
             document = json.loads(Path(scratch, "backtest", "report.json").read_text())
             assert document["events"] == events, (document["events"], events)
-            print(f"run {run}: {events:,} events | parse only (ceiling) {events / parse_seconds:,.0f} events/s ({parse_seconds:.1f} s) | "
-                  f"analyze {events / analyze_seconds:,.0f} events/s ({analyze_seconds:.1f} s) | "
-                  f"backtest {events / backtest_seconds:,.0f} events/s ({backtest_seconds:.1f} s)")
+            print(
+                f"run {run}: {events:,} events | parse only (ceiling) {events / parse_seconds:,.0f} events/s ({parse_seconds:.1f} s) | "
+                f"analyze {events / analyze_seconds:,.0f} events/s ({analyze_seconds:.1f} s) | "
+                f"backtest {events / backtest_seconds:,.0f} events/s ({backtest_seconds:.1f} s)"
+            )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ def run(tree: Path, arguments: list[str]) -> float:
     environment.pop("REDIS_URL", None)
     environment.pop("POLYGON_API_KEY", None)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "services.cli", *arguments], cwd=tree, env=environment, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "services.cli", *arguments], cwd=tree, env=environment, check=True, capture_output=True
+    )
     return time.perf_counter() - started
 
 
@@ -46,18 +48,25 @@ def main() -> None:
         run(REPO, ["scenario", "quiet", "--out", str(full)])
         small = Path(scratch) / "small.capture"
         small.write_text("".join(full.read_text().splitlines(keepends=True)[:200]))
-        results: dict[str, dict[str, list[float]]] = {"before": {"startup": [], "analyze": []}, "after": {"startup": [], "analyze": []}}
+        results: dict[str, dict[str, list[float]]] = {
+            "before": {"startup": [], "analyze": []},
+            "after": {"startup": [], "analyze": []},
+        }
         events = 0
         for _round in range(arguments.rounds):
             for name, tree in (("before", arguments.before), ("after", REPO)):
-                results[name]["startup"].append(run(tree, ["analyze", "--format", "capture", str(small), "--out", f"{scratch}/s-{name}"]))
+                results[name]["startup"].append(
+                    run(tree, ["analyze", "--format", "capture", str(small), "--out", f"{scratch}/s-{name}"])
+                )
                 seconds = run(tree, ["analyze", "--format", "lobster", str(day), "--out", f"{scratch}/a-{name}"])
                 events = json.loads(Path(scratch, f"a-{name}", "summary.json").read_text())["events"]
                 results[name]["analyze"].append(events / seconds)
     for name in ("before", "after"):
         startup, rates = results[name]["startup"], results[name]["analyze"]
-        print(f"{name:>6}: start-up {min(startup):.2f}–{max(startup):.2f} s (median {statistics.median(startup):.2f}) | "
-              f"analyze {events:,} events: {min(rates):,.0f}–{max(rates):,.0f} events/s whole process (median {statistics.median(rates):,.0f})")
+        print(
+            f"{name:>6}: start-up {min(startup):.2f}–{max(startup):.2f} s (median {statistics.median(startup):.2f}) | "
+            f"analyze {events:,} events: {min(rates):,.0f}–{max(rates):,.0f} events/s whole process (median {statistics.median(rates):,.0f})"
+        )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Bus benchmark: 200,000 trade events through a real Redis.
 
 Prints the publish rate, the consume+decode rate and the consume+decode+ack
-rate of :class:`shared.bus.Bus`, next to ``redis-benchmark``'s pipelined
+rate of :class:`orderflow_client.bus.Bus`, next to ``redis-benchmark``'s pipelined
 XADD rate on the same machine (the server's own ceiling).
 
     python -m bench.bus_bench [--redis-url redis://127.0.0.1:6379/0] [--events 200000]
@@ -18,15 +18,26 @@ import time
 import uuid
 from urllib.parse import urlparse
 
-from shared.bus import Bus
-from shared.wire import Trade, decode
+from orderflow_client.bus import Bus
+from orderflow_client.wire import Trade, decode
 
 
 def trades(count: int) -> list[Trade]:
     base = 1_700_000_000_000_000_000
     return [
-        Trade(symbol="AAPL", ts_event=base + i * 1000, ts_recv=base + i * 1000 + 500, ts_arrival=base + i * 1000 + 500, price=187_430_000_000 + (i % 50) * 10_000_000,
-              size=100 + i % 400, exchange=4 + i % 10, trade_id=str(71675577320245 + i), conditions=(12, 37), sequence=i, tape=3)
+        Trade(
+            symbol="AAPL",
+            ts_event=base + i * 1000,
+            ts_recv=base + i * 1000 + 500,
+            ts_arrival=base + i * 1000 + 500,
+            price=187_430_000_000 + (i % 50) * 10_000_000,
+            size=100 + i % 400,
+            exchange=4 + i % 10,
+            trade_id=str(71675577320245 + i),
+            conditions=(12, 37),
+            sequence=i,
+            tape=3,
+        )
         for i in range(count)
     ]
 
@@ -39,7 +50,7 @@ async def run(url: str, count: int, batch: int, read_count: int = 1000) -> dict[
     try:
         started = time.perf_counter()
         for index in range(0, count, batch):
-            await bus.publish([(stream, trade) for trade in events[index:index + batch]])
+            await bus.publish([(stream, trade) for trade in events[index : index + batch]])
         publish_rate = count / (time.perf_counter() - started)
 
         results = {"publish": publish_rate}
@@ -67,11 +78,38 @@ def redis_benchmark_xadd(url: str, count: int) -> float | None:
         return None
     parsed = urlparse(url)
     key = f"bench-rb-{uuid.uuid4().hex[:8]}"
-    command = [binary, "-h", parsed.hostname or "127.0.0.1", "-p", str(parsed.port or 6379), "-n", str(count),
-               "-P", "100", "-c", "1", "-q", "XADD", key, "*", "trade", "x" * 150]
+    command = [
+        binary,
+        "-h",
+        parsed.hostname or "127.0.0.1",
+        "-p",
+        str(parsed.port or 6379),
+        "-n",
+        str(count),
+        "-P",
+        "100",
+        "-c",
+        "1",
+        "-q",
+        "XADD",
+        key,
+        "*",
+        "trade",
+        "x" * 150,
+    ]
     output = subprocess.run(command, capture_output=True, text=True, timeout=300).stdout
-    subprocess.run([shutil.which("redis-cli") or "redis-cli", "-h", parsed.hostname or "127.0.0.1", "-p",
-                    str(parsed.port or 6379), "DEL", key], capture_output=True)
+    subprocess.run(
+        [
+            shutil.which("redis-cli") or "redis-cli",
+            "-h",
+            parsed.hostname or "127.0.0.1",
+            "-p",
+            str(parsed.port or 6379),
+            "DEL",
+            key,
+        ],
+        capture_output=True,
+    )
     match = re.search(r"([\d.]+) requests per second", output)
     return float(match.group(1)) if match else None
 
@@ -87,7 +125,9 @@ def main() -> None:
     reference = redis_benchmark_xadd(arguments.redis_url, arguments.events)
     print(f"events: {arguments.events:,} trades, publish batches of {arguments.batch}")
     print(f"publish (Bus.publish, Lua batch per stream):   {results['publish']:>10,.0f} events/s   target >= 150,000")
-    print(f"consume + decode (XREADGROUP {arguments.read_count:>5}):        {results['read-decode']:>10,.0f} events/s   target >= 300,000")
+    print(
+        f"consume + decode (XREADGROUP {arguments.read_count:>5}):        {results['read-decode']:>10,.0f} events/s   target >= 300,000"
+    )
     print(f"consume + decode + ack:                         {results['read-decode-ack']:>10,.0f} events/s")
     if reference is not None:
         print(f"redis-benchmark XADD, pipeline 100, 1 client:   {reference:>10,.0f} requests/s (server ceiling)")

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import msgspec
 
+from orderflow_client.wire import BookUpdate, Trade
 from services.ingest.classify import METHODS, SideClassifier
 from services.ingest.lobster import read_lobster
-from shared.wire import BookUpdate, Trade
 
 DAYS = ("LOBSTER_SampleFile_AMZN_2012-06-21_5.zip", "LOBSTER_SampleFile_AAPL_2012-06-21_1.zip")
 
@@ -34,8 +34,11 @@ def execution_types(path: Path) -> dict[str, int]:
     with zipfile.ZipFile(path) as archive:
         name = next(n for n in archive.namelist() if "_message_" in n)
         with io.TextIOWrapper(archive.open(name), encoding="ascii") as stream:
-            return {str(number): int(line.split(",", 2)[1]) for number, line in enumerate(stream, start=1)
-                    if line.split(",", 2)[1] in ("4", "5")}
+            return {
+                str(number): int(line.split(",", 2)[1])
+                for number, line in enumerate(stream, start=1)
+                if line.split(",", 2)[1] in ("4", "5")
+            }
 
 
 def score(path: Path, method: str, timing: str) -> dict[str, tuple[int, int]]:
@@ -59,7 +62,9 @@ def score(path: Path, method: str, timing: str) -> dict[str, tuple[int, int]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "lobster")
+    parser.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "lobster"
+    )
     arguments = parser.parse_args()
     print(f"{'day':<6} {'method':<10} {'timing':<10} {'all':>7} {'visible':>9} {'hidden':>8}   prints")
     for day in DAYS:
@@ -69,8 +74,10 @@ def main() -> None:
             for method in METHODS:
                 result = score(path, method, timing)
                 rate = {bucket: (c / t if t else float("nan")) for bucket, (c, t) in result.items()}
-                print(f"{symbol:<6} {method:<10} {timing:<10} {rate['all']:>7.3f} {rate.get('visible', float('nan')):>9.3f} "
-                      f"{rate.get('hidden', float('nan')):>8.3f}   {result['all'][1]:,} ({result.get('visible', (0, 0))[1]:,} visible)")
+                print(
+                    f"{symbol:<6} {method:<10} {timing:<10} {rate['all']:>7.3f} {rate.get('visible', float('nan')):>9.3f} "
+                    f"{rate.get('hidden', float('nan')):>8.3f}   {result['all'][1]:,} ({result.get('visible', (0, 0))[1]:,} visible)"
+                )
 
 
 if __name__ == "__main__":

@@ -26,15 +26,15 @@ import statistics
 import time
 import uuid
 
+from bench.stats import percentile
+from orderflow_client.bus import Bus
+from orderflow_client.logs import configure_logging
+from orderflow_client.wire import decode
 from services.detector.service import DetectorService
 from services.ingest.polygon_ws import parse_frame
 from services.ingest.replay import replay
-from services.ingest.scenarios import SCENARIOS, frames
-from shared.bus import Bus
-from bench.stats import percentile
+from services.tools.scenarios import SCENARIOS, frames
 from shared.config import OrderFlowConfig
-from shared.logs import configure_logging
-from shared.wire import decode
 
 configure_logging(service="bench", log_dir=None, level="ERROR", console=False)
 
@@ -72,7 +72,9 @@ async def throughput(url: str, copies: int) -> tuple[int, float, int]:
         elapsed = time.perf_counter() - started
         return service.stats.events, elapsed, service.stats.alerts
     finally:
-        await bus.client.delete(*(bus.keys.market(s) for s in symbols), bus.keys.alerts, bus.keys.exits, bus.keys.status)
+        await bus.client.delete(
+            *(bus.keys.market(s) for s in symbols), bus.keys.alerts, bus.keys.exits, bus.keys.status
+        )
         async for key in bus.client.scan_iter(match=f"{prefix}:*"):
             await bus.client.delete(key)
         await bus.close()
@@ -184,22 +186,32 @@ def main() -> None:
 
     if arguments.only in (None, "throughput"):
         events, elapsed, alerts = asyncio.run(throughput(arguments.redis_url, arguments.copies))
-        print(f"throughput: {events:,} events ({alerts} alerts) in {elapsed:.2f} s = {events / elapsed:,.0f} events/s   target >= 100,000")
+        print(
+            f"throughput: {events:,} events ({alerts} alerts) in {elapsed:.2f} s = {events / elapsed:,.0f} events/s   target >= 100,000"
+        )
 
     if arguments.only in (None, "latency"):
         copies = max(1, arguments.latency_symbols // 4)
-        latencies, processed, achieved, alert_latencies, round_trips = asyncio.run(latency(arguments.redis_url, arguments.rate, copies))
-        print(f"latency, {4 * copies} symbols, at {achieved:,.0f} events/s replay ({processed:,} events): "
-              f"p50 {percentile(latencies, 0.50):.2f} ms, p95 {percentile(latencies, 0.95):.2f} ms, "
-              f"p99 {percentile(latencies, 0.99):.2f} ms, max {max(latencies):.2f} ms   target p99 <= 25 ms; "
-              f"floor, 3 Redis round trips: p99 {3 * percentile(round_trips, 0.99):.2f} ms")
+        latencies, processed, achieved, alert_latencies, round_trips = asyncio.run(
+            latency(arguments.redis_url, arguments.rate, copies)
+        )
+        print(
+            f"latency, {4 * copies} symbols, at {achieved:,.0f} events/s replay ({processed:,} events): "
+            f"p50 {percentile(latencies, 0.50):.2f} ms, p95 {percentile(latencies, 0.95):.2f} ms, "
+            f"p99 {percentile(latencies, 0.99):.2f} ms, max {max(latencies):.2f} ms   target p99 <= 25 ms; "
+            f"floor, 3 Redis round trips: p99 {3 * percentile(round_trips, 0.99):.2f} ms"
+        )
         if alert_latencies:
-            print(f"alert latency_ms ({len(alert_latencies)} alerts): median {statistics.median(alert_latencies):.2f}, max {max(alert_latencies):.2f}")
+            print(
+                f"alert latency_ms ({len(alert_latencies)} alerts): median {statistics.median(alert_latencies):.2f}, max {max(alert_latencies):.2f}"
+            )
 
     if arguments.only in (None, "memory"):
         before, after, events = asyncio.run(memory(arguments.redis_url, arguments.symbols))
-        print(f"memory with {arguments.symbols} symbols ({events:,} events): RSS {before:.0f} MB -> {after:.0f} MB, "
-          f"growth {after - before:.1f} MB   target <= 50 MB")
+        print(
+            f"memory with {arguments.symbols} symbols ({events:,} events): RSS {before:.0f} MB -> {after:.0f} MB, "
+            f"growth {after - before:.1f} MB   target <= 50 MB"
+        )
 
 
 if __name__ == "__main__":

@@ -19,15 +19,15 @@ import multiprocessing
 import time
 import uuid
 
+from bench.stats import percentile
+from orderflow_client.bus import Bus
+from orderflow_client.logs import configure_logging
+from orderflow_client.positions import PositionRegistry
 from services.ingest.live import IngestService
 from services.ingest.polygon_ws import parse_frame
-from services.ingest.scenarios import frames
-from services.ingest.simulator import PolygonSimulator, polygon_event
-from shared.bus import Bus
-from bench.stats import percentile
+from services.tools.scenarios import frames
+from services.tools.simulator import PolygonSimulator, polygon_event
 from shared.config import OrderFlowConfig
-from shared.logs import configure_logging
-from shared.positions import PositionRegistry
 
 KEY = "bench-key"
 configure_logging(service="bench", log_dir=None, level="ERROR", console=False)
@@ -43,14 +43,18 @@ def timeline(symbols: list[str]) -> list[tuple[int, dict]]:
 
 def _simulate(symbols: list[str], speed: float, port_out, max_frame_events: int) -> None:
     async def main() -> None:
-        simulator = await PolygonSimulator(timeline(symbols), api_key=KEY, speed=speed, max_frame_events=max_frame_events).start()
+        simulator = await PolygonSimulator(
+            timeline(symbols), api_key=KEY, speed=speed, max_frame_events=max_frame_events
+        ).start()
         port_out.put(simulator.port)
         await asyncio.Event().wait()
 
     asyncio.run(main())
 
 
-async def run(url: str, symbols: list[str], speed: float, seconds: float, max_frame_events: int) -> tuple[int, float, list[float]]:
+async def run(
+    url: str, symbols: list[str], speed: float, seconds: float, max_frame_events: int
+) -> tuple[int, float, list[float]]:
     # spawn, not fork: a fork of this (large) process would make every page ingest writes a
     # copy-on-write fault, stalls a real deployment (separate processes) never has
     context = multiprocessing.get_context("spawn")
@@ -59,8 +63,13 @@ async def run(url: str, symbols: list[str], speed: float, seconds: float, max_fr
     simulator.start()
     port = port_out.get(timeout=120)
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    config = OrderFlowConfig(key_prefix=prefix, polygon_feed=f"127.0.0.1:{port}", polygon_secure=False,
-                             polygon_rest_url=f"http://127.0.0.1:{port}", stream_max_length=5_000_000)
+    config = OrderFlowConfig(
+        key_prefix=prefix,
+        polygon_feed=f"127.0.0.1:{port}",
+        polygon_secure=False,
+        polygon_rest_url=f"http://127.0.0.1:{port}",
+        stream_max_length=5_000_000,
+    )
     bus = await Bus.connect(url, prefix=prefix, stream_max_length=5_000_000)
     registry = PositionRegistry(bus)
     for symbol in symbols:
@@ -97,14 +106,18 @@ def main() -> None:
     symbols = [f"S{index:02d}" for index in range(20)]
 
     events, elapsed, _ = asyncio.run(run(arguments.redis_url, symbols, 1e6, arguments.seconds, 500))
-    print(f"throughput: {events:,} events in {elapsed:.1f} s = {events / elapsed:,.0f} events/s through ingest into Redis   target >= 50,000")
+    print(
+        f"throughput: {events:,} events in {elapsed:.1f} s = {events / elapsed:,.0f} events/s through ingest into Redis   target >= 50,000"
+    )
 
     market_rate = len(timeline(symbols)) / 1200  # events per market second (20 minutes of quiet flow)
     speed = 10_000 / market_rate
     events, elapsed, latencies = asyncio.run(run(arguments.redis_url, symbols, speed, arguments.seconds, 500))
-    print(f"latency at {events / elapsed:,.0f} events/s ({len(latencies):,} events): socket -> stream "
-          f"p50 {percentile(latencies, 0.5):.2f} ms, p95 {percentile(latencies, 0.95):.2f} ms, "
-          f"p99 {percentile(latencies, 0.99):.2f} ms, max {max(latencies):.2f} ms   target p99 <= 5 ms")
+    print(
+        f"latency at {events / elapsed:,.0f} events/s ({len(latencies):,} events): socket -> stream "
+        f"p50 {percentile(latencies, 0.5):.2f} ms, p95 {percentile(latencies, 0.95):.2f} ms, "
+        f"p99 {percentile(latencies, 0.99):.2f} ms, max {max(latencies):.2f} ms   target p99 <= 5 ms"
+    )
 
 
 if __name__ == "__main__":

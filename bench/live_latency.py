@@ -35,12 +35,12 @@ import uuid
 from pathlib import Path
 
 from bench.stats import percentile
-from services.ingest.simulator import PolygonSimulator, polygon_event
-from shared.bus import Bus
+from orderflow_client.bus import Bus
+from orderflow_client.positions import PositionRegistry
+from orderflow_client.timestamps import now_ns
+from orderflow_client.wire import Quote, Trade, decode
+from services.tools.simulator import PolygonSimulator, polygon_event
 from shared.config import OrderFlowConfig
-from shared.positions import PositionRegistry
-from shared.timestamps import now_ns
-from shared.wire import Quote, Trade, decode
 from tests.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,13 +51,32 @@ PERSISTENCE_SECONDS = OrderFlowConfig().book_persistence_seconds
 
 
 def _quote(symbol: str, ts: int, bid: int, ask_size: int = 500) -> Quote:
-    return Quote(symbol=symbol, ts_event=ts, ts_recv=ts, ts_arrival=ts, bid_price=bid, bid_size=500,
-                 ask_price=bid + CENT, ask_size=ask_size, bid_exchange=12, ask_exchange=12)
+    return Quote(
+        symbol=symbol,
+        ts_event=ts,
+        ts_recv=ts,
+        ts_arrival=ts,
+        bid_price=bid,
+        bid_size=500,
+        ask_price=bid + CENT,
+        ask_size=ask_size,
+        bid_exchange=12,
+        ask_exchange=12,
+    )
 
 
 def _trade(symbol: str, ts: int, price: int, size: int, number: int) -> Trade:
-    return Trade(symbol=symbol, ts_event=ts, ts_recv=ts, ts_arrival=ts, price=price, size=size, trade_id=str(number),
-                 exchange=12, conditions=())
+    return Trade(
+        symbol=symbol,
+        ts_event=ts,
+        ts_recv=ts,
+        ts_arrival=ts,
+        price=price,
+        size=size,
+        trade_id=str(number),
+        exchange=12,
+        conditions=(),
+    )
 
 
 def timeline(seconds: int, dense: list[str], sparse: list[str]) -> list[tuple[int, dict]]:
@@ -80,9 +99,14 @@ def timeline(seconds: int, dense: list[str], sparse: list[str]) -> list[tuple[in
         for cycle in range(seconds // 6):
             start, bid = cycle * 6 * S + offset, BID + cycle * CENT  # a new price each cycle: a new offer
             number += 1
-            events += [_quote(symbol, start, bid), _trade(symbol, start + 1_500 * MS, bid, 12_000, number),
-                       _quote(symbol, start + 3 * S, bid, ask_size=15_000)]
-    lead = [(0, polygon_event(_quote("WARMUP", 0, BID)))]  # the clock starts; the market opens 8 s later, once all listen
+            events += [
+                _quote(symbol, start, bid),
+                _trade(symbol, start + 1_500 * MS, bid, 12_000, number),
+                _quote(symbol, start + 3 * S, bid, ask_size=15_000),
+            ]
+    lead = [
+        (0, polygon_event(_quote("WARMUP", 0, BID)))
+    ]  # the clock starts; the market opens 8 s later, once all listen
     return lead + sorted(((event.ts_event + 8 * S, polygon_event(event)) for event in events), key=lambda pair: pair[0])
 
 
@@ -95,7 +119,9 @@ async def redis_round_trip_ms(bus: Bus, count: int = 2_000) -> list[float]:
     return times
 
 
-async def collect(bus: Bus, seconds: float, alerts: list[tuple[str, float, str]], exits: list[tuple[str, float]]) -> None:
+async def collect(
+    bus: Bus, seconds: float, alerts: list[tuple[str, float, str]], exits: list[tuple[str, float]]
+) -> None:
     """Read alerts (stream) and exits (channel) as they come, each on its own connection, with the latency
     from their ``ts_recv``."""
     deadline = time.monotonic() + seconds
@@ -130,20 +156,33 @@ async def collect(bus: Bus, seconds: float, alerts: list[tuple[str, float, str]]
 def _line(label: str, values: list[float]) -> str:
     if not values:
         return f"{label:<34} none"
-    return (f"{label:<34} n={len(values):>4}  p50 {percentile(values, 0.50):7.2f}  p95 {percentile(values, 0.95):7.2f}  "
-            f"p99 {percentile(values, 0.99):7.2f}  max {max(values):7.2f} ms")
+    return (
+        f"{label:<34} n={len(values):>4}  p50 {percentile(values, 0.50):7.2f}  p95 {percentile(values, 0.95):7.2f}  "
+        f"p99 {percentile(values, 0.99):7.2f}  max {max(values):7.2f} ms"
+    )
 
 
 async def run(arguments: argparse.Namespace) -> None:
     prefix = f"latency-{uuid.uuid4().hex[:8]}"
     dense = [f"DENSE{index}" for index in range(arguments.dense)]
     sparse = [f"SPARSE{index}" for index in range(arguments.sparse)]
-    simulator = await PolygonSimulator(timeline(arguments.seconds, dense, sparse), api_key=KEY, loop_forever=False).start()
-    env = {**os.environ, "REDIS_URL": arguments.redis_url, "ORDER_FLOW_KEY_PREFIX": prefix, "POLYGON_API_KEY": KEY,
-           "ORDER_FLOW_POLYGON_FEED": f"127.0.0.1:{simulator.port}", "ORDER_FLOW_POLYGON_SECURE": "false",
-           "ORDER_FLOW_POLYGON_REST_URL": f"http://127.0.0.1:{simulator.port}", "ORDER_FLOW_THRESHOLD_MODE": "absolute",
-           "ORDER_FLOW_ALERT_WINDOW_SECONDS": "30",
-           "ORDER_FLOW_LOG_DIR": f"/tmp/{prefix}-logs", "ORDER_FLOW_LOG_LEVEL": "ERROR", "PYTHONPATH": str(REPO)}
+    simulator = await PolygonSimulator(
+        timeline(arguments.seconds, dense, sparse), api_key=KEY, loop_forever=False
+    ).start()
+    env = {
+        **os.environ,
+        "REDIS_URL": arguments.redis_url,
+        "ORDER_FLOW_KEY_PREFIX": prefix,
+        "POLYGON_API_KEY": KEY,
+        "ORDER_FLOW_POLYGON_FEED": f"127.0.0.1:{simulator.port}",
+        "ORDER_FLOW_POLYGON_SECURE": "false",
+        "ORDER_FLOW_POLYGON_REST_URL": f"http://127.0.0.1:{simulator.port}",
+        "ORDER_FLOW_THRESHOLD_MODE": "absolute",
+        "ORDER_FLOW_ALERT_WINDOW_SECONDS": "30",
+        "ORDER_FLOW_LOG_DIR": f"/tmp/{prefix}-logs",
+        "ORDER_FLOW_LOG_LEVEL": "ERROR",
+        "PYTHONPATH": str(REPO),
+    }
     bus = await Bus.connect(arguments.redis_url, prefix=prefix)
     processes = []
     try:
@@ -151,9 +190,15 @@ async def run(arguments: argparse.Namespace) -> None:
         for symbol in dense + sparse:
             await registry.open(symbol, quantity=100, entry_price="50.05")
         for command in ("ingest", "detect"):
-            processes.append(subprocess.Popen([sys.executable, "-m", "services.cli", command], cwd=REPO,
-                                              env={**env, "ORDER_FLOW_METRICS_PORT": str(free_port())},
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "services.cli", command],
+                    cwd=REPO,
+                    env={**env, "ORDER_FLOW_METRICS_PORT": str(free_port())},
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         await asyncio.sleep(5)  # both start, connect and subscribe (the simulator's market opens at 8 s)
         floor = [4 * value for value in await redis_round_trip_ms(bus)]
         alerts: list[tuple[str, float, str]] = []
@@ -172,12 +217,23 @@ async def run(arguments: argparse.Namespace) -> None:
             await bus.client.delete(key)
         await bus.close()
 
-    print(f"live path at real pace, {arguments.seconds} s: {len(dense)} dense symbols (~150 events/s each), "
-          f"{len(sparse)} sparse (1 event per 2 s)")
+    print(
+        f"live path at real pace, {arguments.seconds} s: {len(dense)} dense symbols (~150 events/s each), "
+        f"{len(sparse)} sparse (1 event per 2 s)"
+    )
     print(_line("floor: 4 Redis round trips", floor))
     for kind, symbols in (("dense", dense), ("sparse", sparse)):
-        print(_line(f"{kind}: tape alert", [ms for symbol, ms, source in alerts if symbol in symbols and source == "tape"]))
-        print(_line(f"{kind}: book alert (heartbeat)", [ms for symbol, ms, source in alerts if symbol in symbols and source == "book"]))
+        print(
+            _line(
+                f"{kind}: tape alert", [ms for symbol, ms, source in alerts if symbol in symbols and source == "tape"]
+            )
+        )
+        print(
+            _line(
+                f"{kind}: book alert (heartbeat)",
+                [ms for symbol, ms, source in alerts if symbol in symbols and source == "book"],
+            )
+        )
         print(_line(f"{kind}: exit on the channel", [ms for symbol, ms in exits if symbol in symbols]))
     print("goal: p99 <= 25 ms from the print's arrival")
 

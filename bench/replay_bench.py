@@ -14,8 +14,8 @@ import resource
 import uuid
 from pathlib import Path
 
+from orderflow_client.bus import Bus
 from services.ingest.replay import SourceSpec, replay_files
-from shared.bus import Bus
 
 DAY = Path(__file__).resolve().parents[2] / "shared" / "data" / "lobster" / "LOBSTER_SampleFile_AMZN_2012-06-21_5.zip"
 
@@ -32,8 +32,10 @@ async def run(url: str, path: Path) -> None:
     print(f"events published: {summary.published:,} ({dict(summary.events_by_kind)}); on the stream: {length:,}")
     print(f"elapsed: {summary.elapsed_seconds:.2f} s (worker start-up included)")
     print(f"normalise+publish rate: {summary.events_per_second:,.0f} events/s   target >= 100,000")
-    print(f"peak RSS: publisher {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB, "
-          f"parsing worker {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB   target < 150 MB")
+    print(
+        f"peak RSS: publisher {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB, "
+        f"parsing worker {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB   target < 150 MB"
+    )
 
 
 def main() -> None:

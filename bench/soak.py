@@ -42,14 +42,14 @@ from pathlib import Path
 import redis
 
 from bench.live_latency import KEY, timeline
+from orderflow_client.bus import Bus, BusEntry
+from orderflow_client.errors import WireDecodeError
+from orderflow_client.positions import PositionRegistry
+from orderflow_client.wire import ExitRecommendation, OrderFlowAlert, decode, encode
 from services.detector.engine import Engine, RuleSettings
 from services.detector.service import _misplaced
-from services.ingest.simulator import PolygonSimulator
-from shared.bus import Bus, BusEntry
+from services.tools.simulator import PolygonSimulator
 from shared.config import OrderFlowConfig
-from shared.errors import WireDecodeError
-from shared.positions import PositionRegistry
-from shared.wire import ExitRecommendation, OrderFlowAlert, decode, encode
 from tests.redis_server import RedisProcess, free_port, redis_server_binary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,10 +69,16 @@ class Managed:
     def start(self) -> None:
         self.starts += 1
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_dir / f"stderr-{self.starts}.txt", "wb") as stderr:  # the console log, kept for a post-mortem
-            self.process = subprocess.Popen([sys.executable, "-m", "services.cli", *self.command], cwd=REPO,
-                                            env={**self.env, "ORDER_FLOW_LOG_DIR": str(self.log_dir), "ORDER_FLOW_METRICS_PORT": "0"},
-                                            stdout=subprocess.DEVNULL, stderr=stderr)
+        with open(
+            self.log_dir / f"stderr-{self.starts}.txt", "wb"
+        ) as stderr:  # the console log, kept for a post-mortem
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", *self.command],
+                cwd=REPO,
+                env={**self.env, "ORDER_FLOW_LOG_DIR": str(self.log_dir), "ORDER_FLOW_METRICS_PORT": "0"},
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
 
     def sample(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -128,7 +134,9 @@ def caught_up(client: redis.Redis, prefix: str, symbols: list[str]) -> bool:
         return False
 
 
-def reference(client: redis.Redis, prefix: str, symbols: list[str], config: OrderFlowConfig) -> tuple[set[str], set[str], int, int]:
+def reference(
+    client: redis.Redis, prefix: str, symbols: list[str], config: OrderFlowConfig
+) -> tuple[set[str], set[str], int, int]:
     """Alert and exit ids of one undisturbed pass of the rules over the market streams as they stand; the number of
     events and of entries a detector must dead-letter (skipped here as it skips them)."""
     engine = Engine(RuleSettings.from_config(config), config=config)
@@ -143,7 +151,9 @@ def reference(client: redis.Redis, prefix: str, symbols: list[str], config: Orde
             except WireDecodeError:
                 poison += 1
                 continue
-            if _misplaced(event, BusEntry(stream, entry_id, payload, field), symbol) is not None:  # as the detector judges
+            if (
+                _misplaced(event, BusEntry(stream, entry_id, payload, field), symbol) is not None
+            ):  # as the detector judges
                 poison += 1
                 continue
             events += 1
@@ -165,8 +175,11 @@ def decisions(log_dir: Path) -> Counter:
     for path in log_dir.glob("*.jsonl"):
         for line in path.read_text().splitlines():
             record = json.loads(line)
-            if record.get("event") in ("order_flow.exit_signal_triggered", "order_flow.recommendation_ignored") \
-                    and record.get("source", "risk_manager") == "risk_manager" and "id" in record:
+            if (
+                record.get("event") in ("order_flow.exit_signal_triggered", "order_flow.recommendation_ignored")
+                and record.get("source", "risk_manager") == "risk_manager"
+                and "id" in record
+            ):
                 counted[record["id"]] += 1
     return counted
 
@@ -181,19 +194,32 @@ async def soak(arguments: argparse.Namespace) -> dict:
     server = RedisProcess(port=free_port(), binary=redis_server_binary(), append_only=True).start()
     prefix = f"soak-{uuid.uuid4().hex[:6]}"
     symbols = [f"SOAK{index}" for index in range(arguments.dense)]
-    simulator = await PolygonSimulator(timeline(arguments.seconds, symbols, []), api_key=KEY, loop_forever=False).start()
-    env = {**os.environ, "REDIS_URL": server.url, "ORDER_FLOW_KEY_PREFIX": prefix, "POLYGON_API_KEY": KEY,
-           "ORDER_FLOW_POLYGON_FEED": f"127.0.0.1:{simulator.port}", "ORDER_FLOW_POLYGON_SECURE": "false",
-           "ORDER_FLOW_POLYGON_REST_URL": f"http://127.0.0.1:{simulator.port}", "ORDER_FLOW_LOG_LEVEL": "INFO",
-           "PYTHONPATH": str(REPO), **SETTINGS}
+    simulator = await PolygonSimulator(
+        timeline(arguments.seconds, symbols, []), api_key=KEY, loop_forever=False
+    ).start()
+    env = {
+        **os.environ,
+        "REDIS_URL": server.url,
+        "ORDER_FLOW_KEY_PREFIX": prefix,
+        "POLYGON_API_KEY": KEY,
+        "ORDER_FLOW_POLYGON_FEED": f"127.0.0.1:{simulator.port}",
+        "ORDER_FLOW_POLYGON_SECURE": "false",
+        "ORDER_FLOW_POLYGON_REST_URL": f"http://127.0.0.1:{simulator.port}",
+        "ORDER_FLOW_LOG_LEVEL": "INFO",
+        "PYTHONPATH": str(REPO),
+        **SETTINGS,
+    }
     config = OrderFlowConfig(key_prefix=prefix, threshold_mode="absolute", alert_window_seconds=30)
     bus = await Bus.connect(server.url, prefix=prefix)
     registry = PositionRegistry(bus)
     for symbol in symbols:
         await registry.open(symbol, quantity=100, entry_price="50.05")
     await bus.close()
-    processes = {"ingest": Managed(["ingest"], env, workdir / "ingest"), "detector": Managed(["detect"], env, workdir / "detector"),
-                 "bot": Managed(["risk-manager", "--name", "soak"], env, workdir / "bot")}
+    processes = {
+        "ingest": Managed(["ingest"], env, workdir / "ingest"),
+        "detector": Managed(["detect"], env, workdir / "detector"),
+        "bot": Managed(["risk-manager", "--name", "soak"], env, workdir / "bot"),
+    }
     for process in processes.values():
         process.start()
     client = redis.Redis(host="127.0.0.1", port=server.port)
@@ -228,8 +254,16 @@ async def soak(arguments: argparse.Namespace) -> dict:
         elif kind == "socket_drop":
             await simulator.drop_connections()
         elif kind == "poison":
-            forged = ExitRecommendation(id="poison", symbol=symbols[0], trigger="large_sellers", ts_event=1, ts_recv=1,
-                                        timestamp_utc="2026-01-01T00:00:00.000000000Z", alert_ids=(), reasoning="poison")
+            forged = ExitRecommendation(
+                id="poison",
+                symbol=symbols[0],
+                trigger="large_sellers",
+                ts_event=1,
+                ts_recv=1,
+                timestamp_utc="2026-01-01T00:00:00.000000000Z",
+                alert_ids=(),
+                reasoning="poison",
+            )
             await asyncio.to_thread(client.xadd, f"{prefix}:md:{{{rng.choice(symbols)}}}", {"trade": encode(forged)})
         elif kind == "slow_consumer":
             processes["detector"].signal(signal.SIGSTOP)
@@ -271,20 +305,30 @@ async def soak(arguments: argparse.Namespace) -> dict:
     for kind, _at, seconds in faults:
         recovery[kind].append(-1.0 if seconds is None else seconds)
     return {
-        "seconds": arguments.seconds, "seed": arguments.seed, "symbols": len(symbols), "events": events,
+        "seconds": arguments.seconds,
+        "seed": arguments.seed,
+        "symbols": len(symbols),
+        "events": events,
         "faults": dict(Counter(kind for kind, _at, _seconds in faults)),
-        "alerts": len(alerts), "exits": len(exits),
-        "alerts_lost": sorted(expected_alerts - set(alerts)), "alerts_extra": sorted(set(alerts) - expected_alerts),
+        "alerts": len(alerts),
+        "exits": len(exits),
+        "alerts_lost": sorted(expected_alerts - set(alerts)),
+        "alerts_extra": sorted(set(alerts) - expected_alerts),
         "alerts_published_twice": len(alerts) - len(set(alerts)),
-        "exits_lost": sorted(expected_exits - set(exits)), "exits_extra": sorted(set(exits) - expected_exits),
+        "exits_lost": sorted(expected_exits - set(exits)),
+        "exits_extra": sorted(set(exits) - expected_exits),
         "decided_twice": sorted(identifier for identifier, count in decided.items() if count > 1),
         "never_decided": sorted(set(exits) - set(decided)),
-        "poison_written": poison, "dead_lettered": dead,
+        "poison_written": poison,
+        "dead_lettered": dead,
         "peak_rss_mb": {name: round(process.peak_kb / 1024, 1) for name, process in processes.items()},
         "starts": {name: process.starts for name, process in processes.items()},
-        "recovery_seconds": {kind: {"median": round(statistics.median(values), 2), "max": round(max(values), 2)}
-                             for kind, values in recovery.items()},
-        "exit_codes": codes, "workdir": str(workdir),
+        "recovery_seconds": {
+            kind: {"median": round(statistics.median(values), 2), "max": round(max(values), 2)}
+            for kind, values in recovery.items()
+        },
+        "exit_codes": codes,
+        "workdir": str(workdir),
         "exit_errors": {name: _last_lines(processes[name]) for name, code in codes.items() if code != 0},
     }
 
@@ -297,12 +341,18 @@ def main() -> None:
     parser.add_argument("--mean-interval", type=float, default=20.0, help="mean seconds between faults")
     parser.add_argument("--faults", default=",".join(FAULTS), help="the kinds to inject, comma-separated")
     result = asyncio.run(soak(parser.parse_args()))
-    print(f"soak: {result['seconds']} s, seed {result['seed']}, {result['symbols']} symbols, {result['events']:,} events on the streams")
+    print(
+        f"soak: {result['seconds']} s, seed {result['seed']}, {result['symbols']} symbols, {result['events']:,} events on the streams"
+    )
     print(f"faults: {result['faults']}")
-    print(f"alerts {result['alerts']}: lost {len(result['alerts_lost'])}, extra {len(result['alerts_extra'])}, "
-          f"published twice {result['alerts_published_twice']}   (must be 0, 0, 0)")
-    print(f"exits {result['exits']}: lost {len(result['exits_lost'])}, extra {len(result['exits_extra'])}; "
-          f"decided twice {len(result['decided_twice'])}, never decided {len(result['never_decided'])}   (must be 0)")
+    print(
+        f"alerts {result['alerts']}: lost {len(result['alerts_lost'])}, extra {len(result['alerts_extra'])}, "
+        f"published twice {result['alerts_published_twice']}   (must be 0, 0, 0)"
+    )
+    print(
+        f"exits {result['exits']}: lost {len(result['exits_lost'])}, extra {len(result['exits_extra'])}; "
+        f"decided twice {len(result['decided_twice'])}, never decided {len(result['never_decided'])}   (must be 0)"
+    )
     print(f"poison entries {result['poison_written']}, dead-lettered {result['dead_lettered']}")
     print(f"peak RSS (MB): {result['peak_rss_mb']}   process starts: {result['starts']}")
     print(f"caught up after a fault (s; -1: not within 60 s): {result['recovery_seconds']}")

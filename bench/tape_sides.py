@@ -20,20 +20,20 @@ consolidated view lacks by design).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import msgspec
 
-from services.detector.calibrate import profiles_from_events
+from orderflow_client.wire import BookUpdate, OrderFlowAlert, Trade
 from services.detector.engine import Engine, RuleSettings
 from services.detector.profiles import SymbolProfile, weighted_quantile
 from services.ingest.lobster import read_lobster
 from services.ingest.normalise import Normaliser, normalised
 from services.ingest.rejects import RejectCounter
+from services.offline.calibrate import profiles_from_events
+from services.tools.simulator import inside_quote
 from shared.config import OrderFlowConfig
-from services.ingest.simulator import inside_quote
-from shared.wire import BookUpdate, OrderFlowAlert, Trade
 
 DAYS = ("LOBSTER_SampleFile_AMZN_2012-06-21_5.zip", "LOBSTER_SampleFile_AAPL_2012-06-21_1.zip")
 
@@ -54,8 +54,16 @@ def tape_sellers(events, config: OrderFlowConfig) -> list[OrderFlowAlert]:
     engine = Engine(RuleSettings.from_config(config), config=config)
     found = []
     for event in normalised(events, Normaliser(), RejectCounter()):
-        found.extend(o for o in engine.process(event) if isinstance(o, OrderFlowAlert) and o.source == "tape" and o.alert_type == "large_seller")
-    found.extend(o for o in engine.flush() if isinstance(o, OrderFlowAlert) and o.source == "tape" and o.alert_type == "large_seller")
+        found.extend(
+            o
+            for o in engine.process(event)
+            if isinstance(o, OrderFlowAlert) and o.source == "tape" and o.alert_type == "large_seller"
+        )
+    found.extend(
+        o
+        for o in engine.flush()
+        if isinstance(o, OrderFlowAlert) and o.source == "tape" and o.alert_type == "large_seller"
+    )
     return found
 
 
@@ -86,10 +94,14 @@ def match(truth: list[OrderFlowAlert], seen: list[OrderFlowAlert], tolerance_ns:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "lobster")
+    parser.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "lobster"
+    )
     parser.add_argument("--tolerance-ms", type=float, default=50.0)
     arguments = parser.parse_args()
-    print(f"{'day':<6} {'quantile':>8} {'threshold':>10} {'truth':>6} {'consolidated':>13} {'matched':>8} {'recall':>7} {'precision':>10}")
+    print(
+        f"{'day':<6} {'quantile':>8} {'threshold':>10} {'truth':>6} {'consolidated':>13} {'matched':>8} {'recall':>7} {'precision':>10}"
+    )
     for day, quantile in [(day, quantile) for day in DAYS for quantile in (0.99, 0.999)]:
         path = arguments.data / day
         # the day's own profile (true sides) gives the threshold, applied to both views alike
@@ -101,7 +113,9 @@ def main() -> None:
         matched = match(truth, seen, int(arguments.tolerance_ms * 1e6))
         recall = matched / len(truth) if truth else float("nan")
         precision = match(seen, truth, int(arguments.tolerance_ms * 1e6)) / len(seen) if seen else float("nan")
-        print(f"{day.split('_')[2]:<6} {quantile:>8} {fixed.large_order_size:>10,} {len(truth):>6} {len(seen):>13} {matched:>8} {recall:>7.3f} {precision:>10.3f}")
+        print(
+            f"{day.split('_')[2]:<6} {quantile:>8} {fixed.large_order_size:>10,} {len(truth):>6} {len(seen):>13} {matched:>8} {recall:>7.3f} {precision:>10.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@
 - :func:`guest_logging` — orderflow's JSONL log beside the host's own handlers.
 """
 
-from orderflow_client.threaded import Delivery, OrderFlowClient
 from orderflow_client.logs import guest_logging
 from orderflow_client.prices import NanoDollars
+from orderflow_client.threaded import Delivery, OrderFlowClient
 
 __all__ = ["Delivery", "NanoDollars", "OrderFlowClient", "guest_logging"]

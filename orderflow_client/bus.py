@@ -30,20 +30,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import hiredis
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import AuthenticationError, AuthorizationError, NoScriptError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orderflow_client import logs, metrics
-from orderflow_client.logs import mask_url
 from orderflow_client.errors import BusAuthenticationError, BusUnavailableError, ConsumerGroupMissingError
+from orderflow_client.logs import mask_url
 from orderflow_client.wire import WireMessage, encode
 
 log = logs.get_logger(__name__)
@@ -140,9 +141,7 @@ class _HiredisPacking:
 
     def pack_command(self, *args: Any) -> list[bytes]:
         first = args[0]
-        if isinstance(first, str) and " " in first:
-            args = (*first.split(), *args[1:])
-        elif isinstance(first, bytes) and b" " in first:
+        if (isinstance(first, str) and " " in first) or (isinstance(first, bytes) and b" " in first):
             args = (*first.split(), *args[1:])
         return [hiredis.pack_command(args)]
 
@@ -189,12 +188,19 @@ class _CountingRetry(Retry):
         return await super().call_with_retry(do, counted_fail, *args, **kwargs)
 
 
-_CREDENTIAL_REFUSALS = ("NOAUTH", "WRONGPASS", "HELLO must be called with the client already authenticated",
-                        "invalid username-password", "Authentication required")
+_CREDENTIAL_REFUSALS = (
+    "NOAUTH",
+    "WRONGPASS",
+    "HELLO must be called with the client already authenticated",
+    "invalid username-password",
+    "Authentication required",
+)
 
 
 def _refused_credentials(error: Exception) -> bool:
-    return isinstance(error, (AuthenticationError, AuthorizationError)) or any(text in str(error) for text in _CREDENTIAL_REFUSALS)
+    return isinstance(error, (AuthenticationError, AuthorizationError)) or any(
+        text in str(error) for text in _CREDENTIAL_REFUSALS
+    )
 
 
 def _credentials_message(error: Exception) -> str:
@@ -245,7 +251,9 @@ class Bus:
         Raises :class:`BusUnavailableError` when Redis cannot be reached after
         ``retries`` attempts (about 0.05+0.1+…+2 s of backoff by default).
         """
-        retry = _CountingRetry(ExponentialWithJitterBackoff(base=backoff_base_seconds, cap=backoff_cap_seconds), retries)
+        retry = _CountingRetry(
+            ExponentialWithJitterBackoff(base=backoff_base_seconds, cap=backoff_cap_seconds), retries
+        )
         if redis_url is None:
             import fakeredis
 
@@ -396,8 +404,11 @@ class Bus:
         cursor = self._unsure_reads.get(unsure)
         if cursor is not None:  # one pass over the pending entries, oldest first (some may be waiting on purpose)
             async with self._calling("read_group"):
-                pending = _entries(await self.client.xreadgroup(
-                    group, consumer, {stream: cursor.get(stream, "0") for stream in streams}, count=count))
+                pending = _entries(
+                    await self.client.xreadgroup(
+                        group, consumer, {stream: cursor.get(stream, "0") for stream in streams}, count=count
+                    )
+                )
             for entry in pending:
                 cursor[entry.stream] = as_text(entry.entry_id)
             pending = [entry for entry in pending if entry.payload]
@@ -408,7 +419,7 @@ class Bus:
         try:
             async with self._calling("read_group"):
                 response = await self.client.xreadgroup(
-                    group, consumer, {stream: ">" for stream in streams}, count=count, block=block_ms
+                    group, consumer, dict.fromkeys(streams, ">"), count=count, block=block_ms
                 )
         except BusUnavailableError:
             self._unsure_reads[unsure] = {}
@@ -451,12 +462,14 @@ class Bus:
         """:meth:`reclaim` for many streams: one round trip for all of them (a pipeline), more only for a
         stream with over ``count`` entries to take over."""
         found: dict[str, tuple[list[BusEntry], list[bytes]]] = {stream: ([], []) for stream in streams}
-        cursors = {stream: "0-0" for stream in streams}
+        cursors = dict.fromkeys(streams, "0-0")
         async with self._calling("reclaim"):
             while cursors:
                 pipeline = self.client.pipeline(transaction=False)
                 for stream, cursor in cursors.items():
-                    pipeline.xautoclaim(stream, group, consumer, min_idle_time=min_idle_ms, start_id=cursor, count=count)
+                    pipeline.xautoclaim(
+                        stream, group, consumer, min_idle_time=min_idle_ms, start_id=cursor, count=count
+                    )
                 replies = await pipeline.execute()
                 following = {}
                 for (stream, _), response in zip(cursors.items(), replies):
@@ -474,14 +487,26 @@ class Bus:
         """Move a copy of ``entry``, which its reader cannot handle, to ``<stream>:dead`` with the reason (the
         caller acknowledges the original); counted and logged. Returns the entry id."""
         entry_id = as_text(entry.entry_id)
-        fields = {"entry_id": entry_id, "field": entry.field, "code": code, "reason": reason[:500], "payload": entry.payload}
+        fields = {
+            "entry_id": entry_id,
+            "field": entry.field,
+            "code": code,
+            "reason": reason[:500],
+            "payload": entry.payload,
+        }
         if reader:
             fields["reader"] = reader
         async with self._calling("dead_letter"):
             await self.client.xadd(self.keys.dead_letters(entry.stream), fields, maxlen=10_000, approximate=True)
         metrics.DEAD_LETTERS.labels(code=code).inc()
-        log.error("order_flow.entry_dead_lettered", code=code, stream=entry.stream, entry_id=entry_id, reason=reason[:200],
-                  **({"source": source} if source else {}))
+        log.error(
+            "order_flow.entry_dead_lettered",
+            code=code,
+            stream=entry.stream,
+            entry_id=entry_id,
+            reason=reason[:200],
+            **({"source": source} if source else {}),
+        )
         return entry_id
 
     async def delivery_counts(self, group: str, consumer: str, entries: Sequence[BusEntry]) -> dict[bytes, int]:
@@ -494,7 +519,9 @@ class Bus:
             pipeline = self.client.pipeline(transaction=False)
             for stream, ids in spans.items():
                 order = sorted(ids, key=lambda entry_id: _stream_id(as_text(entry_id)))
-                pipeline.xpending_range(stream, group, min=order[0], max=order[-1], count=len(ids) * 2 + 100, consumername=consumer)
+                pipeline.xpending_range(
+                    stream, group, min=order[0], max=order[-1], count=len(ids) * 2 + 100, consumername=consumer
+                )
             replies = await pipeline.execute()
         counts: dict[bytes, int] = {}
         for reply in replies:
@@ -539,7 +566,9 @@ class Bus:
             )
         return positions
 
-    async def read_range(self, stream: str, start: str = "-", end: str = "+", count: int | None = None) -> list[BusEntry]:
+    async def read_range(
+        self, stream: str, start: str = "-", end: str = "+", count: int | None = None
+    ) -> list[BusEntry]:
         """XRANGE: history of a stream (warm-up, audits, tests)."""
         async with self._calling("read_range"):
             response = await self.client.xrange(stream, min=start, max=end, count=count)
@@ -580,7 +609,7 @@ class Outage:
         """Wait before the next attempt, or until ``stop``; False once stopping."""
         try:
             await asyncio.wait_for(stop.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         return not stop.is_set()
 
@@ -664,4 +693,3 @@ def _entries(response: dict | list | None) -> list[BusEntry]:
                 field, payload = next(iter(fields.items()))
                 append(new(BusEntry, (name, entry_id, payload, field)))
     return entries
-

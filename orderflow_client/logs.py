@@ -21,10 +21,11 @@ import logging
 import os
 import re
 import sys
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
-from typing import Any, Iterable
 
 import msgspec
 import structlog
@@ -119,7 +120,7 @@ class DailyJsonlFileHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            day = datetime.fromtimestamp(record.created, tz=timezone.utc).strftime("%Y-%m-%d")
+            day = datetime.fromtimestamp(record.created, tz=UTC).strftime("%Y-%m-%d")
             line = self.format(record)
             if day != self._day:
                 if self._stream is not None:
@@ -160,12 +161,16 @@ def human_line(_logger: Any, _name: str, event: dict) -> str:
     level = str(event.get("level", "")).ljust(8)
     evidence = event.get("evidence") if isinstance(event.get("evidence"), dict) else {}
     if name == "large_seller_detected":
-        text = (f"large seller {event.get('symbol')} {event.get('order_size', 0):,} @ {event.get('price_level')} "
-                f"({event.get('source')}, {event.get('severity')}; threshold {evidence.get('threshold', '?'):,} "
-                f"{evidence.get('threshold_source', '')}) {event.get('latency_ms', '')} ms")
+        text = (
+            f"large seller {event.get('symbol')} {event.get('order_size', 0):,} @ {event.get('price_level')} "
+            f"({event.get('source')}, {event.get('severity')}; threshold {evidence.get('threshold', '?'):,} "
+            f"{evidence.get('threshold_source', '')}) {event.get('latency_ms', '')} ms"
+        )
     elif name == "red_burst_detected":
-        text = (f"red burst {event.get('symbol')} volume {event.get('volume_ratio')}x, sells {float(event.get('sell_ratio', 0)):.0%} "
-                f"({event.get('severity')}) {event.get('latency_ms', '')} ms")
+        text = (
+            f"red burst {event.get('symbol')} volume {event.get('volume_ratio')}x, sells {float(event.get('sell_ratio', 0)):.0%} "
+            f"({event.get('severity')}) {event.get('latency_ms', '')} ms"
+        )
     elif name == "exit_signal_triggered":
         text = f"EXIT {event.get('symbol')} {event.get('trigger', event.get('decision', ''))}: {event.get('reasoning', '')}"
     else:
@@ -173,7 +178,7 @@ def human_line(_logger: Any, _name: str, event: dict) -> str:
         text = f"{name} {details}".strip()
     line = f"{moment} {level} {text}"
     if len(line) > CONSOLE_WIDTH:
-        line = line[:CONSOLE_WIDTH - 1] + "…"
+        line = line[: CONSOLE_WIDTH - 1] + "…"
     if event.get("exception"):
         line += "\n" + str(event["exception"])
     return line
@@ -248,7 +253,9 @@ GUEST_LOGGERS = ("shared", "services", "orderflow_client")
 """The stdlib loggers orderflow's code logs under (its package names): a host routes them like any other."""
 
 
-def guest_logging(log_dir: Path | None = Path("logs/order_flow"), *, level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+def guest_logging(
+    log_dir: Path | None = Path("logs/order_flow"), *, level: str = "INFO", secrets: Iterable[str] = ()
+) -> None:
     """orderflow as a guest in someone else's process (a bot): its JSONL file handler is added to orderflow's own
     loggers (:data:`GUEST_LOGGERS`) and nothing else. The host's root handlers stay as they were and keep their
     lines, and orderflow's records still propagate to them (the decisions reach the bot's own log files too)."""
@@ -258,10 +265,17 @@ def guest_logging(log_dir: Path | None = Path("logs/order_flow"), *, level: str 
     handlers: list[logging.Handler] = []
     if log_dir is not None:
         handler = DailyJsonlFileHandler(Path(log_dir))
-        handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.format_exc_info,
-                        mask_secrets, structlog.processors.JSONRenderer(serializer=_serialize)],
-            foreign_pre_chain=pre_chain))
+        handler.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                processors=[
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info,
+                    mask_secrets,
+                    structlog.processors.JSONRenderer(serializer=_serialize),
+                ],
+                foreign_pre_chain=pre_chain,
+            )
+        )
         handlers.append(handler)
     for name in GUEST_LOGGERS:
         logger = logging.getLogger(name)

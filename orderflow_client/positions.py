@@ -21,13 +21,12 @@ services as a ``position_unreadable`` status and its symbol still monitored.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import NamedTuple
 
 import msgspec
 
 from orderflow_client import logs
 from orderflow_client.bus import Bus
-from typing import NamedTuple
-
 from orderflow_client.prices import format_price, price_from_any
 from orderflow_client.timestamps import now_ns
 
@@ -94,7 +93,9 @@ class PositionRegistry:
         self._unreadable: dict[str, str] = {}  # symbol -> why its entry did not decode, at the last read
         self._reported_unreadable: dict[str, str] = {}  # what :meth:`follow` has reported
 
-    async def open(self, symbol: str, *, quantity: int, entry_price: PriceInput, stop_loss: PriceInput | None = None) -> Position:
+    async def open(
+        self, symbol: str, *, quantity: int, entry_price: PriceInput, stop_loss: PriceInput | None = None
+    ) -> Position:
         """Register (or update) an open position: ``quantity`` in shares (negative: short), prices as ``Decimal``,
         ``float`` or ``str`` dollars, or :class:`~orderflow_client.prices.NanoDollars`; no stop: None."""
         if isinstance(quantity, bool) or not isinstance(quantity, int):
@@ -109,11 +110,19 @@ class PositionRegistry:
         if entry <= 0 or stop < 0:
             raise ValueError("entry price must be > 0 and stop loss >= 0")
         if stop and quantity > 0 and stop >= entry:
-            raise ValueError(f"the stop loss {format_price(stop)} of a long position must be below its entry {format_price(entry)}")
+            raise ValueError(
+                f"the stop loss {format_price(stop)} of a long position must be below its entry {format_price(entry)}"
+            )
         if stop and quantity < 0 and stop <= entry:
-            raise ValueError(f"the stop loss {format_price(stop)} of a short position must be above its entry {format_price(entry)}")
-        position = Position(symbol=normalise_symbol(symbol), quantity=quantity, entry_price=entry, stop_loss=stop, opened_ns=now_ns())
-        await self.bus.client.hset(self.bus.keys.positions, mapping={position.symbol: msgspec.json.encode(position), REGISTRY_MARK: b"1"})
+            raise ValueError(
+                f"the stop loss {format_price(stop)} of a short position must be above its entry {format_price(entry)}"
+            )
+        position = Position(
+            symbol=normalise_symbol(symbol), quantity=quantity, entry_price=entry, stop_loss=stop, opened_ns=now_ns()
+        )
+        await self.bus.client.hset(
+            self.bus.keys.positions, mapping={position.symbol: msgspec.json.encode(position), REGISTRY_MARK: b"1"}
+        )
         await self._notify("open", position.symbol)
         return position
 
@@ -167,16 +176,28 @@ class PositionRegistry:
             restored = await self.restore(positions)
             symbols = tuple(p.symbol for p in self._last_seen)
             log.error("order_flow.positions_lost", code="registry_missing", symbols=list(symbols), restored=restored)
-            notices.append(RegistryNotice("positions_lost", "registry_missing", symbols,
-                                          f"the position registry vanished (Redis restarted without persistence?): {restored} of "
-                                          f"{len(positions)} positions written back, still monitored"))
+            notices.append(
+                RegistryNotice(
+                    "positions_lost",
+                    "registry_missing",
+                    symbols,
+                    f"the position registry vanished (Redis restarted without persistence?): {restored} of "
+                    f"{len(positions)} positions written back, still monitored",
+                )
+            )
             positions = self._last_seen
         else:
             for symbol, reason in self._unreadable.items():
                 if self._reported_unreadable.get(symbol) != reason:
-                    notices.append(RegistryNotice("position_unreadable", "position_unreadable", (symbol,),
-                                                  f"the registry's entry for {symbol} cannot be read ({reason}): still monitored; "
-                                                  f"open it again from the bot"))
+                    notices.append(
+                        RegistryNotice(
+                            "position_unreadable",
+                            "position_unreadable",
+                            (symbol,),
+                            f"the registry's entry for {symbol} cannot be read ({reason}): still monitored; "
+                            f"open it again from the bot",
+                        )
+                    )
             self._reported_unreadable = dict(self._unreadable)
         self._last_seen = positions or []
         return self._last_seen, notices
@@ -186,7 +207,9 @@ class PositionRegistry:
         Returns how many were written."""
         written = 0
         for position in positions:
-            written += await self.bus.client.hsetnx(self.bus.keys.positions, position.symbol, msgspec.json.encode(position))
+            written += await self.bus.client.hsetnx(
+                self.bus.keys.positions, position.symbol, msgspec.json.encode(position)
+            )
         await self.bus.client.hset(self.bus.keys.positions, REGISTRY_MARK, b"1")
         for position in positions:
             await self._notify("open", position.symbol)
@@ -196,4 +219,6 @@ class PositionRegistry:
         return [position.symbol for position in await self.list()]
 
     async def _notify(self, action: str, symbol: str) -> None:
-        await self.bus.client.publish(self.bus.keys.positions_channel, msgspec.json.encode(PositionChange(action, symbol)))
+        await self.bus.client.publish(
+            self.bus.keys.positions_channel, msgspec.json.encode(PositionChange(action, symbol))
+        )

@@ -34,7 +34,12 @@ def price_from_text(text: str) -> int:
     """
     whole, _, fraction = text.partition(".")
     digits = whole.lstrip("-+")
-    if digits.isdigit() and len(fraction) <= 9 and (not fraction or fraction.isdigit()) and len(whole) - len(digits) <= 1:
+    if (
+        digits.isdigit()
+        and len(fraction) <= 9
+        and (not fraction or fraction.isdigit())
+        and len(whole) - len(digits) <= 1
+    ):
         value = int(digits) * PRICE_SCALE + (int(fraction.ljust(9, "0")) if fraction else 0)
         return checked_price(-value if whole.startswith("-") else value)
     try:
@@ -101,8 +106,10 @@ def price_from_any(value: object, *, what: str = "price") -> int:
     if isinstance(value, NanoDollars):
         return checked_price(int(value))
     if isinstance(value, bool) or isinstance(value, int):
-        raise TypeError(f"{what}: a bare int is ambiguous (dollars or nano-dollars?): pass Decimal, float or str dollars, "
-                        f"or NanoDollars({value})")
+        raise TypeError(
+            f"{what}: a bare int is ambiguous (dollars or nano-dollars?): pass Decimal, float or str dollars, "
+            f"or NanoDollars({value})"
+        )
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")) or not fits_price(value):
             raise ValueError(f"{what}: not a price: {value!r}")

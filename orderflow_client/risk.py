@@ -37,8 +37,9 @@ import asyncio
 import inspect
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Literal
+from typing import Literal
 
 from orderflow_client import logs
 from orderflow_client.bus import OUTAGE_ERRORS, Bus, BusEntry, Outage
@@ -86,21 +87,37 @@ def evaluate(recommendation: ExitRecommendation, position: Position, last_price:
     quantity = position.quantity
     pnl = price_to_float(last_price - position.entry_price) * quantity
     pnl_percent = (last_price - position.entry_price) / position.entry_price * 100 * (1 if quantity > 0 else -1)
-    distance = None if not position.stop_loss else (last_price - position.stop_loss) / last_price * 100 * (1 if quantity > 0 else -1)
+    distance = (
+        None
+        if not position.stop_loss
+        else (last_price - position.stop_loss) / last_price * 100 * (1 if quantity > 0 else -1)
+    )
     evidence = f"order flow: {recommendation.reasoning}"
     pnl_text = f"unrealised P&L {pnl:+,.2f} USD ({pnl_percent:+.2f} %)"
-    stop_text = "no stop loss" if distance is None else f"{distance:.2f} % above the stop at {format_price(position.stop_loss)}"
+    stop_text = (
+        "no stop loss" if distance is None else f"{distance:.2f} % above the stop at {format_price(position.stop_loss)}"
+    )
     reasons = [evidence, pnl_text, stop_text]
     if recommendation.trigger == "red_burst" or pnl > 0:
         why = "panic selling (red burst)" if recommendation.trigger == "red_burst" else "protect the gain"
         return Decision("exit", (f"exit: {why}", *reasons), pnl, pnl_percent, distance)
     if distance is not None and distance <= 1.0:
-        return Decision("exit", ("exit: the stop is within 1 % and sellers are pressing", *reasons), pnl, pnl_percent, distance)
+        return Decision(
+            "exit", ("exit: the stop is within 1 % and sellers are pressing", *reasons), pnl, pnl_percent, distance
+        )
     if quantity > 0:
-        tightened = max(position.stop_loss, round_to_tick(last_price - last_price // 200, down=True))  # a price a broker takes
+        tightened = max(
+            position.stop_loss, round_to_tick(last_price - last_price // 200, down=True)
+        )  # a price a broker takes
         if tightened > position.stop_loss:
-            return Decision("tighten_stop", (f"tighten the stop to {format_price(tightened)}", *reasons), pnl, pnl_percent,
-                            distance, tightened)
+            return Decision(
+                "tighten_stop",
+                (f"tighten the stop to {format_price(tightened)}", *reasons),
+                pnl,
+                pnl_percent,
+                distance,
+                tightened,
+            )
     return Decision("hold", ("hold: no rule to act on", *reasons), pnl, pnl_percent, distance)
 
 
@@ -121,12 +138,19 @@ def log_decision(recommendation: ExitRecommendation, position: Position, last_pr
     """``order_flow.exit_signal_triggered`` with the decision; ``exit_reason`` is
     ``order_flow_alert`` where it exits, so the spec's measurement queries work."""
     fields = {
-        "id": recommendation.id, "symbol": recommendation.symbol, "trigger": recommendation.trigger,
-        "decision": decision.action, "reasons": list(decision.reasons), "quantity": position.quantity,
-        "entry_price": format_price(position.entry_price), "last_price": format_price(last_price),
+        "id": recommendation.id,
+        "symbol": recommendation.symbol,
+        "trigger": recommendation.trigger,
+        "decision": decision.action,
+        "reasons": list(decision.reasons),
+        "quantity": position.quantity,
+        "entry_price": format_price(position.entry_price),
+        "last_price": format_price(last_price),
         "stop_loss": format_price(position.stop_loss) if position.stop_loss else None,
-        "unrealised_pnl": round(decision.unrealised_pnl, 2), "unrealised_pnl_percent": round(decision.unrealised_pnl_percent, 3),
-        "alert_ids": list(recommendation.alert_ids), "source": "risk_manager",
+        "unrealised_pnl": round(decision.unrealised_pnl, 2),
+        "unrealised_pnl_percent": round(decision.unrealised_pnl_percent, 3),
+        "alert_ids": list(recommendation.alert_ids),
+        "source": "risk_manager",
     }
     if decision.action == "exit":
         fields["exit_reason"] = "order_flow_alert"
@@ -165,9 +189,17 @@ class _Retry:
 class RiskManagerClient:
     """Receives exit recommendations (live and catch-up) and status events."""
 
-    def __init__(self, bus: Bus, *, name: str = "bot", held_symbols: Callable[[], set[str]] | None = None,
-                 signing_keys: dict[str, bytes] | None = None, max_age_seconds: float = 600.0,
-                 max_attempts: int = 5, catch_up_seconds: float = 120.0) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        name: str = "bot",
+        held_symbols: Callable[[], set[str]] | None = None,
+        signing_keys: dict[str, bytes] | None = None,
+        max_age_seconds: float = 600.0,
+        max_attempts: int = 5,
+        catch_up_seconds: float = 120.0,
+    ) -> None:
         """``signing_keys`` (key id → the detector's ``ORDER_FLOW_SIGNING_KEY``): only recommendations signed with
         one of them, within ``max_age_seconds``, reach ``on_exit``; the rest are refused, logged and counted.
         None accepts anything on the channel (and says so when it starts). ``max_attempts``: calls of a raising
@@ -200,8 +232,14 @@ class RiskManagerClient:
             verdict = verify(recommendation, self.signing_keys, now_ns(), self.max_age_ns)
             if verdict != "authentic":  # refused before anything is marked: a forgery cannot block the genuine one
                 self.stats.refused += 1
-                log.error("order_flow.recommendation_refused", code=f"recommendation_{verdict}", id=recommendation.id,
-                          symbol=recommendation.symbol, key_id=recommendation.key_id, source="risk_manager")
+                log.error(
+                    "order_flow.recommendation_refused",
+                    code=f"recommendation_{verdict}",
+                    id=recommendation.id,
+                    symbol=recommendation.symbol,
+                    key_id=recommendation.key_id,
+                    source="risk_manager",
+                )
                 return "done"
         key = self._key(recommendation)
         if not await self.bus.client.set(key, self._lease, nx=True, ex=LEASE_SECONDS):
@@ -216,11 +254,19 @@ class RiskManagerClient:
             result = on_exit(recommendation)
             if inspect.isawaitable(result):
                 await result
-        except Exception as error:  # noqa: BLE001 — the bot's handler (a broker rejection…): retried, then parked
+        except Exception as error:
             self.stats.handler_failures += 1
             await self.bus.client.delete(key)
-            log.error("order_flow.exit_handler_failed", code="handler_failed", id=recommendation.id, symbol=recommendation.symbol,
-                      attempt=attempts, of=self.max_attempts, error=f"{type(error).__name__}: {str(error)[:300]}", source="risk_manager")
+            log.error(
+                "order_flow.exit_handler_failed",
+                code="handler_failed",
+                id=recommendation.id,
+                symbol=recommendation.symbol,
+                attempt=attempts,
+                of=self.max_attempts,
+                error=f"{type(error).__name__}: {str(error)[:300]}",
+                source="risk_manager",
+            )
             if attempts >= self.max_attempts:
                 await self.bus.client.set(key, b"parked", ex=HANDLED_SECONDS)
                 return "parked"
@@ -229,8 +275,13 @@ class RiskManagerClient:
         self.stats.handled += 1
         return "done"
 
-    async def _deliver(self, recommendation: ExitRecommendation, entry: BusEntry | None, on_exit: Handler,
-                       on_status: StatusHandler | None) -> None:
+    async def _deliver(
+        self,
+        recommendation: ExitRecommendation,
+        entry: BusEntry | None,
+        on_exit: Handler,
+        on_status: StatusHandler | None,
+    ) -> None:
         """A recommendation from the channel (``entry`` None) or the stream: tried now unless a retry of it is
         already scheduled (then the entry waits with it, to be acknowledged when it is done)."""
         retry = self._retries.get(recommendation.id)
@@ -263,22 +314,43 @@ class RiskManagerClient:
         entry, or a copy of what came on the channel) with a status naming it; it is not handled again."""
         recommendation = retry.recommendation
         self.stats.parked += 1
-        entry = retry.entries[0] if retry.entries else BusEntry(self.bus.keys.exits, b"channel", encode(recommendation), b"exit")
+        entry = (
+            retry.entries[0]
+            if retry.entries
+            else BusEntry(self.bus.keys.exits, b"channel", encode(recommendation), b"exit")
+        )
         reason = f"on_exit raised {retry.attempts} times for {recommendation.id}"
         await self.bus.dead_letter(entry, "handler_failed", reason, reader=self.group, source="risk_manager")
-        log.error("order_flow.recommendation_parked", code="handler_failed", id=recommendation.id, symbol=recommendation.symbol,
-                  attempts=retry.attempts, source="risk_manager")
+        log.error(
+            "order_flow.recommendation_parked",
+            code="handler_failed",
+            id=recommendation.id,
+            symbol=recommendation.symbol,
+            attempts=retry.attempts,
+            source="risk_manager",
+        )
         now = now_ns()
-        await self._on_status(FeedStatus(source="risk_manager", state="dead_letter", ts_event=now, ts_recv=now,
-                                         symbols=(recommendation.symbol,), code="handler_failed",
-                                         detail=f"{reason}: parked in {self.bus.keys.dead_letters(self.bus.keys.exits)}"), on_status)
+        await self._on_status(
+            FeedStatus(
+                source="risk_manager",
+                state="dead_letter",
+                ts_event=now,
+                ts_recv=now,
+                symbols=(recommendation.symbol,),
+                code="handler_failed",
+                detail=f"{reason}: parked in {self.bus.keys.dead_letters(self.bus.keys.exits)}",
+            ),
+            on_status,
+        )
 
     async def _retry_due(self, on_exit: Handler, on_status: StatusHandler | None) -> None:
         now = time.monotonic()
         for retry in [retry for retry in self._retries.values() if retry.due <= now]:
             await self._try(retry, on_exit, on_status)
 
-    async def run(self, stop: asyncio.Event, *, on_exit: Handler, on_status: StatusHandler | None = None) -> ClientStats:
+    async def run(
+        self, stop: asyncio.Event, *, on_exit: Handler, on_status: StatusHandler | None = None
+    ) -> ClientStats:
         """Until ``stop``: catch up from the stream, then follow channel, stream and status.
 
         A Redis outage of any length is waited out here (the one place): every held symbol is reported
@@ -287,9 +359,12 @@ class RiskManagerClient:
         ``bus_recovered``). A lost consumer group (Redis restarted empty) is recreated. Only refused
         credentials end it early."""
         if self.signing_keys is None:
-            log.warning("order_flow.recommendations_unsigned", source="risk_manager",
-                        detail="no signing key: any writer to Redis can make this bot act (set ORDER_FLOW_SIGNING_KEY "
-                               "on the detector and the bot)")
+            log.warning(
+                "order_flow.recommendations_unsigned",
+                source="risk_manager",
+                detail="no signing key: any writer to Redis can make this bot act (set ORDER_FLOW_SIGNING_KEY "
+                "on the detector and the bot)",
+            )
         while not stop.is_set():
             try:
                 await self._follow(stop, on_exit, on_status)
@@ -305,7 +380,11 @@ class RiskManagerClient:
     async def _follow(self, stop: asyncio.Event, on_exit: Handler, on_status: StatusHandler | None) -> None:
         if not self._group_ready:
             # a new bot name reads the recommendations of the last catch_up_seconds; a recreated group all that remain
-            start = f"{max(0, int(time.time() * 1000 - self.catch_up_seconds * 1000))}-0" if self._last_status is None else "0"
+            start = (
+                f"{max(0, int(time.time() * 1000 - self.catch_up_seconds * 1000))}-0"
+                if self._last_status is None
+                else "0"
+            )
             await self.bus.ensure_group(self.bus.keys.exits, self.group, start)
             self._group_ready = True
         pubsub = self.bus.client.pubsub()
@@ -327,7 +406,9 @@ class RiskManagerClient:
                         recommendation = None
                     if isinstance(recommendation, ExitRecommendation):
                         await self._deliver(recommendation, None, on_exit, on_status)
-                for entry in await self.bus.read_group(self.group, self.name, [self.bus.keys.exits], count=100, block_ms=None):
+                for entry in await self.bus.read_group(
+                    self.group, self.name, [self.bus.keys.exits], count=100, block_ms=None
+                ):
                     await self._from_stream(entry, on_exit, on_status)
                 if self._retries:
                     await self._retry_due(on_exit, on_status)
@@ -347,9 +428,18 @@ class RiskManagerClient:
     async def _bus_down(self, error: Exception, stop: asyncio.Event, on_status: StatusHandler | None) -> None:
         if self._outage.began(error):
             now = now_ns()
-            await self._on_status(FeedStatus(source="risk_manager", state="disconnected", ts_event=now, ts_recv=now,
-                                             symbols=tuple(sorted(self._held())), code="bus_unavailable",
-                                             detail=f"Redis unreachable: no recommendation can arrive ({str(error)[:200]})"), on_status)
+            await self._on_status(
+                FeedStatus(
+                    source="risk_manager",
+                    state="disconnected",
+                    ts_event=now,
+                    ts_recv=now,
+                    symbols=tuple(sorted(self._held())),
+                    code="bus_unavailable",
+                    detail=f"Redis unreachable: no recommendation can arrive ({str(error)[:200]})",
+                ),
+                on_status,
+            )
         await self._outage.pause(stop)
 
     async def _bus_back(self, on_status: StatusHandler | None) -> None:
@@ -357,9 +447,18 @@ class RiskManagerClient:
         if down is None:
             return
         now = now_ns()
-        await self._on_status(FeedStatus(source="risk_manager", state="monitoring_resumed", ts_event=now, ts_recv=now,
-                                         symbols=tuple(sorted(self._held())), code="bus_recovered",
-                                         detail=f"Redis back after {down} s; caught up from the exits stream"), on_status)
+        await self._on_status(
+            FeedStatus(
+                source="risk_manager",
+                state="monitoring_resumed",
+                ts_event=now,
+                ts_recv=now,
+                symbols=tuple(sorted(self._held())),
+                code="bus_recovered",
+                detail=f"Redis back after {down} s; caught up from the exits stream",
+            ),
+            on_status,
+        )
 
     def _held(self) -> set[str]:
         return self.held_symbols() if self.held_symbols else set()
@@ -369,7 +468,11 @@ class RiskManagerClient:
         is moved to ``<stream>:dead`` with the reason, logged and counted: it can never stall the client."""
         try:
             recommendation = decode(entry.payload)
-            problem = None if isinstance(recommendation, ExitRecommendation) else ("wrong_type", f"a {type(recommendation).__name__}")
+            problem = (
+                None
+                if isinstance(recommendation, ExitRecommendation)
+                else ("wrong_type", f"a {type(recommendation).__name__}")
+            )
         except WireDecodeError as error:
             problem = (error.code, str(error))
         if problem is None:
@@ -394,8 +497,14 @@ class RiskManagerClient:
         affected = set(status.symbols) & held if status.symbols else held
         if status.state in UNMONITORED_STATES and affected:
             self.stats.unmonitored |= affected
-            log.warning("order_flow.symbol_unmonitored", symbols=sorted(affected), state=status.state, code=status.code,
-                        detail=status.detail, source="risk_manager")
+            log.warning(
+                "order_flow.symbol_unmonitored",
+                symbols=sorted(affected),
+                state=status.state,
+                code=status.code,
+                detail=status.detail,
+                source="risk_manager",
+            )
         elif status.state == "monitoring_resumed":
             self.stats.unmonitored -= set(status.symbols)
         if on_status is not None:

@@ -30,16 +30,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from orderflow_client import logs
 from orderflow_client.positions import Position
 from orderflow_client.prices import format_price, price_from_any
 from orderflow_client.risk import Decision, evaluate, log_decision
-from orderflow_client.wire import ExitRecommendation, OrderFlowAlert
 from orderflow_client.threaded import OrderFlowClient
+from orderflow_client.wire import ExitRecommendation, OrderFlowAlert
 
 log = logs.get_logger("orderflow_client.robinhood")
 
@@ -62,7 +63,9 @@ def bot_alert(alert: OrderFlowAlert, alert_class: type | None = None) -> Any:
         from trading_bot.order_flow.data_models import OrderFlowAlert as alert_class
     large = alert.alert_type == "large_seller"
     return alert_class(
-        symbol=alert.symbol, alert_type=alert.alert_type, severity=alert.severity,
+        symbol=alert.symbol,
+        alert_type=alert.alert_type,
+        severity=alert.severity,
         order_size=alert.order_size if large else None,
         price_level=Decimal(format_price(alert.price_level)) if large else None,
         volume_ratio=None if large else alert.volume_ratio,
@@ -74,7 +77,9 @@ class PositionSync:
     """Mirrors the bot's positions into orderflow's registry: a ``snapshot()`` of ``{symbol: (shares, entry, stop)}``
     is compared with the last one every ``interval`` seconds (in its own thread) and the differences registered."""
 
-    def __init__(self, client: OrderFlowClient, snapshot: Callable[[], dict[str, Holding]], interval: float = 1.0) -> None:
+    def __init__(
+        self, client: OrderFlowClient, snapshot: Callable[[], dict[str, Holding]], interval: float = 1.0
+    ) -> None:
         self.client = client
         self.snapshot = snapshot
         self.interval = interval
@@ -90,9 +95,16 @@ class PositionSync:
         for symbol in opened:
             shares, entry, stop = current[symbol]
             try:
-                self.client.open_position(symbol, quantity=int(shares), entry_price=_price(entry), stop_loss=_stop_or_none(shares, entry, stop))
+                self.client.open_position(
+                    symbol,
+                    quantity=int(shares),
+                    entry_price=_price(entry),
+                    stop_loss=_stop_or_none(shares, entry, stop),
+                )
             except (TypeError, ValueError) as error:
-                log.error("order_flow.position_not_registered", code="position_invalid", symbol=symbol, error=str(error))
+                log.error(
+                    "order_flow.position_not_registered", code="position_invalid", symbol=symbol, error=str(error)
+                )
                 continue
             self._known[symbol] = current[symbol]
         for symbol in closed:
@@ -117,8 +129,12 @@ class PositionSync:
         while not self._stop.wait(self.interval):
             try:
                 self.sync()
-            except Exception as error:  # noqa: BLE001 — Redis away, a bad entry: the next round tries again
-                log.warning("order_flow.position_sync_failed", error=f"{type(error).__name__}: {str(error)[:200]}", source="bot_adapter")
+            except Exception as error:
+                log.warning(
+                    "order_flow.position_sync_failed",
+                    error=f"{type(error).__name__}: {str(error)[:200]}",
+                    source="bot_adapter",
+                )
 
 
 def _price(value: Any) -> Any:
@@ -152,16 +168,25 @@ class _Adapter:
         must not count as a second decision)."""
         holding = self.holdings().get(recommendation.symbol)
         if holding is None:
-            log.info("order_flow.recommendation_ignored", id=recommendation.id, symbol=recommendation.symbol,
-                     reason="the bot holds no position", source="bot_adapter")
+            log.info(
+                "order_flow.recommendation_ignored",
+                id=recommendation.id,
+                symbol=recommendation.symbol,
+                reason="the bot holds no position",
+                source="bot_adapter",
+            )
             return None
         last = self.client.last_price(recommendation.symbol)
         if last is None:
             raise NoLastPrice(f"no print of {recommendation.symbol} on orderflow's stream yet")
         shares, entry, stop = holding
         stop_price = price_from_any(_price(stop)) if stop not in (None, 0) else 0
-        position = Position(symbol=recommendation.symbol, quantity=int(shares), entry_price=price_from_any(_price(entry)),
-                            stop_loss=stop_price)
+        position = Position(
+            symbol=recommendation.symbol,
+            quantity=int(shares),
+            entry_price=price_from_any(_price(entry)),
+            stop_loss=stop_price,
+        )
         return holding, evaluate(recommendation, position, last), last, position
 
 
@@ -175,20 +200,27 @@ class TradingBotAdapter(_Adapter):
         self.loop = loop
 
     def holdings(self) -> dict[str, Holding]:
-        return {symbol: (p["shares"], p["entry_price"], p.get("stop_loss")) for symbol, p in dict(self.bot.positions).items()}
+        return {
+            symbol: (p["shares"], p["entry_price"], p.get("stop_loss"))
+            for symbol, p in dict(self.bot.positions).items()
+        }
 
     def on_exit(self, recommendation: ExitRecommendation) -> None:
         decided = self.decide(recommendation)
         if decided is None:
             return
         if self.loop is not None:
+
             async def act() -> None:
                 self._act(recommendation, *decided)
+
             asyncio.run_coroutine_threadsafe(act(), self.loop).result(60)
         else:
             self._act(recommendation, *decided)
 
-    def _act(self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int, position: Position) -> None:
+    def _act(
+        self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int, position: Position
+    ) -> None:
         shares, entry, _stop = holding
         symbol = recommendation.symbol
         if decision.action == "exit":
@@ -197,12 +229,18 @@ class TradingBotAdapter(_Adapter):
             price = Decimal(format_price(last))
             # execute_trade says nothing when its safety checks block a trade: ask them first, so a blocked exit is
             # retried (and parked with a status after max_attempts), never taken for done
-            verdict = self.bot.safety_checks.validate_trade(symbol=symbol, action="SELL", quantity=int(shares), price=float(price),
-                                                            current_buying_power=self.bot.get_buying_power())
+            verdict = self.bot.safety_checks.validate_trade(
+                symbol=symbol,
+                action="SELL",
+                quantity=int(shares),
+                price=float(price),
+                current_buying_power=self.bot.get_buying_power(),
+            )
             if not verdict.is_safe:
                 raise ExitNotPlaced(f"TradingBot's safety checks blocked selling {symbol}: {verdict.reason}")
-            self.bot.execute_trade(symbol, "sell", int(shares), price,
-                                   f"order_flow_alert: {decision.reasons[0]} [{recommendation.id}]")
+            self.bot.execute_trade(
+                symbol, "sell", int(shares), price, f"order_flow_alert: {decision.reasons[0]} [{recommendation.id}]"
+            )
             self.bot.positions.pop(symbol, None)  # as the bot's own stop-loss path does once it has sold
         elif decision.action == "tighten_stop":
             self.bot.update_position(symbol, shares, entry, Decimal(format_price(decision.new_stop)))
@@ -219,7 +257,10 @@ class OrchestratorAdapter(_Adapter):
         self._lock = threading.Lock()
 
     def holdings(self) -> dict[str, Holding]:
-        return {trade["symbol"]: (trade["shares"], trade["entry"], trade.get("stop_loss")) for trade in list(self.orchestrator.daily_trades)}
+        return {
+            trade["symbol"]: (trade["shares"], trade["entry"], trade.get("stop_loss"))
+            for trade in list(self.orchestrator.daily_trades)
+        }
 
     def on_exit(self, recommendation: ExitRecommendation) -> None:
         decided = self.decide(recommendation)
@@ -231,8 +272,9 @@ class OrchestratorAdapter(_Adapter):
             if decision.action == "exit":
                 price = float(format_price(last))
                 profit = (price - float(entry)) * float(shares)
-                self.orchestrator._execute_exit_order(symbol, float(shares), price, "Order Flow", profit,
-                                                      decision.unrealised_pnl_percent)
+                self.orchestrator._execute_exit_order(
+                    symbol, float(shares), price, "Order Flow", profit, decision.unrealised_pnl_percent
+                )
                 if any(trade["symbol"] == symbol for trade in self.orchestrator.daily_trades):
                     raise ExitNotPlaced(f"the orchestrator's exit order for {symbol} was not placed (see its log)")
             elif decision.action == "tighten_stop":
@@ -245,7 +287,9 @@ class OrchestratorAdapter(_Adapter):
 class OrderFlowDetector:
     """The bot's own order-flow API (``trading_bot.order_flow.OrderFlowDetector``), answered from orderflow's streams."""
 
-    def __init__(self, client: OrderFlowClient, alert_window_seconds: float = 120.0, alert_class: type | None = None) -> None:
+    def __init__(
+        self, client: OrderFlowClient, alert_window_seconds: float = 120.0, alert_class: type | None = None
+    ) -> None:
         self.client = client
         self.alert_window_seconds = alert_window_seconds
         self.alert_class = alert_class
@@ -258,7 +302,10 @@ class OrderFlowDetector:
     def monitor_active_positions(self, symbols: list[str]) -> dict[str, list[Any]]:
         """The alerts of the alert window for each of ``symbols`` (the bot's ``OrderFlowAlert``); kept in ``alert_history``."""
         alerts = self.client.recent("alerts", self.alert_window_seconds)
-        found = {symbol: [bot_alert(alert, self.alert_class) for alert in alerts if alert.symbol == symbol] for symbol in symbols}
+        found = {
+            symbol: [bot_alert(alert, self.alert_class) for alert in alerts if alert.symbol == symbol]
+            for symbol in symbols
+        }
         for symbol_alerts in found.values():
             for alert in symbol_alerts:
                 if alert not in self.alert_history:
@@ -267,15 +314,21 @@ class OrderFlowDetector:
 
     def health_check(self) -> dict:
         """``status`` ok/degraded, the last alert, and whether orderflow (Redis, and monitoring of held symbols) answers."""
-        status = {"status": "ok", "timestamp_utc": datetime.now(UTC).isoformat(), "last_alert_count": len(self.alert_history),
-                  "last_alert_timestamp": self.alert_history[-1].timestamp_utc.isoformat() if self.alert_history else None,
-                  "dependencies": {"orderflow_redis": "unknown", "orderflow_monitoring": "unknown"}}
+        status = {
+            "status": "ok",
+            "timestamp_utc": datetime.now(UTC).isoformat(),
+            "last_alert_count": len(self.alert_history),
+            "last_alert_timestamp": self.alert_history[-1].timestamp_utc.isoformat() if self.alert_history else None,
+            "dependencies": {"orderflow_redis": "unknown", "orderflow_monitoring": "unknown"},
+        }
         try:
             status["dependencies"]["orderflow_redis"] = "ok" if self.client.ping() else "unreachable"
-        except Exception as error:  # noqa: BLE001 — a health check reports, it does not raise
+        except Exception as error:
             status["dependencies"]["orderflow_redis"] = f"unreachable: {type(error).__name__}"
         unmonitored = sorted(self.client.client.stats.unmonitored) if self.client.client is not None else []
-        status["dependencies"]["orderflow_monitoring"] = f"unmonitored: {', '.join(unmonitored)}" if unmonitored else "ok"
+        status["dependencies"]["orderflow_monitoring"] = (
+            f"unmonitored: {', '.join(unmonitored)}" if unmonitored else "ok"
+        )
         if status["dependencies"]["orderflow_redis"] != "ok" or unmonitored or not self.client.running:
             status["status"] = "degraded"
         return status
@@ -292,23 +345,44 @@ class Attached(OrderFlowClient):
         super().stop(timeout)
 
 
-def _attach(adapter_factory: Callable[[OrderFlowClient], _Adapter], redis_url: str, name: str, sync_seconds: float,
-            **client_options: Any) -> Attached:
+def _attach(
+    adapter_factory: Callable[[OrderFlowClient], _Adapter],
+    redis_url: str,
+    name: str,
+    sync_seconds: float,
+    **client_options: Any,
+) -> Attached:
     holder: dict[str, _Adapter] = {}
-    client = Attached(redis_url, name=name, on_exit=lambda recommendation: holder["adapter"].on_exit(recommendation),
-                      held_symbols=lambda: set(holder["adapter"].holdings()), **client_options)
+    client = Attached(
+        redis_url,
+        name=name,
+        on_exit=lambda recommendation: holder["adapter"].on_exit(recommendation),
+        held_symbols=lambda: set(holder["adapter"].holdings()),
+        **client_options,
+    )
     holder["adapter"] = adapter = adapter_factory(client)
     client.start()
     client.sync = PositionSync(client, adapter.holdings, sync_seconds).start()
     return client
 
 
-def attach_trading_bot(bot: Any, redis_url: str, *, name: str, loop: asyncio.AbstractEventLoop | None = None,
-                       sync_seconds: float = 1.0, **client_options: Any) -> Attached:
+def attach_trading_bot(
+    bot: Any,
+    redis_url: str,
+    *,
+    name: str,
+    loop: asyncio.AbstractEventLoop | None = None,
+    sync_seconds: float = 1.0,
+    **client_options: Any,
+) -> Attached:
     """Start orderflow for a ``TradingBot``: positions mirrored, recommendations acted on through its own order path."""
     return _attach(lambda client: TradingBotAdapter(bot, client, loop), redis_url, name, sync_seconds, **client_options)
 
 
-def attach_orchestrator(orchestrator: Any, redis_url: str, *, name: str, sync_seconds: float = 1.0, **client_options: Any) -> Attached:
+def attach_orchestrator(
+    orchestrator: Any, redis_url: str, *, name: str, sync_seconds: float = 1.0, **client_options: Any
+) -> Attached:
     """Start orderflow for a ``TradingOrchestrator`` (threads): the same, through ``_execute_exit_order``."""
-    return _attach(lambda client: OrchestratorAdapter(orchestrator, client), redis_url, name, sync_seconds, **client_options)
+    return _attach(
+        lambda client: OrchestratorAdapter(orchestrator, client), redis_url, name, sync_seconds, **client_options
+    )

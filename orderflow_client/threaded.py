@@ -23,13 +23,14 @@ import concurrent.futures
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from orderflow_client.bus import Bus
+from orderflow_client.errors import WireDecodeError
 from orderflow_client.positions import Position, PositionRegistry
 from orderflow_client.risk import RiskManagerClient, last_trade_price
-from orderflow_client.errors import WireDecodeError
 from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode
 
 ExitCallback = Callable[[ExitRecommendation], Any]
@@ -62,10 +63,21 @@ class OrderFlowClient:
     statuses to ``statuses``.
     """
 
-    def __init__(self, redis_url: str, *, name: str, on_exit: ExitCallback | None = None, on_status: StatusCallback | None = None,
-                 callbacks: Literal["thread", "queue"] = "thread", held_symbols: Callable[[], set[str]] | None = None,
-                 signing_keys: dict[str, bytes] | None = None, max_attempts: int = 5, catch_up_seconds: float = 120.0,
-                 key_prefix: str = "orderflow", executor: concurrent.futures.Executor | None = None) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        name: str,
+        on_exit: ExitCallback | None = None,
+        on_status: StatusCallback | None = None,
+        callbacks: Literal["thread", "queue"] = "thread",
+        held_symbols: Callable[[], set[str]] | None = None,
+        signing_keys: dict[str, bytes] | None = None,
+        max_attempts: int = 5,
+        catch_up_seconds: float = 120.0,
+        key_prefix: str = "orderflow",
+        executor: concurrent.futures.Executor | None = None,
+    ) -> None:
         if callbacks == "thread" and on_exit is None:
             raise ValueError('on_exit is required with callbacks="thread" (or use callbacks="queue")')
         self.redis_url = redis_url
@@ -75,7 +87,11 @@ class OrderFlowClient:
         self.callbacks = callbacks
         self.held_symbols = held_symbols
         self.key_prefix = key_prefix
-        self.client_options = {"signing_keys": signing_keys, "max_attempts": max_attempts, "catch_up_seconds": catch_up_seconds}
+        self.client_options = {
+            "signing_keys": signing_keys,
+            "max_attempts": max_attempts,
+            "catch_up_seconds": catch_up_seconds,
+        }
         self.deliveries: queue.Queue[Delivery] = queue.Queue()
         self.statuses: queue.Queue[FeedStatus] = queue.Queue()
         self.client: RiskManagerClient | None = None
@@ -97,7 +113,8 @@ class OrderFlowClient:
         self._ready.clear()
         self._startup_error = None
         self._handlers = self._executor or concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"orderflow-{self.name}-handler")
+            max_workers=1, thread_name_prefix=f"orderflow-{self.name}-handler"
+        )
         self._thread = threading.Thread(target=self._run, name=f"orderflow-{self.name}", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
@@ -132,8 +149,11 @@ class OrderFlowClient:
     # --- the registry, synchronously ---------------------------------------------------
     def open_position(self, symbol: str, *, quantity: int, entry_price: Any, stop_loss: Any = None) -> Position:
         """Register (or update) a position: prices as ``Decimal``, ``float`` or ``str`` dollars."""
-        return self._call(PositionRegistry(self._connected()).open(symbol, quantity=quantity, entry_price=entry_price,
-                                                                  stop_loss=stop_loss))
+        return self._call(
+            PositionRegistry(self._connected()).open(
+                symbol, quantity=quantity, entry_price=entry_price, stop_loss=stop_loss
+            )
+        )
 
     def close_position(self, symbol: str) -> bool:
         return self._call(PositionRegistry(self._connected()).close(symbol))
@@ -162,7 +182,10 @@ class OrderFlowClient:
                 item = decode(next(iter(fields.values())))
             except WireDecodeError:
                 continue
-            if isinstance(item, OrderFlowAlert if kind == "alerts" else ExitRecommendation) and symbol in (None, item.symbol):
+            if isinstance(item, OrderFlowAlert if kind == "alerts" else ExitRecommendation) and symbol in (
+                None,
+                item.symbol,
+            ):
                 items.append(item)
         return items
 
@@ -187,7 +210,7 @@ class OrderFlowClient:
         self._stop = asyncio.Event()
         try:
             bus = self._bus = await Bus.connect(self.redis_url, prefix=self.key_prefix)
-        except BaseException as error:  # noqa: BLE001 — handed to start()'s caller, in the bot's thread
+        except BaseException as error:
             self._startup_error = error
             self._ready.set()
             return

@@ -8,7 +8,7 @@ All orderflow timestamps are ``int`` nanoseconds since the Unix epoch, UTC.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -25,7 +25,7 @@ def now_ns() -> int:
 def ns_to_utc_iso(ts_ns: int) -> str:
     """ISO-8601 UTC with nanosecond precision and a ``Z`` suffix."""
     seconds, nanos = divmod(ts_ns, NANOS_PER_SECOND)
-    stamp = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{nanos:09d}Z"
 
 

@@ -49,7 +49,7 @@ class Trade(msgspec.Struct, frozen=True, tag="trade", kw_only=True):
     """One print on the tape.
 
     ``conditions`` are the vendor's condition codes (Polygon/CTA/UTP ids);
-    :mod:`services.ingest.conditions` decides what they mean. ``trf_id`` is
+    :mod:`shared.conditions` decides what they mean. ``trf_id`` is
     the Trade Reporting Facility id for off-exchange prints (0 when none).
     """
 

@@ -76,7 +76,9 @@ def inputs(data: Path, scratch: Path) -> dict[str, tuple[list[str], str]]:
         for name, files in ALGOSEEK_DAYS.items():
             runs[f"{name}/{mode}"] = (["--format", "algoseek", *(str(data / file) for file in files)], mode)
     for symbol in ("bac", "aig"):  # both days in one run: the second judged walk-forward on the first
-        files = [str(data / file) for day in ("20131007", "20131008") for file in ALGOSEEK_DAYS[f"{symbol.upper()}-{day}"]]
+        files = [
+            str(data / file) for day in ("20131007", "20131008") for file in ALGOSEEK_DAYS[f"{symbol.upper()}-{day}"]
+        ]
         runs[f"{symbol.upper()}-both-days/adaptive"] = (["--format", "algoseek", *files], "adaptive")
     for scenario in SCENARIOS:
         capture = scratch / f"{scenario}.capture"
@@ -115,7 +117,9 @@ def differences(expected: dict, actual: dict) -> list[str]:
             gone = set(expected[name][kind]) - set(actual[name][kind])
             new = set(actual[name][kind]) - set(expected[name][kind])
             if gone or new:
-                lines.append(f"{name} {kind}: {len(gone)} gone (e.g. {sorted(gone)[:3]}), {len(new)} new (e.g. {sorted(new)[:3]})")
+                lines.append(
+                    f"{name} {kind}: {len(gone)} gone (e.g. {sorted(gone)[:3]}), {len(new)} new (e.g. {sorted(new)[:3]})"
+                )
     return lines
 
 

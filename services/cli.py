@@ -12,13 +12,14 @@ import sys
 from datetime import date, timedelta
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from orderflow_client.errors import BusUnavailableError, ConfigError, ConsumerGroupMissingError
 from shared.acl import users_template
 from shared.config import (
     CONFIG_FILE_VARIABLE,
@@ -29,7 +30,6 @@ from shared.config import (
     load_config,
     value_origins,
 )
-from shared.errors import BusUnavailableError, ConfigError, ConsumerGroupMissingError
 
 ACL_FILE = Path("config/redis-users.acl")
 SCHEMA_FILE = Path("config/config.schema.json")
@@ -46,7 +46,7 @@ positions_app = typer.Typer(help="Open, close and list the positions orderflow m
 app.add_typer(positions_app, name="positions")
 
 ConfigFileOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--config-file",
         envvar=CONFIG_FILE_VARIABLE,
@@ -55,10 +55,16 @@ ConfigFileOption = Annotated[
     ),
 ]
 
-FilesArgument = Annotated[list[Path], typer.Argument(help="Input files (zip, csv, csv.gz, capture).", exists=True, dir_okay=False)]
-FormatOption = Annotated[str, typer.Option("--format", help="auto (from the file names) | capture | polygon-flat | lobster | algoseek")]
-SymbolOption = Annotated[Optional[str], typer.Option(help="Keep only this symbol.")]
-DateOption = Annotated[Optional[str], typer.Option("--date", help="Trading day YYYY-MM-DD (LOBSTER files whose names lack it).")]
+FilesArgument = Annotated[
+    list[Path], typer.Argument(help="Input files (zip, csv, csv.gz, capture).", exists=True, dir_okay=False)
+]
+FormatOption = Annotated[
+    str, typer.Option("--format", help="auto (from the file names) | capture | polygon-flat | lobster | algoseek")
+]
+SymbolOption = Annotated[str | None, typer.Option(help="Keep only this symbol.")]
+DateOption = Annotated[
+    str | None, typer.Option("--date", help="Trading day YYYY-MM-DD (LOBSTER files whose names lack it).")
+]
 
 stdout = Console()
 stderr = Console(stderr=True, soft_wrap=True)  # an error is one line, whatever the terminal width
@@ -81,8 +87,12 @@ def formats_or_exit(format: str, files: list[Path]) -> dict[str, list[Path]]:
     names = {path.name.lower() for path in groups.get("algoseek", [])}
     for name in sorted(names):
         if name.endswith("_trade.zip") and name.replace("_trade.zip", "_quote.zip") not in names:
-            stderr.print(f"[yellow]warning: {name} without its quotes ({name.replace('_trade', '_quote')}): no NBBO, so trade sides "
-                         f"fall back to the tick test and the book rule sees nothing[/]", highlight=False, soft_wrap=True)
+            stderr.print(
+                f"[yellow]warning: {name} without its quotes ({name.replace('_trade', '_quote')}): no NBBO, so trade sides "
+                f"fall back to the tick test and the book rule sees nothing[/]",
+                highlight=False,
+                soft_wrap=True,
+            )
     return groups
 
 
@@ -90,8 +100,10 @@ def format_or_exit(format: str, files: list[Path]) -> str:
     """The files' one format (see :func:`formats_or_exit`); exit 2 when they mix formats."""
     groups = formats_or_exit(format, files)
     if len(groups) != 1:
-        stderr.print(f"the files mix formats ({', '.join(sorted(groups))}): give one format a run, or use `orderflow backtest`",
-                     soft_wrap=True)
+        stderr.print(
+            f"the files mix formats ({', '.join(sorted(groups))}): give one format a run, or use `orderflow backtest`",
+            soft_wrap=True,
+        )
         raise typer.Exit(code=2)
     return next(iter(groups))
 
@@ -100,7 +112,10 @@ def nothing_read_or_exit(format: str, events: int, rejects) -> None:
     """Every row rejected, none read: the files are not ``format`` (one clear line, exit 2)."""
     if events == 0 and rejects.total:
         codes = ", ".join(f"{code} {count:,}" for code, count in sorted(rejects.by_code.items()))
-        stderr.print(f"no event could be read as {format} ({rejects.total:,} rejected: {codes}): is --format right?", soft_wrap=True)
+        stderr.print(
+            f"no event could be read as {format} ({rejects.total:,} rejected: {codes}): is --format right?",
+            soft_wrap=True,
+        )
         raise typer.Exit(code=2)
 
 
@@ -120,14 +135,14 @@ def source_or_exit(format: str, day: str | None) -> date | None:
 
 async def connect_bus(config: OrderFlowConfig):
     """The bus of the configuration: ``REDIS_URL``, else the embedded one."""
-    from shared.bus import Bus
+    from orderflow_client.bus import Bus
 
     redis_url = config.redis_url.get_secret_value() if config.redis_url else None
     return await Bus.connect(redis_url, prefix=config.key_prefix, stream_max_length=config.stream_max_length)
 
 
 def serve_metrics_or_exit(config: OrderFlowConfig) -> None:
-    from shared.metrics import serve_metrics
+    from orderflow_client.metrics import serve_metrics
 
     try:
         serve_metrics(config.metrics_port, config.metrics_host)
@@ -169,14 +184,20 @@ def stop_on_signals() -> asyncio.Event:
 
 def events_progress(description: str) -> tuple[Progress, object]:
     """A progress bar counting events (silent when stderr is not a terminal)."""
-    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} events"),
-                        TimeElapsedColumn(), console=stderr, disable=not stderr.is_terminal)
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,} events"),
+        TimeElapsedColumn(),
+        console=stderr,
+        disable=not stderr.is_terminal,
+    )
     return progress, progress.add_task(description, total=None)
 
 
 def logging_or_exit(**settings) -> None:
     """``configure_logging(**settings)``; an unusable log folder → one clear line and exit 2."""
-    from shared.logs import configure_logging
+    from orderflow_client.logs import configure_logging
 
     try:
         configure_logging(**settings)
@@ -213,7 +234,9 @@ def config_show(
         for name in OrderFlowConfig.model_fields
     ]
     if as_json:
-        document = {name: {"variable": variable, "value": value, "origin": origin} for name, variable, value, origin in rows}
+        document = {
+            name: {"variable": variable, "value": value, "origin": origin} for name, variable, value, origin in rows
+        }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return
     table = Table(title="orderflow configuration", title_justify="left")
@@ -233,7 +256,13 @@ def schema_document() -> str:
         "Environment variables ORDER_FLOW_<SETTING> override the file; "
         "POLYGON_API_KEY belongs in the environment only."
     )
-    for secret in ("polygon_api_key", "redis_password", "redis_ingest_password", "redis_detector_password", "redis_bot_password"):
+    for secret in (
+        "polygon_api_key",
+        "redis_password",
+        "redis_ingest_password",
+        "redis_detector_password",
+        "redis_bot_password",
+    ):
         schema["properties"].pop(secret, None)  # environment only
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
@@ -282,13 +311,15 @@ def config_redis_users(
 
 @app.command()
 def scenario(
-    name: Annotated[Optional[str], typer.Argument(help="Scenario name (see --list).", show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Capture file to write.")] = None,
+    name: Annotated[str | None, typer.Argument(help="Scenario name (see --list).", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Capture file to write.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 7,
-    list_them: Annotated[bool, typer.Option("--list", help="List the scenarios and what a correct detector reports.")] = False,
+    list_them: Annotated[
+        bool, typer.Option("--list", help="List the scenarios and what a correct detector reports.")
+    ] = False,
 ) -> None:
     """Write a deterministic synthetic session (capture format) for demos and tests."""
-    from services.ingest.scenarios import EXPECTATIONS, SCENARIOS, write_scenario
+    from services.tools.scenarios import EXPECTATIONS, SCENARIOS, write_scenario
 
     if list_them or name is None:
         table = Table(title="scenarios (expected detector output with default settings)", title_justify="left")
@@ -296,8 +327,16 @@ def scenario(
             table.add_column(column, overflow="fold")
         for scenario_name in SCENARIOS:
             expected = EXPECTATIONS[scenario_name]
-            alerts = ", ".join(f"{kind}/{source}/{severity}{'/two-sided' if two_sided else ''}" for kind, source, severity, two_sided in expected.alerts)
-            table.add_row(scenario_name, alerts or "none", ", ".join(expected.exits) or "none", ", ".join(expected.statuses) or "-")
+            alerts = ", ".join(
+                f"{kind}/{source}/{severity}{'/two-sided' if two_sided else ''}"
+                for kind, source, severity, two_sided in expected.alerts
+            )
+            table.add_row(
+                scenario_name,
+                alerts or "none",
+                ", ".join(expected.exits) or "none",
+                ", ".join(expected.statuses) or "-",
+            )
         stdout.print(table)
         return
     if name not in SCENARIOS:
@@ -316,8 +355,12 @@ def replay(
     format: FormatOption = "auto",
     symbol: SymbolOption = None,
     day: DateOption = None,
-    speed: Annotated[Optional[float], typer.Option(help="Market seconds per wall second (default: as fast as possible).")] = None,
-    max_speed: Annotated[bool, typer.Option("--max-speed", help="Publish as fast as Redis takes it (the default).")] = False,
+    speed: Annotated[
+        float | None, typer.Option(help="Market seconds per wall second (default: as fast as possible).")
+    ] = None,
+    max_speed: Annotated[
+        bool, typer.Option("--max-speed", help="Publish as fast as Redis takes it (the default).")
+    ] = False,
     config_file: ConfigFileOption = None,
 ) -> None:
     """Publish a recorded or historical session onto the per-symbol streams, as live ingest would.
@@ -326,8 +369,8 @@ def replay(
       orderflow replay captures/live-2026-11-24.capture --speed 10
       orderflow replay LOBSTER_SampleFile_AMZN_2012-06-21_5.zip
     """
+    from orderflow_client.logs import get_logger
     from services.ingest.replay import ReplayWorkerError, SourceSpec, replay_files
-    from shared.logs import get_logger
 
     config = load_or_exit(config_file)
     format = format_or_exit(format, list(files))
@@ -335,10 +378,17 @@ def replay(
     if speed is not None and (max_speed or speed <= 0):
         stderr.print("--speed takes a positive number and excludes --max-speed")
         raise typer.Exit(code=2)
-    logging_or_exit(service="replay", log_dir=config.log_dir, level=config.log_level,
-                      secrets=config.secret_values(), console=False)
-    spec = SourceSpec(format, tuple(files), symbol, trading_day,
-                      config.round_lot_size if config.quote_size_unit == "round_lots" else 1, config.side_method)
+    logging_or_exit(
+        service="replay", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values(), console=False
+    )
+    spec = SourceSpec(
+        format,
+        tuple(files),
+        symbol,
+        trading_day,
+        config.round_lot_size if config.quote_size_unit == "round_lots" else 1,
+        config.side_method,
+    )
     conditions = condition_table(config)
 
     async def run():
@@ -348,8 +398,9 @@ def replay(
         try:
             progress, task = events_progress(f"replaying {format}")
             with progress:
-                return await replay_files(bus, spec, conditions=conditions, speed=speed,
-                                          on_published=lambda n: progress.advance(task, n))
+                return await replay_files(
+                    bus, spec, conditions=conditions, speed=speed, on_published=lambda n: progress.advance(task, n)
+                )
         finally:
             await bus.close()
 
@@ -359,10 +410,16 @@ def replay(
         stderr.print(f"[bold red]replay failed:[/] {error}")
         raise typer.Exit(code=1) from None
     nothing_read_or_exit(format, summary.published, summary.rejects)
-    get_logger().info("ingest.replay_finished", format=format, files=[str(f) for f in files],
-                      published=summary.published, by_kind=dict(summary.events_by_kind),
-                      rejects=dict(summary.rejects.by_code), duplicates=summary.duplicates,
-                      events_per_second=round(summary.events_per_second))
+    get_logger().info(
+        "ingest.replay_finished",
+        format=format,
+        files=[str(f) for f in files],
+        published=summary.published,
+        by_kind=dict(summary.events_by_kind),
+        rejects=dict(summary.rejects.by_code),
+        duplicates=summary.duplicates,
+        events_per_second=round(summary.events_per_second),
+    )
     table = Table(title="replay summary", title_justify="left")
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -381,13 +438,24 @@ def replay(
 @app.command()
 def analyze(
     files: FilesArgument,
-    out: Annotated[Path, typer.Option("--out", help="Folder for alerts.jsonl, exits.jsonl, statuses.jsonl, summary.json.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for alerts.jsonl, exits.jsonl, statuses.jsonl, summary.json.")
+    ],
     format: FormatOption = "auto",
     symbol: SymbolOption = None,
     day: DateOption = None,
-    emit_trades: Annotated[bool, typer.Option("--emit-trades", help="Also write trades.jsonl with each trade's side.")] = False,
-    profile: Annotated[Optional[list[Path]], typer.Option("--profile", help="A profile from `calibrate --out` (repeat): history before the files.",
-                                                          exists=True, dir_okay=False)] = None,
+    emit_trades: Annotated[
+        bool, typer.Option("--emit-trades", help="Also write trades.jsonl with each trade's side.")
+    ] = False,
+    profile: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--profile",
+            help="A profile from `calibrate --out` (repeat): history before the files.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     config_file: ConfigFileOption = None,
 ) -> None:
     """Run the detector's rules over files in this process (no Redis) and write what they find.
@@ -399,18 +467,29 @@ def analyze(
     Each day is judged walk-forward: with thresholds from the sessions before it (the files' earlier days,
     after any --profile), or calibrated from its own first minutes.
     """
-    from services.detector.analyze import analyze as run_analysis
+    from services.offline.analyze import analyze as run_analysis
 
     config = load_or_exit(config_file)
     format = format_or_exit(format, list(files))
     trading_day = source_or_exit(format, day)
     profiles = profiles_or_exit(profile or [])
-    logging_or_exit(service="analyze", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False)
+    logging_or_exit(
+        service="analyze", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False
+    )
     progress, task = events_progress(f"analyzing {format}")
     with progress:
-        summary = run_analysis(format, list(files), out, config, symbol=symbol, day=trading_day, emit_trades=emit_trades,
-                               conditions=condition_table(config), on_progress=lambda n: progress.advance(task, n),
-                               profiles=profiles)
+        summary = run_analysis(
+            format,
+            list(files),
+            out,
+            config,
+            symbol=symbol,
+            day=trading_day,
+            emit_trades=emit_trades,
+            conditions=condition_table(config),
+            on_progress=lambda n: progress.advance(task, n),
+            profiles=profiles,
+        )
     nothing_read_or_exit(format, summary.events, summary.rejects)
     document = summary.as_document()
     table = Table(title=f"analysis written to {out}", title_justify="left")
@@ -433,18 +512,39 @@ def analyze(
 def backtest(
     files: FilesArgument,
     out: Annotated[Path, typer.Option("--out", help="Folder for report.json, report.html (and sweep.json).")],
-    format: Annotated[str, typer.Option("--format", help="auto (from each file's name) | capture | polygon-flat | lobster | algoseek")] = "auto",
+    format: Annotated[
+        str, typer.Option("--format", help="auto (from each file's name) | capture | polygon-flat | lobster | algoseek")
+    ] = "auto",
     symbol: SymbolOption = None,
-    positions: Annotated[Optional[Path], typer.Option("--positions", help="CSV of symbol,entry_time,entry_price,quantity,stop "
-                                                      "(entry_time ISO, New York if no zone); default: one long from each open.",
-                                                      exists=True, dir_okay=False)] = None,
-    horizon: Annotated[Optional[list[int]], typer.Option("--horizon", help="Forward horizon in seconds (repeat; default 30, 60, 300, 900).")] = None,
-    fall_bps: Annotated[float, typer.Option("--fall-bps", min=0.1, help="A fall (hit) or rise (false positive) this large, in bps.")] = 10.0,
-    sweep_items: Annotated[Optional[list[str]], typer.Option("--sweep", help="key=v1,v2,… (repeat): a grid of settings ranked on "
-                                                             "earlier days, scored on the last --test-days.")] = None,
+    positions: Annotated[
+        Path | None,
+        typer.Option(
+            "--positions",
+            help="CSV of symbol,entry_time,entry_price,quantity,stop "
+            "(entry_time ISO, New York if no zone); default: one long from each open.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    horizon: Annotated[
+        list[int] | None,
+        typer.Option("--horizon", help="Forward horizon in seconds (repeat; default 30, 60, 300, 900)."),
+    ] = None,
+    fall_bps: Annotated[
+        float, typer.Option("--fall-bps", min=0.1, help="A fall (hit) or rise (false positive) this large, in bps.")
+    ] = 10.0,
+    sweep_items: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sweep",
+            help="key=v1,v2,… (repeat): a grid of settings ranked on earlier days, scored on the last --test-days.",
+        ),
+    ] = None,
     test_days: Annotated[int, typer.Option("--test-days", min=1, help="Held-out days of a sweep.")] = 1,
-    profile: Annotated[Optional[list[Path]], typer.Option("--profile", help="A profile from `calibrate --out` (repeat).",
-                                                          exists=True, dir_okay=False)] = None,
+    profile: Annotated[
+        list[Path] | None,
+        typer.Option("--profile", help="A profile from `calibrate --out` (repeat).", exists=True, dir_okay=False),
+    ] = None,
     config_file: ConfigFileOption = None,
 ) -> None:
     """What following the signals is worth, against chance and net of the spread: report.json and report.html.
@@ -454,13 +554,15 @@ def backtest(
       orderflow backtest day1.zip day2.zip --positions trades.csv --horizon 60 --horizon 300 --out backtest/
       orderflow backtest bac/*.zip --sweep large_order_quantile=0.995,0.999 --out sweep/
     """
-    from services.detector import backtest as backtesting
-    from services.detector.report_html import render
+    from services.offline import backtest as backtesting
     from services.ingest.sources import read_events
+    from services.offline.report_html import render
     from shared.config import load_config
 
     config = load_or_exit(config_file)
-    logging_or_exit(service="backtest", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False)
+    logging_or_exit(
+        service="backtest", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False
+    )
     groups = formats_or_exit(format, list(files))
     try:
         grid = backtesting.parse_sweep(sweep_items or [])
@@ -469,15 +571,22 @@ def backtest(
         stderr.print(str(error))
         raise typer.Exit(code=2) from None
     profiles = profiles_or_exit(profile or [])
-    settings = backtesting.BacktestSettings(horizons=tuple(horizon) if horizon else backtesting.DEFAULT_HORIZONS, fall_bps=fall_bps)
+    settings = backtesting.BacktestSettings(
+        horizons=tuple(horizon) if horizon else backtesting.DEFAULT_HORIZONS, fall_bps=fall_bps
+    )
     conditions = condition_table(config)
 
     def run(with_config, description: str):
         progress, task = events_progress(description)
         with progress:
             event_groups = [read_events(kind, paths, symbol=symbol) for kind, paths in groups.items()]
-            return backtesting.collect(event_groups, with_config, conditions=conditions, profiles=profiles,
-                                       on_progress=lambda n: progress.advance(task, n))
+            return backtesting.collect(
+                event_groups,
+                with_config,
+                conditions=conditions,
+                profiles=profiles,
+                on_progress=lambda n: progress.advance(task, n),
+            )
 
     found = run(config, "backtesting")
     if not found.tapes:
@@ -487,24 +596,52 @@ def backtest(
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(document, indent=2) + "\n")
     chart_horizon = 300 if 300 in settings.horizons else settings.horizons[0]
-    (out / "report.html").write_text(render(document, backtesting.chart_data(found),
-                                            backtesting.forward_distributions(found, settings, chart_horizon), chart_horizon))
+    (out / "report.html").write_text(
+        render(
+            document,
+            backtesting.chart_data(found),
+            backtesting.forward_distributions(found, settings, chart_horizon),
+            chart_horizon,
+        )
+    )
     wide = Console(width=max(stdout.width, 150)) if not stdout.is_terminal else stdout  # files and pipes get whole rows
     table = Table(title=f"signals versus chance (written to {out})", title_justify="left")
-    for column in ("signal", "horizon", "n", "mean fwd bps", "base", "difference [95%]", "fall rate", "base rate", "lift"):
+    for column in (
+        "signal",
+        "horizon",
+        "n",
+        "mean fwd bps",
+        "base",
+        "difference [95%]",
+        "fall rate",
+        "base rate",
+        "lift",
+    ):
         table.add_column(column, justify="left" if column == "signal" else "right")
     for kind, by_horizon in document["versus_chance"]["by_kind"].items():
         for hz, r in by_horizon.items():
             interval = r["difference_ci95_bps"]
-            table.add_row(kind, f"{hz} s", str(r["signals"]), str(r["mean_forward_bps"]), str(r["base_mean_forward_bps"]),
-                          f"{r['difference_bps']} [{interval[0]}, {interval[1]}]", str(r["hit_rate"]), str(r["base_hit_rate"]), str(r["lift"]))
+            table.add_row(
+                kind,
+                f"{hz} s",
+                str(r["signals"]),
+                str(r["mean_forward_bps"]),
+                str(r["base_mean_forward_bps"]),
+                f"{r['difference_bps']} [{interval[0]}, {interval[1]}]",
+                str(r["hit_rate"]),
+                str(r["base_hit_rate"]),
+                str(r["lift"]),
+            )
     wide.print(table)
     summary = document["following_exits"]["summary"]
-    stdout.print(f"following exits: {summary['exited']} of {summary['positions']} positions exited; "
-                 f"saved vs holding 5 min, net of half spread: {summary['by_horizon'].get('300', {}).get('saved_net_bps_mean')} bps; "
-                 f"vs holding to stop/close: {summary['saved_vs_hold_to_stop_or_close_bps_mean']} bps "
-                 f"(a random exit in the same sessions: {summary['chance_saved_vs_hold_to_stop_or_close_bps_mean']} bps)")
+    stdout.print(
+        f"following exits: {summary['exited']} of {summary['positions']} positions exited; "
+        f"saved vs holding 5 min, net of half spread: {summary['by_horizon'].get('300', {}).get('saved_net_bps_mean')} bps; "
+        f"vs holding to stop/close: {summary['saved_vs_hold_to_stop_or_close_bps_mean']} bps "
+        f"(a random exit in the same sessions: {summary['chance_saved_vs_hold_to_stop_or_close_bps_mean']} bps)"
+    )
     if grid:
+
         def with_overrides(overrides: dict[str, str]):
             try:
                 return run(load_config(config_file, **overrides), f"sweep {overrides}")
@@ -518,21 +655,29 @@ def backtest(
             stderr.print(str(error))
             raise typer.Exit(code=2) from None
         (out / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
-        ranking = Table(title=f"sweep: ranked on {', '.join(result['train_days'])}; held out {', '.join(result['test_days'])}",
-                        title_justify="left")
-        for column in ("settings", "train: exits, saved bps (chance)", "held out: exits, saved bps (chance) [95% vs chance]"):
+        ranking = Table(
+            title=f"sweep: ranked on {', '.join(result['train_days'])}; held out {', '.join(result['test_days'])}",
+            title_justify="left",
+        )
+        for column in (
+            "settings",
+            "train: exits, saved bps (chance)",
+            "held out: exits, saved bps (chance) [95% vs chance]",
+        ):
             ranking.add_column(column)
         for row in result["ranked_by_train"]:
             train, test = row["train"], row["test"]
-            ranking.add_row(" ".join(f"{key}={value}" for key, value in row["settings"].items()),
-                            f"{train['exits']}, {train['saved_net_bps_mean']} ({train['base_saved_net_bps_mean']})",
-                            f"{test['exits']}, {test['saved_net_bps_mean']} ({test['base_saved_net_bps_mean']}) {test['difference_ci95_bps']}")
+            ranking.add_row(
+                " ".join(f"{key}={value}" for key, value in row["settings"].items()),
+                f"{train['exits']}, {train['saved_net_bps_mean']} ({train['base_saved_net_bps_mean']})",
+                f"{test['exits']}, {test['saved_net_bps_mean']} ({test['base_saved_net_bps_mean']}) {test['difference_ci95_bps']}",
+            )
         wide.print(ranking)
 
 
 def profiles_or_exit(paths: list[Path]) -> dict:
-    from services.detector.calibrate import read_profiles
     from services.detector.profiles import ProfileError
+    from services.offline.calibrate import read_profiles
 
     try:
         return read_profiles(paths)
@@ -543,14 +688,23 @@ def profiles_or_exit(paths: list[Path]) -> dict:
 
 @app.command()
 def calibrate(
-    symbols: Annotated[Optional[list[str]], typer.Argument(help="Tickers to calibrate (with files: those to keep; all when omitted).",
-                                                           show_default=False)] = None,
-    files: Annotated[Optional[list[Path]], typer.Option("--file", help="History files (repeat); without them, Polygon REST.",
-                                                        exists=True, dir_okay=False)] = None,
+    symbols: Annotated[
+        list[str] | None,
+        typer.Argument(help="Tickers to calibrate (with files: those to keep; all when omitted).", show_default=False),
+    ] = None,
+    files: Annotated[
+        list[Path] | None,
+        typer.Option("--file", help="History files (repeat); without them, Polygon REST.", exists=True, dir_okay=False),
+    ] = None,
     format: FormatOption = "auto",
-    days: Annotated[int, typer.Option("--days", min=1, max=60, help="Trading days of REST history (ending --end).")] = 5,
-    end: Annotated[Optional[str], typer.Option("--end", help="Last REST day YYYY-MM-DD (default: the last trading day before today).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Also write SYM.json profiles into this folder.")] = None,
+    days: Annotated[
+        int, typer.Option("--days", min=1, max=60, help="Trading days of REST history (ending --end).")
+    ] = 5,
+    end: Annotated[
+        str | None,
+        typer.Option("--end", help="Last REST day YYYY-MM-DD (default: the last trading day before today)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write SYM.json profiles into this folder.")] = None,
     no_store: Annotated[bool, typer.Option("--no-store", help="Do not store the profiles on the bus.")] = False,
     config_file: ConfigFileOption = None,
 ) -> None:
@@ -561,16 +715,19 @@ def calibrate(
       orderflow calibrate BAC --file 20131007_trade.zip --file 20131007_quote.zip --format algoseek
       orderflow calibrate AAPL MSFT --days 5      # Polygon REST, POLYGON_API_KEY set
     """
-    from services.detector.calibrate import ProfileStore, profiles_from_events, rest_events, trading_days, write_profile
-    from services.ingest.polygon_http import PolygonRest, RestError
+    from services.detector.profile_store import ProfileStore
+    from services.ingest.polygon_rest_client import PolygonRest, RestError
     from services.ingest.rejects import RejectCounter
     from services.ingest.sources import read_events
+    from services.offline.calibrate import profiles_from_events, rest_events, trading_days, write_profile
 
     config = load_or_exit(config_file)
     if files:
         format = format_or_exit(format, list(files))
         source_or_exit(format, None)
-    logging_or_exit(service="calibrate", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False)
+    logging_or_exit(
+        service="calibrate", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False
+    )
     wanted = [symbol.upper() for symbol in symbols or []]
     conditions = condition_table(config)
     rejects = RejectCounter()
@@ -582,7 +739,9 @@ def calibrate(
             events = read_events(format, list(files))
             if wanted:
                 events = (event for event in events if getattr(event, "symbol", None) in wanted)
-            profiles = profiles_from_events(events, config, source="files", conditions=conditions, rejects=rejects, on_progress=advance)
+            profiles = profiles_from_events(
+                events, config, source="files", conditions=conditions, rejects=rejects, on_progress=advance
+            )
         else:
             if config.polygon_api_key is None or not config.polygon_api_key.get_secret_value():
                 stderr.print("calibrating from Polygon REST needs POLYGON_API_KEY (or give history with --file)")
@@ -595,14 +754,24 @@ def calibrate(
             except ValueError:
                 stderr.print(f"--end {end!r} is not YYYY-MM-DD")
                 raise typer.Exit(code=2) from None
-            rest = PolygonRest(config.polygon_api_key.get_secret_value(), config.polygon_rest_url,
-                               requests_per_minute=config.polygon_rest_requests_per_minute)
+            rest = PolygonRest(
+                config.polygon_api_key.get_secret_value(),
+                config.polygon_rest_url,
+                requests_per_minute=config.polygon_rest_requests_per_minute,
+            )
             multiplier = config.round_lot_size if config.quote_size_unit == "round_lots" else 1
             try:
                 for symbol in wanted:
-                    history = (event for day in trading_days(last, days) for event in rest_events(rest, symbol, day, quote_size_multiplier=multiplier))
-                    profiles.update(profiles_from_events(history, config, source="rest", conditions=conditions, rejects=rejects,
-                                                         on_progress=advance))
+                    history = (
+                        event
+                        for day in trading_days(last, days)
+                        for event in rest_events(rest, symbol, day, quote_size_multiplier=multiplier)
+                    )
+                    profiles.update(
+                        profiles_from_events(
+                            history, config, source="rest", conditions=conditions, rejects=rejects, on_progress=advance
+                        )
+                    )
             except RestError as error:
                 stderr.print(f"[bold red]Polygon REST failed:[/] {error}")
                 raise typer.Exit(code=3) from None
@@ -610,22 +779,39 @@ def calibrate(
                 rest.close()
     missing = [symbol for symbol in wanted if symbol not in profiles]
     table = Table(title="profiles", title_justify="left")
-    for column in ("symbol", "sessions", "large order (shares)", "large offer (shares)", "daily volume", "spread (bps)", "curve"):
+    for column in (
+        "symbol",
+        "sessions",
+        "large order (shares)",
+        "large offer (shares)",
+        "daily volume",
+        "spread (bps)",
+        "curve",
+    ):
         table.add_column(column, justify="left" if column in ("symbol", "sessions") else "right")
     for symbol, built in sorted(profiles.items()):
         quantile = dict(built.order_size_quantiles)
         offers = dict(built.offer_size_quantiles)
-        table.add_row(symbol, f"{built.first_day}..{built.last_day} ({len(built.days)})", f"{quantile.get(0.999, 0):,} (q0.999)",
-                      f"{offers.get(0.999, 0):,} (q0.999)", f"{built.daily_volume:,}", f"{built.spread_bps:g}",
-                      "yes" if built.volume_curve else "no (no full session)")
+        table.add_row(
+            symbol,
+            f"{built.first_day}..{built.last_day} ({len(built.days)})",
+            f"{quantile.get(0.999, 0):,} (q0.999)",
+            f"{offers.get(0.999, 0):,} (q0.999)",
+            f"{built.daily_volume:,}",
+            f"{built.spread_bps:g}",
+            "yes" if built.volume_curve else "no (no full session)",
+        )
         if out is not None:
             write_profile(built, out)
     stdout.print(table)
     for code, count in rejects.by_code.items():
         stdout.print(f"rejected {code}: {count:,}")
     if profiles and not no_store and config.redis_url is None:
-        stdout.print("REDIS_URL is not set: profiles not stored (the embedded bus ends with this command); --out keeps them")
+        stdout.print(
+            "REDIS_URL is not set: profiles not stored (the embedded bus ends with this command); --out keeps them"
+        )
     elif profiles and not no_store:
+
         async def store() -> None:
             bus = await connect_bus(config)
             try:
@@ -643,8 +829,12 @@ def calibrate(
 
 @app.command()
 def detect(
-    symbol: Annotated[Optional[list[str]], typer.Option("--symbol", help="Monitor this symbol (repeat); default: open positions.")] = None,
-    consumer: Annotated[Optional[str], typer.Option(help="Consumer name in the group (default: detector-<hostname>).")] = None,
+    symbol: Annotated[
+        list[str] | None, typer.Option("--symbol", help="Monitor this symbol (repeat); default: open positions.")
+    ] = None,
+    consumer: Annotated[
+        str | None, typer.Option(help="Consumer name in the group (default: detector-<hostname>).")
+    ] = None,
     config_file: ConfigFileOption = None,
 ) -> None:
     """Run the detector service: consume the market streams, publish alerts and exit recommendations.
@@ -654,8 +844,8 @@ def detect(
       REDIS_URL=redis://127.0.0.1:6379/0 orderflow detect --symbol AAPL
     """
 
+    from orderflow_client.logs import get_logger
     from services.detector.service import DetectorService
-    from shared.logs import get_logger
 
     config = load_or_exit(config_file)
     logging_or_exit(service="detector", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values())
@@ -666,14 +856,25 @@ def detect(
         bus = await connect_bus(config)
         stop = stop_on_signals()
         service = DetectorService(config, bus, symbols=symbol or None, consumer=consumer, conditions=conditions)
-        log.info("order_flow.detector_started", consumer=service.consumer, bus=bus.description,
-                 symbols=symbol or "open positions", conditions=conditions.source)
+        log.info(
+            "order_flow.detector_started",
+            consumer=service.consumer,
+            bus=bus.description,
+            symbols=symbol or "open positions",
+            conditions=conditions.source,
+        )
         try:
             stats = await service.run(stop)
         finally:
             await bus.close()
-        log.info("order_flow.detector_stopped", events=stats.events, alerts=stats.alerts, exits=stats.exits,
-                 duplicates_suppressed=stats.duplicates_suppressed, warmed_up_events=stats.warmed_up_events)
+        log.info(
+            "order_flow.detector_stopped",
+            events=stats.events,
+            alerts=stats.alerts,
+            exits=stats.exits,
+            duplicates_suppressed=stats.duplicates_suppressed,
+            warmed_up_events=stats.warmed_up_events,
+        )
 
     serve_metrics_or_exit(config)
     collect_garbage_less_often()
@@ -687,7 +888,9 @@ def detect(
 @app.command()
 def demo(
     speed: Annotated[float, typer.Option(help="Market seconds per wall second.")] = 120.0,
-    scenario: Annotated[Optional[list[str]], typer.Option("--scenario", help="Play only this scenario (repeat).")] = None,
+    scenario: Annotated[
+        list[str] | None, typer.Option("--scenario", help="Play only this scenario (repeat).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Scenario seed.")] = 7,
     config_file: ConfigFileOption = None,
 ) -> None:
@@ -697,19 +900,29 @@ def demo(
       orderflow demo
       orderflow demo --speed 400 --scenario large-sellers --scenario red-burst
     """
-    from services.detector.demo import run_demo
-    from services.ingest.scenarios import SCENARIOS
-    from shared.metrics import serve_metrics
+    from orderflow_client.metrics import serve_metrics
+    from services.tools.demo import run_demo
+    from services.tools.scenarios import SCENARIOS
 
     config = load_or_exit(config_file)
     unknown = [name for name in scenario or [] if name not in SCENARIOS]
     if unknown or speed <= 0:
-        stderr.print(f"unknown scenario(s) {unknown}; choose from {', '.join(SCENARIOS)}" if unknown else "--speed must be positive")
+        stderr.print(
+            f"unknown scenario(s) {unknown}; choose from {', '.join(SCENARIOS)}"
+            if unknown
+            else "--speed must be positive"
+        )
         raise typer.Exit(code=2)
-    logging_or_exit(service="demo", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values(), console=False)
+    logging_or_exit(
+        service="demo", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values(), console=False
+    )
     try:
         serve_metrics(config.metrics_port, config.metrics_host)
-        stdout.print(f"metrics on http://{config.metrics_host}:{config.metrics_port}/metrics" if config.metrics_port else "metrics disabled")
+        stdout.print(
+            f"metrics on http://{config.metrics_host}:{config.metrics_port}/metrics"
+            if config.metrics_port
+            else "metrics disabled"
+        )
     except OSError as error:
         stderr.print(f"[yellow]metrics port {config.metrics_port} unavailable ({error}); continuing without metrics[/]")
     result = run_or_exit(run_demo(config, scenarios=scenario or None, speed=speed, seed=seed, console=stdout))
@@ -719,7 +932,7 @@ def demo(
 
 def _with_registry(config_file: Path | None, action):
     """Run ``action(registry)`` against the configured bus; exit 3 if Redis is down."""
-    from shared.positions import PositionRegistry
+    from orderflow_client.positions import PositionRegistry
 
     config = load_or_exit(config_file)
     if config.redis_url is None:
@@ -751,12 +964,16 @@ def positions_open(
 
     Example: orderflow positions open AAPL --quantity 200 --entry 187.43 --stop 184
     """
-    position = _with_registry(config_file, lambda registry: registry.open(symbol, quantity=quantity, entry_price=entry, stop_loss=stop))
+    position = _with_registry(
+        config_file, lambda registry: registry.open(symbol, quantity=quantity, entry_price=entry, stop_loss=stop)
+    )
     stdout.print(f"open {position.symbol}: {position.quantity} @ {entry}, stop {stop}")
 
 
 @positions_app.command("close")
-def positions_close(symbol: Annotated[str, typer.Argument(help="Ticker.")], config_file: ConfigFileOption = None) -> None:
+def positions_close(
+    symbol: Annotated[str, typer.Argument(help="Ticker.")], config_file: ConfigFileOption = None
+) -> None:
     """Remove a position: monitoring of the symbol stops."""
     removed = _with_registry(config_file, lambda registry: registry.close(symbol))
     stdout.print(f"closed {symbol.upper()}" if removed else f"{symbol.upper()} was not open")
@@ -765,21 +982,27 @@ def positions_close(symbol: Annotated[str, typer.Argument(help="Ticker.")], conf
 @positions_app.command("list")
 def positions_list(config_file: ConfigFileOption = None) -> None:
     """List the open positions."""
-    from shared.prices import format_price
+    from orderflow_client.prices import format_price
 
     positions = _with_registry(config_file, lambda registry: registry.list())
     table = Table(title="open positions", title_justify="left")
     for column in ("symbol", "quantity", "entry", "stop loss"):
         table.add_column(column)
     for position in positions:
-        table.add_row(position.symbol, f"{position.quantity:,}", format_price(position.entry_price),
-                      format_price(position.stop_loss) if position.stop_loss else "-")
+        table.add_row(
+            position.symbol,
+            f"{position.quantity:,}",
+            format_price(position.entry_price),
+            format_price(position.stop_loss) if position.stop_loss else "-",
+        )
     stdout.print(table)
 
 
 @app.command()
 def ingest(
-    record: Annotated[Optional[Path], typer.Option(help="Record every frame: <RECORD>-YYYY-MM-DD.capture, one file per UTC day.")] = None,
+    record: Annotated[
+        Path | None, typer.Option(help="Record every frame: <RECORD>-YYYY-MM-DD.capture, one file per UTC day.")
+    ] = None,
     config_file: ConfigFileOption = None,
 ) -> None:
     """Live ingest: Polygon WebSocket trades and quotes of the open positions onto the streams.
@@ -787,14 +1010,16 @@ def ingest(
     Example: POLYGON_API_KEY=… REDIS_URL=redis://127.0.0.1:6379/0 orderflow ingest --record captures/live
     """
 
+    from orderflow_client.logs import get_logger
     from services.ingest.live import FeedAuthError, IngestService
-    from services.ingest.polygon_http import PolygonRest, load_condition_table
-    from shared.logs import get_logger
+    from services.ingest.polygon_rest_client import PolygonRest, load_condition_table
 
     config = load_or_exit(config_file)
     if config.polygon_api_key is None:
-        stderr.print("[bold red]POLYGON_API_KEY is not set:[/] live ingest needs it (try `orderflow demo`, or "
-                     "`orderflow simulate-polygon` for a local feed)")
+        stderr.print(
+            "[bold red]POLYGON_API_KEY is not set:[/] live ingest needs it (try `orderflow demo`, or "
+            "`orderflow simulate-polygon` for a local feed)"
+        )
         raise typer.Exit(code=2)
     api_key = config.polygon_api_key.get_secret_value()
     logging_or_exit(service="ingest", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values())
@@ -806,15 +1031,28 @@ def ingest(
         stop = stop_on_signals()
         conditions = await asyncio.to_thread(load_condition_table, rest)
         service = IngestService(config, bus, api_key=api_key, rest=rest, conditions=conditions, record=record)
-        log.info("order_flow.ingest_started", feed=config.polygon_feed, bus=bus.description, conditions=conditions.source,
-                 record=str(record) if record else None)
+        log.info(
+            "order_flow.ingest_started",
+            feed=config.polygon_feed,
+            bus=bus.description,
+            conditions=conditions.source,
+            record=str(record) if record else None,
+        )
         try:
             stats = await service.run(stop)
         finally:
             await bus.close()
             rest.close()
-        log.info("order_flow.ingest_stopped", frames=stats.frames, events=stats.events, reconnects=stats.reconnects,
-                 gaps=stats.gaps, backfilled=stats.backfilled, dropped_frames=stats.dropped_frames, rejects=stats.rejects.total)
+        log.info(
+            "order_flow.ingest_stopped",
+            frames=stats.frames,
+            events=stats.events,
+            reconnects=stats.reconnects,
+            gaps=stats.gaps,
+            backfilled=stats.backfilled,
+            dropped_frames=stats.dropped_frames,
+            rejects=stats.rejects.total,
+        )
 
     serve_metrics_or_exit(config)
     collect_garbage_less_often()
@@ -830,13 +1068,24 @@ def ingest(
 def simulate_polygon(
     files: Annotated[list[Path], typer.Argument(help="Capture or flat files to play.", exists=True, dir_okay=False)],
     port: Annotated[int, typer.Option(help="Port for WebSocket (/stocks) and REST.")] = 8765,
-    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 inside a container, so its peers reach it).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0 inside a container, so its peers reach it).")
+    ] = "127.0.0.1",
     format: FormatOption = "auto",
     speed: Annotated[float, typer.Option(help="Market seconds per wall second.")] = 1.0,
-    history: Annotated[Optional[list[Path]], typer.Option("--history", help="Earlier days served by REST trades and quotes at their own "
-                                                          "times, for `orderflow calibrate` (repeat; same --format).", exists=True,
-                                                          dir_okay=False)] = None,
-    history_trades: Annotated[int, typer.Option(min=1000, help="REST keeps at most this many trades per symbol, the newest.")] = 1_000_000,
+    history: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--history",
+            help="Earlier days served by REST trades and quotes at their own "
+            "times, for `orderflow calibrate` (repeat; same --format).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    history_trades: Annotated[
+        int, typer.Option(min=1000, help="REST keeps at most this many trades per symbol, the newest.")
+    ] = 1_000_000,
     config_file: ConfigFileOption = None,
 ) -> None:
     """A local server speaking Polygon's WebSocket protocol and REST trades and quotes, replaying files (no key, no internet).
@@ -844,7 +1093,7 @@ def simulate_polygon(
     Clients must present POLYGON_API_KEY (from the environment: a key never goes on a command line), else 'simulator'.
     """
 
-    from services.ingest.simulator import PolygonSimulator, load_timeline
+    from services.tools.simulator import PolygonSimulator, load_timeline
 
     config = load_or_exit(config_file)
     key = config.polygon_api_key.get_secret_value() if config.polygon_api_key else "simulator"
@@ -857,11 +1106,14 @@ def simulate_polygon(
 
     async def run() -> None:
         archive = load_timeline(format, list(history)) if history else None
-        simulator = await PolygonSimulator(timeline, api_key=key, speed=speed, archive=archive,
-                                           history_trades=history_trades).start(host=host, port=port)
-        stdout.print(f"simulating Polygon on ws://127.0.0.1:{simulator.port}/stocks and http://127.0.0.1:{simulator.port} "
-                     f"({len(timeline):,} events at {speed:g}x); ORDER_FLOW_POLYGON_FEED=127.0.0.1:{simulator.port} "
-                     f"ORDER_FLOW_POLYGON_SECURE=false ORDER_FLOW_POLYGON_REST_URL=http://127.0.0.1:{simulator.port}")
+        simulator = await PolygonSimulator(
+            timeline, api_key=key, speed=speed, archive=archive, history_trades=history_trades
+        ).start(host=host, port=port)
+        stdout.print(
+            f"simulating Polygon on ws://127.0.0.1:{simulator.port}/stocks and http://127.0.0.1:{simulator.port} "
+            f"({len(timeline):,} events at {speed:g}x); ORDER_FLOW_POLYGON_FEED=127.0.0.1:{simulator.port} "
+            f"ORDER_FLOW_POLYGON_SECURE=false ORDER_FLOW_POLYGON_REST_URL=http://127.0.0.1:{simulator.port}"
+        )
         stop = stop_on_signals()
         await stop.wait()
         await simulator.stop()
@@ -871,18 +1123,22 @@ def simulate_polygon(
 
 @app.command("risk-manager")
 def risk_manager(
-    name: Annotated[str, typer.Option(help="Bot name: recommendations are handled once per name, across restarts.")] = "bot",
+    name: Annotated[
+        str, typer.Option(help="Bot name: recommendations are handled once per name, across restarts.")
+    ] = "bot",
     config_file: ConfigFileOption = None,
 ) -> None:
     """A stand-in bot: follow exit recommendations for the open positions, evaluate and log the decisions."""
 
-    from shared.logs import get_logger
-    from shared.positions import PositionRegistry
-    from shared.bus import OUTAGE_ERRORS
-    from shared.risk import RiskManagerClient, evaluate, last_trade_price, log_decision
+    from orderflow_client.bus import OUTAGE_ERRORS
+    from orderflow_client.logs import get_logger
+    from orderflow_client.positions import PositionRegistry
+    from orderflow_client.risk import RiskManagerClient, evaluate, last_trade_price, log_decision
 
     config = load_or_exit(config_file)
-    logging_or_exit(service="risk_manager", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values())
+    logging_or_exit(
+        service="risk_manager", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values()
+    )
     log = get_logger("risk_manager")
 
     async def run() -> None:
@@ -896,8 +1152,12 @@ def risk_manager(
             position = positions.get(recommendation.symbol)
             price = await last_trade_price(bus, recommendation.symbol)
             if position is None or price is None:
-                log.warning("order_flow.recommendation_ignored", id=recommendation.id, symbol=recommendation.symbol,
-                            reason="no open position" if position is None else "no last price")
+                log.warning(
+                    "order_flow.recommendation_ignored",
+                    id=recommendation.id,
+                    symbol=recommendation.symbol,
+                    reason="no open position" if position is None else "no last price",
+                )
                 return
             decision = evaluate(recommendation, position, price)
             log_decision(recommendation, position, price, decision)
@@ -913,12 +1173,17 @@ def risk_manager(
                 held.update(symbols)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
         keys = {config.signing_key_id: config.signing_key.get_secret_value().encode()} if config.signing_key else None
-        client = RiskManagerClient(bus, name=name, held_symbols=lambda: held, signing_keys=keys,
-                                   max_age_seconds=config.signature_max_age_seconds)
+        client = RiskManagerClient(
+            bus,
+            name=name,
+            held_symbols=lambda: held,
+            signing_keys=keys,
+            max_age_seconds=config.signature_max_age_seconds,
+        )
         log.info("order_flow.risk_manager_started", name=name, bus=bus.description, held=sorted(held))
         refresher = asyncio.ensure_future(refresh_held())
         try:
@@ -926,8 +1191,12 @@ def risk_manager(
         finally:
             await refresher
             await bus.close()
-        log.info("order_flow.risk_manager_stopped", handled=stats.handled, duplicates=stats.duplicates,
-                 unmonitored=sorted(stats.unmonitored))
+        log.info(
+            "order_flow.risk_manager_stopped",
+            handled=stats.handled,
+            duplicates=stats.duplicates,
+            unmonitored=sorted(stats.unmonitored),
+        )
 
     run_or_exit(run())
 
@@ -945,9 +1214,9 @@ def watch(
 
     from rich.live import Live
 
-    from services.watch import WatchState, follow, render, starting_ids
-    from shared.bus import OUTAGE_ERRORS
-    from shared.timestamps import now_ns
+    from orderflow_client.bus import OUTAGE_ERRORS
+    from orderflow_client.timestamps import now_ns
+    from services.tools.watch import WatchState, follow, render, starting_ids
 
     config = load_or_exit(config_file)
 
@@ -972,7 +1241,7 @@ def watch(
                     live.update(render(state, positions, now_ns()))
                     try:
                         await asyncio.wait_for(stop.wait(), timeout=refresh)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
         finally:
             await bus.close()
@@ -982,7 +1251,7 @@ def watch(
 
 def condition_table(config: OrderFlowConfig):
     """Polygon's live condition table when a key is configured, else the bundled one."""
-    from services.ingest.polygon_http import PolygonRest, load_condition_table
+    from services.ingest.polygon_rest_client import PolygonRest, load_condition_table
 
     if config.polygon_api_key is None:
         return load_condition_table(None)

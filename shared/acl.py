@@ -32,24 +32,30 @@ def rules(role: str, prefix: str = "orderflow") -> str:
     market = f"{prefix}:md:{{*}}"  # the per-symbol market streams only (braces are literal in ACL patterns)
     positions = f"~{prefix}:positions +hgetall +hsetnx"
     if role == "ingest":
-        return (f"{_CONNECTION} {_SCRIPTS} ~{market} ~{prefix}:status +xadd +xrevrange +xlen "
-                f"&{prefix}:positions:changes +subscribe +unsubscribe "
-                f"({positions})")
+        return (
+            f"{_CONNECTION} {_SCRIPTS} ~{market} ~{prefix}:status +xadd +xrevrange +xlen "
+            f"&{prefix}:positions:changes +subscribe +unsubscribe "
+            f"({positions})"
+        )
     if role == "detector":
-        return (f"{_CONNECTION} {_SCRIPTS} ~{market} +xreadgroup +xack +xgroup|create +xautoclaim +xpending +xinfo|groups "
-                f"+xinfo|stream +xrange +xrevrange "
-                f"({_SCRIPTS} ~{market}:dead ~{prefix}:alerts ~{prefix}:exits ~{prefix}:status ~{prefix}:published:* "
-                f"&{prefix}:exit-signals +xadd +set +publish) "
-                f"(%R~{prefix}:profile:* +get) "
-                f"({positions})")
+        return (
+            f"{_CONNECTION} {_SCRIPTS} ~{market} +xreadgroup +xack +xgroup|create +xautoclaim +xpending +xinfo|groups "
+            f"+xinfo|stream +xrange +xrevrange "
+            f"({_SCRIPTS} ~{market}:dead ~{prefix}:alerts ~{prefix}:exits ~{prefix}:status ~{prefix}:published:* "
+            f"&{prefix}:exit-signals +xadd +set +publish) "
+            f"(%R~{prefix}:profile:* +get) "
+            f"({positions})"
+        )
     if role == "bot":
-        return (f"{_CONNECTION} {_SCRIPTS} ~{prefix}:exits +xreadgroup +xack +xgroup|create +xautoclaim +xpending +xinfo|groups "
-                f"+xrange +xrevrange &{prefix}:exit-signals +subscribe +unsubscribe "
-                f"(~{prefix}:exits:dead +xadd) "
-                f"(%R~{prefix}:status %R~{prefix}:alerts +xread +xrange +xrevrange) "
-                f"(%R~{market} +xrevrange) "
-                f"(~{prefix}:riskmanager:* +set +get +del +exists) "
-                f"(~{prefix}:positions &{prefix}:positions:changes +hset +hdel +hgetall +hsetnx +publish)")
+        return (
+            f"{_CONNECTION} {_SCRIPTS} ~{prefix}:exits +xreadgroup +xack +xgroup|create +xautoclaim +xpending +xinfo|groups "
+            f"+xrange +xrevrange &{prefix}:exit-signals +subscribe +unsubscribe "
+            f"(~{prefix}:exits:dead +xadd) "
+            f"(%R~{prefix}:status %R~{prefix}:alerts +xread +xrange +xrevrange) "
+            f"(%R~{market} +xrevrange) "
+            f"(~{prefix}:riskmanager:* +set +get +del +exists) "
+            f"(~{prefix}:positions &{prefix}:positions:changes +hset +hdel +hgetall +hsetnx +publish)"
+        )
     raise ValueError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
 
 
@@ -58,8 +64,12 @@ def password_hash(password: str) -> str:
     return "#" + hashlib.sha256(password.encode()).hexdigest()
 
 
-ENVIRONMENT = {"default": "REDIS_PASSWORD", "ingest": "REDIS_INGEST_PASSWORD", "detector": "REDIS_DETECTOR_PASSWORD",
-               "bot": "REDIS_BOT_PASSWORD"}
+ENVIRONMENT = {
+    "default": "REDIS_PASSWORD",
+    "ingest": "REDIS_INGEST_PASSWORD",
+    "detector": "REDIS_DETECTOR_PASSWORD",
+    "bot": "REDIS_BOT_PASSWORD",
+}
 """Each user's password variable (compose's ``.env``)."""
 
 

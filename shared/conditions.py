@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 DECIDING_TYPES = frozenset({"sale_condition", "settlement_condition"})
 _AUCTION = re.compile(r"open|clos|cross|official", re.IGNORECASE)

@@ -23,30 +23,46 @@ from pathlib import Path
 from typing import Any, Literal
 
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
-    SettingsError,
     EnvSettingsSource,
     JsonConfigSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
-from shared.errors import ConfigError
-from shared.logs import mask_url
+from orderflow_client.errors import ConfigError
+from orderflow_client.logs import mask_url
 
 ENV_PREFIX = "ORDER_FLOW_"
 DEFAULT_CONFIG_FILE = Path("config/order_flow_config.json")
 CONFIG_FILE_VARIABLE = "ORDER_FLOW_CONFIG_FILE"
 """Names the config file; read by the CLI, not a setting of the model."""
 
-SECRET_FIELDS = frozenset({"polygon_api_key", "redis_url", "signing_key", "redis_password", "redis_ingest_password",
-                           "redis_detector_password", "redis_bot_password"})
-
-_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
-    "orderflow_config_file", default=None
+SECRET_FIELDS = frozenset(
+    {
+        "polygon_api_key",
+        "redis_url",
+        "signing_key",
+        "redis_password",
+        "redis_ingest_password",
+        "redis_detector_password",
+        "redis_bot_password",
+    }
 )
+
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("orderflow_config_file", default=None)
 
 
 class SymbolOverride(BaseModel):
@@ -71,9 +87,7 @@ class OrderFlowConfig(BaseSettings):
     )
 
     # --- the spec's variables -------------------------------------------------
-    data_source: Literal["polygon"] = Field(
-        "polygon", description="Live market-data provider (Polygon/Massive)."
-    )
+    data_source: Literal["polygon"] = Field("polygon", description="Live market-data provider (Polygon/Massive).")
     monitoring_mode: Literal["positions_only"] = Field(
         "positions_only", description="Monitor only symbols with open positions."
     )
@@ -82,9 +96,7 @@ class OrderFlowConfig(BaseSettings):
         validation_alias=AliasChoices("POLYGON_API_KEY", "polygon_api_key"),
         description="Polygon/Massive API key. Secret: environment only, never logged.",
     )
-    large_order_size: int = Field(
-        10_000, gt=1000, description="absolute mode: shares that make an order large."
-    )
+    large_order_size: int = Field(10_000, gt=1000, description="absolute mode: shares that make an order large.")
     volume_spike_threshold: float = Field(
         3.0, ge=1.5, le=10.0, description="Spike-window volume / baseline average that flags a burst."
     )
@@ -101,15 +113,11 @@ class OrderFlowConfig(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "redis_url"),
         description="redis:// or rediss:// URL; unset runs on the embedded in-process bus.",
     )
-    key_prefix: str = Field(
-        "orderflow", pattern=r"^[A-Za-z0-9_.\-]+$", description="Prefix of every Redis key."
-    )
+    key_prefix: str = Field("orderflow", pattern=r"^[A-Za-z0-9_.\-]+$", description="Prefix of every Redis key.")
     stream_max_length: int = Field(
         250_000, ge=1_000, description="Approximate cap (MAXLEN ~) of each per-symbol stream, in entries."
     )
-    polygon_feed: str = Field(
-        "socket.polygon.io", description="WebSocket host[:port] of the Polygon feed."
-    )
+    polygon_feed: str = Field("socket.polygon.io", description="WebSocket host[:port] of the Polygon feed.")
     polygon_secure: bool = Field(True, description="Use wss:// (false only for a local simulator).")
     polygon_rest_url: str = Field(
         "https://api.polygon.io", description="Base URL of the Polygon REST API (backfill, conditions)."
@@ -124,9 +132,11 @@ class OrderFlowConfig(BaseSettings):
         50_000, ge=100, le=5_000_000, description="Frames that may wait between socket and publisher before drops."
     )
     ingest_queue_bytes: int = Field(
-        64 * 1024 * 1024, ge=1024 * 1024, le=8 * 1024**3,
+        64 * 1024 * 1024,
+        ge=1024 * 1024,
+        le=8 * 1024**3,
         description="Bytes of frames that may wait between socket and publisher before drops (with the frame cap: "
-                    "whichever is reached first). Memory held is a few times this once parsed.",
+        "whichever is reached first). Memory held is a few times this once parsed.",
     )
     quote_size_unit: Literal["shares", "round_lots"] = Field(
         "shares", description="Unit of Polygon quote sizes (Polygon's documentation disagrees with itself)."
@@ -154,9 +164,11 @@ class OrderFlowConfig(BaseSettings):
         2.0, ge=0.0, le=60.0, description="A large resting offer must persist this long (anti-flicker)."
     )
     book_return_seconds: float = Field(
-        60.0, ge=0.0, le=3600.0,
+        60.0,
+        ge=0.0,
+        le=3600.0,
         description="A reported large offer that leaves its price and returns within this time is the same seller "
-                    "refilling: not reported again (0: every return is reported).",
+        "refilling: not reported again (0: every return is reported).",
     )
     two_sided_ratio: float = Field(
         0.8, gt=0.0, le=1.0, description="A bid of at least this fraction of the large offer marks it two-sided."
@@ -165,32 +177,48 @@ class OrderFlowConfig(BaseSettings):
     threshold_mode: Literal["adaptive", "absolute"] = Field(
         "adaptive",
         description="adaptive: thresholds from each symbol's own profile (history, else its first minutes); "
-                    "absolute: large_order_size and the trailing baseline for every symbol.",
+        "absolute: large_order_size and the trailing baseline for every symbol.",
     )
     large_order_quantile: float = Field(
-        0.999, ge=0.9, le=0.99999, description="adaptive: quantile of the symbol's aggressive sell order sizes that makes an order large."
+        0.999,
+        ge=0.9,
+        le=0.99999,
+        description="adaptive: quantile of the symbol's aggressive sell order sizes that makes an order large.",
     )
     offer_size_quantile: float = Field(
-        0.999, ge=0.9, le=0.99999, description="adaptive: quantile of the symbol's time-weighted displayed ask sizes that makes an offer large."
+        0.999,
+        ge=0.9,
+        le=0.99999,
+        description="adaptive: quantile of the symbol's time-weighted displayed ask sizes that makes an offer large.",
     )
     adaptive_min_large_order_size: int = Field(
         1_000, ge=100, description="adaptive: a large order has at least this many shares."
     )
     adaptive_min_large_order_notional: float = Field(
-        100_000.0, ge=0.0, description="adaptive: a large order is worth at least this many dollars (at the profile's VWAP)."
+        100_000.0,
+        ge=0.0,
+        description="adaptive: a large order is worth at least this many dollars (at the profile's VWAP).",
     )
     burst_ratio_quantile: float = Field(
-        0.995, ge=0.9, le=0.99999,
+        0.995,
+        ge=0.9,
+        le=0.99999,
         description="adaptive: a red burst's volume ratio must also reach this quantile of the symbol's own per-second ratios.",
     )
-    profile_days: int = Field(5, ge=1, le=60, description="adaptive: regular sessions a profile is built from (the latest ones).")
+    profile_days: int = Field(
+        5, ge=1, le=60, description="adaptive: regular sessions a profile is built from (the latest ones)."
+    )
     calibration_confidence: float = Field(
-        0.95, ge=0.0, le=0.999,
+        0.95,
+        ge=0.0,
+        le=0.999,
         description="adaptive, a symbol with no profile: thresholds fitted from the session so far are the upper "
-                    "bound of their quantile at this confidence (few observations: higher); 0 takes the estimate.",
+        "bound of their quantile at this confidence (few observations: higher); 0 takes the estimate.",
     )
     calibration_minutes: float = Field(
-        15.0, ge=1.0, le=390.0,
+        15.0,
+        ge=1.0,
+        le=390.0,
         description="adaptive, no profile: regular-session minutes before the status says calibrated.",
     )
 
@@ -223,14 +251,18 @@ class OrderFlowConfig(BaseSettings):
     )
 
     # --- detector service -----------------------------------------------------
-    consumer_group: str = Field("detector", pattern=r"^[A-Za-z0-9_.\-]+$", description="Redis consumer group of the detectors.")
+    consumer_group: str = Field(
+        "detector", pattern=r"^[A-Za-z0-9_.\-]+$", description="Redis consumer group of the detectors."
+    )
     reclaim_idle_seconds: float = Field(
         30.0, ge=1.0, le=3600.0, description="Pending entries idle this long are reclaimed from a stalled detector."
     )
     max_deliveries: int = Field(
-        5, ge=1, le=100,
+        5,
+        ge=1,
+        le=100,
         description="An entry delivered this many times without being acknowledged (its reader crashed on it each time) "
-                    "is moved to its stream's dead-letter stream instead of being handled again.",
+        "is moved to its stream's dead-letter stream instead of being handled again.",
     )
 
     # --- observability --------------------------------------------------------
@@ -238,45 +270,64 @@ class OrderFlowConfig(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Console and file log level.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus metrics port (0 disables).")
     metrics_host: str = Field(
-        "127.0.0.1", pattern=r"^[0-9A-Za-z.:\-]+$",
+        "127.0.0.1",
+        pattern=r"^[0-9A-Za-z.:\-]+$",
         description="Address the metrics endpoint listens on: this machine only by default; 0.0.0.0 where a "
-                    "scraper elsewhere (another container) must reach it.",
+        "scraper elsewhere (another container) must reach it.",
     )
 
     signing_key: SecretStr | None = Field(
-        None, min_length=16,
+        None,
+        min_length=16,
         description="Secret (16+ characters) the detector signs exit recommendations with and the bot's client verifies "
-                    "them with (HMAC-SHA256). Environment only, never logged. Unset: recommendations go unsigned and the "
-                    "client accepts anything on the channel, and says so at start.",
+        "them with (HMAC-SHA256). Environment only, never logged. Unset: recommendations go unsigned and the "
+        "client accepts anything on the channel, and says so at start.",
     )
-    signing_key_id: str = Field("k1", pattern=r"^[A-Za-z0-9_.\-]{1,32}$",
-                                description="Name of the signing key, carried in each signature (for rotating keys).")
+    signing_key_id: str = Field(
+        "k1",
+        pattern=r"^[A-Za-z0-9_.\-]{1,32}$",
+        description="Name of the signing key, carried in each signature (for rotating keys).",
+    )
     signature_max_age_seconds: float = Field(
-        600.0, ge=1.0, le=86_400.0,
+        600.0,
+        ge=1.0,
+        le=86_400.0,
         description="The client refuses a signed recommendation signed longer ago than this (a replayed old one).",
     )
 
     # --- Redis users (compose's ACL file, ``orderflow redis-users``) ----------------
     redis_password: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("REDIS_PASSWORD", "redis_password"),
+        None,
+        validation_alias=AliasChoices("REDIS_PASSWORD", "redis_password"),
         description="Password of Redis's administrative user (default) in compose: operators, health checks, calibrate. "
-                    "Secret: environment only.",
+        "Secret: environment only.",
     )
     redis_ingest_password: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("REDIS_INGEST_PASSWORD", "redis_ingest_password"),
+        None,
+        validation_alias=AliasChoices("REDIS_INGEST_PASSWORD", "redis_ingest_password"),
         description="Password of the Redis user ingest: writes the market streams and statuses, reads positions.",
     )
     redis_detector_password: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("REDIS_DETECTOR_PASSWORD", "redis_detector_password"),
+        None,
+        validation_alias=AliasChoices("REDIS_DETECTOR_PASSWORD", "redis_detector_password"),
         description="Password of the Redis user detector: reads the market streams, writes alerts, exits, statuses.",
     )
     redis_bot_password: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("REDIS_BOT_PASSWORD", "redis_bot_password"),
+        None,
+        validation_alias=AliasChoices("REDIS_BOT_PASSWORD", "redis_bot_password"),
         description="Password of the Redis user bot: reads exits and statuses, writes positions; cannot write exits.",
     )
 
-    @field_validator("polygon_api_key", "redis_url", "signing_key", "redis_password", "redis_ingest_password",
-                     "redis_detector_password", "redis_bot_password", mode="before")
+    @field_validator(
+        "polygon_api_key",
+        "redis_url",
+        "signing_key",
+        "redis_password",
+        "redis_ingest_password",
+        "redis_detector_password",
+        "redis_bot_password",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         """``POLYGON_API_KEY=`` (as .env.example ships) is no key, not an empty one."""
@@ -312,7 +363,9 @@ class OrderFlowConfig(BaseSettings):
             spike = override.volume_spike_threshold or self.volume_spike_threshold
             burst = override.red_burst_threshold or self.red_burst_threshold
             if burst < spike:
-                raise ValueError(f"symbol_overrides[{symbol}]: red_burst_threshold ({burst}) must be >= volume_spike_threshold ({spike})")
+                raise ValueError(
+                    f"symbol_overrides[{symbol}]: red_burst_threshold ({burst}) must be >= volume_spike_threshold ({spike})"
+                )
         if self.stale_failure_seconds < self.stale_warning_seconds:
             raise ValueError(
                 f"stale_failure_seconds ({self.stale_failure_seconds}) must be >= "
@@ -337,8 +390,13 @@ class OrderFlowConfig(BaseSettings):
         secrets = []
         if self.polygon_api_key is not None and self.polygon_api_key.get_secret_value():
             secrets.append(self.polygon_api_key.get_secret_value())
-        for secret in (self.signing_key, self.redis_password, self.redis_ingest_password, self.redis_detector_password,
-                       self.redis_bot_password):
+        for secret in (
+            self.signing_key,
+            self.redis_password,
+            self.redis_ingest_password,
+            self.redis_detector_password,
+            self.redis_bot_password,
+        ):
             if secret is not None:
                 secrets.append(secret.get_secret_value())
         if self.redis_url is not None:
@@ -384,7 +442,7 @@ def _unparsable(error: SettingsError) -> str:
     match = re.search(r'field "([a-z_]+)"', str(error))
     field = match.group(1) if match else "a setting"
     name = environment_name(field) if match else field
-    return f"{name} (environment) is not valid JSON; e.g. {name}='{{\"BAC\": {{\"large_order_size\": 200000}}}}'"
+    return f'{name} (environment) is not valid JSON; e.g. {name}=\'{{"BAC": {{"large_order_size": 200000}}}}\''
 
 
 def value_origins(config_file: Path | None = None) -> dict[str, str]:
@@ -443,9 +501,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must hold a JSON object")
     if "polygon_api_key" in values or "POLYGON_API_KEY" in values:
-        raise ConfigError(
-            f"config file {path} holds the API key; secrets belong in the environment (POLYGON_API_KEY)"
-        )
+        raise ConfigError(f"config file {path} holds the API key; secrets belong in the environment (POLYGON_API_KEY)")
     return values
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from shared.wire import BookUpdate, Quote
+from orderflow_client.wire import BookUpdate, Quote
 
 QuoteTiming = Literal["strict", "sequenced"]
 
@@ -19,7 +19,7 @@ QuoteTiming = Literal["strict", "sequenced"]
 class PrevailingQuote:
     """Tracks the NBBO of one symbol."""
 
-    __slots__ = ("sequenced", "ts", "bid", "ask", "before_ts", "before_bid", "before_ask")
+    __slots__ = ("ask", "before_ask", "before_bid", "before_ts", "bid", "sequenced", "ts")
 
     def __init__(self, timing: QuoteTiming = "strict") -> None:
         self.sequenced = timing == "sequenced"

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -34,7 +34,7 @@ HELD = {"OUT", "TIGHT", "AMZN"}  # two synthetic sessions (sellers), and Amazon 
 def zone_at_eight_in_the_morning() -> str:
     """A time zone where it is now between 8 and 9 am: TradingBot's own safety checks allow trades 7–10 am in
     its ``trading_timezone``, so the test sets that zone rather than stubbing the check."""
-    hour = datetime.now(timezone.utc).hour
+    hour = datetime.now(UTC).hour
     offset = (8 - hour) % 24
     offset = offset - 24 if offset > 14 else offset
     return "UTC" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"  # Etc/ signs are inverted
@@ -54,7 +54,8 @@ def facade_report(orderflow) -> dict:
     alerts = detector.monitor_active_positions(["OUT", "TIGHT"])
     sample = alerts["OUT"][0] if alerts["OUT"] else None
     return {
-        "should_trigger_exit": detector.should_trigger_exit("OUT"), "should_trigger_exit_other": detector.should_trigger_exit("NOPE"),
+        "should_trigger_exit": detector.should_trigger_exit("OUT"),
+        "should_trigger_exit_other": detector.should_trigger_exit("NOPE"),
         "alerts": {symbol: len(found) for symbol, found in alerts.items()},
         "alert_class": type(sample).__module__ + "." + type(sample).__name__ if sample else None,
         "price_level_type": type(sample.price_level).__name__ if sample else None,
@@ -83,25 +84,41 @@ def trading_bot() -> dict:
     result: dict = {}
 
     async def main() -> None:
-        orderflow = attach_trading_bot(bot, REDIS_URL, name="robinhood", loop=asyncio.get_running_loop(), key_prefix=PREFIX,
-                                       sync_seconds=0.2)
+        orderflow = attach_trading_bot(
+            bot, REDIS_URL, name="robinhood", loop=asyncio.get_running_loop(), key_prefix=PREFIX, sync_seconds=0.2
+        )
         try:
             await asyncio.to_thread(wait, lambda: {p.symbol for p in orderflow.positions()} == HELD)
             print("READY", flush=True)
             # the bot is not started yet: the exit cannot be placed, so it must be retried, not lost
             await asyncio.to_thread(wait, lambda: orderflow.client.stats.handler_failures >= 1)
             bot.start()
-            done = await asyncio.to_thread(wait, lambda: "OUT" not in bot.positions
-                                           and bot.positions["TIGHT"]["stop_loss"] != Decimal("45.00")
-                                           and {p.symbol for p in orderflow.positions()} == {"TIGHT", "AMZN"})
+            done = await asyncio.to_thread(
+                wait,
+                lambda: (
+                    "OUT" not in bot.positions
+                    and bot.positions["TIGHT"]["stop_loss"] != Decimal("45.00")
+                    and {p.symbol for p in orderflow.positions()} == {"TIGHT", "AMZN"}
+                ),
+            )
             stats = orderflow.client.stats
-            result.update(done=done, positions=sorted(bot.positions), tightened=str(bot.positions["TIGHT"]["stop_loss"]),
-                          registry=sorted(p.symbol for p in orderflow.positions()), handled=stats.handled,
-                          handler_failures=stats.handler_failures, parked=stats.parked,
-                          facade=await asyncio.to_thread(facade_report, orderflow))
+            result.update(
+                done=done,
+                positions=sorted(bot.positions),
+                tightened=str(bot.positions["TIGHT"]["stop_loss"]),
+                registry=sorted(p.symbol for p in orderflow.positions()),
+                handled=stats.handled,
+                handler_failures=stats.handler_failures,
+                parked=stats.parked,
+                facade=await asyncio.to_thread(facade_report, orderflow),
+            )
             bot.positions.pop("TIGHT")  # the bot closes the other itself (its own stop): the registry follows
             result["registry_after_own_close"] = await asyncio.to_thread(
-                lambda: wait(lambda: [p.symbol for p in orderflow.positions()] == ["AMZN"], 10) and [p.symbol for p in orderflow.positions()])
+                lambda: (
+                    wait(lambda: [p.symbol for p in orderflow.positions()] == ["AMZN"], 10)
+                    and [p.symbol for p in orderflow.positions()]
+                )
+            )
         finally:
             await asyncio.to_thread(orderflow.stop)
 
@@ -125,27 +142,70 @@ def orchestrator() -> dict:
     bot_logging()
     broker = TradingClient("PKTEST0000000000", "not-a-secret", paper=True)
     broker.submit_order = submit_order
-    orchestrator = TradingOrchestrator(Config(alpaca_api_key="PKTEST0000000000", alpaca_secret_key="not-a-secret"),
-                                       auth=broker, mode="live")
+    orchestrator = TradingOrchestrator(
+        Config(alpaca_api_key="PKTEST0000000000", alpaca_secret_key="not-a-secret"), auth=broker, mode="live"
+    )
     guest_logging(Path("logs/order_flow"))
     now = datetime.now().isoformat()
-    orchestrator.daily_trades.append({"symbol": "OUT", "entry": 49.0, "shares": 100, "stop_loss": 48.0, "target": 55.0,
-                                      "timestamp": now, "order_id": "entry-1", "status": "filled"})
-    orchestrator.daily_trades.append({"symbol": "TIGHT", "entry": 50.0, "shares": 100, "stop_loss": 45.0, "target": 55.0,
-                                      "timestamp": now, "order_id": "entry-2", "status": "filled"})
-    orchestrator.daily_trades.append({"symbol": "AMZN", "entry": 220.0, "shares": 10, "stop_loss": 215.0, "target": 240.0,
-                                      "timestamp": now, "order_id": "entry-3", "status": "filled"})
-    with attach_orchestrator(orchestrator, REDIS_URL, name="orchestrator", key_prefix=PREFIX, sync_seconds=0.2) as orderflow:
+    orchestrator.daily_trades.append(
+        {
+            "symbol": "OUT",
+            "entry": 49.0,
+            "shares": 100,
+            "stop_loss": 48.0,
+            "target": 55.0,
+            "timestamp": now,
+            "order_id": "entry-1",
+            "status": "filled",
+        }
+    )
+    orchestrator.daily_trades.append(
+        {
+            "symbol": "TIGHT",
+            "entry": 50.0,
+            "shares": 100,
+            "stop_loss": 45.0,
+            "target": 55.0,
+            "timestamp": now,
+            "order_id": "entry-2",
+            "status": "filled",
+        }
+    )
+    orchestrator.daily_trades.append(
+        {
+            "symbol": "AMZN",
+            "entry": 220.0,
+            "shares": 10,
+            "stop_loss": 215.0,
+            "target": 240.0,
+            "timestamp": now,
+            "order_id": "entry-3",
+            "status": "filled",
+        }
+    )
+    with attach_orchestrator(
+        orchestrator, REDIS_URL, name="orchestrator", key_prefix=PREFIX, sync_seconds=0.2
+    ) as orderflow:
         wait(lambda: {p.symbol for p in orderflow.positions()} == HELD)
         print("READY", flush=True)
-        done = wait(lambda: not any(t["symbol"] == "OUT" for t in orchestrator.daily_trades)
-                    and next(t for t in orchestrator.daily_trades if t["symbol"] == "TIGHT")["stop_loss"] != 45.0
-                    and {p.symbol for p in orderflow.positions()} == {"TIGHT", "AMZN"})
+        done = wait(
+            lambda: (
+                not any(t["symbol"] == "OUT" for t in orchestrator.daily_trades)
+                and next(t for t in orchestrator.daily_trades if t["symbol"] == "TIGHT")["stop_loss"] != 45.0
+                and {p.symbol for p in orderflow.positions()} == {"TIGHT", "AMZN"}
+            )
+        )
         stats = orderflow.client.stats
-        return {"done": done, "submitted": submitted, "trades": [t["symbol"] for t in orchestrator.daily_trades],
-                "tightened": next(t for t in orchestrator.daily_trades if t["symbol"] == "TIGHT")["stop_loss"],
-                "handled": stats.handled, "handler_failures": stats.handler_failures, "parked": stats.parked,
-                "registry": sorted(p.symbol for p in orderflow.positions())}
+        return {
+            "done": done,
+            "submitted": submitted,
+            "trades": [t["symbol"] for t in orchestrator.daily_trades],
+            "tightened": next(t for t in orchestrator.daily_trades if t["symbol"] == "TIGHT")["stop_loss"],
+            "handled": stats.handled,
+            "handler_failures": stats.handler_failures,
+            "parked": stats.parked,
+            "registry": sorted(p.symbol for p in orderflow.positions()),
+        }
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ class PolygonRestServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 parsed = urlparse(self.path)
                 server.requests.append((parsed.path, parsed.query, self.headers.get("Authorization", "")))
                 time.sleep(server.delays.get(parsed.path, 0))

@@ -11,16 +11,16 @@ import time
 import pytest
 import redis
 
+from orderflow_client.bus import Bus
+from orderflow_client.positions import PositionRegistry
+from orderflow_client.risk import RiskManagerClient
+from orderflow_client.wire import FeedStatus, encode
 from services.detector.service import DetectorService
 from services.ingest.replay import replay
-from services.ingest.scenarios import write_scenario
 from services.ingest.sources import read_events
+from services.tools.scenarios import write_scenario
 from shared.acl import ROLES, users_file
-from shared.bus import Bus
 from shared.config import OrderFlowConfig
-from shared.positions import PositionRegistry
-from shared.risk import RiskManagerClient
-from shared.wire import FeedStatus, encode
 from tests.redis_server import free_port, redis_server_binary, responds
 
 pytestmark = pytest.mark.redis
@@ -36,9 +36,25 @@ def acl_redis(tmp_path_factory):
     passwords = {role: secrets.token_hex(16) for role in ("admin", *ROLES)}
     (folder / "users.acl").write_text(users_file({role: passwords[role] for role in ROLES}, passwords["admin"]))
     port = free_port()
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                "--dir", str(folder), "--aclfile", str(folder / "users.acl")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+            "--aclfile",
+            str(folder / "users.acl"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     admin = f"redis://default:{passwords['admin']}@127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
     while not responds(admin) and time.monotonic() < deadline:
@@ -73,7 +89,9 @@ async def test_every_service_works_under_its_own_user_and_only_the_detector_can_
         await PositionRegistry(bot).open("LARGESELLERS", quantity=100, entry_price="50.00", stop_loss="49.50")
         assert await PositionRegistry(ingest).symbols() == ["LARGESELLERS"]
         await replay(ingest, read_events("capture", [capture]))
-        await ingest.publish([(ingest.keys.status, FeedStatus(source="ingest", state="connected", ts_event=1, ts_recv=1))])
+        await ingest.publish(
+            [(ingest.keys.status, FeedStatus(source="ingest", state="connected", ts_event=1, ts_recv=1))]
+        )
 
         # the bot's client listens; the detector reads the stream through its group and publishes
         handled = []
@@ -99,16 +117,36 @@ async def test_every_service_works_under_its_own_user_and_only_the_detector_can_
 
     port, passwords = acl_redis
     forbidden = {
-        "bot": [("XADD", "orderflow:exits", "*", "exit", encode(FeedStatus(source="x", state="gap", ts_event=1, ts_recv=1))),
-                ("PUBLISH", "orderflow:exit-signals", "forged"), ("XADD", "orderflow:alerts", "*", "a", "b"),
-                ("EVAL", "return redis.call('XADD', KEYS[1], '*', 'exit', 'x')", 1, "orderflow:exits"),  # nor through Lua
-                ("XADD", "orderflow:md:{LARGESELLERS}", "*", "trade", "x"), ("FLUSHALL",), ("KEYS", "*")],
-        "ingest": [("XADD", "orderflow:exits", "*", "e", "x"), ("PUBLISH", "orderflow:exit-signals", "x"),
-                   ("HSET", "orderflow:positions", "X", "y"), ("XREADGROUP", "GROUP", "detector", "c", "STREAMS", "orderflow:md:{LARGESELLERS}", ">"),
-                   ("CONFIG", "GET", "*")],
-        "detector": [("HSET", "orderflow:positions", "X", "y"), ("HDEL", "orderflow:positions", "LARGESELLERS"),
-                     ("XADD", "orderflow:md:{LARGESELLERS}", "*", "trade", "x"), ("SET", "orderflow:profile:{X}", "y"),
-                     ("SUBSCRIBE", "orderflow:positions:changes"), ("FLUSHALL",)],
+        "bot": [
+            (
+                "XADD",
+                "orderflow:exits",
+                "*",
+                "exit",
+                encode(FeedStatus(source="x", state="gap", ts_event=1, ts_recv=1)),
+            ),
+            ("PUBLISH", "orderflow:exit-signals", "forged"),
+            ("XADD", "orderflow:alerts", "*", "a", "b"),
+            ("EVAL", "return redis.call('XADD', KEYS[1], '*', 'exit', 'x')", 1, "orderflow:exits"),  # nor through Lua
+            ("XADD", "orderflow:md:{LARGESELLERS}", "*", "trade", "x"),
+            ("FLUSHALL",),
+            ("KEYS", "*"),
+        ],
+        "ingest": [
+            ("XADD", "orderflow:exits", "*", "e", "x"),
+            ("PUBLISH", "orderflow:exit-signals", "x"),
+            ("HSET", "orderflow:positions", "X", "y"),
+            ("XREADGROUP", "GROUP", "detector", "c", "STREAMS", "orderflow:md:{LARGESELLERS}", ">"),
+            ("CONFIG", "GET", "*"),
+        ],
+        "detector": [
+            ("HSET", "orderflow:positions", "X", "y"),
+            ("HDEL", "orderflow:positions", "LARGESELLERS"),
+            ("XADD", "orderflow:md:{LARGESELLERS}", "*", "trade", "x"),
+            ("SET", "orderflow:profile:{X}", "y"),
+            ("SUBSCRIBE", "orderflow:positions:changes"),
+            ("FLUSHALL",),
+        ],
     }
     for role, commands in forbidden.items():
         connection = redis.Redis(host="127.0.0.1", port=port, username=role, password=passwords[role])

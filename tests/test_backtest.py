@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from services.detector.backtest import (
+from services.offline.backtest import (
     BacktestSettings,
     Collected,
     PriceTape,
@@ -30,7 +30,7 @@ from services.detector.backtest import (
 from shared.config import OrderFlowConfig
 from tests.conftest import program, shared_data
 from tests.test_detector_service import REPO
-from tests.test_engine import D, OPEN, S, Feed, _flow
+from tests.test_engine import OPEN, D, Feed, S, _flow
 
 DAY = "2026-11-24"
 CLOSE = OPEN + 23_400 * S
@@ -49,6 +49,7 @@ def flat_then_fall(fall_at: int | None) -> PriceTape:
 
 # --- a planted fall after a planted signal ----------------------------------------------------------
 
+
 def test_a_planted_fall_after_a_signal_scores_exactly():
     tape = flat_then_fall(OPEN + 3720 * S)  # 10:32:00
     signal = Signal("exit", "X", OPEN + 3600 * S, "X:exit:1")  # 10:30:00
@@ -65,7 +66,9 @@ def test_a_planted_fall_after_a_signal_scores_exactly():
     assert row["difference_bps"] == round(-100 + 100 * 10 / 770, 2)
     assert row["difference_ci95_bps"] == [None, None]  # one signal: no interval to speak of
     # within 30 s nothing happened after the signal
-    assert table["by_kind"]["exit"]["30"]["mean_forward_bps"] == 0.0 and table["by_kind"]["exit"]["30"]["hit_rate"] == 0.0
+    assert (
+        table["by_kind"]["exit"]["30"]["mean_forward_bps"] == 0.0 and table["by_kind"]["exit"]["30"]["hit_rate"] == 0.0
+    )
 
 
 def test_following_the_planted_exit_saves_what_the_fall_cost():
@@ -78,7 +81,10 @@ def test_following_the_planted_exit_saves_what_the_fall_cost():
     assert trade["entry_price"] == entry and trade["exit_bid"] == 50 * D - CENT and trade["held_exit_reason"] == "close"
     assert trade["exited_bps"] == round(((50 * D - CENT) / entry - 1) * 1e4, 2)
     assert trade["held_bps"] == round(((49 * D + 49 * CENT) / entry - 1) * 1e4, 2)
-    assert trade["saved_vs_hold_bps"] == round(trade["exited_bps"] - trade["held_bps"], 2) and trade["saved_vs_hold_bps"] > 99
+    assert (
+        trade["saved_vs_hold_bps"] == round(trade["exited_bps"] - trade["held_bps"], 2)
+        and trade["saved_vs_hold_bps"] > 99
+    )
     # versus holding 5 minutes, marked at the mid: the bid now (49.99) against the mid then (49.50), over the mid now (50.00)
     assert trade["versus_holding"]["300"] == {"saved_net_bps": 98.0, "false_positive": False}
     # versus holding 30 s: nothing moved, so the exit cost exactly the half spread (1 cent of 50.00 = 2 bps)
@@ -95,7 +101,9 @@ def test_following_the_planted_exit_saves_what_the_fall_cost():
 
 
 def test_a_stop_ends_holding_at_the_first_bid_through_it(tmp_path):
-    (tmp_path / "trades.csv").write_text("symbol,entry_time,entry_price,quantity,stop\nx,2026-11-24T09:45:00,50.00,100,49.80\n")
+    (tmp_path / "trades.csv").write_text(
+        "symbol,entry_time,entry_price,quantity,stop\nx,2026-11-24T09:45:00,50.00,100,49.80\n"
+    )
     positions = read_positions(tmp_path / "trades.csv")
     assert positions[0].entry_ns == OPEN + 900 * S and positions[0].stop == 49 * D + 80 * CENT  # naive time = New York
     tape = flat_then_fall(OPEN + 3720 * S)
@@ -117,13 +125,17 @@ def test_a_false_positive_exit_is_one_the_price_rose_after():
 
 # --- a day with no signal, a signal at the close ------------------------------------------------------
 
+
 def test_a_day_with_no_signal_reports_no_signal_and_no_exit():
     tapes = {("X", DAY): flat_then_fall(OPEN + 3720 * S)}
     found = Collected(tapes=tapes)
     document = report(found, SETTINGS)
     assert document["versus_chance"]["by_kind"] == {} and document["versus_chance"]["base_samples"]["300"] == 770
     assert document["per_day"] == {}
-    assert document["following_exits"]["summary"]["positions"] == 1 and document["following_exits"]["summary"]["exited"] == 0
+    assert (
+        document["following_exits"]["summary"]["positions"] == 1
+        and document["following_exits"]["summary"]["exited"] == 0
+    )
 
 
 def test_a_signal_at_the_close_is_censored_beyond_it_and_scored_within_it():
@@ -131,10 +143,16 @@ def test_a_signal_at_the_close_is_censored_beyond_it_and_scored_within_it():
     late = Signal("exit", "X", CLOSE - 60 * S, "late")
     table = versus_chance([late], {("X", DAY): tape}, SETTINGS)["by_kind"]["exit"]
     assert table["30"]["signals"] == 1 and table["30"]["censored_past_close"] == 0
-    assert table["300"]["signals"] == 0 and table["300"]["censored_past_close"] == 1 and table["300"]["mean_forward_bps"] is None
+    assert (
+        table["300"]["signals"] == 0
+        and table["300"]["censored_past_close"] == 1
+        and table["300"]["mean_forward_bps"] is None
+    )
     tapes = {("X", DAY): tape}
     trade = follow_exits(positions_from_open(tapes), [late], tapes, SETTINGS)["trades"][0]
-    assert trade["versus_holding"]["300"] is None and trade["saved_vs_hold_bps"] == 0.0  # sold at the same bid as at the close
+    assert (
+        trade["versus_holding"]["300"] is None and trade["saved_vs_hold_bps"] == 0.0
+    )  # sold at the same bid as at the close
 
 
 def test_wilson_interval_matches_the_formula():
@@ -144,6 +162,7 @@ def test_wilson_interval_matches_the_formula():
 
 
 # --- the engine's signals end to end --------------------------------------------------------------------
+
 
 def test_a_planted_burst_then_a_planted_fall_through_the_rules():
     feed = Feed("X")
@@ -161,6 +180,7 @@ def test_a_planted_burst_then_a_planted_fall_through_the_rules():
 
 
 # --- settings chosen on earlier days, scored on later ones ------------------------------------------------
+
 
 def _found(day: str, exit_second: int, fall: bool) -> tuple[str, PriceTape, Signal]:
     open_ns = {"2026-11-23": OPEN - 86_400 * S, "2026-11-24": OPEN}[day]
@@ -191,24 +211,39 @@ def test_the_held_out_split_never_scores_a_day_it_ranked_on():
     assert result["train_days"] == ["2026-11-23"] and result["test_days"] == ["2026-11-24"]
     ranked = result["ranked_by_train"]
     assert [r["settings"]["choice"] for r in ranked] == ["good", "bad"]  # ranked on the training day only
-    assert ranked[0]["train"]["saved_net_bps_mean"] > 0 > ranked[0]["test"]["saved_net_bps_mean"]  # and honestly scored after
-    assert ranked[0]["test"]["base_saved_net_bps_mean"] == -2.0  # chance: exit anywhere on a flat day, pay the half spread
+    assert (
+        ranked[0]["train"]["saved_net_bps_mean"] > 0 > ranked[0]["test"]["saved_net_bps_mean"]
+    )  # and honestly scored after
+    assert (
+        ranked[0]["test"]["base_saved_net_bps_mean"] == -2.0
+    )  # chance: exit anywhere on a flat day, pay the half spread
     with pytest.raises(ValueError, match="key=value"):
         parse_sweep(["large_order_quantile"])
 
 
 # --- the command on real days, and its report in a real browser ---------------------------------------------
 
+
 def test_the_backtest_report_opens_in_a_real_browser_with_its_charts_drawn(tmp_path):
     chromium = program("chromium")
-    files = [shared_data("lobster", "LOBSTER_SampleFile_AMZN_2012-06-21_1.zip"),
-             shared_data("algoseek", "aig", "20131007_trade.zip"), shared_data("algoseek", "aig", "20131007_quote.zip"),
-             shared_data("algoseek", "aig", "20131008_trade.zip"), shared_data("algoseek", "aig", "20131008_quote.zip")]
+    files = [
+        shared_data("lobster", "LOBSTER_SampleFile_AMZN_2012-06-21_1.zip"),
+        shared_data("algoseek", "aig", "20131007_trade.zip"),
+        shared_data("algoseek", "aig", "20131007_quote.zip"),
+        shared_data("algoseek", "aig", "20131008_trade.zip"),
+        shared_data("algoseek", "aig", "20131008_quote.zip"),
+    ]
     out = tmp_path / "report"
     environment = {**os.environ, "PYTHONPATH": str(REPO), "ORDER_FLOW_METRICS_PORT": "0"}
     environment.pop("REDIS_URL", None)
-    done = subprocess.run([sys.executable, "-m", "services.cli", "backtest", *map(str, files), "--out", str(out)], cwd=REPO,
-                          env=environment, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "backtest", *map(str, files), "--out", str(out)],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     document = json.loads((out / "report.json").read_text())
     assert document["sessions"] == ["AIG 2013-10-07", "AIG 2013-10-08", "AMZN 2012-06-21"]
@@ -216,7 +251,9 @@ def test_the_backtest_report_opens_in_a_real_browser_with_its_charts_drawn(tmp_p
     page = (out / "report.html").read_text()
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page  # self-contained
     browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files"]
-    dom = subprocess.run([*browser, "--dump-dom", (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(
+        [*browser, "--dump-dom", (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
     embedded = json.loads(page.split('<script type="application/json" id="report-data">')[1].split("</script>")[0])
     distributions = len([kind for kind in embedded["distributions"] if kind != "base"])
     assert len(embedded["sessions"]) == 3 and distributions >= 2
@@ -226,6 +263,10 @@ def test_the_backtest_report_opens_in_a_real_browser_with_its_charts_drawn(tmp_p
     artifacts = REPO / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     shot = artifacts / "backtest-report.png"
-    subprocess.run([*browser, "--window-size=1280,3000", f"--screenshot={shot}", (out / "report.html").as_uri()],
-                   capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [*browser, "--window-size=1280,3000", f"--screenshot={shot}", (out / "report.html").as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert shot.stat().st_size > 50_000  # a drawn page, not a blank one (kept as the test's artifact)

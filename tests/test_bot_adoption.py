@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 import redis as redis_client
 
-from services.ingest.scenarios import write_scenario
+from services.tools.scenarios import write_scenario
 from tests.conftest import shared_data
 from tests.redis_server import RedisProcess, free_port, redis_server_binary
 
@@ -46,7 +45,7 @@ def installable_requirements() -> list[str]:
             continue
         if requirement.startswith("git+") and "robin_stocks" in requirement:
             wanted.append("robin_stocks")
-        elif not requirement.split("=")[0].split("[")[0].strip().lower() in LEFT_OUT:
+        elif requirement.split("=")[0].split("[")[0].strip().lower() not in LEFT_OUT:
             wanted.append(requirement)
     return wanted
 
@@ -56,16 +55,25 @@ def bot_python() -> Path:
     """The bot's virtualenv with orderflow's client installed beside its pins (cached in .venv-bot: made once)."""
     _bot_or_fail()
     requirements = installable_requirements()
-    stamp = hashlib.sha256(("\n".join(requirements) + (REPO / "orderflow_client" / "pyproject.toml").read_text()).encode()).hexdigest()
+    stamp = hashlib.sha256(
+        ("\n".join(requirements) + (REPO / "orderflow_client" / "pyproject.toml").read_text()).encode()
+    ).hexdigest()
     python = BOT_VENV / "bin" / "python"
     marker = BOT_VENV / "orderflow-stamp"
     if not python.exists() or not marker.exists() or marker.read_text() != stamp:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(BOT_VENV)], check=True)
         listing = BOT_VENV / "bot-requirements.txt"
         listing.write_text("\n".join(requirements) + "\n")
-        for arguments in (["-r", str(listing)], ["-e", str(REPO / "orderflow_client")]):  # the bot's pins, then the client
-            done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *arguments],
-                                  capture_output=True, text=True, timeout=1800)
+        for arguments in (
+            ["-r", str(listing)],
+            ["-e", str(REPO / "orderflow_client")],
+        ):  # the bot's pins, then the client
+            done = subprocess.run(
+                [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *arguments],
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
             assert done.returncode == 0, done.stderr[-3000:]
         marker.write_text(stamp)
     return python
@@ -74,11 +82,15 @@ def bot_python() -> Path:
 def test_the_client_installs_beside_the_bots_requirements(bot_python):
     check = subprocess.run([str(bot_python), "-m", "pip", "check"], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    probe = ("import sys, importlib.util, importlib.metadata as m; import orderflow_client.robinhood; "
-             "print([name for name in ('pydantic_settings', 'fakeredis', 'typer', 'polygon', 'pandas') if name in sys.modules]); "
-             "print(m.version('polygon-api-client'), m.version('websockets'), m.version('pandas')); "
-             "print([name for name in ('shared', 'services') if importlib.util.find_spec(name)])")
-    done = subprocess.run([str(bot_python), "-c", probe], capture_output=True, text=True, cwd=BOT_VENV)  # no repo on the path
+    probe = (
+        "import sys, importlib.util, importlib.metadata as m; import orderflow_client.robinhood; "
+        "print([name for name in ('pydantic_settings', 'fakeredis', 'typer', 'polygon', 'pandas') if name in sys.modules]); "
+        "print(m.version('polygon-api-client'), m.version('websockets'), m.version('pandas')); "
+        "print([name for name in ('shared', 'services') if importlib.util.find_spec(name)])"
+    )
+    done = subprocess.run(
+        [str(bot_python), "-c", probe], capture_output=True, text=True, cwd=BOT_VENV
+    )  # no repo on the path
     assert done.returncode == 0, done.stderr
     imported, versions, top_level = done.stdout.splitlines()
     assert imported == "[]"  # the client pulls in none of the services' dependencies
@@ -87,8 +99,14 @@ def test_the_client_installs_beside_the_bots_requirements(bot_python):
 
 
 def _orderflow(*arguments: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "services.cli", *arguments], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", *arguments],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _caught_up(client, stream: str) -> bool:
@@ -110,12 +128,30 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
     assert binary, "no redis-server binary"
     redis = RedisProcess(port=free_port(), binary=binary, append_only=True).start()
     prefix = f"bot-{bot}"
-    env = {**os.environ, "REDIS_URL": redis.url, "ORDER_FLOW_KEY_PREFIX": prefix, "ORDER_FLOW_THRESHOLD_MODE": "absolute",
-           "ORDER_FLOW_LOG_DIR": str(tmp_path / "orderflow-logs"), "ORDER_FLOW_METRICS_PORT": "0", "PYTHONPATH": str(REPO)}
-    bot_env = {**env, "PYTHONPATH": str(BOT / "src"), "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
-               "ANTHROPIC_API_KEY": "unused-in-this-test", "FMP_API_KEY": "unused-in-this-test"}
-    scenario = subprocess.Popen([str(bot_python), str(REPO / "tests" / "bot_adoption_scenario.py"), bot], cwd=tmp_path, env=bot_env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "REDIS_URL": redis.url,
+        "ORDER_FLOW_KEY_PREFIX": prefix,
+        "ORDER_FLOW_THRESHOLD_MODE": "absolute",
+        "ORDER_FLOW_LOG_DIR": str(tmp_path / "orderflow-logs"),
+        "ORDER_FLOW_METRICS_PORT": "0",
+        "PYTHONPATH": str(REPO),
+    }
+    bot_env = {
+        **env,
+        "PYTHONPATH": str(BOT / "src"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
+        "ANTHROPIC_API_KEY": "unused-in-this-test",
+        "FMP_API_KEY": "unused-in-this-test",
+    }
+    scenario = subprocess.Popen(
+        [str(bot_python), str(REPO / "tests" / "bot_adoption_scenario.py"), bot],
+        cwd=tmp_path,
+        env=bot_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     detectors: list = []
     amazon = shared_data("lobster", "LOBSTER_SampleFile_AMZN_2012-06-21_5.zip")
     try:
@@ -131,19 +167,29 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
             captures.append(tmp_path / f"{symbol}.capture")
             write_scenario("large-sellers", captures[-1], symbol=symbol)
         for files in ([str(path) for path in captures], [str(amazon)]):
-            replayed = subprocess.run([sys.executable, "-m", "services.cli", "replay", *files], cwd=REPO, env=env,
-                                      capture_output=True, text=True, timeout=180)
+            replayed = subprocess.run(
+                [sys.executable, "-m", "services.cli", "replay", *files],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
             assert replayed.returncode == 0, replayed.stderr[-2000:]
         # one detector per shard of symbols: the synthetic sessions on the absolute thresholds they were written
         # against, the real day adaptive (the default, which calibrates on the day itself)
-        detectors = [_orderflow("detect", "--symbol", "OUT", "--symbol", "TIGHT", env=env),
-                     _orderflow("detect", "--symbol", "AMZN", env={**env, "ORDER_FLOW_THRESHOLD_MODE": "adaptive"})]
+        detectors = [
+            _orderflow("detect", "--symbol", "OUT", "--symbol", "TIGHT", env=env),
+            _orderflow("detect", "--symbol", "AMZN", env={**env, "ORDER_FLOW_THRESHOLD_MODE": "adaptive"}),
+        ]
         out, err = scenario.communicate(timeout=150)
         client = redis_client.Redis.from_url(redis.url)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not _caught_up(client, f"{prefix}:md:{{AMZN}}"):
             time.sleep(0.5)
-        amazon_exits = [fields for _id, fields in client.xrange(f"{prefix}:exits") if b"AMZN" in next(iter(fields.values()))]
+        amazon_exits = [
+            fields for _id, fields in client.xrange(f"{prefix}:exits") if b"AMZN" in next(iter(fields.values()))
+        ]
         amazon_done = _caught_up(client, f"{prefix}:md:{{AMZN}}")
         client.close()
     finally:
@@ -152,9 +198,11 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
                 process.kill()
         redis.stop()
     assert scenario.returncode == 0, err[-4000:]
-    result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
+    result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT ") :])
     assert result["done"], json.dumps(result) + err[-6000:]
-    assert result["handler_failures"] >= 1 and result["handled"] == 2 and result["parked"] == 0, result  # retried, not lost
+    assert result["handler_failures"] >= 1 and result["handled"] == 2 and result["parked"] == 0, (
+        result
+    )  # retried, not lost
     assert result["registry"] == ["AMZN", "TIGHT"]  # the closed position left the registry
     assert amazon_done and amazon_exits == []  # the real day: read to its end, no exit recommended for the held AMZN
     tightened = str(result["tightened"])
@@ -164,7 +212,10 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
         assert result["registry_after_own_close"] == ["AMZN"]  # the bot's own close reached the registry
         facade = result["facade"]
         assert facade["should_trigger_exit"] and not facade["should_trigger_exit_other"]
-        assert facade["alerts"]["OUT"] >= 3 and facade["alert_class"] == "trading_bot.order_flow.data_models.OrderFlowAlert"
+        assert (
+            facade["alerts"]["OUT"] >= 3
+            and facade["alert_class"] == "trading_bot.order_flow.data_models.OrderFlowAlert"
+        )
         assert facade["price_level_type"] == "Decimal" and facade["volume_ratio"] is None and facade["aware"]
         bot_log = (tmp_path / "logs" / "trading_bot.log").read_text()
         assert "Trading bot started" in bot_log  # the bot's own lines still reach its file after orderflow attached
@@ -179,4 +230,6 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
         assert "Failed to execute Order Flow exit for OUT" in bot_log and "Exit order placed: order-2" in bot_log
         assert "order_flow.exit_signal_triggered" in bot_log
     decisions = "".join(path.read_text() for path in (tmp_path / "logs" / "order_flow").glob("*.jsonl"))
-    assert decisions.count('"exit_reason":"order_flow_alert"') == 1  # one exit decision logged as the spec queries expect
+    assert (
+        decisions.count('"exit_reason":"order_flow_alert"') == 1
+    )  # one exit decision logged as the spec queries expect

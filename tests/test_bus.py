@@ -14,10 +14,10 @@ import pytest
 import redis
 import redis.asyncio
 
-from shared import metrics
-from shared.bus import Bus
-from shared.errors import BusUnavailableError, ConsumerGroupMissingError
-from shared.wire import Trade, decode, encode
+from orderflow_client import metrics
+from orderflow_client.bus import Bus
+from orderflow_client.errors import BusUnavailableError, ConsumerGroupMissingError
+from orderflow_client.wire import Trade, decode, encode
 from tests.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,15 +26,23 @@ pytestmark = pytest.mark.redis
 
 def make_trades(count: int, symbol: str = "AAPL", start: int = 0) -> list[Trade]:
     return [
-        Trade(symbol=symbol, ts_event=1_700_000_000_000_000_000 + i, ts_recv=1_700_000_000_000_000_000 + i, ts_arrival=1_700_000_000_000_000_000 + i,
-              price=187_430_000_000 + i, size=100, exchange=4, trade_id=str(i))
+        Trade(
+            symbol=symbol,
+            ts_event=1_700_000_000_000_000_000 + i,
+            ts_recv=1_700_000_000_000_000_000 + i,
+            ts_arrival=1_700_000_000_000_000_000 + i,
+            price=187_430_000_000 + i,
+            size=100,
+            exchange=4,
+            trade_id=str(i),
+        )
         for i in range(start, start + count)
     ]
 
 
 async def publish_all(bus: Bus, stream: str, trades: list[Trade], batch: int = 1000) -> None:
     for index in range(0, len(trades), batch):
-        await bus.publish([(stream, trade) for trade in trades[index:index + batch]])
+        await bus.publish([(stream, trade) for trade in trades[index : index + batch]])
 
 
 async def test_publish_read_ack_round_trip(redis_url, key_prefix):
@@ -61,7 +69,14 @@ async def test_publish_keeps_order_across_interleaved_streams(redis_url, key_pre
     async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
         a, b = bus.keys.market("AAA"), bus.keys.market("BBB")
         trades_a, trades_b = make_trades(6, "AAA"), make_trades(6, "BBB")
-        mixed = [(a, trades_a[0]), (a, trades_a[1]), (b, trades_b[0]), (a, trades_a[2]), (b, trades_b[1]), (b, trades_b[2])]
+        mixed = [
+            (a, trades_a[0]),
+            (a, trades_a[1]),
+            (b, trades_b[0]),
+            (a, trades_a[2]),
+            (b, trades_b[1]),
+            (b, trades_b[2]),
+        ]
         ids = await bus.publish(mixed)
         assert len(ids) == 6
         assert [decode(e.payload) for e in await bus.read_range(a)] == trades_a[:3]
@@ -78,8 +93,8 @@ async def test_streams_are_trimmed(redis_url, key_prefix):
 
 CONSUMER_THAT_DIES = """
 import asyncio, sys
-from shared.bus import Bus
-from shared.wire import decode
+from orderflow_client.bus import Bus
+from orderflow_client.wire import decode
 async def main(url, prefix, stream):
     bus = await Bus.connect(url, prefix=prefix)
     entries = await bus.read_group("detector", "victim", [stream], count=5000, block_ms=2000)
@@ -101,7 +116,10 @@ async def test_100k_events_with_a_killed_consumer_none_lost_none_twice(redis_url
 
         victim = subprocess.Popen(
             [sys.executable, "-c", CONSUMER_THAT_DIES, redis_url, key_prefix, stream],
-            stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
         )
         taken = int(victim.stdout.readline())
         victim.send_signal(signal.SIGKILL)
@@ -231,9 +249,30 @@ async def test_password_and_acl_user_from_the_url(tmp_path):
     server.process = None
     import subprocess as sp
 
-    process = sp.Popen([server.binary, "--port", str(server.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                        "--requirepass", "s3cret-pw", "--user", "bot", "on", ">bot-pw", "~*", "&*", "+@all"],
-                       stdout=sp.DEVNULL, stderr=sp.DEVNULL)
+    process = sp.Popen(
+        [
+            server.binary,
+            "--port",
+            str(server.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--requirepass",
+            "s3cret-pw",
+            "--user",
+            "bot",
+            "on",
+            ">bot-pw",
+            "~*",
+            "&*",
+            "+@all",
+        ],
+        stdout=sp.DEVNULL,
+        stderr=sp.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -262,19 +301,62 @@ async def test_tls_with_rediss_url(tmp_path):
     import shutil
     import subprocess as sp
 
-    from shared.bus import HiredisSSLConnection
+    from orderflow_client.bus import HiredisSSLConnection
     from tests.redis_server import redis_server_binary
 
     openssl = shutil.which("openssl")
     assert openssl, "openssl is needed to make the test certificate"
-    sp.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "key.pem"), "-out",
-            str(tmp_path / "cert.pem"), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-           check=True, capture_output=True, timeout=60)
+    sp.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(tmp_path / "key.pem"),
+            "-out",
+            str(tmp_path / "cert.pem"),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     port = free_port()
-    process = sp.Popen([redis_server_binary(), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
-                        "--appendonly", "no", "--tls-cert-file", str(tmp_path / "cert.pem"), "--tls-key-file",
-                        str(tmp_path / "key.pem"), "--tls-ca-cert-file", str(tmp_path / "cert.pem"), "--tls-auth-clients", "no",
-                        "--requirepass", "tls-pw"], stdout=sp.DEVNULL, stderr=sp.DEVNULL)
+    process = sp.Popen(
+        [
+            redis_server_binary(),
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--tls-cert-file",
+            str(tmp_path / "cert.pem"),
+            "--tls-key-file",
+            str(tmp_path / "key.pem"),
+            "--tls-ca-cert-file",
+            str(tmp_path / "cert.pem"),
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            "tls-pw",
+        ],
+        stdout=sp.DEVNULL,
+        stderr=sp.DEVNULL,
+    )
     url = f"rediss://:tls-pw@127.0.0.1:{port}/0?ssl_ca_certs={tmp_path / 'cert.pem'}"
     try:
         deadline = time.monotonic() + 10
@@ -387,8 +469,13 @@ async def test_a_read_whose_reply_was_lost_hands_over_its_entries_at_once_and_in
     cutter = _ReplyCutter(port)
     proxy_port = await cutter.start()
     direct = await Bus.connect(redis_url, prefix=key_prefix)
-    bus = await Bus.connect(f"redis://127.0.0.1:{proxy_port}/{urlparse(redis_url).path.lstrip('/') or 0}", prefix=key_prefix,
-                            retries=3, backoff_base_seconds=0.01, backoff_cap_seconds=0.05)
+    bus = await Bus.connect(
+        f"redis://127.0.0.1:{proxy_port}/{urlparse(redis_url).path.lstrip('/') or 0}",
+        prefix=key_prefix,
+        retries=3,
+        backoff_base_seconds=0.01,
+        backoff_cap_seconds=0.05,
+    )
     try:
         stream = f"{key_prefix}:md:{{CUT}}"
         await direct.ensure_group(stream, "g", "0")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from orderflow_client.wire import BookUpdate, Quote, Trade
 from services.ingest.classify import SideClassifier
 from services.ingest.lobster import read_lobster
 from services.ingest.normalise import Normaliser
 from shared.conditions import ConditionTable
-from shared.wire import BookUpdate, Quote, Trade
 from tests.conftest import shared_data
 
 D = 1_000_000_000  # one dollar in nano-dollars
@@ -68,7 +68,9 @@ def test_emo_and_quote_methods():
 
 def test_a_feed_side_is_kept_and_book_updates_move_the_nbbo():
     classifier = SideClassifier()
-    classifier.on_event(BookUpdate(symbol="X", ts_event=1, ts_recv=1, ts_arrival=1, bids=((10 * D, 5),), asks=((11 * D, 5),)))
+    classifier.on_event(
+        BookUpdate(symbol="X", ts_event=1, ts_recv=1, ts_arrival=1, bids=((10 * D, 5),), asks=((11 * D, 5),))
+    )
     given = trade(2, 11 * D, side="sell", side_source="feed")
     assert classifier.classify(given) is given
     assert classifier.classify(trade(3, 10 * D)).side == "sell"
@@ -76,7 +78,11 @@ def test_a_feed_side_is_kept_and_book_updates_move_the_nbbo():
 
 def test_normaliser_drops_exact_duplicates_only():
     normaliser = Normaliser(dedup_capacity=3)
-    normaliser.process(Quote(symbol="X", ts_event=1, ts_recv=1, ts_arrival=1, bid_price=10 * D, bid_size=1, ask_price=11 * D, ask_size=1))
+    normaliser.process(
+        Quote(
+            symbol="X", ts_event=1, ts_recv=1, ts_arrival=1, bid_price=10 * D, bid_size=1, ask_price=11 * D, ask_size=1
+        )
+    )
     first = trade(2, 11 * D, exchange=11, trade_id="183276", trf_id=3)
     assert normaliser.process(first).side == "buy"
     assert normaliser.process(msgspec.structs.replace(first, ts_recv=99)) is None  # a redelivered copy
@@ -107,9 +113,12 @@ def _accuracy(path) -> float:
     return correct / total
 
 
-@pytest.mark.parametrize(("day", "at_least"), [
-    ("LOBSTER_SampleFile_AMZN_2012-06-21_5.zip", 0.975),  # reference Lee-Ready: 0.976
-    ("LOBSTER_SampleFile_AAPL_2012-06-21_1.zip", 0.959),  # reference Lee-Ready: 0.959
-])
+@pytest.mark.parametrize(
+    ("day", "at_least"),
+    [
+        ("LOBSTER_SampleFile_AMZN_2012-06-21_5.zip", 0.975),  # reference Lee-Ready: 0.976
+        ("LOBSTER_SampleFile_AAPL_2012-06-21_1.zip", 0.959),  # reference Lee-Ready: 0.959
+    ],
+)
 def test_lee_ready_accuracy_on_real_lobster_days(day, at_least):
     assert _accuracy(shared_data("lobster", day)) >= at_least

@@ -18,11 +18,27 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def orderflow(*arguments: str, cwd: Path, timeout: float = 120, **environment: str) -> subprocess.CompletedProcess:
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith("ORDER_FLOW_") and name not in ("REDIS_URL", "POLYGON_API_KEY")}
-    env.update({"PYTHONPATH": str(REPO), "ORDER_FLOW_METRICS_PORT": "0", "ORDER_FLOW_LOG_DIR": str(cwd / "logs"), **environment})
-    return subprocess.run([sys.executable, "-m", "services.cli", *arguments], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("ORDER_FLOW_") and name not in ("REDIS_URL", "POLYGON_API_KEY")
+    }
+    env.update(
+        {
+            "PYTHONPATH": str(REPO),
+            "ORDER_FLOW_METRICS_PORT": "0",
+            "ORDER_FLOW_LOG_DIR": str(cwd / "logs"),
+            **environment,
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *arguments],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def one_clear_line(done: subprocess.CompletedProcess, code: int, *words: str) -> None:
@@ -32,11 +48,14 @@ def one_clear_line(done: subprocess.CompletedProcess, code: int, *words: str) ->
         assert word in done.stderr, done.stderr
 
 
-@pytest.mark.parametrize(("variable", "value", "words"), [
-    ("REDIS_URL", "localhost:6379", ("REDIS_URL", "must start with redis://")),
-    ("ORDER_FLOW_SYMBOL_OVERRIDES", "{bad", ("ORDER_FLOW_SYMBOL_OVERRIDES", "not valid JSON")),
-    ("ORDER_FLOW_LARGE_ORDER_QUANTILE", "2", ("ORDER_FLOW_LARGE_ORDER_QUANTILE", "allowed range 0.9 to 0.99999")),
-])
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("REDIS_URL", "localhost:6379", ("REDIS_URL", "must start with redis://")),
+        ("ORDER_FLOW_SYMBOL_OVERRIDES", "{bad", ("ORDER_FLOW_SYMBOL_OVERRIDES", "not valid JSON")),
+        ("ORDER_FLOW_LARGE_ORDER_QUANTILE", "2", ("ORDER_FLOW_LARGE_ORDER_QUANTILE", "allowed range 0.9 to 0.99999")),
+    ],
+)
 def test_a_bad_setting_is_one_line_and_exit_2_for_every_command(tmp_path, variable, value, words):
     for command in (["config", "show"], ["detect", "--symbol", "X"]):
         one_clear_line(orderflow(*command, cwd=tmp_path, **{variable: value}), 2, *words)
@@ -58,20 +77,35 @@ def test_a_file_read_as_the_wrong_format_is_an_error_not_zero_events(tmp_path):
     # without --format the format is told from the name
     detected = orderflow("analyze", str(lobster), "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert detected.returncode == 0 and "AMZN" in detected.stdout, detected.stderr
-    mixed = orderflow("analyze", str(lobster), str(shared_data("algoseek", "aig", "20131007_quote.zip")), "--out", str(tmp_path / "x"),
-                      cwd=tmp_path)
+    mixed = orderflow(
+        "analyze",
+        str(lobster),
+        str(shared_data("algoseek", "aig", "20131007_quote.zip")),
+        "--out",
+        str(tmp_path / "x"),
+        cwd=tmp_path,
+    )
     one_clear_line(mixed, 2, "mix formats")
 
 
 def test_algoseek_trades_without_their_quotes_warn_that_sides_fall_back_to_the_tick_test(tmp_path):
-    done = orderflow("analyze", str(shared_data("algoseek", "aig", "20131007_trade.zip")), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    done = orderflow(
+        "analyze",
+        str(shared_data("algoseek", "aig", "20131007_trade.zip")),
+        "--out",
+        str(tmp_path / "out"),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0 and "without its quotes" in done.stderr and "tick test" in done.stderr
 
 
 def test_a_password_protected_redis_without_the_password_says_so_at_once(tmp_path):
     port = free_port()
-    server = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--requirepass", "s3cret-pw"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--requirepass", "s3cret-pw"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(0.5)
         started = time.monotonic()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from orderflow_client.errors import ConfigError
 from services.cli import SCHEMA_FILE, schema_document
 from shared.config import OrderFlowConfig, display_value, load_config, value_origins
-from shared.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,9 +51,17 @@ def test_default_file_location_is_config_order_flow_config_json(clean_environmen
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
-        ("ORDER_FLOW_VOLUME_SPIKE_THRESHOLD", "20", "ORDER_FLOW_VOLUME_SPIKE_THRESHOLD=20 (environment) is invalid: allowed range 1.5 to 10.0"),
+        (
+            "ORDER_FLOW_VOLUME_SPIKE_THRESHOLD",
+            "20",
+            "ORDER_FLOW_VOLUME_SPIKE_THRESHOLD=20 (environment) is invalid: allowed range 1.5 to 10.0",
+        ),
         ("ORDER_FLOW_VOLUME_SPIKE_THRESHOLD", "1.4", "allowed range 1.5 to 10.0"),
-        ("ORDER_FLOW_LARGE_ORDER_SIZE", "1000", "ORDER_FLOW_LARGE_ORDER_SIZE=1000 (environment) is invalid: must be > 1000"),
+        (
+            "ORDER_FLOW_LARGE_ORDER_SIZE",
+            "1000",
+            "ORDER_FLOW_LARGE_ORDER_SIZE=1000 (environment) is invalid: must be > 1000",
+        ),
         ("ORDER_FLOW_LARGE_ORDER_SIZE", "lots", "valid integer"),
         ("ORDER_FLOW_ALERT_WINDOW_SECONDS", "29", "allowed range 30 to 300"),
         ("ORDER_FLOW_ALERT_WINDOW_SECONDS", "301", "allowed range 30 to 300"),
@@ -81,7 +89,9 @@ def test_boundaries_are_accepted(clean_environment, monkeypatch):
 def test_bad_file_value_names_the_file(clean_environment):
     path = clean_environment / "c.json"
     path.write_text('{"alert_window_seconds": 5}')
-    with pytest.raises(ConfigError, match=rf"alert_window_seconds=5 \(file {path}\) is invalid: allowed range 30 to 300"):
+    with pytest.raises(
+        ConfigError, match=rf"alert_window_seconds=5 \(file {path}\) is invalid: allowed range 30 to 300"
+    ):
         load_config(path)
 
 
@@ -127,13 +137,23 @@ def test_committed_schema_is_current():
     assert schema["additionalProperties"] is False
     assert "polygon_api_key" not in schema["properties"]
     assert schema["properties"]["volume_spike_threshold"]["maximum"] == 10.0
-    environment_only = {"polygon_api_key", "redis_password", "redis_ingest_password", "redis_detector_password", "redis_bot_password"}
+    environment_only = {
+        "polygon_api_key",
+        "redis_password",
+        "redis_ingest_password",
+        "redis_detector_password",
+        "redis_bot_password",
+    }
     assert set(schema["properties"]) == set(OrderFlowConfig.model_fields) - environment_only
 
 
 def _orderflow(*arguments: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *arguments], capture_output=True, text=True, env=env, cwd=cwd,
+        [sys.executable, "-m", "services.cli", *arguments],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
         timeout=60,
     )
 
@@ -141,7 +161,11 @@ def _orderflow(*arguments: str, env: dict[str, str], cwd: Path) -> subprocess.Co
 def _environment(**extra: str) -> dict[str, str]:
     import os
 
-    base = {k: v for k, v in os.environ.items() if not k.startswith("ORDER_FLOW_") and k not in ("POLYGON_API_KEY", "REDIS_URL")}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ORDER_FLOW_") and k not in ("POLYGON_API_KEY", "REDIS_URL")
+    }
     base["PYTHONPATH"] = str(REPO)
     base["COLUMNS"] = "200"
     return {**base, **extra}
@@ -151,12 +175,20 @@ def test_cli_config_show_works_with_no_environment(tmp_path):
     result = _orderflow("config", "show", "--json", env=_environment(), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
-    assert shown["large_order_size"] == {"variable": "ORDER_FLOW_LARGE_ORDER_SIZE", "value": "10000", "origin": "default"}
+    assert shown["large_order_size"] == {
+        "variable": "ORDER_FLOW_LARGE_ORDER_SIZE",
+        "value": "10000",
+        "origin": "default",
+    }
     assert shown["redis_url"]["value"] == "(unset: embedded bus)"
 
 
 def test_cli_masks_secrets_and_reports_origins(tmp_path):
-    env = _environment(POLYGON_API_KEY="pk_SECRET_987", REDIS_URL="redis://u:pw_SECRET_654@h:6379/0", ORDER_FLOW_LARGE_ORDER_SIZE="25000")
+    env = _environment(
+        POLYGON_API_KEY="pk_SECRET_987",
+        REDIS_URL="redis://u:pw_SECRET_654@h:6379/0",
+        ORDER_FLOW_LARGE_ORDER_SIZE="25000",
+    )
     result = _orderflow("config", "show", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "pk_SECRET_987" not in result.stdout + result.stderr
@@ -183,9 +215,27 @@ def test_cli_schema_check_detects_staleness(tmp_path):
 
 
 def test_cli_help_everywhere(tmp_path):
-    commands = ([], ["config"], ["config", "show"], ["config", "schema"], ["config", "redis-users"], ["version"], ["scenario"], ["replay"], ["analyze"],
-                ["detect"], ["demo"], ["ingest"], ["simulate-polygon"], ["positions"], ["positions", "open"],
-                ["positions", "close"], ["positions", "list"], ["risk-manager"], ["watch"])
+    commands = (
+        [],
+        ["config"],
+        ["config", "show"],
+        ["config", "schema"],
+        ["config", "redis-users"],
+        ["version"],
+        ["scenario"],
+        ["replay"],
+        ["analyze"],
+        ["detect"],
+        ["demo"],
+        ["ingest"],
+        ["simulate-polygon"],
+        ["positions"],
+        ["positions", "open"],
+        ["positions", "close"],
+        ["positions", "list"],
+        ["risk-manager"],
+        ["watch"],
+    )
     for arguments in commands:
         result = _orderflow(*arguments, "--help", env=_environment(), cwd=tmp_path)
         assert result.returncode == 0, (arguments, result.stderr)
@@ -201,15 +251,27 @@ def test_readme_documents_every_setting():
 
 
 def test_symbol_overrides_are_validated_and_shown(clean_environment, monkeypatch):
-    monkeypatch.setenv("ORDER_FLOW_SYMBOL_OVERRIDES", '{"BAC": {"large_order_size": 200000, "volume_spike_threshold": 3.5}}')
+    monkeypatch.setenv(
+        "ORDER_FLOW_SYMBOL_OVERRIDES", '{"BAC": {"large_order_size": 200000, "volume_spike_threshold": 3.5}}'
+    )
     config = load_config()
     assert config.symbol_overrides["BAC"].large_order_size == 200_000
-    assert display_value(config, "symbol_overrides") == '{"BAC": {"large_order_size": 200000, "volume_spike_threshold": 3.5}}'
+    assert (
+        display_value(config, "symbol_overrides")
+        == '{"BAC": {"large_order_size": 200000, "volume_spike_threshold": 3.5}}'
+    )
     monkeypatch.setenv("ORDER_FLOW_SYMBOL_OVERRIDES", '{"BAC": {"large_order_size": 5}}')
-    with pytest.raises(ConfigError, match=r"ORDER_FLOW_SYMBOL_OVERRIDES\[BAC\]\.large_order_size=5 \(environment\) is invalid"):
+    with pytest.raises(
+        ConfigError, match=r"ORDER_FLOW_SYMBOL_OVERRIDES\[BAC\]\.large_order_size=5 \(environment\) is invalid"
+    ):
         load_config()
-    monkeypatch.setenv("ORDER_FLOW_SYMBOL_OVERRIDES", '{"BAC": {"volume_spike_threshold": 5.0}}')  # above the global 4.0 burst
-    with pytest.raises(ConfigError, match=r"symbol_overrides\[BAC\]: red_burst_threshold \(4.0\) must be >= volume_spike_threshold \(5.0\)"):
+    monkeypatch.setenv(
+        "ORDER_FLOW_SYMBOL_OVERRIDES", '{"BAC": {"volume_spike_threshold": 5.0}}'
+    )  # above the global 4.0 burst
+    with pytest.raises(
+        ConfigError,
+        match=r"symbol_overrides\[BAC\]: red_burst_threshold \(4.0\) must be >= volume_spike_threshold \(5.0\)",
+    ):
         load_config()
     monkeypatch.setenv("ORDER_FLOW_SYMBOL_OVERRIDES", '{"BAC": {"large_order_sise": 5}}')
     with pytest.raises(ConfigError, match="large_order_sise"):

@@ -15,11 +15,28 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _demo(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDER_FLOW_") and k not in ("REDIS_URL", "POLYGON_API_KEY")}
-    env.update({"PYTHONPATH": str(REPO), "COLUMNS": "160", "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"),
-                "ORDER_FLOW_METRICS_PORT": str(free_port()), **extra})
-    return subprocess.run([sys.executable, "-m", "services.cli", "demo", "--speed", "400"], capture_output=True, text=True,
-                          cwd=tmp_path, env=env, timeout=300)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ORDER_FLOW_") and k not in ("REDIS_URL", "POLYGON_API_KEY")
+    }
+    env.update(
+        {
+            "PYTHONPATH": str(REPO),
+            "COLUMNS": "160",
+            "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"),
+            "ORDER_FLOW_METRICS_PORT": str(free_port()),
+            **extra,
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "demo", "--speed", "400"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_demo_runs_on_the_embedded_bus_with_no_infrastructure(tmp_path):

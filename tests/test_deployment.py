@@ -36,34 +36,58 @@ def test_compose_file_is_valid(tmp_path):
         (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
     shutil.copy(REPO / ".env.example", tmp_path / ".env")
     for profiles in ("live", "dry-run"):
-        done = subprocess.run([_tool("docker-compose"), "config", "-q"], cwd=tmp_path, capture_output=True, text=True,
-                              env={**os.environ, "COMPOSE_PROFILES": profiles}, timeout=60)
+        done = subprocess.run(
+            [_tool("docker-compose"), "config", "-q"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COMPOSE_PROFILES": profiles},
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
 
 
 def test_compose_services_health_networks_and_persistence():
     services = COMPOSE["services"]
-    assert {"redis", "ingest", "detector", "prometheus", "simulator", "ingest-dry-run", "detector-dry-run", "position-dry-run"} <= set(services)
+    assert {
+        "redis",
+        "ingest",
+        "detector",
+        "prometheus",
+        "simulator",
+        "ingest-dry-run",
+        "detector-dry-run",
+        "position-dry-run",
+    } <= set(services)
     for name, service in services.items():
         assert "healthcheck" in service, f"{name} has no health check"
-        assert service.get("restart", "unless-stopped") == ("no" if name in ("position-dry-run", "admin") else "unless-stopped")
+        assert service.get("restart", "unless-stopped") == (
+            "no" if name in ("position-dry-run", "admin") else "unless-stopped"
+        )
     redis = services["redis"]
     assert "ports" not in redis  # not published to the host by default
     command = " ".join(redis["command"])
     assert "--appendonly yes" in command and "--aclfile /tmp/users.acl" in command
     assert "./config/redis-users.acl:/etc/redis/redis-users.acl:ro" in redis["volumes"]
     # secrets never on a command line `ps` shows: only each password's hash reaches sed, redis-cli gets REDISCLI_AUTH
-    assert "requirepass" not in command and command.count("$$(sha ") == 4 and "printf '%s' \"$$1\" | sha256sum" in command
+    assert (
+        "requirepass" not in command and command.count("$$(sha ") == 4 and "printf '%s' \"$$1\" | sha256sum" in command
+    )
     assert "REDISCLI_AUTH" in redis["healthcheck"]["test"][1] and " -a " not in redis["healthcheck"]["test"][1]
     assert all("--api-key" not in " ".join(service.get("command") or []) for service in services.values())
     assert services["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
     assert services["ingest"]["profiles"] == services["detector"]["profiles"] == ["live"]
-    assert all(services[name]["profiles"] == ["dry-run"] for name in ("simulator", "ingest-dry-run", "detector-dry-run", "position-dry-run"))
+    assert all(
+        services[name]["profiles"] == ["dry-run"]
+        for name in ("simulator", "ingest-dry-run", "detector-dry-run", "position-dry-run")
+    )
     # Prometheus scrapes "ingest" and "detector" in either profile: the dry run's services answer to those names
     assert services["ingest-dry-run"]["networks"]["orderflow"]["aliases"] == ["ingest"]
     assert services["detector-dry-run"]["networks"]["orderflow"]["aliases"] == ["detector"]
     assert "--host 0.0.0.0" in services["simulator"]["command"][-1]  # its peers reach it from other containers
-    assert "orderflow" in COMPOSE["networks"] and {"redis-data", "prometheus-data", "orderflow-logs"} <= set(COMPOSE["volumes"])
+    assert "orderflow" in COMPOSE["networks"] and {"redis-data", "prometheus-data", "orderflow-logs"} <= set(
+        COMPOSE["volumes"]
+    )
     anchor = COMPOSE["x-orderflow"]
     assert anchor["restart"] == "unless-stopped" and anchor["networks"] == ["orderflow"]
     # logs on a named volume (created from the image, owned by its user): a host folder owned by root is not writable
@@ -78,12 +102,19 @@ def test_each_compose_service_reaches_redis_as_its_own_user():
 
     assert (REPO / "config" / "redis-users.acl").read_text() == users_template()
     services = COMPOSE["services"]
-    expected = {"ingest": "ingest", "ingest-dry-run": "ingest", "detector": "detector", "detector-dry-run": "detector",
-                "position-dry-run": "bot"}
+    expected = {
+        "ingest": "ingest",
+        "ingest-dry-run": "ingest",
+        "detector": "detector",
+        "detector-dry-run": "detector",
+        "position-dry-run": "bot",
+    }
     for name, user in expected.items():
         url = services[name]["environment"]["REDIS_URL"]
         assert url.startswith(f"redis://{user}:${{REDIS_{user.upper()}_PASSWORD:?"), (name, url)
-    assert services["admin"]["profiles"] == ["tools"] and COMPOSE["x-orderflow"]["environment"]["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD")
+    assert services["admin"]["profiles"] == ["tools"] and COMPOSE["x-orderflow"]["environment"]["REDIS_URL"].startswith(
+        "redis://:${REDIS_PASSWORD"
+    )
     for variable in ("REDIS_PASSWORD", "REDIS_INGEST_PASSWORD", "REDIS_DETECTOR_PASSWORD", "REDIS_BOT_PASSWORD"):
         assert variable in services["redis"]["environment"]
 
@@ -91,7 +122,7 @@ def test_each_compose_service_reaches_redis_as_its_own_user():
 def test_metrics_listen_on_this_machine_only_unless_compose_opens_them():
     """Metrics bind 127.0.0.1 by default; in compose every service that serves them opens them to Prometheus's
     container (0.0.0.0), and only those."""
-    from shared.metrics import serve_metrics
+    from orderflow_client.metrics import serve_metrics
 
     assert OrderFlowConfig().metrics_host == "127.0.0.1"
     server = serve_metrics(free_port())
@@ -102,7 +133,9 @@ def test_metrics_listen_on_this_machine_only_unless_compose_opens_them():
     for name, service in COMPOSE["services"].items():
         environment = service.get("environment") or {}
         if str(environment.get("ORDER_FLOW_METRICS_PORT", "0")) != "0":
-            assert environment.get("ORDER_FLOW_METRICS_HOST") == "0.0.0.0", f"{name} serves metrics Prometheus cannot reach"
+            assert environment.get("ORDER_FLOW_METRICS_HOST") == "0.0.0.0", (
+                f"{name} serves metrics Prometheus cannot reach"
+            )
         else:
             assert "ORDER_FLOW_METRICS_HOST" not in environment, name
 
@@ -131,11 +164,18 @@ def test_env_example_lists_every_setting():
 
 def test_prometheus_config_and_rules_are_valid():
     promtool = _tool("promtool")
-    rules = subprocess.run([promtool, "check", "rules", str(REPO / "config" / "prometheus-rules.yml")],
-                           capture_output=True, text=True, timeout=60)
+    rules = subprocess.run(
+        [promtool, "check", "rules", str(REPO / "config" / "prometheus-rules.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    names = {rule["alert"] for group in yaml.safe_load((REPO / "config" / "prometheus-rules.yml").read_text())["groups"]
-             for rule in group["rules"]}
+    names = {
+        rule["alert"]
+        for group in yaml.safe_load((REPO / "config" / "prometheus-rules.yml").read_text())["groups"]
+        for rule in group["rules"]
+    }
     assert {"OrderflowFeedDown", "OrderflowConsumerLag", "OrderflowSymbolsHalted"} <= names
     with tempfile.TemporaryDirectory() as folder:
         config = yaml.safe_load((REPO / "config" / "prometheus.yml").read_text())
@@ -152,21 +192,49 @@ def test_prometheus_config_and_rules_are_valid():
 def test_a_real_prometheus_scrapes_the_documented_metrics(redis_url, key_prefix, tmp_path):
     prometheus = _tool("prometheus")
     metrics_port, prometheus_port = free_port(), free_port()
-    env = {**os.environ, "REDIS_URL": redis_url, "ORDER_FLOW_KEY_PREFIX": key_prefix, "ORDER_FLOW_METRICS_PORT": str(metrics_port),
-           "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"), "PYTHONPATH": str(REPO)}
-    detector = subprocess.Popen([sys.executable, "-m", "services.cli", "detect", "--symbol", "SCRAPE"], cwd=REPO, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    config = {"global": {"scrape_interval": "1s"}, "scrape_configs": [
-        {"job_name": "orderflow-detector", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}]}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "ORDER_FLOW_KEY_PREFIX": key_prefix,
+        "ORDER_FLOW_METRICS_PORT": str(metrics_port),
+        "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"),
+        "PYTHONPATH": str(REPO),
+    }
+    detector = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "detect", "--symbol", "SCRAPE"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    config = {
+        "global": {"scrape_interval": "1s"},
+        "scrape_configs": [
+            {"job_name": "orderflow-detector", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}
+        ],
+    }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    server = subprocess.Popen([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-                               f"--web.listen-address=127.0.0.1:{prometheus_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{prometheus_port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         names: set[str] = set()
         while time.monotonic() < deadline:
             try:
-                answer = json.load(urllib.request.urlopen(f"http://127.0.0.1:{prometheus_port}/api/v1/label/__name__/values", timeout=3))
+                answer = json.load(
+                    urllib.request.urlopen(
+                        f"http://127.0.0.1:{prometheus_port}/api/v1/label/__name__/values", timeout=3
+                    )
+                )
                 names = set(answer["data"])
                 if "orderflow_halted_symbols" in names and "orderflow_monitored_symbols" in names:
                     break
@@ -177,7 +245,10 @@ def test_a_real_prometheus_scrapes_the_documented_metrics(redis_url, key_prefix,
         assert targets["data"]["activeTargets"][0]["health"] == "up"
         readme = (REPO / "README.md").read_text()
         documented = {line.split("`")[1] for line in readme.splitlines() if line.startswith("| `orderflow_")}
-        exported = {name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum").removesuffix("_created") for name in names}
+        exported = {
+            name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum").removesuffix("_created")
+            for name in names
+        }
         gauges_and_histograms = {name for name in documented if not name.endswith("_total")}
         assert gauges_and_histograms <= exported, gauges_and_histograms - exported
         assert "orderflow_monitored_symbols" in names and "up" in names

@@ -16,16 +16,16 @@ import msgspec
 import pytest
 import redis
 
-from services.detector.analyze import analyze
+from orderflow_client.bus import Bus
+from orderflow_client.positions import PositionRegistry
+from orderflow_client.timestamps import now_ns
+from orderflow_client.wire import decode
 from services.detector.service import DetectorService
 from services.ingest.replay import replay
-from services.ingest.scenarios import EXPECTATIONS, SCENARIOS, write_scenario
 from services.ingest.sources import read_events
-from shared.bus import Bus
+from services.offline.analyze import analyze
+from services.tools.scenarios import EXPECTATIONS, SCENARIOS, write_scenario
 from shared.config import OrderFlowConfig
-from shared.positions import PositionRegistry
-from shared.timestamps import now_ns
-from shared.wire import decode
 from tests.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,18 +74,38 @@ SCENARIO_CONFIG = OrderFlowConfig(threshold_mode="absolute")
 
 def _environment(redis_url: str, prefix: str, tmp_path: Path, **extra: str) -> dict[str, str]:
     """A command's environment; the scenarios' absolute thresholds unless ``extra`` says otherwise."""
-    return {**os.environ, "REDIS_URL": redis_url, "ORDER_FLOW_KEY_PREFIX": prefix, "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"),
-            "ORDER_FLOW_METRICS_PORT": str(free_port()), "PYTHONPATH": str(REPO), "ORDER_FLOW_THRESHOLD_MODE": "absolute", **extra}
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "ORDER_FLOW_KEY_PREFIX": prefix,
+        "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"),
+        "ORDER_FLOW_METRICS_PORT": str(free_port()),
+        "PYTHONPATH": str(REPO),
+        "ORDER_FLOW_THRESHOLD_MODE": "absolute",
+        **extra,
+    }
 
 
 def _jsonl_logs(tmp_path: Path) -> list[dict]:
     """Every line of the JSONL logs the commands of a test wrote (``_environment``'s log folder)."""
-    return [json.loads(line) for path in (tmp_path / "logs").glob("*.jsonl") for line in path.read_text().splitlines() if line.strip()]
+    return [
+        json.loads(line)
+        for path in (tmp_path / "logs").glob("*.jsonl")
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
 
 
 def _orderflow(*arguments: str, env: dict[str, str], **options) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "services.cli", *arguments], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", *arguments],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **options,
+    )
 
 
 def _wait_for(condition, timeout: float = 60.0, what: str = "condition") -> None:
@@ -130,11 +150,17 @@ def test_live_and_offline_agree_on_alert_ids(redis_url, key_prefix, captures, tm
         _wait_for(lambda: _caught_up(client, key_prefix, ["LARGESELLERS", "REDBURST"]), what="the detector to catch up")
         import urllib.request
 
-        scraped = urllib.request.urlopen(f"http://127.0.0.1:{env['ORDER_FLOW_METRICS_PORT']}/metrics", timeout=5).read().decode()
+        scraped = (
+            urllib.request.urlopen(f"http://127.0.0.1:{env['ORDER_FLOW_METRICS_PORT']}/metrics", timeout=5)
+            .read()
+            .decode()
+        )
         assert 'orderflow_alerts_total{alert_type="large_seller",severity="warning"} 4.0' in scraped
         assert "orderflow_exit_recommendations_total 2.0" in scraped
         assert "orderflow_alert_latency_seconds_count 7.0" in scraped
-        assert 'orderflow_events_processed_total{kind="trade"}' in scraped and "orderflow_monitored_symbols 2.0" in scraped
+        assert (
+            'orderflow_events_processed_total{kind="trade"}' in scraped and "orderflow_monitored_symbols 2.0" in scraped
+        )
         detector.send_signal(signal.SIGTERM)
         assert detector.wait(timeout=30) == 0, detector.stderr.read()
         live_alerts = _alert_ids(client, f"{key_prefix}:alerts")
@@ -146,7 +172,11 @@ def test_live_and_offline_agree_on_alert_ids(redis_url, key_prefix, captures, tm
     assert sorted(live_alerts) == sorted(expected_alerts) and len(expected_alerts) == 7
     assert sorted(live_exits) == sorted(expected_exits) and len(expected_exits) == 2
     log = "".join(p.read_text() for p in (tmp_path / "logs").glob("*.jsonl"))
-    latencies = [json.loads(line)["latency_ms"] for line in log.splitlines() if '"event":"order_flow.large_seller_detected"' in line]
+    latencies = [
+        json.loads(line)["latency_ms"]
+        for line in log.splitlines()
+        if '"event":"order_flow.large_seller_detected"' in line
+    ]
     assert len(latencies) == 5 and all(latency >= 0 for latency in latencies)
 
 
@@ -155,7 +185,9 @@ def test_a_detector_killed_mid_stream_loses_and_duplicates_nothing(redis_url, ke
     files = [captures["large-sellers"], captures["red-burst"]]
     offline = tmp_path / "offline"
     analyze("capture", files, offline, SCENARIO_CONFIG)
-    expected = sorted(a["id"] for a in _jsonl(offline / "alerts.jsonl")) + sorted(e["id"] for e in _jsonl(offline / "exits.jsonl"))
+    expected = sorted(a["id"] for a in _jsonl(offline / "alerts.jsonl")) + sorted(
+        e["id"] for e in _jsonl(offline / "exits.jsonl")
+    )
     env = _environment(redis_url, key_prefix, tmp_path)
     # the market keeps arriving while the detector dies: 12 minutes of market at 40x ≈ 18 s
     replayed = _orderflow("replay", "--format", "capture", *map(str, files), "--speed", "40", env=env)
@@ -168,7 +200,10 @@ def test_a_detector_killed_mid_stream_loses_and_duplicates_nothing(redis_url, ke
         killed_with = client.xlen(f"{key_prefix}:alerts")
         second = _orderflow("detect", "--symbol", "LARGESELLERS", "--symbol", "REDBURST", env=env)
         assert replayed.wait(timeout=120) == 0, replayed.stderr.read()
-        _wait_for(lambda: _caught_up(client, key_prefix, ["LARGESELLERS", "REDBURST"]), what="the restarted detector to catch up")
+        _wait_for(
+            lambda: _caught_up(client, key_prefix, ["LARGESELLERS", "REDBURST"]),
+            what="the restarted detector to catch up",
+        )
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == 0, second.stderr.read()
         live = sorted(_alert_ids(client, f"{key_prefix}:alerts")) + sorted(_alert_ids(client, f"{key_prefix}:exits"))
@@ -226,8 +261,10 @@ def test_a_deleted_group_is_recreated_where_the_detector_left_off(redis_url, key
     detector = _orderflow("detect", "--symbol", "GONE", env=env)
 
     def recreated() -> bool:
-        return any(decode(next(iter(fields.values()))).code == "group_recreated"
-                   for _id, fields in client.xrange(f"{key_prefix}:status"))
+        return any(
+            decode(next(iter(fields.values()))).code == "group_recreated"
+            for _id, fields in client.xrange(f"{key_prefix}:status")
+        )
 
     try:
         _wait_for(lambda: _caught_up(client, key_prefix, ["GONE"]) and client.xlen(dead) == 1, what="the group")
@@ -245,7 +282,7 @@ def test_a_deleted_group_is_recreated_where_the_detector_left_off(redis_url, key
 
 @pytest.mark.redis
 async def test_the_detector_follows_the_position_registry(redis_url, key_prefix, captures):
-    from shared.positions import PositionRegistry
+    from orderflow_client.positions import PositionRegistry
 
     config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute")
     async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
@@ -267,14 +304,24 @@ async def test_the_detector_follows_the_position_registry(redis_url, key_prefix,
 async def test_poison_entries_are_dead_lettered_acknowledged_and_survived(redis_url, key_prefix, captures):
     """Valid msgpack of the wrong type, in the wrong field or for the wrong symbol once crashed the detector on every
     restart (the entry stayed pending). Now each is moved to <stream>:dead with its reason, reported, and acknowledged."""
-    from shared.wire import ExitRecommendation, Quote, Trade, encode
+    from orderflow_client.wire import ExitRecommendation, Quote, Trade, encode
 
     config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute")
     async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
         stream = bus.keys.market("LARGESELLERS")
-        forged = ExitRecommendation(id="x", symbol="LARGESELLERS", trigger="large_sellers", ts_event=1, ts_recv=1, timestamp_utc="t",
-                                    alert_ids=(), reasoning="r")
-        quote = Quote(symbol="LARGESELLERS", ts_event=1, ts_recv=1, ts_arrival=1, bid_price=1, bid_size=1, ask_price=2, ask_size=1)
+        forged = ExitRecommendation(
+            id="x",
+            symbol="LARGESELLERS",
+            trigger="large_sellers",
+            ts_event=1,
+            ts_recv=1,
+            timestamp_utc="t",
+            alert_ids=(),
+            reasoning="r",
+        )
+        quote = Quote(
+            symbol="LARGESELLERS", ts_event=1, ts_recv=1, ts_arrival=1, bid_price=1, bid_size=1, ask_price=2, ask_size=1
+        )
         other = Trade(symbol="OTHER", ts_event=1, ts_recv=1, ts_arrival=1, price=1, size=1)
         await bus.client.xadd(stream, {"trade": encode(forged)})  # wrong type
         await bus.client.xadd(stream, {"trade": encode(quote)})  # wrong field
@@ -287,10 +334,22 @@ async def test_poison_entries_are_dead_lettered_acknowledged_and_survived(redis_
         assert service.stats.undecodable == 4 and service.stats.alerts == 5
         assert await bus.pending_count(stream, config.consumer_group) == 0
         dead = await bus.client.xrange(bus.keys.dead_letters(stream))
-        assert [fields[b"code"] for _id, fields in dead] == [b"wrong_type", b"wrong_field", b"wrong_symbol", b"wire_undecodable"]
-        assert dead[0][1][b"payload"] == encode(forged) and dead[0][1][b"field"] == b"trade"  # nothing lost: kept with its reason
+        assert [fields[b"code"] for _id, fields in dead] == [
+            b"wrong_type",
+            b"wrong_field",
+            b"wrong_symbol",
+            b"wire_undecodable",
+        ]
+        assert (
+            dead[0][1][b"payload"] == encode(forged) and dead[0][1][b"field"] == b"trade"
+        )  # nothing lost: kept with its reason
         statuses = [decode(next(iter(fields.values()))) for _id, fields in await bus.client.xrange(bus.keys.status)]
-        assert [s.code for s in statuses if s.state == "dead_letter"] == ["wrong_type", "wrong_field", "wrong_symbol", "wire_undecodable"]
+        assert [s.code for s in statuses if s.state == "dead_letter"] == [
+            "wrong_type",
+            "wrong_field",
+            "wrong_symbol",
+            "wire_undecodable",
+        ]
         # a restart warms up from a history holding the poison, and a redelivery meets it again: neither crashes
         await bus.client.xgroup_setid(stream, config.consumer_group, "0")
         again = DetectorService(config, bus, symbols=["LARGESELLERS"], consumer="one")
@@ -304,7 +363,7 @@ async def test_poison_entries_are_dead_lettered_acknowledged_and_survived(redis_
 async def test_a_rested_offer_on_a_quiet_stock_is_reported_without_waiting_for_the_next_event(redis_url, key_prefix):
     """One quote shows 15,000 shares offered, then the stock goes quiet: the running detector's heartbeat reports
     the offer once it has rested 2 s of receive time, not at the next event (which never comes here)."""
-    from tests.test_engine import Feed, T0
+    from tests.test_engine import T0, Feed
 
     config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute")
     async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
@@ -399,7 +458,9 @@ def test_monitoring_survives_a_redis_restart_without_persistence(captures, tmp_p
                 await replay(bus, read_events("capture", [captures["large-sellers"]]))
 
         asyncio.run(publish())
-        _wait_for(lambda: client.exists(f"{prefix}:alerts") and client.xlen(f"{prefix}:alerts") == 5, what="the five alerts")
+        _wait_for(
+            lambda: client.exists(f"{prefix}:alerts") and client.xlen(f"{prefix}:alerts") == 5, what="the five alerts"
+        )
         assert detector.poll() is None
     finally:
         if detector.poll() is None:
@@ -429,7 +490,7 @@ async def test_entries_trimmed_before_the_detector_read_them_are_a_reported_gap(
         trimmed = [status for status in statuses if status.code == "trimmed_unread"]
         assert len(trimmed) == 1 and trimmed[0].state == "gap" and trimmed[0].symbols == ("QUIET",)
         assert trimmed[0].detail.startswith(f"{info['entries-added'] - info['length']:,} entries")
-        assert 0 < trimmed[0].gap_end_ns and service.stats.events == info["length"]
+        assert trimmed[0].gap_end_ns > 0 and service.stats.events == info["length"]
 
 
 @pytest.mark.redis
@@ -457,12 +518,14 @@ def test_sigterm_during_a_redis_outage_ends_the_detector_within_seconds(tmp_path
 
 
 @pytest.mark.redis
-async def test_an_entry_the_rules_fail_on_is_dead_lettered_and_the_others_still_alert(redis_url, key_prefix, captures, monkeypatch):
+async def test_an_entry_the_rules_fail_on_is_dead_lettered_and_the_others_still_alert(
+    redis_url, key_prefix, captures, monkeypatch
+):
     """A defect in the rules meets one print: that entry goes to the dead-letter stream with the exception, the
     symbol's windows are reset, and every other entry is handled (the five large sellers still alert); a restart
     that warms up over it does not crash either."""
+    from orderflow_client.wire import Trade
     from services.detector.engine import SymbolEngine
-    from shared.wire import Trade
 
     events = list(read_events("capture", [captures["large-sellers"]]))
     victim = next(event for index, event in enumerate(events) if type(event) is Trade and index > 50)
@@ -500,7 +563,7 @@ async def test_an_entry_delivered_too_often_is_dead_lettered_instead_of_handled_
     """A reader that dies on an entry every time (killed mid-batch, out of memory) leaves it pending; after
     ORDER_FLOW_MAX_DELIVERIES deliveries the next start moves it to the dead-letter stream, while an entry
     delivered once before (one crash) is handled normally."""
-    from shared.wire import Trade, encode
+    from orderflow_client.wire import Trade, encode
 
     config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute", max_deliveries=3)
     now = now_ns()
@@ -508,7 +571,9 @@ async def test_an_entry_delivered_too_often_is_dead_lettered_instead_of_handled_
         stream = bus.keys.market("CRASHY")
         await bus.ensure_group(stream, config.consumer_group, "0")
         killer = Trade(symbol="CRASHY", ts_event=now, ts_recv=now, ts_arrival=now, price=10_000_000_000, size=100)
-        later = Trade(symbol="CRASHY", ts_event=now + 1, ts_recv=now + 1, ts_arrival=now + 1, price=10_000_000_000, size=200)
+        later = Trade(
+            symbol="CRASHY", ts_event=now + 1, ts_recv=now + 1, ts_arrival=now + 1, price=10_000_000_000, size=200
+        )
         killer_id = await bus.client.xadd(stream, {"trade": encode(killer)})
         await bus.client.xreadgroup(config.consumer_group, "one", {stream: ">"}, count=1)  # delivered once
         for _ in range(2):  # each restart that died on it delivered it again
@@ -516,7 +581,9 @@ async def test_an_entry_delivered_too_often_is_dead_lettered_instead_of_handled_
         later_id = await bus.client.xadd(stream, {"trade": encode(later)})
         await bus.client.xreadgroup(config.consumer_group, "one", {stream: ">"}, count=1)  # one crash on this one
         service = DetectorService(config, bus, symbols=["CRASHY"], consumer="one")
-        await service.refresh()  # recovery: the fourth delivery of the first is over the limit of 3; the second's is its second
+        await (
+            service.refresh()
+        )  # recovery: the fourth delivery of the first is over the limit of 3; the second's is its second
         dead = await bus.client.xrange(bus.keys.dead_letters(stream))
         assert [(fields[b"entry_id"], fields[b"code"]) for _id, fields in dead] == [(killer_id, b"delivery_limit")]
         assert b"delivered 4 times" in dead[0][1][b"reason"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.ingest.scenarios import write_scenario
+from services.tools.scenarios import write_scenario
 from tests.redis_server import free_port
 
 pytestmark = pytest.mark.redis
@@ -33,7 +33,9 @@ def wait_for(condition, timeout: float, what: str) -> None:
 
 
 def log_lines(folder: Path) -> list[dict]:
-    return [json.loads(line) for path in folder.glob("*.jsonl") for line in path.read_text().splitlines() if line.strip()]
+    return [
+        json.loads(line) for path in folder.glob("*.jsonl") for line in path.read_text().splitlines() if line.strip()
+    ]
 
 
 def test_the_full_journey(redis_url, key_prefix, tmp_path):
@@ -41,16 +43,28 @@ def test_the_full_journey(redis_url, key_prefix, tmp_path):
     write_scenario("large-sellers", capture, symbol="SELLERS")
     port = free_port()
     logs = tmp_path / "logs"
-    env = {**os.environ, "REDIS_URL": redis_url, "ORDER_FLOW_KEY_PREFIX": key_prefix, "POLYGON_API_KEY": KEY,
-           "ORDER_FLOW_POLYGON_FEED": f"127.0.0.1:{port}", "ORDER_FLOW_POLYGON_SECURE": "false",
-           "ORDER_FLOW_POLYGON_REST_URL": f"http://127.0.0.1:{port}", "ORDER_FLOW_LOG_DIR": str(logs),
-           "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "ORDER_FLOW_KEY_PREFIX": key_prefix,
+        "POLYGON_API_KEY": KEY,
+        "ORDER_FLOW_POLYGON_FEED": f"127.0.0.1:{port}",
+        "ORDER_FLOW_POLYGON_SECURE": "false",
+        "ORDER_FLOW_POLYGON_REST_URL": f"http://127.0.0.1:{port}",
+        "ORDER_FLOW_LOG_DIR": str(logs),
+        "PYTHONPATH": str(REPO),
+    }
     processes: dict[str, subprocess.Popen] = {}
 
     def start(name: str, *arguments: str) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-m", "services.cli", *arguments], cwd=REPO,
-                                   env={**env, "ORDER_FLOW_METRICS_PORT": str(free_port())},
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", *arguments],
+            cwd=REPO,
+            env={**env, "ORDER_FLOW_METRICS_PORT": str(free_port())},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         processes[name] = process
         return process
 
@@ -61,28 +75,62 @@ def test_the_full_journey(redis_url, key_prefix, tmp_path):
 
     client = redis.Redis.from_url(redis_url)
     try:
-        start("simulator", "simulate-polygon", "--port", str(port), "--speed", "40", str(capture))  # the key: POLYGON_API_KEY
+        start(
+            "simulator", "simulate-polygon", "--port", str(port), "--speed", "40", str(capture)
+        )  # the key: POLYGON_API_KEY
         wait_for(lambda: _listening(port), 30, "the simulator")
-        assert subprocess.run([sys.executable, "-m", "services.cli", "positions", "open", "SELLERS", "--quantity", "500",
-                               "--entry", "50.10", "--stop", "48.00"], cwd=REPO, env=env, timeout=60).returncode == 0
+        assert (
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "services.cli",
+                    "positions",
+                    "open",
+                    "SELLERS",
+                    "--quantity",
+                    "500",
+                    "--entry",
+                    "50.10",
+                    "--stop",
+                    "48.00",
+                ],
+                cwd=REPO,
+                env=env,
+                timeout=60,
+            ).returncode
+            == 0
+        )
         start("bot", "risk-manager", "--name", "e2e-bot")
         wait_for(lambda: _group_exists(client, f"{key_prefix}:exits", "riskmanager-e2e-bot"), 30, "the bot's group")
         assert stop("bot") == 0  # the bot is down while the selling happens
 
         start("ingest", "ingest")
         start("detect", "detect")
-        wait_for(lambda: client.exists(f"{key_prefix}:exits") and client.xlen(f"{key_prefix}:exits") >= 1, 90,
-                 "an exit recommendation")
+        wait_for(
+            lambda: client.exists(f"{key_prefix}:exits") and client.xlen(f"{key_prefix}:exits") >= 1,
+            90,
+            "an exit recommendation",
+        )
         assert client.xlen(f"{key_prefix}:alerts") >= 3
 
         start("bot", "risk-manager", "--name", "e2e-bot")  # back up: catches up from the durable stream
-        wait_for(lambda: any(line.get("source") == "risk_manager" and line["event"] == "order_flow.exit_signal_triggered"
-                             for line in log_lines(logs)), 30, "the bot's decision")
+        wait_for(
+            lambda: any(
+                line.get("source") == "risk_manager" and line["event"] == "order_flow.exit_signal_triggered"
+                for line in log_lines(logs)
+            ),
+            30,
+            "the bot's decision",
+        )
 
         processes["simulator"].send_signal(signal.SIGTERM)  # the feed dies
         processes["simulator"].wait(timeout=30)
-        wait_for(lambda: any(line["event"] == "order_flow.symbol_unmonitored" for line in log_lines(logs)), 30,
-                 "the bot to see the symbol unmonitored")
+        wait_for(
+            lambda: any(line["event"] == "order_flow.symbol_unmonitored" for line in log_lines(logs)),
+            30,
+            "the bot to see the symbol unmonitored",
+        )
 
         for name in ("bot", "detect", "ingest"):
             assert stop(name) == 0, processes[name].stderr.read()
@@ -93,8 +141,16 @@ def test_the_full_journey(redis_url, key_prefix, tmp_path):
         client.close()
 
     lines = log_lines(logs)
-    decisions = [line for line in lines if line.get("source") == "risk_manager" and line["event"] == "order_flow.exit_signal_triggered"]
-    recommendations = [line for line in lines if line.get("source") == "detector" and line["event"] == "order_flow.exit_signal_triggered"]
+    decisions = [
+        line
+        for line in lines
+        if line.get("source") == "risk_manager" and line["event"] == "order_flow.exit_signal_triggered"
+    ]
+    recommendations = [
+        line
+        for line in lines
+        if line.get("source") == "detector" and line["event"] == "order_flow.exit_signal_triggered"
+    ]
     assert len(decisions) == len(recommendations) >= 1  # none lost while the bot was down, none twice
     decision = decisions[0]
     assert decision["symbol"] == "SELLERS" and decision["decision"] in ("exit", "tighten_stop", "hold")

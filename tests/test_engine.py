@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from orderflow_client.wire import BookUpdate, ExitRecommendation, FeedStatus, OrderFlowAlert, Quote, Trade
 from services.detector.engine import AlertsExpired, Engine, RuleSettings
 from services.detector.integrity import ValidationIssue
 from shared.config import OrderFlowConfig
-from shared.wire import BookUpdate, ExitRecommendation, FeedStatus, OrderFlowAlert, Quote, Trade
 
 D = 1_000_000_000  # a dollar in nano-dollars
 S = 1_000_000_000  # a second in ns
@@ -37,14 +37,42 @@ class Feed:
         self.symbol = symbol
         self.next_id = 0
 
-    def quote(self, ts: int, bid: int = 50 * D, ask: int = 50 * D + D // 100, bid_size: int = 500, ask_size: int = 500, **fields) -> Quote:
-        return Quote(symbol=self.symbol, ts_event=ts, ts_recv=ts, ts_arrival=fields.pop("arrival", ts), bid_price=bid,
-                     bid_size=bid_size, ask_price=ask, ask_size=ask_size, **fields)
+    def quote(
+        self,
+        ts: int,
+        bid: int = 50 * D,
+        ask: int = 50 * D + D // 100,
+        bid_size: int = 500,
+        ask_size: int = 500,
+        **fields,
+    ) -> Quote:
+        return Quote(
+            symbol=self.symbol,
+            ts_event=ts,
+            ts_recv=ts,
+            ts_arrival=fields.pop("arrival", ts),
+            bid_price=bid,
+            bid_size=bid_size,
+            ask_price=ask,
+            ask_size=ask_size,
+            **fields,
+        )
 
     def trade(self, ts: int, price: int, size: int, side: str = "sell", conditions: tuple = (), **fields) -> Trade:
         self.next_id += 1
-        return Trade(symbol=self.symbol, ts_event=ts, ts_recv=ts, ts_arrival=fields.pop("arrival", ts), price=price, size=size,
-                     trade_id=str(self.next_id), conditions=conditions, side=side, side_source="quote", **fields)
+        return Trade(
+            symbol=self.symbol,
+            ts_event=ts,
+            ts_recv=ts,
+            ts_arrival=fields.pop("arrival", ts),
+            price=price,
+            size=size,
+            trade_id=str(self.next_id),
+            conditions=conditions,
+            side=side,
+            side_source="quote",
+            **fields,
+        )
 
 
 def run(engine: Engine, events) -> list:
@@ -66,7 +94,9 @@ BID = 50 * D
 
 
 # --- large seller, tape --------------------------------------------------------
-@pytest.mark.parametrize(("size", "expected"), [(9_999, []), (10_000, ["warning"]), (19_999, ["warning"]), (20_000, ["critical"])])
+@pytest.mark.parametrize(
+    ("size", "expected"), [(9_999, []), (10_000, ["warning"]), (19_999, ["warning"]), (20_000, ["critical"])]
+)
 def test_tape_threshold_exactly_at_the_boundary(size, expected):
     feed = Feed()
     outputs = run(engine(), [feed.quote(T0), feed.trade(T0 + S, BID, size), feed.quote(T0 + 2 * S)])
@@ -75,8 +105,11 @@ def test_tape_threshold_exactly_at_the_boundary(size, expected):
 
 def test_a_sweep_at_and_below_the_bid_is_one_order():
     feed = Feed()
-    sweep = [feed.trade(T0 + S, BID, 4000), feed.trade(T0 + S + 1 * MS, BID - D // 100, 3000),
-             feed.trade(T0 + S + 3 * MS, BID - 2 * D // 100, 3000)]
+    sweep = [
+        feed.trade(T0 + S, BID, 4000),
+        feed.trade(T0 + S + 1 * MS, BID - D // 100, 3000),
+        feed.trade(T0 + S + 3 * MS, BID - 2 * D // 100, 3000),
+    ]
     (alert,) = alerts(run(engine(), [feed.quote(T0), *sweep, feed.quote(T0 + 2 * S)]))
     assert (alert.order_size, alert.price_level, alert.source) == (10_000, BID - 2 * D // 100, "tape")
     assert alert.evidence["prints"] == 3 and alert.evidence["vwap"] == "49.991"
@@ -89,7 +122,9 @@ def test_an_order_alerts_at_the_print_that_crosses_the_threshold_and_escalates_o
     e = engine()
     assert not alerts(run(e, [feed.quote(T0), prints[0]]))
     crossing = run(e, [prints[1]])  # no later event needed: the alert is raised by the crossing print itself
-    assert [(a.severity, a.order_size, a.ts_event) for a in alerts(crossing)] == [("warning", 12_000, prints[1].ts_event)]
+    assert [(a.severity, a.order_size, a.ts_event) for a in alerts(crossing)] == [
+        ("warning", 12_000, prints[1].ts_event)
+    ]
     assert not alerts(run(e, [prints[2]]))
     (escalation,) = alerts(run(e, [prints[3]]))
     assert (escalation.severity, escalation.order_size) == ("critical", 24_000)
@@ -149,19 +184,29 @@ def test_extended_hours_use_their_own_threshold():
 def test_a_large_offer_must_rest_before_it_counts():
     feed = Feed()
     shown = [feed.quote(T0, ask_size=15_000)]
-    flicker = run(engine(), [*shown, feed.quote(T0 + 1_500 * MS, ask_size=15_000), feed.quote(T0 + 1_999 * MS),
-                             feed.quote(T0 + 5 * S)])
+    flicker = run(
+        engine(),
+        [*shown, feed.quote(T0 + 1_500 * MS, ask_size=15_000), feed.quote(T0 + 1_999 * MS), feed.quote(T0 + 5 * S)],
+    )
     assert alerts(flicker) == []  # cancelled after 1.999 s
     rested = run(engine(), [*shown, feed.quote(T0 + 2 * S, ask_size=15_000), feed.quote(T0 + 5 * S, ask_size=15_000)])
     (alert,) = alerts(rested)  # once per appearance
-    assert (alert.source, alert.order_size, alert.price_level, alert.two_sided) == ("book", 15_000, 50 * D + D // 100, False)
+    assert (alert.source, alert.order_size, alert.price_level, alert.two_sided) == (
+        "book",
+        15_000,
+        50 * D + D // 100,
+        False,
+    )
 
 
 def _ask_sizes(feed: Feed, large_at: list[tuple[int, int]], until: int) -> list[Quote]:
     """A quote every second from T0 to ``until`` s; the ask shows 15,000 shares inside the ``large_at``
     spans (start and end in ms), else 500."""
     times = sorted({*range(0, until * 1000 + 1, 1000), *(edge for span in large_at for edge in span)})
-    return [feed.quote(T0 + ms * MS, ask_size=15_000 if any(start <= ms < end for start, end in large_at) else 500) for ms in times]
+    return [
+        feed.quote(T0 + ms * MS, ask_size=15_000 if any(start <= ms < end for start, end in large_at) else 500)
+        for ms in times
+    ]
 
 
 def test_a_reported_offer_that_returns_to_its_price_is_the_same_seller_until_the_return_window_ends():
@@ -170,7 +215,9 @@ def test_a_reported_offer_that_returns_to_its_price_is_the_same_seller_until_the
     feed = Feed()
     quotes = _ask_sizes(feed, [(0, 3_000), (63_000, 66_000), (126_001, 130_000)], 131)
     assert [(a.ts_event - T0, a.evidence["rested_seconds"]) for a in alerts(run(engine(), quotes))] == [
-        (2 * S, 2.0), (129 * S, 2.999)]  # judged at the first event after it rested 2 s
+        (2 * S, 2.0),
+        (129 * S, 2.999),
+    ]  # judged at the first event after it rested 2 s
     every_return = run(engine(book_return_seconds=0), quotes)  # 0: every return is a new appearance
     assert [a.ts_event - T0 for a in alerts(every_return)] == [2 * S, 65 * S, 129 * S]
 
@@ -218,18 +265,25 @@ def test_two_sided_size_lowers_severity_and_does_not_count_toward_an_exit():
     for index in range(3):
         start = T0 + index * 30 * S
         ask = 50 * D + (index + 1) * D // 100
-        events += [feed.quote(start, ask=ask, bid_size=40_000, ask_size=45_000), feed.quote(start + 3 * S, ask=ask, bid_size=40_000, ask_size=45_000),
-                   feed.quote(start + 4 * S, ask=ask)]
+        events += [
+            feed.quote(start, ask=ask, bid_size=40_000, ask_size=45_000),
+            feed.quote(start + 3 * S, ask=ask, bid_size=40_000, ask_size=45_000),
+            feed.quote(start + 4 * S, ask=ask),
+        ]
     outputs = run(engine(), events)
-    assert [(a.severity, a.two_sided) for a in alerts(outputs)] == [("warning", True)] * 3  # 45,000 ≥ 2x would be critical
+    assert [(a.severity, a.two_sided) for a in alerts(outputs)] == [
+        ("warning", True)
+    ] * 3  # 45,000 ≥ 2x would be critical
     assert exits(outputs) == []
 
 
 def test_depth_books_alert_on_any_level():
     feed = Feed()
     asks = ((50_010_000_000, 300), (50_020_000_000, 400), (50_050_000_000, 18_000))
-    book = [BookUpdate(symbol="X", ts_event=T0 + offset, ts_recv=T0, ts_arrival=T0 + offset, bids=((BID, 300),), asks=asks)
-            for offset in (0, 2_500 * MS)]
+    book = [
+        BookUpdate(symbol="X", ts_event=T0 + offset, ts_recv=T0, ts_arrival=T0 + offset, bids=((BID, 300),), asks=asks)
+        for offset in (0, 2_500 * MS)
+    ]
     (alert,) = alerts(run(engine(), book))
     assert (alert.price_level, alert.order_size) == (50_050_000_000, 18_000)
     assert feed  # the same rule serves NBBO and depth
@@ -313,8 +367,13 @@ def test_stale_ticks_halt_and_fresh_data_resumes():
 
 def test_out_of_order_prints_halt_and_no_alert_while_halted():
     feed = Feed()
-    events = [feed.quote(T0), feed.trade(T0 + 10 * S, BID, 100), feed.trade(T0 + 9 * S, BID, 100),
-              feed.trade(T0 + 11 * S, BID, 50_000), feed.quote(T0 + 12 * S)]
+    events = [
+        feed.quote(T0),
+        feed.trade(T0 + 10 * S, BID, 100),
+        feed.trade(T0 + 9 * S, BID, 100),
+        feed.trade(T0 + 11 * S, BID, 50_000),
+        feed.quote(T0 + 12 * S),
+    ]
     outputs = run(engine(), events)
     assert [o.code for o in outputs if isinstance(o, ValidationIssue)] == ["out_of_order"]
     assert [o.state for o in outputs if isinstance(o, FeedStatus)] == ["monitoring_halted"]
@@ -341,7 +400,11 @@ def test_a_gap_resets_the_windows():
 def test_identical_input_gives_identical_alert_ids():
     def ids():
         feed = Feed()
-        events = _large_sell_at(feed, T0) + _flow(feed, T0 + 10 * S, 360, 1000, 0.5) + _flow(feed, T0 + 370 * S, 60, 5000, 0.8)
+        events = (
+            _large_sell_at(feed, T0)
+            + _flow(feed, T0 + 10 * S, 360, 1000, 0.5)
+            + _flow(feed, T0 + 370 * S, 60, 5000, 0.8)
+        )
         return [a.id for a in alerts(run(engine(), events))]
 
     assert ids() == ids() and len(ids()) == 3
@@ -361,7 +424,10 @@ def test_one_block_is_not_a_red_burst():
     feed = Feed()
     baseline = _flow(feed, T0, 360, 1000, 0.5)
     spike_start = T0 + 360 * S
-    block = [feed.quote(spike_start), feed.trade(spike_start + 100 * MS, BID, 200_000, side="sell")]  # one 200k-share print
+    block = [
+        feed.quote(spike_start),
+        feed.trade(spike_start + 100 * MS, BID, 200_000, side="sell"),
+    ]  # one 200k-share print
     after = _flow(feed, spike_start + S, 30, 1000, 0.5)
     assert alerts(run(engine(large_order_size=500_000), baseline + block + after)) == []
     broad = _flow(feed, spike_start, 60, 5000, 0.8)  # the same volume, from many sellers

@@ -15,16 +15,16 @@ import pytest
 import redis
 from prometheus_client import REGISTRY, generate_latest
 
+from orderflow_client import logs
+from orderflow_client.bus import Bus
+from orderflow_client.positions import PositionRegistry
+from orderflow_client.wire import FeedStatus, Trade, decode
 from services.ingest.live import FeedAuthError, IngestService
-from services.ingest.polygon_http import PolygonRest
-from services.ingest.scenarios import frames
+from services.ingest.polygon_rest_client import PolygonRest
 from services.ingest.polygon_ws import parse_frame
-from services.ingest.simulator import PolygonSimulator, polygon_event
-from shared import logs
-from shared.bus import Bus
+from services.tools.scenarios import frames
+from services.tools.simulator import PolygonSimulator, polygon_event
 from shared.config import OrderFlowConfig
-from shared.positions import PositionRegistry
-from shared.wire import FeedStatus, Trade, decode
 
 pytestmark = pytest.mark.redis
 KEY = "pk_sim_SECRET_a81f"
@@ -49,8 +49,13 @@ async def simulator():
 
 
 def settings(simulator: PolygonSimulator, prefix: str, **overrides) -> OrderFlowConfig:
-    return OrderFlowConfig(key_prefix=prefix, polygon_feed=simulator.feed, polygon_secure=False,
-                           polygon_rest_url=f"http://{simulator.feed}", **overrides)
+    return OrderFlowConfig(
+        key_prefix=prefix,
+        polygon_feed=simulator.feed,
+        polygon_secure=False,
+        polygon_rest_url=f"http://{simulator.feed}",
+        **overrides,
+    )
 
 
 class Running:
@@ -86,7 +91,9 @@ async def test_positions_drive_subscriptions_live(simulator, redis_url, key_pref
     registry = PositionRegistry(bus)
     await registry.open("AAA", quantity=100, entry_price="50.00")
     await registry.open("BBB", quantity=100, entry_price="50.00")
-    service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY, rest=PolygonRest(KEY, f"http://{simulator.feed}"))
+    service = IngestService(
+        settings(simulator, key_prefix), bus, api_key=KEY, rest=PolygonRest(KEY, f"http://{simulator.feed}")
+    )
     async with Running(service):
         await until(lambda: _has_trades(bus, "AAA", "BBB"), what="trades of both positions")
         await asyncio.sleep(1.5)
@@ -141,7 +148,7 @@ async def test_a_dropped_connection_is_a_gap_backfilled_without_duplicates(simul
     keys = [(t.exchange, t.trade_id) for t in trades]
     assert len(keys) == len(set(keys))  # no print twice on the stream
     position = events.index(gap)
-    assert all(e.ts_event >= gap.gap_start_ns for e in events[position + 1:] if isinstance(e, Trade))
+    assert all(e.ts_event >= gap.gap_start_ns for e in events[position + 1 :] if isinstance(e, Trade))
     assert service.stats.reconnects >= 1 and rest.retries_done >= 2  # 429 → backoff honoured
     statuses = [decode(entry.payload) for entry in await bus.read_range(bus.keys.status)]
     assert any(s.state == "gap" for s in statuses)
@@ -179,8 +186,13 @@ async def _grew(bus: Bus, symbol: str, before: int) -> bool:
 async def test_a_silent_feed_trips_the_watchdog(simulator, redis_url, key_prefix):
     bus = await Bus.connect(redis_url, prefix=key_prefix)
     await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
-    service = IngestService(settings(simulator, key_prefix, watchdog_seconds=2.0), bus, api_key=KEY,
-                            market_hours_only=False, backoff_cap_seconds=0.5)
+    service = IngestService(
+        settings(simulator, key_prefix, watchdog_seconds=2.0),
+        bus,
+        api_key=KEY,
+        market_hours_only=False,
+        backoff_cap_seconds=0.5,
+    )
     async with Running(service):
         await until(lambda: _has_trades(bus, "AAA"), what="first trades")
         simulator.paused = True
@@ -212,7 +224,9 @@ async def test_a_wrong_key_stops_with_a_clear_error_and_no_retry(simulator, redi
 
 
 async def test_redis_restarted_during_ingest_resumes_and_reports_the_gap(simulator, private_redis):
-    bus = await Bus.connect(private_redis.url, prefix="ri", retries=2, backoff_base_seconds=0.05, backoff_cap_seconds=0.2)
+    bus = await Bus.connect(
+        private_redis.url, prefix="ri", retries=2, backoff_base_seconds=0.05, backoff_cap_seconds=0.2
+    )
     await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
     service = IngestService(settings(simulator, "ri"), bus, api_key=KEY)
     async with Running(service):
@@ -261,12 +275,28 @@ async def test_the_api_key_appears_in_no_log_error_or_metric(simulator, redis_ur
 def test_cli_wrong_key_exits_5_without_showing_it(tmp_path, redis_url, key_prefix):
     async def serve_and_run():
         simulator = await PolygonSimulator(timeline(["AAA"], 0.5), api_key=KEY, speed=10).start()
-        env = {**os.environ, "REDIS_URL": redis_url, "ORDER_FLOW_KEY_PREFIX": key_prefix, "POLYGON_API_KEY": "pk_WRONG_77",
-               "ORDER_FLOW_POLYGON_FEED": simulator.feed, "ORDER_FLOW_POLYGON_SECURE": "false",
-               "ORDER_FLOW_POLYGON_REST_URL": f"http://{simulator.feed}", "ORDER_FLOW_LOG_DIR": str(tmp_path),
-               "ORDER_FLOW_METRICS_PORT": "0", "PYTHONPATH": str(REPO)}
-        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.cli", "ingest", cwd=REPO, env=env,
-                                                       stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "ORDER_FLOW_KEY_PREFIX": key_prefix,
+            "POLYGON_API_KEY": "pk_WRONG_77",
+            "ORDER_FLOW_POLYGON_FEED": simulator.feed,
+            "ORDER_FLOW_POLYGON_SECURE": "false",
+            "ORDER_FLOW_POLYGON_REST_URL": f"http://{simulator.feed}",
+            "ORDER_FLOW_LOG_DIR": str(tmp_path),
+            "ORDER_FLOW_METRICS_PORT": "0",
+            "PYTHONPATH": str(REPO),
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.cli",
+            "ingest",
+            cwd=REPO,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(process.communicate(), timeout=60)
         await simulator.stop()
         return process.returncode, out.decode() + err.decode()
@@ -298,11 +328,23 @@ async def test_a_recorded_session_replays_bit_for_bit(simulator, redis_url, key_
 
 
 def test_positions_cli(redis_url, key_prefix, tmp_path):
-    env = {**os.environ, "REDIS_URL": redis_url, "ORDER_FLOW_KEY_PREFIX": key_prefix, "PYTHONPATH": str(REPO), "COLUMNS": "120"}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "ORDER_FLOW_KEY_PREFIX": key_prefix,
+        "PYTHONPATH": str(REPO),
+        "COLUMNS": "120",
+    }
 
     def orderflow(*arguments: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "services.cli", "positions", *arguments], capture_output=True,
-                              text=True, cwd=REPO, env=env, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "services.cli", "positions", *arguments],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=60,
+        )
 
     assert orderflow("open", "aapl", "--quantity", "200", "--entry", "187.43", "--stop", "184").returncode == 0
     assert orderflow("open", "MSFT", "--quantity", "50", "--entry", "410.1").returncode == 0
@@ -354,6 +396,7 @@ async def test_sigterm_while_redis_is_down_ends_ingest_within_seconds(simulator,
         service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY)
         stop = asyncio.Event()
         task = asyncio.ensure_future(service.run(stop))
+
         async def published() -> bool:
             return service.stats.events > 0
 
@@ -383,7 +426,9 @@ async def test_a_registry_written_before_the_mark_gets_it_so_closing_everything_
         assert ingest.symbols == [] and await registry.current() == []
 
 
-async def test_a_long_gap_is_backfilled_page_by_page_in_order_without_duplicates(simulator, redis_url, key_prefix, monkeypatch):
+async def test_a_long_gap_is_backfilled_page_by_page_in_order_without_duplicates(
+    simulator, redis_url, key_prefix, monkeypatch
+):
     """A backfill no longer loads the whole gap into one list (1.1 GB for 432,100 trades): each REST page is
     published before the next is fetched. With 5-trade pages: several pages, none published more than a page at a
     time, every trade of the gap once, in time order."""
@@ -429,21 +474,42 @@ def test_sigterm_during_a_slow_backfill_ends_ingest_within_seconds(tmp_path, red
         simulator = await PolygonSimulator(timeline(["AAA"], 2.0), api_key=KEY, speed=10).start()
         client = redis.Redis.from_url(redis_url)
         try:
-            client.hset(f"{key_prefix}:positions", mapping={"AAA": json.dumps({"symbol": "AAA", "quantity": 1, "entry_price": 1}),
-                                                             "_registry": "1"})
-            env = {**os.environ, "REDIS_URL": redis_url, "ORDER_FLOW_KEY_PREFIX": key_prefix, "POLYGON_API_KEY": KEY,
-                   "ORDER_FLOW_POLYGON_FEED": simulator.feed, "ORDER_FLOW_POLYGON_SECURE": "false",
-                   "ORDER_FLOW_POLYGON_REST_URL": f"http://{simulator.feed}", "ORDER_FLOW_LOG_DIR": str(tmp_path),
-                   "ORDER_FLOW_METRICS_PORT": "0", "PYTHONPATH": str(REPO)}
-            process = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.cli", "ingest", cwd=REPO, env=env,
-                                                           stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            client.hset(
+                f"{key_prefix}:positions",
+                mapping={"AAA": json.dumps({"symbol": "AAA", "quantity": 1, "entry_price": 1}), "_registry": "1"},
+            )
+            env = {
+                **os.environ,
+                "REDIS_URL": redis_url,
+                "ORDER_FLOW_KEY_PREFIX": key_prefix,
+                "POLYGON_API_KEY": KEY,
+                "ORDER_FLOW_POLYGON_FEED": simulator.feed,
+                "ORDER_FLOW_POLYGON_SECURE": "false",
+                "ORDER_FLOW_POLYGON_REST_URL": f"http://{simulator.feed}",
+                "ORDER_FLOW_LOG_DIR": str(tmp_path),
+                "ORDER_FLOW_METRICS_PORT": "0",
+                "PYTHONPATH": str(REPO),
+            }
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "services.cli",
+                "ingest",
+                cwd=REPO,
+                env=env,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not client.xlen(f"{key_prefix}:md:{{AAA}}"):
                 await asyncio.sleep(0.1)
             simulator.rest_delay_seconds = 30.0  # every REST page now takes 30 s (past the client's 10 s read timeout)
             await simulator.drop_connections()
             while time.monotonic() < deadline and not any(
-                    b"backfill" in line or b"feed_gap" in line for path in tmp_path.glob("*.jsonl") for line in path.read_bytes().splitlines()):
+                b"backfill" in line or b"feed_gap" in line
+                for path in tmp_path.glob("*.jsonl")
+                for line in path.read_bytes().splitlines()
+            ):
                 await asyncio.sleep(0.1)
             await asyncio.sleep(1.0)  # the backfill is waiting for its first page
             process.send_signal(signal.SIGTERM)
@@ -499,7 +565,9 @@ async def test_the_inbox_is_bounded_in_bytes_as_well_as_frames(redis_url, key_pr
         await bus.close()
 
 
-async def test_a_dead_publisher_ends_ingest_at_once_instead_of_leaving_it_half_alive(simulator, redis_url, key_prefix, monkeypatch):
+async def test_a_dead_publisher_ends_ingest_at_once_instead_of_leaving_it_half_alive(
+    simulator, redis_url, key_prefix, monkeypatch
+):
     """The soak found ingest's publisher task dead (an error Redis gave after a restart) while the process went on
     receiving and publishing nothing, unnoticed until SIGTERM. Now a task that dies ends ingest at once, with the
     error logged, so its supervisor restarts it."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import logs
+from orderflow_client import logs
 from shared.config import load_config
 
 
@@ -67,9 +67,15 @@ def test_secrets_appear_nowhere(log_dir, clean_environment, monkeypatch):
         raise RuntimeError(f"auth failed for key {key} at wss://socket.polygon.io")
     except RuntimeError:
         log.exception("order_flow.feed_auth_failed")
-    log.info("connecting", url=config.redis_url.get_secret_value(), rest=f"https://api.polygon.io/v3/trades/AAPL?apiKey={key}")
-    log.info("config dump", config=config.model_dump(mode="python") | {"raw_key": key, "nested": [key, {"k": password}]})
-    logging.getLogger("websockets.client").warning("> TEXT '{\"action\":\"auth\",\"params\":\"%s\"}'", key)
+    log.info(
+        "connecting",
+        url=config.redis_url.get_secret_value(),
+        rest=f"https://api.polygon.io/v3/trades/AAPL?apiKey={key}",
+    )
+    log.info(
+        "config dump", config=config.model_dump(mode="python") | {"raw_key": key, "nested": [key, {"k": password}]}
+    )
+    logging.getLogger("websockets.client").warning('> TEXT \'{"action":"auth","params":"%s"}\'', key)
     written = "".join(path.read_text() for path in log_dir.glob("*.jsonl"))
     shown = console.getvalue()
     for output in (written, shown):
@@ -86,7 +92,7 @@ def test_url_and_query_masking_without_registration():
 
 
 def test_people_read_new_york_time_labelled():
-    from shared.timestamps import ns_to_new_york
+    from orderflow_client.timestamps import ns_to_new_york
 
     assert ns_to_new_york(1_795_553_991_000_000_000) == "15:59:51 ET"  # 2026-11-24, EST (UTC-5)
     assert ns_to_new_york(1_381_175_999_250_000_000, milliseconds=True) == "15:59:59.250 ET"  # 2013-10-07, EDT (UTC-4)
@@ -101,11 +107,20 @@ def test_an_unusable_log_folder_is_one_clear_line_and_exit_2(tmp_path):
     locked.mkdir()
     target = locked / "file-not-folder"
     target.write_text("x")  # a file where the log folder should be: unusable whoever runs the test (root included)
-    environment = {**os.environ, "ORDER_FLOW_LOG_DIR": str(target / "order_flow"), "ORDER_FLOW_METRICS_PORT": "0",
-                   "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    environment = {
+        **os.environ,
+        "ORDER_FLOW_LOG_DIR": str(target / "order_flow"),
+        "ORDER_FLOW_METRICS_PORT": "0",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
     environment.pop("REDIS_URL", None)
-    done = subprocess.run([sys.executable, "-m", "services.cli", "detect", "--symbol", "X"], capture_output=True, text=True,
-                          env=environment, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "detect", "--symbol", "X"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "log folder unusable" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
@@ -113,13 +128,21 @@ def test_an_unusable_log_folder_is_one_clear_line_and_exit_2(tmp_path):
 def test_console_lines_are_short_and_in_new_york_time(tmp_path):
     import io
 
-    from shared.logs import CONSOLE_WIDTH, configure_logging, get_logger
+    from orderflow_client.logs import CONSOLE_WIDTH, configure_logging, get_logger
 
     stream = io.StringIO()
     configure_logging(service="detector", log_dir=tmp_path / "logs", level="INFO", console_stream=stream)
-    get_logger("x").warning("order_flow.large_seller_detected", symbol="DEMO", order_size=12000, price_level="49.62", source="tape",
-                            severity="warning", latency_ms=30.3, alert_ids=["a"] * 50,
-                            evidence={"threshold": 10000, "threshold_source": "absolute", "vwap": "49.63"})
+    get_logger("x").warning(
+        "order_flow.large_seller_detected",
+        symbol="DEMO",
+        order_size=12000,
+        price_level="49.62",
+        source="tape",
+        severity="warning",
+        latency_ms=30.3,
+        alert_ids=["a"] * 50,
+        evidence={"threshold": 10000, "threshold_source": "absolute", "vwap": "49.63"},
+    )
     get_logger("x").info("order_flow.detector_started", consumer="c", symbols=["S"] * 100)
     first, second = stream.getvalue().splitlines()
     assert first.endswith("large seller DEMO 12,000 @ 49.62 (tape, warning; threshold 10,000 absolute) 30.3 ms")

@@ -6,15 +6,16 @@ import urllib.request
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from shared import metrics
+from orderflow_client import metrics
+from shared import service_metrics
 from tests.redis_server import free_port
-
 
 
 def _defined():
     return {
         value._name: value
-        for value in vars(metrics).values()
+        for module in (metrics, service_metrics)
+        for value in vars(module).values()
         if isinstance(value, (Counter, Gauge, Histogram))
     }
 
@@ -35,7 +36,7 @@ def test_metrics_are_served_over_http():
     port = free_port()
     server = metrics.serve_metrics(port)
     try:
-        metrics.ALERTS.labels(alert_type="large_seller", severity="warning").inc()
+        service_metrics.ALERTS.labels(alert_type="large_seller", severity="warning").inc()
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     finally:
         server.shutdown()

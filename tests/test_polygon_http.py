@@ -10,14 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from services.ingest.polygon_http import PolygonRest, RateLimiter, RestError, RestUnavailableError, load_condition_table
-from services.ingest.polygon_rest import parse_trades_page
-from shared import logs
+from orderflow_client import logs
+from services.ingest.polygon_rest_client import (
+    PolygonRest,
+    RateLimiter,
+    RestError,
+    RestUnavailableError,
+    load_condition_table,
+)
+from services.ingest.polygon_rest_parse import parse_trades_page
 from tests.conftest import shared_data
 from tests.polygon_rest_server import PolygonRestServer
 
 KEY = "pk_test_SECRET_5f3a9c"
-BUNDLED = json.loads((Path(__file__).resolve().parents[1] / "shared" / "data" / "polygon_trade_conditions.json").read_text())
+BUNDLED = json.loads(
+    (Path(__file__).resolve().parents[1] / "shared" / "data" / "polygon_trade_conditions.json").read_text()
+)
 
 
 @pytest.fixture
@@ -42,7 +50,11 @@ def test_trades_page_with_bearer_auth(server):
 
 
 def test_429_is_retried_honouring_retry_after(server):
-    server.routes["/v3/trades/X"] = [(429, {"Retry-After": "0.3"}, b"slow down"), (429, {}, b""), (200, {}, b'{"results":[]}')]
+    server.routes["/v3/trades/X"] = [
+        (429, {"Retry-After": "0.3"}, b"slow down"),
+        (429, {}, b""),
+        (200, {}, b'{"results":[]}'),
+    ]
     client = rest(server)
     started = time.monotonic()
     assert client.get("/v3/trades/X") == b'{"results":[]}'
@@ -87,7 +99,10 @@ def test_conditions_follow_pagination(server):
     results = BUNDLED["results"]
     first = {"results": results[:30], "next_url": f"{server.url}/v3/reference/conditions?cursor=page2"}
     second = {"results": results[30:]}
-    server.routes["/v3/reference/conditions"] = [(200, {}, json.dumps(first).encode()), (200, {}, json.dumps(second).encode())]
+    server.routes["/v3/reference/conditions"] = [
+        (200, {}, json.dumps(first).encode()),
+        (200, {}, json.dumps(second).encode()),
+    ]
     table = load_condition_table(rest(server))
     assert len(table.by_id) == len(results) and table.source.startswith("rest")
     assert server.requests[1][1] == "cursor=page2"

@@ -6,13 +6,17 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orderflow_client.wire import Quote, Trade
 from services.ingest.polygon_ws import parse_frame
-from shared.wire import Quote, Trade
 
-TRADE = (b'{"ev":"T","sym":"AAPL","x":4,"i":"71675577320245","z":3,"p":187.43,"s":200,"c":[14,41],'
-         b'"t":1700000000123,"q":1234,"trfi":202,"trft":1700000000121}')
-QUOTE = (b'{"ev":"Q","sym":"AAPL","bx":12,"bp":187.42,"bs":3,"ax":11,"ap":187.44,"as":2,"c":[1],'
-         b'"i":[604],"t":1700000000124,"q":5678,"z":3}')
+TRADE = (
+    b'{"ev":"T","sym":"AAPL","x":4,"i":"71675577320245","z":3,"p":187.43,"s":200,"c":[14,41],'
+    b'"t":1700000000123,"q":1234,"trfi":202,"trft":1700000000121}'
+)
+QUOTE = (
+    b'{"ev":"Q","sym":"AAPL","bx":12,"bp":187.42,"bs":3,"ax":11,"ap":187.44,"as":2,"c":[1],'
+    b'"i":[604],"t":1700000000124,"q":5678,"z":3}'
+)
 
 
 def test_trade_and_quote_fields_map_exactly():
@@ -20,12 +24,26 @@ def test_trade_and_quote_fields_map_exactly():
     assert parsed.rejects == [] and parsed.statuses == []
     trade, quote = parsed.events
     assert trade == Trade(
-        symbol="AAPL", ts_event=1_700_000_000_123_000_000, ts_recv=1_700_000_000_130_000_000,
-        ts_arrival=1_700_000_000_130_000_000, price=187_430_000_000, size=200, exchange=4,
-        trade_id="71675577320245", trf_id=202, conditions=(14, 41), sequence=1234, tape=3,
+        symbol="AAPL",
+        ts_event=1_700_000_000_123_000_000,
+        ts_recv=1_700_000_000_130_000_000,
+        ts_arrival=1_700_000_000_130_000_000,
+        price=187_430_000_000,
+        size=200,
+        exchange=4,
+        trade_id="71675577320245",
+        trf_id=202,
+        conditions=(14, 41),
+        sequence=1234,
+        tape=3,
     )
     assert isinstance(quote, Quote)
-    assert (quote.bid_price, quote.bid_size, quote.ask_price, quote.ask_size) == (187_420_000_000, 3, 187_440_000_000, 2)
+    assert (quote.bid_price, quote.bid_size, quote.ask_price, quote.ask_size) == (
+        187_420_000_000,
+        3,
+        187_440_000_000,
+        2,
+    )
     assert quote.ts_event == 1_700_000_000_124_000_000  # ms → ns
 
 
@@ -78,14 +96,28 @@ def test_random_bytes_never_raise(frame):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.sampled_from(
-        ["ev", "sym", "p", "s", "t", "x", "i", "c", "bp", "ap", "bs", "as", "status", "z", "q"]), children, max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["ev", "sym", "p", "s", "t", "x", "i", "c", "bp", "ap", "bs", "as", "status", "z", "q"]),
+            children,
+            max_size=8,
+        )
+    ),
     max_leaves=20,
 )
 events = st.fixed_dictionaries(
     {"ev": st.sampled_from(["T", "Q", "status", "A", "XL2"])},
-    optional={"sym": st.text(max_size=5), "p": json_values, "s": json_values, "t": json_values, "bp": json_values,
-              "ap": json_values, "c": json_values, "status": json_values},
+    optional={
+        "sym": st.text(max_size=5),
+        "p": json_values,
+        "s": json_values,
+        "t": json_values,
+        "bp": json_values,
+        "ap": json_values,
+        "c": json_values,
+        "status": json_values,
+    },
 )
 
 

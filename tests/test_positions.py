@@ -8,17 +8,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from orderflow_client.bus import Bus
+from orderflow_client.positions import PositionRegistry
+from orderflow_client.prices import NanoDollars, format_price, price_from_any, round_to_tick
+from orderflow_client.wire import decode
 from services.detector.service import DetectorService
-from shared.bus import Bus
 from shared.config import OrderFlowConfig
-from shared.positions import PositionRegistry
-from shared.prices import NanoDollars, format_price, price_from_any, round_to_tick
-from shared.wire import decode
 
 
 def test_prices_at_the_boundary():
     assert price_from_any(Decimal("221.00")) == price_from_any(221.0) == price_from_any("221.00") == 221_000_000_000
-    assert price_from_any(49.34) == 49_340_000_000 and price_from_any(0.0001) == 100_000  # the decimal the float prints as
+    assert (
+        price_from_any(49.34) == 49_340_000_000 and price_from_any(0.0001) == 100_000
+    )  # the decimal the float prints as
     assert price_from_any(Decimal("1E+2")) == 100_000_000_000 and price_from_any(NanoDollars(5)) == 5
     with pytest.raises(TypeError, match="bare int is ambiguous"):
         price_from_any(221)
@@ -45,11 +47,15 @@ def test_rounding_to_a_tick(price):
 
 
 @pytest.mark.redis
-async def test_the_bots_price_types_are_monitored_and_an_unreadable_entry_is_reported_not_dropped(redis_url, key_prefix):
+async def test_the_bots_price_types_are_monitored_and_an_unreadable_entry_is_reported_not_dropped(
+    redis_url, key_prefix
+):
     config = OrderFlowConfig(key_prefix=key_prefix)
     async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
         registry = PositionRegistry(bus)
-        await registry.open("AAPL", quantity=100, entry_price=Decimal("221.00"), stop_loss=Decimal("219.50"))  # TradingBot
+        await registry.open(
+            "AAPL", quantity=100, entry_price=Decimal("221.00"), stop_loss=Decimal("219.50")
+        )  # TradingBot
         await registry.open("MSFT", quantity=50, entry_price=410.25, stop_loss=405.1)  # TradingOrchestrator's floats
         await registry.open("NVDA", quantity=Decimal("10"), entry_price="120.5")
         with pytest.raises(TypeError, match="NanoDollars"):
@@ -59,10 +65,14 @@ async def test_the_bots_price_types_are_monitored_and_an_unreadable_entry_is_rep
         assert (positions["MSFT"].entry_price, positions["MSFT"].stop_loss) == (410_250_000_000, 405_100_000_000)
         assert positions["NVDA"].quantity == 10 and "TSLA" not in positions
 
-        await bus.client.hset(bus.keys.positions, "AMD", b'{"symbol":"AMD","quantity":10,"entry_price":"155.20"}')  # a bad writer
+        await bus.client.hset(
+            bus.keys.positions, "AMD", b'{"symbol":"AMD","quantity":10,"entry_price":"155.20"}'
+        )  # a bad writer
         service = DetectorService(config, bus, consumer="one")
         assert await service.monitored_symbols() == ["AAPL", "AMD", "MSFT", "NVDA"]  # AMD still monitored
         assert await service.monitored_symbols() == ["AAPL", "AMD", "MSFT", "NVDA"]  # reported once, not every read
         statuses = [decode(next(iter(fields.values()))) for _id, fields in await bus.client.xrange(bus.keys.status)]
-        assert [(s.state, s.code, s.symbols) for s in statuses] == [("position_unreadable", "position_unreadable", ("AMD",))]
+        assert [(s.state, s.code, s.symbols) for s in statuses] == [
+            ("position_unreadable", "position_unreadable", ("AMD",))
+        ]
         assert "still monitored" in statuses[0].detail

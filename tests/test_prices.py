@@ -8,8 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.prices import EXACT_FLOAT_LIMIT, PRICE_SCALE, format_price, price_from_float, price_from_scaled, price_from_text
-from shared.timestamps import ms_to_ns, ns_to_utc_iso
+from orderflow_client.prices import (
+    EXACT_FLOAT_LIMIT,
+    PRICE_SCALE,
+    format_price,
+    price_from_float,
+    price_from_scaled,
+    price_from_text,
+)
+from orderflow_client.timestamps import ms_to_ns, ns_to_utc_iso
 
 
 def test_float_prices_convert_exactly():
@@ -48,7 +55,7 @@ def test_timestamps():
 
 
 def test_out_of_range_values_are_refused_at_the_boundary():
-    from shared.prices import size_from_text
+    from orderflow_client.prices import size_from_text
 
     with pytest.raises(ValueError, match="out of range"):
         price_from_text("1e300")

@@ -15,9 +15,10 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.detector.analyze import analyze
-from services.detector.calibrate import ProfileStore, profiles_from_events, read_profiles, write_profile
+from orderflow_client.bus import Bus
+from orderflow_client.wire import FeedStatus, OrderFlowAlert, Quote, Trade
 from services.detector.engine import Engine, RuleSettings
+from services.detector.profile_store import ProfileStore
 from services.detector.profiles import (
     PROFILE_VERSION,
     ProfileError,
@@ -26,17 +27,17 @@ from services.detector.profiles import (
     tail_quantile,
     weighted_quantile,
 )
-from services.detector.sessions import SessionClock
 from services.ingest.lobster import read_lobster
-from services.ingest.simulator import PolygonSimulator, load_timeline
 from services.ingest.sources import read_events
-from shared.bus import Bus
+from services.offline.analyze import analyze
+from services.offline.calibrate import profiles_from_events, read_profiles, write_profile
+from services.tools.simulator import PolygonSimulator, load_timeline
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
-from shared.wire import FeedStatus, OrderFlowAlert, Quote, Trade
+from shared.sessions import SessionClock
 from tests.conftest import shared_data
 from tests.test_detector_service import REPO, _alert_ids, _caught_up, _environment, _jsonl, _orderflow, _wait_for
-from tests.test_engine import D, OPEN, S, Feed
+from tests.test_engine import OPEN, D, Feed, S
 
 AIG_DAYS = ("20131007", "20131008")
 
@@ -47,7 +48,11 @@ def aig(*days: str) -> list[Path]:
 
 # --- quantiles ---------------------------------------------------------------------------
 
-@given(st.dictionaries(st.integers(1, 10**6), st.integers(1, 50), min_size=1, max_size=60), st.sampled_from([0.5, 0.9, 0.99, 0.999]))
+
+@given(
+    st.dictionaries(st.integers(1, 10**6), st.integers(1, 50), min_size=1, max_size=60),
+    st.sampled_from([0.5, 0.9, 0.99, 0.999]),
+)
 def test_weighted_quantile_is_the_smallest_value_reaching_q_of_the_sample(weights, q):
     sample = sorted(value for value, count in weights.items() for _ in range(count))
     assert weighted_quantile(weights, q) == sample[max(0, math.ceil(q * len(sample)) - 1)]
@@ -65,8 +70,11 @@ def test_a_small_sample_is_extrapolated_never_below_its_maximum(weights):
 
 
 @settings(max_examples=200)
-@given(st.dictionaries(st.integers(1, 10**6), st.integers(1, 30), min_size=2, max_size=80), st.sampled_from([0.99, 0.999]),
-       st.integers(1, 40))
+@given(
+    st.dictionaries(st.integers(1, 10**6), st.integers(1, 30), min_size=2, max_size=80),
+    st.sampled_from([0.99, 0.999]),
+    st.integers(1, 40),
+)
 def test_the_upper_bound_is_never_below_the_estimate_and_tightens_with_more_observations(weights, q, more):
     """The same sample seen ``more`` times over: the bound can only come down toward the estimate, which it never undercuts."""
     bound = tail_quantile(weights, q, 0.95)
@@ -79,12 +87,15 @@ def test_the_upper_bound_is_never_below_the_estimate_and_tightens_with_more_obse
 
 def test_the_extrapolation_follows_a_log_normal_sample():
     # ~750 orders shaped like a log-normal with median 300 and sigma 1: its 0.999 quantile is 300·e^3.09 ≈ 6,600
-    weights = {round(300 * math.exp(z / 10)): max(1, round(30 * math.exp(-(z / 10) ** 2 / 2))) for z in range(-30, 31)}
+    weights = {
+        round(300 * math.exp(z / 10)): max(1, round(30 * math.exp(-((z / 10) ** 2) / 2))) for z in range(-30, 31)
+    }
     assert sum(weights.values()) < 1000
     assert 6_000 < tail_quantile(weights, 0.999) < 8_500
 
 
 # --- a profile of a real day -----------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def amzn_profile():
@@ -129,6 +140,7 @@ def test_an_unreadable_or_foreign_profile_is_a_clear_error(amzn_profile):
 
 # --- calibration of a stock with no history ------------------------------------------------
 
+
 def test_a_stock_with_no_history_starts_on_absolute_thresholds_and_says_so_then_calibrates():
     feed = Feed("NEW")
     engine = Engine(RuleSettings.from_config(OrderFlowConfig()))
@@ -158,7 +170,12 @@ def test_a_stock_with_no_history_starts_on_absolute_thresholds_and_says_so_then_
     late = start + 30 * 60 * S
     after = engine.process(feed.trade(late, 50 * D, expected)) + engine.process(feed.quote(late + S))
     alert = [o for o in after if isinstance(o, OrderFlowAlert)][0]
-    assert alert.evidence == {**alert.evidence, "threshold": expected, "threshold_source": "session_start", "profile_days": "2026-11-24"}
+    assert alert.evidence == {
+        **alert.evidence,
+        "threshold": expected,
+        "threshold_source": "session_start",
+        "profile_days": "2026-11-24",
+    }
 
 
 def test_absolute_mode_never_calibrates():
@@ -171,6 +188,7 @@ def test_absolute_mode_never_calibrates():
 
 
 # --- walk-forward over real days --------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def aig_two_days(tmp_path_factory):
@@ -185,12 +203,19 @@ def _day(record: dict) -> str:
 
 def test_each_day_is_judged_only_with_the_sessions_before_it(aig_two_days):
     statuses = [s for s in _jsonl(aig_two_days / "statuses.jsonl") if s["state"] in ("calibrating", "calibrated")]
-    assert [(s["state"], s["code"]) for s in statuses] == [("calibrating", "no_profile"), ("calibrated", "session_start"),
-                                                            ("calibrated", "profile")]
+    assert [(s["state"], s["code"]) for s in statuses] == [
+        ("calibrating", "no_profile"),
+        ("calibrated", "session_start"),
+        ("calibrated", "profile"),
+    ]
     assert "2013-10-07" in statuses[2]["detail"] and "2013-10-08" not in statuses[2]["detail"]
     profiles = [json.loads(line) for line in (aig_two_days / "profiles.jsonl").read_text().splitlines()]
     assert [p["days"] for p in profiles] == [["2013-10-07"]]
-    day_two = [a for a in _jsonl(aig_two_days / "alerts.jsonl") if _day(a) == "2013-10-08" and a["alert_type"] == "large_seller"]
+    day_two = [
+        a
+        for a in _jsonl(aig_two_days / "alerts.jsonl")
+        if _day(a) == "2013-10-08" and a["alert_type"] == "large_seller"
+    ]
     assert day_two and {a["evidence"]["profile_days"] for a in day_two} == {"2013-10-07"}
     assert {a["evidence"]["threshold_source"] for a in day_two} == {"profile"}
 
@@ -207,7 +232,7 @@ def test_a_day_s_thresholds_do_not_depend_on_anything_later_that_day(aig_two_day
             else:
                 yield event
 
-    from services.detector import analyze as analyze_module
+    from services.offline import analyze as analyze_module
 
     original = analyze_module.read_events
     analyze_module.read_events = lambda *args, **kwargs: doctored()
@@ -245,17 +270,39 @@ def test_adaptive_thresholds_keep_real_days_in_the_engagement_band(aig_two_days,
 
 # --- REST calibration and the detector service ----------------------------------------------------
 
+
 @pytest.mark.redis
 async def test_calibration_from_polygon_rest_through_the_simulator(redis_url, key_prefix, amzn_profile, tmp_path):
     path, from_files = amzn_profile
     archive = load_timeline("lobster", [path])
-    simulator = await PolygonSimulator(archive[:50], api_key="rest-key", speed=1000, loop_forever=False, archive=archive).start()
+    simulator = await PolygonSimulator(
+        archive[:50], api_key="rest-key", speed=1000, loop_forever=False, archive=archive
+    ).start()
     try:
-        environment = _environment(redis_url, key_prefix, tmp_path, POLYGON_API_KEY="rest-key",
-                                   ORDER_FLOW_POLYGON_REST_URL=f"http://127.0.0.1:{simulator.port}")
+        environment = _environment(
+            redis_url,
+            key_prefix,
+            tmp_path,
+            POLYGON_API_KEY="rest-key",
+            ORDER_FLOW_POLYGON_REST_URL=f"http://127.0.0.1:{simulator.port}",
+        )
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli", "calibrate", "AMZN", "--days", "1", "--end", "2012-06-21", "--out", str(tmp_path),
-            cwd=REPO, env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "services.cli",
+            "calibrate",
+            "AMZN",
+            "--days",
+            "1",
+            "--end",
+            "2012-06-21",
+            "--out",
+            str(tmp_path),
+            cwd=REPO,
+            env=environment,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=180)
     finally:
         await simulator.stop()
@@ -274,9 +321,19 @@ async def test_calibration_from_polygon_rest_through_the_simulator(redis_url, ke
 @pytest.mark.redis
 def test_the_detector_gives_analyze_s_alert_ids_with_the_same_profile(redis_url, key_prefix, tmp_path):
     # the whole day stays on the stream (610,758 events; the default cap trims it before the detector reads it)
-    environment = _environment(redis_url, key_prefix, tmp_path, ORDER_FLOW_THRESHOLD_MODE="adaptive", ORDER_FLOW_STREAM_MAX_LENGTH="1000000")
-    calibrated = _orderflow("calibrate", "AIG", "--format", "algoseek", *[f"--file={p}" for p in aig(AIG_DAYS[0])],
-                            "--out", str(tmp_path / "profiles"), env=environment)
+    environment = _environment(
+        redis_url, key_prefix, tmp_path, ORDER_FLOW_THRESHOLD_MODE="adaptive", ORDER_FLOW_STREAM_MAX_LENGTH="1000000"
+    )
+    calibrated = _orderflow(
+        "calibrate",
+        "AIG",
+        "--format",
+        "algoseek",
+        *[f"--file={p}" for p in aig(AIG_DAYS[0])],
+        "--out",
+        str(tmp_path / "profiles"),
+        env=environment,
+    )
     assert calibrated.wait(timeout=180) == 0, calibrated.stderr.read()
     profile = read_profiles([tmp_path / "profiles" / "AIG.json"])["AIG"]
     offline = tmp_path / "offline"
@@ -284,7 +341,10 @@ def test_the_detector_gives_analyze_s_alert_ids_with_the_same_profile(redis_url,
     expected_alerts = sorted(a["id"] for a in _jsonl(offline / "alerts.jsonl"))
     expected_exits = sorted(e["id"] for e in _jsonl(offline / "exits.jsonl"))
     assert expected_alerts and {a["evidence"].get("threshold_source") for a in _jsonl(offline / "alerts.jsonl")} <= {
-        "profile", "intraday_curve", "trailing_baseline"}
+        "profile",
+        "intraday_curve",
+        "trailing_baseline",
+    }
     replayed = _orderflow("replay", "--format", "algoseek", *map(str, aig(AIG_DAYS[1])), env=environment)
     assert replayed.wait(timeout=180) == 0, replayed.stderr.read()
     detector = _orderflow("detect", "--symbol", "AIG", env=environment)
@@ -293,21 +353,33 @@ def test_the_detector_gives_analyze_s_alert_ids_with_the_same_profile(redis_url,
         _wait_for(lambda: _caught_up(client, key_prefix, ["AIG"]), timeout=180, what="the detector to catch up")
         import urllib.request
 
-        scraped = urllib.request.urlopen(f"http://127.0.0.1:{environment['ORDER_FLOW_METRICS_PORT']}/metrics", timeout=5).read().decode()
-        large = dict(thresholds_line.split(" ") for thresholds_line in scraped.splitlines() if thresholds_line.startswith("orderflow_threshold_shares{"))
+        scraped = (
+            urllib.request.urlopen(f"http://127.0.0.1:{environment['ORDER_FLOW_METRICS_PORT']}/metrics", timeout=5)
+            .read()
+            .decode()
+        )
+        large = dict(
+            thresholds_line.split(" ")
+            for thresholds_line in scraped.splitlines()
+            if thresholds_line.startswith("orderflow_threshold_shares{")
+        )
         assert 'orderflow_calibrated{symbol="AIG"} 1.0' in scraped
         assert float(large['orderflow_threshold_shares{kind="large_order",symbol="AIG"}']) == profile_threshold(profile)
         detector.send_signal(signal.SIGTERM)
         assert detector.wait(timeout=30) == 0, detector.stderr.read()
         live_alerts = sorted(_alert_ids(client, f"{key_prefix}:alerts"))
         live_exits = sorted(_alert_ids(client, f"{key_prefix}:exits"))
-        statuses = [msgspec.msgpack.decode(next(iter(fields.values()))) for _id, fields in client.xrange(f"{key_prefix}:status")]
+        statuses = [
+            msgspec.msgpack.decode(next(iter(fields.values()))) for _id, fields in client.xrange(f"{key_prefix}:status")
+        ]
     finally:
         if detector.poll() is None:
             detector.kill()
         client.close()
     assert live_alerts == expected_alerts and live_exits == expected_exits
-    assert [(s["state"], s["code"]) for s in statuses if s["state"].startswith("calibrat")] == [("calibrated", "profile")]
+    assert [(s["state"], s["code"]) for s in statuses if s["state"].startswith("calibrat")] == [
+        ("calibrated", "profile")
+    ]
 
 
 def profile_threshold(profile) -> int:
@@ -336,7 +408,11 @@ def test_an_override_still_calibrates_and_keeps_its_own_size():
     states = [(o.state, o.code) for o in outputs if isinstance(o, FeedStatus) and o.state.startswith("calibrat")]
     assert states == [("calibrating", "no_profile"), ("calibrated", "override")]
     alert = [o for o in outputs if isinstance(o, OrderFlowAlert)][0]
-    assert alert.order_size == 5_000 and alert.evidence["threshold"] == 5_000 and alert.evidence["threshold_source"] == "override"
+    assert (
+        alert.order_size == 5_000
+        and alert.evidence["threshold"] == 5_000
+        and alert.evidence["threshold_source"] == "override"
+    )
 
 
 def test_an_invalid_event_from_the_future_does_not_start_a_new_day():
@@ -344,7 +420,15 @@ def test_an_invalid_event_from_the_future_does_not_start_a_new_day():
     engine = Engine(RuleSettings.from_config(OrderFlowConfig()))
     engine.process(feed.quote(OPEN + S))
     day_end = engine.symbols["X"].day_end
-    bad = Quote(symbol="X", ts_event=OPEN + 3 * 86_400 * S, ts_recv=OPEN + 2 * S, ts_arrival=OPEN + 2 * S, bid_price=50 * D,
-                bid_size=100, ask_price=50 * D + D // 100, ask_size=100)
+    bad = Quote(
+        symbol="X",
+        ts_event=OPEN + 3 * 86_400 * S,
+        ts_recv=OPEN + 2 * S,
+        ts_arrival=OPEN + 2 * S,
+        bid_price=50 * D,
+        bid_size=100,
+        ask_price=50 * D + D // 100,
+        ask_size=100,
+    )
     engine.process(bad)  # stamped three days ahead of its arrival: a validation error, not a new trading day
     assert engine.symbols["X"].day_end == day_end and engine.symbols["X"].recorder.day == "2026-11-24"

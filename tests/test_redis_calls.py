@@ -11,18 +11,33 @@ REPO = Path(__file__).resolve().parents[1]
 
 RAW_CALLS_AND_THEIR_RECOVERY = {
     # the bus itself: every method turns redis-py's errors into BusUnavailableError / ConsumerGroupMissingError
-    **{f"orderflow_client/bus.py:Bus.{name}": "Bus._calling" for name in (
-        "ack", "close", "dead_letter", "delivery_counts", "ensure_group", "group_positions", "pending_count",
-        "publish_channel", "publish_encoded", "read_group", "read_own_pending", "read_range", "reclaim_all")},
+    **{
+        f"orderflow_client/bus.py:Bus.{name}": "Bus._calling"
+        for name in (
+            "ack",
+            "close",
+            "dead_letter",
+            "delivery_counts",
+            "ensure_group",
+            "group_positions",
+            "pending_count",
+            "publish_channel",
+            "publish_encoded",
+            "read_group",
+            "read_own_pending",
+            "read_range",
+            "reclaim_all",
+        )
+    },
     "services/detector/service.py:DetectorService.__init__": "register_script: no round trip",
     "services/detector/service.py:DetectorService._history_end": "DetectorService._consume (refresh runs in _step)",
     "services/detector/service.py:DetectorService._warm_up": "DetectorService._consume (refresh runs in _step)",
-    "services/detector/calibrate.py:ProfileStore.load": "DetectorService._consume (refresh); calibrate is a one-shot command",
-    "services/detector/calibrate.py:ProfileStore.save": "one-shot command (calibrate): fails with a clear error",
-    "services/detector/demo.py:run_demo": "the demo's own embedded bus",
+    "services/detector/profile_store.py:ProfileStore.load": "DetectorService._consume (refresh); calibrate is a one-shot command",
+    "services/detector/profile_store.py:ProfileStore.save": "one-shot command (calibrate): fails with a clear error",
+    "services/tools/demo.py:run_demo": "the demo's own embedded bus",
     "services/ingest/live.py:IngestService._follow_positions": "IngestService._follow_positions catches OUTAGE_ERRORS",
-    "services/watch.py:follow": "the watch command's loop catches OUTAGE_ERRORS (banner)",
-    "services/watch.py:starting_ids": "start-up of the watch command: fails with a clear error",
+    "services/tools/watch.py:follow": "the watch command's loop catches OUTAGE_ERRORS (banner)",
+    "services/tools/watch.py:starting_ids": "start-up of the watch command: fails with a clear error",
     "orderflow_client/positions.py:PositionRegistry._notify": "the caller's recovery (detector _consume, ingest _follow_positions, client retries)",
     "orderflow_client/positions.py:PositionRegistry.close": "the caller's recovery",
     "orderflow_client/positions.py:PositionRegistry.current": "the caller's recovery",
@@ -55,8 +70,18 @@ def raw_redis_calls() -> set[str]:
                         super().generic_visit(node)
                         stack.pop()
                         return
-                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and ast.unparse(node.func.value) in receivers:
-                        owner = ".".join(stack[:2]) if stack and stack[0][0].isupper() else stack[0] if stack else "<module>"
+                    if (
+                        isinstance(node, ast.Call)
+                        and isinstance(node.func, ast.Attribute)
+                        and ast.unparse(node.func.value) in receivers
+                    ):
+                        owner = (
+                            ".".join(stack[:2])
+                            if stack and stack[0][0].isupper()
+                            else stack[0]
+                            if stack
+                            else "<module>"
+                        )
                         found.add(f"{relative}:{owner}")
                     super().generic_visit(node)
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from orderflow_client.bus import Bus
+from orderflow_client.wire import BookUpdate, Trade, decode
 from services.ingest.normalise import Normaliser
-from services.ingest.replay import SourceSpec, replay, replay_files
 from services.ingest.rejects import Reject
-from services.ingest.scenarios import write_scenario
+from services.ingest.replay import SourceSpec, replay, replay_files
 from services.ingest.sources import read_events
-from shared.bus import Bus
-from shared.wire import BookUpdate, Trade, decode
+from services.tools.scenarios import write_scenario
 from tests.conftest import shared_data
 
 pytestmark = pytest.mark.redis
@@ -71,7 +71,10 @@ async def test_in_process_replay_matches_the_normalised_source(redis_url, key_pr
     published = [decode(entry.payload) for entry in entries]
     assert len(published) == len(expected) == summary.published
     import msgspec
-    assert [msgspec.structs.replace(e, ts_recv=0) for e in published] == [msgspec.structs.replace(e, ts_recv=0) for e in expected]
+
+    assert [msgspec.structs.replace(e, ts_recv=0) for e in published] == [
+        msgspec.structs.replace(e, ts_recv=0) for e in expected
+    ]
     trades = [e for e in published if isinstance(e, Trade)]
     assert all(t.side in ("buy", "sell") for t in trades[100:])
     assert all(t.ts_arrival > t.ts_event for t in trades)  # recorded receive times kept
@@ -79,8 +82,14 @@ async def test_in_process_replay_matches_the_normalised_source(redis_url, key_pr
 
 async def test_speed_paces_by_event_time(redis_url, key_prefix, tmp_path):
     events = [
-        BookUpdate(symbol="PACE", ts_event=second * 10**9, ts_recv=0, ts_arrival=second * 10**9,
-                   bids=((10**9, 1),), asks=((2 * 10**9, 1),))
+        BookUpdate(
+            symbol="PACE",
+            ts_event=second * 10**9,
+            ts_recv=0,
+            ts_arrival=second * 10**9,
+            bids=((10**9, 1),),
+            asks=((2 * 10**9, 1),),
+        )
         for second in range(5)
     ]
     async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
@@ -94,13 +103,25 @@ async def test_speed_paces_by_event_time(redis_url, key_prefix, tmp_path):
 def test_cli_replay_of_a_scenario(redis_url, key_prefix, tmp_path):
     capture = tmp_path / "gap.capture"
     write_scenario("gap", capture)
-    env = {**os.environ, "REDIS_URL": redis_url, "ORDER_FLOW_KEY_PREFIX": key_prefix, "COLUMNS": "120",
-           "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs")}
-    done = subprocess.run([sys.executable, "-m", "services.cli", "replay", "--format", "capture", str(capture), "--max-speed"],
-                          capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "ORDER_FLOW_KEY_PREFIX": key_prefix,
+        "COLUMNS": "120",
+        "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "replay", "--format", "capture", str(capture), "--max-speed"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "events published" in done.stdout and "events/s" in done.stdout
     import redis
+
     client = redis.Redis.from_url(redis_url)
     assert client.xlen(f"{key_prefix}:md:{{DEMO}}") > 10_000
     client.close()
@@ -112,8 +133,19 @@ def test_cli_replay_to_a_dead_redis_fails_clearly(tmp_path):
     capture = tmp_path / "q.capture"
     write_scenario("two-sided", capture)
     from tests.redis_server import free_port
-    env = {**os.environ, "REDIS_URL": f"redis://:hunter2secret@127.0.0.1:{free_port()}/0", "ORDER_FLOW_LOG_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "services.cli", "replay", str(capture)], capture_output=True,
-                          text=True, cwd=REPO, env=env, timeout=120)
+
+    env = {
+        **os.environ,
+        "REDIS_URL": f"redis://:hunter2secret@127.0.0.1:{free_port()}/0",
+        "ORDER_FLOW_LOG_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "replay", str(capture)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 3
     assert "redis unavailable" in done.stderr and "hunter2secret" not in done.stderr + done.stdout

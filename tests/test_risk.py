@@ -9,35 +9,45 @@ import logging
 import msgspec
 import pytest
 
+from orderflow_client import logs
+from orderflow_client.bus import Bus
+from orderflow_client.positions import Position
+from orderflow_client.risk import RiskManagerClient, evaluate, log_decision
+from orderflow_client.timestamps import now_ns
+from orderflow_client.wire import ExitRecommendation, FeedStatus, decode, encode
 from services.detector.service import DetectorService
-from shared import logs
-from shared.bus import Bus
 from shared.config import OrderFlowConfig
-from shared.positions import Position
-from shared.risk import RiskManagerClient, evaluate, log_decision
-from shared.timestamps import now_ns
-from shared.wire import ExitRecommendation, FeedStatus, decode, encode
 
 D = 1_000_000_000
 
 
 def recommendation(trigger: str = "large_sellers", number: int = 1, symbol: str = "AAPL") -> ExitRecommendation:
-    return ExitRecommendation(id=f"{symbol}:exit:{trigger}:{number}", symbol=symbol, trigger=trigger, ts_event=number,
-                              ts_recv=number, timestamp_utc="2026-11-24T15:00:00.000000000Z", alert_ids=("a", "b", "c"),
-                              reasoning="3 large sellers within 80 s")
+    return ExitRecommendation(
+        id=f"{symbol}:exit:{trigger}:{number}",
+        symbol=symbol,
+        trigger=trigger,
+        ts_event=number,
+        ts_recv=number,
+        timestamp_utc="2026-11-24T15:00:00.000000000Z",
+        alert_ids=("a", "b", "c"),
+        reasoning="3 large sellers within 80 s",
+    )
 
 
 def position(entry: int = 100 * D, stop: int = 95 * D, quantity: int = 100) -> Position:
     return Position(symbol="AAPL", quantity=quantity, entry_price=entry, stop_loss=stop)
 
 
-@pytest.mark.parametrize(("trigger", "last", "stop", "quantity", "action"), [
-    ("red_burst", 99 * D, 95 * D, 100, "exit"),             # panic selling: out
-    ("large_sellers", 102 * D, 95 * D, 100, "exit"),        # in profit: protect the gain
-    ("large_sellers", 96 * D, 95_500_000_000, 100, "exit"),  # losing, 0.52 % above the stop
-    ("large_sellers", 99 * D, 95 * D, 100, "tighten_stop"),
-    ("large_sellers", 101 * D, 110 * D, -100, "hold"),      # a losing short far from its stop
-])
+@pytest.mark.parametrize(
+    ("trigger", "last", "stop", "quantity", "action"),
+    [
+        ("red_burst", 99 * D, 95 * D, 100, "exit"),  # panic selling: out
+        ("large_sellers", 102 * D, 95 * D, 100, "exit"),  # in profit: protect the gain
+        ("large_sellers", 96 * D, 95_500_000_000, 100, "exit"),  # losing, 0.52 % above the stop
+        ("large_sellers", 99 * D, 95 * D, 100, "tighten_stop"),
+        ("large_sellers", 101 * D, 110 * D, -100, "hold"),  # a losing short far from its stop
+    ],
+)
 def test_evaluator_decisions(trigger, last, stop, quantity, action):
     decision = evaluate(recommendation(trigger), position(stop=stop, quantity=quantity), last)
     assert decision.action == action
@@ -47,10 +57,13 @@ def test_evaluator_decisions(trigger, last, stop, quantity, action):
         assert decision.new_stop == 98_500_000_000  # 0.5 % under 99.00 is 98.505: rounded down to the penny
 
 
-@pytest.mark.parametrize(("last", "current_stop", "new_stop"), [
-    (49_590_000_000, 45 * D, 49_340_000_000),     # 49.34205 (a sub-penny stop brokers refuse) -> 49.34
-    (512_300_000, 400_000_000, 509_700_000),      # $0.5123: 0.50973850 -> 0.5097 (four decimals below $1)
-])
+@pytest.mark.parametrize(
+    ("last", "current_stop", "new_stop"),
+    [
+        (49_590_000_000, 45 * D, 49_340_000_000),  # 49.34205 (a sub-penny stop brokers refuse) -> 49.34
+        (512_300_000, 400_000_000, 509_700_000),  # $0.5123: 0.50973850 -> 0.5097 (four decimals below $1)
+    ],
+)
 def test_a_suggested_stop_is_on_a_valid_tick(last, current_stop, new_stop):
     decision = evaluate(recommendation(), position(entry=last + 2 * D, stop=current_stop), last)
     assert decision.action == "tighten_stop" and decision.new_stop == new_stop
@@ -85,14 +98,21 @@ async def test_each_recommendation_is_handled_once_and_none_lost_across_a_restar
     async def run_client(until_count: int) -> RiskManagerClient:
         client = RiskManagerClient(bus, name="bot-1", held_symbols=lambda: {"AAPL"})
         stop = asyncio.Event()
-        task = asyncio.ensure_future(client.run(stop, on_exit=lambda r: handled.append(r.id), on_status=lambda s: statuses.append(s.state)))
+        task = asyncio.ensure_future(
+            client.run(stop, on_exit=lambda r: handled.append(r.id), on_status=lambda s: statuses.append(s.state))
+        )
         return client, stop, task
 
     client, stop, task = await run_client(1)
     await asyncio.sleep(0.3)
     await _publish(bus, config, recommendation(number=1))  # channel AND stream: handled once
-    await _publish(bus, config, FeedStatus(source="detector", state="monitoring_halted", ts_event=1, ts_recv=1, symbols=("AAPL",),
-                                           code="stale_data"))
+    await _publish(
+        bus,
+        config,
+        FeedStatus(
+            source="detector", state="monitoring_halted", ts_event=1, ts_recv=1, symbols=("AAPL",), code="stale_data"
+        ),
+    )
     for _ in range(100):
         if handled and statuses:
             break
@@ -125,15 +145,22 @@ async def test_the_client_rides_out_a_20_second_redis_outage_and_says_so():
     symbol unmonitored at once, then resumed, and handles the recommendation published after the outage once."""
     from tests.redis_server import RedisProcess, free_port, redis_server_binary
 
-    server = await asyncio.to_thread(RedisProcess(port=free_port(), binary=redis_server_binary(), append_only=True).start)
+    server = await asyncio.to_thread(
+        RedisProcess(port=free_port(), binary=redis_server_binary(), append_only=True).start
+    )
     config = OrderFlowConfig(key_prefix="outage")
     bus = await Bus.connect(server.url, prefix="outage")
     handled: list[str] = []
     statuses: list[tuple[str, str, tuple[str, ...]]] = []
     client = RiskManagerClient(bus, name="bot-1", held_symbols=lambda: {"AAPL"})
     stop = asyncio.Event()
-    task = asyncio.ensure_future(client.run(stop, on_exit=lambda r: handled.append(r.id),
-                                            on_status=lambda s: statuses.append((s.state, s.code, s.symbols))))
+    task = asyncio.ensure_future(
+        client.run(
+            stop,
+            on_exit=lambda r: handled.append(r.id),
+            on_status=lambda s: statuses.append((s.state, s.code, s.symbols)),
+        )
+    )
     try:
         await asyncio.sleep(0.5)
         await asyncio.to_thread(server.stop)
@@ -159,13 +186,15 @@ async def test_the_client_rides_out_a_20_second_redis_outage_and_says_so():
 
 
 def test_a_signature_covers_every_field_and_expires():
-    from shared.signing import sign, verify
+    from orderflow_client.signing import sign, verify
 
     key, now = b"k" * 32, 1_780_000_000 * 10**9
     signed = sign(recommendation(number=5), key, "k1", now)
     assert len(signed.signature) == 64 and signed.key_id == "k1" and signed.signed_ns == now
     assert verify(signed, {"k1": key}, now + 10**9, 600 * 10**9) == "authentic"
-    assert verify(msgspec.structs.replace(signed, latency_ms=3.5), {"k1": key}, now, 600 * 10**9) == "authentic"  # set on delivery
+    assert (
+        verify(msgspec.structs.replace(signed, latency_ms=3.5), {"k1": key}, now, 600 * 10**9) == "authentic"
+    )  # set on delivery
     assert verify(msgspec.structs.replace(signed, symbol="MSFT"), {"k1": key}, now, 600 * 10**9) == "forged"
     assert verify(msgspec.structs.replace(signed, signed_ns=now + 1), {"k1": key}, now, 600 * 10**9) == "forged"
     assert verify(signed, {"k1": b"x" * 32}, now, 600 * 10**9) == "forged"
@@ -178,7 +207,7 @@ def test_a_signature_covers_every_field_and_expires():
 async def test_forged_recommendations_are_refused_and_genuine_ones_handled(redis_url, key_prefix):
     """The detector signs with ORDER_FLOW_SIGNING_KEY; a client holding the key handles what it signed and refuses
     an unsigned forgery, a forged signature and an old genuine one replayed, even one that takes a genuine id first."""
-    from shared.signing import sign
+    from orderflow_client.signing import sign
 
     key = "a-long-enough-signing-secret-1234"
     config = OrderFlowConfig(key_prefix=key_prefix, signing_key=key, signing_key_id="k7")
@@ -192,10 +221,14 @@ async def test_forged_recommendations_are_refused_and_genuine_ones_handled(redis
         await forger._publish([recommendation(number=1)])  # unsigned, with the id a genuine one will have
         old = sign(recommendation(number=2), key.encode(), "k7", 1_000)
         await forger._publish([old])
-        forged = msgspec.structs.replace(sign(recommendation(number=3), key.encode(), "k7", 1_000), signed_ns=now_ns(), signature="0" * 64)
+        forged = msgspec.structs.replace(
+            sign(recommendation(number=3), key.encode(), "k7", 1_000), signed_ns=now_ns(), signature="0" * 64
+        )
         await forger._publish([forged])
         detector = DetectorService(config, bus, symbols=[])
-        await bus.client.delete(f"{key_prefix}:published:AAPL:exit:large_sellers:1")  # let the genuine one through the detector's own dedup
+        await bus.client.delete(
+            f"{key_prefix}:published:AAPL:exit:large_sellers:1"
+        )  # let the genuine one through the detector's own dedup
         await detector._publish([recommendation(number=1)])
         for _ in range(100):
             if handled:
@@ -220,7 +253,9 @@ async def test_poison_on_the_exits_stream_is_dead_lettered_and_the_next_recommen
         task = asyncio.ensure_future(client.run(stop, on_exit=lambda r: handled.append(r.id)))
         await asyncio.sleep(0.3)
         await bus.client.xadd(bus.keys.exits, {"exit": b"\xc1 not msgpack"})
-        await bus.client.xadd(bus.keys.exits, {"exit": encode(FeedStatus(source="x", state="gap", ts_event=1, ts_recv=1))})
+        await bus.client.xadd(
+            bus.keys.exits, {"exit": encode(FeedStatus(source="x", state="gap", ts_event=1, ts_recv=1))}
+        )
         await _publish(bus, config, recommendation(number=9))
         for _ in range(100):
             if handled and client.stats.dead_letters == 2:
@@ -277,7 +312,9 @@ async def test_a_raising_handler_is_retried_and_the_recommendation_survives_a_re
         stop = asyncio.Event()
         task = asyncio.ensure_future(second.run(stop, on_exit=flaky))
         await _until(lambda: handled)
-        await bus.client.xadd(bus.keys.exits, {"exit": encode(recommendation(number=1))})  # delivered again: already done
+        await bus.client.xadd(
+            bus.keys.exits, {"exit": encode(recommendation(number=1))}
+        )  # delivered again: already done
         await asyncio.sleep(0.5)
         stop.set()
         await task
@@ -303,13 +340,17 @@ async def test_a_recommendation_whose_handler_always_fails_is_parked_with_a_stat
         await asyncio.sleep(0.3)
         await _publish(bus, config, recommendation(number=4))
         await _until(lambda: client.stats.parked == 1)
-        await bus.client.xadd(bus.keys.exits, {"exit": encode(recommendation(number=4))})  # again: a parked one is not retried
+        await bus.client.xadd(
+            bus.keys.exits, {"exit": encode(recommendation(number=4))}
+        )  # again: a parked one is not retried
         await asyncio.sleep(0.5)
         stop.set()
         await task
         assert calls == ["AAPL:exit:large_sellers:4"] * 3 and client.stats.parked == 1
         dead = await bus.client.xrange(bus.keys.dead_letters(bus.keys.exits))
-        assert [(fields[b"code"], decode(fields[b"payload"]).id) for _id, fields in dead] == [(b"handler_failed", "AAPL:exit:large_sellers:4")]
+        assert [(fields[b"code"], decode(fields[b"payload"]).id) for _id, fields in dead] == [
+            (b"handler_failed", "AAPL:exit:large_sellers:4")
+        ]
         assert [(s.state, s.code, s.symbols) for s in statuses] == [("dead_letter", "handler_failed", ("AAPL",))]
         assert await bus.pending_count(bus.keys.exits, "riskmanager-bot-1") == 0
 

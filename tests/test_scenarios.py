@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from orderflow_client.wire import Quote, Trade
 from services.ingest.normalise import Normaliser
 from services.ingest.rejects import Reject
-from services.ingest.scenarios import EXPECTATIONS, SCENARIOS, START_MS, frames, write_scenario
 from services.ingest.sources import read_events
-from shared.wire import Quote, Trade
+from services.tools.scenarios import EXPECTATIONS, SCENARIOS, START_MS, frames, write_scenario
 
 NS_PER_MS = 1_000_000
 
@@ -25,7 +25,9 @@ def scenario_events(tmp_path_factory) -> dict[str, list]:
         path = folder / f"{name}.capture"
         write_scenario(name, path)
         normaliser = Normaliser()
-        result[name] = [normaliser.process(e) if not isinstance(e, Reject) else e for e in read_events("capture", [path])]
+        result[name] = [
+            normaliser.process(e) if not isinstance(e, Reject) else e for e in read_events("capture", [path])
+        ]
     return result
 
 
@@ -42,7 +44,9 @@ def test_same_seed_same_bytes_other_seed_other_bytes():
 
 
 def test_every_scenario_is_documented_and_parses_cleanly(scenario_events):
-    assert set(EXPECTATIONS) == set(SCENARIOS) == {"quiet", "large-sellers", "red-burst", "two-sided", "stale-feed", "gap"}
+    assert (
+        set(EXPECTATIONS) == set(SCENARIOS) == {"quiet", "large-sellers", "red-burst", "two-sided", "stale-feed", "gap"}
+    )
     for name, events in scenario_events.items():
         assert not [e for e in events if isinstance(e, Reject)], name
         assert sum(isinstance(e, Trade) for e in events) > 4000, name
@@ -79,8 +83,10 @@ def test_large_sellers_has_the_four_documented_sweeps(scenario_events):
 def test_red_burst_volume_jumps_five_fold_with_sells_dominating(scenario_events):
     trades = [e for e in scenario_events["red-burst"] if isinstance(e, Trade)]
     start = START_MS * NS_PER_MS
+
     def window(a, b):
         return [t for t in trades if start + a * 10**9 <= t.ts_event < start + b * 10**9]
+
     before, burst = window(120, 420), window(420, 510)
     rate_before = sum(t.size for t in before) / 300
     rate_burst = sum(t.size for t in burst) / 90
@@ -96,15 +102,28 @@ def test_stale_feed_lags_and_gap_is_silent(scenario_events):
 
 
 def test_cli_writes_and_lists(tmp_path):
-    import subprocess, sys
+    import subprocess
+    import sys
+
     repo = Path(__file__).resolve().parents[1]
     out = tmp_path / "q.capture"
-    done = subprocess.run([sys.executable, "-m", "services.cli", "scenario", "two-sided", "--out", str(out)],
-                          capture_output=True, text=True, cwd=repo, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "scenario", "two-sided", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert out.stat().st_size > 100_000
-    listed = subprocess.run([sys.executable, "-m", "services.cli", "scenario", "--list"], capture_output=True, text=True,
-                            cwd=repo, timeout=60, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    listed = subprocess.run(
+        [sys.executable, "-m", "services.cli", "scenario", "--list"],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        timeout=60,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
     assert "two-sided" in listed.stdout and "large_sellers" in listed.stdout
 
 
@@ -120,5 +139,7 @@ def test_two_sided_rests_large_size_on_both_sides_three_times(scenario_events):
             periods.append((event.ts_event - start) / 1e9)
             start = None
     assert len(periods) == 3 and all(7.5 <= seconds <= 9.0 for seconds in periods)
-    large_ask_only = [e for e in scenario_events["two-sided"] if isinstance(e, Quote) and e.ask_size >= 10_000 > e.bid_size]
+    large_ask_only = [
+        e for e in scenario_events["two-sided"] if isinstance(e, Quote) and e.ask_size >= 10_000 > e.bid_size
+    ]
     assert large_ask_only == []

@@ -15,10 +15,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.redis
 def test_a_minute_of_faults_loses_and_duplicates_nothing():
-    done = subprocess.run([sys.executable, "-m", "bench.soak", "--seconds", "60", "--seed", "11", "--mean-interval", "5"],
-                          cwd=REPO, capture_output=True, text=True, timeout=400)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--seconds", "60", "--seed", "11", "--mean-interval", "5"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
+    result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT ") :])
     assert len(result["faults"]) >= 4, result["faults"]  # a real mix: each kind once per round, in a seeded order
     assert result["exits"] >= 3 and result["alerts"] >= 9, result  # the chain did its work
     assert result["alerts_lost"] == result["alerts_extra"] == [] and result["alerts_published_twice"] == 0, result

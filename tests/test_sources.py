@@ -14,10 +14,10 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.ingest import algoseek, capture, lobster, polygon_flat, polygon_rest
+from orderflow_client.wire import BookUpdate, FeedStatus, Quote, Trade
+from services.ingest import algoseek, capture, lobster, polygon_flat, polygon_rest_parse
 from services.ingest.rejects import Reject
 from services.ingest.sources import read_events
-from shared.wire import BookUpdate, FeedStatus, Quote, Trade
 from tests.conftest import shared_data
 
 MOCKS = ("polygon", "rest-mocks", "mocks")
@@ -26,12 +26,23 @@ MOCKS = ("polygon", "rest-mocks", "mocks")
 # --- Polygon REST --------------------------------------------------------------
 def test_rest_trades_fixture_parses_exactly():
     body = shared_data(*MOCKS, "v3", "trades", "AAPL&limit=2.json").read_bytes()
-    page = polygon_rest.parse_trades_page(body, "AAPL", ts_recv=5, backfilled=True)
+    page = polygon_rest_parse.parse_trades_page(body, "AAPL", ts_recv=5, backfilled=True)
     assert page.rejects == [] and page.next_url is None
     first = page.events[0]
     assert first == Trade(
-        symbol="AAPL", ts_event=1651181822461979400, ts_recv=5, ts_arrival=5, price=156_430_000_000, size=10,
-        exchange=11, trade_id="183276", trf_id=3, conditions=(12, 37), sequence=7179341, tape=3, correction=1,
+        symbol="AAPL",
+        ts_event=1651181822461979400,
+        ts_recv=5,
+        ts_arrival=5,
+        price=156_430_000_000,
+        size=10,
+        exchange=11,
+        trade_id="183276",
+        trf_id=3,
+        conditions=(12, 37),
+        sequence=7179341,
+        tape=3,
+        correction=1,
         backfilled=True,
     )
     assert page.events[1].exchange == 12
@@ -39,45 +50,56 @@ def test_rest_trades_fixture_parses_exactly():
 
 def test_rest_quotes_fixture_parses_with_pagination():
     body = shared_data(*MOCKS, "v3", "quotes", "AAPL.json").read_bytes()
-    page = polygon_rest.parse_quotes_page(body, "AAPL", ts_recv=1)
+    page = polygon_rest_parse.parse_quotes_page(body, "AAPL", ts_recv=1)
     rows = json.loads(body)["results"]
     assert len(page.events) == len(rows) == 10
     assert page.next_url and "cursor=" in page.next_url
     quote = page.events[0]
-    assert (quote.bid_price, quote.ask_price, quote.bid_size, quote.ask_size) == (155_850_000_000, 155_870_000_000, 4, 3)
+    assert (quote.bid_price, quote.ask_price, quote.bid_size, quote.ask_size) == (
+        155_850_000_000,
+        155_870_000_000,
+        4,
+        3,
+    )
     assert quote.ts_event == rows[0]["sip_timestamp"]
 
 
 def test_rest_bad_rows_and_bodies_are_rejects():
-    page = polygon_rest.parse_trades_page(b'{"results":[{"price":"x"},{"price":1.5,"sip_timestamp":-1}]}', "A", 1)
+    page = polygon_rest_parse.parse_trades_page(b'{"results":[{"price":"x"},{"price":1.5,"sip_timestamp":-1}]}', "A", 1)
     assert [r.code for r in page.rejects] == ["invalid_row", "value_out_of_range"]
-    assert polygon_rest.parse_trades_page(b"<html>", "A", 1).rejects[0].code == "malformed_response"
+    assert polygon_rest_parse.parse_trades_page(b"<html>", "A", 1).rejects[0].code == "malformed_response"
 
 
 @given(st.binary(max_size=200))
 def test_rest_random_bodies_never_raise(body):
-    polygon_rest.parse_trades_page(body, "A", 1)
-    polygon_rest.parse_quotes_page(body, "A", 1)
+    polygon_rest_parse.parse_trades_page(body, "A", 1)
+    polygon_rest_parse.parse_quotes_page(body, "A", 1)
 
 
 # --- Polygon flat files --------------------------------------------------------
 TRADE_HEADER = "ticker,conditions,correction,exchange,id,participant_timestamp,price,sequence_number,sip_timestamp,size,tape,trf_id,trf_timestamp"
-QUOTE_HEADER = ("ticker,ask_exchange,ask_price,ask_size,bid_exchange,bid_price,bid_size,conditions,indicators,"
-                "participant_timestamp,sequence_number,sip_timestamp,tape,trf_timestamp")
+QUOTE_HEADER = (
+    "ticker,ask_exchange,ask_price,ask_size,bid_exchange,bid_price,bid_size,conditions,indicators,"
+    "participant_timestamp,sequence_number,sip_timestamp,tape,trf_timestamp"
+)
 
 
 def _flat_files(tmp_path: Path) -> tuple[Path, Path]:
     """Flat files built from the real REST rows (same field names and values)."""
     trades = json.loads(shared_data(*MOCKS, "v3", "trades", "AAPL&limit=2.json").read_bytes())["results"]
     quotes = json.loads(shared_data(*MOCKS, "v3", "quotes", "AAPL.json").read_bytes())["results"]
-    trade_lines = [TRADE_HEADER] + [
-        f'AAPL,"{",".join(map(str, r["conditions"]))}",{r["correction"]},{r["exchange"]},{r["id"]},{r["participant_timestamp"]},'
-        f'{r["price"]},{r["sequence_number"]},{r["sip_timestamp"] + i},{r["size"]},{r["tape"]},{r["trf_id"]},{r["trf_timestamp"]}'
-        for i, r in enumerate(trades)
-    ] + ["MSFT,,0,12,9,1,300.5,1,1651181822461979401,5,3,0,0"]
+    trade_lines = (
+        [TRADE_HEADER]
+        + [
+            f'AAPL,"{",".join(map(str, r["conditions"]))}",{r["correction"]},{r["exchange"]},{r["id"]},{r["participant_timestamp"]},'
+            f"{r['price']},{r['sequence_number']},{r['sip_timestamp'] + i},{r['size']},{r['tape']},{r['trf_id']},{r['trf_timestamp']}"
+            for i, r in enumerate(trades)
+        ]
+        + ["MSFT,,0,12,9,1,300.5,1,1651181822461979401,5,3,0,0"]
+    )
     quote_lines = [QUOTE_HEADER] + [
-        f'AAPL,{r["ask_exchange"]},{r["ask_price"]},{r["ask_size"]},{r["bid_exchange"]},{r["bid_price"]},{r["bid_size"]},'
-        f',,{r["participant_timestamp"]},{r["sequence_number"]},{r["sip_timestamp"]},{r["tape"]},'
+        f"AAPL,{r['ask_exchange']},{r['ask_price']},{r['ask_size']},{r['bid_exchange']},{r['bid_price']},{r['bid_size']},"
+        f",,{r['participant_timestamp']},{r['sequence_number']},{r['sip_timestamp']},{r['tape']},"
         for r in sorted(quotes, key=lambda r: r["sip_timestamp"])
     ]
     trade_path = tmp_path / "2022-04-28_trades.csv.gz"
@@ -109,7 +131,9 @@ def test_flat_file_columns_in_any_order(tmp_path):
 
 def test_flat_file_bad_rows_and_headers(tmp_path):
     path = tmp_path / "t.csv"
-    path.write_text("ticker,price,size,sip_timestamp\nA,abc,1,5\nA,1e300,1,5\nA,1.0,1e300,5\nA,1.0,5,99999999999999999999\nA,1.0,5,7\n")
+    path.write_text(
+        "ticker,price,size,sip_timestamp\nA,abc,1,5\nA,1e300,1,5\nA,1.0,1e300,5\nA,1.0,5,99999999999999999999\nA,1.0,5,7\n"
+    )
     items = list(polygon_flat.read_flat_file(path, "A"))
     assert [i.code for i in items if isinstance(i, Reject)] == ["invalid_row"] * 4
     assert [i.ts_event for i in items if isinstance(i, Trade)] == [7]
@@ -118,7 +142,7 @@ def test_flat_file_bad_rows_and_headers(tmp_path):
     assert list(polygon_flat.read_flat_file(other, None))[0].code == "unknown_header"
 
 
-@given(st.lists(st.lists(st.text(alphabet="0123456789.,-eE xAZ\"", max_size=12), min_size=1, max_size=14), max_size=8))
+@given(st.lists(st.lists(st.text(alphabet='0123456789.,-eE xAZ"', max_size=12), min_size=1, max_size=14), max_size=8))
 @settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_flat_file_random_rows_never_raise(tmp_path, rows):
     path = tmp_path / "fuzz.csv"
@@ -185,7 +209,7 @@ def test_lobster_halts_crosses_and_bad_rows(tmp_path):
     book = tmp_path / "XYZ_2012-06-21_34200000_57600000_orderbook_1.csv"
     message.write_text(
         "34200.1,1,1,100,1000000,1\n"
-        "34200.2,4,1,100,1000000,1\n"   # a buy order executed: seller-initiated
+        "34200.2,4,1,100,1000000,1\n"  # a buy order executed: seller-initiated
         "34200.3,6,0,500,1000100,-1\n"  # cross trade
         "36023,7,0,0,-1,-1\n"
         "36723,7,0,0,1,-1\n"
@@ -195,7 +219,16 @@ def test_lobster_halts_crosses_and_bad_rows(tmp_path):
     book.write_text("1000200,300,1000000,100\n1000200,300,-9999999999,0\n" + "1000200,300,-9999999999,0\n" * 5)
     events = list(lobster.read_lobster(message))
     kinds = [type(e).__name__ if not isinstance(e, Reject) else e.code for e in events]
-    assert kinds == ["BookUpdate", "Trade", "BookUpdate", "Trade", "FeedStatus", "FeedStatus", "invalid_row", "unknown_message_type"]
+    assert kinds == [
+        "BookUpdate",
+        "Trade",
+        "BookUpdate",
+        "Trade",
+        "FeedStatus",
+        "FeedStatus",
+        "invalid_row",
+        "unknown_message_type",
+    ]
     assert events[1].side == "sell" and events[1].price == 100_000_000_000
     assert events[2].bids == ()  # the bid level emptied: dropped
     assert events[3].side == "unknown" and events[3].conditions == (lobster.CROSS_TRADE_CONDITION,)
@@ -241,11 +274,11 @@ def test_algoseek_real_day_merges_trades_and_quotes_in_time_order():
 def test_algoseek_quote_rows_set_one_nbbo_side_each(tmp_path):
     path = tmp_path / "20131007_xyz_Quote_Tick.csv"
     path.write_text(
-        "34200000,100000,500,0,0,P,1,0\n"     # bid 10.00 x 500 at P
-        "34200001,0,0,100200,300,N,1,0\n"     # ask 10.02 x 300 at N
-        "34200002,99900,700,0,0,K,1,0\n"      # the best bid is now 9.99 x 700 at K
-        "34200002,0,0,100200,300,N,1,0\n"     # unchanged ask: no new quote
-        "34200004,0,0,100100,100,T,1,1\n"     # suspicious: rejected
+        "34200000,100000,500,0,0,P,1,0\n"  # bid 10.00 x 500 at P
+        "34200001,0,0,100200,300,N,1,0\n"  # ask 10.02 x 300 at N
+        "34200002,99900,700,0,0,K,1,0\n"  # the best bid is now 9.99 x 700 at K
+        "34200002,0,0,100200,300,N,1,0\n"  # unchanged ask: no new quote
+        "34200004,0,0,100100,100,T,1,1\n"  # suspicious: rejected
     )
     items = list(algoseek.read_algoseek_file(path))
     quotes = [i for i in items if isinstance(i, Quote)]
@@ -261,11 +294,17 @@ def test_algoseek_quote_rows_set_one_nbbo_side_each(tmp_path):
 def test_capture_round_trip_and_bad_lines(tmp_path):
     path = tmp_path / "session.capture.gz"
     with gzip.open(path, "wb") as out:
-        out.write(capture.format_line(1_700_000_000_125_000_000, b'[{"ev":"T","sym":"AAPL","p":1.5,"s":100,"t":1700000000123}]'))
+        out.write(
+            capture.format_line(
+                1_700_000_000_125_000_000, b'[{"ev":"T","sym":"AAPL","p":1.5,"s":100,"t":1700000000123}]'
+            )
+        )
         out.write(b"garbage-without-timestamp\n")
         out.write(capture.format_line(1_700_000_000_126_000_000, '[{"ev":"status",\n"status":"connected"}]'))
     lines = list(capture.read_capture(path))
-    assert lines[0] == capture.CaptureLine(1_700_000_000_125_000_000, b'[{"ev":"T","sym":"AAPL","p":1.5,"s":100,"t":1700000000123}]')
+    assert lines[0] == capture.CaptureLine(
+        1_700_000_000_125_000_000, b'[{"ev":"T","sym":"AAPL","p":1.5,"s":100,"t":1700000000123}]'
+    )
     assert isinstance(lines[1], Reject) and lines[1].code == "malformed_capture_line"
     assert lines[2].frame == b'[{"ev":"status", "status":"connected"}]'  # a line break became a space
     (trade,) = [e for e in read_events("capture", [path]) if isinstance(e, Trade)]

@@ -11,14 +11,22 @@ import pytest
 import structlog
 
 from orderflow_client import OrderFlowClient, guest_logging
-from shared.wire import ExitRecommendation, encode
+from orderflow_client.wire import ExitRecommendation, encode
 
 pytestmark = pytest.mark.redis
 
 
 def _recommendation(number: int) -> ExitRecommendation:
-    return ExitRecommendation(id=f"AAPL:exit:large_sellers:{number}", symbol="AAPL", trigger="large_sellers", ts_event=number,
-                              ts_recv=number, timestamp_utc="2026-11-24T15:00:00.000000000Z", alert_ids=("a",), reasoning="r")
+    return ExitRecommendation(
+        id=f"AAPL:exit:large_sellers:{number}",
+        symbol="AAPL",
+        trigger="large_sellers",
+        ts_event=number,
+        ts_recv=number,
+        timestamp_utc="2026-11-24T15:00:00.000000000Z",
+        alert_ids=("a",),
+        reasoning="r",
+    )
 
 
 def _wait(condition, seconds: float = 10.0) -> bool:
@@ -44,7 +52,9 @@ def test_a_threaded_bot_takes_deliveries_from_a_queue_and_a_failed_one_comes_bac
         assert again.recommendation.id == first.recommendation.id
         again.done()
         assert _wait(lambda: orderflow.client.stats.handled == 1)
-        orderflow._call(bus.client.xadd(bus.keys.exits, {"exit": encode(_recommendation(1))}))  # a redelivery: suppressed
+        orderflow._call(
+            bus.client.xadd(bus.keys.exits, {"exit": encode(_recommendation(1))})
+        )  # a redelivery: suppressed
         assert _wait(lambda: orderflow.client.stats.duplicates == 1) and orderflow.deliveries.empty()
         assert orderflow.close_position("AAPL") and orderflow.positions() == []
     assert not orderflow.running
@@ -68,12 +78,18 @@ def test_callbacks_run_in_the_clients_handler_thread_not_on_its_loop(redis_url, 
 
     import concurrent.futures
 
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="the-bots-own") as bots_thread:  # a thread the bot chose
-        with OrderFlowClient(redis_url, name="chosen", on_exit=on_exit, key_prefix=key_prefix, executor=bots_thread) as orderflow:
+    with concurrent.futures.ThreadPoolExecutor(
+        1, thread_name_prefix="the-bots-own"
+    ) as bots_thread:  # a thread the bot chose
+        with OrderFlowClient(
+            redis_url, name="chosen", on_exit=on_exit, key_prefix=key_prefix, executor=bots_thread
+        ) as orderflow:
             bus = orderflow._connected()
             orderflow._call(bus.client.xadd(bus.keys.exits, {"exit": encode(_recommendation(3))}))
             assert _wait(lambda: len(seen) == 3)
-        assert bots_thread.submit(lambda: "still usable").result() == "still usable"  # stopping the client left it alone
+        assert (
+            bots_thread.submit(lambda: "still usable").result() == "still usable"
+        )  # stopping the client left it alone
     assert seen[-1] == "the-bots-own_0"
 
 
@@ -87,7 +103,7 @@ def test_an_unreachable_redis_is_an_error_at_start_not_a_silent_thread():
 def test_guest_logging_keeps_the_hosts_handlers_and_writes_orderflows_file(tmp_path):
     """A bot that configured logging itself keeps every handler and line; orderflow's events go to its own JSONL file
     and, through the usual propagation, to the host's handlers as well."""
-    from shared import logs
+    from orderflow_client import logs
 
     host_file = tmp_path / "trading_bot.log"
     root = logging.getLogger()
@@ -101,15 +117,27 @@ def test_guest_logging_keeps_the_hosts_handlers_and_writes_orderflows_file(tmp_p
         guest_logging(tmp_path / "order_flow", secrets=["s3cret-value"])
         assert root.handlers == [host]
         logging.getLogger("trading_bot.bot").info("Position updated: AAPL")
-        logs.get_logger("shared.risk").warning("order_flow.exit_signal_triggered", symbol="AAPL", exit_reason="order_flow_alert",
-                                               detail="key s3cret-value")
+        logs.get_logger("orderflow_client.risk").warning(
+            "order_flow.exit_signal_triggered", symbol="AAPL", exit_reason="order_flow_alert", detail="key s3cret-value"
+        )
         logging.getLogger("trading_bot.bot").info("TRADE EXECUTED | Symbol=AAPL")
         host.flush()
         lines = host_file.read_text().splitlines()
-        assert lines[0] == "trading_bot.bot | Position updated: AAPL" and lines[-1] == "trading_bot.bot | TRADE EXECUTED | Symbol=AAPL"
+        assert (
+            lines[0] == "trading_bot.bot | Position updated: AAPL"
+            and lines[-1] == "trading_bot.bot | TRADE EXECUTED | Symbol=AAPL"
+        )
         assert "order_flow.exit_signal_triggered" in lines[1] and "s3cret-value" not in lines[1]
-        [record] = [json.loads(line) for path in (tmp_path / "order_flow").glob("*.jsonl") for line in path.read_text().splitlines()]
-        assert (record["event"], record["exit_reason"], record["detail"]) == ("order_flow.exit_signal_triggered", "order_flow_alert", "key ***")
+        [record] = [
+            json.loads(line)
+            for path in (tmp_path / "order_flow").glob("*.jsonl")
+            for line in path.read_text().splitlines()
+        ]
+        assert (record["event"], record["exit_reason"], record["detail"]) == (
+            "order_flow.exit_signal_triggered",
+            "order_flow_alert",
+            "key ***",
+        )
     finally:
         for name in logs.GUEST_LOGGERS:
             logging.getLogger(name).handlers.clear()

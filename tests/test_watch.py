@@ -10,19 +10,28 @@ from pathlib import Path
 
 import pytest
 
-from services.detector.demo import SYMBOLS
-from services.watch import WatchState
+from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert
+from services.tools.demo import SYMBOLS
+from services.tools.watch import WatchState
 from tests.conftest import program
-from shared.wire import ExitRecommendation, FeedStatus, OrderFlowAlert
 
 REPO = Path(__file__).resolve().parents[1]
 S = 1_000_000_000
 
 
 def alert(kind: str, symbol: str = "AAPL", number: int = 1) -> OrderFlowAlert:
-    return OrderFlowAlert(id=f"{symbol}:{kind}:{number}", symbol=symbol, alert_type=kind, severity="warning", source="tape",
-                          ts_event=number, ts_recv=number, timestamp_utc="2026-11-24T15:00:00.000000000Z", order_size=12_000,
-                          price_level=50_000_000_000)
+    return OrderFlowAlert(
+        id=f"{symbol}:{kind}:{number}",
+        symbol=symbol,
+        alert_type=kind,
+        severity="warning",
+        source="tape",
+        ts_event=number,
+        ts_recv=number,
+        timestamp_utc="2026-11-24T15:00:00.000000000Z",
+        order_size=12_000,
+        price_level=50_000_000_000,
+    )
 
 
 def test_colours_follow_the_spec():
@@ -35,10 +44,23 @@ def test_colours_follow_the_spec():
     assert state.colour("AAPL", 125 * S) == "yellow"  # the first left the window
     state.apply(alert("red_burst", number=3), seen_ns=126 * S)
     assert state.colour("AAPL", 127 * S) == "red"
-    state.apply(FeedStatus(source="detector", state="monitoring_halted", ts_event=1, ts_recv=1, symbols=("AAPL",), code="stale_data"), 0)
+    state.apply(
+        FeedStatus(
+            source="detector", state="monitoring_halted", ts_event=1, ts_recv=1, symbols=("AAPL",), code="stale_data"
+        ),
+        0,
+    )
     assert state.view("AAPL").state == "HALTED"
-    exit_ = ExitRecommendation(id="x", symbol="MSFT", trigger="large_sellers", ts_event=1, ts_recv=1, timestamp_utc="t",
-                               alert_ids=(), reasoning="r")
+    exit_ = ExitRecommendation(
+        id="x",
+        symbol="MSFT",
+        trigger="large_sellers",
+        ts_event=1,
+        ts_recv=1,
+        timestamp_utc="t",
+        alert_ids=(),
+        reasoning="r",
+    )
     state.apply(exit_, 0)
     assert state.colour("MSFT", 0) == "red"
 
@@ -46,24 +68,68 @@ def test_colours_follow_the_spec():
 @pytest.mark.redis
 def test_watch_in_a_real_terminal(redis_url, key_prefix, tmp_path):
     program("tmux")
-    env = {**os.environ, "REDIS_URL": redis_url, "ORDER_FLOW_KEY_PREFIX": key_prefix, "PYTHONPATH": str(REPO),
-           "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"), "ORDER_FLOW_METRICS_PORT": "0", "TERM": "xterm-256color"}
-    demo_keys = {**env, "ORDER_FLOW_KEY_PREFIX": f"{key_prefix}-demo"}  # the demo writes under its own prefix, never the live one
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "ORDER_FLOW_KEY_PREFIX": key_prefix,
+        "PYTHONPATH": str(REPO),
+        "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"),
+        "ORDER_FLOW_METRICS_PORT": "0",
+        "TERM": "xterm-256color",
+    }
+    demo_keys = {
+        **env,
+        "ORDER_FLOW_KEY_PREFIX": f"{key_prefix}-demo",
+    }  # the demo writes under its own prefix, never the live one
     for symbol in SYMBOLS.values():
-        subprocess.run([sys.executable, "-m", "services.cli", "positions", "open", symbol, "--quantity", "100", "--entry", "50"],
-                       cwd=REPO, env=demo_keys, check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-m", "services.cli", "positions", "open", symbol, "--quantity", "100", "--entry", "50"],
+            cwd=REPO,
+            env=demo_keys,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
     session = f"watch-{key_prefix}"
     command = f"cd {REPO} && {sys.executable} -m services.cli watch --refresh 0.2"
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50", "-e", f"REDIS_URL={redis_url}",
-                    "-e", f"ORDER_FLOW_KEY_PREFIX={key_prefix}-demo", "-e", f"PYTHONPATH={REPO}", command], check=True, env=env)
+    subprocess.run(
+        [
+            "tmux",
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "160",
+            "-y",
+            "50",
+            "-e",
+            f"REDIS_URL={redis_url}",
+            "-e",
+            f"ORDER_FLOW_KEY_PREFIX={key_prefix}-demo",
+            "-e",
+            f"PYTHONPATH={REPO}",
+            command,
+        ],
+        check=True,
+        env=env,
+    )
     try:
-        demo = subprocess.run([sys.executable, "-m", "services.cli", "demo", "--speed", "400"], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)
+        demo = subprocess.run(
+            [sys.executable, "-m", "services.cli", "demo", "--speed", "400"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert demo.returncode == 0, demo.stdout + demo.stderr
         deadline = time.monotonic() + 20
         screen = ""
         while time.monotonic() < deadline:
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+            screen = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+            ).stdout
             if "EXIT  SELLERS" in screen and "HALTED" not in screen and "STALE" in screen:
                 break
             time.sleep(0.3)
@@ -71,7 +137,9 @@ def test_watch_in_a_real_terminal(redis_url, key_prefix, tmp_path):
         assert "SELLERS" in screen and "BURST" in screen and "QUIET" in screen
         assert "EXIT  SELLERS large_sellers" in screen or "EXIT  BURST red_burst" in screen
         assert "large_seller" in screen
-        colours = subprocess.run(["tmux", "capture-pane", "-p", "-e", "-t", session], capture_output=True, text=True).stdout
+        colours = subprocess.run(
+            ["tmux", "capture-pane", "-p", "-e", "-t", session], capture_output=True, text=True
+        ).stdout
         assert "\x1b[" in colours  # drawn in colour
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
@@ -82,8 +150,8 @@ async def test_the_view_survives_an_outage_and_foreign_entries_and_says_so():
     the view then leads with a banner (New York time)."""
     from rich.console import Console
 
-    from services.watch import follow, render, starting_ids
-    from shared.bus import OUTAGE_ERRORS, Bus
+    from orderflow_client.bus import OUTAGE_ERRORS, Bus
+    from services.tools.watch import follow, render, starting_ids
     from tests.redis_server import RedisProcess, free_port, redis_server_binary
 
     server = RedisProcess(port=free_port(), binary=redis_server_binary()).start()

@@ -35,7 +35,9 @@ class LargeOffers:
         self.bids: tuple[tuple[int, int], ...] = ()
         self._bid_size = 0  # the NBBO bid size when ``bids`` was not built
 
-    def on_book(self, ts_event: int, bids: tuple[tuple[int, int], ...], asks: tuple[tuple[int, int], ...], threshold: int) -> None:
+    def on_book(
+        self, ts_event: int, bids: tuple[tuple[int, int], ...], asks: tuple[tuple[int, int], ...], threshold: int
+    ) -> None:
         """The book now (best first, (price, size) per level)."""
         self.bids = bids
         self._bid_size = 0

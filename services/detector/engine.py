@@ -19,6 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple, Union
 
+from orderflow_client.prices import format_price
+from orderflow_client.timestamps import ns_to_utc_iso
+from orderflow_client.wire import ExitRecommendation, FeedStatus, MarketEvent, OrderFlowAlert, Quote, Trade
 from services.detector.book import Appearance, LargeOffers
 from services.detector.bursts import BurstSignal, RedBursts
 from services.detector.exits import ExitRule
@@ -33,14 +36,11 @@ from services.detector.profiles import (
     fit_thresholds,
     thresholds_for,
 )
-from services.detector.sessions import SessionClock
 from services.detector.tape import AggressiveOrder, TapeOrders
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
 from shared.nbbo import PrevailingQuote
-from shared.prices import format_price
-from shared.timestamps import ns_to_utc_iso
-from shared.wire import ExitRecommendation, FeedStatus, MarketEvent, OrderFlowAlert, Quote, Trade
+from shared.sessions import SessionClock
 
 NANOS = 1_000_000_000
 EXTENDED = ("pre_market", "after_hours")
@@ -103,16 +103,23 @@ class RuleSettings:
         spike = (override and override.volume_spike_threshold) or config.volume_spike_threshold
         return cls(
             large_order_size=large,
-            extended_large_order_size=(override and override.large_order_size) or config.extended_hours_large_order_size or large,
+            extended_large_order_size=(override and override.large_order_size)
+            or config.extended_hours_large_order_size
+            or large,
             spike_threshold=spike,
-            extended_spike_threshold=(override and override.volume_spike_threshold) or config.extended_hours_volume_spike_threshold or spike,
+            extended_spike_threshold=(override and override.volume_spike_threshold)
+            or config.extended_hours_volume_spike_threshold
+            or spike,
             red_burst_threshold=(override and override.red_burst_threshold) or config.red_burst_threshold,
             alert_window_ns=config.alert_window_seconds * NANOS,
             spike_seconds=config.spike_window_seconds,
             baseline_seconds=config.baseline_window_seconds,
             sell_ratio=config.sell_ratio_threshold,
-            min_baseline_volume=(override.min_baseline_volume if override and override.min_baseline_volume is not None
-                                 else config.min_baseline_volume),
+            min_baseline_volume=(
+                override.min_baseline_volume
+                if override and override.min_baseline_volume is not None
+                else config.min_baseline_volume
+            ),
             sweep_window_ns=config.sweep_window_ms * 1_000_000,
             persistence_ns=int(config.book_persistence_seconds * NANOS),
             two_sided_ratio=config.two_sided_ratio,
@@ -125,7 +132,9 @@ class RuleSettings:
             ),
             adaptive=config.threshold_mode == "adaptive",
             large_order_override=bool(override and override.large_order_size),
-            extended_large_order_explicit=bool((override and override.large_order_size) or config.extended_hours_large_order_size),
+            extended_large_order_explicit=bool(
+                (override and override.large_order_size) or config.extended_hours_large_order_size
+            ),
             fit=FitRules(
                 large_order_quantile=config.large_order_quantile,
                 offer_size_quantile=config.offer_size_quantile,
@@ -159,8 +168,15 @@ class SymbolEngine:
     ``session_start``). A session's statistics are recorded as the rules run.
     """
 
-    def __init__(self, symbol: str, settings: RuleSettings, conditions: ConditionTable, sessions: SessionClock,
-                 history: tuple[DayStatistics, ...] = (), profile_source: str = "stream") -> None:
+    def __init__(
+        self,
+        symbol: str,
+        settings: RuleSettings,
+        conditions: ConditionTable,
+        sessions: SessionClock,
+        history: tuple[DayStatistics, ...] = (),
+        profile_source: str = "stream",
+    ) -> None:
         self.symbol = symbol
         self.settings = settings
         self.conditions = conditions
@@ -170,21 +186,28 @@ class SymbolEngine:
         self.tape = TapeOrders(settings.sweep_window_ns)
         self.offers = LargeOffers(settings.persistence_ns, settings.offer_return_ns)
         self.bursts = RedBursts(
-            spike_seconds=settings.spike_seconds, baseline_seconds=settings.baseline_seconds,
-            min_baseline_volume=settings.min_baseline_volume, sell_ratio=settings.sell_ratio,
+            spike_seconds=settings.spike_seconds,
+            baseline_seconds=settings.baseline_seconds,
+            min_baseline_volume=settings.min_baseline_volume,
+            sell_ratio=settings.sell_ratio,
             critical_threshold=settings.red_burst_threshold,
         )
         self.exits = ExitRule(settings.alert_window_ns)
         self.session = ""
-        self.absolute = Thresholds(settings.large_order_size, settings.large_order_size,
-                                   "override" if settings.large_order_override else "absolute")
+        self.absolute = Thresholds(
+            settings.large_order_size,
+            settings.large_order_size,
+            "override" if settings.large_order_override else "absolute",
+        )
         self.thresholds = self.absolute
         self.history = {session.day: session for session in history}
         self.profile_source = profile_source
         self.recorder: DayRecorder | None = None
         self.day_end = 0
         self.calibrate_at = 0  # ns of event time; -1: waiting for the regular session; 0: nothing to calibrate
-        self.extended: DayRecorder | None = None  # a day with no history: its pre-market and after-hours, for calibration
+        self.extended: DayRecorder | None = (
+            None  # a day with no history: its pre-market and after-hours, for calibration
+        )
         self.active: DayRecorder | None = None  # where this session's events are recorded
         self.next_refit = 0
         self.fitted_today = False  # a day with no history has fitted its own thresholds
@@ -226,7 +249,9 @@ class SymbolEngine:
             self._on_trade(event, session, outputs, recorder)
         elif kind is Quote:
             self.nbbo.update(ts, event.bid_price, event.ask_price)
-            self.offers.on_quote(ts, event.bid_price, event.bid_size, event.ask_price, event.ask_size, self._offer_size(session))
+            self.offers.on_quote(
+                ts, event.bid_price, event.bid_size, event.ask_price, event.ask_size, self._offer_size(session)
+            )
             if recorder is not None:
                 recorder.quote(ts, event.bid_price, event.ask_price, event.ask_size)
         else:
@@ -310,13 +335,24 @@ class SymbolEngine:
             self.extended = DayRecorder(self.symbol, day, market_open if market_open is not None else ts)
             self.next_refit = ts + REFIT_NS
             self._recording()
-            outputs.append(self._status(ts, "calibrating", "no_profile",
-                                        f"no earlier session: absolute thresholds ({settings.large_order_size:,} shares) "
-                                        f"until {settings.calibration_ns / 60e9:g} minutes of the regular session are seen"))
+            outputs.append(
+                self._status(
+                    ts,
+                    "calibrating",
+                    "no_profile",
+                    f"no earlier session: absolute thresholds ({settings.large_order_size:,} shares) "
+                    f"until {settings.calibration_ns / 60e9:g} minutes of the regular session are seen",
+                )
+            )
             return
         self._recording()
-        profile = build_profile(self.symbol, earlier, source=self.profile_source, built_utc=ns_to_utc_iso(ts),
-                                profile_days=settings.profile_days)
+        profile = build_profile(
+            self.symbol,
+            earlier,
+            source=self.profile_source,
+            built_utc=ns_to_utc_iso(ts),
+            profile_days=settings.profile_days,
+        )
         if finished is not None and finished.day in profile.days:
             outputs.append(ProfileUpdate(profile))
         self.calibrate_at = 0
@@ -340,22 +376,41 @@ class SymbolEngine:
             return
         self.next_refit = ts + (CALIBRATED_REFIT_NS if self.fitted_today and not self.calibrate_at else REFIT_NS)
         regular = self.recorder
-        day = regular if self.extended is None or sum(regular.order_sizes.values()) >= MIN_CALIBRATION_ORDERS else self.extended
+        day = (
+            regular
+            if self.extended is None or sum(regular.order_sizes.values()) >= MIN_CALIBRATION_ORDERS
+            else self.extended
+        )
         orders_known = sum(day.order_sizes.values()) >= MIN_CALIBRATION_ORDERS
-        offers_known = sum(day.offer_sizes.values()) >= self.settings.persistence_ns / (1 - self.settings.fit.offer_size_quantile)
+        offers_known = sum(day.offer_sizes.values()) >= self.settings.persistence_ns / (
+            1 - self.settings.fit.offer_size_quantile
+        )
         if orders_known or offers_known:
-            fitted = fit_thresholds(self.settings.fit, day.order_sizes, day.offer_sizes if offers_known else {}, day.ratios,
-                                    day.vwap, source="session_start", days=day.day,
-                                    confidence=self.settings.calibration_confidence,
-                                    offer_unit_ns=max(self.settings.persistence_ns, 1))
+            fitted = fit_thresholds(
+                self.settings.fit,
+                day.order_sizes,
+                day.offer_sizes if offers_known else {},
+                day.ratios,
+                day.vwap,
+                source="session_start",
+                days=day.day,
+                confidence=self.settings.calibration_confidence,
+                offer_unit_ns=max(self.settings.persistence_ns, 1),
+            )
             current = self.thresholds
             large = fitted.large_order_size if orders_known else current.large_order_size
             offer = max(fitted.offer_size, large)
             if self.fitted_today:  # never fall during the day
                 large, offer = max(large, current.large_order_size), max(offer, current.offer_size)
             self.fitted_today = True
-            self._use(self._overridden(Thresholds(large, offer, "session_start", day.day, None,
-                                                  max(fitted.burst_ratio, current.burst_ratio))), None)
+            self._use(
+                self._overridden(
+                    Thresholds(
+                        large, offer, "session_start", day.day, None, max(fitted.burst_ratio, current.burst_ratio)
+                    )
+                ),
+                None,
+            )
         if session != "regular":
             return
         if self.calibrate_at < 0:
@@ -378,18 +433,27 @@ class SymbolEngine:
         self.thresholds = thresholds
         self.bursts.curve = thresholds.curve
         settings = self.settings
-        self.bursts.critical_threshold = max(settings.red_burst_threshold,
-                                             thresholds.burst_ratio * settings.red_burst_threshold / settings.spike_threshold)
+        self.bursts.critical_threshold = max(
+            settings.red_burst_threshold,
+            thresholds.burst_ratio * settings.red_burst_threshold / settings.spike_threshold,
+        )
         if ts is not None and outputs is not None:
             curve = "with" if thresholds.curve is not None else "without"
-            outputs.append(self._status(
-                ts, "calibrated", thresholds.source,
-                f"{thresholds.source} {thresholds.days}: large order {thresholds.large_order_size:,} shares, "
-                f"large offer {thresholds.offer_size:,} shares, burst ratio {max(self.settings.spike_threshold, thresholds.burst_ratio):g}, "
-                f"{curve} an intraday volume curve"))
+            outputs.append(
+                self._status(
+                    ts,
+                    "calibrated",
+                    thresholds.source,
+                    f"{thresholds.source} {thresholds.days}: large order {thresholds.large_order_size:,} shares, "
+                    f"large offer {thresholds.offer_size:,} shares, burst ratio {max(self.settings.spike_threshold, thresholds.burst_ratio):g}, "
+                    f"{curve} an intraday volume curve",
+                )
+            )
 
     def _status(self, ts: int, state: str, code: str, detail: str) -> FeedStatus:
-        return FeedStatus(source="detector", state=state, ts_event=ts, ts_recv=ts, symbols=(self.symbol,), code=code, detail=detail)
+        return FeedStatus(
+            source="detector", state=state, ts_event=ts, ts_recv=ts, symbols=(self.symbol,), code=code, detail=detail
+        )
 
     def flush(self) -> list[Output]:
         """End of input: complete the aggressive order in progress."""
@@ -559,9 +623,15 @@ class Engine:
     symbol gets its own (``symbol_overrides``).
     """
 
-    def __init__(self, settings: RuleSettings, conditions: ConditionTable | None = None, sessions: SessionClock | None = None,
-                 config: OrderFlowConfig | None = None, profiles: dict[str, SymbolProfile] | None = None,
-                 profile_source: str = "stream") -> None:
+    def __init__(
+        self,
+        settings: RuleSettings,
+        conditions: ConditionTable | None = None,
+        sessions: SessionClock | None = None,
+        config: OrderFlowConfig | None = None,
+        profiles: dict[str, SymbolProfile] | None = None,
+        profile_source: str = "stream",
+    ) -> None:
         self.settings = settings
         self.config = config
         self.conditions = conditions or ConditionTable.bundled()
@@ -582,8 +652,14 @@ class Engine:
         if engine is None:
             settings = RuleSettings.from_config(self.config, symbol) if self.config is not None else self.settings
             profile = self.profiles.get(symbol)
-            engine = self.symbols[symbol] = SymbolEngine(symbol, settings, self.conditions, self.sessions,
-                                                         profile.sessions if profile else (), self.profile_source)
+            engine = self.symbols[symbol] = SymbolEngine(
+                symbol,
+                settings,
+                self.conditions,
+                self.sessions,
+                profile.sessions if profile else (),
+                self.profile_source,
+            )
         return engine
 
     def reset(self, symbol: str, ts: int) -> None:
@@ -618,7 +694,11 @@ class Engine:
 
     def next_due(self) -> int | None:
         """The earliest :meth:`SymbolEngine.next_due` of all symbols (None: nothing is waiting)."""
-        due = [when for engine in self.symbols.values() if engine.offers.appearances and (when := engine.next_due()) is not None]
+        due = [
+            when
+            for engine in self.symbols.values()
+            if engine.offers.appearances and (when := engine.next_due()) is not None
+        ]
         return min(due, default=None)
 
     def halted_symbols(self) -> int:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from shared.prices import format_price
-from shared.timestamps import ns_to_utc_iso
-from shared.wire import ExitRecommendation, OrderFlowAlert
+from orderflow_client.prices import format_price
+from orderflow_client.timestamps import ns_to_utc_iso
+from orderflow_client.wire import ExitRecommendation, OrderFlowAlert
 
 NANOS = 1_000_000_000
 LARGE_SELLER_COUNT = 3
@@ -79,8 +79,12 @@ def _large_sellers_exit(trigger: OrderFlowAlert, alerts: list[OrderFlowAlert], w
         reasoning=reasoning,
         severity="critical",
         session=trigger.session,
-        evidence={"alerts": len(alerts), "shares": total, "span_seconds": round(span, 3),
-                  "lowest_price": format_price(min(alert.price_level for alert in alerts))},
+        evidence={
+            "alerts": len(alerts),
+            "shares": total,
+            "span_seconds": round(span, 3),
+            "lowest_price": format_price(min(alert.price_level for alert in alerts)),
+        },
     )
 
 

@@ -32,9 +32,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from shared.wire import BookUpdate, FeedStatus, MarketEvent, Quote, Trade
+from orderflow_client.wire import BookUpdate, FeedStatus, MarketEvent, Quote, Trade
 
-HALTING = frozenset({"stale_data", "stale_data_failure", "future_timestamp", "out_of_order", "invalid_price", "invalid_size"})
+HALTING = frozenset(
+    {"stale_data", "stale_data_failure", "future_timestamp", "out_of_order", "invalid_price", "invalid_size"}
+)
 
 
 class ValidationIssue(NamedTuple):
@@ -86,8 +88,10 @@ class Integrity:
         if age > settings.stale_warning_ns or -age > settings.tolerance_ns:
             return False
         if kind is Trade:
-            return event.price > 0 and event.size > 0 and (
-                self.last_print_ts is None or event.ts_event >= self.last_print_ts - settings.tolerance_ns
+            return (
+                event.price > 0
+                and event.size > 0
+                and (self.last_print_ts is None or event.ts_event >= self.last_print_ts - settings.tolerance_ns)
             )
         if kind is Quote:
             return event.bid_price >= 0 and event.ask_price >= 0 and event.bid_size >= 0 and event.ask_size >= 0
@@ -103,7 +107,9 @@ class Integrity:
         settings = self.settings
         problems = []
         kind = type(event)
-        age = 0 if kind is Trade and event.backfilled else event.ts_arrival - event.ts_event  # backfill is late by design
+        age = (
+            0 if kind is Trade and event.backfilled else event.ts_arrival - event.ts_event
+        )  # backfill is late by design
         if age > settings.stale_failure_ns:
             problems.append(("stale_data_failure", f"arrived {age / 1e9:.1f} s after its event time"))
         elif age > settings.stale_warning_ns:
@@ -116,7 +122,12 @@ class Integrity:
             if event.size <= 0:
                 problems.append(("invalid_size", f"print of {event.size} shares"))
             if self.last_print_ts is not None and event.ts_event < self.last_print_ts - settings.tolerance_ns:
-                problems.append(("out_of_order", f"print {(self.last_print_ts - event.ts_event) / 1e9:.3f} s before the previous one"))
+                problems.append(
+                    (
+                        "out_of_order",
+                        f"print {(self.last_print_ts - event.ts_event) / 1e9:.3f} s before the previous one",
+                    )
+                )
         elif kind is Quote:
             if event.bid_price < 0 or event.ask_price < 0:
                 problems.append(("invalid_price", f"quote {event.bid_price}/{event.ask_price}"))
@@ -161,12 +172,24 @@ class Integrity:
                 verdict.reset = True
                 verdict.statuses.append(self._status("monitoring_halted", ts, self.halt_code, problems[0][1]))
             return verdict
-        if session == "regular" and self.last_event_ts is not None and ts - self.last_event_ts > settings.gap_silence_ns:
+        if (
+            session == "regular"
+            and self.last_event_ts is not None
+            and ts - self.last_event_ts > settings.gap_silence_ns
+        ):
             verdict.reset = True
             verdict.statuses.append(
-                FeedStatus(source="detector", state="gap", ts_event=ts, ts_recv=event.ts_recv, symbols=(self.symbol,),
-                           code="event_silence", detail=f"no event for {(ts - self.last_event_ts) / 1e9:.1f} s",
-                           gap_start_ns=self.last_event_ts, gap_end_ns=ts)
+                FeedStatus(
+                    source="detector",
+                    state="gap",
+                    ts_event=ts,
+                    ts_recv=event.ts_recv,
+                    symbols=(self.symbol,),
+                    code="event_silence",
+                    detail=f"no event for {(ts - self.last_event_ts) / 1e9:.1f} s",
+                    gap_start_ns=self.last_event_ts,
+                    gap_end_ns=ts,
+                )
             )
         if self.last_event_ts is None or ts > self.last_event_ts:
             self.last_event_ts = ts
@@ -179,9 +202,13 @@ class Integrity:
             self.halted = False
             verdict.reset = True
             verdict.statuses.append(
-                self._status("monitoring_resumed", ts, self.halt_code, f"{settings.resume_after_ns / 1e9:.0f} s of valid data")
+                self._status(
+                    "monitoring_resumed", ts, self.halt_code, f"{settings.resume_after_ns / 1e9:.0f} s of valid data"
+                )
             )
         return verdict
 
     def _status(self, state: str, ts: int, code: str, detail: str) -> FeedStatus:
-        return FeedStatus(source="detector", state=state, ts_event=ts, ts_recv=ts, symbols=(self.symbol,), code=code, detail=detail)
+        return FeedStatus(
+            source="detector", state=state, ts_event=ts, ts_recv=ts, symbols=(self.symbol,), code=code, detail=detail
+        )

@@ -144,6 +144,7 @@ def decode_profile(payload: bytes | str) -> SymbolProfile:
 
 # --- recording one session ---------------------------------------------------------
 
+
 class DayRecorder:
     """Sums up one regular session of one symbol while the rules run.
 
@@ -152,8 +153,24 @@ class DayRecorder:
     session so far.
     """
 
-    __slots__ = ("symbol", "day", "open_ns", "order_sizes", "offer_sizes", "spreads", "ratios", "buckets", "volume_total",
-                 "notional", "first_ns", "last_ns", "_offer_ts", "_offer_levels", "_spread_ts", "_spread")
+    __slots__ = (
+        "_offer_levels",
+        "_offer_ts",
+        "_spread",
+        "_spread_ts",
+        "buckets",
+        "day",
+        "first_ns",
+        "last_ns",
+        "notional",
+        "offer_sizes",
+        "open_ns",
+        "order_sizes",
+        "ratios",
+        "spreads",
+        "symbol",
+        "volume_total",
+    )
 
     def __init__(self, symbol: str, day: str, open_ns: int) -> None:
         self.symbol = symbol
@@ -233,8 +250,13 @@ class DayRecorder:
 
     def statistics(self) -> DayStatistics:
         return DayStatistics(
-            symbol=self.symbol, day=self.day, order_sizes=dict(self.order_sizes), offer_sizes=dict(self.offer_sizes),
-            spread_tenth_bps=dict(self.spreads), bucket_volumes=tuple(self.buckets), burst_ratios=dict(self.ratios),
+            symbol=self.symbol,
+            day=self.day,
+            order_sizes=dict(self.order_sizes),
+            offer_sizes=dict(self.offer_sizes),
+            spread_tenth_bps=dict(self.spreads),
+            bucket_volumes=tuple(self.buckets),
+            burst_ratios=dict(self.ratios),
             volume=self.volume_total,
             vwap=self.vwap,
             observed_seconds=max(0, (self.last_ns - self.first_ns) // NANOS),
@@ -242,6 +264,7 @@ class DayRecorder:
 
 
 # --- building a profile --------------------------------------------------------------
+
 
 def weighted_quantile(weights: dict[int, int], q: float) -> int:
     """The smallest value whose cumulative weight reaches ``q`` of the total (0 when empty).
@@ -302,7 +325,9 @@ def _merge(counters: list[dict[int, int]]) -> dict[int, int]:
     return merged
 
 
-def build_profile(symbol: str, sessions: list[DayStatistics], *, source: str, built_utc: str, profile_days: int) -> SymbolProfile:
+def build_profile(
+    symbol: str, sessions: list[DayStatistics], *, source: str, built_utc: str, profile_days: int
+) -> SymbolProfile:
     """The profile of the last ``profile_days`` of ``sessions`` (any order; one per day, the latest kept)."""
     by_day = {session.day: session for session in sessions if session.symbol == symbol}
     if not by_day:
@@ -313,8 +338,13 @@ def build_profile(symbol: str, sessions: list[DayStatistics], *, source: str, bu
     spreads = _merge([session.spread_tenth_bps for session in chosen])
     volume = sum(session.volume for session in chosen)
     return SymbolProfile(
-        symbol=symbol, version=PROFILE_VERSION, source=source, built_utc=built_utc,
-        first_day=chosen[0].day, last_day=chosen[-1].day, days=tuple(session.day for session in chosen),
+        symbol=symbol,
+        version=PROFILE_VERSION,
+        source=source,
+        built_utc=built_utc,
+        first_day=chosen[0].day,
+        last_day=chosen[-1].day,
+        days=tuple(session.day for session in chosen),
         orders=sum(orders.values()),
         order_size_quantiles=tuple((q, weighted_quantile(orders, q)) for q in QUANTILE_GRID),
         offer_size_quantiles=tuple((q, weighted_quantile(offers, q)) for q in QUANTILE_GRID),
@@ -342,6 +372,7 @@ def volume_curve(sessions: list[DayStatistics]) -> tuple[float, ...]:
 
 # --- thresholds ------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Thresholds:
     """What the rules of one symbol judge against. Shares; ``source`` names where they came from:
@@ -368,9 +399,19 @@ class FitRules:
     min_notional_dollars: float = 100_000.0
 
 
-def fit_thresholds(rules: FitRules, orders: dict[int, int], offers: dict[int, int], ratios: dict[int, int], vwap: int, *,
-                   source: str, days: str, curve: VolumeCurve | None = None, confidence: float = 0.0,
-                   offer_unit_ns: int = NANOS) -> Thresholds:
+def fit_thresholds(
+    rules: FitRules,
+    orders: dict[int, int],
+    offers: dict[int, int],
+    ratios: dict[int, int],
+    vwap: int,
+    *,
+    source: str,
+    days: str,
+    curve: VolumeCurve | None = None,
+    confidence: float = 0.0,
+    offer_unit_ns: int = NANOS,
+) -> Thresholds:
     """Thresholds from count-weighted order sizes, time-weighted offer sizes (ns displayed) and burst
     ratio readings.
 
@@ -388,7 +429,9 @@ def fit_thresholds(rules: FitRules, orders: dict[int, int], offers: dict[int, in
         offer = max(weighted_quantile(offers, rules.offer_size_quantile), large)
     enough_readings = sum(ratios.values()) * (1 - rules.burst_ratio_quantile) >= 1
     burst = tail_quantile(ratios, rules.burst_ratio_quantile, confidence) / RATIO_RESOLUTION if enough_readings else 0.0
-    return Thresholds(large_order_size=large, offer_size=offer, source=source, days=days, curve=curve, burst_ratio=burst)
+    return Thresholds(
+        large_order_size=large, offer_size=offer, source=source, days=days, curve=curve, burst_ratio=burst
+    )
 
 
 def thresholds_for(profile: SymbolProfile, rules: FitRules, *, source: str, open_ns: int | None) -> Thresholds:
@@ -396,8 +439,16 @@ def thresholds_for(profile: SymbolProfile, rules: FitRules, *, source: str, open
     sessions = profile.sessions
     curve = VolumeCurve(profile.volume_curve, open_ns) if profile.volume_curve and open_ns is not None else None
     days = profile.first_day if profile.first_day == profile.last_day else f"{profile.first_day}..{profile.last_day}"
-    return fit_thresholds(rules, _merge([s.order_sizes for s in sessions]), _merge([s.offer_sizes for s in sessions]),
-                          _merge([s.burst_ratios for s in sessions]), profile.vwap, source=source, days=days, curve=curve)
+    return fit_thresholds(
+        rules,
+        _merge([s.order_sizes for s in sessions]),
+        _merge([s.offer_sizes for s in sessions]),
+        _merge([s.burst_ratios for s in sessions]),
+        profile.vwap,
+        source=source,
+        days=days,
+        curve=curve,
+    )
 
 
 class VolumeCurve:
@@ -409,7 +460,7 @@ class VolumeCurve:
     should hold on a normal day. Bounded by :data:`CURVE_FACTOR_BOUNDS`.
     """
 
-    __slots__ = ("open_ns", "fractions", "cumulative", "_cache_second", "_cache_factor")
+    __slots__ = ("_cache_factor", "_cache_second", "cumulative", "fractions", "open_ns")
 
     def __init__(self, fractions: tuple[float, ...], open_ns: int) -> None:
         self.open_ns = open_ns
@@ -438,7 +489,9 @@ class VolumeCurve:
             return self._cache_factor
         now = second + 1 - self.open_ns / NANOS  # the spike window holds seconds (second - spike, second]
         spike = (self.share(now) - self.share(now - spike_seconds)) / spike_seconds
-        baseline = (self.share(now - spike_seconds) - self.share(now - spike_seconds - baseline_seconds)) / baseline_seconds
+        baseline = (
+            self.share(now - spike_seconds) - self.share(now - spike_seconds - baseline_seconds)
+        ) / baseline_seconds
         low, high = CURVE_FACTOR_BOUNDS
         value = min(high, max(low, spike / baseline)) if baseline > 0 and spike > 0 else 1.0
         self._cache_second, self._cache_factor = second, value

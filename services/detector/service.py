@@ -29,25 +29,26 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Iterable
 
 import msgspec
 
-from services.detector.calibrate import ProfileStore
+from orderflow_client import logs
+from orderflow_client.bus import OUTAGE_ERRORS, Bus, BusEntry, GroupPosition, Outage, as_text
+from orderflow_client.errors import BusAuthenticationError, ConsumerGroupMissingError, WireDecodeError
+from orderflow_client.positions import PositionRegistry
+from orderflow_client.prices import format_price
+from orderflow_client.signing import sign
+from orderflow_client.timestamps import now_ns, ns_to_utc_iso
+from orderflow_client.wire import ExitRecommendation, FeedStatus, MarketEvent, OrderFlowAlert, decode, encode
 from services.detector.engine import AlertsExpired, Engine, Output, ProfileUpdate, RuleSettings
-from services.detector.profiles import ProfileError
 from services.detector.integrity import ValidationIssue
-from shared import logs, metrics
-from shared.bus import OUTAGE_ERRORS, Bus, BusEntry, GroupPosition, Outage, as_text
+from services.detector.profile_store import ProfileStore
+from services.detector.profiles import ProfileError
+from shared import service_metrics
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
-from shared.errors import BusAuthenticationError, ConsumerGroupMissingError, WireDecodeError
-from shared.positions import PositionRegistry
-from shared.signing import sign
-from shared.prices import format_price
-from shared.timestamps import now_ns, ns_to_utc_iso
-from shared.wire import ExitRecommendation, FeedStatus, MarketEvent, OrderFlowAlert, decode, encode
 
 NANOS = 1_000_000_000
 DEDUP_SECONDS = 7 * 24 * 3600
@@ -143,8 +144,15 @@ class DetectorService:
         positions, notices = await self.registry.follow()
         for notice in notices:
             now = now_ns()
-            status = FeedStatus(source="detector", state=notice.state, ts_event=now, ts_recv=now, symbols=notice.symbols,
-                                code=notice.code, detail=notice.detail)
+            status = FeedStatus(
+                source="detector",
+                state=notice.state,
+                ts_event=now,
+                ts_recv=now,
+                symbols=notice.symbols,
+                code=notice.code,
+                detail=notice.detail,
+            )
             await self._once(f"{notice.state}:{','.join(notice.symbols)}:{now}", self.keys.status, status)
         return [position.symbol for position in positions]
 
@@ -165,21 +173,21 @@ class DetectorService:
             if symbol not in wanted:  # position closed: forget it (a reopening warms up afresh)
                 del self.streams[stream]
                 self.engine.symbols.pop(symbol, None)
-        metrics.MONITORED_SYMBOLS.set(len(self.streams))
+        service_metrics.MONITORED_SYMBOLS.set(len(self.streams))
 
     async def _load_profile(self, symbol: str) -> None:
         """The symbol's stored profile as the history of its thresholds (adaptive mode); the threshold gauges
         show what the symbol starts with until its first calibration status."""
         large = self.config.large_order_size
-        metrics.THRESHOLD_SHARES.labels(symbol=symbol, kind="large_order").set(large)
-        metrics.THRESHOLD_SHARES.labels(symbol=symbol, kind="large_offer").set(large)
-        metrics.CALIBRATED.labels(symbol=symbol).set(1 if self.config.threshold_mode == "absolute" else 0)
+        service_metrics.THRESHOLD_SHARES.labels(symbol=symbol, kind="large_order").set(large)
+        service_metrics.THRESHOLD_SHARES.labels(symbol=symbol, kind="large_offer").set(large)
+        service_metrics.CALIBRATED.labels(symbol=symbol).set(1 if self.config.threshold_mode == "absolute" else 0)
         if self.config.threshold_mode != "adaptive":
             return
         try:
             profile = await self.profiles.load(symbol)
         except ProfileError as error:
-            metrics.VALIDATION_ERRORS.labels(code=error.code).inc()
+            service_metrics.VALIDATION_ERRORS.labels(code=error.code).inc()
             log.error("order_flow.profile_unreadable", symbol=symbol, code=error.code, reason=str(error))
             profile = None
         self.engine.set_profile(symbol, profile)
@@ -217,7 +225,10 @@ class DetectorService:
                     event = decode(payload)
                 except WireDecodeError:
                     continue
-                if _misplaced(event, BusEntry(stream, entry_id, payload, field), self.keys.symbol_of(stream)) is not None:
+                if (
+                    _misplaced(event, BusEntry(stream, entry_id, payload, field), self.keys.symbol_of(stream))
+                    is not None
+                ):
                     continue  # a poison entry in the history: it was (or will be) dead-lettered when delivered
                 newest_ts = event.ts_event if newest_ts is None else newest_ts
                 if newest_ts - event.ts_event > self.warmup_ns:
@@ -230,7 +241,7 @@ class DetectorService:
         for event in reversed(history):
             try:
                 self.engine.process(event)
-            except Exception as error:  # noqa: BLE001 — dead-lettered when it was delivered; here only skipped
+            except Exception as error:
                 self._rules_failed(event, error)
         self.stats.warmed_up_events += len(history)
         if history:
@@ -267,20 +278,32 @@ class DetectorService:
         stopped = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({consume, stopped, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
-            if (heartbeat.done() and not heartbeat.cancelled() and heartbeat.exception() is not None
-                    and not isinstance(heartbeat.exception(), _Stopping) and not stop.is_set()):
+            if (
+                heartbeat.done()
+                and not heartbeat.cancelled()
+                and heartbeat.exception() is not None
+                and not isinstance(heartbeat.exception(), _Stopping)
+                and not stop.is_set()
+            ):
                 consume.cancel()  # never go on half-alive: without the heartbeat resting offers would wait for events
                 await asyncio.gather(consume, return_exceptions=True)
                 log.error("order_flow.detector_failed", code="internal_error", error=repr(heartbeat.exception())[:300])
                 raise heartbeat.exception()
-            if not consume.done():  # stopping: the batch in hand may finish, a Redis call retrying into an outage may not
+            if (
+                not consume.done()
+            ):  # stopping: the batch in hand may finish, a Redis call retrying into an outage may not
                 done, _ = await asyncio.wait({consume}, timeout=STOP_GRACE_SECONDS)
                 if not done:
                     consume.cancel()
-                    log.warning("order_flow.detector_stopped_mid_call", detail="the batch in hand stays pending and is redelivered")
+                    log.warning(
+                        "order_flow.detector_stopped_mid_call",
+                        detail="the batch in hand stays pending and is redelivered",
+                    )
             await consume
         except _Stopping:
-            log.warning("order_flow.detector_stopped_during_outage", detail="the batch in hand stays pending and is redelivered")
+            log.warning(
+                "order_flow.detector_stopped_during_outage", detail="the batch in hand stays pending and is redelivered"
+            )
         except asyncio.CancelledError:
             if not stop.is_set():
                 raise
@@ -318,7 +341,10 @@ class DetectorService:
         if time.monotonic() - self._last_lag >= LAG_EVERY_SECONDS:
             await self._measure_lag()  # before the read, which would step over entries trimmed unread
         entries = await self.bus.read_group(
-            self.group, self.consumer, list(self.streams), count=self._per_stream(),
+            self.group,
+            self.consumer,
+            list(self.streams),
+            count=self._per_stream(),
             block_ms=None if self.bus.embedded else 200,
         )
         if entries:
@@ -349,9 +375,15 @@ class DetectorService:
             start = self._last_entry.get(stream, b"0")
             if await self.bus.ensure_group(stream, self.group, as_text(start)):
                 now = now_ns()
-                status = FeedStatus(source="detector", state="gap", ts_event=now, ts_recv=now, symbols=(symbol,),
-                                    code="group_recreated",
-                                    detail=f"consumer group {self.group} was missing on {stream}: recreated after entry {as_text(start)}")
+                status = FeedStatus(
+                    source="detector",
+                    state="gap",
+                    ts_event=now,
+                    ts_recv=now,
+                    symbols=(symbol,),
+                    code="group_recreated",
+                    detail=f"consumer group {self.group} was missing on {stream}: recreated after entry {as_text(start)}",
+                )
                 await self._once(f"{stream}:group_recreated:{now}", self.keys.status, status)
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
@@ -362,8 +394,10 @@ class DetectorService:
             due = self.engine.next_due()
             self._batch_done.clear()
             try:
-                await asyncio.wait_for(self._batch_done.wait(), 0.2 if due is None else max(0.0, (due - now_ns()) / NANOS))
-            except asyncio.TimeoutError:
+                await asyncio.wait_for(
+                    self._batch_done.wait(), 0.2 if due is None else max(0.0, (due - now_ns()) / NANOS)
+                )
+            except TimeoutError:
                 pass
             passed = self.engine.advance(now_ns())
             if passed:
@@ -376,7 +410,9 @@ class DetectorService:
     async def drain(self) -> None:
         """Process everything delivered and undelivered now (tests, demo end)."""
         while True:
-            entries = await self.bus.read_group(self.group, self.consumer, list(self.streams), count=self._per_stream(), block_ms=None)
+            entries = await self.bus.read_group(
+                self.group, self.consumer, list(self.streams), count=self._per_stream(), block_ms=None
+            )
             if not entries:
                 return
             await self._handle(entries)
@@ -387,7 +423,7 @@ class DetectorService:
         for stream, symbol in list(self.streams.items()):
             position = positions[stream]
             if position.lag is not None:
-                metrics.CONSUMER_LAG.labels(symbol=symbol).set(position.lag)
+                service_metrics.CONSUMER_LAG.labels(symbol=symbol).set(position.lag)
             trimmed = position.trimmed_unread()
             if trimmed != 0 and self._trim_reported.get(stream) != position.first_entry:
                 self._trim_reported[stream] = position.first_entry
@@ -399,11 +435,19 @@ class DetectorService:
         start, end = position.trimmed_interval_ns()
         count = f"{trimmed:,}" if trimmed is not None else "an unknown number of"
         now = now_ns()
-        status = FeedStatus(source="detector", state="gap", ts_event=now, ts_recv=now, symbols=(symbol,), code="trimmed_unread",
-                            detail=f"{count} entries of {stream} were trimmed (ORDER_FLOW_STREAM_MAX_LENGTH) before the detector "
-                                   f"read them: raise the cap or add detectors",
-                            gap_start_ns=start, gap_end_ns=end)
-        metrics.FEED_GAPS.labels(reason="trimmed_unread").inc()
+        status = FeedStatus(
+            source="detector",
+            state="gap",
+            ts_event=now,
+            ts_recv=now,
+            symbols=(symbol,),
+            code="trimmed_unread",
+            detail=f"{count} entries of {stream} were trimmed (ORDER_FLOW_STREAM_MAX_LENGTH) before the detector "
+            f"read them: raise the cap or add detectors",
+            gap_start_ns=start,
+            gap_end_ns=end,
+        )
+        service_metrics.FEED_GAPS.labels(reason="trimmed_unread").inc()
         log.error("order_flow.trimmed_unread", code="trimmed_unread", symbol=symbol, entries=trimmed, stream=stream)
         self.engine.process(status)
         await self._once(f"{stream}:trimmed_unread:{position.first_entry}", self.keys.status, status)
@@ -419,7 +463,7 @@ class DetectorService:
                 event = decode(entry.payload)
             except WireDecodeError as error:
                 self.stats.undecodable += 1
-                metrics.VALIDATION_ERRORS.labels(code=error.code).inc()
+                service_metrics.VALIDATION_ERRORS.labels(code=error.code).inc()
                 dead.append((entry, error.code, str(error)))
                 continue
             problem = _misplaced(event, entry, self.streams.get(entry.stream, ""))
@@ -432,14 +476,14 @@ class DetectorService:
             received.append(event.ts_recv)
             try:
                 produced = process(event)
-            except Exception as error:  # noqa: BLE001 — the rules failed on this entry: it must not stop the others
+            except Exception as error:
                 dead.append((entry, "processing_failed", self._rules_failed(event, error)))
                 continue
             if produced:
                 outputs.extend(produced)
         self.stats.events += len(entries)
         for kind, count in kinds.items():
-            metrics.EVENTS_PROCESSED.labels(kind=kind.__struct_config__.tag).inc(count)
+            service_metrics.EVENTS_PROCESSED.labels(kind=kind.__struct_config__.tag).inc(count)
         by_stream: dict[str, list[bytes]] = {}
         for entry in entries:
             by_stream.setdefault(entry.stream, []).append(entry.entry_id)
@@ -457,10 +501,10 @@ class DetectorService:
             self._last_entry[stream] = ids[-1]
         if received:
             done = now_ns()
-            metrics.PROCESSING_LATENCY.observe(max(0, done - min(received)) / NANOS)
+            service_metrics.PROCESSING_LATENCY.observe(max(0, done - min(received)) / NANOS)
             if self.keep_latencies:
                 self.stats.latencies_ms.extend((done - stamp) / 1e6 for stamp in received)
-        metrics.HALTED_SYMBOLS.set(self.engine.halted_symbols())
+        service_metrics.HALTED_SYMBOLS.set(self.engine.halted_symbols())
         self._batch_done.set()
 
     def _rules_failed(self, event, error: Exception) -> str:
@@ -468,8 +512,14 @@ class DetectorService:
         the symbol's windows forgotten (their state is suspect) and the reason for the dead letter returned."""
         self.stats.processing_failures += 1
         symbol = getattr(event, "symbol", "")
-        log.error("order_flow.processing_failed", code="processing_failed", symbol=symbol, error=type(error).__name__,
-                  detail=str(error)[:300], exc_info=error)
+        log.error(
+            "order_flow.processing_failed",
+            code="processing_failed",
+            symbol=symbol,
+            error=type(error).__name__,
+            detail=str(error)[:300],
+            exc_info=error,
+        )
         if symbol:
             self.engine.reset(symbol, event.ts_event)
         return f"the rules raised {type(error).__name__}: {error}"
@@ -484,8 +534,11 @@ class DetectorService:
         for entry in entries:
             delivered = counts.get(entry.entry_id, 0)
             if delivered > limit:
-                await self._dead_letter(entry, "delivery_limit", f"delivered {delivered} times without an acknowledgement "
-                                                                   f"(ORDER_FLOW_MAX_DELIVERIES={limit})")
+                await self._dead_letter(
+                    entry,
+                    "delivery_limit",
+                    f"delivered {delivered} times without an acknowledgement (ORDER_FLOW_MAX_DELIVERIES={limit})",
+                )
                 await self.bus.ack(entry.stream, self.group, [entry.entry_id])
             else:
                 keep.append(entry)
@@ -497,8 +550,15 @@ class DetectorService:
         symbol = self.streams.get(entry.stream, "")
         entry_id = await self.bus.dead_letter(entry, code, reason)
         now = now_ns()
-        status = FeedStatus(source="detector", state="dead_letter", ts_event=now, ts_recv=now, symbols=(symbol,) if symbol else (),
-                            code=code, detail=f"entry {entry_id} of {entry.stream} moved to {self.keys.dead_letters(entry.stream)}: {reason[:200]}")
+        status = FeedStatus(
+            source="detector",
+            state="dead_letter",
+            ts_event=now,
+            ts_recv=now,
+            symbols=(symbol,) if symbol else (),
+            code=code,
+            detail=f"entry {entry_id} of {entry.stream} moved to {self.keys.dead_letters(entry.stream)}: {reason[:200]}",
+        )
         await self._once(f"{entry.stream}:dead:{entry_id}", self.keys.status, status)
 
     async def _publish(self, outputs: list[Output]) -> None:
@@ -511,16 +571,27 @@ class DetectorService:
                 status_id = f"{','.join(output.symbols)}:status:{output.state}:{output.code}:{output.ts_event}"
                 if not await self._once(status_id, self.keys.status, output):
                     continue  # a redelivered event: this status was published already
-                log.warning(f"order_flow.{output.state}", symbol=",".join(output.symbols), code=output.code, detail=output.detail,
-                            timestamp_utc=ns_to_utc_iso(output.ts_event))
+                log.warning(
+                    f"order_flow.{output.state}",
+                    symbol=",".join(output.symbols),
+                    code=output.code,
+                    detail=output.detail,
+                    timestamp_utc=ns_to_utc_iso(output.ts_event),
+                )
                 if output.state in ("calibrating", "calibrated"):
                     self._threshold_metrics(output)
                 if self.on_output:
                     self.on_output(output)
             elif isinstance(output, ValidationIssue):
-                metrics.VALIDATION_ERRORS.labels(code=output.code).inc()
-                log.error(logs.DATA_VALIDATION_ERROR, symbol=output.symbol, code=output.code, detail=output.detail,
-                          halting=output.halting, timestamp_utc=ns_to_utc_iso(output.ts_event))
+                service_metrics.VALIDATION_ERRORS.labels(code=output.code).inc()
+                log.error(
+                    logs.DATA_VALIDATION_ERROR,
+                    symbol=output.symbol,
+                    code=output.code,
+                    detail=output.detail,
+                    halting=output.halting,
+                    timestamp_utc=ns_to_utc_iso(output.ts_event),
+                )
             elif isinstance(output, AlertsExpired):
                 log.info(logs.ALERT_WINDOW_EXPIRED, alert_ids=list(output))
             elif isinstance(output, ProfileUpdate):
@@ -532,9 +603,11 @@ class DetectorService:
             engine = self.engine.symbols.get(symbol)
             if engine is None:
                 continue
-            metrics.CALIBRATED.labels(symbol=symbol).set(1 if status.state == "calibrated" else 0)
-            metrics.THRESHOLD_SHARES.labels(symbol=symbol, kind="large_order").set(engine.thresholds.large_order_size)
-            metrics.THRESHOLD_SHARES.labels(symbol=symbol, kind="large_offer").set(engine.thresholds.offer_size)
+            service_metrics.CALIBRATED.labels(symbol=symbol).set(1 if status.state == "calibrated" else 0)
+            service_metrics.THRESHOLD_SHARES.labels(symbol=symbol, kind="large_order").set(
+                engine.thresholds.large_order_size
+            )
+            service_metrics.THRESHOLD_SHARES.labels(symbol=symbol, kind="large_offer").set(engine.thresholds.offer_size)
 
     async def _once(self, output_id: str, stream: str, message, channel: str = "") -> bool:
         tag = type(message).__struct_config__.tag
@@ -544,7 +617,7 @@ class DetectorService:
         )
         if not result:
             self.stats.duplicates_suppressed += 1
-            metrics.DUPLICATES_SKIPPED.labels(kind=tag).inc()
+            service_metrics.DUPLICATES_SKIPPED.labels(kind=tag).inc()
         return bool(result)
 
     async def _publish_alert(self, alert: OrderFlowAlert) -> None:
@@ -555,8 +628,8 @@ class DetectorService:
         self.stats.alerts += 1
         if self.keep_latencies:
             self.stats.latencies_ms.append(latency_ms)
-        metrics.ALERTS.labels(alert_type=alert.alert_type, severity=alert.severity).inc()
-        metrics.ALERT_LATENCY.observe(latency_ms / 1000)
+        service_metrics.ALERTS.labels(alert_type=alert.alert_type, severity=alert.severity).inc()
+        service_metrics.ALERT_LATENCY.observe(latency_ms / 1000)
         event = logs.LARGE_SELLER_DETECTED if alert.alert_type == "large_seller" else logs.RED_BURST_DETECTED
         log.warning(event, **_alert_fields(alert))
         if self.on_output:
@@ -564,16 +637,29 @@ class DetectorService:
 
     async def _publish_exit(self, recommendation: ExitRecommendation) -> None:
         now = now_ns()
-        recommendation = msgspec.structs.replace(recommendation, latency_ms=round((now - recommendation.ts_recv) / 1e6, 3))
+        recommendation = msgspec.structs.replace(
+            recommendation, latency_ms=round((now - recommendation.ts_recv) / 1e6, 3)
+        )
         if self.config.signing_key is not None:
-            recommendation = sign(recommendation, self.config.signing_key.get_secret_value().encode(), self.config.signing_key_id, now)
+            recommendation = sign(
+                recommendation, self.config.signing_key.get_secret_value().encode(), self.config.signing_key_id, now
+            )
         if not await self._once(recommendation.id, self.keys.exits, recommendation, self.keys.exit_channel):
             return
         self.stats.exits += 1
-        metrics.EXIT_RECOMMENDATIONS.inc()
-        log.warning(logs.EXIT_SIGNAL_TRIGGERED, id=recommendation.id, symbol=recommendation.symbol, trigger=recommendation.trigger,
-                    alert_ids=list(recommendation.alert_ids), reasoning=recommendation.reasoning, session=recommendation.session,
-                    timestamp_utc=recommendation.timestamp_utc, latency_ms=recommendation.latency_ms, source="detector")
+        service_metrics.EXIT_RECOMMENDATIONS.inc()
+        log.warning(
+            logs.EXIT_SIGNAL_TRIGGERED,
+            id=recommendation.id,
+            symbol=recommendation.symbol,
+            trigger=recommendation.trigger,
+            alert_ids=list(recommendation.alert_ids),
+            reasoning=recommendation.reasoning,
+            session=recommendation.session,
+            timestamp_utc=recommendation.timestamp_utc,
+            latency_ms=recommendation.latency_ms,
+            source="detector",
+        )
         if self.on_output:
             self.on_output(recommendation)
 
@@ -598,11 +684,18 @@ def _misplaced(event, entry: BusEntry, symbol: str) -> tuple[str, str] | None:
 
 def _alert_fields(alert: OrderFlowAlert) -> dict:
     return {
-        "id": alert.id, "symbol": alert.symbol, "alert_type": alert.alert_type, "severity": alert.severity,
-        "source": alert.source, "order_size": alert.order_size, "price_level": format_price(alert.price_level),
-        "volume_ratio": alert.volume_ratio, "sell_ratio": alert.sell_ratio, "two_sided": alert.two_sided,
-        "session": alert.session, "timestamp_utc": alert.timestamp_utc, "latency_ms": alert.latency_ms,
+        "id": alert.id,
+        "symbol": alert.symbol,
+        "alert_type": alert.alert_type,
+        "severity": alert.severity,
+        "source": alert.source,
+        "order_size": alert.order_size,
+        "price_level": format_price(alert.price_level),
+        "volume_ratio": alert.volume_ratio,
+        "sell_ratio": alert.sell_ratio,
+        "two_sided": alert.two_sided,
+        "session": alert.session,
+        "timestamp_utc": alert.timestamp_utc,
+        "latency_ms": alert.latency_ms,
         "evidence": alert.evidence,
     }
-
-

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.wire import Trade
+from orderflow_client.wire import Trade
 
 
 @dataclass
@@ -65,9 +65,16 @@ class TapeOrders:
             return None
         finished = self.current
         self.current = AggressiveOrder(
-            first_ts=trade.ts_event, first_trade_id=trade.trade_id, last_ts=trade.ts_event, last_price=trade.price,
-            worst_price=trade.price, size=trade.size, notional=trade.price * trade.size, prints=1,
-            bid_before=bid_before, last_ts_recv=trade.ts_recv,
+            first_ts=trade.ts_event,
+            first_trade_id=trade.trade_id,
+            last_ts=trade.ts_event,
+            last_price=trade.price,
+            worst_price=trade.price,
+            size=trade.size,
+            notional=trade.price * trade.size,
+            prints=1,
+            bid_before=bid_before,
+            last_ts_recv=trade.ts_recv,
         )
         return finished
 

@@ -30,50 +30,50 @@ import heapq
 import io
 import re
 import zipfile
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Iterator
 
+from orderflow_client.prices import price_from_scaled
+from orderflow_client.timestamps import NANOS_PER_MILLISECOND
+from orderflow_client.wire import Quote, Trade
 from services.ingest.lobster import midnight_ns
 from services.ingest.rejects import Reject
-from shared.prices import price_from_scaled
-from shared.timestamps import NANOS_PER_MILLISECOND
-from shared.wire import Quote, Trade
 
 SOURCE = "algoseek"
 _MEMBER = re.compile(r"(?P<day>\d{8})_(?P<symbol>[a-zA-Z.]+)_(?P<kind>Trade|Quote)_Tick\.csv$")
 
 # Lean TradeConditionFlags bit → Polygon trade condition id.
 LEAN_FLAG_TO_POLYGON = {
-    0: 0,    # Regular → Regular Sale
-    1: 7,    # Cash → Cash Sale
-    2: 20,   # NextDay → Next Day
-    3: 29,   # Seller → Seller
-    4: 36,   # YellowFlag → Yellow Flag Regular Trade
-    5: 14,   # IntermarketSweep → Intermarket Sweep
-    6: 25,   # OpeningPrints → Opening Prints
-    7: 8,    # ClosingPrints → Closing Prints
-    8: 28,   # ReOpeningPrints → Re-Opening Prints
-    9: 10,   # DerivativelyPriced → Derivatively Priced
+    0: 0,  # Regular → Regular Sale
+    1: 7,  # Cash → Cash Sale
+    2: 20,  # NextDay → Next Day
+    3: 29,  # Seller → Seller
+    4: 36,  # YellowFlag → Yellow Flag Regular Trade
+    5: 14,  # IntermarketSweep → Intermarket Sweep
+    6: 25,  # OpeningPrints → Opening Prints
+    7: 8,  # ClosingPrints → Closing Prints
+    8: 28,  # ReOpeningPrints → Re-Opening Prints
+    9: 10,  # DerivativelyPriced → Derivatively Priced
     10: 12,  # FormT → Form T/Extended Hours
     11: 30,  # Sold → Sold Last
     12: 27,  # Stopped → Stopped Stock (Regular Trade)
     13: 12,  # ExtendedHours → Form T/Extended Hours
     14: 32,  # OutOfSequence → Sold (Out Of Sequence)
     15: 34,  # Split → Split Trade
-    16: 1,   # Acquisition → Acquisition
-    17: 4,   # Bunched → Bunched Trade
+    16: 1,  # Acquisition → Acquisition
+    17: 4,  # Bunched → Bunched Trade
     18: 35,  # StockOption → Stock Option
     19: 11,  # Distribution → Distribution
-    20: 2,   # AveragePrice → Average Price Trade
-    21: 9,   # Cross → Cross Trade
+    20: 2,  # AveragePrice → Average Price Trade
+    21: 9,  # Cross → Cross Trade
     22: 21,  # PriceVariation → Price Variation Trade
     23: 23,  # Rule155 → Rule 155 Trade (AMEX)
     24: 15,  # OfficialClose → Market Center Official Close
     25: 22,  # PriorReferencePrice → Prior Reference Price
     26: 16,  # OfficialOpen → Market Center Official Open
-    27: 6,   # CapElection → CAP Election
-    28: 3,   # AutoExecution → Automatic Execution
+    27: 6,  # CapElection → CAP Election
+    28: 3,  # AutoExecution → Automatic Execution
     29: 41,  # TradeThroughExempt → Trade Thru Exempt
     31: 37,  # OddLot → Odd Lot Trade
 }
@@ -81,8 +81,23 @@ UNDOCUMENTED_FLAG = 30  # present in the raw data, described nowhere: ignored
 
 # CTA/UTP participant letter → Polygon exchange id.
 PARTICIPANT_TO_POLYGON = {
-    "A": 1, "B": 2, "C": 3, "D": 4, "I": 6, "J": 7, "K": 8, "M": 9, "N": 10,
-    "P": 11, "T": 12, "Q": 12, "V": 15, "W": 16, "X": 17, "Y": 18, "Z": 19,
+    "A": 1,
+    "B": 2,
+    "C": 3,
+    "D": 4,
+    "I": 6,
+    "J": 7,
+    "K": 8,
+    "M": 9,
+    "N": 10,
+    "P": 11,
+    "T": 12,
+    "Q": 12,
+    "V": 15,
+    "W": 16,
+    "X": 17,
+    "Y": 18,
+    "Z": 19,
 }
 
 
@@ -158,10 +173,16 @@ def _trades(stream: io.TextIOBase, symbol: str, midnight: int, member: str) -> I
                 continue
             ts_event = midnight + int(time_text) * NANOS_PER_MILLISECOND
             yield Trade(
-                symbol=symbol, ts_event=ts_event, ts_recv=ts_event, ts_arrival=ts_event,
-                price=price_from_scaled(int(price_text), 10_000), size=int(size_text),
-                exchange=PARTICIPANT_TO_POLYGON.get(exchange, 0), trade_id=str(number),
-                conditions=conditions_from_flags(condition_text), sequence=number,
+                symbol=symbol,
+                ts_event=ts_event,
+                ts_recv=ts_event,
+                ts_arrival=ts_event,
+                price=price_from_scaled(int(price_text), 10_000),
+                size=int(size_text),
+                exchange=PARTICIPANT_TO_POLYGON.get(exchange, 0),
+                trade_id=str(number),
+                conditions=conditions_from_flags(condition_text),
+                sequence=number,
             )
         except ValueError as error:
             yield Reject(SOURCE, "invalid_row", f"{member}:{number}", str(error)[:200])
@@ -171,11 +192,18 @@ def _quotes(stream: io.TextIOBase, symbol: str, midnight: int, member: str) -> I
     bid = ask = (0, 0, "")
     for number, line in enumerate(stream, start=1):
         try:
-            time_text, bid_text, bid_size_text, ask_text, ask_size_text, exchange, _condition, suspicious = line.rstrip("\r\n").split(",")
+            time_text, bid_text, bid_size_text, ask_text, ask_size_text, exchange, _condition, suspicious = line.rstrip(
+                "\r\n"
+            ).split(",")
             if suspicious != "0":
                 yield Reject(SOURCE, "vendor_suspicious", f"{member}:{number}", line.strip())
                 continue
-            bid_price, bid_size, ask_price, ask_size = int(bid_text), int(bid_size_text), int(ask_text), int(ask_size_text)
+            bid_price, bid_size, ask_price, ask_size = (
+                int(bid_text),
+                int(bid_size_text),
+                int(ask_text),
+                int(ask_size_text),
+            )
             if bid_price < 0 or ask_price < 0 or bid_size < 0 or ask_size < 0:
                 raise ValueError("negative quote field")
             before = (bid, ask)
@@ -187,10 +215,16 @@ def _quotes(stream: io.TextIOBase, symbol: str, midnight: int, member: str) -> I
                 continue
             ts_event = midnight + int(time_text) * NANOS_PER_MILLISECOND
             yield Quote(
-                symbol=symbol, ts_event=ts_event, ts_recv=ts_event, ts_arrival=ts_event,
-                bid_price=price_from_scaled(bid[0], 10_000), bid_size=bid[1],
-                ask_price=price_from_scaled(ask[0], 10_000), ask_size=ask[1],
-                bid_exchange=PARTICIPANT_TO_POLYGON.get(bid[2], 0), ask_exchange=PARTICIPANT_TO_POLYGON.get(ask[2], 0),
+                symbol=symbol,
+                ts_event=ts_event,
+                ts_recv=ts_event,
+                ts_arrival=ts_event,
+                bid_price=price_from_scaled(bid[0], 10_000),
+                bid_size=bid[1],
+                ask_price=price_from_scaled(ask[0], 10_000),
+                ask_size=ask[1],
+                bid_exchange=PARTICIPANT_TO_POLYGON.get(bid[2], 0),
+                ask_exchange=PARTICIPANT_TO_POLYGON.get(ask[2], 0),
             )
         except ValueError as error:
             yield Reject(SOURCE, "invalid_row", f"{member}:{number}", str(error)[:200])

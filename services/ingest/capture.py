@@ -14,8 +14,9 @@ replaced by a space on writing (JSON whitespace, same meaning).
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator, NamedTuple
+from typing import IO, NamedTuple
 
 from services.ingest.rejects import Reject
 
@@ -48,6 +49,8 @@ def read_capture(path: Path) -> Iterator[CaptureLine | Reject]:
                 continue
             stamp, separator, frame = line.partition(b" ")
             if not separator or not stamp.isdigit() or not frame:
-                yield Reject(SOURCE, "malformed_capture_line", f"{path.name}:{number}", line[:80].decode(errors="replace"))
+                yield Reject(
+                    SOURCE, "malformed_capture_line", f"{path.name}:{number}", line[:80].decode(errors="replace")
+                )
                 continue
             yield CaptureLine(int(stamp), frame)

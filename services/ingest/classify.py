@@ -26,12 +26,13 @@ locked, crossed or one-sided NBBO falls back to the tick test. The
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import msgspec
 
+from orderflow_client.wire import BookUpdate, Quote, Trade
 from shared.nbbo import PrevailingQuote, QuoteTiming
-from shared.wire import BookUpdate, Quote, Trade
 
 Method = Literal["lee_ready", "emo", "quote", "tick"]
 METHODS: tuple[Method, ...] = ("lee_ready", "emo", "quote", "tick")

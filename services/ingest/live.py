@@ -34,35 +34,38 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from polygon import WebSocketClient
 from polygon.exceptions import AuthError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from services.detector.sessions import SessionClock
+from orderflow_client import logs
+from orderflow_client.bus import Bus, Outage
+from orderflow_client.errors import BusUnavailableError, OrderflowError
+from orderflow_client.positions import PositionRegistry, decode_change
+from orderflow_client.timestamps import now_ns, ns_to_utc_iso
+from orderflow_client.wire import FeedStatus, MarketEvent
 from services.ingest.capture import format_line
 from services.ingest.normalise import Normaliser
-from services.ingest.polygon_http import PolygonRest, RestError
-from services.ingest.polygon_rest import parse_trades_page
+from services.ingest.polygon_rest_client import PolygonRest, RestError
+from services.ingest.polygon_rest_parse import parse_trades_page
 from services.ingest.polygon_ws import parse_frame
 from services.ingest.rejects import RejectCounter
-from shared import logs, metrics
-from shared.bus import Bus, Outage
+from shared import service_metrics
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
-from shared.errors import BusUnavailableError, OrderflowError
-from shared.positions import PositionRegistry, decode_change
-from shared.timestamps import now_ns, ns_to_utc_iso
-from shared.wire import FeedStatus, MarketEvent
+from shared.sessions import SessionClock
 
 log = logs.get_logger(__name__)
 SOURCE = "polygon"
 BATCH_FRAMES = 500
 BATCH_EVENTS = 5_000  # and at most about this many events a batch (a frame may hold hundreds)
+
+
 def _off_loop(function):
     """Run a blocking call (a REST page: timeouts and retries can take a minute) in a daemon thread and await it.
     Not the default executor: ``asyncio.run`` joins that at exit, so a stop would wait for the call to give up."""
@@ -76,7 +79,7 @@ def _off_loop(function):
     def work() -> None:
         try:
             outcome, failed = function(), False
-        except BaseException as error:  # noqa: BLE001 — handed to the awaiting task
+        except BaseException as error:
             outcome, failed = error, True
         try:
             loop.call_soon_threadsafe(settle, outcome, failed)
@@ -208,7 +211,7 @@ class IngestService:
                 self.client.unsubscribe(*sorted(removed))
         for topic in removed:
             self.normaliser.forget(topic.split(".", 1)[1])
-        metrics.MONITORED_SYMBOLS.set(len(self.symbols))
+        service_metrics.MONITORED_SYMBOLS.set(len(self.symbols))
         log.info("order_flow.subscriptions_changed", added=sorted(added), removed=sorted(removed), symbols=self.symbols)
 
     async def _follow_positions(self, stop: asyncio.Event) -> None:
@@ -249,7 +252,7 @@ class IngestService:
             self.inbox.append(("connected", received, None))
         if self.inbox_frames >= self.config.ingest_queue_frames or self.inbox_bytes >= self.config.ingest_queue_bytes:
             self.stats.dropped_frames += 1
-            metrics.INGEST_QUEUE_DROPPED.inc()
+            service_metrics.INGEST_QUEUE_DROPPED.inc()
             self.dropped_since = self.dropped_since or received
             self.dropped_until = received
             return
@@ -265,8 +268,13 @@ class IngestService:
         failures = 0
         while not stop.is_set():
             client = WebSocketClient(
-                api_key=self.api_key, feed=self.config.polygon_feed, market="stocks", raw=True,
-                secure=self.config.polygon_secure, max_reconnects=0, subscriptions=sorted(self.topics),
+                api_key=self.api_key,
+                feed=self.config.polygon_feed,
+                market="stocks",
+                raw=True,
+                secure=self.config.polygon_secure,
+                max_reconnects=0,
+                subscriptions=sorted(self.topics),
             )
             self.client = client
             started = time.time_ns()
@@ -297,7 +305,7 @@ class IngestService:
                 pass
             except AuthError:
                 self.auth_error = FeedAuthError("Polygon rejected the API key (auth_failed): check POLYGON_API_KEY")
-                metrics.FEED_CONNECTED.set(0)
+                service_metrics.FEED_CONNECTED.set(0)
                 stop.set()
                 self.wakeup.set()
                 return
@@ -306,7 +314,7 @@ class IngestService:
             was_connected = self.connected
             if was_connected:
                 self.connected = False
-                metrics.FEED_CONNECTED.set(0)
+                service_metrics.FEED_CONNECTED.set(0)
                 self.inbox.append(("disconnected", self.last_frame_ns, reason))
                 self.wakeup.set()
             if stop.is_set():
@@ -315,11 +323,16 @@ class IngestService:
             delay = min(self.backoff_cap, 0.25 * 2 ** min(failures, 10))
             delay = random.uniform(delay / 2, delay)
             self.stats.reconnects += 1
-            metrics.FEED_RECONNECTS.inc()
-            log.warning("order_flow.feed_disconnected", reason=reason, reconnect_in_seconds=round(delay, 2), symbols=self.symbols)
+            service_metrics.FEED_RECONNECTS.inc()
+            log.warning(
+                "order_flow.feed_disconnected",
+                reason=reason,
+                reconnect_in_seconds=round(delay, 2),
+                symbols=self.symbols,
+            )
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     # --- processing ------------------------------------------------------------------
@@ -338,10 +351,10 @@ class IngestService:
                 self.wakeup.clear()
                 try:
                     await asyncio.wait_for(self.wakeup.wait(), timeout=0.5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 continue
-            metrics.INGEST_QUEUE_DEPTH.set(self.inbox_frames)
+            service_metrics.INGEST_QUEUE_DEPTH.set(self.inbox_frames)
             events: list[MarketEvent] = []
             oldest = None
             for _ in range(BATCH_FRAMES):
@@ -354,7 +367,7 @@ class IngestService:
                     oldest = oldest or stamp
                     events.extend(self._frame(stamp, payload))
                 elif kind == "connected":
-                    metrics.FEED_CONNECTED.set(1)
+                    service_metrics.FEED_CONNECTED.set(1)
                     if self.gap_start is not None:
                         await self._publish_events(events)
                         events = []
@@ -364,11 +377,15 @@ class IngestService:
                     await self._publish_events(events, oldest)
                     events, oldest = [], None
                     self.gap_start = stamp
-                    await self._publish_status("disconnected", str(payload or "disconnected"),
-                                               "feed disconnected; reconnecting")
+                    await self._publish_status(
+                        "disconnected", str(payload or "disconnected"), "feed disconnected; reconnecting"
+                    )
             await self._publish_events(events, oldest)
-            if (self.dropped_since is not None and self.inbox_frames < self.config.ingest_queue_frames // 2
-                    and self.inbox_bytes < self.config.ingest_queue_bytes // 2):
+            if (
+                self.dropped_since is not None
+                and self.inbox_frames < self.config.ingest_queue_frames // 2
+                and self.inbox_bytes < self.config.ingest_queue_bytes // 2
+            ):
                 start, end = self.dropped_since, self.dropped_until
                 self.dropped_since = None
                 await self._close_gap(start, end, "queue_overflow")
@@ -377,13 +394,13 @@ class IngestService:
 
     def _frame(self, received: int, frame: str | bytes) -> list[MarketEvent]:
         self.stats.frames += 1
-        metrics.FRAMES_RECEIVED.labels(source=SOURCE).inc()
+        service_metrics.FRAMES_RECEIVED.labels(source=SOURCE).inc()
         if self.recorder is not None:
             self.recorder.write(received, frame)
         parsed = parse_frame(frame, received, quote_size_multiplier=self.multiplier)
         for reject in parsed.rejects:
             self.stats.rejects.add(reject)
-            metrics.FRAMES_REJECTED.labels(source=reject.source, code=reject.code).inc()
+            service_metrics.FRAMES_REJECTED.labels(source=reject.source, code=reject.code).inc()
             log.error("order_flow.frame_rejected", code=reject.code, where=reject.where, detail=reject.detail[:200])
         for status in parsed.statuses:
             self._status(status.status, status.message)
@@ -416,10 +433,10 @@ class IngestService:
             tag = type(event).__struct_config__.tag
             counts[tag] = counts.get(tag, 0) + 1
         for tag, count in counts.items():
-            metrics.EVENTS_PUBLISHED.labels(kind=tag).inc(count)
+            service_metrics.EVENTS_PUBLISHED.labels(kind=tag).inc(count)
         if oldest is not None:
             done = time.time_ns()
-            metrics.PUBLISH_LAG.observe((done - oldest) / 1e9)
+            service_metrics.PUBLISH_LAG.observe((done - oldest) / 1e9)
             if self.latency_sink is not None:
                 self.latency_sink.extend((done - event.ts_recv) / 1e6 for event in events)
 
@@ -437,23 +454,39 @@ class IngestService:
         if self._outage.ended() is not None:  # whichever publisher gets through first reports the outage, once
             await self._close_gap(start, now_ns(), "bus_outage", backfill=False)
 
-    async def _publish_status(self, state: str, code: str, detail: str, start: int = 0, end: int = 0,
-                              symbols: tuple[str, ...] | None = None) -> None:
+    async def _publish_status(
+        self, state: str, code: str, detail: str, start: int = 0, end: int = 0, symbols: tuple[str, ...] | None = None
+    ) -> None:
         """A status on the status stream and the market stream of each of ``symbols`` (default: every subscribed one)."""
         stamp = now_ns()
         symbols = tuple(self.symbols) if symbols is None else symbols
-        status = FeedStatus(source=SOURCE, state=state, ts_event=end or stamp, ts_recv=stamp, symbols=symbols,
-                            code=code, detail=detail, gap_start_ns=start, gap_end_ns=end)
+        status = FeedStatus(
+            source=SOURCE,
+            state=state,
+            ts_event=end or stamp,
+            ts_recv=stamp,
+            symbols=symbols,
+            code=code,
+            detail=detail,
+            gap_start_ns=start,
+            gap_end_ns=end,
+        )
         entries = [(self.bus.keys.status, status)] + [(self.bus.keys.market(symbol), status) for symbol in symbols]
         await self._publish_entries(entries)
 
     async def _close_gap(self, start: int, end: int, reason: str, *, backfill: bool = True) -> None:
         """Report a gap, then publish the trades it hid (REST), before live data goes on."""
         self.stats.gaps += 1
-        metrics.FEED_GAPS.labels(reason=reason).inc()
+        service_metrics.FEED_GAPS.labels(reason=reason).inc()
         seconds = (end - start) / 1e9
-        log.warning("order_flow.feed_gap", code=reason, gap_start=ns_to_utc_iso(start), gap_end=ns_to_utc_iso(end),
-                    seconds=round(seconds, 3), symbols=self.symbols)
+        log.warning(
+            "order_flow.feed_gap",
+            code=reason,
+            gap_start=ns_to_utc_iso(start),
+            gap_end=ns_to_utc_iso(end),
+            seconds=round(seconds, 3),
+            symbols=self.symbols,
+        )
         await self._publish_status("gap", reason, f"{seconds:.1f} s without data", start, end)
         if backfill and self.rest is not None:
             for symbol in self.symbols:
@@ -477,11 +510,18 @@ class IngestService:
             try:
                 body = fetching.result()
             except RestError as error:
-                log.error("order_flow.backfill_failed", symbol=symbol, code=error.code, reason=str(error), published=published)
+                log.error(
+                    "order_flow.backfill_failed", symbol=symbol, code=error.code, reason=str(error), published=published
+                )
                 return
             if body is None:
-                log.info("order_flow.backfilled", symbol=symbol, trades=published, gap_start=ns_to_utc_iso(start),
-                         gap_end=ns_to_utc_iso(end))
+                log.info(
+                    "order_flow.backfilled",
+                    symbol=symbol,
+                    trades=published,
+                    gap_start=ns_to_utc_iso(start),
+                    gap_end=ns_to_utc_iso(end),
+                )
                 return
             page = parse_trades_page(body, symbol, now_ns(), backfilled=True)
             for reject in page.rejects:
@@ -491,32 +531,48 @@ class IngestService:
             await self._publish_events(trades)
             published += len(trades)
             self.stats.backfilled += len(trades)
-            metrics.BACKFILLED_TRADES.inc(len(trades))
-        log.warning("order_flow.backfill_stopped", symbol=symbol, published=published, code="shutdown",
-                    detail="ingest stopped: the rest of the gap stays unfilled (it was reported as a gap)")
+            service_metrics.BACKFILLED_TRADES.inc(len(trades))
+        log.warning(
+            "order_flow.backfill_stopped",
+            symbol=symbol,
+            published=published,
+            code="shutdown",
+            detail="ingest stopped: the rest of the gap stays unfilled (it was reported as a gap)",
+        )
 
     # --- run -------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> IngestStats:
         """Until ``stop`` is set (or the key is refused: :class:`FeedAuthError`)."""
         self._stopping = stop
         await self.reconcile()
-        tasks = [asyncio.ensure_future(self._supervise(stop)), asyncio.ensure_future(self._process(stop)),
-                 asyncio.ensure_future(self._follow_positions(stop))]
+        tasks = [
+            asyncio.ensure_future(self._supervise(stop)),
+            asyncio.ensure_future(self._process(stop)),
+            asyncio.ensure_future(self._follow_positions(stop)),
+        ]
         stopping = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({stopping, *tasks}, return_when=asyncio.FIRST_COMPLETED)
             failed = [task for task in tasks if task.done() and not task.cancelled() and task.exception() is not None]
             if failed and not stop.is_set():  # a task died: never go on half-alive (publishing nothing, say nothing)
                 error = failed[0].exception()
-                log.error("order_flow.ingest_failed", code="internal_error", error=f"{type(error).__name__}: {str(error)[:300]}",
-                          exc_info=error)
+                log.error(
+                    "order_flow.ingest_failed",
+                    code="internal_error",
+                    error=f"{type(error).__name__}: {str(error)[:300]}",
+                    exc_info=error,
+                )
                 stop.set()
                 raise error
             # what was received gets SHUTDOWN_DRAIN_SECONDS to reach Redis; a Redis that is down does not hold the stop
             done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_DRAIN_SECONDS + 1.0)
             if pending:
-                log.error("order_flow.ingest_stopped_unpublished", code="bus_unavailable", frames=self.inbox_frames,
-                          detail="stopped before Redis took what was received; the detector will see a gap")
+                log.error(
+                    "order_flow.ingest_stopped_unpublished",
+                    code="bus_unavailable",
+                    frames=self.inbox_frames,
+                    detail="stopped before Redis took what was received; the detector will see a gap",
+                )
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
                     raise task.exception()
@@ -526,7 +582,7 @@ class IngestService:
                 task.cancel()
             if self.recorder is not None:
                 self.recorder.close()
-            metrics.FEED_CONNECTED.set(0)
+            service_metrics.FEED_CONNECTED.set(0)
         if self.auth_error is not None:
             raise self.auth_error
         return self.stats

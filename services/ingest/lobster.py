@@ -24,23 +24,26 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import date, datetime
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 from zoneinfo import ZoneInfo
 
+from orderflow_client.prices import PRICE_SCALE, price_from_scaled
+from orderflow_client.timestamps import NANOS_PER_SECOND
+from orderflow_client.wire import BookUpdate, FeedStatus, Trade
 from services.ingest.rejects import Reject
-from shared.prices import PRICE_SCALE, price_from_scaled
-from shared.timestamps import NANOS_PER_SECOND
-from shared.wire import BookUpdate, FeedStatus, Trade
 
 SOURCE = "lobster"
 NASDAQ = 12  # Polygon exchange id of Nasdaq
 CROSS_TRADE_CONDITION = 9  # Polygon "Cross Trade"
 EMPTY_LEVEL = 9_999_999_999
 NEW_YORK = ZoneInfo("America/New_York")
-_NAME = re.compile(r"(?P<symbol>[A-Z.]+)_(?P<day>\d{4}-\d{2}-\d{2})_\d+_\d+_(?P<kind>message|orderbook)_(?P<levels>\d+)\.csv$")
+_NAME = re.compile(
+    r"(?P<symbol>[A-Z.]+)_(?P<day>\d{4}-\d{2}-\d{2})_\d+_\d+_(?P<kind>message|orderbook)_(?P<levels>\d+)\.csv$"
+)
 
 
 def midnight_ns(day: date) -> int:
@@ -68,7 +71,9 @@ def describe(path: Path) -> tuple[str, date, int]:
     return match["symbol"], date.fromisoformat(match["day"]), int(match["levels"])
 
 
-def read_lobster(path: Path, *, symbol: str | None = None, day: date | None = None) -> Iterator[BookUpdate | Trade | FeedStatus | Reject]:
+def read_lobster(
+    path: Path, *, symbol: str | None = None, day: date | None = None
+) -> Iterator[BookUpdate | Trade | FeedStatus | Reject]:
     """Stream a LOBSTER zip, or a message CSV with its orderbook CSV beside it."""
     with ExitStack() as stack:
         if zipfile.is_zipfile(path):
@@ -142,7 +147,9 @@ _MISSING = object()
 _HALT_DETAIL = {-1: "halt", 0: "quoting", 1: "resume"}
 
 
-def _events(messages: IO[str], books: IO[str], symbol: str, midnight: int, name: str) -> Iterator[BookUpdate | Trade | FeedStatus | Reject]:
+def _events(
+    messages: IO[str], books: IO[str], symbol: str, midnight: int, name: str
+) -> Iterator[BookUpdate | Trade | FeedStatus | Reject]:
     previous_book = ""
     second = NANOS_PER_SECOND
     levels = _LevelParser()
@@ -162,16 +169,29 @@ def _events(messages: IO[str], books: IO[str], symbol: str, midnight: int, name:
                 else:
                     side, side_source, conditions = ("sell" if direction == 1 else "buy"), "feed", ()
                 yield Trade(
-                    symbol=symbol, ts_event=ts_event, ts_recv=ts_event, ts_arrival=ts_event,
-                    price=price_from_scaled(price, 10_000), size=size, exchange=NASDAQ,
-                    trade_id=str(number), conditions=conditions, sequence=number,
-                    side=side, side_source=side_source,
+                    symbol=symbol,
+                    ts_event=ts_event,
+                    ts_recv=ts_event,
+                    ts_arrival=ts_event,
+                    price=price_from_scaled(price, 10_000),
+                    size=size,
+                    exchange=NASDAQ,
+                    trade_id=str(number),
+                    conditions=conditions,
+                    sequence=number,
+                    side=side,
+                    side_source=side_source,
                 )
             elif kind == 7:
                 price = int(price_text)
                 yield FeedStatus(
-                    source=SOURCE, state="trading_resumed" if price == 1 else "trading_halted", ts_event=ts_event,
-                    ts_recv=ts_event, symbols=(symbol,), code="lobster_halt", detail=_HALT_DETAIL.get(price, f"price={price}"),
+                    source=SOURCE,
+                    state="trading_resumed" if price == 1 else "trading_halted",
+                    ts_event=ts_event,
+                    ts_recv=ts_event,
+                    symbols=(symbol,),
+                    code="lobster_halt",
+                    detail=_HALT_DETAIL.get(price, f"price={price}"),
                 )
                 continue
             elif kind not in (1, 2, 3):
@@ -180,6 +200,14 @@ def _events(messages: IO[str], books: IO[str], symbol: str, midnight: int, name:
             if book_line != previous_book:
                 previous_book = book_line
                 bids, asks = levels(book_line)
-                yield BookUpdate(symbol=symbol, ts_event=ts_event, ts_recv=ts_event, ts_arrival=ts_event, bids=bids, asks=asks, venue="XNAS")
+                yield BookUpdate(
+                    symbol=symbol,
+                    ts_event=ts_event,
+                    ts_recv=ts_event,
+                    ts_arrival=ts_event,
+                    bids=bids,
+                    asks=asks,
+                    venue="XNAS",
+                )
         except ValueError as error:
             yield Reject(SOURCE, "invalid_row", f"{name}:{number}", str(error)[:200])

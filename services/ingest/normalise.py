@@ -18,13 +18,13 @@ offline ``analyze`` produce identical streams from identical input.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
+from orderflow_client.wire import BookUpdate, MarketEvent, Quote, Trade
 from services.ingest.classify import Method, QuoteTiming, SideClassifier
 from services.ingest.rejects import Reject, RejectCounter
 from shared.conditions import ConditionTable
-from shared.wire import BookUpdate, MarketEvent, Quote, Trade
 
 
 @dataclass
@@ -86,7 +86,9 @@ class Normaliser:
         self._symbols.pop(symbol, None)
 
 
-def normalised(items: Iterable[MarketEvent | Reject], normaliser: Normaliser, rejects: RejectCounter) -> Iterator[MarketEvent]:
+def normalised(
+    items: Iterable[MarketEvent | Reject], normaliser: Normaliser, rejects: RejectCounter
+) -> Iterator[MarketEvent]:
     """A source's events deduplicated and classified; its rejects counted into ``rejects``."""
     for item in items:
         if isinstance(item, Reject):

@@ -17,13 +17,13 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
+from orderflow_client.prices import price_from_text, size_from_text
+from orderflow_client.timestamps import checked_timestamp
+from orderflow_client.wire import Quote, Trade
 from services.ingest.rejects import Reject
-from shared.prices import price_from_text, size_from_text
-from shared.timestamps import checked_timestamp
-from shared.wire import Quote, Trade
 
 SOURCE = "polygon_flat"
 TRADE_COLUMNS = ("ticker", "price", "size", "sip_timestamp")
@@ -35,7 +35,11 @@ def _codes(text: str) -> tuple[int, ...]:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
-    raw = gzip.open(path, "rt", newline="", encoding="utf-8") if path.suffix == ".gz" else path.open(newline="", encoding="utf-8")
+    raw = (
+        gzip.open(path, "rt", newline="", encoding="utf-8")
+        if path.suffix == ".gz"
+        else path.open(newline="", encoding="utf-8")
+    )
     return raw
 
 
@@ -49,7 +53,9 @@ def file_kind(header: list[str]) -> str | None:
     return None
 
 
-def read_flat_file(path: Path, symbol: str | None, *, quote_size_multiplier: int = 1) -> Iterator[Trade | Quote | Reject]:
+def read_flat_file(
+    path: Path, symbol: str | None, *, quote_size_multiplier: int = 1
+) -> Iterator[Trade | Quote | Reject]:
     """Stream one flat file, keeping rows of ``symbol`` (all when None)."""
     with _open_text(path) as stream:
         reader = csv.reader(stream)

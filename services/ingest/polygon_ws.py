@@ -21,10 +21,10 @@ from typing import NamedTuple, Union
 
 import msgspec
 
+from orderflow_client.prices import fits_price, fits_size, price_from_float
+from orderflow_client.timestamps import NANOS_PER_MILLISECOND
+from orderflow_client.wire import MarketEvent, Quote, Trade
 from services.ingest.rejects import Reject
-from shared.prices import fits_price, fits_size, price_from_float
-from shared.timestamps import NANOS_PER_MILLISECOND
-from shared.wire import MarketEvent, Quote, Trade
 
 SOURCE = "polygon_ws"
 MAX_MILLISECONDS = (2**63 - 1) // NANOS_PER_MILLISECOND
@@ -84,7 +84,9 @@ class ParsedFrame(NamedTuple):
     rejects: list[Reject]
 
 
-def parse_frame(frame: bytes | str, ts_recv: int, *, ts_arrival: int | None = None, quote_size_multiplier: int = 1) -> ParsedFrame:
+def parse_frame(
+    frame: bytes | str, ts_recv: int, *, ts_arrival: int | None = None, quote_size_multiplier: int = 1
+) -> ParsedFrame:
     """Parse one frame received at ``ts_recv`` (ns).
 
     ``ts_arrival`` defaults to ``ts_recv`` (live); a capture replay passes

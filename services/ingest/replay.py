@@ -24,20 +24,21 @@ import multiprocessing
 import queue as queue_module
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import NamedTuple
 
 import msgspec
 
+from orderflow_client.bus import Bus, Keys
+from orderflow_client.timestamps import NANOS_PER_SECOND, now_ns
+from orderflow_client.wire import FeedStatus, MarketEvent, encode
 from services.ingest.normalise import Normaliser, normalised
 from services.ingest.rejects import Reject, RejectCounter
-from shared import metrics
-from shared.bus import Bus, Keys
+from shared import service_metrics
 from shared.conditions import ConditionTable
-from shared.timestamps import NANOS_PER_SECOND, now_ns
-from shared.wire import FeedStatus, MarketEvent, encode
 
 QUEUE_BATCHES = 8
 _replace = msgspec.structs.replace
@@ -150,7 +151,7 @@ class _Publisher:
         await self.bus.publish_encoded(batch.entries)
         for kind, count in batch.kinds.items():
             self.summary.events_by_kind[kind] += count
-            metrics.EVENTS_PUBLISHED.labels(kind=kind).inc(count)
+            service_metrics.EVENTS_PUBLISHED.labels(kind=kind).inc(count)
         if self.on_published is not None:
             self.on_published(sum(batch.kinds.values()))
 
@@ -183,7 +184,7 @@ async def replay(
 def _count_rejects(summary: ReplaySummary) -> None:
     for code, count in summary.rejects.by_code.items():
         source = next((r.source for r in summary.rejects.examples if r.code == code), "replay")
-        metrics.FRAMES_REJECTED.labels(source=source, code=code).inc(count)
+        service_metrics.FRAMES_REJECTED.labels(source=source, code=code).inc(count)
 
 
 @dataclass(frozen=True)
@@ -211,10 +212,17 @@ def _worker(
 
     summary = ReplaySummary()
     try:
-        events = read_events(spec.format, list(spec.paths), symbol=spec.symbol, day=spec.day,
-                             quote_size_multiplier=spec.quote_size_multiplier)
+        events = read_events(
+            spec.format,
+            list(spec.paths),
+            symbol=spec.symbol,
+            day=spec.day,
+            quote_size_multiplier=spec.quote_size_multiplier,
+        )
         normaliser = Normaliser(conditions, method=spec.side_method)
-        for item in prepare_batches(events, Keys(prefix), summary, normaliser=normaliser, speed=speed, batch_size=batch_size):
+        for item in prepare_batches(
+            events, Keys(prefix), summary, normaliser=normaliser, speed=speed, batch_size=batch_size
+        ):
             if isinstance(item, Wait):
                 time.sleep(max(0.0, item.until - time.perf_counter()))
             else:
@@ -242,7 +250,9 @@ async def replay_files(
     # never this process's event loop or sockets. spawn where fork is missing.
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     batches: multiprocessing.Queue = context.Queue(maxsize=QUEUE_BATCHES)
-    worker = context.Process(target=_worker, args=(spec, conditions, bus.keys.prefix, speed, batch_size, batches), daemon=True)
+    worker = context.Process(
+        target=_worker, args=(spec, conditions, bus.keys.prefix, speed, batch_size, batches), daemon=True
+    )
     summary = ReplaySummary()
     publisher = _Publisher(bus, summary, on_published)
     loop = asyncio.get_running_loop()

@@ -18,17 +18,18 @@ from __future__ import annotations
 import heapq
 import itertools
 import re
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
+from orderflow_client.wire import MarketEvent
 from services.ingest.algoseek import read_algoseek
 from services.ingest.capture import CaptureLine, read_capture
 from services.ingest.lobster import read_lobster
 from services.ingest.polygon_flat import read_flat_file
 from services.ingest.polygon_ws import parse_frame
 from services.ingest.rejects import Reject
-from shared.wire import MarketEvent
 
 Format = Literal["capture", "polygon-flat", "lobster", "algoseek"]
 FORMATS: tuple[str, ...] = ("capture", "polygon-flat", "lobster", "algoseek")
@@ -47,7 +48,9 @@ def read_events(
         return _captures(paths, symbol, quote_size_multiplier)
     if format == "polygon-flat":
         ordered = sorted(paths, key=lambda path: 0 if "quote" in path.name.lower() else 1)
-        return heapq.merge(*(read_flat_file(path, symbol, quote_size_multiplier=quote_size_multiplier) for path in ordered), key=_time)
+        return heapq.merge(
+            *(read_flat_file(path, symbol, quote_size_multiplier=quote_size_multiplier) for path in ordered), key=_time
+        )
     if format == "lobster":
         return itertools.chain.from_iterable(read_lobster(path, symbol=symbol, day=day) for path in paths)
     if format == "algoseek":

@@ -18,19 +18,28 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from shared.bus import Bus, as_text
-from shared.errors import WireDecodeError
-from shared.positions import PositionRegistry
-from shared.prices import format_price
-from shared.timestamps import now_ns, ns_to_new_york
-from shared.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode
+from orderflow_client.bus import Bus, as_text
+from orderflow_client.errors import WireDecodeError
+from orderflow_client.positions import PositionRegistry
+from orderflow_client.prices import format_price
+from orderflow_client.timestamps import now_ns, ns_to_new_york
+from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode
 
 NANOS = 1_000_000_000
 INFORMATIONAL_STATES = frozenset({"dead_letter"})
 """Statuses that say something happened without changing whether a symbol is monitored."""
-STATE_WORDS = {"monitoring_halted": "HALTED", "monitoring_resumed": "monitored", "gap": "gap", "disconnected": "DISCONNECTED",
-               "watchdog_silence": "SILENT", "connected": "monitored", "trading_halted": "trading halted",
-               "trading_resumed": "monitored", "calibrating": "calibrating", "calibrated": "monitored"}
+STATE_WORDS = {
+    "monitoring_halted": "HALTED",
+    "monitoring_resumed": "monitored",
+    "gap": "gap",
+    "disconnected": "DISCONNECTED",
+    "watchdog_silence": "SILENT",
+    "connected": "monitored",
+    "trading_halted": "trading halted",
+    "trading_resumed": "monitored",
+    "calibrating": "calibrating",
+    "calibrated": "monitored",
+}
 
 
 @dataclass
@@ -90,22 +99,35 @@ def render(state: WatchState, held: list[str], now: int) -> Group:
         bursts = sum(alert.alert_type == "red_burst" for _, alert in view.alerts)
         monitoring = view.state + (f" ({view.state_detail})" if view.state_detail and view.state != "monitored" else "")
         exit_text = f"{view.last_exit.trigger} {ns_to_new_york(view.last_exit.ts_event)}" if view.last_exit else "-"
-        positions.add_row(Text(symbol, style=f"bold {colour}"), Text(monitoring, style="red" if view.state != "monitored" else ""),
-                          Text(str(sellers), style=colour), Text(str(bursts), style="red" if bursts else ""),
-                          Text(exit_text, style="bold red" if view.last_exit else ""))
+        positions.add_row(
+            Text(symbol, style=f"bold {colour}"),
+            Text(monitoring, style="red" if view.state != "monitored" else ""),
+            Text(str(sellers), style=colour),
+            Text(str(bursts), style="red" if bursts else ""),
+            Text(exit_text, style="bold red" if view.last_exit else ""),
+        )
     latest = Table(title="latest", title_justify="left", show_header=False, box=None)
     latest.add_column("what")
     for message in state.recent:
         if isinstance(message, ExitRecommendation):
-            latest.add_row(Text(f"EXIT  {message.symbol} {message.trigger}: {message.reasoning[:100]}", style="bold red"))
+            latest.add_row(
+                Text(f"EXIT  {message.symbol} {message.trigger}: {message.reasoning[:100]}", style="bold red")
+            )
         else:
             colour = "red" if message.alert_type == "red_burst" else state.colour(message.symbol, now)
-            what = (f"{message.order_size:,} @ {format_price(message.price_level)} ({message.source})" if message.alert_type == "large_seller"
-                    else f"volume {message.volume_ratio:.1f}x, sells {message.sell_ratio:.0%}")
-            latest.add_row(Text(f"ALERT {message.symbol} {message.alert_type} {message.severity}: {what}", style=colour))
+            what = (
+                f"{message.order_size:,} @ {format_price(message.price_level)} ({message.source})"
+                if message.alert_type == "large_seller"
+                else f"volume {message.volume_ratio:.1f}x, sells {message.sell_ratio:.0%}"
+            )
+            latest.add_row(
+                Text(f"ALERT {message.symbol} {message.alert_type} {message.severity}: {what}", style=colour)
+            )
     if state.unreachable_since:
-        banner = Text(f"REDIS UNREACHABLE since {ns_to_new_york(state.unreachable_since)}: nothing shown is current; retrying",
-                      style="bold white on red")
+        banner = Text(
+            f"REDIS UNREACHABLE since {ns_to_new_york(state.unreachable_since)}: nothing shown is current; retrying",
+            style="bold white on red",
+        )
         return Group(banner, positions, latest)
     return Group(positions, latest)
 
@@ -136,5 +158,6 @@ async def starting_ids(bus: Bus, history: int = 20) -> dict[str, str]:
 
 def _before(entry_id: str) -> str:
     milliseconds, sequence = entry_id.split("-")
-    return f"{milliseconds}-{int(sequence) - 1}" if int(sequence) > 0 else f"{int(milliseconds) - 1}-18446744073709551615"
-
+    return (
+        f"{milliseconds}-{int(sequence) - 1}" if int(sequence) > 0 else f"{int(milliseconds) - 1}-18446744073709551615"
+    )

@@ -1,6 +1,6 @@
 """``orderflow demo``: ingest and detector together on the scenarios.
 
-Each scenario of :mod:`services.ingest.scenarios` plays under its own symbol
+Each scenario of :mod:`services.tools.scenarios` plays under its own symbol
 (QUIET, SELLERS, BURST, BOTH, STALE, GAP), concurrently, through the same
 replay path live data takes, into the bus: the embedded in-process Redis
 when ``REDIS_URL`` is unset, else that Redis under the key prefix
@@ -25,16 +25,16 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.table import Table
 
+from orderflow_client.bus import Bus
+from orderflow_client.prices import format_price
+from orderflow_client.timestamps import ns_to_new_york
+from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert
 from services.detector.engine import Output
 from services.detector.service import DetectorService
 from services.ingest.polygon_ws import parse_frame
 from services.ingest.replay import replay
-from services.ingest.scenarios import EXPECTATIONS, SCENARIOS, frames
-from shared.bus import Bus
+from services.tools.scenarios import EXPECTATIONS, SCENARIOS, frames
 from shared.config import OrderFlowConfig
-from shared.prices import format_price
-from shared.timestamps import ns_to_new_york
-from shared.wire import ExitRecommendation, FeedStatus, OrderFlowAlert
 
 SYMBOLS = {
     "quiet": "QUIET",
@@ -93,33 +93,50 @@ async def run_demo(
     # a fresh group per run, so the demo reads exactly this run's events
     group = f"demo-{time.time_ns()}"
     detector_config = config.model_copy(update={"consumer_group": group, "threshold_mode": "absolute"})
-    console.print(f"[dim]scenarios are judged with the absolute thresholds ({config.large_order_size:,}-share large orders): "
-                  f"a 20-minute synthetic session has no history to fit adaptive ones to[/]", highlight=False)
+    console.print(
+        f"[dim]scenarios are judged with the absolute thresholds ({config.large_order_size:,}-share large orders): "
+        f"a 20-minute synthetic session has no history to fit adaptive ones to[/]",
+        highlight=False,
+    )
 
     def show(output: Output) -> None:
         stamp = ns_to_new_york(output.ts_event, milliseconds=True) if hasattr(output, "ts_event") else ""
         if isinstance(output, OrderFlowAlert):
             result.alerts[output.symbol].append((output.alert_type, output.source, output.severity, output.two_sided))
-            what = (f"{output.order_size:,} shares @ {format_price(output.price_level)}" if output.alert_type == "large_seller"
-                    else f"volume {output.volume_ratio:.2f}x, {output.sell_ratio:.0%} sells")
+            what = (
+                f"{output.order_size:,} shares @ {format_price(output.price_level)}"
+                if output.alert_type == "large_seller"
+                else f"volume {output.volume_ratio:.2f}x, {output.sell_ratio:.0%} sells"
+            )
             side = " two-sided" if output.two_sided else ""
-            console.print(f"[{COLOURS[output.severity]}]{stamp} ALERT {output.symbol:<8} {output.alert_type} ({output.source}{side}, "
-                          f"{output.severity}): {what}[/]", highlight=False)
+            console.print(
+                f"[{COLOURS[output.severity]}]{stamp} ALERT {output.symbol:<8} {output.alert_type} ({output.source}{side}, "
+                f"{output.severity}): {what}[/]",
+                highlight=False,
+            )
         elif isinstance(output, ExitRecommendation):
             result.exits[output.symbol].append(output.trigger)
-            console.print(f"[bold red]{stamp} EXIT  {output.symbol:<8} {output.trigger}: {output.reasoning}[/]", highlight=False)
+            console.print(
+                f"[bold red]{stamp} EXIT  {output.symbol:<8} {output.trigger}: {output.reasoning}[/]", highlight=False
+            )
         elif isinstance(output, FeedStatus):
             for symbol in output.symbols:
                 result.statuses[symbol].append(output.state)
-            console.print(f"[cyan]      STATUS {','.join(output.symbols):<8} {output.state} ({output.code}: {output.detail})[/]",
-                          highlight=False)
+            console.print(
+                f"[cyan]      STATUS {','.join(output.symbols):<8} {output.state} ({output.code}: {output.detail})[/]",
+                highlight=False,
+            )
 
     service = DetectorService(detector_config, bus, symbols=symbols, consumer="demo", on_output=show)
     stop = asyncio.Event()
     started = time.perf_counter()
     detector = asyncio.ensure_future(service.run(stop))
     try:
-        where = f"{bus.description}, keys under {prefix}:* (never the live {config.key_prefix}:* keys)" if redis_url else bus.description
+        where = (
+            f"{bus.description}, keys under {prefix}:* (never the live {config.key_prefix}:* keys)"
+            if redis_url
+            else bus.description
+        )
         console.print(f"[bold]orderflow demo[/]: {len(chosen)} scenarios at {speed:g}x on {where}", highlight=False)
         summaries = await asyncio.gather(*(replay(bus, _events(name, seed), speed=speed) for name in chosen))
         result.events = sum(summary.published for summary in summaries)
@@ -147,9 +164,17 @@ def _print_summary(console: Console, chosen: list[str], result: DemoResult) -> N
         table.add_column(column, overflow="fold")
     for name in chosen:
         symbol = SYMBOLS[name]
-        counted = Counter(f"{kind} {source} {severity}{' two-sided' if two_sided else ''}"
-                          for kind, source, severity, two_sided in result.alerts[symbol])
+        counted = Counter(
+            f"{kind} {source} {severity}{' two-sided' if two_sided else ''}"
+            for kind, source, severity, two_sided in result.alerts[symbol]
+        )
         alerts = "; ".join(f"{count}x {what}" for what, count in counted.items()) or "none"
-        table.add_row(name, symbol, alerts, ", ".join(result.exits[symbol]) or "none",
-                      ", ".join(result.statuses[symbol]) or "-", "[green]yes[/]" if result.matches(name) else "[red]NO[/]")
+        table.add_row(
+            name,
+            symbol,
+            alerts,
+            ", ".join(result.exits[symbol]) or "none",
+            ", ".join(result.statuses[symbol]) or "-",
+            "[green]yes[/]" if result.matches(name) else "[red]NO[/]",
+        )
     console.print(table)

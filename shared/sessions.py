@@ -9,11 +9,11 @@ comparisons. 2026-11-27 (day after Thanksgiving) closes at 13:00 New York;
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pandas_market_calendars as market_calendars
 
-from shared.wire import TradingSession
+from orderflow_client.wire import TradingSession
 
 NANOS = 1_000_000_000
 _NEW_YORK_OFFSET_GUESS = timedelta(hours=5)  # only to pick the calendar day; boundaries are exact
@@ -36,7 +36,9 @@ class SessionClock:
             for offset in range((last - first).days + 1):
                 self._days.setdefault(first + timedelta(days=offset), None)
             for label, row in schedule.iterrows():
-                self._days[label.date()] = tuple(int(row[column].value) for column in ("pre", "market_open", "market_close", "post"))
+                self._days[label.date()] = tuple(
+                    int(row[column].value) for column in ("pre", "market_open", "market_close", "post")
+                )
         return self._days[day]
 
     def session(self, ts_ns: int) -> TradingSession:
@@ -53,11 +55,14 @@ class SessionClock:
         return "after_hours"
 
     def _load(self, ts_ns: int) -> tuple[int, int, int, int, int, int]:
-        moment = datetime.fromtimestamp(ts_ns / NANOS, tz=timezone.utc)
+        moment = datetime.fromtimestamp(ts_ns / NANOS, tz=UTC)
         day = (moment - _NEW_YORK_OFFSET_GUESS).date()
         bounds = self._boundaries(day)
         # the cache covers this calendar day in UTC-5 terms: from its midnight to the next
-        start = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp() * NANOS) + int(_NEW_YORK_OFFSET_GUESS.total_seconds()) * NANOS
+        start = (
+            int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * NANOS)
+            + int(_NEW_YORK_OFFSET_GUESS.total_seconds()) * NANOS
+        )
         end = start + 86_400 * NANOS
         if bounds is None:
             bounds = (end, end, end, end)  # closed all day

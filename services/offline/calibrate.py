@@ -2,35 +2,34 @@
 
 History comes from files (any ``--format`` analyze reads) or from Polygon
 REST (``/v3/trades`` and ``/v3/quotes`` of each of the last ``--days``
-trading days, through :class:`services.ingest.polygon_http.PolygonRest`).
+trading days, through :class:`services.ingest.polygon_rest_client.PolygonRest`).
 Either way the events run through the same normaliser and rules engine as
 live detection, whose :class:`~services.detector.profiles.DayRecorder`
 sums up each regular session, so a profile means exactly what the rules
 measure. Profiles are stored as JSON under ``orderflow:profile:{SYM}``
-(:class:`ProfileStore`) and, with ``--out``, written to ``SYM.json``.
+(:class:`services.detector.profile_store.ProfileStore`) and, with ``--out``, written to ``SYM.json``.
 """
 
 from __future__ import annotations
 
 import heapq
-from datetime import date, datetime, timedelta, timezone
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import msgspec
 import pandas_market_calendars as market_calendars
 
+from orderflow_client.timestamps import now_ns, ns_to_utc_iso
+from orderflow_client.wire import MarketEvent
 from services.detector.engine import Engine, RuleSettings
 from services.detector.profiles import SymbolProfile, build_profile, decode_profile, encode_profile
 from services.ingest.normalise import Normaliser, normalised
-from services.ingest.polygon_http import PolygonRest
-from services.ingest.polygon_rest import parse_quotes_page, parse_trades_page
+from services.ingest.polygon_rest_client import PolygonRest
+from services.ingest.polygon_rest_parse import parse_quotes_page, parse_trades_page
 from services.ingest.rejects import Reject, RejectCounter
-from shared.bus import Bus
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
-from shared.timestamps import now_ns, ns_to_utc_iso
-from shared.wire import MarketEvent
 
 NANOS = 1_000_000_000
 _replace = msgspec.structs.replace
@@ -60,22 +59,28 @@ def profiles_from_events(
     for symbol, symbol_engine in engine.symbols.items():
         sessions = symbol_engine.recorded_sessions()
         if sessions:
-            profiles[symbol] = build_profile(symbol, sessions, source=source, built_utc=built, profile_days=config.profile_days)
+            profiles[symbol] = build_profile(
+                symbol, sessions, source=source, built_utc=built, profile_days=config.profile_days
+            )
     return profiles
 
 
 def trading_days(last: date, count: int, calendar: str = "NYSE") -> list[date]:
     """The ``count`` trading days up to and including ``last``, oldest first."""
-    schedule = market_calendars.get_calendar(calendar).schedule((last - timedelta(days=count * 2 + 10)).isoformat(), last.isoformat())
+    schedule = market_calendars.get_calendar(calendar).schedule(
+        (last - timedelta(days=count * 2 + 10)).isoformat(), last.isoformat()
+    )
     return [label.date() for label in schedule.index][-count:]
 
 
-def rest_events(rest: PolygonRest, symbol: str, day: date, *, quote_size_multiplier: int = 1) -> Iterator[MarketEvent | Reject]:
+def rest_events(
+    rest: PolygonRest, symbol: str, day: date, *, quote_size_multiplier: int = 1
+) -> Iterator[MarketEvent | Reject]:
     """One day's trades and quotes of ``symbol`` from REST, merged by SIP time (quotes first on ties).
 
     History arrives long after it happened: each event's ``ts_arrival`` is its SIP time (as for files
     without receive times), so freshness checks judge it as the live session did."""
-    start = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * NANOS
+    start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * NANOS
     params = {"timestamp.gte": start, "timestamp.lt": start + 86_400 * NANOS, "order": "asc", "limit": 50_000}
     received = now_ns()
 
@@ -92,24 +97,6 @@ def rest_events(rest: PolygonRest, symbol: str, day: date, *, quote_size_multipl
             yield from (_replace(trade, ts_arrival=trade.ts_event) for trade in page.events)
 
     return heapq.merge(quotes(), trades(), key=lambda item: 0 if isinstance(item, Reject) else item.ts_event)
-
-
-class ProfileStore:
-    """Profiles in Redis: ``{prefix}:profile:{SYM}`` holds one JSON :class:`SymbolProfile`."""
-
-    def __init__(self, bus: Bus) -> None:
-        self.bus = bus
-
-    def key(self, symbol: str) -> str:
-        return f"{self.bus.keys.prefix}:profile:{{{symbol}}}"
-
-    async def save(self, profile: SymbolProfile) -> None:
-        await self.bus.client.set(self.key(profile.symbol), encode_profile(profile))
-
-    async def load(self, symbol: str) -> SymbolProfile | None:
-        """The stored profile, None when there is none; :class:`ProfileError` when unreadable."""
-        payload = await self.bus.client.get(self.key(symbol))
-        return None if payload is None else decode_profile(payload)
 
 
 def write_profile(profile: SymbolProfile, folder: Path) -> Path:

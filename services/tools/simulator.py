@@ -35,11 +35,11 @@ import asyncio
 import json
 import time
 from collections import defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import msgspec
@@ -48,11 +48,11 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from orderflow_client.logs import get_logger
+from orderflow_client.prices import PRICE_SCALE
+from orderflow_client.wire import BookUpdate, Quote, Trade
 from services.ingest.rejects import Reject
 from services.ingest.sources import read_events
-from shared.logs import get_logger
-from shared.prices import PRICE_SCALE
-from shared.wire import BookUpdate, Quote, Trade
 
 log = get_logger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -62,21 +62,51 @@ def inside_quote(book: BookUpdate) -> Quote:
     """The NBBO of a depth book update."""
     bid, bid_size = book.bids[0] if book.bids else (0, 0)
     ask, ask_size = book.asks[0] if book.asks else (0, 0)
-    return Quote(symbol=book.symbol, ts_event=book.ts_event, ts_recv=book.ts_recv, ts_arrival=book.ts_arrival,
-                 bid_price=bid, bid_size=bid_size, ask_price=ask, ask_size=ask_size)
+    return Quote(
+        symbol=book.symbol,
+        ts_event=book.ts_event,
+        ts_recv=book.ts_recv,
+        ts_arrival=book.ts_arrival,
+        bid_price=bid,
+        bid_size=bid_size,
+        ask_price=ask,
+        ask_size=ask_size,
+    )
 
 
 def polygon_event(event: Trade | Quote) -> dict:
     """A normalised event as a Polygon WebSocket dict (``t`` filled in when sent)."""
     if type(event) is Trade:
-        data = {"ev": "T", "sym": event.symbol, "x": event.exchange, "i": event.trade_id, "z": event.tape,
-                "p": event.price / PRICE_SCALE, "s": event.size, "c": list(event.conditions), "t": 0, "q": event.sequence}
+        data = {
+            "ev": "T",
+            "sym": event.symbol,
+            "x": event.exchange,
+            "i": event.trade_id,
+            "z": event.tape,
+            "p": event.price / PRICE_SCALE,
+            "s": event.size,
+            "c": list(event.conditions),
+            "t": 0,
+            "q": event.sequence,
+        }
         if event.trf_id:
             data["trfi"] = event.trf_id
         return data
-    return {"ev": "Q", "sym": event.symbol, "bx": event.bid_exchange, "bp": event.bid_price / PRICE_SCALE,
-            "bs": event.bid_size, "ax": event.ask_exchange, "ap": event.ask_price / PRICE_SCALE, "as": event.ask_size,
-            "c": list(event.conditions), "i": [], "t": 0, "q": event.sequence, "z": event.tape}
+    return {
+        "ev": "Q",
+        "sym": event.symbol,
+        "bx": event.bid_exchange,
+        "bp": event.bid_price / PRICE_SCALE,
+        "bs": event.bid_size,
+        "ax": event.ask_exchange,
+        "ap": event.ask_price / PRICE_SCALE,
+        "as": event.ask_size,
+        "c": list(event.conditions),
+        "i": [],
+        "t": 0,
+        "q": event.sequence,
+        "z": event.tape,
+    }
 
 
 def load_timeline(format: str, paths: list[Path]) -> list[tuple[int, dict]]:
@@ -104,9 +134,18 @@ class _Client:
 class PolygonSimulator:
     """The simulated market, its WebSocket clients and its REST archive."""
 
-    def __init__(self, timeline: list[tuple[int, dict]], *, api_key: str, speed: float = 1.0, loop_forever: bool = True,
-                 batch_ms: int = 5, max_frame_events: int = 500, archive: list[tuple[int, dict]] | None = None,
-                 history_trades: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        timeline: list[tuple[int, dict]],
+        *,
+        api_key: str,
+        speed: float = 1.0,
+        loop_forever: bool = True,
+        batch_ms: int = 5,
+        max_frame_events: int = 500,
+        archive: list[tuple[int, dict]] | None = None,
+        history_trades: int = 1_000_000,
+    ) -> None:
         """``history_trades``: the REST archive keeps at most this many trades per symbol, the newest (a simulator
         looping for days must not grow without bound)."""
         if not timeline:
@@ -118,7 +157,9 @@ class PolygonSimulator:
         self.batch_ns = batch_ms * 1_000_000
         self.max_frame_events = max_frame_events
         self.clients: list[_Client] = []
-        self.trades: dict[str, deque[dict]] = defaultdict(lambda: deque(maxlen=history_trades))  # printed trades, for REST
+        self.trades: dict[str, deque[dict]] = defaultdict(
+            lambda: deque(maxlen=history_trades)
+        )  # printed trades, for REST
         self.quotes: dict[str, list[dict]] = defaultdict(list)  # REST quotes: the archive's
         for market_ns, event in archive or ():  # history days served by REST (calibration), at their own times
             (self.trades if event["ev"] == "T" else self.quotes)[event["sym"]].append({**event, "t_ns": market_ns})
@@ -166,7 +207,11 @@ class PolygonSimulator:
                         await asyncio.sleep(delay)
                     batch = []
                     horizon = due_ns + self.batch_ns * self.speed
-                    while index < len(self.timeline) and self.timeline[index][0] <= horizon and len(batch) < self.max_frame_events:
+                    while (
+                        index < len(self.timeline)
+                        and self.timeline[index][0] <= horizon
+                        and len(batch) < self.max_frame_events
+                    ):
                         batch.append(self.timeline[index])
                         index += 1
                     await self._send_market(batch, lap, lap_start_ms, first)
@@ -243,7 +288,9 @@ class PolygonSimulator:
             await client.connection.close()
             return
         if any(other.authenticated and other is not client for other in self.clients):
-            await client.connection.send('[{"ev":"status","status":"max_connections","message":"Maximum number of websocket connections exceeded. You have reached the connection limit for your account. Please contact support at https://polygon.io/contact to increase your limit."}]')
+            await client.connection.send(
+                '[{"ev":"status","status":"max_connections","message":"Maximum number of websocket connections exceeded. You have reached the connection limit for your account. Please contact support at https://polygon.io/contact to increase your limit."}]'
+            )
             await client.connection.close()
             return
         client.authenticated = True
@@ -286,8 +333,11 @@ class PolygonSimulator:
             return _json(HTTPStatus.UNAUTHORIZED, {"status": "ERROR", "error": "Unknown API Key"})
         if self.rest_failures > 0:
             self.rest_failures -= 1
-            return _json(HTTPStatus.TOO_MANY_REQUESTS, {"status": "ERROR", "error": "You've exceeded the maximum requests per minute."},
-                         {"Retry-After": "0.2"})
+            return _json(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                {"status": "ERROR", "error": "You've exceeded the maximum requests per minute."},
+                {"Retry-After": "0.2"},
+            )
         if url.path == "/v3/reference/conditions":
             text = resources.files("shared").joinpath("data/polygon_trade_conditions.json").read_bytes()
             return _json(HTTPStatus.OK, json.loads(text))
@@ -300,18 +350,37 @@ class PolygonSimulator:
     def _trades(self, symbol: str, query: dict[str, str]) -> Response:
         def row(t: dict) -> dict:
             ns = _ns(t)
-            return {"conditions": t["c"], "exchange": t["x"], "id": t["i"], "participant_timestamp": ns, "price": t["p"],
-                    "sequence_number": t["q"], "sip_timestamp": ns, "size": t["s"], "tape": t["z"],
-                    **({"trf_id": t["trfi"]} if "trfi" in t else {})}
+            return {
+                "conditions": t["c"],
+                "exchange": t["x"],
+                "id": t["i"],
+                "participant_timestamp": ns,
+                "price": t["p"],
+                "sequence_number": t["q"],
+                "sip_timestamp": ns,
+                "size": t["s"],
+                "tape": t["z"],
+                **({"trf_id": t["trfi"]} if "trfi" in t else {}),
+            }
 
         return self._page("trades", symbol, self.trades.get(symbol, []), query, row)
 
     def _quotes(self, symbol: str, query: dict[str, str]) -> Response:
         def row(q: dict) -> dict:
             ns = _ns(q)
-            return {"ask_exchange": q["ax"], "ask_price": q["ap"], "ask_size": q["as"], "bid_exchange": q["bx"], "bid_price": q["bp"],
-                    "bid_size": q["bs"], "conditions": q["c"], "participant_timestamp": ns, "sequence_number": q["q"],
-                    "sip_timestamp": ns, "tape": q["z"]}
+            return {
+                "ask_exchange": q["ax"],
+                "ask_price": q["ap"],
+                "ask_size": q["as"],
+                "bid_exchange": q["bx"],
+                "bid_price": q["bp"],
+                "bid_size": q["bs"],
+                "conditions": q["c"],
+                "participant_timestamp": ns,
+                "sequence_number": q["q"],
+                "sip_timestamp": ns,
+                "tape": q["z"],
+            }
 
         return self._page("quotes", symbol, self.quotes.get(symbol, []), query, row)
 
@@ -324,9 +393,15 @@ class PolygonSimulator:
         rows = [event for event in events if low <= _ns(event) <= high]
         if query.get("order", "asc") == "desc":
             rows.reverse()
-        body: dict = {"results": [row(event) for event in rows[offset:offset + limit]], "status": "OK", "request_id": f"sim-{offset}"}
+        body: dict = {
+            "results": [row(event) for event in rows[offset : offset + limit]],
+            "status": "OK",
+            "request_id": f"sim-{offset}",
+        }
         if offset + limit < len(rows):
-            body["next_url"] = f"http://127.0.0.1:{self.port}/v3/{kind}/{symbol}?" + urlencode({**query, "cursor": offset + limit})
+            body["next_url"] = f"http://127.0.0.1:{self.port}/v3/{kind}/{symbol}?" + urlencode(
+                {**query, "cursor": offset + limit}
+            )
         return _json(HTTPStatus.OK, body)
 
     def _admin(self, path: str, query: dict[str, str]) -> Response:
@@ -349,5 +424,7 @@ def _ns(event: dict) -> int:
 
 def _json(status: HTTPStatus, body: dict, headers: dict[str, str] | None = None) -> Response:
     data = json.dumps(body).encode()
-    response_headers = Headers({"Content-Type": "application/json", "Content-Length": str(len(data)), "Connection": "close", **(headers or {})})
+    response_headers = Headers(
+        {"Content-Type": "application/json", "Content-Length": str(len(data)), "Connection": "close", **(headers or {})}
+    )
     return Response(status.value, status.phrase, response_headers, data)

@@ -16,10 +16,10 @@ from typing import NamedTuple
 
 import msgspec
 
+from orderflow_client.prices import fits_price, fits_size, price_from_float
+from orderflow_client.timestamps import MAX_TIMESTAMP
+from orderflow_client.wire import Quote, Trade
 from services.ingest.rejects import Reject
-from shared.prices import fits_price, fits_size, price_from_float
-from shared.timestamps import MAX_TIMESTAMP
-from shared.wire import Quote, Trade
 
 SOURCE = "polygon_rest"
 
@@ -82,14 +82,26 @@ def parse_trades_page(body: bytes, symbol: str, ts_recv: int, *, backfilled: boo
             rejects.append(Reject(SOURCE, "invalid_row", f"results[{index}]", str(error)))
             continue
         if not (fits_price(row.price) and fits_size(row.size) and 0 <= row.sip_timestamp <= MAX_TIMESTAMP):
-            rejects.append(Reject(SOURCE, "value_out_of_range", f"results[{index}]", f"price={row.price} size={row.size}"))
+            rejects.append(
+                Reject(SOURCE, "value_out_of_range", f"results[{index}]", f"price={row.price} size={row.size}")
+            )
             continue
         trades.append(
             Trade(
-                symbol=symbol, ts_event=row.sip_timestamp, ts_recv=ts_recv, ts_arrival=ts_recv,
-                price=price_from_float(row.price), size=int(row.size), exchange=row.exchange, trade_id=row.id,
-                trf_id=row.trf_id, conditions=tuple(row.conditions), sequence=row.sequence_number, tape=row.tape,
-                correction=row.correction, backfilled=backfilled,
+                symbol=symbol,
+                ts_event=row.sip_timestamp,
+                ts_recv=ts_recv,
+                ts_arrival=ts_recv,
+                price=price_from_float(row.price),
+                size=int(row.size),
+                exchange=row.exchange,
+                trade_id=row.id,
+                trf_id=row.trf_id,
+                conditions=tuple(row.conditions),
+                sequence=row.sequence_number,
+                tape=row.tape,
+                correction=row.correction,
+                backfilled=backfilled,
             )
         )
     return Page(trades, rejects, page.next_url if page else None)
@@ -105,17 +117,32 @@ def parse_quotes_page(body: bytes, symbol: str, ts_recv: int, *, quote_size_mult
         except msgspec.ValidationError as error:
             rejects.append(Reject(SOURCE, "invalid_row", f"results[{index}]", str(error)))
             continue
-        if not (fits_price(row.bid_price) and fits_price(row.ask_price) and fits_size(row.bid_size)
-                and fits_size(row.ask_size) and 0 <= row.sip_timestamp <= MAX_TIMESTAMP):
-            rejects.append(Reject(SOURCE, "value_out_of_range", f"results[{index}]", f"bid={row.bid_price} ask={row.ask_price}"))
+        if not (
+            fits_price(row.bid_price)
+            and fits_price(row.ask_price)
+            and fits_size(row.bid_size)
+            and fits_size(row.ask_size)
+            and 0 <= row.sip_timestamp <= MAX_TIMESTAMP
+        ):
+            rejects.append(
+                Reject(SOURCE, "value_out_of_range", f"results[{index}]", f"bid={row.bid_price} ask={row.ask_price}")
+            )
             continue
         quotes.append(
             Quote(
-                symbol=symbol, ts_event=row.sip_timestamp, ts_recv=ts_recv, ts_arrival=ts_recv,
-                bid_price=price_from_float(row.bid_price), bid_size=int(row.bid_size) * quote_size_multiplier,
-                ask_price=price_from_float(row.ask_price), ask_size=int(row.ask_size) * quote_size_multiplier,
-                bid_exchange=row.bid_exchange, ask_exchange=row.ask_exchange, conditions=tuple(row.conditions),
-                sequence=row.sequence_number, tape=row.tape,
+                symbol=symbol,
+                ts_event=row.sip_timestamp,
+                ts_recv=ts_recv,
+                ts_arrival=ts_recv,
+                bid_price=price_from_float(row.bid_price),
+                bid_size=int(row.bid_size) * quote_size_multiplier,
+                ask_price=price_from_float(row.ask_price),
+                ask_size=int(row.ask_size) * quote_size_multiplier,
+                bid_exchange=row.bid_exchange,
+                ask_exchange=row.ask_exchange,
+                conditions=tuple(row.conditions),
+                sequence=row.sequence_number,
+                tape=row.tape,
             )
         )
     return Page(quotes, rejects, page.next_url if page else None)
@@ -126,4 +153,3 @@ def _page(body: bytes) -> tuple[_Page | None, list[Reject]]:
         return _page_decoder.decode(body), []
     except (msgspec.ValidationError, msgspec.DecodeError) as error:
         return None, [Reject(SOURCE, "malformed_response", "body", str(error))]
-

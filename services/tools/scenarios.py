@@ -43,14 +43,14 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import msgspec
 
+from orderflow_client.timestamps import NANOS_PER_MILLISECOND
 from services.ingest.capture import format_line
-from shared.timestamps import NANOS_PER_MILLISECOND
 
 SYMBOL = "DEMO"
 START_MS = 1_795_531_500_000  # 2026-11-24 14:45:00 UTC = 09:45 New York
@@ -126,19 +126,47 @@ class _Market:
 
     def quote(self, t_ms: int, bid_size: int | None = None, ask_size: int | None = None) -> None:
         self.sequence += 1
-        self.add(t_ms, {
-            "ev": "Q", "sym": self.symbol, "bx": self.rng.choice((12, 11, 10, 19)), "bp": self.bid,
-            "bs": bid_size if bid_size is not None else self.bid_size, "ax": self.rng.choice((12, 11, 10, 19)),
-            "ap": self.ask, "as": ask_size if ask_size is not None else self.ask_size, "c": [1], "i": [],
-            "t": t_ms, "q": self.sequence, "z": 3,
-        })
+        self.add(
+            t_ms,
+            {
+                "ev": "Q",
+                "sym": self.symbol,
+                "bx": self.rng.choice((12, 11, 10, 19)),
+                "bp": self.bid,
+                "bs": bid_size if bid_size is not None else self.bid_size,
+                "ax": self.rng.choice((12, 11, 10, 19)),
+                "ap": self.ask,
+                "as": ask_size if ask_size is not None else self.ask_size,
+                "c": [1],
+                "i": [],
+                "t": t_ms,
+                "q": self.sequence,
+                "z": 3,
+            },
+        )
 
-    def trade(self, t_ms: int, price: float, size: int, conditions: list[int], *, exchange: int | None = None, trf: bool = False) -> None:
+    def trade(
+        self,
+        t_ms: int,
+        price: float,
+        size: int,
+        conditions: list[int],
+        *,
+        exchange: int | None = None,
+        trf: bool = False,
+    ) -> None:
         self.trade_id += 1
         self.sequence += 1
         event = {
-            "ev": "T", "sym": self.symbol, "x": 4 if trf else (exchange or self.rng.choice((12, 11, 10, 19, 8))),
-            "i": str(self.trade_id), "z": 3, "p": round(price, 4), "s": size, "c": conditions, "t": t_ms,
+            "ev": "T",
+            "sym": self.symbol,
+            "x": 4 if trf else (exchange or self.rng.choice((12, 11, 10, 19, 8))),
+            "i": str(self.trade_id),
+            "z": 3,
+            "p": round(price, 4),
+            "s": size,
+            "c": conditions,
+            "t": t_ms,
             "q": self.sequence,
         }
         if trf:
@@ -146,7 +174,9 @@ class _Market:
             event["trft"] = t_ms - 1
         self.add(t_ms, event)
 
-    def background_second(self, second_start_ms: int, rate: float, sell_share: float = 0.5, *, quotes: bool = True) -> None:
+    def background_second(
+        self, second_start_ms: int, rate: float, sell_share: float = 0.5, *, quotes: bool = True
+    ) -> None:
         """One second of ordinary flow at ``rate`` prints per second; quote moves
         and prints are generated in time order, so every print refers to the
         NBBO in force at its own time."""
@@ -360,7 +390,9 @@ def frames(name: str, seed: int = 7, symbol: str = SYMBOL) -> Iterator[tuple[int
         yield _frame(name, bucket_index, bucket, lag_rng, encoder)
 
 
-def _frame(name: str, index: int, bucket: list[dict], rng: random.Random, encoder: msgspec.json.Encoder) -> tuple[int, bytes]:
+def _frame(
+    name: str, index: int, bucket: list[dict], rng: random.Random, encoder: msgspec.json.Encoder
+) -> tuple[int, bytes]:
     frame_end_ms = (index + 1) * FRAME_MS
     receive_ms = frame_end_ms + _arrival_lag_ms(name, frame_end_ms, rng)
     return receive_ms * NANOS_PER_MILLISECOND, encoder.encode(bucket)

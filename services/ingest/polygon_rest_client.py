@@ -23,16 +23,16 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 from urllib.parse import urlencode, urljoin
 
 import msgspec
 import urllib3
 
+from orderflow_client.errors import OrderflowError
+from orderflow_client.logs import get_logger
 from shared.conditions import ConditionTable
-from shared.errors import OrderflowError
-from shared.logs import get_logger
 
 RETRYABLE_STATUSES = frozenset({408, 413, 429, 499, 500, 502, 503, 504})
 log = get_logger(__name__)
@@ -131,7 +131,13 @@ class PolygonRest:
             if retry_after is not None:
                 delay = max(delay, retry_after)
             self.retries_done += 1
-            log.warning("order_flow.rest_retry", path=_path(url), problem=last_problem, attempt=attempt, delay_seconds=round(delay, 3))
+            log.warning(
+                "order_flow.rest_retry",
+                path=_path(url),
+                problem=last_problem,
+                attempt=attempt,
+                delay_seconds=round(delay, 3),
+            )
             self.sleep(delay)
         raise RestUnavailableError(f"GET {_path(url)} failed {self.attempts} times; last: {last_problem}")
 
@@ -151,7 +157,9 @@ class PolygonRest:
     def condition_table(self) -> ConditionTable:
         """Stock trade conditions from ``/v3/reference/conditions``."""
         results: list = []
-        for body in self.pages("/v3/reference/conditions", {"asset_class": "stocks", "data_type": "trade", "limit": 1000}):
+        for body in self.pages(
+            "/v3/reference/conditions", {"asset_class": "stocks", "data_type": "trade", "limit": 1000}
+        ):
             results.extend(msgspec.json.decode(body).get("results", []))
         return ConditionTable.from_reference({"results": results}, source=f"rest {self.base_url}")
 
@@ -168,7 +176,9 @@ def load_condition_table(rest: PolygonRest | None) -> ConditionTable:
         log.info("order_flow.conditions_loaded", source=table.source, conditions=len(table.by_id))
         return table
     except (RestError, ValueError) as error:
-        log.warning("order_flow.conditions_fallback", code=getattr(error, "code", "invalid_reference"), reason=str(error))
+        log.warning(
+            "order_flow.conditions_fallback", code=getattr(error, "code", "invalid_reference"), reason=str(error)
+        )
         return ConditionTable.bundled()
 
 

@@ -33,23 +33,23 @@ import bisect
 import csv
 import math
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterable
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from orderflow_client.prices import price_from_text
+from orderflow_client.wire import BookUpdate, ExitRecommendation, MarketEvent, OrderFlowAlert, Quote
 from services.detector.engine import Engine, RuleSettings
 from services.detector.profiles import SymbolProfile
-from services.detector.sessions import SessionClock
 from services.ingest.normalise import Normaliser, normalised
 from services.ingest.rejects import Reject, RejectCounter
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
-from shared.prices import price_from_text
-from shared.wire import BookUpdate, ExitRecommendation, MarketEvent, OrderFlowAlert, Quote
+from shared.sessions import SessionClock
 
 NANOS = 1_000_000_000
 NEW_YORK = ZoneInfo("America/New_York")
@@ -141,7 +141,7 @@ class PriceTape:
         """The mid at each of the ``horizon`` whole-second marks after ``ts`` (element i: open + (k + i + 1) s,
         k the second holding ``ts``)."""
         start = (ts - self.open_ns) // NANOS
-        return self.mids()[start:start + horizon]
+        return self.mids()[start : start + horizon]
 
 
 @dataclass
@@ -156,12 +156,19 @@ class Collected:
     exits: list[ExitRecommendation] = field(default_factory=list)
 
 
-def collect(event_groups: Iterable[Iterable[MarketEvent | Reject]], config: OrderFlowConfig, *,
-            conditions: ConditionTable | None = None, profiles: dict[str, SymbolProfile] | None = None,
-            on_progress: Callable[[int], None] | None = None) -> Collected:
+def collect(
+    event_groups: Iterable[Iterable[MarketEvent | Reject]],
+    config: OrderFlowConfig,
+    *,
+    conditions: ConditionTable | None = None,
+    profiles: dict[str, SymbolProfile] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Collected:
     """Run the rules over each group of events (each time-ordered; groups hold different symbols)."""
     conditions = conditions or ConditionTable.bundled()
-    engine = Engine(RuleSettings.from_config(config), conditions, config=config, profiles=profiles, profile_source="files")
+    engine = Engine(
+        RuleSettings.from_config(config), conditions, config=config, profiles=profiles, profile_source="files"
+    )
     clock = engine.sessions
     found = Collected()
     for group in event_groups:
@@ -205,6 +212,7 @@ def _signals(outputs: list, found: Collected) -> None:
 
 
 # --- statistics ----------------------------------------------------------------------------------
+
 
 def wilson(hits: int, total: int, z: float = 1.959964) -> tuple[float, float]:
     """Wilson score 95 % interval of a proportion (``(nan, nan)`` for no trials)."""
@@ -294,7 +302,9 @@ def versus_chance(signals: list[Signal], tapes: dict, settings: BacktestSettings
     return {"base_samples": {str(h): len(base[h]) for h in settings.horizons}, "by_kind": table}
 
 
-def _compare(outcomes: list[Outcome], base: list[Outcome], settings: BacktestSettings, censored: int, outside: int) -> dict:
+def _compare(
+    outcomes: list[Outcome], base: list[Outcome], settings: BacktestSettings, censored: int, outside: int
+) -> dict:
     returns = np.asarray([o.forward_bps for o in outcomes])
     base_returns = np.asarray([o.forward_bps for o in base])
     hits = sum(o.hit for o in outcomes)
@@ -304,13 +314,17 @@ def _compare(outcomes: list[Outcome], base: list[Outcome], settings: BacktestSet
     leads = [o.lead_seconds for o in outcomes if o.lead_seconds is not None]
     low, high = bootstrap_difference(returns, base_returns, settings.bootstrap, settings.seed)
     return {
-        "signals": len(outcomes), "censored_past_close": censored, "outside_regular_session": outside,
+        "signals": len(outcomes),
+        "censored_past_close": censored,
+        "outside_regular_session": outside,
         "mean_forward_bps": _round(returns.mean()) if len(returns) else None,
         "base_mean_forward_bps": _round(base_returns.mean()) if len(base_returns) else None,
         "difference_bps": _round(returns.mean() - base_returns.mean()) if len(returns) and len(base_returns) else None,
         "difference_ci95_bps": [_round(low), _round(high)],
-        "hit_rate": _round(rate, 4), "hit_rate_ci95": [_round(v, 4) for v in wilson(hits, len(outcomes))],
-        "base_hit_rate": _round(base_rate, 4), "base_hit_rate_ci95": [_round(v, 4) for v in wilson(base_hits, len(base))],
+        "hit_rate": _round(rate, 4),
+        "hit_rate_ci95": [_round(v, 4) for v in wilson(hits, len(outcomes))],
+        "base_hit_rate": _round(base_rate, 4),
+        "base_hit_rate_ci95": [_round(v, 4) for v in wilson(base_hits, len(base))],
         "lift": _round(rate / base_rate, 3) if base_rate and not math.isnan(rate) else None,
         "lead_seconds_mean": _round(float(np.mean(leads)), 1) if leads else None,
         "lead_seconds_median": _round(float(np.median(leads)), 1) if leads else None,
@@ -326,6 +340,7 @@ def _day(ts: int) -> str:
 
 
 # --- following the exits ---------------------------------------------------------------------------
+
 
 def positions_from_open(tapes: dict) -> list[Position]:
     """One long position per symbol and day, bought at the ask of the first quote of the session, no stop."""
@@ -345,9 +360,15 @@ def read_positions(path: Path) -> list[Position]:
                 moment = datetime.fromisoformat(row["entry_time"])
                 if moment.tzinfo is None:
                     moment = moment.replace(tzinfo=NEW_YORK)
-                positions.append(Position(row["symbol"].strip().upper(), int(moment.timestamp() * NANOS),
-                                          price_from_text(row["entry_price"].strip()), int(row["quantity"]),
-                                          price_from_text(row["stop"].strip()) if row.get("stop", "").strip() else 0))
+                positions.append(
+                    Position(
+                        row["symbol"].strip().upper(),
+                        int(moment.timestamp() * NANOS),
+                        price_from_text(row["entry_price"].strip()),
+                        int(row["quantity"]),
+                        price_from_text(row["stop"].strip()) if row.get("stop", "").strip() else 0,
+                    )
+                )
             except (KeyError, ValueError) as error:
                 raise ValueError(f"{path}:{number}: {error}") from None
     return positions
@@ -365,10 +386,16 @@ def follow_exits(positions: list[Position], exits: list[Signal], tapes: dict, se
             continue
         held_end, held_price, held_reason = _hold(position, tape)
         signal = next((s for s in by_symbol[position.symbol] if position.entry_ns < s.ts < held_end), None)
-        trade = {"symbol": position.symbol, "day": tape.day, "entry_ns": position.entry_ns, "entry_price": position.entry_price,
-                 "held_exit_reason": held_reason, "held_exit_ns": held_end,
-                 "held_bps": _bps(held_price, position.entry_price),
-                 "drawdown_held_bps": _drawdown(tape, position, held_end)}
+        trade = {
+            "symbol": position.symbol,
+            "day": tape.day,
+            "entry_ns": position.entry_ns,
+            "entry_price": position.entry_price,
+            "held_exit_reason": held_reason,
+            "held_exit_ns": held_end,
+            "held_bps": _bps(held_price, position.entry_price),
+            "drawdown_held_bps": _drawdown(tape, position, held_end),
+        }
         if signal is not None:
             bid, ask = tape.at(signal.ts)
             mid = (bid + ask) / 2
@@ -376,19 +403,35 @@ def follow_exits(positions: list[Position], exits: list[Signal], tapes: dict, se
             for horizon in settings.horizons:
                 later = tape.mid(signal.ts + horizon * NANOS) if signal.ts + horizon * NANOS <= tape.close_ns else None
                 path = tape.path(signal.ts, horizon) if later is not None else np.asarray([])
-                horizons[str(horizon)] = None if later is None else {
-                    "saved_net_bps": _round((bid - later) / mid * 1e4),
-                    "false_positive": bool(len(path) and np.nanmax(path) >= mid * (1 + settings.fall_bps / 1e4)),
+                horizons[str(horizon)] = (
+                    None
+                    if later is None
+                    else {
+                        "saved_net_bps": _round((bid - later) / mid * 1e4),
+                        "false_positive": bool(len(path) and np.nanmax(path) >= mid * (1 + settings.fall_bps / 1e4)),
+                    }
+                )
+            chance = [
+                tape.at(ts)[0] for ts in base_times(tape, settings.base_step) if position.entry_ns < ts < held_end
+            ]
+            trade.update(
+                {
+                    "exit_id": signal.id,
+                    "exit_ns": signal.ts,
+                    "exit_bid": bid,
+                    "half_spread_bps": _round((ask - bid) / 2 / mid * 1e4),
+                    "exited_bps": _bps(bid, position.entry_price),
+                    "saved_vs_hold_bps": _round(_bps(bid, position.entry_price) - trade["held_bps"]),
+                    "chance_saved_vs_hold_bps": _round(
+                        float(np.mean([(b - held_price) / position.entry_price * 1e4 for b in chance]))
+                    )
+                    if chance
+                    else None,
+                    "profitable": bid > position.entry_price,
+                    "drawdown_exited_bps": _drawdown(tape, position, signal.ts),
+                    "versus_holding": horizons,
                 }
-            chance = [tape.at(ts)[0] for ts in base_times(tape, settings.base_step) if position.entry_ns < ts < held_end]
-            trade.update({
-                "exit_id": signal.id, "exit_ns": signal.ts, "exit_bid": bid, "half_spread_bps": _round((ask - bid) / 2 / mid * 1e4),
-                "exited_bps": _bps(bid, position.entry_price), "saved_vs_hold_bps": _round(_bps(bid, position.entry_price) - trade["held_bps"]),
-                "chance_saved_vs_hold_bps": _round(float(np.mean([(b - held_price) / position.entry_price * 1e4 for b in chance])))
-                if chance else None,
-                "profitable": bid > position.entry_price, "drawdown_exited_bps": _drawdown(tape, position, signal.ts),
-                "versus_holding": horizons,
-            })
+            )
         trades.append(trade)
     return {"positions": len(trades), "trades": trades, "summary": _exit_summary(trades, settings)}
 
@@ -412,7 +455,7 @@ def _drawdown(tape: PriceTape, position: Position, end_ns: int) -> float:
     """Largest fall of the mid from its running peak (bps of entry) between entry and ``end_ns``."""
     first = (position.entry_ns - tape.open_ns) // NANOS
     last = (min(end_ns, tape.close_ns) - tape.open_ns) // NANOS
-    mids = tape.mids()[max(0, first):max(0, last)]
+    mids = tape.mids()[max(0, first) : max(0, last)]
     mids = mids[~np.isnan(mids)]
     if len(mids) == 0:
         return 0.0
@@ -428,21 +471,30 @@ def _mean(values: list[float | None]) -> float | None:
 def _exit_summary(trades: list[dict], settings: BacktestSettings) -> dict:
     exited = [t for t in trades if "exit_id" in t]
     summary: dict = {
-        "positions": len(trades), "exited": len(exited),
+        "positions": len(trades),
+        "exited": len(exited),
         "profitable_exits_share": _round(sum(t["profitable"] for t in exited) / len(exited), 3) if exited else None,
-        "saved_vs_hold_to_stop_or_close_bps_mean": _round(float(np.mean([t["saved_vs_hold_bps"] for t in exited]))) if exited else None,
+        "saved_vs_hold_to_stop_or_close_bps_mean": _round(float(np.mean([t["saved_vs_hold_bps"] for t in exited])))
+        if exited
+        else None,
         "chance_saved_vs_hold_to_stop_or_close_bps_mean": _mean([t["chance_saved_vs_hold_bps"] for t in exited]),
         "half_spread_bps_mean": _round(float(np.mean([t["half_spread_bps"] for t in exited]))) if exited else None,
-        "max_drawdown_held_bps_mean": _round(float(np.mean([t["drawdown_held_bps"] for t in trades]))) if trades else None,
-        "max_drawdown_following_bps_mean": _round(float(np.mean([t.get("drawdown_exited_bps", t["drawdown_held_bps"]) for t in trades])))
-        if trades else None,
+        "max_drawdown_held_bps_mean": _round(float(np.mean([t["drawdown_held_bps"] for t in trades])))
+        if trades
+        else None,
+        "max_drawdown_following_bps_mean": _round(
+            float(np.mean([t.get("drawdown_exited_bps", t["drawdown_held_bps"]) for t in trades]))
+        )
+        if trades
+        else None,
         "by_horizon": {},
     }
     for horizon in settings.horizons:
         rows = [t["versus_holding"][str(horizon)] for t in exited if t["versus_holding"].get(str(horizon))]
         saved = np.asarray([r["saved_net_bps"] for r in rows])
         summary["by_horizon"][str(horizon)] = {
-            "exits": len(rows), "saved_net_bps_mean": _round(saved.mean()) if len(saved) else None,
+            "exits": len(rows),
+            "saved_net_bps_mean": _round(saved.mean()) if len(saved) else None,
             "false_positive_share": _round(sum(r["false_positive"] for r in rows) / len(rows), 3) if rows else None,
             "false_positive_ci95": [_round(v, 3) for v in wilson(sum(r["false_positive"] for r in rows), len(rows))],
         }
@@ -450,6 +502,7 @@ def _exit_summary(trades: list[dict], settings: BacktestSettings) -> dict:
 
 
 # --- the whole report ------------------------------------------------------------------------------
+
 
 def per_day(signals: list[Signal]) -> dict:
     """Alerts and exits per symbol and day (every session, not only the regular)."""
@@ -464,8 +517,13 @@ def report(found: Collected, settings: BacktestSettings, positions: list[Positio
     exits = [s for s in found.signals if s.kind == "exit"]
     chosen = positions if positions is not None else positions_from_open(found.tapes)
     return {
-        "settings": {"horizons_seconds": list(settings.horizons), "fall_bps": settings.fall_bps, "base_step_seconds": settings.base_step,
-                     "bootstrap": settings.bootstrap, "positions": "given" if positions is not None else "one long from each open"},
+        "settings": {
+            "horizons_seconds": list(settings.horizons),
+            "fall_bps": settings.fall_bps,
+            "base_step_seconds": settings.base_step,
+            "bootstrap": settings.bootstrap,
+            "positions": "given" if positions is not None else "one long from each open",
+        },
         "events": found.events,
         "sessions": sorted(f"{symbol} {day}" for symbol, day in found.tapes),
         "per_day": per_day(found.signals),
@@ -480,9 +538,14 @@ def chart_data(found: Collected, max_points: int = 400) -> list[dict]:
     for (symbol, day), tape in sorted(found.tapes.items()):
         mids = tape.mids()
         step = max(1, len(mids) // max_points)
-        points = [[int(i), round(float(mids[i]) / NANOS, 4)] for i in range(0, len(mids), step) if not np.isnan(mids[i])]
-        marks = [{"second": (s.ts - tape.open_ns) / NANOS, "kind": s.kind, "id": s.id}
-                 for s in found.signals if s.symbol == symbol and _day(s.ts) == day and tape.open_ns <= s.ts < tape.close_ns]
+        points = [
+            [int(i), round(float(mids[i]) / NANOS, 4)] for i in range(0, len(mids), step) if not np.isnan(mids[i])
+        ]
+        marks = [
+            {"second": (s.ts - tape.open_ns) / NANOS, "kind": s.kind, "id": s.id}
+            for s in found.signals
+            if s.symbol == symbol and _day(s.ts) == day and tape.open_ns <= s.ts < tape.close_ns
+        ]
         sessions.append({"symbol": symbol, "day": day, "points": points, "marks": marks})
     return sessions
 
@@ -504,18 +567,22 @@ def forward_distributions(found: Collected, settings: BacktestSettings, horizon:
     return dict(series)
 
 
-
 # --- the settings sweep, scored on held-out days ----------------------------------------------------
+
 
 def split_days(days: list[str], test_days: int) -> tuple[list[str], list[str]]:
     """Earlier days to choose settings on, the last ``test_days`` to score them on (never both)."""
     ordered = sorted(set(days))
     if len(ordered) <= test_days:
-        raise ValueError(f"a sweep needs more than {test_days} trading day(s) to hold some out; the input has {len(ordered)}")
+        raise ValueError(
+            f"a sweep needs more than {test_days} trading day(s) to hold some out; the input has {len(ordered)}"
+        )
     return ordered[:-test_days], ordered[-test_days:]
 
 
-def exit_score(found: Collected, days: list[str], horizon: int, *, base_step: int = 30, reps: int = 2000, seed: int = 7) -> dict:
+def exit_score(
+    found: Collected, days: list[str], horizon: int, *, base_step: int = 30, reps: int = 2000, seed: int = 7
+) -> dict:
     """Bps saved by exiting at the bid on every recommendation of ``days`` versus the mid ``horizon`` s later,
     beside the same for an exit at every ``base_step`` s of those sessions (chance), with a bootstrap 95 % interval."""
 
@@ -527,15 +594,30 @@ def exit_score(found: Collected, days: list[str], horizon: int, *, base_step: in
             return None
         return (quote[0] - later) / ((quote[0] + quote[1]) / 2) * 1e4
 
-    saved = [value for signal in found.signals if signal.kind == "exit" and _day(signal.ts) in days
-             for tape in [found.tapes.get((signal.symbol, _day(signal.ts)))] if tape is not None
-             for value in [saved_at(tape, signal.ts)] if value is not None]
-    base = [value for (_symbol, day), tape in found.tapes.items() if day in days
-            for ts in base_times(tape, base_step) for value in [saved_at(tape, ts)] if value is not None]
+    saved = [
+        value
+        for signal in found.signals
+        if signal.kind == "exit" and _day(signal.ts) in days
+        for tape in [found.tapes.get((signal.symbol, _day(signal.ts)))]
+        if tape is not None
+        for value in [saved_at(tape, signal.ts)]
+        if value is not None
+    ]
+    base = [
+        value
+        for (_symbol, day), tape in found.tapes.items()
+        if day in days
+        for ts in base_times(tape, base_step)
+        for value in [saved_at(tape, ts)]
+        if value is not None
+    ]
     low, high = bootstrap_difference(np.asarray(saved), np.asarray(base), reps, seed)
-    return {"exits": len(saved), "saved_net_bps_mean": _round(float(np.mean(saved))) if saved else None,
-            "base_saved_net_bps_mean": _round(float(np.mean(base))) if base else None,
-            "difference_ci95_bps": [_round(low), _round(high)]}
+    return {
+        "exits": len(saved),
+        "saved_net_bps_mean": _round(float(np.mean(saved))) if saved else None,
+        "base_saved_net_bps_mean": _round(float(np.mean(base))) if base else None,
+        "difference_ci95_bps": [_round(low), _round(high)],
+    }
 
 
 def parse_sweep(items: list[str]) -> dict[str, list[str]]:
@@ -550,7 +632,9 @@ def parse_sweep(items: list[str]) -> dict[str, list[str]]:
     return grid
 
 
-def sweep(grid: dict[str, list[str]], run: Callable[[dict[str, str]], Collected], *, test_days: int, horizon: int) -> dict:
+def sweep(
+    grid: dict[str, list[str]], run: Callable[[dict[str, str]], Collected], *, test_days: int, horizon: int
+) -> dict:
     """Run every combination, score each on the training days and on the held-out days; rank by training score.
 
     ``run(overrides)`` returns what one pass with those settings found. The held-out days are never used to
@@ -566,6 +650,14 @@ def sweep(grid: dict[str, list[str]], run: Callable[[dict[str, str]], Collected]
         found = run(overrides)
         if not train:
             train, test = split_days([day for _symbol, day in found.tapes], test_days)
-        results.append({"settings": overrides, "train": exit_score(found, train, horizon), "test": exit_score(found, test, horizon)})
-    results.sort(key=lambda r: -(r["train"]["saved_net_bps_mean"] if r["train"]["saved_net_bps_mean"] is not None else -math.inf))
+        results.append(
+            {
+                "settings": overrides,
+                "train": exit_score(found, train, horizon),
+                "test": exit_score(found, test, horizon),
+            }
+        )
+    results.sort(
+        key=lambda r: -(r["train"]["saved_net_bps_mean"] if r["train"]["saved_net_bps_mean"] is not None else -math.inf)
+    )
     return {"train_days": train, "test_days": test, "horizon_seconds": horizon, "ranked_by_train": results}

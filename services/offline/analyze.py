@@ -20,20 +20,20 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable
 
+from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, Trade, to_json
 from services.detector.engine import AlertsExpired, Engine, ProfileUpdate, RuleSettings
-from services.detector.profiles import SymbolProfile, encode_profile
 from services.detector.integrity import ValidationIssue
+from services.detector.profiles import SymbolProfile, encode_profile
 from services.ingest.normalise import Normaliser, normalised
 from services.ingest.rejects import RejectCounter
 from services.ingest.sources import read_events
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
-from shared.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, Trade, to_json
 
 
 @dataclass
@@ -95,7 +95,9 @@ def analyze(
     out_dir.mkdir(parents=True, exist_ok=True)
     conditions = conditions or ConditionTable.bundled()
     normaliser = Normaliser(conditions, method=config.side_method)
-    engine = Engine(RuleSettings.from_config(config), conditions, config=config, profiles=profiles, profile_source="files")
+    engine = Engine(
+        RuleSettings.from_config(config), conditions, config=config, profiles=profiles, profile_source="files"
+    )
     summary = AnalysisSummary()
     multiplier = config.round_lot_size if config.quote_size_unit == "round_lots" else 1
     started = time.perf_counter()
