@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 NEW_YORK = ZoneInfo("America/New_York")
 
-NANOS_PER_SECOND = 1_000_000_000
-NANOS_PER_MILLISECOND = 1_000_000
+NANOSECONDS_PER_SECOND = 1_000_000_000
+NANOSECONDS_PER_MILLISECOND = 1_000_000
 
 
 def now_ns() -> int:
@@ -24,21 +24,21 @@ def now_ns() -> int:
 
 def ns_to_utc_iso(ts_ns: int) -> str:
     """ISO-8601 UTC with nanosecond precision and a ``Z`` suffix."""
-    seconds, nanos = divmod(ts_ns, NANOS_PER_SECOND)
+    seconds, nanos = divmod(ts_ns, NANOSECONDS_PER_SECOND)
     stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{nanos:09d}Z"
 
 
 def ns_to_new_york(ts_ns: int, *, milliseconds: bool = False) -> str:
     """Exchange time for people, labelled: ``1795545591000000000`` → ``"15:59:51 ET"`` (New York, EST or EDT)."""
-    moment = datetime.fromtimestamp(ts_ns / NANOS_PER_SECOND, tz=NEW_YORK)
+    moment = datetime.fromtimestamp(ts_ns / NANOSECONDS_PER_SECOND, tz=NEW_YORK)
     text = moment.strftime("%H:%M:%S.%f")[:12] if milliseconds else moment.strftime("%H:%M:%S")
     return f"{text} ET"
 
 
 def ms_to_ns(ts_ms: int) -> int:
     """Polygon WebSocket milliseconds to ns."""
-    return ts_ms * NANOS_PER_MILLISECOND
+    return ts_ms * NANOSECONDS_PER_MILLISECOND
 
 
 MAX_TIMESTAMP = 2**63 - 1

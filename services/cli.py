@@ -554,8 +554,8 @@ def backtest(
       orderflow backtest day1.zip day2.zip --positions trades.csv --horizon 60 --horizon 300 --out backtest/
       orderflow backtest bac/*.zip --sweep large_order_quantile=0.995,0.999 --out sweep/
     """
-    from services.offline import backtest as backtesting
     from services.ingest.sources import read_events
+    from services.offline import backtest as backtesting
     from services.offline.report_html import render
     from shared.config import load_config
 
@@ -888,9 +888,7 @@ def detect(
 @app.command()
 def demo(
     speed: Annotated[float, typer.Option(help="Market seconds per wall second.")] = 120.0,
-    scenario: Annotated[
-        list[str] | None, typer.Option("--scenario", help="Play only this scenario (repeat).")
-    ] = None,
+    scenario: Annotated[list[str] | None, typer.Option("--scenario", help="Play only this scenario (repeat).")] = None,
     seed: Annotated[int, typer.Option(help="Scenario seed.")] = 7,
     config_file: ConfigFileOption = None,
 ) -> None:

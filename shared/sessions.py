@@ -13,9 +13,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pandas_market_calendars as market_calendars
 
+from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
 from orderflow_client.wire import TradingSession
 
-NANOS = 1_000_000_000
 _NEW_YORK_OFFSET_GUESS = timedelta(hours=5)  # only to pick the calendar day; boundaries are exact
 
 
@@ -55,15 +55,15 @@ class SessionClock:
         return "after_hours"
 
     def _load(self, ts_ns: int) -> tuple[int, int, int, int, int, int]:
-        moment = datetime.fromtimestamp(ts_ns / NANOS, tz=UTC)
+        moment = datetime.fromtimestamp(ts_ns / NANOSECONDS_PER_SECOND, tz=UTC)
         day = (moment - _NEW_YORK_OFFSET_GUESS).date()
         bounds = self._boundaries(day)
         # the cache covers this calendar day in UTC-5 terms: from its midnight to the next
         start = (
-            int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * NANOS)
-            + int(_NEW_YORK_OFFSET_GUESS.total_seconds()) * NANOS
+            int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * NANOSECONDS_PER_SECOND)
+            + int(_NEW_YORK_OFFSET_GUESS.total_seconds()) * NANOSECONDS_PER_SECOND
         )
-        end = start + 86_400 * NANOS
+        end = start + 86_400 * NANOSECONDS_PER_SECOND
         if bounds is None:
             bounds = (end, end, end, end)  # closed all day
         self._current = (start, end, *bounds)

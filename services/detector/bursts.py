@@ -34,9 +34,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
 from services.detector.profiles import DayRecorder, VolumeCurve
 
-NANOS = 1_000_000_000
 END_FRACTION = 0.8
 
 
@@ -91,7 +91,7 @@ class RedBursts:
         self.baseline: deque[list[int]] = deque()  # [second, volume]
         self.spike_volume = self.spike_sell = self.spike_buy = 0
         self.baseline_volume = 0
-        self.history_start = None if ts_event is None else ts_event // NANOS
+        self.history_start = None if ts_event is None else ts_event // NANOSECONDS_PER_SECOND
         self.episode_second: int | None = None
         self.episode_severity = ""
 
@@ -110,7 +110,7 @@ class RedBursts:
 
     def add(self, ts_event: int, size: int, side: str) -> None:
         """A print that counts (side ``buy``, ``sell`` or ``unknown``)."""
-        second = ts_event // NANOS
+        second = ts_event // NANOSECONDS_PER_SECOND
         if self.history_start is None:
             self.history_start = second
         self._advance(second)
@@ -134,7 +134,7 @@ class RedBursts:
 
     def reading(self, ts_event: int) -> BurstReading | None:
         """The current ratio, or None while the baseline is not full or too thin."""
-        second = ts_event // NANOS
+        second = ts_event // NANOSECONDS_PER_SECOND
         self._advance(second)
         if self.history_start is None or second - self.history_start < self.spike_seconds + self.baseline_seconds:
             return None
@@ -160,7 +160,7 @@ class RedBursts:
 
     def evaluate(self, ts_event: int, threshold: float) -> BurstSignal | None:
         """Apply the episode logic at ``ts_event`` with the session's threshold."""
-        second = ts_event // NANOS
+        second = ts_event // NANOSECONDS_PER_SECOND
         if self.history_start is None or second - self.history_start < self.spike_seconds + self.baseline_seconds:
             return None
         self._advance(second)

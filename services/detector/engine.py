@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Union
 
 from orderflow_client.prices import format_price
-from orderflow_client.timestamps import ns_to_utc_iso
+from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, ns_to_utc_iso
 from orderflow_client.wire import ExitRecommendation, FeedStatus, MarketEvent, OrderFlowAlert, Quote, Trade
 from services.detector.book import Appearance, LargeOffers
 from services.detector.bursts import BurstSignal, RedBursts
@@ -42,11 +42,10 @@ from shared.config import OrderFlowConfig
 from shared.nbbo import PrevailingQuote
 from shared.sessions import SessionClock
 
-NANOS = 1_000_000_000
 EXTENDED = ("pre_market", "after_hours")
-REFIT_NS = 10 * NANOS
+REFIT_NS = 10 * NANOSECONDS_PER_SECOND
 """A day with no history refits its thresholds this often (event time) until it is calibrated …"""
-CALIBRATED_REFIT_NS = 60 * NANOS
+CALIBRATED_REFIT_NS = 60 * NANOSECONDS_PER_SECOND
 """… and this often afterwards (each refit sorts the day's counters)."""
 MIN_CALIBRATION_ORDERS = 20
 """Aggressive orders a day must show before its own large-order threshold replaces the absolute one.
@@ -91,7 +90,7 @@ class RuleSettings:
     extended_large_order_explicit: bool = False
     fit: FitRules = FitRules()
     profile_days: int = 5
-    calibration_ns: int = 15 * 60 * NANOS
+    calibration_ns: int = 15 * 60 * NANOSECONDS_PER_SECOND
     offer_return_ns: int = 0
     calibration_confidence: float = 0.0
 
@@ -111,7 +110,7 @@ class RuleSettings:
             or config.extended_hours_volume_spike_threshold
             or spike,
             red_burst_threshold=(override and override.red_burst_threshold) or config.red_burst_threshold,
-            alert_window_ns=config.alert_window_seconds * NANOS,
+            alert_window_ns=config.alert_window_seconds * NANOSECONDS_PER_SECOND,
             spike_seconds=config.spike_window_seconds,
             baseline_seconds=config.baseline_window_seconds,
             sell_ratio=config.sell_ratio_threshold,
@@ -121,14 +120,14 @@ class RuleSettings:
                 else config.min_baseline_volume
             ),
             sweep_window_ns=config.sweep_window_ms * 1_000_000,
-            persistence_ns=int(config.book_persistence_seconds * NANOS),
+            persistence_ns=int(config.book_persistence_seconds * NANOSECONDS_PER_SECOND),
             two_sided_ratio=config.two_sided_ratio,
             integrity=IntegritySettings(
-                stale_warning_ns=int(config.stale_warning_seconds * NANOS),
-                stale_failure_ns=int(config.stale_failure_seconds * NANOS),
-                resume_after_ns=int(config.resume_after_seconds * NANOS),
+                stale_warning_ns=int(config.stale_warning_seconds * NANOSECONDS_PER_SECOND),
+                stale_failure_ns=int(config.stale_failure_seconds * NANOSECONDS_PER_SECOND),
+                resume_after_ns=int(config.resume_after_seconds * NANOSECONDS_PER_SECOND),
                 tolerance_ns=config.chronology_tolerance_ms * 1_000_000,
-                gap_silence_ns=int(config.gap_silence_seconds * NANOS),
+                gap_silence_ns=int(config.gap_silence_seconds * NANOSECONDS_PER_SECOND),
             ),
             adaptive=config.threshold_mode == "adaptive",
             large_order_override=bool(override and override.large_order_size),
@@ -143,8 +142,8 @@ class RuleSettings:
                 min_notional_dollars=config.adaptive_min_large_order_notional,
             ),
             profile_days=config.profile_days,
-            calibration_ns=int(config.calibration_minutes * 60 * NANOS),
-            offer_return_ns=int(config.book_return_seconds * NANOS),
+            calibration_ns=int(config.calibration_minutes * 60 * NANOSECONDS_PER_SECOND),
+            offer_return_ns=int(config.book_return_seconds * NANOSECONDS_PER_SECOND),
             calibration_confidence=config.calibration_confidence,
         )
 
@@ -578,7 +577,7 @@ class SymbolEngine:
             two_sided=two_sided,
             session=session,
             evidence={
-                "rested_seconds": round((ts - appearance.start_ts) / NANOS, 3),
+                "rested_seconds": round((ts - appearance.start_ts) / NANOSECONDS_PER_SECOND, 3),
                 "since_utc": ns_to_utc_iso(appearance.start_ts),
                 "largest_bid": largest_bid,
                 **self._threshold_evidence(threshold, session),

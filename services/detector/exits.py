@@ -17,10 +17,9 @@ from __future__ import annotations
 from collections import deque
 
 from orderflow_client.prices import format_price
-from orderflow_client.timestamps import ns_to_utc_iso
+from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, ns_to_utc_iso
 from orderflow_client.wire import ExitRecommendation, OrderFlowAlert
 
-NANOS = 1_000_000_000
 LARGE_SELLER_COUNT = 3
 
 
@@ -61,10 +60,10 @@ class ExitRule:
 
 def _large_sellers_exit(trigger: OrderFlowAlert, alerts: list[OrderFlowAlert], window_ns: int) -> ExitRecommendation:
     total = sum(alert.order_size for alert in alerts)
-    span = (alerts[-1].ts_event - alerts[0].ts_event) / NANOS
+    span = (alerts[-1].ts_event - alerts[0].ts_event) / NANOSECONDS_PER_SECOND
     parts = ", ".join(f"{alert.order_size:,} @ {format_price(alert.price_level)} ({alert.source})" for alert in alerts)
     reasoning = (
-        f"{len(alerts)} large sellers within {span:.0f} s (window {window_ns // NANOS} s): {parts}; "
+        f"{len(alerts)} large sellers within {span:.0f} s (window {window_ns // NANOSECONDS_PER_SECOND} s): {parts}; "
         f"{total:,} shares sold aggressively into the bid. Institutional selling pressure: consider exiting "
         f"or tightening the stop."
     )

@@ -44,10 +44,11 @@ from dataclasses import dataclass
 
 import msgspec
 
+from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
+
 PROFILE_VERSION = 1
 BUCKET_SECONDS = 300
 """Width of one intraday volume bucket (5 minutes)."""
-NANOS = 1_000_000_000
 QUANTILE_GRID = (0.5, 0.9, 0.95, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999)
 """Quantiles stored in a profile's summary (the thresholds use the exact ones)."""
 FULL_SESSION_SECONDS = 5 * 3600
@@ -234,7 +235,7 @@ class DayRecorder:
 
     def volume(self, ts: int, price: int, size: int) -> None:
         """A print that counts toward volume."""
-        bucket = max(0, (ts - self.open_ns) // (BUCKET_SECONDS * NANOS))
+        bucket = max(0, (ts - self.open_ns) // (BUCKET_SECONDS * NANOSECONDS_PER_SECOND))
         buckets = self.buckets
         while len(buckets) <= bucket:
             buckets.append(0)
@@ -259,7 +260,7 @@ class DayRecorder:
             burst_ratios=dict(self.ratios),
             volume=self.volume_total,
             vwap=self.vwap,
-            observed_seconds=max(0, (self.last_ns - self.first_ns) // NANOS),
+            observed_seconds=max(0, (self.last_ns - self.first_ns) // NANOSECONDS_PER_SECOND),
         )
 
 
@@ -410,7 +411,7 @@ def fit_thresholds(
     days: str,
     curve: VolumeCurve | None = None,
     confidence: float = 0.0,
-    offer_unit_ns: int = NANOS,
+    offer_unit_ns: int = NANOSECONDS_PER_SECOND,
 ) -> Thresholds:
     """Thresholds from count-weighted order sizes, time-weighted offer sizes (ns displayed) and burst
     ratio readings.
@@ -420,7 +421,7 @@ def fit_thresholds(
     observation.
     An empty ``offers`` leaves the offer threshold at the large order; fewer than ``1 / (1 − q)``
     ratio readings leave the burst ratio unknown (0)."""
-    notional_floor = math.ceil(rules.min_notional_dollars * NANOS / vwap) if vwap else 0
+    notional_floor = math.ceil(rules.min_notional_dollars * NANOSECONDS_PER_SECOND / vwap) if vwap else 0
     large = max(tail_quantile(orders, rules.large_order_quantile, confidence), rules.min_size, notional_floor)
     if confidence and offers:
         displays = {size: displayed / offer_unit_ns for size, displayed in offers.items()}
@@ -487,7 +488,9 @@ class VolumeCurve:
         """Expected spike density over baseline density at UTC ``second``."""
         if second == self._cache_second:
             return self._cache_factor
-        now = second + 1 - self.open_ns / NANOS  # the spike window holds seconds (second - spike, second]
+        now = (
+            second + 1 - self.open_ns / NANOSECONDS_PER_SECOND
+        )  # the spike window holds seconds (second - spike, second]
         spike = (self.share(now) - self.share(now - spike_seconds)) / spike_seconds
         baseline = (
             self.share(now - spike_seconds) - self.share(now - spike_seconds - baseline_seconds)

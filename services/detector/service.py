@@ -40,7 +40,7 @@ from orderflow_client.errors import BusAuthenticationError, ConsumerGroupMissing
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.prices import format_price
 from orderflow_client.signing import sign
-from orderflow_client.timestamps import now_ns, ns_to_utc_iso
+from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns, ns_to_utc_iso
 from orderflow_client.wire import ExitRecommendation, FeedStatus, MarketEvent, OrderFlowAlert, decode, encode
 from services.detector.engine import AlertsExpired, Engine, Output, ProfileUpdate, RuleSettings
 from services.detector.integrity import ValidationIssue
@@ -50,7 +50,6 @@ from shared import service_metrics
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
 
-NANOS = 1_000_000_000
 DEDUP_SECONDS = 7 * 24 * 3600
 BATCH_ENTRIES = 5_000
 """At most this many entries a read over all streams (XREADGROUP's COUNT is per stream: 50 symbols × 1,000 made
@@ -123,7 +122,9 @@ class DetectorService:
         self.stats = DetectorStats()
         self._publish_once = bus.client.register_script(_PUBLISH_ONCE_LUA)
         settings = self.engine.settings
-        self.warmup_ns = (settings.spike_seconds + settings.baseline_seconds + 60) * NANOS + settings.alert_window_ns
+        self.warmup_ns = (
+            settings.spike_seconds + settings.baseline_seconds + 60
+        ) * NANOSECONDS_PER_SECOND + settings.alert_window_ns
         self._last_refresh = 0.0
         self._last_lag = 0.0
         self._last_reclaim = 0.0
@@ -395,7 +396,7 @@ class DetectorService:
             self._batch_done.clear()
             try:
                 await asyncio.wait_for(
-                    self._batch_done.wait(), 0.2 if due is None else max(0.0, (due - now_ns()) / NANOS)
+                    self._batch_done.wait(), 0.2 if due is None else max(0.0, (due - now_ns()) / NANOSECONDS_PER_SECOND)
                 )
             except TimeoutError:
                 pass
@@ -501,7 +502,7 @@ class DetectorService:
             self._last_entry[stream] = ids[-1]
         if received:
             done = now_ns()
-            service_metrics.PROCESSING_LATENCY.observe(max(0, done - min(received)) / NANOS)
+            service_metrics.PROCESSING_LATENCY.observe(max(0, done - min(received)) / NANOSECONDS_PER_SECOND)
             if self.keep_latencies:
                 self.stats.latencies_ms.extend((done - stamp) / 1e6 for stamp in received)
         service_metrics.HALTED_SYMBOLS.set(self.engine.halted_symbols())

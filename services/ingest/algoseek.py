@@ -35,7 +35,7 @@ from datetime import date
 from pathlib import Path
 
 from orderflow_client.prices import price_from_scaled
-from orderflow_client.timestamps import NANOS_PER_MILLISECOND
+from orderflow_client.timestamps import NANOSECONDS_PER_MILLISECOND
 from orderflow_client.wire import Quote, Trade
 from services.ingest.lobster import midnight_ns
 from services.ingest.rejects import Reject
@@ -171,7 +171,7 @@ def _trades(stream: io.TextIOBase, symbol: str, midnight: int, member: str) -> I
             if suspicious != "0":
                 yield Reject(SOURCE, "vendor_suspicious", f"{member}:{number}", line.strip())
                 continue
-            ts_event = midnight + int(time_text) * NANOS_PER_MILLISECOND
+            ts_event = midnight + int(time_text) * NANOSECONDS_PER_MILLISECOND
             yield Trade(
                 symbol=symbol,
                 ts_event=ts_event,
@@ -213,7 +213,7 @@ def _quotes(stream: io.TextIOBase, symbol: str, midnight: int, member: str) -> I
                 ask = (ask_price, ask_size, exchange)
             if (bid, ask) == before:
                 continue
-            ts_event = midnight + int(time_text) * NANOS_PER_MILLISECOND
+            ts_event = midnight + int(time_text) * NANOSECONDS_PER_MILLISECOND
             yield Quote(
                 symbol=symbol,
                 ts_event=ts_event,

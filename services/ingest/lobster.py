@@ -32,7 +32,7 @@ from typing import IO
 from zoneinfo import ZoneInfo
 
 from orderflow_client.prices import PRICE_SCALE, price_from_scaled
-from orderflow_client.timestamps import NANOS_PER_SECOND
+from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
 from orderflow_client.wire import BookUpdate, FeedStatus, Trade
 from services.ingest.rejects import Reject
 
@@ -48,7 +48,7 @@ _NAME = re.compile(
 
 def midnight_ns(day: date) -> int:
     """UTC ns of midnight New York time on ``day`` (DST-aware, exact)."""
-    return int(datetime(day.year, day.month, day.day, tzinfo=NEW_YORK).timestamp()) * NANOS_PER_SECOND
+    return int(datetime(day.year, day.month, day.day, tzinfo=NEW_YORK).timestamp()) * NANOSECONDS_PER_SECOND
 
 
 def seconds_text_to_ns(text: str) -> int:
@@ -60,7 +60,7 @@ def seconds_text_to_ns(text: str) -> int:
     whole, _, fraction = text.partition(".")
     if not whole.isdigit() or (fraction and not fraction.isdigit()):
         raise ValueError(f"bad LOBSTER time {text!r}")
-    return int(whole) * NANOS_PER_SECOND + (int(fraction[:9].ljust(9, "0")) if fraction else 0)
+    return int(whole) * NANOSECONDS_PER_SECOND + (int(fraction[:9].ljust(9, "0")) if fraction else 0)
 
 
 def describe(path: Path) -> tuple[str, date, int]:
@@ -151,7 +151,7 @@ def _events(
     messages: IO[str], books: IO[str], symbol: str, midnight: int, name: str
 ) -> Iterator[BookUpdate | Trade | FeedStatus | Reject]:
     previous_book = ""
-    second = NANOS_PER_SECOND
+    second = NANOSECONDS_PER_SECOND
     levels = _LevelParser()
     for number, (message_line, book_line) in enumerate(zip(messages, books), start=1):
         try:

@@ -22,12 +22,12 @@ from typing import NamedTuple, Union
 import msgspec
 
 from orderflow_client.prices import fits_price, fits_size, price_from_float
-from orderflow_client.timestamps import NANOS_PER_MILLISECOND
+from orderflow_client.timestamps import NANOSECONDS_PER_MILLISECOND
 from orderflow_client.wire import MarketEvent, Quote, Trade
 from services.ingest.rejects import Reject
 
 SOURCE = "polygon_ws"
-MAX_MILLISECONDS = (2**63 - 1) // NANOS_PER_MILLISECOND
+MAX_MILLISECONDS = (2**63 - 1) // NANOSECONDS_PER_MILLISECOND
 
 
 class WsTrade(msgspec.Struct, tag_field="ev", tag="T", kw_only=True):
@@ -154,7 +154,7 @@ def _trade(event: WsTrade, ts_recv: int, arrival: int) -> Trade | Reject:
         return Reject(SOURCE, "size_out_of_range", "", f"T {event.sym} s={event.s}")
     return Trade(
         symbol=event.sym,
-        ts_event=event.t * NANOS_PER_MILLISECOND,
+        ts_event=event.t * NANOSECONDS_PER_MILLISECOND,
         ts_recv=ts_recv,
         ts_arrival=arrival,
         price=price_from_float(event.p),
@@ -177,7 +177,7 @@ def _quote(event: WsQuote, ts_recv: int, arrival: int, multiplier: int) -> Quote
         return Reject(SOURCE, "size_out_of_range", "", f"Q {event.sym} bs={event.bs} as={event.as_}")
     return Quote(
         symbol=event.sym,
-        ts_event=event.t * NANOS_PER_MILLISECOND,
+        ts_event=event.t * NANOSECONDS_PER_MILLISECOND,
         ts_recv=ts_recv,
         ts_arrival=arrival,
         bid_price=price_from_float(event.bp),

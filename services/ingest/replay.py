@@ -33,7 +33,7 @@ from typing import NamedTuple
 import msgspec
 
 from orderflow_client.bus import Bus, Keys
-from orderflow_client.timestamps import NANOS_PER_SECOND, now_ns
+from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns
 from orderflow_client.wire import FeedStatus, MarketEvent, encode
 from services.ingest.normalise import Normaliser, normalised
 from services.ingest.rejects import Reject, RejectCounter
@@ -115,7 +115,7 @@ def prepare_batches(
         if speed is not None:
             if anchor_event is None:
                 anchor_event, anchor_wall = event.ts_event, time.perf_counter()
-            due = anchor_wall + (event.ts_event - anchor_event) / NANOS_PER_SECOND / speed
+            due = anchor_wall + (event.ts_event - anchor_event) / NANOSECONDS_PER_SECOND / speed
             if due > time.perf_counter():
                 if pending:
                     yield seal()

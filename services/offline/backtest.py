@@ -42,6 +42,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from orderflow_client.prices import price_from_text
+from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
 from orderflow_client.wire import BookUpdate, ExitRecommendation, MarketEvent, OrderFlowAlert, Quote
 from services.detector.engine import Engine, RuleSettings
 from services.detector.profiles import SymbolProfile
@@ -51,7 +52,6 @@ from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
 from shared.sessions import SessionClock
 
-NANOS = 1_000_000_000
 NEW_YORK = ZoneInfo("America/New_York")
 DEFAULT_HORIZONS = (30, 60, 300, 900)
 
@@ -122,7 +122,7 @@ class PriceTape:
 
     @property
     def seconds(self) -> int:
-        return (self.close_ns - self.open_ns) // NANOS
+        return (self.close_ns - self.open_ns) // NANOSECONDS_PER_SECOND
 
     def mids(self) -> np.ndarray:
         """The mid at the end of each second of the session (NaN before the first quote)."""
@@ -130,7 +130,7 @@ class PriceTape:
             values = np.full(self.seconds, np.nan)
             times = np.asarray(self.times, dtype=np.int64)
             mids = (np.asarray(self.bids, dtype=np.float64) + np.asarray(self.asks, dtype=np.float64)) / 2
-            ends = self.open_ns + (np.arange(self.seconds, dtype=np.int64) + 1) * NANOS
+            ends = self.open_ns + (np.arange(self.seconds, dtype=np.int64) + 1) * NANOSECONDS_PER_SECOND
             index = np.searchsorted(times, ends, side="right") - 1
             valid = index >= 0
             values[valid] = mids[index[valid]]
@@ -140,7 +140,7 @@ class PriceTape:
     def path(self, ts: int, horizon: int) -> np.ndarray:
         """The mid at each of the ``horizon`` whole-second marks after ``ts`` (element i: open + (k + i + 1) s,
         k the second holding ``ts``)."""
-        start = (ts - self.open_ns) // NANOS
+        start = (ts - self.open_ns) // NANOSECONDS_PER_SECOND
         return self.mids()[start : start + horizon]
 
 
@@ -251,9 +251,9 @@ class Outcome:
 
 def outcome(tape: PriceTape, ts: int, horizon: int, fall_bps: float) -> Outcome | None:
     """The future of ``ts`` over ``horizon`` seconds; None when it runs past the close or has no price."""
-    if ts < tape.open_ns or ts + horizon * NANOS > tape.close_ns:
+    if ts < tape.open_ns or ts + horizon * NANOSECONDS_PER_SECOND > tape.close_ns:
         return None
-    now, later = tape.mid(ts), tape.mid(ts + horizon * NANOS)
+    now, later = tape.mid(ts), tape.mid(ts + horizon * NANOSECONDS_PER_SECOND)
     if now is None or later is None:
         return None
     path = tape.path(ts, horizon)
@@ -261,14 +261,16 @@ def outcome(tape: PriceTape, ts: int, horizon: int, fall_bps: float) -> Outcome 
     below = np.nonzero(path <= threshold)[0]
     lead = None
     if len(below):  # to the first whole-second mark that shows the fall (at most 1 s late)
-        mark = tape.open_ns + ((ts - tape.open_ns) // NANOS + 1 + int(below[0])) * NANOS
-        lead = (mark - ts) / NANOS
+        mark = (
+            tape.open_ns + ((ts - tape.open_ns) // NANOSECONDS_PER_SECOND + 1 + int(below[0])) * NANOSECONDS_PER_SECOND
+        )
+        lead = (mark - ts) / NANOSECONDS_PER_SECOND
     return Outcome(forward_bps=(later / now - 1) * 1e4, hit=bool(len(below)), lead_seconds=lead)
 
 
 def base_times(tape: PriceTape, step: int) -> list[int]:
     """Every ``step`` seconds of the session from the open (the unconditional sample)."""
-    return list(range(tape.open_ns + step * NANOS, tape.close_ns, step * NANOS))
+    return list(range(tape.open_ns + step * NANOSECONDS_PER_SECOND, tape.close_ns, step * NANOSECONDS_PER_SECOND))
 
 
 def versus_chance(signals: list[Signal], tapes: dict, settings: BacktestSettings) -> dict:
@@ -336,7 +338,7 @@ def _round(value: float | None, digits: int = 2) -> float | None:
 
 
 def _day(ts: int) -> str:
-    return datetime.fromtimestamp(ts / NANOS, tz=NEW_YORK).date().isoformat()
+    return datetime.fromtimestamp(ts / NANOSECONDS_PER_SECOND, tz=NEW_YORK).date().isoformat()
 
 
 # --- following the exits ---------------------------------------------------------------------------
@@ -363,7 +365,7 @@ def read_positions(path: Path) -> list[Position]:
                 positions.append(
                     Position(
                         row["symbol"].strip().upper(),
-                        int(moment.timestamp() * NANOS),
+                        int(moment.timestamp() * NANOSECONDS_PER_SECOND),
                         price_from_text(row["entry_price"].strip()),
                         int(row["quantity"]),
                         price_from_text(row["stop"].strip()) if row.get("stop", "").strip() else 0,
@@ -401,7 +403,11 @@ def follow_exits(positions: list[Position], exits: list[Signal], tapes: dict, se
             mid = (bid + ask) / 2
             horizons = {}
             for horizon in settings.horizons:
-                later = tape.mid(signal.ts + horizon * NANOS) if signal.ts + horizon * NANOS <= tape.close_ns else None
+                later = (
+                    tape.mid(signal.ts + horizon * NANOSECONDS_PER_SECOND)
+                    if signal.ts + horizon * NANOSECONDS_PER_SECOND <= tape.close_ns
+                    else None
+                )
                 path = tape.path(signal.ts, horizon) if later is not None else np.asarray([])
                 horizons[str(horizon)] = (
                     None
@@ -453,8 +459,8 @@ def _bps(price: float, entry: int) -> float:
 
 def _drawdown(tape: PriceTape, position: Position, end_ns: int) -> float:
     """Largest fall of the mid from its running peak (bps of entry) between entry and ``end_ns``."""
-    first = (position.entry_ns - tape.open_ns) // NANOS
-    last = (min(end_ns, tape.close_ns) - tape.open_ns) // NANOS
+    first = (position.entry_ns - tape.open_ns) // NANOSECONDS_PER_SECOND
+    last = (min(end_ns, tape.close_ns) - tape.open_ns) // NANOSECONDS_PER_SECOND
     mids = tape.mids()[max(0, first) : max(0, last)]
     mids = mids[~np.isnan(mids)]
     if len(mids) == 0:
@@ -539,10 +545,12 @@ def chart_data(found: Collected, max_points: int = 400) -> list[dict]:
         mids = tape.mids()
         step = max(1, len(mids) // max_points)
         points = [
-            [int(i), round(float(mids[i]) / NANOS, 4)] for i in range(0, len(mids), step) if not np.isnan(mids[i])
+            [int(i), round(float(mids[i]) / NANOSECONDS_PER_SECOND, 4)]
+            for i in range(0, len(mids), step)
+            if not np.isnan(mids[i])
         ]
         marks = [
-            {"second": (s.ts - tape.open_ns) / NANOS, "kind": s.kind, "id": s.id}
+            {"second": (s.ts - tape.open_ns) / NANOSECONDS_PER_SECOND, "kind": s.kind, "id": s.id}
             for s in found.signals
             if s.symbol == symbol and _day(s.ts) == day and tape.open_ns <= s.ts < tape.close_ns
         ]
@@ -587,9 +595,9 @@ def exit_score(
     beside the same for an exit at every ``base_step`` s of those sessions (chance), with a bootstrap 95 % interval."""
 
     def saved_at(tape: PriceTape, ts: int) -> float | None:
-        if not tape.open_ns <= ts or ts + horizon * NANOS > tape.close_ns:
+        if not tape.open_ns <= ts or ts + horizon * NANOSECONDS_PER_SECOND > tape.close_ns:
             return None
-        quote, later = tape.at(ts), tape.mid(ts + horizon * NANOS)
+        quote, later = tape.at(ts), tape.mid(ts + horizon * NANOSECONDS_PER_SECOND)
         if quote is None or later is None:
             return None
         return (quote[0] - later) / ((quote[0] + quote[1]) / 2) * 1e4

@@ -20,7 +20,7 @@ from pathlib import Path
 import msgspec
 import pandas_market_calendars as market_calendars
 
-from orderflow_client.timestamps import now_ns, ns_to_utc_iso
+from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns, ns_to_utc_iso
 from orderflow_client.wire import MarketEvent
 from services.detector.engine import Engine, RuleSettings
 from services.detector.profiles import SymbolProfile, build_profile, decode_profile, encode_profile
@@ -31,7 +31,6 @@ from services.ingest.rejects import Reject, RejectCounter
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
 
-NANOS = 1_000_000_000
 _replace = msgspec.structs.replace
 
 
@@ -80,8 +79,13 @@ def rest_events(
 
     History arrives long after it happened: each event's ``ts_arrival`` is its SIP time (as for files
     without receive times), so freshness checks judge it as the live session did."""
-    start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * NANOS
-    params = {"timestamp.gte": start, "timestamp.lt": start + 86_400 * NANOS, "order": "asc", "limit": 50_000}
+    start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * NANOSECONDS_PER_SECOND
+    params = {
+        "timestamp.gte": start,
+        "timestamp.lt": start + 86_400 * NANOSECONDS_PER_SECOND,
+        "order": "asc",
+        "limit": 50_000,
+    }
     received = now_ns()
 
     def quotes() -> Iterator[MarketEvent | Reject]:

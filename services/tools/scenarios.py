@@ -49,7 +49,7 @@ from pathlib import Path
 
 import msgspec
 
-from orderflow_client.timestamps import NANOS_PER_MILLISECOND
+from orderflow_client.timestamps import NANOSECONDS_PER_MILLISECOND
 from services.ingest.capture import format_line
 
 SYMBOL = "DEMO"
@@ -395,7 +395,7 @@ def _frame(
 ) -> tuple[int, bytes]:
     frame_end_ms = (index + 1) * FRAME_MS
     receive_ms = frame_end_ms + _arrival_lag_ms(name, frame_end_ms, rng)
-    return receive_ms * NANOS_PER_MILLISECOND, encoder.encode(bucket)
+    return receive_ms * NANOSECONDS_PER_MILLISECOND, encoder.encode(bucket)
 
 
 def write_scenario(name: str, path: Path, seed: int = 7, symbol: str = SYMBOL) -> int:

@@ -22,10 +22,9 @@ from orderflow_client.bus import Bus, as_text
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.prices import format_price
-from orderflow_client.timestamps import now_ns, ns_to_new_york
+from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns, ns_to_new_york
 from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode
 
-NANOS = 1_000_000_000
 INFORMATIONAL_STATES = frozenset({"dead_letter"})
 """Statuses that say something happened without changing whether a symbol is monitored."""
 STATE_WORDS = {
@@ -52,7 +51,7 @@ class SymbolView:
 
 @dataclass
 class WatchState:
-    window_ns: int = 120 * NANOS
+    window_ns: int = 120 * NANOSECONDS_PER_SECOND
     symbols: dict[str, SymbolView] = field(default_factory=dict)
     recent: deque = field(default_factory=lambda: deque(maxlen=12))
     unreachable_since: int = 0  # ns: Redis has not answered since then (0: it answers)
