@@ -21,15 +21,8 @@ from rich.table import Table
 
 from orderflow_client.errors import BusUnavailableError, ConfigError, ConsumerGroupMissingError
 from shared.acl import users_template
-from shared.config import (
-    CONFIG_FILE_VARIABLE,
-    DEFAULT_CONFIG_FILE,
-    OrderFlowConfig,
-    display_value,
-    environment_name,
-    load_config,
-    value_origins,
-)
+from shared.config import CONFIG_FILE_VARIABLE, DEFAULT_CONFIG_FILE, OrderFlowConfig, environment_name
+from shared.config_loading import display_value, load_config, value_origins
 
 ACL_FILE = Path("config/redis-users.acl")
 SCHEMA_FILE = Path("config/config.schema.json")
@@ -557,7 +550,7 @@ def backtest(
     from services.ingest.sources import read_events
     from services.offline import backtest as backtesting
     from services.offline.report_html import render
-    from shared.config import load_config
+    from shared.config_loading import load_config
 
     config = load_or_exit(config_file)
     logging_or_exit(

@@ -1,49 +1,52 @@
-"""OrderFlowConfig: the one frozen, validated settings model.
+"""OrderFlowConfig: the one frozen, validated settings model (every setting, its default, bounds and meaning).
 
 Precedence: environment > ``config/order_flow_config.json`` > defaults.
 Environment names are ``ORDER_FLOW_<FIELD>`` (e.g.
-``ORDER_FLOW_LARGE_ORDER_SIZE=20000``) except the two the spec fixes:
-``POLYGON_API_KEY`` and ``REDIS_URL``. Unknown keys in the file and unknown
-``ORDER_FLOW_*`` variables are rejected, so a typo never silently falls back
-to a default.
+``ORDER_FLOW_LARGE_ORDER_SIZE=20000``) except ``POLYGON_API_KEY``, ``REDIS_URL``
+and compose's four Redis passwords (``REDIS_PASSWORD``, ``REDIS_<USER>_PASSWORD``).
+Unknown keys in the file and unknown ``ORDER_FLOW_*`` variables are rejected, so a
+typo never silently falls back to a default.
 
-Load it with :func:`load_config`; a bad value raises :class:`ConfigError`
-whose message names the variable, the value and the allowed range::
+Load it with :func:`shared.config_loading.load_config`, which turns a bad value into
+one :class:`~orderflow_client.errors.ConfigError` naming the variable, the value and
+the allowed range::
 
     ORDER_FLOW_VOLUME_SPIKE_THRESHOLD=20 (environment) is invalid: allowed range 1.5 to 10.0
+
+Why this file is over 400 lines: it is one pydantic class, and pydantic needs every
+field and every cross-field rule (``red_burst_threshold >= volume_spike_threshold``,
+the windows, the stale limits) in that class. About 300 of its lines are the ~60
+field declarations, each with its bounds and the one-sentence description that
+``docs/configuration.md`` and ``config/config.schema.json`` are generated from;
+splitting the fields over mixin classes would scatter one table over several files
+for no gain. What is not the model — reading the sources, the origin of each value,
+the one-line error messages, the values as ``orderflow config show`` prints them —
+lives in ``shared/config_loading.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
-import json
-import os
-import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from annotated_types import Ge, Gt, Le, Lt
 from pydantic import (
     AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
-    EnvSettingsSource,
     JsonConfigSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    SettingsError,
 )
-
-from orderflow_client.errors import ConfigError
-from orderflow_client.logs import mask_url
 
 ENV_PREFIX = "ORDER_FLOW_"
 DEFAULT_CONFIG_FILE = Path("config/order_flow_config.json")
@@ -62,7 +65,32 @@ SECRET_FIELDS = frozenset(
     }
 )
 
+SETTING_GROUPS: dict[str, str] = {
+    "data_source": "Data source and the main thresholds",
+    "redis_url": "Redis and the Polygon feed",
+    "spike_window_seconds": "Detection rules",
+    "threshold_mode": "Adaptive thresholds",
+    "symbol_overrides": "Per-symbol and extended-hours thresholds",
+    "stale_warning_seconds": "Data integrity",
+    "consumer_group": "Detector service",
+    "log_dir": "Logs and metrics",
+    "signing_key": "Signing exit recommendations",
+    "redis_password": "Redis users (compose)",
+}
+"""The settings in groups, keyed by each group's first field: a group runs, in the model's field order, up to the
+next group's first field (the sections of the class below and of ``docs/configuration.md``)."""
+
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("orderflow_config_file", default=None)
+
+
+@contextlib.contextmanager
+def reading_config_file(path: Path | None) -> Iterator[None]:
+    """Within this block, ``OrderFlowConfig()`` reads ``path`` as its JSON file source (``None``: no file)."""
+    token = _config_file.set(path)
+    try:
+        yield
+    finally:
+        _config_file.reset(token)
 
 
 class SymbolOverride(BaseModel):
@@ -86,7 +114,7 @@ class OrderFlowConfig(BaseSettings):
         validate_default=True,
     )
 
-    # --- the spec's variables -------------------------------------------------
+    # --- data source and the main thresholds ----------------------------------
     data_source: Literal["polygon"] = Field("polygon", description="Live market-data provider (Polygon/Massive).")
     monitoring_mode: Literal["positions_only"] = Field(
         "positions_only", description="Monitor only symbols with open positions."
@@ -107,7 +135,7 @@ class OrderFlowConfig(BaseSettings):
         120, ge=30, le=300, description="Window in which 3 large-seller alerts trigger an exit."
     )
 
-    # --- infrastructure --------------------------------------------------------
+    # --- Redis and the Polygon feed -------------------------------------------
     redis_url: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("REDIS_URL", "redis_url"),
@@ -146,10 +174,10 @@ class OrderFlowConfig(BaseSettings):
         "lee_ready", description="Trade-side inference for sources without a side."
     )
 
-    # --- detection ---------------------------------------------
+    # --- detection rules -------------------------------------------------------
     spike_window_seconds: int = Field(60, ge=5, le=600, description="Red-burst spike window.")
     baseline_window_seconds: int = Field(
-        300, ge=30, le=3600, description="Baseline before the spike window (the spec's 5 minutes)."
+        300, ge=30, le=3600, description="Baseline before the spike window (5 minutes)."
     )
     sell_ratio_threshold: float = Field(
         0.6, ge=0.5, le=1.0, description="Minimum sell share of classified volume in a red burst."
@@ -174,6 +202,7 @@ class OrderFlowConfig(BaseSettings):
         0.8, gt=0.0, le=1.0, description="A bid of at least this fraction of the large offer marks it two-sided."
     )
 
+    # --- adaptive thresholds ----------------------------------------------------
     threshold_mode: Literal["adaptive", "absolute"] = Field(
         "adaptive",
         description="adaptive: thresholds from each symbol's own profile (history, else its first minutes); "
@@ -203,7 +232,8 @@ class OrderFlowConfig(BaseSettings):
         0.995,
         ge=0.9,
         le=0.99999,
-        description="adaptive: a red burst's volume ratio must also reach this quantile of the symbol's own per-second ratios.",
+        description="adaptive: a red burst's volume ratio must also reach this quantile of the symbol's own "
+        "per-second ratios.",
     )
     profile_days: int = Field(
         5, ge=1, le=60, description="adaptive: regular sessions a profile is built from (the latest ones)."
@@ -222,6 +252,7 @@ class OrderFlowConfig(BaseSettings):
         description="adaptive, no profile: regular-session minutes before the status says calibrated.",
     )
 
+    # --- per-symbol and extended-hours thresholds --------------------------------
     symbol_overrides: dict[str, SymbolOverride] = Field(
         default_factory=dict,
         description='Per-symbol thresholds, e.g. {"BAC": {"large_order_size": 200000}} (JSON in the environment).',
@@ -233,7 +264,7 @@ class OrderFlowConfig(BaseSettings):
         None, ge=1.5, le=10.0, description="volume_spike_threshold in pre-market and after-hours (unset: the same)."
     )
 
-    # --- integrity ---------------------------------------------
+    # --- data integrity ---------------------------------------------------------
     stale_warning_seconds: float = Field(
         10.0, gt=0.0, le=300.0, description="An event older than this at arrival is a validation error."
     )
@@ -261,11 +292,11 @@ class OrderFlowConfig(BaseSettings):
         5,
         ge=1,
         le=100,
-        description="An entry delivered this many times without being acknowledged (its reader crashed on it each time) "
-        "is moved to its stream's dead-letter stream instead of being handled again.",
+        description="An entry delivered this many times without being acknowledged (its reader crashed on it each "
+        "time) is moved to its stream's dead-letter stream instead of being handled again.",
     )
 
-    # --- observability --------------------------------------------------------
+    # --- logs and metrics -----------------------------------------------------
     log_dir: Path = Field(Path("logs/order_flow"), description="JSONL logs, one file per UTC day.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Console and file log level.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus metrics port (0 disables).")
@@ -276,11 +307,12 @@ class OrderFlowConfig(BaseSettings):
         "scraper elsewhere (another container) must reach it.",
     )
 
+    # --- signing exit recommendations -------------------------------------------
     signing_key: SecretStr | None = Field(
         None,
         min_length=16,
-        description="Secret (16+ characters) the detector signs exit recommendations with and the bot's client verifies "
-        "them with (HMAC-SHA256). Environment only, never logged. Unset: recommendations go unsigned and the "
+        description="Secret (16+ characters) the detector signs exit recommendations with and the bot's client "
+        "verifies them with (HMAC-SHA256). Environment only, never logged. Unset: recommendations go unsigned and the "
         "client accepts anything on the channel, and says so at start.",
     )
     signing_key_id: str = Field(
@@ -295,12 +327,12 @@ class OrderFlowConfig(BaseSettings):
         description="The client refuses a signed recommendation signed longer ago than this (a replayed old one).",
     )
 
-    # --- Redis users (compose's ACL file, ``orderflow redis-users``) ----------------
+    # --- Redis users (compose's ACL file, ``orderflow config redis-users``) -----
     redis_password: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("REDIS_PASSWORD", "redis_password"),
-        description="Password of Redis's administrative user (default) in compose: operators, health checks, calibrate. "
-        "Secret: environment only.",
+        description="Password of Redis's administrative user (default) in compose: operators, health checks, "
+        "calibrate. Secret: environment only.",
     )
     redis_ingest_password: SecretStr | None = Field(
         None,
@@ -338,6 +370,7 @@ class OrderFlowConfig(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        """A Redis URL, e.g. ``redis://localhost:6379/0``; anything else is refused here, before any connection."""
         if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix:// (e.g. redis://localhost:6379/0)")
         return value
@@ -345,10 +378,13 @@ class OrderFlowConfig(BaseSettings):
     @field_validator("log_level", mode="before")
     @classmethod
     def _any_case(cls, value: Any) -> Any:
+        """``ORDER_FLOW_LOG_LEVEL=debug`` is ``DEBUG``."""
         return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check_relations(self) -> OrderFlowConfig:
+        """The rules between settings: burst >= spike (globally and per symbol), baseline >= spike window,
+        stale failure >= stale warning."""
         if self.red_burst_threshold < self.volume_spike_threshold:
             raise ValueError(
                 f"red_burst_threshold ({self.red_burst_threshold}) must be >= "
@@ -364,7 +400,8 @@ class OrderFlowConfig(BaseSettings):
             burst = override.red_burst_threshold or self.red_burst_threshold
             if burst < spike:
                 raise ValueError(
-                    f"symbol_overrides[{symbol}]: red_burst_threshold ({burst}) must be >= volume_spike_threshold ({spike})"
+                    f"symbol_overrides[{symbol}]: red_burst_threshold ({burst}) must be >= "
+                    f"volume_spike_threshold ({spike})"
                 )
         if self.stale_failure_seconds < self.stale_warning_seconds:
             raise ValueError(
@@ -382,6 +419,7 @@ class OrderFlowConfig(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword overrides, then the environment, then the JSON file (no ``.env`` file, no secrets folder)."""
         return (init_settings, env_settings, JsonConfigSettingsSource(settings_cls, json_file=_config_file.get()))
 
     # --- helpers ----------------------------------------------------------------
@@ -407,7 +445,7 @@ class OrderFlowConfig(BaseSettings):
 
 
 def environment_name(field: str) -> str:
-    """The environment variable that sets ``field``."""
+    """The environment variable that sets ``field``, e.g. ``large_order_size`` → ``ORDER_FLOW_LARGE_ORDER_SIZE``."""
     if field == "polygon_api_key":
         return "POLYGON_API_KEY"
     if field == "redis_url":
@@ -417,145 +455,11 @@ def environment_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
-def load_config(config_file: Path | None = None, **overrides: Any) -> OrderFlowConfig:
-    """Load and validate; raise :class:`ConfigError` with one clear message.
-
-    ``config_file`` defaults to ``config/order_flow_config.json`` (missing is
-    fine). ``overrides`` beat every other source (tests, CLI flags).
-    """
-    path = config_file if config_file is not None else DEFAULT_CONFIG_FILE
-    file_values = _read_config_file(path)
-    _reject_unknown_environment()
-    token = _config_file.set(path if path.exists() else None)
-    try:
-        return OrderFlowConfig(**overrides)
-    except ValidationError as error:
-        raise ConfigError(_describe(error, file_values, path)) from None
-    except SettingsError as error:  # e.g. a JSON setting that is not JSON
-        raise ConfigError(_unparsable(error)) from None
-    finally:
-        _config_file.reset(token)
-
-
-def _unparsable(error: SettingsError) -> str:
-    """One line for a value pydantic-settings could not even parse (JSON settings)."""
-    match = re.search(r'field "([a-z_]+)"', str(error))
-    field = match.group(1) if match else "a setting"
-    name = environment_name(field) if match else field
-    return f'{name} (environment) is not valid JSON; e.g. {name}=\'{{"BAC": {{"large_order_size": 200000}}}}\''
-
-
-def value_origins(config_file: Path | None = None) -> dict[str, str]:
-    """Where each setting's value comes from: ``environment``, ``file …`` or ``default``."""
-    path = config_file if config_file is not None else DEFAULT_CONFIG_FILE
-    from_environment = _environment_values()
-    from_file = _read_config_file(path)
-    return {name: _origin(name, from_environment, from_file, path) for name in OrderFlowConfig.model_fields}
-
-
-def _environment_values() -> dict[str, Any]:
-    """Settings found in the environment, keyed by field name."""
-    try:
-        values = EnvSettingsSource(OrderFlowConfig)()
-    except SettingsError as error:
-        raise ConfigError(_unparsable(error)) from None
-    return {key.lower(): value for key, value in values.items()}
-
-
-def _origin(field: str, from_environment: dict[str, Any], from_file: dict[str, Any], path: Path) -> str:
-    if field in from_environment:
-        return "environment"
-    if field in from_file:
-        return f"file {path}"
-    return "default"
-
-
-def display_value(config: OrderFlowConfig, field: str) -> str:
-    """A value as ``config show`` prints it: secrets masked."""
-    value = getattr(config, field)
-    if field == "polygon_api_key":
-        return "(unset)" if value is None else "****** (set)"
-    if field == "redis_url":
-        return "(unset: embedded bus)" if value is None else mask_url(value.get_secret_value())
-    if field == "symbol_overrides":
-        return json.dumps({symbol: override.model_dump(exclude_none=True) for symbol, override in value.items()})
-    return str(value)
-
-
 def _url_password(url: str) -> str | None:
-    scheme, separator, rest = url.partition("://")
+    """The password in a URL's ``user:password@`` (or a lone ``password@``), else ``None``."""
+    _scheme, separator, rest = url.partition("://")
     if not separator or "@" not in rest:
         return None
     credentials = rest.rpartition("@")[0]
     user, has_password, password = credentials.partition(":")
     return password if has_password else user or None
-
-
-def _read_config_file(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        values = json.loads(path.read_text(encoding="utf-8") or "{}")
-    except (OSError, json.JSONDecodeError) as error:
-        raise ConfigError(f"config file {path} is not readable JSON: {error}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"config file {path} must hold a JSON object")
-    if "polygon_api_key" in values or "POLYGON_API_KEY" in values:
-        raise ConfigError(f"config file {path} holds the API key; secrets belong in the environment (POLYGON_API_KEY)")
-    return values
-
-
-def _reject_unknown_environment() -> None:
-    known = {environment_name(name) for name in OrderFlowConfig.model_fields} | {CONFIG_FILE_VARIABLE}
-    unknown = sorted(name for name in os.environ if name.startswith(ENV_PREFIX) and name not in known)
-    if unknown:
-        raise ConfigError(f"unknown setting(s) in the environment: {', '.join(unknown)}")
-
-
-_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
-
-
-def _describe(error: ValidationError, file_values: dict[str, Any], path: Path) -> str:
-    from_environment = _environment_values()
-    lines = []
-    for problem in error.errors():
-        field = str(problem["loc"][0]).lower() if problem["loc"] else ""
-        if field in OrderFlowConfig.model_fields:
-            origin = _origin(field, from_environment, file_values, path)
-            name = environment_name(field) if origin == "environment" else field
-            nested = problem["loc"][1:]
-            if nested:  # e.g. symbol_overrides → [BAC].large_order_size
-                name += f"[{nested[0]}]" + "".join(f".{part}" for part in nested[1:])
-            shown = "******" if field in SECRET_FIELDS else problem.get("input")
-            allowed = _allowed(field)
-            reason = problem["msg"].lower()
-            if allowed:
-                reason = allowed if problem["type"] in _RANGE_ERRORS else f"{reason}; {allowed}"
-            lines.append(f"{name}={shown} ({origin}) is invalid: {reason}")
-        elif problem["type"] == "extra_forbidden":
-            lines.append(f"unknown setting {field!r} in {path}")
-        else:
-            lines.append(problem["msg"].removeprefix("Value error, "))
-    return "; ".join(lines)
-
-
-def _allowed(field: str) -> str:
-    info = OrderFlowConfig.model_fields[field]
-    low = high = None
-    low_text = high_text = ""
-    for rule in info.metadata:
-        if isinstance(rule, Ge):
-            low, low_text = rule.ge, ""
-        elif isinstance(rule, Gt):
-            low, low_text = rule.gt, " (exclusive)"
-        elif isinstance(rule, Le):
-            high, high_text = rule.le, ""
-        elif isinstance(rule, Lt):
-            high, high_text = rule.lt, " (exclusive)"
-    if low is not None and high is not None:
-        return f"allowed range {low}{low_text} to {high}{high_text}"
-    if low is not None:
-        return f"must be {'>' if low_text else '>='} {low}"
-    if high is not None:
-        return f"must be {'<' if high_text else '<='} {high}"
-    return ""
