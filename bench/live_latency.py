@@ -41,7 +41,7 @@ from orderflow_client.timestamps import now_ns
 from orderflow_client.wire import Quote, Trade, decode
 from services.tools.simulator import PolygonSimulator, polygon_event
 from shared.config import OrderFlowConfig
-from tests.redis_server import free_port
+from tests.support.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "latency-bench-key"

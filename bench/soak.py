@@ -50,7 +50,7 @@ from services.detector.engine import Engine, RuleSettings
 from services.detector.service import _misplaced
 from services.tools.simulator import PolygonSimulator
 from shared.config import OrderFlowConfig
-from tests.redis_server import RedisProcess, free_port, redis_server_binary
+from tests.support.redis_server import RedisProcess, free_port, redis_server_binary
 
 REPO = Path(__file__).resolve().parents[1]
 FAULTS = ("detector_kill", "ingest_kill", "bot_kill", "redis_kill", "socket_drop", "poison", "slow_consumer")

@@ -1,0 +1,1 @@
+"""The test suite: tests/unit (pure, fast), tests/integration (real Redis), tests/system (slow); helpers in tests/support."""

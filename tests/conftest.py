@@ -1,22 +1,32 @@
-"""Shared fixtures: a real Redis, per-test key prefixes, clean environments."""
+"""Fixtures shared by every test folder: a real Redis, per-test key prefixes, clean environments; and the
+``unit`` / ``integration`` / ``system`` marker each test gets from its folder (``pytest -m "not system"``)."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.redis_server import RedisProcess, find_or_start_redis, free_port, redis_server_binary
+from tests.support.redis_server import RedisProcess, find_or_start_redis, free_port, redis_server_binary
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TESTS = Path(__file__).resolve().parent
+MARKED_FOLDERS = ("unit", "integration", "system")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its folder: tests/unit/test_engine.py's tests are ``unit``, and so on."""
+    for item in items:
+        folder = item.path.resolve().relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else ""
+        if folder in MARKED_FOLDERS:
+            item.add_marker(folder)
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
+def redis_url() -> Iterator[str]:
     """URL of a real Redis server (found or started); fails loudly if none."""
     try:
         url, owned = find_or_start_redis()
@@ -28,7 +38,7 @@ def redis_url() -> str:
 
 
 @pytest.fixture
-def key_prefix(redis_url: str) -> str:
+def key_prefix(redis_url: str) -> Iterator[str]:
     """A unique key prefix; every key under it is deleted after the test."""
     prefix = f"orderflow-test-{uuid.uuid4().hex[:12]}"
     yield prefix
@@ -42,7 +52,7 @@ def key_prefix(redis_url: str) -> str:
 
 
 @pytest.fixture
-def private_redis() -> RedisProcess:
+def private_redis() -> Iterator[RedisProcess]:
     """A redis-server of this test alone, which the test may stop and restart."""
     binary = redis_server_binary()
     if binary is None:
@@ -60,25 +70,3 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-def program(name: str, package: str | None = None) -> str:
-    """The path of a real program a test drives. ``scripts/test.sh`` installs the missing ones where it can
-    (root with apt-get); in CI a missing one fails the test, elsewhere it is skipped with the reason."""
-    found = shutil.which(name)
-    if found is None:
-        hint = f"{name} is not installed (apt-get install {package or name}; scripts/test.sh does it as root)"
-        if os.environ.get("CI"):
-            pytest.fail(hint, pytrace=False)
-        pytest.skip(hint)
-    return found
-
-
-def shared_data(*parts: str) -> Path:
-    """A file of ../shared/data. Absent only on a user's machine: skip there, never in CI."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing in CI", pytrace=False)
-        pytest.skip(f"{path} not present (../shared/data is only beside the repo)")
-    return path

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import redis
@@ -18,9 +17,9 @@ from orderflow_client import metrics
 from orderflow_client.bus import Bus
 from orderflow_client.errors import BusUnavailableError, ConsumerGroupMissingError
 from orderflow_client.wire import Trade, decode, encode
-from tests.redis_server import free_port
+from tests.support.paths import REPO
+from tests.support.redis_server import free_port
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.redis
 
 
@@ -243,7 +242,7 @@ async def test_embedded_mode_is_shared_in_process():
 
 
 async def test_password_and_acl_user_from_the_url(tmp_path):
-    from tests.redis_server import RedisProcess, redis_server_binary
+    from tests.support.redis_server import RedisProcess, redis_server_binary
 
     server = RedisProcess(port=free_port(), binary=redis_server_binary())
     server.process = None
@@ -302,7 +301,7 @@ async def test_tls_with_rediss_url(tmp_path):
     import subprocess as sp
 
     from orderflow_client.bus import HiredisSSLConnection
-    from tests.redis_server import redis_server_binary
+    from tests.support.redis_server import redis_server_binary
 
     openssl = shutil.which("openssl")
     assert openssl, "openssl is needed to make the test certificate"
@@ -515,7 +514,7 @@ async def test_a_publish_whose_script_vanished_loads_it_again():
     """The soak found it: Redis restarted while a publish pipeline was being retried; the retry ran EVALSHA on a Redis
     whose script cache was empty (the pipeline checks its scripts only before the first try) and NoScriptError
     killed ingest's publisher. Now the pipeline is sent again, which loads the script."""
-    from tests.redis_server import RedisProcess, redis_server_binary
+    from tests.support.redis_server import RedisProcess, redis_server_binary
 
     server = RedisProcess(port=free_port(), binary=redis_server_binary()).start()
     flusher = _ScriptFlusher(server.port)

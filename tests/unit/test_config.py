@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from orderflow_client.errors import ConfigError
-from services.cli import SCHEMA_FILE, schema_document
-from shared.config import OrderFlowConfig, display_value, load_config, value_origins
-
-REPO = Path(__file__).resolve().parents[1]
+from shared.config import OrderFlowConfig
+from shared.config_loading import display_value, load_config, value_origins
+from shared.config_schema import SCHEMA_FILE, schema_document
+from tests.support.paths import REPO
 
 
 def test_defaults_are_the_specs(clean_environment):

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.redis_server import free_port
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
+from tests.support.redis_server import free_port
 
 
 def _demo(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess:

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import load_config
-from tests.conftest import shared_data
-from tests.redis_server import free_port, redis_server_binary
-
-REPO = Path(__file__).resolve().parents[1]
+from shared.config_loading import load_config
+from tests.support.paths import REPO, shared_data
+from tests.support.redis_server import free_port, redis_server_binary
 
 
 def orderflow(*arguments: str, cwd: Path, timeout: float = 120, **environment: str) -> subprocess.CompletedProcess:

@@ -6,16 +6,14 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert
 from services.tools.demo import SYMBOLS
 from services.tools.watch import WatchState
-from tests.conftest import program
+from tests.support.paths import REPO, program
 
-REPO = Path(__file__).resolve().parents[1]
 S = 1_000_000_000
 
 
@@ -152,7 +150,7 @@ async def test_the_view_survives_an_outage_and_foreign_entries_and_says_so():
 
     from orderflow_client.bus import OUTAGE_ERRORS, Bus
     from services.tools.watch import follow, render, starting_ids
-    from tests.redis_server import RedisProcess, free_port, redis_server_binary
+    from tests.support.redis_server import RedisProcess, free_port, redis_server_binary
 
     server = RedisProcess(port=free_port(), binary=redis_server_binary()).start()
     bus = await Bus.connect(server.url, prefix="watch", retries=0)

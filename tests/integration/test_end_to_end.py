@@ -16,10 +16,10 @@ import pytest
 import redis
 
 from services.tools.scenarios import write_scenario
-from tests.redis_server import free_port
+from tests.support.paths import REPO
+from tests.support.redis_server import free_port
 
 pytestmark = pytest.mark.redis
-REPO = Path(__file__).resolve().parents[1]
 KEY = "e2e-local-key-93b1"
 
 

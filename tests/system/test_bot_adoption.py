@@ -17,10 +17,9 @@ import pytest
 import redis as redis_client
 
 from services.tools.scenarios import write_scenario
-from tests.conftest import shared_data
-from tests.redis_server import RedisProcess, free_port, redis_server_binary
+from tests.support.paths import REPO, shared_data
+from tests.support.redis_server import RedisProcess, free_port, redis_server_binary
 
-REPO = Path(__file__).resolve().parents[1]
 BOT = REPO.parent / "shared" / "clients" / "robinhood-algo-trading-bot"
 BOT_VENV = REPO / ".venv-bot"
 LEFT_OUT = ("torch", "transformers")  # multi-GB model runtimes for its sentiment feature; nothing here imports them

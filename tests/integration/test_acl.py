@@ -21,7 +21,7 @@ from services.ingest.sources import read_events
 from services.tools.scenarios import write_scenario
 from shared.acl import ROLES, users_file
 from shared.config import OrderFlowConfig
-from tests.redis_server import free_port, redis_server_binary, responds
+from tests.support.redis_server import free_port, redis_server_binary, responds
 
 pytestmark = pytest.mark.redis
 

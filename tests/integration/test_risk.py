@@ -143,7 +143,7 @@ async def test_each_recommendation_is_handled_once_and_none_lost_across_a_restar
 async def test_the_client_rides_out_a_20_second_redis_outage_and_says_so():
     """Redis (append-only) is killed under a running client for 20 s: the client keeps running, reports the held
     symbol unmonitored at once, then resumed, and handles the recommendation published after the outage once."""
-    from tests.redis_server import RedisProcess, free_port, redis_server_binary
+    from tests.support.redis_server import RedisProcess, free_port, redis_server_binary
 
     server = await asyncio.to_thread(
         RedisProcess(port=free_port(), binary=redis_server_binary(), append_only=True).start

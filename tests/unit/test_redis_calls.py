@@ -5,9 +5,8 @@ recovers from its failure. A new raw call fails this test until it is placed und
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
 
 RAW_CALLS_AND_THEIR_RECOVERY = {
     # the bus itself: every method turns redis-py's errors into BusUnavailableError / ConsumerGroupMissingError

@@ -28,9 +28,8 @@ from services.offline.backtest import (
     wilson,
 )
 from shared.config import OrderFlowConfig
-from tests.conftest import program, shared_data
-from tests.test_detector_service import REPO
-from tests.test_engine import OPEN, D, Feed, S, _flow
+from tests.support.paths import program, shared_data
+from tests.support.events import OPEN, D, Feed, S, seconds_of_flow
 
 DAY = "2026-11-24"
 CLOSE = OPEN + 23_400 * S
@@ -167,7 +166,7 @@ def test_wilson_interval_matches_the_formula():
 def test_a_planted_burst_then_a_planted_fall_through_the_rules():
     feed = Feed("X")
     start = OPEN + 3600 * S
-    events = _flow(feed, start, 400, 200, 0.5) + _flow(feed, start + 400 * S, 60, 1000, 0.8)
+    events = seconds_of_flow(feed, start, 400, 200, 0.5) + seconds_of_flow(feed, start + 400 * S, 60, 1000, 0.8)
     after = start + 460 * S
     events += [feed.quote(after + second * S, bid=49 * D + 49 * CENT, ask=49 * D + 50 * CENT) for second in range(400)]
     found = collect([events], OrderFlowConfig(threshold_mode="absolute"))

@@ -26,9 +26,8 @@ from services.ingest.sources import read_events
 from services.offline.analyze import analyze
 from services.tools.scenarios import EXPECTATIONS, SCENARIOS, write_scenario
 from shared.config import OrderFlowConfig
-from tests.redis_server import free_port
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
+from tests.support.redis_server import free_port
 
 
 @pytest.fixture(scope="module")
@@ -363,7 +362,7 @@ async def test_poison_entries_are_dead_lettered_acknowledged_and_survived(redis_
 async def test_a_rested_offer_on_a_quiet_stock_is_reported_without_waiting_for_the_next_event(redis_url, key_prefix):
     """One quote shows 15,000 shares offered, then the stock goes quiet: the running detector's heartbeat reports
     the offer once it has rested 2 s of receive time, not at the next event (which never comes here)."""
-    from tests.test_engine import T0, Feed
+    from tests.support.events import T0, Feed
 
     config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute")
     async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
@@ -392,7 +391,7 @@ async def test_a_rested_offer_on_a_quiet_stock_is_reported_without_waiting_for_t
 def test_the_detector_rides_out_a_20_second_redis_outage_and_loses_nothing(captures, tmp_path):
     """Redis (append-only) is killed under a running detector and comes back 20 s later: the detector neither
     exits nor loses anything; the large sellers published afterwards give their 5 alerts and the exit."""
-    from tests.redis_server import RedisProcess, redis_server_binary
+    from tests.support.redis_server import RedisProcess, redis_server_binary
 
     server = RedisProcess(port=free_port(), binary=redis_server_binary(), append_only=True).start()
     prefix = "outage"
@@ -430,7 +429,7 @@ def test_the_detector_rides_out_a_20_second_redis_outage_and_loses_nothing(captu
 def test_monitoring_survives_a_redis_restart_without_persistence(captures, tmp_path):
     """Redis without persistence restarts under a detector following the registry: the detector writes the
     position back, says positions_lost naming it, recreates its group, and alerts on what comes next."""
-    from tests.redis_server import RedisProcess, redis_server_binary
+    from tests.support.redis_server import RedisProcess, redis_server_binary
 
     server = RedisProcess(port=free_port(), binary=redis_server_binary()).start()
     prefix = "restart"
@@ -495,7 +494,7 @@ async def test_entries_trimmed_before_the_detector_read_them_are_a_reported_gap(
 
 @pytest.mark.redis
 def test_sigterm_during_a_redis_outage_ends_the_detector_within_seconds(tmp_path):
-    from tests.redis_server import RedisProcess, redis_server_binary
+    from tests.support.redis_server import RedisProcess, redis_server_binary
 
     server = RedisProcess(port=free_port(), binary=redis_server_binary()).start()
     env = _environment(server.url, "sigterm", tmp_path)

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import redis
@@ -25,10 +24,10 @@ from services.ingest.polygon_ws import parse_frame
 from services.tools.scenarios import frames
 from services.tools.simulator import PolygonSimulator, polygon_event
 from shared.config import OrderFlowConfig
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.redis
 KEY = "pk_sim_SECRET_a81f"
-REPO = Path(__file__).resolve().parents[1]
 
 
 def timeline(symbols: list[str], minutes: float = 3.0) -> list[tuple[int, dict]]:
@@ -387,7 +386,7 @@ async def test_a_lost_registry_is_written_back_and_the_subscriptions_kept(redis_
 
 async def test_sigterm_while_redis_is_down_ends_ingest_within_seconds(simulator, key_prefix):
     """Redis dies under a running ingest that keeps receiving; the stop is not held by the outage."""
-    from tests.redis_server import RedisProcess, free_port, redis_server_binary
+    from tests.support.redis_server import RedisProcess, free_port, redis_server_binary
 
     server = await asyncio.to_thread(RedisProcess(port=free_port(), binary=redis_server_binary()).start)
     bus = await Bus.connect(server.url, prefix=key_prefix, retries=1)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
+
 OFFLINE_COMPOSE = REPO.parent / "shared" / "tools" / "offline-compose.sh"
 PASSWORD = "compose-test-password"
 

@@ -18,7 +18,7 @@ from orderflow_client.wire import BookUpdate, FeedStatus, Quote, Trade
 from services.ingest import algoseek, capture, lobster, polygon_flat, polygon_rest_parse
 from services.ingest.rejects import Reject
 from services.ingest.sources import read_events
-from tests.conftest import shared_data
+from tests.support.paths import shared_data
 
 MOCKS = ("polygon", "rest-mocks", "mocks")
 

@@ -19,8 +19,8 @@ from services.ingest.polygon_rest_client import (
     load_condition_table,
 )
 from services.ingest.polygon_rest_parse import parse_trades_page
-from tests.conftest import shared_data
-from tests.polygon_rest_server import PolygonRestServer
+from tests.support.paths import shared_data
+from tests.support.polygon_rest_server import PolygonRestServer
 
 KEY = "pk_test_SECRET_5f3a9c"
 BUNDLED = json.loads(

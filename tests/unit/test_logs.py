@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orderflow_client import logs
-from shared.config import load_config
+from shared.config_loading import load_config
 
 
 @pytest.fixture

@@ -2,77 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
-
 import pytest
 
-from orderflow_client.wire import BookUpdate, ExitRecommendation, FeedStatus, OrderFlowAlert, Quote, Trade
+from orderflow_client.wire import BookUpdate, ExitRecommendation, FeedStatus, OrderFlowAlert, Quote
 from services.detector.engine import AlertsExpired, Engine, RuleSettings
 from services.detector.integrity import ValidationIssue
 from shared.config import OrderFlowConfig
-
-D = 1_000_000_000  # a dollar in nano-dollars
-S = 1_000_000_000  # a second in ns
-MS = 1_000_000
-NY = ZoneInfo("America/New_York")
-OPEN = int(datetime(2026, 11, 24, 9, 30, tzinfo=NY).timestamp()) * S  # a Tuesday
-T0 = OPEN + 3600 * S  # 10:30, mid-session
+from tests.support.events import BID, MS, OPEN, T0, D, Feed, S, seconds_of_flow
 
 
 def config(**overrides) -> OrderFlowConfig:
     """The spec's absolute thresholds: these hand-made cases are about the rules, not calibration
-    (tests/test_profiles.py covers the adaptive mode)."""
+    (tests/unit/test_profiles.py covers the adaptive mode)."""
     return OrderFlowConfig(**{"threshold_mode": "absolute", **overrides})
 
 
 def engine(**overrides) -> Engine:
     return Engine(RuleSettings.from_config(config(**overrides)))
-
-
-class Feed:
-    """Builds events for one symbol with fresh arrival times."""
-
-    def __init__(self, symbol: str = "X") -> None:
-        self.symbol = symbol
-        self.next_id = 0
-
-    def quote(
-        self,
-        ts: int,
-        bid: int = 50 * D,
-        ask: int = 50 * D + D // 100,
-        bid_size: int = 500,
-        ask_size: int = 500,
-        **fields,
-    ) -> Quote:
-        return Quote(
-            symbol=self.symbol,
-            ts_event=ts,
-            ts_recv=ts,
-            ts_arrival=fields.pop("arrival", ts),
-            bid_price=bid,
-            bid_size=bid_size,
-            ask_price=ask,
-            ask_size=ask_size,
-            **fields,
-        )
-
-    def trade(self, ts: int, price: int, size: int, side: str = "sell", conditions: tuple = (), **fields) -> Trade:
-        self.next_id += 1
-        return Trade(
-            symbol=self.symbol,
-            ts_event=ts,
-            ts_recv=ts,
-            ts_arrival=fields.pop("arrival", ts),
-            price=price,
-            size=size,
-            trade_id=str(self.next_id),
-            conditions=conditions,
-            side=side,
-            side_source="quote",
-            **fields,
-        )
 
 
 def run(engine: Engine, events) -> list:
@@ -88,9 +34,6 @@ def alerts(outputs) -> list[OrderFlowAlert]:
 
 def exits(outputs) -> list[ExitRecommendation]:
     return [o for o in outputs if isinstance(o, ExitRecommendation)]
-
-
-BID = 50 * D
 
 
 # --- large seller, tape --------------------------------------------------------
@@ -290,20 +233,9 @@ def test_depth_books_alert_on_any_level():
 
 
 # --- red burst -------------------------------------------------------------------
-def _flow(feed: Feed, start: int, seconds: int, per_second: int, sell_share: float) -> list:
-    events = []
-    for second in range(seconds):
-        ts = start + second * S
-        events.append(feed.quote(ts))
-        sells = round(per_second * sell_share)
-        events.append(feed.trade(ts + 100 * MS, BID, sells, side="sell"))
-        events.append(feed.trade(ts + 300 * MS, BID + D // 100, per_second - sells, side="buy"))
-    return events
-
-
 def test_red_burst_warning_then_critical_then_one_exit():
     feed = Feed()
-    events = _flow(feed, T0, 360, 1000, 0.5) + _flow(feed, T0 + 360 * S, 60, 5000, 0.8)
+    events = seconds_of_flow(feed, T0, 360, 1000, 0.5) + seconds_of_flow(feed, T0 + 360 * S, 60, 5000, 0.8)
     outputs = run(engine(), events)
     bursts = alerts(outputs)
     assert [a.severity for a in bursts] == ["warning", "critical"]
@@ -313,18 +245,20 @@ def test_red_burst_warning_then_critical_then_one_exit():
 
 def test_no_burst_without_a_full_baseline_or_with_balanced_flow():
     feed = Feed()
-    early = _flow(feed, T0, 200, 1000, 0.5) + _flow(feed, T0 + 200 * S, 60, 5000, 0.8)  # only 200 s of history
+    # only 200 s of history
+    early = seconds_of_flow(feed, T0, 200, 1000, 0.5) + seconds_of_flow(feed, T0 + 200 * S, 60, 5000, 0.8)
     assert alerts(run(engine(), early)) == []
-    balanced = _flow(feed, T0, 360, 1000, 0.5) + _flow(feed, T0 + 360 * S, 60, 5000, 0.55)
+    balanced = seconds_of_flow(feed, T0, 360, 1000, 0.5) + seconds_of_flow(feed, T0 + 360 * S, 60, 5000, 0.55)
     assert alerts(run(engine(), balanced)) == []
-    thin = _flow(feed, T0, 360, 10, 0.5) + _flow(feed, T0 + 360 * S, 60, 50, 0.9)  # 3,000-share baseline
+    # a 3,000-share baseline
+    thin = seconds_of_flow(feed, T0, 360, 10, 0.5) + seconds_of_flow(feed, T0 + 360 * S, 60, 50, 0.9)
     assert alerts(run(engine(), thin)) == []
 
 
 def test_a_burst_at_the_session_open_needs_a_regular_session_baseline():
     feed = Feed()
-    pre = _flow(feed, OPEN - 400 * S, 400, 50, 0.5)  # thin pre-market
-    opening = _flow(feed, OPEN, 120, 5000, 0.8)  # heavy selling from 09:30
+    pre = seconds_of_flow(feed, OPEN - 400 * S, 400, 50, 0.5)  # thin pre-market
+    opening = seconds_of_flow(feed, OPEN, 120, 5000, 0.8)  # heavy selling from 09:30
     outputs = run(engine(), pre + opening)
     assert alerts(outputs) == []  # windows reset at the open: no baseline yet
 
@@ -388,8 +322,8 @@ def test_bad_prices_and_sizes_halt():
 
 def test_a_gap_resets_the_windows():
     feed = Feed()
-    baseline = _flow(feed, T0, 360, 1000, 0.5)
-    after_gap = _flow(feed, T0 + 400 * S, 60, 5000, 0.8)  # 39 s of silence, then a spike
+    baseline = seconds_of_flow(feed, T0, 360, 1000, 0.5)
+    after_gap = seconds_of_flow(feed, T0 + 400 * S, 60, 5000, 0.8)  # 39 s of silence, then a spike
     outputs = run(engine(), baseline + after_gap)
     assert [o.state for o in outputs if isinstance(o, FeedStatus)] == ["gap"]
     assert alerts(outputs) == []  # the spike is measured against no trusted baseline
@@ -402,8 +336,8 @@ def test_identical_input_gives_identical_alert_ids():
         feed = Feed()
         events = (
             _large_sell_at(feed, T0)
-            + _flow(feed, T0 + 10 * S, 360, 1000, 0.5)
-            + _flow(feed, T0 + 370 * S, 60, 5000, 0.8)
+            + seconds_of_flow(feed, T0 + 10 * S, 360, 1000, 0.5)
+            + seconds_of_flow(feed, T0 + 370 * S, 60, 5000, 0.8)
         )
         return [a.id for a in alerts(run(engine(), events))]
 
@@ -422,13 +356,13 @@ def test_symbol_overrides_apply_to_their_symbol_only():
 
 def test_one_block_is_not_a_red_burst():
     feed = Feed()
-    baseline = _flow(feed, T0, 360, 1000, 0.5)
+    baseline = seconds_of_flow(feed, T0, 360, 1000, 0.5)
     spike_start = T0 + 360 * S
     block = [
         feed.quote(spike_start),
         feed.trade(spike_start + 100 * MS, BID, 200_000, side="sell"),
     ]  # one 200k-share print
-    after = _flow(feed, spike_start + S, 30, 1000, 0.5)
+    after = seconds_of_flow(feed, spike_start + S, 30, 1000, 0.5)
     assert alerts(run(engine(large_order_size=500_000), baseline + block + after)) == []
-    broad = _flow(feed, spike_start, 60, 5000, 0.8)  # the same volume, from many sellers
+    broad = seconds_of_flow(feed, spike_start, 60, 5000, 0.8)  # the same volume, from many sellers
     assert [a.alert_type for a in alerts(run(engine(), baseline + broad))] == ["red_burst", "red_burst"]

@@ -35,9 +35,9 @@ from services.tools.simulator import PolygonSimulator, load_timeline
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
 from shared.sessions import SessionClock
-from tests.conftest import shared_data
+from tests.support.paths import shared_data
 from tests.test_detector_service import REPO, _alert_ids, _caught_up, _environment, _jsonl, _orderflow, _wait_for
-from tests.test_engine import OPEN, D, Feed, S
+from tests.support.events import OPEN, D, Feed, S
 
 AIG_DAYS = ("20131007", "20131008")
 

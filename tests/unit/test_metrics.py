@@ -8,7 +8,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from orderflow_client import metrics
 from shared import service_metrics
-from tests.redis_server import free_port
+from tests.support.redis_server import free_port
 
 
 def _defined():

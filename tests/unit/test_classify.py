@@ -10,7 +10,7 @@ from services.ingest.classify import SideClassifier
 from services.ingest.lobster import read_lobster
 from services.ingest.normalise import Normaliser
 from shared.conditions import ConditionTable
-from tests.conftest import shared_data
+from tests.support.paths import shared_data
 
 D = 1_000_000_000  # one dollar in nano-dollars
 

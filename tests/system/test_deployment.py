@@ -19,10 +19,9 @@ import pytest
 import yaml
 
 from shared.config import OrderFlowConfig, environment_name
-from tests.conftest import program
-from tests.redis_server import free_port
+from tests.support.paths import REPO, program
+from tests.support.redis_server import free_port
 
-REPO = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 
 

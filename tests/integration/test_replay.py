@@ -19,10 +19,9 @@ from services.ingest.rejects import Reject
 from services.ingest.replay import SourceSpec, replay, replay_files
 from services.ingest.sources import read_events
 from services.tools.scenarios import write_scenario
-from tests.conftest import shared_data
+from tests.support.paths import REPO, shared_data
 
 pytestmark = pytest.mark.redis
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _expected_lobster_events(path: Path) -> tuple[int, int]:
@@ -132,7 +131,7 @@ def test_cli_replay_of_a_scenario(redis_url, key_prefix, tmp_path):
 def test_cli_replay_to_a_dead_redis_fails_clearly(tmp_path):
     capture = tmp_path / "q.capture"
     write_scenario("two-sided", capture)
-    from tests.redis_server import free_port
+    from tests.support.redis_server import free_port
 
     env = {
         **os.environ,

@@ -1,0 +1,1 @@
+"""Integration tests: a real Redis, spawned `orderflow` processes, local protocol servers."""

@@ -1,0 +1,27 @@
+"""Looking at orderflow's Redis streams from a test (a plain synchronous ``redis.Redis``)."""
+
+from __future__ import annotations
+
+import redis
+
+from orderflow_client.wire import decode
+
+
+def caught_up(client: redis.Redis, prefix: str, symbols: list[str], group: str = "detector") -> bool:
+    """Whether ``group`` has read and acknowledged everything on each symbol's market stream
+    (``<prefix>:md:{<symbol>}``); False while a stream or the group does not exist yet."""
+    for symbol in symbols:
+        stream = f"{prefix}:md:{{{symbol}}}"
+        try:
+            groups = {g["name"].decode(): g for g in client.xinfo_groups(stream)}
+        except redis.ResponseError:
+            return False
+        info = groups.get(group)
+        if info is None or info["lag"] != 0 or info["pending"] != 0:
+            return False
+    return True
+
+
+def alert_ids(client: redis.Redis, key: str) -> list[str]:
+    """The ids of the alerts or exit recommendations on a stream (e.g. ``<prefix>:alerts``), in stream order."""
+    return [decode(next(iter(fields.values()))).id for _id, fields in client.xrange(key)]
