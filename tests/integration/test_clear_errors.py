@@ -2,41 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from shared.config_loading import load_config
-from tests.support.paths import REPO, shared_data
+from tests.support.cli import orderflow_environment, run_orderflow
+from tests.support.paths import shared_data
 from tests.support.redis_server import free_port, redis_server_binary
 
 
 def orderflow(*arguments: str, cwd: Path, timeout: float = 120, **environment: str) -> subprocess.CompletedProcess:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("ORDER_FLOW_") and name not in ("REDIS_URL", "POLYGON_API_KEY")
-    }
-    env.update(
-        {
-            "PYTHONPATH": str(REPO),
-            "ORDER_FLOW_METRICS_PORT": "0",
-            "ORDER_FLOW_LOG_DIR": str(cwd / "logs"),
-            **environment,
-        }
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *arguments],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """``orderflow <arguments>`` in ``cwd`` with no orderflow setting of the host, its log in ``cwd/logs``."""
+    variables = {"ORDER_FLOW_METRICS_PORT": "0", "ORDER_FLOW_LOG_DIR": str(cwd / "logs"), **environment}
+    return run_orderflow(*arguments, env=orderflow_environment(**variables), cwd=cwd, timeout=timeout)
 
 
 def one_clear_line(done: subprocess.CompletedProcess, code: int, *words: str) -> None:
@@ -57,6 +38,15 @@ def one_clear_line(done: subprocess.CompletedProcess, code: int, *words: str) ->
 def test_a_bad_setting_is_one_line_and_exit_2_for_every_command(tmp_path, variable, value, words):
     for command in (["config", "show"], ["detect", "--symbol", "X"]):
         one_clear_line(orderflow(*command, cwd=tmp_path, **{variable: value}), 2, *words)
+
+
+def test_an_unusable_log_folder_is_one_clear_line_and_exit_2(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    target = locked / "file-not-folder"
+    target.write_text("x")  # a file where the log folder should be: unusable whoever runs the test (root included)
+    done = orderflow("detect", "--symbol", "X", cwd=tmp_path, timeout=60, ORDER_FLOW_LOG_DIR=str(target / "order_flow"))
+    one_clear_line(done, 2, "log folder unusable")
 
 
 def test_an_empty_key_is_no_key_and_levels_take_any_case(monkeypatch, tmp_path):

@@ -2,40 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.paths import REPO
+from tests.support.cli import orderflow_environment, run_orderflow
 from tests.support.redis_server import free_port
 
 
 def _demo(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("ORDER_FLOW_") and k not in ("REDIS_URL", "POLYGON_API_KEY")
-    }
-    env.update(
-        {
-            "PYTHONPATH": str(REPO),
-            "COLUMNS": "160",
-            "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"),
-            "ORDER_FLOW_METRICS_PORT": str(free_port()),
-            **extra,
-        }
+    """``orderflow demo --speed 400`` in ``tmp_path``, no orderflow setting of the host; its log in tmp_path/logs."""
+    env = orderflow_environment(
+        COLUMNS="160", ORDER_FLOW_LOG_DIR=str(tmp_path / "logs"), ORDER_FLOW_METRICS_PORT=str(free_port()), **extra
     )
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", "demo", "--speed", "400"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
-    )
+    return run_orderflow("demo", "--speed", "400", env=env, cwd=tmp_path, timeout=300)
 
 
 def test_demo_runs_on_the_embedded_bus_with_no_infrastructure(tmp_path):

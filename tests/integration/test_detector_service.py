@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,8 +23,11 @@ from services.ingest.sources import read_events
 from services.offline.analyze import analyze
 from services.tools.scenarios import EXPECTATIONS, SCENARIOS, write_scenario
 from shared.config import OrderFlowConfig
-from tests.support.paths import REPO
+from tests.support.cli import redis_environment, start_orderflow
+from tests.support.jsonl import log_lines, read_jsonl
 from tests.support.redis_server import free_port
+from tests.support.streams import alert_ids, caught_up
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +40,12 @@ def captures(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_every_scenario_gives_exactly_what_it_documents(name, captures, tmp_path):
     summary = analyze("capture", [captures[name]], tmp_path, SCENARIO_CONFIG)
-    alerts = _jsonl(tmp_path / "alerts.jsonl")
-    exits = _jsonl(tmp_path / "exits.jsonl")
-    statuses = _jsonl(tmp_path / "statuses.jsonl")
+    alerts = read_jsonl(tmp_path / "alerts.jsonl")
+    exits = read_jsonl(tmp_path / "exits.jsonl")
+    statuses = read_jsonl(tmp_path / "statuses.jsonl")
     expected = EXPECTATIONS[name]
     assert tuple((a["alert_type"], a["source"], a["severity"], a["two_sided"]) for a in alerts) == expected.alerts
     assert tuple(e["trigger"] for e in exits) == expected.exits
@@ -61,7 +57,7 @@ def test_every_scenario_gives_exactly_what_it_documents(name, captures, tmp_path
 
 def test_analyze_emits_trades_with_their_side(captures, tmp_path):
     analyze("capture", [captures["quiet"]], tmp_path, OrderFlowConfig(), emit_trades=True)
-    trades = _jsonl(tmp_path / "trades.jsonl")
+    trades = read_jsonl(tmp_path / "trades.jsonl")
     assert len(trades) > 9000
     assert {t["side_source"] for t in trades} <= {"quote", "tick", "none"}
     assert sum(t["side"] in ("buy", "sell") for t in trades) > 0.99 * len(trades)
@@ -71,82 +67,20 @@ SCENARIO_CONFIG = OrderFlowConfig(threshold_mode="absolute")
 """The scenarios are judged with the absolute thresholds (they have no history)."""
 
 
-def _environment(redis_url: str, prefix: str, tmp_path: Path, **extra: str) -> dict[str, str]:
-    """A command's environment; the scenarios' absolute thresholds unless ``extra`` says otherwise."""
-    return {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "ORDER_FLOW_KEY_PREFIX": prefix,
-        "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"),
-        "ORDER_FLOW_METRICS_PORT": str(free_port()),
-        "PYTHONPATH": str(REPO),
-        "ORDER_FLOW_THRESHOLD_MODE": "absolute",
-        **extra,
-    }
-
-
-def _jsonl_logs(tmp_path: Path) -> list[dict]:
-    """Every line of the JSONL logs the commands of a test wrote (``_environment``'s log folder)."""
-    return [
-        json.loads(line)
-        for path in (tmp_path / "logs").glob("*.jsonl")
-        for line in path.read_text().splitlines()
-        if line.strip()
-    ]
-
-
-def _orderflow(*arguments: str, env: dict[str, str], **options) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", *arguments],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **options,
-    )
-
-
-def _wait_for(condition, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _caught_up(client: redis.Redis, prefix: str, symbols: list[str], group: str = "detector") -> bool:
-    for symbol in symbols:
-        stream = f"{prefix}:md:{{{symbol}}}"
-        try:
-            groups = {g["name"].decode(): g for g in client.xinfo_groups(stream)}
-        except redis.ResponseError:
-            return False
-        info = groups.get(group)
-        if info is None or info["lag"] != 0 or info["pending"] != 0:
-            return False
-    return True
-
-
-def _alert_ids(client: redis.Redis, key: str) -> list[str]:
-    return [decode(next(iter(fields.values()))).id for _id, fields in client.xrange(key)]
-
-
 @pytest.mark.redis
 def test_live_and_offline_agree_on_alert_ids(redis_url, key_prefix, captures, tmp_path):
     files = [captures["large-sellers"], captures["red-burst"]]
     offline = tmp_path / "offline"
     analyze("capture", files, offline, SCENARIO_CONFIG)
-    expected_alerts = [a["id"] for a in _jsonl(offline / "alerts.jsonl")]
-    expected_exits = [e["id"] for e in _jsonl(offline / "exits.jsonl")]
-    env = _environment(redis_url, key_prefix, tmp_path)
-    replayed = _orderflow("replay", "--format", "capture", *map(str, files), env=env)
-    assert replayed.wait(timeout=120) == 0, replayed.stderr.read()
-    detector = _orderflow("detect", "--symbol", "LARGESELLERS", "--symbol", "REDBURST", env=env)
+    expected_alerts = [a["id"] for a in read_jsonl(offline / "alerts.jsonl")]
+    expected_exits = [e["id"] for e in read_jsonl(offline / "exits.jsonl")]
+    env = redis_environment(redis_url, key_prefix, tmp_path)
+    replayed = start_orderflow("replay", "--format", "capture", *map(str, files), env=env)
+    replayed.expect_exit(0, timeout=120)
+    detector = start_orderflow("detect", "--symbol", "LARGESELLERS", "--symbol", "REDBURST", env=env)
     client = redis.Redis.from_url(redis_url)
     try:
-        _wait_for(lambda: _caught_up(client, key_prefix, ["LARGESELLERS", "REDBURST"]), what="the detector to catch up")
+        wait_for(lambda: caught_up(client, key_prefix, ["LARGESELLERS", "REDBURST"]), what="the detector to catch up")
         import urllib.request
 
         scraped = (
@@ -161,12 +95,11 @@ def test_live_and_offline_agree_on_alert_ids(redis_url, key_prefix, captures, tm
             'orderflow_events_processed_total{kind="trade"}' in scraped and "orderflow_monitored_symbols 2.0" in scraped
         )
         detector.send_signal(signal.SIGTERM)
-        assert detector.wait(timeout=30) == 0, detector.stderr.read()
-        live_alerts = _alert_ids(client, f"{key_prefix}:alerts")
-        live_exits = _alert_ids(client, f"{key_prefix}:exits")
+        detector.expect_exit(0, timeout=30)
+        live_alerts = alert_ids(client, f"{key_prefix}:alerts")
+        live_exits = alert_ids(client, f"{key_prefix}:exits")
     finally:
-        if detector.poll() is None:
-            detector.kill()
+        detector.stop_if_running()
         client.close()
     assert sorted(live_alerts) == sorted(expected_alerts) and len(expected_alerts) == 7
     assert sorted(live_exits) == sorted(expected_exits) and len(expected_exits) == 2
@@ -184,32 +117,30 @@ def test_a_detector_killed_mid_stream_loses_and_duplicates_nothing(redis_url, ke
     files = [captures["large-sellers"], captures["red-burst"]]
     offline = tmp_path / "offline"
     analyze("capture", files, offline, SCENARIO_CONFIG)
-    expected = sorted(a["id"] for a in _jsonl(offline / "alerts.jsonl")) + sorted(
-        e["id"] for e in _jsonl(offline / "exits.jsonl")
+    expected = sorted(a["id"] for a in read_jsonl(offline / "alerts.jsonl")) + sorted(
+        e["id"] for e in read_jsonl(offline / "exits.jsonl")
     )
-    env = _environment(redis_url, key_prefix, tmp_path)
+    env = redis_environment(redis_url, key_prefix, tmp_path)
     # the market keeps arriving while the detector dies: 12 minutes of market at 40x ≈ 18 s
-    replayed = _orderflow("replay", "--format", "capture", *map(str, files), "--speed", "40", env=env)
+    replayed = start_orderflow("replay", "--format", "capture", *map(str, files), "--speed", "40", env=env)
     client = redis.Redis.from_url(redis_url)
     try:
-        first = _orderflow("detect", "--symbol", "LARGESELLERS", "--symbol", "REDBURST", env=env)
-        _wait_for(lambda: client.xlen(f"{key_prefix}:alerts") >= 2, timeout=90, what="the first alerts")
+        first = start_orderflow("detect", "--symbol", "LARGESELLERS", "--symbol", "REDBURST", env=env)
+        wait_for(lambda: client.xlen(f"{key_prefix}:alerts") >= 2, timeout=90, what="the first alerts")
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         killed_with = client.xlen(f"{key_prefix}:alerts")
-        second = _orderflow("detect", "--symbol", "LARGESELLERS", "--symbol", "REDBURST", env=env)
-        assert replayed.wait(timeout=120) == 0, replayed.stderr.read()
-        _wait_for(
-            lambda: _caught_up(client, key_prefix, ["LARGESELLERS", "REDBURST"]),
+        second = start_orderflow("detect", "--symbol", "LARGESELLERS", "--symbol", "REDBURST", env=env)
+        replayed.expect_exit(0, timeout=120)
+        wait_for(
+            lambda: caught_up(client, key_prefix, ["LARGESELLERS", "REDBURST"]),
             what="the restarted detector to catch up",
         )
         second.send_signal(signal.SIGTERM)
-        assert second.wait(timeout=30) == 0, second.stderr.read()
-        live = sorted(_alert_ids(client, f"{key_prefix}:alerts")) + sorted(_alert_ids(client, f"{key_prefix}:exits"))
+        second.expect_exit(0, timeout=30)
+        live = sorted(alert_ids(client, f"{key_prefix}:alerts")) + sorted(alert_ids(client, f"{key_prefix}:exits"))
     finally:
-        for process in (replayed,):
-            if process.poll() is None:
-                process.kill()
+        replayed.stop_if_running()
         client.close()
     assert 2 <= killed_with < 7  # it really died mid-stream
     assert live == expected  # none lost, none twice
@@ -256,8 +187,8 @@ def test_a_deleted_group_is_recreated_where_the_detector_left_off(redis_url, key
     stream = f"{key_prefix}:md:{{GONE}}"
     dead = f"{stream}:dead"
     client.xadd(stream, {"status": b"x"})  # poison: dead-lettered, so each read of it shows
-    env = _environment(redis_url, key_prefix, tmp_path)
-    detector = _orderflow("detect", "--symbol", "GONE", env=env)
+    env = redis_environment(redis_url, key_prefix, tmp_path)
+    detector = start_orderflow("detect", "--symbol", "GONE", env=env)
 
     def recreated() -> bool:
         return any(
@@ -266,16 +197,15 @@ def test_a_deleted_group_is_recreated_where_the_detector_left_off(redis_url, key
         )
 
     try:
-        _wait_for(lambda: _caught_up(client, key_prefix, ["GONE"]) and client.xlen(dead) == 1, what="the group")
+        wait_for(lambda: caught_up(client, key_prefix, ["GONE"]) and client.xlen(dead) == 1, what="the group")
         client.xgroup_destroy(stream, "detector")
-        _wait_for(recreated, what="the group recreated")
+        wait_for(recreated, what="the group recreated")
         client.xadd(stream, {"status": b"y"})
-        _wait_for(lambda: client.xlen(dead) == 2, what="the entry after the recreation")
+        wait_for(lambda: client.xlen(dead) == 2, what="the entry after the recreation")
         time.sleep(1.0)
         assert client.xlen(dead) == 2 and detector.poll() is None  # the first entry was not read again; still running
     finally:
-        if detector.poll() is None:
-            detector.kill()
+        detector.stop_if_running()
         client.close()
 
 
@@ -395,15 +325,15 @@ def test_the_detector_rides_out_a_20_second_redis_outage_and_loses_nothing(captu
 
     server = RedisProcess(port=free_port(), binary=redis_server_binary(), append_only=True).start()
     prefix = "outage"
-    env = _environment(server.url, prefix, tmp_path, ORDER_FLOW_THRESHOLD_MODE="absolute")
-    detector = _orderflow("detect", "--symbol", "LARGESELLERS", env=env)
+    env = redis_environment(server.url, prefix, tmp_path, ORDER_FLOW_THRESHOLD_MODE="absolute")
+    detector = start_orderflow("detect", "--symbol", "LARGESELLERS", env=env)
     try:
         client = redis.Redis.from_url(server.url)
-        _wait_for(lambda: _caught_up(client, prefix, ["LARGESELLERS"]), what="the detector's group")
+        wait_for(lambda: caught_up(client, prefix, ["LARGESELLERS"]), what="the detector's group")
         client.close()
         server.stop()
         time.sleep(20)
-        assert detector.poll() is None, "the detector exited during the outage"
+        assert detector.poll() is None, f"the detector exited during the outage\n{detector.report()}"
         server.start()
         client = redis.Redis.from_url(server.url)
 
@@ -412,16 +342,15 @@ def test_the_detector_rides_out_a_20_second_redis_outage_and_loses_nothing(captu
                 await replay(bus, read_events("capture", [captures["large-sellers"]]))
 
         asyncio.run(publish())
-        _wait_for(lambda: client.exists(f"{prefix}:exits") and client.xlen(f"{prefix}:exits") == 1, what="the exit")
-        _wait_for(lambda: client.xlen(f"{prefix}:alerts") == 5, what="the five alerts")
+        wait_for(lambda: client.exists(f"{prefix}:exits") and client.xlen(f"{prefix}:exits") == 1, what="the exit")
+        wait_for(lambda: client.xlen(f"{prefix}:alerts") == 5, what="the five alerts")
         detector.send_signal(signal.SIGTERM)
-        assert detector.wait(timeout=30) == 0
-        events = [line["event"] for line in _jsonl_logs(tmp_path)]
+        detector.expect_exit(0, timeout=30)
+        events = [line["event"] for line in log_lines(tmp_path / "logs")]
         assert "order_flow.bus_unavailable" in events and "order_flow.bus_recovered" in events
         client.close()
     finally:
-        if detector.poll() is None:
-            detector.kill()
+        detector.stop_if_running()
         server.stop()
 
 
@@ -433,7 +362,7 @@ def test_monitoring_survives_a_redis_restart_without_persistence(captures, tmp_p
 
     server = RedisProcess(port=free_port(), binary=redis_server_binary()).start()
     prefix = "restart"
-    env = _environment(server.url, prefix, tmp_path)
+    env = redis_environment(server.url, prefix, tmp_path)
     client = redis.Redis.from_url(server.url)
 
     async def open_position() -> None:
@@ -441,14 +370,14 @@ def test_monitoring_survives_a_redis_restart_without_persistence(captures, tmp_p
             await PositionRegistry(bus).open("LARGESELLERS", quantity=100, entry_price="50.10")
 
     asyncio.run(open_position())
-    detector = _orderflow("detect", env=env)
+    detector = start_orderflow("detect", env=env)
     try:
-        _wait_for(lambda: _caught_up(client, prefix, ["LARGESELLERS"]), what="the detector's group")
+        wait_for(lambda: caught_up(client, prefix, ["LARGESELLERS"]), what="the detector's group")
         client.close()
         server.stop()
         server.start()  # empty: positions, streams and groups are gone
         client = redis.Redis.from_url(server.url)
-        _wait_for(lambda: client.hexists(f"{prefix}:positions", "LARGESELLERS"), what="the position written back")
+        wait_for(lambda: client.hexists(f"{prefix}:positions", "LARGESELLERS"), what="the position written back")
         statuses = [decode(next(iter(fields.values()))) for _id, fields in client.xrange(f"{prefix}:status")]
         assert any(s.state == "positions_lost" and s.symbols == ("LARGESELLERS",) for s in statuses)
 
@@ -457,13 +386,12 @@ def test_monitoring_survives_a_redis_restart_without_persistence(captures, tmp_p
                 await replay(bus, read_events("capture", [captures["large-sellers"]]))
 
         asyncio.run(publish())
-        _wait_for(
+        wait_for(
             lambda: client.exists(f"{prefix}:alerts") and client.xlen(f"{prefix}:alerts") == 5, what="the five alerts"
         )
         assert detector.poll() is None
     finally:
-        if detector.poll() is None:
-            detector.kill()
+        detector.stop_if_running()
         client.close()
         server.stop()
 
@@ -497,22 +425,22 @@ def test_sigterm_during_a_redis_outage_ends_the_detector_within_seconds(tmp_path
     from tests.support.redis_server import RedisProcess, redis_server_binary
 
     server = RedisProcess(port=free_port(), binary=redis_server_binary()).start()
-    env = _environment(server.url, "sigterm", tmp_path)
-    detector = _orderflow("detect", "--symbol", "QUIET", env=env)
+    env = redis_environment(server.url, "sigterm", tmp_path)
+    detector = start_orderflow("detect", "--symbol", "QUIET", env=env)
     try:
         client = redis.Redis.from_url(server.url)
-        _wait_for(lambda: _caught_up(client, "sigterm", ["QUIET"]), what="the detector's group")
+        wait_for(lambda: caught_up(client, "sigterm", ["QUIET"]), what="the detector's group")
         client.close()
         server.stop()
         time.sleep(3)
-        assert detector.poll() is None
+        assert detector.poll() is None, f"the detector exited during the outage\n{detector.report()}"
         stopped = time.monotonic()
         detector.send_signal(signal.SIGTERM)
-        assert detector.wait(timeout=10) == 0
-        assert time.monotonic() - stopped < 4.0
+        detector.expect_exit(0, timeout=10)  # on failure: its stdout, stderr and JSONL log
+        took = time.monotonic() - stopped
+        assert took < 4.0, f"SIGTERM took {took:.1f} s\n{detector.report()}"
     finally:
-        if detector.poll() is None:
-            detector.kill()
+        detector.stop_if_running()
         server.stop()
 
 

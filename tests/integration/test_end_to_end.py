@@ -3,39 +3,20 @@ simulator → orderflow ingest → orderflow detect → a stand-in bot (orderflo
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import redis
 
 from services.tools.scenarios import write_scenario
-from tests.support.paths import REPO
+from tests.support.cli import OrderflowProcess, orderflow_environment, run_orderflow, start_orderflow
+from tests.support.jsonl import log_lines
 from tests.support.redis_server import free_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.redis
 KEY = "e2e-local-key-93b1"
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def log_lines(folder: Path) -> list[dict]:
-    return [
-        json.loads(line) for path in folder.glob("*.jsonl") for line in path.read_text().splitlines() if line.strip()
-    ]
 
 
 def test_the_full_journey(redis_url, key_prefix, tmp_path):
@@ -43,35 +24,26 @@ def test_the_full_journey(redis_url, key_prefix, tmp_path):
     write_scenario("large-sellers", capture, symbol="SELLERS")
     port = free_port()
     logs = tmp_path / "logs"
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "ORDER_FLOW_KEY_PREFIX": key_prefix,
-        "POLYGON_API_KEY": KEY,
-        "ORDER_FLOW_POLYGON_FEED": f"127.0.0.1:{port}",
-        "ORDER_FLOW_POLYGON_SECURE": "false",
-        "ORDER_FLOW_POLYGON_REST_URL": f"http://127.0.0.1:{port}",
-        "ORDER_FLOW_LOG_DIR": str(logs),
-        "PYTHONPATH": str(REPO),
-    }
-    processes: dict[str, subprocess.Popen] = {}
+    env = orderflow_environment(
+        REDIS_URL=redis_url,
+        ORDER_FLOW_KEY_PREFIX=key_prefix,
+        POLYGON_API_KEY=KEY,
+        ORDER_FLOW_POLYGON_FEED=f"127.0.0.1:{port}",
+        ORDER_FLOW_POLYGON_SECURE="false",
+        ORDER_FLOW_POLYGON_REST_URL=f"http://127.0.0.1:{port}",
+        ORDER_FLOW_LOG_DIR=str(logs),
+    )
+    processes: dict[str, OrderflowProcess] = {}
 
-    def start(name: str, *arguments: str) -> subprocess.Popen:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", *arguments],
-            cwd=REPO,
-            env={**env, "ORDER_FLOW_METRICS_PORT": str(free_port())},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    def start(name: str, *arguments: str) -> OrderflowProcess:
+        process = start_orderflow(*arguments, env={**env, "ORDER_FLOW_METRICS_PORT": str(free_port())})
         processes[name] = process
         return process
 
-    def stop(name: str) -> int:
-        process = processes[name]
-        process.send_signal(signal.SIGTERM)
-        return process.wait(timeout=30)
+    def stop(name: str) -> None:
+        """SIGTERM, then exit 0 within 30 s (else its console output and the log in the failure)."""
+        processes[name].send_signal(signal.SIGTERM)
+        processes[name].expect_exit(0, timeout=30)
 
     client = redis.Redis.from_url(redis_url)
     try:
@@ -79,31 +51,13 @@ def test_the_full_journey(redis_url, key_prefix, tmp_path):
             "simulator", "simulate-polygon", "--port", str(port), "--speed", "40", str(capture)
         )  # the key: POLYGON_API_KEY
         wait_for(lambda: _listening(port), 30, "the simulator")
-        assert (
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "services.cli",
-                    "positions",
-                    "open",
-                    "SELLERS",
-                    "--quantity",
-                    "500",
-                    "--entry",
-                    "50.10",
-                    "--stop",
-                    "48.00",
-                ],
-                cwd=REPO,
-                env=env,
-                timeout=60,
-            ).returncode
-            == 0
+        opened = run_orderflow(
+            "positions", "open", "SELLERS", "--quantity", "500", "--entry", "50.10", "--stop", "48.00", env=env
         )
+        assert opened.returncode == 0, opened.stdout + opened.stderr
         start("bot", "risk-manager", "--name", "e2e-bot")
         wait_for(lambda: _group_exists(client, f"{key_prefix}:exits", "riskmanager-e2e-bot"), 30, "the bot's group")
-        assert stop("bot") == 0  # the bot is down while the selling happens
+        stop("bot")  # the bot is down while the selling happens
 
         start("ingest", "ingest")
         start("detect", "detect")
@@ -133,11 +87,10 @@ def test_the_full_journey(redis_url, key_prefix, tmp_path):
         )
 
         for name in ("bot", "detect", "ingest"):
-            assert stop(name) == 0, processes[name].stderr.read()
+            stop(name)
     finally:
         for process in processes.values():
-            if process.poll() is None:
-                process.kill()
+            process.stop_if_running()
         client.close()
 
     lines = log_lines(logs)

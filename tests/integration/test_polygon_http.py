@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,13 +18,11 @@ from services.ingest.polygon_rest_client import (
     load_condition_table,
 )
 from services.ingest.polygon_rest_parse import parse_trades_page
-from tests.support.paths import shared_data
+from tests.support.paths import REPO, shared_data
 from tests.support.polygon_rest_server import PolygonRestServer
 
 KEY = "pk_test_SECRET_5f3a9c"
-BUNDLED = json.loads(
-    (Path(__file__).resolve().parents[1] / "shared" / "data" / "polygon_trade_conditions.json").read_text()
-)
+BUNDLED = json.loads((REPO / "shared" / "data" / "polygon_trade_conditions.json").read_text())
 
 
 @pytest.fixture

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -19,7 +16,8 @@ from services.ingest.rejects import Reject
 from services.ingest.replay import SourceSpec, replay, replay_files
 from services.ingest.sources import read_events
 from services.tools.scenarios import write_scenario
-from tests.support.paths import REPO, shared_data
+from tests.support.cli import orderflow_environment, run_orderflow
+from tests.support.paths import shared_data
 
 pytestmark = pytest.mark.redis
 
@@ -102,21 +100,10 @@ async def test_speed_paces_by_event_time(redis_url, key_prefix, tmp_path):
 def test_cli_replay_of_a_scenario(redis_url, key_prefix, tmp_path):
     capture = tmp_path / "gap.capture"
     write_scenario("gap", capture)
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "ORDER_FLOW_KEY_PREFIX": key_prefix,
-        "COLUMNS": "120",
-        "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "replay", "--format", "capture", str(capture), "--max-speed"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=120,
+    env = orderflow_environment(
+        REDIS_URL=redis_url, ORDER_FLOW_KEY_PREFIX=key_prefix, COLUMNS="120", ORDER_FLOW_LOG_DIR=str(tmp_path / "logs")
     )
+    done = run_orderflow("replay", "--format", "capture", str(capture), "--max-speed", env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "events published" in done.stdout and "events/s" in done.stdout
     import redis
@@ -133,18 +120,9 @@ def test_cli_replay_to_a_dead_redis_fails_clearly(tmp_path):
     write_scenario("two-sided", capture)
     from tests.support.redis_server import free_port
 
-    env = {
-        **os.environ,
-        "REDIS_URL": f"redis://:hunter2secret@127.0.0.1:{free_port()}/0",
-        "ORDER_FLOW_LOG_DIR": str(tmp_path),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "replay", str(capture)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=120,
+    env = orderflow_environment(
+        REDIS_URL=f"redis://:hunter2secret@127.0.0.1:{free_port()}/0", ORDER_FLOW_LOG_DIR=str(tmp_path)
     )
-    assert done.returncode == 3
+    done = run_orderflow("replay", str(capture), env=env, timeout=120)
+    assert done.returncode == 3, done.stdout + done.stderr
     assert "redis unavailable" in done.stderr and "hunter2secret" not in done.stderr + done.stdout

@@ -1,87 +1,20 @@
-"""The risk-manager side: evaluator decisions and the client's delivery guarantees."""
+"""The risk-manager client on a real Redis: its delivery guarantees (decisions: tests/unit/test_risk_decisions.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 
 import msgspec
 import pytest
 
-from orderflow_client import logs
 from orderflow_client.bus import Bus
-from orderflow_client.positions import Position
-from orderflow_client.risk import RiskManagerClient, evaluate, log_decision
+from orderflow_client.risk import RiskManagerClient
 from orderflow_client.timestamps import now_ns
 from orderflow_client.wire import ExitRecommendation, FeedStatus, decode, encode
 from services.detector.service import DetectorService
 from shared.config import OrderFlowConfig
-
-D = 1_000_000_000
-
-
-def recommendation(trigger: str = "large_sellers", number: int = 1, symbol: str = "AAPL") -> ExitRecommendation:
-    return ExitRecommendation(
-        id=f"{symbol}:exit:{trigger}:{number}",
-        symbol=symbol,
-        trigger=trigger,
-        ts_event=number,
-        ts_recv=number,
-        timestamp_utc="2026-11-24T15:00:00.000000000Z",
-        alert_ids=("a", "b", "c"),
-        reasoning="3 large sellers within 80 s",
-    )
-
-
-def position(entry: int = 100 * D, stop: int = 95 * D, quantity: int = 100) -> Position:
-    return Position(symbol="AAPL", quantity=quantity, entry_price=entry, stop_loss=stop)
-
-
-@pytest.mark.parametrize(
-    ("trigger", "last", "stop", "quantity", "action"),
-    [
-        ("red_burst", 99 * D, 95 * D, 100, "exit"),  # panic selling: out
-        ("large_sellers", 102 * D, 95 * D, 100, "exit"),  # in profit: protect the gain
-        ("large_sellers", 96 * D, 95_500_000_000, 100, "exit"),  # losing, 0.52 % above the stop
-        ("large_sellers", 99 * D, 95 * D, 100, "tighten_stop"),
-        ("large_sellers", 101 * D, 110 * D, -100, "hold"),  # a losing short far from its stop
-    ],
-)
-def test_evaluator_decisions(trigger, last, stop, quantity, action):
-    decision = evaluate(recommendation(trigger), position(stop=stop, quantity=quantity), last)
-    assert decision.action == action
-    assert any("order flow" in reason for reason in decision.reasons)
-    assert any("unrealised P&L" in reason for reason in decision.reasons)
-    if action == "tighten_stop":
-        assert decision.new_stop == 98_500_000_000  # 0.5 % under 99.00 is 98.505: rounded down to the penny
-
-
-@pytest.mark.parametrize(
-    ("last", "current_stop", "new_stop"),
-    [
-        (49_590_000_000, 45 * D, 49_340_000_000),  # 49.34205 (a sub-penny stop brokers refuse) -> 49.34
-        (512_300_000, 400_000_000, 509_700_000),  # $0.5123: 0.50973850 -> 0.5097 (four decimals below $1)
-    ],
-)
-def test_a_suggested_stop_is_on_a_valid_tick(last, current_stop, new_stop):
-    decision = evaluate(recommendation(), position(entry=last + 2 * D, stop=current_stop), last)
-    assert decision.action == "tighten_stop" and decision.new_stop == new_stop
-
-
-def test_decisions_are_logged_for_the_spec_queries(tmp_path):
-    logs.configure_logging(service="bot", log_dir=tmp_path, console=False)
-    try:
-        for trigger, last in (("red_burst", 99 * D), ("large_sellers", 99 * D)):
-            log_decision(recommendation(trigger), position(), last, evaluate(recommendation(trigger), position(), last))
-    finally:
-        logging.getLogger().handlers.clear()
-    lines = [json.loads(line) for path in tmp_path.glob("*.jsonl") for line in path.read_text().splitlines()]
-    assert [line["decision"] for line in lines] == ["exit", "tighten_stop"]
-    assert lines[0]["exit_reason"] == "order_flow_alert" and "exit_reason" not in lines[1]
-    assert all(line["event"] == "order_flow.exit_signal_triggered" for line in lines)
-    raw = "".join(path.read_text() for path in tmp_path.glob("*.jsonl"))
-    assert raw.count('"exit_reason":"order_flow_alert"') == 1
+from tests.support.events import recommendation
+from tests.support.waiting import wait_for_async
 
 
 async def _publish(bus: Bus, config: OrderFlowConfig, item) -> None:
@@ -185,24 +118,6 @@ async def test_the_client_rides_out_a_20_second_redis_outage_and_says_so():
         await asyncio.to_thread(server.stop)
 
 
-def test_a_signature_covers_every_field_and_expires():
-    from orderflow_client.signing import sign, verify
-
-    key, now = b"k" * 32, 1_780_000_000 * 10**9
-    signed = sign(recommendation(number=5), key, "k1", now)
-    assert len(signed.signature) == 64 and signed.key_id == "k1" and signed.signed_ns == now
-    assert verify(signed, {"k1": key}, now + 10**9, 600 * 10**9) == "authentic"
-    assert (
-        verify(msgspec.structs.replace(signed, latency_ms=3.5), {"k1": key}, now, 600 * 10**9) == "authentic"
-    )  # set on delivery
-    assert verify(msgspec.structs.replace(signed, symbol="MSFT"), {"k1": key}, now, 600 * 10**9) == "forged"
-    assert verify(msgspec.structs.replace(signed, signed_ns=now + 1), {"k1": key}, now, 600 * 10**9) == "forged"
-    assert verify(signed, {"k1": b"x" * 32}, now, 600 * 10**9) == "forged"
-    assert verify(signed, {"k2": key}, now, 600 * 10**9) == "unknown_key"
-    assert verify(recommendation(number=5), {"k1": key}, now, 600 * 10**9) == "unsigned"
-    assert verify(signed, {"k1": key}, now + 601 * 10**9, 600 * 10**9) == "expired"
-
-
 @pytest.mark.redis
 async def test_forged_recommendations_are_refused_and_genuine_ones_handled(redis_url, key_prefix):
     """The detector signs with ORDER_FLOW_SIGNING_KEY; a client holding the key handles what it signed and refuses
@@ -269,12 +184,6 @@ async def test_poison_on_the_exits_stream_is_dead_lettered_and_the_next_recommen
         assert await bus.pending_count(bus.keys.exits, "riskmanager-bot-1") == 0
 
 
-async def _until(condition, seconds: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not condition() and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.redis
 async def test_a_raising_handler_is_retried_and_the_recommendation_survives_a_restart(redis_url, key_prefix):
     """A broker rejection once lost the exit for good (claimed, then the handler raised). Now: the handler that
@@ -293,7 +202,8 @@ async def test_a_raising_handler_is_retried_and_the_recommendation_survives_a_re
         task = asyncio.ensure_future(first.run(stop, on_exit=rejecting))
         await asyncio.sleep(0.3)
         await _publish(bus, config, recommendation(number=1))
-        await _until(lambda: len(calls) >= 2)  # the first call and one retry 0.5 s later
+        # the first call and one retry 0.5 s later
+        await wait_for_async(lambda: len(calls) >= 2, timeout=10, what="a retry")
         stop.set()
         await task
         assert first.stats.handler_failures == len(calls) >= 2 and first.stats.handled == 0
@@ -311,7 +221,7 @@ async def test_a_raising_handler_is_retried_and_the_recommendation_survives_a_re
         second = RiskManagerClient(bus, name="bot-1")  # the bot restarted
         stop = asyncio.Event()
         task = asyncio.ensure_future(second.run(stop, on_exit=flaky))
-        await _until(lambda: handled)
+        await wait_for_async(lambda: handled, timeout=10, what="the recommendation handled")
         await bus.client.xadd(
             bus.keys.exits, {"exit": encode(recommendation(number=1))}
         )  # delivered again: already done
@@ -339,7 +249,7 @@ async def test_a_recommendation_whose_handler_always_fails_is_parked_with_a_stat
         task = asyncio.ensure_future(client.run(stop, on_exit=rejecting, on_status=statuses.append))
         await asyncio.sleep(0.3)
         await _publish(bus, config, recommendation(number=4))
-        await _until(lambda: client.stats.parked == 1)
+        await wait_for_async(lambda: client.stats.parked == 1, timeout=10, what="the recommendation parked")
         await bus.client.xadd(
             bus.keys.exits, {"exit": encode(recommendation(number=4))}
         )  # again: a parked one is not retried
@@ -368,7 +278,7 @@ async def test_a_new_bot_name_catches_up_on_recommendations_inside_the_window(re
         client = RiskManagerClient(bus, name="fresh-bot", catch_up_seconds=120)
         stop = asyncio.Event()
         task = asyncio.ensure_future(client.run(stop, on_exit=lambda item: handled.append(item.id)))
-        await _until(lambda: handled)
+        await wait_for_async(lambda: handled, timeout=10, what="the recommendation handled")
         await asyncio.sleep(0.3)
         stop.set()
         await task

@@ -12,6 +12,7 @@ import structlog
 
 from orderflow_client import OrderFlowClient, guest_logging
 from orderflow_client.wire import ExitRecommendation, encode
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -29,15 +30,6 @@ def _recommendation(number: int) -> ExitRecommendation:
     )
 
 
-def _wait(condition, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_a_threaded_bot_takes_deliveries_from_a_queue_and_a_failed_one_comes_back(redis_url, key_prefix):
     with OrderFlowClient(redis_url, name="threaded", callbacks="queue", key_prefix=key_prefix) as orderflow:
         position = orderflow.open_position("AAPL", quantity=200, entry_price=Decimal("187.43"), stop_loss=184.0)
@@ -51,11 +43,12 @@ def test_a_threaded_bot_takes_deliveries_from_a_queue_and_a_failed_one_comes_bac
         again = orderflow.deliveries.get(timeout=10)
         assert again.recommendation.id == first.recommendation.id
         again.done()
-        assert _wait(lambda: orderflow.client.stats.handled == 1)
+        wait_for(lambda: orderflow.client.stats.handled == 1, timeout=10, what="the delivery handled")
         orderflow._call(
             bus.client.xadd(bus.keys.exits, {"exit": encode(_recommendation(1))})
         )  # a redelivery: suppressed
-        assert _wait(lambda: orderflow.client.stats.duplicates == 1) and orderflow.deliveries.empty()
+        wait_for(lambda: orderflow.client.stats.duplicates == 1, timeout=10, what="the duplicate seen")
+        assert orderflow.deliveries.empty()
         assert orderflow.close_position("AAPL") and orderflow.positions() == []
     assert not orderflow.running
 
@@ -73,7 +66,8 @@ def test_callbacks_run_in_the_clients_handler_thread_not_on_its_loop(redis_url, 
         bus = orderflow._connected()
         for number in (1, 2):
             orderflow._call(bus.client.xadd(bus.keys.exits, {"exit": encode(_recommendation(number))}))
-        assert _wait(lambda: len(seen) == 2) and orderflow.ping()
+        wait_for(lambda: len(seen) == 2, timeout=10, what="two callbacks")
+        assert orderflow.ping()
     assert seen == ["orderflow-slow-handler_0"] * 2
 
     import concurrent.futures
@@ -86,7 +80,7 @@ def test_callbacks_run_in_the_clients_handler_thread_not_on_its_loop(redis_url, 
         ) as orderflow:
             bus = orderflow._connected()
             orderflow._call(bus.client.xadd(bus.keys.exits, {"exit": encode(_recommendation(3))}))
-            assert _wait(lambda: len(seen) == 3)
+            wait_for(lambda: len(seen) == 3, timeout=10, what="the third callback")
         assert (
             bots_thread.submit(lambda: "still usable").result() == "still usable"
         )  # stopping the client left it alone

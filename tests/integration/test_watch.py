@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import shlex
 import subprocess
-import sys
 import time
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert
 from services.tools.demo import SYMBOLS
 from services.tools.watch import WatchState
+from tests.support.cli import ORDERFLOW, orderflow_environment, run_orderflow
 from tests.support.paths import REPO, program
 
 S = 1_000_000_000
@@ -66,30 +66,22 @@ def test_colours_follow_the_spec():
 @pytest.mark.redis
 def test_watch_in_a_real_terminal(redis_url, key_prefix, tmp_path):
     program("tmux")
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "ORDER_FLOW_KEY_PREFIX": key_prefix,
-        "PYTHONPATH": str(REPO),
-        "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"),
-        "ORDER_FLOW_METRICS_PORT": "0",
-        "TERM": "xterm-256color",
-    }
+    env = orderflow_environment(
+        REDIS_URL=redis_url,
+        ORDER_FLOW_KEY_PREFIX=key_prefix,
+        ORDER_FLOW_LOG_DIR=str(tmp_path / "logs"),
+        ORDER_FLOW_METRICS_PORT="0",
+        TERM="xterm-256color",
+    )
     demo_keys = {
         **env,
         "ORDER_FLOW_KEY_PREFIX": f"{key_prefix}-demo",
     }  # the demo writes under its own prefix, never the live one
     for symbol in SYMBOLS.values():
-        subprocess.run(
-            [sys.executable, "-m", "services.cli", "positions", "open", symbol, "--quantity", "100", "--entry", "50"],
-            cwd=REPO,
-            env=demo_keys,
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        opened = run_orderflow("positions", "open", symbol, "--quantity", "100", "--entry", "50", env=demo_keys)
+        assert opened.returncode == 0, opened.stdout + opened.stderr
     session = f"watch-{key_prefix}"
-    command = f"cd {REPO} && {sys.executable} -m services.cli watch --refresh 0.2"
+    command = f"cd {REPO} && {shlex.join(ORDERFLOW)} watch --refresh 0.2"
     subprocess.run(
         [
             "tmux",
@@ -113,14 +105,7 @@ def test_watch_in_a_real_terminal(redis_url, key_prefix, tmp_path):
         env=env,
     )
     try:
-        demo = subprocess.run(
-            [sys.executable, "-m", "services.cli", "demo", "--speed", "400"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        demo = run_orderflow("demo", "--speed", "400", env=env, cwd=tmp_path, timeout=300)
         assert demo.returncode == 0, demo.stdout + demo.stderr
         deadline = time.monotonic() + 20
         screen = ""

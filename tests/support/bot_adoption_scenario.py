@@ -1,9 +1,9 @@
 """Runs inside the bot's own virtualenv (its requirements plus orderflow's slim client): the bot's real
-``TradingBot`` or ``TradingOrchestrator`` with orderflow attached, while tests/test_bot_adoption.py drives
+``TradingBot`` or ``TradingOrchestrator`` with orderflow attached, while tests/system/test_bot_adoption.py drives
 orderflow's real processes (replay, detect) and a Redis restart. Only broker calls are stubbed (the orchestrator's
 Alpaca ``TradingClient.submit_order``; TradingBot runs in its paper mode, which places no order).
 
-    python tests/bot_adoption_scenario.py trading_bot|orchestrator      (REDIS_URL, ORDER_FLOW_KEY_PREFIX set)
+    python tests/support/bot_adoption_scenario.py trading_bot|orchestrator      (REDIS_URL, ORDER_FLOW_KEY_PREFIX set)
 
 Protocol on stdout (where the bot's own console log goes too): a line ``READY`` once the bot's positions are in
 orderflow's registry; the test then restarts Redis and replays the market data; the script prints a line
@@ -41,6 +41,8 @@ def zone_at_eight_in_the_morning() -> str:
 
 
 def wait(condition, seconds: float = TIMEOUT) -> bool:
+    """Whether ``condition()`` held within ``seconds``. Not tests.support.waiting.wait_for: this script runs in the
+    bot's own virtualenv, where the ``tests`` package is not importable (nor pytest installed)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():

@@ -1,4 +1,5 @@
-"""Hand-made market events for the rules tests: one symbol's quotes and trades on a fixed session day.
+"""Hand-made market events for the rules tests (one symbol's quotes and trades on a fixed session day), and the exit
+recommendations the risk-manager tests hand to the bot's side.
 
 Prices are nano-dollars (``50 * D`` is $50.00), times ns since the epoch (``T0 + 2 * S`` is 10:30:02 New York).
 """
@@ -9,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from orderflow_client.wire import Quote, Trade
+from orderflow_client.wire import ExitRecommendation, Quote, Trade
 
 D = 1_000_000_000  # a dollar in nano-dollars
 S = 1_000_000_000  # a second in ns
@@ -78,3 +79,18 @@ def seconds_of_flow(feed: Feed, start: int, seconds: int, per_second: int, sell_
         events.append(feed.trade(ts + 100 * MS, BID, sells, side="sell"))
         events.append(feed.trade(ts + 300 * MS, BID + D // 100, per_second - sells, side="buy"))
     return events
+
+
+def recommendation(trigger: str = "large_sellers", number: int = 1, symbol: str = "AAPL") -> ExitRecommendation:
+    """An exit recommendation as the detector sends it, e.g. id ``AAPL:exit:large_sellers:1``; ``number`` is also its
+    event and receive time (ns)."""
+    return ExitRecommendation(
+        id=f"{symbol}:exit:{trigger}:{number}",
+        symbol=symbol,
+        trigger=trigger,
+        ts_event=number,
+        ts_recv=number,
+        timestamp_utc="2026-11-24T15:00:00.000000000Z",
+        alert_ids=("a", "b", "c"),
+        reasoning="3 large sellers within 80 s",
+    )

@@ -1,7 +1,7 @@
 """The real bot adopts orderflow: its own virtualenv (its requirements.txt, the installable subset, plus orderflow's
-slim client; ``pip check`` clean), its real ``TradingBot`` and ``TradingOrchestrator`` (tests/bot_adoption_scenario.py),
-orderflow's real processes (replay of the large-sellers scenario, detect) and a Redis killed and restarted in the
-middle. Only broker calls are stubbed."""
+slim client; ``pip check`` clean), its real ``TradingBot`` and ``TradingOrchestrator``
+(tests/support/bot_adoption_scenario.py), orderflow's real processes (replay of the large-sellers scenario, detect)
+and a Redis killed and restarted in the middle. Only broker calls are stubbed."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ import pytest
 import redis as redis_client
 
 from services.tools.scenarios import write_scenario
+from tests.support.cli import orderflow_environment, run_orderflow, start_orderflow
 from tests.support.paths import REPO, shared_data
 from tests.support.redis_server import RedisProcess, free_port, redis_server_binary
+from tests.support.streams import caught_up
 
 BOT = REPO.parent / "shared" / "clients" / "robinhood-algo-trading-bot"
 BOT_VENV = REPO / ".venv-bot"
@@ -97,25 +99,6 @@ def test_the_client_installs_beside_the_bots_requirements(bot_python):
     assert top_level == "[]"  # one import package, orderflow_client: no collision-prone `shared` or `services`
 
 
-def _orderflow(*arguments: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", *arguments],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _caught_up(client, stream: str) -> bool:
-    try:
-        groups = client.xinfo_groups(stream)
-    except redis_client.RedisError:
-        return False
-    return any(group["name"] == b"detector" and not group["pending"] and group.get("lag") == 0 for group in groups)
-
-
 @pytest.mark.redis
 @pytest.mark.parametrize("bot", ["trading_bot", "orchestrator"])
 def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_python, tmp_path):
@@ -127,15 +110,13 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
     assert binary, "no redis-server binary"
     redis = RedisProcess(port=free_port(), binary=binary, append_only=True).start()
     prefix = f"bot-{bot}"
-    env = {
-        **os.environ,
-        "REDIS_URL": redis.url,
-        "ORDER_FLOW_KEY_PREFIX": prefix,
-        "ORDER_FLOW_THRESHOLD_MODE": "absolute",
-        "ORDER_FLOW_LOG_DIR": str(tmp_path / "orderflow-logs"),
-        "ORDER_FLOW_METRICS_PORT": "0",
-        "PYTHONPATH": str(REPO),
-    }
+    env = orderflow_environment(
+        REDIS_URL=redis.url,
+        ORDER_FLOW_KEY_PREFIX=prefix,
+        ORDER_FLOW_THRESHOLD_MODE="absolute",
+        ORDER_FLOW_LOG_DIR=str(tmp_path / "orderflow-logs"),
+        ORDER_FLOW_METRICS_PORT="0",
+    )
     bot_env = {
         **env,
         "PYTHONPATH": str(BOT / "src"),
@@ -144,7 +125,7 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
         "FMP_API_KEY": "unused-in-this-test",
     }
     scenario = subprocess.Popen(
-        [str(bot_python), str(REPO / "tests" / "bot_adoption_scenario.py"), bot],
+        [str(bot_python), str(REPO / "tests" / "support" / "bot_adoption_scenario.py"), bot],
         cwd=tmp_path,
         env=bot_env,
         stdout=subprocess.PIPE,
@@ -166,30 +147,23 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
             captures.append(tmp_path / f"{symbol}.capture")
             write_scenario("large-sellers", captures[-1], symbol=symbol)
         for files in ([str(path) for path in captures], [str(amazon)]):
-            replayed = subprocess.run(
-                [sys.executable, "-m", "services.cli", "replay", *files],
-                cwd=REPO,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=180,
-            )
-            assert replayed.returncode == 0, replayed.stderr[-2000:]
+            replayed = run_orderflow("replay", *files, env=env, timeout=180)
+            assert replayed.returncode == 0, replayed.stdout[-2000:] + replayed.stderr[-2000:]
         # one detector per shard of symbols: the synthetic sessions on the absolute thresholds they were written
         # against, the real day adaptive (the default, which calibrates on the day itself)
         detectors = [
-            _orderflow("detect", "--symbol", "OUT", "--symbol", "TIGHT", env=env),
-            _orderflow("detect", "--symbol", "AMZN", env={**env, "ORDER_FLOW_THRESHOLD_MODE": "adaptive"}),
+            start_orderflow("detect", "--symbol", "OUT", "--symbol", "TIGHT", env=env),
+            start_orderflow("detect", "--symbol", "AMZN", env={**env, "ORDER_FLOW_THRESHOLD_MODE": "adaptive"}),
         ]
         out, err = scenario.communicate(timeout=150)
         client = redis_client.Redis.from_url(redis.url)
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not _caught_up(client, f"{prefix}:md:{{AMZN}}"):
+        while time.monotonic() < deadline and not caught_up(client, prefix, ["AMZN"]):
             time.sleep(0.5)
         amazon_exits = [
             fields for _id, fields in client.xrange(f"{prefix}:exits") if b"AMZN" in next(iter(fields.values()))
         ]
-        amazon_done = _caught_up(client, f"{prefix}:md:{{AMZN}}")
+        amazon_done = caught_up(client, prefix, ["AMZN"])
         client.close()
     finally:
         for process in (scenario, *detectors):

@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -19,6 +18,7 @@ import pytest
 import yaml
 
 from shared.config import OrderFlowConfig, environment_name
+from tests.support.cli import orderflow_environment, start_orderflow
 from tests.support.paths import REPO, program
 from tests.support.redis_server import free_port
 
@@ -191,22 +191,13 @@ def test_prometheus_config_and_rules_are_valid():
 def test_a_real_prometheus_scrapes_the_documented_metrics(redis_url, key_prefix, tmp_path):
     prometheus = _tool("prometheus")
     metrics_port, prometheus_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "ORDER_FLOW_KEY_PREFIX": key_prefix,
-        "ORDER_FLOW_METRICS_PORT": str(metrics_port),
-        "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"),
-        "PYTHONPATH": str(REPO),
-    }
-    detector = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "detect", "--symbol", "SCRAPE"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    env = orderflow_environment(
+        REDIS_URL=redis_url,
+        ORDER_FLOW_KEY_PREFIX=key_prefix,
+        ORDER_FLOW_METRICS_PORT=str(metrics_port),
+        ORDER_FLOW_LOG_DIR=str(tmp_path / "logs"),
     )
+    detector = start_orderflow("detect", "--symbol", "SCRAPE", env=env)
     config = {
         "global": {"scrape_interval": "1s"},
         "scrape_configs": [
@@ -242,8 +233,8 @@ def test_a_real_prometheus_scrapes_the_documented_metrics(redis_url, key_prefix,
             time.sleep(0.5)
         targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{prometheus_port}/api/v1/targets", timeout=3))
         assert targets["data"]["activeTargets"][0]["health"] == "up"
-        readme = (REPO / "README.md").read_text()
-        documented = {line.split("`")[1] for line in readme.splitlines() if line.startswith("| `orderflow_")}
+        guide = (REPO / "docs" / "operations.md").read_text()
+        documented = {line.split("`")[1] for line in guide.splitlines() if line.startswith("| `orderflow_")}
         exported = {
             name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum").removesuffix("_created")
             for name in names

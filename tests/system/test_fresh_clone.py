@@ -30,7 +30,15 @@ def test_both_readme_commands_work_on_a_new_clone(tmp_path):
     assert main.returncode == 0, main.stdout[-2000:] + main.stderr[-2000:]
     assert "documented" in main.stdout and "embedded" in main.stdout  # exit 0: every scenario as documented
     tests = subprocess.run(
-        ["bash", "scripts/test.sh", "-q", "-p", "no:cacheprovider", "tests/test_prices.py", "tests/test_config.py"],
+        [
+            "bash",
+            "scripts/test.sh",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/unit/test_prices.py",
+            "tests/unit/test_config.py",
+        ],
         cwd=clone,
         env=environment,
         capture_output=True,

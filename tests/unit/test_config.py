@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -147,107 +144,12 @@ def test_committed_schema_is_current():
     assert set(schema["properties"]) == set(OrderFlowConfig.model_fields) - environment_only
 
 
-def _orderflow(*arguments: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *arguments],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=60,
-    )
-
-
-def _environment(**extra: str) -> dict[str, str]:
-    import os
-
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("ORDER_FLOW_") and k not in ("POLYGON_API_KEY", "REDIS_URL")
-    }
-    base["PYTHONPATH"] = str(REPO)
-    base["COLUMNS"] = "200"
-    return {**base, **extra}
-
-
-def test_cli_config_show_works_with_no_environment(tmp_path):
-    result = _orderflow("config", "show", "--json", env=_environment(), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    shown = json.loads(result.stdout)
-    assert shown["large_order_size"] == {
-        "variable": "ORDER_FLOW_LARGE_ORDER_SIZE",
-        "value": "10000",
-        "origin": "default",
-    }
-    assert shown["redis_url"]["value"] == "(unset: embedded bus)"
-
-
-def test_cli_masks_secrets_and_reports_origins(tmp_path):
-    env = _environment(
-        POLYGON_API_KEY="pk_SECRET_987",
-        REDIS_URL="redis://u:pw_SECRET_654@h:6379/0",
-        ORDER_FLOW_LARGE_ORDER_SIZE="25000",
-    )
-    result = _orderflow("config", "show", env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "pk_SECRET_987" not in result.stdout + result.stderr
-    assert "pw_SECRET_654" not in result.stdout + result.stderr
-    assert "25000" in result.stdout and "environment" in result.stdout
-
-
-def test_cli_invalid_threshold_fails_fast(tmp_path):
-    env = _environment(ORDER_FLOW_VOLUME_SPIKE_THRESHOLD="20", REDIS_URL="redis://127.0.0.1:1/0")
-    result = _orderflow("config", "show", env=env, cwd=tmp_path)
-    assert result.returncode == 2
-    assert "ORDER_FLOW_VOLUME_SPIKE_THRESHOLD=20 (environment) is invalid: allowed range 1.5 to 10.0" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_cli_schema_check_detects_staleness(tmp_path):
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.schema.json").write_text("{}")
-    result = _orderflow("config", "schema", "--check", env=_environment(), cwd=tmp_path)
-    assert result.returncode == 1
-    assert "stale" in result.stderr
-    assert _orderflow("config", "schema", "--write", env=_environment(), cwd=tmp_path).returncode == 0
-    assert _orderflow("config", "schema", "--check", env=_environment(), cwd=tmp_path).returncode == 0
-
-
-def test_cli_help_everywhere(tmp_path):
-    commands = (
-        [],
-        ["config"],
-        ["config", "show"],
-        ["config", "schema"],
-        ["config", "redis-users"],
-        ["version"],
-        ["scenario"],
-        ["replay"],
-        ["analyze"],
-        ["detect"],
-        ["demo"],
-        ["ingest"],
-        ["simulate-polygon"],
-        ["positions"],
-        ["positions", "open"],
-        ["positions", "close"],
-        ["positions", "list"],
-        ["risk-manager"],
-        ["watch"],
-    )
-    for arguments in commands:
-        result = _orderflow(*arguments, "--help", env=_environment(), cwd=tmp_path)
-        assert result.returncode == 0, (arguments, result.stderr)
-        assert "Usage" in result.stdout
-
-
-def test_readme_documents_every_setting():
+def test_configuration_reference_documents_every_setting():
     from shared.config import environment_name
 
-    readme = (REPO / "README.md").read_text()
+    reference = (REPO / "docs" / "configuration.md").read_text()
     for name in OrderFlowConfig.model_fields:
-        assert f"| `{environment_name(name)}` |" in readme, f"README does not document {environment_name(name)}"
+        assert f"| `{environment_name(name)}` |" in reference, f"docs/configuration.md lacks {environment_name(name)}"
 
 
 def test_symbol_overrides_are_validated_and_shown(clean_environment, monkeypatch):

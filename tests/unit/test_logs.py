@@ -98,33 +98,6 @@ def test_people_read_new_york_time_labelled():
     assert ns_to_new_york(1_381_175_999_250_000_000, milliseconds=True) == "15:59:59.250 ET"  # 2013-10-07, EDT (UTC-4)
 
 
-def test_an_unusable_log_folder_is_one_clear_line_and_exit_2(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    target = locked / "file-not-folder"
-    target.write_text("x")  # a file where the log folder should be: unusable whoever runs the test (root included)
-    environment = {
-        **os.environ,
-        "ORDER_FLOW_LOG_DIR": str(target / "order_flow"),
-        "ORDER_FLOW_METRICS_PORT": "0",
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-    }
-    environment.pop("REDIS_URL", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "detect", "--symbol", "X"],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=60,
-    )
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "log folder unusable" in done.stderr and len(done.stderr.strip().splitlines()) == 1
-
-
 def test_console_lines_are_short_and_in_new_york_time(tmp_path):
     import io
 

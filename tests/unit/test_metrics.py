@@ -1,14 +1,12 @@
-"""Metrics: one module, Prometheus naming, served over HTTP."""
+"""Metrics: Prometheus naming, every one in docs/operations.md (served over HTTP: tests/integration/test_metrics_http.py)."""
 
 from __future__ import annotations
-
-import urllib.request
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from orderflow_client import metrics
 from shared import service_metrics
-from tests.support.redis_server import free_port
+from tests.support.paths import REPO
 
 
 def _defined():
@@ -32,23 +30,8 @@ def test_names_follow_prometheus_conventions():
     assert all(not c._name.endswith("_total_total") for c in counters)
 
 
-def test_metrics_are_served_over_http():
-    port = free_port()
-    server = metrics.serve_metrics(port)
-    try:
-        service_metrics.ALERTS.labels(alert_type="large_seller", severity="warning").inc()
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    finally:
-        server.shutdown()
-    assert 'orderflow_alerts_total{alert_type="large_seller",severity="warning"}' in body
-    assert "orderflow_alert_latency_seconds_bucket" in body
-    assert "orderflow_feed_connected" in body
-
-
-def test_readme_lists_every_metric():
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def test_operators_guide_lists_every_metric():
+    guide = (REPO / "docs" / "operations.md").read_text()
     for name, metric in _defined().items():
         exposed = f"{name}_total" if isinstance(metric, Counter) else name
-        assert f"`{exposed}`" in readme, f"README does not list {exposed}"
+        assert f"`{exposed}`" in guide, f"docs/operations.md does not list {exposed}"

@@ -1,24 +1,20 @@
-"""Adaptive thresholds: quantiles, profiles of real days, walk-forward, calibration, REST, the detector."""
+"""Adaptive thresholds: quantiles, profiles of real days, walk-forward, calibration (REST and the live detector:
+tests/integration/test_profiles_live.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
-import signal
-import sys
 from pathlib import Path
 
 import msgspec
 import pytest
-import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orderflow_client.bus import Bus
 from orderflow_client.wire import FeedStatus, OrderFlowAlert, Quote, Trade
-from services.detector.engine import Engine, RuleSettings
-from services.detector.profile_store import ProfileStore
+from services.detector.engine import Engine
+from services.detector.rule_settings import RuleSettings
 from services.detector.profiles import (
     PROFILE_VERSION,
     ProfileError,
@@ -30,21 +26,14 @@ from services.detector.profiles import (
 from services.ingest.lobster import read_lobster
 from services.ingest.sources import read_events
 from services.offline.analyze import analyze
-from services.offline.calibrate import profiles_from_events, read_profiles, write_profile
-from services.tools.simulator import PolygonSimulator, load_timeline
+from services.offline.calibrate import read_profiles, write_profile
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
 from shared.sessions import SessionClock
-from tests.support.paths import shared_data
-from tests.test_detector_service import REPO, _alert_ids, _caught_up, _environment, _jsonl, _orderflow, _wait_for
 from tests.support.events import OPEN, D, Feed, S
-
-AIG_DAYS = ("20131007", "20131008")
-
-
-def aig(*days: str) -> list[Path]:
-    return [shared_data("algoseek", "aig", f"{day}_{kind}.zip") for day in days for kind in ("trade", "quote")]
-
+from tests.support.jsonl import read_jsonl
+from tests.support.market_days import AIG_DAYS, aig, amzn_profile_from_files
+from tests.support.paths import shared_data
 
 # --- quantiles ---------------------------------------------------------------------------
 
@@ -99,8 +88,7 @@ def test_the_extrapolation_follows_a_log_normal_sample():
 
 @pytest.fixture(scope="module")
 def amzn_profile():
-    path = shared_data("lobster", "LOBSTER_SampleFile_AMZN_2012-06-21_1.zip")
-    return path, profiles_from_events(read_lobster(path), OrderFlowConfig(), source="files")["AMZN"]
+    return amzn_profile_from_files()
 
 
 def test_a_profile_sums_up_the_regular_session_of_a_real_day(amzn_profile):
@@ -202,7 +190,7 @@ def _day(record: dict) -> str:
 
 
 def test_each_day_is_judged_only_with_the_sessions_before_it(aig_two_days):
-    statuses = [s for s in _jsonl(aig_two_days / "statuses.jsonl") if s["state"] in ("calibrating", "calibrated")]
+    statuses = [s for s in read_jsonl(aig_two_days / "statuses.jsonl") if s["state"] in ("calibrating", "calibrated")]
     assert [(s["state"], s["code"]) for s in statuses] == [
         ("calibrating", "no_profile"),
         ("calibrated", "session_start"),
@@ -213,7 +201,7 @@ def test_each_day_is_judged_only_with_the_sessions_before_it(aig_two_days):
     assert [p["days"] for p in profiles] == [["2013-10-07"]]
     day_two = [
         a
-        for a in _jsonl(aig_two_days / "alerts.jsonl")
+        for a in read_jsonl(aig_two_days / "alerts.jsonl")
         if _day(a) == "2013-10-08" and a["alert_type"] == "large_seller"
     ]
     assert day_two and {a["evidence"]["profile_days"] for a in day_two} == {"2013-10-07"}
@@ -242,15 +230,15 @@ def test_a_day_s_thresholds_do_not_depend_on_anything_later_that_day(aig_two_day
         analyze_module.read_events = original
 
     def calibrated(folder: Path) -> list[str]:
-        return [s["detail"] for s in _jsonl(folder / "statuses.jsonl") if s["state"] == "calibrated"]
+        return [s["detail"] for s in read_jsonl(folder / "statuses.jsonl") if s["state"] == "calibrated"]
 
     def before_noon(folder: Path) -> list[str]:
-        return [a["id"] for a in _jsonl(folder / "alerts.jsonl") if a["ts_event"] < noon]
+        return [a["id"] for a in read_jsonl(folder / "alerts.jsonl") if a["ts_event"] < noon]
 
     assert calibrated(tmp_path) == calibrated(aig_two_days)
     assert before_noon(tmp_path) == before_noon(aig_two_days) and before_noon(tmp_path)
-    after_noon = [a for a in _jsonl(tmp_path / "alerts.jsonl") if a["ts_event"] >= noon]
-    assert len(after_noon) > len([a for a in _jsonl(aig_two_days / "alerts.jsonl") if a["ts_event"] >= noon])
+    after_noon = [a for a in read_jsonl(tmp_path / "alerts.jsonl") if a["ts_event"] >= noon]
+    assert len(after_noon) > len([a for a in read_jsonl(aig_two_days / "alerts.jsonl") if a["ts_event"] >= noon])
 
 
 def test_adaptive_thresholds_keep_real_days_in_the_engagement_band(aig_two_days, tmp_path):
@@ -260,132 +248,12 @@ def test_adaptive_thresholds_keep_real_days_in_the_engagement_band(aig_two_days,
     analyze("algoseek", bac, tmp_path / "adaptive", OrderFlowConfig())
     analyze("algoseek", bac[2:], tmp_path / "absolute", OrderFlowConfig(threshold_mode="absolute"))
     for folder in (aig_two_days, tmp_path / "adaptive"):
-        alerts, exits = _jsonl(folder / "alerts.jsonl"), _jsonl(folder / "exits.jsonl")
+        alerts, exits = read_jsonl(folder / "alerts.jsonl"), read_jsonl(folder / "exits.jsonl")
         for day in ("2013-10-07", "2013-10-08"):
             per_day = [a for a in alerts if _day(a) == day]
             assert 1 <= len(per_day) <= 50 and len([e for e in exits if _day(e) == day]) <= 15
-    adaptive_bac = len([a for a in _jsonl(tmp_path / "adaptive" / "alerts.jsonl") if _day(a) == "2013-10-08"])
-    assert adaptive_bac * 10 < len(_jsonl(tmp_path / "absolute" / "alerts.jsonl"))
-
-
-# --- REST calibration and the detector service ----------------------------------------------------
-
-
-@pytest.mark.redis
-async def test_calibration_from_polygon_rest_through_the_simulator(redis_url, key_prefix, amzn_profile, tmp_path):
-    path, from_files = amzn_profile
-    archive = load_timeline("lobster", [path])
-    simulator = await PolygonSimulator(
-        archive[:50], api_key="rest-key", speed=1000, loop_forever=False, archive=archive
-    ).start()
-    try:
-        environment = _environment(
-            redis_url,
-            key_prefix,
-            tmp_path,
-            POLYGON_API_KEY="rest-key",
-            ORDER_FLOW_POLYGON_REST_URL=f"http://127.0.0.1:{simulator.port}",
-        )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "services.cli",
-            "calibrate",
-            "AMZN",
-            "--days",
-            "1",
-            "--end",
-            "2012-06-21",
-            "--out",
-            str(tmp_path),
-            cwd=REPO,
-            env=environment,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=180)
-    finally:
-        await simulator.stop()
-    assert process.returncode == 0, stderr.decode()
-    assert "stored 1 profile" in stdout.decode() and "rest-key" not in stdout.decode() + stderr.decode()
-    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
-        stored = await ProfileStore(bus).load("AMZN")
-    assert stored == read_profiles([tmp_path / "AMZN.json"])["AMZN"]
-    assert stored.source == "rest" and stored.days == ("2012-06-21",)
-    # the same day through REST: the same volume; sides re-inferred (Lee-Ready), so order sizes agree closely
-    assert stored.daily_volume == from_files.daily_volume
-    rest_q, file_q = dict(stored.order_size_quantiles), dict(from_files.order_size_quantiles)
-    assert abs(rest_q[0.99] - file_q[0.99]) <= 0.1 * file_q[0.99]
-
-
-@pytest.mark.redis
-def test_the_detector_gives_analyze_s_alert_ids_with_the_same_profile(redis_url, key_prefix, tmp_path):
-    # the whole day stays on the stream (610,758 events; the default cap trims it before the detector reads it)
-    environment = _environment(
-        redis_url, key_prefix, tmp_path, ORDER_FLOW_THRESHOLD_MODE="adaptive", ORDER_FLOW_STREAM_MAX_LENGTH="1000000"
-    )
-    calibrated = _orderflow(
-        "calibrate",
-        "AIG",
-        "--format",
-        "algoseek",
-        *[f"--file={p}" for p in aig(AIG_DAYS[0])],
-        "--out",
-        str(tmp_path / "profiles"),
-        env=environment,
-    )
-    assert calibrated.wait(timeout=180) == 0, calibrated.stderr.read()
-    profile = read_profiles([tmp_path / "profiles" / "AIG.json"])["AIG"]
-    offline = tmp_path / "offline"
-    analyze("algoseek", aig(AIG_DAYS[1]), offline, OrderFlowConfig(), profiles={"AIG": profile})
-    expected_alerts = sorted(a["id"] for a in _jsonl(offline / "alerts.jsonl"))
-    expected_exits = sorted(e["id"] for e in _jsonl(offline / "exits.jsonl"))
-    assert expected_alerts and {a["evidence"].get("threshold_source") for a in _jsonl(offline / "alerts.jsonl")} <= {
-        "profile",
-        "intraday_curve",
-        "trailing_baseline",
-    }
-    replayed = _orderflow("replay", "--format", "algoseek", *map(str, aig(AIG_DAYS[1])), env=environment)
-    assert replayed.wait(timeout=180) == 0, replayed.stderr.read()
-    detector = _orderflow("detect", "--symbol", "AIG", env=environment)
-    client = redis.Redis.from_url(redis_url)
-    try:
-        _wait_for(lambda: _caught_up(client, key_prefix, ["AIG"]), timeout=180, what="the detector to catch up")
-        import urllib.request
-
-        scraped = (
-            urllib.request.urlopen(f"http://127.0.0.1:{environment['ORDER_FLOW_METRICS_PORT']}/metrics", timeout=5)
-            .read()
-            .decode()
-        )
-        large = dict(
-            thresholds_line.split(" ")
-            for thresholds_line in scraped.splitlines()
-            if thresholds_line.startswith("orderflow_threshold_shares{")
-        )
-        assert 'orderflow_calibrated{symbol="AIG"} 1.0' in scraped
-        assert float(large['orderflow_threshold_shares{kind="large_order",symbol="AIG"}']) == profile_threshold(profile)
-        detector.send_signal(signal.SIGTERM)
-        assert detector.wait(timeout=30) == 0, detector.stderr.read()
-        live_alerts = sorted(_alert_ids(client, f"{key_prefix}:alerts"))
-        live_exits = sorted(_alert_ids(client, f"{key_prefix}:exits"))
-        statuses = [
-            msgspec.msgpack.decode(next(iter(fields.values()))) for _id, fields in client.xrange(f"{key_prefix}:status")
-        ]
-    finally:
-        if detector.poll() is None:
-            detector.kill()
-        client.close()
-    assert live_alerts == expected_alerts and live_exits == expected_exits
-    assert [(s["state"], s["code"]) for s in statuses if s["state"].startswith("calibrat")] == [
-        ("calibrated", "profile")
-    ]
-
-
-def profile_threshold(profile) -> int:
-    from services.detector.profiles import FitRules, thresholds_for
-
-    return thresholds_for(profile, FitRules(), source="profile", open_ns=None).large_order_size
+    adaptive_bac = len([a for a in read_jsonl(tmp_path / "adaptive" / "alerts.jsonl") if _day(a) == "2013-10-08"])
+    assert adaptive_bac * 10 < len(read_jsonl(tmp_path / "absolute" / "alerts.jsonl"))
 
 
 def test_profiles_written_and_read_back_are_equal(amzn_profile, tmp_path):

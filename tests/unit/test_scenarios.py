@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
@@ -99,32 +98,6 @@ def test_stale_feed_lags_and_gap_is_silent(scenario_events):
     assert max(lags) > 30 and sum(lag > 10 for lag in lags) > 100
     times = [e.ts_event for e in scenario_events["gap"] if isinstance(e, Trade)]
     assert max(b - a for a, b in zip(times, times[1:])) > 85 * 10**9
-
-
-def test_cli_writes_and_lists(tmp_path):
-    import subprocess
-    import sys
-
-    repo = Path(__file__).resolve().parents[1]
-    out = tmp_path / "q.capture"
-    done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "scenario", "two-sided", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=repo,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert out.stat().st_size > 100_000
-    listed = subprocess.run(
-        [sys.executable, "-m", "services.cli", "scenario", "--list"],
-        capture_output=True,
-        text=True,
-        cwd=repo,
-        timeout=60,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
-    )
-    assert "two-sided" in listed.stdout and "large_sellers" in listed.stdout
 
 
 def test_two_sided_rests_large_size_on_both_sides_three_times(scenario_events):
