@@ -65,6 +65,24 @@ SECRET_FIELDS = frozenset(
     }
 )
 
+ENVIRONMENT_ONLY_FIELDS = (
+    "polygon_api_key",
+    "redis_password",
+    "redis_ingest_password",
+    "redis_detector_password",
+    "redis_bot_password",
+)
+"""Secrets set in the environment only: left out of the config file's JSON schema (the API key is refused in the
+file)."""
+
+SETTING_RELATIONS: tuple[tuple[str, str], ...] = (
+    ("red_burst_threshold", "volume_spike_threshold"),
+    ("baseline_window_seconds", "spike_window_seconds"),
+    ("stale_failure_seconds", "stale_warning_seconds"),
+)
+"""Pairs ``(a, b)`` where ``a`` must be >= ``b`` (``OrderFlowConfig._check_relations`` enforces them; a symbol's
+overrides keep the first)."""
+
 SETTING_GROUPS: dict[str, str] = {
     "data_source": "Data source and the main thresholds",
     "redis_url": "Redis and the Polygon feed",
@@ -139,7 +157,8 @@ class OrderFlowConfig(BaseSettings):
     redis_url: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("REDIS_URL", "redis_url"),
-        description="redis:// or rediss:// URL; unset runs on the embedded in-process bus.",
+        description="redis://, rediss:// or unix:// URL, with an optional user and password (masked everywhere); unset "
+        "runs on the embedded in-process bus.",
     )
     key_prefix: str = Field("orderflow", pattern=r"^[A-Za-z0-9_.\-]+$", description="Prefix of every Redis key.")
     stream_max_length: int = Field(
@@ -383,8 +402,8 @@ class OrderFlowConfig(BaseSettings):
 
     @model_validator(mode="after")
     def _check_relations(self) -> OrderFlowConfig:
-        """The rules between settings: burst >= spike (globally and per symbol), baseline >= spike window,
-        stale failure >= stale warning."""
+        """The rules between settings (``SETTING_RELATIONS``): burst >= spike (globally and per symbol),
+        baseline >= spike window, stale failure >= stale warning."""
         if self.red_burst_threshold < self.volume_spike_threshold:
             raise ValueError(
                 f"red_burst_threshold ({self.red_burst_threshold}) must be >= "
