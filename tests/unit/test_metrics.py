@@ -1,4 +1,4 @@
-"""Metrics: Prometheus naming, every one in docs/operations.md (served over HTTP: tests/integration/test_metrics_http.py)."""
+"""Metrics: Prometheus names, each listed in docs/operations.md (over HTTP: tests/integration/test_metrics_http.py)."""
 
 from __future__ import annotations
 
