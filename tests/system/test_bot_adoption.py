@@ -205,4 +205,4 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
     decisions = "".join(path.read_text() for path in (tmp_path / "logs" / "order_flow").glob("*.jsonl"))
     assert (
         decisions.count('"exit_reason":"order_flow_alert"') == 1
-    )  # one exit decision logged as the spec queries expect
+    )  # one exit decision logged as the documented queries expect

@@ -1,4 +1,4 @@
-"""Logging: JSONL per UTC day with the spec's event names; secrets never written."""
+"""Logging: JSONL per UTC day with the documented event names; secrets never written."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_events_are_jsonl_with_utc_timestamps_and_spec_names(log_dir):
     assert len(files) == 1
     assert files[0].name == time.strftime("%Y-%m-%d", time.gmtime()) + ".jsonl"
     raw = files[0].read_text()
-    # the spec's grep queries match compact JSON
+    # the documented grep queries match compact JSON
     assert '"event":"order_flow.exit_signal_triggered"' in raw
     first, second = _lines(log_dir)
     assert first["event"] == "order_flow.large_seller_detected"
