@@ -18,7 +18,7 @@ import time
 import uuid
 from urllib.parse import urlparse
 
-from orderflow_client.bus import Bus
+from orderflow_client.bus.connection import Bus
 from orderflow_client.wire import Trade, decode
 
 

@@ -20,7 +20,7 @@ import time
 import uuid
 
 from bench.stats import percentile
-from orderflow_client.bus import Bus
+from orderflow_client.bus.connection import Bus
 from orderflow_client.logs import configure_logging
 from orderflow_client.positions import PositionRegistry
 from services.ingest.live import IngestService

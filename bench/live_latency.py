@@ -35,7 +35,7 @@ import uuid
 from pathlib import Path
 
 from bench.stats import percentile
-from orderflow_client.bus import Bus
+from orderflow_client.bus.connection import Bus
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.timestamps import now_ns
 from orderflow_client.wire import Quote, Trade, decode

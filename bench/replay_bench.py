@@ -14,7 +14,7 @@ import resource
 import uuid
 from pathlib import Path
 
-from orderflow_client.bus import Bus
+from orderflow_client.bus.connection import Bus
 from services.ingest.replay import SourceSpec, replay_files
 
 DAY = Path(__file__).resolve().parents[2] / "shared" / "data" / "lobster" / "LOBSTER_SampleFile_AMZN_2012-06-21_5.zip"

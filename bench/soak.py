@@ -42,7 +42,8 @@ from pathlib import Path
 import redis
 
 from bench.live_latency import KEY, timeline
-from orderflow_client.bus import Bus, BusEntry
+from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.streams import BusEntry
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.wire import ExitRecommendation, OrderFlowAlert, decode, encode

@@ -1,7 +1,7 @@
 """Structured logging: JSONL files per UTC day plus readable console output.
 
 Every line in ``logs/order_flow/YYYY-MM-DD.jsonl`` is one compact JSON object
-with a UTC ISO timestamp, so the spec's queries work as written::
+with a UTC ISO timestamp, so these queries work as written::
 
     {"event":"order_flow.large_seller_detected","symbol":"AAPL","order_size":12000,
      "latency_ms":1.8,"service":"detector","level":"warning",
@@ -21,7 +21,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ import structlog
 
 MASK = "***"
 
-# Event names of the feature spec (Measurement Plan) and design.md §6.
+# The event names the documented log queries count (docs/operations.md).
 LARGE_SELLER_DETECTED = "order_flow.large_seller_detected"
 RED_BURST_DETECTED = "order_flow.red_burst_detected"
 EXIT_SIGNAL_TRIGGERED = "order_flow.exit_signal_triggered"
@@ -84,7 +84,7 @@ def _mask_value(value: Any) -> Any:
     return value
 
 
-def mask_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def mask_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     """structlog processor: mask every string value of the event."""
     return {key: _mask_value(value) for key, value in event_dict.items()}
 
@@ -133,11 +133,14 @@ class DailyJsonlFileHandler(logging.Handler):
             self.handleError(record)
 
     def close(self) -> None:
-        with self.lock:
+        self.acquire()
+        try:
             if self._stream is not None:
                 self._stream.close()
                 self._stream = None
                 self._day = None
+        finally:
+            self.release()
         super().close()
 
 
@@ -146,7 +149,7 @@ _CONSOLE_SKIP = frozenset({"event", "level", "timestamp", "service", "evidence",
 CONSOLE_WIDTH = 180
 
 
-def human_line(_logger: Any, _name: str, event: dict) -> str:
+def human_line(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> str:
     """One short console line for people: New York time (labelled), level, what happened.
 
     ``15:59:51 ET warning  large seller DEMO 12,000 @ 49.62 (tape, warning; threshold 10,000 absolute) 30.3 ms``
@@ -159,7 +162,8 @@ def human_line(_logger: Any, _name: str, event: dict) -> str:
         moment = str(stamp)
     name = str(event.get("event", "")).removeprefix("order_flow.")
     level = str(event.get("level", "")).ljust(8)
-    evidence = event.get("evidence") if isinstance(event.get("evidence"), dict) else {}
+    given_evidence = event.get("evidence")
+    evidence: dict[str, Any] = given_evidence if isinstance(given_evidence, dict) else {}
     if name == "large_seller_detected":
         text = (
             f"large seller {event.get('symbol')} {event.get('order_size', 0):,} @ {event.get('price_level')} "
@@ -206,7 +210,7 @@ def configure_logging(
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    render_chain_start = [
+    render_chain_start: list[Any] = [
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
         structlog.processors.format_exc_info,
         mask_secrets,
@@ -280,8 +284,8 @@ def guest_logging(
     for name in GUEST_LOGGERS:
         logger = logging.getLogger(name)
         logger.setLevel(level)
-        for handler in handlers:
-            logger.addHandler(handler)
+        for guest_handler in handlers:
+            logger.addHandler(guest_handler)
     structlog.configure(  # records carry the event dict: the JSONL handler renders it, a host's formatter prints it
         processors=[*pre_chain, mask_secrets, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -291,5 +295,5 @@ def guest_logging(
 
 
 def get_logger(name: str | None = None) -> Any:
-    """A structlog logger; events are the spec's dotted names."""
+    """A structlog logger; events are dotted names (``order_flow.<what happened>``)."""
     return structlog.get_logger(name)

@@ -1,4 +1,4 @@
-"""The position registry: which symbols are monitored (FR-013, positions only).
+"""The position registry: which symbols are monitored (only those with open positions).
 
 The bot registers each open position; ingest subscribes to its trades and
 quotes and the detector reads its stream for as long as it is open.
@@ -12,21 +12,23 @@ missed notice costs at most that period.
     registry = PositionRegistry(bus)
     await registry.open("AAPL", quantity=200, entry_price=Decimal("187.43"), stop_loss=Decimal("184.00"))
 
-Prices are ``Decimal``, ``float`` or ``str`` dollars (or :class:`~orderflow_client.prices.NanoDollars`); a bare ``int`` is
-refused (dollars or nano-dollars?). An entry of the hash that cannot be read is logged, reported by the
+Prices are ``Decimal``, ``float`` or ``str`` dollars (or :class:`~orderflow_client.prices.NanoDollars`); a bare
+``int`` is refused (dollars or nano-dollars?). An entry of the hash that cannot be read is logged, reported by the
 services as a ``position_unreadable`` status and its symbol still monitored.
     await registry.close("AAPL")
 """
 
 from __future__ import annotations
 
+import builtins
 from decimal import Decimal
 from typing import NamedTuple
 
 import msgspec
 
 from orderflow_client import logs
-from orderflow_client.bus import Bus
+from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.registry import REGISTRY_MARK, RegistryHash
 from orderflow_client.prices import format_price, price_from_any
 from orderflow_client.timestamps import now_ns
 
@@ -78,10 +80,6 @@ class RegistryNotice(NamedTuple):
 
 
 log = logs.get_logger(__name__)
-REGISTRY_MARK = "_registry"
-"""A field the positions hash keeps once any position was opened, so the hash outlives its last position:
-a missing hash then means the registry was lost (Redis restarted without persistence), not that every
-position was closed."""
 
 
 class PositionRegistry:
@@ -89,6 +87,7 @@ class PositionRegistry:
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
+        self._hash = RegistryHash(bus)
         self._last_seen: list[Position] = []  # what :meth:`follow` read last
         self._unreadable: dict[str, str] = {}  # symbol -> why its entry did not decode, at the last read
         self._reported_unreadable: dict[str, str] = {}  # what :meth:`follow` has reported
@@ -120,35 +119,32 @@ class PositionRegistry:
         position = Position(
             symbol=normalise_symbol(symbol), quantity=quantity, entry_price=entry, stop_loss=stop, opened_ns=now_ns()
         )
-        await self.bus.client.hset(
-            self.bus.keys.positions, mapping={position.symbol: msgspec.json.encode(position), REGISTRY_MARK: b"1"}
-        )
+        await self._hash.put({position.symbol: msgspec.json.encode(position), REGISTRY_MARK: b"1"})
         await self._notify("open", position.symbol)
         return position
 
     async def close(self, symbol: str) -> bool:
         """Remove a position; True when it was open."""
-        removed = await self.bus.client.hdel(self.bus.keys.positions, normalise_symbol(symbol))
+        removed = await self._hash.remove(normalise_symbol(symbol))
         await self._notify("close", normalise_symbol(symbol))
-        return bool(removed)
+        return removed
 
-    async def list(self) -> list[Position]:
+    async def list(self) -> builtins.list[Position]:
         return await self.current() or []
 
-    async def current(self) -> list[Position] | None:
+    async def current(self) -> builtins.list[Position] | None:
         """The open positions; None when the registry itself is missing (never used, or lost with a Redis
         restarted without persistence: the caller that knew positions tells which)."""
-        values = await self.bus.client.hgetall(self.bus.keys.positions)
+        values = await self._hash.entries()
         if not values:
             return None
-        if REGISTRY_MARK.encode() not in values and REGISTRY_MARK not in values:  # written before the mark existed
-            await self.bus.client.hset(self.bus.keys.positions, REGISTRY_MARK, b"1")
+        if REGISTRY_MARK not in values:  # written before the mark existed
+            await self._hash.mark()
         positions = []
         unreadable: dict[str, str] = {}
-        for field_name, value in values.items():
-            if field_name in (REGISTRY_MARK, REGISTRY_MARK.encode()):
+        for symbol, value in values.items():
+            if symbol == REGISTRY_MARK:
                 continue
-            symbol = field_name.decode(errors="replace") if isinstance(field_name, bytes) else field_name
             try:
                 positions.append(_position_decoder.decode(value))
             except (msgspec.DecodeError, msgspec.ValidationError) as error:
@@ -161,7 +157,7 @@ class PositionRegistry:
         self._unreadable = unreadable
         return sorted(positions, key=lambda position: position.symbol)
 
-    async def follow(self) -> tuple[list[Position], list[RegistryNotice]]:
+    async def follow(self) -> tuple[builtins.list[Position], builtins.list[RegistryNotice]]:
         """The open positions, for a service that monitors them, and what it must report (each once):
 
         - the registry vanished since the last call (Redis restarted without persistence): the positions seen
@@ -170,7 +166,7 @@ class PositionRegistry:
           returned, with quantity 0 (``order_flow.position_unreadable``).
         """
         positions = await self.current()
-        notices: list[RegistryNotice] = []
+        notices: builtins.list[RegistryNotice] = []
         if positions is None and self._last_seen:
             positions = [position for position in self._last_seen if position.symbol not in self._reported_unreadable]
             restored = await self.restore(positions)
@@ -202,23 +198,19 @@ class PositionRegistry:
         self._last_seen = positions or []
         return self._last_seen, notices
 
-    async def restore(self, positions: list[Position]) -> int:
+    async def restore(self, positions: builtins.list[Position]) -> int:
         """Write back positions known from before the registry was lost (a field set since is kept).
         Returns how many were written."""
         written = 0
         for position in positions:
-            written += await self.bus.client.hsetnx(
-                self.bus.keys.positions, position.symbol, msgspec.json.encode(position)
-            )
-        await self.bus.client.hset(self.bus.keys.positions, REGISTRY_MARK, b"1")
+            written += await self._hash.put_if_absent(position.symbol, msgspec.json.encode(position))
+        await self._hash.mark()
         for position in positions:
             await self._notify("open", position.symbol)
         return written
 
-    async def symbols(self) -> list[str]:
+    async def symbols(self) -> builtins.list[str]:
         return [position.symbol for position in await self.list()]
 
     async def _notify(self, action: str, symbol: str) -> None:
-        await self.bus.client.publish(
-            self.bus.keys.positions_channel, msgspec.json.encode(PositionChange(action, symbol))
-        )
+        await self._hash.announce(msgspec.json.encode(PositionChange(action, symbol)))

@@ -43,12 +43,12 @@ def price_from_text(text: str) -> int:
         value = int(digits) * PRICE_SCALE + (int(fraction.ljust(9, "0")) if fraction else 0)
         return checked_price(-value if whole.startswith("-") else value)
     try:
-        value = Decimal(text)
+        number = Decimal(text)
     except InvalidOperation:
         raise ValueError(f"not a price: {text!r}") from None
-    if not value.is_finite():
+    if not number.is_finite():
         raise ValueError(f"not a price: {text!r}")
-    return checked_price(int((value * PRICE_SCALE).to_integral_value()))
+    return checked_price(int((number * PRICE_SCALE).to_integral_value()))
 
 
 MAX_PRICE = EXACT_FLOAT_LIMIT * PRICE_SCALE

@@ -1,7 +1,9 @@
-"""What the bot embeds: the exit-recommendation client and a reference evaluator.
+"""What an asyncio bot embeds: the exit-recommendation client (the reference evaluator is in
+:mod:`orderflow_client.decisions`).
 
-    from orderflow_client.bus import Bus
-    from orderflow_client.risk import RiskManagerClient, evaluate
+    from orderflow_client.bus.connection import Bus
+    from orderflow_client.decisions import evaluate
+    from orderflow_client.risk import RiskManagerClient
 
     bus = await Bus.connect("redis://127.0.0.1:6379/0")
     client = RiskManagerClient(bus, name="my-bot")
@@ -39,125 +41,22 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 from orderflow_client import logs
-from orderflow_client.bus import OUTAGE_ERRORS, Bus, BusEntry, Outage
+from orderflow_client.bus.calls import OUTAGE_ERRORS
+from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.marks import HandledMarks
+from orderflow_client.bus.outage import Outage
+from orderflow_client.bus.streams import BusEntry, as_text
 from orderflow_client.errors import BusAuthenticationError, ConsumerGroupMissingError, WireDecodeError
-from orderflow_client.positions import Position
-from orderflow_client.prices import format_price, price_to_float, round_to_tick
 from orderflow_client.signing import verify
 from orderflow_client.timestamps import now_ns
-from orderflow_client.wire import ExitRecommendation, FeedStatus, Trade, decode, encode
+from orderflow_client.wire import ExitRecommendation, FeedStatus, decode, encode
 
 log = logs.get_logger(__name__)
 HANDLED_SECONDS = 30 * 24 * 3600
 LEASE_SECONDS = 30  # one process of a bot name works on a recommendation at a time; a crashed one's lease lapses
 UNMONITORED_STATES = frozenset({"monitoring_halted", "gap", "watchdog_silence", "disconnected", "trading_halted"})
-
-Action = Literal["exit", "tighten_stop", "hold"]
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the evaluator recommends. Prices in nano-dollars; P&L in dollars."""
-
-    action: Action
-    reasons: tuple[str, ...]
-    unrealised_pnl: float
-    unrealised_pnl_percent: float
-    distance_to_stop_percent: float | None
-    new_stop: int = 0
-
-
-def evaluate(recommendation: ExitRecommendation, position: Position, last_price: int) -> Decision:
-    """Reference policy (US3): exit on panic selling or when the stop is near;
-    tighten the stop on institutional selling otherwise.
-
-    * a red burst (critical), or any recommendation while in profit → **exit**
-      (protect the gain before the drop);
-    * losing and within 1 % of the stop → **exit** (the stop is about to fill,
-      likely worse);
-    * large sellers with room to the stop → **tighten_stop** to 0.5 % under
-      the last price, rounded down to a valid tick (a penny at $1 and above,
-      $0.0001 below: brokers refuse sub-penny stops), never lower than the
-      current stop;
-    * otherwise → **hold**.
-    """
-    quantity = position.quantity
-    pnl = price_to_float(last_price - position.entry_price) * quantity
-    pnl_percent = (last_price - position.entry_price) / position.entry_price * 100 * (1 if quantity > 0 else -1)
-    distance = (
-        None
-        if not position.stop_loss
-        else (last_price - position.stop_loss) / last_price * 100 * (1 if quantity > 0 else -1)
-    )
-    evidence = f"order flow: {recommendation.reasoning}"
-    pnl_text = f"unrealised P&L {pnl:+,.2f} USD ({pnl_percent:+.2f} %)"
-    stop_text = (
-        "no stop loss" if distance is None else f"{distance:.2f} % above the stop at {format_price(position.stop_loss)}"
-    )
-    reasons = [evidence, pnl_text, stop_text]
-    if recommendation.trigger == "red_burst" or pnl > 0:
-        why = "panic selling (red burst)" if recommendation.trigger == "red_burst" else "protect the gain"
-        return Decision("exit", (f"exit: {why}", *reasons), pnl, pnl_percent, distance)
-    if distance is not None and distance <= 1.0:
-        return Decision(
-            "exit", ("exit: the stop is within 1 % and sellers are pressing", *reasons), pnl, pnl_percent, distance
-        )
-    if quantity > 0:
-        tightened = max(
-            position.stop_loss, round_to_tick(last_price - last_price // 200, down=True)
-        )  # a price a broker takes
-        if tightened > position.stop_loss:
-            return Decision(
-                "tighten_stop",
-                (f"tighten the stop to {format_price(tightened)}", *reasons),
-                pnl,
-                pnl_percent,
-                distance,
-                tightened,
-            )
-    return Decision("hold", ("hold: no rule to act on", *reasons), pnl, pnl_percent, distance)
-
-
-async def last_trade_price(bus: Bus, symbol: str, *, look_back: int = 500) -> int | None:
-    """The last print of ``symbol`` on its market stream (nano-dollars), None when none of the last ``look_back``
-    entries is a print."""
-    for _entry_id, fields in await bus.client.xrevrange(bus.keys.market(symbol), count=look_back):
-        try:
-            event = decode(next(iter(fields.values())))
-        except WireDecodeError:
-            continue
-        if isinstance(event, Trade):
-            return event.price
-    return None
-
-
-def log_decision(recommendation: ExitRecommendation, position: Position, last_price: int, decision: Decision) -> None:
-    """``order_flow.exit_signal_triggered`` with the decision; ``exit_reason`` is
-    ``order_flow_alert`` where it exits, so the spec's measurement queries work."""
-    fields = {
-        "id": recommendation.id,
-        "symbol": recommendation.symbol,
-        "trigger": recommendation.trigger,
-        "decision": decision.action,
-        "reasons": list(decision.reasons),
-        "quantity": position.quantity,
-        "entry_price": format_price(position.entry_price),
-        "last_price": format_price(last_price),
-        "stop_loss": format_price(position.stop_loss) if position.stop_loss else None,
-        "unrealised_pnl": round(decision.unrealised_pnl, 2),
-        "unrealised_pnl_percent": round(decision.unrealised_pnl_percent, 3),
-        "alert_ids": list(recommendation.alert_ids),
-        "source": "risk_manager",
-    }
-    if decision.action == "exit":
-        fields["exit_reason"] = "order_flow_alert"
-    if decision.new_stop:
-        fields["new_stop"] = format_price(decision.new_stop)
-    log.warning(logs.EXIT_SIGNAL_TRIGGERED, **fields)
-
 
 Handler = Callable[[ExitRecommendation], Awaitable[None] | None]
 StatusHandler = Callable[[FeedStatus], Awaitable[None] | None]
@@ -219,11 +118,9 @@ class RiskManagerClient:
         self.held_symbols = held_symbols
         self.stats = ClientStats()
         self._group_ready = False
-        self._last_status: bytes | str | None = None  # the last status entry read (None: not started)
+        self._last_status: str | None = None  # the last status entry read (None: not started)
         self._outage = Outage("risk_manager")
-
-    def _key(self, recommendation: ExitRecommendation) -> str:
-        return f"{self.bus.keys.prefix}:riskmanager:{self.name}:handled:{recommendation.id}"
+        self._marks = HandledMarks(bus, name)
 
     async def _attempt(self, recommendation: ExitRecommendation, on_exit: Handler, attempts: int) -> str:
         """One try at a recommendation: ``done`` (handled now, or refused), ``duplicate`` (done before),
@@ -241,9 +138,9 @@ class RiskManagerClient:
                     source="risk_manager",
                 )
                 return "done"
-        key = self._key(recommendation)
-        if not await self.bus.client.set(key, self._lease, nx=True, ex=LEASE_SECONDS):
-            holder = await self.bus.client.get(key)
+        identifier = recommendation.id
+        if not await self._marks.take_lease(identifier, self._lease, LEASE_SECONDS):
+            holder = await self._marks.holder(identifier)
             if holder in (b"done", b"parked"):
                 self.stats.duplicates += 1
                 return "duplicate"
@@ -256,7 +153,7 @@ class RiskManagerClient:
                 await result
         except Exception as error:
             self.stats.handler_failures += 1
-            await self.bus.client.delete(key)
+            await self._marks.release(identifier)
             log.error(
                 "order_flow.exit_handler_failed",
                 code="handler_failed",
@@ -268,10 +165,10 @@ class RiskManagerClient:
                 source="risk_manager",
             )
             if attempts >= self.max_attempts:
-                await self.bus.client.set(key, b"parked", ex=HANDLED_SECONDS)
+                await self._marks.finish(identifier, b"parked", HANDLED_SECONDS)
                 return "parked"
             return "failed"
-        await self.bus.client.set(key, b"done", ex=HANDLED_SECONDS)
+        await self._marks.finish(identifier, b"done", HANDLED_SECONDS)
         self.stats.handled += 1
         return "done"
 
@@ -387,21 +284,19 @@ class RiskManagerClient:
             )
             await self.bus.ensure_group(self.bus.keys.exits, self.group, start)
             self._group_ready = True
-        pubsub = self.bus.client.pubsub()
-        try:
-            await pubsub.subscribe(self.bus.keys.exit_channel)
+        async with self.bus.subscribe(self.bus.keys.exit_channel) as exit_signals:
             if self._last_status is None:
-                newest = await self.bus.client.xrevrange(self.bus.keys.status, count=1)
-                self._last_status = newest[0][0] if newest else "0-0"  # statuses from now on
+                newest = await self.bus.read_range_reverse(self.bus.keys.status, count=1)
+                self._last_status = as_text(newest[0].entry_id) if newest else "0-0"  # statuses from now on
             # catch-up: what was delivered but not acknowledged (a crash), then everything new
             for entry in await self.bus.read_own_pending(self.group, self.name, self.bus.keys.exits):
                 await self._from_stream(entry, on_exit, on_status)
             await self._bus_back(on_status)
             while not stop.is_set():
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
+                message = await exit_signals.next_message(timeout=0.05)
                 if message is not None:
                     try:
-                        recommendation = decode(message["data"])
+                        recommendation = decode(message)
                     except WireDecodeError:
                         recommendation = None
                     if isinstance(recommendation, ExitRecommendation):
@@ -412,18 +307,11 @@ class RiskManagerClient:
                     await self._from_stream(entry, on_exit, on_status)
                 if self._retries:
                     await self._retry_due(on_exit, on_status)
-                rows = await self.bus.client.xread({self.bus.keys.status: self._last_status}, count=100)
-                for _stream, entries in rows.items() if isinstance(rows, dict) else rows:
-                    for entry_id, fields in entries:
-                        self._last_status = entry_id
-                        await self._status(next(iter(fields.values())), on_status)
+                for status in await self.bus.read_after({self.bus.keys.status: self._last_status}, count=100):
+                    self._last_status = as_text(status.entry_id)
+                    await self._status(status.payload, on_status)
                 if message is None and self.bus.embedded:
                     await asyncio.sleep(0.05)
-        finally:
-            try:
-                await pubsub.aclose()
-            except OUTAGE_ERRORS:
-                pass
 
     async def _bus_down(self, error: Exception, stop: asyncio.Event, on_status: StatusHandler | None) -> None:
         if self._outage.began(error):
@@ -467,18 +355,14 @@ class RiskManagerClient:
         """One entry of the exits stream; one that is not an exit recommendation (undecodable, or another type)
         is moved to ``<stream>:dead`` with the reason, logged and counted: it can never stall the client."""
         try:
-            recommendation = decode(entry.payload)
-            problem = (
-                None
-                if isinstance(recommendation, ExitRecommendation)
-                else ("wrong_type", f"a {type(recommendation).__name__}")
-            )
+            message = decode(entry.payload)
         except WireDecodeError as error:
-            problem = (error.code, str(error))
-        if problem is None:
-            await self._deliver(recommendation, entry, on_exit, on_status)  # acknowledged when done
-            return
-        code, reason = problem
+            code, reason = error.code, str(error)
+        else:
+            if isinstance(message, ExitRecommendation):
+                await self._deliver(message, entry, on_exit, on_status)  # acknowledged when done
+                return
+            code, reason = "wrong_type", f"a {type(message).__name__}"
         self.stats.dead_letters += 1
         await self.bus.dead_letter(entry, code, reason, reader=self.group, source="risk_manager")
         await self.bus.ack(entry.stream, self.group, [entry.entry_id])

@@ -17,8 +17,8 @@ What attaching does:
 
 - **positions**: the bot's positions (``bot.positions``; the orchestrator's ``daily_trades``) are mirrored into
   orderflow's registry every ``sync_seconds`` (opens and closes, whoever made them — the bot's own stop too);
-- **exit recommendations** are judged by :func:`orderflow_client.risk.evaluate` with the last print and acted on through
-  the bot's own order path: an exit sells with ``TradingBot.execute_trade(…, "sell", …)`` (reason
+- **exit recommendations** are judged by :func:`orderflow_client.decisions.evaluate` with the last print and acted on
+  through the bot's own order path: an exit sells with ``TradingBot.execute_trade(…, "sell", …)`` (reason
   ``order_flow_alert: …`` in the bot's trade record) or ``TradingOrchestrator._execute_exit_order(…, "Order Flow", …)``;
   a tighter stop is set on a valid tick (``update_position`` / the trade record's ``stop_loss``). An exit the bot
   could not place raises, so the recommendation is retried and, after ``max_attempts``, parked with a status;
@@ -38,7 +38,7 @@ from typing import Any
 from orderflow_client import logs
 from orderflow_client.positions import Position
 from orderflow_client.prices import format_price, price_from_any
-from orderflow_client.risk import Decision, evaluate, log_decision
+from orderflow_client.decisions import Decision, evaluate, log_decision
 from orderflow_client.threaded import OrderFlowClient
 from orderflow_client.wire import ExitRecommendation, OrderFlowAlert
 
@@ -60,9 +60,13 @@ def bot_alert(alert: OrderFlowAlert, alert_class: type | None = None) -> Any:
     """orderflow's alert as the bot's own ``trading_bot.order_flow.OrderFlowAlert``: ``Decimal`` price, aware UTC
     ``datetime``, ``None`` where the field does not apply (price and size of a red burst, ratio of a large seller)."""
     if alert_class is None:
-        from trading_bot.order_flow.data_models import OrderFlowAlert as alert_class
+        from trading_bot.order_flow.data_models import (  # type: ignore[import-not-found]  # the bot's own package
+            OrderFlowAlert as bot_alert_class,
+        )
+    else:
+        bot_alert_class = alert_class
     large = alert.alert_type == "large_seller"
-    return alert_class(
+    return bot_alert_class(
         symbol=alert.symbol,
         alert_type=alert.alert_type,
         severity=alert.severity,
@@ -160,6 +164,9 @@ class _Adapter:
         self.client = client
 
     def holdings(self) -> dict[str, Holding]:
+        raise NotImplementedError
+
+    def on_exit(self, recommendation: ExitRecommendation) -> None:
         raise NotImplementedError
 
     def decide(self, recommendation: ExitRecommendation) -> tuple[Holding, Decision, int, Position] | None:
@@ -312,24 +319,23 @@ class OrderFlowDetector:
                     self.alert_history.append(alert)
         return found
 
-    def health_check(self) -> dict:
+    def health_check(self) -> dict[str, Any]:
         """``status`` ok/degraded, the last alert, and whether orderflow (Redis, and monitoring of held symbols) answers."""
-        status = {
+        dependencies = {"orderflow_redis": "unknown", "orderflow_monitoring": "unknown"}
+        status: dict[str, Any] = {
             "status": "ok",
             "timestamp_utc": datetime.now(UTC).isoformat(),
             "last_alert_count": len(self.alert_history),
             "last_alert_timestamp": self.alert_history[-1].timestamp_utc.isoformat() if self.alert_history else None,
-            "dependencies": {"orderflow_redis": "unknown", "orderflow_monitoring": "unknown"},
+            "dependencies": dependencies,
         }
         try:
-            status["dependencies"]["orderflow_redis"] = "ok" if self.client.ping() else "unreachable"
+            dependencies["orderflow_redis"] = "ok" if self.client.ping() else "unreachable"
         except Exception as error:
-            status["dependencies"]["orderflow_redis"] = f"unreachable: {type(error).__name__}"
+            dependencies["orderflow_redis"] = f"unreachable: {type(error).__name__}"
         unmonitored = sorted(self.client.client.stats.unmonitored) if self.client.client is not None else []
-        status["dependencies"]["orderflow_monitoring"] = (
-            f"unmonitored: {', '.join(unmonitored)}" if unmonitored else "ok"
-        )
-        if status["dependencies"]["orderflow_redis"] != "ok" or unmonitored or not self.client.running:
+        dependencies["orderflow_monitoring"] = f"unmonitored: {', '.join(unmonitored)}" if unmonitored else "ok"
+        if dependencies["orderflow_redis"] != "ok" or unmonitored or not self.client.running:
             status["status"] = "degraded"
         return status
 

@@ -23,18 +23,21 @@ import concurrent.futures
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, overload
 
-from orderflow_client.bus import Bus
+from orderflow_client.bus.connection import Bus
+from orderflow_client.decisions import last_trade_price
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.positions import Position, PositionRegistry
-from orderflow_client.risk import RiskManagerClient, last_trade_price
+from orderflow_client.risk import RiskManagerClient
 from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode
 
 ExitCallback = Callable[[ExitRecommendation], Any]
 StatusCallback = Callable[[FeedStatus], Any]
+Result = TypeVar("Result")
+Published = TypeVar("Published", OrderFlowAlert, ExitRecommendation)
 
 
 @dataclass
@@ -43,7 +46,7 @@ class Delivery:
     :meth:`failed` to have it delivered again after a backoff."""
 
     recommendation: ExitRecommendation
-    _future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future, repr=False)
+    _future: concurrent.futures.Future[None] = field(default_factory=concurrent.futures.Future, repr=False)
 
     def done(self) -> None:
         if not self._future.done():
@@ -87,11 +90,9 @@ class OrderFlowClient:
         self.callbacks = callbacks
         self.held_symbols = held_symbols
         self.key_prefix = key_prefix
-        self.client_options = {
-            "signing_keys": signing_keys,
-            "max_attempts": max_attempts,
-            "catch_up_seconds": catch_up_seconds,
-        }
+        self.signing_keys = signing_keys
+        self.max_attempts = max_attempts
+        self.catch_up_seconds = catch_up_seconds
         self.deliveries: queue.Queue[Delivery] = queue.Queue()
         self.statuses: queue.Queue[FeedStatus] = queue.Queue()
         self.client: RiskManagerClient | None = None
@@ -127,7 +128,7 @@ class OrderFlowClient:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop following (the recommendation in hand, if any, stays pending and is delivered again later)."""
-        if self._thread is None or self._loop is None:
+        if self._thread is None or self._loop is None or self._stop is None:
             return
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)
@@ -166,26 +167,32 @@ class OrderFlowClient:
         return self._call(last_trade_price(self._connected(), symbol))
 
     def ping(self) -> bool:
-        return bool(self._call(self._connected().client.ping()))
+        """True when Redis answers (PING); raises :class:`~orderflow_client.errors.BusUnavailableError` when not."""
+        return self._call(self._connected().ping())
 
-    def recent(self, kind: Literal["alerts", "exits"], seconds: float, symbol: str | None = None) -> list:
+    @overload
+    def recent(self, kind: Literal["alerts"], seconds: float, symbol: str | None = None) -> list[OrderFlowAlert]: ...
+
+    @overload
+    def recent(self, kind: Literal["exits"], seconds: float, symbol: str | None = None) -> list[ExitRecommendation]: ...
+
+    def recent(
+        self, kind: Literal["alerts", "exits"], seconds: float, symbol: str | None = None
+    ) -> list[OrderFlowAlert] | list[ExitRecommendation]:
         """Alerts or exit recommendations published in the last ``seconds`` (oldest first), of ``symbol`` or all."""
-        return self._call(self._recent(kind, seconds, symbol))
+        if kind == "alerts":
+            return self._call(self._recent(OrderFlowAlert, self._connected().keys.alerts, seconds, symbol))
+        return self._call(self._recent(ExitRecommendation, self._connected().keys.exits, seconds, symbol))
 
-    async def _recent(self, kind: str, seconds: float, symbol: str | None) -> list:
-        bus = self._connected()
-        stream = bus.keys.alerts if kind == "alerts" else bus.keys.exits
+    async def _recent(self, kind: type[Published], stream: str, seconds: float, symbol: str | None) -> list[Published]:
         since = f"{max(0, int((time.time() - seconds) * 1000))}-0"
-        items = []
-        for _entry_id, fields in await bus.client.xrange(stream, min=since):
+        items: list[Published] = []
+        for entry in await self._connected().read_range(stream, start=since):
             try:
-                item = decode(next(iter(fields.values())))
+                item = decode(entry.payload)
             except WireDecodeError:
                 continue
-            if isinstance(item, OrderFlowAlert if kind == "alerts" else ExitRecommendation) and symbol in (
-                None,
-                item.symbol,
-            ):
+            if isinstance(item, kind) and symbol in (None, item.symbol):
                 items.append(item)
         return items
 
@@ -195,7 +202,10 @@ class OrderFlowClient:
             raise RuntimeError("the orderflow client is not started: call start() or use it as a context manager")
         return self._bus
 
-    def _call(self, coroutine, timeout: float = 30.0):
+    def _call(self, coroutine: Coroutine[Any, Any, Result], timeout: float = 30.0) -> Result:
+        if self._loop is None:
+            coroutine.close()
+            raise RuntimeError("the orderflow client is not started: call start() or use it as a context manager")
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
     def _run(self) -> None:
@@ -214,7 +224,14 @@ class OrderFlowClient:
             self._startup_error = error
             self._ready.set()
             return
-        self.client = RiskManagerClient(bus, name=self.name, held_symbols=self.held_symbols, **self.client_options)
+        self.client = RiskManagerClient(
+            bus,
+            name=self.name,
+            held_symbols=self.held_symbols,
+            signing_keys=self.signing_keys,
+            max_attempts=self.max_attempts,
+            catch_up_seconds=self.catch_up_seconds,
+        )
         self._ready.set()
         try:
             await self.client.run(self._stop, on_exit=self._exit, on_status=self._status)
@@ -227,7 +244,8 @@ class OrderFlowClient:
             self.deliveries.put(delivery)
             await asyncio.wrap_future(delivery._future)  # raises what failed() was given: retried
             return
-        await asyncio.get_running_loop().run_in_executor(self._handlers, self.on_exit, recommendation)
+        if self.on_exit is not None:
+            await asyncio.get_running_loop().run_in_executor(self._handlers, self.on_exit, recommendation)
 
     async def _status(self, status: FeedStatus) -> None:
         if self.callbacks == "queue":

@@ -72,7 +72,7 @@ class Trade(msgspec.Struct, frozen=True, tag="trade", kw_only=True):
 
     @property
     def dedup_key(self) -> tuple[str, int, str, int]:
-        """Identity of a print: exact duplicates share it (design.md §2)."""
+        """Identity of a print: exact duplicates share it."""
         return (self.symbol, self.exchange, self.trade_id, self.trf_id)
 
 

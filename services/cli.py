@@ -128,7 +128,7 @@ def source_or_exit(format: str, day: str | None) -> date | None:
 
 async def connect_bus(config: OrderFlowConfig):
     """The bus of the configuration: ``REDIS_URL``, else the embedded one."""
-    from orderflow_client.bus import Bus
+    from orderflow_client.bus.connection import Bus
 
     redis_url = config.redis_url.get_secret_value() if config.redis_url else None
     return await Bus.connect(redis_url, prefix=config.key_prefix, stream_max_length=config.stream_max_length)
@@ -1121,10 +1121,11 @@ def risk_manager(
 ) -> None:
     """A stand-in bot: follow exit recommendations for the open positions, evaluate and log the decisions."""
 
-    from orderflow_client.bus import OUTAGE_ERRORS
+    from orderflow_client.bus.calls import OUTAGE_ERRORS
+    from orderflow_client.decisions import evaluate, last_trade_price, log_decision
     from orderflow_client.logs import get_logger
     from orderflow_client.positions import PositionRegistry
-    from orderflow_client.risk import RiskManagerClient, evaluate, last_trade_price, log_decision
+    from orderflow_client.risk import RiskManagerClient
 
     config = load_or_exit(config_file)
     logging_or_exit(
@@ -1205,7 +1206,7 @@ def watch(
 
     from rich.live import Live
 
-    from orderflow_client.bus import OUTAGE_ERRORS
+    from orderflow_client.bus.calls import OUTAGE_ERRORS
     from orderflow_client.timestamps import now_ns
     from services.tools.watch import WatchState, follow, render, starting_ids
 

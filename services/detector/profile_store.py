@@ -1,11 +1,13 @@
 """Symbols' profiles in Redis: ``{prefix}:profile:{SYM}`` holds one JSON :class:`SymbolProfile`.
 
 ``orderflow calibrate`` saves them; the detector loads each monitored symbol's profile when it starts monitoring it.
+The Redis side (key, GET/SET) is :class:`orderflow_client.bus.profiles.ProfileRecords`; this adds the decoding.
 """
 
 from __future__ import annotations
 
-from orderflow_client.bus import Bus
+from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.profiles import ProfileRecords
 from services.detector.profiles import SymbolProfile, decode_profile, encode_profile
 
 
@@ -14,14 +16,12 @@ class ProfileStore:
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
-
-    def key(self, symbol: str) -> str:
-        return f"{self.bus.keys.prefix}:profile:{{{symbol}}}"
+        self._records = ProfileRecords(bus)
 
     async def save(self, profile: SymbolProfile) -> None:
-        await self.bus.client.set(self.key(profile.symbol), encode_profile(profile))
+        await self._records.save(profile.symbol, encode_profile(profile))
 
     async def load(self, symbol: str) -> SymbolProfile | None:
         """The stored profile, None when there is none; :class:`ProfileError` when unreadable."""
-        payload = await self.bus.client.get(self.key(symbol))
+        payload = await self._records.load(symbol)
         return None if payload is None else decode_profile(payload)

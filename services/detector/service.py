@@ -35,7 +35,12 @@ from dataclasses import dataclass, field
 import msgspec
 
 from orderflow_client import logs
-from orderflow_client.bus import OUTAGE_ERRORS, Bus, BusEntry, GroupPosition, Outage, as_text
+from orderflow_client.bus.calls import OUTAGE_ERRORS
+from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.dedup import PublishOnce
+from orderflow_client.bus.groups import GroupPosition
+from orderflow_client.bus.outage import Outage
+from orderflow_client.bus.streams import BusEntry, as_text
 from orderflow_client.errors import BusAuthenticationError, ConsumerGroupMissingError, WireDecodeError
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.prices import format_price
@@ -58,17 +63,6 @@ RECLAIM_EVERY_SECONDS = 5.0
 STOP_GRACE_SECONDS = 2.0  # SIGTERM: how long the batch in hand may take to finish
 LAG_EVERY_SECONDS = 1.0  # consumer lag gauge and trimmed-unread check (one pipelined round trip)
 log = logs.get_logger(__name__)
-
-# KEYS: dedup key, stream; ARGV: ttl, type tag, payload, channel ("" for none).
-_PUBLISH_ONCE_LUA = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  redis.call('XADD', KEYS[2], '*', ARGV[2], ARGV[3])
-  if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[3]) end
-  return 1
-end
-return 0
-"""
-
 
 class _Stopping(Exception):
     """Stopped while Redis was down with a processed batch in hand (it stays pending: redelivered)."""
@@ -120,7 +114,7 @@ class DetectorService:
         self.registry = PositionRegistry(bus)
         self.profiles = ProfileStore(bus)
         self.stats = DetectorStats()
-        self._publish_once = bus.client.register_script(_PUBLISH_ONCE_LUA)
+        self._publish_once = PublishOnce(bus)
         settings = self.engine.settings
         self.warmup_ns = (
             settings.spike_seconds + settings.baseline_seconds + 60
@@ -202,14 +196,7 @@ class DetectorService:
         """XREVRANGE ``max`` covering what this group already processed: strictly
         before its oldest pending entry, else up to its last delivered entry.
         None when the group has processed nothing."""
-        summary = await self.bus.client.xpending(stream, self.group)
-        if summary["pending"]:
-            return f"({as_text(summary['min'])}"
-        for info in await self.bus.client.xinfo_groups(stream):
-            if as_text(info["name"]) == self.group:
-                last = as_text(info["last-delivered-id"])
-                return None if last == "0-0" else last
-        return None
+        return await self.bus.processed_until(stream, self.group)
 
     async def _warm_up(self, stream: str) -> None:
         """Rebuild the windows from the processed history (outputs dropped: they
@@ -218,18 +205,14 @@ class DetectorService:
         history: list[MarketEvent] = []
         newest_ts: int | None = None
         while end is not None:
-            rows = await self.bus.client.xrevrange(stream, max=end, min="-", count=1000)
+            rows = await self.bus.read_range_reverse(stream, end=end, start="-", count=1000)
             far_enough = False
-            for entry_id, fields in rows:
-                field, payload = next(iter(fields.items()))
+            for row in rows:
                 try:
-                    event = decode(payload)
+                    event = decode(row.payload)
                 except WireDecodeError:
                     continue
-                if (
-                    _misplaced(event, BusEntry(stream, entry_id, payload, field), self.keys.symbol_of(stream))
-                    is not None
-                ):
+                if _misplaced(event, row, self.keys.symbol_of(stream)) is not None:
                     continue  # a poison entry in the history: it was (or will be) dead-lettered when delivered
                 newest_ts = event.ts_event if newest_ts is None else newest_ts
                 if newest_ts - event.ts_event > self.warmup_ns:
@@ -238,7 +221,7 @@ class DetectorService:
                 history.append(event)
             if far_enough or len(rows) < 1000:
                 break
-            end = f"({as_text(rows[-1][0])}"
+            end = f"({as_text(rows[-1].entry_id)}"
         for event in reversed(history):
             try:
                 self.engine.process(event)
@@ -612,9 +595,8 @@ class DetectorService:
 
     async def _once(self, output_id: str, stream: str, message, channel: str = "") -> bool:
         tag = type(message).__struct_config__.tag
-        result = await self._publish_once(
-            keys=[f"{self.keys.prefix}:published:{output_id}", stream],
-            args=[DEDUP_SECONDS, tag, encode(message), channel],
+        result = await self._publish_once.publish(
+            output_id, stream, tag, encode(message), channel=channel, remember_seconds=DEDUP_SECONDS
         )
         if not result:
             self.stats.duplicates_suppressed += 1

@@ -40,11 +40,11 @@ from pathlib import Path
 
 from polygon import WebSocketClient
 from polygon.exceptions import AuthError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orderflow_client import logs
-from orderflow_client.bus import Bus, Outage
+from orderflow_client.bus.channels import Subscription
+from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.outage import Outage
 from orderflow_client.errors import BusUnavailableError, OrderflowError
 from orderflow_client.positions import PositionRegistry, decode_change
 from orderflow_client.timestamps import now_ns, ns_to_utc_iso
@@ -217,24 +217,18 @@ class IngestService:
     async def _follow_positions(self, stop: asyncio.Event) -> None:
         """Follow the change notices (and re-read every 5 s); survives Redis restarts."""
         while not stop.is_set():
-            pubsub = self.bus.client.pubsub()
             try:
-                await pubsub.subscribe(self.bus.keys.positions_channel)
-                await self._follow(pubsub, stop)
-            except (RedisConnectionError, RedisTimeoutError, OSError, BusUnavailableError) as error:
+                async with self.bus.subscribe(self.bus.keys.positions_channel) as changes:
+                    await self._follow(changes, stop)
+            except (OSError, BusUnavailableError) as error:
                 log.error("order_flow.positions_unavailable", code="bus_unavailable", reason=str(error))
                 await asyncio.sleep(1.0)
-            finally:
-                try:
-                    await pubsub.aclose()
-                except (RedisConnectionError, OSError):
-                    pass
 
-    async def _follow(self, pubsub, stop: asyncio.Event) -> None:
+    async def _follow(self, changes: Subscription, stop: asyncio.Event) -> None:
         last = 0.0
         while not stop.is_set():
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
-            if message is not None and decode_change(message["data"]) is None:
+            message = await changes.next_message(timeout=0.2)
+            if message is not None and decode_change(message) is None:
                 message = None
             if message is not None or time.monotonic() - last >= 5.0:
                 last = time.monotonic()

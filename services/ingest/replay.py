@@ -32,7 +32,8 @@ from typing import NamedTuple
 
 import msgspec
 
-from orderflow_client.bus import Bus, Keys
+from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.keys import Keys
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns
 from orderflow_client.wire import FeedStatus, MarketEvent, encode
 from services.ingest.normalise import Normaliser, normalised

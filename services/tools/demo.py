@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.table import Table
 
-from orderflow_client.bus import Bus
+from orderflow_client.bus.connection import Bus
 from orderflow_client.prices import format_price
 from orderflow_client.timestamps import ns_to_new_york
 from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert
@@ -89,7 +89,7 @@ async def run_demo(
     bus = await Bus.connect(redis_url, prefix=prefix, stream_max_length=config.stream_max_length)
     result = DemoResult()
     symbols = [SYMBOLS[name] for name in chosen]
-    await bus.client.delete(*(bus.keys.market(symbol) for symbol in symbols))
+    await bus.delete_streams([bus.keys.market(symbol) for symbol in symbols])
     # a fresh group per run, so the demo reads exactly this run's events
     group = f"demo-{time.time_ns()}"
     detector_config = config.model_copy(update={"consumer_group": group, "threshold_mode": "absolute"})
@@ -151,7 +151,7 @@ async def run_demo(
         await detector
         for symbol in symbols:
             stream = bus.keys.market(symbol)
-            await bus.client.xgroup_destroy(stream, group)
+            await bus.destroy_group(stream, group)
         await bus.close()
     result.seconds = time.perf_counter() - started
     _print_summary(console, chosen, result)

@@ -18,7 +18,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from orderflow_client.bus import Bus, as_text
+from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.streams import as_text
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.prices import format_price
@@ -134,24 +135,22 @@ def render(state: WatchState, held: list[str], now: int) -> Group:
 async def follow(bus: Bus, state: WatchState, positions: list[str], last_ids: dict[str, str]) -> None:
     """One poll: new messages on the alerts, exits and status streams; the open positions."""
     positions[:] = await PositionRegistry(bus).symbols()
-    rows = await bus.client.xread(last_ids, count=500)
+    entries = await bus.read_after(last_ids, count=500)
     seen = now_ns()
-    for stream, entries in rows.items() if isinstance(rows, dict) else rows:
-        name = as_text(stream)
-        for entry_id, fields in entries:
-            last_ids[name] = as_text(entry_id)
-            try:
-                state.apply(decode(next(iter(fields.values()))), seen)
-            except WireDecodeError:
-                state.skipped += 1
+    for entry in entries:
+        last_ids[entry.stream] = as_text(entry.entry_id)
+        try:
+            state.apply(decode(entry.payload), seen)
+        except WireDecodeError:
+            state.skipped += 1
 
 
 async def starting_ids(bus: Bus, history: int = 20) -> dict[str, str]:
     """Start a little back in each stream so the view is not empty."""
     ids = {}
     for key in (bus.keys.alerts, bus.keys.exits, bus.keys.status):
-        rows = await bus.client.xrevrange(key, count=history)
-        ids[key] = _before(as_text(rows[-1][0])) if rows else "0-0"
+        rows = await bus.read_range_reverse(key, count=history)
+        ids[key] = _before(as_text(rows[-1].entry_id)) if rows else "0-0"
     return ids
 
 

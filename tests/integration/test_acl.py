@@ -11,7 +11,7 @@ import time
 import pytest
 import redis
 
-from orderflow_client.bus import Bus
+from orderflow_client.bus.connection import Bus
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.risk import RiskManagerClient
 from orderflow_client.wire import FeedStatus, encode

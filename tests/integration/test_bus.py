@@ -14,7 +14,7 @@ import redis
 import redis.asyncio
 
 from orderflow_client import metrics
-from orderflow_client.bus import Bus
+from orderflow_client.bus.connection import Bus
 from orderflow_client.errors import BusUnavailableError, ConsumerGroupMissingError
 from orderflow_client.wire import Trade, decode, encode
 from tests.support.paths import REPO
@@ -92,7 +92,7 @@ async def test_streams_are_trimmed(redis_url, key_prefix):
 
 CONSUMER_THAT_DIES = """
 import asyncio, sys
-from orderflow_client.bus import Bus
+from orderflow_client.bus.connection import Bus
 from orderflow_client.wire import decode
 async def main(url, prefix, stream):
     bus = await Bus.connect(url, prefix=prefix)
@@ -300,7 +300,7 @@ async def test_tls_with_rediss_url(tmp_path):
     import shutil
     import subprocess as sp
 
-    from orderflow_client.bus import HiredisSSLConnection
+    from orderflow_client.bus.connection import HiredisSSLConnection
     from tests.support.redis_server import redis_server_binary
 
     openssl = shutil.which("openssl")

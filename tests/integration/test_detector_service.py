@@ -13,7 +13,7 @@ import msgspec
 import pytest
 import redis
 
-from orderflow_client.bus import Bus
+from orderflow_client.bus.connection import Bus
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.timestamps import now_ns
 from orderflow_client.wire import decode

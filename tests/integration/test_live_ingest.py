@@ -15,7 +15,7 @@ import redis
 from prometheus_client import REGISTRY, generate_latest
 
 from orderflow_client import logs
-from orderflow_client.bus import Bus
+from orderflow_client.bus.connection import Bus
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.wire import FeedStatus, Trade, decode
 from services.ingest.live import FeedAuthError, IngestService

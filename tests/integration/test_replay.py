@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orderflow_client.bus import Bus
+from orderflow_client.bus.connection import Bus
 from orderflow_client.wire import BookUpdate, Trade, decode
 from services.ingest.normalise import Normaliser
 from services.ingest.rejects import Reject

@@ -7,7 +7,7 @@ import asyncio
 import msgspec
 import pytest
 
-from orderflow_client.bus import Bus
+from orderflow_client.bus.connection import Bus
 from orderflow_client.risk import RiskManagerClient
 from orderflow_client.timestamps import now_ns
 from orderflow_client.wire import ExitRecommendation, FeedStatus, decode, encode

@@ -133,7 +133,8 @@ async def test_the_view_survives_an_outage_and_foreign_entries_and_says_so():
     the view then leads with a banner (New York time)."""
     from rich.console import Console
 
-    from orderflow_client.bus import OUTAGE_ERRORS, Bus
+    from orderflow_client.bus.calls import OUTAGE_ERRORS
+    from orderflow_client.bus.connection import Bus
     from services.tools.watch import follow, render, starting_ids
     from tests.support.redis_server import RedisProcess, free_port, redis_server_binary
 

@@ -1,0 +1,117 @@
+"""The one place redis-py's errors become the bus's typed errors.
+
+Every Redis command and script of orderflow runs inside :meth:`RedisCalls.calling` (a test checks it on the
+source), so a caller sees only:
+
+- :class:`~orderflow_client.errors.BusUnavailableError` — Redis did not answer after the client's retries
+  (counted in ``orderflow_bus_failures_total{operation=…}``); it carries what was not published;
+- :class:`~orderflow_client.errors.BusAuthenticationError` — Redis refused the credentials (retrying cannot help);
+- :class:`~orderflow_client.errors.ConsumerGroupMissingError` — a consumer group vanished under its reader (NOGROUP).
+
+Any other Redis reply error (a bug, or a command the ACL user may not run) passes unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import AuthenticationError, AuthorizationError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from orderflow_client import metrics
+from orderflow_client.bus.keys import Keys
+from orderflow_client.errors import BusAuthenticationError, BusUnavailableError, ConsumerGroupMissingError
+
+if TYPE_CHECKING:
+    import redis.asyncio as redis
+
+OUTAGE_ERRORS = (BusUnavailableError, RedisConnectionError, RedisTimeoutError)
+"""What a Redis outage raises: the bus's typed error after its retries (redis-py's own two are listed as well, for
+an error a closing connection raises outside a call). The one tuple each service's recovery catches."""
+
+_CREDENTIAL_REFUSALS = (
+    "NOAUTH",
+    "WRONGPASS",
+    "HELLO must be called with the client already authenticated",
+    "invalid username-password",
+    "Authentication required",
+)
+
+
+def refused_credentials(error: Exception) -> bool:
+    """Whether ``error`` says Redis refused (or wants) a password: not an outage."""
+    return isinstance(error, (AuthenticationError, AuthorizationError)) or any(
+        text in str(error) for text in _CREDENTIAL_REFUSALS
+    )
+
+
+def credentials_message(error: Exception) -> str:
+    """What to tell the operator about refused credentials (never the URL: it may hold the password)."""
+    if "WRONGPASS" in str(error) or "invalid username-password" in str(error):
+        return "Redis refused the password (or user) in REDIS_URL"
+    return (
+        "Redis requires a password: put it in REDIS_URL (redis://:PASSWORD@host:6379/0, "
+        "or redis://USER:PASSWORD@… for an ACL user)"
+    )
+
+
+class FailureCount:
+    """Failed calls of one client, retried or not (a read's reply may have been lost with one). Shared, not copied,
+    by the copies redis-py makes of the retry policy for each connection."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FailureCount:
+        return self
+
+
+class RedisCalls:
+    """One Redis client and what every call on it shares: the key names, a description for messages (the URL
+    without its password, or ``embedded (in-process fakeredis)``) and the error translation.
+
+    ``failures`` counts the client's failed attempts (the retry policy's; None in embedded mode)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        description: str,
+        stream_max_length: int,
+        embedded: bool = False,
+        failures: FailureCount | None = None,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.description = description
+        self.stream_max_length = stream_max_length
+        self.embedded = embedded
+        self.failures = failures
+
+    def failures_seen(self) -> int:
+        """Failed attempts of the client so far, retried ones included (0 in embedded mode)."""
+        return self.failures.seen if self.failures is not None else 0
+
+    @contextlib.asynccontextmanager
+    async def calling(self, operation: str, unpublished: Sequence[Any] | None = None) -> AsyncIterator[None]:
+        """Run Redis calls, turning redis-py's errors into the bus's typed errors. ``operation`` (a bus method's
+        name, e.g. ``read_group``) labels the failure metric and the message; ``unpublished`` is what the calls
+        were to publish, handed back on :class:`BusUnavailableError`."""
+        try:
+            yield
+        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            if refused_credentials(error):
+                raise BusAuthenticationError(credentials_message(error)) from None
+            metrics.BUS_FAILURES.labels(operation=operation).inc()
+            raise BusUnavailableError(
+                f"Redis at {self.description} unavailable during {operation}: {error}",
+                list(unpublished) if unpublished is not None else None,
+            ) from None
+        except ResponseError as error:
+            if str(error).startswith("NOGROUP"):
+                raise ConsumerGroupMissingError(f"{operation}: {error}") from None
+            raise

@@ -1,0 +1,127 @@
+"""The reference evaluator a bot may use on an exit recommendation, and the log line of its decision.
+
+    from orderflow_client.decisions import evaluate, last_trade_price, log_decision
+
+    last = await last_trade_price(bus, recommendation.symbol)          # nano-dollars, or None
+    decision = evaluate(recommendation, position, last_price=last)      # exit, tighten_stop or hold
+    log_decision(recommendation, position, last, decision)             # order_flow.exit_signal_triggered
+
+The bot decides; orderflow only recommends (the delivery is :class:`orderflow_client.risk.RiskManagerClient`'s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from orderflow_client import logs
+from orderflow_client.bus.connection import Bus
+from orderflow_client.errors import WireDecodeError
+from orderflow_client.positions import Position
+from orderflow_client.prices import format_price, price_to_float, round_to_tick
+from orderflow_client.wire import ExitRecommendation, Trade, decode
+
+log = logs.get_logger(__name__)
+
+Action = Literal["exit", "tighten_stop", "hold"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the evaluator recommends. Prices in nano-dollars; P&L in dollars."""
+
+    action: Action
+    reasons: tuple[str, ...]
+    unrealised_pnl: float
+    unrealised_pnl_percent: float
+    distance_to_stop_percent: float | None
+    new_stop: int = 0
+
+
+def evaluate(recommendation: ExitRecommendation, position: Position, last_price: int) -> Decision:
+    """Reference policy: exit on panic selling or when the stop is near;
+    tighten the stop on institutional selling otherwise.
+
+    * a red burst (critical), or any recommendation while in profit → **exit**
+      (protect the gain before the drop);
+    * losing and within 1 % of the stop → **exit** (the stop is about to fill,
+      likely worse);
+    * large sellers with room to the stop → **tighten_stop** to 0.5 % under
+      the last price, rounded down to a valid tick (a penny at $1 and above,
+      $0.0001 below: brokers refuse sub-penny stops), never lower than the
+      current stop;
+    * otherwise → **hold**.
+    """
+    quantity = position.quantity
+    pnl = price_to_float(last_price - position.entry_price) * quantity
+    pnl_percent = (last_price - position.entry_price) / position.entry_price * 100 * (1 if quantity > 0 else -1)
+    distance = (
+        None
+        if not position.stop_loss
+        else (last_price - position.stop_loss) / last_price * 100 * (1 if quantity > 0 else -1)
+    )
+    evidence = f"order flow: {recommendation.reasoning}"
+    pnl_text = f"unrealised P&L {pnl:+,.2f} USD ({pnl_percent:+.2f} %)"
+    stop_text = (
+        "no stop loss" if distance is None else f"{distance:.2f} % above the stop at {format_price(position.stop_loss)}"
+    )
+    reasons = [evidence, pnl_text, stop_text]
+    if recommendation.trigger == "red_burst" or pnl > 0:
+        why = "panic selling (red burst)" if recommendation.trigger == "red_burst" else "protect the gain"
+        return Decision("exit", (f"exit: {why}", *reasons), pnl, pnl_percent, distance)
+    if distance is not None and distance <= 1.0:
+        return Decision(
+            "exit", ("exit: the stop is within 1 % and sellers are pressing", *reasons), pnl, pnl_percent, distance
+        )
+    if quantity > 0:
+        tightened = max(
+            position.stop_loss, round_to_tick(last_price - last_price // 200, down=True)
+        )  # a price a broker takes
+        if tightened > position.stop_loss:
+            return Decision(
+                "tighten_stop",
+                (f"tighten the stop to {format_price(tightened)}", *reasons),
+                pnl,
+                pnl_percent,
+                distance,
+                tightened,
+            )
+    return Decision("hold", ("hold: no rule to act on", *reasons), pnl, pnl_percent, distance)
+
+
+async def last_trade_price(bus: Bus, symbol: str, *, look_back: int = 500) -> int | None:
+    """The last print of ``symbol`` on its market stream (nano-dollars), None when none of the last ``look_back``
+    entries is a print."""
+    for entry in await bus.read_range_reverse(bus.keys.market(symbol), count=look_back):
+        try:
+            event = decode(entry.payload)
+        except WireDecodeError:
+            continue
+        if isinstance(event, Trade):
+            return event.price
+    return None
+
+
+def log_decision(recommendation: ExitRecommendation, position: Position, last_price: int, decision: Decision) -> None:
+    """``order_flow.exit_signal_triggered`` with the decision; ``exit_reason`` is
+    ``order_flow_alert`` where it exits, so the log queries of docs/operations.md work."""
+    fields: dict[str, Any] = {
+        "id": recommendation.id,
+        "symbol": recommendation.symbol,
+        "trigger": recommendation.trigger,
+        "decision": decision.action,
+        "reasons": list(decision.reasons),
+        "quantity": position.quantity,
+        "entry_price": format_price(position.entry_price),
+        "last_price": format_price(last_price),
+        "stop_loss": format_price(position.stop_loss) if position.stop_loss else None,
+        "unrealised_pnl": round(decision.unrealised_pnl, 2),
+        "unrealised_pnl_percent": round(decision.unrealised_pnl_percent, 3),
+        "alert_ids": list(recommendation.alert_ids),
+        "source": "risk_manager",
+    }
+    if decision.action == "exit":
+        fields["exit_reason"] = "order_flow_alert"
+    if decision.new_stop:
+        fields["new_stop"] = format_price(decision.new_stop)
+    log.warning(logs.EXIT_SIGNAL_TRIGGERED, **fields)
