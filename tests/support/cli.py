@@ -47,14 +47,14 @@ def redis_environment(redis_url: str, prefix: str, tmp_path: Path, **variables: 
     """A command's environment against ``redis_url`` under key ``prefix``: its JSONL log in ``tmp_path/logs``,
     metrics on a free port, the absolute thresholds (the demo scenarios have no history) unless ``variables`` say
     otherwise."""
-    return orderflow_environment(
-        REDIS_URL=redis_url,
-        ORDER_FLOW_KEY_PREFIX=prefix,
-        ORDER_FLOW_LOG_DIR=str(tmp_path / "logs"),
-        ORDER_FLOW_METRICS_PORT=str(free_port()),
-        ORDER_FLOW_THRESHOLD_MODE="absolute",
-        **variables,
-    )
+    defaults = {
+        "REDIS_URL": redis_url,
+        "ORDER_FLOW_KEY_PREFIX": prefix,
+        "ORDER_FLOW_LOG_DIR": str(tmp_path / "logs"),
+        "ORDER_FLOW_METRICS_PORT": str(free_port()),
+        "ORDER_FLOW_THRESHOLD_MODE": "absolute",
+    }
+    return orderflow_environment(**{**defaults, **variables})
 
 
 def _tail(text: str) -> str:
