@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 @dataclass
 class Appearance:
+    """A large offer at one ask price: since ``start_ts`` (ns of event time), ``size`` shares now, at
+    ``price`` nano-dollars; ``alerted`` once reported."""
+
     price: int
     start_ts: int
     size: int
@@ -43,9 +46,9 @@ class LargeOffers:
         self._bid_size = 0
         large = {price: size for price, size in asks if size >= threshold}
         for price in [price for price in self.appearances if price not in large]:
-            appearance = self.appearances.pop(price)
-            if appearance.alerted and self.return_ns:
-                self.ended[price] = (ts_event, appearance)
+            gone = self.appearances.pop(price)
+            if gone.alerted and self.return_ns:
+                self.ended[price] = (ts_event, gone)
         if self.ended:
             self._forget_ended(ts_event)
         for price, size in large.items():
@@ -70,7 +73,7 @@ class LargeOffers:
 
     def due(self, ts_event: int) -> list[Appearance]:
         """Appearances that have now persisted long enough and were not reported."""
-        ready = []
+        ready: list[Appearance] = []
         for appearance in self.appearances.values():
             if not appearance.alerted and ts_event - appearance.start_ts >= self.persistence_ns:
                 appearance.alerted = True
@@ -78,6 +81,7 @@ class LargeOffers:
         return ready
 
     def largest_bid(self) -> int:
+        """The largest displayed bid size (shares): of the book's levels, or the NBBO's."""
         return max((size for _price, size in self.bids), default=self._bid_size)
 
     def reset(self) -> None:

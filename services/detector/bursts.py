@@ -2,7 +2,8 @@
 
 Volume is kept in one-second buckets of event time. At second *s* the spike
 window holds seconds ``(s − spike, s]`` and the baseline the ``baseline``
-seconds before it (design.md §3, defaults 60 s and 300 s). The ratio is the
+seconds before it (``spike_window_seconds`` and ``baseline_window_seconds``,
+defaults 60 s and 300 s). The ratio is the
 spike volume over the baseline's average per spike-window:
 
     ratio = spike_volume / (baseline_volume × spike / baseline)
@@ -12,13 +13,14 @@ last reset), at least ``min_baseline_volume`` shares in it, the ratio at the
 threshold, sells at least ``sell_ratio`` of the classified volume in the
 spike window, and **breadth**: the ratio must reach the threshold even
 without the spike window's largest single print (one block is not a burst of
-selling; on the AlgoSeek AIG days this removed a third of the bursts). Only prints that can be aggressive count (continuous trading:
-no auctions, odd lots, late or average-price prints), in both windows alike.
+selling; on the AlgoSeek AIG days this removed a third of the bursts). Only
+prints that can be aggressive count (continuous trading: no auctions, odd
+lots, late or average-price prints), in both windows alike.
 
 With an intraday volume curve (adaptive thresholds, a profile with full
 sessions) the baseline is scaled by what the stock normally trades in the
 spike window relative to the baseline at this time of day
-(:class:`services.detector.profiles.VolumeCurve`): ``ratio`` is then
+(:class:`services.detector.volume_curve.VolumeCurve`): ``ratio`` is then
 spike volume / (baseline average × curve factor), so the normal ramp into
 the close or the fade after the open is not a burst.
 
@@ -33,11 +35,15 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Literal
 
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
-from services.detector.profiles import DayRecorder, VolumeCurve
+from orderflow_client.wire import Severity
+from services.detector.day_recorder import DayRecorder
+from services.detector.volume_curve import VolumeCurve
 
 END_FRACTION = 0.8
+"""An episode ends when the ratio falls below this fraction of the threshold."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ class BurstReading:
 class BurstSignal:
     """A red-burst alert to raise: ``severity`` and the episode it belongs to."""
 
-    severity: str
+    severity: Severity
     episode_second: int
     reading: BurstReading
 
@@ -87,40 +93,40 @@ class RedBursts:
 
     def reset(self, ts_event: int | None) -> None:
         """Forget everything (gap, halt, session change); history restarts at ``ts_event``."""
-        self.spike: deque[list[int]] = deque()  # [second, volume, sell, buy, largest print]
-        self.baseline: deque[list[int]] = deque()  # [second, volume]
+        self.spike_buckets: deque[list[int]] = deque()  # [second, volume, sell, buy, largest print] (shares)
+        self.baseline_buckets: deque[list[int]] = deque()  # [second, volume]
         self.spike_volume = self.spike_sell = self.spike_buy = 0
         self.baseline_volume = 0
         self.history_start = None if ts_event is None else ts_event // NANOSECONDS_PER_SECOND
         self.episode_second: int | None = None
-        self.episode_severity = ""
+        self.episode_severity: Literal["", "warning", "critical"] = ""
 
-    def _advance(self, second: int) -> None:
+    def _slide_windows(self, second: int) -> None:
         spike_start = second - self.spike_seconds + 1
-        while self.spike and self.spike[0][0] < spike_start:
-            moved_second, volume, sell, buy, _largest = self.spike.popleft()
+        while self.spike_buckets and self.spike_buckets[0][0] < spike_start:
+            moved_second, volume, sell, buy, _largest = self.spike_buckets.popleft()
             self.spike_volume -= volume
             self.spike_sell -= sell
             self.spike_buy -= buy
-            self.baseline.append([moved_second, volume])
+            self.baseline_buckets.append([moved_second, volume])
             self.baseline_volume += volume
         baseline_start = spike_start - self.baseline_seconds
-        while self.baseline and self.baseline[0][0] < baseline_start:
-            self.baseline_volume -= self.baseline.popleft()[1]
+        while self.baseline_buckets and self.baseline_buckets[0][0] < baseline_start:
+            self.baseline_volume -= self.baseline_buckets.popleft()[1]
 
     def add(self, ts_event: int, size: int, side: str) -> None:
         """A print that counts (side ``buy``, ``sell`` or ``unknown``)."""
         second = ts_event // NANOSECONDS_PER_SECOND
         if self.history_start is None:
             self.history_start = second
-        self._advance(second)
-        if self.spike and self.spike[-1][0] == second:
-            bucket = self.spike[-1]
-        elif self.spike and self.spike[-1][0] > second:
-            bucket = self.spike[-1]  # a print slightly out of order joins the newest second
+        self._slide_windows(second)
+        if self.spike_buckets and self.spike_buckets[-1][0] == second:
+            bucket = self.spike_buckets[-1]
+        elif self.spike_buckets and self.spike_buckets[-1][0] > second:
+            bucket = self.spike_buckets[-1]  # a print slightly out of order joins the newest second
         else:
             bucket = [second, 0, 0, 0, 0]
-            self.spike.append(bucket)
+            self.spike_buckets.append(bucket)
         bucket[1] += size
         if size > bucket[4]:
             bucket[4] = size
@@ -135,7 +141,7 @@ class RedBursts:
     def reading(self, ts_event: int) -> BurstReading | None:
         """The current ratio, or None while the baseline is not full or too thin."""
         second = ts_event // NANOSECONDS_PER_SECOND
-        self._advance(second)
+        self._slide_windows(second)
         if self.history_start is None or second - self.history_start < self.spike_seconds + self.baseline_seconds:
             return None
         if self.baseline_volume < max(1, self.min_baseline_volume):
@@ -163,7 +169,7 @@ class RedBursts:
         second = ts_event // NANOSECONDS_PER_SECOND
         if self.history_start is None or second - self.history_start < self.spike_seconds + self.baseline_seconds:
             return None
-        self._advance(second)
+        self._slide_windows(second)
         if self.baseline_volume < max(1, self.min_baseline_volume):
             return None
         scale = self.baseline_seconds / (self.baseline_volume * self.spike_seconds * self._factor(second))
@@ -171,10 +177,10 @@ class RedBursts:
         if self.recorders and second != self._recorded_second:
             self._recorded_second = second
             for recorder in self.recorders:
-                recorder.burst_ratio(ratio)
+                recorder.record_burst_ratio(ratio)
         if self.episode_second is None and ratio < threshold:
             return None  # the common case: nothing unusual, nothing allocated
-        largest = max(bucket[4] for bucket in self.spike)
+        largest = max(bucket[4] for bucket in self.spike_buckets)
         broad = (self.spike_volume - largest) * scale
         if self.episode_second is None and broad < threshold:
             return None  # one print (a block) makes this spike: not a burst of selling

@@ -1,4 +1,4 @@
-"""Data integrity of one symbol's events (US5, FR-010/011/012, NFR-002).
+"""Data integrity of one symbol's events.
 
 Each market event is checked before any rule sees it:
 
@@ -14,7 +14,7 @@ Each market event is checked before any rule sees it:
 ``invalid_size``             a print of ≤ 0 shares, a negative quote/level size
 ============================ ===================================================
 
-Any of these halts monitoring of the symbol (the spec's Safety_First): a
+Any of these halts monitoring of the symbol (safety first: no alert from data that may be wrong): a
 ``monitoring_halted`` status is published, the rules stop and their windows
 are reset. Monitoring resumes, with a ``monitoring_resumed`` status, only
 after ``resume_after`` of event time during which every event was valid.
@@ -23,8 +23,6 @@ An event-time silence longer than ``gap_silence`` during the regular session
 is a gap: a ``gap`` status is published and the windows reset (they span
 missing data), without a halt. Pre-market and after-hours trading is thin;
 silence there is normal, and session changes reset the windows anyway.
-Prints far outside the spread are *flagged* (``price_outside_spread``) but do
-not halt: late and average-price prints legitimately do that.
 """
 
 from __future__ import annotations
@@ -32,7 +30,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from orderflow_client.wire import BookUpdate, FeedStatus, MarketEvent, Quote, Trade
+from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
+from orderflow_client.wire import BookUpdate, FeedStatus, Quote, Trade
+from services.detector.alert_builders import detector_status
+
+MarketData = Trade | Quote | BookUpdate
+"""The events the rules judge (a feed's :class:`~orderflow_client.wire.FeedStatus` is not checked)."""
 
 HALTING = frozenset(
     {"stale_data", "stale_data_failure", "future_timestamp", "out_of_order", "invalid_price", "invalid_size"}
@@ -51,6 +54,9 @@ class ValidationIssue(NamedTuple):
 
 @dataclass(frozen=True)
 class IntegritySettings:
+    """The checks' limits, in ns (from ``stale_warning_seconds``, ``stale_failure_seconds``,
+    ``resume_after_seconds``, ``chronology_tolerance_ms`` and ``gap_silence_seconds``)."""
+
     stale_warning_ns: int
     stale_failure_ns: int
     resume_after_ns: int
@@ -80,74 +86,72 @@ class Integrity:
         self.last_print_ts: int | None = None
         self.last_event_ts: int | None = None
 
-    def _fine(self, event: MarketEvent) -> bool:
+    def _plainly_valid(self, event: MarketData) -> bool:
         """The common case, checked without allocating anything."""
         settings = self.settings
-        kind = type(event)
-        age = 0 if kind is Trade and event.backfilled else event.ts_arrival - event.ts_event
+        age = 0 if type(event) is Trade and event.backfilled else event.ts_arrival - event.ts_event
         if age > settings.stale_warning_ns or -age > settings.tolerance_ns:
             return False
-        if kind is Trade:
+        if type(event) is Trade:
             return (
                 event.price > 0
                 and event.size > 0
                 and (self.last_print_ts is None or event.ts_event >= self.last_print_ts - settings.tolerance_ns)
             )
-        if kind is Quote:
+        if type(event) is Quote:
             return event.bid_price >= 0 and event.ask_price >= 0 and event.bid_size >= 0 and event.ask_size >= 0
-        for price, size in event.bids:  # a book: every level (a handful) in place
-            if price <= 0 or size < 0:
-                return False
-        for price, size in event.asks:
-            if price <= 0 or size < 0:
-                return False
+        if type(event) is BookUpdate:
+            for price, size in event.bids:  # every level (a handful) in place
+                if price <= 0 or size < 0:
+                    return False
+            for price, size in event.asks:
+                if price <= 0 or size < 0:
+                    return False
         return True
 
-    def _problems(self, event: MarketEvent) -> list[tuple[str, str]]:
+    def _problems_of(self, event: MarketData) -> list[tuple[str, str]]:
+        """Every check ``event`` fails: ``(code, detail)`` pairs, the first the one a halt reports."""
         settings = self.settings
-        problems = []
-        kind = type(event)
+        problems: list[tuple[str, str]] = []
         age = (
-            0 if kind is Trade and event.backfilled else event.ts_arrival - event.ts_event
+            0 if type(event) is Trade and event.backfilled else event.ts_arrival - event.ts_event
         )  # backfill is late by design
         if age > settings.stale_failure_ns:
-            problems.append(("stale_data_failure", f"arrived {age / 1e9:.1f} s after its event time"))
+            problems.append(
+                ("stale_data_failure", f"arrived {age / NANOSECONDS_PER_SECOND:.1f} s after its event time")
+            )
         elif age > settings.stale_warning_ns:
-            problems.append(("stale_data", f"arrived {age / 1e9:.1f} s after its event time"))
+            problems.append(("stale_data", f"arrived {age / NANOSECONDS_PER_SECOND:.1f} s after its event time"))
         elif -age > settings.tolerance_ns:
-            problems.append(("future_timestamp", f"event time {-age / 1e9:.3f} s after arrival"))
-        if kind is Trade:
+            problems.append(("future_timestamp", f"event time {-age / NANOSECONDS_PER_SECOND:.3f} s after arrival"))
+        if type(event) is Trade:
             if event.price <= 0:
                 problems.append(("invalid_price", f"print at {event.price} nano-dollars"))
             if event.size <= 0:
                 problems.append(("invalid_size", f"print of {event.size} shares"))
             if self.last_print_ts is not None and event.ts_event < self.last_print_ts - settings.tolerance_ns:
-                problems.append(
-                    (
-                        "out_of_order",
-                        f"print {(self.last_print_ts - event.ts_event) / 1e9:.3f} s before the previous one",
-                    )
-                )
-        elif kind is Quote:
+                earlier = (self.last_print_ts - event.ts_event) / NANOSECONDS_PER_SECOND
+                problems.append(("out_of_order", f"print {earlier:.3f} s before the previous one"))
+        elif type(event) is Quote:
             if event.bid_price < 0 or event.ask_price < 0:
                 problems.append(("invalid_price", f"quote {event.bid_price}/{event.ask_price}"))
             if event.bid_size < 0 or event.ask_size < 0:
                 problems.append(("invalid_size", f"quote sizes {event.bid_size}/{event.ask_size}"))
-        elif kind is BookUpdate:
+        elif type(event) is BookUpdate:
             for price, size in (*event.bids, *event.asks):
                 if price <= 0 or size < 0:
                     problems.append(("invalid_price" if price <= 0 else "invalid_size", f"book level {price} x {size}"))
                     break
         return problems
 
-    def check(self, event: MarketEvent, session: str = "regular") -> Verdict | None:
+    def check(self, event: MarketData, session: str = "regular") -> Verdict | None:
         """None when the event is fine and changes nothing (the hot path)."""
         settings = self.settings
         ts = event.ts_event
         last = self.last_event_ts
         if (
             not self.halted
-            and self._fine(event)
+            and self._plainly_valid(event)
             and (last is None or session != "regular" or ts - last <= settings.gap_silence_ns)
         ):
             if last is None or ts > last:
@@ -156,7 +160,7 @@ class Integrity:
                 self.last_print_ts = ts
             return None
         verdict = Verdict()
-        problems = self._problems(event)
+        problems = self._problems_of(event)
         for code, detail in problems:
             verdict.issues.append(ValidationIssue(self.symbol, code, detail, ts, code in HALTING))
         if type(event) is Trade and not any(code == "out_of_order" for code, _ in problems):
@@ -170,7 +174,9 @@ class Integrity:
                 self.halted = True
                 self.halt_code = problems[0][0]
                 verdict.reset = True
-                verdict.statuses.append(self._status("monitoring_halted", ts, self.halt_code, problems[0][1]))
+                verdict.statuses.append(
+                    detector_status(self.symbol, "monitoring_halted", ts, self.halt_code, problems[0][1])
+                )
             return verdict
         if (
             session == "regular"
@@ -186,7 +192,7 @@ class Integrity:
                     ts_recv=event.ts_recv,
                     symbols=(self.symbol,),
                     code="event_silence",
-                    detail=f"no event for {(ts - self.last_event_ts) / 1e9:.1f} s",
+                    detail=f"no event for {(ts - self.last_event_ts) / NANOSECONDS_PER_SECOND:.1f} s",
                     gap_start_ns=self.last_event_ts,
                     gap_end_ns=ts,
                 )
@@ -202,13 +208,12 @@ class Integrity:
             self.halted = False
             verdict.reset = True
             verdict.statuses.append(
-                self._status(
-                    "monitoring_resumed", ts, self.halt_code, f"{settings.resume_after_ns / 1e9:.0f} s of valid data"
+                detector_status(
+                    self.symbol,
+                    "monitoring_resumed",
+                    ts,
+                    self.halt_code,
+                    f"{settings.resume_after_ns / NANOSECONDS_PER_SECOND:.0f} s of valid data",
                 )
             )
         return verdict
-
-    def _status(self, state: str, ts: int, code: str, detail: str) -> FeedStatus:
-        return FeedStatus(
-            source="detector", state=state, ts_event=ts, ts_recv=ts, symbols=(self.symbol,), code=code, detail=detail
-        )

@@ -3,10 +3,10 @@
 One aggressor's order shows as consecutive seller-initiated prints executed
 at or below the bid in force before them, at the same timestamp or as a
 sweep within ``sweep_window_ns`` of the previous print at non-increasing
-prices (design.md §3). A buy, or a sell above the bid, ends the order;
+prices (``sweep_window_ms``, default 5 ms). A buy, or a sell above the bid, ends the order;
 prints that cannot be aggressive (odd lots, auctions…) are ignored without
 ending it. An order is complete when a later event arrives beyond the sweep
-window; :meth:`TapeOrders.flush` reports it. The rules do not wait for that:
+window; :meth:`TapeOrders.order_ended_by` reports it. The rules do not wait for that:
 the print whose running size crosses the threshold raises the alert at once
 (``alerted`` records the severity raised so far).
 """
@@ -14,6 +14,7 @@ the print whose running size crosses the threshold raises the alert at once
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from orderflow_client.wire import Trade
 
@@ -32,10 +33,11 @@ class AggressiveOrder:
     prints: int
     bid_before: int
     last_ts_recv: int
-    alerted: str = ""  # "", "warning" or "critical": what the rules raised while the order was running
+    alerted: Literal["", "warning", "critical"] = ""  # what the rules raised while the order was running
 
     @property
     def vwap(self) -> int:
+        """Volume-weighted average price (nano-dollars)."""
         return self.notional // self.size if self.size else 0
 
 
@@ -78,13 +80,14 @@ class TapeOrders:
         )
         return finished
 
-    def end(self) -> AggressiveOrder | None:
-        """A print that breaks the sequence (a buy, a sell above the bid)."""
+    def end_order(self) -> AggressiveOrder | None:
+        """The current order, ended now: a print broke the sequence (a buy, a sell above the bid), the
+        windows were reset, or the input ended."""
         finished, self.current = self.current, None
         return finished
 
-    def flush(self, ts_event: int) -> AggressiveOrder | None:
-        """The current order if ``ts_event`` lies beyond its sweep window."""
+    def order_ended_by(self, ts_event: int) -> AggressiveOrder | None:
+        """The current order if ``ts_event`` lies beyond its sweep window (it is then complete)."""
         current = self.current
         if current is not None and ts_event - current.last_ts > self.sweep_window_ns:
             self.current = None

@@ -5,14 +5,16 @@ from __future__ import annotations
 import pytest
 
 from orderflow_client.wire import BookUpdate, ExitRecommendation, FeedStatus, OrderFlowAlert, Quote
-from services.detector.engine import AlertsExpired, Engine, RuleSettings
+from services.detector.engine import Engine
 from services.detector.integrity import ValidationIssue
+from services.detector.outputs import ExpiredAlerts
+from services.detector.rule_settings import RuleSettings
 from shared.config import OrderFlowConfig
 from tests.support.events import BID, MS, OPEN, T0, D, Feed, S, seconds_of_flow
 
 
 def config(**overrides) -> OrderFlowConfig:
-    """The spec's absolute thresholds: these hand-made cases are about the rules, not calibration
+    """The default absolute thresholds: these hand-made cases are about the rules, not calibration
     (tests/unit/test_profiles.py covers the adaptive mode)."""
     return OrderFlowConfig(**{"threshold_mode": "absolute", **overrides})
 
@@ -283,7 +285,7 @@ def test_alerts_spanning_the_window_edge_do_not_trigger():
     events = _large_sell_at(feed, T0) + _large_sell_at(feed, T0 + 60 * S) + _large_sell_at(feed, T0 + 121 * S)
     outputs = run(engine(), events)
     assert len(alerts(outputs)) == 3 and exits(outputs) == []
-    expired = [o for o in outputs if isinstance(o, AlertsExpired)]
+    expired = [o for o in outputs if isinstance(o, ExpiredAlerts)]
     assert expired and expired[0][0].startswith("X:large_seller:tape:")
 
 

@@ -12,14 +12,8 @@ from hypothesis import strategies as st
 
 from orderflow_client.wire import FeedStatus, OrderFlowAlert, Quote, Trade
 from services.detector.engine import Engine
-from services.detector.profiles import (
-    PROFILE_VERSION,
-    ProfileError,
-    decode_profile,
-    encode_profile,
-    tail_quantile,
-    weighted_quantile,
-)
+from services.detector.profiles import PROFILE_VERSION, ProfileError, decode_profile, encode_profile
+from services.detector.quantiles import tail_quantile, weighted_quantile
 from services.detector.rule_settings import RuleSettings
 from services.ingest.lobster import read_lobster
 from services.offline.calibrate import read_profiles, write_profile
@@ -59,7 +53,8 @@ def test_a_small_sample_is_extrapolated_never_below_its_maximum(weights):
     st.integers(1, 40),
 )
 def test_the_upper_bound_is_never_below_the_estimate_and_tightens_with_more_observations(weights, q, more):
-    """The same sample seen ``more`` times over: the bound can only come down toward the estimate, which it never undercuts."""
+    """The same sample seen ``more`` times over: the bound can only come down toward the estimate, which it
+    never undercuts."""
     bound = tail_quantile(weights, q, 0.95)
     assert bound >= tail_quantile(weights, q)
     repeated = {value: count * more for value, count in weights.items()}
@@ -139,7 +134,7 @@ def test_a_stock_with_no_history_starts_on_absolute_thresholds_and_says_so_then_
         outputs += engine.process(feed.quote(ts + S))
         sizes[size] = sizes.get(size, 0) + 1
     statuses = [o for o in outputs if isinstance(o, FeedStatus)]
-    first_alert = [o for o in outputs if isinstance(o, OrderFlowAlert)][0]
+    first_alert = next(o for o in outputs if isinstance(o, OrderFlowAlert))
     assert (statuses[0].state, statuses[0].code) == ("calibrating", "no_profile") and "absolute" in statuses[0].detail
     assert first_alert.evidence["threshold"] == 10_000 and first_alert.evidence["threshold_source"] == "absolute"
     calibrated = [s for s in statuses if s.state == "calibrated"]
@@ -151,7 +146,7 @@ def test_a_stock_with_no_history_starts_on_absolute_thresholds_and_says_so_then_
     assert symbol.thresholds.source == "session_start" and symbol.thresholds.large_order_size == expected
     late = start + 30 * 60 * S
     after = engine.process(feed.trade(late, 50 * D, expected)) + engine.process(feed.quote(late + S))
-    alert = [o for o in after if isinstance(o, OrderFlowAlert)][0]
+    alert = next(o for o in after if isinstance(o, OrderFlowAlert))
     assert alert.evidence == {
         **alert.evidence,
         "threshold": expected,
@@ -188,7 +183,7 @@ def test_an_override_still_calibrates_and_keeps_its_own_size():
         outputs += engine.process(feed.quote(ts + 2 * S))  # completes the order
     states = [(o.state, o.code) for o in outputs if isinstance(o, FeedStatus) and o.state.startswith("calibrat")]
     assert states == [("calibrating", "no_profile"), ("calibrated", "override")]
-    alert = [o for o in outputs if isinstance(o, OrderFlowAlert)][0]
+    alert = next(o for o in outputs if isinstance(o, OrderFlowAlert))
     assert (
         alert.order_size == 5_000
         and alert.evidence["threshold"] == 5_000
@@ -200,7 +195,7 @@ def test_an_invalid_event_from_the_future_does_not_start_a_new_day():
     feed = Feed("X")
     engine = Engine(RuleSettings.from_config(OrderFlowConfig()))
     engine.process(feed.quote(OPEN + S))
-    day_end = engine.symbols["X"].day_end
+    day_end = engine.symbols["X"].lifecycle.day_end
     bad = Quote(
         symbol="X",
         ts_event=OPEN + 3 * 86_400 * S,
@@ -212,4 +207,9 @@ def test_an_invalid_event_from_the_future_does_not_start_a_new_day():
         ask_size=100,
     )
     engine.process(bad)  # stamped three days ahead of its arrival: a validation error, not a new trading day
-    assert engine.symbols["X"].day_end == day_end and engine.symbols["X"].recorder.day == "2026-11-24"
+    lifecycle = engine.symbols["X"].lifecycle
+    assert (
+        lifecycle.day_end == day_end
+        and lifecycle.day_recorder is not None
+        and lifecycle.day_recorder.day == "2026-11-24"
+    )

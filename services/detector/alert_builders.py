@@ -1,0 +1,210 @@
+"""Building what the rules publish: alerts, exit recommendations and the detector's own statuses.
+
+The rules (:mod:`services.detector.engine`, :mod:`services.detector.exits`)
+decide *when* and *how severe*; this module decides what the message says:
+its deterministic id (derived from the triggering events, so a replay or a
+redelivery gives the same id), its evidence and its reasoning. Keeping every
+id format in one place keeps them stable. Prices in nano-dollars, times in ns
+of event time. Sample ids::
+
+    AIG:large_seller:tape:1381152600123456789:52983525027888
+    AIG:large_seller:tape:1381152600123456789:52983525027888:critical
+    AIG:large_seller:book:49870000000:1381152660000000000
+    AIG:red_burst:1381155300:warning
+    AIG:exit:large_sellers:<the third seller's alert id>
+    AIG:exit:red_burst:<the critical burst's alert id>
+"""
+
+from __future__ import annotations
+
+from orderflow_client.prices import format_price
+from orderflow_client.timestamps import NANOSECONDS_PER_MILLISECOND, NANOSECONDS_PER_SECOND, ns_to_utc_iso
+from orderflow_client.wire import (
+    EvidenceValue,
+    ExitRecommendation,
+    FeedState,
+    FeedStatus,
+    OrderFlowAlert,
+    Severity,
+    Trade,
+    TradingSession,
+)
+from services.detector.book import Appearance
+from services.detector.bursts import BurstSignal
+from services.detector.tape import AggressiveOrder
+
+Evidence = dict[str, EvidenceValue]
+
+
+def large_order_alert(
+    symbol: str,
+    order: AggressiveOrder,
+    severity: Severity,
+    session: TradingSession,
+    threshold_evidence: Evidence,
+    *,
+    escalation: bool,
+) -> OrderFlowAlert:
+    """An aggressive sell order whose running size crossed the threshold. Its id is its first print's
+    (``SYM:large_seller:tape:<first ts>:<first trade id>``); an ``escalation`` (a warning order now
+    critical) adds ``:critical`` and names the first alert in ``evidence["escalates"]``."""
+    first_id = f"{symbol}:large_seller:tape:{order.first_ts}:{order.first_trade_id}"
+    evidence: Evidence = {
+        "vwap": format_price(order.vwap),
+        "worst_price": format_price(order.worst_price),
+        "bid_before": format_price(order.bid_before),
+        "prints": order.prints,
+        "duration_ms": round((order.last_ts - order.first_ts) / NANOSECONDS_PER_MILLISECOND, 3),
+        "first_ts_utc": ns_to_utc_iso(order.first_ts),
+        **threshold_evidence,
+    }
+    if escalation:
+        evidence["escalates"] = first_id  # the same seller, now critical: not another seller for the exit rule
+    return OrderFlowAlert(
+        id=f"{first_id}:critical" if escalation else first_id,
+        symbol=symbol,
+        alert_type="large_seller",
+        severity=severity,
+        source="tape",
+        ts_event=order.last_ts,
+        ts_recv=order.last_ts_recv,
+        timestamp_utc=ns_to_utc_iso(order.last_ts),
+        order_size=order.size,
+        price_level=order.worst_price,
+        session=session,
+        evidence=evidence,
+    )
+
+
+def large_offer_alert(
+    symbol: str,
+    appearance: Appearance,
+    ts: int,
+    ts_recv: int,
+    severity: Severity,
+    session: TradingSession,
+    threshold_evidence: Evidence,
+    *,
+    two_sided: bool,
+    largest_bid: int,
+) -> OrderFlowAlert:
+    """A large offer that rested long enough, as of ``ts`` (``SYM:large_seller:book:<price>:<since ts>``)."""
+    return OrderFlowAlert(
+        id=f"{symbol}:large_seller:book:{appearance.price}:{appearance.start_ts}",
+        symbol=symbol,
+        alert_type="large_seller",
+        severity=severity,
+        source="book",
+        ts_event=ts,
+        ts_recv=ts_recv,
+        timestamp_utc=ns_to_utc_iso(ts),
+        order_size=appearance.size,
+        price_level=appearance.price,
+        two_sided=two_sided,
+        session=session,
+        evidence={
+            "rested_seconds": round((ts - appearance.start_ts) / NANOSECONDS_PER_SECOND, 3),
+            "since_utc": ns_to_utc_iso(appearance.start_ts),
+            "largest_bid": largest_bid,
+            **threshold_evidence,
+        },
+    )
+
+
+def red_burst_alert(
+    symbol: str,
+    signal: BurstSignal,
+    trade: Trade,
+    session: TradingSession,
+    *,
+    threshold: float,
+    spike_seconds: int,
+    baseline_seconds: int,
+) -> OrderFlowAlert:
+    """A red burst raised at ``trade`` (``SYM:red_burst:<episode second>:<severity>``)."""
+    reading = signal.reading
+    return OrderFlowAlert(
+        id=f"{symbol}:red_burst:{signal.episode_second}:{signal.severity}",
+        symbol=symbol,
+        alert_type="red_burst",
+        severity=signal.severity,
+        source="tape",
+        ts_event=trade.ts_event,
+        ts_recv=trade.ts_recv,
+        timestamp_utc=ns_to_utc_iso(trade.ts_event),
+        order_size=reading.spike_volume,
+        price_level=trade.price,
+        volume_ratio=round(reading.ratio, 4),
+        sell_ratio=round(reading.sell_ratio, 4),
+        session=session,
+        evidence={
+            "spike_volume": reading.spike_volume,
+            "baseline_average": round(reading.baseline_average, 1),
+            "sell_volume": reading.sell_volume,
+            "buy_volume": reading.buy_volume,
+            "spike_seconds": spike_seconds,
+            "baseline_seconds": baseline_seconds,
+            "threshold": threshold,
+            "threshold_source": "intraday_curve" if reading.curve_factor != 1.0 else "trailing_baseline",
+            "curve_factor": round(reading.curve_factor, 3),
+        },
+    )
+
+
+def large_sellers_exit(trigger: OrderFlowAlert, alerts: list[OrderFlowAlert], window_ns: int) -> ExitRecommendation:
+    """The exit recommendation of a large-seller episode, raised by ``trigger`` (the last of ``alerts``)."""
+    total = sum(alert.order_size for alert in alerts)
+    span = (alerts[-1].ts_event - alerts[0].ts_event) / NANOSECONDS_PER_SECOND
+    parts = ", ".join(f"{alert.order_size:,} @ {format_price(alert.price_level)} ({alert.source})" for alert in alerts)
+    reasoning = (
+        f"{len(alerts)} large sellers within {span:.0f} s (window {window_ns // NANOSECONDS_PER_SECOND} s): {parts}; "
+        f"{total:,} shares sold aggressively into the bid. Institutional selling pressure: consider exiting "
+        f"or tightening the stop."
+    )
+    return ExitRecommendation(
+        id=f"{trigger.symbol}:exit:large_sellers:{trigger.id}",
+        symbol=trigger.symbol,
+        trigger="large_sellers",
+        ts_event=trigger.ts_event,
+        ts_recv=trigger.ts_recv,
+        timestamp_utc=ns_to_utc_iso(trigger.ts_event),
+        alert_ids=tuple(alert.id for alert in alerts),
+        reasoning=reasoning,
+        severity="critical",
+        session=trigger.session,
+        evidence={
+            "alerts": len(alerts),
+            "shares": total,
+            "span_seconds": round(span, 3),
+            "lowest_price": format_price(min(alert.price_level for alert in alerts)),
+        },
+    )
+
+
+def red_burst_exit(alert: OrderFlowAlert) -> ExitRecommendation:
+    """The exit recommendation of a critical red burst."""
+    reasoning = (
+        f"Red burst: volume {alert.volume_ratio:.1f}x the 5-minute average with {alert.sell_ratio:.0%} of it "
+        f"sold aggressively. Panic selling: consider exiting or tightening the stop."
+    )
+    return ExitRecommendation(
+        id=f"{alert.symbol}:exit:red_burst:{alert.id}",
+        symbol=alert.symbol,
+        trigger="red_burst",
+        ts_event=alert.ts_event,
+        ts_recv=alert.ts_recv,
+        timestamp_utc=alert.timestamp_utc,
+        alert_ids=(alert.id,),
+        reasoning=reasoning,
+        severity="critical",
+        session=alert.session,
+        evidence={"volume_ratio": round(alert.volume_ratio, 3), "sell_ratio": round(alert.sell_ratio, 3)},
+    )
+
+
+def detector_status(symbol: str, state: FeedState, ts: int, code: str, detail: str) -> FeedStatus:
+    """A status the detector publishes about one symbol as of event time ``ts`` (monitoring halted or
+    resumed, thresholds calibrating or calibrated)."""
+    return FeedStatus(
+        source="detector", state=state, ts_event=ts, ts_recv=ts, symbols=(symbol,), code=code, detail=detail
+    )
