@@ -1,0 +1,86 @@
+"""``orderflow risk-manager``: a stand-in bot that follows the exit recommendations of the open positions.
+
+It reads the position registry (again every second, so a position opened or closed while it runs is followed),
+receives recommendations through :class:`orderflow_client.risk.RiskManagerClient` (each handled once per bot
+name, across restarts), evaluates each against the position and the last trade price with the reference
+evaluator, and logs the decision (``order_flow.exit_signal_triggered``); ``say`` gets one line per decision,
+e.g. ``AAPL: exit (red burst, 3 sellers)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from orderflow_client.bus.calls import OUTAGE_ERRORS
+from orderflow_client.bus.connection import Bus
+from orderflow_client.decisions import evaluate, last_trade_price, log_decision
+from orderflow_client.logs import get_logger
+from orderflow_client.positions import PositionRegistry
+from orderflow_client.risk import ClientStats, RiskManagerClient
+from orderflow_client.wire import ExitRecommendation
+
+HELD_REFRESH_SECONDS = 1.0
+"""How often the set of held symbols is read again from the registry."""
+
+log = get_logger("risk_manager")
+
+
+async def run_stand_in_bot(
+    bus: Bus,
+    stop: asyncio.Event,
+    *,
+    name: str,
+    signing_keys: dict[str, bytes] | None,
+    max_age_seconds: float,
+    say: Callable[[str], None],
+) -> ClientStats:
+    """Follow recommendations until ``stop`` is set; logs ``order_flow.risk_manager_started`` and
+    ``order_flow.risk_manager_stopped``. ``signing_keys`` (key id → key) None accepts unsigned ones."""
+    registry = PositionRegistry(bus)
+    held: set[str] = set(await registry.symbols())
+
+    async def on_exit(recommendation: ExitRecommendation) -> None:
+        positions = {position.symbol: position for position in await registry.list()}
+        position = positions.get(recommendation.symbol)
+        price = await last_trade_price(bus, recommendation.symbol)
+        if position is None or price is None:
+            log.warning(
+                "order_flow.recommendation_ignored",
+                id=recommendation.id,
+                symbol=recommendation.symbol,
+                reason="no open position" if position is None else "no last price",
+            )
+            return
+        decision = evaluate(recommendation, position, price)
+        log_decision(recommendation, position, price, decision)
+        say(f"{recommendation.symbol}: {decision.action} ({decision.reasons[0]})")
+
+    async def refresh_held() -> None:
+        while not stop.is_set():
+            try:
+                symbols = await registry.symbols()
+            except OUTAGE_ERRORS:  # Redis away: keep the positions last read (the client reports the outage)
+                symbols = list(held)
+            held.clear()
+            held.update(symbols)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=HELD_REFRESH_SECONDS)
+
+    client = RiskManagerClient(
+        bus, name=name, held_symbols=lambda: held, signing_keys=signing_keys, max_age_seconds=max_age_seconds
+    )
+    log.info("order_flow.risk_manager_started", name=name, bus=bus.description, held=sorted(held))
+    refresher = asyncio.ensure_future(refresh_held())
+    try:
+        stats = await client.run(stop, on_exit=on_exit)
+    finally:
+        await refresher
+    log.info(
+        "order_flow.risk_manager_stopped",
+        handled=stats.handled,
+        duplicates=stats.duplicates,
+        unmonitored=sorted(stats.unmonitored),
+    )
+    return stats
