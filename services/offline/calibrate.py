@@ -4,7 +4,7 @@ History comes from files (any ``--format`` analyze reads) or from Polygon
 REST (``/v3/trades`` and ``/v3/quotes`` of each of the last ``--days``
 trading days, through :class:`services.ingest.polygon_rest_client.PolygonRest`).
 Either way the events run through the same normaliser and rules engine as
-live detection, whose :class:`~services.detector.profiles.DayRecorder`
+live detection, whose :class:`~services.detector.day_recorder.DayRecorder`
 sums up each regular session, so a profile means exactly what the rules
 measure. Profiles are stored as JSON under ``orderflow:profile:{SYM}``
 (:class:`services.detector.profile_store.ProfileStore`) and, with ``--out``, written to ``SYM.json``.
@@ -22,12 +22,14 @@ import pandas_market_calendars as market_calendars
 
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns, ns_to_utc_iso
 from orderflow_client.wire import MarketEvent
-from services.detector.engine import Engine, RuleSettings
+from services.detector.engine import Engine
 from services.detector.profiles import SymbolProfile, build_profile, decode_profile, encode_profile
+from services.detector.rule_settings import RuleSettings
 from services.ingest.normalise import Normaliser, normalised
 from services.ingest.polygon_rest_client import PolygonRest
 from services.ingest.polygon_rest_parse import parse_quotes_page, parse_trades_page
 from services.ingest.rejects import Reject, RejectCounter
+from services.ingest.sources import read_events
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
 
@@ -47,10 +49,9 @@ def profiles_from_events(
     conditions = conditions or ConditionTable.bundled()
     adaptive = config.model_copy(update={"threshold_mode": "adaptive"})
     engine = Engine(RuleSettings.from_config(adaptive), conditions, config=adaptive, profile_source=source)
-    count = 0
-    for event in normalised(events, Normaliser(conditions, method=config.side_method), rejects or RejectCounter()):
+    events_read = normalised(events, Normaliser(conditions, method=config.side_method), rejects or RejectCounter())
+    for count, event in enumerate(events_read, start=1):
         engine.process(event)
-        count += 1
         if on_progress is not None and count % 10_000 == 0:
             on_progress(10_000)
     built = ns_to_utc_iso(now_ns())
@@ -61,6 +62,54 @@ def profiles_from_events(
             profiles[symbol] = build_profile(
                 symbol, sessions, source=source, built_utc=built, profile_days=config.profile_days
             )
+    return profiles
+
+
+def profiles_from_files(
+    format: str,
+    paths: list[Path],
+    symbols: list[str],
+    config: OrderFlowConfig,
+    *,
+    conditions: ConditionTable | None = None,
+    rejects: RejectCounter | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict[str, SymbolProfile]:
+    """The profiles of ``symbols`` (every symbol when empty) from history files of one ``format``."""
+    events: Iterable[MarketEvent | Reject] = read_events(format, paths)
+    if symbols:
+        events = (event for event in events if getattr(event, "symbol", None) in symbols)
+    return profiles_from_events(
+        events, config, source="files", conditions=conditions, rejects=rejects, on_progress=on_progress
+    )
+
+
+def profiles_from_rest(
+    rest: PolygonRest,
+    symbols: list[str],
+    last: date,
+    days: int,
+    config: OrderFlowConfig,
+    *,
+    conditions: ConditionTable | None = None,
+    rejects: RejectCounter | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict[str, SymbolProfile]:
+    """The profiles of ``symbols`` from Polygon REST: their trades and quotes of the ``days`` trading days up to
+    ``last``. Raises :class:`services.ingest.polygon_rest_client.RestError` when REST fails."""
+    multiplier = config.round_lot_size if config.quote_size_unit == "round_lots" else 1
+    profiles: dict[str, SymbolProfile] = {}
+    for symbol in symbols:
+        history = (
+            event
+            for day in trading_days(last, days)
+            for event in rest_events(rest, symbol, day, quote_size_multiplier=multiplier)
+        )
+        profiles.update(
+            profiles_from_events(
+                history, config, source="rest", conditions=conditions, rejects=rejects, on_progress=on_progress
+            )
+        )
     return profiles
 
 
@@ -117,3 +166,53 @@ def read_profiles(paths: Iterable[Path]) -> dict[str, SymbolProfile]:
         profile = decode_profile(path.read_bytes())
         profiles[profile.symbol] = profile
     return profiles
+
+
+class ProfileSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """One calibrated symbol as ``orderflow calibrate`` lists it: sizes in shares, the spread in bps."""
+
+    symbol: str
+    first_day: str  # ISO New York dates of the first and last session
+    last_day: str
+    sessions: int
+    large_order_shares: int  # the order size at quantile 0.999 (0 when not fitted)
+    large_offer_shares: int  # the displayed size at quantile 0.999
+    daily_volume: int
+    spread_bps: float
+    has_volume_curve: bool  # False: no full session to take the intraday curve from
+
+
+class CalibrationReport(msgspec.Struct, kw_only=True):
+    """What a calibration built: each profile's summary (by symbol), rejects by code, the symbols asked for that
+    had no regular-session history."""
+
+    profiles: list[ProfileSummary]
+    rejects_by_code: dict[str, int]
+    missing: list[str]
+
+
+def calibration_report(
+    profiles: dict[str, SymbolProfile], rejects: RejectCounter, wanted: list[str]
+) -> CalibrationReport:
+    summaries = []
+    for symbol, built in sorted(profiles.items()):
+        orders = dict(built.order_size_quantiles)
+        offers = dict(built.offer_size_quantiles)
+        summaries.append(
+            ProfileSummary(
+                symbol=symbol,
+                first_day=built.first_day,
+                last_day=built.last_day,
+                sessions=len(built.days),
+                large_order_shares=orders.get(0.999, 0),
+                large_offer_shares=offers.get(0.999, 0),
+                daily_volume=built.daily_volume,
+                spread_bps=built.spread_bps,
+                has_volume_curve=bool(built.volume_curve),
+            )
+        )
+    return CalibrationReport(
+        profiles=summaries,
+        rejects_by_code=dict(rejects.by_code),
+        missing=[symbol for symbol in wanted if symbol not in profiles],
+    )

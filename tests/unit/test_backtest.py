@@ -6,23 +6,13 @@ import math
 
 import pytest
 
-from services.offline.backtest import (
-    BacktestSettings,
-    Collected,
-    PriceTape,
-    Signal,
-    collect,
-    follow_exits,
-    outcome,
-    parse_sweep,
-    positions_from_open,
-    read_positions,
-    report,
-    split_days,
-    sweep,
-    versus_chance,
-    wilson,
-)
+from services.offline.backtest.collect import Collected, PriceTape, Signal, collect
+from services.offline.backtest.exits import follow_exits
+from services.offline.backtest.models import BacktestSettings, ExitedTrade, HorizonSaving
+from services.offline.backtest.positions import positions_from_open, read_positions
+from services.offline.backtest.report import report
+from services.offline.backtest.statistics import outcome, versus_chance, wilson
+from services.offline.backtest.sweep import parse_sweep, split_days, sweep
 from shared.config import OrderFlowConfig
 from tests.support.events import OPEN, D, Feed, S, seconds_of_flow
 
@@ -50,19 +40,17 @@ def test_a_planted_fall_after_a_signal_scores_exactly():
     result = outcome(tape, signal.ts, 300, 10.0)
     assert result.forward_bps == pytest.approx(-100.0) and result.hit and result.lead_seconds == 120.0
     table = versus_chance([signal], {("X", DAY): tape}, SETTINGS)
-    row = table["by_kind"]["exit"]["300"]
+    row = table.by_kind["exit"]["300"]
     # base: every 30 s from 09:30:30 while t + 300 s ≤ close → 770 moments; the 10 in [10:27:00, 10:32:00) saw the fall
-    assert table["base_samples"]["300"] == 770
-    assert row["base_mean_forward_bps"] == round(-100 * 10 / 770, 2) and row["base_hit_rate"] == round(10 / 770, 4)
-    assert row["signals"] == 1 and row["mean_forward_bps"] == -100.0 and row["hit_rate"] == 1.0
-    assert row["lift"] == round(77.0, 3) and row["lead_seconds_median"] == 120.0
-    assert row["hit_rate_ci95"] == [round(v, 4) for v in wilson(1, 1)]
-    assert row["difference_bps"] == round(-100 + 100 * 10 / 770, 2)
-    assert row["difference_ci95_bps"] == [None, None]  # one signal: no interval to speak of
+    assert table.base_samples["300"] == 770
+    assert row.base_mean_forward_bps == round(-100 * 10 / 770, 2) and row.base_hit_rate == round(10 / 770, 4)
+    assert row.signals == 1 and row.mean_forward_bps == -100.0 and row.hit_rate == 1.0
+    assert row.lift == round(77.0, 3) and row.lead_seconds_median == 120.0
+    assert row.hit_rate_ci95 == tuple(round(v, 4) for v in wilson(1, 1))
+    assert row.difference_bps == round(-100 + 100 * 10 / 770, 2)
+    assert row.difference_ci95_bps == (None, None)  # one signal: no interval to speak of
     # within 30 s nothing happened after the signal
-    assert (
-        table["by_kind"]["exit"]["30"]["mean_forward_bps"] == 0.0 and table["by_kind"]["exit"]["30"]["hit_rate"] == 0.0
-    )
+    assert table.by_kind["exit"]["30"].mean_forward_bps == 0.0 and table.by_kind["exit"]["30"].hit_rate == 0.0
 
 
 def test_following_the_planted_exit_saves_what_the_fall_cost():
@@ -70,28 +58,28 @@ def test_following_the_planted_exit_saves_what_the_fall_cost():
     tapes = {("X", DAY): tape}
     exit_signal = Signal("exit", "X", OPEN + 3600 * S, "X:exit:1")
     result = follow_exits(positions_from_open(tapes), [exit_signal], tapes, SETTINGS)
-    trade = result["trades"][0]
+    trade = result.trades[0]
+    assert isinstance(trade, ExitedTrade)
     entry = 50 * D + CENT  # bought at the ask of the first quote
-    assert trade["entry_price"] == entry and trade["exit_bid"] == 50 * D - CENT and trade["held_exit_reason"] == "close"
-    assert trade["exited_bps"] == round(((50 * D - CENT) / entry - 1) * 1e4, 2)
-    assert trade["held_bps"] == round(((49 * D + 49 * CENT) / entry - 1) * 1e4, 2)
-    assert (
-        trade["saved_vs_hold_bps"] == round(trade["exited_bps"] - trade["held_bps"], 2)
-        and trade["saved_vs_hold_bps"] > 99
-    )
-    # versus holding 5 minutes, marked at the mid: the bid now (49.99) against the mid then (49.50), over the mid now (50.00)
-    assert trade["versus_holding"]["300"] == {"saved_net_bps": 98.0, "false_positive": False}
+    assert trade.entry_price == entry and trade.exit_bid == 50 * D - CENT and trade.held_exit_reason == "close"
+    assert trade.exited_bps == round(((50 * D - CENT) / entry - 1) * 1e4, 2)
+    assert trade.held_bps == round(((49 * D + 49 * CENT) / entry - 1) * 1e4, 2)
+    assert trade.saved_vs_hold_bps == round(trade.exited_bps - trade.held_bps, 2) and trade.saved_vs_hold_bps > 99
+    # versus holding 5 minutes, marked at the mid: the bid now (49.99) against the mid then (49.50), over the mid
+    # now (50.00)
+    assert trade.versus_holding["300"] == HorizonSaving(saved_net_bps=98.0, false_positive=False)
     # versus holding 30 s: nothing moved, so the exit cost exactly the half spread (1 cent of 50.00 = 2 bps)
-    assert trade["versus_holding"]["30"] == {"saved_net_bps": -2.0, "false_positive": False}
-    assert trade["half_spread_bps"] == 2.0 and trade["profitable"] is False
-    assert trade["drawdown_held_bps"] == round((entry - 49.5 * D) / entry * 1e4, 2)
-    assert trade["drawdown_exited_bps"] == round((entry - 50 * D) / entry * 1e4, 2)
-    assert result["summary"]["exited"] == 1 and result["summary"]["by_horizon"]["300"]["saved_net_bps_mean"] == 98.0
-    # chance: selling at a random moment of the session instead (every 30 s after entry): before 10:32 the bid is 49.99, after 49.49
+    assert trade.versus_holding["30"] == HorizonSaving(saved_net_bps=-2.0, false_positive=False)
+    assert trade.half_spread_bps == 2.0 and trade.profitable is False
+    assert trade.drawdown_held_bps == round((entry - 49.5 * D) / entry * 1e4, 2)
+    assert trade.drawdown_exited_bps == round((entry - 50 * D) / entry * 1e4, 2)
+    assert result.summary.exited == 1 and result.summary.by_horizon["300"].saved_net_bps_mean == 98.0
+    # chance: selling at a random moment of the session instead (every 30 s after entry): before 10:32 the bid is
+    # 49.99, after 49.49
     before = len(range(30, 3720, 30))
     after = len(range(3720, 23_400, 30))
     expected = (before * (50 * D - CENT - (49 * D + 49 * CENT))) / (before + after) / entry * 1e4
-    assert trade["chance_saved_vs_hold_bps"] == round(expected, 2)
+    assert trade.chance_saved_vs_hold_bps == round(expected, 2)
 
 
 def test_a_stop_ends_holding_at_the_first_bid_through_it(tmp_path):
@@ -102,9 +90,10 @@ def test_a_stop_ends_holding_at_the_first_bid_through_it(tmp_path):
     assert positions[0].entry_ns == OPEN + 900 * S and positions[0].stop == 49 * D + 80 * CENT  # naive time = New York
     tape = flat_then_fall(OPEN + 3720 * S)
     result = follow_exits(positions, [], {("X", DAY): tape}, SETTINGS)
-    trade = result["trades"][0]
-    assert trade["held_exit_reason"] == "stop" and trade["held_exit_ns"] == OPEN + 3720 * S and "exit_id" not in trade
-    assert result["summary"]["exited"] == 0 and result["summary"]["profitable_exits_share"] is None
+    trade = result.trades[0]
+    assert trade.held_exit_reason == "stop" and trade.held_exit_ns == OPEN + 3720 * S
+    assert not isinstance(trade, ExitedTrade)
+    assert result.summary.exited == 0 and result.summary.profitable_exits_share is None
 
 
 def test_a_false_positive_exit_is_one_the_price_rose_after():
@@ -113,8 +102,11 @@ def test_a_false_positive_exit_is_one_the_price_rose_after():
     tape.add(OPEN + 3660 * S, 50 * D + 20 * CENT, 50 * D + 22 * CENT)  # +42 bps a minute after the exit
     tapes = {("X", DAY): tape}
     result = follow_exits(positions_from_open(tapes), [Signal("exit", "X", OPEN + 3600 * S, "e")], tapes, SETTINGS)
-    assert result["trades"][0]["versus_holding"]["300"]["false_positive"] is True
-    assert result["summary"]["by_horizon"]["300"]["false_positive_share"] == 1.0
+    trade = result.trades[0]
+    assert isinstance(trade, ExitedTrade)
+    saving = trade.versus_holding["300"]
+    assert saving is not None and saving.false_positive is True
+    assert result.summary.by_horizon["300"].false_positive_share == 1.0
 
 
 # --- a day with no signal, a signal at the close ------------------------------------------------------
@@ -124,28 +116,22 @@ def test_a_day_with_no_signal_reports_no_signal_and_no_exit():
     tapes = {("X", DAY): flat_then_fall(OPEN + 3720 * S)}
     found = Collected(tapes=tapes)
     document = report(found, SETTINGS)
-    assert document["versus_chance"]["by_kind"] == {} and document["versus_chance"]["base_samples"]["300"] == 770
-    assert document["per_day"] == {}
-    assert (
-        document["following_exits"]["summary"]["positions"] == 1
-        and document["following_exits"]["summary"]["exited"] == 0
-    )
+    assert document.versus_chance.by_kind == {} and document.versus_chance.base_samples["300"] == 770
+    assert document.per_day == {}
+    assert document.following_exits.summary.positions == 1 and document.following_exits.summary.exited == 0
 
 
 def test_a_signal_at_the_close_is_censored_beyond_it_and_scored_within_it():
     tape = flat_then_fall(None)
     late = Signal("exit", "X", CLOSE - 60 * S, "late")
-    table = versus_chance([late], {("X", DAY): tape}, SETTINGS)["by_kind"]["exit"]
-    assert table["30"]["signals"] == 1 and table["30"]["censored_past_close"] == 0
-    assert (
-        table["300"]["signals"] == 0
-        and table["300"]["censored_past_close"] == 1
-        and table["300"]["mean_forward_bps"] is None
-    )
+    table = versus_chance([late], {("X", DAY): tape}, SETTINGS).by_kind["exit"]
+    assert table["30"].signals == 1 and table["30"].censored_past_close == 0
+    assert table["300"].signals == 0 and table["300"].censored_past_close == 1 and table["300"].mean_forward_bps is None
     tapes = {("X", DAY): tape}
-    trade = follow_exits(positions_from_open(tapes), [late], tapes, SETTINGS)["trades"][0]
+    trade = follow_exits(positions_from_open(tapes), [late], tapes, SETTINGS).trades[0]
+    assert isinstance(trade, ExitedTrade)
     assert (
-        trade["versus_holding"]["300"] is None and trade["saved_vs_hold_bps"] == 0.0
+        trade.versus_holding["300"] is None and trade.saved_vs_hold_bps == 0.0
     )  # sold at the same bid as at the close
 
 
@@ -202,14 +188,12 @@ def test_the_held_out_split_never_scores_a_day_it_ranked_on():
         return found
 
     result = sweep(parse_sweep(["choice=bad,good"]), run, test_days=1, horizon=300)
-    assert result["train_days"] == ["2026-11-23"] and result["test_days"] == ["2026-11-24"]
-    ranked = result["ranked_by_train"]
-    assert [r["settings"]["choice"] for r in ranked] == ["good", "bad"]  # ranked on the training day only
-    assert (
-        ranked[0]["train"]["saved_net_bps_mean"] > 0 > ranked[0]["test"]["saved_net_bps_mean"]
-    )  # and honestly scored after
-    assert (
-        ranked[0]["test"]["base_saved_net_bps_mean"] == -2.0
-    )  # chance: exit anywhere on a flat day, pay the half spread
+    assert result.train_days == ["2026-11-23"] and result.test_days == ["2026-11-24"]
+    ranked = result.ranked_by_train
+    assert [r.settings["choice"] for r in ranked] == ["good", "bad"]  # ranked on the training day only
+    train_saved, test_saved = ranked[0].train.saved_net_bps_mean, ranked[0].test.saved_net_bps_mean
+    assert train_saved is not None and test_saved is not None
+    assert train_saved > 0 > test_saved  # and honestly scored after
+    assert ranked[0].test.base_saved_net_bps_mean == -2.0  # chance: exit anywhere on a flat day, pay the half spread
     with pytest.raises(ValueError, match="key=value"):
         parse_sweep(["large_order_quantile"])

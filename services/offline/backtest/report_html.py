@@ -4,13 +4,18 @@ No network, no external script: the findings are embedded as JSON and a
 small inline script draws the charts as SVG when the page opens (each chart
 marks itself ``data-drawn="1"`` once drawn, which the browser test checks).
 Tables are rendered here, so the numbers read even with scripts off. Times
-are New York exchange time, labelled.
+are New York exchange time, labelled. The script and the page template are kept as served, long lines and all
+(``noqa: E501`` on those two strings): wrapping them would change the page's bytes.
 """
 
 from __future__ import annotations
 
 import html
 import json
+
+import msgspec
+
+from services.offline.backtest.models import BacktestReport, Interval, SessionChart
 
 KIND_NAMES = {
     "exit": "exit recommendation",
@@ -106,48 +111,52 @@ const perDay=document.getElementById('per-day');
   svg.setAttribute('data-drawn','1');
 }
 document.body.setAttribute('data-charts-drawn',document.querySelectorAll('svg.chart[data-drawn="1"]').length);
-"""
+"""  # noqa: E501  (the page's script, byte for byte as served)
 
 
-def _cell(value, suffix: str = "") -> str:
+def _cell(value: object, suffix: str = "") -> str:
     return (
         "–" if value is None else f"{value:g}{suffix}" if isinstance(value, (int, float)) else html.escape(str(value))
     )
 
 
-def _interval(pair, suffix: str = "") -> str:
+def _interval(pair: Interval, suffix: str = "") -> str:
     return "–" if not pair or pair[0] is None else f"[{pair[0]:g}, {pair[1]:g}]{suffix}"
 
 
-def render(document: dict, sessions: list[dict], distributions: dict, horizon: int) -> str:
-    """The page for ``document`` (from :func:`services.offline.backtest.report`)."""
-    versus = document["versus_chance"]["by_kind"]
+def render_page(
+    findings: BacktestReport, sessions: list[SessionChart], distributions: dict[str, list[float]], horizon: int
+) -> str:
+    """The page for ``findings`` (from :func:`services.offline.backtest.report.report`), its charts drawn from
+    ``sessions`` and the forward-return ``distributions`` at ``horizon`` seconds."""
+    versus = findings.versus_chance.by_kind
     rows = []
     for kind, by_horizon in versus.items():
         for hz, r in by_horizon.items():
-            difference = r["difference_bps"]
-            tone = "good" if r["difference_ci95_bps"][1] is not None and r["difference_ci95_bps"][1] < 0 else ""
+            tone = "good" if r.difference_ci95_bps[1] is not None and r.difference_ci95_bps[1] < 0 else ""
             rows.append(
-                f"<tr><td>{KIND_NAMES.get(kind, kind)}</td><td>{hz} s</td><td>{r['signals']}</td><td>{r['censored_past_close']}</td>"
-                f"<td>{_cell(r['mean_forward_bps'])}</td><td>{_cell(r['base_mean_forward_bps'])}</td>"
-                f"<td class='{tone}'>{_cell(difference)} {_interval(r['difference_ci95_bps'])}</td>"
-                f"<td>{_cell(r['hit_rate'])} {_interval(r['hit_rate_ci95'])}</td>"
-                f"<td>{_cell(r['base_hit_rate'])} {_interval(r['base_hit_rate_ci95'])}</td><td>{_cell(r['lift'])}</td>"
-                f"<td>{_cell(r['lead_seconds_median'])}</td></tr>"
+                f"<tr><td>{KIND_NAMES.get(kind, kind)}</td><td>{hz} s</td><td>{r.signals}</td>"
+                f"<td>{r.censored_past_close}</td>"
+                f"<td>{_cell(r.mean_forward_bps)}</td><td>{_cell(r.base_mean_forward_bps)}</td>"
+                f"<td class='{tone}'>{_cell(r.difference_bps)} {_interval(r.difference_ci95_bps)}</td>"
+                f"<td>{_cell(r.hit_rate)} {_interval(r.hit_rate_ci95)}</td>"
+                f"<td>{_cell(r.base_hit_rate)} {_interval(r.base_hit_rate_ci95)}</td><td>{_cell(r.lift)}</td>"
+                f"<td>{_cell(r.lead_seconds_median)}</td></tr>"
             )
-    summary = document["following_exits"]["summary"]
+    summary = findings.following_exits.summary
     horizon_rows = "".join(
-        f"<tr><td>{hz} s</td><td>{r['exits']}</td><td class='{'good' if (r['saved_net_bps_mean'] or 0) > 0 else 'bad'}'>"
-        f"{_cell(r['saved_net_bps_mean'])}</td><td>{_cell(r['false_positive_share'])} {_interval(r['false_positive_ci95'])}</td></tr>"
-        for hz, r in summary["by_horizon"].items()
+        f"<tr><td>{hz} s</td><td>{r.exits}</td><td class='{'good' if (r.saved_net_bps_mean or 0) > 0 else 'bad'}'>"
+        f"{_cell(r.saved_net_bps_mean)}</td>"
+        f"<td>{_cell(r.false_positive_share)} {_interval(r.false_positive_ci95)}</td></tr>"
+        for hz, r in summary.by_horizon.items()
     )
-    settings = document["settings"]
+    settings = findings.settings
     payload = {
-        "sessions": sessions,
+        "sessions": msgspec.to_builtins(sessions),
         "distributions": distributions,
-        "versus": versus,
-        "per_day": document["per_day"],
-        "fall_bps": settings["fall_bps"],
+        "versus": msgspec.to_builtins(versus),
+        "per_day": msgspec.to_builtins(findings.per_day),
+        "fall_bps": settings.fall_bps,
         "names": KIND_NAMES,
     }
     embedded = json.dumps(payload, separators=(",", ":")).replace("</", "<\\/")
@@ -155,26 +164,26 @@ def render(document: dict, sessions: list[dict], distributions: dict, horizon: i
 <html lang="en"><head><meta charset="utf-8"><title>orderflow backtest</title><style>{_STYLE}</style></head>
 <body>
 <h1>orderflow backtest</h1>
-<p class="note">{document["events"]:,} events; sessions: {html.escape(", ".join(document["sessions"]))}. Regular session only for
+<p class="note">{findings.events:,} events; sessions: {html.escape(", ".join(findings.sessions))}. Regular session only for
 prices; every time is New York exchange time (ET). Forward returns are of the mid, in basis points (bps); the <b>base</b> is the same
-return from every {settings["base_step_seconds"]} s of the same sessions — what a random moment did. An interval that excludes the base
+return from every {settings.base_step_seconds} s of the same sessions — what a random moment did. An interval that excludes the base
 is evidence; a count of hits without its base rate is not.</p>
 <h2>Signals versus chance</h2>
 <table><tr><th>signal</th><th>horizon</th><th>n</th><th>censored at close</th><th>mean fwd bps</th><th>base mean</th>
-<th>difference [95 % bootstrap]</th><th>fall ≥ {settings["fall_bps"]:g} bps [Wilson 95 %]</th><th>base rate [95 %]</th><th>lift</th>
+<th>difference [95 % bootstrap]</th><th>fall ≥ {settings.fall_bps:g} bps [Wilson 95 %]</th><th>base rate [95 %]</th><th>lift</th>
 <th>median lead s</th></tr>{"".join(rows)}</table>
 <h2>Following the exit recommendations</h2>
-<p class="note">Positions: {html.escape(settings["positions"])}. Each exits at the <b>bid</b> on its first recommendation. Versus holding
+<p class="note">Positions: {html.escape(settings.positions)}. Each exits at the <b>bid</b> on its first recommendation. Versus holding
 to the horizon (marked at the mid: saved = bid at exit − later mid, so the half spread is paid): positive saves money.</p>
-<table><tr><th>horizon</th><th>exits</th><th>saved bps, net of half spread (mean)</th><th>false positives (mid rose ≥ {settings["fall_bps"]:g} bps)</th></tr>
+<table><tr><th>horizon</th><th>exits</th><th>saved bps, net of half spread (mean)</th><th>false positives (mid rose ≥ {settings.fall_bps:g} bps)</th></tr>
 {horizon_rows}</table>
 <table><tr><th>measure</th><th>value</th></tr>
-<tr><td>positions / exited</td><td>{summary["positions"]} / {summary["exited"]}</td></tr>
-<tr><td>profitable exits (bid above entry)</td><td>{_cell(summary["profitable_exits_share"])}</td></tr>
-<tr><td>saved vs holding to stop or close (bps, mean)</td><td>{_cell(summary["saved_vs_hold_to_stop_or_close_bps_mean"])}</td></tr>
-<tr><td>… the same for an exit at a random moment of those sessions (chance)</td><td>{_cell(summary["chance_saved_vs_hold_to_stop_or_close_bps_mean"])}</td></tr>
-<tr><td>half spread paid at exit (bps, mean)</td><td>{_cell(summary["half_spread_bps_mean"])}</td></tr>
-<tr><td>max drawdown held / following (bps, mean)</td><td>{_cell(summary["max_drawdown_held_bps_mean"])} / {_cell(summary["max_drawdown_following_bps_mean"])}</td></tr>
+<tr><td>positions / exited</td><td>{summary.positions} / {summary.exited}</td></tr>
+<tr><td>profitable exits (bid above entry)</td><td>{_cell(summary.profitable_exits_share)}</td></tr>
+<tr><td>saved vs holding to stop or close (bps, mean)</td><td>{_cell(summary.saved_vs_hold_to_stop_or_close_bps_mean)}</td></tr>
+<tr><td>… the same for an exit at a random moment of those sessions (chance)</td><td>{_cell(summary.chance_saved_vs_hold_to_stop_or_close_bps_mean)}</td></tr>
+<tr><td>half spread paid at exit (bps, mean)</td><td>{_cell(summary.half_spread_bps_mean)}</td></tr>
+<tr><td>max drawdown held / following (bps, mean)</td><td>{_cell(summary.max_drawdown_held_bps_mean)} / {_cell(summary.max_drawdown_following_bps_mean)}</td></tr>
 </table>
 <h2>Each session: mid price (ET) with alerts ▼ and exits ○</h2><div id="sessions" class="grid"></div>
 <h2>Forward returns at {horizon} s: signals (colour) vs base (grey)</h2><div id="distributions" class="grid"></div>
@@ -183,4 +192,4 @@ to the horizon (marked at the mid: saved = bid at exit − later mid, so the hal
 <script type="application/json" id="report-data">{embedded}</script>
 <script>{_SCRIPT}</script>
 </body></html>
-"""
+"""  # noqa: E501  (the page, byte for byte as written)

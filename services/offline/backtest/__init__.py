@@ -1,0 +1,7 @@
+"""``orderflow backtest``: what following the signals is worth, against chance and net of the spread.
+
+One module per job: :mod:`.collect` (the engine run and the price tape), :mod:`.statistics` (signals versus
+chance), :mod:`.positions` (the positions to follow), :mod:`.exits` (the exit simulation), :mod:`.sweep` (the
+settings grid on held-out days), :mod:`.report` (report.json, report.html, sweep.json) and :mod:`.report_html`
+(the page); :mod:`.models` holds the settings and the typed report the others build.
+"""

@@ -1,0 +1,57 @@
+"""The positions a backtest follows: the bot's own entries from ``--positions`` CSV, or one long from each open."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from orderflow_client.prices import price_from_text
+from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
+from services.offline.backtest.collect import NEW_YORK, Tapes
+
+
+@dataclass(frozen=True)
+class Position:
+    """A long position: entry time (ns), entry price (nano-dollars), shares, stop (nano-dollars, 0 = none)."""
+
+    symbol: str
+    entry_ns: int
+    entry_price: int
+    quantity: int
+    stop: int = 0
+
+
+def positions_from_open(tapes: Tapes) -> list[Position]:
+    """One long position per symbol and day, bought at the ask of the first quote of the session, no stop."""
+    positions = []
+    for tape in tapes.values():
+        if tape.times:
+            positions.append(Position(tape.symbol, tape.times[0], tape.asks[0], 100))
+    return positions
+
+
+def read_positions(path: Path) -> list[Position]:
+    """``symbol,entry_time,entry_price,quantity,stop`` rows; entry_time ISO 8601 (naive = New York).
+
+    Example row: ``BAC,2013-10-07T10:30:00,14.12,200,13.90``. ValueError names the file and line of a bad row."""
+    positions = []
+    with path.open(newline="") as handle:
+        for number, row in enumerate(csv.DictReader(handle), start=2):
+            try:
+                moment = datetime.fromisoformat(row["entry_time"])
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=NEW_YORK)
+                positions.append(
+                    Position(
+                        row["symbol"].strip().upper(),
+                        int(moment.timestamp() * NANOSECONDS_PER_SECOND),
+                        price_from_text(row["entry_price"].strip()),
+                        int(row["quantity"]),
+                        price_from_text(row["stop"].strip()) if row.get("stop", "").strip() else 0,
+                    )
+                )
+            except (KeyError, ValueError) as error:
+                raise ValueError(f"{path}:{number}: {error}") from None
+    return positions
