@@ -5,14 +5,14 @@ decide *when* and *how severe*; this module decides what the message says:
 its deterministic id (derived from the triggering events, so a replay or a
 redelivery gives the same id), its evidence and its reasoning. Keeping every
 id format in one place keeps them stable. Prices in nano-dollars, times in ns
-of event time. Sample ids::
+of event time (a burst's episode in UTC seconds). Ids from the shared days::
 
-    AIG:large_seller:tape:1381152600123456789:52983525027888
-    AIG:large_seller:tape:1381152600123456789:52983525027888:critical
-    AIG:large_seller:book:49870000000:1381152660000000000
-    AIG:red_burst:1381155300:warning
-    AIG:exit:large_sellers:<the third seller's alert id>
-    AIG:exit:red_burst:<the critical burst's alert id>
+    AIG:large_seller:tape:1381153667960000000:2016                   first print's ts and trade id
+    AIG:large_seller:tape:1381240300150000000:2821:critical          an escalation of such an order
+    AAPL:large_seller:book:585600000000:1340288920629187338          price, since
+    AAPL:red_burst:1340287230:warning                                episode second, severity
+    AIG:exit:large_sellers:AIG:large_seller:tape:1381262391759000000:43129   the third seller's id
+    AIG:exit:red_burst:AIG:red_burst:1381160768:critical             the critical burst's id
 """
 
 from __future__ import annotations

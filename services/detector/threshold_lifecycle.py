@@ -10,10 +10,14 @@ regular session, takes thresholds from what it has seen of the session so far
 recorded (:class:`~services.detector.day_recorder.DayRecorder`) as the rules
 run. In absolute mode the thresholds are the settings' throughout.
 
-A sample ``calibrated`` status detail::
+The statuses' details, as on the AlgoSeek AIG days (``orderflow analyze``)::
 
-    2013-10-07..2013-10-11: large order 97,787 shares, large offer 194,400 shares, burst ratio 3.5,
-    with an intraday volume curve
+    calibrating  no_profile     no earlier session: absolute thresholds (10,000 shares) until 15 minutes
+                                of the regular session are seen
+    calibrated   session_start  session_start 2013-10-07: large order 10,000 shares, large offer 10,000
+                                shares, burst ratio 3, without an intraday volume curve
+    calibrated   profile        profile 2013-10-07: large order 7,437 shares, large offer 7,600 shares,
+                                burst ratio 5.3, with an intraday volume curve
 """
 
 from __future__ import annotations
