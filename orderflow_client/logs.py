@@ -172,11 +172,12 @@ def human_line(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> str
         )
     elif name == "red_burst_detected":
         text = (
-            f"red burst {event.get('symbol')} volume {event.get('volume_ratio')}x, sells {float(event.get('sell_ratio', 0)):.0%} "
-            f"({event.get('severity')}) {event.get('latency_ms', '')} ms"
+            f"red burst {event.get('symbol')} volume {event.get('volume_ratio')}x, "
+            f"sells {float(event.get('sell_ratio', 0)):.0%} ({event.get('severity')}) {event.get('latency_ms', '')} ms"
         )
     elif name == "exit_signal_triggered":
-        text = f"EXIT {event.get('symbol')} {event.get('trigger', event.get('decision', ''))}: {event.get('reasoning', '')}"
+        trigger = event.get("trigger", event.get("decision", ""))
+        text = f"EXIT {event.get('symbol')} {trigger}: {event.get('reasoning', '')}"
     else:
         details = " ".join(f"{key}={value}" for key, value in event.items() if key not in _CONSOLE_SKIP)
         text = f"{name} {details}".strip()

@@ -105,7 +105,7 @@ def price_from_any(value: object, *, what: str = "price") -> int:
     """
     if isinstance(value, NanoDollars):
         return checked_price(int(value))
-    if isinstance(value, bool) or isinstance(value, int):
+    if isinstance(value, (bool, int)):
         raise TypeError(
             f"{what}: a bare int is ambiguous (dollars or nano-dollars?): pass Decimal, float or str dollars, "
             f"or NanoDollars({value})"

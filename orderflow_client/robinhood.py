@@ -3,7 +3,9 @@
 An asyncio ``TradingBot``::
 
     from orderflow_client.robinhood import attach_trading_bot
-    orderflow = attach_trading_bot(bot, os.environ["ORDERFLOW_REDIS_URL"], name="robinhood", loop=asyncio.get_running_loop())
+    orderflow = attach_trading_bot(
+        bot, os.environ["ORDERFLOW_REDIS_URL"], name="robinhood", loop=asyncio.get_running_loop()
+    )
     ...                                   # bot.run_trading_loop() as before
     orderflow.stop()
 
@@ -36,9 +38,9 @@ from decimal import Decimal
 from typing import Any
 
 from orderflow_client import logs
+from orderflow_client.decisions import Decision, evaluate, log_decision
 from orderflow_client.positions import Position
 from orderflow_client.prices import format_price, price_from_any
-from orderflow_client.decisions import Decision, evaluate, log_decision
 from orderflow_client.threaded import OrderFlowClient
 from orderflow_client.wire import ExitRecommendation, OrderFlowAlert
 
@@ -198,7 +200,8 @@ class _Adapter:
 
 
 class TradingBotAdapter(_Adapter):
-    """``TradingBot``: positions from ``bot.positions``; exits through ``execute_trade``; stops through ``update_position``.
+    """``TradingBot``: positions from ``bot.positions``; exits through ``execute_trade``; stops through
+    ``update_position``.
     With ``loop`` (the bot's running event loop) every action runs on that loop, between the bot's own steps."""
 
     def __init__(self, bot: Any, client: OrderFlowClient, loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -292,7 +295,8 @@ class OrchestratorAdapter(_Adapter):
 
 
 class OrderFlowDetector:
-    """The bot's own order-flow API (``trading_bot.order_flow.OrderFlowDetector``), answered from orderflow's streams."""
+    """The bot's own order-flow API (``trading_bot.order_flow.OrderFlowDetector``), answered from orderflow's
+    streams."""
 
     def __init__(
         self, client: OrderFlowClient, alert_window_seconds: float = 120.0, alert_class: type | None = None
@@ -307,7 +311,8 @@ class OrderFlowDetector:
         return bool(self.client.recent("exits", self.alert_window_seconds, symbol))
 
     def monitor_active_positions(self, symbols: list[str]) -> dict[str, list[Any]]:
-        """The alerts of the alert window for each of ``symbols`` (the bot's ``OrderFlowAlert``); kept in ``alert_history``."""
+        """The alerts of the alert window for each of ``symbols`` (the bot's ``OrderFlowAlert``); kept in
+        ``alert_history``."""
         alerts = self.client.recent("alerts", self.alert_window_seconds)
         found = {
             symbol: [bot_alert(alert, self.alert_class) for alert in alerts if alert.symbol == symbol]
@@ -320,7 +325,8 @@ class OrderFlowDetector:
         return found
 
     def health_check(self) -> dict[str, Any]:
-        """``status`` ok/degraded, the last alert, and whether orderflow (Redis, and monitoring of held symbols) answers."""
+        """``status`` ok/degraded, the last alert, and whether orderflow (Redis, and monitoring of held symbols)
+        answers."""
         dependencies = {"orderflow_redis": "unknown", "orderflow_monitoring": "unknown"}
         status: dict[str, Any] = {
             "status": "ok",

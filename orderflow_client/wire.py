@@ -27,7 +27,7 @@ trade as JSON::
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
 import msgspec
 
@@ -42,7 +42,7 @@ SideSource = Literal["feed", "quote", "tick", "none"]
 the NBBO before the print (``quote``), from the last price change (``tick``),
 or not at all (``none``)."""
 
-EvidenceValue = Union[int, float, str, bool]
+EvidenceValue = int | float | str | bool
 
 
 class Trade(msgspec.Struct, frozen=True, tag="trade", kw_only=True):
@@ -202,13 +202,14 @@ class ExitRecommendation(msgspec.Struct, frozen=True, tag="exit", kw_only=True):
     evidence: dict[str, EvidenceValue] = {}
     latency_ms: float = 0.0
     key_id: str = ""
-    """The signing key's name; with ``signed_ns`` (ns) and ``signature`` (HMAC-SHA256, hex): see :mod:`orderflow_client.signing`."""
+    """The signing key's name; with ``signed_ns`` (ns) and ``signature`` (HMAC-SHA256, hex): see
+    :mod:`orderflow_client.signing`."""
     signed_ns: int = 0
     signature: str = ""
 
 
-MarketEvent = Union[Trade, Quote, BookUpdate, FeedStatus]
-WireMessage = Union[Trade, Quote, BookUpdate, FeedStatus, OrderFlowAlert, ExitRecommendation]
+MarketEvent = Trade | Quote | BookUpdate | FeedStatus
+WireMessage = Trade | Quote | BookUpdate | FeedStatus | OrderFlowAlert | ExitRecommendation
 
 _msgpack_encoder = msgspec.msgpack.Encoder()
 _msgpack_decoder = msgspec.msgpack.Decoder(WireMessage)

@@ -288,7 +288,7 @@ async def test_password_and_acl_user_from_the_url(tmp_path):
         acl = await Bus.connect(f"redis://bot:bot-pw@127.0.0.1:{server.port}/0", retries=0)
         assert await acl.client.xlen(acl.keys.market("X")) == 1
         await acl.close()
-        with pytest.raises(Exception, match="(?i)auth|password|WRONGPASS"):
+        with pytest.raises(Exception, match=r"(?i)auth|password|WRONGPASS"):
             await Bus.connect(f"redis://bot:wrong@127.0.0.1:{server.port}/0", retries=0)
     finally:
         process.kill()

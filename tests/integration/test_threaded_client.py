@@ -89,7 +89,7 @@ def test_callbacks_run_in_the_clients_handler_thread_not_on_its_loop(redis_url, 
 
 def test_an_unreachable_redis_is_an_error_at_start_not_a_silent_thread():
     client = OrderFlowClient("redis://127.0.0.1:1/0", name="nowhere", on_exit=print)
-    with pytest.raises(Exception, match="(?i)redis|connect"):
+    with pytest.raises(Exception, match=r"(?i)redis|connect"):
         client.start(timeout=60)
     assert not client.running
 

