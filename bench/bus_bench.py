@@ -1,7 +1,7 @@
 """Bus benchmark: 200,000 trade events through a real Redis.
 
 Prints the publish rate, the consume+decode rate and the consume+decode+ack
-rate of :class:`orderflow_client.bus.Bus`, next to ``redis-benchmark``'s pipelined
+rate of :class:`orderflow_client.bus.connection.Bus`, next to ``redis-benchmark``'s pipelined
 XADD rate on the same machine (the server's own ceiling).
 
     python -m bench.bus_bench [--redis-url redis://127.0.0.1:6379/0] [--events 200000]
