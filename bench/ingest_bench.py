@@ -23,10 +23,11 @@ from bench.stats import percentile
 from orderflow_client.bus.connection import Bus
 from orderflow_client.logs import configure_logging
 from orderflow_client.positions import PositionRegistry
-from services.ingest.live import IngestService
 from services.ingest.polygon_ws import parse_frame
+from services.ingest.service import IngestService
 from services.tools.scenarios import frames
-from services.tools.simulator import PolygonSimulator, polygon_event
+from services.tools.simulator import PolygonSimulator
+from services.tools.simulator_timeline import polygon_event
 from shared.config import OrderFlowConfig
 
 KEY = "bench-key"

@@ -39,7 +39,8 @@ from orderflow_client.bus.connection import Bus
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.timestamps import now_ns
 from orderflow_client.wire import Quote, Trade, decode
-from services.tools.simulator import PolygonSimulator, polygon_event
+from services.tools.simulator import PolygonSimulator
+from services.tools.simulator_timeline import polygon_event
 from shared.config import OrderFlowConfig
 from tests.support.redis_server import free_port
 

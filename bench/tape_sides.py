@@ -32,7 +32,7 @@ from services.ingest.lobster import read_lobster
 from services.ingest.normalise import Normaliser, normalised
 from services.ingest.rejects import RejectCounter
 from services.offline.calibrate import profiles_from_events
-from services.tools.simulator import inside_quote
+from services.tools.simulator_timeline import inside_quote
 from shared.config import OrderFlowConfig
 
 DAYS = ("LOBSTER_SampleFile_AMZN_2012-06-21_5.zip", "LOBSTER_SampleFile_AAPL_2012-06-21_1.zip")

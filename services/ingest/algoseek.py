@@ -13,7 +13,7 @@ sets ONE side of the NBBO (the other side is 0), with the exchange quoting it::
     34200074,0,0,139100,2200,Z,1,0
 
 Time is milliseconds after midnight New York. The rows are NBBO side
-updates, not per-exchange quotes (``../shared/data/README.md`` reads them as
+updates, not per-exchange quotes (the data's own description reads them as
 per-exchange quotes; the data disagree): on BAC 2013-10-07, taking the latest
 bid row and the latest ask row gives 463,780 normal, 8,472 locked and 0
 crossed markets in regular hours, while the best of each exchange's latest
@@ -148,7 +148,7 @@ def read_algoseek_file(path: Path, symbol: str | None = None) -> Iterator[Trade 
             continue
         if symbol is not None and file_symbol != symbol:
             continue
-        reader = _trades if kind == "Trade" else _quotes
+        reader = _read_trades if kind == "Trade" else _read_quotes
         yield from reader(stream, file_symbol, midnight_ns(day), member)
 
 
@@ -164,7 +164,7 @@ def _time(item: Trade | Quote | Reject) -> int:
     return item.ts_event if not isinstance(item, Reject) else 0
 
 
-def _trades(stream: io.TextIOBase, symbol: str, midnight: int, member: str) -> Iterator[Trade | Reject]:
+def _read_trades(stream: io.TextIOBase, symbol: str, midnight: int, member: str) -> Iterator[Trade | Reject]:
     for number, line in enumerate(stream, start=1):
         try:
             time_text, price_text, size_text, exchange, condition_text, suspicious = line.rstrip("\r\n").split(",")
@@ -188,7 +188,7 @@ def _trades(stream: io.TextIOBase, symbol: str, midnight: int, member: str) -> I
             yield Reject(SOURCE, "invalid_row", f"{member}:{number}", str(error)[:200])
 
 
-def _quotes(stream: io.TextIOBase, symbol: str, midnight: int, member: str) -> Iterator[Quote | Reject]:
+def _read_quotes(stream: io.TextIOBase, symbol: str, midnight: int, member: str) -> Iterator[Quote | Reject]:
     bid = ask = (0, 0, "")
     for number, line in enumerate(stream, start=1):
         try:

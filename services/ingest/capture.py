@@ -1,4 +1,4 @@
-"""Capture files: what live ingest received, one line per frame.
+"""Capture files: what live ingest received, one line per frame (reading them, and recording them live).
 
 Format (UTF-8 text, optionally gzip-compressed when the name ends in .gz)::
 
@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Iterator
+from io import BufferedReader, BufferedWriter
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import NamedTuple
 
+from orderflow_client.timestamps import ns_to_utc_iso
 from services.ingest.rejects import Reject
 
 SOURCE = "capture"
@@ -36,8 +38,9 @@ def format_line(ts_recv: int, frame: bytes | str) -> bytes:
     return b"%d %s\n" % (ts_recv, data)
 
 
-def open_capture(path: Path, mode: str = "rb") -> IO[bytes]:
-    return gzip.open(path, mode) if path.suffix == ".gz" else path.open(mode)
+def open_capture(path: Path) -> gzip.GzipFile | BufferedReader:
+    """A capture file opened for reading bytes, decompressed when its name ends in ``.gz``."""
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
 
 
 def read_capture(path: Path) -> Iterator[CaptureLine | Reject]:
@@ -54,3 +57,32 @@ def read_capture(path: Path) -> Iterator[CaptureLine | Reject]:
                 )
                 continue
             yield CaptureLine(int(stamp), frame)
+
+
+class CaptureRecorder:
+    """Writes received frames in the capture format, one file per UTC day:
+    ``<prefix>-YYYY-MM-DD.capture``."""
+
+    def __init__(self, prefix: Path) -> None:
+        self.prefix = prefix
+        self.prefix.parent.mkdir(parents=True, exist_ok=True)
+        self._day = ""
+        self._file: BufferedWriter | None = None
+
+    def write(self, ts_recv: int, frame: str | bytes) -> None:
+        """Append one frame received at ``ts_recv`` (ns), opening the file of its UTC day when it changes."""
+        day = ns_to_utc_iso(ts_recv)[:10]
+        if self._file is None or day != self._day:
+            self.close()
+            self._file = Path(f"{self.prefix}-{day}.capture").open("ab")  # noqa: SIM115 (closed by close())
+            self._day = day
+        self._file.write(format_line(ts_recv, frame))
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

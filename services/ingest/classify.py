@@ -1,7 +1,7 @@
 """Trade-side classification: who was the aggressor of a print.
 
 The consolidated tape carries no side, so it is inferred from the NBBO in
-force *before* the print (design.md §2). Methods, all in exact integer
+force *before* the print. Methods, all in exact integer
 arithmetic (``2 × price`` against ``bid + ask`` instead of a float mid):
 
 * ``lee_ready`` (default) — above the mid a buy, below a sell, at the mid the

@@ -28,12 +28,12 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import date, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from orderflow_client.prices import PRICE_SCALE, price_from_scaled
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
-from orderflow_client.wire import BookUpdate, FeedStatus, Trade
+from orderflow_client.wire import BookUpdate, FeedStatus, Side, SideSource, Trade
 from services.ingest.rejects import Reject
 
 SOURCE = "lobster"
@@ -102,7 +102,7 @@ def read_lobster(
                 yield Reject(SOURCE, "unknown_symbol_or_day", path.name, f"{error}; pass --symbol and --date")
                 return
             file_symbol, file_day = symbol, day
-        yield from _events(messages, books, symbol or file_symbol, midnight_ns(day or file_day), path.name)
+        yield from _parse_rows(messages, books, symbol or file_symbol, midnight_ns(day or file_day), path.name)
 
 
 _TO_NANO = PRICE_SCALE // 10_000
@@ -131,9 +131,9 @@ class _LevelParser:
     def __call__(self, line: str) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
         fields = line.rstrip("\r\n").split(",")
         get, convert = self.cache.get, self.convert
-        levels = [get(pair, _MISSING) for pair in zip(fields[0::2], fields[1::2])]
+        levels: list[Any] = [get(pair, _MISSING) for pair in zip(fields[0::2], fields[1::2], strict=False)]
         if _MISSING in levels:
-            pairs = list(zip(fields[0::2], fields[1::2]))
+            pairs = list(zip(fields[0::2], fields[1::2], strict=False))
             levels = [convert(pairs[i]) if level is _MISSING else level for i, level in enumerate(levels)]
         asks, bids = levels[0::2], levels[1::2]
         if None in levels:
@@ -147,15 +147,15 @@ _MISSING = object()
 _HALT_DETAIL = {-1: "halt", 0: "quoting", 1: "resume"}
 
 
-def _events(
+def _parse_rows(
     messages: IO[str], books: IO[str], symbol: str, midnight: int, name: str
 ) -> Iterator[BookUpdate | Trade | FeedStatus | Reject]:
     previous_book = ""
     second = NANOSECONDS_PER_SECOND
     levels = _LevelParser()
-    for number, (message_line, book_line) in enumerate(zip(messages, books), start=1):
+    for number, (message_line, book_line) in enumerate(zip(messages, books, strict=False), start=1):
         try:
-            time_text, kind_text, order_text, size_text, price_text, direction_text = message_line.split(",")
+            time_text, kind_text, _order_id, size_text, price_text, direction_text = message_line.split(",")
             whole, _, fraction = time_text.partition(".")
             if not whole.isdigit() or (fraction and not fraction.isdigit()):
                 raise ValueError(f"bad LOBSTER time {time_text!r}")
@@ -164,6 +164,9 @@ def _events(
             kind = int(kind_text)
             if kind in (4, 5, 6):
                 size, price, direction = int(size_text), int(price_text), int(direction_text)
+                side: Side
+                side_source: SideSource
+                conditions: tuple[int, ...]
                 if kind == 6:
                     side, side_source, conditions = "unknown", "none", (CROSS_TRADE_CONDITION,)
                 else:

@@ -5,7 +5,7 @@ and is a pure state machine over events, so live ingest, replay and the
 offline ``analyze`` produce identical streams from identical input.
 
 * Exact duplicate prints — same ``(symbol, exchange, trade_id, trf_id)`` —
-  are dropped (design.md §2: they happen); the key is remembered for the
+  are dropped (they happen on the feed); the key is remembered for the
   last ``dedup_capacity`` prints of each symbol, as one string: strings are
   not tracked by Python's garbage collector, tuples are, and millions of
   remembered tuples made every full collection a 10–40 ms pause in ingest.
@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import overload
 
 from orderflow_client.wire import BookUpdate, MarketEvent, Quote, Trade
 from services.ingest.classify import Method, QuoteTiming, SideClassifier
@@ -31,7 +32,7 @@ from shared.conditions import ConditionTable
 class _SymbolState:
     classifier: SideClassifier
     seen: set[str] = field(default_factory=set)
-    order: deque = field(default_factory=deque)
+    order: deque[str] = field(default_factory=deque)
 
 
 class Normaliser:
@@ -62,10 +63,13 @@ class Normaliser:
             state = self._symbols[symbol] = _SymbolState(classifier)
         return state
 
+    @overload
+    def process(self, event: Trade | Quote) -> Trade | Quote | None: ...
+    @overload
+    def process(self, event: MarketEvent) -> MarketEvent | None: ...
     def process(self, event: MarketEvent) -> MarketEvent | None:
         """The event ready for the bus, or None for a duplicate print."""
-        kind = type(event)
-        if kind is Trade:
+        if type(event) is Trade:
             state = self._state(event.symbol)
             if event.trade_id:
                 key = f"{event.exchange}|{event.trade_id}|{event.trf_id}"
@@ -77,7 +81,7 @@ class Normaliser:
                 if len(state.order) > self.dedup_capacity:
                     state.seen.discard(state.order.popleft())
             return state.classifier.classify(event)
-        if kind is Quote or kind is BookUpdate:
+        if type(event) is Quote or type(event) is BookUpdate:
             self._state(event.symbol).classifier.on_event(event)
         return event
 

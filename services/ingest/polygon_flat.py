@@ -35,12 +35,10 @@ def _codes(text: str) -> tuple[int, ...]:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
-    raw = (
-        gzip.open(path, "rt", newline="", encoding="utf-8")
-        if path.suffix == ".gz"
-        else path.open(newline="", encoding="utf-8")
-    )
-    return raw
+    """The file as text, decompressed when its name ends in ``.gz``; the caller's ``with`` closes it."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", newline="", encoding="utf-8")
+    return path.open(newline="", encoding="utf-8")
 
 
 def file_kind(header: list[str]) -> str | None:
@@ -59,10 +57,10 @@ def read_flat_file(
     """Stream one flat file, keeping rows of ``symbol`` (all when None)."""
     with _open_text(path) as stream:
         reader = csv.reader(stream)
-        header = next(reader, None)
-        kind = file_kind(header or [])
+        header: list[str] = next(reader, [])
+        kind = file_kind(header)
         if kind is None:
-            yield Reject(SOURCE, "unknown_header", f"{path.name}:1", ",".join(header or [])[:120])
+            yield Reject(SOURCE, "unknown_header", f"{path.name}:1", ",".join(header)[:120])
             return
         column = {name: index for index, name in enumerate(header)}
         convert = _trade_row if kind == "trades" else _quote_row
@@ -76,7 +74,7 @@ def read_flat_file(
                 yield Reject(SOURCE, "invalid_row", f"{path.name}:{number}", str(error)[:200])
 
 
-def _get(row: list[str], column: dict[str, int], name: str, default: str = "") -> str:
+def _cell(row: list[str], column: dict[str, int], name: str, default: str = "") -> str:
     index = column.get(name)
     return row[index] if index is not None and index < len(row) else default
 
@@ -90,13 +88,13 @@ def _trade_row(row: list[str], column: dict[str, int], _multiplier: int) -> Trad
         ts_arrival=ts_event,
         price=price_from_text(row[column["price"]]),
         size=size_from_text(row[column["size"]]),
-        exchange=int(_get(row, column, "exchange", "0") or 0),
-        trade_id=_get(row, column, "id"),
-        trf_id=int(_get(row, column, "trf_id", "0") or 0),
-        conditions=_codes(_get(row, column, "conditions")),
-        sequence=int(_get(row, column, "sequence_number", "0") or 0),
-        tape=int(_get(row, column, "tape", "0") or 0),
-        correction=int(_get(row, column, "correction", "0") or 0),
+        exchange=int(_cell(row, column, "exchange", "0") or 0),
+        trade_id=_cell(row, column, "id"),
+        trf_id=int(_cell(row, column, "trf_id", "0") or 0),
+        conditions=_codes(_cell(row, column, "conditions")),
+        sequence=int(_cell(row, column, "sequence_number", "0") or 0),
+        tape=int(_cell(row, column, "tape", "0") or 0),
+        correction=int(_cell(row, column, "correction", "0") or 0),
     )
 
 
@@ -111,9 +109,9 @@ def _quote_row(row: list[str], column: dict[str, int], multiplier: int) -> Quote
         bid_size=size_from_text(row[column["bid_size"]]) * multiplier,
         ask_price=price_from_text(row[column["ask_price"]]),
         ask_size=size_from_text(row[column["ask_size"]]) * multiplier,
-        bid_exchange=int(_get(row, column, "bid_exchange", "0") or 0),
-        ask_exchange=int(_get(row, column, "ask_exchange", "0") or 0),
-        conditions=_codes(_get(row, column, "conditions")),
-        sequence=int(_get(row, column, "sequence_number", "0") or 0),
-        tape=int(_get(row, column, "tape", "0") or 0),
+        bid_exchange=int(_cell(row, column, "bid_exchange", "0") or 0),
+        ask_exchange=int(_cell(row, column, "ask_exchange", "0") or 0),
+        conditions=_codes(_cell(row, column, "conditions")),
+        sequence=int(_cell(row, column, "sequence_number", "0") or 0),
+        tape=int(_cell(row, column, "tape", "0") or 0),
     )

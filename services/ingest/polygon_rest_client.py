@@ -2,7 +2,7 @@
 
 It uses polygon-api-client's ``RESTClient`` for what it gets right (the
 ``Authorization: Bearer`` header, the CA bundle, the user agent) and works
-around what 1.16.3 gets wrong (design.md §2): its ``Timeout`` is built but
+around what 1.16.3 gets wrong: its ``Timeout`` is built but
 never applied, and any non-200 answer becomes ``BadResponse(body)``, losing
 the status and ``Retry-After`` of a 429. So requests go through the client's
 own connection pool with:
@@ -92,7 +92,8 @@ class PolygonRest:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        from polygon import RESTClient  # here, not at import: commands without a key never pay for the client (~0.3 s)
+        # imported here, not at import: commands without a key never pay for the client (~0.3 s)
+        from polygon import RESTClient  # type: ignore[import-untyped]
 
         self._client = RESTClient(api_key=api_key, base=self.base_url, retries=0, pagination=False)
         self._pool: urllib3.PoolManager = self._client.client

@@ -73,7 +73,7 @@ class Page(NamedTuple):
 
 def parse_trades_page(body: bytes, symbol: str, ts_recv: int, *, backfilled: bool = False) -> Page:
     """One page of ``/v3/trades/{symbol}``. ``backfilled`` marks trades fetched after a gap."""
-    page, rejects = _page(body)
+    page, rejects = _decode_page(body)
     trades = []
     for index, raw in enumerate(page.results if page else []):
         try:
@@ -109,7 +109,7 @@ def parse_trades_page(body: bytes, symbol: str, ts_recv: int, *, backfilled: boo
 
 def parse_quotes_page(body: bytes, symbol: str, ts_recv: int, *, quote_size_multiplier: int = 1) -> Page:
     """One page of ``/v3/quotes/{symbol}``."""
-    page, rejects = _page(body)
+    page, rejects = _decode_page(body)
     quotes = []
     for index, raw in enumerate(page.results if page else []):
         try:
@@ -148,7 +148,7 @@ def parse_quotes_page(body: bytes, symbol: str, ts_recv: int, *, quote_size_mult
     return Page(quotes, rejects, page.next_url if page else None)
 
 
-def _page(body: bytes) -> tuple[_Page | None, list[Reject]]:
+def _decode_page(body: bytes) -> tuple[_Page | None, list[Reject]]:
     try:
         return _page_decoder.decode(body), []
     except (msgspec.ValidationError, msgspec.DecodeError) as error:

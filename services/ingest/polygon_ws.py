@@ -17,13 +17,13 @@ rest of the frame is kept.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import msgspec
 
 from orderflow_client.prices import fits_price, fits_size, price_from_float
 from orderflow_client.timestamps import NANOSECONDS_PER_MILLISECOND
-from orderflow_client.wire import MarketEvent, Quote, Trade
+from orderflow_client.wire import Quote, Trade
 from services.ingest.rejects import Reject
 
 SOURCE = "polygon_ws"
@@ -69,7 +69,7 @@ class _EventType(msgspec.Struct):
     ev: str = ""
 
 
-WsEvent = Union[WsTrade, WsQuote, WsStatus]
+WsEvent = WsTrade | WsQuote | WsStatus
 _frame_decoder = msgspec.json.Decoder(list[WsEvent])
 _element_decoder = msgspec.json.Decoder(WsEvent)
 _raw_frame_decoder = msgspec.json.Decoder(list[msgspec.Raw])
@@ -79,7 +79,7 @@ _event_type_decoder = msgspec.json.Decoder(_EventType)
 class ParsedFrame(NamedTuple):
     """What one frame held: market events, protocol statuses, rejects."""
 
-    events: list[MarketEvent]
+    events: list[Trade | Quote]
     statuses: list[WsStatus]
     rejects: list[Reject]
 
@@ -102,13 +102,14 @@ def parse_frame(
         elements, rejects = _salvage(frame, where)
     except msgspec.DecodeError as error:
         return ParsedFrame([], [], [Reject(SOURCE, "malformed_json", where, str(error))])
-    events: list[MarketEvent] = []
+    events: list[Trade | Quote] = []
     statuses: list[WsStatus] = []
+    event: Trade | Quote | Reject
     for element in elements:
         if type(element) is WsTrade:
-            event = _trade(element, ts_recv, arrival)
+            event = _trade_event(element, ts_recv, arrival)
         elif type(element) is WsQuote:
-            event = _quote(element, ts_recv, arrival, quote_size_multiplier)
+            event = _quote_event(element, ts_recv, arrival, quote_size_multiplier)
         else:
             statuses.append(element)
             continue
@@ -145,7 +146,7 @@ def _salvage(frame: bytes | str, where: str) -> tuple[list, list[Reject]]:
     return elements, rejects
 
 
-def _trade(event: WsTrade, ts_recv: int, arrival: int) -> Trade | Reject:
+def _trade_event(event: WsTrade, ts_recv: int, arrival: int) -> Trade | Reject:
     if not 0 <= event.t <= MAX_MILLISECONDS:
         return Reject(SOURCE, "timestamp_out_of_range", "", f"T {event.sym} t={event.t}")
     if not fits_price(event.p):
@@ -168,7 +169,7 @@ def _trade(event: WsTrade, ts_recv: int, arrival: int) -> Trade | Reject:
     )
 
 
-def _quote(event: WsQuote, ts_recv: int, arrival: int, multiplier: int) -> Quote | Reject:
+def _quote_event(event: WsQuote, ts_recv: int, arrival: int, multiplier: int) -> Quote | Reject:
     if not 0 <= event.t <= MAX_MILLISECONDS:
         return Reject(SOURCE, "timestamp_out_of_range", "", f"Q {event.sym} t={event.t}")
     if not (fits_price(event.bp) and fits_price(event.ap)):

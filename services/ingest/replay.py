@@ -36,6 +36,7 @@ from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.keys import Keys
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns
 from orderflow_client.wire import FeedStatus, MarketEvent, encode
+from services.ingest.classify import Method
 from services.ingest.normalise import Normaliser, normalised
 from services.ingest.rejects import Reject, RejectCounter
 from shared import service_metrics
@@ -80,7 +81,7 @@ class Wait(NamedTuple):
 def stream_keys(keys: Keys, event: MarketEvent) -> list[str]:
     """Where an event goes: its symbol's market stream; a status without symbols
     goes on the status stream."""
-    if type(event) is FeedStatus:
+    if isinstance(event, FeedStatus):
         return [keys.market(symbol) for symbol in event.symbols] or [keys.status]
     return [keys.market(event.symbol)]
 
@@ -105,10 +106,10 @@ def prepare_batches(
         entries: list[tuple[str, bytes, bytes]] = []
         for event in pending:
             payload = encode(_replace(event, ts_recv=stamp))
-            tag = type(event).__struct_config__.tag.encode()
+            tag = str(type(event).__struct_config__.tag).encode()
             for key in stream_keys(keys, event):
                 entries.append((key, tag, payload))
-        kinds = Counter(type(event).__struct_config__.tag for event in pending)
+        kinds = Counter(str(type(event).__struct_config__.tag) for event in pending)
         pending.clear()
         return PreparedBatch(entries, kinds)
 
@@ -121,7 +122,7 @@ def prepare_batches(
                 if pending:
                     yield seal()
                 yield Wait(due)
-        if type(event) is not FeedStatus:
+        if not isinstance(event, FeedStatus):
             summary.symbols.add(event.symbol)
         pending.append(event)
         if len(pending) >= batch_size:
@@ -140,7 +141,7 @@ class _Publisher:
 
     async def send(self, batch: PreparedBatch) -> None:
         await self.drain()
-        self.in_flight = asyncio.ensure_future(self._publish(batch))
+        self.in_flight = asyncio.ensure_future(self._publish_batch(batch))
         await asyncio.sleep(0)  # let it go out before more work is done
 
     async def drain(self) -> None:
@@ -148,7 +149,7 @@ class _Publisher:
             in_flight, self.in_flight = self.in_flight, None
             await in_flight
 
-    async def _publish(self, batch: PreparedBatch) -> None:
+    async def _publish_batch(self, batch: PreparedBatch) -> None:
         await self.bus.publish_encoded(batch.entries)
         for kind, count in batch.kinds.items():
             self.summary.events_by_kind[kind] += count
@@ -197,7 +198,7 @@ class SourceSpec:
     symbol: str | None = None
     day: date | None = None
     quote_size_multiplier: int = 1
-    side_method: str = "lee_ready"
+    side_method: Method = "lee_ready"
 
 
 def _worker(
@@ -249,7 +250,11 @@ async def replay_files(
     """Replay files with parsing in a worker process and publishing here."""
     # fork starts in milliseconds; the worker touches only files and the queue,
     # never this process's event loop or sockets. spawn where fork is missing.
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    context = (
+        multiprocessing.get_context("fork")
+        if "fork" in multiprocessing.get_all_start_methods()
+        else multiprocessing.get_context("spawn")
+    )
     batches: multiprocessing.Queue = context.Queue(maxsize=QUEUE_BATCHES)
     worker = context.Process(
         target=_worker, args=(spec, conditions, bus.keys.prefix, speed, batch_size, batches), daemon=True

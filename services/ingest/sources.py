@@ -45,7 +45,7 @@ def read_events(
 ) -> Iterator[MarketEvent | Reject]:
     """Stream the events of ``paths`` in ``format``, keeping ``symbol`` only when given."""
     if format == "capture":
-        return _captures(paths, symbol, quote_size_multiplier)
+        return _capture_events(paths, symbol, quote_size_multiplier)
     if format == "polygon-flat":
         ordered = sorted(paths, key=lambda path: 0 if "quote" in path.name.lower() else 1)
         return heapq.merge(
@@ -77,7 +77,7 @@ def _time(item: MarketEvent | Reject) -> int:
     return 0 if isinstance(item, Reject) else item.ts_event
 
 
-def _captures(paths: list[Path], symbol: str | None, multiplier: int) -> Iterator[MarketEvent | Reject]:
+def _capture_events(paths: list[Path], symbol: str | None, multiplier: int) -> Iterator[MarketEvent | Reject]:
     for path in paths:
         for line in read_capture(path):
             if not isinstance(line, CaptureLine):

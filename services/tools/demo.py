@@ -33,7 +33,8 @@ from services.detector.engine import Output
 from services.detector.service import DetectorService
 from services.ingest.polygon_ws import parse_frame
 from services.ingest.replay import replay
-from services.tools.scenarios import EXPECTATIONS, SCENARIOS, frames
+from services.tools.scenario_expectations import EXPECTATIONS
+from services.tools.scenarios import SCENARIOS, frames
 from shared.config import OrderFlowConfig
 
 SYMBOLS = {

@@ -12,7 +12,7 @@ received 2–20 ms after the event. On that background:
 =============== ==================================================================
 ``quiet``        20 minutes of normal flow, including two large offers that
                  flicker for under a second (cancelled quickly: not sellers).
-                 **Expected: no alert, no exit** (acceptance scenario 4).
+                 **Expected: no alert, no exit**.
 ``large-sellers`` four aggressive sell orders swept through the bid within 3 ms
                  each, at 8:00, 8:40, 9:20 and 10:00 minutes: 12,000, 15,000,
                  25,000 and 11,000 shares. **Expected: large_seller alerts
@@ -37,6 +37,9 @@ received 2–20 ms after the event. On that background:
                  **Expected: a gap reported; windows reset, so no red_burst
                  although the silence drags the old baseline down; no alert.**
 =============== ==================================================================
+
+The expectations, as the tests check them: :data:`services.tools.scenario_expectations.EXPECTATIONS`; the
+synthetic stock (NBBO, prints, background flow): :mod:`services.tools.scenario_market`.
 """
 
 from __future__ import annotations
@@ -44,191 +47,16 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
 from orderflow_client.timestamps import NANOSECONDS_PER_MILLISECOND
 from services.ingest.capture import format_line
+from services.tools.scenario_market import CENT, SYMBOL, SyntheticMarket
 
-SYMBOL = "DEMO"
 START_MS = 1_795_531_500_000  # 2026-11-24 14:45:00 UTC = 09:45 New York
 FRAME_MS = 25
-CENT = 0.01
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """What a correct detector reports for a scenario (default settings, ``threshold_mode=absolute``:
-    a 20-minute session has no history to fit adaptive thresholds to).
-
-    ``alerts`` lists ``(alert_type, source, severity, two_sided)`` in order;
-    ``exits`` the triggers in order; ``statuses`` monitoring states that must
-    appear on the status stream.
-    """
-
-    alerts: tuple[tuple[str, str, str, bool], ...] = ()
-    exits: tuple[str, ...] = ()
-    statuses: tuple[str, ...] = ()
-    validation_errors: bool = False
-
-
-EXPECTATIONS: dict[str, Expectation] = {
-    "quiet": Expectation(),
-    "large-sellers": Expectation(
-        alerts=(
-            ("large_seller", "tape", "warning", False),
-            ("large_seller", "tape", "warning", False),
-            ("large_seller", "tape", "warning", False),
-            ("large_seller", "tape", "critical", False),  # the same seller crossing 2× the threshold
-            ("large_seller", "tape", "warning", False),
-        ),
-        exits=("large_sellers",),
-    ),
-    "red-burst": Expectation(
-        alerts=(("red_burst", "tape", "warning", False), ("red_burst", "tape", "critical", False)),
-        exits=("red_burst",),
-    ),
-    "two-sided": Expectation(alerts=(("large_seller", "book", "warning", True),) * 3),
-    "stale-feed": Expectation(statuses=("monitoring_halted", "monitoring_resumed"), validation_errors=True),
-    "gap": Expectation(statuses=("gap",)),
-}
-
-
-@dataclass
-class _Market:
-    """The evolving state of the synthetic stock."""
-
-    rng: random.Random
-    symbol: str = SYMBOL
-    mid_cents: int = 5000
-    spread_cents: int = 1
-    bid_size: int = 800
-    ask_size: int = 800
-    events: list[tuple[int, int, dict]] = field(default_factory=list)  # (t_ms, order, event)
-    trade_id: int = 0
-    sequence: int = 0
-    order: int = 0
-    book_boost: int = 0  # shares added to both sides of every quote (two-sided scenario)
-
-    @property
-    def bid(self) -> float:
-        return round((self.mid_cents - (self.spread_cents // 2 if self.spread_cents > 1 else 0)) * CENT, 2)
-
-    @property
-    def ask(self) -> float:
-        return round((self.mid_cents + max(1, self.spread_cents - self.spread_cents // 2)) * CENT, 2)
-
-    def add(self, t_ms: int, event: dict) -> None:
-        self.order += 1
-        self.events.append((t_ms, self.order, event))
-
-    def quote(self, t_ms: int, bid_size: int | None = None, ask_size: int | None = None) -> None:
-        self.sequence += 1
-        self.add(
-            t_ms,
-            {
-                "ev": "Q",
-                "sym": self.symbol,
-                "bx": self.rng.choice((12, 11, 10, 19)),
-                "bp": self.bid,
-                "bs": bid_size if bid_size is not None else self.bid_size,
-                "ax": self.rng.choice((12, 11, 10, 19)),
-                "ap": self.ask,
-                "as": ask_size if ask_size is not None else self.ask_size,
-                "c": [1],
-                "i": [],
-                "t": t_ms,
-                "q": self.sequence,
-                "z": 3,
-            },
-        )
-
-    def trade(
-        self,
-        t_ms: int,
-        price: float,
-        size: int,
-        conditions: list[int],
-        *,
-        exchange: int | None = None,
-        trf: bool = False,
-    ) -> None:
-        self.trade_id += 1
-        self.sequence += 1
-        event = {
-            "ev": "T",
-            "sym": self.symbol,
-            "x": 4 if trf else (exchange or self.rng.choice((12, 11, 10, 19, 8))),
-            "i": str(self.trade_id),
-            "z": 3,
-            "p": round(price, 4),
-            "s": size,
-            "c": conditions,
-            "t": t_ms,
-            "q": self.sequence,
-        }
-        if trf:
-            event["trfi"] = 202
-            event["trft"] = t_ms - 1
-        self.add(t_ms, event)
-
-    def background_second(
-        self, second_start_ms: int, rate: float, sell_share: float = 0.5, *, quotes: bool = True
-    ) -> None:
-        """One second of ordinary flow at ``rate`` prints per second; quote moves
-        and prints are generated in time order, so every print refers to the
-        NBBO in force at its own time."""
-        rng = self.rng
-        moments = [(second_start_ms + rng.randrange(1000), 0) for _ in range(rng.randint(2, 5) if quotes else 0)]
-        moments += [(second_start_ms + rng.randrange(1000), 1) for _ in range(_poisson(rng, rate))]
-        for t, kind in sorted(moments):
-            if kind == 0:
-                self.move_quote(t)
-            else:
-                self.background_trade(t, sell_share)
-
-    def move_quote(self, t_ms: int) -> None:
-        rng = self.rng
-        step = rng.random()
-        if self.book_boost:
-            pass  # large size on both sides pins the price
-        elif step < 0.15:
-            self.mid_cents += 1
-        elif step < 0.30:
-            self.mid_cents -= 1
-        self.spread_cents = 1 if rng.random() < 0.8 or self.book_boost else 2
-        self.bid_size = rng.choice((100, 200, 300, 500, 800, 1200, 2000, 3000)) + self.book_boost
-        self.ask_size = rng.choice((100, 200, 300, 500, 800, 1200, 2000, 3000)) + self.book_boost
-        self.quote(t_ms)
-
-    def background_trade(self, t_ms: int, sell_share: float) -> None:
-        rng = self.rng
-        roll = rng.random()
-        if roll < 0.2:
-            size, conditions = rng.randint(1, 99), [37]
-        else:
-            size = rng.choice((100, 100, 100, 200, 200, 300, 400, 500, 1000))
-            conditions = [14, 41] if rng.random() < 0.1 else []
-        if rng.random() < 0.003:  # an average-price print: never a seller
-            self.trade(t_ms, self.bid - 0.0037, 5000, [2], trf=True)
-            return
-        sell = rng.random() < sell_share
-        if rng.random() < 0.15:  # midpoint / inside print off-exchange
-            price = (self.bid + self.ask) / 2 + (-0.001 if sell else 0.001)
-            self.trade(t_ms, price, size, conditions, trf=True)
-        else:
-            self.trade(t_ms, self.bid if sell else self.ask, size, conditions)
-
-
-def _poisson(rng: random.Random, rate: float) -> int:
-    # Knuth's method: fine for the small rates used here
-    limit, product, count = math.exp(-rate), rng.random(), 0
-    while product > limit:
-        count += 1
-        product *= rng.random()
-    return count
 
 
 def _volume_swing(second: int) -> float:
@@ -239,11 +67,11 @@ def _volume_swing(second: int) -> float:
 BASE_RATE = 8.0
 
 
-Special = Callable[["_Market", int], None]
+Special = Callable[[SyntheticMarket, int], None]
 
 
 def _flow(
-    market: _Market,
+    market: SyntheticMarket,
     seconds: Iterable[int],
     *,
     rate: Callable[[int], float] | None = None,
@@ -268,7 +96,7 @@ def _sweep(shares: int) -> Special:
     """A second holding one aggressive sell order that walks down the bid
     within 3 ms (and no other prints, so nothing else joins the order)."""
 
-    def second(market: _Market, start_ms: int) -> None:
+    def second(market: SyntheticMarket, start_ms: int) -> None:
         rng = market.rng
         t_ms = start_ms + 500
         market.move_quote(start_ms + 100)  # the NBBO in force before the sweep
@@ -276,7 +104,7 @@ def _sweep(shares: int) -> Special:
         left, offset = shares, 0
         while left > 0:
             child = min(left, rng.choice((1500, 2000, 2500, 3000, 4000)))
-            market.trade(t_ms + offset, price, child, [14, 41])
+            market.print_trade(t_ms + offset, price, child, [14, 41])
             left -= child
             if rng.random() < 0.5:
                 price = round(price - CENT, 2)
@@ -287,18 +115,18 @@ def _sweep(shares: int) -> Special:
     return second
 
 
-def _flicker(market: _Market, start_ms: int) -> None:
+def _flicker(market: SyntheticMarket, start_ms: int) -> None:
     """A 15,000-share offer shown for under a second, then cancelled."""
     shown = start_ms + 123
-    market.quote(shown, ask_size=15_000)
+    market.post_quote(shown, ask_size=15_000)
     market.background_second(start_ms, BASE_RATE, quotes=False)
-    market.quote(shown + market.rng.randint(400, 860))
+    market.post_quote(shown + market.rng.randint(400, 860))
 
 
 def _boosted(boost: int) -> Special:
     """A second whose quotes all rest ``boost`` more shares on both sides."""
 
-    def second(market: _Market, start_ms: int) -> None:
+    def second(market: SyntheticMarket, start_ms: int) -> None:
         market.book_boost = boost
         market.move_quote(start_ms)
         market.background_second(start_ms, BASE_RATE)
@@ -306,16 +134,16 @@ def _boosted(boost: int) -> Special:
     return second
 
 
-def _quiet(market: _Market) -> None:
+def _quiet(market: SyntheticMarket) -> None:
     _flow(market, range(0, 1200), special={300: _flicker, 840: _flicker})
 
 
-def _large_sellers(market: _Market) -> None:
+def _large_sellers(market: SyntheticMarket) -> None:
     sweeps = {480: _sweep(12_000), 520: _sweep(15_000), 560: _sweep(25_000), 600: _sweep(11_000)}
     _flow(market, range(0, 720), special=sweeps)
 
 
-def _red_burst(market: _Market) -> None:
+def _red_burst(market: SyntheticMarket) -> None:
     def rate(second: int) -> float:
         return BASE_RATE * (5.0 if 420 <= second < 510 else 1.0)
 
@@ -325,7 +153,7 @@ def _red_burst(market: _Market) -> None:
     _flow(market, range(0, 720), rate=rate, sell_share=sells)
 
 
-def _two_sided(market: _Market) -> None:
+def _two_sided(market: SyntheticMarket) -> None:
     special: dict[int, Special] = {}
     for start in (240, 330, 420):  # over a minute apart: a return within a minute is the same seller
         for second in range(start, start + 8):
@@ -334,18 +162,18 @@ def _two_sided(market: _Market) -> None:
     _flow(market, range(0, 600), special=special)
 
 
-def _stale_feed(market: _Market) -> None:
+def _stale_feed(market: SyntheticMarket) -> None:
     _flow(market, range(0, 720))
 
 
-def _gap(market: _Market) -> None:
+def _gap(market: SyntheticMarket) -> None:
     def rate(second: int) -> float:
         return BASE_RATE * (2.5 if second >= 510 else 1.0)
 
     _flow(market, [*range(0, 420), *range(510, 840)], rate=rate)
 
 
-_BUILDERS: dict[str, Callable[[_Market], None]] = {
+_BUILDERS: dict[str, Callable[[SyntheticMarket], None]] = {
     "quiet": _quiet,
     "large-sellers": _large_sellers,
     "red-burst": _red_burst,
@@ -371,26 +199,26 @@ def frames(name: str, seed: int = 7, symbol: str = SYMBOL) -> Iterator[tuple[int
     """``(ts_recv_ns, frame)`` of a scenario, in receive order."""
     if name not in _BUILDERS:
         raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
-    market = _Market(rng=random.Random(f"{name}:{seed}"), symbol=symbol)
-    market.quote(START_MS)
+    market = SyntheticMarket(rng=random.Random(f"{name}:{seed}"), symbol=symbol)
+    market.post_quote(START_MS)
     _BUILDERS[name](market)
     market.events.sort(key=lambda item: (item[0], item[1]))
     lag_rng = random.Random(f"{name}:{seed}:lag")
     bucket: list[dict] = []
-    bucket_index = None
+    bucket_index = 0
     encoder = msgspec.json.Encoder()
     for t_ms, _order, event in market.events:
         index = t_ms // FRAME_MS
         if bucket and index != bucket_index:
-            yield _frame(name, bucket_index, bucket, lag_rng, encoder)
+            yield _sealed_frame(name, bucket_index, bucket, lag_rng, encoder)
             bucket = []
         bucket_index = index
         bucket.append(event)
     if bucket:
-        yield _frame(name, bucket_index, bucket, lag_rng, encoder)
+        yield _sealed_frame(name, bucket_index, bucket, lag_rng, encoder)
 
 
-def _frame(
+def _sealed_frame(
     name: str, index: int, bucket: list[dict], rng: random.Random, encoder: msgspec.json.Encoder
 ) -> tuple[int, bytes]:
     frame_end_ms = (index + 1) * FRAME_MS

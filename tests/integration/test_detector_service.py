@@ -21,7 +21,8 @@ from services.detector.service import DetectorService
 from services.ingest.replay import replay
 from services.ingest.sources import read_events
 from services.offline.analyze import analyze
-from services.tools.scenarios import EXPECTATIONS, SCENARIOS, write_scenario
+from services.tools.scenario_expectations import EXPECTATIONS
+from services.tools.scenarios import SCENARIOS, write_scenario
 from shared.config import OrderFlowConfig
 from tests.support.cli import redis_environment, start_orderflow
 from tests.support.jsonl import log_lines, read_jsonl

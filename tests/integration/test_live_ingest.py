@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import time
 
 import pytest
@@ -18,13 +16,17 @@ from orderflow_client import logs
 from orderflow_client.bus.connection import Bus
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.wire import FeedStatus, Trade, decode
-from services.ingest.live import FeedAuthError, IngestService
+from services.ingest.feed import FeedAuthError
 from services.ingest.polygon_rest_client import PolygonRest
 from services.ingest.polygon_ws import parse_frame
+from services.ingest.service import IngestService
 from services.tools.scenarios import frames
-from services.tools.simulator import PolygonSimulator, polygon_event
+from services.tools.simulator import PolygonSimulator
+from services.tools.simulator_timeline import polygon_event
 from shared.config import OrderFlowConfig
+from tests.support.cli import ORDERFLOW, orderflow_environment, run_orderflow
 from tests.support.paths import REPO
+from tests.support.waiting import wait_for_async
 
 pytestmark = pytest.mark.redis
 KEY = "pk_sim_SECRET_a81f"
@@ -72,15 +74,6 @@ class Running:
         await asyncio.wait_for(self.task, timeout=15)
 
 
-async def until(condition, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def stream(bus: Bus, symbol: str) -> list:
     return [decode(entry.payload) for entry in await bus.read_range(bus.keys.market(symbol))]
 
@@ -94,7 +87,7 @@ async def test_positions_drive_subscriptions_live(simulator, redis_url, key_pref
         settings(simulator, key_prefix), bus, api_key=KEY, rest=PolygonRest(KEY, f"http://{simulator.feed}")
     )
     async with Running(service):
-        await until(lambda: _has_trades(bus, "AAA", "BBB"), what="trades of both positions")
+        await wait_for_async(lambda: _has_trades(bus, "AAA", "BBB"), what="trades of both positions")
         await asyncio.sleep(1.5)
         trades = [e for e in await stream(bus, "AAA") if isinstance(e, Trade)]
         assert all(t.symbol == "AAA" for t in trades)
@@ -107,7 +100,7 @@ async def test_positions_drive_subscriptions_live(simulator, redis_url, key_pref
 
         opened = time.monotonic()
         await registry.open("CCC", quantity=10, entry_price="50.00")
-        await until(lambda: _has_trades(bus, "CCC"), what="the third position's trades")
+        await wait_for_async(lambda: _has_trades(bus, "CCC"), what="the third position's trades")
         assert time.monotonic() - opened < 3.0
         await registry.close("BBB")
         await asyncio.sleep(1.5)
@@ -132,11 +125,11 @@ async def test_a_dropped_connection_is_a_gap_backfilled_without_duplicates(simul
     rest = PolygonRest(KEY, f"http://{simulator.feed}", backoff_base=0.05, backoff_cap=0.3)
     service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY, rest=rest, backoff_cap_seconds=1.0)
     async with Running(service):
-        await until(lambda: _has_trades(bus, "AAA"), what="first trades")
-        simulator.rest_failures = 2  # the backfill meets two 429s first
+        await wait_for_async(lambda: _has_trades(bus, "AAA"), what="first trades")
+        simulator.rest.failures = 2  # the backfill meets two 429s first
         await simulator.drop_connections()
-        await until(lambda: _gap_published(bus), what="a gap")
-        await until(lambda: _count(service, "backfilled"), what="backfilled trades")
+        await wait_for_async(lambda: _gap_published(bus), what="a gap")
+        await wait_for_async(lambda: _count(service, "backfilled"), what="backfilled trades")
         await asyncio.sleep(1.0)
     events = await stream(bus, "AAA")
     gap = next(e for e in events if isinstance(e, FeedStatus) and e.state == "gap")
@@ -167,12 +160,12 @@ async def test_malformed_frames_are_counted_and_survived(simulator, redis_url, k
     await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
     service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY)
     async with Running(service):
-        await until(lambda: _has_trades(bus, "AAA"), what="first trades")
+        await wait_for_async(lambda: _has_trades(bus, "AAA"), what="first trades")
         await simulator.inject("this is not json")
         await simulator.inject('[{"ev":"T","sym":"AAA","p":"cheap","s":1,"t":1}]')
         await simulator.inject('[{"ev":"LULD","sym":"AAA"}]')
         before = await bus.client.xlen(bus.keys.market("AAA"))
-        await until(lambda: _grew(bus, "AAA", before), what="flow after the bad frames")
+        await wait_for_async(lambda: _grew(bus, "AAA", before), what="flow after the bad frames")
     assert dict(service.stats.rejects.by_code) == {"malformed_json": 1, "invalid_event": 1, "unsupported_event": 1}
     assert service.stats.reconnects == 0
     await bus.close()
@@ -193,11 +186,11 @@ async def test_a_silent_feed_trips_the_watchdog(simulator, redis_url, key_prefix
         backoff_cap_seconds=0.5,
     )
     async with Running(service):
-        await until(lambda: _has_trades(bus, "AAA"), what="first trades")
+        await wait_for_async(lambda: _has_trades(bus, "AAA"), what="first trades")
         simulator.paused = True
-        await until(lambda: _silenced(service), timeout=10, what="the watchdog")
+        await wait_for_async(lambda: _silenced(service), timeout=10, what="the watchdog")
         simulator.paused = False
-        await until(lambda: _reconnected(service), timeout=10, what="a reconnect")
+        await wait_for_async(lambda: _reconnected(service), timeout=10, what="a reconnect")
     statuses = [decode(entry.payload).state for entry in await bus.read_range(bus.keys.status)]
     assert "watchdog_silence" in statuses
     await bus.close()
@@ -208,7 +201,7 @@ async def _silenced(service: IngestService) -> bool:
 
 
 async def _reconnected(service: IngestService) -> bool:
-    return service.stats.reconnects >= 1 and service.connected
+    return service.stats.reconnects >= 1 and service.feed.connected
 
 
 async def test_a_wrong_key_stops_with_a_clear_error_and_no_retry(simulator, redis_url, key_prefix):
@@ -229,12 +222,12 @@ async def test_redis_restarted_during_ingest_resumes_and_reports_the_gap(simulat
     await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
     service = IngestService(settings(simulator, "ri"), bus, api_key=KEY)
     async with Running(service):
-        await until(lambda: _has_trades(bus, "AAA"), what="first trades")
+        await wait_for_async(lambda: _has_trades(bus, "AAA"), what="first trades")
         private_redis.stop()
         await asyncio.sleep(2.0)
         private_redis.start()  # empty: no persistence
-        await until(lambda: _status_gap(bus), timeout=30, what="the outage reported as a gap")
-        await until(lambda: _has_trades(bus, "AAA"), timeout=10, what="publishing to resume")
+        await wait_for_async(lambda: _status_gap(bus), timeout=30, what="the outage reported as a gap")
+        await wait_for_async(lambda: _has_trades(bus, "AAA"), timeout=10, what="publishing to resume")
     statuses = [decode(entry.payload) for entry in await bus.read_range(bus.keys.status)]
     outage = next(s for s in statuses if s.code == "bus_outage")
     assert outage.gap_end_ns - outage.gap_start_ns >= 1.5e9
@@ -257,9 +250,9 @@ async def test_the_api_key_appears_in_no_log_error_or_metric(simulator, redis_ur
         rest = PolygonRest(KEY, f"http://{simulator.feed}", backoff_base=0.05, backoff_cap=0.2)
         service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY, rest=rest, backoff_cap_seconds=0.5)
         async with Running(service):
-            await until(lambda: _has_trades(bus, "AAA"), what="first trades")
+            await wait_for_async(lambda: _has_trades(bus, "AAA"), what="first trades")
             await simulator.drop_connections()
-            await until(lambda: _count(service, "backfilled"), what="a backfill")
+            await wait_for_async(lambda: _count(service, "backfilled"), what="a backfill")
         await bus.close()
     finally:
         import logging
@@ -274,22 +267,18 @@ async def test_the_api_key_appears_in_no_log_error_or_metric(simulator, redis_ur
 def test_cli_wrong_key_exits_5_without_showing_it(tmp_path, redis_url, key_prefix):
     async def serve_and_run():
         simulator = await PolygonSimulator(timeline(["AAA"], 0.5), api_key=KEY, speed=10).start()
-        env = {
-            **os.environ,
-            "REDIS_URL": redis_url,
-            "ORDER_FLOW_KEY_PREFIX": key_prefix,
-            "POLYGON_API_KEY": "pk_WRONG_77",
-            "ORDER_FLOW_POLYGON_FEED": simulator.feed,
-            "ORDER_FLOW_POLYGON_SECURE": "false",
-            "ORDER_FLOW_POLYGON_REST_URL": f"http://{simulator.feed}",
-            "ORDER_FLOW_LOG_DIR": str(tmp_path),
-            "ORDER_FLOW_METRICS_PORT": "0",
-            "PYTHONPATH": str(REPO),
-        }
+        env = orderflow_environment(
+            REDIS_URL=redis_url,
+            ORDER_FLOW_KEY_PREFIX=key_prefix,
+            POLYGON_API_KEY="pk_WRONG_77",
+            ORDER_FLOW_POLYGON_FEED=simulator.feed,
+            ORDER_FLOW_POLYGON_SECURE="false",
+            ORDER_FLOW_POLYGON_REST_URL=f"http://{simulator.feed}",
+            ORDER_FLOW_LOG_DIR=str(tmp_path),
+            ORDER_FLOW_METRICS_PORT="0",
+        )
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "services.cli",
+            *ORDERFLOW,
             "ingest",
             cwd=REPO,
             env=env,
@@ -315,7 +304,7 @@ async def test_a_recorded_session_replays_bit_for_bit(simulator, redis_url, key_
     await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
     service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY, record=tmp_path / "rec" / "live")
     async with Running(service):
-        await until(lambda: _has_trades(bus, "AAA"), what="first trades")
+        await wait_for_async(lambda: _has_trades(bus, "AAA"), what="first trades")
         await asyncio.sleep(1.0)
     live = await stream(bus, "AAA")
     (capture,) = list((tmp_path / "rec").glob("live-*.capture"))
@@ -327,23 +316,14 @@ async def test_a_recorded_session_replays_bit_for_bit(simulator, redis_url, key_
 
 
 def test_positions_cli(redis_url, key_prefix, tmp_path):
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "ORDER_FLOW_KEY_PREFIX": key_prefix,
-        "PYTHONPATH": str(REPO),
-        "COLUMNS": "120",
-    }
+    env = orderflow_environment(
+        REDIS_URL=redis_url,
+        ORDER_FLOW_KEY_PREFIX=key_prefix,
+        COLUMNS="120",
+    )
 
     def orderflow(*arguments: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "services.cli", "positions", *arguments],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env=env,
-            timeout=60,
-        )
+        return run_orderflow("positions", *arguments, env=env)
 
     assert orderflow("open", "aapl", "--quantity", "200", "--entry", "187.43", "--stop", "184").returncode == 0
     assert orderflow("open", "MSFT", "--quantity", "50", "--entry", "410.1").returncode == 0
@@ -369,10 +349,10 @@ async def test_a_lost_registry_is_written_back_and_the_subscriptions_kept(redis_
         await registry.open("AAPL", quantity=100, entry_price="190.00")
         await registry.open("MSFT", quantity=50, entry_price="410.00")
         ingest = IngestService(config, bus, api_key="unused")
-        await ingest.reconcile()
+        await ingest.follower.reconcile()
         assert ingest.symbols == ["AAPL", "MSFT"]
         await bus.client.delete(bus.keys.positions)
-        await ingest.reconcile()
+        await ingest.follower.reconcile()
         assert ingest.symbols == ["AAPL", "MSFT"]
         assert [position.symbol for position in await registry.list()] == ["AAPL", "MSFT"]
         statuses = [decode(next(iter(fields.values()))) for _id, fields in await bus.client.xrange(bus.keys.status)]
@@ -380,7 +360,7 @@ async def test_a_lost_registry_is_written_back_and_the_subscriptions_kept(redis_
         assert len(lost) == 1 and lost[0].symbols == ("AAPL", "MSFT") and lost[0].code == "registry_missing"
         await registry.close("AAPL")
         await registry.close("MSFT")
-        await ingest.reconcile()
+        await ingest.follower.reconcile()
         assert ingest.symbols == []
 
 
@@ -399,7 +379,7 @@ async def test_sigterm_while_redis_is_down_ends_ingest_within_seconds(simulator,
         async def published() -> bool:
             return service.stats.events > 0
 
-        await until(published, what="events published")
+        await wait_for_async(published, what="events published")
         await asyncio.to_thread(server.stop)
         await asyncio.sleep(3)
         assert not task.done()
@@ -419,9 +399,9 @@ async def test_a_registry_written_before_the_mark_gets_it_so_closing_everything_
         await registry.open("AAPL", quantity=100, entry_price="190.00")
         await bus.client.hdel(bus.keys.positions, "_registry")  # as an older version wrote it
         ingest = IngestService(OrderFlowConfig(key_prefix=key_prefix), bus, api_key="unused")
-        await ingest.reconcile()
+        await ingest.follower.reconcile()
         await registry.close("AAPL")
-        await ingest.reconcile()
+        await ingest.follower.reconcile()
         assert ingest.symbols == [] and await registry.current() == []
 
 
@@ -431,15 +411,15 @@ async def test_a_long_gap_is_backfilled_page_by_page_in_order_without_duplicates
     """A backfill no longer loads the whole gap into one list (1.1 GB for 432,100 trades): each REST page is
     published before the next is fetched. With 5-trade pages: several pages, none published more than a page at a
     time, every trade of the gap once, in time order."""
-    import services.ingest.live as live
+    import services.ingest.backfill as backfill
 
-    monkeypatch.setattr(live, "BACKFILL_PAGE_TRADES", 5)
+    monkeypatch.setattr(backfill, "BACKFILL_PAGE_TRADES", 5)
     bus = await Bus.connect(redis_url, prefix=key_prefix)
     await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
     rest = PolygonRest(KEY, f"http://{simulator.feed}", backoff_base=0.05, backoff_cap=0.3)
     service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY, rest=rest, backoff_cap_seconds=1.0)
     batches: list[int] = []
-    publish = service._publish_events
+    publish = service.publisher.publish_events
 
     async def counting(events, oldest=None):
         backfilled = sum(1 for event in events if isinstance(event, Trade) and event.backfilled)
@@ -447,13 +427,13 @@ async def test_a_long_gap_is_backfilled_page_by_page_in_order_without_duplicates
             batches.append(backfilled)
         await publish(events, oldest)
 
-    service._publish_events = counting
+    service.publisher.publish_events = counting
     async with Running(service):
-        await until(lambda: _has_trades(bus, "AAA"), what="first trades")
+        await wait_for_async(lambda: _has_trades(bus, "AAA"), what="first trades")
         await asyncio.sleep(0.5)
         await simulator.drop_connections()
-        await until(lambda: _gap_published(bus), what="a gap")
-        await until(lambda: _count(service, "backfilled"), what="backfilled trades")
+        await wait_for_async(lambda: _gap_published(bus), what="a gap")
+        await wait_for_async(lambda: _count(service, "backfilled"), what="backfilled trades")
         await asyncio.sleep(1.5)
     events = await stream(bus, "AAA")
     backfilled = [e for e in events if isinstance(e, Trade) and e.backfilled]
@@ -477,22 +457,18 @@ def test_sigterm_during_a_slow_backfill_ends_ingest_within_seconds(tmp_path, red
                 f"{key_prefix}:positions",
                 mapping={"AAA": json.dumps({"symbol": "AAA", "quantity": 1, "entry_price": 1}), "_registry": "1"},
             )
-            env = {
-                **os.environ,
-                "REDIS_URL": redis_url,
-                "ORDER_FLOW_KEY_PREFIX": key_prefix,
-                "POLYGON_API_KEY": KEY,
-                "ORDER_FLOW_POLYGON_FEED": simulator.feed,
-                "ORDER_FLOW_POLYGON_SECURE": "false",
-                "ORDER_FLOW_POLYGON_REST_URL": f"http://{simulator.feed}",
-                "ORDER_FLOW_LOG_DIR": str(tmp_path),
-                "ORDER_FLOW_METRICS_PORT": "0",
-                "PYTHONPATH": str(REPO),
-            }
+            env = orderflow_environment(
+                REDIS_URL=redis_url,
+                ORDER_FLOW_KEY_PREFIX=key_prefix,
+                POLYGON_API_KEY=KEY,
+                ORDER_FLOW_POLYGON_FEED=simulator.feed,
+                ORDER_FLOW_POLYGON_SECURE="false",
+                ORDER_FLOW_POLYGON_REST_URL=f"http://{simulator.feed}",
+                ORDER_FLOW_LOG_DIR=str(tmp_path),
+                ORDER_FLOW_METRICS_PORT="0",
+            )
             process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "services.cli",
+                *ORDERFLOW,
                 "ingest",
                 cwd=REPO,
                 env=env,
@@ -532,7 +508,7 @@ async def test_the_simulators_rest_history_is_bounded():
         deadline = time.monotonic() + 20
         while simulator.sent_events < 400 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        printed = list(simulator.trades["AAA"])
+        printed = list(simulator.history.trades["AAA"])
         assert len(printed) == 50 and simulator.sent_events >= 400
         rest = PolygonRest(KEY, f"http://{simulator.feed}")
         body = json.loads(await asyncio.to_thread(rest.get, "/v3/trades/AAA", {"limit": 1000, "order": "desc"}))
@@ -550,16 +526,16 @@ async def test_the_inbox_is_bounded_in_bytes_as_well_as_frames(redis_url, key_pr
         service = IngestService(config, bus, api_key=KEY)
         frame = json.dumps([{"ev": "status", "status": "info", "message": "x" * 100_000}])
         for _ in range(40):
-            await service._on_frames(frame)
-        assert service.inbox_frames == 11 and service.inbox_bytes <= 1024 * 1024 + len(frame)
+            await service.feed.receive(frame)
+        assert service.inbox.frames == 11 and service.inbox.bytes <= 1024 * 1024 + len(frame)
         assert service.stats.dropped_frames == 29
         stop = asyncio.Event()
-        task = asyncio.ensure_future(service._process(stop))
-        await until(lambda: _gap_published(bus), what="the overflow gap")
+        task = asyncio.ensure_future(service.pipeline.run(stop))
+        await wait_for_async(lambda: _gap_published(bus), what="the overflow gap")
         stop.set()
         await asyncio.wait_for(task, timeout=10)
         statuses = [decode(entry.payload) for entry in await bus.read_range(bus.keys.status)]
-        assert [s.code for s in statuses if s.state == "gap"] == ["queue_overflow"] and service.inbox_bytes == 0
+        assert [s.code for s in statuses if s.state == "gap"] == ["queue_overflow"] and service.inbox.bytes == 0
     finally:
         await bus.close()
 
@@ -578,7 +554,7 @@ async def test_a_dead_publisher_ends_ingest_at_once_instead_of_leaving_it_half_a
         await asyncio.sleep(0.5)
         raise RuntimeError("injected: the publisher failed")
 
-    monkeypatch.setattr(service, "_process", broken)
+    monkeypatch.setattr(service.pipeline, "run", broken)
     stop = asyncio.Event()
     started = time.monotonic()
     try:

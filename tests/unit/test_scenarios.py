@@ -11,7 +11,8 @@ from orderflow_client.wire import Quote, Trade
 from services.ingest.normalise import Normaliser
 from services.ingest.rejects import Reject
 from services.ingest.sources import read_events
-from services.tools.scenarios import EXPECTATIONS, SCENARIOS, START_MS, frames, write_scenario
+from services.tools.scenario_expectations import EXPECTATIONS
+from services.tools.scenarios import SCENARIOS, START_MS, frames, write_scenario
 
 NS_PER_MS = 1_000_000
 

@@ -1,0 +1,126 @@
+"""Gaps in the live feed, and the trades they hid, fetched from REST and published before live data goes on.
+
+A gap is detected three ways: the socket was lost (from its last frame to the first of the next connection:
+``socket_disconnect``), the inbox dropped frames (``queue_overflow``), or Redis was away (``bus_outage``, reported by
+:mod:`services.ingest.publisher`; nothing to fetch: the frames were held). Each is reported as a ``gap`` status on
+the status stream and every subscribed symbol's stream; then, for the first two, the trades of the interval come from
+REST ``/v3/trades/{symbol}`` (``timestamp.gte``/``lte`` in ns, ascending), page by page, deduplicated against what
+the socket delivered and published with ``backfilled=True``. A stop ends a backfill at once, even mid-request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from orderflow_client import logs
+from orderflow_client.timestamps import now_ns, ns_to_utc_iso
+from services.ingest.normalise import Normaliser
+from services.ingest.polygon_rest_client import PolygonRest, RestError
+from services.ingest.polygon_rest_parse import parse_trades_page
+from services.ingest.publisher import StreamPublisher
+from services.ingest.stats import IngestStats
+from shared import service_metrics
+
+log = logs.get_logger(__name__)
+BACKFILL_PAGE_TRADES = 50_000  # trades per REST page (Polygon's maximum): what a backfill holds at once
+
+
+def _off_loop(function: Callable[[], Any]) -> asyncio.Future[Any]:
+    """Run a blocking call (a REST page: timeouts and retries can take a minute) in a daemon thread and await it.
+    Not the default executor: ``asyncio.run`` joins that at exit, so a stop would wait for the call to give up."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(outcome: Any, failed: bool) -> None:
+        if not future.done():
+            (future.set_exception if failed else future.set_result)(outcome)
+
+    def work() -> None:
+        try:
+            outcome, failed = function(), False
+        except BaseException as error:
+            outcome, failed = error, True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits it any more
+            loop.call_soon_threadsafe(settle, outcome, failed)
+
+    threading.Thread(target=work, name="orderflow-rest", daemon=True).start()
+    return future
+
+
+class Backfill:
+    """Closes the feed's gaps: reports each, then publishes the trades it hid (when a REST client is given)."""
+
+    def __init__(
+        self,
+        publisher: StreamPublisher,
+        normaliser: Normaliser,
+        stats: IngestStats,
+        rest: PolygonRest | None,
+        *,
+        symbols: Callable[[], list[str]],
+    ) -> None:
+        self.publisher = publisher
+        self.normaliser = normaliser
+        self.stats = stats
+        self.rest = rest
+        self.symbols = symbols
+        self.gap_start: int | None = None  # the socket's last frame (ns) while it is lost: an open gap
+
+    async def close_gap(self, start: int, end: int, reason: str, stop: asyncio.Event) -> None:
+        """Report a gap, then publish the trades it hid (REST), before live data goes on."""
+        await self.publisher.report_gap(start, end, reason)
+        if self.rest is not None:
+            for symbol in self.symbols():
+                await self.fill(self.rest, symbol, start, end, stop)
+
+    async def fill(self, rest: PolygonRest, symbol: str, start: int, end: int, stop: asyncio.Event) -> None:
+        """Publish the trades a gap hid, from REST ``/v3/trades`` (ascending), **page by page**: each page (at most
+        50,000 trades) is parsed, deduplicated against what the socket delivered, and published before the next is
+        fetched, so memory stays one page however long the gap. A stop ends it at once, even mid-request."""
+        params = {"timestamp.gte": start, "timestamp.lte": end, "order": "asc", "limit": BACKFILL_PAGE_TRADES}
+        pages = rest.pages(f"/v3/trades/{symbol}", params)
+        published = 0
+        while not stop.is_set():
+            fetching = _off_loop(lambda: next(pages, None))
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not fetching.done():  # stopped mid-request (REST can take a minute to give up): leave it to its thread
+                fetching.cancel()
+                break
+            try:
+                body = fetching.result()
+            except RestError as error:
+                log.error(
+                    "order_flow.backfill_failed", symbol=symbol, code=error.code, reason=str(error), published=published
+                )
+                return
+            if body is None:
+                log.info(
+                    "order_flow.backfilled",
+                    symbol=symbol,
+                    trades=published,
+                    gap_start=ns_to_utc_iso(start),
+                    gap_end=ns_to_utc_iso(end),
+                )
+                return
+            page = parse_trades_page(body, symbol, now_ns(), backfilled=True)
+            for reject in page.rejects:
+                self.stats.rejects.add(reject)
+            trades = [normalised for trade in page.events if (normalised := self.normaliser.process(trade)) is not None]
+            trades.sort(key=lambda trade: trade.ts_event)
+            await self.publisher.publish_events(trades)
+            published += len(trades)
+            self.stats.backfilled += len(trades)
+            service_metrics.BACKFILLED_TRADES.inc(len(trades))
+        log.warning(
+            "order_flow.backfill_stopped",
+            symbol=symbol,
+            published=published,
+            code="shutdown",
+            detail="ingest stopped: the rest of the gap stays unfilled (it was reported as a gap)",
+        )

@@ -1,0 +1,152 @@
+"""The Polygon WebSocket connection (through polygon-api-client), kept open for as long as ingest runs.
+
+polygon-api-client's reconnect counter never resets and a clean close returns silently, so each connection gets a
+fresh ``WebSocketClient`` with ``max_reconnects=0`` and :meth:`PolygonFeed.run` reconnects forever, with exponential
+backoff and jitter (0.25 s doubling, capped), re-authenticating and re-subscribing. ``auth_failed`` stops ingest with
+:class:`FeedAuthError` (no retry storm). A watchdog reconnects when no frame arrived for ``watchdog_seconds`` while
+the market is open. The client's callback (:meth:`PolygonFeed.receive`) only stamps each frame's receive time and
+puts it in the :class:`~services.ingest.inbox.Inbox`: the pipeline does the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+
+from polygon import WebSocketClient  # type: ignore[import-untyped]
+from polygon.exceptions import AuthError  # type: ignore[import-untyped]
+
+from orderflow_client import logs
+from orderflow_client.errors import OrderflowError
+from orderflow_client.timestamps import now_ns
+from services.ingest.inbox import Inbox
+from services.ingest.publisher import StreamPublisher
+from services.ingest.stats import IngestStats
+from services.ingest.subscriptions import Subscriptions
+from shared import service_metrics
+from shared.config import OrderFlowConfig
+from shared.sessions import SessionClock
+
+log = logs.get_logger(__name__)
+
+
+class FeedAuthError(OrderflowError):
+    """Polygon refused the API key: stop, do not retry."""
+
+    code = "feed_auth_failed"
+
+
+class PolygonFeed:
+    """One Polygon WebSocket connection at a time, its frames into the inbox, reconnected when it drops or is silent."""
+
+    def __init__(
+        self,
+        config: OrderFlowConfig,
+        *,
+        api_key: str,
+        inbox: Inbox,
+        subscriptions: Subscriptions,
+        publisher: StreamPublisher,
+        stats: IngestStats,
+        market_hours_only: bool = True,
+        backoff_cap_seconds: float = 30.0,
+    ) -> None:
+        self.config = config
+        self.api_key = api_key
+        self.inbox = inbox
+        self.subscriptions = subscriptions
+        self.publisher = publisher
+        self.stats = stats
+        self.market_hours_only = market_hours_only
+        self.backoff_cap = backoff_cap_seconds
+        self.sessions = SessionClock()
+        self.connected = False
+        self.last_frame_ns = 0
+        self.auth_error: FeedAuthError | None = None
+
+    async def receive(self, frame: str | bytes) -> None:
+        """The client's callback, inline in its receive loop: stamp and enqueue, nothing else."""
+        received = time.time_ns()
+        self.last_frame_ns = received
+        if not self.connected:
+            self.connected = True
+            self.inbox.put_connected(received)
+        if not self.inbox.put_frame(received, frame):
+            self.stats.dropped_frames += 1
+            service_metrics.INGEST_QUEUE_DROPPED.inc()
+
+    def _market_open(self) -> bool:
+        return not self.market_hours_only or self.sessions.session(now_ns()) != "closed"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, and reconnect after every drop, until ``stop`` (or the key is refused: ``auth_error``)."""
+        failures = 0
+        while not stop.is_set():
+            client = WebSocketClient(
+                api_key=self.api_key,
+                feed=self.config.polygon_feed,
+                market="stocks",
+                raw=True,
+                secure=self.config.polygon_secure,
+                max_reconnects=0,
+                subscriptions=sorted(self.subscriptions.topics),
+            )
+            self.subscriptions.client = client
+            started = time.time_ns()
+            self.last_frame_ns = started
+            connection = asyncio.ensure_future(client.connect(self.receive, max_size=None))
+            reason = "closed"
+            while not connection.done():
+                await asyncio.wait({connection}, timeout=0.5)
+                if stop.is_set():
+                    reason = "stop"
+                    break
+                silent = (time.time_ns() - self.last_frame_ns) / 1e9
+                if silent > self.config.watchdog_seconds and self._market_open():
+                    reason = "watchdog_silence"
+                    log.warning(
+                        "order_flow.feed_watchdog", silent_seconds=round(silent, 1), symbols=self.subscriptions.symbols
+                    )
+                    self.stats.statuses.append("watchdog_silence")
+                    await self.publisher.publish_status(
+                        "watchdog_silence", "feed_silent", f"no frame for {silent:.0f} s"
+                    )
+                    break
+            if not connection.done():
+                connection.cancel()
+                with contextlib.suppress(Exception):  # closing a half-open socket: nothing more to do
+                    await client.close()
+            try:
+                await connection
+            except asyncio.CancelledError:
+                pass
+            except AuthError:
+                self.auth_error = FeedAuthError("Polygon rejected the API key (auth_failed): check POLYGON_API_KEY")
+                service_metrics.FEED_CONNECTED.set(0)
+                stop.set()
+                self.inbox.wake()
+                return
+            except Exception as error:  # ConnectionClosedError and friends: reconnect
+                reason = type(error).__name__
+            was_connected = self.connected
+            if was_connected:
+                self.connected = False
+                service_metrics.FEED_CONNECTED.set(0)
+                self.inbox.put_disconnected(self.last_frame_ns, reason)
+            if stop.is_set():
+                return
+            failures = 0 if was_connected and time.time_ns() - started > 5e9 else failures + 1
+            delay = min(self.backoff_cap, 0.25 * 2 ** min(failures, 10))
+            delay = random.uniform(delay / 2, delay)
+            self.stats.reconnects += 1
+            service_metrics.FEED_RECONNECTS.inc()
+            log.warning(
+                "order_flow.feed_disconnected",
+                reason=reason,
+                reconnect_in_seconds=round(delay, 2),
+                symbols=self.subscriptions.symbols,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)

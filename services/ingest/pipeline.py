@@ -1,0 +1,137 @@
+"""Frames from the inbox → recorded, parsed, deduplicated and classified → published in batches, in order.
+
+The pipeline takes up to ``BATCH_FRAMES`` frames (and about ``BATCH_EVENTS`` events) a batch: records them
+(``--record``), parses them (:mod:`services.ingest.polygon_ws`), deduplicates and classifies
+(:mod:`services.ingest.normalise`) and publishes the batch to the per-symbol streams. After a disconnect it first
+publishes a ``disconnected`` status, and when the socket is back the gap with the trades it hid
+(:mod:`services.ingest.backfill`), then goes on with live frames. On stop it publishes what was received for at most
+``SHUTDOWN_DRAIN_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from orderflow_client import logs
+from orderflow_client.wire import Quote, Trade
+from services.ingest.backfill import Backfill
+from services.ingest.capture import CaptureRecorder
+from services.ingest.inbox import Inbox
+from services.ingest.normalise import Normaliser
+from services.ingest.polygon_ws import parse_frame
+from services.ingest.publisher import SOURCE, StreamPublisher
+from services.ingest.stats import IngestStats
+from shared import service_metrics
+
+log = logs.get_logger(__name__)
+BATCH_FRAMES = 500
+BATCH_EVENTS = 5_000  # and at most about this many events a batch (a frame may hold hundreds)
+SHUTDOWN_DRAIN_SECONDS = 5.0  # on stop, publish what was received for at most this long
+NOISY_STATUSES = frozenset({"connected", "auth_success", "success"})
+
+
+class Pipeline:
+    """Drains the inbox onto the streams, batch after batch."""
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        publisher: StreamPublisher,
+        backfill: Backfill,
+        normaliser: Normaliser,
+        stats: IngestStats,
+        *,
+        quote_size_multiplier: int = 1,
+        recorder: CaptureRecorder | None = None,
+        on_status: Callable[[str], None] | None = None,
+    ) -> None:
+        """``quote_size_multiplier``: shares per quoted size unit (a round lot when Polygon quotes in round lots);
+        ``on_status``: called with every feed status (``auth_success``…)."""
+        self.inbox = inbox
+        self.publisher = publisher
+        self.backfill = backfill
+        self.normaliser = normaliser
+        self.stats = stats
+        self.multiplier = quote_size_multiplier
+        self.recorder = recorder
+        self.on_status = on_status
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop``, and then until the inbox is empty (``SHUTDOWN_DRAIN_SECONDS`` at most)."""
+        inbox = self.inbox
+        stopping_since = None
+        while True:
+            if stop.is_set():
+                stopping_since = stopping_since or time.monotonic()
+                if inbox.entries and time.monotonic() - stopping_since > SHUTDOWN_DRAIN_SECONDS:
+                    log.error("order_flow.ingest_shutdown_dropped", code="shutdown", frames=inbox.frames)
+                    inbox.clear()
+            if not inbox.entries:
+                if stop.is_set():
+                    return
+                await inbox.wait(timeout=0.5)
+                continue
+            service_metrics.INGEST_QUEUE_DEPTH.set(inbox.frames)
+            events: list[Trade | Quote] = []
+            oldest = None
+            for _ in range(BATCH_FRAMES):
+                if not inbox.entries or len(events) >= BATCH_EVENTS:
+                    break
+                kind, stamp, payload = inbox.pop_oldest()
+                if kind == "frame":
+                    oldest = oldest or stamp
+                    events.extend(self._events_of_frame(stamp, payload))
+                elif kind == "connected":
+                    service_metrics.FEED_CONNECTED.set(1)
+                    if self.backfill.gap_start is not None:
+                        await self.publisher.publish_events(events)
+                        events = []
+                        await self.backfill.close_gap(self.backfill.gap_start, stamp, "socket_disconnect", stop)
+                        self.backfill.gap_start = None
+                else:  # disconnected: say so now, so nobody trusts a silent symbol
+                    await self.publisher.publish_events(events, oldest)
+                    events, oldest = [], None
+                    self.backfill.gap_start = stamp
+                    await self.publisher.publish_status(
+                        "disconnected", str(payload or "disconnected"), "feed disconnected; reconnecting"
+                    )
+            await self.publisher.publish_events(events, oldest)
+            overflow = inbox.overflow_ended()
+            if overflow is not None:
+                await self.backfill.close_gap(*overflow, "queue_overflow", stop)
+            if self.recorder is not None:
+                self.recorder.flush()
+
+    def _events_of_frame(self, received: int, frame: str | bytes) -> list[Trade | Quote]:
+        """A frame's events, ready for the bus; its statuses and rejects counted and logged."""
+        self.stats.frames += 1
+        service_metrics.FRAMES_RECEIVED.labels(source=SOURCE).inc()
+        if self.recorder is not None:
+            self.recorder.write(received, frame)
+        parsed = parse_frame(frame, received, quote_size_multiplier=self.multiplier)
+        for reject in parsed.rejects:
+            self.stats.rejects.add(reject)
+            service_metrics.FRAMES_REJECTED.labels(source=reject.source, code=reject.code).inc()
+            log.error("order_flow.frame_rejected", code=reject.code, where=reject.where, detail=reject.detail[:200])
+        for status in parsed.statuses:
+            self._feed_status(status.status, status.message)
+        events = []
+        for event in parsed.events:
+            normalised = self.normaliser.process(event)
+            if normalised is not None:
+                events.append(normalised)
+        return events
+
+    def _feed_status(self, status: str, message: str) -> None:
+        """A protocol status from Polygon (``auth_success``, ``max_connections``…): counted, logged by severity."""
+        self.stats.statuses.append(status)
+        if self.on_status is not None:
+            self.on_status(status)
+        if status in NOISY_STATUSES:
+            log.debug("order_flow.feed_status", status=status, message=message)
+        elif status in ("max_connections", "force_disconnect", "slow_consumer"):
+            log.error("order_flow.feed_status", status=status, code=status, message=message)
+        else:
+            log.warning("order_flow.feed_status", status=status, message=message)

@@ -1,0 +1,125 @@
+"""Ingest's one way onto the streams: market events, feed statuses and gaps, riding out Redis outages.
+
+Every part of live ingest (the pipeline, the backfill, the feed's watchdog, the position follower) publishes through
+one :class:`StreamPublisher`, so a Redis outage is handled in one place: the batch is held and retried every second
+for as long as Redis is away (a stop still ends it: the service waits ``SHUTDOWN_DRAIN_SECONDS`` at most), and the
+outage is reported once, by whichever publisher gets through first, as a ``bus_outage`` gap. A gap on the status
+stream (times in ns)::
+
+    FeedStatus(source="polygon", state="gap", code="socket_disconnect", symbols=("AAPL",),
+               gap_start_ns=1700000000125000000, gap_end_ns=1700000003400000000, detail="3.3 s without data", …)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+
+from orderflow_client import logs
+from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.outage import Outage
+from orderflow_client.errors import BusUnavailableError
+from orderflow_client.timestamps import now_ns, ns_to_utc_iso
+from orderflow_client.wire import FeedState, FeedStatus, Quote, Trade, WireMessage
+from services.ingest.stats import IngestStats
+from shared import service_metrics
+
+log = logs.get_logger(__name__)
+SOURCE = "polygon"  # the source named on live ingest's statuses and metrics
+
+
+class StreamPublisher:
+    """Publishes to the per-symbol market streams and the status stream, holding what it has through an outage."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        stats: IngestStats,
+        *,
+        symbols: Callable[[], list[str]],
+        latency_sink: list[float] | None = None,
+    ) -> None:
+        """``symbols``: the symbols subscribed now (a status names them by default); ``latency_sink``: benchmarks
+        collect receive → on the stream, per event, in ms."""
+        self.bus = bus
+        self.stats = stats
+        self.symbols = symbols
+        self.latency_sink = latency_sink
+        self._outage = Outage("ingest")
+
+    async def publish_events(self, events: Sequence[Trade | Quote], oldest: int | None = None) -> None:
+        """Publish a batch, each event on its symbol's stream; ``oldest``: the receive time (ns) of the batch's
+        oldest frame, for the publish lag (none for backfilled trades)."""
+        if not events:
+            return
+        entries = [(self.bus.keys.market(event.symbol), event) for event in events]
+        await self._publish_entries(entries)
+        self.stats.events += len(events)
+        counts: dict[str, int] = {}
+        for event in events:
+            tag = str(type(event).__struct_config__.tag)
+            counts[tag] = counts.get(tag, 0) + 1
+        for tag, count in counts.items():
+            service_metrics.EVENTS_PUBLISHED.labels(kind=tag).inc(count)
+        if oldest is not None:
+            done = time.time_ns()
+            service_metrics.PUBLISH_LAG.observe((done - oldest) / 1e9)
+            if self.latency_sink is not None:
+                self.latency_sink.extend((done - event.ts_recv) / 1e6 for event in events)
+
+    async def publish_status(
+        self,
+        state: FeedState,
+        code: str,
+        detail: str,
+        start: int = 0,
+        end: int = 0,
+        symbols: tuple[str, ...] | None = None,
+    ) -> None:
+        """A status on the status stream and the market stream of each of ``symbols`` (default: every subscribed
+        one); ``start``/``end``: a gap's interval (ns)."""
+        stamp = now_ns()
+        symbols = tuple(self.symbols()) if symbols is None else symbols
+        status = FeedStatus(
+            source=SOURCE,
+            state=state,
+            ts_event=end or stamp,
+            ts_recv=stamp,
+            symbols=symbols,
+            code=code,
+            detail=detail,
+            gap_start_ns=start,
+            gap_end_ns=end,
+        )
+        entries = [(self.bus.keys.status, status)] + [(self.bus.keys.market(symbol), status) for symbol in symbols]
+        await self._publish_entries(entries)
+
+    async def report_gap(self, start: int, end: int, reason: str) -> None:
+        """Report an interval without data (ns), with its reason as the code: logged, counted, published."""
+        self.stats.gaps += 1
+        service_metrics.FEED_GAPS.labels(reason=reason).inc()
+        seconds = (end - start) / 1e9
+        log.warning(
+            "order_flow.feed_gap",
+            code=reason,
+            gap_start=ns_to_utc_iso(start),
+            gap_end=ns_to_utc_iso(end),
+            seconds=round(seconds, 3),
+            symbols=self.symbols(),
+        )
+        await self.publish_status("gap", reason, f"{seconds:.1f} s without data", start, end)
+
+    async def _publish_entries(self, entries: Sequence[tuple[str, WireMessage]]) -> None:
+        """Publish, riding out a Redis outage of any length (what was received is held meanwhile; a stop still
+        ends it, after SHUTDOWN_DRAIN_SECONDS); its interval is then reported as a ``bus_outage`` gap."""
+        while True:
+            try:
+                await self.bus.publish(entries)
+                break
+            except BusUnavailableError as error:
+                self._outage.began(error)
+                await asyncio.sleep(1.0)
+        start = self._outage.since_ns
+        if self._outage.ended() is not None:  # whichever publisher gets through first reports the outage, once
+            await self.report_gap(start, now_ns(), "bus_outage")

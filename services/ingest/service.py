@@ -1,0 +1,152 @@
+"""Live ingest: Polygon's WebSocket through polygon-api-client onto the per-symbol streams, for the open positions.
+
+:class:`IngestService` wires the parts and supervises their three tasks:
+
+* the **feed** (:mod:`services.ingest.feed`) keeps one WebSocket connection open, reconnecting with backoff, and puts
+  each frame, stamped, in the bounded **inbox** (:mod:`services.ingest.inbox`);
+* the **pipeline** (:mod:`services.ingest.pipeline`) parses, deduplicates, classifies and publishes the frames in
+  batches through the one **publisher** (:mod:`services.ingest.publisher`, which rides out Redis outages), and after
+  a disconnect or an overflow reports the gap and publishes the trades it hid (:mod:`services.ingest.backfill`);
+* the **position follower** (:mod:`services.ingest.subscriptions`) keeps the subscriptions equal to the open
+  positions.
+
+A task that dies ends ingest at once (logged as ``order_flow.ingest_failed``, the error raised): never half-alive,
+receiving and publishing nothing, so its supervisor restarts it. The command (``orderflow ingest``) sets ``stop`` on
+SIGTERM/SIGINT; what was received then gets ``SHUTDOWN_DRAIN_SECONDS`` to reach Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from orderflow_client import logs
+from orderflow_client.bus.connection import Bus
+from orderflow_client.positions import PositionRegistry
+from services.ingest.backfill import Backfill
+from services.ingest.capture import CaptureRecorder
+from services.ingest.feed import PolygonFeed
+from services.ingest.inbox import Inbox
+from services.ingest.normalise import Normaliser
+from services.ingest.pipeline import SHUTDOWN_DRAIN_SECONDS, Pipeline
+from services.ingest.polygon_rest_client import PolygonRest
+from services.ingest.publisher import StreamPublisher
+from services.ingest.stats import IngestStats
+from services.ingest.subscriptions import PositionFollower, Subscriptions
+from shared import service_metrics
+from shared.conditions import ConditionTable
+from shared.config import OrderFlowConfig
+
+log = logs.get_logger(__name__)
+
+
+class IngestService:
+    """Polygon WebSocket → per-symbol streams, for the open positions."""
+
+    def __init__(
+        self,
+        config: OrderFlowConfig,
+        bus: Bus,
+        *,
+        api_key: str,
+        rest: PolygonRest | None = None,
+        conditions: ConditionTable | None = None,
+        record: Path | None = None,
+        market_hours_only: bool = True,
+        backoff_cap_seconds: float = 30.0,
+        on_status: Callable[[str], None] | None = None,
+        latency_sink: list[float] | None = None,
+    ) -> None:
+        """``rest``: backfills gaps when given; ``record``: every frame is recorded to ``<record>-YYYY-MM-DD.capture``;
+        ``latency_sink``: benchmarks collect receive → on the stream, per event, in ms."""
+        self.config = config
+        self.bus = bus
+        self.stats = IngestStats()
+        self.normaliser = Normaliser(conditions, method=config.side_method)
+        self.recorder = CaptureRecorder(record) if record else None
+        self.inbox = Inbox(config.ingest_queue_frames, config.ingest_queue_bytes)
+        self.subscriptions = Subscriptions()
+        self.publisher = StreamPublisher(
+            bus, self.stats, symbols=lambda: self.subscriptions.symbols, latency_sink=latency_sink
+        )
+        self.backfill = Backfill(
+            self.publisher, self.normaliser, self.stats, rest, symbols=lambda: self.subscriptions.symbols
+        )
+        self.feed = PolygonFeed(
+            config,
+            api_key=api_key,
+            inbox=self.inbox,
+            subscriptions=self.subscriptions,
+            publisher=self.publisher,
+            stats=self.stats,
+            market_hours_only=market_hours_only,
+            backoff_cap_seconds=backoff_cap_seconds,
+        )
+        self.pipeline = Pipeline(
+            self.inbox,
+            self.publisher,
+            self.backfill,
+            self.normaliser,
+            self.stats,
+            quote_size_multiplier=config.round_lot_size if config.quote_size_unit == "round_lots" else 1,
+            recorder=self.recorder,
+            on_status=on_status,
+        )
+        self.follower = PositionFollower(
+            bus, PositionRegistry(bus), self.subscriptions, self.publisher, self.normaliser
+        )
+
+    @property
+    def symbols(self) -> list[str]:
+        """The symbols subscribed now, sorted."""
+        return self.subscriptions.symbols
+
+    async def run(self, stop: asyncio.Event) -> IngestStats:
+        """Until ``stop`` is set (or the key is refused: :class:`~services.ingest.feed.FeedAuthError`)."""
+        await self.follower.reconcile()
+        tasks = [
+            asyncio.ensure_future(self.feed.run(stop)),
+            asyncio.ensure_future(self.pipeline.run(stop)),
+            asyncio.ensure_future(self.follower.follow(stop)),
+        ]
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({stopping, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+            failed = [
+                error
+                for task in tasks
+                if task.done() and not task.cancelled() and (error := task.exception()) is not None
+            ]
+            if failed and not stop.is_set():  # a task died: never go on half-alive (publishing nothing, say nothing)
+                error = failed[0]
+                log.error(
+                    "order_flow.ingest_failed",
+                    code="internal_error",
+                    error=f"{type(error).__name__}: {str(error)[:300]}",
+                    exc_info=error,
+                )
+                stop.set()
+                raise error
+            # what was received gets SHUTDOWN_DRAIN_SECONDS to reach Redis; a Redis that is down does not hold the stop
+            done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_DRAIN_SECONDS + 1.0)
+            if pending:
+                log.error(
+                    "order_flow.ingest_stopped_unpublished",
+                    code="bus_unavailable",
+                    frames=self.inbox.frames,
+                    detail="stopped before Redis took what was received; the detector will see a gap",
+                )
+            for task in done:
+                if not task.cancelled() and (error := task.exception()) is not None:
+                    raise error
+        finally:
+            stopping.cancel()
+            for task in tasks:
+                task.cancel()
+            if self.recorder is not None:
+                self.recorder.close()
+            service_metrics.FEED_CONNECTED.set(0)
+        if self.feed.auth_error is not None:
+            raise self.feed.auth_error
+        return self.stats

@@ -1,0 +1,24 @@
+"""What live ingest did since it started: counts every part of it adds to, returned by ``IngestService.run``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from services.ingest.rejects import RejectCounter
+
+
+@dataclass
+class IngestStats:
+    """Counts of one live ingest run (frames and events, not shares).
+
+    ``statuses`` lists every feed status seen, in order (``auth_success``, ``watchdog_silence``…).
+    """
+
+    frames: int = 0
+    events: int = 0
+    dropped_frames: int = 0
+    reconnects: int = 0
+    gaps: int = 0
+    backfilled: int = 0
+    rejects: RejectCounter = field(default_factory=RejectCounter)
+    statuses: list[str] = field(default_factory=list)

@@ -1,0 +1,109 @@
+"""Following the position registry: ingest subscribes to ``T.SYM`` and ``Q.SYM`` of every open position, no more.
+
+A change notice (``{"action":"open","symbol":"AAPL"}`` on the positions channel) applies within a second on the
+open socket, and the registry is re-read every 5 s (a notice is lossy). A registry lost under it (Redis restarted
+without persistence) is written back from the positions last seen, monitoring goes on, and a ``positions_lost``
+status names the symbols: never a silent unsubscribe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, cast
+
+from orderflow_client import logs
+from orderflow_client.bus.channels import Subscription
+from orderflow_client.bus.connection import Bus
+from orderflow_client.errors import BusUnavailableError
+from orderflow_client.positions import PositionRegistry, decode_change
+from orderflow_client.wire import FeedState
+from services.ingest.normalise import Normaliser
+from services.ingest.publisher import StreamPublisher
+from shared import service_metrics
+
+log = logs.get_logger(__name__)
+
+
+class Subscriptions:
+    """The topics ingest is subscribed to (``T.AAPL``, ``Q.AAPL``…), applied on the socket open now, if any."""
+
+    def __init__(self) -> None:
+        self.topics: set[str] = set()
+        self.client: Any = None  # the open polygon WebSocketClient (set by the feed on each connection)
+
+    @property
+    def symbols(self) -> list[str]:
+        return sorted({topic.split(".", 1)[1] for topic in self.topics})
+
+    def change(self, wanted: set[str]) -> tuple[set[str], set[str]]:
+        """Subscribe to exactly ``wanted``; returns the topics ``(added, removed)``."""
+        added, removed = wanted - self.topics, self.topics - wanted
+        if not added and not removed:
+            return added, removed
+        self.topics = wanted
+        if self.client is not None:
+            if added:
+                self.client.subscribe(*sorted(added))
+            if removed:
+                self.client.unsubscribe(*sorted(removed))
+        return added, removed
+
+
+class PositionFollower:
+    """Keeps the :class:`Subscriptions` equal to the open positions."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        registry: PositionRegistry,
+        subscriptions: Subscriptions,
+        publisher: StreamPublisher,
+        normaliser: Normaliser,
+    ) -> None:
+        self.bus = bus
+        self.registry = registry
+        self.subscriptions = subscriptions
+        self.publisher = publisher
+        self.normaliser = normaliser
+
+    async def reconcile(self) -> None:
+        """Make the subscriptions equal to the open positions. A registry lost under it (Redis restarted
+        without persistence) is written back from the positions last seen, monitoring goes on, and a
+        ``positions_lost`` status names the symbols: never a silent unsubscribe."""
+        positions, notices = await self.registry.follow()
+        for notice in notices:
+            await self.publisher.publish_status(
+                cast(FeedState, notice.state), notice.code, notice.detail, symbols=notice.symbols
+            )
+        wanted = {f"{kind}.{position.symbol}" for position in positions for kind in ("T", "Q")}
+        added, removed = self.subscriptions.change(wanted)
+        if not added and not removed:
+            return
+        for topic in removed:
+            self.normaliser.forget(topic.split(".", 1)[1])
+        symbols = self.subscriptions.symbols
+        service_metrics.MONITORED_SYMBOLS.set(len(symbols))
+        log.info("order_flow.subscriptions_changed", added=sorted(added), removed=sorted(removed), symbols=symbols)
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        """Follow the change notices (and re-read every 5 s); survives Redis restarts."""
+        while not stop.is_set():
+            try:
+                async with self.bus.subscribe(self.bus.keys.positions_channel) as changes:
+                    await self._follow_changes(changes, stop)
+            except (OSError, BusUnavailableError) as error:
+                log.error("order_flow.positions_unavailable", code="bus_unavailable", reason=str(error))
+                await asyncio.sleep(1.0)
+
+    async def _follow_changes(self, changes: Subscription, stop: asyncio.Event) -> None:
+        last = 0.0
+        while not stop.is_set():
+            message = await changes.next_message(timeout=0.2)
+            if message is not None and decode_change(message) is None:
+                message = None
+            if message is not None or time.monotonic() - last >= 5.0:
+                last = time.monotonic()
+                await self.reconcile()
+            if message is None and self.bus.embedded:
+                await asyncio.sleep(0.2)
