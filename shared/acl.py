@@ -48,7 +48,8 @@ def rules(role: str, prefix: str = "orderflow") -> str:
         )
     if role == "bot":
         return (
-            f"{_CONNECTION} {_SCRIPTS} ~{prefix}:exits +xreadgroup +xack +xgroup|create +xautoclaim +xpending +xinfo|groups "
+            f"{_CONNECTION} {_SCRIPTS} ~{prefix}:exits "
+            "+xreadgroup +xack +xgroup|create +xautoclaim +xpending +xinfo|groups "
             f"+xrange +xrevrange &{prefix}:exit-signals +subscribe +unsubscribe "
             f"(~{prefix}:exits:dead +xadd) "
             f"(%R~{prefix}:status %R~{prefix}:alerts +xread +xrange +xrevrange) "

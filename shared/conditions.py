@@ -89,10 +89,9 @@ class ConditionTable:
     @classmethod
     def from_reference(cls, document: dict[str, Any] | bytes | str, source: str = "reference") -> ConditionTable:
         """Read a ``/v3/reference/conditions`` response (``{"results": [...]}``)."""
-        if isinstance(document, (bytes, str)):
-            document = json.loads(document)
+        parsed: dict[str, Any] = json.loads(document) if isinstance(document, (bytes, str)) else document
         conditions = []
-        for row in document.get("results", []):
+        for row in parsed.get("results", []):
             consolidated = (row.get("update_rules") or {}).get("consolidated") or {}
             conditions.append(
                 Condition(

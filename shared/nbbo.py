@@ -35,7 +35,8 @@ class PrevailingQuote:
         self.ts, self.bid, self.ask = ts_event, bid, ask
 
     def update_from(self, event: Quote | BookUpdate) -> None:
-        if type(event) is Quote:
+        """The NBBO a quote or a book update shows (a book's best levels; 0 for an empty side)."""
+        if isinstance(event, Quote):
             self.update(event.ts_event, event.bid_price, event.ask_price)
         else:
             self.update(event.ts_event, event.bids[0][0] if event.bids else 0, event.asks[0][0] if event.asks else 0)

@@ -36,9 +36,10 @@ class SessionClock:
             for offset in range((last - first).days + 1):
                 self._days.setdefault(first + timedelta(days=offset), None)
             for label, row in schedule.iterrows():
-                self._days[label.date()] = tuple(
+                pre, market_open, market_close, post = (
                     int(row[column].value) for column in ("pre", "market_open", "market_close", "post")
                 )
+                self._days[label.date()] = (pre, market_open, market_close, post)
         return self._days[day]
 
     def session(self, ts_ns: int) -> TradingSession:
@@ -66,18 +67,25 @@ class SessionClock:
         end = start + 86_400 * NANOSECONDS_PER_SECOND
         if bounds is None:
             bounds = (end, end, end, end)  # closed all day
-        self._current = (start, end, *bounds)
+        current = (start, end, *bounds)
+        self._current = current
         self.day = day.isoformat()
-        return self._current
+        return current
+
+    def _covering(self, ts_ns: int) -> tuple[int, int, int, int, int, int]:
+        """``(day_start, day_end, pre, open, close, post)`` ns of the day holding ``ts_ns`` (loaded if need be)."""
+        current = self._current
+        if current is None or not current[0] <= ts_ns < current[1]:
+            current = self._load(ts_ns)
+        return current
 
     def regular_hours(self, ts_ns: int) -> tuple[int, int]:
         """``(market_open_ns, market_close_ns)`` of the trading day holding ``ts_ns`` (equal on a closed day)."""
-        self.session(ts_ns)
-        return self._current[3], self._current[4]
+        current = self._covering(ts_ns)
+        return current[3], current[4]
 
     def day_of(self, ts_ns: int) -> tuple[str, int, int, int | None]:
         """``(day, day_start_ns, day_end_ns, market_open_ns)`` of the New York trading day holding
         ``ts_ns`` (open None on a day the market is closed)."""
-        self.session(ts_ns)
-        start, end, _pre, market_open, _close, _post = self._current
+        start, end, _pre, market_open, _close, _post = self._covering(ts_ns)
         return self.day, start, end, (market_open if market_open < end else None)
