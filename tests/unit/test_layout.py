@@ -74,7 +74,7 @@ def test_every_import_names_a_module_or_a_name_defined_in_one():
     imports itself — never to a name registered at run time."""
     known = modules()
     missing = []
-    for name, path in known.items():
+    for path in known.values():
         for line, imported in first_party_imports(path):
             if imported not in known:
                 missing.append(f"{path.relative_to(REPO)}:{line} imports {imported}, which no file defines")
