@@ -34,7 +34,9 @@ from services.ingest.sources import detect_format, read_events
 groups = {}
 for name in sys.argv[1:]:
     groups.setdefault(detect_format(Path(name)), []).append(Path(name))
-count = sum(1 for kind, paths in groups.items() for _ in normalised(read_events(kind, paths), Normaliser(), RejectCounter()))
+count = sum(
+    1 for kind, paths in groups.items() for _ in normalised(read_events(kind, paths), Normaliser(), RejectCounter())
+)
 print(count)
 """
 
@@ -75,7 +77,8 @@ def main() -> None:
             document = json.loads(Path(scratch, "backtest", "report.json").read_text())
             assert document["events"] == events, (document["events"], events)
             print(
-                f"run {run}: {events:,} events | parse only (ceiling) {events / parse_seconds:,.0f} events/s ({parse_seconds:.1f} s) | "
+                f"run {run}: {events:,} events | "
+                f"parse only (ceiling) {events / parse_seconds:,.0f} events/s ({parse_seconds:.1f} s) | "
                 f"analyze {events / analyze_seconds:,.0f} events/s ({analyze_seconds:.1f} s) | "
                 f"backtest {events / backtest_seconds:,.0f} events/s ({backtest_seconds:.1f} s)"
             )

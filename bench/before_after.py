@@ -65,7 +65,8 @@ def main() -> None:
         startup, rates = results[name]["startup"], results[name]["analyze"]
         print(
             f"{name:>6}: start-up {min(startup):.2f}–{max(startup):.2f} s (median {statistics.median(startup):.2f}) | "
-            f"analyze {events:,} events: {min(rates):,.0f}–{max(rates):,.0f} events/s whole process (median {statistics.median(rates):,.0f})"
+            f"analyze {events:,} events: {min(rates):,.0f}–{max(rates):,.0f} events/s whole process "
+            f"(median {statistics.median(rates):,.0f})"
         )
 
 

@@ -126,7 +126,8 @@ def main() -> None:
     print(f"events: {arguments.events:,} trades, publish batches of {arguments.batch}")
     print(f"publish (Bus.publish, Lua batch per stream):   {results['publish']:>10,.0f} events/s   target >= 150,000")
     print(
-        f"consume + decode (XREADGROUP {arguments.read_count:>5}):        {results['read-decode']:>10,.0f} events/s   target >= 300,000"
+        f"consume + decode (XREADGROUP {arguments.read_count:>5}):        "
+        f"{results['read-decode']:>10,.0f} events/s   target >= 300,000"
     )
     print(f"consume + decode + ack:                         {results['read-decode-ack']:>10,.0f} events/s")
     if reference is not None:

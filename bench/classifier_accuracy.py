@@ -75,8 +75,10 @@ def main() -> None:
                 result = score(path, method, timing)
                 rate = {bucket: (c / t if t else float("nan")) for bucket, (c, t) in result.items()}
                 print(
-                    f"{symbol:<6} {method:<10} {timing:<10} {rate['all']:>7.3f} {rate.get('visible', float('nan')):>9.3f} "
-                    f"{rate.get('hidden', float('nan')):>8.3f}   {result['all'][1]:,} ({result.get('visible', (0, 0))[1]:,} visible)"
+                    f"{symbol:<6} {method:<10} {timing:<10} {rate['all']:>7.3f} "
+                    f"{rate.get('visible', float('nan')):>9.3f} "
+                    f"{rate.get('hidden', float('nan')):>8.3f}   "
+                    f"{result['all'][1]:,} ({result.get('visible', (0, 0))[1]:,} visible)"
                 )
 
 

@@ -107,7 +107,9 @@ async def latency(url: str, rate: float, copies: int = 1) -> tuple[list[float], 
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     names = ["large-sellers", "red-burst", "two-sided", "quiet"] * copies
     symbols = [f"{name.replace('-', '').upper()}{index}" for index, name in enumerate(names)]
-    merged = list(heapq.merge(*(scenario_events(n, s) for n, s in zip(names, symbols)), key=lambda e: e.ts_event))
+    merged = list(
+        heapq.merge(*(scenario_events(n, s) for n, s in zip(names, symbols, strict=True)), key=lambda e: e.ts_event)
+    )
     span = (merged[-1].ts_event - merged[0].ts_event) / 1e9
     speed = rate * span / len(merged)
     context = multiprocessing.get_context("fork")
@@ -187,7 +189,8 @@ def main() -> None:
     if arguments.only in (None, "throughput"):
         events, elapsed, alerts = asyncio.run(throughput(arguments.redis_url, arguments.copies))
         print(
-            f"throughput: {events:,} events ({alerts} alerts) in {elapsed:.2f} s = {events / elapsed:,.0f} events/s   target >= 100,000"
+            f"throughput: {events:,} events ({alerts} alerts) in {elapsed:.2f} s = "
+            f"{events / elapsed:,.0f} events/s   target >= 100,000"
         )
 
     if arguments.only in (None, "latency"):
@@ -203,7 +206,8 @@ def main() -> None:
         )
         if alert_latencies:
             print(
-                f"alert latency_ms ({len(alert_latencies)} alerts): median {statistics.median(alert_latencies):.2f}, max {max(alert_latencies):.2f}"
+                f"alert latency_ms ({len(alert_latencies)} alerts): "
+                f"median {statistics.median(alert_latencies):.2f}, max {max(alert_latencies):.2f}"
             )
 
     if arguments.only in (None, "memory"):

@@ -108,7 +108,8 @@ def main() -> None:
 
     events, elapsed, _ = asyncio.run(run(arguments.redis_url, symbols, 1e6, arguments.seconds, 500))
     print(
-        f"throughput: {events:,} events in {elapsed:.1f} s = {events / elapsed:,.0f} events/s through ingest into Redis   target >= 50,000"
+        f"throughput: {events:,} events in {elapsed:.1f} s = "
+        f"{events / elapsed:,.0f} events/s through ingest into Redis   target >= 50,000"
     )
 
     market_rate = len(timeline(symbols)) / 1200  # events per market second (20 minutes of quiet flow)

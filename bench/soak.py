@@ -343,7 +343,8 @@ def main() -> None:
     parser.add_argument("--faults", default=",".join(FAULTS), help="the kinds to inject, comma-separated")
     result = asyncio.run(soak(parser.parse_args()))
     print(
-        f"soak: {result['seconds']} s, seed {result['seed']}, {result['symbols']} symbols, {result['events']:,} events on the streams"
+        f"soak: {result['seconds']} s, seed {result['seed']}, {result['symbols']} symbols, "
+        f"{result['events']:,} events on the streams"
     )
     print(f"faults: {result['faults']}")
     print(

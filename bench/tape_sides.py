@@ -100,7 +100,8 @@ def main() -> None:
     parser.add_argument("--tolerance-ms", type=float, default=50.0)
     arguments = parser.parse_args()
     print(
-        f"{'day':<6} {'quantile':>8} {'threshold':>10} {'truth':>6} {'consolidated':>13} {'matched':>8} {'recall':>7} {'precision':>10}"
+        f"{'day':<6} {'quantile':>8} {'threshold':>10} {'truth':>6} "
+        f"{'consolidated':>13} {'matched':>8} {'recall':>7} {'precision':>10}"
     )
     for day, quantile in [(day, quantile) for day in DAYS for quantile in (0.99, 0.999)]:
         path = arguments.data / day
@@ -114,7 +115,8 @@ def main() -> None:
         recall = matched / len(truth) if truth else float("nan")
         precision = match(seen, truth, int(arguments.tolerance_ms * 1e6)) / len(seen) if seen else float("nan")
         print(
-            f"{day.split('_')[2]:<6} {quantile:>8} {fixed.large_order_size:>10,} {len(truth):>6} {len(seen):>13} {matched:>8} {recall:>7.3f} {precision:>10.3f}"
+            f"{day.split('_')[2]:<6} {quantile:>8} {fixed.large_order_size:>10,} {len(truth):>6} "
+            f"{len(seen):>13} {matched:>8} {recall:>7.3f} {precision:>10.3f}"
         )
 
 

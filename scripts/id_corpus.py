@@ -118,7 +118,8 @@ def differences(expected: dict, actual: dict) -> list[str]:
             new = set(actual[name][kind]) - set(expected[name][kind])
             if gone or new:
                 lines.append(
-                    f"{name} {kind}: {len(gone)} gone (e.g. {sorted(gone)[:3]}), {len(new)} new (e.g. {sorted(new)[:3]})"
+                    f"{name} {kind}: {len(gone)} gone (e.g. {sorted(gone)[:3]}), "
+                    f"{len(new)} new (e.g. {sorted(new)[:3]})"
                 )
     return lines
 

@@ -152,7 +152,7 @@ async def test_every_service_works_under_its_own_user_and_only_the_detector_can_
         connection = redis.Redis(host="127.0.0.1", port=port, username=role, password=passwords[role])
         try:
             for command in commands:
-                with pytest.raises(redis.exceptions.ResponseError, match="no permissions|can't access"):
+                with pytest.raises(redis.exceptions.ResponseError, match=r"no permissions|can't access"):
                     connection.execute_command(*command)
         finally:
             connection.close()

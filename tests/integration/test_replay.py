@@ -30,7 +30,7 @@ def _expected_lobster_events(path: Path) -> tuple[int, int]:
         books = io.TextIOWrapper(archive.open(next(n for n in names if "_orderbook_" in n)), encoding="ascii")
         executions = changes = 0
         previous = None
-        for message, book in zip(messages, books):
+        for message, book in zip(messages, books, strict=True):
             kind = message.split(",")[1]
             executions += kind in ("4", "5", "6")
             if kind != "7" and book != previous:

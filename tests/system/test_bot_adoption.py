@@ -85,7 +85,8 @@ def test_the_client_installs_beside_the_bots_requirements(bot_python):
     assert check.returncode == 0, check.stdout + check.stderr
     probe = (
         "import sys, importlib.util, importlib.metadata as m; import orderflow_client.robinhood; "
-        "print([name for name in ('pydantic_settings', 'fakeredis', 'typer', 'polygon', 'pandas') if name in sys.modules]); "
+        "print([name for name in ('pydantic_settings', 'fakeredis', 'typer', 'polygon', 'pandas') "
+        "if name in sys.modules]); "
         "print(m.version('polygon-api-client'), m.version('websockets'), m.version('pandas')); "
         "print([name for name in ('shared', 'services') if importlib.util.find_spec(name)])"
     )
@@ -103,9 +104,10 @@ def test_the_client_installs_beside_the_bots_requirements(bot_python):
 @pytest.mark.parametrize("bot", ["trading_bot", "orchestrator"])
 def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_python, tmp_path):
     """The bot's positions reach the registry; on a real day (Amazon, 2012-06-21) nothing happens to its position;
-    an exit recommendation closes a position through the bot's own order path, once, after the first attempt failed (not started / broker rejection) and was retried; a tighten-stop moves
-    the bot's stop to a valid tick; a Redis killed and restarted in the middle loses nothing; the bot's own log files
-    keep their lines and receive orderflow's decisions."""
+    an exit recommendation closes a position through the bot's own order path, once, after the first attempt failed
+    (not started / broker rejection) and was retried; a tighten-stop moves the bot's stop to a valid tick; a Redis
+    killed and restarted in the middle loses nothing; the bot's own log files keep their lines and receive
+    orderflow's decisions."""
     binary = redis_server_binary()
     assert binary, "no redis-server binary"
     redis = RedisProcess(port=free_port(), binary=binary, append_only=True).start()

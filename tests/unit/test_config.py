@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from orderflow_client.errors import ConfigError
 from shared.config import OrderFlowConfig
@@ -112,7 +113,7 @@ def test_api_key_in_the_file_is_refused(clean_environment):
 
 def test_config_is_frozen(clean_environment):
     config = load_config()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):  # pydantic's frozen_instance error
         config.large_order_size = 5  # type: ignore[misc]
 
 

@@ -77,7 +77,10 @@ def test_rest_random_bodies_never_raise(body):
 
 
 # --- Polygon flat files --------------------------------------------------------
-TRADE_HEADER = "ticker,conditions,correction,exchange,id,participant_timestamp,price,sequence_number,sip_timestamp,size,tape,trf_id,trf_timestamp"
+TRADE_HEADER = (
+    "ticker,conditions,correction,exchange,id,participant_timestamp,price,sequence_number,sip_timestamp,size,tape,"
+    "trf_id,trf_timestamp"
+)
 QUOTE_HEADER = (
     "ticker,ask_exchange,ask_price,ask_size,bid_exchange,bid_price,bid_size,conditions,indicators,"
     "participant_timestamp,sequence_number,sip_timestamp,tape,trf_timestamp"
@@ -91,8 +94,10 @@ def _flat_files(tmp_path: Path) -> tuple[Path, Path]:
     trade_lines = (
         [TRADE_HEADER]
         + [
-            f'AAPL,"{",".join(map(str, r["conditions"]))}",{r["correction"]},{r["exchange"]},{r["id"]},{r["participant_timestamp"]},'
-            f"{r['price']},{r['sequence_number']},{r['sip_timestamp'] + i},{r['size']},{r['tape']},{r['trf_id']},{r['trf_timestamp']}"
+            f'AAPL,"{",".join(map(str, r["conditions"]))}",{r["correction"]},{r["exchange"]},{r["id"]},'
+            f"{r['participant_timestamp']},"
+            f"{r['price']},{r['sequence_number']},{r['sip_timestamp'] + i},{r['size']},{r['tape']},"
+            f"{r['trf_id']},{r['trf_timestamp']}"
             for i, r in enumerate(trades)
         ]
         + ["MSFT,,0,12,9,1,300.5,1,1651181822461979401,5,3,0,0"]
@@ -139,7 +144,8 @@ def test_flat_file_bad_rows_and_headers(tmp_path):
     assert [i.ts_event for i in items if isinstance(i, Trade)] == [7]
     other = tmp_path / "o.csv"
     other.write_text("a,b\n1,2\n")
-    assert list(polygon_flat.read_flat_file(other, None))[0].code == "unknown_header"
+    rejected = list(polygon_flat.read_flat_file(other, None))
+    assert rejected[0].code == "unknown_header"
 
 
 @given(st.lists(st.lists(st.text(alphabet='0123456789.,-eE xAZ"', max_size=12), min_size=1, max_size=14), max_size=8))
