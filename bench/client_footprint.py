@@ -8,7 +8,7 @@ Prometheus metrics it registered and the heavy packages it loaded. The spec allo
 
     run 1: +30.4 MB
     …
-    importing orderflow_client adds 30.1–30.6 MB of RSS (median 30.4 MB) against the spec's 50 MB budget
+    importing orderflow_client adds 30.1–30.6 MB of RSS (median 30.4 MB) against its 50 MB budget
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET_MB = 50.0
-"""The spec's memory budget for orderflow inside the bot's process (MB)."""
+"""The memory budget for orderflow inside the bot's process (MB): 50 MB in all."""
 
 CLIENT_METRICS = frozenset(
     {
@@ -112,7 +112,7 @@ def main() -> None:
     print(f"service packages loaded: {', '.join(runs[-1].loaded) or 'none'}")
     print(
         f"importing orderflow_client adds {min(sizes):.1f}–{max(sizes):.1f} MB of RSS "
-        f"(median {statistics.median(sizes):.1f} MB) against the spec's {BUDGET_MB:.0f} MB budget"
+        f"(median {statistics.median(sizes):.1f} MB) against its {BUDGET_MB:.0f} MB budget"
     )
 
 

@@ -1,5 +1,5 @@
 """Importing orderflow_client in a bot's process: only the client's metrics, none of the services' packages, and
-the memory it adds measured against the spec's 50 MB budget (a fresh interpreter; ``bench/client_footprint.py``
+the memory it adds measured against its 50 MB budget (a fresh interpreter; ``bench/client_footprint.py``
 prints the same over several)."""
 
 from __future__ import annotations
