@@ -3,7 +3,7 @@
 One row per open position: its monitoring state (monitored, halted, gap,
 disconnected…), the large sellers and red bursts of the last
 ``alert_window``, and its last exit recommendation; below, the latest
-alerts. Colours follow the spec (US6): **yellow** one large seller,
+alerts. Colours: **yellow** one large seller,
 **orange** several, **red** a red burst or an exit recommendation.
 
 :class:`WatchState` folds bus messages (pure, tested); :func:`render` draws it.
