@@ -47,8 +47,9 @@ from orderflow_client.bus.streams import BusEntry
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.wire import ExitRecommendation, OrderFlowAlert, decode, encode
-from services.detector.engine import Engine, RuleSettings
-from services.detector.service import _misplaced
+from services.detector.consumer import Misplaced, market_event
+from services.detector.engine import Engine
+from services.detector.rule_settings import RuleSettings
 from services.tools.simulator import PolygonSimulator
 from shared.config import OrderFlowConfig
 from tests.support.redis_server import RedisProcess, free_port, redis_server_binary
@@ -152,9 +153,8 @@ def reference(
             except WireDecodeError:
                 poison += 1
                 continue
-            if (
-                _misplaced(event, BusEntry(stream, entry_id, payload, field), symbol) is not None
-            ):  # as the detector judges
+            if isinstance(market_event(event, BusEntry(stream, entry_id, payload, field), symbol), Misplaced):
+                # as the detector judges
                 poison += 1
                 continue
             events += 1

@@ -12,7 +12,7 @@ what was found with what each scenario documents.
 
 The scenarios are 20-minute synthetic sessions with no history: they are
 written against, and judged with, the absolute thresholds
-(``threshold_mode=absolute``, the spec's share counts); the demo says so.
+(``threshold_mode=absolute``, the fixed share counts); the demo says so.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from orderflow_client.bus.connection import Bus
 from orderflow_client.prices import format_price
 from orderflow_client.timestamps import ns_to_new_york
 from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert
-from services.detector.engine import Output
 from services.detector.service import DetectorService
+from services.detector.sink import PublishedOutput
 from services.ingest.polygon_ws import parse_frame
 from services.ingest.replay import replay
 from services.tools.scenario_expectations import EXPECTATIONS
@@ -100,8 +100,8 @@ async def run_demo(
         highlight=False,
     )
 
-    def show(output: Output) -> None:
-        stamp = ns_to_new_york(output.ts_event, milliseconds=True) if hasattr(output, "ts_event") else ""
+    def show(output: PublishedOutput) -> None:
+        stamp = ns_to_new_york(output.ts_event, milliseconds=True)
         if isinstance(output, OrderFlowAlert):
             result.alerts[output.symbol].append((output.alert_type, output.source, output.severity, output.two_sided))
             what = (
@@ -111,8 +111,8 @@ async def run_demo(
             )
             side = " two-sided" if output.two_sided else ""
             console.print(
-                f"[{COLOURS[output.severity]}]{stamp} ALERT {output.symbol:<8} {output.alert_type} ({output.source}{side}, "
-                f"{output.severity}): {what}[/]",
+                f"[{COLOURS[output.severity]}]{stamp} ALERT {output.symbol:<8} {output.alert_type} "
+                f"({output.source}{side}, {output.severity}): {what}[/]",
                 highlight=False,
             )
         elif isinstance(output, ExitRecommendation):

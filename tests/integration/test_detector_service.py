@@ -7,17 +7,24 @@ import asyncio
 import json
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, get_args
 
 import msgspec
 import pytest
 import redis
 
 from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.streams import BusEntry
+from orderflow_client.errors import BusUnavailableError
+from orderflow_client.logs import configure_logging
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.timestamps import now_ns
-from orderflow_client.wire import decode
-from services.detector.service import DetectorService
+from orderflow_client.wire import FeedState, decode
+from services.detector.outputs import Output
+from services.detector.service import STOP_GRACE_SECONDS, DetectorService
+from services.detector.sink import STATUS_EVENTS
 from services.ingest.replay import replay
 from services.ingest.sources import read_events
 from services.offline.analyze import analyze
@@ -28,7 +35,7 @@ from tests.support.cli import redis_environment, start_orderflow
 from tests.support.jsonl import log_lines, read_jsonl
 from tests.support.redis_server import free_port
 from tests.support.streams import alert_ids, caught_up
-from tests.support.waiting import wait_for
+from tests.support.waiting import wait_for, wait_for_async
 
 
 @pytest.fixture(scope="module")
@@ -220,20 +227,21 @@ async def test_the_detector_follows_the_position_registry(redis_url, key_prefix,
         registry = PositionRegistry(bus)
         service = DetectorService(config, bus, consumer="one")  # no --symbol: open positions
         await service.refresh()
-        assert service.streams == {}
+        assert service.group_consumer.streams == {}
         await registry.open("LARGESELLERS", quantity=100, entry_price="50")
         await service.refresh()
         await service.drain()
         assert service.stats.alerts == 5 and "LARGESELLERS" in service.engine.symbols
         await registry.close("LARGESELLERS")
         await service.refresh()
-        assert service.streams == {} and "LARGESELLERS" not in service.engine.symbols
+        assert service.group_consumer.streams == {} and "LARGESELLERS" not in service.engine.symbols
 
 
 @pytest.mark.redis
 async def test_poison_entries_are_dead_lettered_acknowledged_and_survived(redis_url, key_prefix, captures):
     """Valid msgpack of the wrong type, in the wrong field or for the wrong symbol once crashed the detector on every
-    restart (the entry stayed pending). Now each is moved to <stream>:dead with its reason, reported, and acknowledged."""
+    restart (the entry stayed pending). Now each is moved to <stream>:dead with its reason, reported, and
+    acknowledged."""
     from orderflow_client.wire import ExitRecommendation, Quote, Trade, encode
 
     config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute")
@@ -423,6 +431,9 @@ async def test_entries_trimmed_before_the_detector_read_them_are_a_reported_gap(
 
 @pytest.mark.redis
 def test_sigterm_during_a_redis_outage_ends_the_detector_within_seconds(tmp_path):
+    """Redis is killed the moment the detector's group exists (the detector may still be starting: warming up,
+    recovering, reclaiming) and SIGTERM comes 3 s into the outage: exit 0 within 4 s, the stop logged. On failure
+    the message holds the detector's stdout, stderr and JSONL log."""
     from tests.support.redis_server import RedisProcess, redis_server_binary
 
     server = RedisProcess(port=free_port(), binary=redis_server_binary()).start()
@@ -440,9 +451,133 @@ def test_sigterm_during_a_redis_outage_ends_the_detector_within_seconds(tmp_path
         detector.expect_exit(0, timeout=10)  # on failure: its stdout, stderr and JSONL log
         took = time.monotonic() - stopped
         assert took < 4.0, f"SIGTERM took {took:.1f} s\n{detector.report()}"
+        events = [line["event"] for line in log_lines(tmp_path / "logs")]
+        assert events[-1] == "order_flow.detector_stopped", detector.report()
     finally:
         detector.stop_if_running()
         server.stop()
+
+
+@pytest.fixture
+def detector_log(tmp_path) -> Callable[[], list[dict[str, Any]]]:
+    """This process's log as the detector's JSONL (``tmp_path/detector-log``); returns what reads its lines."""
+    configure_logging(service="detector", log_dir=tmp_path / "detector-log", console=False)
+    return lambda: log_lines(tmp_path / "detector-log")
+
+
+def _unavailable(operation: str) -> BusUnavailableError:
+    return BusUnavailableError(f"Redis at redis://127.0.0.1:1/0 unavailable during {operation}: Connection refused")
+
+
+@pytest.mark.redis
+async def test_a_stop_while_starting_into_a_redis_outage_is_a_clean_stop(redis_url, key_prefix, detector_log):
+    """The race behind a flaky SIGTERM test: Redis dies right after the detector created its group, while it is
+    still starting (its warm-up's first call fails), and SIGTERM comes during those retries. The start was outside
+    the loop's recovery, so run raised BusUnavailableError (``orderflow detect`` exit 3, or killed by the SIGTERM
+    while exiting). It is a stop like any other: run returns, the outage and nothing else logged."""
+    config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute")
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        stop = asyncio.Event()
+
+        async def redis_gone_then_sigterm(stream: str, group: str) -> str | None:
+            stop.set()
+            raise _unavailable("processed_until")
+
+        bus.processed_until = redis_gone_then_sigterm  # type: ignore[method-assign]
+        service = DetectorService(config, bus, symbols=["QUIET"], consumer="one")
+        stats = await asyncio.wait_for(service.run(stop), timeout=STOP_GRACE_SECONDS + 1)
+        assert stats.events == 0
+    events = [line["event"] for line in detector_log()]
+    assert "order_flow.bus_unavailable" in events and "order_flow.detector_failed" not in events
+
+
+@pytest.mark.redis
+async def test_a_redis_outage_while_starting_is_waited_out(redis_url, key_prefix, captures, detector_log):
+    """Redis fails the detector's first calls after it connected (its warm-up): waited out like any outage, then
+    the detector starts reading and alerts as usual."""
+    config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute")
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        await replay(bus, read_events("capture", [captures["large-sellers"]]))
+        answering = bus.processed_until
+        failures = iter([_unavailable("processed_until")])
+
+        async def fails_once(stream: str, group: str) -> str | None:
+            for error in failures:
+                raise error
+            return await answering(stream, group)
+
+        bus.processed_until = fails_once  # type: ignore[method-assign]
+        service = DetectorService(config, bus, symbols=["LARGESELLERS"], consumer="one")
+        stop = asyncio.Event()
+        running = asyncio.ensure_future(service.run(stop))
+        try:
+            await wait_for_async(lambda: service.stats.alerts == 5 and service.stats.exits == 1, what="the alerts")
+        finally:
+            stop.set()
+            await running
+    events = [line["event"] for line in detector_log()]
+    assert events.count("order_flow.bus_unavailable") == 1 and events.count("order_flow.bus_recovered") == 1
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("dies", ["heartbeat_at_the_stop", "read_loop"])
+async def test_a_task_that_dies_is_logged_and_raised_even_at_the_stop(redis_url, key_prefix, dies, detector_log):
+    """A defect in the heartbeat (the rules raising as event time passes) in the same loop iteration as SIGTERM was
+    swallowed: exit 0, nothing logged. One in the read loop raised out of run unlogged (``orderflow detect`` exit 1,
+    a traceback on stderr, nothing in the JSONL log). Each is ``order_flow.detector_failed``, then raised."""
+    config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute")
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        service = DetectorService(config, bus, symbols=["QUIET"], consumer="one")
+        stop = asyncio.Event()
+
+        def heartbeat_defect(now_recv: int) -> list[Output]:
+            stop.set()
+            raise ZeroDivisionError("a rules defect")
+
+        async def read_loop_defect(*args: object, **options: object) -> list[BusEntry]:
+            raise ZeroDivisionError("a rules defect")
+
+        if dies == "heartbeat_at_the_stop":
+            service.engine.advance = heartbeat_defect  # type: ignore[method-assign]
+        else:
+            bus.read_group = read_loop_defect  # type: ignore[method-assign]
+        with pytest.raises(ZeroDivisionError):
+            await asyncio.wait_for(service.run(stop), timeout=STOP_GRACE_SECONDS + 1)
+    failed = [line for line in detector_log() if line["event"] == "order_flow.detector_failed"]
+    assert len(failed) == 1 and failed[0]["code"] == "internal_error" and "a rules defect" in failed[0]["error"]
+
+
+@pytest.mark.redis
+async def test_a_stop_during_a_redis_call_that_hangs_ends_within_the_grace(redis_url, key_prefix, detector_log):
+    """SIGTERM while a Redis call hangs (a read retrying into an outage): the call is cancelled after
+    STOP_GRACE_SECONDS, the stop is logged as mid-call and run returns; no task outlives it."""
+    config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute")
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        service = DetectorService(config, bus, symbols=["QUIET"], consumer="one")
+        stop = asyncio.Event()
+        reading = asyncio.Event()
+
+        async def hangs(*args: object, **options: object) -> list[BusEntry]:
+            reading.set()
+            await asyncio.sleep(60)
+            return []
+
+        bus.read_group = hangs  # type: ignore[method-assign]
+        before = asyncio.all_tasks()
+        running = asyncio.ensure_future(service.run(stop))
+        await asyncio.wait_for(reading.wait(), timeout=5)
+        started = time.monotonic()
+        stop.set()
+        await asyncio.wait_for(running, timeout=STOP_GRACE_SECONDS + 1)
+        assert time.monotonic() - started < STOP_GRACE_SECONDS + 0.5
+        assert asyncio.all_tasks() == before
+    events = [line["event"] for line in detector_log()]
+    assert "order_flow.detector_stopped_mid_call" in events and "order_flow.detector_failed" not in events
+
+
+def test_every_status_state_has_a_literal_log_event():
+    assert set(STATUS_EVENTS) == set(get_args(FeedState))
+    assert all(event == f"order_flow.{state}" for state, event in STATUS_EVENTS.items())
 
 
 @pytest.mark.redis
@@ -515,5 +650,5 @@ async def test_an_entry_delivered_too_often_is_dead_lettered_instead_of_handled_
         dead = await bus.client.xrange(bus.keys.dead_letters(stream))
         assert [(fields[b"entry_id"], fields[b"code"]) for _id, fields in dead] == [(killer_id, b"delivery_limit")]
         assert b"delivered 4 times" in dead[0][1][b"reason"]
-        assert service.stats.events == 1 and service._last_entry[stream] == later_id
+        assert service.stats.events == 1 and service.group_consumer.last_entry[stream] == later_id
         assert await bus.pending_count(stream, config.consumer_group) == 0

@@ -18,7 +18,7 @@ from tests.support.waiting import wait_for_async
 
 
 async def _publish(bus: Bus, config: OrderFlowConfig, item) -> None:
-    await DetectorService(config, bus, symbols=[])._publish([item])
+    await DetectorService(config, bus, symbols=[]).sink.publish([item])
 
 
 @pytest.mark.redis
@@ -133,18 +133,18 @@ async def test_forged_recommendations_are_refused_and_genuine_ones_handled(redis
         task = asyncio.ensure_future(client.run(stop, on_exit=lambda r: handled.append(r.id)))
         await asyncio.sleep(0.3)
         forger = DetectorService(OrderFlowConfig(key_prefix=key_prefix), bus, symbols=[])  # no key: publishes unsigned
-        await forger._publish([recommendation(number=1)])  # unsigned, with the id a genuine one will have
+        await forger.sink.publish([recommendation(number=1)])  # unsigned, with the id a genuine one will have
         old = sign(recommendation(number=2), key.encode(), "k7", 1_000)
-        await forger._publish([old])
+        await forger.sink.publish([old])
         forged = msgspec.structs.replace(
             sign(recommendation(number=3), key.encode(), "k7", 1_000), signed_ns=now_ns(), signature="0" * 64
         )
-        await forger._publish([forged])
+        await forger.sink.publish([forged])
         detector = DetectorService(config, bus, symbols=[])
         await bus.client.delete(
             f"{key_prefix}:published:AAPL:exit:large_sellers:1"
         )  # let the genuine one through the detector's own dedup
-        await detector._publish([recommendation(number=1)])
+        await detector.sink.publish([recommendation(number=1)])
         for _ in range(100):
             if handled:
                 break

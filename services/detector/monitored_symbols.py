@@ -1,0 +1,87 @@
+"""What the detector monitors: the ``--symbol``s given, else the open positions of the registry, and the profile each
+symbol starts with.
+
+The registry (``{prefix}:positions``, :class:`~orderflow_client.positions.PositionRegistry`) is re-read by the
+service every ``refresh_seconds``; a registry lost under the detector (Redis restarted without persistence) is
+written back from the positions last seen, and a ``positions_lost`` status names them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from orderflow_client import logs
+from orderflow_client.bus.connection import Bus
+from orderflow_client.positions import PositionRegistry
+from orderflow_client.timestamps import now_ns
+from orderflow_client.wire import FeedState, FeedStatus
+from services.detector.engine import Engine
+from services.detector.profile_store import ProfileStore
+from services.detector.profiles import ProfileError
+from services.detector.sink import OutputSink
+from shared import service_metrics
+from shared.config import OrderFlowConfig
+
+log = logs.get_logger(__name__)
+
+_REGISTRY_STATES: dict[str, FeedState] = {
+    "positions_lost": "positions_lost",
+    "position_unreadable": "position_unreadable",
+}
+"""The states of the registry's notices (:class:`~orderflow_client.positions.RegistryNotice`) as status states."""
+
+
+class MonitoredSymbols:
+    """The symbols to monitor now (:meth:`wanted`) and how one starts (:meth:`load_profile`)."""
+
+    def __init__(
+        self, config: OrderFlowConfig, bus: Bus, engine: Engine, sink: OutputSink, symbols: Iterable[str] | None
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.sink = sink
+        self.fixed_symbols = tuple(symbols) if symbols else None
+        self.registry = PositionRegistry(bus)
+        self.profiles = ProfileStore(bus)
+
+    async def wanted(self) -> list[str]:
+        """``--symbol``s, else the open positions (e.g. ``["AAPL", "NVDA"]``). A registry lost under the detector is
+        written back from the positions last seen and monitoring goes on, with a ``positions_lost`` status naming
+        them; an unreadable position is still monitored, with a ``position_unreadable`` status."""
+        if self.fixed_symbols is not None:
+            return list(self.fixed_symbols)
+        positions, notices = await self.registry.follow()
+        for notice in notices:
+            now = now_ns()
+            status = FeedStatus(
+                source="detector",
+                state=_REGISTRY_STATES[notice.state],
+                ts_event=now,
+                ts_recv=now,
+                symbols=notice.symbols,
+                code=notice.code,
+                detail=notice.detail,
+            )
+            await self.sink.publish_status(f"{notice.state}:{','.join(notice.symbols)}:{now}", status)
+        return [position.symbol for position in positions]
+
+    async def load_profile(self, symbol: str) -> None:
+        """The symbol's stored profile as the history of its thresholds (adaptive mode); the threshold gauges
+        show what the symbol starts with until its first calibration status."""
+        large = self.config.large_order_size
+        service_metrics.THRESHOLD_SHARES.labels(symbol=symbol, kind="large_order").set(large)
+        service_metrics.THRESHOLD_SHARES.labels(symbol=symbol, kind="large_offer").set(large)
+        service_metrics.CALIBRATED.labels(symbol=symbol).set(1 if self.config.threshold_mode == "absolute" else 0)
+        if self.config.threshold_mode != "adaptive":
+            return
+        try:
+            profile = await self.profiles.load(symbol)
+        except ProfileError as error:
+            service_metrics.VALIDATION_ERRORS.labels(code=error.code).inc()
+            log.error("order_flow.profile_unreadable", symbol=symbol, code=error.code, reason=str(error))
+            profile = None
+        self.engine.set_profile(symbol, profile)
+        if profile is None:
+            log.warning("order_flow.profile_missing", symbol=symbol, detail="calibrating from the session itself")
+        else:
+            log.info("order_flow.profile_loaded", symbol=symbol, days=list(profile.days), source=profile.source)
