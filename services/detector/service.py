@@ -175,18 +175,15 @@ class DetectorService:
                 task.cancel()
             await asyncio.gather(consume, heartbeat, stopped, return_exceptions=True)
         for task in (consume, heartbeat):
-            error = None if task.cancelled() else task.exception()
-            if error is None or isinstance(error, _Stopping):
-                continue
-            if stop.is_set() and isinstance(error, OUTAGE_ERRORS) and not isinstance(error, BusAuthenticationError):
-                continue  # Redis went away under a stop: nothing was lost, the batch in hand stays pending
-            log.error(
-                "order_flow.detector_failed",
-                code=error.code if isinstance(error, OrderflowError) else "internal_error",
-                error=repr(error)[:300],
-                exc_info=error,
-            )
-            raise error
+            error = _failure(task, stop)
+            if error is not None:
+                log.error(
+                    "order_flow.detector_failed",
+                    code=error.code if isinstance(error, OrderflowError) else "internal_error",
+                    error=repr(error)[:300],
+                    exc_info=error,
+                )
+                raise error
         if _stopped_during_outage(consume):
             log.warning(
                 "order_flow.detector_stopped_during_outage", detail="the batch in hand stays pending and is redelivered"
@@ -248,6 +245,18 @@ class DetectorService:
             passed = self.engine.advance(now_ns())
             if passed:
                 await self._until_taken(functools.partial(self.sink.publish, passed))
+
+
+def _failure(task: asyncio.Future[None], stop: asyncio.Event) -> BaseException | None:
+    """What ``task`` (done) died of, None when it ended as a stop may end it: returned, cancelled, stopped with a
+    batch Redis never took (:class:`_Stopping`), or Redis gone under the stop (an outage error, not refused
+    credentials: nothing was lost, the batch in hand stays pending)."""
+    error = None if task.cancelled() else task.exception()
+    if error is None or isinstance(error, _Stopping):
+        return None
+    if stop.is_set() and isinstance(error, OUTAGE_ERRORS) and not isinstance(error, BusAuthenticationError):
+        return None
+    return error
 
 
 def _died(task: asyncio.Future[None]) -> bool:
