@@ -26,8 +26,10 @@ from pathlib import Path
 import msgspec
 
 from orderflow_client.wire import BookUpdate, OrderFlowAlert, Trade
-from services.detector.engine import Engine, RuleSettings
-from services.detector.profiles import SymbolProfile, weighted_quantile
+from services.detector.engine import Engine
+from services.detector.profiles import SymbolProfile
+from services.detector.quantiles import weighted_quantile
+from services.detector.rule_settings import RuleSettings
 from services.ingest.lobster import read_lobster
 from services.ingest.normalise import Normaliser, normalised
 from services.ingest.rejects import RejectCounter

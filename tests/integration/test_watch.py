@@ -1,4 +1,4 @@
-"""``orderflow watch``: colours by the spec, and a real terminal (tmux) view."""
+"""``orderflow watch``: colours as documented, and a real terminal (tmux) view."""
 
 from __future__ import annotations
 
