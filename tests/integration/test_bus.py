@@ -223,6 +223,23 @@ async def test_redis_restart_loses_nothing(private_redis):
     await bus.close()
 
 
+async def test_closing_during_an_outage_is_logged_not_raised(private_redis, monkeypatch, capsys):
+    """A stop during an outage closes the bus while Redis is away: closing loses nothing, so an error there is
+    logged (``order_flow.bus_close_failed``) and the stop stays clean (a raise here was an unlogged exit 1)."""
+    bus = await Bus.connect(private_redis.url, retries=1, backoff_base_seconds=0.01, backoff_cap_seconds=0.05)
+    private_redis.stop()
+    closing = bus.client.aclose
+
+    async def failing_close() -> None:
+        await closing()
+        raise redis.exceptions.ConnectionError("Connection reset by peer")
+
+    monkeypatch.setattr(bus.client, "aclose", failing_close)
+    await bus.close()  # does not raise
+    captured = capsys.readouterr()
+    assert "order_flow.bus_close_failed" in captured.out + captured.err
+
+
 async def test_embedded_mode_is_shared_in_process():
     producer = await Bus.connect(None, prefix="embedded-test")
     consumer = await Bus.connect(None, prefix="embedded-test")
