@@ -9,6 +9,7 @@ Prometheus metrics it registered and the heavy packages it loaded. The spec allo
     run 1: +30.4 MB
     …
     importing orderflow_client adds 30.1–30.6 MB of RSS (median 30.4 MB) against its 50 MB budget
+    after the standard library a networked bot already has (asyncio, decimal, …): …
 """
 
 from __future__ import annotations
@@ -39,8 +40,13 @@ CLIENT_METRICS = frozenset(
 FORBIDDEN_MODULES = ("shared", "services", "pydantic_settings", "fakeredis", "typer", "polygon", "pandas")
 """Packages of the services (or their dependencies) that importing the client must not load."""
 
+NETWORKED_BOT_STANDARD_LIBRARY = "import asyncio, decimal, http.client, json, logging, ssl"
+"""What any bot that talks to a broker over HTTPS has loaded before it imports the client (the standard library
+alone); the second measurement starts from there."""
+
 _PROBE = r"""
 import sys
+PRELOAD
 
 
 def rss_kib():
@@ -84,10 +90,15 @@ class Footprint(NamedTuple):
     loaded: list[str]
 
 
-def measure() -> Footprint:
-    """Import the client in a fresh interpreter and see what it cost."""
+def measure(preload: str = "") -> Footprint:
+    """Import the client in a fresh interpreter (after running ``preload`` there) and see what it cost."""
     completed = subprocess.run(
-        [sys.executable, "-c", _PROBE], cwd=REPO, capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", _PROBE.replace("PRELOAD", preload)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     found = json.loads(completed.stdout.strip().splitlines()[-1])
     metrics = [name for name in found["metrics"] if not name.startswith(_PROMETHEUS_DEFAULTS)]
@@ -113,6 +124,11 @@ def main() -> None:
     print(
         f"importing orderflow_client adds {min(sizes):.1f}–{max(sizes):.1f} MB of RSS "
         f"(median {statistics.median(sizes):.1f} MB) against its {BUDGET_MB:.0f} MB budget"
+    )
+    networked = [measure(NETWORKED_BOT_STANDARD_LIBRARY).added_mb for _ in range(options.runs)]
+    print(
+        f"after the standard library a networked bot already has ({NETWORKED_BOT_STANDARD_LIBRARY[7:]}): "
+        f"{min(networked):.1f}–{max(networked):.1f} MB (median {statistics.median(networked):.1f} MB)"
     )
 
 
