@@ -222,13 +222,13 @@ class TradingBotAdapter(_Adapter):
         if self.loop is not None:
 
             async def act() -> None:
-                self._act(recommendation, *decided)
+                self._carry_out(recommendation, *decided)
 
             asyncio.run_coroutine_threadsafe(act(), self.loop).result(60)
         else:
-            self._act(recommendation, *decided)
+            self._carry_out(recommendation, *decided)
 
-    def _act(
+    def _carry_out(
         self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int, position: Position
     ) -> None:
         shares, entry, _stop = holding

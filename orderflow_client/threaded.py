@@ -181,10 +181,12 @@ class OrderFlowClient:
     ) -> list[OrderFlowAlert] | list[ExitRecommendation]:
         """Alerts or exit recommendations published in the last ``seconds`` (oldest first), of ``symbol`` or all."""
         if kind == "alerts":
-            return self._call(self._recent(OrderFlowAlert, self._connected().keys.alerts, seconds, symbol))
-        return self._call(self._recent(ExitRecommendation, self._connected().keys.exits, seconds, symbol))
+            return self._call(self._read_recent(OrderFlowAlert, self._connected().keys.alerts, seconds, symbol))
+        return self._call(self._read_recent(ExitRecommendation, self._connected().keys.exits, seconds, symbol))
 
-    async def _recent(self, kind: type[Published], stream: str, seconds: float, symbol: str | None) -> list[Published]:
+    async def _read_recent(
+        self, kind: type[Published], stream: str, seconds: float, symbol: str | None
+    ) -> list[Published]:
         since = f"{max(0, int((time.time() - seconds) * 1000))}-0"
         items: list[Published] = []
         for entry in await self._connected().read_range(stream, start=since):

@@ -119,11 +119,11 @@ class ConditionTable:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        result = self._classify(conditions, correction != 0)
+        result = self._classify_uncached(conditions, correction != 0)
         self._cache[key] = result
         return result
 
-    def _classify(self, conditions: tuple[int, ...], corrected: bool) -> PrintClass:
+    def _classify_uncached(self, conditions: tuple[int, ...], corrected: bool) -> PrintClass:
         if corrected:
             return PrintClass(False, False, "correction")
         result = REGULAR

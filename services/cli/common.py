@@ -32,7 +32,7 @@ stdout = Console()
 stderr = Console(stderr=True, soft_wrap=True)  # an error is one line, whatever the terminal width
 
 
-def formats_or_exit(format: str, files: list[Path]) -> dict[str, list[Path]]:
+def files_by_format_or_exit(format: str, files: list[Path]) -> dict[str, list[Path]]:
     """The files grouped by format: ``--format`` for all, or each told from its name when ``auto``; exit 2 for a
     format that is unknown or cannot be told. Warns about AlgoSeek trades given without their quotes."""
     from services.ingest.sources import detect_format
@@ -58,9 +58,9 @@ def formats_or_exit(format: str, files: list[Path]) -> dict[str, list[Path]]:
     return groups
 
 
-def format_or_exit(format: str, files: list[Path]) -> str:
-    """The files' one format (see :func:`formats_or_exit`); exit 2 when they mix formats."""
-    groups = formats_or_exit(format, files)
+def one_format_or_exit(format: str, files: list[Path]) -> str:
+    """The files' one format (see :func:`files_by_format_or_exit`); exit 2 when they mix formats."""
+    groups = files_by_format_or_exit(format, files)
     if len(groups) != 1:
         stderr.print(
             f"the files mix formats ({', '.join(sorted(groups))}): give one format a run, or use `orderflow backtest`",

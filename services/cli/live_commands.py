@@ -22,10 +22,10 @@ from services.cli.common import (
     condition_table,
     connect_bus,
     events_progress,
-    format_or_exit,
     load_or_exit,
     logging_or_exit,
     nothing_read_or_exit,
+    one_format_or_exit,
     run_or_exit,
     serve_metrics_or_exit,
     source_or_exit,
@@ -59,7 +59,7 @@ def replay(
     from services.ingest.replay import ReplaySummary, ReplayWorkerError, SourceSpec, replay_files
 
     config = load_or_exit(config_file)
-    format = format_or_exit(format, list(files))
+    format = one_format_or_exit(format, list(files))
     trading_day = source_or_exit(format, day)
     if speed is not None and (max_speed or speed <= 0):
         stderr.print("--speed takes a positive number and excludes --max-speed")
@@ -207,7 +207,7 @@ def simulate_polygon(
     config = load_or_exit(config_file)
     key = config.polygon_api_key.get_secret_value() if config.polygon_api_key else "simulator"
     logging_or_exit(service="simulator", log_dir=None, level=config.log_level, secrets=[key])
-    format = format_or_exit(format, list(files))
+    format = one_format_or_exit(format, list(files))
     timeline = load_timeline(format, list(files))
     if not timeline:
         stderr.print("no trades or quotes in the input")

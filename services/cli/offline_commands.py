@@ -15,11 +15,11 @@ from services.cli.common import (
     condition_table,
     connect_bus,
     events_progress,
-    format_or_exit,
-    formats_or_exit,
+    files_by_format_or_exit,
     load_or_exit,
     logging_or_exit,
     nothing_read_or_exit,
+    one_format_or_exit,
     profiles_or_exit,
     run_or_exit,
     source_or_exit,
@@ -97,7 +97,7 @@ def analyze(
     from services.offline.analyze import analyze as run_analysis
 
     config = load_or_exit(config_file)
-    format = format_or_exit(format, list(files))
+    format = one_format_or_exit(format, list(files))
     trading_day = source_or_exit(format, day)
     profiles = profiles_or_exit(profile or [])
     logging_or_exit(
@@ -178,7 +178,7 @@ def backtest(
     logging_or_exit(
         service="backtest", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False
     )
-    groups = formats_or_exit(format, list(files))
+    groups = files_by_format_or_exit(format, list(files))
     try:
         grid = parse_sweep(sweep_items or [])
         chosen = read_positions(positions) if positions else None
@@ -254,7 +254,7 @@ def calibrate(
 
     config = load_or_exit(config_file)
     if files:
-        format = format_or_exit(format, list(files))
+        format = one_format_or_exit(format, list(files))
         source_or_exit(format, None)
     logging_or_exit(
         service="calibrate", log_dir=None, level=config.log_level, secrets=config.secret_values(), console=False

@@ -129,3 +129,33 @@ def test_no_module_is_over_400_lines_without_a_reason_at_its_top():
             if LONG_MODULE_REASON not in docstring:
                 long.append(f"{path.relative_to(REPO)}: {text.count(chr(10))} lines")
     assert not long, f"over {LINE_LIMIT} lines with no '{LONG_MODULE_REASON} …' in the docstring: {long}"
+
+
+def one_letter_apart(first: str, second: str) -> bool:
+    """Whether two names differ by one letter changed, added or removed (``_recent``/``recent`` too)."""
+    first, second = first.lstrip("_"), second.lstrip("_")
+    if first == second:
+        return True
+    if len(first) == len(second):
+        return sum(a != b for a, b in zip(first, second, strict=True)) == 1
+    shorter, longer = sorted((first, second), key=len)
+    return len(longer) - len(shorter) == 1 and any(
+        longer[:index] + longer[index + 1 :] == shorter for index in range(len(longer))
+    )
+
+
+def test_no_two_functions_of_a_module_are_one_letter_apart():
+    close = []
+    for _name, path in modules().items():
+        tree = ast.parse(path.read_text())
+        names = sorted(
+            {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+        )
+        close += [
+            f"{path.relative_to(REPO)}: {first} / {second}"
+            for index, first in enumerate(names)
+            for second in names[index + 1 :]
+            if first != second and one_letter_apart(first, second)
+        ]
+    assert not close, close
+    assert one_letter_apart("mid", "mids") and one_letter_apart("_act", "act") and not one_letter_apart("bid", "ask")

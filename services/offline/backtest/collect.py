@@ -73,7 +73,7 @@ class PriceTape:
         index = bisect.bisect_right(self.times, ts) - 1
         return None if index < 0 else (self.bids[index], self.asks[index])
 
-    def mid(self, ts: int) -> float | None:
+    def mid_at(self, ts: int) -> float | None:
         quote = self.at(ts)
         return None if quote is None else (quote[0] + quote[1]) / 2
 
@@ -81,7 +81,7 @@ class PriceTape:
     def seconds(self) -> int:
         return (self.close_ns - self.open_ns) // NANOSECONDS_PER_SECOND
 
-    def mids(self) -> np.ndarray:
+    def mid_each_second(self) -> np.ndarray:
         """The mid at the end of each second of the session (NaN before the first quote)."""
         if self._mid_seconds is None:
             values = np.full(self.seconds, np.nan)
@@ -98,7 +98,7 @@ class PriceTape:
         """The mid at each of the ``horizon`` whole-second marks after ``ts`` (element i: open + (k + i + 1) s,
         k the second holding ``ts``)."""
         start = (ts - self.open_ns) // NANOSECONDS_PER_SECOND
-        return self.mids()[start : start + horizon]
+        return self.mid_each_second()[start : start + horizon]
 
 
 Tapes = dict[tuple[str, str], PriceTape]

@@ -71,7 +71,7 @@ def _exited(
     horizons: dict[str, HorizonSaving | None] = {}
     for horizon in settings.horizons:
         later = (
-            tape.mid(signal.ts + horizon * NANOSECONDS_PER_SECOND)
+            tape.mid_at(signal.ts + horizon * NANOSECONDS_PER_SECOND)
             if signal.ts + horizon * NANOSECONDS_PER_SECOND <= tape.close_ns
             else None
         )
@@ -133,7 +133,7 @@ def _drawdown(tape: PriceTape, position: Position, end_ns: int) -> float:
     """Largest fall of the mid from its running peak (bps of entry) between entry and ``end_ns``."""
     first = (position.entry_ns - tape.open_ns) // NANOSECONDS_PER_SECOND
     last = (min(end_ns, tape.close_ns) - tape.open_ns) // NANOSECONDS_PER_SECOND
-    mids = tape.mids()[max(0, first) : max(0, last)]
+    mids = tape.mid_each_second()[max(0, first) : max(0, last)]
     mids = mids[~np.isnan(mids)]
     if len(mids) == 0:
         return 0.0

@@ -59,7 +59,7 @@ def chart_data(found: Collected, max_points: int = 400) -> list[SessionChart]:
     """Each session's mid (sampled to at most ``max_points``) with its signals, for the report's charts."""
     sessions = []
     for (symbol, day), tape in sorted(found.tapes.items()):
-        mids = tape.mids()
+        mids = tape.mid_each_second()
         step = max(1, len(mids) // max_points)
         points = [
             (int(i), round(float(mids[i]) / NANOSECONDS_PER_SECOND, 4))

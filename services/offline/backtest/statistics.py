@@ -68,7 +68,7 @@ def outcome(tape: PriceTape, ts: int, horizon: int, fall_bps: float) -> Outcome 
     """The future of ``ts`` over ``horizon`` seconds; None when it runs past the close or has no price."""
     if ts < tape.open_ns or ts + horizon * NANOSECONDS_PER_SECOND > tape.close_ns:
         return None
-    now, later = tape.mid(ts), tape.mid(ts + horizon * NANOSECONDS_PER_SECOND)
+    now, later = tape.mid_at(ts), tape.mid_at(ts + horizon * NANOSECONDS_PER_SECOND)
     if now is None or later is None:
         return None
     path = tape.path(ts, horizon)

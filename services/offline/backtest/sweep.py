@@ -45,7 +45,7 @@ def exit_score(
     def saved_at(tape: PriceTape, ts: int) -> float | None:
         if not tape.open_ns <= ts or ts + horizon * NANOSECONDS_PER_SECOND > tape.close_ns:
             return None
-        quote, later = tape.at(ts), tape.mid(ts + horizon * NANOSECONDS_PER_SECOND)
+        quote, later = tape.at(ts), tape.mid_at(ts + horizon * NANOSECONDS_PER_SECOND)
         if quote is None or later is None:
             return None
         return (quote[0] - later) / ((quote[0] + quote[1]) / 2) * 1e4
