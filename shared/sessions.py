@@ -1,20 +1,25 @@
-"""Trading sessions from pandas-market-calendars (NYSE: holidays, early closes).
+"""Trading sessions of the NYSE calendar (holidays, early closes).
 
 ``SessionClock().session(ts_ns)`` answers ``pre_market``, ``regular``,
 ``after_hours`` or ``closed`` for a UTC ns time. A day's boundaries are
-fetched once and cached as integers, so the per-event cost is two
+looked up once and cached as integers, so the per-event cost is two
 comparisons. 2026-11-27 (day after Thanksgiving) closes at 13:00 New York;
 2026-11-26 is ``closed`` all day.
+
+Days of 2000–2040 come from the table shipped with orderflow
+(:mod:`shared.session_table`: no pandas, so a command starts in a fraction
+of a second); other days, or another calendar, from pandas-market-calendars,
+imported only then.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-
-import pandas_market_calendars as market_calendars
+from typing import Any
 
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
 from orderflow_client.wire import TradingSession
+from shared.session_table import NyseSessionTable
 
 _NEW_YORK_OFFSET_GUESS = timedelta(hours=5)  # only to pick the calendar day; boundaries are exact
 
@@ -23,16 +28,25 @@ class SessionClock:
     """Session of any instant, for one exchange calendar."""
 
     def __init__(self, calendar: str = "NYSE") -> None:
-        self.calendar = market_calendars.get_calendar(calendar)
+        self.calendar_name = calendar
+        self._table = NyseSessionTable() if calendar == "NYSE" else None
+        self._calendar: Any = None  # a pandas_market_calendars calendar, loaded for a day outside the table
         self._days: dict[date, tuple[int, int, int, int] | None] = {}
         self._current: tuple[int, int, int, int, int, int] | None = None  # day start/end + boundaries
         self.day = ""  # the trading day (New York calendar date, ISO) of the last instant asked about
 
     def _boundaries(self, day: date) -> tuple[int, int, int, int] | None:
         if day not in self._days:
+            if self._table is not None and self._table.covers(day):
+                self._days[day] = self._table.boundaries(day)
+                return self._days[day]
+            if self._calendar is None:
+                import pandas_market_calendars as market_calendars  # only outside the shipped table: ~0.5 s
+
+                self._calendar = market_calendars.get_calendar(self.calendar_name)
             # one pandas call (~150 ms) loads three weeks, so a day change costs nothing
             first, last = day - timedelta(days=10), day + timedelta(days=10)
-            schedule = self.calendar.schedule(first.isoformat(), last.isoformat(), start="pre", end="post")
+            schedule = self._calendar.schedule(first.isoformat(), last.isoformat(), start="pre", end="post")
             for offset in range((last - first).days + 1):
                 self._days.setdefault(first + timedelta(days=offset), None)
             for label, row in schedule.iterrows():
