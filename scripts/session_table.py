@@ -18,6 +18,7 @@ import sys
 from datetime import date, datetime
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas_market_calendars as market_calendars
@@ -29,7 +30,7 @@ REGULAR = ("04:00", "09:30", "16:00", "20:00")
 NEW_YORK = ZoneInfo("America/New_York")
 
 
-def table() -> dict[str, object]:
+def table() -> dict[str, Any]:
     """The calendar document: its range, the closed weekdays, the days with other hours (local ``HH:MM``)."""
     schedule = market_calendars.get_calendar("NYSE").schedule(
         FIRST.isoformat(), LAST.isoformat(), start="pre", end="post"
@@ -71,10 +72,8 @@ def main() -> int:
     document = table()
     if arguments.write:
         TABLE.write_text(json.dumps(document, indent=1) + "\n")
-        print(
-            f"wrote {TABLE.relative_to(REPO)}: {len(document['closed_weekdays'])} closed weekdays, "  # type: ignore[arg-type]
-            f"{len(document['other_hours'])} days with other hours"
-        )  # type: ignore[arg-type]
+        closed, other = document["closed_weekdays"], document["other_hours"]
+        print(f"wrote {TABLE.relative_to(REPO)}: {len(closed)} closed weekdays, {len(other)} days with other hours")
         return 0
     committed = json.loads(TABLE.read_text())
     same = all(
