@@ -3,7 +3,7 @@ side updates forward-filled with numpy) against today's row-by-row reader, on a 
 
 Three ways to read the same trade and quote files of one day:
 
-* **rows** — today's reader (``services.ingest.algoseek.read_algoseek``): one Python loop iteration per CSV row;
+* **rows** — today's reader (``services.ingest.algoseek.read_algoseek_rows``): one Python loop iteration per CSV row;
 * **columns → events** — the files parsed into columns, each quote row's NBBO computed for all rows at once
   (the last bid row and the last ask row, forward-filled), the rows where either side changed kept, the trades and
   quotes merged by time with one stable sort, and only then one ``Trade``/``Quote`` struct built per event: what
@@ -30,7 +30,7 @@ import pandas as pd
 
 from orderflow_client.timestamps import NANOSECONDS_PER_MILLISECOND
 from orderflow_client.wire import Quote, Trade
-from services.ingest.algoseek import PARTICIPANT_TO_POLYGON, conditions_from_flags, describe, read_algoseek
+from services.ingest.algoseek import PARTICIPANT_TO_POLYGON, conditions_from_flags, describe, read_algoseek_rows
 from services.ingest.lobster import midnight_ns
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,7 +200,7 @@ def main() -> None:
     trade_file = arguments.data / "algoseek" / folder / f"{day}_trade.zip"
     quote_file = arguments.data / "algoseek" / folder / f"{day}_quote.zip"
 
-    reference = list(read_algoseek([trade_file, quote_file]))
+    reference = list(read_algoseek_rows([trade_file, quote_file]))
     prototype = events_from_columns(quote_columns(quote_file), trade_columns(trade_file))
     assert prototype == reference, "the columnar prototype does not give the row reader's events"
     print(f"{arguments.day}: {len(reference):,} events, the prototype's equal to the row reader's (checked)")
@@ -208,7 +208,7 @@ def main() -> None:
     timings: dict[str, list[float]] = {"rows": [], "columns → events": [], "columns only": []}
     for _round in range(arguments.rounds):
         started = time.process_time()
-        list(read_algoseek([trade_file, quote_file]))
+        list(read_algoseek_rows([trade_file, quote_file]))
         timings["rows"].append(time.process_time() - started)
         started = time.process_time()
         quotes, trades = quote_columns(quote_file), trade_columns(trade_file)

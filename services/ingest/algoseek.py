@@ -152,15 +152,17 @@ def read_algoseek_file(path: Path, symbol: str | None = None) -> Iterator[Trade 
         yield from reader(stream, file_symbol, midnight_ns(day), member)
 
 
-def read_algoseek(paths: list[Path], symbol: str | None = None) -> Iterator[Trade | Quote | Reject]:
-    """Trades and quotes of the given files merged in time order (quotes
-    first on equal milliseconds)."""
+def read_algoseek_rows(paths: list[Path], symbol: str | None = None) -> Iterator[Trade | Quote | Reject]:
+    """Trades and quotes of the given files merged in time order (quotes first on equal milliseconds), row by row.
+    :func:`services.ingest.algoseek_columns.read_algoseek` gives the same events faster, and falls back to this
+    reader for anything out of the ordinary."""
     ordered = sorted(paths, key=lambda p: 0 if "quote" in p.name.lower() else 1)
     streams = [read_algoseek_file(path, symbol) for path in ordered]
-    return heapq.merge(*streams, key=_time)
+    return heapq.merge(*streams, key=time_order)
 
 
-def _time(item: Trade | Quote | Reject) -> int:
+def time_order(item: Trade | Quote | Reject) -> int:
+    """The merge's key: an event's time; a reject goes out at once."""
     return item.ts_event if not isinstance(item, Reject) else 0
 
 

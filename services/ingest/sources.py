@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from orderflow_client.wire import MarketEvent
-from services.ingest.algoseek import read_algoseek
+from services.ingest.algoseek_columns import read_algoseek
 from services.ingest.capture import CaptureLine, read_capture
 from services.ingest.lobster import read_lobster
 from services.ingest.polygon_flat import read_flat_file
