@@ -12,8 +12,9 @@ Everything out of the ordinary goes to the row reader, which has a reject code f
 one ``<day>_<sym>_<Kind>_Tick.csv``, bytes that are not plain ASCII CSV (quotes, spaces, blank lines, a row with
 another number of fields, a value past 32-bit integers), a row the vendor marked suspicious, a negative quote
 field, a price out of range, an unknown condition flag, rows out of time order. That fallback is per day: the
-events are the same either way, and only where a reject is counted in the stream can differ. ``python -m bench.algoseek_reader_bench`` times the two
-readers; ``tests/integration/test_algoseek_columns.py`` holds it to the row reader on every shared day.
+events are the same either way, and only where a reject is counted in the stream can differ.
+``python -m bench.algoseek_reader_bench`` times the two readers; ``tests/integration/test_algoseek_columns.py``
+holds them equal on every shared day.
 """
 
 from __future__ import annotations
