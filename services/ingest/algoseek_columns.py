@@ -45,14 +45,16 @@ from services.ingest.rejects import Reject
 
 PRICE_UNIT = PRICE_SCALE // 10_000  # AlgoSeek prices are dollars × 10,000
 CHUNK_EVENTS = 65_536  # events built into objects at a time
+CHUNK_ROWS = 262_144  # CSV rows parsed at a time
 TRADE_FIELDS = 6
 QUOTE_FIELDS = 8
 
 
 class Columns(NamedTuple):
-    """One file's events as columns, in file order. ``kind`` 0 is a quote, 1 a trade; for a quote ``price``/
-    ``size``/``exchange`` are the bid's, for a trade ``ask*`` are 0. ``number`` is the trade's row number (its id
-    and sequence); ``conditions`` the index of its condition tuple in the day's list."""
+    """One file's events as columns, in file order, each as narrow as its values allow (~45 bytes an event).
+    ``kind`` 0 is a quote, 1 a trade; for a quote ``price``/``size``/``exchange`` are the bid's, for a trade
+    ``ask*`` are 0. ``number`` is the trade's row number (its id and sequence); ``conditions`` the index of its
+    condition tuple in the day's list."""
 
     kind: np.ndarray
     ts: np.ndarray
@@ -160,15 +162,19 @@ def _file_columns(path: Path, symbol: str | None, conditions: list[tuple[int, ..
             return None
         data = archive.read(member)
     field_count = TRADE_FIELDS if kind == "Trade" else QUOTE_FIELDS
-    table = _integer_table(data, field_count)
+    tables = _tables(data, field_count)
     midnight = midnight_ns(day)
     if kind == "Trade":
-        return _trade_columns(table, file_symbol, midnight, conditions)
-    return _quote_columns(table, file_symbol, midnight)
+        columns = _trade_columns(tables, file_symbol, midnight, conditions)
+    else:
+        columns = _quote_columns(tables, file_symbol, midnight)
+    _in_time_order(columns.ts)
+    return columns
 
 
 class _Table(NamedTuple):
-    """A CSV's columns: integer ones as int64 arrays, text ones as arrays of category codes with their values."""
+    """A chunk of a CSV's rows as columns: the integer ones as int32 arrays, the text ones as codes that mean the
+    same text in every chunk of the file (``values[column][code]`` is the text)."""
 
     integers: dict[int, np.ndarray]
     codes: dict[int, np.ndarray]
@@ -176,9 +182,10 @@ class _Table(NamedTuple):
     rows: int
 
 
-def _integer_table(data: bytes, field_count: int) -> _Table:
-    """Parse a plain CSV whose every row has ``field_count`` fields; columns 0–4 (trades: 0–2) are integers, the
-    rest text. :class:`Unusual` for anything but plain ASCII rows of exactly that many fields."""
+def _tables(data: bytes, field_count: int) -> Iterator[_Table]:
+    """Parse a plain CSV whose every row has ``field_count`` fields, ``CHUNK_ROWS`` rows at a time; columns 0–4
+    (trades: 0–2) are integers, the rest text. :class:`Unusual` for anything but plain ASCII rows of exactly that
+    many fields, with 32-bit integers."""
     import pandas as pd  # only for AlgoSeek files: its C parser is most of this reader's speed
 
     if not data.isascii() or any(mark in data for mark in (b'"', b" ", b"\t", b"\n\n", b"\r\n\r\n")):
@@ -189,26 +196,43 @@ def _integer_table(data: bytes, field_count: int) -> _Table:
     if data.count(b",") != rows * (field_count - 1):
         raise Unusual("a row with another number of fields")
     integer_columns = range(3) if field_count == TRADE_FIELDS else range(5)
-    try:
-        frame = pd.read_csv(
-            io.BytesIO(data),
-            header=None,
-            names=list(range(field_count)),
-            na_filter=False,
-            # int32 halves the frame; a value past it is a ValueError, and the row reader takes the day
-            dtype={column: (np.int32 if column in integer_columns else "category") for column in range(field_count)},
+    text_columns = range(len(integer_columns), field_count)
+    text_codes: dict[int, dict[str, int]] = {column: {} for column in text_columns}
+    parsed = 0
+    chunks = pd.read_csv(
+        io.BytesIO(data),
+        header=None,
+        names=list(range(field_count)),
+        na_filter=False,
+        chunksize=CHUNK_ROWS,
+        # 32-bit integers halve the memory (a value past them is a ValueError: the row reader takes the day); text
+        # as categories, so no Python string per row
+        dtype={column: (np.int32 if column in integer_columns else "category") for column in range(field_count)},
+    )
+    while True:
+        try:
+            frame = next(chunks)
+        except StopIteration:
+            break
+        except (ValueError, OverflowError) as error:  # a field that is not a 32-bit integer
+            raise Unusual(str(error)) from None
+        codes = {}
+        for column in text_columns:
+            known = text_codes[column]
+            file_code = np.array(
+                [known.setdefault(str(text), len(known)) for text in frame[column].cat.categories], dtype=np.int64
+            )
+            chunk_code = frame[column].cat.codes.to_numpy()
+            codes[column] = file_code[chunk_code] if len(file_code) else np.zeros(len(frame), dtype=np.int64)
+        parsed += len(frame)
+        yield _Table(
+            {column: frame[column].to_numpy() for column in integer_columns},
+            codes,
+            {column: list(text_codes[column]) for column in text_columns},
+            len(frame),
         )
-    except (ValueError, OverflowError) as error:  # a field that is not an integer
-        raise Unusual(str(error)) from None
-    if len(frame) != rows:
+    if parsed != rows:
         raise Unusual("rows lost in parsing")
-    integers = {column: frame[column].to_numpy() for column in integer_columns}  # int32: widened where used
-    codes, values = {}, {}
-    for column in range(len(integer_columns), field_count):
-        categories = frame[column]  # read as categories: no Python string per row
-        codes[column] = categories.cat.codes.to_numpy().astype(np.int64)
-        values[column] = [str(value) for value in categories.cat.categories]
-    return _Table(integers, codes, values, rows)
 
 
 def _not_suspicious(table: _Table, column: int) -> None:
@@ -225,88 +249,125 @@ def _checked_prices(scaled: np.ndarray) -> np.ndarray:
 
 
 def _exchange_ids(table: _Table, column: int) -> np.ndarray:
-    by_code = np.array([PARTICIPANT_TO_POLYGON.get(letter, 0) for letter in table.values[column]], dtype=np.int64)
-    return by_code[table.codes[column]] if len(by_code) else np.zeros(table.rows, dtype=np.int64)
+    by_code = np.array([PARTICIPANT_TO_POLYGON.get(letter, 0) for letter in table.values[column]], dtype=np.int16)
+    return by_code[table.codes[column]] if len(by_code) else np.zeros(table.rows, dtype=np.int16)
 
 
-def _trade_columns(table: _Table, symbol: str, midnight: int, conditions: list[tuple[int, ...]]) -> Columns:
-    _not_suspicious(table, 5)
-    try:
-        decoded = [conditions_from_flags(text) for text in table.values[4]]
-    except ValueError as error:  # an unknown flag: the row reader's invalid_row
-        raise Unusual(str(error)) from None
-    first = len(conditions)
-    conditions.extend(decoded)
-    ts = midnight + table.integers[0].astype(np.int64) * NANOSECONDS_PER_MILLISECOND
-    _in_time_order(ts)
-    zeros = np.zeros(table.rows, dtype=np.int64)
-    return Columns(
-        kind=np.ones(table.rows, dtype=np.int64),
-        ts=ts,
-        price=_checked_prices(table.integers[1]),
-        size=table.integers[2].astype(np.int64),
-        exchange=_exchange_ids(table, 3),
-        ask=zeros,
-        ask_size=zeros,
-        ask_exchange=zeros,
-        number=np.arange(1, table.rows + 1, dtype=np.int64),
-        conditions=table.codes[4] + first,
-        symbol=symbol,
-    )
+def _joined(parts: list[Columns], symbol: str) -> Columns:
+    """One file's chunks as one set of columns."""
+    joined = {
+        name: np.concatenate([getattr(part, name) for part in parts]) if parts else np.zeros(0, dtype=np.int64)
+        for name in Columns._fields[:-1]
+    }
+    return Columns(**joined, symbol=symbol)
 
 
-def _quote_columns(table: _Table, symbol: str, midnight: int) -> Columns:
-    _not_suspicious(table, 7)
-    exchange, letter = _exchange_ids(table, 5), table.codes[5]
-    changed = np.zeros(table.rows, dtype=bool)
-    setters = []
-    for price_column, size_column in ((1, 2), (3, 4)):
-        price, size = table.integers[price_column], table.integers[size_column]
-        if len(price) and (price.min() < 0 or size.min() < 0):
-            raise Unusual("a negative quote field")
-        sets = np.flatnonzero((price != 0) | (size != 0))  # the rows that set this side
-        # a setting row changes the side when its price, size or quoting exchange's letter differs from the last
-        differs = np.ones(len(sets), dtype=bool)
-        differs[1:] = (
-            (price[sets[1:]] != price[sets[:-1]])
-            | (size[sets[1:]] != size[sets[:-1]])
-            | (letter[sets[1:]] != letter[sets[:-1]])
-        )
-        changed[sets[differs]] = True
-        setter = np.full(table.rows, -1, dtype=np.int64)
-        setter[sets] = sets
-        setters.append(np.maximum.accumulate(setter) if table.rows else setter)  # the row whose values hold
-    keep = np.flatnonzero(changed)
-    columns: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for setter in setters:
-        at = setter[keep]
-        known = at >= 0
-        at = np.where(known, at, 0)
-        price_column, size_column = (1, 2) if not columns else (3, 4)
-        columns.append(
-            (
-                _checked_prices(np.where(known, table.integers[price_column][at], 0)),
-                np.where(known, table.integers[size_column][at], 0).astype(np.int64),
-                np.where(known, exchange[at], 0),
+def _trade_columns(tables: Iterator[_Table], symbol: str, midnight: int, conditions: list[tuple[int, ...]]) -> Columns:
+    first = len(conditions)  # this file's condition codes start here in the day's list
+    decoded: list[tuple[int, ...]] = []
+    parts = []
+    number = 1
+    for table in tables:
+        _not_suspicious(table, 5)
+        try:
+            decoded += [conditions_from_flags(text) for text in table.values[4][len(decoded) :]]
+        except ValueError as error:  # an unknown flag: the row reader's invalid_row
+            raise Unusual(str(error)) from None
+        parts.append(
+            Columns(
+                kind=np.ones(table.rows, dtype=np.int8),
+                ts=midnight + table.integers[0].astype(np.int64) * NANOSECONDS_PER_MILLISECOND,
+                price=_checked_prices(table.integers[1]),
+                size=table.integers[2],
+                exchange=_exchange_ids(table, 3),
+                ask=np.zeros(table.rows, dtype=np.int64),
+                ask_size=np.zeros(table.rows, dtype=np.int32),
+                ask_exchange=np.zeros(table.rows, dtype=np.int16),
+                number=np.arange(number, number + table.rows, dtype=np.int32),
+                conditions=(table.codes[4] + first).astype(np.int32),
+                symbol=symbol,
             )
         )
-    (bid, bid_size, bid_exchange), (ask, ask_size, ask_exchange) = columns
-    ts = midnight + table.integers[0][keep].astype(np.int64) * NANOSECONDS_PER_MILLISECOND
-    _in_time_order(ts)
-    count = len(keep)
-    return Columns(
-        kind=np.zeros(count, dtype=np.int64),
-        ts=ts,
-        price=bid,
-        size=bid_size,
-        exchange=bid_exchange,
-        ask=ask,
-        ask_size=ask_size,
-        ask_exchange=ask_exchange,
-        number=np.zeros(count, dtype=np.int64),
-        conditions=np.zeros(count, dtype=np.int64),
-        symbol=symbol,
-    )
+        number += table.rows
+    conditions.extend(decoded)
+    return _joined(parts, symbol)
+
+
+class _Side(NamedTuple):
+    """One side of the NBBO as the row reader holds it: price (dollars × 10,000), size, exchange id, and the
+    quoting exchange's letter (its code in the file). ``NEVER_SET`` before any row set it."""
+
+    price: int
+    size: int
+    exchange: int
+    letter: int
+
+
+NEVER_SET = _Side(0, 0, 0, -1)
+
+
+def _quote_columns(tables: Iterator[_Table], symbol: str, midnight: int) -> Columns:
+    """The rows where either side of the NBBO changed, with both sides' values, chunk by chunk (each side's last
+    values carried into the next chunk)."""
+    held = [NEVER_SET, NEVER_SET]  # bid, ask at the end of the chunks so far
+    parts = []
+    for table in tables:
+        _not_suspicious(table, 7)
+        held_before = list(held)
+        exchange, letter = _exchange_ids(table, 5), table.codes[5]
+        changed = np.zeros(table.rows, dtype=bool)
+        holders = []  # per side: each row's index of the row whose values hold (-1: those held before the chunk)
+        for side, (price_column, size_column) in enumerate(((1, 2), (3, 4))):
+            price, size = table.integers[price_column], table.integers[size_column]
+            if len(price) and (price.min() < 0 or size.min() < 0):
+                raise Unusual("a negative quote field")
+            sets = np.flatnonzero((price != 0) | (size != 0))  # the rows that set this side
+            if len(sets):
+                # a setting row changes the side when its price, size or quoting letter differs from what held
+                before = held_before[side]
+                previous_price = np.concatenate(([before.price], price[sets[:-1]]))
+                previous_size = np.concatenate(([before.size], size[sets[:-1]]))
+                previous_letter = np.concatenate(([before.letter], letter[sets[:-1]]))
+                differs = (price[sets] != previous_price) | (size[sets] != previous_size)
+                differs |= letter[sets] != previous_letter
+                changed[sets[differs]] = True
+                last = sets[-1]
+                held[side] = _Side(int(price[last]), int(size[last]), int(exchange[last]), int(letter[last]))
+            holder = np.full(table.rows, -1, dtype=np.int64)
+            holder[sets] = sets
+            holders.append(np.maximum.accumulate(holder) if table.rows else holder)
+        keep = np.flatnonzero(changed)
+        values = []
+        for side, (price_column, size_column) in enumerate(((1, 2), (3, 4))):
+            at = holders[side][keep]
+            from_chunk = at >= 0
+            at = np.where(from_chunk, at, 0)
+            before = held_before[side]
+            values.append(
+                (
+                    _checked_prices(np.where(from_chunk, table.integers[price_column][at], before.price)),
+                    np.where(from_chunk, table.integers[size_column][at], before.size).astype(np.int32),
+                    np.where(from_chunk, exchange[at], before.exchange),
+                )
+            )
+        (bid, bid_size, bid_exchange), (ask, ask_size, ask_exchange) = values
+        count = len(keep)
+        parts.append(
+            Columns(
+                kind=np.zeros(count, dtype=np.int8),
+                ts=midnight + table.integers[0][keep].astype(np.int64) * NANOSECONDS_PER_MILLISECOND,
+                price=bid,
+                size=bid_size,
+                exchange=bid_exchange,
+                ask=ask,
+                ask_size=ask_size,
+                ask_exchange=ask_exchange,
+                number=np.zeros(count, dtype=np.int32),
+                conditions=np.zeros(count, dtype=np.int32),
+                symbol=symbol,
+            )
+        )
+    return _joined(parts, symbol)
 
 
 def _in_time_order(ts: np.ndarray) -> None:
