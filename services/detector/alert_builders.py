@@ -202,9 +202,20 @@ def red_burst_exit(alert: OrderFlowAlert) -> ExitRecommendation:
     )
 
 
-def detector_status(symbol: str, state: FeedState, ts: int, code: str, detail: str) -> FeedStatus:
-    """A status the detector publishes about one symbol as of event time ``ts`` (monitoring halted or
-    resumed, thresholds calibrating or calibrated)."""
+def detector_status(
+    symbol: str, state: FeedState, ts: int, code: str, detail: str, *, gap_start_ns: int = 0, gap_end_ns: int = 0
+) -> FeedStatus:
+    """A status the detector publishes about one symbol as of ``ts`` (event time for monitoring halted or
+    resumed and thresholds calibrating or calibrated; wall-clock time for its consumer's gaps, whose interval
+    ``gap_start_ns``/``gap_end_ns`` bound when known)."""
     return FeedStatus(
-        source="detector", state=state, ts_event=ts, ts_recv=ts, symbols=(symbol,), code=code, detail=detail
+        source="detector",
+        state=state,
+        ts_event=ts,
+        ts_recv=ts,
+        symbols=(symbol,),
+        code=code,
+        detail=detail,
+        gap_start_ns=gap_start_ns,
+        gap_end_ns=gap_end_ns,
     )

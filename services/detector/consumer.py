@@ -33,6 +33,7 @@ from orderflow_client.bus.streams import BusEntry, as_text
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns
 from orderflow_client.wire import BookUpdate, FeedStatus, MarketEvent, Quote, Trade, WireMessage, decode
+from services.detector.alert_builders import detector_status
 from services.detector.engine import Engine
 from services.detector.outputs import Output
 from services.detector.sink import OutputSink
@@ -235,16 +236,8 @@ class GroupConsumer:
             start = self.last_entry.get(stream, b"0")
             if await self.bus.ensure_group(stream, self.group, as_text(start)):
                 now = now_ns()
-                status = FeedStatus(
-                    source="detector",
-                    state="gap",
-                    ts_event=now,
-                    ts_recv=now,
-                    symbols=(symbol,),
-                    code="group_recreated",
-                    detail=f"consumer group {self.group} was missing on {stream}: "
-                    f"recreated after entry {as_text(start)}",
-                )
+                detail = f"consumer group {self.group} was missing on {stream}: recreated after entry {as_text(start)}"
+                status = detector_status(symbol, "gap", now, "group_recreated", detail)
                 await self.sink.publish_status(f"{stream}:group_recreated:{now}", status)
 
     # --- lag and entries trimmed unread ----------------------------------------------------
@@ -265,19 +258,11 @@ class GroupConsumer:
         windows reset (they would span it)."""
         start, end = position.trimmed_interval_ns()
         count = f"{trimmed:,}" if trimmed is not None else "an unknown number of"
-        now = now_ns()
-        status = FeedStatus(
-            source="detector",
-            state="gap",
-            ts_event=now,
-            ts_recv=now,
-            symbols=(symbol,),
-            code="trimmed_unread",
-            detail=f"{count} entries of {stream} were trimmed (ORDER_FLOW_STREAM_MAX_LENGTH) before the detector "
-            f"read them: raise the cap or add detectors",
-            gap_start_ns=start,
-            gap_end_ns=end,
+        detail = (
+            f"{count} entries of {stream} were trimmed (ORDER_FLOW_STREAM_MAX_LENGTH) before the detector "
+            f"read them: raise the cap or add detectors"
         )
+        status = detector_status(symbol, "gap", now_ns(), "trimmed_unread", detail, gap_start_ns=start, gap_end_ns=end)
         service_metrics.FEED_GAPS.labels(reason="trimmed_unread").inc()
         log.error("order_flow.trimmed_unread", code="trimmed_unread", symbol=symbol, entries=trimmed, stream=stream)
         self.engine.process(status)

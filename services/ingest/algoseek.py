@@ -156,9 +156,13 @@ def read_algoseek_rows(paths: list[Path], symbol: str | None = None) -> Iterator
     """Trades and quotes of the given files merged in time order (quotes first on equal milliseconds), row by row.
     :func:`services.ingest.algoseek_columns.read_algoseek` gives the same events faster, and falls back to this
     reader for anything out of the ordinary."""
-    ordered = sorted(paths, key=lambda p: 0 if "quote" in p.name.lower() else 1)
-    streams = [read_algoseek_file(path, symbol) for path in ordered]
+    streams = [read_algoseek_file(path, symbol) for path in quotes_first(paths)]
     return heapq.merge(*streams, key=time_order)
+
+
+def quotes_first(paths: list[Path]) -> list[Path]:
+    """The files in merge order: quote files first (their rows come first on equal milliseconds), else as given."""
+    return sorted(paths, key=lambda path: 0 if "quote" in path.name.lower() else 1)
 
 
 def time_order(item: Trade | Quote | Reject) -> int:

@@ -37,6 +37,7 @@ from services.ingest.algoseek import (
     PARTICIPANT_TO_POLYGON,
     conditions_from_flags,
     describe,
+    quotes_first,
     read_algoseek_file,
     time_order,
 )
@@ -76,7 +77,7 @@ class Unusual(Exception):
 def read_algoseek(paths: list[Path], symbol: str | None = None) -> Iterator[Trade | Quote | Reject]:
     """Trades and quotes of the given files merged in time order (quotes first on equal milliseconds), day by
     day; the same events as :func:`services.ingest.algoseek.read_algoseek_rows`."""
-    ordered = sorted(paths, key=lambda path: 0 if "quote" in path.name.lower() else 1)
+    ordered = quotes_first(paths)
     days: dict[date, list[Path]] = {}
     for path in ordered:
         day = _single_member_day(path)
