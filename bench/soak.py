@@ -47,8 +47,8 @@ from orderflow_client.bus.streams import BusEntry
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.wire import ExitRecommendation, OrderFlowAlert, decode, encode
-from services.detector.consumer import Misplaced, market_event
 from services.detector.engine import Engine
+from services.detector.market_entries import Misplaced, market_events
 from services.detector.rule_settings import RuleSettings
 from services.tools.simulator import PolygonSimulator
 from shared.config import OrderFlowConfig
@@ -149,20 +149,21 @@ def reference(
         for entry_id, fields in client.xrange(stream):
             field, payload = next(iter(fields.items()))
             try:
-                event = decode(payload)
+                message = decode(payload)
             except WireDecodeError:
                 poison += 1
                 continue
-            if isinstance(market_event(event, BusEntry(stream, entry_id, payload, field), symbol), Misplaced):
-                # as the detector judges
+            held = market_events(message, BusEntry(stream, entry_id, payload, field), symbol)
+            if isinstance(held, Misplaced):  # as the detector judges
                 poison += 1
                 continue
-            events += 1
-            for output in engine.process(event):
-                if isinstance(output, OrderFlowAlert):
-                    alerts.add(output.id)
-                elif isinstance(output, ExitRecommendation):
-                    exits.add(output.id)
+            events += len(held)
+            for event in held:
+                for output in engine.process(event):
+                    if isinstance(output, OrderFlowAlert):
+                        alerts.add(output.id)
+                    elif isinstance(output, ExitRecommendation):
+                        exits.add(output.id)
     return alerts, exits, events, poison
 
 

@@ -19,7 +19,7 @@ from orderflow_client.bus.connection import Bus
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.positions import Position
 from orderflow_client.prices import format_price, price_to_float, round_to_tick
-from orderflow_client.wire import ExitRecommendation, Trade, decode
+from orderflow_client.wire import ExitRecommendation, Trade, decode, unbatched
 
 log = logs.get_logger(__name__)
 
@@ -94,11 +94,12 @@ async def last_trade_price(bus: Bus, symbol: str, *, look_back: int = 500) -> in
     entries is a print."""
     for entry in await bus.read_range_reverse(bus.keys.market(symbol), count=look_back):
         try:
-            event = decode(entry.payload)
+            message = decode(entry.payload)
         except WireDecodeError:
             continue
-        if isinstance(event, Trade):
-            return event.price
+        for event in reversed(unbatched(message)):  # an entry may hold several events, oldest first
+            if isinstance(event, Trade):
+                return event.price
     return None
 
 

@@ -209,7 +209,27 @@ class ExitRecommendation(msgspec.Struct, frozen=True, tag="exit", kw_only=True):
 
 
 MarketEvent = Trade | Quote | BookUpdate | FeedStatus
-WireMessage = Trade | Quote | BookUpdate | FeedStatus | OrderFlowAlert | ExitRecommendation
+
+
+class MarketEvents(msgspec.Struct, frozen=True, tag="events", kw_only=True):
+    """Several market events of one symbol's stream in one stream entry, oldest first.
+
+    Ingest and replay pack the events a batch holds for one stream into entries of up to
+    :data:`EVENTS_PER_ENTRY` (a single event keeps an entry of its own), so Redis and the detector pay their
+    per-entry cost once for many events: at high rates that cost, not the rules, set the detector's pace. A
+    sample (JSON)::
+
+        {"type":"events","events":[{"type":"quote","symbol":"AAPL",…},{"type":"trade","symbol":"AAPL",…}]}
+    """
+
+    events: tuple[MarketEvent, ...]
+
+
+EVENTS_PER_ENTRY = 64
+"""At most this many events in one :class:`MarketEvents` entry (an entry is the unit of acknowledgement,
+redelivery and dead-lettering, so it stays small: 64 ten-level book updates are about 25 KB)."""
+
+WireMessage = Trade | Quote | BookUpdate | FeedStatus | MarketEvents | OrderFlowAlert | ExitRecommendation
 
 _msgpack_encoder = msgspec.msgpack.Encoder()
 _msgpack_decoder = msgspec.msgpack.Decoder(WireMessage)
@@ -228,6 +248,11 @@ def decode(payload: bytes) -> WireMessage:
         return _msgpack_decoder.decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         raise WireDecodeError(f"undecodable bus payload: {error}") from None
+
+
+def unbatched(message: WireMessage) -> tuple[WireMessage, ...]:
+    """The messages an entry holds: the events of a :class:`MarketEvents`, else the message alone."""
+    return message.events if isinstance(message, MarketEvents) else (message,)
 
 
 def to_json(message: WireMessage) -> bytes:

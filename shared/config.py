@@ -162,7 +162,10 @@ class OrderFlowConfig(BaseSettings):
     )
     key_prefix: str = Field("orderflow", pattern=r"^[A-Za-z0-9_.\-]+$", description="Prefix of every Redis key.")
     stream_max_length: int = Field(
-        250_000, ge=1_000, description="Approximate cap (MAXLEN ~) of each per-symbol stream, in entries."
+        250_000,
+        ge=1_000,
+        description="Approximate cap (MAXLEN ~) of each per-symbol stream, in entries (an entry holds 1 to 64 "
+        "events: more when ingest is busy).",
     )
     polygon_feed: str = Field("socket.polygon.io", description="WebSocket host[:port] of the Polygon feed.")
     polygon_secure: bool = Field(True, description="Use wss:// (false only for a local simulator).")

@@ -8,6 +8,7 @@ of orderflow is in this package, each module one job. Import from the module tha
   (``OUTAGE_ERRORS``);
 - :mod:`~orderflow_client.bus.streams` — publish, read through a group, own pending, reclaim, ack, ranges
   (:class:`BusEntry`);
+- :mod:`~orderflow_client.bus.entries` — market events packed into stream entries;
 - :mod:`~orderflow_client.bus.groups` — consumer groups and where they stand (:class:`GroupPosition`);
 - :mod:`~orderflow_client.bus.dead_letters` — entries a reader cannot handle, parked with the reason;
 - :mod:`~orderflow_client.bus.channels` — pub/sub: publish and subscribe;

@@ -2,7 +2,8 @@
 
 =========================================== ====================================================================
 ``orderflow:md:{AAPL}``                     per-symbol market stream: trades, quotes, book updates, feed status,
-                                            in arrival order (the braces are a Redis Cluster hash tag)
+                                            in arrival order, up to 64 to an entry (the braces are a Redis
+                                            Cluster hash tag)
 ``orderflow:alerts``                        every OrderFlowAlert (durable stream)
 ``orderflow:exits``                         every ExitRecommendation (durable stream)
 ``orderflow:exit-signals``                  pub/sub channel the risk manager subscribes to

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple
 
 from orderflow_client import logs
 from orderflow_client.bus.connection import Bus
@@ -32,54 +31,30 @@ from orderflow_client.bus.groups import GroupPosition
 from orderflow_client.bus.streams import BusEntry, as_text
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns
-from orderflow_client.wire import BookUpdate, FeedStatus, MarketEvent, Quote, Trade, WireMessage, decode
+from orderflow_client.wire import (
+    FeedStatus,
+    MarketEvent,
+    decode,
+)
 from services.detector.alert_builders import detector_status
 from services.detector.engine import Engine
+from services.detector.market_entries import MARKET_FIELDS, Misplaced, market_events
 from services.detector.outputs import Output
 from services.detector.sink import OutputSink
 from services.detector.stats import DetectorStats
 from shared import service_metrics
 from shared.config import OrderFlowConfig
 
-BATCH_ENTRIES = 5_000
+BATCH_ENTRIES = 1_000
 """At most this many entries a read over all streams (XREADGROUP's COUNT is per stream: 50 symbols × 1,000 made
-50,000-entry batches, +44 MB and latency spikes)."""
+50,000-entry batches, +44 MB and latency spikes). An entry holds up to 64 events when ingest is busy, so a read
+holds 1,000 – 64,000 events."""
 RECLAIM_EVERY_SECONDS = 5.0
 LAG_EVERY_SECONDS = 1.0  # consumer lag gauge and trimmed-unread check (one pipelined round trip)
 log = logs.get_logger(__name__)
 
 UntilTaken = Callable[[Callable[[], Awaitable[None]]], Awaitable[None]]
 """Runs an attempt (a processed batch's dead letters, outputs and acks) until Redis takes it: the service's."""
-
-
-class Misplaced(NamedTuple):
-    """Why a decoded entry does not belong on a market stream: ``code`` (``wrong_type``, ``wrong_field``,
-    ``wrong_symbol``) and the reason for its dead letter."""
-
-    code: str
-    reason: str
-
-
-def market_event(message: WireMessage, entry: BusEntry, symbol: str) -> MarketEvent | Misplaced:
-    """``message`` (decoded from ``entry``) as an event of the market stream of ``symbol`` (``""``: any symbol), or
-    why it is a poison entry: valid msgpack, but not what this stream and field may hold."""
-    if not isinstance(message, _MARKET_TYPES):
-        tag = type(message).__struct_config__.tag
-        return Misplaced("wrong_type", f"a {tag} message on a market stream (only trade, quote, book, status)")
-    field = _MARKET_FIELDS[type(message)]
-    if entry.field and entry.field != field:
-        return Misplaced("wrong_field", f"field {as_text(entry.field)!r} holds a {field.decode()}")
-    if isinstance(message, FeedStatus):
-        if message.symbols and symbol and symbol not in message.symbols:
-            return Misplaced("wrong_symbol", f"a status for {','.join(message.symbols)} on the stream of {symbol}")
-    elif symbol and message.symbol != symbol:
-        return Misplaced("wrong_symbol", f"an event of {message.symbol} on the stream of {symbol}")
-    return message
-
-
-_MARKET_TYPES = (Trade, Quote, BookUpdate, FeedStatus)
-_MARKET_FIELDS: dict[type, bytes] = {kind: str(kind.__struct_config__.tag).encode() for kind in _MARKET_TYPES}
-"""The field each market event is written under (its wire tag): ``trade``, ``quote``, ``book``, ``status``."""
 
 
 class GroupConsumer:
@@ -149,16 +124,19 @@ class GroupConsumer:
             far_enough = False
             for row in rows:
                 try:
-                    event = market_event(decode(row.payload), row, symbol)
+                    events = market_events(decode(row.payload), row, symbol)
                 except WireDecodeError:
                     continue
-                if isinstance(event, Misplaced):
+                if isinstance(events, Misplaced):
                     continue  # a poison entry in the history: it was (or will be) dead-lettered when delivered
-                newest_ts = event.ts_event if newest_ts is None else newest_ts
-                if newest_ts - event.ts_event > self.warmup_ns:
-                    far_enough = True
+                for event in reversed(events):
+                    newest_ts = event.ts_event if newest_ts is None else newest_ts
+                    if newest_ts - event.ts_event > self.warmup_ns:
+                        far_enough = True
+                        break
+                    history.append(event)
+                if far_enough:
                     break
-                history.append(event)
             if far_enough or len(rows) < 1000:
                 break
             end = f"({as_text(rows[-1].entry_id)}"
@@ -275,31 +253,38 @@ class GroupConsumer:
         received: list[int] = []
         dead: list[tuple[BusEntry, str, str]] = []
         process = self.engine.process
+        handled = 0
         for entry in entries:
             try:
-                event = market_event(decode(entry.payload), entry, self.streams.get(entry.stream, ""))
+                events = market_events(decode(entry.payload), entry, self.streams.get(entry.stream, ""))
             except WireDecodeError as error:
                 self.stats.undecodable += 1
                 service_metrics.VALIDATION_ERRORS.labels(code=error.code).inc()
                 dead.append((entry, error.code, str(error)))
                 continue
-            if isinstance(event, Misplaced):  # valid msgpack, but not what this stream and field may hold: poison
+            if isinstance(events, Misplaced):  # valid msgpack, but not what this stream and field may hold: poison
                 self.stats.undecodable += 1
-                dead.append((entry, event.code, event.reason))
+                dead.append((entry, events.code, events.reason))
                 continue
-            kind = type(event)
-            kinds[kind] = kinds.get(kind, 0) + 1
-            received.append(event.ts_recv)
-            try:
-                produced = process(event)
-            except Exception as error:
-                dead.append((entry, "processing_failed", self._rules_failed(event, error)))
-                continue
-            if produced:
-                outputs.extend(produced)
-        self.stats.events += len(entries)
+            handled += len(events)
+            failure = ""
+            for position, event in enumerate(events, 1):
+                kind = type(event)
+                kinds[kind] = kinds.get(kind, 0) + 1
+                received.append(event.ts_recv)
+                try:
+                    produced = process(event)
+                except Exception as error:  # the entry's other events still run (the symbol's windows were reset)
+                    reason = self._rules_failed(event, error)
+                    failure = failure or (f"event {position} of {len(events)}: {reason}" if len(events) > 1 else reason)
+                    continue
+                if produced:
+                    outputs.extend(produced)
+            if failure:
+                dead.append((entry, "processing_failed", failure))
+        self.stats.events += handled
         for kind, count in kinds.items():
-            service_metrics.EVENTS_PROCESSED.labels(kind=_MARKET_FIELDS[kind].decode()).inc(count)
+            service_metrics.EVENTS_PROCESSED.labels(kind=MARKET_FIELDS[kind].decode()).inc(count)
         by_stream: dict[str, list[bytes]] = {}
         for entry in entries:
             by_stream.setdefault(entry.stream, []).append(entry.entry_id)

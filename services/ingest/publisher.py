@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from orderflow_client import logs
 from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.outage import Outage
 from orderflow_client.errors import BusUnavailableError
 from orderflow_client.timestamps import now_ns, ns_to_utc_iso
-from orderflow_client.wire import FeedState, FeedStatus, Quote, Trade, WireMessage
+from orderflow_client.wire import FeedState, FeedStatus, Quote, Trade
 from services.ingest.stats import IngestStats
 from shared import service_metrics
 
@@ -53,8 +53,9 @@ class StreamPublisher:
         oldest frame, for the publish lag (none for backfilled trades)."""
         if not events:
             return
-        entries = [(self.bus.keys.market(event.symbol), event) for event in events]
-        await self._publish_entries(entries)
+        market = self.bus.keys.market
+        entries = [(market(event.symbol), event) for event in events]
+        await self._until_published(lambda: self.bus.publish_market_events(entries))
         self.stats.events += len(events)
         counts: dict[str, int] = {}
         for event in events:
@@ -93,7 +94,7 @@ class StreamPublisher:
             gap_end_ns=end,
         )
         entries = [(self.bus.keys.status, status)] + [(self.bus.keys.market(symbol), status) for symbol in symbols]
-        await self._publish_entries(entries)
+        await self._until_published(lambda: self.bus.publish(entries))
 
     async def report_gap(self, start: int, end: int, reason: str) -> None:
         """Report an interval without data (ns), with its reason as the code: logged, counted, published."""
@@ -110,12 +111,13 @@ class StreamPublisher:
         )
         await self.publish_status("gap", reason, f"{seconds:.1f} s without data", start, end)
 
-    async def _publish_entries(self, entries: Sequence[tuple[str, WireMessage]]) -> None:
-        """Publish, riding out a Redis outage of any length (what was received is held meanwhile; a stop still
-        ends it, after SHUTDOWN_DRAIN_SECONDS); its interval is then reported as a ``bus_outage`` gap."""
+    async def _until_published(self, publish: Callable[[], Awaitable[object]]) -> None:
+        """Run ``publish`` (one bus call) until Redis takes it, riding out an outage of any length (what was
+        received is held meanwhile; a stop still ends it, after SHUTDOWN_DRAIN_SECONDS); the outage's interval is
+        then reported as a ``bus_outage`` gap."""
         while True:
             try:
-                await self.bus.publish(entries)
+                await publish()
                 break
             except BusUnavailableError as error:
                 self._outage.began(error)

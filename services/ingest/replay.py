@@ -1,5 +1,6 @@
 """Replay: offline sources published onto the per-symbol streams exactly as
-live ingest publishes them (same keys, same payloads, ``ts_arrival`` kept
+live ingest publishes them (same keys, same payloads, several events of a
+stream to an entry, ``ts_arrival`` kept
 from the source, ``ts_recv`` stamped when the batch is sealed for publishing,
 at most one batch before its XADD).
 
@@ -33,6 +34,7 @@ from typing import NamedTuple
 import msgspec
 
 from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.entries import pack_market_events
 from orderflow_client.bus.keys import Keys
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns
 from orderflow_client.wire import FeedStatus, MarketEvent, encode
@@ -103,12 +105,15 @@ def prepare_batches(
 
     def seal() -> PreparedBatch:
         stamp = now_ns()
-        entries: list[tuple[str, bytes, bytes]] = []
-        for event in pending:
-            payload = encode(_replace(event, ts_recv=stamp))
-            tag = str(type(event).__struct_config__.tag).encode()
-            for key in stream_keys(keys, event):
-                entries.append((key, tag, payload))
+        on_markets: list[tuple[str, MarketEvent]] = []
+        entries: list[tuple[str, bytes, bytes]] = []  # statuses without symbols: one entry each on the status stream
+        for pending_event in pending:
+            event = _replace(pending_event, ts_recv=stamp)
+            if isinstance(event, FeedStatus) and not event.symbols:
+                entries.append((keys.status, b"status", encode(event)))
+            else:
+                on_markets.extend((key, event) for key in stream_keys(keys, event))
+        entries.extend(pack_market_events(on_markets))
         kinds = Counter(str(type(event).__struct_config__.tag) for event in pending)
         pending.clear()
         return PreparedBatch(entries, kinds)

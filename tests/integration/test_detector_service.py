@@ -21,7 +21,7 @@ from orderflow_client.errors import BusUnavailableError
 from orderflow_client.logs import configure_logging
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.timestamps import now_ns
-from orderflow_client.wire import FeedState, decode
+from orderflow_client.wire import FeedState, decode, unbatched
 from services.detector.outputs import Output
 from services.detector.service import STOP_GRACE_SECONDS, DetectorService
 from services.detector.sink import STATUS_EVENTS
@@ -387,8 +387,12 @@ def test_monitoring_survives_a_redis_restart_without_persistence(captures, tmp_p
         server.start()  # empty: positions, streams and groups are gone
         client = redis.Redis.from_url(server.url)
         wait_for(lambda: client.hexists(f"{prefix}:positions", "LARGESELLERS"), what="the position written back")
-        statuses = [decode(next(iter(fields.values()))) for _id, fields in client.xrange(f"{prefix}:status")]
-        assert any(s.state == "positions_lost" and s.symbols == ("LARGESELLERS",) for s in statuses)
+
+        def positions_lost_said() -> bool:  # published just after the write-back
+            statuses = [decode(next(iter(fields.values()))) for _id, fields in client.xrange(f"{prefix}:status")]
+            return any(s.state == "positions_lost" and s.symbols == ("LARGESELLERS",) for s in statuses)
+
+        wait_for(positions_lost_said, timeout=10, what="a positions_lost status naming LARGESELLERS")
 
         async def publish() -> None:
             async with await Bus.connect(server.url, prefix=prefix) as bus:
@@ -415,7 +419,7 @@ async def test_entries_trimmed_before_the_detector_read_them_are_a_reported_gap(
         service = DetectorService(config, bus, symbols=["QUIET"], consumer="one")
         await service.refresh()
         stream = bus.keys.market("QUIET")
-        await replay(bus, read_events("capture", [captures["quiet"]]))
+        await replay(bus, read_events("capture", [captures["quiet"]]), batch_size=1)  # an entry per event
         info = await bus.client.xinfo_stream(stream)
         stop = asyncio.Event()
         running = asyncio.ensure_future(service.run(stop))
@@ -611,9 +615,15 @@ async def test_an_entry_the_rules_fail_on_is_dead_lettered_and_the_others_still_
         assert await bus.pending_count(stream, config.consumer_group) == 0
         dead = await bus.client.xrange(bus.keys.dead_letters(stream))
         assert len(dead) == 1 and dead[0][1][b"code"] == b"processing_failed"
-        parked = decode(dead[0][1][b"payload"])
-        assert b"ZeroDivisionError: injected defect" in dead[0][1][b"reason"]
-        assert (parked.ts_event, parked.size, parked.sequence) == (victim.ts_event, victim.size, victim.sequence)
+        parked = unbatched(decode(dead[0][1][b"payload"]))  # the victim's whole entry (replay packs events)
+        position = next(
+            i
+            for i, e in enumerate(parked, 1)
+            if type(e) is Trade and (e.ts_event, e.size) == (victim.ts_event, victim.size)
+        )
+        reason = dead[0][1][b"reason"].decode()
+        assert reason == f"event {position} of {len(parked)}: the rules raised ZeroDivisionError: injected defect"
+        assert len(parked) > 1 and parked[position - 1].sequence == victim.sequence
         statuses = [decode(next(iter(fields.values()))) for _id, fields in await bus.client.xrange(bus.keys.status)]
         assert [s.code for s in statuses if s.state == "dead_letter"] == ["processing_failed"]
         restarted = DetectorService(config, bus, symbols=["LARGESELLERS"], consumer="one")

@@ -26,6 +26,7 @@ from services.tools.simulator_timeline import polygon_event
 from shared.config import OrderFlowConfig
 from tests.support.cli import ORDERFLOW, orderflow_environment, run_orderflow
 from tests.support.paths import REPO
+from tests.support.streams import market_stream_events
 from tests.support.waiting import wait_for_async
 
 pytestmark = pytest.mark.redis
@@ -75,7 +76,7 @@ class Running:
 
 
 async def stream(bus: Bus, symbol: str) -> list:
-    return [decode(entry.payload) for entry in await bus.read_range(bus.keys.market(symbol))]
+    return await market_stream_events(bus, symbol)
 
 
 async def test_positions_drive_subscriptions_live(simulator, redis_url, key_prefix):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import redis
 
-from orderflow_client.wire import decode
+from orderflow_client.bus.connection import Bus
+from orderflow_client.wire import WireMessage, decode, unbatched
 
 
 def caught_up(client: redis.Redis, prefix: str, symbols: list[str], group: str = "detector") -> bool:
@@ -25,3 +26,10 @@ def caught_up(client: redis.Redis, prefix: str, symbols: list[str], group: str =
 def alert_ids(client: redis.Redis, key: str) -> list[str]:
     """The ids of the alerts or exit recommendations on a stream (e.g. ``<prefix>:alerts``), in stream order."""
     return [decode(next(iter(fields.values()))).id for _id, fields in client.xrange(key)]
+
+
+async def market_stream_events(bus: Bus, symbol: str) -> list[WireMessage]:
+    """Every event on ``symbol``'s market stream, oldest first (an entry may hold several)."""
+    return [
+        event for entry in await bus.read_range(bus.keys.market(symbol)) for event in unbatched(decode(entry.payload))
+    ]
