@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import typer
 
-from services.cli import config_commands, demo_command, live_commands, offline_commands, positions_commands
+from services.cli import (
+    config_commands,
+    databento_commands,
+    demo_command,
+    live_commands,
+    offline_commands,
+    positions_commands,
+)
 
 app = typer.Typer(
     name="orderflow",
@@ -39,6 +46,7 @@ positions_app.command("close")(positions_commands.positions_close)
 positions_app.command("list")(positions_commands.positions_list)
 app.command()(live_commands.ingest)
 app.command("simulate-polygon")(live_commands.simulate_polygon)
+app.command("simulate-databento")(databento_commands.simulate_databento)
 app.command("risk-manager")(live_commands.risk_manager)
 app.command()(live_commands.watch)
 
