@@ -13,6 +13,7 @@ import typer
 from services.cli import (
     config_commands,
     databento_commands,
+    dbn_commands,
     demo_command,
     live_commands,
     offline_commands,
@@ -47,6 +48,7 @@ positions_app.command("list")(positions_commands.positions_list)
 app.command()(live_commands.ingest)
 app.command("simulate-polygon")(live_commands.simulate_polygon)
 app.command("simulate-databento")(databento_commands.simulate_databento)
+app.command("convert-lobster")(dbn_commands.convert_lobster)
 app.command("risk-manager")(live_commands.risk_manager)
 app.command()(live_commands.watch)
 

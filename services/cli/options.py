@@ -20,10 +20,12 @@ ConfigFileOption = Annotated[
 ]
 
 FilesArgument = Annotated[
-    list[Path], typer.Argument(help="Input files (zip, csv, csv.gz, capture).", exists=True, dir_okay=False)
+    list[Path],
+    typer.Argument(help="Input files (zip, csv, csv.gz, capture, dbn, dbn.zst).", exists=True, dir_okay=False),
 ]
 FormatOption = Annotated[
-    str, typer.Option("--format", help="auto (from the file names) | capture | polygon-flat | lobster | algoseek")
+    str,
+    typer.Option("--format", help="auto (from the file names) | capture | polygon-flat | lobster | algoseek | dbn"),
 ]
 SymbolOption = Annotated[str | None, typer.Option(help="Keep only this symbol.")]
 DateOption = Annotated[

@@ -10,7 +10,9 @@ Formats:
 * ``polygon-flat`` — Polygon/Massive flat files; trades and quotes files
   are merged by SIP time, quotes first on ties;
 * ``lobster`` — LOBSTER zips or message CSVs;
-* ``algoseek`` — AlgoSeek trade and quote zips, merged by time.
+* ``algoseek`` — AlgoSeek trade and quote zips, merged by time;
+* ``dbn`` — Databento DBN files (``.dbn``, ``.dbn.zst``: MBP-10, MBP-1, TBBO, trades, MBO), merged by receive
+  time (:mod:`services.ingest.databento_files`, imported only for this format).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from services.ingest.polygon_flat import read_flat_file
 from services.ingest.polygon_ws import parse_frame
 from services.ingest.rejects import Reject
 
-Format = Literal["capture", "polygon-flat", "lobster", "algoseek"]
-FORMATS: tuple[str, ...] = ("capture", "polygon-flat", "lobster", "algoseek")
+Format = Literal["capture", "polygon-flat", "lobster", "algoseek", "dbn"]
+FORMATS: tuple[str, ...] = ("capture", "polygon-flat", "lobster", "algoseek", "dbn")
 
 
 def read_events(
@@ -55,13 +57,20 @@ def read_events(
         return itertools.chain.from_iterable(read_lobster(path, symbol=symbol, day=day) for path in paths)
     if format == "algoseek":
         return read_algoseek(paths, symbol)
+    if format == "dbn":
+        from services.ingest.databento_files import read_dbn  # databento_dbn only when reading DBN
+
+        return read_dbn(paths, symbol)
     raise ValueError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
 
 
 def detect_format(path: Path) -> str:
     """The format of ``path`` from its name: LOBSTER zips and message files, AlgoSeek day zips, Polygon flat
-    files (``.csv`` / ``.csv.gz``), else a capture; ValueError when it cannot be told."""
+    files (``.csv`` / ``.csv.gz``), Databento files (``.dbn`` / ``.dbn.zst``), else a capture; ValueError when it
+    cannot be told."""
     name = path.name.lower()
+    if name.endswith((".dbn", ".dbn.zst")):
+        return "dbn"
     if "lobster" in name or "_message_" in name:
         return "lobster"
     if re.fullmatch(r"\d{8}_(trade|quote)\.zip", name):

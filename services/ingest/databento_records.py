@@ -1,0 +1,152 @@
+"""Databento DBN records → orderflow's events, field by field (the records as ``databento_dbn`` decodes them).
+
+Fields, as Databento documents them, and what each becomes::
+
+    ts_event (ns, matching engine)    → ts_event
+    ts_recv (ns, Databento's capture) → ts_recv and ts_arrival (ts_event when the flag F_BAD_TS_RECV is set)
+    price, bid_px_NN / ask_px_NN      → prices as they are: int64 in units of 1e-9 dollar, orderflow's nano-dollars;
+      (int64, 1e-9 $)                   UNDEF_PRICE (2**63 - 1) is no price: an empty level; a trade without one
+                                        is rejected (``undefined_price``)
+    size, bid_sz_NN / ask_sz_NN       → size (shares); a trade of 0 shares is rejected (``invalid_size``)
+    side of a trade (action T)        → the aggressor: A → "sell", B → "buy" (side_source "feed"); N → "unknown",
+                                        side_source "none", for the classifier to infer (counted); any other
+                                        letter is rejected (``unknown_side``)
+    sequence (the venue's number)     → Trade.sequence and, in decimal, Trade.trade_id (0: no trade id)
+    publisher_id                      → Trade.exchange and trf_id, a book's venue (:mod:`.databento_venues`)
+    bid_ct / ask_ct, depth, channel   → not used
+
+Databento's side of a trade is the side that initiated it: "Ask for a sell aggressor in a trade, Bid for a buy
+aggressor" (its trades schema). A trades record of XNAS ``action='T' side='A' price=220300000000 size=100
+sequence=1188`` is a seller who hit the bid: ``Trade(price=220_300_000_000, size=100, side="sell",
+side_source="feed", exchange=12, trade_id="1188", sequence=1188)``, 100 shares at $220.30.
+
+MBP-10 levels become a BookUpdate (up to ``depth`` levels a side, best first, empty ones dropped); MBP-1 and TBBO
+levels a Quote (0 and size 0 for an empty side; one venue's best bid and offer, the NBBO only for a consolidated
+dataset).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from databento_dbn import F_BAD_TS_RECV, UNDEF_PRICE, MBP10Msg
+
+from orderflow_client.wire import BookUpdate, Quote, Side, SideSource, Trade
+from services.ingest.databento_venues import venue_of
+from services.ingest.rejects import Reject
+
+SOURCE = "dbn"
+AGGRESSORS: dict[str, tuple[Side, SideSource]] = {
+    "A": ("sell", "feed"),
+    "B": ("buy", "feed"),
+    "N": ("unknown", "none"),
+}
+_CODES = {"u1": "B", "u2": "H", "u4": "I", "u8": "Q", "i4": "i", "i8": "q", "S1": "c"}
+
+Levels = tuple[tuple[int, int], ...]
+
+
+def record_layout(dtypes: list[tuple[str, str]]) -> struct.Struct:
+    """A record's C layout (little-endian, packed) as a struct, from databento_dbn's own field list, e.g.
+    ``MBP10Msg._dtypes``."""
+    return struct.Struct("<" + "".join(_CODES[kind] for _, kind in dtypes))
+
+
+_LEVELS_FIELD = [name for name, _ in MBP10Msg._dtypes].index("bid_px_00")
+LEVELS_START = record_layout(MBP10Msg._dtypes[:_LEVELS_FIELD]).size
+"""Where an MBP-10 record's ten levels start in its bytes (48): bid_px, ask_px, bid_sz, ask_sz, bid_ct, ask_ct each."""
+LEVELS = record_layout(MBP10Msg._dtypes[_LEVELS_FIELD:])
+"""The ten levels as one struct: reading them from the record's bytes takes a fifth of the time of reading their
+forty attributes."""
+
+
+def reject(code: str, name: str, record: Any, detail: str) -> Reject:
+    """A record refused: ``where`` is ``<file>:<ts_event>``."""
+    return Reject(SOURCE, code, f"{name}:{record.ts_event}", detail[:200])
+
+
+def times(record: Any) -> tuple[int, int]:
+    """``(ts_event, ts_recv)`` of a record, ts_recv replaced by ts_event when Databento flags it as bad."""
+    ts_event = record.ts_event
+    return ts_event, ts_event if record.flags & F_BAD_TS_RECV else record.ts_recv
+
+
+def trade_event(record: Any, symbol: str, name: str) -> Trade | Reject:
+    """The Trade of a record whose action is T (trades, TBBO, MBP-1, MBP-10, MBO), or why it cannot be one."""
+    price, size = record.price, record.size
+    if price == UNDEF_PRICE:
+        return reject("undefined_price", name, record, "trade without a price")
+    if size <= 0:
+        return reject("invalid_size", name, record, f"trade of {size} shares")
+    sides = AGGRESSORS.get(record.side)
+    if sides is None:
+        return reject("unknown_side", name, record, f"side {str(record.side)!r}")
+    ts_event, ts_recv = times(record)
+    _venue, exchange, trf = venue_of(record.publisher_id)
+    sequence = record.sequence
+    return Trade(
+        symbol=symbol,
+        ts_event=ts_event,
+        ts_recv=ts_recv,
+        ts_arrival=ts_recv,
+        price=price,
+        size=size,
+        exchange=exchange,
+        trade_id=str(sequence) if sequence else "",
+        trf_id=trf,
+        sequence=sequence,
+        side=sides[0],
+        side_source=sides[1],
+    )
+
+
+def mbp10_levels(raw: bytes, depth: int) -> tuple[Levels, Levels]:
+    """``(bids, asks)`` of an MBP-10 record's bytes: empty levels (UNDEF_PRICE or size 0) dropped, then the first
+    ``depth`` of the others."""
+    fields = LEVELS.unpack_from(raw, LEVELS_START)
+    return _side(fields[0::6], fields[2::6], depth), _side(fields[1::6], fields[3::6], depth)
+
+
+def _side(prices: tuple[int, ...], sizes: tuple[int, ...], depth: int) -> Levels:
+    if UNDEF_PRICE in prices or 0 in sizes:
+        kept = tuple((price, size) for price, size in zip(prices, sizes, strict=True) if price != UNDEF_PRICE and size)
+        return kept[:depth]
+    return tuple(zip(prices[:depth], sizes[:depth], strict=True))
+
+
+def book_event(record: Any, symbol: str, bids: Levels, asks: Levels) -> BookUpdate:
+    ts_event, ts_recv = times(record)
+    return BookUpdate(
+        symbol=symbol,
+        ts_event=ts_event,
+        ts_recv=ts_recv,
+        ts_arrival=ts_recv,
+        bids=bids,
+        asks=asks,
+        venue=venue_of(record.publisher_id)[0],
+    )
+
+
+def quote_event(record: Any, symbol: str, top: tuple[int, int, int, int]) -> Quote:
+    """The Quote of an MBP-1 or TBBO record's level ``top`` = (bid_px, bid_sz, ask_px, ask_sz)."""
+    bid_price, bid_size, ask_price, ask_size = top
+    if bid_price == UNDEF_PRICE or not bid_size:
+        bid_price, bid_size = 0, 0
+    if ask_price == UNDEF_PRICE or not ask_size:
+        ask_price, ask_size = 0, 0
+    ts_event, ts_recv = times(record)
+    exchange = venue_of(record.publisher_id)[1]
+    return Quote(
+        symbol=symbol,
+        ts_event=ts_event,
+        ts_recv=ts_recv,
+        ts_arrival=ts_recv,
+        bid_price=bid_price,
+        bid_size=bid_size,
+        ask_price=ask_price,
+        ask_size=ask_size,
+        bid_exchange=exchange,
+        ask_exchange=exchange,
+        sequence=record.sequence,
+    )

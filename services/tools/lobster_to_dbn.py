@@ -1,0 +1,334 @@
+"""A LOBSTER day → Databento DBN files, records written with ``databento_dbn``, so the shared days serve as DBN input.
+
+Two schemas (``orderflow convert-lobster --schema``):
+
+* ``mbp-10`` — ``<SYM>_<day>_mbp-10.dbn`` and ``<SYM>_<day>_trades.dbn``. Each LOBSTER message with its book row
+  (the book after it) becomes MBP-10 records as Databento's MBP-10 of Nasdaq shows an event: a new order ``A``, a
+  partial cancel or delete ``C``, each with the ten levels after it (LOBSTER's ``L`` levels, the rest empty:
+  ``UNDEF_PRICE``, size 0; order counts 0, LOBSTER has none); an execution a trade ``T`` carrying the book it met
+  (the row before) then the ``C`` that takes the shares off the book; a hidden execution a ``T`` alone; a cross a
+  ``T`` with side ``N``; a halt a StatusMsg. The trades file holds the same ``T`` records as the trades schema;
+  read with the MBP-10 file, each print is dropped once as a duplicate.
+* ``mbo`` — ``<SYM>_<day>_mbo.dbn``: the orders themselves (:mod:`services.tools.lobster_to_mbo`).
+
+Mapping, LOBSTER → DBN (one message, e.g. ``34200.189608,4,11885113,21,2238100,1`` after the row
+``2238200,100,2238100,21``: 21 shares of buy order 11885113 at $223.81 executed)::
+
+    time (s after midnight, New York)  → ts_event = ts_recv (ns since the epoch, UTC)
+    price (×10,000)                    → price (×1e9): 2238100 → 223_810_000_000
+    direction of the resting order     → side: of a trade the aggressor, the other side (1, a buy order
+                                         executed: 'A', a seller); of an add or cancel, the order's
+    row number (1 = the first message) → sequence, so a trade's id is the one ``--format lobster`` gives it
+    the file's symbol                  → instrument_id 1, named in the metadata's symbology (XNAS.ITCH, publisher 2)
+
+``--zstd`` compresses with zstd through ``databento_dbn``'s Transcoder (``.dbn.zst``).
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from databento_dbn import (
+    F_LAST,
+    UNDEF_PRICE,
+    Action,
+    BidAskPair,
+    Compression,
+    Encoding,
+    MBP10Msg,
+    Metadata,
+    Schema,
+    Side,
+    StatusAction,
+    StatusMsg,
+    SType,
+    TradeMsg,
+    Transcoder,
+)
+from databento_dbn.metadata import MappingInterval
+
+from orderflow_client.prices import PRICE_SCALE
+from services.ingest.lobster import EMPTY_LEVEL, describe, midnight_ns, seconds_text_to_ns
+
+DATASET = "XNAS.ITCH"
+PUBLISHER_ID = 2  # XNAS.ITCH.XNAS
+INSTRUMENT_ID = 1
+LEVELS = 10
+_TO_NANO = PRICE_SCALE // 10_000
+# databento_dbn's enums made from their values: its type stubs give the members as plain str / int
+ADD, CANCEL, MODIFY, TRADE, FILL, CLEAR = (Action(code) for code in "ACMTFR")
+BID, ASK, NO_SIDE = Side("B"), Side("A"), Side("N")
+_HALT_ACTIONS = {-1: StatusAction(8), 0: StatusAction(3), 1: StatusAction(7)}  # HALT, QUOTING, TRADING
+
+Levels = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class LobsterRow:
+    """One message with the book after it: ``number`` is the row (1 first), ``ts_event`` ns since the epoch,
+    ``kind`` LOBSTER's type 1–7, ``price`` nano-dollars, ``direction`` 1 a buy order, -1 a sell order; ``bids`` and
+    ``asks`` the book after the message, best first, ``(price, size)`` per non-empty level, of the ``depth``
+    levels the file shows a side."""
+
+    number: int
+    ts_event: int
+    kind: int
+    order_id: int
+    size: int
+    price: int
+    direction: int
+    bids: Levels
+    asks: Levels
+    depth: int
+
+
+@dataclass
+class LobsterDay:
+    """A LOBSTER file's symbol, day, levels and its rows (read once, streaming); ``invalid_rows`` counts the rows
+    ``--format lobster`` would reject too, skipped."""
+
+    symbol: str
+    day: date
+    levels: int
+    rows: Iterator[LobsterRow]
+    invalid_rows: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ConversionReport:
+    """What a conversion wrote: files, records by kind, and (MBO) what the orders did not explain."""
+
+    schema: str
+    files: list[Path] = field(default_factory=list)
+    rows: int = 0
+    records: int = 0
+    trades: int = 0
+    halts: int = 0
+    invalid_rows: int = 0
+    messages_on_unknown_orders: int = 0
+    stand_in_shares_added: int = 0
+    shares_reconciled_away: int = 0
+
+
+def open_lobster(path: Path, stack: ExitStack, *, symbol: str | None = None, day: date | None = None) -> LobsterDay:
+    """Open a LOBSTER zip (or a message CSV with its orderbook CSV beside it) for :class:`LobsterRow` rows;
+    ValueError when a file is missing or the name gives no symbol and day (and none are passed)."""
+    if zipfile.is_zipfile(path):
+        archive = stack.enter_context(zipfile.ZipFile(path))
+        names = archive.namelist()
+        message_name = next((n for n in names if "_message_" in n and n.endswith(".csv")), None)
+        book_name = next((n for n in names if "_orderbook_" in n and n.endswith(".csv")), None)
+        if message_name is None or book_name is None:
+            raise ValueError(f"{path.name} lacks a message or orderbook CSV")
+        named = Path(message_name)
+        messages: IO[str] = stack.enter_context(io.TextIOWrapper(archive.open(message_name), encoding="ascii"))
+        books: IO[str] = stack.enter_context(io.TextIOWrapper(archive.open(book_name), encoding="ascii"))
+    else:
+        named = path
+        book_path = path.with_name(path.name.replace("_message_", "_orderbook_"))
+        if not book_path.exists():
+            raise ValueError(f"no orderbook file {book_path.name} beside {path.name}")
+        messages = stack.enter_context(path.open(encoding="ascii"))
+        books = stack.enter_context(book_path.open(encoding="ascii"))
+    try:
+        file_symbol, file_day, levels = describe(named)
+    except ValueError:
+        if symbol is None or day is None:
+            raise
+        file_symbol, file_day, levels = symbol, day, 0
+    lobster = LobsterDay(symbol or file_symbol, day or file_day, levels, iter(()))
+    lobster.rows = _rows(messages, books, midnight_ns(lobster.day), lobster.invalid_rows)
+    return lobster
+
+
+def _rows(messages: IO[str], books: IO[str], midnight: int, invalid: list[int]) -> Iterator[LobsterRow]:
+    for number, (message, book) in enumerate(zip(messages, books, strict=False), start=1):
+        try:
+            time_text, kind, order_id, size, price, direction = message.strip().split(",")
+            fields = [int(value) for value in book.strip().split(",")]
+            if len(fields) % 4:
+                raise ValueError("a book row of ask price, ask size, bid price, bid size per level")
+            asks = tuple((p * _TO_NANO, s) for p, s in zip(fields[0::4], fields[1::4], strict=True) if _shown(p, s))
+            bids = tuple((p * _TO_NANO, s) for p, s in zip(fields[2::4], fields[3::4], strict=True) if _shown(p, s))
+            yield LobsterRow(
+                number,
+                midnight + seconds_text_to_ns(time_text),
+                int(kind),
+                int(order_id),
+                int(size),
+                int(price) * _TO_NANO,
+                int(direction),
+                bids,
+                asks,
+                len(fields) // 4,
+            )
+        except ValueError:
+            invalid.append(number)
+
+
+def _shown(price: int, size: int) -> bool:
+    if not -EMPTY_LEVEL <= price <= EMPTY_LEVEL or size < 0:
+        raise ValueError(f"book level out of range: {price},{size}")
+    return size > 0 and abs(price) != EMPTY_LEVEL
+
+
+def metadata(schema: Schema, symbol: str, day: date, start: int) -> Metadata:
+    """The DBN metadata of a converted day: XNAS.ITCH, raw symbol → instrument id 1 for the day."""
+    interval = _Interval(day, day + timedelta(days=1), str(INSTRUMENT_ID))
+    return Metadata(
+        dataset=DATASET,
+        start=start,
+        stype_in=SType("raw_symbol"),
+        stype_out=SType("instrument_id"),
+        schema=schema,
+        symbols=[symbol],
+        mappings=[_Mapping(symbol, [interval])],
+    )
+
+
+@dataclass
+class _Interval:
+    start_date: date
+    end_date: date
+    symbol: str
+
+
+@dataclass
+class _Mapping:
+    raw_symbol: str
+    intervals: Sequence[MappingInterval]
+
+
+class DbnWriter:
+    """Metadata then records into ``path``, zstd-compressed through databento_dbn's Transcoder when ``zstd``;
+    records are buffered and written in blocks."""
+
+    def __init__(self, path: Path, first: Metadata, *, zstd: bool) -> None:
+        self.handle = path.open("wb")
+        self.transcoder = Transcoder(self.handle, Encoding("dbn"), Compression("zstd")) if zstd else None
+        self.pending: list[bytes] = [bytes(first)]
+        self.records = 0
+
+    def add(self, record: Any) -> None:
+        self.pending.append(bytes(record))
+        self.records += 1
+        if len(self.pending) >= 8192:
+            self._flush()
+
+    def _flush(self) -> None:
+        block = b"".join(self.pending)
+        self.pending.clear()
+        if self.transcoder is not None:
+            self.transcoder.write(block)
+        else:
+            self.handle.write(block)
+
+    def close(self) -> None:
+        self._flush()
+        if self.transcoder is not None:
+            self.transcoder.finish()
+        self.handle.close()
+
+
+def output_name(symbol: str, day: date, schema: str, zstd: bool) -> str:
+    """``AMZN_2012-06-21_mbp-10.dbn.zst``"""
+    return f"{symbol}_{day.isoformat()}_{schema}.dbn{'.zst' if zstd else ''}"
+
+
+def book_levels(bids: Levels, asks: Levels) -> list[BidAskPair]:
+    """Ten MBP levels from ``(price, size)`` pairs, the missing ones empty (UNDEF_PRICE, size 0)."""
+    pairs = []
+    for level in range(LEVELS):
+        bid_price, bid_size = bids[level] if level < len(bids) else (UNDEF_PRICE, 0)
+        ask_price, ask_size = asks[level] if level < len(asks) else (UNDEF_PRICE, 0)
+        pairs.append(BidAskPair(bid_px=bid_price, ask_px=ask_price, bid_sz=bid_size, ask_sz=ask_size))
+    return pairs
+
+
+_UNKNOWN_BOOK = book_levels((), ())  # the book before the day's first message: LOBSTER does not give it
+
+
+def aggressor(direction: int) -> Side:
+    """The aggressor of an execution of a resting order of ``direction`` (1 buy, -1 sell): the other side."""
+    return ASK if direction == 1 else BID
+
+
+def order_side(direction: int) -> Side:
+    return BID if direction == 1 else ASK
+
+
+def status(row: LobsterRow) -> StatusMsg:
+    """A halt message (price -1 halt, 0 quoting, 1 trading again) as a StatusMsg."""
+    action = _HALT_ACTIONS.get(row.price // _TO_NANO, StatusAction(0))
+    return StatusMsg(PUBLISHER_ID, INSTRUMENT_ID, row.ts_event, row.ts_event, action=action)
+
+
+def convert_mbp10(lobster: LobsterDay, folder: Path, *, zstd: bool) -> ConversionReport:
+    """Write the MBP-10 file and the trades file of a LOBSTER day into ``folder``."""
+    report = ConversionReport("mbp-10")
+    first = next(lobster.rows, None)
+    start = first.ts_event if first is not None else midnight_ns(lobster.day)
+    book_path = folder / output_name(lobster.symbol, lobster.day, "mbp-10", zstd)
+    trades_path = folder / output_name(lobster.symbol, lobster.day, "trades", zstd)
+    books = DbnWriter(book_path, metadata(Schema("mbp-10"), lobster.symbol, lobster.day, start), zstd=zstd)
+    trades = DbnWriter(trades_path, metadata(Schema("trades"), lobster.symbol, lobster.day, start), zstd=zstd)
+    try:
+        previous: list[BidAskPair] | None = None
+        previous_key: tuple[Levels, Levels] | None = None
+        for row in rows_from(first, lobster.rows):
+            report.rows += 1
+            key = (row.bids, row.asks)
+            after = previous if key == previous_key and previous is not None else book_levels(row.bids, row.asks)
+            before = after if row.kind in (5, 6) else previous or _UNKNOWN_BOOK  # hidden: the visible book stays
+            for record in _mbp10_records(row, before, after):
+                (trades if isinstance(record, TradeMsg) else books).add(record)
+                report.trades += isinstance(record, TradeMsg)
+                report.halts += isinstance(record, StatusMsg)
+            previous, previous_key = after, key
+    finally:
+        books.close()
+        trades.close()
+    report.invalid_rows = len(lobster.invalid_rows)
+    report.records = books.records + trades.records
+    report.files = [book_path, trades_path]
+    return report
+
+
+def _mbp10_records(row: LobsterRow, before: list[BidAskPair], after: list[BidAskPair]) -> Iterator[Any]:
+    ts, number, price, size = row.ts_event, row.number, row.price, row.size
+    if row.kind in (4, 5, 6):
+        side = aggressor(row.direction) if row.kind != 6 else NO_SIDE
+        last = F_LAST if row.kind != 4 else 0
+        yield MBP10Msg(PUBLISHER_ID, INSTRUMENT_ID, ts, price, size, TRADE, side, 0, ts, last, 0, number, before)
+        yield TradeMsg(PUBLISHER_ID, INSTRUMENT_ID, ts, price, size, TRADE, side, 0, ts, F_LAST, 0, number)
+        if row.kind == 4:
+            side, depth = order_side(row.direction), _depth(row, before)
+            yield MBP10Msg(
+                PUBLISHER_ID, INSTRUMENT_ID, ts, price, size, CANCEL, side, depth, ts, F_LAST, 0, number, after
+            )
+    elif row.kind in (1, 2, 3):
+        action, side = ADD if row.kind == 1 else CANCEL, order_side(row.direction)
+        depth = _depth(row, after if row.kind == 1 else before)
+        yield MBP10Msg(PUBLISHER_ID, INSTRUMENT_ID, ts, price, size, action, side, depth, ts, F_LAST, 0, number, after)
+    elif row.kind == 7:
+        yield status(row)
+
+
+def _depth(row: LobsterRow, levels: list[BidAskPair]) -> int:
+    """The level (0 best) of the message's price on its order's side, 0 when outside the ten."""
+    prices = [level.bid_px if row.direction == 1 else level.ask_px for level in levels]
+    return prices.index(row.price) if row.price in prices else 0
+
+
+def rows_from(first: LobsterRow | None, rest: Iterable[LobsterRow]) -> Iterator[LobsterRow]:
+    """``first`` (the row read to date the metadata) then the rest."""
+    if first is not None:
+        yield first
+        yield from rest
