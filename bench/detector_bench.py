@@ -30,6 +30,7 @@ from bench.stats import percentile
 from orderflow_client.bus.connection import Bus
 from orderflow_client.logs import configure_logging
 from orderflow_client.wire import BookUpdate, Quote, decode, unbatched
+from services.cli.common import collect_garbage_less_often
 from services.detector.service import DetectorService
 from services.ingest.polygon_ws import parse_frame
 from services.ingest.replay import replay
@@ -88,6 +89,7 @@ async def throughput(url: str, copies: int) -> tuple[int, float, int, float]:
         ceiling = await bare_read(bus, [bus.keys.market(symbol) for symbol in symbols])
         service = DetectorService(config, bus, symbols=symbols, consumer="bench")
         await service.refresh()
+        collect_garbage_less_often()  # as `orderflow detect` does
         started = time.perf_counter()
         await service.drain()
         elapsed = time.perf_counter() - started
@@ -102,6 +104,8 @@ async def throughput(url: str, copies: int) -> tuple[int, float, int, float]:
 
 
 def _latency_detector(url: str, prefix: str, symbols: list[str], ready, stop, results) -> None:
+    collect_garbage_less_often()  # as `orderflow detect` does
+
     async def main() -> None:
         config = OrderFlowConfig(key_prefix=prefix, stream_max_length=2_000_000)
         bus = await Bus.connect(url, prefix=prefix)
@@ -133,7 +137,9 @@ async def latency(url: str, rate: float, copies: int = 1) -> tuple[list[float], 
     )
     span = (merged[-1].ts_event - merged[0].ts_event) / 1e9
     speed = rate * span / len(merged)
-    context = multiprocessing.get_context("fork")
+    # spawn, not fork: a child forked from this process (half a million events in memory) would scan and
+    # copy-on-write that heap at every full collection — stalls of 100 ms a real detector never has
+    context = multiprocessing.get_context("spawn")
     ready, stop, results = context.Event(), context.Event(), context.Queue()
     detector = context.Process(target=_latency_detector, args=(url, prefix, symbols, ready, stop, results))
     detector.start()
