@@ -2,7 +2,7 @@
 
 Precedence: environment > ``config/order_flow_config.json`` > defaults.
 Environment names are ``ORDER_FLOW_<FIELD>`` (e.g.
-``ORDER_FLOW_LARGE_ORDER_SIZE=20000``) except ``POLYGON_API_KEY``, ``REDIS_URL``
+``ORDER_FLOW_LARGE_ORDER_SIZE=20000``) except ``POLYGON_API_KEY``, ``DATABENTO_API_KEY``, ``REDIS_URL``
 and compose's four Redis passwords (``REDIS_PASSWORD``, ``REDIS_<USER>_PASSWORD``).
 Unknown keys in the file and unknown ``ORDER_FLOW_*`` variables are rejected, so a
 typo never silently falls back to a default.
@@ -56,6 +56,7 @@ CONFIG_FILE_VARIABLE = "ORDER_FLOW_CONFIG_FILE"
 SECRET_FIELDS = frozenset(
     {
         "polygon_api_key",
+        "databento_api_key",
         "redis_url",
         "signing_key",
         "redis_password",
@@ -67,6 +68,7 @@ SECRET_FIELDS = frozenset(
 
 ENVIRONMENT_ONLY_FIELDS = (
     "polygon_api_key",
+    "databento_api_key",
     "redis_password",
     "redis_ingest_password",
     "redis_detector_password",
@@ -133,7 +135,11 @@ class OrderFlowConfig(BaseSettings):
     )
 
     # --- data source and the main thresholds ----------------------------------
-    data_source: Literal["polygon"] = Field("polygon", description="Live market-data provider (Polygon/Massive).")
+    data_source: Literal["polygon", "databento"] = Field(
+        "polygon",
+        description="Where live ingest reads market data: polygon (Polygon/Massive: NBBO quotes and trades, sides "
+        "inferred) or databento (the book to ten levels or order by order, and trades with their aggressor side).",
+    )
     monitoring_mode: Literal["positions_only"] = Field(
         "positions_only", description="Monitor only symbols with open positions."
     )
@@ -166,6 +172,28 @@ class OrderFlowConfig(BaseSettings):
         ge=1_000,
         description="Approximate cap (MAXLEN ~) of each per-symbol stream, in entries (an entry holds 1 to 64 "
         "events: more when ingest is busy).",
+    )
+    databento_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("DATABENTO_API_KEY", "databento_api_key"),
+        description="Databento API key (live source databento). Secret: environment only, never logged.",
+    )
+    databento_dataset: str = Field(
+        "XNAS.ITCH",
+        pattern=r"^[A-Z0-9]+\.[A-Z0-9]+$",
+        description="Databento dataset of the live source: XNAS.ITCH (Nasdaq's full book) by default; EQUS.MINI "
+        "carries the top of the book only.",
+    )
+    databento_schema: Literal["mbp-10", "mbo"] = Field(
+        "mbp-10",
+        description="Databento live schema beside trades: mbp-10 (the book's ten best levels a side) or mbo "
+        "(every order: large sellers judged order by order).",
+    )
+    databento_gateway: str = Field(
+        "",
+        pattern=r"^$|^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$",
+        description="host[:port] of the Databento Live gateway; empty: the client's own for the dataset (a local "
+        "gateway such as orderflow simulate-databento for tests).",
     )
     polygon_feed: str = Field("socket.polygon.io", description="WebSocket host[:port] of the Polygon feed.")
     polygon_secure: bool = Field(True, description="Use wss:// (false only for a local simulator).")
@@ -451,6 +479,7 @@ class OrderFlowConfig(BaseSettings):
         if self.polygon_api_key is not None and self.polygon_api_key.get_secret_value():
             secrets.append(self.polygon_api_key.get_secret_value())
         for secret in (
+            self.databento_api_key,
             self.signing_key,
             self.redis_password,
             self.redis_ingest_password,

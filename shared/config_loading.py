@@ -65,7 +65,7 @@ def value_origins(config_file: Path | None = None) -> dict[str, str]:
 def display_value(config: OrderFlowConfig, field: str) -> str:
     """A value as ``config show`` prints it: secrets masked (``****** (set)``, a Redis URL without its password)."""
     value = getattr(config, field)
-    if field == "polygon_api_key":
+    if field in ("polygon_api_key", "databento_api_key"):
         return "(unset)" if value is None else "****** (set)"
     if field == "redis_url":
         return "(unset: embedded bus)" if value is None else mask_url(value.get_secret_value())
@@ -110,8 +110,9 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not readable JSON: {error}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must hold a JSON object")
-    if "polygon_api_key" in values or "POLYGON_API_KEY" in values:
-        raise ConfigError(f"config file {path} holds the API key; secrets belong in the environment (POLYGON_API_KEY)")
+    for name, variable in (("polygon_api_key", "POLYGON_API_KEY"), ("databento_api_key", "DATABENTO_API_KEY")):
+        if name in values or variable in values:
+            raise ConfigError(f"config file {path} holds an API key; secrets belong in the environment ({variable})")
     return values
 
 

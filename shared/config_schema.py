@@ -21,7 +21,7 @@ def schema_document() -> str:
     schema["description"] = (
         "Generated from shared.config.OrderFlowConfig by `orderflow config schema --write`. "
         "Environment variables ORDER_FLOW_<SETTING> override the file; "
-        "POLYGON_API_KEY belongs in the environment only."
+        "POLYGON_API_KEY and DATABENTO_API_KEY belong in the environment only."
     )
     for secret in ENVIRONMENT_ONLY_FIELDS:
         schema["properties"].pop(secret, None)  # environment only

@@ -103,10 +103,13 @@ def test_unknown_keys_are_rejected(clean_environment, monkeypatch):
         load_config()
 
 
-def test_api_key_in_the_file_is_refused(clean_environment):
+@pytest.mark.parametrize(
+    ("name", "variable"), [("polygon_api_key", "POLYGON_API_KEY"), ("databento_api_key", "DATABENTO_API_KEY")]
+)
+def test_api_key_in_the_file_is_refused(clean_environment, name, variable):
     path = clean_environment / "c.json"
-    path.write_text('{"polygon_api_key": "abc123"}')
-    with pytest.raises(ConfigError, match="secrets belong in the environment") as raised:
+    path.write_text(f'{{"{name}": "abc123"}}')
+    with pytest.raises(ConfigError, match=f"secrets belong in the environment \\({variable}\\)") as raised:
         load_config(path)
     assert "abc123" not in str(raised.value)
 
@@ -119,13 +122,15 @@ def test_config_is_frozen(clean_environment):
 
 def test_secrets_are_masked_for_display(clean_environment, monkeypatch):
     monkeypatch.setenv("POLYGON_API_KEY", "pk_live_SECRET123")
+    monkeypatch.setenv("DATABENTO_API_KEY", "db-DATABENTOSECRET9")
     monkeypatch.setenv("REDIS_URL", "redis://bot:redispw99@127.0.0.1:6379/2")
     config = load_config()
     assert config.polygon_api_key.get_secret_value() == "pk_live_SECRET123"
     assert display_value(config, "polygon_api_key") == "****** (set)"
+    assert display_value(config, "databento_api_key") == "****** (set)"
     assert display_value(config, "redis_url") == "redis://bot:***@127.0.0.1:6379/2"
-    assert set(config.secret_values()) == {"pk_live_SECRET123", "redispw99"}
-    assert "SECRET123" not in repr(config) and "redispw99" not in repr(config)
+    assert set(config.secret_values()) == {"pk_live_SECRET123", "db-DATABENTOSECRET9", "redispw99"}
+    assert "SECRET123" not in repr(config) and "redispw99" not in repr(config) and "DATABENTOSECRET" not in repr(config)
 
 
 def test_committed_schema_is_current():
@@ -137,6 +142,7 @@ def test_committed_schema_is_current():
     assert schema["properties"]["volume_spike_threshold"]["maximum"] == 10.0
     environment_only = {
         "polygon_api_key",
+        "databento_api_key",
         "redis_password",
         "redis_ingest_password",
         "redis_detector_password",
