@@ -195,10 +195,20 @@ class OrderFlowConfig(BaseSettings):
         description="host[:port] of the Databento Live gateway; empty: the client's own for the dataset (a local "
         "gateway such as orderflow simulate-databento for tests).",
     )
-    polygon_feed: str = Field("socket.polygon.io", description="WebSocket host[:port] of the Polygon feed.")
+    polygon_client: Literal["massive", "polygon-api-client"] = Field(
+        "massive",
+        description="The Python client ingest and calibrate speak to Polygon/Massive through: massive (Massive's "
+        "maintained client) or polygon-api-client (Polygon's last release, 1.16).",
+    )
+    polygon_feed: str = Field(
+        "socket.massive.com",
+        description="WebSocket host[:port] of the Polygon/Massive feed (socket.polygon.io still serves too).",
+    )
     polygon_secure: bool = Field(True, description="Use wss:// (false only for a local simulator).")
     polygon_rest_url: str = Field(
-        "https://api.polygon.io", description="Base URL of the Polygon REST API (backfill, conditions)."
+        "https://api.massive.com",
+        description="Base URL of the Polygon/Massive REST API (backfill, conditions; https://api.polygon.io still "
+        "serves too).",
     )
     polygon_rest_requests_per_minute: float = Field(
         300.0, gt=0, le=100_000, description="Client-side cap on REST calls (the plan's rate limit)."

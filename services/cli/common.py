@@ -121,7 +121,9 @@ def condition_table(config: OrderFlowConfig) -> ConditionTable:
 
     if config.polygon_api_key is None:
         return load_condition_table(None)
-    rest = PolygonRest(config.polygon_api_key.get_secret_value(), config.polygon_rest_url, attempts=3)
+    rest = PolygonRest(
+        config.polygon_api_key.get_secret_value(), config.polygon_rest_url, client=config.polygon_client, attempts=3
+    )
     try:
         return load_condition_table(rest)
     finally:

@@ -133,7 +133,12 @@ def ingest(
     api_key = config.polygon_api_key.get_secret_value()
     logging_or_exit(service="ingest", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values())
     log = get_logger("ingest")
-    rest = PolygonRest(api_key, config.polygon_rest_url, requests_per_minute=config.polygon_rest_requests_per_minute)
+    rest = PolygonRest(
+        api_key,
+        config.polygon_rest_url,
+        client=config.polygon_client,
+        requests_per_minute=config.polygon_rest_requests_per_minute,
+    )
 
     async def run() -> None:
         bus = await connect_bus(config)

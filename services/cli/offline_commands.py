@@ -316,6 +316,7 @@ def _profiles_from_rest_or_exit(
     rest = PolygonRest(
         config.polygon_api_key.get_secret_value(),
         config.polygon_rest_url,
+        client=config.polygon_client,
         requests_per_minute=config.polygon_rest_requests_per_minute,
     )
     try:

@@ -1,6 +1,7 @@
-"""The Polygon WebSocket connection (through polygon-api-client), kept open for as long as ingest runs.
+"""The Polygon/Massive WebSocket connection (through ``massive`` or ``polygon-api-client``:
+:mod:`services.ingest.polygon_clients`), kept open for as long as ingest runs.
 
-polygon-api-client's reconnect counter never resets and a clean close returns silently, so each connection gets a
+The client's reconnect counter never resets and a clean close returns silently, so each connection gets a
 fresh ``WebSocketClient`` with ``max_reconnects=0`` and :meth:`PolygonFeed.run` reconnects forever, with exponential
 backoff and jitter (0.25 s doubling, capped), re-authenticating and re-subscribing. ``auth_failed`` stops ingest with
 :class:`FeedAuthError` (no retry storm). A watchdog reconnects when no frame arrived for ``watchdog_seconds`` while
@@ -15,13 +16,11 @@ import contextlib
 import random
 import time
 
-from polygon import WebSocketClient  # type: ignore[import-untyped]
-from polygon.exceptions import AuthError  # type: ignore[import-untyped]
-
 from orderflow_client import logs
 from orderflow_client.errors import OrderflowError
 from orderflow_client.timestamps import now_ns
 from services.ingest.inbox import Inbox
+from services.ingest.polygon_clients import client_classes
 from services.ingest.publisher import StreamPublisher
 from services.ingest.stats import IngestStats
 from services.ingest.subscriptions import Subscriptions
@@ -83,8 +82,9 @@ class PolygonFeed:
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, and reconnect after every drop, until ``stop`` (or the key is refused: ``auth_error``)."""
         failures = 0
+        classes = client_classes(self.config.polygon_client)
         while not stop.is_set():
-            client = WebSocketClient(
+            client = classes.websocket(
                 api_key=self.api_key,
                 feed=self.config.polygon_feed,
                 market="stocks",
@@ -122,7 +122,7 @@ class PolygonFeed:
                 await connection
             except asyncio.CancelledError:
                 pass
-            except AuthError:
+            except classes.auth_error:
                 self.auth_error = FeedAuthError("Polygon rejected the API key (auth_failed): check POLYGON_API_KEY")
                 service_metrics.FEED_CONNECTED.set(0)
                 stop.set()

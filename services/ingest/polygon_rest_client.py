@@ -1,11 +1,12 @@
 """The one adapter between orderflow and Polygon/Massive's REST API.
 
-It uses polygon-api-client's ``RESTClient`` for what it gets right (the
+It uses the client's ``RESTClient`` (``massive`` or ``polygon-api-client``:
+:mod:`services.ingest.polygon_clients`) for what it gets right (the
 ``Authorization: Bearer`` header, the CA bundle, the user agent) and works
-around what 1.16.3 gets wrong: its ``Timeout`` is built but
-never applied, and any non-200 answer becomes ``BadResponse(body)``, losing
-the status and ``Retry-After`` of a 429. So requests go through the client's
-own connection pool with:
+around what they get wrong: polygon-api-client 1.16.3 builds its ``Timeout``
+and never applies it (massive 2.9 does), and both turn any non-200 answer into
+``BadResponse(body)``, losing the status and ``Retry-After`` of a 429. So
+requests go through the client's own connection pool with:
 
 * an explicit connect/read timeout on every call;
 * no hidden urllib3 retries; our loop retries 429, 5xx and network errors
@@ -32,6 +33,7 @@ import urllib3
 
 from orderflow_client.errors import OrderflowError
 from orderflow_client.logs import get_logger
+from services.ingest.polygon_clients import client_classes
 from shared.conditions import ConditionTable
 
 RETRYABLE_STATUSES = frozenset({408, 413, 429, 499, 500, 502, 503, 504})
@@ -81,8 +83,9 @@ class PolygonRest:
     def __init__(
         self,
         api_key: str,
-        base_url: str = "https://api.polygon.io",
+        base_url: str = "https://api.massive.com",
         *,
+        client: str = "massive",
         connect_timeout: float = 3.0,
         read_timeout: float = 10.0,
         attempts: int = 6,
@@ -93,9 +96,8 @@ class PolygonRest:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         # imported here, not at import: commands without a key never pay for the client (~0.3 s)
-        from polygon import RESTClient  # type: ignore[import-untyped]
-
-        self._client = RESTClient(api_key=api_key, base=self.base_url, retries=0, pagination=False)
+        rest_client = client_classes(client).rest
+        self._client = rest_client(api_key=api_key, base=self.base_url, retries=0, pagination=False)
         self._pool: urllib3.PoolManager = self._client.client
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         self.attempts = attempts

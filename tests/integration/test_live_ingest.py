@@ -31,6 +31,8 @@ from tests.support.waiting import wait_for_async
 
 pytestmark = pytest.mark.redis
 KEY = "pk_sim_SECRET_a81f"
+CLIENTS = pytest.mark.parametrize("client", ["massive", "polygon-api-client"])
+"""The live path through each Python client of Polygon/Massive (services/ingest/polygon_clients.py)."""
 
 
 def timeline(symbols: list[str], minutes: float = 3.0) -> list[tuple[int, dict]]:
@@ -79,13 +81,17 @@ async def stream(bus: Bus, symbol: str) -> list:
     return await market_stream_events(bus, symbol)
 
 
-async def test_positions_drive_subscriptions_live(simulator, redis_url, key_prefix):
+@CLIENTS
+async def test_positions_drive_subscriptions_live(simulator, redis_url, key_prefix, client):
     bus = await Bus.connect(redis_url, prefix=key_prefix)
     registry = PositionRegistry(bus)
     await registry.open("AAA", quantity=100, entry_price="50.00")
     await registry.open("BBB", quantity=100, entry_price="50.00")
     service = IngestService(
-        settings(simulator, key_prefix), bus, api_key=KEY, rest=PolygonRest(KEY, f"http://{simulator.feed}")
+        settings(simulator, key_prefix, polygon_client=client),
+        bus,
+        api_key=KEY,
+        rest=PolygonRest(KEY, f"http://{simulator.feed}", client=client),
     )
     async with Running(service):
         await wait_for_async(lambda: _has_trades(bus, "AAA", "BBB"), what="trades of both positions")
@@ -120,11 +126,13 @@ async def _has_trades(bus: Bus, *symbols: str) -> bool:
     return True
 
 
-async def test_a_dropped_connection_is_a_gap_backfilled_without_duplicates(simulator, redis_url, key_prefix):
+@CLIENTS
+async def test_a_dropped_connection_is_a_gap_backfilled_without_duplicates(simulator, redis_url, key_prefix, client):
     bus = await Bus.connect(redis_url, prefix=key_prefix)
     await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
-    rest = PolygonRest(KEY, f"http://{simulator.feed}", backoff_base=0.05, backoff_cap=0.3)
-    service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY, rest=rest, backoff_cap_seconds=1.0)
+    rest = PolygonRest(KEY, f"http://{simulator.feed}", client=client, backoff_base=0.05, backoff_cap=0.3)
+    config = settings(simulator, key_prefix, polygon_client=client)
+    service = IngestService(config, bus, api_key=KEY, rest=rest, backoff_cap_seconds=1.0)
     async with Running(service):
         await wait_for_async(lambda: _has_trades(bus, "AAA"), what="first trades")
         simulator.rest.failures = 2  # the backfill meets two 429s first
@@ -205,10 +213,11 @@ async def _reconnected(service: IngestService) -> bool:
     return service.stats.reconnects >= 1 and service.feed.connected
 
 
-async def test_a_wrong_key_stops_with_a_clear_error_and_no_retry(simulator, redis_url, key_prefix):
+@CLIENTS
+async def test_a_wrong_key_stops_with_a_clear_error_and_no_retry(simulator, redis_url, key_prefix, client):
     bus = await Bus.connect(redis_url, prefix=key_prefix)
     await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
-    service = IngestService(settings(simulator, key_prefix), bus, api_key="wrong-key")
+    service = IngestService(settings(simulator, key_prefix, polygon_client=client), bus, api_key="wrong-key")
     started = time.monotonic()
     with pytest.raises(FeedAuthError, match="rejected the API key"):
         await asyncio.wait_for(service.run(asyncio.Event()), timeout=20)

@@ -36,39 +36,42 @@ def rest(server, **options) -> PolygonRest:
     return PolygonRest(KEY, server.url, **{**defaults, **options})
 
 
-def test_trades_page_with_bearer_auth(server):
+@pytest.mark.parametrize("client", ["massive", "polygon-api-client"])
+def test_trades_page_with_bearer_auth(server, client):
     body = shared_data("polygon", "rest-mocks", "mocks", "v3", "trades", "AAPL&limit=2.json").read_bytes()
     server.routes["/v3/trades/AAPL"] = [(200, {}, body)]
-    page = parse_trades_page(rest(server).get("/v3/trades/AAPL", {"limit": 2}), "AAPL", 1)
+    page = parse_trades_page(rest(server, client=client).get("/v3/trades/AAPL", {"limit": 2}), "AAPL", 1)
     assert len(page.events) == 2
     path, query, authorization = server.requests[0]
     assert (path, query, authorization) == ("/v3/trades/AAPL", "limit=2", f"Bearer {KEY}")
     assert KEY not in query  # the key is never in a URL
 
 
-def test_429_is_retried_honouring_retry_after(server):
+@pytest.mark.parametrize("client", ["massive", "polygon-api-client"])
+def test_429_is_retried_honouring_retry_after(server, client):
     server.routes["/v3/trades/X"] = [
         (429, {"Retry-After": "0.3"}, b"slow down"),
         (429, {}, b""),
         (200, {}, b'{"results":[]}'),
     ]
-    client = rest(server)
+    polygon = rest(server, client=client)
     started = time.monotonic()
-    assert client.get("/v3/trades/X") == b'{"results":[]}'
+    assert polygon.get("/v3/trades/X") == b'{"results":[]}'
     assert time.monotonic() - started >= 0.3
-    assert client.retries_done == 2 and len(server.requests) == 3
+    assert polygon.retries_done == 2 and len(server.requests) == 3
 
 
-def test_server_errors_and_timeouts_end_in_a_typed_error(server, tmp_path):
+@pytest.mark.parametrize("client", ["massive", "polygon-api-client"])
+def test_server_errors_and_timeouts_end_in_a_typed_error(server, client, tmp_path):
     server.routes["/v3/trades/DOWN"] = [(503, {}, b"")]
     with pytest.raises(RestUnavailableError, match="HTTP 503"):
-        rest(server, attempts=3).get("/v3/trades/DOWN")
+        rest(server, client=client, attempts=3).get("/v3/trades/DOWN")
     assert len(server.requests) == 3
     server.routes["/v3/trades/SLOW"] = [(200, {}, b"{}")]
     server.delays["/v3/trades/SLOW"] = 1.0
     started = time.monotonic()
     with pytest.raises(RestUnavailableError, match="ReadTimeoutError"):
-        rest(server, attempts=2, read_timeout=0.2).get("/v3/trades/SLOW")
+        rest(server, client=client, attempts=2, read_timeout=0.2).get("/v3/trades/SLOW")
     assert time.monotonic() - started < 1.5  # bounded by our timeout, not the server
 
 
