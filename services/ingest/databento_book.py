@@ -71,8 +71,8 @@ class _Side:
             self.sizes[price] = remaining
 
     def best(self, depth: int) -> tuple[tuple[int, int], ...]:
-        sign, sizes = self.sign, self.sizes
-        return tuple((sign * key, sizes[sign * key]) for key in self.keys[:depth])
+        prices = self.keys[:depth] if self.sign == 1 else [-key for key in self.keys[:depth]]
+        return tuple(zip(prices, map(self.sizes.__getitem__, prices), strict=True))
 
     def clear(self) -> None:
         self.sizes.clear()
@@ -137,6 +137,10 @@ class OrderBook:
     def top(self, depth: int) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
         """``(bids, asks)``: the best ``depth`` levels of each side, best first, ``(price, size)`` each."""
         return self._sides["B"].best(depth), self._sides["A"].best(depth)
+
+    def side(self, side: str, depth: int) -> tuple[tuple[int, int], ...]:
+        """The best ``depth`` levels of ``side`` (``"B"`` or ``"A"``), best first."""
+        return self._sides[side].best(depth)
 
     def queue(self, side: str, price: int) -> tuple[int, ...]:
         """The ids of the orders resting at ``price`` on ``side``, first in time priority first."""

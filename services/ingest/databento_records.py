@@ -109,10 +109,12 @@ def mbp10_levels(raw: bytes, depth: int) -> tuple[Levels, Levels]:
 
 
 def _side(prices: tuple[int, ...], sizes: tuple[int, ...], depth: int) -> Levels:
-    if UNDEF_PRICE in prices or 0 in sizes:
-        kept = tuple((price, size) for price, size in zip(prices, sizes, strict=True) if price != UNDEF_PRICE and size)
-        return kept[:depth]
-    return tuple(zip(prices[:depth], sizes[:depth], strict=True))
+    end = prices.index(UNDEF_PRICE) if UNDEF_PRICE in prices else len(prices)
+    if prices.count(UNDEF_PRICE) == len(prices) - end and 0 not in sizes[:end]:  # the usual: empty levels last
+        end = min(end, depth)
+        return tuple(zip(prices[:end], sizes[:end], strict=True))
+    kept = [(price, size) for price, size in zip(prices, sizes, strict=True) if price != UNDEF_PRICE and size]
+    return tuple(kept[:depth])
 
 
 def book_event(record: Any, symbol: str, bids: Levels, asks: Levels) -> BookUpdate:

@@ -149,14 +149,13 @@ def open_lobster(path: Path, stack: ExitStack, *, symbol: str | None = None, day
 
 
 def _rows(messages: IO[str], books: IO[str], midnight: int, invalid: list[int]) -> Iterator[LobsterRow]:
-    for number, (message, book) in enumerate(zip(messages, books, strict=False), start=1):
+    last_line, last_book = "", ((), (), 0)
+    for number, (message, line) in enumerate(zip(messages, books, strict=False), start=1):
         try:
             time_text, kind, order_id, size, price, direction = message.strip().split(",")
-            fields = [int(value) for value in book.strip().split(",")]
-            if len(fields) % 4:
-                raise ValueError("a book row of ask price, ask size, bid price, bid size per level")
-            asks = tuple((p * _TO_NANO, s) for p, s in zip(fields[0::4], fields[1::4], strict=True) if _shown(p, s))
-            bids = tuple((p * _TO_NANO, s) for p, s in zip(fields[2::4], fields[3::4], strict=True) if _shown(p, s))
+            if line != last_line:
+                last_line, last_book = line, _book_row(line)
+            bids, asks, depth = last_book
             yield LobsterRow(
                 number,
                 midnight + seconds_text_to_ns(time_text),
@@ -167,16 +166,25 @@ def _rows(messages: IO[str], books: IO[str], midnight: int, invalid: list[int]) 
                 int(direction),
                 bids,
                 asks,
-                len(fields) // 4,
+                depth,
             )
         except ValueError:
+            last_line = ""
             invalid.append(number)
 
 
-def _shown(price: int, size: int) -> bool:
-    if not -EMPTY_LEVEL <= price <= EMPTY_LEVEL or size < 0:
-        raise ValueError(f"book level out of range: {price},{size}")
-    return size > 0 and abs(price) != EMPTY_LEVEL
+def _book_row(line: str) -> tuple[Levels, Levels, int]:
+    """``(bids, asks, levels)`` of a book row (ask price, ask size, bid price, bid size per level), empty levels
+    (size 0, price ±9999999999) dropped; ValueError when it is not one."""
+    fields = [int(value) for value in line.strip().split(",")]
+    prices, sizes = fields[0::2], fields[1::2]
+    if len(fields) % 4 or max(map(abs, prices)) > EMPTY_LEVEL or min(sizes) < 0:
+        raise ValueError(f"not a LOBSTER book row: {line.strip()[:80]}")
+    levels = [(price * _TO_NANO, size) for price, size in zip(prices, sizes, strict=True)]
+    shown = [size > 0 and abs(price) != EMPTY_LEVEL for price, size in zip(prices, sizes, strict=True)]
+    asks = tuple(level for level, keep in zip(levels[0::2], shown[0::2], strict=True) if keep)
+    bids = tuple(level for level, keep in zip(levels[1::2], shown[1::2], strict=True) if keep)
+    return bids, asks, len(fields) // 4
 
 
 def metadata(schema: Schema, symbol: str, day: date, start: int) -> Metadata:

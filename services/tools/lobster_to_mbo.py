@@ -160,7 +160,7 @@ class MboConverter:
         """The rebuilt book's levels of ``side`` at or better than ``bound`` (all of them when None)."""
         count = 16
         while True:
-            levels = self.book.top(count)[0 if side == "B" else 1]
+            levels = self.book.side(side, count)
             if bound is not None:
                 inside = [(p, s) for p, s in levels if (p >= bound if side == "B" else p <= bound)]
                 if len(inside) < len(levels):
