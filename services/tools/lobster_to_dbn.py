@@ -149,7 +149,8 @@ def open_lobster(path: Path, stack: ExitStack, *, symbol: str | None = None, day
 
 
 def _rows(messages: IO[str], books: IO[str], midnight: int, invalid: list[int]) -> Iterator[LobsterRow]:
-    last_line, last_book = "", ((), (), 0)
+    last_line = ""
+    last_book: tuple[Levels, Levels, int] = ((), (), 0)
     for number, (message, line) in enumerate(zip(messages, books, strict=False), start=1):
         try:
             time_text, kind, order_id, size, price, direction = message.strip().split(",")
