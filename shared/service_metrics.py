@@ -46,6 +46,11 @@ PUBLISH_LAG = Histogram(
 FEED_CONNECTED = Gauge("orderflow_feed_connected", "1 while the live feed is connected and authenticated.")
 FEED_RECONNECTS = Counter("orderflow_feed_reconnects_total", "Reconnections of the live feed.")
 FEED_GAPS = Counter("orderflow_feed_gaps_total", "Gaps published on the status stream.", ["reason"])
+TRADES_WITHOUT_SIDE = Counter(
+    "orderflow_trades_without_side_total",
+    "Trades of a source that gives the aggressor's side (Databento) whose record had none: left to inference.",
+    ["source"],
+)
 BACKFILLED_TRADES = Counter("orderflow_backfilled_trades_total", "Trades recovered from REST after a gap.")
 MONITORED_SYMBOLS = Gauge("orderflow_monitored_symbols", "Symbols with an open position being monitored.")
 THRESHOLD_SHARES = Gauge(

@@ -113,10 +113,12 @@ def ingest(
     ] = None,
     config_file: ConfigFileOption = None,
 ) -> None:
-    """Live ingest: Polygon WebSocket trades and quotes of the open positions onto the streams.
+    """Live ingest: Polygon WebSocket trades and quotes (or Databento Live depth and trades) of the open positions onto the streams.
 
-    Example: POLYGON_API_KEY=… REDIS_URL=redis://127.0.0.1:6379/0 orderflow ingest --record captures/live
-    """
+    Examples:
+      POLYGON_API_KEY=… REDIS_URL=redis://127.0.0.1:6379/0 orderflow ingest --record captures/live
+      ORDER_FLOW_DATA_SOURCE=databento DATABENTO_API_KEY=… REDIS_URL=redis://127.0.0.1:6379/0 orderflow ingest
+    """  # noqa: E501  (its first lines are the command's help, as listed)
 
     from orderflow_client.logs import get_logger
     from services.ingest.feed import FeedAuthError
@@ -124,6 +126,11 @@ def ingest(
     from services.ingest.service import IngestService
 
     config = load_or_exit(config_file)
+    if config.data_source == "databento":
+        from services.cli.databento_ingest import ingest_databento
+
+        ingest_databento(config, record)
+        return
     if config.polygon_api_key is None:
         stderr.print(
             "[bold red]POLYGON_API_KEY is not set:[/] live ingest needs it (try `orderflow demo`, or "

@@ -8,6 +8,10 @@ pipeline has caught up (never silent). Entries are ``(kind, stamp ns, payload)``
     ("connected", 1700000000125000000, None)
     ("frame", 1700000000125000000, '[{"ev":"T","sym":"AAPL","p":187.43,"s":200,"t":1700000000123}]')
     ("disconnected", 1700000000900000000, "ConnectionClosedError")
+
+With the Databento source a frame is a :class:`~services.ingest.databento_live.RecordChunk` (the DBN records of one
+socket read), whose ``len()`` is its records' bytes (368 an MBP-10 record, 56 an MBO record), so the byte cap
+bounds it the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Sized
 from typing import Any
 
 InboxEntry = tuple[str, int, Any]
@@ -33,7 +38,7 @@ class Inbox:
         self.dropped_since: int | None = None  # receive time (ns) of the first frame dropped since the last report
         self.dropped_until = 0  # and of the last
 
-    def put_frame(self, received: int, frame: str | bytes) -> bool:
+    def put_frame(self, received: int, frame: Sized) -> bool:
         """Queue a frame received at ``received`` (ns); False when the inbox is full and the frame was dropped."""
         if self.frames >= self.max_frames or self.bytes >= self.max_bytes:
             self.dropped_since = self.dropped_since or received

@@ -1,27 +1,35 @@
 """Frames from the inbox → recorded, parsed, deduplicated and classified → published in batches, in order.
 
 The pipeline takes up to ``BATCH_FRAMES`` frames (and about ``BATCH_EVENTS`` events) a batch: records them
-(``--record``), parses them (:mod:`services.ingest.polygon_ws`), deduplicates and classifies
-(:mod:`services.ingest.normalise`) and publishes the batch to the per-symbol streams. After a disconnect it first
-publishes a ``disconnected`` status, and when the socket is back the gap with the trades it hid
-(:mod:`services.ingest.backfill`), then goes on with live frames. On stop it publishes what was received for at most
-``SHUTDOWN_DRAIN_SECONDS``.
+(``--record``), parses them (Polygon's text frames by :mod:`services.ingest.polygon_ws`; Databento's record chunks
+by the parser the service passes, :mod:`services.ingest.databento_live`), deduplicates and classifies
+(:mod:`services.ingest.normalise`) and publishes the batch to the per-symbol streams. An event of a symbol that is
+not subscribed now (a late frame after an unsubscribe, a server's fault) is dropped as the reject
+``unsubscribed_symbol``, never published; rejects that come in floods when expected (``unsubscribed_symbol``, and
+``unknown_order`` of an order book joined mid-session) are logged once, then every ``QUIET_LOG_EVERY``-th.
+
+After a disconnect it first publishes a ``disconnected`` status, and when the socket is back the gap with the trades
+it hid (:mod:`services.ingest.backfill`), then goes on with live frames. On stop it publishes what was received for
+at most ``SHUTDOWN_DRAIN_SECONDS``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Set
+from typing import Any, Protocol
 
 from orderflow_client import logs
-from orderflow_client.wire import Quote, Trade
+from orderflow_client.wire import BookUpdate, Quote, Trade
 from services.ingest.backfill import Backfill
 from services.ingest.capture import CaptureRecorder
 from services.ingest.inbox import Inbox
 from services.ingest.normalise import Normaliser
 from services.ingest.polygon_ws import parse_frame
-from services.ingest.publisher import SOURCE, StreamPublisher
+from services.ingest.publisher import StreamPublisher
+from services.ingest.rejects import Reject
 from services.ingest.stats import IngestStats
 from shared import service_metrics
 
@@ -29,7 +37,24 @@ log = logs.get_logger(__name__)
 BATCH_FRAMES = 500
 BATCH_EVENTS = 5_000  # and at most about this many events a batch (a frame may hold hundreds)
 SHUTDOWN_DRAIN_SECONDS = 5.0  # on stop, publish what was received for at most this long
-NOISY_STATUSES = frozenset({"connected", "auth_success", "success"})
+NOISY_STATUSES = frozenset({"connected", "auth_success", "success", "subscription_ack"})
+QUIET_CODES = frozenset({"unsubscribed_symbol", "unknown_order"})
+QUIET_LOG_EVERY = 10_000
+
+
+class Parsed(Protocol):
+    """What a parser makes of one frame (or record chunk)."""
+
+    @property
+    def events(self) -> list[Any]: ...
+    @property
+    def statuses(self) -> list[Any]: ...
+    @property
+    def rejects(self) -> list[Reject]: ...
+
+
+Parser = Callable[[Any, int], Parsed]
+"""``parser(frame, received ns)``: a frame's events, statuses and rejects."""
 
 
 class Pipeline:
@@ -46,9 +71,12 @@ class Pipeline:
         quote_size_multiplier: int = 1,
         recorder: CaptureRecorder | None = None,
         on_status: Callable[[str], None] | None = None,
+        parser: Parser | None = None,
+        subscribed: Callable[[], Set[str]] | None = None,
     ) -> None:
         """``quote_size_multiplier``: shares per quoted size unit (a round lot when Polygon quotes in round lots);
-        ``on_status``: called with every feed status (``auth_success``…)."""
+        ``on_status``: called with every feed status (``auth_success``…); ``parser``: the source's (default:
+        Polygon's text frames); ``subscribed``: the symbols subscribed now (None: no check)."""
         self.inbox = inbox
         self.publisher = publisher
         self.backfill = backfill
@@ -57,6 +85,9 @@ class Pipeline:
         self.multiplier = quote_size_multiplier
         self.recorder = recorder
         self.on_status = on_status
+        self.parser: Parser = parser or self._polygon_frame
+        self.subscribed = subscribed
+        self.quiet_counts: Counter[str] = Counter()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop``, and then until the inbox is empty (``SHUTDOWN_DRAIN_SECONDS`` at most)."""
@@ -74,7 +105,7 @@ class Pipeline:
                 await inbox.wait(timeout=0.5)
                 continue
             service_metrics.INGEST_QUEUE_DEPTH.set(inbox.frames)
-            events: list[Trade | Quote] = []
+            events: list[Trade | Quote | BookUpdate] = []
             oldest = None
             for _ in range(BATCH_FRAMES):
                 if not inbox.entries or len(events) >= BATCH_EVENTS:
@@ -104,25 +135,45 @@ class Pipeline:
             if self.recorder is not None:
                 self.recorder.flush()
 
-    def _events_of_frame(self, received: int, frame: str | bytes) -> list[Trade | Quote]:
+    def _polygon_frame(self, frame: str | bytes, received: int) -> Parsed:
+        return parse_frame(frame, received, quote_size_multiplier=self.multiplier)
+
+    def _events_of_frame(self, received: int, frame: Any) -> list[Trade | Quote | BookUpdate]:
         """A frame's events, ready for the bus; its statuses and rejects counted and logged."""
         self.stats.frames += 1
-        service_metrics.FRAMES_RECEIVED.labels(source=SOURCE).inc()
+        service_metrics.FRAMES_RECEIVED.labels(source=self.publisher.source).inc()
         if self.recorder is not None:
             self.recorder.write(received, frame)
-        parsed = parse_frame(frame, received, quote_size_multiplier=self.multiplier)
+        parsed = self.parser(frame, received)
         for reject in parsed.rejects:
-            self.stats.rejects.add(reject)
-            service_metrics.FRAMES_REJECTED.labels(source=reject.source, code=reject.code).inc()
-            log.error("order_flow.frame_rejected", code=reject.code, where=reject.where, detail=reject.detail[:200])
+            self._count_reject(reject)
         for status in parsed.statuses:
             self._feed_status(status.status, status.message)
+        subscribed = self.subscribed() if self.subscribed is not None else None
         events = []
         for event in parsed.events:
+            if subscribed is not None and event.symbol not in subscribed:
+                self._count_reject(Reject("ingest", "unsubscribed_symbol", f"frame@{received}", event.symbol))
+                continue
             normalised = self.normaliser.process(event)
             if normalised is not None:
                 events.append(normalised)
         return events
+
+    def _count_reject(self, reject: Reject) -> None:
+        """Count a reject and log it (a flood of an expected code: once, then every ``QUIET_LOG_EVERY``-th)."""
+        self.stats.rejects.add(reject)
+        service_metrics.FRAMES_REJECTED.labels(source=reject.source, code=reject.code).inc()
+        if reject.code in QUIET_CODES:
+            self.quiet_counts[reject.code] += 1
+            seen = self.quiet_counts[reject.code]
+            if seen % QUIET_LOG_EVERY != 1:
+                return
+            log.warning(
+                "order_flow.frame_rejected", code=reject.code, where=reject.where, detail=reject.detail[:200], seen=seen
+            )
+            return
+        log.error("order_flow.frame_rejected", code=reject.code, where=reject.where, detail=reject.detail[:200])
 
     def _feed_status(self, status: str, message: str) -> None:
         """A protocol status from Polygon (``auth_success``, ``max_connections``…): counted, logged by severity."""

@@ -21,12 +21,12 @@ from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.outage import Outage
 from orderflow_client.errors import BusUnavailableError
 from orderflow_client.timestamps import now_ns, ns_to_utc_iso
-from orderflow_client.wire import FeedState, FeedStatus, Quote, Trade
+from orderflow_client.wire import BookUpdate, FeedState, FeedStatus, Quote, Trade
 from services.ingest.stats import IngestStats
 from shared import service_metrics
 
 log = logs.get_logger(__name__)
-SOURCE = "polygon"  # the source named on live ingest's statuses and metrics
+SOURCE = "polygon"  # the source named on live ingest's statuses and metrics, unless the service names another
 
 
 class StreamPublisher:
@@ -39,16 +39,19 @@ class StreamPublisher:
         *,
         symbols: Callable[[], list[str]],
         latency_sink: list[float] | None = None,
+        source: str = SOURCE,
     ) -> None:
         """``symbols``: the symbols subscribed now (a status names them by default); ``latency_sink``: benchmarks
-        collect receive → on the stream, per event, in ms."""
+        collect receive → on the stream, per event, in ms; ``source``: named on statuses and metrics (``polygon``,
+        ``databento``)."""
+        self.source = source
         self.bus = bus
         self.stats = stats
         self.symbols = symbols
         self.latency_sink = latency_sink
         self._outage = Outage("ingest")
 
-    async def publish_events(self, events: Sequence[Trade | Quote], oldest: int | None = None) -> None:
+    async def publish_events(self, events: Sequence[Trade | Quote | BookUpdate], oldest: int | None = None) -> None:
         """Publish a batch, each event on its symbol's stream; ``oldest``: the receive time (ns) of the batch's
         oldest frame, for the publish lag (none for backfilled trades)."""
         if not events:
@@ -83,7 +86,7 @@ class StreamPublisher:
         stamp = now_ns()
         symbols = tuple(self.symbols()) if symbols is None else symbols
         status = FeedStatus(
-            source=SOURCE,
+            source=self.source,
             state=state,
             ts_event=end or stamp,
             ts_recv=stamp,

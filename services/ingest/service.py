@@ -1,9 +1,11 @@
-"""Live ingest: Polygon's WebSocket through polygon-api-client onto the per-symbol streams, for the open positions.
+"""Live ingest: Polygon's WebSocket (or Databento Live) onto the per-symbol streams, for the open positions.
 
 :class:`IngestService` wires the parts and supervises their three tasks:
 
-* the **feed** (:mod:`services.ingest.feed`) keeps one WebSocket connection open, reconnecting with backoff, and puts
-  each frame, stamped, in the bounded **inbox** (:mod:`services.ingest.inbox`);
+* the **feed** keeps one connection open, reconnecting with backoff, and puts each frame, stamped, in the bounded
+  **inbox** (:mod:`services.ingest.inbox`): Polygon's WebSocket (:mod:`services.ingest.feed`), or with
+  ``data_source=databento`` the official Databento Live client (:mod:`services.ingest.databento_feed`: chunks of
+  DBN records, parsed by :mod:`services.ingest.databento_live`; its gaps are reported, not backfilled);
 * the **pipeline** (:mod:`services.ingest.pipeline`) parses, deduplicates, classifies and publishes the frames in
   batches through the one **publisher** (:mod:`services.ingest.publisher`, which rides out Redis outages), and after
   a disconnect or an overflow reports the gap and publishes the trades it hid (:mod:`services.ingest.backfill`);
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orderflow_client import logs
 from orderflow_client.bus.connection import Bus
@@ -31,18 +34,21 @@ from services.ingest.inbox import Inbox
 from services.ingest.normalise import Normaliser
 from services.ingest.pipeline import SHUTDOWN_DRAIN_SECONDS, Pipeline
 from services.ingest.polygon_rest_client import PolygonRest
-from services.ingest.publisher import StreamPublisher
+from services.ingest.publisher import SOURCE, StreamPublisher
 from services.ingest.stats import IngestStats
 from services.ingest.subscriptions import PositionFollower, Subscriptions
 from shared import service_metrics
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
 
+if TYPE_CHECKING:
+    from services.ingest.databento_feed import DatabentoFeed
+
 log = logs.get_logger(__name__)
 
 
 class IngestService:
-    """Polygon WebSocket → per-symbol streams, for the open positions."""
+    """Polygon WebSocket (or Databento Live: ``config.data_source``) → per-symbol streams, for the open positions."""
 
     def __init__(
         self,
@@ -58,8 +64,12 @@ class IngestService:
         on_status: Callable[[str], None] | None = None,
         latency_sink: list[float] | None = None,
     ) -> None:
-        """``rest``: backfills gaps when given; ``record``: every frame is recorded to ``<record>-YYYY-MM-DD.capture``;
-        ``latency_sink``: benchmarks collect receive → on the stream, per event, in ms."""
+        """``api_key``: the source's (Polygon's or Databento's); ``rest``: backfills gaps when given (Polygon);
+        ``record``: every frame is recorded to ``<record>-YYYY-MM-DD.capture`` (Polygon only: ValueError with
+        Databento); ``latency_sink``: benchmarks collect receive → on the stream, per event, in ms."""
+        databento = config.data_source == "databento"
+        if databento and record is not None:
+            raise ValueError("recording (--record) takes Polygon frames only")
         self.config = config
         self.bus = bus
         self.stats = IngestStats()
@@ -68,12 +78,28 @@ class IngestService:
         self.inbox = Inbox(config.ingest_queue_frames, config.ingest_queue_bytes)
         self.subscriptions = Subscriptions()
         self.publisher = StreamPublisher(
-            bus, self.stats, symbols=lambda: self.subscriptions.symbols, latency_sink=latency_sink
+            bus,
+            self.stats,
+            symbols=lambda: self.subscriptions.symbols,
+            latency_sink=latency_sink,
+            source="databento" if databento else SOURCE,
         )
         self.backfill = Backfill(
-            self.publisher, self.normaliser, self.stats, rest, symbols=lambda: self.subscriptions.symbols
+            self.publisher,
+            self.normaliser,
+            self.stats,
+            None if databento else rest,
+            symbols=lambda: self.subscriptions.symbols,
         )
-        self.feed = PolygonFeed(
+        parser = None
+        feed_class: type[PolygonFeed] | type[DatabentoFeed] = PolygonFeed
+        if databento:
+            from services.ingest.databento_feed import DatabentoFeed
+            from services.ingest.databento_live import LiveRecordParser
+
+            feed_class = DatabentoFeed
+            parser = LiveRecordParser(self.stats, wanted=lambda: self.subscriptions.wanted_symbols).parse
+        self.feed = feed_class(
             config,
             api_key=api_key,
             inbox=self.inbox,
@@ -92,6 +118,8 @@ class IngestService:
             quote_size_multiplier=config.round_lot_size if config.quote_size_unit == "round_lots" else 1,
             recorder=self.recorder,
             on_status=on_status,
+            parser=parser,
+            subscribed=lambda: self.subscriptions.wanted_symbols,
         )
         self.follower = PositionFollower(
             bus, PositionRegistry(bus), self.subscriptions, self.publisher, self.normaliser

@@ -11,7 +11,9 @@ from services.ingest.rejects import RejectCounter
 class IngestStats:
     """Counts of one live ingest run (frames and events, not shares).
 
-    ``statuses`` lists every feed status seen, in order (``auth_success``, ``watchdog_silence``…).
+    ``statuses`` lists every feed status seen, in order (``auth_success``, ``watchdog_silence``…). ``trades`` and
+    ``trades_without_side`` count the trades of a source that gives sides (Databento): those without one (side
+    ``N``) are left to inference.
     """
 
     frames: int = 0
@@ -20,5 +22,7 @@ class IngestStats:
     reconnects: int = 0
     gaps: int = 0
     backfilled: int = 0
+    trades: int = 0
+    trades_without_side: int = 0
     rejects: RejectCounter = field(default_factory=RejectCounter)
     statuses: list[str] = field(default_factory=list)

@@ -4,6 +4,10 @@ A change notice (``{"action":"open","symbol":"AAPL"}`` on the positions channel)
 open socket, and the registry is re-read every 5 s (a notice is lossy). A registry lost under it (Redis restarted
 without persistence) is written back from the positions last seen, monitoring goes on, and a ``positions_lost``
 status names the symbols: never a silent unsubscribe.
+
+The same topics drive the Databento source (:mod:`services.ingest.databento_feed` is then the ``client``: it
+subscribes a new symbol on its open session, and since Databento Live cannot unsubscribe, a closed position's records
+are dropped until its next connection).
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ class Subscriptions:
 
     def __init__(self) -> None:
         self.topics: set[str] = set()
-        self.client: Any = None  # the open polygon WebSocketClient (set by the feed on each connection)
+        self.wanted_symbols: frozenset[str] = frozenset()  # the topics' symbols: what may be published now
+        self.client: Any = None  # the open polygon WebSocketClient (set by the feed on each connection), or the
+        # DatabentoFeed: anything with subscribe(*topics) and unsubscribe(*topics)
 
     @property
     def symbols(self) -> list[str]:
@@ -42,6 +48,7 @@ class Subscriptions:
         if not added and not removed:
             return added, removed
         self.topics = wanted
+        self.wanted_symbols = frozenset(topic.split(".", 1)[1] for topic in wanted)
         if self.client is not None:
             if added:
                 self.client.subscribe(*sorted(added))

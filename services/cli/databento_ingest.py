@@ -1,0 +1,82 @@
+"""``orderflow ingest`` with ``ORDER_FLOW_DATA_SOURCE=databento``: Databento Live onto the streams.
+
+The same service as the Polygon source (:mod:`services.ingest.service`, which picks the feed by
+``config.data_source``), without REST: no condition table to fetch (Databento's trades carry no condition codes) and
+no backfill (a gap is reported, not filled). Exit codes as for Polygon: 2 when ``DATABENTO_API_KEY`` is missing or
+``--record`` is given (it records Polygon frames), 3 when Redis stays unreachable, 5 when Databento refuses the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from services.cli.common import (
+    collect_garbage_less_often,
+    connect_bus,
+    logging_or_exit,
+    run_or_exit,
+    serve_metrics_or_exit,
+    stderr,
+    stop_on_signals,
+)
+from shared.config import OrderFlowConfig
+
+
+def ingest_databento(config: OrderFlowConfig, record: Path | None) -> None:
+    """Run live ingest from Databento until SIGTERM/SIGINT (exit codes: the module docstring)."""
+    from orderflow_client.logs import get_logger
+    from services.ingest.feed import FeedAuthError
+    from services.ingest.service import IngestService
+
+    if config.databento_api_key is None:
+        stderr.print(
+            "[bold red]DATABENTO_API_KEY is not set:[/] live ingest from Databento needs it (in the environment; "
+            "`orderflow simulate-databento` serves a local gateway)"
+        )
+        raise typer.Exit(code=2)
+    if record is not None:
+        stderr.print("--record records Polygon frames: with ORDER_FLOW_DATA_SOURCE=databento leave it out")
+        raise typer.Exit(code=2)
+    api_key = config.databento_api_key.get_secret_value()
+    logging_or_exit(service="ingest", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values())
+    log = get_logger("ingest")
+
+    async def run() -> None:
+        bus = await connect_bus(config)
+        stop = stop_on_signals()
+        service = IngestService(config, bus, api_key=api_key)
+        log.info(
+            "order_flow.ingest_started",
+            source="databento",
+            dataset=config.databento_dataset,
+            schema=config.databento_schema,
+            gateway=config.databento_gateway or "default",
+            bus=bus.description,
+        )
+        try:
+            stats = await service.run(stop)
+        finally:
+            await bus.close()
+        log.info(
+            "order_flow.ingest_stopped",
+            frames=stats.frames,
+            events=stats.events,
+            trades=stats.trades,
+            trades_without_side=stats.trades_without_side,
+            reconnects=stats.reconnects,
+            gaps=stats.gaps,
+            dropped_frames=stats.dropped_frames,
+            rejects=stats.rejects.total,
+            rejects_by_code=dict(stats.rejects.by_code),
+        )
+
+    serve_metrics_or_exit(config)
+    collect_garbage_less_often()
+    try:
+        run_or_exit(run())
+    except FeedAuthError as error:
+        log.error("order_flow.feed_auth_failed", code=error.code, reason=str(error))
+        stderr.print(f"[bold red]authentication failed:[/] {error}")
+        raise typer.Exit(code=5) from None

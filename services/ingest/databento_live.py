@@ -1,0 +1,188 @@
+"""Databento Live records (as the official ``databento`` client delivers them) → orderflow's events, for live ingest.
+
+The feed (:mod:`services.ingest.databento_feed`) puts the records of each socket read in the inbox as one
+:class:`RecordChunk`, stamped with our receive time; :class:`LiveRecordParser` turns a chunk into events, field by
+field as :mod:`services.ingest.databento_records` maps them, with two differences from files:
+
+* ``ts_recv`` and ``ts_arrival`` are **our** receive time (ns), as on the Polygon path; ``ts_event`` is the record's;
+* a record's symbol comes from the session's ``SymbolMappingMsg`` records (``stype_in_symbol``, the symbol we asked
+  for), and a record of a symbol that is not a position now is dropped with the reject ``unsubscribed_symbol``
+  (Databento Live cannot unsubscribe mid-session: a closed position's records go on arriving until the next
+  connection).
+
+What each record becomes:
+
+* MBP-10 (``mbp-10``): a :class:`BookUpdate` of the ten levels when they changed, before each trade (the book the
+  trade met) and after the last record of an event (flag ``F_LAST``); action ``T`` also a :class:`Trade`
+  (side ``A`` → sell aggressor, ``B`` → buy, side_source ``feed``; ``N`` → left to inference, counted in
+  ``IngestStats.trades_without_side`` and ``orderflow_trades_without_side_total``);
+* MBO (``mbo``): each instrument's book rebuilt order by order (:class:`services.ingest.databento_book.OrderBook`),
+  shown after ``F_LAST``, cleared at each new session (a live session without a snapshot starts from an empty
+  book: cancels of orders placed before it are the reject ``unknown_order``); action ``T`` a Trade;
+* a trades record (``TradeMsg``) a Trade;
+* ``ErrorMsg`` the reject ``vendor_error`` (e.g. ``SYMBOL_RESOLUTION_FAILED``); ``SystemMsg`` a feed status
+  (``subscription_ack``…; heartbeats only keep the watchdog quiet); anything else ``unsupported_record``.
+
+A sample: an MBP-10 trade of AMZN received at 1781011800000120000 ns, ``action='T' side='A' price=220300000000
+size=100 sequence=1188 ts_event=1781011800000100000`` →
+``Trade(symbol="AMZN", ts_event=1781011800000100000, ts_recv=1781011800000120000, ts_arrival=…, price=220_300_000_000,
+size=100, side="sell", side_source="feed", trade_id="1188", sequence=1188, …)``, after a BookUpdate of its levels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Set
+from typing import Any, NamedTuple
+
+import msgspec
+from databento_dbn import F_LAST, UNDEF_PRICE, ErrorMsg, MBOMsg, MBP10Msg, SymbolMappingMsg, SystemMsg, TradeMsg
+
+from orderflow_client.wire import BookUpdate, Trade
+from services.ingest.databento_book import OrderBook
+from services.ingest.databento_records import LEVELS, LEVELS_START, Levels, book_event, mbp10_levels, trade_event
+from services.ingest.rejects import Reject
+from services.ingest.stats import IngestStats
+from shared import service_metrics
+
+SOURCE = "databento_live"  # the reject source (the vendor format), as polygon_ws for Polygon frames
+STATUS_SOURCE = "databento"  # the source named on statuses and metrics
+BOOK_DEPTH = 10
+_BOOK_ACTIONS = frozenset("ACMRNF")
+_NO_BOOK: tuple[Levels, Levels] = ((), ())
+_replace = msgspec.structs.replace
+
+
+class RecordChunk:
+    """The records of one socket read, in order: ``session`` counts the feed's connections (1, 2…), ``size`` is their
+    bytes (``len()``: what bounds the inbox, as a Polygon frame's length does)."""
+
+    __slots__ = ("records", "session", "size")
+
+    def __init__(self, session: int, records: list[Any], size: int) -> None:
+        self.session, self.records, self.size = session, records, size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class LiveStatus(NamedTuple):
+    """A gateway system message: ``status`` its code (``subscription_ack``…), ``message`` its text."""
+
+    status: str
+    message: str
+
+
+class ParsedRecords(NamedTuple):
+    """What one chunk held: market events, gateway statuses, rejects."""
+
+    events: list[Trade | BookUpdate]
+    statuses: list[LiveStatus]
+    rejects: list[Reject]
+
+
+class LiveRecordParser:
+    """Chunks → events for the open positions (``wanted()``: their symbols now); counts into ``stats``."""
+
+    def __init__(self, stats: IngestStats, *, wanted: Callable[[], Set[str]], depth: int = BOOK_DEPTH) -> None:
+        self.stats, self.wanted, self.depth = stats, wanted, depth
+        self.symbols: dict[int, str] = {}  # instrument id → the symbol asked for (instrument ids last a day)
+        self.session = 0
+        self.shown: dict[int, tuple[Levels, Levels]] = {}  # instrument → the last book shown
+        self.raw_levels: dict[int, bytes] = {}
+        self.books: dict[int, OrderBook] = {}
+        self.without_side = service_metrics.TRADES_WITHOUT_SIDE.labels(source=STATUS_SOURCE)
+
+    def parse(self, chunk: RecordChunk, received: int) -> ParsedRecords:
+        """The events of ``chunk``, received at ``received`` (ns, our clock)."""
+        if chunk.session != self.session:  # a new connection: books are rebuilt from what it sends
+            self.session = chunk.session
+            self.books.clear()
+            self.shown.clear()
+            self.raw_levels.clear()
+        parsed = ParsedRecords([], [], [])
+        wanted = self.wanted()
+        where = f"session{chunk.session}@{received}"
+        for record in chunk.records:
+            kind = type(record)
+            if kind is MBP10Msg or kind is MBOMsg or kind is TradeMsg:
+                symbol = self.symbols.get(record.instrument_id)
+                if symbol is None:
+                    parsed.rejects.append(Reject(SOURCE, "unknown_instrument", where, f"{record.instrument_id}"))
+                elif symbol not in wanted:
+                    parsed.rejects.append(Reject(SOURCE, "unsubscribed_symbol", where, symbol))
+                elif kind is MBP10Msg:
+                    self._depth(record, symbol, received, where, parsed)
+                elif kind is MBOMsg:
+                    self._orders(record, symbol, received, where, parsed)
+                elif record.action == "T":
+                    self._trade(record, symbol, received, where, parsed)
+                else:
+                    parsed.rejects.append(Reject(SOURCE, "unknown_action", where, f"{str(record.action)!r}"))
+            elif kind is SymbolMappingMsg:
+                self.symbols[record.instrument_id] = record.stype_in_symbol
+            elif kind is SystemMsg:
+                if not record.is_heartbeat():
+                    parsed.statuses.append(LiveStatus(str(record.code), str(record.msg)))
+            elif kind is ErrorMsg:
+                parsed.rejects.append(Reject(SOURCE, "vendor_error", where, str(record.err)[:200]))
+            else:
+                parsed.rejects.append(Reject(SOURCE, "unsupported_record", where, kind.__name__))
+        return parsed
+
+    def _trade(self, record: Any, symbol: str, received: int, where: str, parsed: ParsedRecords) -> None:
+        trade = trade_event(record, symbol, where)
+        if type(trade) is Trade:
+            if trade.side_source == "none":
+                self.stats.trades_without_side += 1
+                self.without_side.inc()
+            self.stats.trades += 1
+            parsed.events.append(_replace(trade, ts_recv=received, ts_arrival=received))
+        else:
+            parsed.rejects.append(trade._replace(source=SOURCE, where=where))  # type: ignore[union-attr]
+
+    def _show(
+        self, record: Any, symbol: str, received: int, book: tuple[Levels, Levels], parsed: ParsedRecords
+    ) -> None:
+        if self.shown.get(record.instrument_id, _NO_BOOK) != book:
+            self.shown[record.instrument_id] = book
+            update = book_event(record, symbol, *book)
+            parsed.events.append(_replace(update, ts_recv=received, ts_arrival=received))
+
+    def _depth(self, record: Any, symbol: str, received: int, where: str, parsed: ParsedRecords) -> None:
+        action = record.action
+        if action == "T" or record.flags & F_LAST:
+            raw = bytes(record)
+            levels = raw[LEVELS_START : LEVELS_START + LEVELS.size]
+            if self.raw_levels.get(record.instrument_id) != levels:
+                self.raw_levels[record.instrument_id] = levels
+                self._show(record, symbol, received, mbp10_levels(raw, self.depth), parsed)
+        if action == "T":
+            self._trade(record, symbol, received, where, parsed)
+        elif action not in _BOOK_ACTIONS:
+            parsed.rejects.append(Reject(SOURCE, "unknown_action", where, f"{str(action)!r}"))
+
+    def _orders(self, record: Any, symbol: str, received: int, where: str, parsed: ParsedRecords) -> None:
+        book = self.books.get(record.instrument_id)
+        if book is None:
+            book = self.books[record.instrument_id] = OrderBook()
+        action = record.action
+        code: str | None = None
+        if action == "T":
+            self._trade(record, symbol, received, where, parsed)
+        elif action == "A" or action == "M":
+            if record.price == UNDEF_PRICE:
+                code = "undefined_price"
+            elif action == "A":
+                code = book.add(record.order_id, str(record.side), record.price, record.size)
+            else:
+                code = book.modify(record.order_id, str(record.side), record.price, record.size)
+        elif action == "C":
+            code = book.cancel(record.order_id, record.size)
+        elif action == "R":
+            book.clear()
+        elif action not in _BOOK_ACTIONS:
+            code = "unknown_action"
+        if code is not None:
+            parsed.rejects.append(Reject(SOURCE, code, where, f"action {str(action)!r} order {record.order_id}"))
+        if record.flags & F_LAST:
+            self._show(record, symbol, received, book.top(self.depth), parsed)
