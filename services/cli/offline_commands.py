@@ -125,7 +125,10 @@ def backtest(
     files: FilesArgument,
     out: Annotated[Path, typer.Option("--out", help="Folder for report.json, report.html (and sweep.json).")],
     format: Annotated[
-        str, typer.Option("--format", help="auto (from each file's name) | capture | polygon-flat | lobster | algoseek")
+        str,
+        typer.Option(
+            "--format", help="auto (from each file's name) | capture | polygon-flat | lobster | algoseek | dbn"
+        ),
     ] = "auto",
     symbol: SymbolOption = None,
     positions: Annotated[
