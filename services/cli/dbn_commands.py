@@ -14,7 +14,7 @@ import typer
 from services.cli.common import stderr, stdout
 from services.cli.options import DateOption, SymbolOption
 
-SCHEMAS = ("mbp-10", "mbo")
+SCHEMAS = ("mbp-10", "mbo", "mbp-1")
 
 
 def convert_lobster(
@@ -24,9 +24,19 @@ def convert_lobster(
     output: Annotated[Path, typer.Option("--output", help="Folder for the DBN files (created if missing).")],
     schema: Annotated[
         str,
-        typer.Option("--schema", help="mbp-10 (an MBP-10 file and a trades file) | mbo (one MBO file: the orders)."),
+        typer.Option(
+            "--schema",
+            help="mbp-10 (an MBP-10 file and a trades file) | mbo (one MBO file: the orders) | mbp-1 (the top of the "
+            "book and the prints).",
+        ),
     ] = "mbp-10",
     zstd: Annotated[bool, typer.Option("--zstd", help="Compress with zstd (.dbn.zst).")] = False,
+    no_sides: Annotated[
+        bool,
+        typer.Option(
+            "--no-sides", help="mbp-1: prints without their aggressor side, as a consolidated feed shows them."
+        ),
+    ] = False,
     symbol: SymbolOption = None,
     day: DateOption = None,
 ) -> None:
@@ -35,9 +45,10 @@ def convert_lobster(
     Examples:
       orderflow convert-lobster LOBSTER_SampleFile_AMZN_2012-06-21_5.zip --output dbn/
       orderflow convert-lobster LOBSTER_SampleFile_AMZN_2012-06-21_5.zip --schema mbo --zstd --output dbn/
+      orderflow convert-lobster LOBSTER_SampleFile_AMZN_2012-06-21_5.zip --schema mbp-1 --no-sides --output dbn/
       orderflow analyze dbn/AMZN_2012-06-21_mbp-10.dbn --out out/
     """
-    from services.tools.lobster_to_dbn import convert_mbp10, open_lobster
+    from services.tools.lobster_to_dbn import convert_mbp1, convert_mbp10, open_lobster
     from services.tools.lobster_to_mbo import convert_mbo
 
     if schema not in SCHEMAS:
@@ -52,8 +63,10 @@ def convert_lobster(
         output.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
             lobster = open_lobster(file, stack, symbol=symbol, day=trading_day)
-            convert = convert_mbo if schema == "mbo" else convert_mbp10
-            report = convert(lobster, output, zstd=zstd)
+            if schema == "mbp-1":
+                report = convert_mbp1(lobster, output, zstd=zstd, sides=not no_sides)
+            else:
+                report = (convert_mbo if schema == "mbo" else convert_mbp10)(lobster, output, zstd=zstd)
     except (OSError, ValueError) as error:
         stderr.print(f"[bold red]cannot convert {file.name}:[/] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None

@@ -1,6 +1,6 @@
 """A LOBSTER day → Databento DBN files, records written with ``databento_dbn``, so the shared days serve as DBN input.
 
-Two schemas (``orderflow convert-lobster --schema``):
+Three schemas (``orderflow convert-lobster --schema``):
 
 * ``mbp-10`` — ``<SYM>_<day>_mbp-10.dbn`` and ``<SYM>_<day>_trades.dbn``. Each LOBSTER message with its book row
   (the book after it) becomes MBP-10 records as Databento's MBP-10 of Nasdaq shows an event: a new order ``A``, a
@@ -10,6 +10,9 @@ Two schemas (``orderflow convert-lobster --schema``):
   ``T`` with side ``N``; a halt a StatusMsg. The trades file holds the same ``T`` records as the trades schema;
   read with the MBP-10 file, each print is dropped once as a duplicate.
 * ``mbo`` — ``<SYM>_<day>_mbo.dbn``: the orders themselves (:mod:`services.tools.lobster_to_mbo`).
+* ``mbp-1`` — ``<SYM>_<day>_mbp-1.dbn``: the same records cut to the best level, prints included (action ``T``);
+  with ``--no-sides`` every print has side ``N`` (``…_mbp-1-no-sides.dbn``): the day as a consolidated feed shows
+  it, the NBBO and trades whose aggressor is inferred — the view to compare the full one with.
 
 Mapping, LOBSTER → DBN (one message, e.g. ``34200.189608,4,11885113,21,2238100,1`` after the row
 ``2238200,100,2238100,21``: 21 shares of buy order 11885113 at $223.81 executed)::
@@ -42,6 +45,7 @@ from databento_dbn import (
     BidAskPair,
     Compression,
     Encoding,
+    MBP1Msg,
     MBP10Msg,
     Metadata,
     Schema,
@@ -328,6 +332,44 @@ def _mbp10_records(row: LobsterRow, before: list[BidAskPair], after: list[BidAsk
         yield MBP10Msg(PUBLISHER_ID, INSTRUMENT_ID, ts, price, size, action, side, depth, ts, F_LAST, 0, number, after)
     elif row.kind == 7:
         yield status(row)
+
+
+def convert_mbp1(lobster: LobsterDay, folder: Path, *, zstd: bool, sides: bool = True) -> ConversionReport:
+    """Write the MBP-1 file of a LOBSTER day into ``folder``: the top of the book after each message and every
+    print (action ``T``, the top it met), as ``mbp-10`` writes them cut to the best level. ``sides=False`` writes
+    every print with side ``N``: the day as a consolidated feed shows it (the NBBO and trades without an aggressor,
+    left to inference), ``<SYM>_<day>_mbp-1-no-sides.dbn``."""
+    report = ConversionReport("mbp-1")
+    first = next(lobster.rows, None)
+    start = first.ts_event if first is not None else midnight_ns(lobster.day)
+    name = "mbp-1" if sides else "mbp-1-no-sides"
+    path = folder / output_name(lobster.symbol, lobster.day, name, zstd)
+    tops = DbnWriter(path, metadata(Schema("mbp-1"), lobster.symbol, lobster.day, start), zstd=zstd)
+    try:
+        previous = _UNKNOWN_BOOK
+        for row in rows_from(first, lobster.rows):
+            report.rows += 1
+            after = book_levels(row.bids[:1], row.asks[:1])
+            before = after if row.kind in (5, 6) else previous
+            for record in _mbp10_records(row, before, after):
+                if isinstance(record, TradeMsg):
+                    continue  # MBP-1 carries the print itself (action T)
+                if isinstance(record, MBP10Msg):
+                    side = record.side if sides or record.action != TRADE else NO_SIDE
+                    record = MBP1Msg(
+                        PUBLISHER_ID, INSTRUMENT_ID, record.ts_event, record.price, record.size, record.action, side,
+                        0, record.ts_recv, record.flags, 0, record.sequence, record.levels[0],
+                    )  # fmt: skip
+                    report.trades += record.action == TRADE
+                report.halts += isinstance(record, StatusMsg)
+                tops.add(record)
+            previous = after
+    finally:
+        tops.close()
+    report.invalid_rows = len(lobster.invalid_rows)
+    report.records = tops.records
+    report.files = [path]
+    return report
 
 
 def _depth(row: LobsterRow, levels: list[BidAskPair]) -> int:

@@ -15,7 +15,7 @@ from orderflow_client.wire import FeedStatus
 from services.cli.dbn_commands import convert_lobster
 from services.ingest.databento_files import decoded_records, read_dbn
 from services.ingest.lobster import read_lobster
-from services.tools.lobster_to_dbn import ConversionReport, convert_mbp10, open_lobster
+from services.tools.lobster_to_dbn import ConversionReport, convert_mbp1, convert_mbp10, open_lobster
 from services.tools.lobster_to_mbo import STAND_IN_IDS, convert_mbo
 
 NAME = "TEST_2012-06-21_34200000_57600000_{}_2.csv"
@@ -111,7 +111,45 @@ def test_the_command_writes_the_files_and_refuses_a_bad_schema(tmp_path):
     done = runner.invoke(app, [str(path), "--output", str(tmp_path / "out"), "--schema", "mbo"])
     assert done.exit_code == 0, done.output
     assert (tmp_path / "out" / "TEST_2012-06-21_mbo.dbn").exists() and "stand-in orders for 280 shares" in done.output
-    refused = runner.invoke(app, [str(path), "--output", str(tmp_path / "out"), "--schema", "mbp-1"])
-    assert refused.exit_code == 2 and "unknown schema 'mbp-1'" in refused.output
+    refused = runner.invoke(app, [str(path), "--output", str(tmp_path / "out"), "--schema", "mbp-5"])
+    assert refused.exit_code == 2 and "unknown schema 'mbp-5'" in refused.output
     missing = runner.invoke(app, [str(tmp_path / "nothing.csv"), "--output", str(tmp_path / "out")])
     assert missing.exit_code == 2 and "cannot convert nothing.csv" in missing.output
+
+
+def top_of_book(events: list) -> list:
+    """``--format lobster``'s events of a one-level view: each book as (bid, bid size, ask, ask size), prints as
+    they are; consecutive equal tops once."""
+    seen, shown = None, []
+    for event in without_statuses(events):
+        if type(event).__name__ == "BookUpdate":
+            top = (*(event.bids[0] if event.bids else (0, 0)), *(event.asks[0] if event.asks else (0, 0)))
+            if top != seen:
+                seen = top
+                shown.append(top)
+        else:
+            shown.append(event)
+    return shown
+
+
+def test_mbp1_is_the_top_of_the_book_and_the_prints_with_or_without_their_sides(tmp_path):
+    path = lobster_day(tmp_path)
+    with ExitStack() as stack:
+        report = convert_mbp1(open_lobster(path, stack), tmp_path, zstd=False)
+    with ExitStack() as stack:
+        consolidated = convert_mbp1(open_lobster(path, stack), tmp_path, zstd=False, sides=False)
+    assert [file.name for file in report.files + consolidated.files] == [
+        "TEST_2012-06-21_mbp-1.dbn",
+        "TEST_2012-06-21_mbp-1-no-sides.dbn",
+    ]
+    assert (report.rows, report.trades, report.halts) == (8, 2, 1)
+    quotes = [
+        (q.bid_price, q.bid_size, q.ask_price, q.ask_size) if type(q).__name__ == "Quote" else q
+        for q in without_statuses(list(read_dbn(report.files)))
+    ]
+    assert quotes == top_of_book(list(read_lobster(path)))
+    with_sides = [event for event in read_dbn(report.files) if type(event).__name__ == "Trade"]
+    without = [event for event in read_dbn(consolidated.files) if type(event).__name__ == "Trade"]
+    assert [(trade.side, trade.side_source) for trade in with_sides] == [("sell", "feed"), ("buy", "feed")]
+    assert [(trade.side, trade.side_source) for trade in without] == [("unknown", "none")] * 2
+    assert [(t.price, t.size, t.ts_event) for t in without] == [(t.price, t.size, t.ts_event) for t in with_sides]
