@@ -36,7 +36,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from databento_dbn import (
     F_LAST,
@@ -355,12 +355,14 @@ def convert_mbp1(lobster: LobsterDay, folder: Path, *, zstd: bool, sides: bool =
                 if isinstance(record, TradeMsg):
                     continue  # MBP-1 carries the print itself (action T)
                 if isinstance(record, MBP10Msg):
-                    side = record.side if sides or record.action != TRADE else NO_SIDE
+                    action = cast(Action, record.action)  # an Action at run time (its stub: Action | str)
+                    side = cast(Side, record.side) if sides or action != TRADE else NO_SIDE
+                    top = record.levels[0]  # MBP-1 takes its one level as a BidAskPair at run time (its stub: a list)
                     record = MBP1Msg(
-                        PUBLISHER_ID, INSTRUMENT_ID, record.ts_event, record.price, record.size, record.action, side,
-                        0, record.ts_recv, record.flags, 0, record.sequence, record.levels[0],
+                        PUBLISHER_ID, INSTRUMENT_ID, record.ts_event, record.price, record.size, action, side,
+                        0, record.ts_recv, record.flags, 0, record.sequence, top,  # type: ignore[arg-type]
                     )  # fmt: skip
-                    report.trades += record.action == TRADE
+                    report.trades += action == TRADE
                 report.halts += isinstance(record, StatusMsg)
                 tops.add(record)
             previous = after
