@@ -201,10 +201,18 @@ class DatabentoFeed:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, and reconnect after every end, until ``stop`` (or the key is refused: ``auth_error``)."""
-        from databento.common.error import BentoError
-
         self._loop = asyncio.get_running_loop()
         self.subscriptions.client = self
+        self.inbox.feed_running = True
+        try:
+            await self._connect_forever(stop)
+        finally:
+            self.inbox.feed_running = False
+            self.inbox.wake()
+
+    async def _connect_forever(self, stop: asyncio.Event) -> None:
+        from databento.common.error import BentoError
+
         failures = 0
         while not stop.is_set():
             symbols = self.subscriptions.symbols
@@ -283,9 +291,10 @@ class DatabentoFeed:
     async def _watch(self, client: Any, stop: asyncio.Event) -> str:
         """Until the session ends (its reason), the watchdog trips (``watchdog_silence``) or ``stop``."""
         closing = asyncio.ensure_future(client.wait_for_close())
+        stopping = asyncio.ensure_future(stop.wait())
         try:
             while not closing.done():
-                await asyncio.wait({closing}, timeout=0.5)
+                await asyncio.wait({closing, stopping}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
                 if stop.is_set():
                     return "stop"
                 silent = (time.time_ns() - self.last_record_ns) / 1e9
@@ -301,6 +310,7 @@ class DatabentoFeed:
             closing.result()  # BentoError for an error or a reset; a clean end returns
             return "closed"
         finally:
+            stopping.cancel()
             if not closing.done():
                 closing.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -37,6 +37,8 @@ class Inbox:
         self.wakeup = asyncio.Event()
         self.dropped_since: int | None = None  # receive time (ns) of the first frame dropped since the last report
         self.dropped_until = 0  # and of the last
+        self.feed_running = False  # a feed that sets this while it runs gets its last entries (a stop's
+        # "disconnected") published before the pipeline ends (SHUTDOWN_DRAIN_SECONDS at most)
 
     def put_frame(self, received: int, frame: Sized) -> bool:
         """Queue a frame received at ``received`` (ns); False when the inbox is full and the frame was dropped."""

@@ -100,9 +100,11 @@ class Pipeline:
                     log.error("order_flow.ingest_shutdown_dropped", code="shutdown", frames=inbox.frames)
                     inbox.clear()
             if not inbox.entries:
-                if stop.is_set():
+                if stop.is_set() and (
+                    not inbox.feed_running or time.monotonic() - (stopping_since or 0) > SHUTDOWN_DRAIN_SECONDS
+                ):
                     return
-                await inbox.wait(timeout=0.5)
+                await inbox.wait(timeout=0.1 if stop.is_set() else 0.5)
                 continue
             service_metrics.INGEST_QUEUE_DEPTH.set(inbox.frames)
             events: list[Trade | Quote | BookUpdate] = []
@@ -125,8 +127,11 @@ class Pipeline:
                     await self.publisher.publish_events(events, oldest)
                     events, oldest = [], None
                     self.backfill.gap_start = stamp
+                    stopped = payload == "stop"  # a stop says it is a stop, not a drop
                     await self.publisher.publish_status(
-                        "disconnected", str(payload or "disconnected"), "feed disconnected; reconnecting"
+                        "disconnected",
+                        str(payload or "disconnected"),
+                        "ingest stopped; not reconnecting" if stopped else "feed disconnected; reconnecting",
                     )
             await self.publisher.publish_events(events, oldest)
             overflow = inbox.overflow_ended()
