@@ -48,7 +48,7 @@ def convert_lobster(
       orderflow convert-lobster LOBSTER_SampleFile_AMZN_2012-06-21_5.zip --schema mbp-1 --no-sides --output dbn/
       orderflow analyze dbn/AMZN_2012-06-21_mbp-10.dbn --out out/
     """
-    from services.tools.lobster_to_dbn import convert_mbp1, convert_mbp10, open_lobster
+    from services.tools.lobster_to_dbn import convert_top_of_book, convert_mbp10, open_lobster
     from services.tools.lobster_to_mbo import convert_mbo
 
     if schema not in SCHEMAS:
@@ -64,7 +64,7 @@ def convert_lobster(
         with ExitStack() as stack:
             lobster = open_lobster(file, stack, symbol=symbol, day=trading_day)
             if schema == "mbp-1":
-                report = convert_mbp1(lobster, output, zstd=zstd, sides=not no_sides)
+                report = convert_top_of_book(lobster, output, zstd=zstd, sides=not no_sides)
             else:
                 report = (convert_mbo if schema == "mbo" else convert_mbp10)(lobster, output, zstd=zstd)
     except (OSError, ValueError) as error:

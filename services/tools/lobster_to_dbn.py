@@ -334,7 +334,7 @@ def _mbp10_records(row: LobsterRow, before: list[BidAskPair], after: list[BidAsk
         yield status(row)
 
 
-def convert_mbp1(lobster: LobsterDay, folder: Path, *, zstd: bool, sides: bool = True) -> ConversionReport:
+def convert_top_of_book(lobster: LobsterDay, folder: Path, *, zstd: bool, sides: bool = True) -> ConversionReport:
     """Write the MBP-1 file of a LOBSTER day into ``folder``: the top of the book after each message and every
     print (action ``T``, the top it met), as ``mbp-10`` writes them cut to the best level. ``sides=False`` writes
     every print with side ``N``: the day as a consolidated feed shows it (the NBBO and trades without an aggressor,

@@ -15,7 +15,7 @@ from orderflow_client.wire import FeedStatus
 from services.cli.dbn_commands import convert_lobster
 from services.ingest.databento_files import decoded_records, read_dbn
 from services.ingest.lobster import read_lobster
-from services.tools.lobster_to_dbn import ConversionReport, convert_mbp1, convert_mbp10, open_lobster
+from services.tools.lobster_to_dbn import ConversionReport, convert_top_of_book, convert_mbp10, open_lobster
 from services.tools.lobster_to_mbo import STAND_IN_IDS, convert_mbo
 
 NAME = "TEST_2012-06-21_34200000_57600000_{}_2.csv"
@@ -135,9 +135,9 @@ def top_of_book(events: list) -> list:
 def test_mbp1_is_the_top_of_the_book_and_the_prints_with_or_without_their_sides(tmp_path):
     path = lobster_day(tmp_path)
     with ExitStack() as stack:
-        report = convert_mbp1(open_lobster(path, stack), tmp_path, zstd=False)
+        report = convert_top_of_book(open_lobster(path, stack), tmp_path, zstd=False)
     with ExitStack() as stack:
-        consolidated = convert_mbp1(open_lobster(path, stack), tmp_path, zstd=False, sides=False)
+        consolidated = convert_top_of_book(open_lobster(path, stack), tmp_path, zstd=False, sides=False)
     assert [file.name for file in report.files + consolidated.files] == [
         "TEST_2012-06-21_mbp-1.dbn",
         "TEST_2012-06-21_mbp-1-no-sides.dbn",
