@@ -48,7 +48,7 @@ def convert_lobster(
       orderflow convert-lobster LOBSTER_SampleFile_AMZN_2012-06-21_5.zip --schema mbp-1 --no-sides --output dbn/
       orderflow analyze dbn/AMZN_2012-06-21_mbp-10.dbn --out out/
     """
-    from services.tools.lobster_to_dbn import convert_top_of_book, convert_mbp10, open_lobster
+    from services.tools.lobster_to_dbn import convert_mbp10, convert_top_of_book, open_lobster
     from services.tools.lobster_to_mbo import convert_mbo
 
     if schema not in SCHEMAS:

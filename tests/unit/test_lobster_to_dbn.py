@@ -15,7 +15,7 @@ from orderflow_client.wire import FeedStatus
 from services.cli.dbn_commands import convert_lobster
 from services.ingest.databento_files import decoded_records, read_dbn
 from services.ingest.lobster import read_lobster
-from services.tools.lobster_to_dbn import ConversionReport, convert_top_of_book, convert_mbp10, open_lobster
+from services.tools.lobster_to_dbn import ConversionReport, convert_mbp10, convert_top_of_book, open_lobster
 from services.tools.lobster_to_mbo import STAND_IN_IDS, convert_mbo
 
 NAME = "TEST_2012-06-21_34200000_57600000_{}_2.csv"
