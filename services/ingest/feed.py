@@ -80,7 +80,16 @@ class PolygonFeed:
         return not self.market_hours_only or self.sessions.session(now_ns()) != "closed"
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Connect, and reconnect after every drop, until ``stop`` (or the key is refused: ``auth_error``)."""
+        """Connect, and reconnect after every drop, until ``stop`` (or the key is refused: ``auth_error``); while it
+        runs the pipeline waits for its last entries at a stop (a stop is published as a stop)."""
+        self.inbox.feed_running = True
+        try:
+            await self._connect_forever(stop)
+        finally:
+            self.inbox.feed_running = False
+            self.inbox.wake()
+
+    async def _connect_forever(self, stop: asyncio.Event) -> None:
         failures = 0
         classes = client_classes(self.config.polygon_client)
         while not stop.is_set():

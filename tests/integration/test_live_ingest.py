@@ -116,6 +116,8 @@ async def test_positions_drive_subscriptions_live(simulator, redis_url, key_pref
         assert await bus.client.xlen(bus.keys.market("BBB")) == before  # unsubscribed
         assert service.stats.reconnects == 0  # all on the open socket
         assert service.symbols == ["AAA", "CCC"]
+    last = [e for e in await stream(bus, "AAA") if isinstance(e, FeedStatus)][-1]  # the stop says it is a stop
+    assert (last.state, last.code, last.detail) == ("disconnected", "stop", "ingest stopped; not reconnecting")
     await bus.close()
 
 
