@@ -186,8 +186,8 @@ class OrderFlowConfig(BaseSettings):
     )
     databento_schema: Literal["mbp-10", "mbo"] = Field(
         "mbp-10",
-        description="Databento live schema beside trades: mbp-10 (the book's ten best levels a side) or mbo "
-        "(every order: large sellers judged order by order).",
+        description="Databento live schema, trades included: mbp-10 (the book's ten best levels a side) or mbo "
+        "(every order, the book rebuilt from them).",
     )
     databento_gateway: str = Field(
         "",
@@ -507,8 +507,8 @@ class OrderFlowConfig(BaseSettings):
 
 def environment_name(field: str) -> str:
     """The environment variable that sets ``field``, e.g. ``large_order_size`` → ``ORDER_FLOW_LARGE_ORDER_SIZE``."""
-    if field == "polygon_api_key":
-        return "POLYGON_API_KEY"
+    if field in ("polygon_api_key", "databento_api_key"):
+        return field.upper()
     if field == "redis_url":
         return "REDIS_URL"
     if field.startswith("redis_") and field.endswith("password"):
