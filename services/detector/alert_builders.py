@@ -56,6 +56,7 @@ def large_order_alert(
         "prints": order.prints,
         "duration_ms": round((order.last_ts - order.first_ts) / NANOSECONDS_PER_MILLISECOND, 3),
         "first_ts_utc": ns_to_utc_iso(order.first_ts),
+        "sides": "inferred" if order.inferred_prints else "feed",  # which view judged the seller
         **threshold_evidence,
     }
     if escalation:
@@ -106,6 +107,9 @@ def large_offer_alert(
             "rested_seconds": round((ts - appearance.start_ts) / NANOSECONDS_PER_SECOND, 3),
             "since_utc": ns_to_utc_iso(appearance.start_ts),
             "largest_bid": largest_bid,
+            "view": appearance.view,  # which view judged it: the book's depth or the NBBO
+            "level": appearance.level,  # 0: the best ask when it appeared
+            "levels_shown": appearance.levels_shown,
             **threshold_evidence,
         },
     )

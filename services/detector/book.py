@@ -19,12 +19,16 @@ from dataclasses import dataclass
 @dataclass
 class Appearance:
     """A large offer at one ask price: since ``start_ts`` (ns of event time), ``size`` shares now, at
-    ``price`` nano-dollars; ``alerted`` once reported."""
+    ``price`` nano-dollars; ``alerted`` once reported. Which view saw it start: ``level`` (0: the best ask) of
+    ``levels_shown`` ask levels, in a ``view`` of ``book`` (a depth-of-book source) or ``nbbo`` (quotes)."""
 
     price: int
     start_ts: int
     size: int
     alerted: bool = False
+    level: int = 0
+    levels_shown: int = 1
+    view: str = "nbbo"
 
 
 class LargeOffers:
@@ -39,9 +43,14 @@ class LargeOffers:
         self._bid_size = 0  # the NBBO bid size when ``bids`` was not built
 
     def on_book(
-        self, ts_event: int, bids: tuple[tuple[int, int], ...], asks: tuple[tuple[int, int], ...], threshold: int
+        self,
+        ts_event: int,
+        bids: tuple[tuple[int, int], ...],
+        asks: tuple[tuple[int, int], ...],
+        threshold: int,
+        view: str = "book",
     ) -> None:
-        """The book now (best first, (price, size) per level)."""
+        """The book now (best first, (price, size) per level); ``view``: ``book``, or ``nbbo`` from a quote."""
         self.bids = bids
         self._bid_size = 0
         large = {price: size for price, size in asks if size >= threshold}
@@ -55,7 +64,11 @@ class LargeOffers:
             appearance = self.appearances.get(price)
             if appearance is None:
                 returned = self.ended.pop(price, None)
-                appearance = returned[1] if returned is not None else Appearance(price, ts_event, size)
+                if returned is not None:
+                    appearance = returned[1]
+                else:
+                    level = next(index for index, (ask, _size) in enumerate(asks) if ask == price)
+                    appearance = Appearance(price, ts_event, size, level=level, levels_shown=len(asks), view=view)
                 self.appearances[price] = appearance
             appearance.size = size
 
@@ -65,7 +78,8 @@ class LargeOffers:
             self._bid_size = bid_size if bid > 0 else 0
             self.bids = ()
             return
-        self.on_book(ts_event, ((bid, bid_size),) if bid > 0 else (), ((ask, ask_size),) if ask > 0 else (), threshold)
+        bids = ((bid, bid_size),) if bid > 0 else ()
+        self.on_book(ts_event, bids, ((ask, ask_size),) if ask > 0 else (), threshold, "nbbo")
 
     def _forget_ended(self, ts_event: int) -> None:
         for price in [price for price, (ended_ts, _) in self.ended.items() if ts_event - ended_ts > self.return_ns]:

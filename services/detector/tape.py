@@ -34,6 +34,7 @@ class AggressiveOrder:
     bid_before: int
     last_ts_recv: int
     alerted: Literal["", "warning", "critical"] = ""  # what the rules raised while the order was running
+    inferred_prints: int = 0  # prints whose seller side was inferred (quote or tick rule), not given by the feed
 
     @property
     def vwap(self) -> int:
@@ -64,6 +65,7 @@ class TapeOrders:
             current.notional += trade.price * trade.size
             current.prints += 1
             current.last_ts_recv = trade.ts_recv
+            current.inferred_prints += trade.side_source != "feed"
             return None
         finished = self.current
         self.current = AggressiveOrder(
@@ -77,6 +79,7 @@ class TapeOrders:
             prints=1,
             bid_before=bid_before,
             last_ts_recv=trade.ts_recv,
+            inferred_prints=int(trade.side_source != "feed"),
         )
         return finished
 

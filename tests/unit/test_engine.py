@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from orderflow_client.wire import BookUpdate, ExitRecommendation, FeedStatus, OrderFlowAlert, Quote
@@ -368,3 +369,35 @@ def test_one_block_is_not_a_red_burst():
     assert alerts(run(engine(large_order_size=500_000), baseline + block + after)) == []
     broad = seconds_of_flow(feed, spike_start, 60, 5000, 0.8)  # the same volume, from many sellers
     assert [a.alert_type for a in alerts(run(engine(), baseline + broad))] == ["red_burst", "red_burst"]
+
+
+# --- which view judged it --------------------------------------------------------
+def test_the_evidence_says_which_view_judged_a_large_seller():
+    """A 15,000-share offer three levels deep in a ten-level book (the depth view) against the same offer at the
+    inside of a quote (the NBBO view); a tape seller whose prints carry the feed's sides against one whose sides were
+    inferred."""
+    feed = Feed()
+    asks = tuple((BID + (level + 1) * D // 100, 15_000 if level == 3 else 500) for level in range(10))
+
+    def book(offset: int) -> BookUpdate:
+        return BookUpdate(symbol="X", ts_event=T0 + offset, ts_recv=T0 + offset, ts_arrival=T0 + offset,
+                          bids=((BID, 300),), asks=asks)  # fmt: skip
+
+    (deep,) = alerts(run(engine(), [book(0), book(3 * S)]))
+    assert (deep.source, deep.price_level) == ("book", asks[3][0])
+    assert {key: deep.evidence[key] for key in ("view", "level", "levels_shown")} == {
+        "view": "book",
+        "level": 3,
+        "levels_shown": 10,
+    }
+    (inside,) = alerts(run(engine(), [feed.quote(T0, ask_size=15_000), feed.quote(T0 + 3 * S, ask_size=15_000)]))
+    assert (inside.evidence["view"], inside.evidence["level"], inside.evidence["levels_shown"]) == ("nbbo", 0, 1)
+
+    def seller(side_source: str) -> OrderFlowAlert:
+        prints = [msgspec.structs.replace(feed.trade(T0 + S + n * MS, BID, 5_000), side_source=side_source)
+                  for n in range(2)]  # fmt: skip
+        (alert,) = alerts(run(engine(), [feed.quote(T0), *prints, feed.quote(T0 + 2 * S)]))
+        return alert
+
+    assert seller("feed").evidence["sides"] == "feed"
+    assert seller("quote").evidence["sides"] == "inferred"
