@@ -13,14 +13,14 @@ a 1 s import. Each record becomes events as :mod:`services.ingest.databento_reco
 * symbology: the file's metadata maps each instrument id to its symbol by UTC date; SymbolMappingMsg records too.
 
 A book is shown when it changed: before each trade (the book the trade met, which MBP and TBBO records carry) and
-after the last record of each event (flag ``F_LAST``: the records of one event are applied together). Nothing
-raises on bad data: a record that cannot be used is a :class:`Reject` (source ``dbn``), one of ``undefined_price``,
-``invalid_size``, ``unknown_side``, ``unknown_action``, ``unknown_instrument``, ``unsupported_record`` (a schema
-not read here), ``vendor_error`` (an ErrorMsg) and, from the MBO book, ``order_without_side``, ``duplicate_order``,
-``unknown_order``, ``modify_changes_side``; bytes the decoder refuses are ``undecodable`` (the records of the same
-8 KiB chunk before the damage are lost with it) and a partial last record ``truncated``. Several files are merged
-by ``ts_recv``, the files' order breaking ties. At the end of each file one log line,
-``order_flow.dbn_file_read``, gives the counts (:class:`DbnCounts`).
+after the last record of each event (flag ``F_LAST``: the records of one event are applied together). Nothing raises
+on bad data: a record that cannot be used is a :class:`Reject` (source ``dbn``), one of ``undefined_price``,
+``invalid_price``, ``invalid_size``, ``unknown_side``, ``unknown_action``, ``unknown_instrument``,
+``unsupported_record`` (a schema not read here), ``vendor_error`` (an ErrorMsg) and, from the MBO book,
+``order_without_side``, ``duplicate_order``, ``unknown_order``, ``modify_changes_side``; bytes the decoder refuses
+are ``undecodable`` (the records of the same 8 KiB chunk before the damage are lost with it) and a partial last
+record ``truncated``. Several files are merged by ``ts_recv``, the files' order breaking ties. At the end of each
+file one log line, ``order_flow.dbn_file_read``, gives the counts (:class:`DbnCounts`).
 """
 
 from __future__ import annotations
@@ -172,6 +172,7 @@ class _FileReader:
         self.resolved: dict[int, tuple[int, int, str]] = {}
         self.only_symbol = ""
         self.shown: dict[int, Any] = {}  # instrument → the last book ((bids, asks)) or quote level shown
+        self.halted: set[int] = set()  # instruments a status record halted: only their TRADING is a resumption
         self.raw_levels: dict[int, bytes] = {}
         self.books: dict[int, OrderBook] = {}
         self.handlers = {
@@ -328,8 +329,14 @@ class _FileReader:
         return items
 
     def _status(self, record: Any, symbol: str) -> list[Item]:
+        """A halt, or the resumption of a halted instrument (a TRADING status of one that was trading says nothing:
+        reporting it would reset the detector's windows for no reason)."""
         action = int(record.action)
-        if action not in _HALTED and action != _TRADING:
+        if action in _HALTED:
+            self.halted.add(record.instrument_id)
+        elif action == _TRADING and record.instrument_id in self.halted:
+            self.halted.discard(record.instrument_id)
+        else:
             return []
         self.counts.statuses += 1
         return [

@@ -62,7 +62,7 @@ forty attributes."""
 
 
 def reject(code: str, name: str, record: Any, detail: str) -> Reject:
-    """A record refused: ``where`` is ``<file>:<ts_event>``."""
+    """A record refused, where it was: ``<name>:<ts_event>`` (``name``: the file, or the live source)."""
     return Reject(SOURCE, code, f"{name}:{record.ts_event}", detail[:200])
 
 
@@ -77,6 +77,8 @@ def trade_event(record: Any, symbol: str, name: str) -> Trade | Reject:
     price, size = record.price, record.size
     if price == UNDEF_PRICE:
         return reject("undefined_price", name, record, "trade without a price")
+    if price <= 0:
+        return reject("invalid_price", name, record, f"trade at {price} nano-dollars")
     if size <= 0:
         return reject("invalid_size", name, record, f"trade of {size} shares")
     sides = AGGRESSORS.get(record.side)

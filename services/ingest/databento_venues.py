@@ -45,9 +45,9 @@ VENUE_EXCHANGES: dict[str, tuple[int, int]] = {
     "XPSX": (17, 0),
     "BATY": (18, 0),
     "BATS": (19, 0),
-    "LTSE": (20, 0),
+    "LTSE": (14, 0),
+    "EPRL": (20, 0),
     "MEMX": (21, 0),
-    "EPRL": (22, 0),
 }
 
 

@@ -30,7 +30,7 @@ class ClientClasses(NamedTuple):
     auth_error: type[Exception]
 
 
-def client_classes(name: str) -> ClientClasses:
+def client_classes(name: PolygonClientName) -> ClientClasses:
     """The classes of the client ``name`` (``massive`` or ``polygon-api-client``)."""
     package = importlib.import_module(PACKAGES[name])
     exceptions = importlib.import_module(f"{PACKAGES[name]}.exceptions")

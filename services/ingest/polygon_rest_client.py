@@ -33,7 +33,7 @@ import urllib3
 
 from orderflow_client.errors import OrderflowError
 from orderflow_client.logs import get_logger
-from services.ingest.polygon_clients import client_classes
+from services.ingest.polygon_clients import PolygonClientName, client_classes
 from shared.conditions import ConditionTable
 
 RETRYABLE_STATUSES = frozenset({408, 413, 429, 499, 500, 502, 503, 504})
@@ -85,7 +85,7 @@ class PolygonRest:
         api_key: str,
         base_url: str = "https://api.massive.com",
         *,
-        client: str = "massive",
+        client: PolygonClientName = "massive",
         connect_timeout: float = 3.0,
         read_timeout: float = 10.0,
         attempts: int = 6,

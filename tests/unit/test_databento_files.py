@@ -41,7 +41,7 @@ from orderflow_client.wire import BookUpdate, FeedStatus, Quote, Trade
 from services.ingest.databento_book import OrderBook
 from services.ingest.databento_files import DbnCounts, read_dbn
 from services.ingest.databento_records import LEVELS_START, mbp10_levels
-from services.ingest.databento_venues import PUBLISHER_VENUES, venue_of
+from services.ingest.databento_venues import PUBLISHER_VENUES, VENUE_EXCHANGES, venue_of
 from services.ingest.rejects import Reject
 from services.ingest.sources import detect_format, read_events
 
@@ -171,18 +171,21 @@ def test_side_n_is_left_to_inference_and_counted(tmp_path):
     assert (counts.trades, counts.trades_without_side, counts.rejects) == (3, 2, 0)
 
 
-def test_undefined_price_zero_size_and_unknown_side_are_rejects(tmp_path):
+def test_undefined_or_non_positive_price_zero_size_and_unknown_side_are_rejects(tmp_path):
     counts = DbnCounts()
     unknown_side = Raw(patched(trade(ASK, sequence=4), 29, b"X"))  # side is the byte after action (28)
     records = [trade(price=UNDEF_PRICE), trade(size=0, sequence=2), trade(sequence=3), unknown_side]
+    records += [trade(price=0, sequence=5), trade(price=-1, sequence=6)]
     events = read(write_dbn(tmp_path / "t.dbn", records), counts=counts)
     assert [event.code for event in events if isinstance(event, Reject)] == [
         "undefined_price",
         "invalid_size",
         "unknown_side",
+        "invalid_price",
+        "invalid_price",
     ]
     assert [event.sequence for event in events if isinstance(event, Trade)] == [3]
-    assert counts.rejects == 3 and counts.records == 4
+    assert counts.rejects == 5 and counts.records == 6
 
 
 def test_a_bad_receive_time_falls_back_to_the_event_time(tmp_path):
@@ -319,14 +322,16 @@ def test_the_order_book_keeps_ids_and_time_priority():
 # --- status, other records, damaged files ---------------------------------------------------------------------
 def test_halts_and_resumptions_become_statuses(tmp_path):
     records = [
+        StatusMsg(XNAS, AAPL, T0 - 2, T0 - 2, action=StatusAction(7)),  # trading, never halted: says nothing
         StatusMsg(XNAS, AAPL, T0, T0, action=StatusAction(8)),
         StatusMsg(XNAS, AAPL, T0 + 1, T0 + 1, action=StatusAction(14)),  # a short-sale restriction: not a halt
         StatusMsg(XNAS, AAPL, T0 + 2, T0 + 2, action=StatusAction(7)),
+        StatusMsg(XNAS, AAPL, T0 + 3, T0 + 3, action=StatusAction(7)),  # trading again: already resumed
     ]
     events = read(write_dbn(tmp_path / "s.dbn", records, schema="status"))
-    assert [(type(event), event.state, event.symbols) for event in events] == [
-        (FeedStatus, "trading_halted", ("AAPL",)),
-        (FeedStatus, "trading_resumed", ("AAPL",)),
+    assert [(type(event), event.state, event.symbols, event.ts_event) for event in events] == [
+        (FeedStatus, "trading_halted", ("AAPL",), T0),
+        (FeedStatus, "trading_resumed", ("AAPL",), T0 + 2),
     ]
 
 
@@ -385,6 +390,16 @@ def test_the_venue_table_mirrors_databentos_publishers():
     for publisher_id, venue in PUBLISHER_VENUES.items():
         assert Publisher.from_int(publisher_id).venue.value == venue, publisher_id
     assert venue_of(2) == ("XNAS", 12, 0) and venue_of(68) == ("FINN", 4, 202) and venue_of(1) == ("", 0, 0)
+
+
+def test_each_venue_has_its_polygon_exchange_id():
+    """Polygon's (Massive's) exchange ids, as its ``/v3/reference/exchanges`` lists them, so a Databento print names
+    the same exchange a Polygon print of the same venue does (the condition and venue rules key on them)."""
+    polygon_ids = {
+        "XASE": 1, "XBOS": 2, "XCIS": 3, "EDGA": 7, "EDGX": 8, "XCHI": 9, "XNYS": 10, "ARCX": 11, "XNAS": 12,
+        "LTSE": 14, "IEXG": 15, "XPSX": 17, "BATY": 18, "BATS": 19, "EPRL": 20, "MEMX": 21,
+    }  # fmt: skip
+    assert {venue: exchange for venue, (exchange, _trf) in VENUE_EXCHANGES.items() if venue[:3] != "FIN"} == polygon_ids
 
 
 # --- any records: no exception, every reject counted ----------------------------------------------------------
