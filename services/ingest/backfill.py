@@ -6,6 +6,20 @@ A gap is detected three ways: the socket was lost (from its last frame to the fi
 the status stream and every subscribed symbol's stream; then, for the first two, the trades of the interval come from
 REST ``/v3/trades/{symbol}`` (``timestamp.gte``/``lte`` in ns, ascending), page by page, deduplicated against what
 the socket delivered and published with ``backfilled=True``. A stop ends a backfill at once, even mid-request.
+
+With the Databento source the trades come from Databento's historical API instead
+(:mod:`services.ingest.databento_history`: one ``timeseries.get_range`` request, schema ``trades``, for every subscribed
+symbol over the gap, from ``BACKFILL_OVERLAP_NS`` before it), read and published batch by batch, deduplicated the same
+way (a print's identity is its venue's ``sequence``, the same in the live and the historical records); then a status
+says what became of the gap::
+
+    FeedStatus(source="databento", state="connected", code="backfilled", symbols=("AMZN",),
+               gap_start_ns=1781011800125000000, gap_end_ns=1781011803400000000,
+               detail="gap backfilled from Databento's historical API: 12 trades")
+
+``code`` ``backfill_failed`` (the API refused or stayed unavailable: the gap stays a gap, its detail says why) or
+``backfill_stopped`` (ingest stopped first). The state is ``connected``, not ``gap``: a second gap would make the
+detector drop the windows the backfilled trades just filled.
 """
 
 from __future__ import annotations
@@ -13,11 +27,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from orderflow_client import logs
 from orderflow_client.timestamps import now_ns, ns_to_utc_iso
+from services.ingest.databento_history import DatabentoHistorical, HistoricalError, TradeBatch
 from services.ingest.normalise import Normaliser
 from services.ingest.polygon_rest_client import PolygonRest, RestError
 from services.ingest.polygon_rest_parse import parse_trades_page
@@ -27,6 +42,10 @@ from shared import service_metrics
 
 log = logs.get_logger(__name__)
 BACKFILL_PAGE_TRADES = 50_000  # trades per REST page (Polygon's maximum): what a backfill holds at once
+BACKFILL_OVERLAP_NS = 1_000_000_000
+"""A Databento backfill asks from this long (ns) before the gap: Databento's capture time of a record is not our
+receive time, so the overlap keeps a print at the gap's edge from being lost; what live already published there is
+dropped as a duplicate."""
 
 
 def _off_loop(function: Callable[[], Any]) -> asyncio.Future[Any]:
@@ -62,18 +81,24 @@ class Backfill:
         rest: PolygonRest | None,
         *,
         symbols: Callable[[], list[str]],
+        history: DatabentoHistorical | None = None,
     ) -> None:
+        """``rest``: Polygon's REST (its gaps' trades); ``history``: Databento's historical API (the Databento
+        source's); neither: gaps are reported only."""
         self.publisher = publisher
         self.normaliser = normaliser
         self.stats = stats
         self.rest = rest
+        self.history = history
         self.symbols = symbols
         self.gap_start: int | None = None  # the socket's last frame (ns) while it is lost: an open gap
 
     async def close_gap(self, start: int, end: int, reason: str, stop: asyncio.Event) -> None:
         """Report a gap, then publish the trades it hid (REST), before live data goes on."""
         await self.publisher.report_gap(start, end, reason)
-        if self.rest is not None:
+        if self.history is not None:
+            await self.fill_from_history(self.history, start, end, stop)
+        elif self.rest is not None:
             for symbol in self.symbols():
                 await self.fill(self.rest, symbol, start, end, stop)
 
@@ -124,3 +149,73 @@ class Backfill:
             code="shutdown",
             detail="ingest stopped: the rest of the gap stays unfilled (it was reported as a gap)",
         )
+
+    async def fill_from_history(self, history: DatabentoHistorical, start: int, end: int, stop: asyncio.Event) -> None:
+        """Publish the trades a gap hid from Databento's historical API (one request for every subscribed symbol,
+        over ``[start - BACKFILL_OVERLAP_NS, end]``), batch by batch as the reply is read, then a status saying
+        whether the gap was backfilled. A stop ends it at once, even mid-request."""
+        symbols = self.symbols()
+        if not symbols:
+            return
+        batches = history.trades(symbols, max(0, start - BACKFILL_OVERLAP_NS), end + 1)
+        published, gap = 0, {"gap_start": ns_to_utc_iso(start), "gap_end": ns_to_utc_iso(end)}
+        while True:
+            try:
+                batch: TradeBatch | None = await _next_unless_stopped(batches, stop)
+            except HistoricalError as error:
+                log.error(
+                    "order_flow.backfill_failed",
+                    source="databento",
+                    symbols=symbols,
+                    code=error.code,
+                    status=error.status,
+                    reason=str(error)[:300],
+                    published=published,
+                    **gap,
+                )
+                detail = f"gap not backfilled ({published} trades before the failure): {str(error)[:200]}"
+                await self._history_status("backfill_failed", detail, start, end, symbols)
+                return
+            except _Stopped:
+                log.warning("order_flow.backfill_stopped", source="databento", symbols=symbols, published=published)
+                await self._history_status(
+                    "backfill_stopped", f"ingest stopped: gap not backfilled ({published} trades)", start, end, symbols
+                )
+                return
+            if batch is None:
+                log.info("order_flow.backfilled", source="databento", symbols=symbols, trades=published, **gap)
+                detail = f"gap backfilled from Databento's historical API: {published} trades"
+                await self._history_status("backfilled", detail, start, end, symbols)
+                return
+            for reject in batch.rejects:
+                self.stats.rejects.add(reject)
+            trades = [
+                normalised for trade in batch.trades if (normalised := self.normaliser.process(trade)) is not None
+            ]
+            await self.publisher.publish_events(trades)
+            published += len(trades)
+            self.stats.backfilled += len(trades)
+            service_metrics.BACKFILLED_TRADES.inc(len(trades))
+
+    async def _history_status(self, code: str, detail: str, start: int, end: int, symbols: list[str]) -> None:
+        self.stats.statuses.append(code)
+        await self.publisher.publish_status("connected", code, detail, start, end, tuple(symbols))
+
+
+class _Stopped(Exception):
+    """Ingest stopped while a blocking call was under way."""
+
+
+async def _next_unless_stopped(items: Iterator[Any], stop: asyncio.Event) -> Any:
+    """``next(items, None)`` in a daemon thread (a request can take a minute to give up); :class:`_Stopped` at once
+    when ``stop`` is set first (the call is left to its thread)."""
+    if stop.is_set():
+        raise _Stopped
+    fetching = _off_loop(lambda: next(items, None))
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not fetching.done():
+        fetching.cancel()
+        raise _Stopped
+    return fetching.result()

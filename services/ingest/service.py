@@ -5,7 +5,8 @@
 * the **feed** keeps one connection open, reconnecting with backoff, and puts each frame, stamped, in the bounded
   **inbox** (:mod:`services.ingest.inbox`): Polygon's WebSocket (:mod:`services.ingest.feed`), or with
   ``data_source=databento`` the official Databento Live client (:mod:`services.ingest.databento_feed`: chunks of
-  DBN records, parsed by :mod:`services.ingest.databento_live`; its gaps are reported, not backfilled);
+  DBN records, parsed by :mod:`services.ingest.databento_live`; its gaps backfilled from Databento's historical API
+  when a :class:`~services.ingest.databento_history.DatabentoHistorical` is given);
 * the **pipeline** (:mod:`services.ingest.pipeline`) parses, deduplicates, classifies and publishes the frames in
   batches through the one **publisher** (:mod:`services.ingest.publisher`, which rides out Redis outages), and after
   a disconnect or an overflow reports the gap and publishes the trades it hid (:mod:`services.ingest.backfill`);
@@ -29,6 +30,7 @@ from orderflow_client.bus.connection import Bus
 from orderflow_client.positions import PositionRegistry
 from services.ingest.backfill import Backfill
 from services.ingest.capture import CaptureRecorder
+from services.ingest.databento_history import DatabentoHistorical
 from services.ingest.feed import PolygonFeed
 from services.ingest.inbox import Inbox
 from services.ingest.normalise import Normaliser
@@ -57,6 +59,7 @@ class IngestService:
         *,
         api_key: str,
         rest: PolygonRest | None = None,
+        history: DatabentoHistorical | None = None,
         conditions: ConditionTable | None = None,
         record: Path | None = None,
         market_hours_only: bool = True,
@@ -65,6 +68,7 @@ class IngestService:
         latency_sink: list[float] | None = None,
     ) -> None:
         """``api_key``: the source's (Polygon's or Databento's); ``rest``: backfills gaps when given (Polygon);
+        ``history``: backfills gaps when given (Databento's historical API, the Databento source);
         ``record``: every frame is recorded to ``<record>-YYYY-MM-DD.capture`` (Polygon only: ValueError with
         Databento); ``latency_sink``: benchmarks collect receive → on the stream, per event, in ms."""
         databento = config.data_source == "databento"
@@ -90,6 +94,7 @@ class IngestService:
             self.stats,
             None if databento else rest,
             symbols=lambda: self.subscriptions.symbols,
+            history=history if databento else None,
         )
         parser = None
         feed_class: type[PolygonFeed] | type[DatabentoFeed] = PolygonFeed
