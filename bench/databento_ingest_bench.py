@@ -54,7 +54,7 @@ async def run(url: str, schema: str, speed: float, seconds: float) -> tuple[int,
     port_out = context.Queue()
     gateway = context.Process(target=_serve, args=(schema, speed, port_out), daemon=True)
     gateway.start()
-    port, records = port_out.get(timeout=300)
+    port, records = await asyncio.to_thread(port_out.get, timeout=300)  # the gateway loads its market first
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     config = OrderFlowConfig(
         key_prefix=prefix,
@@ -71,29 +71,45 @@ async def run(url: str, schema: str, speed: float, seconds: float) -> tuple[int,
     stop = asyncio.Event()
     task = asyncio.ensure_future(service.run(stop))
     try:
-        deadline = time.monotonic() + 60
-        while service.stats.events == 0:
-            if time.monotonic() > deadline or task.done():
-                raise RuntimeError("ingest published nothing within 60 s")
-            await asyncio.sleep(0.001)
-        started, start_events, start_cpu = time.perf_counter(), service.stats.events, time.process_time()
-        latencies.clear()
-        last, last_change = service.stats.events, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            await asyncio.sleep(0.05)
-            if service.stats.events != last:
-                last, last_change = service.stats.events, time.perf_counter()
-            elif time.perf_counter() - last_change > 1.0:
-                break  # the day is over
-        events, elapsed, cpu = last - start_events, last_change - started, time.process_time() - start_cpu
-        stop.set()
-        await asyncio.wait_for(task, 20)
-        return events, elapsed, list(latencies), records, cpu
+        return await _measure(service, task, stop, latencies, seconds, records)
     finally:
+        stop.set()
+        if not task.done():
+            await asyncio.wait({task}, timeout=20)
         gateway.terminate()
+        gateway.join(10)
         async for key in bus.client.scan_iter(match=f"{prefix}:*"):
             await bus.client.delete(key)
         await bus.close()
+
+
+async def _measure(
+    service: IngestService,
+    task: asyncio.Future,
+    stop: asyncio.Event,
+    latencies: list[float],
+    seconds: float,
+    records: int,
+) -> tuple[int, float, list[float], int, float]:
+    """From the first event published until the streams stop growing (the day is over) or ``seconds`` pass."""
+    deadline = time.monotonic() + 60
+    while service.stats.events == 0:
+        if time.monotonic() > deadline or task.done():
+            raise RuntimeError("ingest published nothing within 60 s")
+        await asyncio.sleep(0.001)
+    started, start_events, start_cpu = time.perf_counter(), service.stats.events, time.process_time()
+    latencies.clear()
+    last, last_change = service.stats.events, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        await asyncio.sleep(0.05)
+        if service.stats.events != last:
+            last, last_change = service.stats.events, time.perf_counter()
+        elif time.perf_counter() - last_change > 1.0:
+            break  # the day is over
+    events, elapsed, cpu = last - start_events, last_change - started, time.process_time() - start_cpu
+    stop.set()
+    await asyncio.wait_for(task, 20)
+    return events, elapsed, list(latencies), records, cpu
 
 
 def main() -> None:
