@@ -195,6 +195,15 @@ class OrderFlowConfig(BaseSettings):
         description="host[:port] of the Databento Live gateway; empty: the client's own for the dataset (a local "
         "gateway such as orderflow simulate-databento for tests).",
     )
+    databento_historical_url: str = Field(
+        "https://hist.databento.com",
+        pattern=r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?/?$",
+        description="Base URL of Databento's historical API, from which a live gap's trades are backfilled "
+        "(timeseries.get_range); a local stand-in for tests.",
+    )
+    databento_historical_requests_per_minute: float = Field(
+        600.0, gt=0, le=6_000, description="Client-side cap on requests to Databento's historical API."
+    )
     polygon_client: Literal["massive", "polygon-api-client"] = Field(
         "massive",
         description="The Python client ingest and calibrate speak to Polygon/Massive through: massive (Massive's "

@@ -1,8 +1,9 @@
 """``orderflow ingest`` with ``ORDER_FLOW_DATA_SOURCE=databento``: Databento Live onto the streams.
 
 The same service as the Polygon source (:mod:`services.ingest.service`, which picks the feed by
-``config.data_source``), without REST: no condition table to fetch (Databento's trades carry no condition codes) and
-no backfill (a gap is reported, not filled). Exit codes as for Polygon: 2 when ``DATABENTO_API_KEY`` is missing or
+``config.data_source``), without Polygon's REST: no condition table to fetch (Databento's trades carry no condition
+codes); a gap's trades are backfilled from Databento's historical API (:mod:`services.ingest.databento_history`,
+``ORDER_FLOW_DATABENTO_HISTORICAL_URL``). Exit codes as for Polygon: 2 when ``DATABENTO_API_KEY`` is missing or
 ``--record`` is given (it records Polygon frames), 3 when Redis stays unreachable, 5 when Databento refuses the key.
 """
 
@@ -27,6 +28,7 @@ from shared.config import OrderFlowConfig
 def ingest_databento(config: OrderFlowConfig, record: Path | None) -> None:
     """Run live ingest from Databento until SIGTERM/SIGINT (exit codes: the module docstring)."""
     from orderflow_client.logs import get_logger
+    from services.ingest.databento_history import DatabentoHistorical
     from services.ingest.feed import FeedAuthError
     from services.ingest.service import IngestService
 
@@ -46,7 +48,13 @@ def ingest_databento(config: OrderFlowConfig, record: Path | None) -> None:
     async def run() -> None:
         bus = await connect_bus(config)
         stop = stop_on_signals()
-        service = IngestService(config, bus, api_key=api_key)
+        history = DatabentoHistorical(
+            api_key,
+            config.databento_historical_url,
+            dataset=config.databento_dataset,
+            requests_per_minute=config.databento_historical_requests_per_minute,
+        )
+        service = IngestService(config, bus, api_key=api_key, history=history)
         log.info(
             "order_flow.ingest_started",
             source="databento",
@@ -58,6 +66,7 @@ def ingest_databento(config: OrderFlowConfig, record: Path | None) -> None:
         try:
             stats = await service.run(stop)
         finally:
+            history.close()
             await bus.close()
         log.info(
             "order_flow.ingest_stopped",
@@ -67,6 +76,7 @@ def ingest_databento(config: OrderFlowConfig, record: Path | None) -> None:
             trades_without_side=stats.trades_without_side,
             reconnects=stats.reconnects,
             gaps=stats.gaps,
+            backfilled=stats.backfilled,
             dropped_frames=stats.dropped_frames,
             rejects=stats.rejects.total,
             rejects_by_code=dict(stats.rejects.by_code),

@@ -212,3 +212,38 @@ async def test_the_stand_in_answers_the_played_trades_with_their_live_times(gate
     assert all(t.backfilled and t.symbol == "AMZN" and t.side in ("buy", "sell") for t in trades)
     origin = gateway.due_ns(0, gateway.market.records[0].ts_index)
     assert origin <= trades[0].ts_event < trades[-1].ts_event < now  # the clock's times, not 2012's
+
+
+async def test_the_command_backfills_through_the_historical_url_setting(
+    gateway, history_server, redis_url, key_prefix, tmp_path
+):
+    """`orderflow ingest` with ORDER_FLOW_DATA_SOURCE=databento, a drop, and the gap's trades from the stand-in named by
+    ORDER_FLOW_DATABENTO_HISTORICAL_URL: the command wires the backfill as the service tests do."""
+    import signal
+
+    from tests.support.cli import redis_environment, start_orderflow
+
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    await PositionRegistry(bus).open("AMZN", quantity=100, entry_price="220.00")
+    environment = redis_environment(
+        redis_url,
+        key_prefix,
+        tmp_path,
+        ORDER_FLOW_DATA_SOURCE="databento",
+        DATABENTO_API_KEY=KEY,
+        ORDER_FLOW_DATABENTO_GATEWAY=f"127.0.0.1:{gateway.port}",
+        ORDER_FLOW_DATABENTO_HISTORICAL_URL=history_server.url,
+        ORDER_FLOW_THRESHOLD_MODE="adaptive",
+    )
+    ingest = start_orderflow("ingest", env=environment)
+    try:
+        await wait_for_async(lambda: trades_after(bus, 0), timeout=30, what="AMZN's first trades")
+        await asyncio.sleep(1.5)
+        assert gateway.drop_connections("reset") == 1
+        await wait_for_async(lambda: status_with(bus, "backfilled"), timeout=30, what="the backfilled status")
+        ingest.send_signal(signal.SIGTERM)
+        ingest.expect_exit(0, timeout=20)
+    finally:
+        ingest.stop_if_running()
+    assert any(isinstance(e, Trade) and e.backfilled for e in await market_stream_events(bus, "AMZN"))
+    await bus.close()
