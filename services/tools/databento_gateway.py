@@ -106,6 +106,10 @@ class DatabentoGateway:
             session.writer.transport.abort()  # each session then reads the end of its stream and finishes
         if self._connections:
             await asyncio.wait(list(self._connections), timeout=5)
+        late = list(self._connections)  # a session that did not finish within 5 s is cancelled, then awaited
+        for connection in late:
+            connection.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
 

@@ -99,16 +99,25 @@ class GatewaySession:
                 )
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                await task
-        if self.refused and not self.writer.is_closing() and self.writer.can_write_eof():
-            await self._linger()
-        self.writer.close()
-        with contextlib.suppress(ConnectionError):
-            await self.writer.wait_closed()
+        """Cancel the session's tasks and close its socket in any case; a task that failed otherwise than by the
+        connection's end is logged (``order_flow.databento_gateway_session_failed``)."""
+        try:
+            for task in self.tasks:
+                task.cancel()
+            for outcome in await asyncio.gather(*self.tasks, return_exceptions=True):
+                if isinstance(outcome, Exception) and not isinstance(outcome, ConnectionError):
+                    log.error(
+                        "order_flow.databento_gateway_session_failed",
+                        code="internal_error",
+                        session_id=self.session_id,
+                        error=f"{type(outcome).__name__}: {str(outcome)[:300]}",
+                    )
+            if self.refused and not self.writer.is_closing() and self.writer.can_write_eof():
+                await self._linger()
+        finally:
+            self.writer.close()
+            with contextlib.suppress(ConnectionError):
+                await self.writer.wait_closed()
 
     async def _linger(self) -> None:
         """After a refusal, half-close and read what the client still sends (for a second at most) before closing:
