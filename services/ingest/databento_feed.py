@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from services.ingest.databento_live import RecordChunk
 from services.ingest.feed import FeedAuthError
 from services.ingest.inbox import Inbox
 from services.ingest.publisher import StreamPublisher
+from services.ingest.reconnect import ReconnectBackoff
 from services.ingest.stats import IngestStats
 from services.ingest.subscriptions import Subscriptions
 from shared import service_metrics
@@ -213,7 +213,7 @@ class DatabentoFeed:
     async def _connect_forever(self, stop: asyncio.Event) -> None:
         from databento.common.error import BentoError
 
-        failures = 0
+        backoff = ReconnectBackoff(self.backoff_cap)
         while not stop.is_set():
             symbols = self.subscriptions.symbols
             if not symbols:  # no position: no connection
@@ -255,9 +255,7 @@ class DatabentoFeed:
                 self.inbox.put_disconnected(self.last_record_ns, reason.split(":", 1)[0])
             if stop.is_set():
                 return
-            failures = 0 if was_connected and time.time_ns() - started > 5e9 else failures + 1
-            delay = min(self.backoff_cap, 0.25 * 2 ** min(failures, 10))
-            delay = random.uniform(delay / 2, delay)
+            delay = backoff.after_drop(was_connected=was_connected, lasted_ns=time.time_ns() - started)
             self.stats.reconnects += 1
             service_metrics.FEED_RECONNECTS.inc()
             log.warning(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 
 from orderflow_client import logs
@@ -22,6 +21,7 @@ from orderflow_client.timestamps import now_ns
 from services.ingest.inbox import Inbox
 from services.ingest.polygon_clients import client_classes
 from services.ingest.publisher import StreamPublisher
+from services.ingest.reconnect import ReconnectBackoff
 from services.ingest.stats import IngestStats
 from services.ingest.subscriptions import Subscriptions
 from shared import service_metrics
@@ -76,6 +76,23 @@ class PolygonFeed:
             self.stats.dropped_frames += 1
             service_metrics.INGEST_QUEUE_DROPPED.inc()
 
+    async def _watch(self, connection: asyncio.Future[None], stop: asyncio.Event) -> str:
+        """Until the connection ends (``closed``), ``stop`` is set (``stop``) or the watchdog trips
+        (``watchdog_silence``, said on the status stream): why the connection is to end."""
+        while not connection.done():
+            await asyncio.wait({connection}, timeout=0.5)
+            if stop.is_set():
+                return "stop"
+            silent = (time.time_ns() - self.last_frame_ns) / 1e9
+            if silent > self.config.watchdog_seconds and self._market_open():
+                log.warning(
+                    "order_flow.feed_watchdog", silent_seconds=round(silent, 1), symbols=self.subscriptions.symbols
+                )
+                self.stats.statuses.append("watchdog_silence")
+                await self.publisher.publish_status("watchdog_silence", "feed_silent", f"no frame for {silent:.0f} s")
+                return "watchdog_silence"
+        return "closed"
+
     def _market_open(self) -> bool:
         return not self.market_hours_only or self.sessions.session(now_ns()) != "closed"
 
@@ -90,7 +107,7 @@ class PolygonFeed:
             self.inbox.wake()
 
     async def _connect_forever(self, stop: asyncio.Event) -> None:
-        failures = 0
+        backoff = ReconnectBackoff(self.backoff_cap)
         classes = client_classes(self.config.polygon_client)
         while not stop.is_set():
             client = classes.websocket(
@@ -106,31 +123,19 @@ class PolygonFeed:
             started = time.time_ns()
             self.last_frame_ns = started
             connection = asyncio.ensure_future(client.connect(self.receive, max_size=None))
-            reason = "closed"
-            while not connection.done():
-                await asyncio.wait({connection}, timeout=0.5)
-                if stop.is_set():
-                    reason = "stop"
-                    break
-                silent = (time.time_ns() - self.last_frame_ns) / 1e9
-                if silent > self.config.watchdog_seconds and self._market_open():
-                    reason = "watchdog_silence"
-                    log.warning(
-                        "order_flow.feed_watchdog", silent_seconds=round(silent, 1), symbols=self.subscriptions.symbols
-                    )
-                    self.stats.statuses.append("watchdog_silence")
-                    await self.publisher.publish_status(
-                        "watchdog_silence", "feed_silent", f"no frame for {silent:.0f} s"
-                    )
-                    break
-            if not connection.done():
-                connection.cancel()
-                with contextlib.suppress(Exception):  # closing a half-open socket: nothing more to do
-                    await client.close()
+            try:
+                reason = await self._watch(connection, stop)
+            finally:  # also when this task is cancelled: the socket never outlives the feed
+                if not connection.done():
+                    connection.cancel()
+                    with contextlib.suppress(Exception):  # closing a half-open socket: nothing more to do
+                        await client.close()
             try:
                 await connection
             except asyncio.CancelledError:
-                pass
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():  # this task is being cancelled, not the connection
+                    raise
             except classes.auth_error:
                 self.auth_error = FeedAuthError("Polygon rejected the API key (auth_failed): check POLYGON_API_KEY")
                 service_metrics.FEED_CONNECTED.set(0)
@@ -146,9 +151,7 @@ class PolygonFeed:
                 self.inbox.put_disconnected(self.last_frame_ns, reason)
             if stop.is_set():
                 return
-            failures = 0 if was_connected and time.time_ns() - started > 5e9 else failures + 1
-            delay = min(self.backoff_cap, 0.25 * 2 ** min(failures, 10))
-            delay = random.uniform(delay / 2, delay)
+            delay = backoff.after_drop(was_connected=was_connected, lasted_ns=time.time_ns() - started)
             self.stats.reconnects += 1
             service_metrics.FEED_RECONNECTS.inc()
             log.warning(

@@ -575,3 +575,20 @@ async def test_a_dead_publisher_ends_ingest_at_once_instead_of_leaving_it_half_a
         assert time.monotonic() - started < 3 and stop.is_set()
     finally:
         await bus.close()
+
+
+async def test_a_cancelled_feed_ends_cancelled_and_closes_its_socket(simulator, redis_url, key_prefix):
+    """Cancelling the feed's task (not a stop) propagates: the task ends cancelled, not swallowed into a reconnect,
+    and the socket it held is closed."""
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
+    service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY)
+    await service.follower.reconcile()
+    feed = asyncio.ensure_future(service.feed.run(asyncio.Event()))
+    await wait_for_async(lambda: service.feed.connected, what="the feed connected")
+    feed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(feed, timeout=5)
+    await wait_for_async(lambda: not any(client.authenticated for client in simulator.clients), what="socket closed")
+    assert service.stats.reconnects == 0
+    await bus.close()
