@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import date, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from orderflow_client.prices import PRICE_SCALE, price_from_scaled
@@ -71,30 +71,51 @@ def describe(path: Path) -> tuple[str, date, int]:
     return match["symbol"], date.fromisoformat(match["day"]), int(match["levels"])
 
 
+class LobsterStreams(NamedTuple):
+    """A LOBSTER day's two files, open for reading (ASCII text, a row a line): ``message_file`` names the message
+    CSV (a zip member's name, for :func:`describe`), ``book_file`` the orderbook CSV."""
+
+    message_file: Path
+    book_file: Path
+    messages: IO[str]
+    books: IO[str]
+
+
+def open_lobster_streams(path: Path, stack: ExitStack) -> LobsterStreams:
+    """Open a LOBSTER zip, or a message CSV with its orderbook CSV beside it, the files closed with ``stack``.
+    ValueError when the zip lacks either CSV or no orderbook CSV is beside the message CSV; OSError when a file
+    cannot be read. For ``LOBSTER_SampleFile_AMZN_2012-06-21_5.zip``: ``message_file`` is
+    ``AMZN_2012-06-21_34200000_57600000_message_5.csv``, ``book_file`` its ``_orderbook_5.csv``."""
+    if zipfile.is_zipfile(path):
+        archive = stack.enter_context(zipfile.ZipFile(path))
+        names = archive.namelist()
+        message_name = next((n for n in names if "_message_" in n and n.endswith(".csv")), None)
+        book_name = next((n for n in names if "_orderbook_" in n and n.endswith(".csv")), None)
+        if message_name is None or book_name is None:
+            raise ValueError(f"{path.name} lacks a message or orderbook CSV")
+        messages: IO[str] = stack.enter_context(io.TextIOWrapper(archive.open(message_name), encoding="ascii"))
+        books: IO[str] = stack.enter_context(io.TextIOWrapper(archive.open(book_name), encoding="ascii"))
+        return LobsterStreams(Path(message_name), Path(book_name), messages, books)
+    book_path = path.with_name(path.name.replace("_message_", "_orderbook_"))
+    if book_path == path:
+        raise ValueError(f"{path.name} is neither a zip nor a LOBSTER message CSV (…_message_<levels>.csv)")
+    if not book_path.exists():
+        raise ValueError(f"no orderbook file {book_path.name} beside {path.name}")
+    messages = stack.enter_context(path.open(encoding="ascii"))
+    books = stack.enter_context(book_path.open(encoding="ascii"))
+    return LobsterStreams(path, book_path, messages, books)
+
+
 def read_lobster(
     path: Path, *, symbol: str | None = None, day: date | None = None
 ) -> Iterator[BookUpdate | Trade | FeedStatus | Reject]:
     """Stream a LOBSTER zip, or a message CSV with its orderbook CSV beside it."""
     with ExitStack() as stack:
-        if zipfile.is_zipfile(path):
-            archive = stack.enter_context(zipfile.ZipFile(path))
-            names = archive.namelist()
-            message_name = next((n for n in names if "_message_" in n and n.endswith(".csv")), None)
-            book_name = next((n for n in names if "_orderbook_" in n and n.endswith(".csv")), None)
-            if message_name is None or book_name is None:
-                yield Reject(SOURCE, "missing_file", path.name, "zip lacks a message or orderbook CSV")
-                return
-            named = Path(message_name)
-            messages: IO[str] = stack.enter_context(io.TextIOWrapper(archive.open(message_name), encoding="ascii"))
-            books: IO[str] = stack.enter_context(io.TextIOWrapper(archive.open(book_name), encoding="ascii"))
-        else:
-            named = path
-            book_path = path.with_name(path.name.replace("_message_", "_orderbook_"))
-            if not book_path.exists():
-                yield Reject(SOURCE, "missing_file", path.name, f"no orderbook file {book_path.name}")
-                return
-            messages = stack.enter_context(path.open(encoding="ascii"))
-            books = stack.enter_context(book_path.open(encoding="ascii"))
+        try:
+            named, _book_file, messages, books = open_lobster_streams(path, stack)
+        except ValueError as error:
+            yield Reject(SOURCE, "missing_file", path.name, str(error))
+            return
         try:
             file_symbol, file_day, _levels = describe(named)
         except ValueError as error:

@@ -7,8 +7,8 @@
   ``SymbolMappingMsg`` in the stream (a recorded live session); its MBO, MBP-1, MBP-10, TBBO and trade records. Other
   records (definitions, statistics, status, …) are left out;
 * a **LOBSTER day** (zip, or message CSV beside its orderbook CSV): records of dataset XNAS.ITCH made by
-  :func:`services.tools.databento_gateway_lobster.lobster_records`, for the schemas asked (MBP-10 and trades by
-  default), its symbol given instrument id ``instrument_id_of(symbol)``.
+  :func:`services.tools.databento_gateway_lobster.lobster_records` (the ``orderflow convert-lobster`` records), for
+  the schemas asked (MBP-10 and trades by default), its symbol given instrument id ``instrument_id_of(symbol)``.
 
 Every record keeps the times it was recorded with; the gateway rewrites them as it sends (``ts_recv`` becomes the
 time it is sent). A market of the AMZN 1-level sample day, MBP-10 and trades: 77,908 records (66,489 and 11,419),
@@ -108,7 +108,10 @@ def _read_lobster(path: Path, schemas: frozenset[str]) -> tuple[str, dict[str, i
     except (ValueError, OSError) as error:
         raise ValueError(f"{path.name} is neither a DBN file (.dbn, .dbn.zst) nor a LOBSTER day: {error}") from None
     instrument_id = instrument_id_of(symbol)
-    records = [_market_record(schema, record) for schema, record in lobster_records(path, instrument_id, schemas)]
+    try:
+        records = [_market_record(schema, record) for schema, record in lobster_records(path, instrument_id, schemas)]
+    except ValueError as error:
+        raise ValueError(f"{path.name}: {error}") from None
     return LOBSTER_DATASET, {symbol: instrument_id}, records
 
 

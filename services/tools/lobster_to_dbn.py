@@ -24,27 +24,27 @@ Mapping, LOBSTER → DBN (one message, e.g. ``34200.189608,4,11885113,21,2238100
     row number (1 = the first message) → sequence, so a trade's id is the one ``--format lobster`` gives it
     the file's symbol                  → instrument_id 1, named in the metadata's symbology (XNAS.ITCH, publisher 2)
 
-``--zstd`` compresses with zstd through ``databento_dbn``'s Transcoder (``.dbn.zst``).
+``--zstd`` compresses with zstd through ``databento_dbn``'s Transcoder (``.dbn.zst``). The records come a row at a
+time from :class:`Mbp10Records`, :class:`TopOfBookRecords` and :class:`services.tools.lobster_to_mbo.MboConverter`,
+for any instrument id: the local Databento gateway replays LOBSTER days with them, each symbol its own id.
+A message file and an orderbook file of different lengths are a ValueError naming both and the row.
 """
 
 from __future__ import annotations
 
-import io
-import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from itertools import zip_longest
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any, cast
 
 from databento_dbn import (
     F_LAST,
     UNDEF_PRICE,
     Action,
     BidAskPair,
-    Compression,
-    Encoding,
     MBP1Msg,
     MBP10Msg,
     Metadata,
@@ -54,12 +54,19 @@ from databento_dbn import (
     StatusMsg,
     SType,
     TradeMsg,
-    Transcoder,
 )
 from databento_dbn.metadata import MappingInterval
 
 from orderflow_client.prices import PRICE_SCALE
-from services.ingest.lobster import EMPTY_LEVEL, describe, midnight_ns, seconds_text_to_ns
+from services.ingest.lobster import (
+    EMPTY_LEVEL,
+    LobsterStreams,
+    describe,
+    midnight_ns,
+    open_lobster_streams,
+    seconds_text_to_ns,
+)
+from services.tools.dbn_writer import DbnWriter, output_name
 
 DATASET = "XNAS.ITCH"
 PUBLISHER_ID = 2  # XNAS.ITCH.XNAS
@@ -124,38 +131,29 @@ class ConversionReport:
 def open_lobster(path: Path, stack: ExitStack, *, symbol: str | None = None, day: date | None = None) -> LobsterDay:
     """Open a LOBSTER zip (or a message CSV with its orderbook CSV beside it) for :class:`LobsterRow` rows;
     ValueError when a file is missing or the name gives no symbol and day (and none are passed)."""
-    if zipfile.is_zipfile(path):
-        archive = stack.enter_context(zipfile.ZipFile(path))
-        names = archive.namelist()
-        message_name = next((n for n in names if "_message_" in n and n.endswith(".csv")), None)
-        book_name = next((n for n in names if "_orderbook_" in n and n.endswith(".csv")), None)
-        if message_name is None or book_name is None:
-            raise ValueError(f"{path.name} lacks a message or orderbook CSV")
-        named = Path(message_name)
-        messages: IO[str] = stack.enter_context(io.TextIOWrapper(archive.open(message_name), encoding="ascii"))
-        books: IO[str] = stack.enter_context(io.TextIOWrapper(archive.open(book_name), encoding="ascii"))
-    else:
-        named = path
-        book_path = path.with_name(path.name.replace("_message_", "_orderbook_"))
-        if not book_path.exists():
-            raise ValueError(f"no orderbook file {book_path.name} beside {path.name}")
-        messages = stack.enter_context(path.open(encoding="ascii"))
-        books = stack.enter_context(book_path.open(encoding="ascii"))
+    streams = open_lobster_streams(path, stack)
     try:
-        file_symbol, file_day, levels = describe(named)
+        file_symbol, file_day, levels = describe(streams.message_file)
     except ValueError:
         if symbol is None or day is None:
             raise
         file_symbol, file_day, levels = symbol, day, 0
     lobster = LobsterDay(symbol or file_symbol, day or file_day, levels, iter(()))
-    lobster.rows = _rows(messages, books, midnight_ns(lobster.day), lobster.invalid_rows)
+    lobster.rows = _rows(streams, midnight_ns(lobster.day), lobster.invalid_rows)
     return lobster
 
 
-def _rows(messages: IO[str], books: IO[str], midnight: int, invalid: list[int]) -> Iterator[LobsterRow]:
+def _rows(streams: LobsterStreams, midnight: int, invalid: list[int]) -> Iterator[LobsterRow]:
+    """The rows; ValueError (naming both files and the row) when one file has a row the other lacks."""
     last_line = ""
     last_book: tuple[Levels, Levels, int] = ((), (), 0)
-    for number, (message, line) in enumerate(zip(messages, books, strict=False), start=1):
+    for number, (message, line) in enumerate(zip_longest(streams.messages, streams.books), start=1):
+        if message is None or line is None:
+            longer, shorter = (streams.book_file, streams.message_file) if message is None else streams[:2]
+            raise ValueError(
+                f"{streams.message_file.name} and {streams.book_file.name} differ in length: "
+                f"row {number} of {longer.name} has no row in {shorter.name}"
+            )
         try:
             time_text, kind, order_id, size, price, direction = message.strip().split(",")
             if line != last_line:
@@ -219,42 +217,6 @@ class _Mapping:
     intervals: Sequence[MappingInterval]
 
 
-class DbnWriter:
-    """Metadata then records into ``path``, zstd-compressed through databento_dbn's Transcoder when ``zstd``;
-    records are buffered and written in blocks."""
-
-    def __init__(self, path: Path, first: Metadata, *, zstd: bool) -> None:
-        self.handle = path.open("wb")
-        self.transcoder = Transcoder(self.handle, Encoding("dbn"), Compression("zstd")) if zstd else None
-        self.pending: list[bytes] = [bytes(first)]
-        self.records = 0
-
-    def add(self, record: Any) -> None:
-        self.pending.append(bytes(record))
-        self.records += 1
-        if len(self.pending) >= 8192:
-            self._flush()
-
-    def _flush(self) -> None:
-        block = b"".join(self.pending)
-        self.pending.clear()
-        if self.transcoder is not None:
-            self.transcoder.write(block)
-        else:
-            self.handle.write(block)
-
-    def close(self) -> None:
-        self._flush()
-        if self.transcoder is not None:
-            self.transcoder.finish()
-        self.handle.close()
-
-
-def output_name(symbol: str, day: date, schema: str, zstd: bool) -> str:
-    """``AMZN_2012-06-21_mbp-10.dbn.zst``"""
-    return f"{symbol}_{day.isoformat()}_{schema}.dbn{'.zst' if zstd else ''}"
-
-
 def book_levels(bids: Levels, asks: Levels) -> list[BidAskPair]:
     """Ten MBP levels from ``(price, size)`` pairs, the missing ones empty (UNDEF_PRICE, size 0)."""
     pairs = []
@@ -277,10 +239,57 @@ def order_side(direction: int) -> Side:
     return BID if direction == 1 else ASK
 
 
-def status(row: LobsterRow) -> StatusMsg:
+def status(row: LobsterRow, instrument_id: int = INSTRUMENT_ID) -> StatusMsg:
     """A halt message (price -1 halt, 0 quoting, 1 trading again) as a StatusMsg."""
     action = _HALT_ACTIONS.get(row.price // _TO_NANO, StatusAction(0))
-    return StatusMsg(PUBLISHER_ID, INSTRUMENT_ID, row.ts_event, row.ts_event, action=action)
+    return StatusMsg(PUBLISHER_ID, instrument_id, row.ts_event, row.ts_event, action=action)
+
+
+class Mbp10Records:
+    """LOBSTER rows → the MBP-10, trade and status records of ``instrument_id``, a row at a time (the mapping in
+    the module docstring; a row's book before it is the previous row's book after)."""
+
+    def __init__(self, instrument_id: int = INSTRUMENT_ID) -> None:
+        self.instrument_id = instrument_id
+        self.previous: list[BidAskPair] | None = None
+        self.previous_key: tuple[Levels, Levels] | None = None
+
+    def records(self, row: LobsterRow) -> list[Any]:
+        key = (row.bids, row.asks)
+        previous = self.previous
+        after = previous if key == self.previous_key and previous is not None else book_levels(row.bids, row.asks)
+        before = after if row.kind in (5, 6) else previous or _UNKNOWN_BOOK  # hidden: the visible book stays
+        self.previous, self.previous_key = after, key
+        return list(_mbp10_records(row, before, after, self.instrument_id))
+
+
+class TopOfBookRecords:
+    """LOBSTER rows → MBP-1 and status records of ``instrument_id``: :class:`Mbp10Records`' records cut to the
+    best level, each print an MBP-1 record (action ``T``, the top it met), side ``N`` when ``sides`` is False."""
+
+    def __init__(self, instrument_id: int = INSTRUMENT_ID, *, sides: bool = True) -> None:
+        self.instrument_id = instrument_id
+        self.sides = sides
+        self.previous = _UNKNOWN_BOOK
+
+    def records(self, row: LobsterRow) -> list[Any]:
+        after = book_levels(row.bids[:1], row.asks[:1])
+        before = after if row.kind in (5, 6) else self.previous
+        self.previous = after
+        records: list[Any] = []
+        for record in _mbp10_records(row, before, after, self.instrument_id):
+            if isinstance(record, TradeMsg):
+                continue  # MBP-1 carries the print itself (action T)
+            if isinstance(record, MBP10Msg):
+                action = cast(Action, record.action)  # an Action at run time (its stub: Action | str)
+                side = cast(Side, record.side) if self.sides or action != TRADE else NO_SIDE
+                top = record.levels[0]  # MBP-1 takes its one level as a BidAskPair at run time (its stub: a list)
+                record = MBP1Msg(
+                    PUBLISHER_ID, self.instrument_id, record.ts_event, record.price, record.size, action, side,
+                    0, record.ts_recv, record.flags, 0, record.sequence, top,  # type: ignore[arg-type]
+                )  # fmt: skip
+            records.append(record)
+        return records
 
 
 def convert_mbp10(lobster: LobsterDay, folder: Path, *, zstd: bool) -> ConversionReport:
@@ -292,19 +301,14 @@ def convert_mbp10(lobster: LobsterDay, folder: Path, *, zstd: bool) -> Conversio
     trades_path = folder / output_name(lobster.symbol, lobster.day, "trades", zstd)
     books = DbnWriter(book_path, metadata(Schema("mbp-10"), lobster.symbol, lobster.day, start), zstd=zstd)
     trades = DbnWriter(trades_path, metadata(Schema("trades"), lobster.symbol, lobster.day, start), zstd=zstd)
+    maker = Mbp10Records()
     try:
-        previous: list[BidAskPair] | None = None
-        previous_key: tuple[Levels, Levels] | None = None
         for row in rows_from(first, lobster.rows):
             report.rows += 1
-            key = (row.bids, row.asks)
-            after = previous if key == previous_key and previous is not None else book_levels(row.bids, row.asks)
-            before = after if row.kind in (5, 6) else previous or _UNKNOWN_BOOK  # hidden: the visible book stays
-            for record in _mbp10_records(row, before, after):
+            for record in maker.records(row):
                 (trades if isinstance(record, TradeMsg) else books).add(record)
                 report.trades += isinstance(record, TradeMsg)
                 report.halts += isinstance(record, StatusMsg)
-            previous, previous_key = after, key
     finally:
         books.close()
         trades.close()
@@ -314,24 +318,24 @@ def convert_mbp10(lobster: LobsterDay, folder: Path, *, zstd: bool) -> Conversio
     return report
 
 
-def _mbp10_records(row: LobsterRow, before: list[BidAskPair], after: list[BidAskPair]) -> Iterator[Any]:
+def _mbp10_records(
+    row: LobsterRow, before: list[BidAskPair], after: list[BidAskPair], instrument: int
+) -> Iterator[Any]:
     ts, number, price, size = row.ts_event, row.number, row.price, row.size
     if row.kind in (4, 5, 6):
         side = aggressor(row.direction) if row.kind != 6 else NO_SIDE
         last = F_LAST if row.kind != 4 else 0
-        yield MBP10Msg(PUBLISHER_ID, INSTRUMENT_ID, ts, price, size, TRADE, side, 0, ts, last, 0, number, before)
-        yield TradeMsg(PUBLISHER_ID, INSTRUMENT_ID, ts, price, size, TRADE, side, 0, ts, F_LAST, 0, number)
+        yield MBP10Msg(PUBLISHER_ID, instrument, ts, price, size, TRADE, side, 0, ts, last, 0, number, before)
+        yield TradeMsg(PUBLISHER_ID, instrument, ts, price, size, TRADE, side, 0, ts, F_LAST, 0, number)
         if row.kind == 4:
             side, depth = order_side(row.direction), _depth(row, before)
-            yield MBP10Msg(
-                PUBLISHER_ID, INSTRUMENT_ID, ts, price, size, CANCEL, side, depth, ts, F_LAST, 0, number, after
-            )
+            yield MBP10Msg(PUBLISHER_ID, instrument, ts, price, size, CANCEL, side, depth, ts, F_LAST, 0, number, after)
     elif row.kind in (1, 2, 3):
         action, side = ADD if row.kind == 1 else CANCEL, order_side(row.direction)
         depth = _depth(row, after if row.kind == 1 else before)
-        yield MBP10Msg(PUBLISHER_ID, INSTRUMENT_ID, ts, price, size, action, side, depth, ts, F_LAST, 0, number, after)
+        yield MBP10Msg(PUBLISHER_ID, instrument, ts, price, size, action, side, depth, ts, F_LAST, 0, number, after)
     elif row.kind == 7:
-        yield status(row)
+        yield status(row, instrument)
 
 
 def convert_top_of_book(lobster: LobsterDay, folder: Path, *, zstd: bool, sides: bool = True) -> ConversionReport:
@@ -345,27 +349,14 @@ def convert_top_of_book(lobster: LobsterDay, folder: Path, *, zstd: bool, sides:
     name = "mbp-1" if sides else "mbp-1-no-sides"
     path = folder / output_name(lobster.symbol, lobster.day, name, zstd)
     tops = DbnWriter(path, metadata(Schema("mbp-1"), lobster.symbol, lobster.day, start), zstd=zstd)
+    maker = TopOfBookRecords(sides=sides)
     try:
-        previous = _UNKNOWN_BOOK
         for row in rows_from(first, lobster.rows):
             report.rows += 1
-            after = book_levels(row.bids[:1], row.asks[:1])
-            before = after if row.kind in (5, 6) else previous
-            for record in _mbp10_records(row, before, after):
-                if isinstance(record, TradeMsg):
-                    continue  # MBP-1 carries the print itself (action T)
-                if isinstance(record, MBP10Msg):
-                    action = cast(Action, record.action)  # an Action at run time (its stub: Action | str)
-                    side = cast(Side, record.side) if sides or action != TRADE else NO_SIDE
-                    top = record.levels[0]  # MBP-1 takes its one level as a BidAskPair at run time (its stub: a list)
-                    record = MBP1Msg(
-                        PUBLISHER_ID, INSTRUMENT_ID, record.ts_event, record.price, record.size, action, side,
-                        0, record.ts_recv, record.flags, 0, record.sequence, top,  # type: ignore[arg-type]
-                    )  # fmt: skip
-                    report.trades += action == TRADE
+            for record in maker.records(row):
+                report.trades += isinstance(record, MBP1Msg) and record.action == TRADE
                 report.halts += isinstance(record, StatusMsg)
                 tops.add(record)
-            previous = after
     finally:
         tops.close()
     report.invalid_rows = len(lobster.invalid_rows)

@@ -37,6 +37,7 @@ from databento_dbn import F_LAST, F_SNAPSHOT, UNDEF_PRICE, Action, MBOMsg, Schem
 
 from services.ingest.databento_book import OrderBook
 from services.ingest.lobster import midnight_ns
+from services.tools.dbn_writer import DbnWriter, output_name
 from services.tools.lobster_to_dbn import (
     ADD,
     ASK,
@@ -49,14 +50,12 @@ from services.tools.lobster_to_dbn import (
     PUBLISHER_ID,
     TRADE,
     ConversionReport,
-    DbnWriter,
     Levels,
     LobsterDay,
     LobsterRow,
     aggressor,
     metadata,
     order_side,
-    output_name,
     rows_from,
     status,
 )
@@ -77,8 +76,7 @@ def convert_mbo(lobster: LobsterDay, folder: Path, *, zstd: bool) -> ConversionR
     writer = DbnWriter(path, metadata(Schema("mbo"), lobster.symbol, lobster.day, start), zstd=zstd)
     converter = MboConverter(report)
     try:
-        writer.add(MBOMsg(PUBLISHER_ID, INSTRUMENT_ID, start, 0, UNDEF_PRICE, 0, CLEAR, NO_SIDE, start,
-                          flags=F_SNAPSHOT))  # fmt: skip
+        writer.add(converter.clear_record(start))
         for row in rows_from(first, lobster.rows):
             report.rows += 1
             for record in converter.records(row):
@@ -93,28 +91,34 @@ def convert_mbo(lobster: LobsterDay, folder: Path, *, zstd: bool) -> ConversionR
 
 class MboConverter:
     """LOBSTER rows → MBO records, keeping the book those records build (:class:`OrderBook`) level with each
-    row's first ``L`` levels (see the module docstring)."""
+    row's first ``L`` levels (see the module docstring); records of ``instrument_id``."""
 
-    def __init__(self, report: ConversionReport) -> None:
+    def __init__(self, report: ConversionReport, instrument_id: int = INSTRUMENT_ID) -> None:
         self.book = OrderBook()
         self.report = report
+        self.instrument_id = instrument_id
         self.next_stand_in = STAND_IN_IDS
         self.opening = True
+
+    def clear_record(self, start: int) -> MBOMsg:
+        """The record before the first message's (``start`` its time, ns): a clear (``R``), the book empty."""
+        return MBOMsg(PUBLISHER_ID, self.instrument_id, start, 0, UNDEF_PRICE, 0, CLEAR, NO_SIDE, start,
+                      flags=F_SNAPSHOT)  # fmt: skip
 
     def records(self, row: LobsterRow) -> list[Any]:
         """The records of one message, in order."""
         if row.kind == 7:
             self.report.halts += 1
-            return [status(row)]
+            return [status(row, self.instrument_id)]
         planned = self._message(row)
         planned += self._reconcile("B", row.bids, row.depth) + self._reconcile("A", row.asks, row.depth)
         self.opening = False
-        records = []
+        records, instrument, ts = [], self.instrument_id, row.ts_event
         for index, (action, side, order_id, price, size, flags) in enumerate(planned):
             last = F_LAST if index == len(planned) - 1 else 0
             records.append(
-                MBOMsg(PUBLISHER_ID, INSTRUMENT_ID, row.ts_event, order_id, price, size, action, side, row.ts_event,
-                       flags=flags | last, sequence=row.number)
+                MBOMsg(PUBLISHER_ID, instrument, ts, order_id, price, size, action, side, ts, flags=flags | last,
+                       sequence=row.number)
             )  # fmt: skip
         return records
 

@@ -8,6 +8,7 @@ import datetime as dt
 import io
 import zipfile
 from collections import Counter
+from contextlib import ExitStack
 
 import databento_dbn as dbn
 import pytest
@@ -25,6 +26,8 @@ from services.tools.databento_gateway_records import (
     with_ts_out,
 )
 from services.tools.databento_gateway_subscriptions import SubscriptionRefused, Subscriptions
+from services.tools.lobster_to_dbn import convert_mbp10, convert_top_of_book, open_lobster
+from services.tools.lobster_to_mbo import STAND_IN_IDS, convert_mbo
 from tests.support.market_days import amzn_day
 
 AMZN = instrument_id_of("AMZN")
@@ -74,15 +77,80 @@ def test_each_book_the_lobster_reader_sees_is_an_mbp10_record(amzn_records):
     assert all(record.levels[1].bid_px == dbn.UNDEF_PRICE for record in amzn_records["mbp-10"])  # a 1-level day
 
 
-def test_mbo_records_follow_the_rows(amzn_records):
-    types = lobster_types()
-    actions = Counter(record.action for record in amzn_records["mbo"])
-    assert actions["A"] == types[1]
-    assert actions["F"] == types[4]
-    assert actions["C"] == types[2] + types[3] + types[4]  # a visible execution also takes the order's shares away
-    assert actions["T"] == types[4] + types[5] + types[6]
-    last_flags = [bool(record.flags & dbn.F_LAST) for record in amzn_records["mbo"]]
-    assert sum(last_flags) == types.total() - types[7]  # one F_LAST a row, halts make no record
+NAME = "TEST_2012-06-21_34200000_57600000_{}_2.csv"
+# time, type, order id, size, price ×10,000, direction | book after: ask, size, bid, size per level (2 levels)
+DAY = [
+    ("34200.000000001,1,101,100,1000000,1", "1001000,50,1000000,300,1002000,10,999000,20"),  # 200 shares unseen
+    ("34200.5,4,101,40,1000000,1", "1001000,50,1000000,260,1002000,10,999000,20"),  # a seller takes 40 of 101
+    ("34201,3,555,200,1000000,1", "1001000,50,1000000,60,1002000,10,999000,20"),  # an order never added leaves
+    ("34202,5,0,30,1000500,-1", "1001000,50,1000000,60,1002000,10,999000,20"),  # a buyer hits a hidden offer
+    ("34202,6,0,25,1000700,-1", "1001000,50,1000000,60,1002000,10,999000,20"),  # a cross
+    ("34203,2,101,10,1000000,1", "1001000,50,1000000,50,1002000,10,999000,20"),  # 10 of 101 cancelled
+    ("34204,7,0,0,-1,-1", "1001000,50,1000000,50,1002000,10,999000,20"),  # a halt
+]
+
+
+def lobster_day(folder, day=DAY):
+    (folder / NAME.format("message")).write_text("".join(message + "\n" for message, _ in day))
+    (folder / NAME.format("orderbook")).write_text("".join(book + "\n" for _, book in day))
+    return folder / NAME.format("message")
+
+
+def converted_records(path, folder, schema, **options) -> list:
+    """The records ``orderflow convert-lobster`` writes for ``schema`` (its files decoded, metadata left out)."""
+    with ExitStack() as stack:
+        day = open_lobster(path, stack)
+        convert = {"mbo": convert_mbo, "mbp-10": convert_mbp10, "mbp-1": convert_top_of_book}[schema]
+        report = convert(day, folder, zstd=False, **options)
+    return [dbn.DBNDecoder().write_and_decode(file.read_bytes())[1:] for file in report.files]
+
+
+def test_every_schema_is_the_converters_records_with_the_gateways_instrument_id(tmp_path):
+    path = lobster_day(tmp_path)
+    made: dict[str, list] = {schema: [] for schema in ("mbo", "mbp-1", "mbp-10", "tbbo", "trades")}
+    for schema, record in lobster_records(path, 77, frozenset(made)):
+        made[schema].append(record)
+    assert {record.instrument_id for records in made.values() for record in records} == {77}
+    [mbo] = converted_records(path, tmp_path, "mbo")
+    mbp10, trades = converted_records(path, tmp_path, "mbp-10")
+    [mbp1] = converted_records(path, tmp_path, "mbp-1")
+    expected = {"mbo": mbo, "mbp-10": mbp10, "trades": trades, "mbp-1": mbp1}
+    expected["tbbo"] = [record for record in mbp1 if isinstance(record, dbn.MBP1Msg) and record.action == "T"]
+    assert len(expected["tbbo"]) == len(trades) == 3 and any(isinstance(record, dbn.StatusMsg) for record in mbp10)
+    assert sum(getattr(record, "order_id", 0) >= STAND_IN_IDS for record in mbo) >= 2  # the stand-ins it adds
+    for schema, records in made.items():
+        for record in records:
+            record.instrument_id = 1
+        assert [bytes(record) for record in records] == [bytes(record) for record in expected[schema]], schema
+
+
+def test_message_and_book_files_of_different_lengths_are_refused_naming_both(tmp_path):
+    path = lobster_day(tmp_path)
+    book = tmp_path / NAME.format("orderbook")
+    book.write_text("".join(line + "\n" for _, line in DAY[:-2]))
+    with pytest.raises(ValueError, match=r"message_2\.csv and .*orderbook_2\.csv differ in length: row 6 of .*message"):
+        list(lobster_records(path, 77, frozenset({"trades"})))
+    with pytest.raises(ValueError, match=r"^TEST_.*message_2\.csv: .* differ in length"):
+        load_market([path])
+    lobster_day(tmp_path, [(message, book) for message, book in DAY[:3]] + [(DAY[3][0], DAY[3][1])])
+    book.write_text("".join(line + "\n" for _, line in DAY))  # a book row more than messages
+    with pytest.raises(ValueError, match=r"row 5 of .*orderbook_2\.csv has no row in .*message_2\.csv"):
+        list(lobster_records(path, 77, frozenset({"mbo"})))
+
+
+def test_two_lobster_days_are_one_market_of_two_instruments(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    lobster_day(first)
+    other = second / NAME.format("message").replace("TEST", "OTHER")
+    other.write_text("".join(message + "\n" for message, _ in DAY))
+    (second / NAME.format("orderbook").replace("TEST", "OTHER")).write_text("".join(b + "\n" for _, b in DAY))
+    market = load_market([first / NAME.format("message"), other], lobster_schemas=frozenset({"mbo"}))
+    assert market.instruments == {"TEST": instrument_id_of("TEST"), "OTHER": instrument_id_of("OTHER")}
+    assert instrument_id_of("TEST") != instrument_id_of("OTHER")
+    by_instrument = Counter(record.instrument_id for record in market.records)
+    assert by_instrument[instrument_id_of("TEST")] == by_instrument[instrument_id_of("OTHER")] > len(DAY)
 
 
 def test_a_lobster_day_is_a_market_of_its_symbol():
