@@ -29,7 +29,6 @@ backfilled=True, …)`` (the mapping of :func:`services.ingest.databento_records
 from __future__ import annotations
 
 import base64
-import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -41,7 +40,7 @@ from orderflow_client.errors import OrderflowError
 from orderflow_client.logs import get_logger
 from orderflow_client.timestamps import now_ns
 from orderflow_client.wire import Trade
-from services.ingest.polygon_rest_client import RETRYABLE_STATUSES, RateLimiter
+from services.ingest.http_retries import RETRYABLE_STATUSES, RateLimiter, retry_after_seconds, retry_delay
 from services.ingest.rejects import Reject
 
 log = get_logger(__name__)
@@ -188,13 +187,12 @@ class DatabentoHistorical:
                 last_problem = f"HTTP {response.status} {error_message(body)}".strip()
                 if response.status not in RETRYABLE_STATUSES:
                     raise HistoricalError(f"{GET_RANGE_PATH} answered {last_problem}", response.status)
-                retry_after = _retry_after(response.headers.get("Retry-After"))
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             if attempt == self.attempts:
                 break
-            delay = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
-            delay = random.uniform(delay / 2, delay)  # jitter
-            if retry_after is not None:
-                delay = max(delay, retry_after)
+            delay = retry_delay(
+                attempt=attempt, base_seconds=self.backoff_base, cap_seconds=self.backoff_cap, retry_after=retry_after
+            )
             self.retries_done += 1
             log.warning(
                 "order_flow.databento_historical_retry",
@@ -237,15 +235,6 @@ def _read_error_body(response: Any) -> bytes:
         return b""
     finally:
         response.release_conn()
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 class ReplyDecoder:

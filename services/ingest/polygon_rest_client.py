@@ -21,11 +21,8 @@ URL; ``next_url`` cursors are followed as given.
 
 from __future__ import annotations
 
-import random
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from urllib.parse import urlencode, urljoin
 
 import msgspec
@@ -33,10 +30,10 @@ import urllib3
 
 from orderflow_client.errors import OrderflowError
 from orderflow_client.logs import get_logger
+from services.ingest.http_retries import RETRYABLE_STATUSES, RateLimiter, retry_after_seconds, retry_delay
 from services.ingest.polygon_clients import PolygonClientName, client_classes
 from shared.conditions import ConditionTable
 
-RETRYABLE_STATUSES = frozenset({408, 413, 429, 499, 500, 502, 503, 504})
 log = get_logger(__name__)
 
 
@@ -54,27 +51,6 @@ class RestUnavailableError(RestError):
     """The REST API kept failing (timeouts, 5xx, 429) past every retry."""
 
     code = "rest_unavailable"
-
-
-@dataclass
-class RateLimiter:
-    """At most ``per_minute`` calls in any 60 s, spaced evenly (thread-safe)."""
-
-    per_minute: float
-    clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
-
-    def __post_init__(self) -> None:
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        with self._lock:
-            now = self.clock()
-            start = max(now, self._next)
-            self._next = start + 60.0 / self.per_minute
-        if start > now:
-            self.sleep(start - now)
 
 
 class PolygonRest:
@@ -126,13 +102,12 @@ class PolygonRest:
                 last_problem = f"HTTP {response.status}"
                 if response.status not in RETRYABLE_STATUSES:
                     raise RestError(f"GET {_path(url)} answered {response.status}", response.status)
-                retry_after = _retry_after(response.headers.get("Retry-After"))
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             if attempt == self.attempts:
                 break
-            delay = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
-            delay = random.uniform(delay / 2, delay)  # jitter
-            if retry_after is not None:
-                delay = max(delay, retry_after)
+            delay = retry_delay(
+                attempt=attempt, base_seconds=self.backoff_base, cap_seconds=self.backoff_cap, retry_after=retry_after
+            )
             self.retries_done += 1
             log.warning(
                 "order_flow.rest_retry",
@@ -195,12 +170,3 @@ _cursor_decoder = msgspec.json.Decoder(_Cursor)
 def _path(url: str) -> str:
     """A URL without its query (cursors can be long; keys are never in URLs)."""
     return url.split("?", 1)[0]
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

@@ -10,9 +10,9 @@ import time
 import pytest
 
 from orderflow_client import logs
+from services.ingest.http_retries import RateLimiter
 from services.ingest.polygon_rest_client import (
     PolygonRest,
-    RateLimiter,
     RestError,
     RestUnavailableError,
     load_condition_table,

@@ -1,0 +1,58 @@
+"""The retry policy both HTTP adapters share (Polygon/Massive REST, Databento's historical API): which answers are
+worth another try, how long to wait before it, and a client-side rate limit.
+
+A retryable answer (408, 413, 429, 499, 5xx) or a network error waits a random time in ``[d/2, d]`` with
+``d = min(cap, base × 2^(attempt − 1))``, and never less than the server's ``Retry-After`` (seconds)::
+
+    delay = retry_delay(attempt=2, base_seconds=0.25, cap_seconds=20.0, retry_after=retry_after_seconds("1.5"))
+    # 1.5: the server asked for more than the 0.25 – 0.5 s the backoff gives
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+RETRYABLE_STATUSES = frozenset({408, 413, 429, 499, 500, 502, 503, 504})
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds (``"2"`` → 2.0); None when absent or not a number of seconds."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def retry_delay(*, attempt: int, base_seconds: float, cap_seconds: float, retry_after: float | None) -> float:
+    """Seconds to wait after failed ``attempt`` (1 first): doubling from ``base_seconds``, capped, jittered, and at
+    least the server's ``retry_after``."""
+    delay = min(cap_seconds, base_seconds * 2 ** (attempt - 1))
+    delay = random.uniform(delay / 2, delay)
+    return delay if retry_after is None else max(delay, retry_after)
+
+
+@dataclass
+class RateLimiter:
+    """At most ``per_minute`` calls in any 60 s, spaced evenly (thread-safe)."""
+
+    per_minute: float
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+    def __post_init__(self) -> None:
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = self.clock()
+            start = max(now, self._next)
+            self._next = start + 60.0 / self.per_minute
+        if start > now:
+            self.sleep(start - now)
