@@ -11,6 +11,12 @@ Databento's MBO actions and what each does here (as in Databento's own order-boo
 * ``T`` trade, ``F`` fill, ``N`` none — the book is unchanged: a fill is always followed by the cancel that takes
   the shares off the book.
 
+Top-of-book venues (IEX, NYSE National in Databento's consolidated equity datasets) send MBO records flagged
+``F_TOB``: such an add (or modify) is the side's new best level and replaces the whole side; one at ``UNDEF_PRICE``
+says the side is empty (:meth:`OrderBook.replace_side`; Databento's limit-order-book example does the same). Such a
+level stands for no order: :meth:`OrderBook.queue` gives ``()`` for it. :func:`apply_order` applies one record,
+flags included; the caller shows the book after ``F_LAST``.
+
 Mistakes in the records (an add of an id already resting, a cancel of an unknown id, no side) change nothing and
 return a reject code for the caller to count. The book answers with its best ``depth`` levels, best first, as
 ``((price, size), ...)`` per side, and keeps the orders for rules that need them: :attr:`OrderBook.orders` (id →
@@ -28,6 +34,11 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from dataclasses import dataclass
+from typing import Any
+
+from databento_dbn import F_TOB, UNDEF_PRICE
+
+_UNCHANGED = frozenset("TFN")  # trade, fill, none: the book does not change
 
 
 @dataclass
@@ -78,6 +89,13 @@ class _Side:
         self.sizes.clear()
         self.queues.clear()
         self.keys.clear()
+
+    def only(self, price: int, size: int) -> None:
+        """The side is one level of ``size`` shares at ``price`` that stands for no order (top of book)."""
+        self.clear()
+        self.sizes[price] = size
+        self.queues[price] = {}
+        self.keys.append(self.sign * price)
 
 
 class OrderBook:
@@ -134,6 +152,20 @@ class OrderBook:
         for levels in self._sides.values():
             levels.clear()
 
+    def replace_side(self, side: str, price: int, size: int) -> str | None:
+        """A top-of-book venue's new best level on ``side``: the side becomes that level alone, or empty when
+        ``price`` is ``UNDEF_PRICE`` or ``size`` 0. The side's orders, if any, leave the book."""
+        levels = self._sides.get(side)
+        if levels is None:
+            return "order_without_side"
+        for order_id in [order_id for order_id, order in self.orders.items() if order.side == side]:
+            del self.orders[order_id]
+        if price == UNDEF_PRICE or size <= 0:
+            levels.clear()
+        else:
+            levels.only(price, size)
+        return None
+
     def top(self, depth: int) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
         """``(bids, asks)``: the best ``depth`` levels of each side, best first, ``(price, size)`` each."""
         return self._sides["B"].best(depth), self._sides["A"].best(depth)
@@ -145,3 +177,29 @@ class OrderBook:
     def queue(self, side: str, price: int) -> tuple[int, ...]:
         """The ids of the orders resting at ``price`` on ``side``, first in time priority first."""
         return tuple(self._sides[side].queues.get(price, ()))
+
+
+def apply_order(book: OrderBook, record: Any) -> str | None:
+    """Apply one MBO record (``databento_dbn.MBOMsg``: ``action``, ``side``, ``order_id``, ``price`` nano-dollars,
+    ``size`` shares, ``flags``) to ``book``; ``None`` when it applied or changes nothing (``T``, ``F``, ``N``), else
+    the reject code: ``undefined_price`` (an ordinary add or modify without a price), ``unknown_action`` and the
+    book's own codes. For example ``action='A' side='A' order_id=11 price=220300000000 size=500 flags=0`` puts
+    order 11 last at $220.30; the same with ``flags=F_TOB`` (64) makes $220.30 x 500 the whole ask side."""
+    action = record.action
+    if action == "A" or action == "M":
+        price = record.price
+        if record.flags & F_TOB:
+            return book.replace_side(str(record.side), price, record.size)
+        if price == UNDEF_PRICE:
+            return "undefined_price"
+        if action == "A":
+            return book.add(record.order_id, str(record.side), price, record.size)
+        return book.modify(record.order_id, str(record.side), price, record.size)
+    if action == "C":
+        if record.flags & F_TOB and record.price == UNDEF_PRICE:
+            return book.replace_side(str(record.side), UNDEF_PRICE, 0)
+        return book.cancel(record.order_id, record.size)
+    if action == "R":
+        book.clear()
+        return None
+    return None if action in _UNCHANGED else "unknown_action"

@@ -7,8 +7,10 @@ a 1 s import. Each record becomes events as :mod:`services.ingest.databento_reco
 * a trade (action ``T``) of any schema → a :class:`Trade`; the aggressor's side from the record, or inferred
   later when the side is ``N`` (the reader counts those: ``trades_without_side``);
 * MBP-10 levels → a :class:`BookUpdate` of up to ``depth`` levels a side; MBP-1 and TBBO levels → a :class:`Quote`;
-* MBO records → each instrument's book rebuilt order by order (:mod:`services.ingest.databento_book`: add, cancel,
-  modify, clear; the order ids kept) → the same BookUpdate;
+* MBO records → each venue's book of an instrument (``publisher_id`` and ``instrument_id``) rebuilt order by order
+  (:func:`services.ingest.databento_book.apply_order`: add, cancel, modify, clear, ``F_TOB`` top-of-book sides; the
+  order ids kept) → the same BookUpdate; a symbol sent by several venues is shown as their consolidated book
+  (:class:`services.ingest.databento_records.ShownBooks`);
 * a StatusMsg halt (quoting, halt, pause, suspend, not available) or resumption (trading) → a :class:`FeedStatus`;
 * symbology: the file's metadata maps each instrument id to its symbol by UTC date; SymbolMappingMsg records too.
 
@@ -53,14 +55,13 @@ from databento_dbn import (
 from orderflow_client.logs import get_logger
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
 from orderflow_client.wire import FeedStatus, MarketEvent, Trade
-from services.ingest.databento_book import OrderBook
+from services.ingest.databento_book import OrderBook, apply_order
 from services.ingest.databento_records import (
-    LEVELS,
-    LEVELS_START,
     SOURCE,
-    Levels,
+    Book,
+    ShownBooks,
     book_event,
-    mbp10_levels,
+    book_key,
     quote_event,
     reject,
     trade_event,
@@ -73,7 +74,6 @@ BOOK_DEPTH = 10
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 CHUNK_BYTES = 1 << 13
 _BOOK_ACTIONS = frozenset("ACMRNF")  # besides T: add, cancel, modify, clear, none, fill
-_NO_BOOK: tuple[Levels, Levels] = ((), ())  # before the first book shown: an empty book is no change
 _NO_QUOTE = (UNDEF_PRICE, 0, UNDEF_PRICE, 0)
 _HALTED, _TRADING = (3, 8, 9, 10, 15), 7  # StatusAction QUOTING, HALT, PAUSE, SUSPEND, NOT_AVAILABLE…; TRADING
 
@@ -162,8 +162,8 @@ def _decoded(decoder: DBNDecoder, data: bytes, name: str, offset: int) -> Genera
 
 
 class _FileReader:
-    """One file's records → events; its state: the symbology, each instrument's last book or quote shown, and the
-    MBO books."""
+    """One file's records → events; its state: the symbology, each symbol's last book shown and each venue's
+    instrument's last quote (:func:`book_key`), and the MBO books (one per venue and instrument)."""
 
     def __init__(self, path: Path, symbol: str | None, depth: int, total: DbnCounts | None) -> None:
         self.path, self.name, self.wanted, self.depth = path, path.name, symbol, depth
@@ -171,10 +171,10 @@ class _FileReader:
         self.intervals: dict[int, list[tuple[int, int, str]]] = {}  # instrument → (from ns, to ns, symbol)
         self.resolved: dict[int, tuple[int, int, str]] = {}
         self.only_symbol = ""
-        self.shown: dict[int, Any] = {}  # instrument → the last book ((bids, asks)) or quote level shown
+        self.shown = ShownBooks(depth)
+        self.quotes: dict[int, tuple[int, int, int, int]] = {}  # book key → the last quote level shown
         self.halted: set[int] = set()  # instruments a status record halted: only their TRADING is a resumption
-        self.raw_levels: dict[int, bytes] = {}
-        self.books: dict[int, OrderBook] = {}
+        self.books: dict[int, OrderBook] = {}  # book key → the MBO book
         self.handlers = {
             MBP10Msg: self._depth_record,
             MBP1Msg: self._top_record,
@@ -257,12 +257,11 @@ class _FileReader:
 
     # --- records ---------------------------------------------------------------------------------------------
 
-    def _show(self, record: Any, symbol: str, book: tuple[Levels, Levels], items: list[Item]) -> None:
-        """Append a BookUpdate when ``book`` differs from the last one shown for the instrument."""
-        if self.shown.get(record.instrument_id, _NO_BOOK) != book:
-            self.shown[record.instrument_id] = book
+    def _show(self, record: Any, symbol: str, shown: tuple[Book, str] | None, items: list[Item]) -> None:
+        """Append the BookUpdate of ``shown`` (:class:`ShownBooks`' answer: the book and its venue, or None)."""
+        if shown is not None:
             self.counts.books += 1
-            items.append(book_event(record, symbol, *book))
+            items.append(book_event(record, symbol, *shown[0], shown[1]))
 
     def _trades(self, record: Any, symbol: str) -> list[Item]:
         if record.action != "T":
@@ -273,11 +272,7 @@ class _FileReader:
         action = record.action
         items: list[Item] = []
         if action == "T" or record.flags & F_LAST:
-            raw = bytes(record)
-            levels = raw[LEVELS_START : LEVELS_START + LEVELS.size]
-            if self.raw_levels.get(record.instrument_id) != levels:
-                self.raw_levels[record.instrument_id] = levels
-                self._show(record, symbol, mbp10_levels(raw, self.depth), items)
+            self._show(record, symbol, self.shown.mbp10_changed(record, symbol), items)
         if action == "T":
             items.append(trade_event(record, symbol, self.name))
         elif action not in _BOOK_ACTIONS:
@@ -290,8 +285,9 @@ class _FileReader:
         if action == "T" or record.flags & F_LAST:
             level = record.levels[0]
             top = (level.bid_px, level.bid_sz, level.ask_px, level.ask_sz)
-            if self.shown.get(record.instrument_id, _NO_QUOTE) != top:
-                self.shown[record.instrument_id] = top
+            key = book_key(record)
+            if self.quotes.get(key, _NO_QUOTE) != top:
+                self.quotes[key] = top
                 self.counts.quotes += 1
                 items.append(quote_event(record, symbol, top))
         if action == "T":
@@ -301,31 +297,20 @@ class _FileReader:
         return items
 
     def _mbo(self, record: Any, symbol: str) -> list[Item]:
-        book = self.books.get(record.instrument_id)
+        key = book_key(record)
+        book = self.books.get(key)
         if book is None:
-            book = self.books[record.instrument_id] = OrderBook()
-        action = record.action
+            book = self.books[key] = OrderBook()
         items: list[Item] = []
-        code: str | None = None
-        if action == "T":
+        if record.action == "T":
             items.append(trade_event(record, symbol, self.name))
-        elif action == "A" or action == "M":
-            if record.price == UNDEF_PRICE:
-                code = "undefined_price"
-            elif action == "A":
-                code = book.add(record.order_id, str(record.side), record.price, record.size)
-            else:
-                code = book.modify(record.order_id, str(record.side), record.price, record.size)
-        elif action == "C":
-            code = book.cancel(record.order_id, record.size)
-        elif action == "R":
-            book.clear()
-        elif action not in _BOOK_ACTIONS:
-            code = "unknown_action"
-        if code is not None:
-            items.append(reject(code, self.name, record, f"action {str(action)!r} order {record.order_id}"))
+        else:
+            code = apply_order(book, record)
+            if code is not None:
+                detail = f"action {str(record.action)!r} order {record.order_id}"
+                items.append(reject(code, self.name, record, detail))
         if record.flags & F_LAST:
-            self._show(record, symbol, book.top(self.depth), items)
+            self._show(record, symbol, self.shown.changed(record, symbol, book.top(self.depth)), items)
         return items
 
     def _status(self, record: Any, symbol: str) -> list[Item]:

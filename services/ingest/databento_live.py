@@ -16,9 +16,11 @@ What each record becomes:
   trade met) and after the last record of an event (flag ``F_LAST``); action ``T`` also a :class:`Trade`
   (side ``A`` → sell aggressor, ``B`` → buy, side_source ``feed``; ``N`` → left to inference, counted in
   ``IngestStats.trades_without_side`` and ``orderflow_trades_without_side_total``);
-* MBO (``mbo``): each instrument's book rebuilt order by order (:class:`services.ingest.databento_book.OrderBook`),
-  shown after ``F_LAST``, cleared at each new session (a live session without a snapshot starts from an empty
-  book: cancels of orders placed before it are the reject ``unknown_order``); action ``T`` a Trade;
+* MBO (``mbo``): each venue's book of an instrument (``publisher_id`` and ``instrument_id``) rebuilt order by order
+  (:class:`services.ingest.databento_book.OrderBook`; top-of-book venues' ``F_TOB`` records replace a side), the
+  symbol's book (one venue's, or several venues' consolidated: :class:`ShownBooks`) shown after ``F_LAST``; the
+  books cleared at each new session (a live session without a snapshot starts from an empty book: cancels of
+  orders placed before it are the reject ``unknown_order``); action ``T`` a Trade;
 * a trades record (``TradeMsg``) a Trade;
 * ``ErrorMsg`` the reject ``vendor_error`` (e.g. ``SYMBOL_RESOLUTION_FAILED``); ``SystemMsg`` a feed status
   (``subscription_ack``…; heartbeats only keep the watchdog quiet); anything else ``unsupported_record``.
@@ -35,11 +37,11 @@ from collections.abc import Callable, Set
 from typing import Any, NamedTuple
 
 import msgspec
-from databento_dbn import F_LAST, UNDEF_PRICE, ErrorMsg, MBOMsg, MBP10Msg, SymbolMappingMsg, SystemMsg, TradeMsg
+from databento_dbn import F_LAST, ErrorMsg, MBOMsg, MBP10Msg, SymbolMappingMsg, SystemMsg, TradeMsg
 
 from orderflow_client.wire import BookUpdate, Trade
-from services.ingest.databento_book import OrderBook
-from services.ingest.databento_records import LEVELS, LEVELS_START, Levels, book_event, mbp10_levels, trade_event
+from services.ingest.databento_book import OrderBook, apply_order
+from services.ingest.databento_records import Book, ShownBooks, book_event, book_key, trade_event
 from services.ingest.rejects import Reject
 from services.ingest.stats import IngestStats
 from shared import service_metrics
@@ -48,7 +50,6 @@ SOURCE = "databento_live"  # the reject source (the vendor format), as polygon_w
 STATUS_SOURCE = "databento"  # the source named on statuses and metrics
 BOOK_DEPTH = 10
 _BOOK_ACTIONS = frozenset("ACMRNF")
-_NO_BOOK: tuple[Levels, Levels] = ((), ())
 _replace = msgspec.structs.replace
 
 
@@ -87,9 +88,8 @@ class LiveRecordParser:
         self.stats, self.wanted, self.depth = stats, wanted, depth
         self.symbols: dict[int, str] = {}  # instrument id → the symbol asked for (instrument ids last a day)
         self.session = 0
-        self.shown: dict[int, tuple[Levels, Levels]] = {}  # instrument → the last book shown
-        self.raw_levels: dict[int, bytes] = {}
-        self.books: dict[int, OrderBook] = {}
+        self.shown = ShownBooks(depth)  # each symbol's last book shown, each venue's levels
+        self.books: dict[int, OrderBook] = {}  # book key (publisher, instrument) → the MBO book
         self.without_side = service_metrics.TRADES_WITHOUT_SIDE.labels(source=STATUS_SOURCE)
 
     def parse(self, chunk: RecordChunk, received: int) -> ParsedRecords:
@@ -98,7 +98,6 @@ class LiveRecordParser:
             self.session = chunk.session
             self.books.clear()
             self.shown.clear()
-            self.raw_levels.clear()
         parsed = ParsedRecords([], [], [])
         wanted = self.wanted()
         where = f"session{chunk.session}@{received}"
@@ -141,48 +140,33 @@ class LiveRecordParser:
             parsed.rejects.append(trade._replace(source=SOURCE, where=where))  # type: ignore[union-attr]
 
     def _show(
-        self, record: Any, symbol: str, received: int, book: tuple[Levels, Levels], parsed: ParsedRecords
+        self, record: Any, symbol: str, received: int, shown: tuple[Book, str] | None, parsed: ParsedRecords
     ) -> None:
-        if self.shown.get(record.instrument_id, _NO_BOOK) != book:
-            self.shown[record.instrument_id] = book
-            update = book_event(record, symbol, *book)
+        """Publish :class:`ShownBooks`' answer (the symbol's book and its venue), if any."""
+        if shown is not None:
+            update = book_event(record, symbol, *shown[0], shown[1])
             parsed.events.append(_replace(update, ts_recv=received, ts_arrival=received))
 
     def _depth(self, record: Any, symbol: str, received: int, where: str, parsed: ParsedRecords) -> None:
         action = record.action
         if action == "T" or record.flags & F_LAST:
-            raw = bytes(record)
-            levels = raw[LEVELS_START : LEVELS_START + LEVELS.size]
-            if self.raw_levels.get(record.instrument_id) != levels:
-                self.raw_levels[record.instrument_id] = levels
-                self._show(record, symbol, received, mbp10_levels(raw, self.depth), parsed)
+            self._show(record, symbol, received, self.shown.mbp10_changed(record, symbol), parsed)
         if action == "T":
             self._trade(record, symbol, received, where, parsed)
         elif action not in _BOOK_ACTIONS:
             parsed.rejects.append(Reject(SOURCE, "unknown_action", where, f"{str(action)!r}"))
 
     def _orders(self, record: Any, symbol: str, received: int, where: str, parsed: ParsedRecords) -> None:
-        book = self.books.get(record.instrument_id)
+        key = book_key(record)
+        book = self.books.get(key)
         if book is None:
-            book = self.books[record.instrument_id] = OrderBook()
-        action = record.action
-        code: str | None = None
-        if action == "T":
+            book = self.books[key] = OrderBook()
+        if record.action == "T":
             self._trade(record, symbol, received, where, parsed)
-        elif action == "A" or action == "M":
-            if record.price == UNDEF_PRICE:
-                code = "undefined_price"
-            elif action == "A":
-                code = book.add(record.order_id, str(record.side), record.price, record.size)
-            else:
-                code = book.modify(record.order_id, str(record.side), record.price, record.size)
-        elif action == "C":
-            code = book.cancel(record.order_id, record.size)
-        elif action == "R":
-            book.clear()
-        elif action not in _BOOK_ACTIONS:
-            code = "unknown_action"
-        if code is not None:
-            parsed.rejects.append(Reject(SOURCE, code, where, f"action {str(action)!r} order {record.order_id}"))
+        else:
+            code = apply_order(book, record)
+            if code is not None:
+                detail = f"action {str(record.action)!r} order {record.order_id}"
+                parsed.rejects.append(Reject(SOURCE, code, where, detail))
         if record.flags & F_LAST:
-            self._show(record, symbol, received, book.top(self.depth), parsed)
+            self._show(record, symbol, received, self.shown.changed(record, symbol, book.top(self.depth)), parsed)

@@ -23,6 +23,11 @@ side_source="feed", exchange=12, trade_id="1188", sequence=1188)``, 100 shares a
 MBP-10 levels become a BookUpdate (up to ``depth`` levels a side, best first, empty ones dropped); MBP-1 and TBBO
 levels a Quote (0 and size 0 for an empty side; one venue's best bid and offer, the NBBO only for a consolidated
 dataset).
+
+A book is one venue's: records are told apart by :func:`book_key` (``publisher_id`` and ``instrument_id``, as
+Databento's own order-book example keys them). :class:`ShownBooks` decides when a symbol's book is shown: when it
+changed since the last one shown; a symbol fed by several venues is shown as their consolidated book (each price's
+shares summed over the venues; ``venue`` the venues' codes joined by ``+``, e.g. ``IEXG+XCIS``).
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ AGGRESSORS: dict[str, tuple[Side, SideSource]] = {
 _CODES = {"u1": "B", "u2": "H", "u4": "I", "u8": "Q", "i4": "i", "i8": "q", "S1": "c"}
 
 Levels = tuple[tuple[int, int], ...]
+Book = tuple[Levels, Levels]
+NO_BOOK: Book = ((), ())  # before the first book shown: an empty book is no change
 
 
 def record_layout(dtypes: list[tuple[str, str]]) -> struct.Struct:
@@ -119,7 +126,8 @@ def _side(prices: tuple[int, ...], sizes: tuple[int, ...], depth: int) -> Levels
     return tuple(kept[:depth])
 
 
-def book_event(record: Any, symbol: str, bids: Levels, asks: Levels) -> BookUpdate:
+def book_event(record: Any, symbol: str, bids: Levels, asks: Levels, venue: str | None = None) -> BookUpdate:
+    """The BookUpdate of a record's time; ``venue`` the record's publisher's unless given."""
     ts_event, ts_recv = times(record)
     return BookUpdate(
         symbol=symbol,
@@ -128,7 +136,7 @@ def book_event(record: Any, symbol: str, bids: Levels, asks: Levels) -> BookUpda
         ts_arrival=ts_recv,
         bids=bids,
         asks=asks,
-        venue=venue_of(record.publisher_id)[0],
+        venue=venue_of(record.publisher_id)[0] if venue is None else venue,
     )
 
 
@@ -154,3 +162,70 @@ def quote_event(record: Any, symbol: str, top: tuple[int, int, int, int]) -> Quo
         ask_exchange=exchange,
         sequence=record.sequence,
     )
+
+
+def book_key(record: Any) -> int:
+    """One venue's instrument: ``publisher_id`` (uint16) and ``instrument_id`` (uint32) as one int, e.g.
+    ``2 << 32 | 101`` for instrument 101 of XNAS.ITCH (instrument ids are not unique across a dataset's venues)."""
+    return record.publisher_id << 32 | record.instrument_id
+
+
+def merged_book(books: list[Book], depth: int) -> Book:
+    """Several venues' books (``(bids, asks)`` each) as one: each price's shares summed, the best
+    ``depth`` levels a side. Exact when each book holds its best ``depth`` levels: a venue's level among the merged
+    best ``depth`` is among its own best ``depth``."""
+    bid_sizes: dict[int, int] = {}
+    ask_sizes: dict[int, int] = {}
+    for bids, asks in books:
+        for price, size in bids:
+            bid_sizes[price] = bid_sizes.get(price, 0) + size
+        for price, size in asks:
+            ask_sizes[price] = ask_sizes.get(price, 0) + size
+    return tuple(sorted(bid_sizes.items(), reverse=True)[:depth]), tuple(sorted(ask_sizes.items())[:depth])
+
+
+class ShownBooks:
+    """The books last shown, per symbol, and each venue's levels: :meth:`changed` says whether a record's book is
+    an event. One venue per symbol (the usual: XNAS.ITCH) shows that venue's book; several show their
+    consolidated book (:func:`merged_book`)."""
+
+    __slots__ = ("depth", "raw", "shown", "venues")
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        self.raw: dict[int, bytes] = {}  # book key → an MBP-10 record's level bytes last read
+        self.venues: dict[str, dict[int, Book]] = {}  # symbol → publisher id → that venue's levels now
+        self.shown: dict[str, Book] = {}  # symbol → the book last shown
+
+    def changed(self, record: Any, symbol: str, book: Book) -> tuple[Book, str] | None:
+        """``book`` is the levels of the record's venue now: the symbol's book to show and its venue, or None when
+        it is the one last shown."""
+        venues = self.venues.get(symbol)
+        if venues is None:
+            venues = self.venues[symbol] = {}
+        publisher = record.publisher_id
+        venues[publisher] = book
+        if len(venues) == 1:
+            venue = venue_of(publisher)[0]
+        else:
+            book = merged_book(list(venues.values()), self.depth)
+            venue = "+".join(sorted({venue_of(publisher)[0] for publisher in venues}))
+        if self.shown.get(symbol, NO_BOOK) == book:
+            return None
+        self.shown[symbol] = book
+        return book, venue
+
+    def mbp10_changed(self, record: Any, symbol: str) -> tuple[Book, str] | None:
+        """:meth:`changed` for an MBP-10 record, its levels read only when their bytes changed."""
+        raw = bytes(record)
+        levels = raw[LEVELS_START : LEVELS_START + LEVELS.size]
+        key = book_key(record)
+        if self.raw.get(key) == levels:
+            return None
+        self.raw[key] = levels
+        return self.changed(record, symbol, mbp10_levels(raw, self.depth))
+
+    def clear(self) -> None:
+        self.raw.clear()
+        self.venues.clear()
+        self.shown.clear()
