@@ -29,7 +29,7 @@ def ingest_databento(config: OrderFlowConfig, record: Path | None) -> None:
     """Run live ingest from Databento until SIGTERM/SIGINT (exit codes: the module docstring)."""
     from orderflow_client.logs import get_logger
     from services.ingest.databento_history import DatabentoHistorical
-    from services.ingest.feed import FeedAuthError
+    from services.ingest.live_feed import FeedAuthError
     from services.ingest.service import IngestService
 
     if config.databento_api_key is None:

@@ -121,7 +121,7 @@ def ingest(
     """  # noqa: E501  (its first lines are the command's help, as listed)
 
     from orderflow_client.logs import get_logger
-    from services.ingest.feed import FeedAuthError
+    from services.ingest.live_feed import FeedAuthError
     from services.ingest.polygon_rest_client import PolygonRest, load_condition_table
     from services.ingest.service import IngestService
 

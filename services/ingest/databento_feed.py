@@ -4,7 +4,7 @@ The same role as :class:`services.ingest.feed.PolygonFeed`: one connection at a 
 reconnected forever with exponential backoff and jitter (0.25 s doubling, capped) when it ends for any reason but our
 stop, and a watchdog that reconnects when no market record arrived for ``watchdog_seconds`` while the market is open
 (the gateway's heartbeats prove the connection, not the data: the client itself ends a session without them). A
-refused key (``Authentication failed.``) stops ingest with :class:`~services.ingest.feed.FeedAuthError`, no retry.
+refused key (``Authentication failed.``) stops ingest with :class:`~services.ingest.live_feed.FeedAuthError`, no retry.
 
 Each connection is a fresh ``databento.Live`` client with no reconnect policy of its own: the client does not
 reconnect after a clean close, nor after a record it cannot decode (it closes the connection itself, cleanly), so
@@ -32,15 +32,9 @@ from typing import Any
 
 from orderflow_client import logs
 from services.ingest.databento_live import RecordChunk
-from services.ingest.feed import FeedAuthError
-from services.ingest.inbox import Inbox
-from services.ingest.publisher import StreamPublisher
-from services.ingest.reconnect import ReconnectBackoff
-from services.ingest.stats import IngestStats
-from services.ingest.subscriptions import Subscriptions
+from services.ingest.live_feed import LiveFeed
 from shared import service_metrics
 from shared.config import OrderFlowConfig
-from shared.sessions import SessionClock
 
 log = logs.get_logger(__name__)
 AUTHENTICATION_FAILED = "Authentication failed."  # the gateway's reason for a wrong key
@@ -82,33 +76,14 @@ def _in_thread(function: Callable[[], Any]) -> asyncio.Future[Any]:
     return future
 
 
-class DatabentoFeed:
+class DatabentoFeed(LiveFeed):
     """One Databento Live session at a time, its records into the inbox, reconnected when it ends or is silent."""
 
-    def __init__(
-        self,
-        config: OrderFlowConfig,
-        *,
-        api_key: str,
-        inbox: Inbox,
-        subscriptions: Subscriptions,
-        publisher: StreamPublisher,
-        stats: IngestStats,
-        market_hours_only: bool = True,
-        backoff_cap_seconds: float = 30.0,
-    ) -> None:
-        self.config = config
-        self._api_key = api_key
-        self.inbox = inbox
-        self.subscriptions = subscriptions
-        self.publisher = publisher
-        self.stats = stats
-        self.market_hours_only = market_hours_only
-        self.backoff_cap = backoff_cap_seconds
-        self.sessions = SessionClock()
-        self.connected = False
-        self.last_record_ns = 0
-        self.auth_error: FeedAuthError | None = None
+    source = "databento"
+
+    def __init__(self, config: OrderFlowConfig, **parts: Any) -> None:
+        """``parts``: as :class:`~services.ingest.live_feed.LiveFeed`'s (api_key, inbox, subscriptions, …)."""
+        super().__init__(config, **parts)
         self.session = 0  # connections made (the chunks' session number)
         self.client: Any = None  # the databento.Live of the open session
         self.streamed: set[str] = set()  # the symbols subscribed on the open session
@@ -141,7 +116,7 @@ class DatabentoFeed:
             return
         if self._data_in_chunk:
             self._data_in_chunk = False
-            self.last_record_ns = received
+            self.last_data_ns = received
         if not self.connected:
             self.connected = True
             self.inbox.put_connected(received)
@@ -182,9 +157,6 @@ class DatabentoFeed:
 
     # --- the connection ------------------------------------------------------------------------------------------
 
-    def _market_open(self) -> bool:
-        return not self.market_hours_only or self.sessions.session(time.time_ns()) != "closed"
-
     def _new_client(self) -> Any:
         import databento  # only with the Databento source: a 1 s import
 
@@ -203,17 +175,11 @@ class DatabentoFeed:
         """Connect, and reconnect after every end, until ``stop`` (or the key is refused: ``auth_error``)."""
         self._loop = asyncio.get_running_loop()
         self.subscriptions.client = self
-        self.inbox.feed_running = True
-        try:
-            await self._connect_forever(stop)
-        finally:
-            self.inbox.feed_running = False
-            self.inbox.wake()
+        await self.run_connections(self._connect_forever(stop))
 
     async def _connect_forever(self, stop: asyncio.Event) -> None:
         from databento.common.error import BentoError
 
-        backoff = ReconnectBackoff(self.backoff_cap)
         while not stop.is_set():
             symbols = self.subscriptions.symbols
             if not symbols:  # no position: no connection
@@ -223,7 +189,7 @@ class DatabentoFeed:
             self.session += 1
             client = self._new_client()
             started = time.time_ns()
-            self.last_record_ns = started
+            self.last_data_ns = started
             reason = "closed"
             try:
                 await self._connect(client, symbols, stop)
@@ -233,12 +199,9 @@ class DatabentoFeed:
                     reason = await self._watch(client, stop)
             except BentoError as error:
                 if str(error) == AUTHENTICATION_FAILED:
-                    self.auth_error = FeedAuthError(
-                        "Databento rejected the API key (Authentication failed.): check DATABENTO_API_KEY"
+                    self.refused(
+                        "Databento rejected the API key (Authentication failed.): check DATABENTO_API_KEY", stop
                     )
-                    service_metrics.FEED_CONNECTED.set(0)
-                    stop.set()
-                    self.inbox.wake()
                     return
                 reason = f"BentoError: {str(error)[:200]}"
             except (ValueError, OSError) as error:  # the client's own refusals and socket errors: reconnect
@@ -248,25 +211,8 @@ class DatabentoFeed:
                 with contextlib.suppress(ValueError):
                     client.terminate()
             self._flush()
-            was_connected = self.connected
-            if was_connected:
-                self.connected = False
-                service_metrics.FEED_CONNECTED.set(0)
-                self.inbox.put_disconnected(self.last_record_ns, reason.split(":", 1)[0])
-            if stop.is_set():
+            if not await self.connection_ended(stop, started_ns=started, code=reason.split(":", 1)[0], reason=reason):
                 return
-            delay = backoff.after_drop(was_connected=was_connected, lasted_ns=time.time_ns() - started)
-            self.stats.reconnects += 1
-            service_metrics.FEED_RECONNECTS.inc()
-            log.warning(
-                "order_flow.feed_disconnected",
-                source="databento",
-                reason=reason,
-                reconnect_in_seconds=round(delay, 2),
-                symbols=self.subscriptions.symbols,
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
 
     async def _connect(self, client: Any, symbols: list[str], stop: asyncio.Event) -> None:
         """Connect, authenticate and subscribe ``symbols`` (in a thread: the client blocks), then start."""
@@ -295,8 +241,8 @@ class DatabentoFeed:
                 await asyncio.wait({closing, stopping}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
                 if stop.is_set():
                     return "stop"
-                silent = (time.time_ns() - self.last_record_ns) / 1e9
-                if silent > self.config.watchdog_seconds and self._market_open():
+                silent = (time.time_ns() - self.last_data_ns) / 1e9
+                if silent > self.config.watchdog_seconds and self.market_open():
                     log.warning(
                         "order_flow.feed_watchdog", silent_seconds=round(silent, 1), symbols=sorted(self.streamed)
                     )

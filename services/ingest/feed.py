@@ -1,12 +1,12 @@
 """The Polygon/Massive WebSocket connection (through ``massive`` or ``polygon-api-client``:
 :mod:`services.ingest.polygon_clients`), kept open for as long as ingest runs.
 
-The client's reconnect counter never resets and a clean close returns silently, so each connection gets a
-fresh ``WebSocketClient`` with ``max_reconnects=0`` and :meth:`PolygonFeed.run` reconnects forever, with exponential
-backoff and jitter (0.25 s doubling, capped), re-authenticating and re-subscribing. ``auth_failed`` stops ingest with
-:class:`FeedAuthError` (no retry storm). A watchdog reconnects when no frame arrived for ``watchdog_seconds`` while
-the market is open. The client's callback (:meth:`PolygonFeed.receive`) only stamps each frame's receive time and
-puts it in the :class:`~services.ingest.inbox.Inbox`: the pipeline does the rest.
+The client's reconnect counter never resets and a clean close returns silently, so each connection gets a fresh
+``WebSocketClient`` with ``max_reconnects=0`` and :meth:`PolygonFeed.run` reconnects forever, with exponential
+backoff and jitter (0.25 s doubling, capped), re-authenticating and re-subscribing. ``auth_failed`` stops ingest
+with :class:`~services.ingest.live_feed.FeedAuthError` (no retry storm). A watchdog reconnects when no frame arrived
+for ``watchdog_seconds`` while the market is open. The client's callback (:meth:`PolygonFeed.receive`) only stamps
+each frame's receive time and puts it in the :class:`~services.ingest.inbox.Inbox`: the pipeline does the rest.
 """
 
 from __future__ import annotations
@@ -16,59 +16,22 @@ import contextlib
 import time
 
 from orderflow_client import logs
-from orderflow_client.errors import OrderflowError
-from orderflow_client.timestamps import now_ns
-from services.ingest.inbox import Inbox
+from services.ingest.live_feed import LiveFeed
 from services.ingest.polygon_clients import client_classes
-from services.ingest.publisher import StreamPublisher
-from services.ingest.reconnect import ReconnectBackoff
-from services.ingest.stats import IngestStats
-from services.ingest.subscriptions import Subscriptions
 from shared import service_metrics
-from shared.config import OrderFlowConfig
-from shared.sessions import SessionClock
 
 log = logs.get_logger(__name__)
 
 
-class FeedAuthError(OrderflowError):
-    """Polygon refused the API key: stop, do not retry."""
-
-    code = "feed_auth_failed"
-
-
-class PolygonFeed:
+class PolygonFeed(LiveFeed):
     """One Polygon WebSocket connection at a time, its frames into the inbox, reconnected when it drops or is silent."""
 
-    def __init__(
-        self,
-        config: OrderFlowConfig,
-        *,
-        api_key: str,
-        inbox: Inbox,
-        subscriptions: Subscriptions,
-        publisher: StreamPublisher,
-        stats: IngestStats,
-        market_hours_only: bool = True,
-        backoff_cap_seconds: float = 30.0,
-    ) -> None:
-        self.config = config
-        self.api_key = api_key
-        self.inbox = inbox
-        self.subscriptions = subscriptions
-        self.publisher = publisher
-        self.stats = stats
-        self.market_hours_only = market_hours_only
-        self.backoff_cap = backoff_cap_seconds
-        self.sessions = SessionClock()
-        self.connected = False
-        self.last_frame_ns = 0
-        self.auth_error: FeedAuthError | None = None
+    source = "polygon"
 
     async def receive(self, frame: str | bytes) -> None:
         """The client's callback, inline in its receive loop: stamp and enqueue, nothing else."""
         received = time.time_ns()
-        self.last_frame_ns = received
+        self.last_data_ns = received
         if not self.connected:
             self.connected = True
             self.inbox.put_connected(received)
@@ -83,8 +46,8 @@ class PolygonFeed:
             await asyncio.wait({connection}, timeout=0.5)
             if stop.is_set():
                 return "stop"
-            silent = (time.time_ns() - self.last_frame_ns) / 1e9
-            if silent > self.config.watchdog_seconds and self._market_open():
+            silent = (time.time_ns() - self.last_data_ns) / 1e9
+            if silent > self.config.watchdog_seconds and self.market_open():
                 log.warning(
                     "order_flow.feed_watchdog", silent_seconds=round(silent, 1), symbols=self.subscriptions.symbols
                 )
@@ -93,25 +56,15 @@ class PolygonFeed:
                 return "watchdog_silence"
         return "closed"
 
-    def _market_open(self) -> bool:
-        return not self.market_hours_only or self.sessions.session(now_ns()) != "closed"
-
     async def run(self, stop: asyncio.Event) -> None:
-        """Connect, and reconnect after every drop, until ``stop`` (or the key is refused: ``auth_error``); while it
-        runs the pipeline waits for its last entries at a stop (a stop is published as a stop)."""
-        self.inbox.feed_running = True
-        try:
-            await self._connect_forever(stop)
-        finally:
-            self.inbox.feed_running = False
-            self.inbox.wake()
+        """Connect, and reconnect after every drop, until ``stop`` (or the key is refused: ``auth_error``)."""
+        await self.run_connections(self._connect_forever(stop))
 
     async def _connect_forever(self, stop: asyncio.Event) -> None:
-        backoff = ReconnectBackoff(self.backoff_cap)
         classes = client_classes(self.config.polygon_client)
         while not stop.is_set():
             client = classes.websocket(
-                api_key=self.api_key,
+                api_key=self._api_key,
                 feed=self.config.polygon_feed,
                 market="stocks",
                 raw=True,
@@ -121,7 +74,7 @@ class PolygonFeed:
             )
             self.subscriptions.client = client
             started = time.time_ns()
-            self.last_frame_ns = started
+            self.last_data_ns = started
             connection = asyncio.ensure_future(client.connect(self.receive, max_size=None))
             try:
                 reason = await self._watch(connection, stop)
@@ -137,28 +90,9 @@ class PolygonFeed:
                 if current is not None and current.cancelling():  # this task is being cancelled, not the connection
                     raise
             except classes.auth_error:
-                self.auth_error = FeedAuthError("Polygon rejected the API key (auth_failed): check POLYGON_API_KEY")
-                service_metrics.FEED_CONNECTED.set(0)
-                stop.set()
-                self.inbox.wake()
+                self.refused("Polygon rejected the API key (auth_failed): check POLYGON_API_KEY", stop)
                 return
             except Exception as error:  # ConnectionClosedError and friends: reconnect
                 reason = type(error).__name__
-            was_connected = self.connected
-            if was_connected:
-                self.connected = False
-                service_metrics.FEED_CONNECTED.set(0)
-                self.inbox.put_disconnected(self.last_frame_ns, reason)
-            if stop.is_set():
+            if not await self.connection_ended(stop, started_ns=started, code=reason):
                 return
-            delay = backoff.after_drop(was_connected=was_connected, lasted_ns=time.time_ns() - started)
-            self.stats.reconnects += 1
-            service_metrics.FEED_RECONNECTS.inc()
-            log.warning(
-                "order_flow.feed_disconnected",
-                reason=reason,
-                reconnect_in_seconds=round(delay, 2),
-                symbols=self.subscriptions.symbols,
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)

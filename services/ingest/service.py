@@ -136,7 +136,7 @@ class IngestService:
         return self.subscriptions.symbols
 
     async def run(self, stop: asyncio.Event) -> IngestStats:
-        """Until ``stop`` is set (or the key is refused: :class:`~services.ingest.feed.FeedAuthError`)."""
+        """Until ``stop`` is set (or the key is refused: :class:`~services.ingest.live_feed.FeedAuthError`)."""
         await self.follower.reconcile()
         tasks = [
             asyncio.ensure_future(self.feed.run(stop)),

@@ -15,7 +15,7 @@ from orderflow_client import logs
 from orderflow_client.bus.connection import Bus
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.wire import BookUpdate, FeedStatus, Trade
-from services.ingest.feed import FeedAuthError
+from services.ingest.live_feed import FeedAuthError
 from services.ingest.service import IngestService
 from services.tools.databento_gateway import DatabentoGateway
 from services.tools.databento_gateway_market import Market, load_market

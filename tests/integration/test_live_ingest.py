@@ -16,7 +16,7 @@ from orderflow_client import logs
 from orderflow_client.bus.connection import Bus
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.wire import FeedStatus, Trade, decode
-from services.ingest.feed import FeedAuthError
+from services.ingest.live_feed import FeedAuthError
 from services.ingest.polygon_rest_client import PolygonRest
 from services.ingest.polygon_ws import parse_frame
 from services.ingest.service import IngestService
