@@ -203,17 +203,15 @@ class ShownBooks:
         venues = self.venues.get(symbol)
         if venues is None:
             venues = self.venues[symbol] = {}
-        publisher = record.publisher_id
-        venues[publisher] = book
-        if len(venues) == 1:
-            venue = venue_of(publisher)[0]
-        else:
+        venues[record.publisher_id] = book
+        if len(venues) > 1:
             book = merged_book(list(venues.values()), self.depth)
-            venue = "+".join(sorted({venue_of(publisher)[0] for publisher in venues}))
         if self.shown.get(symbol, NO_BOOK) == book:
             return None
         self.shown[symbol] = book
-        return book, venue
+        if len(venues) == 1:
+            return book, venue_of(record.publisher_id)[0]
+        return book, "+".join(sorted({venue_of(publisher)[0] for publisher in venues}))
 
     def mbp10_changed(self, record: Any, symbol: str) -> tuple[Book, str] | None:
         """:meth:`changed` for an MBP-10 record, its levels read only when their bytes changed."""
