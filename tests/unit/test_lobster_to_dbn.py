@@ -7,6 +7,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from pathlib import Path
 
+import pytest
 import typer
 from databento_dbn import F_LAST, F_SNAPSHOT, UNDEF_PRICE
 from typer.testing import CliRunner
@@ -153,3 +154,11 @@ def test_mbp1_is_the_top_of_the_book_and_the_prints_with_or_without_their_sides(
     assert [(trade.side, trade.side_source) for trade in with_sides] == [("sell", "feed"), ("buy", "feed")]
     assert [(trade.side, trade.side_source) for trade in without] == [("unknown", "none")] * 2
     assert [(t.price, t.size, t.ts_event) for t in without] == [(t.price, t.size, t.ts_event) for t in with_sides]
+
+
+def test_a_message_file_longer_than_its_orderbook_file_is_refused_naming_both(tmp_path):
+    path = lobster_day(tmp_path)
+    (tmp_path / NAME.format("orderbook")).write_text("".join(book + "\n" for _, book in DAY[:5]))
+    for schema in ("mbp-10", "mbo"):
+        with pytest.raises(ValueError, match=r"message_2\.csv and \S+orderbook_2\.csv differ in length: row 6 of"):
+            convert(path, tmp_path, schema)
