@@ -101,14 +101,17 @@ def simulate_databento(
 
 def _key_or_exit(path: Path) -> str:
     """The key in ``path`` (its one line, blanks around it ignored); exit 2, never showing it, when unusable."""
+    from services.tools.databento_gateway_protocol import BUCKET_ID_LENGTH  # the gateway's own rule for a key
+
     try:
         key = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as error:
         stderr.print(f"[bold red]key file unreadable:[/] {path}: {type(error).__name__}", highlight=False)
         raise typer.Exit(code=2) from None
-    if len(key) < 5 or not key.isprintable() or any(character.isspace() for character in key):
+    if len(key) < BUCKET_ID_LENGTH or not key.isprintable() or any(character.isspace() for character in key):
         stderr.print(
-            f"[bold red]key file unusable:[/] {path} must hold one key of 5 or more characters without blanks",
+            f"[bold red]key file unusable:[/] {path} must hold one key of {BUCKET_ID_LENGTH} or more characters "
+            "without blanks",
             highlight=False,
         )
         raise typer.Exit(code=2)

@@ -22,6 +22,7 @@ Reads plain CSVs or the zip, streaming row by row.
 from __future__ import annotations
 
 import io
+import itertools
 import re
 import zipfile
 from collections.abc import Iterator
@@ -174,7 +175,11 @@ def _parse_rows(
     previous_book = ""
     second = NANOSECONDS_PER_SECOND
     levels = _LevelParser()
-    for number, (message_line, book_line) in enumerate(zip(messages, books, strict=False), start=1):
+    for number, (message_line, book_line) in enumerate(itertools.zip_longest(messages, books), start=1):
+        if message_line is None or book_line is None:  # the two files differ in length: every extra row says so
+            missing = "orderbook" if book_line is None else "message"
+            yield Reject(SOURCE, "unmatched_row", f"{name}:{number}", f"row {number} has no row in the {missing} file")
+            continue
         try:
             time_text, kind_text, _order_id, size_text, price_text, direction_text = message_line.split(",")
             whole, _, fraction = time_text.partition(".")

@@ -126,7 +126,7 @@ def _read_dbn(path: Path) -> tuple[str, dict[str, int], list[MarketRecord]]:
         with path.open("rb") as file:
             while chunk := file.read(1 << 20):
                 items.extend(decoder.write_and_decode(chunk))
-    except (dbn.DBNError, ValueError) as error:
+    except (dbn.DBNError, ValueError, RuntimeError) as error:  # RuntimeError: a damaged zstd stream
         raise ValueError(f"{path.name} does not decode as DBN: {error}") from None
     if not items or not isinstance(items[0], dbn.Metadata):
         raise ValueError(f"{path.name} holds no DBN metadata")

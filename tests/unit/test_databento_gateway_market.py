@@ -232,6 +232,10 @@ def test_files_that_cannot_be_replayed_are_named(tmp_path):
     garbage.write_bytes(b"DBN\x03" + b"\xff" * 40)  # a header cut short
     with pytest.raises(ValueError, match=r"broken\.dbn holds no DBN metadata"):
         load_market([garbage])
+    damaged = tmp_path / "damaged.dbn.zst"  # zstd's magic, then no zstd stream: the decoder raises RuntimeError
+    damaged.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(range(40)))
+    with pytest.raises(ValueError, match=r"damaged\.dbn\.zst does not decode as DBN"):
+        load_market([damaged])
 
 
 def trade(instrument_id: int, ts: int) -> object:

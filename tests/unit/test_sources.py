@@ -241,6 +241,20 @@ def test_lobster_halts_crosses_and_bad_rows(tmp_path):
     assert (events[4].state, events[5].state) == ("trading_halted", "trading_resumed")
 
 
+def test_lobster_files_of_different_lengths_lose_no_row_silently(tmp_path):
+    message = tmp_path / "XYZ_2012-06-21_34200000_57600000_message_1.csv"
+    book = tmp_path / "XYZ_2012-06-21_34200000_57600000_orderbook_1.csv"
+    message.write_text("34200.1,1,1,100,1000000,1\n34200.2,1,2,100,1000000,1\n34200.3,1,3,100,1000000,1\n")
+    book.write_text("1000200,300,1000000,100\n")
+    rejects = [e for e in lobster.read_lobster(message) if isinstance(e, Reject)]
+    assert [(r.code, r.where.rsplit(":", 1)[1]) for r in rejects] == [("unmatched_row", "2"), ("unmatched_row", "3")]
+    assert rejects[0].detail == "row 2 has no row in the orderbook file"
+    book.write_text("1000200,300,1000000,100\n" * 3)
+    message.write_text("34200.1,1,1,100,1000000,1\n")
+    extra_book_rows = [e for e in lobster.read_lobster(message) if isinstance(e, Reject)]
+    assert [r.detail for r in extra_book_rows] == [f"row {n} has no row in the message file" for n in (2, 3)]
+
+
 @given(st.lists(st.text(alphabet="0123456789.,-", max_size=40), min_size=1, max_size=10))
 @settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_lobster_random_rows_never_raise(tmp_path, lines):
