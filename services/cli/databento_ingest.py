@@ -3,8 +3,9 @@
 The same service as the Polygon source (:mod:`services.ingest.service`, which picks the feed by
 ``config.data_source``), without Polygon's REST: no condition table to fetch (Databento's trades carry no condition
 codes); a gap's trades are backfilled from Databento's historical API (:mod:`services.ingest.databento_history`,
-``ORDER_FLOW_DATABENTO_HISTORICAL_URL``). Exit codes as for Polygon: 2 when ``DATABENTO_API_KEY`` is missing or
-``--record`` is given (it records Polygon frames), 3 when Redis stays unreachable, 5 when Databento refuses the key.
+``ORDER_FLOW_DATABENTO_HISTORICAL_URL``). ``--record`` records Polygon frames: with Databento it is said to do
+nothing and ingest runs (compose's ingest service passes it whatever the source). Exit codes as for Polygon: 2 when
+``DATABENTO_API_KEY`` is missing, 3 when Redis stays unreachable, 5 when Databento refuses the key.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ def ingest_databento(config: OrderFlowConfig, record: Path | None) -> None:
             "`orderflow simulate-databento` serves a local gateway)"
         )
         raise typer.Exit(code=2)
-    if record is not None:
-        stderr.print("--record records Polygon frames: with ORDER_FLOW_DATA_SOURCE=databento leave it out")
-        raise typer.Exit(code=2)
     api_key = config.databento_api_key.get_secret_value()
     logging_or_exit(service="ingest", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values())
     log = get_logger("ingest")
+    if record is not None:
+        stderr.print("--record records Polygon frames: with ORDER_FLOW_DATA_SOURCE=databento nothing is recorded")
+        log.warning("order_flow.record_ignored", code="record_ignored", source="databento", record=str(record))
 
     async def run() -> None:
         bus = await connect_bus(config)

@@ -252,10 +252,11 @@ async def test_the_key_appears_in_no_log_or_metric(gateway, redis_url, key_prefi
     assert KEY not in generate_latest(REGISTRY).decode()
 
 
-async def run_ingest(environment: dict[str, str], timeout: float = 60) -> tuple[int, str]:
+async def run_ingest(environment: dict[str, str], *arguments: str, timeout: float = 60) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         *ORDERFLOW,
         "ingest",
+        *arguments,
         cwd=REPO,
         env=environment,
         stdout=asyncio.subprocess.PIPE,
@@ -280,18 +281,20 @@ async def test_cli_wrong_key_exits_5_with_one_line_and_never_shows_it(gateway, r
         ORDER_FLOW_LOG_DIR=str(tmp_path),
         ORDER_FLOW_METRICS_PORT="0",
     )
-    code, output = await run_ingest(environment)
+    code, output = await run_ingest(environment, "--record", str(tmp_path / "captures" / "live"))
     assert code == 5, output
+    assert "--record records Polygon frames: with ORDER_FLOW_DATA_SOURCE=databento nothing is recorded" in output
+    assert not (tmp_path / "captures").exists()  # compose passes --record whatever the source: said, not fatal
     lines = [line for line in output.splitlines() if "authentication failed" in line]
     assert lines == [
         "authentication failed: Databento rejected the API key (Authentication failed.): check DATABENTO_API_KEY"
     ]
     written = "".join(p.read_text() for p in tmp_path.glob("*.jsonl"))
-    assert "order_flow.feed_auth_failed" in written
+    assert "order_flow.feed_auth_failed" in written and "order_flow.record_ignored" in written
     assert wrong not in output and wrong not in written
 
 
-async def test_cli_without_a_key_or_with_record_exits_2(tmp_path):
+async def test_cli_without_a_key_exits_2(tmp_path):
     environment = orderflow_environment(ORDER_FLOW_DATA_SOURCE="databento", ORDER_FLOW_LOG_DIR=str(tmp_path))
     environment.pop("DATABENTO_API_KEY", None)
     code, output = await run_ingest(environment)
