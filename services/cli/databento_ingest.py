@@ -69,19 +69,7 @@ def ingest_databento(config: OrderFlowConfig, record: Path | None) -> None:
         finally:
             history.close()
             await bus.close()
-        log.info(
-            "order_flow.ingest_stopped",
-            frames=stats.frames,
-            events=stats.events,
-            trades=stats.trades,
-            trades_without_side=stats.trades_without_side,
-            reconnects=stats.reconnects,
-            gaps=stats.gaps,
-            backfilled=stats.backfilled,
-            dropped_frames=stats.dropped_frames,
-            rejects=stats.rejects.total,
-            rejects_by_code=dict(stats.rejects.by_code),
-        )
+        log.info("order_flow.ingest_stopped", **stats.summary())
 
     serve_metrics_or_exit(config)
     collect_garbage_less_often()

@@ -164,16 +164,7 @@ def ingest(
         finally:
             await bus.close()
             rest.close()
-        log.info(
-            "order_flow.ingest_stopped",
-            frames=stats.frames,
-            events=stats.events,
-            reconnects=stats.reconnects,
-            gaps=stats.gaps,
-            backfilled=stats.backfilled,
-            dropped_frames=stats.dropped_frames,
-            rejects=stats.rejects.total,
-        )
+        log.info("order_flow.ingest_stopped", **stats.summary())
 
     serve_metrics_or_exit(config)
     collect_garbage_less_often()

@@ -25,13 +25,12 @@ detector drop the windows the backfilled trades just filled.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from orderflow_client import logs
 from orderflow_client.timestamps import now_ns, ns_to_utc_iso
+from services.ingest.daemon_calls import in_daemon_thread
 from services.ingest.databento_history import DatabentoHistorical, HistoricalError, TradeBatch
 from services.ingest.normalise import Normaliser
 from services.ingest.polygon_rest_client import PolygonRest, RestError
@@ -46,28 +45,6 @@ BACKFILL_OVERLAP_NS = 1_000_000_000
 """A Databento backfill asks from this long (ns) before the gap: Databento's capture time of a record is not our
 receive time, so the overlap keeps a print at the gap's edge from being lost; what live already published there is
 dropped as a duplicate."""
-
-
-def _off_loop(function: Callable[[], Any]) -> asyncio.Future[Any]:
-    """Run a blocking call (a REST page: timeouts and retries can take a minute) in a daemon thread and await it.
-    Not the default executor: ``asyncio.run`` joins that at exit, so a stop would wait for the call to give up."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def settle(outcome: Any, failed: bool) -> None:
-        if not future.done():
-            (future.set_exception if failed else future.set_result)(outcome)
-
-    def work() -> None:
-        try:
-            outcome, failed = function(), False
-        except BaseException as error:
-            outcome, failed = error, True
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits it any more
-            loop.call_soon_threadsafe(settle, outcome, failed)
-
-    threading.Thread(target=work, name="orderflow-rest", daemon=True).start()
-    return future
 
 
 class Backfill:
@@ -110,7 +87,7 @@ class Backfill:
         pages = rest.pages(f"/v3/trades/{symbol}", params)
         published = 0
         while not stop.is_set():
-            fetching = _off_loop(lambda: next(pages, None))
+            fetching = in_daemon_thread(lambda: next(pages, None), name="orderflow-rest")
             stopping = asyncio.ensure_future(stop.wait())
             await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
@@ -211,7 +188,7 @@ async def _next_unless_stopped(items: Iterator[Any], stop: asyncio.Event) -> Any
     when ``stop`` is set first (the call is left to its thread)."""
     if stop.is_set():
         raise _Stopped
-    fetching = _off_loop(lambda: next(items, None))
+    fetching = in_daemon_thread(lambda: next(items, None), name="orderflow-rest")
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()

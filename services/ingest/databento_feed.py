@@ -25,12 +25,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from orderflow_client import logs
+from services.ingest.daemon_calls import in_daemon_thread
 from services.ingest.databento_live import RecordChunk
 from services.ingest.live_feed import LiveFeed
 from shared import service_metrics
@@ -52,28 +51,6 @@ def gateway_address(gateway: str) -> tuple[str | None, int | None]:
         return None, None
     host, _, port = gateway.partition(":")
     return host, int(port) if port else None
-
-
-def _in_thread(function: Callable[[], Any]) -> asyncio.Future[Any]:
-    """Run a blocking call of the client (connect and authenticate: up to 40 s) in a daemon thread and await it; a
-    stop does not wait for it (``asyncio.run`` joins the default executor at exit)."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def settle(outcome: Any, failed: bool) -> None:
-        if not future.done():
-            (future.set_exception if failed else future.set_result)(outcome)
-
-    def work() -> None:
-        try:
-            outcome, failed = function(), False
-        except BaseException as error:
-            outcome, failed = error, True
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits it any more
-            loop.call_soon_threadsafe(settle, outcome, failed)
-
-    threading.Thread(target=work, name="orderflow-databento-connect", daemon=True).start()
-    return future
 
 
 class DatabentoFeed(LiveFeed):
@@ -217,7 +194,10 @@ class DatabentoFeed(LiveFeed):
     async def _connect(self, client: Any, symbols: list[str], stop: asyncio.Event) -> None:
         """Connect, authenticate and subscribe ``symbols`` (in a thread: the client blocks), then start."""
         dataset, schema = self.config.databento_dataset, self.config.databento_schema
-        connecting = _in_thread(lambda: client.subscribe(dataset=dataset, schema=schema, symbols=symbols))
+        connecting = in_daemon_thread(
+            lambda: client.subscribe(dataset=dataset, schema=schema, symbols=symbols),
+            name="orderflow-databento-connect",
+        )
         stopping = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)

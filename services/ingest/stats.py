@@ -26,3 +26,18 @@ class IngestStats:
     trades_without_side: int = 0
     rejects: RejectCounter = field(default_factory=RejectCounter)
     statuses: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        """The counts ``order_flow.ingest_stopped`` logs, e.g. ``{"frames": 1200, "events": 35100, …}``."""
+        return {
+            "frames": self.frames,
+            "events": self.events,
+            "trades": self.trades,
+            "trades_without_side": self.trades_without_side,
+            "reconnects": self.reconnects,
+            "gaps": self.gaps,
+            "backfilled": self.backfilled,
+            "dropped_frames": self.dropped_frames,
+            "rejects": self.rejects.total,
+            "rejects_by_code": dict(self.rejects.by_code),
+        }
