@@ -48,6 +48,14 @@ def simulate_databento(
     ] = None,
     malformed_kind: Annotated[str, typer.Option(help="bad_side | undefined_price | unknown_record_type.")] = "bad_side",
     fault_sessions: Annotated[int, typer.Option(min=1, help="How many sessions each fault hits.")] = 1,
+    history_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Also serve Databento's historical timeseries.get_range on this port (0: any free one), from the "
+            "same market, for ingest's gap backfill (ORDER_FLOW_DATABENTO_HISTORICAL_URL=http://HOST:PORT).",
+        ),
+    ] = None,
     config_file: ConfigFileOption = None,
 ) -> None:
     """A local server speaking Databento's Live raw API (CRAM, subscriptions, DBN), replaying files (no internet).
@@ -56,6 +64,7 @@ def simulate_databento(
     """
     from services.tools.databento_gateway import DatabentoGateway
     from services.tools.databento_gateway_market import DEFAULT_LOBSTER_SCHEMAS, load_market
+    from services.tools.databento_history_server import HistoricalServer, HistoricalStandIn
 
     config = load_or_exit(config_file)
     key = _key_or_exit(key_file)
@@ -92,8 +101,25 @@ def simulate_databento(
             highlight=False,
             soft_wrap=True,
         )
+        history = None
+        if history_port is not None:
+            try:
+                history = HistoricalServer(HistoricalStandIn(gateway, api_key=key), host=host, port=history_port)
+            except OSError as error:
+                await gateway.stop()
+                stderr.print(f"[bold red]cannot listen on {host}:{history_port}:[/] {error}", highlight=False)
+                raise typer.Exit(code=2) from None
+            history.start()
+            stdout.print(
+                f"simulating Databento's historical API on {history.url}: "
+                f"ORDER_FLOW_DATABENTO_HISTORICAL_URL={history.url}",
+                highlight=False,
+                soft_wrap=True,
+            )
         stop = stop_on_signals()
         await stop.wait()
+        if history is not None:
+            history.stop()
         await gateway.stop()
 
     asyncio.run(run())

@@ -21,6 +21,7 @@ import pytest
 from databento.common import cram
 from databento.common.error import BentoError
 
+from services.ingest.databento_history import DatabentoHistorical, HistoricalError
 from services.tools.databento_gateway import DatabentoGateway
 from services.tools.databento_gateway_market import Market, instrument_id_of, load_market
 from tests.support.cli import orderflow_environment, run_orderflow, start_orderflow
@@ -322,12 +323,19 @@ def test_the_command_serves_the_client_and_never_shows_the_key(tmp_path):
     day = shared_data("lobster", "LOBSTER_SampleFile_AMZN_2012-06-21_1.zip")
     key_file = tmp_path / "databento.key"
     key_file.write_text(KEY + "\n")
-    port = free_port()
+    port, history_port = free_port(), free_port()
     environment = orderflow_environment()
     arguments = ("simulate-databento", "--port", str(port), "--key-file", str(key_file), "--speed", "0")
-    gateway = start_orderflow(*arguments, "--schema", "trades", str(day), env=environment)
+    history = ("--history-port", str(history_port))
+    gateway = start_orderflow(*arguments, *history, "--schema", "trades", str(day), env=environment)
     try:
-        wait_for(lambda: "simulating Databento Live" in gateway.output()[0], 60, "the gateway listening")
+        wait_for(lambda: "simulating Databento's historical API" in gateway.output()[0], 60, "the gateway listening")
+        # the historical stand-in beside it takes the same key, and only it
+        url = f"http://127.0.0.1:{history_port}"
+        assert list(DatabentoHistorical(KEY, url).trades(["AMZN"], 0, 10**9)) == []  # served: nothing played in 1970
+        with pytest.raises(HistoricalError) as refused:
+            list(DatabentoHistorical("db-WRONGwrongWRONGwrong12345", url, attempts=1).trades(["AMZN"], 0, 10**9))
+        assert refused.value.status == 401
         client = db.Live(key=KEY, gateway="127.0.0.1", port=port)
         records = collect(client)
         client.subscribe(dataset="XNAS.ITCH", schema="trades", symbols=["AMZN"])
@@ -340,6 +348,7 @@ def test_the_command_serves_the_client_and_never_shows_the_key(tmp_path):
         gateway.stop_if_running()
     stdout, stderr = gateway.output()
     assert f"on 127.0.0.1:{port}: 11,419 records of AMZN (trades) as fast as possible" in stdout
+    assert f"ORDER_FLOW_DATABENTO_HISTORICAL_URL=http://127.0.0.1:{history_port}" in stdout
     assert "databento_gateway_authenticated session_id=1" in stderr  # its log, on the console
     assert KEY not in stdout + stderr
 
