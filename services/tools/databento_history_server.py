@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from orderflow_client.logs import get_logger
 from services.tools.databento_gateway_market import Market, MarketRecord
+from services.tools.dbn_writer import metadata_mapping
 
 if TYPE_CHECKING:
     from services.tools.databento_gateway import DatabentoGateway
@@ -203,7 +204,7 @@ class HistoricalStandIn:
         day = datetime.fromtimestamp(request.start / 1e9, UTC).date()
         following = datetime.fromtimestamp(request.end / 1e9 + 86_400, UTC).date()
         mappings = [
-            _Mapping(symbol, [_Interval(day, following, str(instrument_id))])
+            metadata_mapping(symbol, instrument_id, day, following)
             for symbol, instrument_id in sorted(instruments.items())
         ]
         metadata = dbn.Metadata(
@@ -258,17 +259,6 @@ class HistoricalStandIn:
                 if start <= send_ns < end:
                     yield send_ns, records[index]
             lap += 1
-
-
-class _Interval(NamedTuple):
-    start_date: Any
-    end_date: Any
-    symbol: str
-
-
-class _Mapping(NamedTuple):
-    raw_symbol: str
-    intervals: list[_Interval]
 
 
 def _trade_bytes(entry: MarketRecord, shift_ns: int, dbn: Any) -> bytes:

@@ -1,13 +1,40 @@
-"""Writing a DBN file: its metadata, then records in blocks, plain or zstd-compressed through ``databento_dbn``'s
-Transcoder; the names the LOBSTER converter gives its files (``AMZN_2012-06-21_mbp-10.dbn.zst``)."""
+"""Writing a DBN file: its metadata (with :func:`metadata_mapping`, a raw symbol's instrument id over some days), then
+records in blocks, plain or zstd-compressed through ``databento_dbn``'s Transcoder; the names the LOBSTER converter
+gives its files (``AMZN_2012-06-21_mbp-10.dbn.zst``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from databento_dbn import Compression, Encoding, Metadata, Transcoder
+from databento_dbn.metadata import MappingInterval
+
+
+@dataclass
+class SymbolInterval:
+    """One interval of a DBN metadata mapping: ``symbol`` is the instrument id (as text) from ``start_date`` to
+    ``end_date`` (exclusive, UTC dates), as ``databento_dbn.Metadata`` reads its ``mappings``."""
+
+    start_date: date
+    end_date: date
+    symbol: str
+
+
+@dataclass
+class SymbolMapping:
+    """A raw symbol and its intervals, one entry of ``Metadata(mappings=[…])``."""
+
+    raw_symbol: str
+    intervals: Sequence[MappingInterval]
+
+
+def metadata_mapping(raw_symbol: str, instrument_id: int, start: date, end: date) -> SymbolMapping:
+    """``raw_symbol`` is ``instrument_id`` over ``[start, end)``: ``metadata_mapping("AMZN", 1, day, next_day)``."""
+    return SymbolMapping(raw_symbol, [SymbolInterval(start, end, str(instrument_id))])
 
 
 class DbnWriter:

@@ -32,7 +32,7 @@ A message file and an orderbook file of different lengths are a ValueError namin
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -55,7 +55,6 @@ from databento_dbn import (
     SType,
     TradeMsg,
 )
-from databento_dbn.metadata import MappingInterval
 
 from orderflow_client.prices import PRICE_SCALE
 from services.ingest.lobster import (
@@ -66,7 +65,7 @@ from services.ingest.lobster import (
     open_lobster_streams,
     seconds_text_to_ns,
 )
-from services.tools.dbn_writer import DbnWriter, output_name
+from services.tools.dbn_writer import DbnWriter, metadata_mapping, output_name
 
 DATASET = "XNAS.ITCH"
 PUBLISHER_ID = 2  # XNAS.ITCH.XNAS
@@ -192,7 +191,6 @@ def _book_row(line: str) -> tuple[Levels, Levels, int]:
 
 def metadata(schema: Schema, symbol: str, day: date, start: int) -> Metadata:
     """The DBN metadata of a converted day: XNAS.ITCH, raw symbol → instrument id 1 for the day."""
-    interval = _Interval(day, day + timedelta(days=1), str(INSTRUMENT_ID))
     return Metadata(
         dataset=DATASET,
         start=start,
@@ -200,21 +198,8 @@ def metadata(schema: Schema, symbol: str, day: date, start: int) -> Metadata:
         stype_out=SType("instrument_id"),
         schema=schema,
         symbols=[symbol],
-        mappings=[_Mapping(symbol, [interval])],
+        mappings=[metadata_mapping(symbol, INSTRUMENT_ID, day, day + timedelta(days=1))],
     )
-
-
-@dataclass
-class _Interval:
-    start_date: date
-    end_date: date
-    symbol: str
-
-
-@dataclass
-class _Mapping:
-    raw_symbol: str
-    intervals: Sequence[MappingInterval]
 
 
 def book_levels(bids: Levels, asks: Levels) -> list[BidAskPair]:

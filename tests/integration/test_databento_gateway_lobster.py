@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
 import databento_dbn as dbn
@@ -16,24 +15,12 @@ from orderflow_client.wire import BookUpdate, Trade
 from services.ingest.databento_files import DbnCounts, read_dbn
 from services.ingest.rejects import Reject
 from services.tools.databento_gateway_market import instrument_id_of, load_market
+from services.tools.dbn_writer import metadata_mapping
 from services.tools.lobster_to_dbn import open_lobster
 from services.tools.lobster_to_mbo import convert_mbo
 from tests.support.paths import shared_data
 
 DAY = "LOBSTER_SampleFile_AMZN_2012-06-21_5.zip"
-
-
-@dataclass
-class _Interval:
-    start_date: dt.date
-    end_date: dt.date
-    symbol: str
-
-
-@dataclass
-class _Mapping:
-    raw_symbol: str
-    intervals: list
 
 
 def test_the_gateways_mbo_stream_of_a_5_level_day_reads_back_as_the_converted_file(tmp_path: Path) -> None:
@@ -49,7 +36,7 @@ def test_the_gateways_mbo_stream_of_a_5_level_day_reads_back_as_the_converted_fi
         stype_out=dbn.SType.INSTRUMENT_ID,
         schema=dbn.Schema.MBO,
         symbols=["AMZN"],
-        mappings=[_Mapping("AMZN", [_Interval(dt.date(2012, 6, 21), dt.date(2012, 6, 22), str(amzn))])],
+        mappings=[metadata_mapping("AMZN", amzn, dt.date(2012, 6, 21), dt.date(2012, 6, 22))],
     )
     streamed = tmp_path / "gateway_mbo.dbn"
     streamed.write_bytes(bytes(metadata.encode()) + b"".join(bytes(record) for record in records))

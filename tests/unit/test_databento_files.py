@@ -5,7 +5,6 @@ files."""
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from services.ingest.databento_records import LEVELS_START, mbp10_levels
 from services.ingest.databento_venues import PUBLISHER_VENUES, VENUE_EXCHANGES, venue_of
 from services.ingest.rejects import Reject
 from services.ingest.sources import detect_format, read_events
+from services.tools.dbn_writer import metadata_mapping
 
 DAY = date(2024, 3, 5)
 T0 = 1_709_649_000_000_000_000  # 2024-03-05 14:30:00 UTC, 09:30 New York
@@ -53,24 +53,10 @@ TRADE, ADD, CANCEL, MODIFY, FILL, CLEAR = (Action(code) for code in "TACMFR")
 BID, ASK, NONE = Side("B"), Side("A"), Side("N")
 
 
-@dataclass
-class _Interval:
-    start_date: date
-    end_date: date
-    symbol: str
-
-
-@dataclass
-class _Mapping:
-    raw_symbol: str
-    intervals: list[Any]
-
-
 def write_dbn(path: Path, records: list[Any], schema: str | None = "trades", *, zstd: bool = False) -> Path:
     """A DBN file of ``records`` whose metadata maps AAPL → 101 and MSFT → 102 on DAY."""
     mappings = [
-        _Mapping(name, [_Interval(DAY, date(2024, 3, 6), str(number))])
-        for name, number in (("AAPL", AAPL), ("MSFT", MSFT))
+        metadata_mapping(name, number, DAY, date(2024, 3, 6)) for name, number in (("AAPL", AAPL), ("MSFT", MSFT))
     ]
     metadata = Metadata(
         dataset="XNAS.ITCH",

@@ -26,6 +26,7 @@ from services.tools.databento_gateway_records import (
     with_ts_out,
 )
 from services.tools.databento_gateway_subscriptions import SubscriptionRefused, Subscriptions
+from services.tools.dbn_writer import metadata_mapping
 from services.tools.lobster_to_dbn import convert_mbp10, convert_top_of_book, open_lobster
 from services.tools.lobster_to_mbo import STAND_IN_IDS, convert_mbo
 from tests.support.market_days import amzn_day
@@ -170,26 +171,11 @@ def write_dbn(path, records, *, mappings=True, compress=False):
         stype_out=dbn.SType.INSTRUMENT_ID,
         schema=dbn.Schema.TRADES,
         symbols=["AMZN"] if mappings else [],
-        mappings=[_Mapping("AMZN", [_Interval(dt.date(2012, 6, 21), dt.date(2012, 6, 22), str(AMZN))])]
-        if mappings
-        else [],
+        mappings=[metadata_mapping("AMZN", AMZN, dt.date(2012, 6, 21), dt.date(2012, 6, 22))] if mappings else [],
     )
     data = bytes(metadata.encode()) + b"".join(bytes(record) for record in records)
     path.write_bytes(zstandard.ZstdCompressor().compress(data) if compress else data)
     return path
-
-
-@dataclasses.dataclass
-class _Interval:
-    start_date: dt.date
-    end_date: dt.date
-    symbol: str
-
-
-@dataclasses.dataclass
-class _Mapping:
-    raw_symbol: str
-    intervals: list
 
 
 @pytest.mark.parametrize("name", ["amzn.trades.dbn", "amzn.trades.dbn.zst"])

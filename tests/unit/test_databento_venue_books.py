@@ -4,7 +4,6 @@ consolidated book; ``F_TOB`` records (IEX, NYSE National) replacing a side; a pr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from services.ingest.databento_live import LiveRecordParser, RecordChunk
 from services.ingest.databento_records import merged_book
 from services.ingest.rejects import Reject
 from services.ingest.stats import IngestStats
+from services.tools.dbn_writer import metadata_mapping
 
 DAY = date(2024, 3, 5)
 T0 = 1_709_649_000_000_000_000  # 2024-03-05 14:30:00 UTC, 09:30 New York
@@ -49,19 +49,6 @@ def mbo(publisher: int, action: Action, order_id: int, side: Side, price: int, s
     return MBOMsg(publisher, AAPL, ts, order_id, price, size, action, side, ts, flags=flags, sequence=9)
 
 
-@dataclass
-class _Interval:
-    start_date: date
-    end_date: date
-    symbol: str
-
-
-@dataclass
-class _Mapping:
-    raw_symbol: str
-    intervals: list[Any]
-
-
 def write_dbn(path: Path, records: list[Any], schema: str) -> Path:
     """A DBN file of ``records`` whose metadata maps AAPL → 101 on DAY (DBEQ.BASIC: one instrument id, three
     publishers)."""
@@ -72,7 +59,7 @@ def write_dbn(path: Path, records: list[Any], schema: str) -> Path:
         stype_out=SType("instrument_id"),
         schema=Schema(schema),
         symbols=["AAPL"],
-        mappings=[_Mapping("AAPL", [_Interval(DAY, date(2024, 3, 6), str(AAPL))])],
+        mappings=[metadata_mapping("AAPL", AAPL, DAY, date(2024, 3, 6))],
     )
     path.write_bytes(bytes(metadata) + b"".join(bytes(record) for record in records))
     return path
