@@ -36,11 +36,16 @@ from typing import Any, NamedTuple
 import msgspec
 import urllib3
 
-from orderflow_client.errors import OrderflowError
 from orderflow_client.logs import get_logger
 from orderflow_client.timestamps import now_ns
 from orderflow_client.wire import Trade
-from services.ingest.http_retries import RETRYABLE_STATUSES, RateLimiter, retry_after_seconds, retry_delay
+from services.ingest.http_retries import (
+    RETRYABLE_STATUSES,
+    HttpStatusError,
+    RateLimiter,
+    retry_after_seconds,
+    retry_delay,
+)
 from services.ingest.rejects import Reject
 
 log = get_logger(__name__)
@@ -51,15 +56,11 @@ SOURCE = "databento_historical"  # the reject source
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-class HistoricalError(OrderflowError):
+class HistoricalError(HttpStatusError):
     """The historical API refused the request for good (a 4xx other than 408/429, or a reply that does not
     decode); ``status`` the HTTP status when there was one."""
 
     code = "databento_historical_error"
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class HistoricalUnavailableError(HistoricalError):

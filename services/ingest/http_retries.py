@@ -16,7 +16,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from orderflow_client.errors import OrderflowError
+
 RETRYABLE_STATUSES = frozenset({408, 413, 429, 499, 500, 502, 503, 504})
+
+
+class HttpStatusError(OrderflowError):
+    """An HTTP API refused a request for good; ``status`` the HTTP status when there was one (each adapter names its
+    own subclasses and codes)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def retry_after_seconds(value: str | None) -> float | None:

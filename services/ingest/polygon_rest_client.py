@@ -28,23 +28,24 @@ from urllib.parse import urlencode, urljoin
 import msgspec
 import urllib3
 
-from orderflow_client.errors import OrderflowError
 from orderflow_client.logs import get_logger
-from services.ingest.http_retries import RETRYABLE_STATUSES, RateLimiter, retry_after_seconds, retry_delay
+from services.ingest.http_retries import (
+    RETRYABLE_STATUSES,
+    HttpStatusError,
+    RateLimiter,
+    retry_after_seconds,
+    retry_delay,
+)
 from services.ingest.polygon_clients import PolygonClientName, client_classes
 from shared.conditions import ConditionTable
 
 log = get_logger(__name__)
 
 
-class RestError(OrderflowError):
+class RestError(HttpStatusError):
     """A REST call failed for good (4xx other than 429, bad body)."""
 
     code = "rest_error"
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class RestUnavailableError(RestError):
