@@ -161,6 +161,21 @@ def run_or_exit(main: Coroutine[Any, Any, Result]) -> Result:
         raise typer.Exit(code=3) from None
 
 
+def run_ingest_or_exit(config: OrderFlowConfig, run: Callable[[], Coroutine[Any, Any, None]], log: Any) -> None:
+    """Live ingest's run, either source: metrics served, the collector tuned, ``run()`` until it ends; Redis away →
+    exit 3; the vendor refused the key → one line, ``order_flow.feed_auth_failed``, exit 5."""
+    from services.ingest.live_feed import FeedAuthError
+
+    serve_metrics_or_exit(config)
+    collect_garbage_less_often()
+    try:
+        run_or_exit(run())
+    except FeedAuthError as error:
+        log.error("order_flow.feed_auth_failed", code=error.code, reason=str(error))
+        stderr.print(f"[bold red]authentication failed:[/] {error}")
+        raise typer.Exit(code=5) from None
+
+
 def stop_on_signals() -> asyncio.Event:
     """An event set by SIGTERM or SIGINT (call inside the running loop)."""
     import signal

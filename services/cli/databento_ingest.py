@@ -15,11 +15,9 @@ from pathlib import Path
 import typer
 
 from services.cli.common import (
-    collect_garbage_less_often,
     connect_bus,
     logging_or_exit,
-    run_or_exit,
-    serve_metrics_or_exit,
+    run_ingest_or_exit,
     stderr,
     stop_on_signals,
 )
@@ -30,7 +28,6 @@ def ingest_databento(config: OrderFlowConfig, record: Path | None) -> None:
     """Run live ingest from Databento until SIGTERM/SIGINT (exit codes: the module docstring)."""
     from orderflow_client.logs import get_logger
     from services.ingest.databento_history import DatabentoHistorical
-    from services.ingest.live_feed import FeedAuthError
     from services.ingest.service import IngestService
 
     if config.databento_api_key is None:
@@ -71,11 +68,4 @@ def ingest_databento(config: OrderFlowConfig, record: Path | None) -> None:
             await bus.close()
         log.info("order_flow.ingest_stopped", **stats.summary())
 
-    serve_metrics_or_exit(config)
-    collect_garbage_less_often()
-    try:
-        run_or_exit(run())
-    except FeedAuthError as error:
-        log.error("order_flow.feed_auth_failed", code=error.code, reason=str(error))
-        stderr.print(f"[bold red]authentication failed:[/] {error}")
-        raise typer.Exit(code=5) from None
+    run_ingest_or_exit(config, run, log)

@@ -26,6 +26,7 @@ from services.cli.common import (
     logging_or_exit,
     nothing_read_or_exit,
     one_format_or_exit,
+    run_ingest_or_exit,
     run_or_exit,
     serve_metrics_or_exit,
     source_or_exit,
@@ -121,7 +122,6 @@ def ingest(
     """  # noqa: E501  (its first lines are the command's help, as listed)
 
     from orderflow_client.logs import get_logger
-    from services.ingest.live_feed import FeedAuthError
     from services.ingest.polygon_rest_client import PolygonRest, load_condition_table
     from services.ingest.service import IngestService
 
@@ -166,14 +166,7 @@ def ingest(
             rest.close()
         log.info("order_flow.ingest_stopped", **stats.summary())
 
-    serve_metrics_or_exit(config)
-    collect_garbage_less_often()
-    try:
-        run_or_exit(run())
-    except FeedAuthError as error:
-        log.error("order_flow.feed_auth_failed", code=error.code, reason=str(error))
-        stderr.print(f"[bold red]authentication failed:[/] {error}")
-        raise typer.Exit(code=5) from None
+    run_ingest_or_exit(config, run, log)
 
 
 def simulate_polygon(
