@@ -23,6 +23,7 @@ from services.tools.databento_gateway import DatabentoGateway
 from services.tools.databento_gateway_market import Market, load_market
 from services.tools.databento_history_server import HistoricalServer, HistoricalStandIn
 from shared.config import OrderFlowConfig
+from tests.support.ingest_service import RunningIngest
 from tests.support.paths import shared_data
 from tests.support.streams import market_stream_events
 from tests.support.waiting import wait_for_async
@@ -60,19 +61,6 @@ def settings(gateway: DatabentoGateway, prefix: str) -> OrderFlowConfig:
     return OrderFlowConfig(key_prefix=prefix, data_source="databento", databento_gateway=f"127.0.0.1:{gateway.port}")
 
 
-class Running:
-    def __init__(self, service: IngestService) -> None:
-        self.service, self.stop = service, asyncio.Event()
-
-    async def __aenter__(self) -> IngestService:
-        self.task = asyncio.ensure_future(self.service.run(self.stop))
-        return self.service
-
-    async def __aexit__(self, *exc_info) -> None:
-        self.stop.set()
-        await asyncio.wait_for(self.task, timeout=15)
-
-
 async def start_and_drop(bus: Bus, gateway: DatabentoGateway, service: IngestService) -> None:
     await wait_for_async(lambda: trades_after(bus, 0), timeout=20, what="AMZN's first trades")
     await asyncio.sleep(1.5)  # live longer than the backfill's overlap before the gap: all of it was seen live
@@ -96,7 +84,7 @@ async def test_a_gap_is_backfilled_once_without_duplicates_and_says_so(gateway, 
     await PositionRegistry(bus).open("AMZN", quantity=100, entry_price="220.00")
     client = history(history_server)
     service = IngestService(settings(gateway, key_prefix), bus, api_key=KEY, history=client, backoff_cap_seconds=1.0)
-    async with Running(service):
+    async with RunningIngest(service):
         await start_and_drop(bus, gateway, service)
         await wait_for_async(lambda: status_with(bus, "backfilled"), timeout=20, what="the backfilled status")
         after = sum(isinstance(e, Trade) for e in await market_stream_events(bus, "AMZN"))
@@ -140,7 +128,7 @@ async def test_a_429_is_retried_after_its_retry_after(gateway, history_server, r
     stand_in.fail_next, stand_in.retry_after_seconds = [429, 429], 0.6
     client = history(history_server)
     service = IngestService(settings(gateway, key_prefix), bus, api_key=KEY, history=client, backoff_cap_seconds=1.0)
-    async with Running(service):
+    async with RunningIngest(service):
         await start_and_drop(bus, gateway, service)
         await wait_for_async(lambda: status_with(bus, "backfilled"), timeout=20, what="the backfill after two 429s")
     times = [moment for moment, _ in stand_in.requests]
@@ -163,7 +151,7 @@ async def test_the_historical_api_down_leaves_the_gap_reported_and_ingest_runnin
         client = history(history_server, attempts=3)
         config = settings(gateway, key_prefix)
         service = IngestService(config, bus, api_key=KEY, history=client, backoff_cap_seconds=1.0)
-        async with Running(service):
+        async with RunningIngest(service):
             await start_and_drop(bus, gateway, service)
             await wait_for_async(lambda: status_with(bus, "backfill_failed"), timeout=20, what="the failed backfill")
             count = sum(isinstance(e, Trade) for e in await market_stream_events(bus, "AMZN"))

@@ -21,6 +21,7 @@ from services.tools.databento_gateway import DatabentoGateway
 from services.tools.databento_gateway_market import Market, load_market
 from shared.config import OrderFlowConfig
 from tests.support.cli import ORDERFLOW, orderflow_environment
+from tests.support.ingest_service import RunningIngest
 from tests.support.paths import REPO, shared_data
 from tests.support.streams import market_stream_events
 from tests.support.waiting import wait_for_async
@@ -50,21 +51,6 @@ def settings(gateway: DatabentoGateway, prefix: str, **overrides) -> OrderFlowCo
     )
 
 
-class Running:
-    """An IngestService running as a task, stopped on exit."""
-
-    def __init__(self, service: IngestService) -> None:
-        self.service, self.stop = service, asyncio.Event()
-
-    async def __aenter__(self) -> IngestService:
-        self.task = asyncio.ensure_future(self.service.run(self.stop))
-        return self.service
-
-    async def __aexit__(self, *exc_info) -> None:
-        self.stop.set()
-        await asyncio.wait_for(self.task, timeout=15)
-
-
 async def events_of(bus: Bus, symbol: str, kind: type) -> list:
     return [event for event in await market_stream_events(bus, symbol) if isinstance(event, kind)]
 
@@ -81,7 +67,7 @@ async def test_the_positions_books_and_trades_with_their_sides_follow_the_regist
     registry = PositionRegistry(bus)
     await registry.open("AMZN", quantity=100, entry_price="220.00")
     service = IngestService(settings(gateway, key_prefix), bus, api_key=KEY)
-    async with Running(service):
+    async with RunningIngest(service):
         await wait_for_async(lambda: has_trades(bus, "AMZN"), timeout=20, what="AMZN's trades")
         await asyncio.sleep(1.0)
         assert await bus.client.exists(bus.keys.market("AAPL")) == 0  # not a position: not subscribed
@@ -121,7 +107,7 @@ async def test_mbo_books_are_rebuilt_order_by_order(gateway, redis_url, key_pref
     bus = await Bus.connect(redis_url, prefix=key_prefix)
     await PositionRegistry(bus).open("AMZN", quantity=100, entry_price="220.00")
     service = IngestService(settings(gateway, key_prefix, databento_schema="mbo"), bus, api_key=KEY)
-    async with Running(service):
+    async with RunningIngest(service):
         await wait_for_async(lambda: has_trades(bus, "AMZN"), timeout=20, what="AMZN's trades from MBO")
         await asyncio.sleep(1.0)
     books = await events_of(bus, "AMZN", BookUpdate)
@@ -139,7 +125,7 @@ async def test_a_dropped_connection_is_a_gap_then_the_flow_resumes(gateway, redi
     bus = await Bus.connect(redis_url, prefix=key_prefix)
     await PositionRegistry(bus).open("AMZN", quantity=100, entry_price="220.00")
     service = IngestService(settings(gateway, key_prefix), bus, api_key=KEY, backoff_cap_seconds=0.5)
-    async with Running(service):
+    async with RunningIngest(service):
         await wait_for_async(lambda: has_trades(bus, "AMZN"), timeout=20, what="first trades")
         assert gateway.drop_connections(kind) == 1
         await wait_for_async(lambda: gap_published(bus), timeout=20, what="a gap")
@@ -174,7 +160,7 @@ async def test_malformed_records_are_counted_and_survived(gateway, redis_url, ke
     bus = await Bus.connect(redis_url, prefix=key_prefix)
     await PositionRegistry(bus).open("AMZN", quantity=100, entry_price="220.00")
     service = IngestService(settings(gateway, key_prefix), bus, api_key=KEY, backoff_cap_seconds=0.5)
-    async with Running(service):
+    async with RunningIngest(service):
         await wait_for_async(lambda: has_trades(bus, "AMZN"), timeout=20, what="first trades")
         assert gateway.inject("bad_side") == 1
         assert gateway.inject("undefined_price") == 1
@@ -205,7 +191,7 @@ async def test_a_silent_feed_trips_the_watchdog_though_heartbeats_arrive(gateway
     await PositionRegistry(bus).open("AMZN", quantity=100, entry_price="220.00")
     config = settings(gateway, key_prefix, watchdog_seconds=3.0)
     service = IngestService(config, bus, api_key=KEY, market_hours_only=False, backoff_cap_seconds=0.5)
-    async with Running(service):
+    async with RunningIngest(service):
         await wait_for_async(lambda: has_trades(bus, "AMZN"), timeout=20, what="first trades")
         gateway.paused = True
         await wait_for_async(lambda: silenced(service), timeout=15, what="the watchdog")
@@ -237,7 +223,7 @@ async def test_the_key_appears_in_no_log_or_metric(gateway, redis_url, key_prefi
         bus = await Bus.connect(redis_url, prefix=key_prefix)
         await PositionRegistry(bus).open("AMZN", quantity=100, entry_price="220.00")
         service = IngestService(settings(gateway, key_prefix), bus, api_key=KEY, backoff_cap_seconds=0.5)
-        async with Running(service):
+        async with RunningIngest(service):
             await wait_for_async(lambda: has_trades(bus, "AMZN"), timeout=20, what="first trades")
             gateway.drop_connections("error")
             await wait_for_async(lambda: gap_published(bus), timeout=20, what="a gap")

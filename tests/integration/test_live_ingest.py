@@ -25,6 +25,7 @@ from services.tools.simulator import PolygonSimulator
 from services.tools.simulator_timeline import polygon_event
 from shared.config import OrderFlowConfig
 from tests.support.cli import ORDERFLOW, orderflow_environment, run_orderflow
+from tests.support.ingest_service import RunningIngest
 from tests.support.paths import REPO
 from tests.support.streams import market_stream_events
 from tests.support.waiting import wait_for_async
@@ -62,21 +63,6 @@ def settings(simulator: PolygonSimulator, prefix: str, **overrides) -> OrderFlow
     )
 
 
-class Running:
-    """An IngestService running as a task, stopped on exit."""
-
-    def __init__(self, service: IngestService) -> None:
-        self.service, self.stop = service, asyncio.Event()
-
-    async def __aenter__(self) -> IngestService:
-        self.task = asyncio.ensure_future(self.service.run(self.stop))
-        return self.service
-
-    async def __aexit__(self, *exc_info) -> None:
-        self.stop.set()
-        await asyncio.wait_for(self.task, timeout=15)
-
-
 async def stream(bus: Bus, symbol: str) -> list:
     return await market_stream_events(bus, symbol)
 
@@ -93,7 +79,7 @@ async def test_positions_drive_subscriptions_live(simulator, redis_url, key_pref
         api_key=KEY,
         rest=PolygonRest(KEY, f"http://{simulator.feed}", client=client),
     )
-    async with Running(service):
+    async with RunningIngest(service):
         await wait_for_async(lambda: _has_trades(bus, "AAA", "BBB"), what="trades of both positions")
         await asyncio.sleep(1.5)
         trades = [e for e in await stream(bus, "AAA") if isinstance(e, Trade)]
@@ -135,7 +121,7 @@ async def test_a_dropped_connection_is_a_gap_backfilled_without_duplicates(simul
     rest = PolygonRest(KEY, f"http://{simulator.feed}", client=client, backoff_base=0.05, backoff_cap=0.3)
     config = settings(simulator, key_prefix, polygon_client=client)
     service = IngestService(config, bus, api_key=KEY, rest=rest, backoff_cap_seconds=1.0)
-    async with Running(service):
+    async with RunningIngest(service):
         await wait_for_async(lambda: _has_trades(bus, "AAA"), what="first trades")
         simulator.rest.failures = 2  # the backfill meets two 429s first
         await simulator.drop_connections()
@@ -170,7 +156,7 @@ async def test_malformed_frames_are_counted_and_survived(simulator, redis_url, k
     bus = await Bus.connect(redis_url, prefix=key_prefix)
     await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
     service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY)
-    async with Running(service):
+    async with RunningIngest(service):
         await wait_for_async(lambda: _has_trades(bus, "AAA"), what="first trades")
         await simulator.inject("this is not json")
         await simulator.inject('[{"ev":"T","sym":"AAA","p":"cheap","s":1,"t":1}]')
@@ -196,7 +182,7 @@ async def test_a_silent_feed_trips_the_watchdog(simulator, redis_url, key_prefix
         market_hours_only=False,
         backoff_cap_seconds=0.5,
     )
-    async with Running(service):
+    async with RunningIngest(service):
         await wait_for_async(lambda: _has_trades(bus, "AAA"), what="first trades")
         simulator.paused = True
         await wait_for_async(lambda: _silenced(service), timeout=10, what="the watchdog")
@@ -233,7 +219,7 @@ async def test_redis_restarted_during_ingest_resumes_and_reports_the_gap(simulat
     )
     await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
     service = IngestService(settings(simulator, "ri"), bus, api_key=KEY)
-    async with Running(service):
+    async with RunningIngest(service):
         await wait_for_async(lambda: _has_trades(bus, "AAA"), what="first trades")
         private_redis.stop()
         await asyncio.sleep(2.0)
@@ -261,7 +247,7 @@ async def test_the_api_key_appears_in_no_log_error_or_metric(simulator, redis_ur
         await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
         rest = PolygonRest(KEY, f"http://{simulator.feed}", backoff_base=0.05, backoff_cap=0.2)
         service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY, rest=rest, backoff_cap_seconds=0.5)
-        async with Running(service):
+        async with RunningIngest(service):
             await wait_for_async(lambda: _has_trades(bus, "AAA"), what="first trades")
             await simulator.drop_connections()
             await wait_for_async(lambda: _count(service, "backfilled"), what="a backfill")
@@ -315,7 +301,7 @@ async def test_a_recorded_session_replays_bit_for_bit(simulator, redis_url, key_
     bus = await Bus.connect(redis_url, prefix=key_prefix)
     await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
     service = IngestService(settings(simulator, key_prefix), bus, api_key=KEY, record=tmp_path / "rec" / "live")
-    async with Running(service):
+    async with RunningIngest(service):
         await wait_for_async(lambda: _has_trades(bus, "AAA"), what="first trades")
         await asyncio.sleep(1.0)
     live = [e for e in await stream(bus, "AAA") if not isinstance(e, FeedStatus)]  # the stop's status: not a frame
@@ -440,7 +426,7 @@ async def test_a_long_gap_is_backfilled_page_by_page_in_order_without_duplicates
         await publish(events, oldest)
 
     service.publisher.publish_events = counting
-    async with Running(service):
+    async with RunningIngest(service):
         await wait_for_async(lambda: _has_trades(bus, "AAA"), what="first trades")
         await asyncio.sleep(0.5)
         await simulator.drop_connections()
