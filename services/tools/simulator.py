@@ -150,8 +150,9 @@ class PolygonSimulator:
     async def _send_market(self, batch: list[tuple[int, dict]], lap: int, lap_start_ms: int, first_ns: int) -> None:
         stamped = []
         printed = self.history.trades
+        now_ms = time.time_ns() // 1_000_000  # a batch reaches batch_ms ahead: no event is stamped after its sending
         for market_ns, event in batch:
-            event = {**event, "t": lap_start_ms + int((market_ns - first_ns) / 1e6 / self.speed)}
+            event = {**event, "t": min(now_ms, lap_start_ms + int((market_ns - first_ns) / 1e6 / self.speed))}
             if lap and event["ev"] == "T":
                 event["i"] = f"{lap}-{event['i']}"  # a new print each lap, not a duplicate
             stamped.append(event)
