@@ -38,6 +38,7 @@ RED_BURST_DETECTED = "order_flow.red_burst_detected"
 EXIT_SIGNAL_TRIGGERED = "order_flow.exit_signal_triggered"
 DATA_VALIDATION_ERROR = "order_flow.data_validation_error"
 ALERT_WINDOW_EXPIRED = "order_flow.alert_window_expired"
+LARGE_ORDER_PULLED = "order_flow.large_order_pulled"
 
 _secrets: set[str] = set()
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@\s/]+)@")

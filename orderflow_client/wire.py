@@ -110,6 +110,35 @@ class BookUpdate(msgspec.Struct, frozen=True, tag="book", kw_only=True):
     venue: str = ""
 
 
+OrderAction = Literal["add", "cancel", "modify", "fill", "clear"]
+"""What happened to a resting order (see :class:`OrderUpdate`)."""
+
+
+class OrderUpdate(msgspec.Struct, frozen=True, tag="order", kw_only=True):
+    """One resting sell order (an offer) changing, from an order-by-order source (Databento MBO).
+
+    ``action``: ``add`` (a new order of ``size`` shares at ``price``), ``cancel`` (``size`` shares taken off without
+    trading), ``modify`` (the order now rests ``size`` shares at ``price``), ``fill`` (``size`` shares of it
+    traded), ``clear`` (every order of the symbol at ``venue`` is gone, e.g. before a new session's snapshot;
+    ``order_id`` 0). ``remaining`` is the shares still resting after it (0: the order left the book). Only the ask
+    side travels: the rules judge sellers, and it halves the traffic of a depth feed. A sample (JSON)::
+
+        {"type":"order","symbol":"AMZN","ts_event":1340285400021893010,"ts_recv":…,"ts_arrival":…,
+         "order_id":16119403,"action":"fill","price":223820000000,"size":100,"remaining":0,"venue":"XNAS"}
+    """
+
+    symbol: str
+    ts_event: int
+    ts_recv: int
+    ts_arrival: int
+    order_id: int
+    action: OrderAction
+    price: int = 0
+    size: int = 0
+    remaining: int = 0
+    venue: str = ""
+
+
 FeedState = Literal[
     "connected",
     "disconnected",
@@ -208,7 +237,7 @@ class ExitRecommendation(msgspec.Struct, frozen=True, tag="exit", kw_only=True):
     signature: str = ""
 
 
-MarketEvent = Trade | Quote | BookUpdate | FeedStatus
+MarketEvent = Trade | Quote | BookUpdate | OrderUpdate | FeedStatus
 
 
 class MarketEvents(msgspec.Struct, frozen=True, tag="events", kw_only=True):
@@ -229,7 +258,7 @@ EVENTS_PER_ENTRY = 64
 """At most this many events in one :class:`MarketEvents` entry (an entry is the unit of acknowledgement,
 redelivery and dead-lettering, so it stays small: 64 ten-level book updates are about 25 KB)."""
 
-WireMessage = Trade | Quote | BookUpdate | FeedStatus | MarketEvents | OrderFlowAlert | ExitRecommendation
+WireMessage = Trade | Quote | BookUpdate | OrderUpdate | FeedStatus | MarketEvents | OrderFlowAlert | ExitRecommendation
 
 _msgpack_encoder = msgspec.msgpack.Encoder()
 _msgpack_decoder = msgspec.msgpack.Decoder(WireMessage)

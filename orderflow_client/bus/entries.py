@@ -1,11 +1,11 @@
 """How market events become entries of the per-symbol streams: the events a batch holds for one stream are packed
 into entries of up to :data:`~orderflow_client.wire.EVENTS_PER_ENTRY`, oldest first.
 
-An entry holding one event keeps the event's own field and payload (``trade``, ``quote``, ``book``, ``status``);
-an entry holding several has the field ``events`` and a :class:`~orderflow_client.wire.MarketEvents` payload. Redis
-and the detector pay their per-entry cost (XADD, delivery to the group, the reply's parse, the decode call, XACK)
-once for the entry, so at high rates — when batches fill — that cost is shared by up to 64 events, and at low
-rates nothing waits to fill an entry. ``redis-cli`` shows which an entry is::
+An entry holding one event keeps the event's own field and payload (``trade``, ``quote``, ``book``, ``order``,
+``status``); an entry holding several has the field ``events`` and a :class:`~orderflow_client.wire.MarketEvents`
+payload. Redis and the detector pay their per-entry cost (XADD, delivery to the group, the reply's parse, the decode
+call, XACK) once for the entry, so at high rates — when batches fill — that cost is shared by up to 64 events, and
+at low rates nothing waits to fill an entry. ``redis-cli`` shows which an entry is::
 
     XRANGE orderflow:md:{AAPL} - + COUNT 2
     1) 1) "1718890000123-0"

@@ -10,6 +10,7 @@ of event time (a burst's episode in UTC seconds). Ids from the shared days::
     AIG:large_seller:tape:1381153667960000000:2016                   first print's ts and trade id
     AIG:large_seller:tape:1381240300150000000:2821:critical          an escalation of such an order
     AAPL:large_seller:book:585600000000:1340288920629187338          price, since
+    AMZN:large_seller:iceberg:223900000000:1340285523127811385       price, the first order's add (MBO)
     AAPL:red_burst:1340287230:warning                                episode second, severity
     AIG:exit:large_sellers:AIG:large_seller:tape:1381262391759000000:43129   the third seller's id
     AIG:exit:red_burst:AIG:red_burst:1381160768:critical             the critical burst's id
@@ -31,6 +32,7 @@ from orderflow_client.wire import (
 )
 from services.detector.book import Appearance
 from services.detector.bursts import BurstSignal
+from services.detector.orders import Iceberg, Pulled, PulledOrder, RestingOffer
 from services.detector.tape import AggressiveOrder
 
 Evidence = dict[str, EvidenceValue]
@@ -85,11 +87,28 @@ def large_offer_alert(
     severity: Severity,
     session: TradingSession,
     threshold_evidence: Evidence,
-    *,
     two_sided: bool,
     largest_bid: int,
+    orders: list[RestingOffer] | None = None,
 ) -> OrderFlowAlert:
-    """A large offer that rested long enough, as of ``ts`` (``SYM:large_seller:book:<price>:<since ts>``)."""
+    """A large offer that rested long enough, as of ``ts`` (``SYM:large_seller:book:<price>:<since ts>``).
+    ``orders``: the orders resting at its price, largest first, when the source gives orders (the view is then
+    ``orders``: how many, and the largest one's id and size, whether it is one seller)."""
+    evidence: Evidence = {
+        "rested_seconds": round((ts - appearance.start_ts) / NANOSECONDS_PER_SECOND, 3),
+        "since_utc": ns_to_utc_iso(appearance.start_ts),
+        "largest_bid": largest_bid,
+        "view": appearance.view,  # which view judged it: the book's depth or the NBBO
+        "level": appearance.level,  # 0: the best ask when it appeared
+        "levels_shown": appearance.levels_shown,
+        **threshold_evidence,
+    }
+    if orders is not None:
+        evidence["view"] = "orders"
+        evidence["orders_at_level"] = len(orders)
+        if orders:
+            evidence["largest_order_id"] = orders[0].order_id
+            evidence["largest_order_shares"] = orders[0].size
     return OrderFlowAlert(
         id=f"{symbol}:large_seller:book:{appearance.price}:{appearance.start_ts}",
         symbol=symbol,
@@ -103,13 +122,39 @@ def large_offer_alert(
         price_level=appearance.price,
         two_sided=two_sided,
         session=session,
+        evidence=evidence,
+    )
+
+
+def iceberg_alert(
+    symbol: str, iceberg: Iceberg, threshold: int, session: TradingSession, threshold_evidence: Evidence
+) -> OrderFlowAlert:
+    """A seller refilling a small offer who has now traded ``threshold`` shares
+    (``SYM:large_seller:iceberg:<price>:<first order's add ts>``), as of the fill that crossed it; ``critical`` when
+    that fill took it to twice the threshold."""
+    chain = iceberg.chain
+    return OrderFlowAlert(
+        id=f"{symbol}:large_seller:iceberg:{chain.price}:{chain.first_ts}",
+        symbol=symbol,
+        alert_type="large_seller",
+        severity="critical" if chain.traded >= 2 * threshold else "warning",
+        source="book",
+        ts_event=iceberg.ts,
+        ts_recv=iceberg.ts_recv,
+        timestamp_utc=ns_to_utc_iso(iceberg.ts),
+        order_size=chain.traded,
+        price_level=chain.price,
+        session=session,
         evidence={
-            "rested_seconds": round((ts - appearance.start_ts) / NANOSECONDS_PER_SECOND, 3),
-            "since_utc": ns_to_utc_iso(appearance.start_ts),
-            "largest_bid": largest_bid,
-            "view": appearance.view,  # which view judged it: the book's depth or the NBBO
-            "level": appearance.level,  # 0: the best ask when it appeared
-            "levels_shown": appearance.levels_shown,
+            "view": "orders",
+            "iceberg": True,
+            "venue": chain.venue,
+            "shown_shares": chain.shown,
+            "refills": chain.refills,
+            "traded_shares": chain.traded,
+            "first_order_id": chain.first_order_id,
+            "since_utc": ns_to_utc_iso(chain.first_ts),
+            "duration_seconds": round((iceberg.ts - chain.first_ts) / NANOSECONDS_PER_SECOND, 3),
             **threshold_evidence,
         },
     )
@@ -223,3 +268,10 @@ def detector_status(
         gap_start_ns=gap_start_ns,
         gap_end_ns=gap_end_ns,
     )
+
+
+def pulled_order(symbol: str, pulled: Pulled) -> PulledOrder:
+    """What ``order_flow.large_order_pulled`` says of a named large order cancelled without trading."""
+    order = pulled.order
+    rested = pulled.ts - order.added_ts
+    return PulledOrder(symbol, order.named_by, order.order_id, order.venue, order.price, order.shown, rested, pulled.ts)

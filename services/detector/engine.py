@@ -1,37 +1,50 @@
 """The rules core: a pure state machine per symbol over market events.
 
-``Engine.process(event)`` returns what the event caused — alerts, exit
-recommendations, statuses, validation issues, expired alerts (see
-:mod:`services.detector.outputs`) — and does no I/O, so the live service,
-``orderflow analyze`` and tests run the very same code on the same events and
-get the same alert ids. Event time only: the engine never reads a clock.
+``Engine.process(event)`` returns what the event caused — alerts, exit recommendations, statuses, validation issues,
+expired alerts (see :mod:`services.detector.outputs`) — and does no I/O, so the live service, ``orderflow analyze``
+and tests run the very same code on the same events and get the same alert ids. Event time only: the engine never
+reads a clock.
 
-Per event, in order: session tagging; feed statuses from ingest (gaps and
-trading halts reset the windows); integrity (a bad event halts monitoring);
-a new trading day rebuilds the thresholds; a session change resets the
-windows; time-driven work (an aggressive order that is complete, book
-appearances that have persisted, alerts leaving the exit window); then the
-event itself moves the NBBO, the book, the tape orders and the volume windows.
+Per event, in order: session tagging; feed statuses from ingest (gaps and trading halts reset the windows);
+integrity (a bad event halts monitoring); a new trading day rebuilds the thresholds; a session change resets the
+windows; time-driven work (an aggressive order that is complete, book appearances that have persisted, alerts
+leaving the exit window); then the event itself moves the NBBO, the book, the resting orders (an order-by-order
+source), the tape orders and the volume windows.
 
-This module is the dispatch. The rules live in :mod:`~services.detector.tape`,
-:mod:`~services.detector.book`, :mod:`~services.detector.bursts` and
-:mod:`~services.detector.exits`; what they judge against in
-:mod:`~services.detector.threshold_lifecycle`; what an alert says in
-:mod:`~services.detector.alert_builders`; the settings in
-:mod:`~services.detector.rule_settings`.
+This module is the dispatch. The rules live in :mod:`~services.detector.tape`, :mod:`~services.detector.book`,
+:mod:`~services.detector.orders`, :mod:`~services.detector.bursts` and :mod:`~services.detector.exits`; what
+they judge against in :mod:`~services.detector.threshold_lifecycle`; what an alert says in
+:mod:`~services.detector.alert_builders`; the settings in :mod:`~services.detector.rule_settings`.
 """
 
 from __future__ import annotations
 
 from typing import Literal, cast
 
-from orderflow_client.wire import BookUpdate, FeedStatus, MarketEvent, OrderFlowAlert, Quote, Trade, TradingSession
-from services.detector.alert_builders import large_offer_alert, large_order_alert, red_burst_alert
+from orderflow_client.wire import (
+    BookUpdate,
+    FeedStatus,
+    MarketEvent,
+    OrderFlowAlert,
+    OrderUpdate,
+    Quote,
+    Severity,
+    Trade,
+    TradingSession,
+)
+from services.detector.alert_builders import (
+    iceberg_alert,
+    large_offer_alert,
+    large_order_alert,
+    pulled_order,
+    red_burst_alert,
+)
 from services.detector.book import Appearance, LargeOffers
 from services.detector.bursts import RedBursts
 from services.detector.day_recorder import DayRecorder
 from services.detector.exits import ExitRule
 from services.detector.integrity import Integrity, MarketData
+from services.detector.orders import Iceberg, SellOrders
 from services.detector.outputs import ExpiredAlerts, Output
 from services.detector.profiles import DayStatistics, SymbolProfile
 from services.detector.rule_settings import RuleSettings
@@ -67,6 +80,7 @@ class SymbolEngine:
         self.nbbo = PrevailingQuote()
         self.tape = TapeOrders(settings.sweep_window_ns)
         self.offers = LargeOffers(settings.persistence_ns, settings.offer_return_ns)
+        self.orders = SellOrders()
         self.bursts = RedBursts(
             spike_seconds=settings.spike_seconds,
             baseline_seconds=settings.baseline_seconds,
@@ -136,20 +150,18 @@ class SymbolEngine:
             self.offers.on_book(ts, event.bids, event.asks, lifecycle.offer_size(session))
             if recorder is not None:
                 recorder.record_book(ts, event.bids, event.asks)
+        elif type(event) is OrderUpdate:
+            self._on_order(event, session, outputs)
         return outputs
 
     # --- time passing between events (live) -------------------------------------------
     def advance(self, now_recv: int) -> list[Output]:
         """Live: event time moves on while no event arrives, so a large offer is reported once it has rested
-        ``persistence`` and not only at the next event (seconds later on a quiet stock).
-
-        ``now_recv`` is on the clock of ``ts_recv`` (ns); event time is the last event's plus the receive time
-        elapsed since it arrived. The alert is stamped with the moment the offer had rested long enough (its
-        ``latency_ms`` then says how late the heartbeat was) and carries the id the next event would have given
-        it, so live and offline runs report the same alerts. The tape needs no heartbeat (a large order alerts
-        at the print that makes it large), and nothing here starts a new session or day: that waits for a real
-        event.
-        """
+        ``persistence``, not at the next event (seconds later on a quiet stock). ``now_recv`` is on the ``ts_recv``
+        clock (ns); event time is the last event's plus the receive time elapsed since. The alert is stamped with
+        the moment the offer had rested long enough (``latency_ms`` says how late the heartbeat was) and carries the
+        id the next event would have given it, so live and offline runs agree. The tape needs no heartbeat (a large
+        order alerts at the print that makes it large); a new session or day waits for a real event."""
         if not self.offers.appearances or not self.last_recv or self.integrity.halted:
             return []
         ts = self.last_ts + (now_recv - self.last_recv)
@@ -184,9 +196,10 @@ class SymbolEngine:
         return []
 
     def reset_windows(self, ts: int) -> None:
-        """Forget the tape order in progress, the book's appearances and the burst windows as of ``ts`` (ns)."""
+        """Forget the windows as of ``ts`` (ns): the tape order, the book's appearances and orders, the bursts."""
         self.tape.end_order()
         self.offers.reset()
+        self.orders.reset()
         self.bursts.reset(ts)
 
     def _time_passes(self, ts: int, ts_recv: int, session: TradingSession, outputs: list[Output]) -> None:
@@ -235,6 +248,15 @@ class SymbolEngine:
             )
             self._emit(alert, outputs)
 
+    def _on_order(self, update: OrderUpdate, session: TradingSession, outputs: list[Output]) -> None:
+        threshold = self.lifecycle.offer_size(session)
+        signal = self.orders.on_order(update, threshold)
+        if isinstance(signal, Iceberg):
+            evidence = self.lifecycle.threshold_evidence(threshold, session)
+            self._emit(iceberg_alert(self.symbol, signal, threshold, session, evidence), outputs)
+        elif signal is not None and signal.order.named_by:  # the seller an alert named left without selling
+            outputs.append(pulled_order(self.symbol, signal))
+
     # --- alerts ------------------------------------------------------------------
     def _emit(self, alert: OrderFlowAlert, outputs: list[Output]) -> None:
         outputs.append(alert)
@@ -266,24 +288,19 @@ class SymbolEngine:
         self, appearance: Appearance, ts: int, ts_recv: int, session: TradingSession, outputs: list[Output]
     ) -> None:
         """A large offer has rested long enough (as of ``ts``): one alert, ``critical`` at twice the threshold
-        unless the bid side shows as much (two-sided)."""
+        unless the bid side shows as much (two-sided); with orders, of the largest single order (one seller, named)."""
         threshold = self.lifecycle.offer_size(session)
         largest_bid = self.offers.largest_bid()
         two_sided = largest_bid >= self.settings.two_sided_ratio * appearance.size
-        severity: Literal["warning", "critical"] = (
-            "critical" if appearance.size >= 2 * threshold and not two_sided else "warning"
-        )
+        orders = self.orders.resting_at(appearance.price) if self.orders.seen else None
+        seller = appearance.size if orders is None else max((order.size for order in orders), default=0)
+        severity: Severity = "critical" if seller >= 2 * threshold and not two_sided else "warning"
+        evidence = self.lifecycle.threshold_evidence(threshold, session)
         alert = large_offer_alert(
-            self.symbol,
-            appearance,
-            ts,
-            ts_recv,
-            severity,
-            session,
-            self.lifecycle.threshold_evidence(threshold, session),
-            two_sided=two_sided,
-            largest_bid=largest_bid,
+            self.symbol, appearance, ts, ts_recv, severity, session, evidence, two_sided, largest_bid, orders
         )
+        if orders and orders[0].size >= threshold:
+            orders[0].named_by = alert.id  # one order is the large seller: say so if it leaves without selling
         self._emit(alert, outputs)
 
 

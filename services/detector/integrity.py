@@ -10,8 +10,8 @@ Each market event is checked before any rule sees it:
 ``future_timestamp``         event time more than the chronology tolerance after
                              its arrival (a clock problem)
 ``out_of_order``             a print more than the tolerance before the last print
-``invalid_price``            a print at ≤ 0, a quote or book level below 0
-``invalid_size``             a print of ≤ 0 shares, a negative quote/level size
+``invalid_price``            a print at ≤ 0, a quote, book level or order below 0
+``invalid_size``             a print of ≤ 0 shares, a negative quote/level/order size
 ============================ ===================================================
 
 Any of these halts monitoring of the symbol (safety first: no alert from data that may be wrong): a
@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
-from orderflow_client.wire import BookUpdate, FeedStatus, Quote, Trade
+from orderflow_client.wire import BookUpdate, FeedStatus, OrderUpdate, Quote, Trade
 from services.detector.alert_builders import detector_status
 
-MarketData = Trade | Quote | BookUpdate
+MarketData = Trade | Quote | BookUpdate | OrderUpdate
 """The events the rules judge (a feed's :class:`~orderflow_client.wire.FeedStatus` is not checked)."""
 
 HALTING = frozenset(
@@ -107,6 +107,8 @@ class Integrity:
             for price, size in event.asks:
                 if price <= 0 or size < 0:
                     return False
+        elif type(event) is OrderUpdate:
+            return event.price >= 0 and event.size >= 0 and event.remaining >= 0
         return True
 
     def _problems_of(self, event: MarketData) -> list[tuple[str, str]]:
@@ -142,6 +144,12 @@ class Integrity:
                 if price <= 0 or size < 0:
                     problems.append(("invalid_price" if price <= 0 else "invalid_size", f"book level {price} x {size}"))
                     break
+        elif type(event) is OrderUpdate:
+            if event.price < 0:
+                problems.append(("invalid_price", f"order {event.order_id} at {event.price} nano-dollars"))
+            if event.size < 0 or event.remaining < 0:
+                shares = f"{event.size} shares, {event.remaining} left"
+                problems.append(("invalid_size", f"order {event.order_id}: {shares}"))
         return problems
 
     def check(self, event: MarketData, session: str = "regular") -> Verdict | None:

@@ -15,7 +15,16 @@ from typing import NamedTuple
 
 from orderflow_client.bus.entries import EVENTS_FIELD
 from orderflow_client.bus.streams import BusEntry, as_text
-from orderflow_client.wire import BookUpdate, FeedStatus, MarketEvent, MarketEvents, Quote, Trade, WireMessage
+from orderflow_client.wire import (
+    BookUpdate,
+    FeedStatus,
+    MarketEvent,
+    MarketEvents,
+    OrderUpdate,
+    Quote,
+    Trade,
+    WireMessage,
+)
 
 
 class Misplaced(NamedTuple):
@@ -39,7 +48,7 @@ def market_events(message: WireMessage, entry: BusEntry, symbol: str) -> tuple[M
         return message.events
     if not isinstance(message, _MARKET_TYPES):
         tag = type(message).__struct_config__.tag
-        return Misplaced("wrong_type", f"a {tag} message on a market stream (only trade, quote, book, status)")
+        return Misplaced("wrong_type", f"a {tag} message on a market stream (only trade, quote, book, order, status)")
     field = MARKET_FIELDS[type(message)]
     if entry.field and entry.field != field:
         return Misplaced("wrong_field", f"field {as_text(entry.field)!r} holds a {field.decode()}")
@@ -55,7 +64,7 @@ def _misplaced(event: MarketEvent, symbol: str) -> Misplaced | None:
     return None
 
 
-_MARKET_TYPES = (Trade, Quote, BookUpdate, FeedStatus)
+_MARKET_TYPES = (Trade, Quote, BookUpdate, OrderUpdate, FeedStatus)
 MARKET_FIELDS: dict[type, bytes] = {kind: str(kind.__struct_config__.tag).encode() for kind in _MARKET_TYPES}
 """The field each market event is written under when alone in its entry (its wire tag): ``trade``, ``quote``,
-``book``, ``status``."""
+``book``, ``order``, ``status``."""

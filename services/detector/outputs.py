@@ -2,7 +2,7 @@
 
 An :data:`Output` is an alert, an exit recommendation, a status (the
 detector's own, or a feed's), a :class:`~services.detector.integrity.ValidationIssue`,
-the :class:`ExpiredAlerts` that left the exit window, or a :class:`ProfileUpdate`
+the :class:`ExpiredAlerts` that left the exit window, a :class:`PulledOrder`, or a :class:`ProfileUpdate`
 to store. The live service and the offline tools dispatch on its type.
 """
 
@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert
 from services.detector.integrity import ValidationIssue
+from services.detector.orders import PulledOrder
 from services.detector.profiles import SymbolProfile
 
 
@@ -25,4 +26,6 @@ class ProfileUpdate(NamedTuple):
     profile: SymbolProfile
 
 
-Output = OrderFlowAlert | ExitRecommendation | FeedStatus | ValidationIssue | ExpiredAlerts | ProfileUpdate
+Output = (
+    OrderFlowAlert | ExitRecommendation | FeedStatus | ValidationIssue | ExpiredAlerts | PulledOrder | ProfileUpdate
+)

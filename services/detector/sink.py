@@ -28,9 +28,10 @@ from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.dedup import PublishOnce
 from orderflow_client.prices import format_price
 from orderflow_client.signing import sign
-from orderflow_client.timestamps import now_ns, ns_to_utc_iso
+from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns, ns_to_utc_iso
 from orderflow_client.wire import ExitRecommendation, FeedState, FeedStatus, OrderFlowAlert, encode
 from services.detector.integrity import ValidationIssue
+from services.detector.orders import PulledOrder
 from services.detector.outputs import ExpiredAlerts, Output, ProfileUpdate
 from services.detector.profile_store import ProfileStore
 from services.detector.stats import DetectorStats
@@ -94,6 +95,7 @@ class OutputSink:
             FeedStatus: self._status,
             ValidationIssue: self._validation_issue,
             ExpiredAlerts: self._expired_alerts,
+            PulledOrder: self._pulled_order,
             ProfileUpdate: self._profile_update,
         }
 
@@ -182,6 +184,19 @@ class OutputSink:
 
     async def _expired_alerts(self, expired: ExpiredAlerts) -> None:
         log.info(logs.ALERT_WINDOW_EXPIRED, alert_ids=list(expired))
+
+    async def _pulled_order(self, pulled: PulledOrder) -> None:
+        log.info(
+            logs.LARGE_ORDER_PULLED,
+            symbol=pulled.symbol,
+            alert_id=pulled.alert_id,
+            order_id=pulled.order_id,
+            venue=pulled.venue,
+            price=format_price(pulled.price),
+            shares=pulled.shares,
+            rested_seconds=round(pulled.rested_ns / NANOSECONDS_PER_SECOND, 3),
+            timestamp_utc=ns_to_utc_iso(pulled.ts_event),
+        )
 
     async def _profile_update(self, update: ProfileUpdate) -> None:
         await self.profiles.save(update.profile)

@@ -56,6 +56,7 @@ from orderflow_client.logs import get_logger
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
 from orderflow_client.wire import FeedStatus, MarketEvent, Trade
 from services.ingest.databento_book import OrderBook, apply_order
+from services.ingest.databento_orders import AskOrderEvents
 from services.ingest.databento_records import (
     SOURCE,
     Book,
@@ -175,6 +176,7 @@ class _FileReader:
         self.quotes: dict[int, tuple[int, int, int, int]] = {}  # book key → the last quote level shown
         self.halted: set[int] = set()  # instruments a status record halted: only their TRADING is a resumption
         self.books: dict[int, OrderBook] = {}  # book key → the MBO book
+        self.offers: dict[int, AskOrderEvents] = {}  # book key → its ask orders' events
         self.handlers = {
             MBP10Msg: self._depth_record,
             MBP1Msg: self._top_record,
@@ -301,10 +303,14 @@ class _FileReader:
         book = self.books.get(key)
         if book is None:
             book = self.books[key] = OrderBook()
+            self.offers[key] = AskOrderEvents()
         items: list[Item] = []
         if record.action == "T":
             items.append(trade_event(record, symbol, self.name))
         else:
+            offer = self.offers[key].update(record, symbol, book)
+            if offer is not None:
+                items.append(offer)
             code = apply_order(book, record)
             if code is not None:
                 detail = f"action {str(record.action)!r} order {record.order_id}"

@@ -39,8 +39,9 @@ from typing import Any, NamedTuple
 import msgspec
 from databento_dbn import F_LAST, ErrorMsg, MBOMsg, MBP10Msg, SymbolMappingMsg, SystemMsg, TradeMsg
 
-from orderflow_client.wire import BookUpdate, Trade
+from orderflow_client.wire import BookUpdate, OrderUpdate, Trade
 from services.ingest.databento_book import OrderBook, apply_order
+from services.ingest.databento_orders import AskOrderEvents
 from services.ingest.databento_records import Book, ShownBooks, book_event, book_key, trade_event
 from services.ingest.rejects import Reject
 from services.ingest.stats import IngestStats
@@ -76,7 +77,7 @@ class LiveStatus(NamedTuple):
 class ParsedRecords(NamedTuple):
     """What one chunk held: market events, gateway statuses, rejects."""
 
-    events: list[Trade | BookUpdate]
+    events: list[Trade | BookUpdate | OrderUpdate]
     statuses: list[LiveStatus]
     rejects: list[Reject]
 
@@ -90,6 +91,7 @@ class LiveRecordParser:
         self.session = 0
         self.shown = ShownBooks(depth)  # each symbol's last book shown, each venue's levels
         self.books: dict[int, OrderBook] = {}  # book key (publisher, instrument) → the MBO book
+        self.offers: dict[int, AskOrderEvents] = {}  # book key → its ask orders' events
         self.without_side = service_metrics.TRADES_WITHOUT_SIDE.labels(source=STATUS_SOURCE)
 
     def parse(self, chunk: RecordChunk, received: int) -> ParsedRecords:
@@ -97,6 +99,7 @@ class LiveRecordParser:
         if chunk.session != self.session:  # a new connection: books are rebuilt from what it sends
             self.session = chunk.session
             self.books.clear()
+            self.offers.clear()
             self.shown.clear()
         parsed = ParsedRecords([], [], [])
         wanted = self.wanted()
@@ -161,9 +164,13 @@ class LiveRecordParser:
         book = self.books.get(key)
         if book is None:
             book = self.books[key] = OrderBook()
+            self.offers[key] = AskOrderEvents()
         if record.action == "T":
             self._trade(record, symbol, received, where, parsed)
         else:
+            offer = self.offers[key].update(record, symbol, book)
+            if offer is not None:
+                parsed.events.append(_replace(offer, ts_recv=received, ts_arrival=received))
             code = apply_order(book, record)
             if code is not None:
                 detail = f"action {str(record.action)!r} order {record.order_id}"

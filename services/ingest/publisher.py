@@ -21,7 +21,7 @@ from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.outage import Outage
 from orderflow_client.errors import BusUnavailableError
 from orderflow_client.timestamps import now_ns, ns_to_utc_iso
-from orderflow_client.wire import BookUpdate, FeedState, FeedStatus, Quote, Trade
+from orderflow_client.wire import BookUpdate, FeedState, FeedStatus, OrderUpdate, Quote, Trade
 from services.ingest.stats import IngestStats
 from shared import service_metrics
 
@@ -51,7 +51,9 @@ class StreamPublisher:
         self.latency_sink = latency_sink
         self._outage = Outage("ingest")
 
-    async def publish_events(self, events: Sequence[Trade | Quote | BookUpdate], oldest: int | None = None) -> None:
+    async def publish_events(
+        self, events: Sequence[Trade | Quote | BookUpdate | OrderUpdate], oldest: int | None = None
+    ) -> None:
         """Publish a batch, each event on its symbol's stream; ``oldest``: the receive time (ns) of the batch's
         oldest frame, for the publish lag (none for backfilled trades)."""
         if not events:

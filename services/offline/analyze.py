@@ -31,6 +31,7 @@ import msgspec
 from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, Trade, to_json
 from services.detector.engine import Engine
 from services.detector.integrity import ValidationIssue
+from services.detector.orders import PulledOrder
 from services.detector.outputs import ExpiredAlerts, Output, ProfileUpdate
 from services.detector.profiles import SymbolProfile, encode_profile
 from services.detector.rule_settings import RuleSettings
@@ -50,7 +51,7 @@ class AnalysisReport(msgspec.Struct, kw_only=True):
         {"events": 66490, "events_by_kind": {"trade": 11419, "book": 55071}, "symbols": ["AMZN"], "alerts": 2,
          "alerts_by_type_and_severity": {"red_burst/critical": 1, "red_burst/warning": 1}, "exits": 1,
          "validation_errors_by_code": {}, "statuses": {"calibrating": 1, "calibrated": 1, "gap": 3},
-         "rejects_by_code": {}, "duplicates_dropped": 0, "alerts_expired_from_window": 0,
+         "rejects_by_code": {}, "duplicates_dropped": 0, "alerts_expired_from_window": 0, "named_orders_pulled": 0,
          "first_event_ns": 1340285400017459617, "last_event_ns": 1340308799959359650, "elapsed_seconds": 0.706,
          "events_per_second": 94240}
     """
@@ -66,6 +67,7 @@ class AnalysisReport(msgspec.Struct, kw_only=True):
     rejects_by_code: dict[str, int]
     duplicates_dropped: int
     alerts_expired_from_window: int
+    named_orders_pulled: int  # large orders an alert named, cancelled without trading (order-by-order sources)
     first_event_ns: int | None
     last_event_ns: int | None
     elapsed_seconds: float
@@ -84,6 +86,7 @@ class AnalysisSummary:
     rejects: RejectCounter = field(default_factory=RejectCounter)
     duplicates: int = 0
     expired_alerts: int = 0
+    pulled_orders: int = 0
     elapsed_seconds: float = 0.0
     symbols: set[str] = field(default_factory=set)
     first_event_ns: int | None = None
@@ -106,6 +109,7 @@ class AnalysisSummary:
             rejects_by_code=dict(self.rejects.by_code),
             duplicates_dropped=self.duplicates,
             alerts_expired_from_window=self.expired_alerts,
+            named_orders_pulled=self.pulled_orders,
             first_event_ns=self.first_event_ns,
             last_event_ns=self.last_event_ns,
             elapsed_seconds=round(self.elapsed_seconds, 3),
@@ -182,5 +186,7 @@ def _record(outputs: Iterable[Output], summary: AnalysisSummary, files: Mapping[
             summary.validation_errors[output.code] += 1
         elif isinstance(output, ExpiredAlerts):
             summary.expired_alerts += len(output)
+        elif isinstance(output, PulledOrder):
+            summary.pulled_orders += 1
         elif isinstance(output, ProfileUpdate):
             files["profiles"].write(encode_profile(output.profile) + b"\n")

@@ -12,7 +12,7 @@ import typer
 from databento_dbn import F_LAST, F_SNAPSHOT, UNDEF_PRICE
 from typer.testing import CliRunner
 
-from orderflow_client.wire import FeedStatus
+from orderflow_client.wire import FeedStatus, OrderUpdate
 from services.cli.dbn_commands import convert_lobster
 from services.ingest.databento_files import decoded_records, read_dbn
 from services.ingest.lobster import read_lobster
@@ -101,7 +101,20 @@ def test_mbo_records_are_the_orders_with_stand_ins_for_what_lobster_never_showed
     )
     # rebuilt to the file's two levels, the book is LOBSTER's after every message
     lobster = list(read_lobster(path))
-    assert without_statuses(list(read_dbn(report.files, depth=2))) == without_statuses(lobster)
+    events = without_statuses(list(read_dbn(report.files, depth=2)))
+    assert [event for event in events if type(event) is not OrderUpdate] == without_statuses(lobster)
+    # and the ask side's orders travel as order events (the bid side's do not)
+    assert [
+        (event.action, event.order_id, event.price // 10**7, event.size, event.remaining)
+        for event in events
+        if type(event) is OrderUpdate
+    ] == [
+        ("clear", 0, 0, 0, 0),
+        ("add", stand_in + 2, 10010, 50, 50),
+        ("add", stand_in + 3, 10020, 10, 10),
+        ("add", 102, 10030, 70, 70),
+        ("cancel", stand_in + 2, 10010, 50, 0),
+    ]
 
 
 def test_the_command_writes_the_files_and_refuses_a_bad_schema(tmp_path):
