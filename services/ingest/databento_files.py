@@ -55,7 +55,7 @@ from databento_dbn import (
 from orderflow_client.logs import get_logger
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
 from orderflow_client.wire import FeedStatus, MarketEvent, Trade
-from services.ingest.databento_book import OrderBook, apply_order
+from services.ingest.databento_book import OrderBook
 from services.ingest.databento_orders import AskOrderEvents
 from services.ingest.databento_records import (
     SOURCE,
@@ -308,10 +308,9 @@ class _FileReader:
         if record.action == "T":
             items.append(trade_event(record, symbol, self.name))
         else:
-            offer = self.offers[key].update(record, symbol, book)
+            offer, code = self.offers[key].apply(record, symbol, book)
             if offer is not None:
                 items.append(offer)
-            code = apply_order(book, record)
             if code is not None:
                 detail = f"action {str(record.action)!r} order {record.order_id}"
                 items.append(reject(code, self.name, record, detail))

@@ -40,7 +40,7 @@ import msgspec
 from databento_dbn import F_LAST, ErrorMsg, MBOMsg, MBP10Msg, SymbolMappingMsg, SystemMsg, TradeMsg
 
 from orderflow_client.wire import BookUpdate, OrderUpdate, Trade
-from services.ingest.databento_book import OrderBook, apply_order
+from services.ingest.databento_book import OrderBook
 from services.ingest.databento_orders import AskOrderEvents
 from services.ingest.databento_records import Book, ShownBooks, book_event, book_key, trade_event
 from services.ingest.rejects import Reject
@@ -168,10 +168,9 @@ class LiveRecordParser:
         if record.action == "T":
             self._trade(record, symbol, received, where, parsed)
         else:
-            offer = self.offers[key].update(record, symbol, book)
+            offer, code = self.offers[key].apply(record, symbol, book)
             if offer is not None:
                 parsed.events.append(_replace(offer, ts_recv=received, ts_arrival=received))
-            code = apply_order(book, record)
             if code is not None:
                 detail = f"action {str(record.action)!r} order {record.order_id}"
                 parsed.rejects.append(Reject(SOURCE, code, where, detail))

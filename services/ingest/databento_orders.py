@@ -1,9 +1,9 @@
 """Databento MBO records → :class:`~orderflow_client.wire.OrderUpdate` events: what happened to each resting offer.
 
 The order-by-order view the rules need (a large seller as one order; an offer pulled before it traded; an offer
-that refills like an iceberg) is the ask side's orders. Each MBO record on an ask order becomes one event, read
-*before* the record is applied to the venue's :class:`~services.ingest.databento_book.OrderBook` (a cancel's
-order is still there to say its price)::
+that refills like an iceberg) is the ask side's orders. :meth:`AskOrderEvents.apply` applies each MBO record to the
+venue's :class:`~services.ingest.databento_book.OrderBook` and says what it did to an ask order, as one event (the
+book's verdict decides: a record it refuses makes no event)::
 
     A add     side A                 → add     (price, size; remaining = size)
     F fill    of a resting ask order → fill    (size = shares traded; remaining = shares left)
@@ -26,7 +26,7 @@ from typing import Any
 from databento_dbn import F_TOB
 
 from orderflow_client.wire import OrderAction, OrderUpdate
-from services.ingest.databento_book import OrderBook
+from services.ingest.databento_book import OrderBook, apply_order
 from services.ingest.databento_records import times
 from services.ingest.databento_venues import venue_of
 
@@ -39,41 +39,41 @@ class AskOrderEvents:
     def __init__(self) -> None:
         self.filled: dict[int, int] = {}  # order id → shares a fill record traded, not yet taken off by a cancel
 
-    def update(self, record: Any, symbol: str, book: OrderBook) -> OrderUpdate | None:
-        """The event of ``record`` (an ``MBOMsg``), read before ``book`` applies it; None when there is none."""
-        action = record.action
-        if record.flags & F_TOB or action == "T" or action == "N":
-            return None
+    def apply(self, record: Any, symbol: str, book: OrderBook) -> tuple[OrderUpdate | None, str | None]:
+        """Apply ``record`` (an ``MBOMsg``) to ``book`` (:func:`~services.ingest.databento_book.apply_order`):
+        its event, if it makes one, and the book's reject code, if the book refused it (then no event)."""
+        action, order_id = record.action, record.order_id
+        before = book.orders.get(order_id)
+        was = (before.side, before.price, before.size) if before is not None else None
+        code = apply_order(book, record)
+        if code is not None or record.flags & F_TOB or action == "T" or action == "N":
+            return None, code
         if action == "R":
             self.filled.clear()
-            return _event(record, symbol, "clear", 0, 0, 0, 0)
-        order_id = record.order_id
-        if action == "A":
-            if record.side != "A" or order_id in book.orders:
-                return None
-            return _event(record, symbol, "add", order_id, record.price, record.size, record.size)
-        order = book.orders.get(order_id)
-        if order is None:  # a modify of an order the book does not hold adds it (as the book does)
-            if action == "M" and record.side == "A":
-                return _event(record, symbol, "add", order_id, record.price, record.size, record.size)
-            return None
-        if order.side != "A":
-            return None
+            return _event(record, symbol, "clear", 0, 0, 0, 0), None
+        after = book.orders.get(order_id)
+        if was is None:  # an add, or a modify of an order the book did not hold (the book adds it)
+            if after is None or after.side != "A" or not (action == "A" or action == "M"):
+                return None, None
+            return _event(record, symbol, "add", order_id, after.price, after.size, after.size), None
+        side, price, size = was
+        if side != "A":
+            return None, None
         if action == "F":
-            traded = min(record.size, order.size)
+            traded = min(record.size, size)
             self.filled[order_id] = self.filled.get(order_id, 0) + traded
-            return _event(record, symbol, "fill", order_id, order.price, traded, order.size - traded)
+            return _event(record, symbol, "fill", order_id, price, traded, size - traded), None
+        left = after.size if after is not None else 0
         if action == "C":
-            removed = min(record.size, order.size)
-            filled = self.filled.pop(order_id, 0)
-            if filled >= removed:
+            removed, filled = size - left, self.filled.pop(order_id, 0)
+            if filled >= removed:  # the fill's own cancel: its shares were told with the fill
                 if filled > removed:
                     self.filled[order_id] = filled - removed
-                return None
-            return _event(record, symbol, "cancel", order_id, order.price, removed - filled, order.size - removed)
-        if action == "M":
-            return _event(record, symbol, "modify", order_id, record.price, record.size, record.size)
-        return None
+                return None, None
+            return _event(record, symbol, "cancel", order_id, price, removed - filled, left), None
+        if after is not None and (after.price, after.size) != (price, size):  # a modify that changed it
+            return _event(record, symbol, "modify", order_id, after.price, after.size, after.size), None
+        return None, None
 
 
 def _event(
