@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY, generate_latest
 from orderflow_client import logs
 from orderflow_client.bus.connection import Bus
 from orderflow_client.positions import PositionRegistry
-from orderflow_client.wire import BookUpdate, FeedStatus, Trade
+from orderflow_client.wire import BookUpdate, FeedStatus, OrderUpdate, Trade
 from services.ingest.live_feed import FeedAuthError
 from services.ingest.service import IngestService
 from services.tools.databento_gateway import DatabentoGateway
@@ -117,6 +117,13 @@ async def test_mbo_books_are_rebuilt_order_by_order(gateway, redis_url, key_pref
     assert all(
         list(book.bids) == sorted(book.bids, reverse=True) and list(book.asks) == sorted(book.asks) for book in books
     )
+    # the offers travel order by order beside the books: adds, fills and cancels, each with the shares left
+    orders = await events_of(bus, "AMZN", OrderUpdate)
+    actions = {order.action for order in orders}
+    assert {"add", "fill", "cancel"} <= actions and all(order.venue == "XNAS" for order in orders)
+    added = {order.order_id: order.size for order in orders if order.action == "add"}
+    fills = [order for order in orders if order.action == "fill" and order.order_id in added]
+    assert fills and all(fill.remaining < added[fill.order_id] for fill in fills)
     await bus.close()
 
 
