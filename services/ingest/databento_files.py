@@ -37,7 +37,6 @@ from typing import Any
 
 from databento_dbn import (
     F_LAST,
-    UNDEF_PRICE,
     Compression,
     DBNDecoder,
     DBNError,
@@ -54,19 +53,21 @@ from databento_dbn import (
 
 from orderflow_client.logs import get_logger
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
-from orderflow_client.wire import FeedStatus, MarketEvent, Trade
+from orderflow_client.wire import FeedState, FeedStatus, MarketEvent, Trade
 from services.ingest.databento_book import OrderBook
 from services.ingest.databento_orders import AskOrderEvents
 from services.ingest.databento_records import (
     SOURCE,
     Book,
     ShownBooks,
+    ShownQuotes,
     book_event,
     book_key,
     quote_event,
     reject,
     trade_event,
 )
+from services.ingest.databento_venues import venue_of
 from services.ingest.rejects import Reject
 
 log = get_logger(__name__)
@@ -75,7 +76,6 @@ BOOK_DEPTH = 10
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 CHUNK_BYTES = 1 << 13
 _BOOK_ACTIONS = frozenset("ACMRNF")  # besides T: add, cancel, modify, clear, none, fill
-_NO_QUOTE = (UNDEF_PRICE, 0, UNDEF_PRICE, 0)
 _HALTED, _TRADING = (3, 8, 9, 10, 15), 7  # StatusAction QUOTING, HALT, PAUSE, SUSPEND, NOT_AVAILABLE…; TRADING
 
 Item = MarketEvent | Reject
@@ -173,8 +173,8 @@ class _FileReader:
         self.resolved: dict[int, tuple[int, int, str]] = {}
         self.only_symbol = ""
         self.shown = ShownBooks(depth)
-        self.quotes: dict[int, tuple[int, int, int, int]] = {}  # book key → the last quote level shown
-        self.halted: set[int] = set()  # instruments a status record halted: only their TRADING is a resumption
+        self.quotes = ShownQuotes()  # each symbol's quote last shown, each venue's level
+        self.halted: dict[str, set[int]] = {}  # symbol → the venues' instruments (book keys) a status halted
         self.books: dict[int, OrderBook] = {}  # book key → the MBO book
         self.offers: dict[int, AskOrderEvents] = {}  # book key → its ask orders' events
         self.handlers = {
@@ -286,12 +286,10 @@ class _FileReader:
         items: list[Item] = []
         if action == "T" or record.flags & F_LAST:
             level = record.levels[0]
-            top = (level.bid_px, level.bid_sz, level.ask_px, level.ask_sz)
-            key = book_key(record)
-            if self.quotes.get(key, _NO_QUOTE) != top:
-                self.quotes[key] = top
+            shown = self.quotes.changed(record, symbol, (level.bid_px, level.bid_sz, level.ask_px, level.ask_sz))
+            if shown is not None:
                 self.counts.quotes += 1
-                items.append(quote_event(record, symbol, top))
+                items.append(quote_event(record, symbol, *shown))
         if action == "T":
             items.append(trade_event(record, symbol, self.name))
         elif action not in _BOOK_ACTIONS:
@@ -319,25 +317,31 @@ class _FileReader:
         return items
 
     def _status(self, record: Any, symbol: str) -> list[Item]:
-        """A halt, or the resumption of a halted instrument (a TRADING status of one that was trading says nothing:
-        reporting it would reset the detector's windows for no reason)."""
-        action = int(record.action)
+        """A halt, or the resumption of a halted symbol. Each venue's status is its own (``publisher_id`` and
+        ``instrument_id``): the symbol is halted from the first venue's halt until every venue that halted it trades
+        again, each change said once (a TRADING status of a venue that was trading says nothing: reporting it would
+        reset the detector's windows for no reason; nor does a second venue's halt of a halted symbol)."""
+        action, key = int(record.action), book_key(record)
+        halted = self.halted.setdefault(symbol, set())
+        state: FeedState | None = None
         if action in _HALTED:
-            self.halted.add(record.instrument_id)
-        elif action == _TRADING and record.instrument_id in self.halted:
-            self.halted.discard(record.instrument_id)
-        else:
+            state = None if halted else "trading_halted"
+            halted.add(key)
+        elif action == _TRADING and key in halted:
+            halted.discard(key)
+            state = None if halted else "trading_resumed"
+        if state is None:
             return []
         self.counts.statuses += 1
         return [
             FeedStatus(
                 source=SOURCE,
-                state="trading_halted" if action in _HALTED else "trading_resumed",
+                state=state,
                 ts_event=record.ts_event,
                 ts_recv=record.ts_recv,
                 symbols=(symbol,),
                 code="dbn_status",
-                detail=f"action={action} reason={int(record.reason)}",
+                detail=f"action={action} reason={int(record.reason)} venue={venue_of(record.publisher_id)[0]}",
             )
         ]
 

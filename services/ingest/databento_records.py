@@ -140,8 +140,11 @@ def book_event(record: Any, symbol: str, bids: Levels, asks: Levels, venue: str 
     )
 
 
-def quote_event(record: Any, symbol: str, top: tuple[int, int, int, int]) -> Quote:
-    """The Quote of an MBP-1 or TBBO record's level ``top`` = (bid_px, bid_sz, ask_px, ask_sz)."""
+def quote_event(
+    record: Any, symbol: str, top: tuple[int, int, int, int], exchanges: tuple[int, int] | None = None
+) -> Quote:
+    """The Quote of an MBP-1 or TBBO record's level ``top`` = (bid_px, bid_sz, ask_px, ask_sz); ``exchanges`` the
+    bid's and the ask's (Polygon ids), the record's publisher's unless given."""
     bid_price, bid_size, ask_price, ask_size = top
     if bid_price == UNDEF_PRICE or not bid_size:
         bid_price, bid_size = 0, 0
@@ -149,6 +152,7 @@ def quote_event(record: Any, symbol: str, top: tuple[int, int, int, int]) -> Quo
         ask_price, ask_size = 0, 0
     ts_event, ts_recv = times(record)
     exchange = venue_of(record.publisher_id)[1]
+    bid_exchange, ask_exchange = exchanges if exchanges is not None else (exchange, exchange)
     return Quote(
         symbol=symbol,
         ts_event=ts_event,
@@ -158,8 +162,8 @@ def quote_event(record: Any, symbol: str, top: tuple[int, int, int, int]) -> Quo
         bid_size=bid_size,
         ask_price=ask_price,
         ask_size=ask_size,
-        bid_exchange=exchange,
-        ask_exchange=exchange,
+        bid_exchange=bid_exchange,
+        ask_exchange=ask_exchange,
         sequence=record.sequence,
     )
 
@@ -227,3 +231,48 @@ class ShownBooks:
         self.raw.clear()
         self.venues.clear()
         self.shown.clear()
+
+
+Top = tuple[int, int, int, int]  # an MBP-1 or TBBO level: bid_px, bid_sz, ask_px, ask_sz
+NO_TOP: Top = (UNDEF_PRICE, 0, UNDEF_PRICE, 0)
+
+
+def best_across(tops: dict[int, Top]) -> tuple[Top, tuple[int, int]]:
+    """Several venues' quotes (publisher id → level) as one: the highest bid and the lowest offer across them, each
+    price's sizes summed over the venues quoting it, and the Polygon exchange id of the venue with the most shares
+    there (the first publisher id on a tie; 0 for an empty side). For example XNAS 100 x 220.10 / 220.12 x 300 and
+    IEXG 200 x 220.10 / 220.11 x 50 give 300 x 220.10 / 220.11 x 50 (bid: both sizes, IEX's id 15)."""
+    bids = [(bid, size, publisher) for publisher, (bid, size, _, _) in tops.items() if bid != UNDEF_PRICE and size]
+    asks = [(ask, size, publisher) for publisher, (_, _, ask, size) in tops.items() if ask != UNDEF_PRICE and size]
+    bid_price = max((price for price, _size, _publisher in bids), default=UNDEF_PRICE)
+    ask_price = min((price for price, _size, _publisher in asks), default=UNDEF_PRICE)
+    at_bid = sorted((-size, publisher) for price, size, publisher in bids if price == bid_price)
+    at_ask = sorted((-size, publisher) for price, size, publisher in asks if price == ask_price)
+    top = (bid_price, -sum(size for size, _ in at_bid), ask_price, -sum(size for size, _ in at_ask))
+    exchanges = (venue_of(at_bid[0][1])[1] if at_bid else 0, venue_of(at_ask[0][1])[1] if at_ask else 0)
+    return top, exchanges
+
+
+class ShownQuotes:
+    """The quote last shown per symbol, and each venue's: :meth:`changed` says whether a record's quote is an event.
+    One venue per symbol shows that venue's quote; several show their best bid and offer across them
+    (:func:`best_across`), so the detector's NBBO is never the last venue's alone."""
+
+    __slots__ = ("shown", "venues")
+
+    def __init__(self) -> None:
+        self.venues: dict[str, dict[int, Top]] = {}  # symbol → publisher id → that venue's level now
+        self.shown: dict[str, tuple[Top, tuple[int, int] | None]] = {}  # symbol → the quote last shown
+
+    def changed(self, record: Any, symbol: str, top: Top) -> tuple[Top, tuple[int, int] | None] | None:
+        """``top`` is the record's venue's level now: the symbol's quote to show and its exchanges (None: the
+        record's own venue's), or None when it is the one last shown."""
+        venues = self.venues.get(symbol)
+        if venues is None:
+            venues = self.venues[symbol] = {}
+        venues[record.publisher_id] = top
+        shown: tuple[Top, tuple[int, int] | None] = (top, None) if len(venues) == 1 else best_across(venues)
+        if self.shown.get(symbol, (NO_TOP, None)) == shown:
+            return None
+        self.shown[symbol] = shown
+        return shown

@@ -16,7 +16,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from orderflow_client.wire import BookUpdate, Trade
+from orderflow_client.wire import BookUpdate, OrderUpdate, Trade
 from services.ingest.databento_files import DbnCounts, read_dbn
 from services.ingest.lobster import read_lobster
 from services.tools.lobster_to_dbn import convert_mbp10, open_lobster
@@ -102,7 +102,9 @@ def test_the_converted_files_give_the_lobster_events(converted, day):
     assert mbp[2:] == lobster[2:] and set(mbp[:2]) == set(lobster[:2])
     assert counts.rejects == 0 and counts.trades == sum(type(event) is Trade for event in lobster)
     # the MBO book rebuilt to ten levels, cut to the file's levels, is LOBSTER's after every message
-    mbo = list(read_dbn([mbo_file]))
+    everything = list(read_dbn([mbo_file]))
+    mbo = [event for event in everything if type(event) is not OrderUpdate]  # the order view: test_order_view.py
+    assert len(mbo) < len(everything)
     cut: list[object] = []
     last_book: BookUpdate | None = None
     for event in mbo:

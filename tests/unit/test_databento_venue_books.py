@@ -20,13 +20,15 @@ from databento_dbn import (
     Metadata,
     Schema,
     Side,
+    StatusAction,
+    StatusMsg,
     SType,
     SymbolMappingMsg,
 )
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orderflow_client.wire import BookUpdate, Quote
+from orderflow_client.wire import BookUpdate, FeedStatus, Quote
 from services.ingest.databento_book import OrderBook, apply_order
 from services.ingest.databento_files import read_dbn
 from services.ingest.databento_live import LiveRecordParser, RecordChunk
@@ -174,15 +176,46 @@ def test_mbp10_books_of_two_venues_are_consolidated_and_unchanged_ones_not_repea
     ]
 
 
-def test_quotes_are_each_venues_own(tmp_path):
-    def top(publisher: int, ts: int) -> Any:
-        level = BidAskPair(bid_px=187 * D, ask_px=188 * D, bid_sz=100, ask_sz=200)
+def test_quotes_of_several_venues_are_their_best_bid_and_offer(tmp_path):
+    def top(publisher: int, ts: int, bid: int = 187 * D, bid_size: int = 100, ask_size: int = 200) -> Any:
+        level = BidAskPair(bid_px=bid, ask_px=188 * D, bid_sz=bid_size, ask_sz=ask_size)
         return MBP1Msg(publisher, AAPL, ts, 0, 0, ADD, BID, 0, ts, flags=F_LAST, sequence=7, levels=level)
 
-    records = [top(XCHI, T0), top(XCIS, T0 + 1), top(XCHI, T0 + 2)]
+    records = [
+        top(XCHI, T0),  # one venue: its own quote
+        top(XCIS, T0 + 1),  # a second at the same prices: the sizes summed
+        top(XCHI, T0 + 2),  # nothing changed: not shown again
+        top(XCIS, T0 + 3, bid=187 * D + D // 100, bid_size=50),  # NYSE National alone bids a cent higher
+        top(XCIS, T0 + 4, bid=UNDEF_PRICE, bid_size=0, ask_size=0),  # and leaves both sides
+    ]
     items = list(read_dbn([write_dbn(tmp_path / "dbeq.mbp-1.dbn", records, "mbp-1")]))
-    quotes = [(item.ts_event - T0, item.bid_exchange) for item in items if type(item) is Quote]
-    assert quotes == [(0, 9), (1, 3)]  # NYSE Texas (Polygon 9), then NYSE National's same prices (3), once each
+    quotes = [
+        (item.ts_event - T0, item.bid_price, item.bid_size, item.bid_exchange, item.ask_size, item.ask_exchange)
+        for item in items
+        if type(item) is Quote
+    ]
+    assert quotes == [  # Polygon ids: NYSE Texas 9, NYSE National 3
+        (0, 187 * D, 100, 9, 200, 9),
+        (1, 187 * D, 200, 9, 400, 9),  # a tie in size: the first publisher's
+        (3, 187 * D + D // 100, 50, 3, 400, 9),
+        (4, 187 * D, 100, 9, 200, 9),
+    ]
+
+
+def test_a_symbol_halted_by_several_venues_resumes_when_the_last_trades_again(tmp_path):
+    records = [
+        StatusMsg(XCHI, AAPL, T0, T0, action=StatusAction(8)),  # NYSE Texas halts AAPL: halted
+        StatusMsg(XCIS, AAPL, T0 + 1, T0 + 1, action=StatusAction(8)),  # NYSE National too: already halted
+        StatusMsg(XCHI, AAPL, T0 + 2, T0 + 2, action=StatusAction(7)),  # Texas trades, National still halted
+        StatusMsg(IEXG, AAPL, T0 + 3, T0 + 3, action=StatusAction(7)),  # IEX was never halted: says nothing
+        StatusMsg(XCIS, AAPL, T0 + 4, T0 + 4, action=StatusAction(7)),  # the last one trades: resumed
+    ]
+    items = read_dbn([write_dbn(tmp_path / "s.dbn", records, "status")])
+    statuses = [item for item in items if type(item) is FeedStatus]
+    assert [(status.state, status.ts_event - T0, status.detail.split()[-1]) for status in statuses] == [
+        ("trading_halted", 0, "venue=XCHI"),
+        ("trading_resumed", 4, "venue=XCIS"),
+    ]
 
 
 # --- two publishers of one symbol, live ---------------------------------------------------------------------------
