@@ -17,7 +17,15 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import AuthenticationError, AuthorizationError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    ClusterDownError,
+    RedisClusterException,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -27,6 +35,11 @@ from orderflow_client.errors import BusAuthenticationError, BusUnavailableError,
 
 if TYPE_CHECKING:
     import redis.asyncio as redis
+    from redis.asyncio.cluster import RedisCluster
+
+CLUSTER_OUTAGE_ERRORS = (ClusterDownError, TryAgainError, SlotNotCoveredError, RedisClusterException)
+"""What a Redis Cluster raises while a slot has no master (a failover under way, past redis-py's own retries): an
+outage like a dead server, waited out the same way."""
 
 OUTAGE_ERRORS = (BusUnavailableError, RedisConnectionError, RedisTimeoutError)
 """What a Redis outage raises: the bus's typed error after its retries (redis-py's own two are listed as well, for
@@ -77,7 +90,7 @@ class RedisCalls:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | RedisCluster,
         keys: Keys,
         *,
         description: str,
@@ -103,7 +116,7 @@ class RedisCalls:
         were to publish, handed back on :class:`BusUnavailableError`."""
         try:
             yield
-        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+        except (RedisConnectionError, RedisTimeoutError, OSError, *CLUSTER_OUTAGE_ERRORS) as error:
             if refused_credentials(error):
                 raise BusAuthenticationError(credentials_message(error)) from None
             metrics.BUS_FAILURES.labels(operation=operation).inc()

@@ -20,17 +20,20 @@ from typing import Any
 
 import hiredis
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoPermissionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orderflow_client import logs, metrics
-from orderflow_client.bus.calls import FailureCount, credentials_message, refused_credentials
+from orderflow_client.bus.calls import FailureCount, RedisCalls, credentials_message, refused_credentials
 from orderflow_client.bus.channels import Channels
 from orderflow_client.bus.dead_letters import DeadLetters
 from orderflow_client.bus.groups import GroupOperations
 from orderflow_client.bus.keys import Keys
+from orderflow_client.bus.scripts import APPEND_BATCH_LUA
 from orderflow_client.bus.streams import StreamOperations
 from orderflow_client.errors import BusAuthenticationError
 from orderflow_client.logs import mask_url
@@ -98,6 +101,17 @@ class _CountingRetry(Retry):
         return await super().call_with_retry(do, counted_fail, *args, **kwargs)
 
 
+async def _is_cluster(client: redis.Redis, description: str) -> bool:
+    """Whether the server behind ``client`` runs in cluster mode (``INFO cluster``: ``cluster_enabled:1``). A user
+    the ACL denies INFO is taken as a single server; BusUnavailableError when it does not answer."""
+    try:
+        async with RedisCalls(client, Keys(), description=description, stream_max_length=0).calling("ping"):
+            info = await client.info("cluster")
+    except NoPermissionError:
+        return False
+    return bool(info.get("cluster_enabled"))
+
+
 class Bus(StreamOperations, GroupOperations, DeadLetters, Channels):
     """Streams, groups, dead letters and channels over one Redis client.
 
@@ -117,9 +131,14 @@ class Bus(StreamOperations, GroupOperations, DeadLetters, Channels):
         backoff_base_seconds: float = 0.05,
         backoff_cap_seconds: float = 2.0,
         socket_timeout_seconds: float = 5.0,
+        cluster: bool | None = None,
     ) -> Bus:
         """Connect to ``redis_url`` (redis://, rediss://, with user/password),
         or to the embedded server when it is ``None``; check with PING.
+
+        ``cluster``: whether ``redis_url`` names a node of a Redis Cluster; None asks the server (``INFO cluster``),
+        so one URL of any node is enough. On a cluster the client is redis-py's ``RedisCluster`` (it learns the
+        slots and follows failovers) and the keys take the cluster layout (:class:`Keys`).
 
         Raises :class:`BusUnavailableError` when Redis cannot be reached after
         ``retries`` attempts (about 0.05+0.1+…+2 s of backoff by default).
@@ -127,38 +146,48 @@ class Bus(StreamOperations, GroupOperations, DeadLetters, Channels):
         retry = _CountingRetry(
             ExponentialWithJitterBackoff(base=backoff_base_seconds, cap=backoff_cap_seconds), retries
         )
+        client: redis.Redis | RedisCluster
         if redis_url is None:
             import fakeredis
 
-            client: redis.Redis = fakeredis.FakeAsyncRedis(server=embedded_server())
+            client = fakeredis.FakeAsyncRedis(server=embedded_server())
             description = "embedded (in-process fakeredis)"
         else:
-            options: dict[str, Any] = {}
+            options: dict[str, Any] = {
+                "retry": retry,
+                "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+                "socket_timeout": socket_timeout_seconds,
+                "socket_connect_timeout": socket_timeout_seconds,
+                "health_check_interval": 30,
+            }
+            packing: dict[str, Any] = {}
             if redis_url.startswith("redis://"):
-                options["connection_class"] = HiredisConnection
-            client = redis.Redis.from_url(
-                redis_url,
-                **options,
-                retry=retry,
-                retry_on_error=[RedisConnectionError, RedisTimeoutError],
-                socket_timeout=socket_timeout_seconds,
-                socket_connect_timeout=socket_timeout_seconds,
-                health_check_interval=30,
-            )
-            if client.connection_pool.connection_class is redis.SSLConnection:
+                packing["connection_class"] = HiredisConnection
+            single = redis.Redis.from_url(redis_url, **options, **packing)
+            if single.connection_pool.connection_class is redis.SSLConnection:
                 # from_url lets the rediss:// scheme's SSLConnection win over a connection_class
                 # argument; no connection exists yet, so the pool's class can still be swapped
-                client.connection_pool.connection_class = HiredisSSLConnection
+                single.connection_pool.connection_class = HiredisSSLConnection
             description = mask_url(redis_url)
+            if cluster is None:
+                cluster = await _is_cluster(single, description)
+            client = single
+            if cluster:
+                await single.aclose()
+                client = RedisCluster.from_url(redis_url, **options)
+                description = f"{description} (cluster)"
         bus = cls(
             client,
-            Keys(prefix),
+            Keys(prefix, cluster=bool(cluster) and redis_url is not None),
             description=description,
             stream_max_length=stream_max_length,
             embedded=redis_url is None,
             failures=retry.failures,
         )
         await bus.ping()
+        if bus.keys.cluster:  # a cluster's pipelines do not load scripts: every master gets the publishing one now
+            async with bus.calling("connect"):
+                await client.script_load(APPEND_BATCH_LUA)
         return bus
 
     async def ping(self) -> bool:

@@ -16,6 +16,12 @@
 ``orderflow:riskmanager:<bot>:handled:<id>`` a bot's lease on, or done mark of, one exit recommendation
 =========================================== ====================================================================
 
+On a Redis Cluster (``Keys(cluster=True)``, chosen by :meth:`~orderflow_client.bus.connection.Bus.connect` when the
+server says it is one) the outputs and their publish-once marks share one hash slot, so that publishing an output
+stays one atomic script (a script may only touch keys of one slot): ``orderflow:{outputs}:alerts``,
+``orderflow:{outputs}:exits``, ``orderflow:{outputs}:status``, ``orderflow:{outputs}:published:<output id>``. Every
+other name is the same; the per-symbol streams spread over the nodes by their ``{SYMBOL}`` tag.
+
 The ACL rules of each service's Redis user (``shared/acl.py``) grant exactly these patterns.
 """
 
@@ -33,6 +39,12 @@ class Keys:
     """
 
     prefix: str = "orderflow"
+    cluster: bool = False
+
+    @property
+    def _outputs(self) -> str:
+        """Where the outputs live: under the prefix, or in the one hash slot of ``{outputs}`` on a cluster."""
+        return f"{self.prefix}:{{outputs}}" if self.cluster else self.prefix
 
     def market(self, symbol: str) -> str:
         return f"{self.prefix}:md:{{{symbol}}}"
@@ -43,11 +55,11 @@ class Keys:
 
     @property
     def alerts(self) -> str:
-        return f"{self.prefix}:alerts"
+        return f"{self._outputs}:alerts"
 
     @property
     def exits(self) -> str:
-        return f"{self.prefix}:exits"
+        return f"{self._outputs}:exits"
 
     @property
     def exit_channel(self) -> str:
@@ -55,7 +67,7 @@ class Keys:
 
     @property
     def status(self) -> str:
-        return f"{self.prefix}:status"
+        return f"{self._outputs}:status"
 
     def dead_letters(self, stream: str) -> str:
         """Where entries of ``stream`` that cannot be handled are moved (with the reason)."""
@@ -71,7 +83,7 @@ class Keys:
 
     def published(self, output_id: str) -> str:
         """The detector's mark that the output ``output_id`` (an alert, exit or status id) was published."""
-        return f"{self.prefix}:published:{output_id}"
+        return f"{self._outputs}:published:{output_id}"
 
     def profile(self, symbol: str) -> str:
         """Where ``orderflow calibrate`` stores the profile of ``symbol`` (JSON), e.g. ``orderflow:profile:{AAPL}``."""

@@ -13,10 +13,12 @@ at no cost on the read path (a second header field cost 25% of consume speed)::
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 from redis.typing import KeyT, StreamIdT
 
@@ -29,6 +31,11 @@ from orderflow_client.errors import BusUnavailableError
 from orderflow_client.wire import MarketEvent, WireMessage, encode
 
 log = logs.get_logger(__name__)
+
+CLUSTER_POLL_FIRST_SECONDS = 0.001
+CLUSTER_POLL_MAX_SECONDS = 0.01
+"""On a cluster a blocking read of many streams is a poll (see ``_read_group_at``): a quiet stream's first entry
+waits at most this long (s), and an idle reader sends a command a stream every 10 ms."""
 
 
 class BusEntry(NamedTuple):
@@ -44,7 +51,13 @@ class StreamOperations(RedisCalls):
     """Appending to streams and reading them (alone, or through a consumer group)."""
 
     def __init__(
-        self, client: redis.Redis, keys: Keys, *, description: str, stream_max_length: int, **options: Any
+        self,
+        client: redis.Redis | RedisCluster,
+        keys: Keys,
+        *,
+        description: str,
+        stream_max_length: int,
+        **options: Any,
     ) -> None:
         super().__init__(client, keys, description=description, stream_max_length=stream_max_length, **options)
         # (group, consumer) whose last read may have lost its reply -> how far (per stream) its pending entries
@@ -97,15 +110,19 @@ class StreamOperations(RedisCalls):
                 try:
                     async with self.client.pipeline(transaction=False) as pipe:
                         for stream, arguments in per_stream.items():
-                            await self._append_batch(keys=[stream], args=arguments, client=pipe)
+                            # redis-py's stubs omit pipelines, which the script call takes (it queues EVALSHA)
+                            await self._append_batch(keys=[stream], args=arguments, client=pipe)  # type: ignore[arg-type]
                         replies = await pipe.execute()
                     break
                 except NoScriptError:
                     # Redis restarted while the pipeline was retried: its script cache is empty (the pipeline
-                    # loads scripts only before the first try). Every call failed, nothing was appended: again.
+                    # loads scripts only before the first try; a cluster's pipeline never does, nor does a replica
+                    # promoted by a failover hold them). Every call failed, nothing was appended: load it, again.
                     if attempt == 2:
                         raise
                     log.warning("order_flow.bus_scripts_reloaded", detail="Redis lost its script cache (restarted?)")
+                    if self.keys.cluster:
+                        await self.client.script_load(APPEND_BATCH_LUA)  # on every master
         ids: list[str] = [""] * len(entries)
         for stream, reply in zip(per_stream, replies, strict=False):
             for index, entry_id in zip(positions[stream], reply, strict=False):
@@ -140,12 +157,8 @@ class StreamOperations(RedisCalls):
         unsure = (group, consumer)
         cursor = self._unsure_reads.get(unsure)
         if cursor is not None:  # one pass over the pending entries, oldest first (some may be waiting on purpose)
-            async with self.calling("read_group"):
-                pending = _entries(
-                    await self.client.xreadgroup(
-                        group, consumer, {stream: cursor.get(stream, "0") for stream in streams}, count=count
-                    )
-                )
+            positions = {stream: cursor.get(stream, "0") for stream in streams}
+            pending = await self._read_group_at(group, consumer, positions, count=count)
             for entry in pending:
                 cursor[entry.stream] = as_text(entry.entry_id)
             pending = [entry for entry in pending if entry.payload]
@@ -154,17 +167,42 @@ class StreamOperations(RedisCalls):
             del self._unsure_reads[unsure]
         failures = self.failures_seen()
         try:
-            async with self.calling("read_group"):
-                response = await self.client.xreadgroup(
-                    group, consumer, dict.fromkeys(streams, ">"), count=count, block=block_ms
-                )
+            newest = dict.fromkeys(streams, ">")
+            entries = await self._read_group_at(group, consumer, newest, count=count, block_ms=block_ms)
         except BusUnavailableError:
             self._unsure_reads[unsure] = {}
             raise
         if self.failures_seen() != failures:  # retried inside the client: what the first try delivered is pending
             self._unsure_reads[unsure] = {}
             return await self.read_group(group, consumer, streams, count=count, block_ms=block_ms)
-        return _entries(response)
+        return entries
+
+    async def _read_group_at(
+        self, group: str, consumer: str, positions: dict[str, str], *, count: int, block_ms: int | None = None
+    ) -> list[BusEntry]:
+        """XREADGROUP from ``positions`` (stream → ``>`` or an id). One command on one server. On a cluster a
+        command reaches one hash slot, and each symbol's stream has its own: one command a stream, in a pipeline
+        (each node's commands in one round trip, the nodes in parallel), polled again after a pause growing from
+        1 ms to :data:`CLUSTER_POLL_MAX_SECONDS` until ``block_ms`` has passed when nothing came."""
+        if not self.keys.cluster:
+            every: dict[KeyT, StreamIdT] = dict(positions.items())
+            async with self.calling("read_group"):
+                return _entries(await self.client.xreadgroup(group, consumer, every, count=count, block=block_ms))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (block_ms or 0) / 1000
+        pause = CLUSTER_POLL_FIRST_SECONDS
+        while True:
+            async with self.calling("read_group"):
+                pipeline = self.client.pipeline(transaction=False)
+                for stream, position in positions.items():
+                    pipeline.xreadgroup(group, consumer, {stream: position}, count=count)
+                replies = await pipeline.execute()
+            entries = [entry for reply in replies for entry in _entries(reply)]
+            left = deadline - loop.time()
+            if entries or not block_ms or left <= 0:
+                return entries
+            await asyncio.sleep(min(pause, left))
+            pause = min(2 * pause, CLUSTER_POLL_MAX_SECONDS)
 
     async def read_own_pending(self, group: str, consumer: str, stream: str, *, count: int = 1000) -> list[BusEntry]:
         """Entries delivered to ``consumer`` and not acknowledged (XREADGROUP ``0``),
@@ -240,10 +278,17 @@ class StreamOperations(RedisCalls):
         (``"0-0"``: from the start), oldest first, stream by stream."""
         positions: dict[KeyT, StreamIdT] = dict(last_ids.items())
         async with self.calling("read_after"):
-            response = await self.client.xread(positions, count=count)
+            if self.keys.cluster:  # one command a stream (a hash slot each), in one pipeline
+                pipeline = self.client.pipeline(transaction=False)
+                for stream, position in positions.items():
+                    pipeline.xread({stream: position}, count=count)
+                responses = await pipeline.execute()
+            else:
+                responses = [await self.client.xread(positions, count=count)]
         entries: list[BusEntry] = []
-        for stream, stream_entries in response.items() if isinstance(response, dict) else response:
-            entries.extend(_stream_entries(as_text(stream), stream_entries))
+        for response in responses:
+            for stream, stream_entries in response.items() if isinstance(response, dict) else response:
+                entries.extend(_stream_entries(as_text(stream), stream_entries))
         return entries
 
 
