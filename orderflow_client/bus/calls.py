@@ -29,7 +29,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from orderflow_client import metrics
+from orderflow_client import logs, metrics
 from orderflow_client.bus.keys import Keys
 from orderflow_client.errors import BusAuthenticationError, BusUnavailableError, ConsumerGroupMissingError
 
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 CLUSTER_OUTAGE_ERRORS = (ClusterDownError, TryAgainError, SlotNotCoveredError, RedisClusterException)
 """What a Redis Cluster raises while a slot has no master (a failover under way, past redis-py's own retries): an
 outage like a dead server, waited out the same way."""
+
+log = logs.get_logger(__name__)
 
 OUTAGE_ERRORS = (BusUnavailableError, RedisConnectionError, RedisTimeoutError)
 """What a Redis outage raises: the bus's typed error after its retries (redis-py's own two are listed as well, for
@@ -104,6 +106,20 @@ class RedisCalls:
         self.stream_max_length = stream_max_length
         self.embedded = embedded
         self.failures = failures
+        self._masters: tuple[str, ...] = ()  # a cluster's masters last seen (host:port)
+
+    def masters_changed(self) -> None:
+        """On a cluster, log ``order_flow.bus_failover`` when the masters redis-py knows differ from the last seen
+        (a replica promoted after its master died; redis-py follows it on its own, so no call fails). Reads the
+        client's own node map: no round trip."""
+        if not self.keys.cluster:
+            return
+        masters = tuple(sorted(node.name for node in self.client.get_primaries()))  # type: ignore[union-attr]
+        if masters != self._masters:
+            if self._masters:
+                gone = sorted(set(self._masters) - set(masters))
+                log.warning("order_flow.bus_failover", masters=list(masters), gone=gone, bus=self.description)
+            self._masters = masters
 
     def failures_seen(self) -> int:
         """Failed attempts of the client so far, retried ones included (0 in embedded mode)."""

@@ -123,6 +123,7 @@ class StreamOperations(RedisCalls):
                     log.warning("order_flow.bus_scripts_reloaded", detail="Redis lost its script cache (restarted?)")
                     if self.keys.cluster:
                         await self.client.script_load(APPEND_BATCH_LUA)  # on every master
+        self.masters_changed()
         ids: list[str] = [""] * len(entries)
         for stream, reply in zip(per_stream, replies, strict=False):
             for index, entry_id in zip(positions[stream], reply, strict=False):
@@ -175,6 +176,7 @@ class StreamOperations(RedisCalls):
         if self.failures_seen() != failures:  # retried inside the client: what the first try delivered is pending
             self._unsure_reads[unsure] = {}
             return await self.read_group(group, consumer, streams, count=count, block_ms=block_ms)
+        self.masters_changed()
         return entries
 
     async def _read_group_at(

@@ -1,0 +1,154 @@
+"""orderflow on a real local Redis Cluster (3 masters, 3 replicas, started by tests/support/redis_cluster.py): the
+bus's operations with the symbols' streams spread over the masters, the whole pipeline as processes giving the
+alert and exit ids of the same input judged offline (which a single server gives too:
+tests/integration/test_detector_service.py), and a master failover under a running detector that loses nothing
+and is reported."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis.cluster
+
+from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.dedup import PublishOnce
+from orderflow_client.bus.keys import Keys
+from orderflow_client.positions import PositionRegistry
+from orderflow_client.wire import FeedStatus, Trade, decode, encode, unbatched
+from services.offline.analyze import analyze
+from services.tools.scenarios import write_scenario
+from shared.config import OrderFlowConfig
+from tests.support.cli import redis_environment, start_orderflow
+from tests.support.jsonl import log_lines, read_jsonl
+from tests.support.redis_cluster import RedisCluster, running_cluster
+from tests.support.streams import alert_ids, caught_up
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.redis
+SYMBOLS = [f"S{number:02d}" for number in range(12)]
+SCENARIO_CONFIG = OrderFlowConfig(threshold_mode="absolute")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisCluster]:
+    with running_cluster() as started:
+        yield started
+
+
+def trade(symbol: str, number: int) -> Trade:
+    ts = 1_764_000_000_000_000_000 + number
+    return Trade(symbol=symbol, ts_event=ts, ts_recv=ts, ts_arrival=ts, price=50_000_000_000, size=100 + number)
+
+
+async def test_the_bus_works_with_the_streams_spread_over_the_masters(cluster):
+    bus = await Bus.connect(cluster.url, prefix="spread")
+    try:
+        assert bus.keys.cluster and bus.keys.alerts == "spread:{outputs}:alerts" and "(cluster)" in bus.description
+        streams = [bus.keys.market(symbol) for symbol in SYMBOLS]
+        assert len({cluster.master_of(stream) for stream in streams}) == 3  # every master holds some symbols
+        for stream in streams:
+            await bus.ensure_group(stream, "detector")
+        await bus.publish_market_events([(bus.keys.market(s), trade(s, n)) for n in range(5) for s in SYMBOLS])
+        # one read across every stream: each stream's events in their order, none missing
+        entries = await bus.read_group("detector", "one", streams, block_ms=200)
+        read = [(entry.stream, event.size) for entry in entries for event in unbatched(decode(entry.payload))]
+        assert sorted(read) == sorted((stream, 100 + n) for stream in streams for n in range(5))
+        assert await bus.read_group("detector", "one", streams, block_ms=50) == []  # nothing new: waited, empty
+        for entry in entries:
+            assert await bus.ack(entry.stream, "detector", [entry.entry_id]) == 1
+        positions = await bus.group_positions(streams, "detector")
+        assert all(position.lag == 0 for position in positions.values())
+        assert len(await bus.read_after(dict.fromkeys(streams, "0-0"))) == len(entries)
+        # an output is published once, atomically with its mark, in the outputs' slot
+        once = PublishOnce(bus)
+        status = FeedStatus(source="detector", state="gap", ts_event=1, ts_recv=1, symbols=("S00",))
+        payload = encode(status)
+        assert await once.publish("gap-1", bus.keys.status, "status", payload, remember_seconds=60)
+        assert not await once.publish("gap-1", bus.keys.status, "status", payload, remember_seconds=60)
+        assert len(await bus.read_range(bus.keys.status)) == 1
+        # a dead letter beside its stream, the registry and its channel
+        await bus.dead_letter(entries[0], "handler_failed", "a test")
+        assert len(await bus.read_range(bus.keys.dead_letters(entries[0].stream))) == 1
+        registry = PositionRegistry(bus)
+        async with bus.subscribe(bus.keys.positions_channel) as changes:
+            await registry.open("S03", quantity=10, entry_price="50.00")
+            notices = [await changes.next_message(timeout=0.5) for _ in range(4)]  # the first may be the confirmation
+            assert any(notice is not None and b"S03" in notice for notice in notices)
+        assert "S03" in await registry.symbols()
+        assert await bus.delete_streams(streams) == len(streams)
+    finally:
+        await bus.close()
+
+
+def _offline_ids(files: list[Path], folder: Path) -> list[str]:
+    analyze("capture", files, folder, SCENARIO_CONFIG)
+    return sorted(a["id"] for a in read_jsonl(folder / "alerts.jsonl")) + sorted(
+        e["id"] for e in read_jsonl(folder / "exits.jsonl")
+    )
+
+
+def _captures(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for name in ("large-sellers", "red-burst"):
+        files.append(folder / f"{name}.capture")
+        write_scenario(name, files[-1], symbol=name.upper().replace("-", ""))
+    return files
+
+
+def _live_ids(client: redis.cluster.RedisCluster, keys: Keys) -> list[str]:
+    return sorted(alert_ids(client, keys.alerts)) + sorted(alert_ids(client, keys.exits))
+
+
+def test_the_pipeline_on_a_cluster_gives_the_ids_of_the_offline_run(cluster, tmp_path):
+    files = _captures(tmp_path / "captures")
+    expected = _offline_ids(files, tmp_path / "offline")
+    keys = Keys("pipeline", cluster=True)
+    env = redis_environment(cluster.url, keys.prefix, tmp_path)
+    start_orderflow("replay", "--format", "capture", *map(str, files), env=env).expect_exit(0, timeout=120)
+    detector = start_orderflow("detect", "--symbol", "LARGESELLERS", "--symbol", "REDBURST", env=env)
+    client = redis.cluster.RedisCluster.from_url(cluster.url)
+    try:
+        wait_for(lambda: caught_up(client, keys.prefix, ["LARGESELLERS", "REDBURST"]), what="the detector")
+        detector.send_signal(signal.SIGTERM)
+        detector.expect_exit(0, timeout=30)
+        assert _live_ids(client, keys) == expected and len(expected) == 9  # 7 alerts, 2 exits
+    finally:
+        detector.stop_if_running()
+        client.close()
+
+
+def test_a_master_failover_under_the_detector_loses_nothing_and_is_reported(tmp_path):
+    """The market is on the cluster; the detector reads it; the master holding one symbol's stream is killed and
+    its replica promoted. redis-py follows the promotion without a failed call; the detector says so
+    (``order_flow.bus_failover``, naming the master gone) and ends with exactly the offline run's ids: nothing lost,
+    nothing twice."""
+    files = _captures(tmp_path / "captures")
+    expected = _offline_ids(files, tmp_path / "offline")
+    keys = Keys("failover", cluster=True)
+    with running_cluster() as own:
+        env = redis_environment(own.url, keys.prefix, tmp_path)
+        client = redis.cluster.RedisCluster.from_url(own.url)
+        replay = start_orderflow("replay", "--format", "capture", *map(str, files), "--speed", "40", env=env)
+        detector = start_orderflow("detect", "--symbol", "LARGESELLERS", "--symbol", "REDBURST", env=env)
+        try:
+            wait_for(lambda: client.exists(keys.alerts) and client.xlen(keys.alerts) >= 2, 90, "the first alerts")
+            victim = own.master_of(keys.market("REDBURST"))
+            promoted = own.kill_master(victim)
+            assert promoted != victim
+            replay.expect_exit(0, timeout=120)
+            wait_for(lambda: caught_up(client, keys.prefix, ["LARGESELLERS", "REDBURST"]), 60, "the detector after it")
+            detector.send_signal(signal.SIGTERM)
+            detector.expect_exit(0, timeout=30)
+            live = _live_ids(client, keys)
+        finally:
+            replay.stop_if_running()
+            detector.stop_if_running()
+            client.close()
+    assert live == expected  # none lost, none twice
+    failovers = [line for line in log_lines(tmp_path / "logs") if line["event"] == "order_flow.bus_failover"]
+    assert {line["service"] for line in failovers} == {"detector", "replay"}  # both saw it, and said so
+    assert all(line["gone"] == [f"127.0.0.1:{victim}"] for line in failovers)
