@@ -91,6 +91,7 @@ NO_ROUND_TRIP = {
     "pipeline": "makes a pipeline (its commands are sent by execute, inside calling)",
     "pubsub": "makes a subscription object (subscribe and reads are inside calling)",
     "aclose": "closing a connection: an error there is ignored, there is nothing left to translate",
+    "get_primaries": "reads the cluster client's own map of the masters (no command is sent)",
 }
 """Calls on a Redis object the bus makes outside ``calling``, each with why it needs no translation."""
 
