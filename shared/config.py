@@ -15,7 +15,7 @@ the allowed range::
 
 Why this file is over 400 lines: it is one pydantic class, and pydantic needs every
 field and every cross-field rule (``red_burst_threshold >= volume_spike_threshold``,
-the windows, the stale limits) in that class. About 370 of its lines are the 66
+the windows, the stale limits) in that class. About 380 of its lines are the 67
 field declarations, each with its bounds and the one-sentence description that
 ``docs/configuration.md`` and ``config/config.schema.json`` are generated from;
 splitting the fields over mixin classes would scatter one table over several files
@@ -356,6 +356,15 @@ class OrderFlowConfig(BaseSettings):
     )
     reclaim_idle_seconds: float = Field(
         30.0, ge=1.0, le=3600.0, description="Pending entries idle this long are reclaimed from a stalled detector."
+    )
+    detector_lease_seconds: float = Field(
+        5.0,
+        ge=0.0,
+        le=300.0,
+        description="Detectors share the monitored symbols through a lease each in Redis, renewed every second: a "
+        "dead detector's symbols are taken over by the others after this long. Each detector needs its own "
+        "consumer name (--consumer; the host name by default). 0: no leases (one detector, or disjoint --symbol "
+        "lists).",
     )
     max_deliveries: int = Field(
         5,

@@ -19,12 +19,29 @@ class PublishOnce:
         self._script = bus.client.register_script(PUBLISH_ONCE_LUA)  # no round trip: EVALSHA loads it when needed
 
     async def publish(
-        self, output_id: str, stream: str, tag: str, payload: bytes, *, channel: str = "", remember_seconds: int
-    ) -> bool:
+        self,
+        output_id: str,
+        stream: str,
+        tag: str,
+        payload: bytes,
+        *,
+        channel: str = "",
+        remember_seconds: int,
+        fence: tuple[str, str] | None = None,
+    ) -> int:
         """Append ``payload`` (a wire message of type ``tag``) to ``stream``, and publish it on ``channel`` when one
-        is given, unless ``output_id`` was published in the last ``remember_seconds``. True when published now."""
+        is given, unless ``output_id`` was published in the last ``remember_seconds``. ``fence``: ``(lease key,
+        value held)`` — publish only while that lease holds that value (:mod:`orderflow_client.bus.leases`).
+        Returns :data:`PUBLISHED`, :data:`ALREADY_PUBLISHED` or :data:`FENCED`."""
+        keys = [self.bus.keys.published(output_id), stream]
+        args: list[str | int | bytes] = [remember_seconds, tag, payload, channel]
+        if fence is not None:
+            keys.append(fence[0])
+            args.append(fence[1])
         async with self.bus.calling("publish_once"):
-            result = await self._script(
-                keys=[self.bus.keys.published(output_id), stream], args=[remember_seconds, tag, payload, channel]
-            )
-        return bool(result)
+            return int(await self._script(keys=keys, args=args))
+
+
+PUBLISHED, ALREADY_PUBLISHED, FENCED = 1, 0, -1
+"""What :meth:`PublishOnce.publish` did: published now; published before (a redelivery); refused, the lease named
+being no longer held (a paused owner waking up)."""

@@ -14,12 +14,16 @@
 ``orderflow:published:<output id>``         the detector's mark that an output was published (dedup, 7 days)
 ``orderflow:profile:{AAPL}``                a symbol's calibrated profile (JSON)
 ``orderflow:riskmanager:<bot>:handled:<id>`` a bot's lease on, or done mark of, one exit recommendation
+``orderflow:lease:detector:AAPL``           which detector owns a symbol, and its fencing token (``name#17``)
+``orderflow:lease-tokens``                  the counter fencing tokens come from
+``orderflow:members:detector``              the detectors alive (sorted set: name → last heartbeat, ms)
 =========================================== ====================================================================
 
 On a Redis Cluster (``Keys(cluster=True)``, chosen by :meth:`~orderflow_client.bus.connection.Bus.connect` when the
 server says it is one) the outputs and their publish-once marks share one hash slot, so that publishing an output
 stays one atomic script (a script may only touch keys of one slot): ``orderflow:{outputs}:alerts``,
-``orderflow:{outputs}:exits``, ``orderflow:{outputs}:status``, ``orderflow:{outputs}:published:<output id>``. Every
+``orderflow:{outputs}:exits``, ``orderflow:{outputs}:status``, ``orderflow:{outputs}:published:<output id>``, and the
+leases, their token counter and the members beside them (a publish checks its lease in the same script). Every
 other name is the same; the per-symbol streams spread over the nodes by their ``{SYMBOL}`` tag.
 
 The ACL rules of each service's Redis user (``shared/acl.py``) grant exactly these patterns.
@@ -88,6 +92,20 @@ class Keys:
     def profile(self, symbol: str) -> str:
         """Where ``orderflow calibrate`` stores the profile of ``symbol`` (JSON), e.g. ``orderflow:profile:{AAPL}``."""
         return f"{self.prefix}:profile:{{{symbol}}}"
+
+    def lease(self, kind: str, symbol: str) -> str:
+        """Who owns ``symbol`` among the processes of ``kind`` (``detector``): ``orderflow:lease:detector:AAPL``
+        (in the outputs' slot on a cluster, so a publish can check it: :mod:`orderflow_client.bus.leases`)."""
+        return f"{self._outputs}:lease:{kind}:{symbol}"
+
+    @property
+    def lease_tokens(self) -> str:
+        """The counter every lease's fencing token comes from."""
+        return f"{self._outputs}:lease-tokens"
+
+    def members(self, kind: str) -> str:
+        """The live processes of ``kind`` (a sorted set scored by their last heartbeat, ms)."""
+        return f"{self._outputs}:members:{kind}"
 
     def handled(self, bot_name: str, recommendation_id: str) -> str:
         """A bot's lease on, or done mark of, one exit recommendation."""

@@ -28,6 +28,7 @@ thousands of separate ids cost more than the acknowledgement itself. KEYS = the 
 ``"id id id ..."``. Returns how many were acknowledged."""
 
 PUBLISH_ONCE_LUA = """
+if #KEYS == 3 and redis.call('GET', KEYS[3]) ~= ARGV[5] then return -1 end
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   redis.call('XADD', KEYS[2], '*', ARGV[2], ARGV[3])
   if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[3]) end
@@ -36,5 +37,6 @@ end
 return 0
 """
 """Publishes an output once: ``SET NX`` on its deterministic id, and only then XADD (and PUBLISH for an exit), so a
-redelivered entry never yields a second alert. KEYS = dedup key, stream; ARGV = ttl (s), type tag, payload,
-channel (``""`` for none). Returns 1 when published, 0 when it had been already."""
+redelivered entry never yields a second alert. KEYS = dedup key, stream[, lease]; ARGV = ttl (s), type tag,
+payload, channel (``""`` for none)[, the lease value the publisher holds]. Returns 1 when published, 0 when it had
+been already, -1 when a lease was named and is no longer held with that value (fenced: nothing written)."""

@@ -257,6 +257,22 @@ class StreamOperations(RedisCalls):
         metrics.RECLAIMED_ENTRIES.inc(sum(len(claimed) for claimed, _ in found.values()))
         return found
 
+    async def take_over(self, stream: str, group: str, consumer: str) -> int:
+        """Make every entry of ``stream`` pending in ``group`` for another consumer ``consumer``'s (XPENDING, then
+        XCLAIM ``JUSTID``: their delivery counts unchanged), e.g. a symbol's new owner taking what its previous
+        owner left; they are then read as this consumer's own pending entries. Returns how many were claimed."""
+        claimed, start = 0, "-"
+        async with self.calling("take_over"):
+            while True:
+                pending = await self.client.xpending_range(stream, group, min=start, max="+", count=1000)
+                others: list[Any] = [entry["message_id"] for entry in pending if entry["consumer"] != consumer.encode()]
+                if others:
+                    await self.client.xclaim(stream, group, consumer, min_idle_time=0, message_ids=others, justid=True)
+                    claimed += len(others)
+                if len(pending) < 1000:
+                    return claimed
+                start = f"({as_text(pending[-1]['message_id'])}"  # type: ignore[arg-type]  # an id: bytes
+
     # --- reading a stream alone ----------------------------------------------------
     async def read_range(
         self, stream: str, start: str = "-", end: str = "+", count: int | None = None

@@ -263,6 +263,7 @@ def detect(
         )
         try:
             stats = await service.run(stop)
+            await service.leave()
         finally:
             await bus.close()
         log.info(

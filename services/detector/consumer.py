@@ -40,6 +40,7 @@ from services.detector.alert_builders import detector_status
 from services.detector.engine import Engine
 from services.detector.market_entries import MARKET_FIELDS, Misplaced, market_events
 from services.detector.outputs import Output
+from services.detector.ownership import SymbolOwnership
 from services.detector.sink import OutputSink
 from services.detector.stats import DetectorStats
 from shared import service_metrics
@@ -73,6 +74,7 @@ class GroupConsumer:
         name: str,
         until_taken: UntilTaken,
         keep_latencies: bool = False,
+        ownership: SymbolOwnership | None = None,
     ) -> None:
         self.config = config
         self.bus = bus
@@ -84,6 +86,7 @@ class GroupConsumer:
         self.stats = stats
         self.until_taken = until_taken
         self.keep_latencies = keep_latencies
+        self.ownership = ownership
         self.streams: dict[str, str] = {}  # stream key -> symbol
         self.last_entry: dict[str, bytes] = {}  # stream -> the last entry id handled
         self.batch_handled = asyncio.Event()
@@ -102,9 +105,14 @@ class GroupConsumer:
 
     async def catch_up(self, stream: str, symbol: str) -> None:
         """Start reading ``stream`` (of ``symbol``): warm the engine up on what the group already processed, then
-        handle this consumer's own pending entries."""
+        handle this consumer's own pending entries — with leases, every pending entry of the stream, taken over
+        from the detector that held it before (its lease is this one's now: it can publish nothing more)."""
         await self._warm_up(stream)
         self.streams[stream] = symbol
+        if self.ownership is not None:
+            claimed = await self.bus.take_over(stream, self.group, self.name)
+            if claimed:
+                log.info("order_flow.entries_taken_over", stream=stream, entries=claimed)
         await self._recover(stream)
 
     def forget(self, stream: str) -> None:
@@ -183,7 +191,7 @@ class GroupConsumer:
 
     async def drain(self) -> None:
         """Process everything delivered and undelivered now (tests, demo end)."""
-        while True:
+        while self.streams:
             entries = await self.bus.read_group(
                 self.group, self.name, list(self.streams), count=self._per_stream(), block_ms=None
             )
@@ -248,6 +256,12 @@ class GroupConsumer:
 
     # --- a batch ---------------------------------------------------------------------------
     async def _handle(self, entries: list[BusEntry]) -> None:
+        if self.ownership is not None:  # a detector paused past a lease handles nothing of that symbol on waking
+            lapsed = {stream for stream, symbol in self.streams.items() if not self.ownership.holds(symbol)}
+            if lapsed:
+                for stream in lapsed:
+                    self._lost(stream, "lease lapsed")
+                entries = [entry for entry in entries if entry.stream not in lapsed]
         outputs: list[Output] = []
         kinds: dict[type, int] = {}
         received: list[int] = []
@@ -294,10 +308,16 @@ class GroupConsumer:
                 await self._dead_letter(entry, code, reason)
             if outputs:
                 await self.sink.publish(outputs)
+            fenced = {self.keys.market(symbol) for symbol in self.sink.fenced}
             for stream, ids in by_stream.items():
-                await self.bus.ack(stream, self.group, ids)
+                if stream not in fenced:  # a lost symbol's entries stay pending for its new owner
+                    await self.bus.ack(stream, self.group, ids)
 
         await self.until_taken(finish)
+        for symbol in list(self.sink.fenced):
+            self.sink.fenced.discard(symbol)
+            if self.keys.market(symbol) in self.streams:
+                self._lost(self.keys.market(symbol), "publish refused")
         for stream, ids in by_stream.items():
             self.last_entry[stream] = ids[-1]
         if received:
@@ -307,6 +327,15 @@ class GroupConsumer:
                 self.stats.latencies_ms.extend((done - stamp) / 1e6 for stamp in received)
         service_metrics.HALTED_SYMBOLS.set(self.engine.halted_symbols())
         self.batch_handled.set()
+
+    def _lost(self, stream: str, reason: str) -> None:
+        """Stop handling ``stream``: its symbol's lease is another detector's now (its windows are forgotten; the
+        entries in hand stay pending, unacknowledged, for the new owner)."""
+        symbol = self.streams.pop(stream)
+        self.engine.symbols.pop(symbol, None)
+        if self.ownership is not None:
+            self.ownership.lost(symbol)
+        log.warning("order_flow.symbol_handed_over", symbol=symbol, reason=reason)
 
     def _rules_failed(self, event: MarketEvent, error: Exception) -> str:
         """The rules raised on ``event`` (a defect, or an input nothing anticipated): logged with the traceback,

@@ -18,8 +18,8 @@ recreated where it left off. A stop (SIGTERM) finishes the batch in hand within 
 leaves it pending (redelivered at the next start), and returns — also during an outage, also while starting. Only
 refused credentials and a task that died end it with an error (the latter logged as ``order_flow.detector_failed``).
 
-Each symbol must be read by one detector at a time (its windows live in that process); scale by giving detectors
-disjoint symbol sets.
+Each symbol must be read by one detector at a time (its windows live in that process): detectors share the symbols
+through a lease each in Redis (:mod:`services.detector.ownership`), so more detectors need only their own names.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns
 from services.detector.consumer import GroupConsumer
 from services.detector.engine import Engine
 from services.detector.monitored_symbols import MonitoredSymbols
+from services.detector.ownership import SymbolOwnership
 from services.detector.rule_settings import RuleSettings
 from services.detector.sink import OutputSink, PublishedOutput
 from services.detector.stats import DetectorStats
@@ -88,6 +89,11 @@ class DetectorService:
         self.engine = Engine(RuleSettings.from_config(config), conditions, config=config)
         self.refresh_seconds = refresh_seconds
         self.stats = DetectorStats()
+        self.ownership = (
+            SymbolOwnership(bus, self.consumer, config.detector_lease_seconds)
+            if config.detector_lease_seconds > 0
+            else None
+        )
         self.sink = OutputSink(
             config,
             bus,
@@ -95,6 +101,7 @@ class DetectorService:
             thresholds_of=self._thresholds_of,
             on_output=on_output,
             keep_latencies=keep_latencies,
+            fence_of=self.ownership.fence if self.ownership is not None else None,
         )
         self.monitored = MonitoredSymbols(config, bus, self.engine, self.sink, symbols)
         self.group_consumer = GroupConsumer(
@@ -106,6 +113,7 @@ class DetectorService:
             name=self.consumer,
             until_taken=self._until_taken,
             keep_latencies=keep_latencies,
+            ownership=self.ownership,
         )
         self._stop = asyncio.Event()  # run's; until then a batch waits out an outage for as long as it lasts
         self._outage = Outage("detector")
@@ -123,6 +131,8 @@ class DetectorService:
         forget those no longer monitored (a reopening warms up afresh)."""
         self._last_refresh = time.monotonic()
         wanted = await self.monitored.wanted()
+        if self.ownership is not None:  # of those, the ones this detector owns now
+            wanted = await self.ownership.settle(wanted)
         streams = self.group_consumer.streams
         for symbol in wanted:
             stream = self.keys.market(symbol)
@@ -136,6 +146,13 @@ class DetectorService:
                 self.group_consumer.forget(stream)
                 self.engine.symbols.pop(symbol, None)
         service_metrics.MONITORED_SYMBOLS.set(len(streams))
+
+    async def leave(self) -> None:
+        """A clean stop: this detector's leases released, so the others take its symbols over at once (not after
+        the lease time). Redis away: nothing to do, the leases expire."""
+        if self.ownership is not None:
+            with contextlib.suppress(*OUTAGE_ERRORS):
+                await self.ownership.leave()
 
     def _thresholds_of(self, symbol: str) -> Thresholds | None:
         engine = self.engine.symbols.get(symbol)

@@ -25,7 +25,7 @@ import msgspec
 
 from orderflow_client import logs
 from orderflow_client.bus.connection import Bus
-from orderflow_client.bus.dedup import PublishOnce
+from orderflow_client.bus.dedup import ALREADY_PUBLISHED, FENCED, PUBLISHED, PublishOnce
 from orderflow_client.prices import format_price
 from orderflow_client.signing import sign
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns, ns_to_utc_iso
@@ -69,7 +69,9 @@ class OutputSink:
 
     ``thresholds_of(symbol)`` gives the thresholds a symbol is judged against now (None when it is not monitored),
     for the threshold gauges; ``on_output`` sees every alert, exit and status as it is published (not the
-    duplicates); ``keep_latencies`` keeps each alert's latency in ``stats.latencies_ms``."""
+    duplicates); ``keep_latencies`` keeps each alert's latency in ``stats.latencies_ms``; ``fence_of(symbol)`` gives
+    the lease a symbol's outputs are published under (``(lease key, value held)``, None: unfenced), and the symbols
+    whose lease Redis found lost at a publish collect in :attr:`fenced` (their outputs not written)."""
 
     def __init__(
         self,
@@ -80,9 +82,12 @@ class OutputSink:
         thresholds_of: Callable[[str], Thresholds | None],
         on_output: Callable[[PublishedOutput], None] | None = None,
         keep_latencies: bool = False,
+        fence_of: Callable[[str], tuple[str, str] | None] | None = None,
     ) -> None:
         self.config = config
         self.keys = bus.keys
+        self.fence_of = fence_of
+        self.fenced: set[str] = set()
         self.stats = stats
         self.thresholds_of = thresholds_of
         self.on_output = on_output
@@ -107,8 +112,9 @@ class OutputSink:
     async def publish_status(self, status_id: str, status: FeedStatus) -> bool:
         """A status of the service itself (a gap, a dead letter, a lost registry…) under ``status_id`` (e.g.
         ``orderflow:md:{AAPL}:dead:1718890000123-0``), once: no log line here, the caller logs what happened. True when
-        published now, False when that id was published already."""
-        return await self._once(status_id, self.keys.status, status)
+        published now, False when that id was published already. Not fenced by a lease: it is the service's own
+        word (a registry lost, a dead letter), not what the rules made of a symbol's stream."""
+        return await self._once(status_id, self.keys.status, status, fenced=False)
 
     async def _alert(self, alert: OrderFlowAlert) -> None:
         latency_ms = (now_ns() - alert.ts_recv) / 1e6
@@ -211,15 +217,25 @@ class OutputSink:
             service_metrics.THRESHOLD_SHARES.labels(symbol=symbol, kind="large_order").set(thresholds.large_order_size)
             service_metrics.THRESHOLD_SHARES.labels(symbol=symbol, kind="large_offer").set(thresholds.offer_size)
 
-    async def _once(self, output_id: str, stream: str, message: PublishedOutput, channel: str = "") -> bool:
+    async def _once(
+        self, output_id: str, stream: str, message: PublishedOutput, channel: str = "", *, fenced: bool = True
+    ) -> bool:
         tag = str(type(message).__struct_config__.tag)  # "alert", "exit", "status"
-        published = await self._publish_once.publish(
-            output_id, stream, tag, encode(message), channel=channel, remember_seconds=DEDUP_SECONDS
+        symbols = message.symbols if isinstance(message, FeedStatus) else (message.symbol,)
+        fence = None
+        if fenced and self.fence_of is not None and len(symbols) == 1:  # what the rules made of one symbol's stream
+            fence = self.fence_of(symbols[0])
+        result = await self._publish_once.publish(
+            output_id, stream, tag, encode(message), channel=channel, remember_seconds=DEDUP_SECONDS, fence=fence
         )
-        if not published:
+        if result == FENCED:
+            self.fenced.add(symbols[0])
+            log.warning("order_flow.lease_lost", symbol=symbols[0], output_id=output_id, detail="publish refused")
+            return False
+        if result == ALREADY_PUBLISHED:
             self.stats.duplicates_suppressed += 1
             service_metrics.DUPLICATES_SKIPPED.labels(kind=tag).inc()
-        return published
+        return result == PUBLISHED
 
 
 def _alert_fields(alert: OrderFlowAlert) -> dict[str, Any]:

@@ -1,0 +1,124 @@
+"""Which of the monitored symbols this detector owns: a lease in Redis each (:mod:`orderflow_client.bus.leases`), so
+that several detectors share the symbols among themselves, each symbol read by exactly one.
+
+At every refresh (each second) :meth:`SymbolOwnership.settle` does, in this order:
+
+1. a heartbeat: this detector is alive, and the detectors alive now are known (heard from within the lease time);
+2. for each monitored symbol, its **preferred** detector: the alive one with the highest hash of (symbol, name)
+   (rendezvous hashing: every detector computes the same answer, and when one joins or leaves only the symbols it
+   gains or loses move);
+3. a symbol held: renewed — or released when another alive detector is preferred (a newcomer gets its share; the
+   batch in hand was handled and acknowledged before the refresh, so nothing is lost between the two owners); a
+   renewal refused (another holds it: this detector was paused past its lease) drops it;
+4. a symbol not held: taken when this detector is preferred, or when it has seen it held by nobody for a whole
+   lease time (its preferred detector does not take it);
+5. a symbol no longer monitored: released.
+
+A detector that dies keeps its leases until they expire (``lease_seconds``, 5 s by default): then the preferred
+among the living takes each over, rebuilds its windows from the stream's history and reclaims the entries the dead
+one left pending (:class:`~services.detector.consumer.GroupConsumer`), so it neither misses nor invents an alert.
+:meth:`holds` answers from this process's clock (renewed within the lease time, less a margin): a detector paused
+past its lease stops handling a symbol as soon as it wakes, and the publish it may already be in is refused by Redis
+(fencing: :meth:`fence` names the lease value each output is published under).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from orderflow_client import logs
+from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.leases import Leases, holder_of
+
+KIND = "detector"
+SAFETY = 0.75  # a lease counts as held locally for this share of its time since the last renewal
+log = logs.get_logger(__name__)
+
+
+def preferred(symbol: str, members: list[str]) -> str:
+    """The member that should own ``symbol`` (rendezvous hashing), e.g. ``preferred("AAPL", ["a", "b"])``."""
+    return max(members, key=lambda member: hashlib.blake2b(f"{symbol}\0{member}".encode(), digest_size=8).digest())
+
+
+class SymbolOwnership:
+    """This detector's leases (see the module docstring): ``name`` its name among the detectors."""
+
+    def __init__(self, bus: Bus, name: str, lease_seconds: float) -> None:
+        self.leases = Leases(bus)
+        self.keys = bus.keys
+        self.name = name
+        self.ttl_ms = int(lease_seconds * 1000)
+        self.held: dict[str, str] = {}  # symbol → the lease value held
+        self.renewed: dict[str, float] = {}  # symbol → monotonic time of the last renewal or taking
+        self.free_since: dict[str, float] = {}  # symbol → when this detector first saw its lease free
+        self.members: list[str] = []
+
+    async def settle(self, wanted: list[str]) -> list[str]:
+        """The symbols of ``wanted`` this detector owns after this round (see the module docstring)."""
+        self.members = await self.leases.heartbeat(KIND, self.name, ttl_ms=self.ttl_ms)
+        alive = self.members if self.name in self.members else [*self.members, self.name]
+        wanted_set = set(wanted)
+        for symbol in [symbol for symbol in self.held if symbol not in wanted_set]:
+            await self._release(symbol, "no longer monitored")
+        for symbol in [symbol for symbol in self.held if preferred(symbol, alive) != self.name]:
+            await self._release(symbol, f"{preferred(symbol, alive)} is preferred")
+        now = time.monotonic()
+        renewed = await self.leases.renew(KIND, dict(self.held), ttl_ms=self.ttl_ms)
+        for symbol, kept in renewed.items():
+            if kept:
+                self.renewed[symbol] = now
+            else:
+                self._drop(symbol, "renewal refused: another detector holds it")
+        holders = await self.leases.holders(KIND, [symbol for symbol in wanted if symbol not in self.held])
+        for symbol in wanted:
+            if symbol in self.held:
+                continue
+            choice = preferred(symbol, alive)
+            holder = holder_of(holders.get(symbol, ""))
+            if holder and holder != self.name:
+                self.free_since.pop(symbol, None)
+                continue
+            free_since = self.free_since.setdefault(symbol, now)
+            if choice == self.name or holder == self.name or now - free_since >= self.ttl_ms / 1000:
+                await self._take(symbol, now)
+        return [symbol for symbol in wanted if symbol in self.held]
+
+    async def _take(self, symbol: str, now: float) -> None:
+        value = await self.leases.acquire(KIND, symbol, self.name, ttl_ms=self.ttl_ms)
+        if holder_of(value) == self.name:
+            self.held[symbol], self.renewed[symbol] = value, now
+            self.free_since.pop(symbol, None)
+            log.info("order_flow.lease_taken", symbol=symbol, lease=value)
+
+    async def _release(self, symbol: str, reason: str) -> None:
+        value = self.held.pop(symbol)
+        self.renewed.pop(symbol, None)
+        await self.leases.release(KIND, symbol, value)
+        log.info("order_flow.lease_released", symbol=symbol, lease=value, reason=reason)
+
+    def _drop(self, symbol: str, reason: str) -> None:
+        value = self.held.pop(symbol, "")
+        self.renewed.pop(symbol, None)
+        log.warning("order_flow.lease_lost", symbol=symbol, lease=value, detail=reason)
+
+    def lost(self, symbol: str) -> None:
+        """Redis refused a publish under ``symbol``'s lease: it is another's now."""
+        if symbol in self.held:
+            self._drop(symbol, "publish refused")
+
+    def holds(self, symbol: str) -> bool:
+        """Whether this detector may handle ``symbol`` now, by its own clock: held, and renewed recently enough."""
+        renewed = self.renewed.get(symbol)
+        return renewed is not None and time.monotonic() - renewed < SAFETY * self.ttl_ms / 1000
+
+    def fence(self, symbol: str) -> tuple[str, str] | None:
+        """``(lease key, value held)`` to publish ``symbol``'s outputs under; None when not held."""
+        value = self.held.get(symbol)
+        return None if value is None else (self.keys.lease(KIND, symbol), value)
+
+    async def leave(self) -> None:
+        """A clean stop: every lease released and this detector out of the members, so others take over at once."""
+        for symbol in list(self.held):
+            await self._release(symbol, "stopping")
+        await self.leases.leave(KIND, self.name)
