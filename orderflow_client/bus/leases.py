@@ -126,6 +126,17 @@ class Leases:
             members = await self._heartbeat(keys=[self.keys.members(kind)], args=[name, ttl_ms])
         return [member.decode() if isinstance(member, bytes) else str(member) for member in members]
 
+    async def members_seen(self, kind: str) -> dict[str, float]:
+        """Every member of ``kind`` still listed, with the seconds since its last heartbeat (Redis's clock), e.g.
+        ``{"detector-a": 0.4, "detector-b": 7.9}``; one past the lease time is dead (dropped at the next heartbeat)."""
+        async with self.calls.calling("members_seen"):
+            clock: tuple[int, int] = await self.calls.client.time()  # (s, µs) since the epoch, Redis's
+            members: list[tuple[bytes, float]] = await self.calls.client.zrange(
+                self.keys.members(kind), 0, -1, withscores=True
+            )
+        now_ms = clock[0] * 1000 + clock[1] // 1000
+        return {name.decode(): round((now_ms - score) / 1000, 3) for name, score in members}
+
     async def leave(self, kind: str, name: str) -> None:
         """``name`` stops (a clean stop: the others need not wait for its heartbeat to age out)."""
         async with self.calls.calling("member_leave"):
