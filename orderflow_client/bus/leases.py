@@ -15,9 +15,12 @@ clock, ms). Every key of this module shares the outputs' hash slot: one script c
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.exceptions import NoScriptError
 
 from orderflow_client.bus.calls import RedisCalls
+from orderflow_client.bus.streams import as_text
 
 ACQUIRE_LUA = """
 local held = redis.call('GET', KEYS[1])
@@ -131,11 +134,9 @@ class Leases:
         ``{"detector-a": 0.4, "detector-b": 7.9}``; one past the lease time is dead (dropped at the next heartbeat)."""
         async with self.calls.calling("members_seen"):
             clock: tuple[int, int] = await self.calls.client.time()  # (s, µs) since the epoch, Redis's
-            members: list[tuple[bytes, float]] = await self.calls.client.zrange(
-                self.keys.members(kind), 0, -1, withscores=True
-            )
+            members: list[Any] = await self.calls.client.zrange(self.keys.members(kind), 0, -1, withscores=True)
         now_ms = clock[0] * 1000 + clock[1] // 1000
-        return {name.decode(): round((now_ms - score) / 1000, 3) for name, score in members}
+        return {as_text(name): round((now_ms - float(score)) / 1000, 3) for name, score in members}
 
     async def leave(self, kind: str, name: str) -> None:
         """``name`` stops (a clean stop: the others need not wait for its heartbeat to age out)."""
