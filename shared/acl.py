@@ -5,7 +5,8 @@ Three users besides the administrator (``default``):
 - ``ingest`` appends to the market streams and the status stream, reads the positions (writing them back
   only with HSETNX when the hash was lost) and listens to position changes;
 - ``detector`` reads the market streams through its consumer group and writes alerts, exit recommendations
-  (stream and channel), statuses, dead letters and its dedup keys; reads profiles and positions;
+  (stream and channel), statuses, dead letters and its dedup keys, each output checked against its lease; keeps
+  its leases and its heartbeat among the detectors; reads profiles and positions;
 - ``bot`` (the risk manager's client) reads exit recommendations through its group and the statuses, writes
   the positions and its own keys, and **cannot** add an exit recommendation to the stream or the channel —
   only the detector can make the bot act.
@@ -39,10 +40,12 @@ def rules(role: str, prefix: str = "orderflow") -> str:
         )
     if role == "detector":
         return (
-            f"{_CONNECTION} {_SCRIPTS} ~{market} +xreadgroup +xack +xgroup|create +xautoclaim +xpending +xinfo|groups "
-            f"+xinfo|stream +xrange +xrevrange "
+            f"{_CONNECTION} {_SCRIPTS} ~{market} +xreadgroup +xack +xgroup|create +xautoclaim +xclaim +xpending "
+            f"+xinfo|groups +xinfo|stream +xrange +xrevrange +time "
             f"({_SCRIPTS} ~{market}:dead ~{prefix}:alerts ~{prefix}:exits ~{prefix}:status ~{prefix}:published:* "
-            f"&{prefix}:exit-signals +xadd +set +publish) "
+            f"~{prefix}:lease:* &{prefix}:exit-signals +xadd +set +publish +get) "
+            f"({_SCRIPTS} ~{prefix}:lease:* ~{prefix}:lease-tokens ~{prefix}:members:* +get +set +incr +pexpire +del "
+            f"+mget +zadd +zremrangebyscore +zrange +zrem) "
             f"(%R~{prefix}:profile:* +get) "
             f"({positions})"
         )

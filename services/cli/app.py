@@ -11,6 +11,7 @@ from __future__ import annotations
 import typer
 
 from services.cli import (
+    cluster_commands,
     config_commands,
     databento_commands,
     dbn_commands,
@@ -30,6 +31,8 @@ config_app = typer.Typer(help="Show and document the configuration.", no_args_is
 app.add_typer(config_app, name="config")
 positions_app = typer.Typer(help="Open, close and list the positions orderflow monitors.", no_args_is_help=True)
 app.add_typer(positions_app, name="positions")
+cluster_app = typer.Typer(help="The detectors sharing the symbols through leases.", no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
 
 app.command()(config_commands.version)
 config_app.command("show")(config_commands.config_show)
@@ -45,6 +48,7 @@ app.command()(demo_command.demo)
 positions_app.command("open")(positions_commands.positions_open)
 positions_app.command("close")(positions_commands.positions_close)
 positions_app.command("list")(positions_commands.positions_list)
+cluster_app.command("status")(cluster_commands.cluster_status)
 app.command()(live_commands.ingest)
 app.command("simulate-polygon")(live_commands.simulate_polygon)
 app.command("simulate-databento")(databento_commands.simulate_databento)
