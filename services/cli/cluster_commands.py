@@ -68,7 +68,7 @@ async def read_cluster_status(bus: Bus, lease_seconds: float) -> ClusterStatus:
     detectors = [
         DetectorStatus(
             name=name,
-            alive=name in ages,
+            alive=name in ages and ages[name] <= lease_seconds,
             heartbeat_age_seconds=ages.get(name),
             symbols=owned[name],
         )
