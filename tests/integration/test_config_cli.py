@@ -74,6 +74,8 @@ def test_cli_help_everywhere(tmp_path):
         ["positions", "open"],
         ["positions", "close"],
         ["positions", "list"],
+        ["cluster"],
+        ["cluster", "status"],
         ["risk-manager"],
         ["watch"],
     )
