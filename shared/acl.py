@@ -2,8 +2,9 @@
 
 Three users besides the administrator (``default``):
 
-- ``ingest`` appends to the market streams and the status stream, reads the positions (writing them back
-  only with HSETNX when the hash was lost) and listens to position changes;
+- ``ingest`` appends to the market streams (each append checked against its lease) and the status stream, reads
+  the positions (writing them back only with HSETNX when the hash was lost), listens to position changes, and keeps
+  its leases and its heartbeat among the ingests;
 - ``detector`` reads the market streams through its consumer group and writes alerts, exit recommendations
   (stream and channel), statuses, dead letters and its dedup keys, each output checked against its lease; keeps
   its leases and its heartbeat among the detectors; reads profiles and positions;
@@ -34,8 +35,10 @@ def rules(role: str, prefix: str = "orderflow") -> str:
     positions = f"~{prefix}:positions +hgetall +hsetnx"
     if role == "ingest":
         return (
-            f"{_CONNECTION} {_SCRIPTS} ~{market} ~{prefix}:status +xadd +xrevrange +xlen "
-            f"&{prefix}:positions:changes +subscribe +unsubscribe "
+            f"{_CONNECTION} {_SCRIPTS} ~{market} ~{prefix}:status ~{prefix}:lease:ingest:* +xadd +xrevrange +xlen +get "
+            f"+time &{prefix}:positions:changes +subscribe +unsubscribe "
+            f"({_SCRIPTS} ~{prefix}:lease:ingest:* ~{prefix}:lease-tokens:ingest:* ~{prefix}:members:ingest +get +set "
+            f"+incr +pexpire +del +zadd +zremrangebyscore +zrange +zrem) "
             f"({positions})"
         )
     if role == "detector":

@@ -15,7 +15,7 @@ the allowed range::
 
 Why this file is over 400 lines: it is one pydantic class, and pydantic needs every
 field and every cross-field rule (``red_burst_threshold >= volume_spike_threshold``,
-the windows, the stale limits) in that class. About 380 of its lines are the 67
+the windows, the stale limits) in that class. About 390 of its lines are the 68
 field declarations, each with its bounds and the one-sentence description that
 ``docs/configuration.md`` and ``config/config.schema.json`` are generated from;
 splitting the fields over mixin classes would scatter one table over several files
@@ -224,6 +224,14 @@ class OrderFlowConfig(BaseSettings):
     )
     watchdog_seconds: float = Field(
         30.0, ge=2.0, le=3600.0, description="No frame for this long while the market is open: reconnect and report."
+    )
+    ingest_lease_seconds: float = Field(
+        5.0,
+        ge=0.0,
+        le=300.0,
+        description="Several ingests (one vendor connection or key each) share the open positions' symbols through "
+        "a lease each in Redis: a dead ingest's symbols are taken over after this long, with a handover gap and its "
+        "trades backfilled. Each ingest needs its own name (--name; the host name by default). 0: no leases.",
     )
     ingest_queue_frames: int = Field(
         50_000, ge=100, le=5_000_000, description="Frames that may wait between socket and publisher before drops."

@@ -15,8 +15,9 @@
 ``orderflow:profile:{AAPL}``                a symbol's calibrated profile (JSON)
 ``orderflow:riskmanager:<bot>:handled:<id>`` a bot's lease on, or done mark of, one exit recommendation
 ``orderflow:lease:detector:AAPL``           which detector owns a symbol, and its fencing token (``name#17``)
-``orderflow:lease-tokens``                  the counter fencing tokens come from
-``orderflow:members:detector``              the detectors alive (sorted set: name → last heartbeat, ms)
+``orderflow:lease:ingest:{AAPL}``           which ingest owns a symbol (in the slot of its stream)
+``orderflow:lease-tokens``                  the counter detector fencing tokens come from (ingest: one a symbol)
+``orderflow:members:detector``              the detectors alive (sorted set: name → last heartbeat, ms); ``…:ingest``
 =========================================== ====================================================================
 
 On a Redis Cluster (``Keys(cluster=True)``, chosen by :meth:`~orderflow_client.bus.connection.Bus.connect` when the
@@ -94,13 +95,19 @@ class Keys:
         return f"{self.prefix}:profile:{{{symbol}}}"
 
     def lease(self, kind: str, symbol: str) -> str:
-        """Who owns ``symbol`` among the processes of ``kind`` (``detector``): ``orderflow:lease:detector:AAPL``
-        (in the outputs' slot on a cluster, so a publish can check it: :mod:`orderflow_client.bus.leases`)."""
+        """Who owns ``symbol`` among the processes of ``kind``: a detector's lease sits beside the outputs
+        (``orderflow:lease:detector:AAPL``; the outputs' slot on a cluster), which its publish checks; an ingest's
+        beside the symbol's stream (``orderflow:lease:ingest:{AAPL}``: the stream's slot), which its appends check
+        (:mod:`orderflow_client.bus.leases`)."""
+        if kind == "ingest":
+            return f"{self.prefix}:lease:ingest:{{{symbol}}}"
         return f"{self._outputs}:lease:{kind}:{symbol}"
 
-    @property
-    def lease_tokens(self) -> str:
-        """The counter every lease's fencing token comes from."""
+    def lease_tokens(self, kind: str, symbol: str) -> str:
+        """The counter a lease's fencing tokens come from, in the lease's slot: one for every detector lease
+        (``orderflow:lease-tokens``), one per symbol for ingest's (``orderflow:lease-tokens:ingest:{AAPL}``)."""
+        if kind == "ingest":
+            return f"{self.prefix}:lease-tokens:ingest:{{{symbol}}}"
         return f"{self._outputs}:lease-tokens"
 
     def members(self, kind: str) -> str:

@@ -1,13 +1,15 @@
 """Leases in Redis: which process owns a symbol, renewed while it lives, fenced so a paused owner cannot act on one
 it lost; and the members of a kind of process (detectors, ingests) that are alive.
 
-A lease is ``orderflow:lease:<kind>:<SYM>`` (``orderflow:{outputs}:lease:…`` on a cluster), its value the holder's
+A lease is ``orderflow:lease:<kind>:<SYM>`` (see :meth:`~orderflow_client.bus.keys.Keys.lease` for where each kind's
+lies on a cluster), its value the holder's
 name and a fencing token, ``detector-a#17``: the token comes from one counter (``…:lease-tokens``), so a later
 holder always has a larger one. It expires after its time unless renewed. A publish names the lease value it holds
 (:class:`~orderflow_client.bus.dedup.PublishOnce`): Redis refuses the publish when the lease holds another value,
 atomically, so a holder that was paused past its lease (a stop, a long GC, a network partition) publishes nothing
 when it wakes. Members are a sorted set ``…:members:<kind>`` of names scored by their last heartbeat (Redis's own
-clock, ms). Every key of this module shares the outputs' hash slot: one script can check a lease and publish.
+clock, ms). A detector's leases share the outputs' hash slot, an ingest's its stream's: one script checks a lease
+and writes.
 
     leases = Leases(bus)
     held = await leases.acquire("detector", "AAPL", "detector-a", ttl_ms=5000)   # "detector-a#17", or another's
@@ -82,7 +84,7 @@ class Leases:
         ``holder``'s, else the other holder's value."""
         async with self.calls.calling("acquire_lease"):
             value = await self._acquire(
-                keys=[self.keys.lease(kind, symbol), self.keys.lease_tokens], args=[holder, ttl_ms]
+                keys=[self.keys.lease(kind, symbol), self.keys.lease_tokens(kind, symbol)], args=[holder, ttl_ms]
             )
         return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -113,11 +115,15 @@ class Leases:
             return bool(await self._release(keys=[self.keys.lease(kind, symbol)], args=[value]))
 
     async def holders(self, kind: str, symbols: list[str]) -> dict[str, str]:
-        """Each symbol's lease value now (``""``: nobody holds it). One MGET: the leases share a hash slot."""
+        """Each symbol's lease value now (``""``: nobody holds it), in one round trip (a pipeline: on a cluster
+        ingest's leases lie in their symbols' slots)."""
         if not symbols:
             return {}
         async with self.calls.calling("lease_holders"):
-            values = await self.calls.client.mget([self.keys.lease(kind, symbol) for symbol in symbols])
+            pipeline = self.calls.client.pipeline(transaction=False)
+            for symbol in symbols:
+                pipeline.get(self.keys.lease(kind, symbol))
+            values = await pipeline.execute()
         return {
             symbol: (value.decode() if isinstance(value, bytes) else value or "")
             for symbol, value in zip(symbols, values, strict=True)

@@ -16,6 +16,18 @@ return ids
 payload) pairs; the tag is the entry's one field name. One reply per stream instead of one per entry is what lets
 a Python publisher pass 150,000 entries/s. Returns the entry ids."""
 
+APPEND_FENCED_LUA = """
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return -1 end
+local ids = {}
+for i = 3, #ARGV, 2 do
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[i], ARGV[i + 1])
+end
+return ids
+"""
+""":data:`APPEND_BATCH_LUA` under a lease: KEYS = the stream, the lease of its symbol (same slot); ARGV = max length,
+the lease value the publisher holds, then (type tag, payload) pairs. -1 (nothing appended) when the lease holds
+another value: an ingest paused past its lease appends nothing of a symbol another ingest owns now."""
+
 ACK_BATCH_LUA = """
 local acknowledged = 0
 for entry_id in string.gmatch(ARGV[2], '%S+') do

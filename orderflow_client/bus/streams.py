@@ -26,7 +26,7 @@ from orderflow_client import logs, metrics
 from orderflow_client.bus.calls import RedisCalls
 from orderflow_client.bus.entries import pack_market_events
 from orderflow_client.bus.keys import Keys
-from orderflow_client.bus.scripts import ACK_BATCH_LUA, APPEND_BATCH_LUA
+from orderflow_client.bus.scripts import ACK_BATCH_LUA, APPEND_BATCH_LUA, APPEND_FENCED_LUA
 from orderflow_client.errors import BusUnavailableError
 from orderflow_client.wire import MarketEvent, WireMessage, encode
 
@@ -64,6 +64,7 @@ class StreamOperations(RedisCalls):
         # were re-read
         self._unsure_reads: dict[tuple[str, str], dict[str, str]] = {}
         self._append_batch = client.register_script(APPEND_BATCH_LUA)
+        self._append_fenced = client.register_script(APPEND_FENCED_LUA)
         self._ack_batch = client.register_script(ACK_BATCH_LUA)
         # Raw XREADGROUP replies: the entries are walked once, in _entries,
         # instead of being turned into dicts by redis-py first.
@@ -86,14 +87,31 @@ class StreamOperations(RedisCalls):
         (fewer than events). Failures as :meth:`publish`."""
         return await self.publish_encoded(pack_market_events(entries))
 
+    async def publish_market_events_fenced(
+        self, entries: Sequence[tuple[str, MarketEvent]], fences: Mapping[str, tuple[str, str]]
+    ) -> set[str]:
+        """:meth:`publish_market_events` with each stream's entries appended only while ``fences[stream]`` =
+        ``(lease key, value held)`` holds (:data:`~orderflow_client.bus.scripts.APPEND_FENCED_LUA`); the streams
+        refused (their lease is another's now), whose events were not appended."""
+        _ids, refused = await self._append(pack_market_events(entries), fences)
+        return refused
+
     async def publish_encoded(self, entries: Sequence[tuple[str, bytes, bytes]]) -> list[str]:
         """:meth:`publish` for already encoded ``(stream, type tag, payload)``.
 
         Each stream's entries go in one script call, in their order; all calls go
         in one pipeline. Returned ids follow the order of ``entries``.
         """
+        ids, _refused = await self._append(entries, {})
+        return ids
+
+    async def _append(
+        self, entries: Sequence[tuple[str, bytes, bytes]], fences: Mapping[str, tuple[str, str]]
+    ) -> tuple[list[str], set[str]]:
+        """Append ``entries`` (a script call a stream, fenced where ``fences`` names the stream's lease): the ids in
+        the order of ``entries`` (``""`` where refused) and the streams refused."""
         if not entries:
-            return []
+            return [], set()
         per_stream: dict[str, list[Any]] = {}
         positions: dict[str, list[int]] = {}
         for index, (stream, tag, payload) in enumerate(entries):
@@ -110,8 +128,13 @@ class StreamOperations(RedisCalls):
                 try:
                     async with self.client.pipeline(transaction=False) as pipe:
                         for stream, arguments in per_stream.items():
+                            fence = fences.get(stream)
                             # redis-py's stubs omit pipelines, which the script call takes (it queues EVALSHA)
-                            await self._append_batch(keys=[stream], args=arguments, client=pipe)  # type: ignore[arg-type]
+                            if fence is None:
+                                await self._append_batch(keys=[stream], args=arguments, client=pipe)  # type: ignore[arg-type]
+                            else:
+                                fenced = [arguments[0], fence[1], *arguments[1:]]
+                                await self._append_fenced(keys=[stream, fence[0]], args=fenced, client=pipe)  # type: ignore[arg-type]
                         replies = await pipe.execute()
                     break
                 except NoScriptError:
@@ -123,12 +146,17 @@ class StreamOperations(RedisCalls):
                     log.warning("order_flow.bus_scripts_reloaded", detail="Redis lost its script cache (restarted?)")
                     if self.keys.cluster:
                         await self.client.script_load(APPEND_BATCH_LUA)  # on every master
+                        await self.client.script_load(APPEND_FENCED_LUA)
         self.masters_changed()
         ids: list[str] = [""] * len(entries)
+        refused: set[str] = set()
         for stream, reply in zip(per_stream, replies, strict=False):
+            if reply == -1:
+                refused.add(stream)
+                continue
             for index, entry_id in zip(positions[stream], reply, strict=False):
                 ids[index] = as_text(entry_id)
-        return ids
+        return ids, refused
 
     async def delete_streams(self, streams: Sequence[str]) -> int:
         """DEL whole streams (the demo starts its scenarios' streams afresh); returns how many existed."""

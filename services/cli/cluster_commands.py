@@ -1,5 +1,5 @@
 """``orderflow cluster status``: the detectors sharing the monitored symbols through leases in Redis
-(:mod:`services.detector.ownership`), which symbols each owns, and the symbols nobody owns.
+(:mod:`shared.ownership`), which symbols each owns, and the symbols nobody owns.
 
 Everything is read from the bus: the open positions (the symbols monitored), the detectors listed as members with
 the seconds since each one's last heartbeat (Redis's clock), and each monitored symbol's lease holder. A detector is
@@ -51,7 +51,7 @@ async def read_cluster_status(bus: Bus, lease_seconds: float) -> ClusterStatus:
     ``lease_seconds`` old)."""
     from orderflow_client.bus.leases import Leases, holder_of
     from orderflow_client.positions import PositionRegistry
-    from services.detector.ownership import KIND
+    from shared.ownership import KIND
 
     symbols = sorted(await PositionRegistry(bus).symbols())
     leases = Leases(bus)

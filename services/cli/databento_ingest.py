@@ -24,7 +24,7 @@ from services.cli.common import (
 from shared.config import OrderFlowConfig
 
 
-def ingest_databento(config: OrderFlowConfig, record: Path | None) -> None:
+def ingest_databento(config: OrderFlowConfig, record: Path | None, name: str | None = None) -> None:
     """Run live ingest from Databento until SIGTERM/SIGINT (exit codes: the module docstring)."""
     from orderflow_client.logs import get_logger
     from services.ingest.databento_history import DatabentoHistorical
@@ -52,7 +52,7 @@ def ingest_databento(config: OrderFlowConfig, record: Path | None) -> None:
             dataset=config.databento_dataset,
             requests_per_minute=config.databento_historical_requests_per_minute,
         )
-        service = IngestService(config, bus, api_key=api_key, history=history)
+        service = IngestService(config, bus, api_key=api_key, history=history, name=name)
         log.info(
             "order_flow.ingest_started",
             source="databento",

@@ -112,6 +112,10 @@ def ingest(
     record: Annotated[
         Path | None, typer.Option(help="Record every frame: <RECORD>-YYYY-MM-DD.capture, one file per UTC day.")
     ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="This ingest's name among several sharing the symbols (default: ingest-<hostname>)."),
+    ] = None,
     config_file: ConfigFileOption = None,
 ) -> None:
     """Live ingest: Polygon WebSocket trades and quotes (or Databento Live depth and trades) of the open positions onto the streams.
@@ -129,7 +133,7 @@ def ingest(
     if config.data_source == "databento":
         from services.cli.databento_ingest import ingest_databento
 
-        ingest_databento(config, record)
+        ingest_databento(config, record, name)
         return
     if config.polygon_api_key is None:
         stderr.print(
@@ -151,7 +155,9 @@ def ingest(
         bus = await connect_bus(config)
         stop = stop_on_signals()
         conditions = await asyncio.to_thread(load_condition_table, rest)
-        service = IngestService(config, bus, api_key=api_key, rest=rest, conditions=conditions, record=record)
+        service = IngestService(
+            config, bus, api_key=api_key, rest=rest, conditions=conditions, record=record, name=name
+        )
         log.info(
             "order_flow.ingest_started",
             feed=config.polygon_feed,

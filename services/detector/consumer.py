@@ -40,11 +40,11 @@ from services.detector.alert_builders import detector_status
 from services.detector.engine import Engine
 from services.detector.market_entries import MARKET_FIELDS, Misplaced, market_events
 from services.detector.outputs import Output
-from services.detector.ownership import SymbolOwnership
 from services.detector.sink import OutputSink
 from services.detector.stats import DetectorStats
 from shared import service_metrics
 from shared.config import OrderFlowConfig
+from shared.ownership import SymbolOwnership
 
 BATCH_ENTRIES = 1_000
 """At most this many entries a read over all streams (XREADGROUP's COUNT is per stream: 50 symbols × 1,000 made

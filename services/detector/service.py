@@ -19,7 +19,7 @@ leaves it pending (redelivered at the next start), and returns — also during a
 refused credentials and a task that died end it with an error (the latter logged as ``order_flow.detector_failed``).
 
 Each symbol must be read by one detector at a time (its windows live in that process): detectors share the symbols
-through a lease each in Redis (:mod:`services.detector.ownership`), so more detectors need only their own names.
+through a lease each in Redis (:mod:`shared.ownership`), so more detectors need only their own names.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns
 from services.detector.consumer import GroupConsumer
 from services.detector.engine import Engine
 from services.detector.monitored_symbols import MonitoredSymbols
-from services.detector.ownership import SymbolOwnership
 from services.detector.rule_settings import RuleSettings
 from services.detector.sink import OutputSink, PublishedOutput
 from services.detector.stats import DetectorStats
@@ -48,6 +47,7 @@ from services.detector.threshold_fit import Thresholds
 from shared import service_metrics
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
+from shared.ownership import SymbolOwnership
 
 STOP_GRACE_SECONDS = 2.0  # SIGTERM: how long the batch in hand may take to finish
 HEARTBEAT_IDLE_SECONDS = 0.2  # the heartbeat's longest sleep when no large offer is waiting

@@ -70,13 +70,16 @@ class Backfill:
         self.symbols = symbols
         self.gap_start: int | None = None  # the socket's last frame (ns) while it is lost: an open gap
 
-    async def close_gap(self, start: int, end: int, reason: str, stop: asyncio.Event) -> None:
-        """Report a gap, then publish the trades it hid (REST), before live data goes on."""
-        await self.publisher.report_gap(start, end, reason)
+    async def close_gap(
+        self, start: int, end: int, reason: str, stop: asyncio.Event, symbols: list[str] | None = None
+    ) -> None:
+        """Report a gap of ``symbols`` (default: every subscribed one), then publish the trades it hid (REST or
+        Databento's historical API), before live data goes on."""
+        await self.publisher.report_gap(start, end, reason, symbols)
         if self.history is not None:
-            await self.fill_from_history(self.history, start, end, stop)
+            await self.fill_from_history(self.history, start, end, stop, symbols)
         elif self.rest is not None:
-            for symbol in self.symbols():
+            for symbol in self.symbols() if symbols is None else symbols:
                 await self.fill(self.rest, symbol, start, end, stop)
 
     async def fill(self, rest: PolygonRest, symbol: str, start: int, end: int, stop: asyncio.Event) -> None:
@@ -127,11 +130,13 @@ class Backfill:
             detail="ingest stopped: the rest of the gap stays unfilled (it was reported as a gap)",
         )
 
-    async def fill_from_history(self, history: DatabentoHistorical, start: int, end: int, stop: asyncio.Event) -> None:
+    async def fill_from_history(
+        self, history: DatabentoHistorical, start: int, end: int, stop: asyncio.Event, only: list[str] | None = None
+    ) -> None:
         """Publish the trades a gap hid from Databento's historical API (one request for every subscribed symbol,
         over ``[start - BACKFILL_OVERLAP_NS, end]``), batch by batch as the reply is read, then a status saying
         whether the gap was backfilled. A stop ends it at once, even mid-request."""
-        symbols = self.symbols()
+        symbols = self.symbols() if only is None else only
         if not symbols:
             return
         batches = history.trades(symbols, max(0, start - BACKFILL_OVERLAP_NS), end + 1)

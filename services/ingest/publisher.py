@@ -40,15 +40,19 @@ class StreamPublisher:
         symbols: Callable[[], list[str]],
         latency_sink: list[float] | None = None,
         source: str = SOURCE,
+        fence_of: Callable[[str], tuple[str, str] | None] | None = None,
     ) -> None:
         """``symbols``: the symbols subscribed now (a status names them by default); ``latency_sink``: benchmarks
         collect receive → on the stream, per event, in ms; ``source``: named on statuses and metrics (``polygon``,
-        ``databento``)."""
+        ``databento``); ``fence_of``: with several ingests, a symbol's lease (``(key, value held)``, None: not held)
+        its events are appended under — a symbol Redis refused lands in :attr:`refused`."""
         self.source = source
         self.bus = bus
         self.stats = stats
         self.symbols = symbols
         self.latency_sink = latency_sink
+        self.fence_of = fence_of
+        self.refused: set[str] = set()
         self._outage = Outage("ingest")
 
     async def publish_events(
@@ -60,7 +64,21 @@ class StreamPublisher:
             return
         market = self.bus.keys.market
         entries = [(market(event.symbol), event) for event in events]
-        await self._until_published(lambda: self.bus.publish_market_events(entries))
+        if self.fence_of is None:
+            await self._until_published(lambda: self.bus.publish_market_events(entries))
+        else:  # each symbol's events appended only under its lease: a paused ingest appends nothing it lost
+            held = {symbol: self.fence_of(symbol) for symbol in {event.symbol for event in events}}
+            fences = {market(symbol): fence for symbol, fence in held.items() if fence is not None}
+            entries = [(stream, event) for stream, event in entries if stream in fences]
+            refused: set[str] = set()
+
+            async def publish() -> None:
+                refused.update(await self.bus.publish_market_events_fenced(entries, fences))
+
+            await self._until_published(publish)
+            for stream in refused:
+                self.refused.add(self.bus.keys.symbol_of(stream))
+                log.warning("order_flow.lease_lost", symbol=self.bus.keys.symbol_of(stream), detail="append refused")
         self.stats.events += len(events)
         counts: dict[str, int] = {}
         for event in events:
@@ -101,20 +119,22 @@ class StreamPublisher:
         entries = [(self.bus.keys.status, status)] + [(self.bus.keys.market(symbol), status) for symbol in symbols]
         await self._until_published(lambda: self.bus.publish(entries))
 
-    async def report_gap(self, start: int, end: int, reason: str) -> None:
-        """Report an interval without data (ns), with its reason as the code: logged, counted, published."""
+    async def report_gap(self, start: int, end: int, reason: str, symbols: list[str] | None = None) -> None:
+        """Report an interval without data (ns), with its reason as the code: logged, counted, published, for
+        ``symbols`` (default: every subscribed one)."""
         self.stats.gaps += 1
         service_metrics.FEED_GAPS.labels(reason=reason).inc()
         seconds = (end - start) / 1e9
+        named = self.symbols() if symbols is None else symbols
         log.warning(
             "order_flow.feed_gap",
             code=reason,
             gap_start=ns_to_utc_iso(start),
             gap_end=ns_to_utc_iso(end),
             seconds=round(seconds, 3),
-            symbols=self.symbols(),
+            symbols=named,
         )
-        await self.publish_status("gap", reason, f"{seconds:.1f} s without data", start, end)
+        await self.publish_status("gap", reason, f"{seconds:.1f} s without data", start, end, symbols=tuple(named))
 
     async def _until_published(self, publish: Callable[[], Awaitable[object]]) -> None:
         """Run ``publish`` (one bus call) until Redis takes it, riding out an outage of any length (what was

@@ -11,7 +11,8 @@
   batches through the one **publisher** (:mod:`services.ingest.publisher`, which rides out Redis outages), and after
   a disconnect or an overflow reports the gap and publishes the trades it hid (:mod:`services.ingest.backfill`);
 * the **position follower** (:mod:`services.ingest.subscriptions`) keeps the subscriptions equal to the open
-  positions.
+  positions — with several ingests, the ones this ingest owns (a lease each, :mod:`shared.ownership`; every append
+  checks it), a symbol taken over from another ingest bridged by a ``handover`` gap and its trades backfilled.
 
 A task that dies ends ingest at once (logged as ``order_flow.ingest_failed``, the error raised): never half-alive,
 receiving and publishing nothing, so its supervisor restarts it. The command (``orderflow ingest``) sets ``stop`` on
@@ -21,11 +22,14 @@ SIGTERM/SIGINT; what was received then gets ``SHUTDOWN_DRAIN_SECONDS`` to reach 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orderflow_client import logs
+from orderflow_client.bus.calls import OUTAGE_ERRORS
 from orderflow_client.bus.connection import Bus
 from orderflow_client.positions import PositionRegistry
 from services.ingest.backfill import Backfill
@@ -42,6 +46,7 @@ from services.ingest.subscriptions import PositionFollower, Subscriptions
 from shared import service_metrics
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
+from shared.ownership import SymbolOwnership
 
 if TYPE_CHECKING:
     from services.ingest.databento_feed import DatabentoFeed
@@ -66,11 +71,13 @@ class IngestService:
         backoff_cap_seconds: float = 30.0,
         on_status: Callable[[str], None] | None = None,
         latency_sink: list[float] | None = None,
+        name: str | None = None,
     ) -> None:
         """``api_key``: the source's (Polygon's or Databento's); ``rest``: backfills gaps when given (Polygon);
         ``history``: backfills gaps when given (Databento's historical API, the Databento source);
         ``record``: every frame is recorded to ``<record>-YYYY-MM-DD.capture`` (Polygon only: ValueError with
-        Databento); ``latency_sink``: benchmarks collect receive → on the stream, per event, in ms."""
+        Databento); ``latency_sink``: benchmarks collect receive → on the stream, per event, in ms; ``name``: this
+        ingest's among several sharing the symbols (default ``ingest-<hostname>``)."""
         databento = config.data_source == "databento"
         if databento and record is not None:
             raise ValueError("recording (--record) takes Polygon frames only")
@@ -81,12 +88,19 @@ class IngestService:
         self.recorder = CaptureRecorder(record) if record else None
         self.inbox = Inbox(config.ingest_queue_frames, config.ingest_queue_bytes)
         self.subscriptions = Subscriptions()
+        self.name = name or f"ingest-{socket.gethostname()}"
+        self.ownership = (
+            SymbolOwnership(bus, self.name, config.ingest_lease_seconds, kind="ingest")
+            if config.ingest_lease_seconds > 0
+            else None
+        )
         self.publisher = StreamPublisher(
             bus,
             self.stats,
             symbols=lambda: self.subscriptions.symbols,
             latency_sink=latency_sink,
             source="databento" if databento else SOURCE,
+            fence_of=self.ownership.fence if self.ownership is not None else None,
         )
         self.backfill = Backfill(
             self.publisher,
@@ -127,7 +141,13 @@ class IngestService:
             subscribed=lambda: self.subscriptions.wanted_symbols,
         )
         self.follower = PositionFollower(
-            bus, PositionRegistry(bus), self.subscriptions, self.publisher, self.normaliser
+            bus,
+            PositionRegistry(bus),
+            self.subscriptions,
+            self.publisher,
+            self.normaliser,
+            ownership=self.ownership,
+            backfill=self.backfill,
         )
 
     @property
@@ -180,6 +200,9 @@ class IngestService:
             if self.recorder is not None:
                 self.recorder.close()
             service_metrics.FEED_CONNECTED.set(0)
+        if self.ownership is not None:  # a clean stop: the other ingests take its symbols at once
+            with contextlib.suppress(*OUTAGE_ERRORS):
+                await self.ownership.leave()
         if self.feed.auth_error is not None:
             raise self.feed.auth_error
         return self.stats

@@ -19,12 +19,15 @@ from typing import Any, cast
 from orderflow_client import logs
 from orderflow_client.bus.channels import Subscription
 from orderflow_client.bus.connection import Bus
-from orderflow_client.errors import BusUnavailableError
+from orderflow_client.errors import BusUnavailableError, WireDecodeError
 from orderflow_client.positions import PositionRegistry, decode_change
-from orderflow_client.wire import FeedState
+from orderflow_client.timestamps import now_ns
+from orderflow_client.wire import FeedState, decode, unbatched
+from services.ingest.backfill import Backfill
 from services.ingest.normalise import Normaliser
 from services.ingest.publisher import StreamPublisher
 from shared import service_metrics
+from shared.ownership import SymbolOwnership
 
 log = logs.get_logger(__name__)
 
@@ -67,23 +70,35 @@ class PositionFollower:
         subscriptions: Subscriptions,
         publisher: StreamPublisher,
         normaliser: Normaliser,
+        *,
+        ownership: SymbolOwnership | None = None,
+        backfill: Backfill | None = None,
     ) -> None:
+        """``ownership``: with several ingests, the symbols this one owns (a lease each): it subscribes to those
+        only, and a symbol taken over from another ingest first gets a ``handover`` gap and its trades backfilled
+        (``backfill``), from the stream's last event to now."""
         self.bus = bus
         self.registry = registry
         self.subscriptions = subscriptions
         self.publisher = publisher
         self.normaliser = normaliser
+        self.ownership = ownership
+        self.backfill = backfill
+        self.stop = asyncio.Event()  # follow's: a hand-over's backfill ends at a stop
 
     async def reconcile(self) -> None:
-        """Make the subscriptions equal to the open positions. A registry lost under it (Redis restarted
-        without persistence) is written back from the positions last seen, monitoring goes on, and a
-        ``positions_lost`` status names the symbols: never a silent unsubscribe."""
+        """Make the subscriptions equal to the open positions (with several ingests: the ones this ingest owns). A
+        registry lost under it (Redis restarted without persistence) is written back from the positions last seen,
+        monitoring goes on, and a ``positions_lost`` status names the symbols: never a silent unsubscribe."""
         positions, notices = await self.registry.follow()
         for notice in notices:
             await self.publisher.publish_status(
                 cast(FeedState, notice.state), notice.code, notice.detail, symbols=notice.symbols
             )
-        wanted = {f"{kind}.{position.symbol}" for position in positions for kind in ("T", "Q")}
+        symbols = sorted({position.symbol for position in positions})
+        if self.ownership is not None:
+            symbols = await self._owned(symbols)
+        wanted = {f"{kind}.{symbol}" for symbol in symbols for kind in ("T", "Q")}
         added, removed = self.subscriptions.change(wanted)
         if not added and not removed:
             return
@@ -93,8 +108,34 @@ class PositionFollower:
         service_metrics.MONITORED_SYMBOLS.set(len(symbols))
         log.info("order_flow.subscriptions_changed", added=sorted(added), removed=sorted(removed), symbols=symbols)
 
+    async def _owned(self, symbols: list[str]) -> list[str]:
+        """Of ``symbols``, those this ingest owns after settling its leases; one taken over from another ingest is
+        bridged first: a ``handover`` gap from its stream's last event to now, and the trades of that interval."""
+        assert self.ownership is not None
+        for symbol in self.publisher.refused:  # an append refused: its lease is another ingest's now
+            self.ownership.lost(symbol)
+        self.publisher.refused.clear()
+        owned = await self.ownership.settle(symbols)
+        for symbol in owned:
+            if symbol in self.subscriptions.wanted_symbols or not self.ownership.took_over(symbol):
+                continue
+            last = await self._last_event_ns(symbol)
+            if last is not None and self.backfill is not None:
+                await self.backfill.close_gap(last, now_ns(), "handover", self.stop, [symbol])
+        return owned
+
+    async def _last_event_ns(self, symbol: str) -> int | None:
+        """Event time (ns) of the last event on ``symbol``'s stream; None when it has none."""
+        for entry in await self.bus.read_range_reverse(self.bus.keys.market(symbol), count=1):
+            try:
+                return max(event.ts_event for event in unbatched(decode(entry.payload)))  # type: ignore[union-attr]
+            except (WireDecodeError, ValueError):
+                return None
+        return None
+
     async def follow(self, stop: asyncio.Event) -> None:
         """Follow the change notices (and re-read every 5 s); survives Redis restarts."""
+        self.stop = stop
         while not stop.is_set():
             try:
                 async with self.bus.subscribe(self.bus.keys.positions_channel) as changes:

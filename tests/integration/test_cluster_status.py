@@ -1,4 +1,4 @@
-"""``orderflow cluster status`` on a real Redis: two detectors (:class:`~services.detector.ownership.SymbolOwnership`
+"""``orderflow cluster status`` on a real Redis: two detectors (:class:`~shared.ownership.SymbolOwnership`
 in this process) split six open positions; one leaves and its symbols show as unowned; a member whose heartbeat is
 older than the lease shows as dead; Redis unreachable exits 3."""
 
@@ -12,7 +12,7 @@ import pytest
 
 from orderflow_client.bus.connection import Bus
 from orderflow_client.positions import PositionRegistry
-from services.detector.ownership import KIND, SymbolOwnership
+from shared.ownership import KIND, SymbolOwnership
 from tests.support.cli import orderflow_environment, redis_environment, run_orderflow
 from tests.support.redis_server import free_port
 

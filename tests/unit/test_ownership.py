@@ -1,4 +1,4 @@
-"""Symbol ownership by leases (:mod:`services.detector.ownership`, :mod:`orderflow_client.bus.leases`) on the
+"""Symbol ownership by leases (:mod:`shared.ownership`, :mod:`orderflow_client.bus.leases`) on the
 embedded bus: rendezvous hashing's spread, two detectors settling into disjoint shares, a newcomer getting its
 share, a lease renewed by its holder only, and a publish refused under a lease that is another's (fencing).
 tests/integration/test_detector_leases.py runs detectors as processes on a real Redis."""
@@ -11,7 +11,7 @@ from collections import Counter
 from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.dedup import ALREADY_PUBLISHED, FENCED, PUBLISHED, PublishOnce
 from orderflow_client.bus.leases import Leases, holder_of
-from services.detector.ownership import SymbolOwnership, preferred
+from shared.ownership import SymbolOwnership, preferred
 
 SYMBOLS = [f"S{number:03d}" for number in range(300)]
 

@@ -1,5 +1,7 @@
-"""Which of the monitored symbols this detector owns: a lease in Redis each (:mod:`orderflow_client.bus.leases`), so
-that several detectors share the symbols among themselves, each symbol read by exactly one.
+"""Which of the monitored symbols this process owns: a lease in Redis each (:mod:`orderflow_client.bus.leases`), so
+that several detectors (or several ingests: ``kind``) share the symbols among themselves, each symbol handled by
+exactly one. Written for detectors below; ingest uses it the same way (one vendor connection each, subscribing to
+the symbols it owns: :mod:`services.ingest.subscriptions`).
 
 At every refresh (each second) :meth:`SymbolOwnership.settle` does, in this order:
 
@@ -31,7 +33,7 @@ from orderflow_client import logs
 from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.leases import Leases, holder_of
 
-KIND = "detector"
+KIND = "detector"  # the default kind; ingest's is "ingest"
 SAFETY = 0.75  # a lease counts as held locally for this share of its time since the last renewal
 log = logs.get_logger(__name__)
 
@@ -42,13 +44,16 @@ def preferred(symbol: str, members: list[str]) -> str:
 
 
 class SymbolOwnership:
-    """This detector's leases (see the module docstring): ``name`` its name among the detectors."""
+    """This process's leases (see the module docstring): ``name`` its name among the processes of ``kind``."""
 
-    def __init__(self, bus: Bus, name: str, lease_seconds: float) -> None:
+    def __init__(self, bus: Bus, name: str, lease_seconds: float, kind: str = KIND) -> None:
         self.leases = Leases(bus)
         self.keys = bus.keys
         self.name = name
+        self.kind = kind
         self.ttl_ms = int(lease_seconds * 1000)
+        self.seen_held: dict[str, str] = {}  # symbol → another holder seen on its lease (a take is then a hand-over)
+        self.handed_over: set[str] = set()  # symbols taken after another held them, not yet asked about
         self.held: dict[str, str] = {}  # symbol → the lease value held
         self.renewed: dict[str, float] = {}  # symbol → monotonic time of the last renewal or taking
         self.free_since: dict[str, float] = {}  # symbol → when this detector first saw its lease free
@@ -56,7 +61,7 @@ class SymbolOwnership:
 
     async def settle(self, wanted: list[str]) -> list[str]:
         """The symbols of ``wanted`` this detector owns after this round (see the module docstring)."""
-        self.members = await self.leases.heartbeat(KIND, self.name, ttl_ms=self.ttl_ms)
+        self.members = await self.leases.heartbeat(self.kind, self.name, ttl_ms=self.ttl_ms)
         alive = self.members if self.name in self.members else [*self.members, self.name]
         wanted_set = set(wanted)
         for symbol in [symbol for symbol in self.held if symbol not in wanted_set]:
@@ -64,13 +69,13 @@ class SymbolOwnership:
         for symbol in [symbol for symbol in self.held if preferred(symbol, alive) != self.name]:
             await self._release(symbol, f"{preferred(symbol, alive)} is preferred")
         now = time.monotonic()
-        renewed = await self.leases.renew(KIND, dict(self.held), ttl_ms=self.ttl_ms)
+        renewed = await self.leases.renew(self.kind, dict(self.held), ttl_ms=self.ttl_ms)
         for symbol, kept in renewed.items():
             if kept:
                 self.renewed[symbol] = now
             else:
                 self._drop(symbol, "renewal refused: another detector holds it")
-        holders = await self.leases.holders(KIND, [symbol for symbol in wanted if symbol not in self.held])
+        holders = await self.leases.holders(self.kind, [symbol for symbol in wanted if symbol not in self.held])
         for symbol in wanted:
             if symbol in self.held:
                 continue
@@ -78,6 +83,7 @@ class SymbolOwnership:
             holder = holder_of(holders.get(symbol, ""))
             if holder and holder != self.name:
                 self.free_since.pop(symbol, None)
+                self.seen_held[symbol] = holder
                 continue
             free_since = self.free_since.setdefault(symbol, now)
             if choice == self.name or holder == self.name or now - free_since >= self.ttl_ms / 1000:
@@ -85,22 +91,24 @@ class SymbolOwnership:
         return [symbol for symbol in wanted if symbol in self.held]
 
     async def _take(self, symbol: str, now: float) -> None:
-        value = await self.leases.acquire(KIND, symbol, self.name, ttl_ms=self.ttl_ms)
+        value = await self.leases.acquire(self.kind, symbol, self.name, ttl_ms=self.ttl_ms)
         if holder_of(value) == self.name:
             self.held[symbol], self.renewed[symbol] = value, now
             self.free_since.pop(symbol, None)
-            log.info("order_flow.lease_taken", symbol=symbol, lease=value)
+            if self.seen_held.pop(symbol, None) is not None:
+                self.handed_over.add(symbol)
+            log.info("order_flow.lease_taken", symbol=symbol, lease=value, kind=self.kind)
 
     async def _release(self, symbol: str, reason: str) -> None:
         value = self.held.pop(symbol)
         self.renewed.pop(symbol, None)
-        await self.leases.release(KIND, symbol, value)
-        log.info("order_flow.lease_released", symbol=symbol, lease=value, reason=reason)
+        await self.leases.release(self.kind, symbol, value)
+        log.info("order_flow.lease_released", symbol=symbol, lease=value, reason=reason, kind=self.kind)
 
     def _drop(self, symbol: str, reason: str) -> None:
         value = self.held.pop(symbol, "")
         self.renewed.pop(symbol, None)
-        log.warning("order_flow.lease_lost", symbol=symbol, lease=value, detail=reason)
+        log.warning("order_flow.lease_lost", symbol=symbol, lease=value, detail=reason, kind=self.kind)
 
     def lost(self, symbol: str) -> None:
         """Redis refused a publish under ``symbol``'s lease: it is another's now."""
@@ -115,10 +123,18 @@ class SymbolOwnership:
     def fence(self, symbol: str) -> tuple[str, str] | None:
         """``(lease key, value held)`` to publish ``symbol``'s outputs under; None when not held."""
         value = self.held.get(symbol)
-        return None if value is None else (self.keys.lease(KIND, symbol), value)
+        return None if value is None else (self.keys.lease(self.kind, symbol), value)
+
+    def took_over(self, symbol: str) -> bool:
+        """Whether ``symbol`` was taken from another holder since last asked (its data may have a hole between the
+        two: ingest bridges it)."""
+        if symbol in self.handed_over:
+            self.handed_over.discard(symbol)
+            return True
+        return False
 
     async def leave(self) -> None:
         """A clean stop: every lease released and this detector out of the members, so others take over at once."""
         for symbol in list(self.held):
             await self._release(symbol, "stopping")
-        await self.leases.leave(KIND, self.name)
+        await self.leases.leave(self.kind, self.name)
