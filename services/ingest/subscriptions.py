@@ -1,7 +1,8 @@
 """Following the position registry: ingest subscribes to ``T.SYM`` and ``Q.SYM`` of every open position, no more.
 
 A change notice (``{"action":"open","symbol":"AAPL"}`` on the positions channel) applies within a second on the
-open socket, and the registry is re-read every 5 s (a notice is lossy). A registry lost under it (Redis restarted
+open socket, and the registry is re-read every 5 s (a notice is lossy; every second when several ingests share the
+symbols: each read renews this ingest's leases). A registry lost under it (Redis restarted
 without persistence) is written back from the positions last seen, monitoring goes on, and a ``positions_lost``
 status names the symbols: never a silent unsubscribe.
 
@@ -85,6 +86,8 @@ class PositionFollower:
         self.ownership = ownership
         self.backfill = backfill
         self.stop = asyncio.Event()  # follow's: a hand-over's backfill ends at a stop
+        # the registry re-read (a notice is lossy) every 5 s, every second with leases (each read renews them)
+        self.refresh_seconds = 5.0 if ownership is None else 1.0
 
     async def reconcile(self) -> None:
         """Make the subscriptions equal to the open positions (with several ingests: the ones this ingest owns). A
@@ -150,7 +153,7 @@ class PositionFollower:
             message = await changes.next_message(timeout=0.2)
             if message is not None and decode_change(message) is None:
                 message = None
-            if message is not None or time.monotonic() - last >= 5.0:
+            if message is not None or time.monotonic() - last >= self.refresh_seconds:
                 last = time.monotonic()
                 await self.reconcile()
             if message is None and self.bus.embedded:

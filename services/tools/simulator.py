@@ -67,6 +67,7 @@ class PolygonSimulator:
         timeline: list[tuple[int, dict]],
         *,
         api_key: str,
+        other_keys: tuple[str, ...] = (),
         speed: float = 1.0,
         loop_forever: bool = True,
         batch_ms: int = 5,
@@ -74,19 +75,21 @@ class PolygonSimulator:
         archive: list[tuple[int, dict]] | None = None,
         history_trades: int = 1_000_000,
     ) -> None:
-        """``history_trades``: the REST archive keeps at most this many trades per symbol, the newest (a simulator
-        looping for days must not grow without bound)."""
+        """``other_keys``: more accounts' keys it accepts (one WebSocket connection each, as ``api_key``'s: several
+        ingests, one key each); ``history_trades``: the REST archive keeps at most this many trades per symbol, the
+        newest (a simulator looping for days must not grow without bound)."""
         if not timeline:
             raise ValueError("nothing to replay: no trades or quotes in the input")
         self.timeline = timeline
         self.api_key = api_key
+        self.keys = frozenset({api_key, *other_keys})
         self.speed = speed
         self.loop_forever = loop_forever
         self.batch_ns = batch_ms * 1_000_000
         self.max_frame_events = max_frame_events
         self.clients: list[_Client] = []
         self.history = MarketHistory(history_trades, archive)  # printed trades and archive quotes, for REST
-        self.rest = SimulatedRest(self.history, api_key=api_key)
+        self.rest = SimulatedRest(self.history, api_keys=self.keys)
         self.rest_delay_seconds = 0.0
         self.paused = False  # keep connections open but send nothing (a silent feed)
         self.sent_events = 0
@@ -207,11 +210,11 @@ class PolygonSimulator:
             self.clients.remove(client)
 
     async def _authenticate(self, client: _Client, key: str) -> None:
-        if key != self.api_key:
+        if key not in self.keys:
             await client.connection.send('[{"ev":"status","status":"auth_failed","message":"authentication failed"}]')
             await client.connection.close()
             return
-        if any(other.authenticated and other is not client for other in self.clients):
+        if any(other.authenticated and other is not client and other.key == key for other in self.clients):
             await client.connection.send(
                 '[{"ev":"status","status":"max_connections","message":"Maximum number of websocket connections '
                 "exceeded. You have reached the connection limit for your account. Please contact support at "
@@ -220,6 +223,7 @@ class PolygonSimulator:
             await client.connection.close()
             return
         client.authenticated = True
+        client.key = key
         client.topics = set()
         await client.connection.send('[{"ev":"status","status":"auth_success","message":"authenticated"}]')
 

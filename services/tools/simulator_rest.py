@@ -30,16 +30,16 @@ from services.tools.simulator_history import MarketHistory, event_time_ns
 class SimulatedRest:
     """Answers the REST requests of the simulated Polygon from its :class:`MarketHistory`."""
 
-    def __init__(self, history: MarketHistory, *, api_key: str) -> None:
+    def __init__(self, history: MarketHistory, *, api_keys: frozenset[str]) -> None:
         self.history = history
-        self.api_key = api_key
+        self.api_keys = api_keys
         self.failures = 0  # answer this many requests 429 first
         self.port = 0  # where next_url points: the simulator's port, set when it starts
 
     def answer(self, request: Request, path: str, query: dict[str, str]) -> Response:
         """The answer to ``GET path?query`` (``query``: the last value of each parameter)."""
         key = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or query.get("apiKey", "")
-        if key != self.api_key:
+        if key not in self.api_keys:
             return json_response(HTTPStatus.UNAUTHORIZED, {"status": "ERROR", "error": "Unknown API Key"})
         if self.failures > 0:
             self.failures -= 1
