@@ -7,8 +7,11 @@ always) → ``orderflow detect`` → ``orderflow risk-manager`` (the stand-in bo
 recommendation each time). Faults, one at a time, the next after an exponential pause (``--mean-interval``),
 every kind once per round in an order drawn from the seed:
 
-    detector_kill, ingest_kill, bot_kill   SIGKILL, restarted a second later
+    detector_kill, ingest_kill, bot_kill   SIGKILL (of one detector or ingest, when there are several), restarted a
+                                           second later
     redis_kill                             SIGKILL of Redis, restarted from its append-only file a second later
+    master_failover                        (--cluster) SIGKILL of a master of the Redis Cluster: its replica is
+                                           promoted; the old master then rejoins as a replica
     socket_drop                            the simulator cuts every WebSocket (ingest reconnects, reports, backfills)
     poison                                 a valid msgpack entry of the wrong type on a market stream
     slow_consumer                          the detector stopped (SIGSTOP) for 5 s, then continued
@@ -20,6 +23,12 @@ decided twice or never (0), entries dead-lettered, the peak RSS of each process,
 the detector had caught up again. The last line is the same as JSON.
 
     python -m bench.soak [--seconds 600] [--seed 7] [--dense 4] [--mean-interval 20]
+    python -m bench.soak --cluster --detectors 3 --ingests 2     # scale-out: a local Redis Cluster (3 masters,
+                                                                 # 3 replicas), detectors and ingests on leases
+
+With ``--detectors``/``--ingests`` above one, the processes share the symbols through their leases (each ingest with
+its own key: the simulator allows one connection per key); ``--cluster`` runs the chain on a local Redis Cluster
+started with the test harness's ``tests/support/redis_cluster.py`` (``redis_kill`` becomes ``master_failover``).
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ import redis
 
 from bench.live_latency import KEY, timeline
 from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.keys import Keys
 from orderflow_client.bus.streams import BusEntry
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.positions import PositionRegistry
@@ -52,10 +62,20 @@ from services.detector.market_entries import Misplaced, market_events
 from services.detector.rule_settings import RuleSettings
 from services.tools.simulator import PolygonSimulator
 from shared.config import OrderFlowConfig
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisProcess, free_port, redis_server_binary
 
 REPO = Path(__file__).resolve().parents[1]
-FAULTS = ("detector_kill", "ingest_kill", "bot_kill", "redis_kill", "socket_drop", "poison", "slow_consumer")
+FAULTS = (
+    "detector_kill",
+    "ingest_kill",
+    "bot_kill",
+    "redis_kill",
+    "master_failover",
+    "socket_drop",
+    "poison",
+    "slow_consumer",
+)
 SETTINGS = {"ORDER_FLOW_THRESHOLD_MODE": "absolute", "ORDER_FLOW_ALERT_WINDOW_SECONDS": "30"}
 
 
@@ -188,20 +208,31 @@ def decisions(log_dir: Path) -> Counter:
 
 async def soak(arguments: argparse.Namespace) -> dict:
     rng = random.Random(arguments.seed)
-    kinds = [kind for kind in arguments.faults.split(",") if kind]
-    unknown = set(kinds) - set(FAULTS)
+    default = [kind for kind in FAULTS if kind != ("redis_kill" if arguments.cluster else "master_failover")]
+    kinds = [kind for kind in (arguments.faults or ",".join(default)).split(",") if kind]
+    unknown = set(kinds) - set(default)
     if unknown or not kinds:
-        raise SystemExit(f"--faults: unknown {sorted(unknown)} (known: {', '.join(FAULTS)})")
+        raise SystemExit(f"--faults: unknown here {sorted(unknown)} (known: {', '.join(default)})")
     workdir = Path(tempfile.mkdtemp(prefix="orderflow-soak-"))
-    server = RedisProcess(port=free_port(), binary=redis_server_binary(), append_only=True).start()
+    server = cluster = None
+    if arguments.cluster:
+        cluster = await asyncio.to_thread(RedisCluster().start)
+        url = cluster.url
+        client: redis.Redis | redis.cluster.RedisCluster = redis.cluster.RedisCluster.from_url(url)
+    else:
+        server = RedisProcess(port=free_port(), binary=redis_server_binary(), append_only=True).start()
+        url = server.url
+        client = redis.Redis(host="127.0.0.1", port=server.port)
     prefix = f"soak-{uuid.uuid4().hex[:6]}"
+    keys = Keys(prefix, cluster=arguments.cluster)
     symbols = [f"SOAK{index}" for index in range(arguments.dense)]
+    api_keys = [KEY] + [f"{KEY}-{number}" for number in range(1, arguments.ingests)]
     simulator = await PolygonSimulator(
-        timeline(arguments.seconds, symbols, []), api_key=KEY, loop_forever=False
+        timeline(arguments.seconds, symbols, []), api_key=KEY, other_keys=tuple(api_keys[1:]), loop_forever=False
     ).start()
     env = {
         **os.environ,
-        "REDIS_URL": server.url,
+        "REDIS_URL": url,
         "ORDER_FLOW_KEY_PREFIX": prefix,
         "POLYGON_API_KEY": KEY,
         "ORDER_FLOW_POLYGON_FEED": f"127.0.0.1:{simulator.port}",
@@ -212,19 +243,22 @@ async def soak(arguments: argparse.Namespace) -> dict:
         **SETTINGS,
     }
     config = OrderFlowConfig(key_prefix=prefix, threshold_mode="absolute", alert_window_seconds=30)
-    bus = await Bus.connect(server.url, prefix=prefix)
+    bus = await Bus.connect(url, prefix=prefix)
     registry = PositionRegistry(bus)
     for symbol in symbols:
         await registry.open(symbol, quantity=100, entry_price="50.05")
     await bus.close()
-    processes = {
-        "ingest": Managed(["ingest"], env, workdir / "ingest"),
-        "detector": Managed(["detect"], env, workdir / "detector"),
-        "bot": Managed(["risk-manager", "--name", "soak"], env, workdir / "bot"),
-    }
+    processes: dict[str, Managed] = {}
+    for number, api_key in enumerate(api_keys):
+        name = "ingest" if arguments.ingests == 1 else f"ingest{number}"
+        command = ["ingest"] if arguments.ingests == 1 else ["ingest", "--name", name]
+        processes[name] = Managed(command, {**env, "POLYGON_API_KEY": api_key}, workdir / name)
+    for number in range(arguments.detectors):
+        name = "detector" if arguments.detectors == 1 else f"detector{number}"
+        processes[name] = Managed(["detect", "--consumer", name], env, workdir / name)
+    processes["bot"] = Managed(["risk-manager", "--name", "soak"], env, workdir / "bot")
     for process in processes.values():
         process.start()
-    client = redis.Redis(host="127.0.0.1", port=server.port)
     faults: list[tuple[str, float, float | None]] = []  # kind, at (s), seconds until caught up again
 
     async def sampler(done: asyncio.Event) -> None:
@@ -245,14 +279,19 @@ async def soak(arguments: argparse.Namespace) -> dict:
     async def inject(kind: str) -> None:
         started = time.monotonic()
         if kind.endswith("_kill") and kind != "redis_kill":
-            process = processes[kind.removesuffix("_kill")]
+            role = kind.removesuffix("_kill")
+            process = processes[rng.choice(sorted(name for name in processes if name.startswith(role)))]
             await asyncio.to_thread(process.kill)
             await asyncio.sleep(1.0)
             process.start()
-        elif kind == "redis_kill":
+        elif kind == "redis_kill" and server is not None:
             await asyncio.to_thread(server.stop)
             await asyncio.sleep(1.0)
             await asyncio.to_thread(server.start)
+        elif kind == "master_failover" and cluster is not None:
+            victim = cluster.master_of(keys.market(rng.choice(symbols)))
+            await asyncio.to_thread(cluster.kill_master, victim)
+            await asyncio.to_thread(cluster.restart, victim)  # back, as a replica of the promoted one
         elif kind == "socket_drop":
             await simulator.drop_connections()
         elif kind == "poison":
@@ -268,9 +307,10 @@ async def soak(arguments: argparse.Namespace) -> dict:
             )
             await asyncio.to_thread(client.xadd, f"{prefix}:md:{{{rng.choice(symbols)}}}", {"trade": encode(forged)})
         elif kind == "slow_consumer":
-            processes["detector"].signal(signal.SIGSTOP)
+            detector = processes[rng.choice(sorted(name for name in processes if name.startswith("detector")))]
+            detector.signal(signal.SIGSTOP)
             await asyncio.sleep(5.0)
-            processes["detector"].signal(signal.SIGCONT)
+            detector.signal(signal.SIGCONT)
         faults.append((kind, started, await recovered(started)))
 
     done = asyncio.Event()
@@ -298,11 +338,14 @@ async def soak(arguments: argparse.Namespace) -> dict:
         await sampling
         codes = {name: await asyncio.to_thread(process.stop) for name, process in processes.items()}
     expected_alerts, expected_exits, events, poison = reference(client, prefix, symbols, config)
-    alerts, exits = published(client, f"{prefix}:alerts"), published(client, f"{prefix}:exits")
+    alerts, exits = published(client, keys.alerts), published(client, keys.exits)
     decided = decisions(workdir / "bot")
     dead = sum(client.xlen(f"{prefix}:md:{{{symbol}}}:dead") for symbol in symbols)
     client.close()
-    server.stop()
+    if server is not None:
+        server.stop()
+    if cluster is not None:
+        cluster.stop()
     recovery: dict[str, list[float]] = defaultdict(list)
     for kind, _at, seconds in faults:
         recovery[kind].append(-1.0 if seconds is None else seconds)
@@ -310,6 +353,9 @@ async def soak(arguments: argparse.Namespace) -> dict:
         "seconds": arguments.seconds,
         "seed": arguments.seed,
         "symbols": len(symbols),
+        "redis": "cluster (3 masters, 3 replicas)" if arguments.cluster else "one server",
+        "detectors": arguments.detectors,
+        "ingests": arguments.ingests,
         "events": events,
         "faults": dict(Counter(kind for kind, _at, _seconds in faults)),
         "alerts": len(alerts),
@@ -341,11 +387,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--dense", type=int, default=4, help="symbols")
     parser.add_argument("--mean-interval", type=float, default=20.0, help="mean seconds between faults")
-    parser.add_argument("--faults", default=",".join(FAULTS), help="the kinds to inject, comma-separated")
+    parser.add_argument("--faults", default="", help="the kinds to inject, comma-separated (default: all that apply)")
+    parser.add_argument("--detectors", type=int, default=1, help="detector processes (sharing symbols by leases)")
+    parser.add_argument("--ingests", type=int, default=1, help="ingest processes, one simulated key each")
+    parser.add_argument("--cluster", action="store_true", help="a local Redis Cluster instead of one server")
     result = asyncio.run(soak(parser.parse_args()))
     print(
         f"soak: {result['seconds']} s, seed {result['seed']}, {result['symbols']} symbols, "
-        f"{result['events']:,} events on the streams"
+        f"{result['events']:,} events on the streams; Redis: {result['redis']}, {result['detectors']} detector(s), "
+        f"{result['ingests']} ingest(s)"
     )
     print(f"faults: {result['faults']}")
     print(
