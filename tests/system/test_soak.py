@@ -38,9 +38,9 @@ def test_a_minute_of_faults_on_a_redis_cluster_with_three_detectors_and_two_inge
     """The same on a local Redis Cluster (3 masters, 3 replicas), detectors and ingests sharing the symbols through
     their leases: kills of a detector and of an ingest (their symbols taken over), a master failover among the
     faults."""
+    scale_out = ["--cluster", "--detectors", "3", "--ingests", "2"]
     done = subprocess.run(
-        [sys.executable, "-m", "bench.soak", "--cluster", "--detectors", "3", "--ingests", "2"]
-        + ["--seconds", "60", "--seed", "11", "--mean-interval", "6"],
+        [sys.executable, "-m", "bench.soak", *scale_out, "--seconds", "60", "--seed", "11", "--mean-interval", "6"],
         cwd=REPO,
         capture_output=True,
         text=True,
