@@ -79,6 +79,29 @@ def detector(name: str, env: dict[str, str], tmp_path: Path) -> OrderflowProcess
     return start_orderflow("detect", "--consumer", name, env={**env, **own})
 
 
+def finish(
+    replay: OrderflowProcess,
+    detectors: dict[str, OrderflowProcess],
+    client: redis.Redis,
+    prefix: str,
+    symbols: list[str],
+    dead: str = "",
+) -> list[str]:
+    """The replay ends, the detectors catch up and stop cleanly (all but ``dead``): the alert and exit ids, sorted."""
+    replay.expect_exit(0, timeout=180)
+    wait_for(lambda: caught_up(client, prefix, symbols), 120, "the detectors to catch up")
+    for name, process in detectors.items():
+        if name != dead:
+            process.send_signal(signal.SIGTERM)
+            process.expect_exit(0, timeout=30)
+    return sorted(alert_ids(client, f"{prefix}:alerts")) + sorted(alert_ids(client, f"{prefix}:exits"))
+
+
+def stop_all(detectors: dict[str, OrderflowProcess], replay: OrderflowProcess | None) -> None:
+    for process in [*detectors.values(), *([replay] if replay else [])]:
+        process.stop_if_running()
+
+
 def test_three_detectors_share_thirty_symbols_and_take_over_a_killed_one(redis_url, key_prefix, tmp_path):
     symbols, files = market(tmp_path / "market", 30)
     expected = offline_ids(files, tmp_path / "offline")
@@ -106,16 +129,9 @@ def test_three_detectors_share_thirty_symbols_and_take_over_a_killed_one(redis_u
             "the killed detector's symbols taken over",
         )
         taken_over_seconds = time.monotonic() - killed_at
-        replay.expect_exit(0, timeout=180)
-        wait_for(lambda: caught_up(client, key_prefix, symbols), 120, "the two detectors to catch up")
-        for name, process in detectors.items():
-            if name != victim:
-                process.send_signal(signal.SIGTERM)
-                process.expect_exit(0, timeout=30)
-        live = sorted(alert_ids(client, f"{key_prefix}:alerts")) + sorted(alert_ids(client, f"{key_prefix}:exits"))
+        live = finish(replay, detectors, client, key_prefix, symbols, dead=victim)
     finally:
-        for process in [*detectors.values(), *([replay] if replay else [])]:
-            process.stop_if_running()
+        stop_all(detectors, replay)
         client.close()
     assert taken_over_seconds <= LEASE_SECONDS + 3  # the lease time, a refresh, a little slack
     assert len(expected) >= 30 and live == expected  # none lost, none twice
@@ -148,15 +164,9 @@ def test_a_paused_owner_publishes_nothing_under_the_lease_it_lost(redis_url, key
         time.sleep(1.0)  # d2 handles them for a while
         woke_ns = time.time_ns()
         detectors["d1"].send_signal(signal.SIGCONT)
-        replay.expect_exit(0, timeout=180)
-        wait_for(lambda: caught_up(client, key_prefix, symbols), 120, "the detectors to catch up")
-        for process in detectors.values():
-            process.send_signal(signal.SIGTERM)
-            process.expect_exit(0, timeout=30)
-        live = sorted(alert_ids(client, f"{key_prefix}:alerts")) + sorted(alert_ids(client, f"{key_prefix}:exits"))
+        live = finish(replay, detectors, client, key_prefix, symbols)
     finally:
-        for process in [*detectors.values(), *([replay] if replay else [])]:
-            process.stop_if_running()
+        stop_all(detectors, replay)
         client.close()
     assert live == expected  # none lost, none twice
     # after waking, d1 published nothing of the symbols it had lost until it held a new lease on them (a larger
