@@ -26,10 +26,13 @@ past its lease stops handling a symbol as soon as it wakes, and the publish it m
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import time
 
 from orderflow_client import logs
+from orderflow_client.bus.calls import OUTAGE_ERRORS
 from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.leases import Leases, holder_of
 
@@ -68,13 +71,8 @@ class SymbolOwnership:
             await self._release(symbol, "no longer monitored")
         for symbol in [symbol for symbol in self.held if preferred(symbol, alive) != self.name]:
             await self._release(symbol, f"{preferred(symbol, alive)} is preferred")
+        await self._renew_held()
         now = time.monotonic()
-        renewed = await self.leases.renew(self.kind, dict(self.held), ttl_ms=self.ttl_ms)
-        for symbol, kept in renewed.items():
-            if kept:
-                self.renewed[symbol] = now
-            else:
-                self._drop(symbol, "renewal refused: another detector holds it")
         holders = await self.leases.holders(self.kind, [symbol for symbol in wanted if symbol not in self.held])
         for symbol in wanted:
             if symbol in self.held:
@@ -89,6 +87,33 @@ class SymbolOwnership:
             if choice == self.name or holder == self.name or now - free_since >= self.ttl_ms / 1000:
                 await self._take(symbol, now)
         return [symbol for symbol in wanted if symbol in self.held]
+
+    async def renew(self) -> None:
+        """The heartbeat and every lease held renewed, nothing taken or given up: what :meth:`keep` does each
+        second, apart from the refreshes (a long warm-up or backfill in a refresh must not let the leases lapse)."""
+        self.members = await self.leases.heartbeat(self.kind, self.name, ttl_ms=self.ttl_ms)
+        await self._renew_held()
+
+    async def _renew_held(self) -> None:
+        held = dict(self.held)
+        now = time.monotonic()
+        renewed = await self.leases.renew(self.kind, held, ttl_ms=self.ttl_ms)
+        for symbol, kept in renewed.items():
+            if self.held.get(symbol) != held[symbol]:
+                continue  # released or retaken meanwhile (settle and keep interleave at their awaits)
+            if kept:
+                self.renewed[symbol] = now
+            else:
+                self._drop(symbol, "renewal refused: another holds it")
+
+    async def keep(self, stop: asyncio.Event, every_seconds: float = 1.0) -> None:
+        """Renew the leases every ``every_seconds`` until ``stop``, on a timer of their own; a Redis outage is
+        waited out here (the leases then lapse, as they must: the service's own loop reports the outage)."""
+        while not stop.is_set():
+            with contextlib.suppress(*OUTAGE_ERRORS):
+                await self.renew()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_seconds)
 
     async def _take(self, symbol: str, now: float) -> None:
         value = await self.leases.acquire(self.kind, symbol, self.name, ttl_ms=self.ttl_ms)

@@ -43,6 +43,10 @@ outage like a dead server, waited out the same way."""
 
 log = logs.get_logger(__name__)
 
+TRANSIENT_ERRORS = (RedisConnectionError, RedisTimeoutError, *CLUSTER_OUTAGE_ERRORS)
+"""redis-py's errors of a moment (a connection lost, a slot failing over), for a caller that retries one part of a
+pipeline on its own before the translation below sees them."""
+
 OUTAGE_ERRORS = (BusUnavailableError, RedisConnectionError, RedisTimeoutError)
 """What a Redis outage raises: the bus's typed error after its retries (redis-py's own two are listed as well, for
 an error a closing connection raises outside a call). The one tuple each service's recovery catches."""

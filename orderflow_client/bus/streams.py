@@ -23,7 +23,7 @@ from redis.exceptions import NoScriptError
 from redis.typing import KeyT, StreamIdT
 
 from orderflow_client import logs, metrics
-from orderflow_client.bus.calls import RedisCalls
+from orderflow_client.bus.calls import TRANSIENT_ERRORS, RedisCalls
 from orderflow_client.bus.entries import pack_market_events
 from orderflow_client.bus.keys import Keys
 from orderflow_client.bus.scripts import ACK_BATCH_LUA, APPEND_BATCH_LUA, APPEND_FENCED_LUA
@@ -31,6 +31,11 @@ from orderflow_client.errors import BusUnavailableError
 from orderflow_client.wire import MarketEvent, WireMessage, encode
 
 log = logs.get_logger(__name__)
+
+APPEND_RETRY_SECONDS = 15.0
+"""How long an append retries the streams a failing-over cluster slot (or a master without the scripts) refused,
+before the failure is raised (the services then wait the outage out)."""
+_PASSING_ERRORS = (NoScriptError, *TRANSIENT_ERRORS)
 
 CLUSTER_POLL_FIRST_SECONDS = 0.001
 CLUSTER_POLL_MAX_SECONDS = 0.01
@@ -122,35 +127,42 @@ class StreamOperations(RedisCalls):
             arguments.append(tag)
             arguments.append(payload)
             positions[stream].append(index)
-        replies: list[Any] = []
+        replies: dict[str, Any] = {}
         async with self.calling("publish", unpublished=list(entries)):
-            for attempt in (1, 2):
-                try:
-                    async with self.client.pipeline(transaction=False) as pipe:
-                        for stream, arguments in per_stream.items():
-                            fence = fences.get(stream)
-                            # redis-py's stubs omit pipelines, which the script call takes (it queues EVALSHA)
-                            if fence is None:
-                                await self._append_batch(keys=[stream], args=arguments, client=pipe)  # type: ignore[arg-type]
-                            else:
-                                fenced = [arguments[0], fence[1], *arguments[1:]]
-                                await self._append_fenced(keys=[stream, fence[0]], args=fenced, client=pipe)  # type: ignore[arg-type]
-                        replies = await pipe.execute()
-                    break
-                except NoScriptError:
-                    # Redis restarted while the pipeline was retried: its script cache is empty (the pipeline
-                    # loads scripts only before the first try; a cluster's pipeline never does, nor does a replica
-                    # promoted by a failover hold them). Every call failed, nothing was appended: load it, again.
-                    if attempt == 2:
-                        raise
+            waiting, loop = list(per_stream), asyncio.get_running_loop()
+            deadline, pause = loop.time() + APPEND_RETRY_SECONDS, 0.05
+            while waiting:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for stream in waiting:
+                        arguments, fence = per_stream[stream], fences.get(stream)
+                        # redis-py's stubs omit pipelines, which the script call takes (it queues EVALSHA)
+                        if fence is None:
+                            await self._append_batch(keys=[stream], args=arguments, client=pipe)  # type: ignore[arg-type]
+                        else:
+                            fenced = [arguments[0], fence[1], *arguments[1:]]
+                            await self._append_fenced(keys=[stream, fence[0]], args=fenced, client=pipe)  # type: ignore[arg-type]
+                    results = await pipe.execute(raise_on_error=False)
+                replies.update(zip(waiting, results, strict=True))
+                failed = [stream for stream in waiting if isinstance(replies[stream], Exception)]
+                lasting = [replies[stream] for stream in failed if not isinstance(replies[stream], _PASSING_ERRORS)]
+                if lasting or (failed and loop.time() > deadline):
+                    raise (lasting or [replies[failed[0]]])[0]
+                # Only the streams that failed go again, so nothing another master appended is appended twice: a
+                # master without the scripts (Redis restarted: the pipeline loads them only before its first try; a
+                # replica just promoted never held them), or a slot whose master is failing over (a moment)
+                if any(isinstance(replies[stream], NoScriptError) for stream in failed):
                     log.warning("order_flow.bus_scripts_reloaded", detail="Redis lost its script cache (restarted?)")
                     if self.keys.cluster:
                         await self.client.script_load(APPEND_BATCH_LUA)  # on every master
                         await self.client.script_load(APPEND_FENCED_LUA)
+                elif failed:
+                    await asyncio.sleep(pause)
+                    pause = min(2 * pause, 1.0)
+                waiting = failed
         self.masters_changed()
         ids: list[str] = [""] * len(entries)
         refused: set[str] = set()
-        for stream, reply in zip(per_stream, replies, strict=False):
+        for stream, reply in replies.items():
             if reply == -1:
                 refused.add(stream)
                 continue

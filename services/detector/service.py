@@ -176,6 +176,7 @@ class DetectorService:
         consume = asyncio.ensure_future(self._consume(stop))
         heartbeat = asyncio.ensure_future(self._heartbeat(stop))
         stopped = asyncio.ensure_future(stop.wait())
+        keeping = asyncio.ensure_future(self.ownership.keep(stop) if self.ownership is not None else stop.wait())
         try:
             await asyncio.wait({consume, heartbeat, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if stop.is_set() and not consume.done() and not _died(heartbeat):
@@ -188,9 +189,9 @@ class DetectorService:
                         detail="the batch in hand stays pending and is redelivered",
                     )
         finally:  # whatever ended the wait (a stop, a task that died, run itself cancelled): no task outlives run
-            for task in (consume, heartbeat, stopped):
+            for task in (consume, heartbeat, stopped, keeping):
                 task.cancel()
-            await asyncio.gather(consume, heartbeat, stopped, return_exceptions=True)
+            await asyncio.gather(consume, heartbeat, stopped, keeping, return_exceptions=True)
         for task in (consume, heartbeat):
             error = _failure(task, stop)
             if error is not None:

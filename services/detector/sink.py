@@ -225,6 +225,9 @@ class OutputSink:
         fence = None
         if fenced and self.fence_of is not None and len(symbols) == 1:  # what the rules made of one symbol's stream
             fence = self.fence_of(symbols[0])
+            if fence is None:  # no lease held on it (dropped, handed over): nothing of it may be published now
+                self.fenced.add(symbols[0])
+                return False
         result = await self._publish_once.publish(
             output_id, stream, tag, encode(message), channel=channel, remember_seconds=DEDUP_SECONDS, fence=fence
         )

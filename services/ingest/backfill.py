@@ -69,6 +69,7 @@ class Backfill:
         self.history = history
         self.symbols = symbols
         self.gap_start: int | None = None  # the socket's last frame (ns) while it is lost: an open gap
+        self.handovers: dict[str, int] = {}  # symbol taken over from another ingest → its stream's last event (ns)
 
     async def close_gap(
         self, start: int, end: int, reason: str, stop: asyncio.Event, symbols: list[str] | None = None
@@ -77,7 +78,8 @@ class Backfill:
         Databento's historical API), before live data goes on."""
         await self.publisher.report_gap(start, end, reason, symbols)
         if self.history is not None:
-            await self.fill_from_history(self.history, start, end, stop, symbols)
+            overlap = 0 if reason == "handover" else BACKFILL_OVERLAP_NS  # a handover knows the last print published
+            await self.fill_from_history(self.history, start, end, stop, symbols, overlap_ns=overlap)
         elif self.rest is not None:
             for symbol in self.symbols() if symbols is None else symbols:
                 await self.fill(self.rest, symbol, start, end, stop)
@@ -131,15 +133,22 @@ class Backfill:
         )
 
     async def fill_from_history(
-        self, history: DatabentoHistorical, start: int, end: int, stop: asyncio.Event, only: list[str] | None = None
+        self,
+        history: DatabentoHistorical,
+        start: int,
+        end: int,
+        stop: asyncio.Event,
+        only: list[str] | None = None,
+        *,
+        overlap_ns: int = BACKFILL_OVERLAP_NS,
     ) -> None:
         """Publish the trades a gap hid from Databento's historical API (one request for every subscribed symbol,
-        over ``[start - BACKFILL_OVERLAP_NS, end]``), batch by batch as the reply is read, then a status saying
+        over ``[start - overlap_ns, end]``), batch by batch as the reply is read, then a status saying
         whether the gap was backfilled. A stop ends it at once, even mid-request."""
         symbols = self.symbols() if only is None else only
         if not symbols:
             return
-        batches = history.trades(symbols, max(0, start - BACKFILL_OVERLAP_NS), end + 1)
+        batches = history.trades(symbols, max(0, start - overlap_ns), end + 1)
         published, gap = 0, {"gap_start": ns_to_utc_iso(start), "gap_end": ns_to_utc_iso(end)}
         while True:
             try:

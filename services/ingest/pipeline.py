@@ -22,6 +22,7 @@ from collections.abc import Callable, Set
 from typing import Any, Protocol
 
 from orderflow_client import logs
+from orderflow_client.timestamps import now_ns
 from orderflow_client.wire import BookUpdate, Quote, Trade
 from services.ingest.backfill import Backfill
 from services.ingest.capture import CaptureRecorder
@@ -112,6 +113,10 @@ class Pipeline:
             for _ in range(BATCH_FRAMES):
                 if not inbox.entries or len(events) >= BATCH_EVENTS:
                     break
+                if self.backfill.handovers:  # a symbol taken over: its gap and backfill before any of its live frames
+                    await self.publisher.publish_events(events, oldest)
+                    events, oldest = [], None
+                    await self.bridge_handovers(stop)
                 kind, stamp, payload = inbox.pop_oldest()
                 if kind == "frame":
                     oldest = oldest or stamp
@@ -139,6 +144,14 @@ class Pipeline:
                 await self.backfill.close_gap(*overflow, "queue_overflow", stop)
             if self.recorder is not None:
                 self.recorder.flush()
+
+    async def bridge_handovers(self, stop: asyncio.Event) -> None:
+        """Each symbol taken over from another ingest since the last batch: a ``handover`` gap from just after its
+        stream's last event to now, and the trades of that interval backfilled — before its first live frame, which
+        waits in the inbox (the symbol was subscribed after it was handed here), so its prints stay in order."""
+        while self.backfill.handovers:
+            symbol, last = self.backfill.handovers.popitem()
+            await self.backfill.close_gap(last + 1, now_ns(), "handover", stop, [symbol])
 
     def _polygon_frame(self, frame: str | bytes, received: int) -> Parsed:
         return parse_frame(frame, received, quote_size_multiplier=self.multiplier)

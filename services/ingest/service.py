@@ -163,6 +163,8 @@ class IngestService:
             asyncio.ensure_future(self.pipeline.run(stop)),
             asyncio.ensure_future(self.follower.follow(stop)),
         ]
+        if self.ownership is not None:  # the leases renewed on their own timer, whatever a refresh is doing
+            tasks.append(asyncio.ensure_future(self.ownership.keep(stop)))
         stopping = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({stopping, *tasks}, return_when=asyncio.FIRST_COMPLETED)

@@ -22,7 +22,6 @@ from orderflow_client.bus.channels import Subscription
 from orderflow_client.bus.connection import Bus
 from orderflow_client.errors import BusUnavailableError, WireDecodeError
 from orderflow_client.positions import PositionRegistry, decode_change
-from orderflow_client.timestamps import now_ns
 from orderflow_client.wire import FeedState, decode, unbatched
 from services.ingest.backfill import Backfill
 from services.ingest.normalise import Normaliser
@@ -113,7 +112,8 @@ class PositionFollower:
 
     async def _owned(self, symbols: list[str]) -> list[str]:
         """Of ``symbols``, those this ingest owns after settling its leases; one taken over from another ingest is
-        bridged first: a ``handover`` gap from its stream's last event to now, and the trades of that interval."""
+        handed to the pipeline to bridge (:meth:`~services.ingest.pipeline.Pipeline.bridge_handovers`): a ``handover``
+        gap from its stream's last event, and the trades of that interval, before its first live frame."""
         assert self.ownership is not None
         for symbol in self.publisher.refused:  # an append refused: its lease is another ingest's now
             self.ownership.lost(symbol)
@@ -124,7 +124,8 @@ class PositionFollower:
                 continue
             last = await self._last_event_ns(symbol)
             if last is not None and self.backfill is not None:
-                await self.backfill.close_gap(last, now_ns(), "handover", self.stop, [symbol])
+                # bridged by the pipeline before it publishes any live frame of the symbol (which waits in the inbox)
+                self.backfill.handovers[symbol] = last
         return owned
 
     async def _last_event_ns(self, symbol: str) -> int | None:
