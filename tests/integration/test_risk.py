@@ -18,12 +18,14 @@ from tests.support.waiting import wait_for_async
 
 
 async def _publish(bus: Bus, config: OrderFlowConfig, item) -> None:
+    """``item`` published as the detector's sink publishes it (these tests' configs turn the detector leases off:
+    with them, a detector publishes only for the symbols it holds a lease on, and this one monitors none)."""
     await DetectorService(config, bus, symbols=[]).sink.publish([item])
 
 
 @pytest.mark.redis
 async def test_each_recommendation_is_handled_once_and_none_lost_across_a_restart(redis_url, key_prefix):
-    config = OrderFlowConfig(key_prefix=key_prefix)
+    config = OrderFlowConfig(detector_lease_seconds=0, key_prefix=key_prefix)
     bus = await Bus.connect(redis_url, prefix=key_prefix)
     handled: list[str] = []
     statuses: list[str] = []
@@ -81,7 +83,7 @@ async def test_the_client_rides_out_a_20_second_redis_outage_and_says_so():
     server = await asyncio.to_thread(
         RedisProcess(port=free_port(), binary=redis_server_binary(), append_only=True).start
     )
-    config = OrderFlowConfig(key_prefix="outage")
+    config = OrderFlowConfig(detector_lease_seconds=0, key_prefix="outage")
     bus = await Bus.connect(server.url, prefix="outage")
     handled: list[str] = []
     statuses: list[tuple[str, str, tuple[str, ...]]] = []
@@ -125,14 +127,15 @@ async def test_forged_recommendations_are_refused_and_genuine_ones_handled(redis
     from orderflow_client.signing import sign
 
     key = "a-long-enough-signing-secret-1234"
-    config = OrderFlowConfig(key_prefix=key_prefix, signing_key=key, signing_key_id="k7")
+    config = OrderFlowConfig(detector_lease_seconds=0, key_prefix=key_prefix, signing_key=key, signing_key_id="k7")
     async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
         handled: list[str] = []
         client = RiskManagerClient(bus, name="bot-1", signing_keys={"k7": key.encode()}, max_age_seconds=600)
         stop = asyncio.Event()
         task = asyncio.ensure_future(client.run(stop, on_exit=lambda r: handled.append(r.id)))
         await asyncio.sleep(0.3)
-        forger = DetectorService(OrderFlowConfig(key_prefix=key_prefix), bus, symbols=[])  # no key: publishes unsigned
+        unsigned = OrderFlowConfig(detector_lease_seconds=0, key_prefix=key_prefix)  # no key: publishes unsigned
+        forger = DetectorService(unsigned, bus, symbols=[])
         await forger.sink.publish([recommendation(number=1)])  # unsigned, with the id a genuine one will have
         old = sign(recommendation(number=2), key.encode(), "k7", 1_000)
         await forger.sink.publish([old])
@@ -160,7 +163,7 @@ async def test_forged_recommendations_are_refused_and_genuine_ones_handled(redis
 
 @pytest.mark.redis
 async def test_poison_on_the_exits_stream_is_dead_lettered_and_the_next_recommendation_handled(redis_url, key_prefix):
-    config = OrderFlowConfig(key_prefix=key_prefix)
+    config = OrderFlowConfig(detector_lease_seconds=0, key_prefix=key_prefix)
     async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
         handled: list[str] = []
         client = RiskManagerClient(bus, name="bot-1")
@@ -189,7 +192,7 @@ async def test_a_raising_handler_is_retried_and_the_recommendation_survives_a_re
     """A broker rejection once lost the exit for good (claimed, then the handler raised). Now: the handler that
     raises is called again with backoff; a bot restarted meanwhile handles it from the stream; once it returns,
     it is done and never handled again."""
-    config = OrderFlowConfig(key_prefix=key_prefix)
+    config = OrderFlowConfig(detector_lease_seconds=0, key_prefix=key_prefix)
     async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
         calls: list[str] = []
 
@@ -235,7 +238,7 @@ async def test_a_raising_handler_is_retried_and_the_recommendation_survives_a_re
 
 @pytest.mark.redis
 async def test_a_recommendation_whose_handler_always_fails_is_parked_with_a_status(redis_url, key_prefix):
-    config = OrderFlowConfig(key_prefix=key_prefix)
+    config = OrderFlowConfig(detector_lease_seconds=0, key_prefix=key_prefix)
     async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
         statuses: list[FeedStatus] = []
         calls: list[str] = []
@@ -269,7 +272,7 @@ async def test_a_recommendation_whose_handler_always_fails_is_parked_with_a_stat
 async def test_a_new_bot_name_catches_up_on_recommendations_inside_the_window(redis_url, key_prefix):
     """A bot started just after a recommendation was published used to miss it (its group began at '$'). Now a
     new bot name reads the last catch_up_seconds of the stream; older ones are stale and skipped."""
-    config = OrderFlowConfig(key_prefix=key_prefix)
+    config = OrderFlowConfig(detector_lease_seconds=0, key_prefix=key_prefix)
     async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
         old_ms = int(__import__("time").time() * 1000) - 300_000  # five minutes ago: outside a 120 s window
         await bus.client.xadd(bus.keys.exits, {"exit": encode(recommendation(number=1))}, id=f"{old_ms}-0")

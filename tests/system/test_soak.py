@@ -39,6 +39,7 @@ def test_a_minute_of_faults_on_a_redis_cluster_with_three_detectors_and_two_inge
     their leases: kills of a detector and of an ingest (their symbols taken over), a master failover among the
     faults."""
     scale_out = ["--cluster", "--detectors", "3", "--ingests", "2"]
+    scale_out += ["--faults", "master_failover,detector_kill,ingest_kill,socket_drop,poison"]  # each once a round
     done = subprocess.run(
         [sys.executable, "-m", "bench.soak", *scale_out, "--seconds", "60", "--seed", "11", "--mean-interval", "6"],
         cwd=REPO,
