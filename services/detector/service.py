@@ -50,6 +50,7 @@ from shared.config import OrderFlowConfig
 from shared.ownership import SymbolOwnership
 
 STOP_GRACE_SECONDS = 2.0  # SIGTERM: how long the batch in hand may take to finish
+LEAVE_SECONDS = 1.0  # a stop's release of the leases waits no longer (Redis away: they expire on their own)
 HEARTBEAT_IDLE_SECONDS = 0.2  # the heartbeat's longest sleep when no large offer is waiting
 log = logs.get_logger(__name__)
 
@@ -149,10 +150,10 @@ class DetectorService:
 
     async def leave(self) -> None:
         """A clean stop: this detector's leases released, so the others take its symbols over at once (not after
-        the lease time). Redis away: nothing to do, the leases expire."""
+        the lease time), within :data:`LEAVE_SECONDS`. Redis away: nothing to do, the leases expire."""
         if self.ownership is not None:
-            with contextlib.suppress(*OUTAGE_ERRORS):
-                await self.ownership.leave()
+            with contextlib.suppress(*OUTAGE_ERRORS, TimeoutError):  # at most a second: a stop stays quick
+                await asyncio.wait_for(self.ownership.leave(), LEAVE_SECONDS)
 
     def _thresholds_of(self, symbol: str) -> Thresholds | None:
         engine = self.engine.symbols.get(symbol)

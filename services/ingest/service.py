@@ -202,9 +202,9 @@ class IngestService:
             if self.recorder is not None:
                 self.recorder.close()
             service_metrics.FEED_CONNECTED.set(0)
-        if self.ownership is not None:  # a clean stop: the other ingests take its symbols at once
-            with contextlib.suppress(*OUTAGE_ERRORS):
-                await self.ownership.leave()
+        if self.ownership is not None:  # a clean stop: the other ingests take its symbols at once (Redis away: they
+            with contextlib.suppress(*OUTAGE_ERRORS, TimeoutError):  # expire; a stop waits a second at most)
+                await asyncio.wait_for(self.ownership.leave(), 1.0)
         if self.feed.auth_error is not None:
             raise self.feed.auth_error
         return self.stats
