@@ -69,15 +69,16 @@ class SymbolOwnership:
         wanted_set = set(wanted)
         for symbol in [symbol for symbol in self.held if symbol not in wanted_set]:
             await self._release(symbol, "no longer monitored")
-        for symbol in [symbol for symbol in self.held if preferred(symbol, alive) != self.name]:
-            await self._release(symbol, f"{preferred(symbol, alive)} is preferred")
+        choices = {symbol: preferred(symbol, alive) for symbol in wanted}
+        for symbol in [symbol for symbol in self.held if choices[symbol] != self.name]:
+            await self._release(symbol, f"{choices[symbol]} is preferred")
         await self._renew_held()
         now = time.monotonic()
         holders = await self.leases.holders(self.kind, [symbol for symbol in wanted if symbol not in self.held])
         for symbol in wanted:
             if symbol in self.held:
                 continue
-            choice = preferred(symbol, alive)
+            choice = choices[symbol]
             holder = holder_of(holders.get(symbol, ""))
             if holder and holder != self.name:
                 self.free_since.pop(symbol, None)
