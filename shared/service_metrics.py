@@ -52,6 +52,10 @@ TRADES_WITHOUT_SIDE = Counter(
     ["source"],
 )
 BACKFILLED_TRADES = Counter("orderflow_backfilled_trades_total", "Trades recovered from REST after a gap.")
+OUTPUTS_UNCONFIRMED = Gauge(
+    "orderflow_outputs_unconfirmed",
+    "Outputs (alerts, exits, statuses) published but not yet acknowledged by a replica: kept and published again.",
+)
 MONITORED_SYMBOLS = Gauge("orderflow_monitored_symbols", "Symbols with an open position being monitored.")
 THRESHOLD_SHARES = Gauge(
     "orderflow_threshold_shares",

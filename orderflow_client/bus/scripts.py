@@ -46,9 +46,11 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[3]) end
   return 1
 end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 0
 """
 """Publishes an output once: ``SET NX`` on its deterministic id, and only then XADD (and PUBLISH for an exit), so a
 redelivered entry never yields a second alert. KEYS = dedup key, stream[, lease]; ARGV = ttl (s), type tag,
 payload, channel (``""`` for none)[, the lease value the publisher holds]. Returns 1 when published, 0 when it had
-been already, -1 when a lease was named and is no longer held with that value (fenced: nothing written)."""
+been already (its mark's time renewed: a write, so that a ``WAIT`` after it confirms the mark is on a replica), -1
+when a lease was named and is no longer held with that value (fenced: nothing written)."""

@@ -128,9 +128,11 @@ class DetectorService:
         return await self.monitored.wanted()
 
     async def refresh(self) -> None:
-        """Start reading the streams of newly monitored symbols (group, profile, warm-up and recovery first);
-        forget those no longer monitored (a reopening warms up afresh)."""
+        """Publish again the outputs no replica acknowledged yet; start reading the streams of newly monitored
+        symbols (group, profile, warm-up and recovery first); forget those no longer monitored (a reopening warms up
+        afresh)."""
         self._last_refresh = time.monotonic()
+        await self.sink.confirm()
         wanted = await self.monitored.wanted()
         if self.ownership is not None:  # of those, the ones this detector owns now
             wanted = await self.ownership.settle(wanted)

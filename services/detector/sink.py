@@ -109,6 +109,11 @@ class OutputSink:
         for output in outputs:
             await self._handlers[type(output)](output)
 
+    async def confirm(self) -> None:
+        """Publish again the outputs no replica has acknowledged yet (:meth:`PublishOnce.confirm`)."""
+        await self._publish_once.confirm()
+        service_metrics.OUTPUTS_UNCONFIRMED.set(len(self._publish_once.unconfirmed))
+
     async def publish_status(self, status_id: str, status: FeedStatus) -> bool:
         """A status of the service itself (a gap, a dead letter, a lost registry…) under ``status_id`` (e.g.
         ``orderflow:md:{AAPL}:dead:1718890000123-0``), once: no log line here, the caller logs what happened. True when
@@ -231,6 +236,7 @@ class OutputSink:
         result = await self._publish_once.publish(
             output_id, stream, tag, encode(message), channel=channel, remember_seconds=DEDUP_SECONDS, fence=fence
         )
+        service_metrics.OUTPUTS_UNCONFIRMED.set(len(self._publish_once.unconfirmed))
         if result == FENCED:
             self.fenced.add(symbols[0])
             log.warning("order_flow.lease_lost", symbol=symbols[0], output_id=output_id, detail="publish refused")

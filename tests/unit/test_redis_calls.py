@@ -92,6 +92,7 @@ NO_ROUND_TRIP = {
     "pubsub": "makes a subscription object (subscribe and reads are inside calling)",
     "aclose": "closing a connection: an error there is ignored, there is nothing left to translate",
     "get_primaries": "reads the cluster client's own map of the masters (no command is sent)",
+    "get_node_from_key": "reads the cluster client's own slot map (no command is sent)",
 }
 """Calls on a Redis object the bus makes outside ``calling``, each with why it needs no translation."""
 
