@@ -2,8 +2,9 @@
 
 One row per open position: its monitoring state (monitored, halted, gap,
 disconnected…), the large sellers and red bursts of the last
-``alert_window``, and its last exit recommendation; below, the latest
-alerts. Colours: **yellow** one large seller,
+``alert_window``, its last exit recommendation and, when detectors share the
+symbols through leases, which detector and which ingest own it (``NOBODY`` in
+red: no detector holds its lease); below, the latest alerts. Colours: **yellow** one large seller,
 **orange** several, **red** a red burst or an exit recommendation.
 
 :class:`WatchState` folds bus messages (pure, tested); :func:`render` draws it.
@@ -19,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.leases import Leases, holder_of
 from orderflow_client.bus.streams import as_text
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.positions import PositionRegistry
@@ -48,6 +50,8 @@ class SymbolView:
     state_detail: str = ""
     alerts: deque = field(default_factory=deque)  # (wall ns, alert)
     last_exit: ExitRecommendation | None = None
+    detector: str = ""  # the detector holding its lease ("": none)
+    ingest: str = ""  # the ingest holding its lease ("": none, or ingest takes no leases)
 
 
 @dataclass
@@ -57,6 +61,7 @@ class WatchState:
     recent: deque = field(default_factory=lambda: deque(maxlen=12))
     unreachable_since: int = 0  # ns: Redis has not answered since then (0: it answers)
     skipped: int = 0  # entries that are not orderflow messages (undecodable or foreign)
+    detectors_alive: int = 0  # detectors listed as members (sharing the symbols through leases); 0: no leases
 
     def view(self, symbol: str) -> SymbolView:
         return self.symbols.setdefault(symbol, SymbolView())
@@ -74,6 +79,14 @@ class WatchState:
                 view.state = STATE_WORDS.get(message.state, message.state)
                 view.state_detail = message.code
 
+    def owners(self, detectors: dict[str, str], ingests: dict[str, str], detectors_alive: int) -> None:
+        """Each symbol's lease holders (symbol → lease value, e.g. ``"detector-a#17"``; ``""``: none)."""
+        self.detectors_alive = detectors_alive
+        for symbol, value in detectors.items():
+            self.view(symbol).detector = holder_of(value)
+        for symbol, value in ingests.items():
+            self.view(symbol).ingest = holder_of(value)
+
     def colour(self, symbol: str, now: int) -> str:
         view = self.view(symbol)
         while view.alerts and now - view.alerts[0][0] > self.window_ns:
@@ -90,7 +103,9 @@ class WatchState:
 
 def render(state: WatchState, held: list[str], now: int) -> Group:
     positions = Table(title="orderflow watch", title_justify="left", expand=False)
-    for column in ("symbol", "monitoring", "large sellers", "red bursts", "last exit recommendation"):
+    owners = state.detectors_alive > 0
+    columns = ["symbol", "monitoring", "large sellers", "red bursts", "last exit recommendation"]
+    for column in [*columns, "owner (detector / ingest)"] if owners else columns:
         positions.add_column(column)
     for symbol in held:
         view = state.view(symbol)
@@ -99,13 +114,18 @@ def render(state: WatchState, held: list[str], now: int) -> Group:
         bursts = sum(alert.alert_type == "red_burst" for _, alert in view.alerts)
         monitoring = view.state + (f" ({view.state_detail})" if view.state_detail and view.state != "monitored" else "")
         exit_text = f"{view.last_exit.trigger} {ns_to_new_york(view.last_exit.ts_event)}" if view.last_exit else "-"
-        positions.add_row(
+        cells = [
             Text(symbol, style=f"bold {colour}"),
             Text(monitoring, style="red" if view.state != "monitored" else ""),
             Text(str(sellers), style=colour),
             Text(str(bursts), style="red" if bursts else ""),
             Text(exit_text, style="bold red" if view.last_exit else ""),
-        )
+        ]
+        if owners:
+            cells.append(
+                Text(f"{view.detector or 'NOBODY'} / {view.ingest or '-'}", style="" if view.detector else "bold red")
+            )
+        positions.add_row(*cells)
     latest = Table(title="latest", title_justify="left", show_header=False, box=None)
     latest.add_column("what")
     for message in state.recent:
@@ -133,8 +153,13 @@ def render(state: WatchState, held: list[str], now: int) -> Group:
 
 
 async def follow(bus: Bus, state: WatchState, positions: list[str], last_ids: dict[str, str]) -> None:
-    """One poll: new messages on the alerts, exits and status streams; the open positions."""
+    """One poll: new messages on the alerts, exits and status streams; the open positions and their owners."""
     positions[:] = await PositionRegistry(bus).symbols()
+    leases = Leases(bus)
+    detectors_alive = len(await leases.members_seen("detector"))
+    state.owners(
+        await leases.holders("detector", positions), await leases.holders("ingest", positions), detectors_alive
+    )
     entries = await bus.read_after(last_ids, count=500)
     seen = now_ns()
     for entry in entries:

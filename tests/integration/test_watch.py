@@ -156,3 +156,42 @@ async def test_the_view_survives_an_outage_and_foreign_entries_and_says_so():
     finally:
         await bus.close()
         server.stop()
+
+
+@pytest.mark.redis
+def test_watch_shows_which_detector_and_ingest_own_each_position(redis_url, key_prefix, tmp_path):
+    """Two detectors and an ingest share three positions through leases on a real Redis; ``orderflow watch --once``
+    names each position's owners, and ``NOBODY`` for the one whose detector left."""
+    import asyncio
+
+    from orderflow_client.bus.connection import Bus
+    from orderflow_client.positions import PositionRegistry
+    from shared.ownership import SymbolOwnership
+
+    symbols = ["AAPL", "MSFT", "NVDA"]
+
+    async def share() -> dict[str, list[str]]:
+        async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+            for symbol in symbols:
+                await PositionRegistry(bus).open(symbol, quantity=100, entry_price="100.00")
+            first, second = SymbolOwnership(bus, "det-one", 60), SymbolOwnership(bus, "det-two", 60)
+            ingest = SymbolOwnership(bus, "ing-one", 60, kind="ingest")
+            for _ in range(3):
+                owned = {"det-one": await first.settle(symbols), "det-two": await second.settle(symbols)}
+            await ingest.settle(symbols)
+            await first.leave()  # its symbols now have no detector; det-two takes them only at its next settle
+            return owned
+
+    owned = asyncio.run(share())
+    assert owned["det-one"] and owned["det-two"]
+    env = orderflow_environment(
+        REDIS_URL=redis_url, ORDER_FLOW_KEY_PREFIX=key_prefix, ORDER_FLOW_LOG_DIR=str(tmp_path), COLUMNS="200"
+    )
+    done = run_orderflow("watch", "--once", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "owner (detector / ingest)" in done.stdout
+    rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines() if line.count("│") > 3}
+    for symbol in owned["det-two"]:
+        assert "det-two / ing-one" in rows[symbol]
+    for symbol in owned["det-one"]:
+        assert "NOBODY / ing-one" in rows[symbol]
