@@ -4,13 +4,18 @@ Three users besides the administrator (``default``):
 
 - ``ingest`` appends to the market streams (each append checked against its lease) and the status stream, reads
   the positions (writing them back only with HSETNX when the hash was lost), listens to position changes, and keeps
-  its leases and its heartbeat among the ingests;
+  its own kind's leases and its heartbeat among the ingests;
 - ``detector`` reads the market streams through its consumer group and writes alerts, exit recommendations
-  (stream and channel), statuses, dead letters and its dedup keys, each output checked against its lease; keeps
-  its leases and its heartbeat among the detectors; reads profiles and positions;
+  (stream and channel), statuses, dead letters and its dedup keys, each output checked against its lease and
+  confirmed by a replica when its master has one (``INFO replication``, ``WAIT``); keeps its own kind's leases and
+  its heartbeat among the detectors; reads profiles and positions;
 - ``bot`` (the risk manager's client) reads exit recommendations through its group and the statuses, writes
   the positions and its own keys, and **cannot** add an exit recommendation to the stream or the channel —
   only the detector can make the bot act.
+
+The same rules serve a single server and a Redis Cluster: each output's pattern is granted under both layouts
+(``orderflow:alerts`` and ``orderflow:{outputs}:alerts``), and the few commands a cluster client asks are granted
+to every user (:data:`_CLUSTER`).
 
 :func:`users_file` renders an ACL file (``redis-server --aclfile``) with SHA-256 password hashes, so the file
 holds no password::
@@ -26,39 +31,55 @@ ROLES = ("ingest", "detector", "bot")
 
 _CONNECTION = "+hello +auth +ping +client|setname +client|id +select"
 _SCRIPTS = "+evalsha +eval +script|load +script|exists"  # Lua runs each command it calls under the same rights
+_CLUSTER = "+info|cluster +cluster|slots +command +asking"
+"""What the bus asks a cluster: ``INFO cluster`` (is this a cluster?), and redis-py's cluster client: the slots'
+nodes (``CLUSTER SLOTS``), the command table for the keys of a command (``COMMAND``; its subcommands tell nothing
+more) and ``ASKING`` before a command it follows to a slot being migrated. A single server needs none of them.
+``+info|cluster`` (and the detector's ``+info|replication``) allow one INFO section, not the server's every detail:
+Redis 7 logs such a first-argument rule as deprecated at start, and still applies it."""
+
+
+def _names(prefix: str, *names: str, access: str = "~") -> str:
+    """Key patterns of outputs under both layouts (:class:`~orderflow_client.bus.keys.Keys`): ``orderflow:alerts``
+    on a single server, ``orderflow:{outputs}:alerts`` on a cluster (braces are literal in ACL patterns)."""
+    return " ".join(f"{access}{prefix}{layout}:{name}" for name in names for layout in ("", ":{outputs}"))
 
 
 def rules(role: str, prefix: str = "orderflow") -> str:
-    """The ACL rules (after the password) of ``role`` for keys under ``prefix``. Each parenthesised selector
-    is a separate grant: a command is allowed when one grant allows it with every key and channel it names."""
+    """The ACL rules (after the password) of ``role`` for keys under ``prefix``, on a single server or a cluster.
+    Each parenthesised selector is a separate grant: a command is allowed when one grant allows it with every key
+    and channel it names."""
     market = f"{prefix}:md:{{*}}"  # the per-symbol market streams only (braces are literal in ACL patterns)
     positions = f"~{prefix}:positions +hgetall +hsetnx"
+    base = f"{_CONNECTION} {_CLUSTER} {_SCRIPTS}"
     if role == "ingest":
+        lease = f"~{prefix}:lease:ingest:{{*}}"  # in its symbol's slot on either layout
         return (
-            f"{_CONNECTION} {_SCRIPTS} ~{market} ~{prefix}:status ~{prefix}:lease:ingest:* +xadd +xrevrange +xlen +get "
+            f"{base} ~{market} {_names(prefix, 'status')} {lease} +xadd +xrevrange +xlen +get "
             f"+time &{prefix}:positions:changes +subscribe +unsubscribe "
-            f"({_SCRIPTS} ~{prefix}:lease:ingest:* ~{prefix}:lease-tokens:ingest:* ~{prefix}:members:ingest +get +set "
+            f"({_SCRIPTS} {lease} ~{prefix}:lease-tokens:ingest:{{*}} {_names(prefix, 'members:ingest')} +get +set "
             f"+incr +pexpire +del +zadd +zremrangebyscore +zrange +zrem) "
             f"({positions})"
         )
     if role == "detector":
+        lease = _names(prefix, "lease:detector:*")
+        outputs = _names(prefix, "alerts", "exits", "status", "published:*")
         return (
-            f"{_CONNECTION} {_SCRIPTS} ~{market} +xreadgroup +xack +xgroup|create +xautoclaim +xclaim +xpending "
-            f"+xinfo|groups +xinfo|stream +xrange +xrevrange +time "
-            f"({_SCRIPTS} ~{market}:dead ~{prefix}:alerts ~{prefix}:exits ~{prefix}:status ~{prefix}:published:* "
-            f"~{prefix}:lease:* &{prefix}:exit-signals +xadd +set +publish +get) "
-            f"({_SCRIPTS} ~{prefix}:lease:* ~{prefix}:lease-tokens ~{prefix}:members:* +get +set +incr +pexpire +del "
-            f"+mget +zadd +zremrangebyscore +zrange +zrem) "
+            f"{base} ~{market} +xreadgroup +xack +xgroup|create +xautoclaim +xclaim +xpending "
+            f"+xinfo|groups +xinfo|stream +xrange +xrevrange +time +info|replication +wait "
+            f"({_SCRIPTS} ~{market}:dead {outputs} {lease} &{prefix}:exit-signals +xadd +set +publish +get) "
+            f"({_SCRIPTS} {lease} {_names(prefix, 'lease-tokens', 'members:detector')} +get +set +incr +pexpire "
+            f"+del +zadd +zremrangebyscore +zrange +zrem) "
             f"(%R~{prefix}:profile:* +get) "
             f"({positions})"
         )
     if role == "bot":
         return (
-            f"{_CONNECTION} {_SCRIPTS} ~{prefix}:exits "
+            f"{base} {_names(prefix, 'exits')} "
             "+xreadgroup +xack +xgroup|create +xautoclaim +xpending +xinfo|groups "
             f"+xrange +xrevrange &{prefix}:exit-signals +subscribe +unsubscribe "
-            f"(~{prefix}:exits:dead +xadd) "
-            f"(%R~{prefix}:status %R~{prefix}:alerts +xread +xrange +xrevrange) "
+            f"({_names(prefix, 'exits:dead')} +xadd) "
+            f"({_names(prefix, 'status', 'alerts', access='%R~')} +xread +xrange +xrevrange) "
             f"(%R~{market} +xrevrange) "
             f"(~{prefix}:riskmanager:* +set +get +del +exists) "
             f"(~{prefix}:positions &{prefix}:positions:changes +hset +hdel +hgetall +hsetnx +publish)"

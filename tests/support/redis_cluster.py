@@ -9,6 +9,10 @@ master and waits until its replica owns its slots; ``restart(port)`` brings the 
         cluster.master_of("orderflow:md:{AAPL}")   # 41873
         cluster.kill_master(41873)         # 41877, the promoted replica
 
+``running_cluster(aclfile=..., password=...)`` starts every node with that ACL file (``redis-server --aclfile``);
+``password`` is the ``default`` user's, which the harness (and each replica, to copy its master) authenticates with.
+The password goes to the nodes in a config file and to ``redis-cli`` in ``REDISCLI_AUTH``, never on a command line.
+
 A test fails loudly if no redis-server / redis-cli of version 7 or newer is found; it is never skipped.
 """
 
@@ -137,6 +141,8 @@ class RedisCluster:
     directory: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="orderflow-redis-cluster-"))
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)  # client port -> process
     bus_ports: dict[int, int] = field(default_factory=dict)  # client port -> cluster bus port
+    aclfile: str | None = None  # the nodes' ACL file (redis-server --aclfile); None: the default user, no password
+    password: str | None = None  # the default user's password when the ACL file sets one
 
     # --- starting and stopping ---
 
@@ -150,11 +156,15 @@ class RedisCluster:
             for port in self.bus_ports:
                 wait_for(partial(self._answers, port), timeout=10, what=f"redis-server on port {port}")
             addresses = [f"127.0.0.1:{port}" for port in self.bus_ports]
+            environment = dict(os.environ)
+            if self.password is not None:
+                environment["REDISCLI_AUTH"] = self.password  # not on the command line
             created = subprocess.run(
                 [self.cli_binary, "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"],
                 capture_output=True,
                 text=True,
                 timeout=timeout,
+                env=environment,
             )
             if created.returncode != 0:
                 raise RuntimeError(f"redis-cli --cluster create failed:\n{created.stdout}\n{created.stderr}")
@@ -199,7 +209,15 @@ class RedisCluster:
             "logfile": os.path.join(self.directory, f"redis-{port}.log"),
             "daemonize": "no",
         }
+        if self.aclfile is not None:
+            options["aclfile"] = self.aclfile
         arguments = [self.server_binary]
+        if self.password is not None:  # a replica authenticates to its master as default; the secret in a file
+            secrets = os.path.join(self.directory, f"replication-{port}.conf")  # one each: none read while rewritten
+            descriptor = os.open(secrets, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as file:
+                file.write(f'masteruser default\nmasterauth "{self.password}"\n')
+            arguments.append(secrets)  # a config file comes first; the options below follow it
         for name, value in options.items():
             arguments += [f"--{name}", str(value)]
         self.processes[port] = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -221,9 +239,14 @@ class RedisCluster:
         return f"redis://127.0.0.1:{masters[0]}/0"
 
     def client(self, port: int) -> redis.Redis:
-        """A plain (non-cluster) client of one node; the caller closes it."""
+        """A plain (non-cluster) client of one node, as the default user; the caller closes it."""
         return redis.Redis(
-            host="127.0.0.1", port=port, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
+            host="127.0.0.1",
+            port=port,
+            password=self.password,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            decode_responses=True,
         )
 
     def nodes(self, port: int | None = None) -> list[ClusterNode]:
@@ -344,9 +367,10 @@ class RedisCluster:
 
 
 @contextmanager
-def running_cluster() -> Iterator[RedisCluster]:
-    """A started cluster, stopped (processes killed, directory removed) on the way out, even on failure."""
-    cluster = RedisCluster()
+def running_cluster(aclfile: str | None = None, password: str | None = None) -> Iterator[RedisCluster]:
+    """A started cluster, stopped (processes killed, directory removed) on the way out, even on failure; with
+    ``aclfile`` its nodes load those users, ``password`` the default user's."""
+    cluster = RedisCluster(aclfile=aclfile, password=password)
     cluster.start()
     try:
         yield cluster
