@@ -122,6 +122,11 @@ async def test_every_service_works_under_its_own_user_and_only_the_detector_can_
             await bus.close()
 
     port, passwords = acl_redis
+    admin = redis.Redis(host="127.0.0.1", port=port, password=passwords["admin"], decode_responses=True)
+    try:  # nothing the services tried was refused, not even what they would have taken a refusal of quietly
+        assert [entry for entry in admin.execute_command("ACL", "LOG") if entry["username"] in ROLES] == []
+    finally:
+        admin.close()
     forbidden = {
         "bot": [
             (
