@@ -1,6 +1,15 @@
-"""The compose stack brought up for real (podman, through ../shared/tools/offline-compose.sh), in the dry-run profile:
-every service running and not restarting, the dry-run ingest connected, alerts and an exit recommendation on the
-streams within a minute, Prometheus scraping both services with no alert firing; then down."""
+"""The compose stack brought up for real (podman, through ../shared/tools/offline-compose.sh), each bring-up taken
+down again (``down -v``) even when a check fails:
+
+- the dry-run profile: every service running and not restarting, the dry-run ingest connected, alerts and an exit
+  recommendation on the streams within a minute, Prometheus scraping both services with no alert firing;
+- the dry run with ``--scale detector-dry-run=3``: three detectors, each alive under its own name and owning a
+  disjoint share of the symbols (``orderflow cluster status --json``), alerts and the exit published, Prometheus
+  scraping each of the three;
+- the dry run on the cluster profile's Redis Cluster (3 masters, 3 replicas): alerts and the exit published on the
+  cluster (the single Redis left empty), the cluster reporting ``cluster_state:ok``.
+
+The image is built once for the module; each test copies the build context into a project folder of its own."""
 
 from __future__ import annotations
 
@@ -10,6 +19,8 @@ import shutil
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +29,27 @@ from tests.support.paths import REPO
 
 OFFLINE_COMPOSE = REPO.parent / "shared" / "tools" / "offline-compose.sh"
 PASSWORD = "compose-test-password"
+PASSWORDS = (
+    f"POLYGON_API_KEY=\nREDIS_PASSWORD={PASSWORD}\nREDIS_INGEST_PASSWORD=compose-ingest-password\n"
+    "REDIS_DETECTOR_PASSWORD=compose-detector-password\nREDIS_BOT_PASSWORD=compose-bot-password\n"
+)
+CONTEXT = (
+    "Dockerfile",
+    ".dockerignore",
+    "docker-compose.yml",
+    "pyproject.toml",
+    "README.md",
+    "config",
+    "shared",
+    "services",
+    "orderflow_client",
+)
+ONE_SHOTS = ("position-dry-run", "redis-cluster-create")  # each runs once and exits 0
+# the scaled test's extra positions: with 24 symbols a detector left without any has a chance of 3 × (2/3)^24
+EXTRA_SYMBOLS = tuple(f"SHR{letter}" for letter in "ABCDEFGHIJKLMNOPQRSTUVW")
+OPEN_EACH = (
+    'for symbol in "$@"; do orderflow positions open "$symbol" --quantity 100 --entry 10 --stop 9 || exit 1; done'
+)
 
 
 def _offline_compose() -> Path:
@@ -38,8 +70,15 @@ def _run(*arguments: str, cwd: Path, timeout: float = 900, check: bool = True) -
     return done
 
 
-def _podman(*arguments: str, check: bool = True) -> str:
-    return subprocess.run(["podman", *arguments], capture_output=True, text=True, timeout=120, check=check).stdout
+def _podman(*arguments: str, check: bool = True, env: dict[str, str] | None = None) -> str:
+    return subprocess.run(
+        ["podman", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=check,
+        env={**os.environ, **(env or {})},
+    ).stdout
 
 
 def _json(url: str) -> dict:
@@ -47,95 +86,203 @@ def _json(url: str) -> dict:
         return json.loads(response.read())
 
 
-@pytest.mark.compose
-def test_the_dry_run_stack_comes_up_and_produces_alerts_end_to_end(tmp_path):
-    tool = _offline_compose()
-    project = tmp_path / "orderflowstacktest"  # the compose project (and container) names: never a user's "orderflow"
-    project.mkdir()
-    for name in (
-        "Dockerfile",
-        ".dockerignore",
-        "docker-compose.yml",
-        "pyproject.toml",
-        "README.md",
-        "config",
-        "shared",
-        "services",
-        "orderflow_client",
-    ):
+def _wait(condition: Callable[[], bool], seconds: float, every: float = 2.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(every)
+    return condition()
+
+
+@pytest.fixture(scope="module")
+def build_context(tmp_path_factory) -> Path:
+    """The build context copied once, the stand-ins set up and the image built once for every test here (compose
+    would build it once per service, in parallel)."""
+    _offline_compose()
+    context = tmp_path_factory.mktemp("compose-context")
+    for name in CONTEXT:
         source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(
-            source, project / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if source.is_dir() else {})
-        )
-    # the profile is chosen the one documented way: COMPOSE_PROFILES in .env
-    (project / ".env").write_text(
-        f"COMPOSE_PROFILES=dry-run\nPOLYGON_API_KEY=\nREDIS_PASSWORD={PASSWORD}\n"
-        "REDIS_INGEST_PASSWORD=compose-ingest-password\nREDIS_DETECTOR_PASSWORD=compose-detector-password\n"
-        "REDIS_BOT_PASSWORD=compose-bot-password\n"
-    )
-    _run("setup", cwd=project, timeout=1200)
-    # one image serves every orderflow service: build it once (compose would build it once per service, in parallel)
+        if source.is_dir():
+            shutil.copytree(source, context / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, context / name)
+    _run("setup", cwd=context, timeout=1200)
     built = subprocess.run(
-        ["podman", "build", "-q", "-t", "orderflow:latest", str(project)], capture_output=True, text=True, timeout=1200
+        ["podman", "build", "-q", "-t", "orderflow:latest", str(context)], capture_output=True, text=True, timeout=1200
     )
     assert built.returncode == 0, built.stderr[-3000:]
+    return context
+
+
+def _teardown(project: Path) -> None:
+    """``down -v``, after removing every container of the project first: podman-compose's down knows only the
+    replicas of the compose file (not those of ``--scale``), and podman refuses to remove a container others need."""
+    pod = f"pod_{project.name}"
+    if subprocess.run(["podman", "pod", "exists", pod], capture_output=True, timeout=60).returncode == 0:
+        _podman("pod", "rm", "-f", "-t", "5", pod, check=False)
+    leftover = _podman("ps", "-aq", "--filter", f"label=com.docker.compose.project={project.name}", check=False)
+    if leftover.split():
+        _podman("rm", "-f", "-t", "5", *leftover.split(), check=False)
+    _run("compose", "down", "-v", cwd=project, timeout=300, check=False)
+
+
+@contextmanager
+def _stack(build_context: Path, tmp_path: Path, name: str, env: str, *up: str) -> Iterator[Path]:
+    """The stack up (``compose up -d *up``) as project ``name`` (never a user's "orderflow"), the profile chosen
+    the one documented way (COMPOSE_PROFILES in .env); always taken down again."""
+    project = tmp_path / name
+    shutil.copytree(build_context, project)
+    (project / ".env").write_text(env + PASSWORDS)
     try:
-        _run("compose", "up", "-d", cwd=project, timeout=600)
-        redis = next(name for name in _podman("ps", "--format", "{{.Names}}").split() if "redis" in name)
+        _run("compose", "up", "-d", *up, cwd=project, timeout=600)
+        yield project
+    finally:
+        _teardown(project)
 
-        def stream_length(key: str) -> int:
-            out = _podman(
-                "exec", redis, "redis-cli", "-a", PASSWORD, "--no-auth-warning", "XLEN", key, check=False
-            ).strip()
-            return int(out) if out.isdigit() else 0
 
-        deadline = (
-            time.monotonic() + 180
-        )  # the image start-up, then the scenario's sellers at 8–10 market minutes at 20x
-        while time.monotonic() < deadline and (
-            stream_length("orderflow:alerts") < 1 or stream_length("orderflow:exits") < 1
-        ):
-            time.sleep(3)
-        containers = [
-            name
-            for name in _podman("ps", "-a", "--format", "{{.Names}}").split()
-            if name.startswith(f"{project.name}_")
-        ]
-        states = {
-            name: _podman(
-                "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}", name
-            ).split()
-            for name in containers
-        }
-        assert stream_length("orderflow:alerts") >= 1 and stream_length("orderflow:exits") >= 1, states
-        assert len(states) == 6, states  # redis, simulator, ingest, detector, the position one-shot, prometheus
-        for name, (status, exit_code, restarts) in states.items():
-            if "position-dry-run" in name:
-                assert (status, exit_code) == ("exited", "0"), name  # the one-shot registered the position and ended
-            else:
-                assert (status, restarts) == ("running", "0"), (name, status, restarts)  # running, never restarted
-        deadline = time.monotonic() + 60
-        targets: dict = {}
-        while time.monotonic() < deadline:
-            try:
-                targets = {
-                    t["labels"]["job"]: t["health"]
-                    for t in _json("http://127.0.0.1:9090/api/v1/targets")["data"]["activeTargets"]
-                }
-            except OSError:
-                targets = {}
-            if targets.get("orderflow-ingest") == targets.get("orderflow-detector") == "up":
-                break
-            time.sleep(2)
-        assert targets == {"orderflow-ingest": "up", "orderflow-detector": "up"}, targets
+def _containers(project: Path) -> dict[str, list[str]]:
+    """Each container of the project: its status, exit code and restart count."""
+    names = [n for n in _podman("ps", "-a", "--format", "{{.Names}}").split() if n.startswith(f"{project.name}_")]
+    return {
+        name: _podman("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}", name).split()
+        for name in names
+    }
+
+
+def _assert_running_never_restarted(states: dict[str, list[str]]) -> None:
+    for name, (status, exit_code, restarts) in states.items():
+        if any(f"_{one_shot}_" in name for one_shot in ONE_SHOTS):
+            assert (status, exit_code) == ("exited", "0"), (name, status, exit_code)  # ran once and ended
+        else:
+            assert (status, restarts) == ("running", "0"), (name, status, restarts)  # running, never restarted
+
+
+def _redis_cli(container: str, *arguments: str) -> str:
+    """redis-cli in one of the stack's Redis containers as the administrator (the password in the environment)."""
+    return _podman(
+        "exec", "-e", "REDISCLI_AUTH", container, "redis-cli", *arguments, check=False, env={"REDISCLI_AUTH": PASSWORD}
+    ).strip()
+
+
+def _as_administrator(container: str, redis_host: str, *command: str) -> subprocess.CompletedProcess:
+    """A command run in one of the stack's orderflow containers with REDIS_URL naming Redis's administrator (the
+    URL passed through the environment, not on a command line)."""
+    return subprocess.run(
+        ["podman", "exec", "-e", "REDIS_URL", container, *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "REDIS_URL": f"redis://:{PASSWORD}@{redis_host}:6379/0"},
+    )
+
+
+def _orderflow(container: str, redis_host: str, *arguments: str) -> str:
+    """An operator's orderflow command (as Redis's administrator); its output."""
+    done = _as_administrator(container, redis_host, "orderflow", *arguments)
+    assert done.returncode == 0, (arguments, done.stdout[-2000:], done.stderr[-2000:])
+    return done.stdout
+
+
+def _outputs_published(redis: str, alerts: str, exits: str, *cli: str) -> Callable[[], bool]:
+    def published() -> bool:
+        lengths = [_redis_cli(redis, *cli, "XLEN", key) for key in (alerts, exits)]
+        return all(length.isdigit() and int(length) >= 1 for length in lengths)
+
+    return published
+
+
+def _scrape_targets() -> list[tuple[str, str]]:
+    try:
+        active = _json("http://127.0.0.1:9090/api/v1/targets")["data"]["activeTargets"]
+    except OSError:
+        return []
+    return sorted((target["labels"]["job"], target["health"]) for target in active)
+
+
+@pytest.mark.compose
+def test_the_dry_run_stack_comes_up_and_produces_alerts_end_to_end(build_context, tmp_path):
+    with _stack(build_context, tmp_path, "orderflowstacktest", "COMPOSE_PROFILES=dry-run\n") as project:
+        redis = f"{project.name}_redis_1"
+        # the image start-up, then the scenario's sellers at 8–10 market minutes at 20x
+        _wait(_outputs_published(redis, "orderflow:alerts", "orderflow:exits"), 180, every=3)
+        states = _containers(project)
+        assert _outputs_published(redis, "orderflow:alerts", "orderflow:exits")(), states
+        # redis, simulator, ingest, detector, prometheus; the position one-shot and the cluster one-shot (a no-op)
+        assert len(states) == 7, states
+        _assert_running_never_restarted(states)
+        expected = [("orderflow-detector", "up"), ("orderflow-ingest", "up")]
+        _wait(lambda: _scrape_targets() == expected, 60)
+        assert _scrape_targets() == expected
         connected = _json(
             "http://127.0.0.1:9090/api/v1/query?query=orderflow_feed_connected{job=%22orderflow-ingest%22}"
         )
-        assert [sample["value"][1] for sample in connected["data"]["result"]] == [
-            "1"
-        ]  # the dry-run ingest is connected
+        # the dry-run ingest is connected
+        assert [sample["value"][1] for sample in connected["data"]["result"]] == ["1"]
         firing = [a for a in _json("http://127.0.0.1:9090/api/v1/alerts")["data"]["alerts"] if a["state"] == "firing"]
         assert firing == []
-    finally:
-        _run("compose", "down", "-v", cwd=project, timeout=300, check=False)
-    assert tool.exists()
+
+
+@pytest.mark.compose
+def test_three_detectors_share_the_symbols_and_are_each_scraped(build_context, tmp_path):
+    env = "COMPOSE_PROFILES=dry-run\n"
+    with _stack(build_context, tmp_path, "orderflowscaletest", env, "--scale", "detector-dry-run=3") as project:
+        redis = f"{project.name}_redis_1"
+        detectors = sorted(name for name in _containers(project) if "_detector-dry-run_" in name)
+        assert len(detectors) == 3, detectors
+        # more symbols than the dry run's DEMO, so that each detector gets a share of them
+        opened = _as_administrator(detectors[0], "redis", "sh", "-c", OPEN_EACH, "open", *EXTRA_SYMBOLS)
+        assert opened.returncode == 0, opened.stderr[-2000:]
+        symbols = {"DEMO", *EXTRA_SYMBOLS}
+
+        def status() -> dict:
+            return json.loads(_orderflow(detectors[0], "redis", "cluster", "status", "--json"))
+
+        def shared_out() -> bool:
+            owners = [set(detector["symbols"]) for detector in status()["detectors"] if detector["alive"]]
+            return len(owners) == 3 and all(owners) and set().union(*owners) == symbols
+
+        _wait(_outputs_published(redis, "orderflow:alerts", "orderflow:exits"), 180, every=3)
+        _wait(shared_out, 60)
+        shares = status()
+        alive = [detector for detector in shares["detectors"] if detector["alive"]]
+        assert len(alive) == 3 and len({detector["name"] for detector in alive}) == 3, shares
+        owned = [set(detector["symbols"]) for detector in alive]
+        assert all(owned) and sum(map(len, owned)) == len(set().union(*owned)), shares  # each a share, disjoint
+        assert set().union(*owned) == symbols and shares["unowned"] == [], shares
+        states = _containers(project)
+        assert _outputs_published(redis, "orderflow:alerts", "orderflow:exits")(), states
+        _assert_running_never_restarted(states)
+        # Prometheus finds each replica through DNS: three detector targets, one ingest
+        expected = [("orderflow-detector", "up")] * 3 + [("orderflow-ingest", "up")]
+        _wait(lambda: _scrape_targets() == expected, 60)
+        assert _scrape_targets() == expected
+        query = "orderflow_monitored_symbols{job=%22orderflow-detector%22}"
+        scraped = _json(f"http://127.0.0.1:9090/api/v1/query?query={query}")["data"]["result"]
+        assert len({sample["metric"]["instance"] for sample in scraped}) == 3, scraped  # a sample from each
+
+
+@pytest.mark.compose
+def test_the_dry_run_runs_on_the_cluster_profile(build_context, tmp_path):
+    env = "COMPOSE_PROFILES=dry-run,cluster\nREDIS_HOST=redis-cluster\n"
+    with _stack(build_context, tmp_path, "orderflowclustertest", env) as project:
+        node = f"{project.name}_redis-node-1_1"
+        published = _outputs_published(node, "orderflow:{outputs}:alerts", "orderflow:{outputs}:exits", "-c")
+        _wait(published, 180, every=3)
+        states = _containers(project)
+        assert published(), (states, _podman("logs", f"{project.name}_redis-cluster-create_1", check=False))
+        # redis, 6 nodes, simulator, ingest, detector, prometheus, the two one-shots
+        assert len(states) == 13, states
+        _assert_running_never_restarted(states)
+        info = _redis_cli(node, "CLUSTER", "INFO")
+        assert "cluster_state:ok" in info and "cluster_size:3" in info and "cluster_known_nodes:6" in info, info
+        roles = [line.split()[2] for line in _redis_cli(node, "CLUSTER", "NODES").splitlines()]
+        assert sorted(role.split(",")[-1] for role in roles) == ["master"] * 3 + ["slave"] * 3, roles
+        # the services are on the cluster (the bus says so), and nothing of theirs is in the single Redis
+        detector = f"{project.name}_detector-dry-run_1"
+        bus = json.loads(_orderflow(detector, "redis-cluster", "cluster", "status", "--json"))["bus"]
+        assert bus.endswith("(cluster)"), bus
+        assert _redis_cli(f"{project.name}_redis_1", "DBSIZE") == "0"
+        expected = [("orderflow-detector", "up"), ("orderflow-ingest", "up")]
+        _wait(lambda: _scrape_targets() == expected, 60)
+        assert _scrape_targets() == expected

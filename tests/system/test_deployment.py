@@ -34,13 +34,13 @@ def test_compose_file_is_valid(tmp_path):
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
     shutil.copy(REPO / ".env.example", tmp_path / ".env")
-    for profiles in ("live", "dry-run"):
+    for profiles, redis_host in (("live", "redis"), ("dry-run", "redis"), ("dry-run,cluster", "redis-cluster")):
         done = subprocess.run(
             [_tool("docker-compose"), "config", "-q"],
             cwd=tmp_path,
             capture_output=True,
             text=True,
-            env={**os.environ, "COMPOSE_PROFILES": profiles},
+            env={**os.environ, "COMPOSE_PROFILES": profiles, "REDIS_HOST": redis_host},
             timeout=60,
         )
         assert done.returncode == 0, done.stderr
@@ -61,7 +61,7 @@ def test_compose_services_health_networks_and_persistence():
     for name, service in services.items():
         assert "healthcheck" in service, f"{name} has no health check"
         assert service.get("restart", "unless-stopped") == (
-            "no" if name in ("position-dry-run", "admin") else "unless-stopped"
+            "no" if name in ("position-dry-run", "admin", "redis-cluster-create") else "unless-stopped"
         )
     redis = services["redis"]
     assert "ports" not in redis  # not published to the host by default
@@ -92,6 +92,41 @@ def test_compose_services_health_networks_and_persistence():
     # logs on a named volume (created from the image, owned by its user): a host folder owned by root is not writable
     assert "./config:/app/config:ro" in anchor["volumes"] and "orderflow-logs:/app/logs" in anchor["volumes"]
     assert anchor["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_compose_scales_the_services_and_offers_a_redis_cluster():
+    """``--scale detector=3`` needs nothing more: no fixed container name, no host port but Prometheus's (not
+    scaled). The cluster profile: six nodes with the same users as "redis", made a cluster by a one-shot every
+    service waits for (a no-op unless REDIS_HOST=redis-cluster); the services reach Redis at REDIS_HOST."""
+    services = COMPOSE["services"]
+    assert all("container_name" not in service for service in services.values())
+    assert [name for name, service in services.items() if "ports" in service] == ["prometheus"]
+    nodes = [f"redis-node-{number}" for number in range(1, 7)]
+    assert {name for name, service in services.items() if service.get("profiles") == ["cluster"]} == set(nodes)
+    single = " ".join(services["redis"]["command"])
+    for name in nodes:
+        node = services[name]
+        command = " ".join(node["command"])
+        assert "--cluster-enabled yes" in command and "--aclfile /tmp/users.acl" in command
+        assert command.count("$$(sha ") == 4 and single.split("exec redis-server")[0] in command  # the same users
+        assert 'masterauth "$$REDIS_PASSWORD"' in command and "requirepass" not in command  # on stdin, not argv
+        assert "./config/redis-users.acl:/etc/redis/redis-users.acl:ro" in node["volumes"]
+        assert node["networks"]["orderflow"]["aliases"] == ["redis-cluster"] and "ports" not in node
+        assert node["environment"] == services["redis"]["environment"]
+    create = services["redis-cluster-create"]
+    script = create["command"][-1]
+    assert "profiles" not in create and create["restart"] == "no"
+    assert "--cluster-replicas 1 --cluster-yes" in script and "cluster_state:ok" in script
+    assert all(name in script for name in nodes) and create["environment"]["REDISCLI_AUTH"].startswith(
+        "${REDIS_PASSWORD"
+    )
+    orderflow = [name for name, service in services.items() if str(service.get("image")) == "orderflow:latest"]
+    for name in orderflow:
+        service = services[name]
+        if name != "simulator":
+            assert "@${REDIS_HOST:-redis}:6379/0" in service["environment"]["REDIS_URL"], name
+            waits = service["depends_on"]["redis-cluster-create"]["condition"]
+            assert waits == "service_completed_successfully", name
 
 
 def test_each_compose_service_reaches_redis_as_its_own_user():
@@ -183,8 +218,10 @@ def test_prometheus_config_and_rules_are_valid():
         path.write_text(yaml.safe_dump(config))
         checked = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=60)
         assert checked.returncode == 0, checked.stdout + checked.stderr
-    jobs = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
-    assert "detector:9464" in jobs["orderflow-detector"] and "ingest:9464" in jobs["orderflow-ingest"]
+    # every replica a target: the service name (or the dry run's alias) resolved to one address per container
+    jobs = {job["job_name"]: job["dns_sd_configs"] for job in config["scrape_configs"]}
+    assert jobs["orderflow-detector"] == [{"names": ["detector"], "type": "A", "port": 9464, "refresh_interval": "15s"}]
+    assert jobs["orderflow-ingest"] == [{"names": ["ingest"], "type": "A", "port": 9464, "refresh_interval": "15s"}]
 
 
 @pytest.mark.redis
