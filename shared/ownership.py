@@ -134,6 +134,7 @@ class SymbolOwnership:
     def _drop(self, symbol: str, reason: str) -> None:
         value = self.held.pop(symbol, "")
         self.renewed.pop(symbol, None)
+        self.seen_held[symbol] = "?"  # taken again later (even by this process), it is a hand-over: data may be missing
         log.warning("order_flow.lease_lost", symbol=symbol, lease=value, detail=reason, kind=self.kind)
 
     def lost(self, symbol: str) -> None:
@@ -152,8 +153,8 @@ class SymbolOwnership:
         return None if value is None else (self.keys.lease(self.kind, symbol), value)
 
     def took_over(self, symbol: str) -> bool:
-        """Whether ``symbol`` was taken from another holder since last asked (its data may have a hole between the
-        two: ingest bridges it)."""
+        """Whether ``symbol`` was taken from another holder, or taken again after this process lost it (a pause,
+        a Redis restart that forgot the leases), since last asked: its data may have a hole (ingest bridges it)."""
         if symbol in self.handed_over:
             self.handed_over.discard(symbol)
             return True

@@ -31,11 +31,7 @@ from orderflow_client.bus.groups import GroupPosition
 from orderflow_client.bus.streams import BusEntry, as_text
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns
-from orderflow_client.wire import (
-    FeedStatus,
-    MarketEvent,
-    decode,
-)
+from orderflow_client.wire import FeedStatus, MarketEvent, decode
 from services.detector.alert_builders import detector_status
 from services.detector.engine import Engine
 from services.detector.market_entries import MARKET_FIELDS, Misplaced, market_events
@@ -256,12 +252,10 @@ class GroupConsumer:
 
     # --- a batch ---------------------------------------------------------------------------
     async def _handle(self, entries: list[BusEntry]) -> None:
-        if self.ownership is not None:  # a detector paused past a lease handles nothing of that symbol on waking
-            lapsed = {stream for stream, symbol in self.streams.items() if not self.ownership.holds(symbol)}
-            if lapsed:
-                for stream in lapsed:
-                    self._lost(stream, "lease lapsed")
-                entries = [entry for entry in entries if entry.stream not in lapsed]
+        lapsed = {stream for stream in self.streams if not self._holds(stream)}  # a detector paused past a lease
+        for stream in lapsed:  # handles nothing of that symbol on waking
+            self._lost(stream, "lease lapsed")
+        entries = [entry for entry in entries if entry.stream not in lapsed] if lapsed else entries
         outputs: list[Output] = []
         kinds: dict[type, int] = {}
         received: list[int] = []
@@ -303,17 +297,23 @@ class GroupConsumer:
         for entry in entries:
             by_stream.setdefault(entry.stream, []).append(entry.entry_id)
 
+        unacknowledged: set[str] = set()
+
         async def finish() -> None:  # the events are processed: what they gave must reach Redis, whatever it takes
             for entry, code, reason in dead:
                 await self._dead_letter(entry, code, reason)
             if outputs:
                 await self.sink.publish(outputs)
             fenced = {self.keys.market(symbol) for symbol in self.sink.fenced}
-            for stream, ids in by_stream.items():
-                if stream not in fenced:  # a lost symbol's entries stay pending for its new owner
+            for stream, ids in by_stream.items():  # a lost symbol's entries stay pending for its new owner:
+                if stream in fenced or not self._holds(stream):  # refused at a publish, or lapsed in a pause (the
+                    unacknowledged.add(stream)  # clock decides an ack: Redis cannot fence it, another slot)
+                else:
                     await self.bus.ack(stream, self.group, ids)
 
         await self.until_taken(finish)
+        for stream in (unacknowledged - {self.keys.market(symbol) for symbol in self.sink.fenced}) & set(self.streams):
+            self._lost(stream, "lease lapsed")
         for symbol in list(self.sink.fenced):
             self.sink.fenced.discard(symbol)
             if self.keys.market(symbol) in self.streams:
@@ -327,6 +327,10 @@ class GroupConsumer:
                 self.stats.latencies_ms.extend((done - stamp) / 1e6 for stamp in received)
         service_metrics.HALTED_SYMBOLS.set(self.engine.halted_symbols())
         self.batch_handled.set()
+
+    def _holds(self, stream: str) -> bool:
+        """Whether this detector may still act on ``stream`` (its symbol's lease held by its clock; no leases: yes)."""
+        return self.ownership is None or self.ownership.holds(self.keys.symbol_of(stream))
 
     def _lost(self, stream: str, reason: str) -> None:
         """Stop handling ``stream``: its symbol's lease is another detector's now (its windows are forgotten; the

@@ -16,12 +16,14 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+import msgspec
+
 from orderflow_client import logs
 from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.outage import Outage
 from orderflow_client.errors import BusUnavailableError
 from orderflow_client.timestamps import now_ns, ns_to_utc_iso
-from orderflow_client.wire import BookUpdate, FeedState, FeedStatus, OrderUpdate, Quote, Trade
+from orderflow_client.wire import BookUpdate, FeedState, FeedStatus, MarketEvent, OrderUpdate, Quote, Trade
 from services.ingest.stats import IngestStats
 from shared import service_metrics
 
@@ -52,7 +54,8 @@ class StreamPublisher:
         self.symbols = symbols
         self.latency_sink = latency_sink
         self.fence_of = fence_of
-        self.refused: set[str] = set()
+        self.refused: dict[str, int] = {}  # symbol Redis refused an append of → its first event refused (ns)
+        self.held_statuses: dict[str, list[FeedStatus]] = {}  # symbol → its statuses Redis refused, oldest first
         self._outage = Outage("ingest")
 
     async def publish_events(
@@ -67,18 +70,7 @@ class StreamPublisher:
         if self.fence_of is None:
             await self._until_published(lambda: self.bus.publish_market_events(entries))
         else:  # each symbol's events appended only under its lease: a paused ingest appends nothing it lost
-            held = {symbol: self.fence_of(symbol) for symbol in {event.symbol for event in events}}
-            fences = {market(symbol): fence for symbol, fence in held.items() if fence is not None}
-            entries = [(stream, event) for stream, event in entries if stream in fences]
-            refused: set[str] = set()
-
-            async def publish() -> None:
-                refused.update(await self.bus.publish_market_events_fenced(entries, fences))
-
-            await self._until_published(publish)
-            for stream in refused:
-                self.refused.add(self.bus.keys.symbol_of(stream))
-                log.warning("order_flow.lease_lost", symbol=self.bus.keys.symbol_of(stream), detail="append refused")
+            await self._publish_fenced(entries)
         self.stats.events += len(events)
         counts: dict[str, int] = {}
         for event in events:
@@ -92,6 +84,26 @@ class StreamPublisher:
             if self.latency_sink is not None:
                 self.latency_sink.extend((done - event.ts_recv) / 1e6 for event in events)
 
+    async def _publish_fenced(self, entries: Sequence[tuple[str, MarketEvent]]) -> set[str]:
+        """Each stream's entries appended only under its symbol's lease (none held: dropped, it is another's); the
+        symbols Redis refused (their lease is another's now) land in :attr:`refused` and are returned."""
+        assert self.fence_of is not None
+        symbol_of = self.bus.keys.symbol_of
+        held = {stream: self.fence_of(symbol_of(stream)) for stream in {stream for stream, _ in entries}}
+        fences = {stream: fence for stream, fence in held.items() if fence is not None}
+        entries = [(stream, event) for stream, event in entries if stream in fences]
+        refused: set[str] = set()
+
+        async def publish() -> None:
+            refused.update(await self.bus.publish_market_events_fenced(entries, fences))
+
+        await self._until_published(publish)
+        for stream in refused:
+            first = min(event.ts_event for appended_to, event in entries if appended_to == stream)
+            self.refused[symbol_of(stream)] = min(first, self.refused.get(symbol_of(stream), first))
+            log.warning("order_flow.lease_lost", symbol=symbol_of(stream), detail="append refused")
+        return {symbol_of(stream) for stream in refused}
+
     async def publish_status(
         self,
         state: FeedState,
@@ -102,7 +114,9 @@ class StreamPublisher:
         symbols: tuple[str, ...] | None = None,
     ) -> None:
         """A status on the status stream and the market stream of each of ``symbols`` (default: every subscribed
-        one); ``start``/``end``: a gap's interval (ns)."""
+        one); ``start``/``end``: a gap's interval (ns). With several ingests, the market streams' copies are appended
+        under their leases and the status stream's names only the symbols Redis took them for: a paused ingest,
+        waking, says nothing of the symbols it lost (their leases are another's, or expired)."""
         stamp = now_ns()
         symbols = tuple(self.symbols()) if symbols is None else symbols
         status = FeedStatus(
@@ -116,8 +130,35 @@ class StreamPublisher:
             gap_start_ns=start,
             gap_end_ns=end,
         )
+        if self.fence_of is not None:
+            await self._publish_fenced_status(status)
+            return
         entries = [(self.bus.keys.status, status)] + [(self.bus.keys.market(symbol), status) for symbol in symbols]
         await self._until_published(lambda: self.bus.publish(entries))
+
+    async def _publish_fenced_status(self, status: FeedStatus) -> None:
+        """``status``'s market-stream copies under their leases; the status stream names the symbols Redis took it
+        for. A symbol refused (a Redis restart forgot the lease, or another ingest took it) has it held: published
+        by :meth:`publish_held_statuses` once this ingest holds the symbol again."""
+        assert self.fence_of is not None
+        held = [symbol for symbol in status.symbols if self.fence_of(symbol) is not None]
+        refused = await self._publish_fenced([(self.bus.keys.market(symbol), status) for symbol in held])
+        for symbol in set(status.symbols) - set(held) | refused:
+            self.held_statuses.setdefault(symbol, []).append(msgspec.structs.replace(status, symbols=(symbol,)))
+        named = tuple(symbol for symbol in held if symbol not in refused)
+        if named or not status.symbols:  # (a status of no symbol, e.g. frames dropped before any subscription)
+            said = msgspec.structs.replace(status, symbols=named)
+            await self._until_published(lambda: self.bus.publish([(self.bus.keys.status, said)]))
+
+    async def publish_held_statuses(self, owned: list[str]) -> None:
+        """The statuses held for ``owned`` symbols (this ingest holds their leases again) published; those of the
+        symbols owned by nobody here are dropped (another ingest took them over: its hand-over gap says the
+        interval)."""
+        statuses, self.held_statuses = self.held_statuses, {}
+        for symbol, held in statuses.items():
+            if symbol in owned:
+                for status in held:
+                    await self._publish_fenced_status(status)
 
     async def report_gap(self, start: int, end: int, reason: str, symbols: list[str] | None = None) -> None:
         """Report an interval without data (ns), with its reason as the code: logged, counted, published, for

@@ -111,18 +111,23 @@ class PositionFollower:
         log.info("order_flow.subscriptions_changed", added=sorted(added), removed=sorted(removed), symbols=symbols)
 
     async def _owned(self, symbols: list[str]) -> list[str]:
-        """Of ``symbols``, those this ingest owns after settling its leases; one taken over from another ingest is
-        handed to the pipeline to bridge (:meth:`~services.ingest.pipeline.Pipeline.bridge_handovers`): a ``handover``
-        gap from its stream's last event, and the trades of that interval, before its first live frame."""
+        """Of ``symbols``, those this ingest owns after settling its leases (statuses Redis refused while the lease
+        was not held are published now for those); one taken over from another ingest, or taken again after this
+        one lost it, is handed to the pipeline to bridge (:meth:`~services.ingest.pipeline.Pipeline.bridge_handovers`):
+        a ``handover`` gap from its stream's last event (none left: from just before the first event refused), and
+        the trades of that interval, before its first live frame."""
         assert self.ownership is not None
-        for symbol in self.publisher.refused:  # an append refused: its lease is another ingest's now
+        refused, self.publisher.refused = self.publisher.refused, {}
+        for symbol in refused:  # an append refused: its lease is another ingest's now (or nobody's)
             self.ownership.lost(symbol)
-        self.publisher.refused.clear()
         owned = await self.ownership.settle(symbols)
+        await self.publisher.publish_held_statuses(owned)
         for symbol in owned:
-            if symbol in self.subscriptions.wanted_symbols or not self.ownership.took_over(symbol):
+            if not self.ownership.took_over(symbol):
                 continue
             last = await self._last_event_ns(symbol)
+            if last is None and symbol in refused:  # the stream is empty (a Redis restart): from the first refused
+                last = refused[symbol] - 1
             if last is not None and self.backfill is not None:
                 # bridged by the pipeline before it publishes any live frame of the symbol (which waits in the inbox)
                 self.backfill.handovers[symbol] = last

@@ -133,3 +133,36 @@ async def test_an_append_under_a_lease_another_ingest_holds_is_refused(redis_url
             [(stream, trade)], {stream: (bus.keys.lease("ingest", "IA"), mine)}
         )
         assert refused == {stream} and await bus.client.xlen(stream) == 1
+
+
+async def test_a_woken_ingest_says_nothing_of_the_symbols_it_lost(redis_url, key_prefix):
+    """A gap an ingest reports after a pause reaches only the symbols whose lease it still holds: on their market
+    streams (appended under the lease) and named on the status stream; a symbol another ingest took meanwhile
+    gets nothing from it, until this ingest holds it again."""
+    from services.ingest.publisher import StreamPublisher
+    from services.ingest.stats import IngestStats
+
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        leases = Leases(bus)
+        held = {symbol: await leases.acquire("ingest", symbol, "i1", ttl_ms=60_000) for symbol in ("IA", "IB")}
+        publisher = StreamPublisher(
+            bus,
+            IngestStats(),
+            symbols=lambda: ["IA", "IB"],
+            fence_of=lambda symbol: (bus.keys.lease("ingest", symbol), held[symbol]) if symbol in held else None,
+        )
+        await bus.client.set(bus.keys.lease("ingest", "IB"), "i2#99")  # IB's lease expired while i1 slept; i2 took it
+        await publisher.report_gap(1_000, 2_000, "socket_disconnect")
+        assert set(publisher.refused) == {"IB"}
+        gaps = [event for event in await market_stream_events(bus, "IA") if isinstance(event, FeedStatus)]
+        assert [(gap.state, gap.code) for gap in gaps] == [("gap", "socket_disconnect")]
+        assert await market_stream_events(bus, "IB") == []
+        statuses = await bus.read_range(bus.keys.status)
+        assert len(statuses) == 1 and b"IB" not in statuses[0].payload and b"IA" in statuses[0].payload
+        # the gap is held for IB: said once this ingest holds IB again (here its lease expired: Redis forgot it)
+        await bus.client.delete(bus.keys.lease("ingest", "IB"))
+        held["IB"] = await leases.acquire("ingest", "IB", "i1", ttl_ms=60_000)
+        await publisher.publish_held_statuses(["IA", "IB"])
+        gaps = [event for event in await market_stream_events(bus, "IB") if isinstance(event, FeedStatus)]
+        assert [(gap.code, gap.gap_start_ns, gap.gap_end_ns) for gap in gaps] == [("socket_disconnect", 1_000, 2_000)]
+        assert publisher.held_statuses == {}
