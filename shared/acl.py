@@ -7,7 +7,7 @@ Three users besides the administrator (``default``):
   its own kind's leases and its heartbeat among the ingests;
 - ``detector`` reads the market streams through its consumer group and writes alerts, exit recommendations
   (stream and channel), statuses, dead letters and its dedup keys, each output checked against its lease and
-  confirmed by a replica when its master has one (``INFO replication``, ``WAIT``); keeps its own kind's leases and
+  confirmed by a replica when its master has one (``ROLE``, ``WAIT``); keeps its own kind's leases and
   its heartbeat among the detectors; reads profiles and positions;
 - ``bot`` (the risk manager's client) reads exit recommendations through its group and the statuses, writes
   the positions and its own keys, and **cannot** add an exit recommendation to the stream or the channel —
@@ -31,12 +31,11 @@ ROLES = ("ingest", "detector", "bot")
 
 _CONNECTION = "+hello +auth +ping +client|setname +client|id +select"
 _SCRIPTS = "+evalsha +eval +script|load +script|exists"  # Lua runs each command it calls under the same rights
-_CLUSTER = "+info|cluster +cluster|slots +command +asking"
-"""What the bus asks a cluster: ``INFO cluster`` (is this a cluster?), and redis-py's cluster client: the slots'
-nodes (``CLUSTER SLOTS``), the command table for the keys of a command (``COMMAND``; its subcommands tell nothing
-more) and ``ASKING`` before a command it follows to a slot being migrated. A single server needs none of them.
-``+info|cluster`` (and the detector's ``+info|replication``) allow one INFO section, not the server's every detail:
-Redis 7 logs such a first-argument rule as deprecated at start, and still applies it."""
+_CLUSTER = "+cluster|info +cluster|slots +command +asking"
+"""What the bus asks a cluster: ``CLUSTER INFO`` (is this a cluster? a single server answers that cluster support is
+disabled), and redis-py's cluster client: the slots' nodes (``CLUSTER SLOTS``), the command table for the keys of a
+command (``COMMAND``; its subcommands tell nothing more) and ``ASKING`` before a command it follows to a slot being
+migrated. A single server needs none of them."""
 
 
 def _names(prefix: str, *names: str, access: str = "~") -> str:
@@ -66,7 +65,7 @@ def rules(role: str, prefix: str = "orderflow") -> str:
         outputs = _names(prefix, "alerts", "exits", "status", "published:*")
         return (
             f"{base} ~{market} +xreadgroup +xack +xgroup|create +xautoclaim +xclaim +xpending "
-            f"+xinfo|groups +xinfo|stream +xrange +xrevrange +time +info|replication +wait "
+            f"+xinfo|groups +xinfo|stream +xrange +xrevrange +time +role +wait "
             f"({_SCRIPTS} ~{market}:dead {outputs} {lease} &{prefix}:exit-signals +xadd +set +publish +get) "
             f"({_SCRIPTS} {lease} {_names(prefix, 'lease-tokens', 'members:detector')} +get +set +incr +pexpire "
             f"+del +zadd +zremrangebyscore +zrange +zrem) "

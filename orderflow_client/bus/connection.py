@@ -24,7 +24,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoPermissionError
+from redis.exceptions import NoPermissionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orderflow_client import logs, metrics
@@ -102,14 +102,19 @@ class _CountingRetry(Retry):
 
 
 async def _is_cluster(client: redis.Redis, description: str) -> bool:
-    """Whether the server behind ``client`` runs in cluster mode (``INFO cluster``: ``cluster_enabled:1``). A user
-    the ACL denies INFO is taken as a single server; BusUnavailableError when it does not answer."""
+    """Whether the server behind ``client`` runs in cluster mode: it answers ``CLUSTER INFO`` (a single server
+    replies that cluster support is disabled). A user the ACL denies it is taken as a single server;
+    BusUnavailableError when it does not answer."""
     try:
         async with RedisCalls(client, Keys(), description=description, stream_max_length=0).calling("ping"):
-            info = await client.info("cluster")
+            await client.execute_command("CLUSTER INFO")
     except NoPermissionError:
         return False
-    return bool(info.get("cluster_enabled"))
+    except ResponseError as error:
+        if "cluster support disabled" in str(error):
+            return False
+        raise
+    return True
 
 
 class Bus(StreamOperations, GroupOperations, DeadLetters, Channels):
@@ -136,7 +141,7 @@ class Bus(StreamOperations, GroupOperations, DeadLetters, Channels):
         """Connect to ``redis_url`` (redis://, rediss://, with user/password),
         or to the embedded server when it is ``None``; check with PING.
 
-        ``cluster``: whether ``redis_url`` names a node of a Redis Cluster; None asks the server (``INFO cluster``),
+        ``cluster``: whether ``redis_url`` names a node of a Redis Cluster; None asks the server (``CLUSTER INFO``),
         so one URL of any node is enough. On a cluster the client is redis-py's ``RedisCluster`` (it learns the
         slots and follows failovers) and the keys take the cluster layout (:class:`Keys`).
 

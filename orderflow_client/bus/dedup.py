@@ -6,7 +6,7 @@ One Lua call (:data:`~orderflow_client.bus.scripts.PUBLISH_ONCE_LUA`) does ``SET
 crash before the ack, a reclaim) never yields a second alert.
 
 Redis replicates asynchronously: an output written in the last moment before its master dies may never reach the
-replica promoted in its place. When the output's master has a replica (its ``INFO replication`` says so), the
+replica promoted in its place. When the output's master has a replica (its ``ROLE`` says so), the
 publish is followed, on the same connection, by ``WAIT 1`` (:data:`CONFIRM_MILLISECONDS` at most). An output not
 confirmed in time is kept (``order_flow.output_unconfirmed``) and published again by :meth:`PublishOnce.confirm`
 (each second, by the detector) until a replica has it: if its master died with it, the new master gets it
@@ -30,7 +30,7 @@ CONFIRM_MILLISECONDS = 50
 published again: the cost of a dead replica to each output's latency, never to its delivery."""
 
 REPLICAS_ASKED_SECONDS = 10.0
-"""How often a master is asked how many replicas it has (one ``INFO replication``): a replica added or lost is
+"""How often a master is asked how many replicas it has (one ``ROLE``): a replica added or lost is
 noticed within this, a failover at once (a new master is asked first)."""
 
 log = logs.get_logger(__name__)
@@ -136,7 +136,7 @@ class PublishOnce:
         return client.get_node_from_key(stream) if self.bus.keys.cluster else None
 
     async def _replicas(self, stream: str) -> int:
-        """How many replicas the master of ``stream`` has (``INFO replication``), asked again every
+        """How many replicas the master of ``stream`` has (``ROLE``), asked again every
         :data:`REPLICAS_ASKED_SECONDS` or when the master changes (0 embedded, or when the ACL user may not ask)."""
         if self.bus.embedded:
             return 0
@@ -148,14 +148,17 @@ class PublishOnce:
         client: Any = self.bus.client  # redis-py's single-server stubs have no target_nodes
         try:
             async with self.bus.calling("publish_once"):
-                info: Any = await (
-                    client.info("replication", target_nodes=node) if node is not None else client.info("replication")
+                role: Any = await (
+                    client.execute_command("ROLE", target_nodes=node)
+                    if node is not None
+                    else client.execute_command("ROLE")
                 )
         except NoPermissionError:
-            info = {}
-        if node is not None and node.name in info:  # a cluster client may key the reply by node
-            info = info[node.name]
-        count = int(info.get("connected_slaves", 0))
+            role = []
+        if node is not None and isinstance(role, dict):  # a cluster client may key the reply by node
+            role = role.get(node.name, [])
+        # ROLE of a master: [b"master", offset, [[host, port, offset], …]], one entry per connected replica
+        count = len(role[2]) if len(role) > 2 and role[0] in (b"master", "master") else 0
         self._replica_counts[master] = (count, time.monotonic())
         return count
 

@@ -151,7 +151,7 @@ async def test_every_service_works_under_its_own_user_and_only_the_detector_can_
             ("CONFIG", "GET", "*"),
             ("SET", "orderflow:lease:detector:LARGESELLERS", "ingest#1"),  # a detector's lease
             ("ZADD", "orderflow:members:detector", 1, "ingest"),
-            ("INFO", "server"),  # INFO cluster only
+            ("INFO", "server"),  # no INFO at all: CLUSTER INFO and ROLE are what the bus asks
         ],
         "detector": [
             ("HSET", "orderflow:positions", "X", "y"),
@@ -213,7 +213,7 @@ def _refusals(cluster: RedisCluster, *, forget: bool = False) -> list[str]:
 
 
 async def test_every_service_works_under_its_own_user_on_a_cluster(acl_cluster, tmp_path):
-    """The same users on a cluster: each bus sees the cluster (INFO cluster is allowed), ingest takes a lease and
+    """The same users on a cluster: each bus sees the cluster (CLUSTER INFO is allowed), ingest takes a lease and
     appends under it, the detector (with leases) publishes the alerts and the exit into the outputs' slot, the bot's
     client handles the exit; no node refused any of them anything on the way."""
     cluster, _passwords = acl_cluster
