@@ -284,3 +284,11 @@ def test_a_real_prometheus_scrapes_the_documented_metrics(redis_url, key_prefix,
         detector.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
         detector.wait(timeout=30)
+
+
+def test_env_example_puts_no_comment_after_a_value():
+    """docker-compose v1 keeps a comment written after a value as part of the value (a signing key of
+    ``# 16+ characters…``): every comment of .env.example stands on its own line."""
+    for number, line in enumerate((REPO / ".env.example").read_text().splitlines(), 1):
+        if line and not line.startswith("#"):
+            assert "#" not in line, f".env.example line {number}: {line!r}"
