@@ -38,12 +38,18 @@ from orderflow_client.bus.leases import Leases, holder_of
 
 KIND = "detector"  # the default kind; ingest's is "ingest"
 SAFETY = 0.75  # a lease counts as held locally for this share of its time since the last renewal
+JOIN_WATCH_SECONDS = 1.5  # how long a newcomer watches a recent heartbeat of its own name (others beat each second)
 log = logs.get_logger(__name__)
 
 
 def preferred(symbol: str, members: list[str]) -> str:
     """The member that should own ``symbol`` (rendezvous hashing), e.g. ``preferred("AAPL", ["a", "b"])``."""
     return max(members, key=lambda member: hashlib.blake2b(f"{symbol}\0{member}".encode(), digest_size=8).digest())
+
+
+class NameInUseError(RuntimeError):
+    """Another live process of the same kind heartbeats under this process's name: two of them would share its
+    leases (and a detector its pending entries). Start each with a name of its own."""
 
 
 class SymbolOwnership:
@@ -61,9 +67,12 @@ class SymbolOwnership:
         self.renewed: dict[str, float] = {}  # symbol → monotonic time of the last renewal or taking
         self.free_since: dict[str, float] = {}  # symbol → when this detector first saw its lease free
         self.members: list[str] = []
+        self.joined = False  # the name checked (:meth:`_join`): until then no heartbeat is sent
 
     async def settle(self, wanted: list[str]) -> list[str]:
         """The symbols of ``wanted`` this detector owns after this round (see the module docstring)."""
+        if not self.joined:
+            await self._join()
         self.members = await self.leases.heartbeat(self.kind, self.name, ttl_ms=self.ttl_ms)
         alive = self.members if self.name in self.members else [*self.members, self.name]
         wanted_set = set(wanted)
@@ -92,6 +101,8 @@ class SymbolOwnership:
     async def renew(self) -> None:
         """The heartbeat and every lease held renewed, nothing taken or given up: what :meth:`keep` does each
         second, apart from the refreshes (a long warm-up or backfill in a refresh must not let the leases lapse)."""
+        if not self.joined:  # the first refresh checks the name first
+            return
         self.members = await self.leases.heartbeat(self.kind, self.name, ttl_ms=self.ttl_ms)
         await self._renew_held()
 
@@ -115,6 +126,22 @@ class SymbolOwnership:
                 await self.renew()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every_seconds)
+
+    async def _join(self) -> None:
+        """Before the first heartbeat: a heartbeat of this name heard within the lease time is either a predecessor
+        that died (this is its restart: it adopts its leases) or another live process using the same name. Watched
+        for :data:`JOIN_WATCH_SECONDS`: if it beats again meanwhile, :class:`NameInUseError`."""
+        first = (await self.leases.members_seen(self.kind)).get(self.name)
+        if first is not None and first < self.ttl_ms / 1000:
+            started = time.monotonic()
+            await asyncio.sleep(JOIN_WATCH_SECONDS)
+            again = (await self.leases.members_seen(self.kind)).get(self.name)
+            if again is not None and again < first + (time.monotonic() - started) - JOIN_WATCH_SECONDS / 2:
+                raise NameInUseError(
+                    f"another {self.kind} is running under the name {self.name!r} (its heartbeat is {again:.1f} s "
+                    "old): give each process a name of its own"
+                )
+        self.joined = True
 
     async def _take(self, symbol: str, now: float) -> None:
         value = await self.leases.acquire(self.kind, symbol, self.name, ttl_ms=self.ttl_ms)
@@ -161,7 +188,10 @@ class SymbolOwnership:
         return False
 
     async def leave(self) -> None:
-        """A clean stop: every lease released and this detector out of the members, so others take over at once."""
+        """A clean stop: every lease released and this detector out of the members, so others take over at once
+        (nothing, if it never joined: the name may be another live process's)."""
+        if not self.joined:
+            return
         for symbol in list(self.held):
             await self._release(symbol, "stopping")
         await self.leases.leave(self.kind, self.name)

@@ -163,8 +163,10 @@ def run_or_exit(main: Coroutine[Any, Any, Result]) -> Result:
 
 def run_ingest_or_exit(config: OrderFlowConfig, run: Callable[[], Coroutine[Any, Any, None]], log: Any) -> None:
     """Live ingest's run, either source: metrics served, the collector tuned, ``run()`` until it ends; Redis away →
-    exit 3; the vendor refused the key → one line, ``order_flow.feed_auth_failed``, exit 5."""
+    exit 3; the vendor refused the key → one line, ``order_flow.feed_auth_failed``, exit 5; another ingest runs
+    under this one's name → exit 6."""
     from services.ingest.live_feed import FeedAuthError
+    from shared.ownership import NameInUseError
 
     serve_metrics_or_exit(config)
     collect_garbage_less_often()
@@ -174,6 +176,9 @@ def run_ingest_or_exit(config: OrderFlowConfig, run: Callable[[], Coroutine[Any,
         log.error("order_flow.feed_auth_failed", code=error.code, reason=str(error))
         stderr.print(f"[bold red]authentication failed:[/] {error}")
         raise typer.Exit(code=5) from None
+    except NameInUseError as error:
+        stderr.print(f"[bold red]name in use:[/] {error} (--name)")
+        raise typer.Exit(code=6) from None
 
 
 def stop_on_signals() -> asyncio.Event:

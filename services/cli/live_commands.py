@@ -35,6 +35,7 @@ from services.cli.common import (
     stop_on_signals,
 )
 from services.cli.options import ConfigFileOption, DateOption, FilesArgument, FormatOption, SymbolOption
+from shared.ownership import NameInUseError
 
 
 def replay(
@@ -288,6 +289,9 @@ def detect(
     except ConsumerGroupMissingError as error:
         stderr.print(f"[bold red]consumer group deleted under the detector:[/] {error}")
         raise typer.Exit(code=4) from None
+    except NameInUseError as error:
+        stderr.print(f"[bold red]name in use:[/] {error} (--consumer)")
+        raise typer.Exit(code=6) from None
 
 
 def risk_manager(

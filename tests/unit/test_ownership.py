@@ -62,3 +62,31 @@ async def test_a_publish_under_a_lease_that_is_another_holders_is_refused():
     assert await once.publish("x2", bus.keys.alerts, "alert", b"2", remember_seconds=60, fence=fence) == FENCED
     assert await bus.client.xlen(bus.keys.alerts) == 1 and not await bus.client.exists(bus.keys.published("x2"))
     await bus.close()
+
+
+async def test_a_second_live_process_under_the_same_name_is_refused_and_a_restart_is_not():
+    """Two processes under one name would share its leases: the newcomer watches the name's heartbeat before its
+    own first one, and is refused when the name beats meanwhile; a predecessor that died (silent) is a restart: the
+    newcomer joins after the watch and adopts its leases. A refused newcomer's stop leaves the other's membership."""
+    import asyncio
+
+    import pytest
+
+    from shared import ownership as ownership_module
+
+    bus = await Bus.connect(None, prefix=f"name-{uuid.uuid4().hex[:8]}")
+    alive = SymbolOwnership(bus, "d1", 5.0)
+    assert await alive.settle(["AAPL"]) == ["AAPL"]
+    stop = asyncio.Event()
+    beating = asyncio.ensure_future(alive.keep(stop, every_seconds=0.3))
+    newcomer = SymbolOwnership(bus, "d1", 5.0)
+    with pytest.raises(ownership_module.NameInUseError, match="'d1'"):
+        await newcomer.settle(["AAPL"])
+    await newcomer.leave()  # refused: it never joined, so it takes nothing away from the live "d1"
+    assert "d1" in await Leases(bus).members_seen("detector")
+    stop.set()
+    await beating  # "d1" dies without a word (no leave): its heartbeat goes silent
+    restarted = SymbolOwnership(bus, "d1", 5.0)
+    assert await restarted.settle(["AAPL"]) == ["AAPL"]  # after the watch: a restart, adopting its own lease
+    assert restarted.fence("AAPL") == alive.fence("AAPL")
+    await bus.close()
