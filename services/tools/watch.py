@@ -24,6 +24,7 @@ from orderflow_client.bus.leases import Leases, holder_of
 from orderflow_client.bus.streams import as_text
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.positions import PositionRegistry
+from orderflow_client.pressure import pressure_colour
 from orderflow_client.prices import format_price
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns, ns_to_new_york
 from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode
@@ -91,14 +92,7 @@ class WatchState:
         view = self.view(symbol)
         while view.alerts and now - view.alerts[0][0] > self.window_ns:
             view.alerts.popleft()
-        if view.last_exit is not None or any(alert.alert_type == "red_burst" for _, alert in view.alerts):
-            return "red"
-        sellers = sum(alert.alert_type == "large_seller" for _, alert in view.alerts)
-        if sellers >= 2:
-            return "dark_orange"
-        if sellers == 1:
-            return "yellow"
-        return "green"
+        return pressure_colour((alert for _, alert in view.alerts), view.last_exit is not None)
 
 
 def render(state: WatchState, held: list[str], now: int) -> Group:
