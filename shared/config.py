@@ -63,6 +63,7 @@ SECRET_FIELDS = frozenset(
         "redis_ingest_password",
         "redis_detector_password",
         "redis_bot_password",
+        "dashboard_token",
     }
 )
 
@@ -94,11 +95,15 @@ SETTING_GROUPS: dict[str, str] = {
     "stale_warning_seconds": "Data integrity",
     "consumer_group": "Detector service",
     "log_dir": "Logs and metrics",
+    "dashboard_host": "Web dashboard",
     "signing_key": "Signing exit recommendations",
     "redis_password": "Redis users (compose)",
 }
 """The settings in groups, keyed by each group's first field: a group runs, in the model's field order, up to the
 next group's first field (the sections of the class below and of ``docs/configuration.md``)."""
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+"""Addresses of this machine only: the dashboard listens there without an access token."""
 
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("orderflow_config_file", default=None)
 
@@ -393,6 +398,22 @@ class OrderFlowConfig(BaseSettings):
         "scraper elsewhere (another container) must reach it.",
     )
 
+    # --- web dashboard (``orderflow dashboard``) ---------------------------------
+    dashboard_host: str = Field(
+        "127.0.0.1",
+        pattern=r"^[0-9A-Za-z.:\-]+$",
+        description="Address the web dashboard listens on: this machine only by default; any other address "
+        "requires ORDER_FLOW_DASHBOARD_TOKEN.",
+    )
+    dashboard_port: int = Field(8765, ge=0, le=65535, description="Port of the web dashboard (0: a free port).")
+    dashboard_token: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="Access token (16+ characters) of the web dashboard, required when it listens beyond this "
+        "machine: open it with ?token=… once (then kept in a cookie) or send Authorization: Bearer. Secret: never "
+        "logged; set it in the environment.",
+    )
+
     # --- signing exit recommendations -------------------------------------------
     signing_key: SecretStr | None = Field(
         None,
@@ -444,6 +465,7 @@ class OrderFlowConfig(BaseSettings):
         "redis_ingest_password",
         "redis_detector_password",
         "redis_bot_password",
+        "dashboard_token",
         mode="before",
     )
     @classmethod
@@ -494,6 +516,11 @@ class OrderFlowConfig(BaseSettings):
                 f"stale_failure_seconds ({self.stale_failure_seconds}) must be >= "
                 f"stale_warning_seconds ({self.stale_warning_seconds})"
             )
+        if self.dashboard_host not in LOOPBACK_HOSTS and self.dashboard_token is None:
+            raise ValueError(
+                f"dashboard_host {self.dashboard_host} is beyond this machine: set ORDER_FLOW_DASHBOARD_TOKEN "
+                "(16+ characters), or listen on 127.0.0.1"
+            )
         return self
 
     @classmethod
@@ -521,6 +548,7 @@ class OrderFlowConfig(BaseSettings):
             self.redis_ingest_password,
             self.redis_detector_password,
             self.redis_bot_password,
+            self.dashboard_token,
         ):
             if secret is not None:
                 secrets.append(secret.get_secret_value())

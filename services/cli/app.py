@@ -3,7 +3,7 @@
 Every command validates the configuration first and exits with status 2 and
 one clear message when it is invalid, before touching Redis or the network.
 The commands live by group (:mod:`.config_commands`, :mod:`.offline_commands`, :mod:`.live_commands`,
-:mod:`.positions_commands`, :mod:`.demo_command`); this module only names them, in the order ``--help`` lists them.
+:mod:`.positions_commands`, :mod:`.demo_command`, :mod:`.dashboard_command`); this module only names them, in the order ``--help`` lists them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import typer
 from services.cli import (
     cluster_commands,
     config_commands,
+    dashboard_command,
     databento_commands,
     dbn_commands,
     demo_command,
@@ -55,6 +56,7 @@ app.command("simulate-databento")(databento_commands.simulate_databento)
 app.command("convert-lobster")(dbn_commands.convert_lobster)
 app.command("risk-manager")(live_commands.risk_manager)
 app.command()(live_commands.watch)
+app.command()(dashboard_command.dashboard)
 
 
 def main() -> None:

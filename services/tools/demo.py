@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -80,8 +81,13 @@ async def run_demo(
     speed: float = 120.0,
     seed: int = 7,
     console: Console | None = None,
+    alongside: Callable[[Bus, list[str], str], Awaitable[Callable[[bool], Awaitable[None]]]] | None = None,
 ) -> DemoResult:
-    """Play the scenarios and detect; returns what was seen, per symbol."""
+    """Play the scenarios and detect; returns what was seen, per symbol.
+
+    ``alongside(bus, symbols, consumer_group)``, when given, starts something on the demo's bus before the scenarios
+    play (the web dashboard) and returns its ending: awaited with True after the summary (it may wait, e.g. for
+    Ctrl-C, before the bus closes), with False at once when the demo fails."""
     console = console or Console()
     chosen = scenarios or list(SCENARIOS)
     redis_url = config.redis_url.get_secret_value() if config.redis_url else None
@@ -129,6 +135,8 @@ async def run_demo(
             )
 
     service = DetectorService(detector_config, bus, symbols=symbols, consumer="demo", on_output=show)
+    ending = await alongside(bus, symbols, group) if alongside is not None else None
+    finished = False
     stop = asyncio.Event()
     started = time.perf_counter()
     detector = asyncio.ensure_future(service.run(stop))
@@ -147,15 +155,24 @@ async def run_demo(
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.2)
+        finished = True
     finally:
         stop.set()
         await detector
         for symbol in symbols:
             stream = bus.keys.market(symbol)
             await bus.destroy_group(stream, group)
-        await bus.close()
+        if ending is not None and not finished:
+            await ending(False)
+        if ending is None or not finished:
+            await bus.close()
     result.seconds = time.perf_counter() - started
     _print_summary(console, chosen, result)
+    if ending is not None:
+        try:
+            await ending(True)
+        finally:
+            await bus.close()
     return result
 
 

@@ -2,7 +2,8 @@
 modules stay small.
 
 Dependencies run: the CLI (``services/cli``) → the services (``services/ingest``, ``services/detector``) and the
-tools (``services/offline``, ``services/tools``) → ``shared`` → ``orderflow_client``. Ingest and the detector never
+tools (``services/offline``, ``services/tools``), the dashboard (``services/dashboard``: beside the tools, using
+the watch's colour rule) → ``shared`` → ``orderflow_client``. Ingest and the detector never
 import each other; a bot's package imports nothing of the rest.
 """
 
@@ -33,6 +34,7 @@ ALLOWED = {
         "shared",
         "orderflow_client",
     ),
+    "services.dashboard": ("services.dashboard", "services.tools", "shared", "orderflow_client"),
     "services.cli": ("services", "shared", "orderflow_client"),
     "services": ("services",),  # services/__init__.py: a docstring
 }

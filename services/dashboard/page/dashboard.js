@@ -1,0 +1,298 @@
+// orderflow dashboard: starts from /api/snapshot, then follows /events (server-sent events). Read-only.
+// Times: New York, labelled ET; UTC on hover (title). Charts: Lightweight Charts v5 served by orderflow itself.
+'use strict';
+
+(function () {
+  const LWC = window.LightweightCharts;
+  const NY = {timeZone: 'America/New_York', hour12: false};
+  const LOG_WINDOW_MS = 30 * 60 * 1000;
+  const COLOURS = {green: '#26a69a', yellow: '#fdd835', orange: '#ff9800', red: '#ef5350', blue: '#42a5f5'};
+  const charts = {};      // symbol → {chart, price, sell, ratio, markers, lastPrice, lastBar, times}
+  const cards = {};       // symbol → card element
+  const logItems = [];    // newest first: {el, symbol, severity, time}
+  let sequence = null;
+  let source = null;
+  let lastSummary = null;
+  window.orderflowDashboard = {received: [], outputs: 0, markets: 0, resets: 0, cspViolations: []};
+  const stats = window.orderflowDashboard;
+  document.addEventListener('securitypolicyviolation', ev => stats.cspViolations.push(ev.violatedDirective));
+
+  const $ = id => document.getElementById(id);
+  const nyTime = ms => new Date(ms).toLocaleTimeString('en-US', NY) + ' ET';
+  const nyClock = seconds => new Date(seconds * 1000).toLocaleTimeString('en-US', NY);
+  const utc = ms => new Date(ms).toISOString();
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+  function timeEl(ms) {
+    const node = el('time', '', ms ? nyTime(ms) : '–');
+    if (ms) { node.title = utc(ms) + ' (UTC)'; node.dateTime = utc(ms); }
+    return node;
+  }
+  function setText(id, text, cls) {
+    const node = $(id);
+    node.textContent = text;
+    if (cls !== undefined) node.className = 'value ' + cls;
+  }
+  const ms = value => value === null || value === undefined ? '–' : (value < 10 ? value.toFixed(1) : Math.round(value)) + ' ms';
+
+  // --- token: kept by the server in a cookie; dropped from the address bar ----------------------------------------
+  if (new URLSearchParams(location.search).has('token')) history.replaceState(null, '', location.pathname);
+
+  // --- header ------------------------------------------------------------------------------------------------------
+  function renderSummary(summary) {
+    lastSummary = summary;
+    if (summary.clock) { $('clock').textContent = nyTime(summary.clock); $('clock').title = utc(summary.clock) + ' (UTC)'; }
+    setText('alerts-5m', summary.alerts_5m);
+    const largest = summary.largest_seller;
+    $('largest-seller').textContent = largest ? `${largest.symbol} ${largest.shares.toLocaleString('en-US')} @ ${largest.price}` : '–';
+    if (largest) $('largest-seller').title = nyTime(largest.time) + ' · ' + utc(largest.time) + ' (UTC)';
+    const health = summary.health;
+    const sources = Object.entries(health.sources);
+    const down = sources.filter(([, s]) => !s.connected);
+    const feed = health.redis !== 'ok' ? 'Redis unreachable'
+      : sources.length === 0 ? 'no status yet'
+      : down.length ? 'disconnected: ' + down.map(([name, s]) => `${name} (${s.code})`).join(', ')
+      : 'connected: ' + sources.map(([name]) => name).join(', ');
+    setText('feed', feed, health.redis !== 'ok' || down.length ? 'bad' : sources.length ? 'good' : '');
+    renderAge(summary);
+    setText('lag', health.lag === null ? '–' : health.lag.toLocaleString('en-US') + ' entries', health.lag > 1000 ? 'bad' : '');
+    setText('latency', `${ms(health.latency_p50_ms)} / ${ms(health.latency_p99_ms)}`);
+    setText('delay', `${ms(health.delay_p50_ms)} / ${ms(health.delay_p99_ms)}`);
+    const banner = $('banner');
+    banner.hidden = health.redis === 'ok';
+    if (!banner.hidden) banner.textContent = 'Redis unreachable since ' + nyTime(health.redis_since) + ': nothing shown is current';
+    const seen = new Set();
+    for (const card of summary.cards) { renderCard(card); seen.add(card.symbol); }
+    for (const symbol of Object.keys(cards)) if (!seen.has(symbol)) { cards[symbol].remove(); delete cards[symbol]; removeChart(symbol); }
+    refreshSymbolFilter();
+  }
+  function renderAge(summary) {
+    const health = summary.health;
+    if (!health.last_frame) { setText('last-frame', 'no data yet', 'bad'); return; }
+    const age = Math.max(0, (Date.now() - health.last_frame) / 1000);
+    setText('last-frame', age < 60 ? age.toFixed(1) + ' s ago' : Math.round(age / 60) + ' min ago', age > 30 ? 'bad' : 'good');
+    $('last-frame').title = nyTime(health.last_frame) + ' · ' + utc(health.last_frame) + ' (UTC)';
+  }
+  setInterval(() => { if (lastSummary) renderAge(lastSummary); }, 1000);
+
+  // --- cards ---------------------------------------------------------------------------------------------------------
+  function renderCard(card) {
+    let node = cards[card.symbol];
+    if (!node) {
+      node = el('article', 'card');
+      node.dataset.symbol = card.symbol;
+      node.append(el('div', 'card-head'), el('dl', 'facts'), el('div', 'chart'),
+        el('div', 'chart-legend', 'price (line) · sell share (bars) · volume vs normal (bars); ▼ alert, ● exit'), el('table', 'book'));
+      const ordered = Object.keys(cards).concat(card.symbol).sort();
+      const after = ordered[ordered.indexOf(card.symbol) + 1];
+      $('cards').insertBefore(node, after ? cards[after] : null);
+      cards[card.symbol] = node;
+      makeChart(card.symbol, node.querySelector('.chart'));
+    }
+    node.className = 'card colour-' + card.colour;
+    node.dataset.colour = card.colour;
+    node.dataset.state = card.monitoring.state;
+    const head = el('div', 'card-head');
+    head.append(el('span', 'symbol', card.symbol), el('span', 'price', card.price ? '$' + card.price : 'no trade yet'));
+    if (card.pnl) {
+      const sign = card.pnl.dollars >= 0 ? '+' : '';
+      head.append(el('span', 'pnl ' + (card.pnl.dollars >= 0 ? 'up' : 'down'),
+        `P&L ${sign}${card.pnl.dollars.toLocaleString('en-US', {minimumFractionDigits: 2, maximumFractionDigits: 2})} (${sign}${card.pnl.percent.toFixed(2)}%)`));
+    }
+    const state = el('span', 'state state-' + card.monitoring.state, card.monitoring.state);
+    if (card.monitoring.since) state.title = 'since ' + nyTime(card.monitoring.since) + ' · ' + utc(card.monitoring.since) + ' (UTC)';
+    head.append(state);
+    node.querySelector('.card-head').replaceWith(head);
+    const facts = el('dl', 'facts');
+    const fact = (name, value, cls) => { facts.append(el('dt', '', name)); const dd = el('dd', cls || ''); if (value instanceof Node) dd.append(value); else dd.textContent = value; facts.append(dd); return dd; };
+    if (card.monitoring.reason) fact('reason', card.monitoring.reason, 'reason');
+    fact('position', card.position ? `${card.position.quantity.toLocaleString('en-US')} @ ${card.position.entry}` + (card.position.stop ? `, stop ${card.position.stop}` : '') : 'none (shown by name)');
+    fact('alert window', `${card.large_sellers} large seller${card.large_sellers === 1 ? '' : 's'}, ${card.red_bursts} red burst${card.red_bursts === 1 ? '' : 's'}`, 'window').dataset.sellers = card.large_sellers;
+    if (card.last_exit) {
+      const text = el('span', 'exit');
+      text.append(timeEl(card.last_exit.time), document.createTextNode(' ' + card.last_exit.trigger));
+      text.title = card.last_exit.reasoning;
+      fact('last exit', text, 'last-exit');
+      const bots = Object.entries(card.last_exit.bots);
+      fact('bot', bots.length ? bots.map(([name, mark]) => `${name}: ${mark}`).join('; ') : 'not known yet', 'bot');
+    } else {
+      fact('last exit', 'none', 'last-exit');
+    }
+    if (card.detector !== null) fact('detector', card.detector || 'NOBODY', card.detector ? 'detector' : 'detector bad');
+    if (card.lag !== null && card.lag !== undefined) fact('lag', card.lag.toLocaleString('en-US') + ' entries', 'lag');
+    node.querySelector('.facts').replaceWith(facts);
+  }
+
+  // --- charts --------------------------------------------------------------------------------------------------------
+  function makeChart(symbol, container) {
+    const chart = LWC.createChart(container, {
+      autoSize: true,
+      layout: {background: {color: '#181c22'}, textColor: '#c8d0d8', panes: {separatorColor: '#2a3038'}},
+      grid: {vertLines: {color: '#22272e'}, horzLines: {color: '#22272e'}},
+      localization: {timeFormatter: t => nyClock(t) + ' ET'},
+      timeScale: {timeVisible: true, secondsVisible: false, rightOffset: 6, tickMarkFormatter: t => nyClock(t).slice(0, 5)},
+      rightPriceScale: {borderColor: '#2a3038'},
+    });
+    const price = chart.addSeries(LWC.LineSeries, {color: COLOURS.blue, lineWidth: 2, priceLineVisible: false});
+    const sell = chart.addSeries(LWC.HistogramSeries, {color: COLOURS.red, priceFormat: {type: 'percent'}, title: 'sell %'}, 1);
+    const ratio = chart.addSeries(LWC.HistogramSeries, {color: COLOURS.blue, title: 'vol × normal'}, 2);
+    const panes = chart.panes();
+    if (panes[1]) panes[1].setHeight(60);
+    if (panes[2]) panes[2].setHeight(60);
+    const markers = LWC.createSeriesMarkers(price, []);
+    charts[symbol] = {chart, price, sell, ratio, markers, marks: [], lastPrice: 0, lastBar: 0, times: []};
+  }
+  function removeChart(symbol) { if (charts[symbol]) { charts[symbol].chart.remove(); delete charts[symbol]; } }
+  function barPoints(bar) {
+    return [
+      bar.sell_share === null ? {time: bar.time} : {time: bar.time, value: bar.sell_share * 100, color: bar.sell_share >= 0.6 ? COLOURS.red : '#5c6773'},
+      bar.volume_ratio === null ? {time: bar.time} : {time: bar.time, value: bar.volume_ratio, color: bar.volume_ratio >= 3 ? COLOURS.orange : '#3d6f9e'},
+    ];
+  }
+  function setChart(symbol, data) {
+    const c = charts[symbol];
+    if (!c) return;
+    c.price.setData(data.prices.map(([time, value]) => ({time, value})));
+    c.times = data.prices.map(([time]) => time);
+    c.lastPrice = c.times.length ? c.times[c.times.length - 1] : 0;
+    c.sell.setData(data.bars.map(bar => barPoints(bar)[0]));
+    c.ratio.setData(data.bars.map(bar => barPoints(bar)[1]));
+    c.lastBar = data.bars.length ? data.bars[data.bars.length - 1].time : 0;
+    renderBook(symbol, data.book);
+    c.chart.timeScale().fitContent();
+  }
+  function updateChart(symbol, change) {
+    const c = charts[symbol];
+    if (!c) return;
+    for (const [time, value] of change.prices) {
+      if (time < c.lastPrice) continue;  // already in the snapshot
+      c.price.update({time, value});
+      if (time > c.lastPrice) c.times.push(time);
+      c.lastPrice = time;
+    }
+    for (const bar of change.bars) {
+      if (bar.time < c.lastBar) continue;
+      const [sell, ratio] = barPoints(bar);
+      c.sell.update(sell); c.ratio.update(ratio);
+      c.lastBar = bar.time;
+    }
+    if (change.book) renderBook(symbol, change.book);
+    placeMarkers(symbol);
+  }
+  function renderBook(symbol, book) {
+    const table = cards[symbol] && cards[symbol].querySelector('.book');
+    if (!table) return;
+    table.replaceChildren();
+    if (!book) return;
+    const head = el('tr');
+    head.append(el('th', '', `book ${book.venue || ''}`.trim()), el('th', '', 'ask'), el('th', '', 'size'), el('th', '', 'bid'), el('th', '', 'size'));
+    table.append(head);
+    const rows = Math.max(book.asks.length, book.bids.length);
+    for (let i = 0; i < rows; i++) {
+      const row = el('tr');
+      const ask = book.asks[i] || ['', ''], bid = book.bids[i] || ['', ''];
+      row.append(el('td', '', i === 0 ? nyTime(book.time) : ''), el('td', 'ask', ask[0]), el('td', '', ask[1] === '' ? '' : ask[1].toLocaleString('en-US')),
+        el('td', 'bid', bid[0]), el('td', '', bid[1] === '' ? '' : bid[1].toLocaleString('en-US')));
+      table.append(row);
+    }
+  }
+  function marker(item) {
+    const exit = item.kind === 'exit';
+    return {second: Math.floor(item.time / 1000), position: exit ? 'belowBar' : 'aboveBar', color: COLOURS[item.colour] || COLOURS.yellow,
+      shape: exit ? 'circle' : 'arrowDown', text: exit ? 'exit' : item.kind === 'red_burst' ? 'burst' : 'seller'};
+  }
+  function placeMarkers(symbol) {
+    // a marker sits on a price point: the last one at or before its time
+    const c = charts[symbol];
+    if (!c || !c.times.length) return;
+    const placed = [];
+    for (const m of c.marks) {
+      let lo = 0, hi = c.times.length - 1, at = -1;
+      while (lo <= hi) { const mid = (lo + hi) >> 1; if (c.times[mid] <= m.second) { at = mid; lo = mid + 1; } else hi = mid - 1; }
+      if (at < 0) continue;
+      placed.push({time: c.times[at], position: m.position, color: m.color, shape: m.shape, text: m.text});
+    }
+    placed.sort((a, b) => a.time - b.time);
+    c.markers.setMarkers(placed);
+  }
+
+  // --- alert log -----------------------------------------------------------------------------------------------------
+  function addOutput(item, live) {
+    if (document.querySelector(`#log li[data-id="${CSS.escape(item.id)}"]`)) return;
+    const li = el('li', 'log-' + item.colour);
+    li.dataset.id = item.id; li.dataset.symbol = item.symbol; li.dataset.severity = item.severity; li.dataset.kind = item.kind;
+    li.dataset.time = item.time;
+    li.append(timeEl(item.time), el('span', 'sym', item.symbol), el('span', 'sev', item.severity + ' '), el('span', 'what', item.what));
+    const log = $('log');
+    const at = logItems.findIndex(other => other.time <= item.time);
+    const entry = {el: li, symbol: item.symbol, severity: item.severity, time: item.time};
+    if (at < 0) { log.append(li); logItems.push(entry); } else { log.insertBefore(li, logItems[at].el); logItems.splice(at, 0, entry); }
+    const c = charts[item.symbol];
+    if (c) { c.marks.push(marker(item)); placeMarkers(item.symbol); }
+    applyFilter(entry);
+    if (live && item.entry_ms) stats.received.push({kind: item.kind, id: item.id, latency_ms: Date.now() - item.entry_ms});
+  }
+  function trimLog(clock) {
+    while (logItems.length && clock - logItems[logItems.length - 1].time > LOG_WINDOW_MS) logItems.pop().el.remove();
+    countLog();
+  }
+  function applyFilter(entry) {
+    const symbol = $('filter-symbol').value, severity = $('filter-severity').value;
+    entry.el.classList.toggle('hidden', (symbol && entry.symbol !== symbol) || (severity && entry.severity !== severity));
+  }
+  function countLog() {
+    const shown = logItems.filter(entry => !entry.el.classList.contains('hidden')).length;
+    $('log-count').textContent = `${shown} shown of ${logItems.length}`;
+  }
+  function refreshSymbolFilter() {
+    const select = $('filter-symbol');
+    const have = new Set([...select.options].map(o => o.value));
+    const want = [...new Set(Object.keys(cards).concat(logItems.map(e => e.symbol)))].sort();
+    for (const symbol of want) if (!have.has(symbol)) select.append(new Option(symbol, symbol));
+  }
+  for (const id of ['filter-symbol', 'filter-severity']) $(id).addEventListener('change', () => { logItems.forEach(applyFilter); countLog(); });
+
+  // --- data ----------------------------------------------------------------------------------------------------------
+  async function start() {
+    if (source) { source.close(); source = null; }
+    $('connection').dataset.state = 'connecting'; $('connection').textContent = 'loading…';
+    let snapshot;
+    try {
+      const response = await fetch('api/snapshot', {cache: 'no-store', credentials: 'same-origin'});
+      if (!response.ok) throw new Error(response.status + ' ' + response.statusText);
+      snapshot = await response.json();
+    } catch (error) {
+      $('connection').dataset.state = 'lost'; $('connection').textContent = 'dashboard unreachable (' + error.message + '), retrying';
+      setTimeout(start, 2000);
+      return;
+    }
+    for (const entry of logItems.splice(0)) entry.el.remove();
+    for (const c of Object.values(charts)) c.marks = [];
+    renderSummary(snapshot.summary);
+    for (const [symbol, data] of Object.entries(snapshot.charts)) setChart(symbol, data);
+    for (const item of snapshot.log) addOutput(item, false);
+    if (snapshot.summary.clock) trimLog(snapshot.summary.clock);
+    refreshSymbolFilter();
+    countLog();
+    sequence = snapshot.sequence;
+    follow();
+  }
+  function follow() {
+    source = new EventSource('events?after=' + encodeURIComponent(sequence));
+    source.onopen = () => { $('connection').dataset.state = 'live'; $('connection').textContent = 'live'; };
+    source.onerror = () => { $('connection').dataset.state = 'lost'; $('connection').textContent = 'reconnecting…'; };
+    source.addEventListener('summary', ev => { renderSummary(JSON.parse(ev.data)); if (lastSummary.clock) trimLog(lastSummary.clock); });
+    source.addEventListener('output', ev => { stats.outputs++; addOutput(JSON.parse(ev.data), true); refreshSymbolFilter(); countLog(); });
+    source.addEventListener('market', ev => {
+      stats.markets++;
+      for (const [symbol, change] of Object.entries(JSON.parse(ev.data))) updateChart(symbol, change);
+    });
+    source.addEventListener('reset', () => { stats.resets++; start(); });
+  }
+  $('library-version').textContent = 'v' + LWC.version();
+  start();
+})();

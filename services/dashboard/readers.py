@@ -1,0 +1,232 @@
+"""The dashboard's readers of the bus, one task each, feeding :class:`~services.dashboard.state.DashboardState`
+and the :class:`~services.dashboard.hub.Hub` (never a Redis connection per open page):
+
+- the **outputs** reader follows the alerts, exits and status streams (one XREAD for the three), and sends each
+  alert and exit recommendation to the pages as it comes, with the updated header and cards;
+- the **market** reader follows the shown symbols' market streams (one XREAD for all), and sends the charts'
+  changes four times a second at most;
+- the **slow** poller asks once a second for what changes slowly: the open positions, the detectors' leases, the
+  detector group's lag, the bots' handled marks on the last exit recommendations; then the header and cards.
+
+Each reader polls its streams with a non-blocking XREAD every ``POLL_SECONDS`` (the bus has no blocking read outside
+a consumer group, and a group of the dashboard's own would leave marks in Redis): an event reaches the pages in
+about half of that on average. While Redis does not answer, the header says since when, and the readers catch up
+when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from orderflow_client import logs
+from orderflow_client.bus.calls import OUTAGE_ERRORS
+from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.leases import Leases, holder_of
+from orderflow_client.bus.marks import HandledMarks
+from orderflow_client.bus.streams import BusEntry, as_text, stream_id
+from orderflow_client.errors import ConsumerGroupMissingError, WireDecodeError
+from orderflow_client.positions import PositionRegistry
+from orderflow_client.timestamps import now_ns
+from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode, unbatched
+from services.dashboard.hub import Hub
+from services.dashboard.state import LOG_WINDOW_NS, DashboardState
+from services.dashboard.views import market_changes, output_view, summary_view
+
+log = logs.get_logger(__name__)
+
+POLL_SECONDS = 0.05
+MARKET_FLUSH_SECONDS = 0.25
+SLOW_SECONDS = 1.0
+READ_COUNT = 1000
+OUTPUT_HISTORY = 5000  # entries of each output stream read at start (the last 30 minutes of them)
+MARKET_HISTORY = 2000  # entries of each market stream read when its symbol first shows (up to 64 events each)
+HANDLED_MARKS = {b"done": "handled", b"parked": "gave up (parked)"}
+
+
+class Readers:
+    """The readers of one dashboard; :meth:`run` until ``stop``."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        state: DashboardState,
+        hub: Hub,
+        *,
+        consumer_group: str,
+        bot_names: tuple[str, ...] = ("bot",),
+        detector_lease_seconds: float = 5.0,
+        clock: Callable[[], int] = now_ns,
+    ) -> None:
+        self.bus = bus
+        self.state = state
+        self.hub = hub
+        self.consumer_group = consumer_group
+        self.bot_names = bot_names
+        self.detector_lease_seconds = detector_lease_seconds
+        self.clock = clock
+        self.output_ids: dict[str, str] = {}
+        self.market_ids: dict[str, str] = {}  # market stream → last entry id read
+        self.leases = Leases(bus)
+        self.positions = PositionRegistry(bus)
+        self.settled: set[str] = set()  # exit ids every bot has a final mark on
+
+    async def start(self) -> None:
+        """Read the recent history (the last 30 minutes of outputs) and the positions before serving the page."""
+        await self._poll_slow()
+        await self._seed_outputs()
+        await self._follow_markets()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tasks = [
+            asyncio.ensure_future(self._loop(stop, self._follow_outputs, POLL_SECONDS)),
+            asyncio.ensure_future(self._loop(stop, self._follow_markets, POLL_SECONDS)),
+            asyncio.ensure_future(self._loop(stop, self._flush_markets, MARKET_FLUSH_SECONDS)),
+            asyncio.ensure_future(self._loop(stop, self._poll_slow, SLOW_SECONDS)),
+        ]
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _loop(self, stop: asyncio.Event, step: Callable[[], object], seconds: float) -> None:
+        while not stop.is_set():
+            try:
+                busy = await step()  # type: ignore[misc]
+                if self.state.unreachable_since_ns:
+                    self.state.unreachable_since_ns = 0
+                    self.hub.publish("summary", summary_view(self.state, self.clock()))
+            except OUTAGE_ERRORS:
+                if not self.state.unreachable_since_ns:
+                    self.state.unreachable_since_ns = self.clock()
+                    self.hub.publish("summary", summary_view(self.state, self.clock()))
+                busy = False
+                await asyncio.sleep(1.0)
+            except Exception as error:  # the page stays up; the log says what failed
+                log.error(
+                    "order_flow.dashboard_read_failed", step=step.__name__, error=f"{type(error).__name__}: {error}"
+                )
+                busy = False
+                await asyncio.sleep(1.0)
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+    # --- the output streams ---------------------------------------------------------------------------------------
+    async def _seed_outputs(self) -> None:
+        keys = self.bus.keys
+        history: list[BusEntry] = []
+        for stream in (keys.alerts, keys.exits, keys.status):
+            rows = await self.bus.read_range_reverse(stream, count=OUTPUT_HISTORY)
+            self.output_ids[stream] = as_text(rows[0].entry_id) if rows else "0-0"
+            history.extend(rows)
+        messages = [message for message in (self._decode(entry) for entry in history) if message is not None]
+        messages.sort(key=lambda message: getattr(message, "ts_event", 0))
+        newest = max((getattr(message, "ts_event", 0) for message in messages), default=0)
+        for message in messages:
+            if newest - getattr(message, "ts_event", 0) <= LOG_WINDOW_NS or isinstance(message, FeedStatus):
+                self.state.apply_output(message)
+
+    async def _follow_outputs(self) -> bool:
+        entries = await self.bus.read_after(self.output_ids, count=READ_COUNT)
+        for entry in entries:
+            self.output_ids[entry.stream] = as_text(entry.entry_id)
+            message = self._decode(entry)
+            if message is None:
+                continue
+            self.state.apply_output(message)
+            if isinstance(message, OrderFlowAlert | ExitRecommendation):
+                self.hub.publish("output", output_view(message, self.state, stream_id(as_text(entry.entry_id))[0]))
+        if entries:
+            self.hub.publish("summary", summary_view(self.state, self.clock()))
+        return len(entries) >= READ_COUNT
+
+    def _decode(self, entry: BusEntry) -> object | None:
+        try:
+            return decode(entry.payload)
+        except WireDecodeError:
+            self.state.skipped += 1
+            return None
+
+    # --- the market streams ---------------------------------------------------------------------------------------
+    async def _follow_markets(self) -> bool:
+        keys = self.bus.keys
+        for symbol in self.state.symbols():
+            stream = keys.market(symbol)
+            if stream not in self.market_ids:
+                await self._seed_market(stream)
+        if not self.market_ids:
+            return False
+        entries = await self.bus.read_after(self.market_ids, count=READ_COUNT)
+        seen = self.clock()
+        for entry in entries:
+            self.market_ids[entry.stream] = as_text(entry.entry_id)
+            message = self._decode(entry)
+            if message is not None:
+                for event in unbatched(message):  # type: ignore[arg-type]
+                    self.state.apply_market(event, seen)
+        return len(entries) >= READ_COUNT
+
+    async def _seed_market(self, stream: str) -> None:
+        rows = await self.bus.read_range_reverse(stream, count=MARKET_HISTORY)
+        self.market_ids[stream] = as_text(rows[0].entry_id) if rows else "0-0"
+        for entry in reversed(rows):
+            message = self._decode(entry)
+            if message is not None:
+                for event in unbatched(message):  # type: ignore[arg-type]
+                    self.state.apply_market(event, 0)
+
+    async def _flush_markets(self) -> bool:
+        changes = market_changes(self.state)
+        if changes:
+            self.hub.publish("market", changes)
+        return False
+
+    # --- what changes slowly ----------------------------------------------------------------------------------------
+    async def _poll_slow(self) -> bool:
+        self.state.set_positions(await self.positions.list())
+        symbols = self.state.symbols()
+        alive = await self.leases.members_seen("detector")
+        self.state.detectors_alive = sum(age <= self.detector_lease_seconds for age in alive.values())
+        if self.state.detectors_alive:
+            holders = await self.leases.holders("detector", symbols)
+            self.state.detectors = {symbol: holder_of(value) for symbol, value in holders.items()}
+        await self._poll_lags()
+        await self._poll_handled()
+        self.hub.publish("summary", summary_view(self.state, self.clock()))
+        return False
+
+    async def _poll_lags(self) -> None:
+        keys = self.bus.keys
+        streams = [
+            keys.market(symbol)
+            for symbol in self.state.symbols()
+            if self.market_ids.get(keys.market(symbol), "0-0") != "0-0"
+        ]
+        try:
+            positions = await self.bus.group_positions(streams, self.consumer_group) if streams else {}
+        except ConsumerGroupMissingError:  # one stream without the group yet: ask them one by one
+            positions = {}
+            for stream in streams:
+                with contextlib.suppress(ConsumerGroupMissingError):
+                    positions.update(await self.bus.group_positions([stream], self.consumer_group))
+        self.state.lags = {keys.symbol_of(stream): position.lag for stream, position in positions.items()}
+
+    async def _poll_handled(self) -> None:
+        for recommendation in self.state.last_exits.values():
+            if recommendation.id in self.settled:
+                continue
+            marks = self.state.handled.setdefault(recommendation.id, {})
+            for bot in self.bot_names:
+                value = await HandledMarks(self.bus, bot).holder(recommendation.id)
+                if value is None:
+                    marks[bot] = "not handled yet"
+                else:
+                    marks[bot] = HANDLED_MARKS.get(value, "working on it")
+            if all(mark in HANDLED_MARKS.values() for mark in marks.values()):
+                self.settled.add(recommendation.id)

@@ -1,0 +1,236 @@
+"""What the dashboard shows, folded from bus messages (pure: no I/O; the readers feed it, :mod:`.views` renders it).
+
+- **cards**: one per open position (and per symbol asked for by name, e.g. the demo's): the monitoring state
+  (``live`` / ``calibrating`` / ``halted`` / ``gap``, with the reason, from the status stream), the alerts in the
+  alert window and the card's colour (the rule of ``orderflow watch``: yellow one large seller, orange several, red a
+  red burst or an exit recommendation), the last exit recommendation and what each bot made of it (its handled mark),
+  P&L from the latest trade against the entry price, the detector holding the symbol's lease;
+- **the alert log** of the last 30 minutes (alerts and exit recommendations), the alerts of the last 5 minutes, the
+  largest seller of the day (New York);
+- **feed health**: each source connected or not, the last frame's age, the detector's consumer lag, the alerts'
+  end-to-end latency (``latency_ms``: ingest's publish to the detector's output) p50/p99, and how late market events
+  reach the dashboard — so "no alerts" is never mistaken for "no data".
+
+Time windows run on the **market clock**: the latest ``ts_event`` seen (live it is the wall clock; a replay keeps
+its own day). Frame ages and delays are on the wall clock (``ts_recv`` is stamped when ingest publishes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from orderflow_client.positions import Position
+from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, NEW_YORK
+from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert
+from services.dashboard.market import SymbolMarket
+from services.tools.watch import WatchState
+
+LOG_WINDOW_NS = 30 * 60 * NANOSECONDS_PER_SECOND
+RECENT_NS = 5 * 60 * NANOSECONDS_PER_SECOND
+GAP_SHOWN_NS = 60 * NANOSECONDS_PER_SECOND  # a gap stays on the card this long (market time) once data flows again
+DELAY_SAMPLES = 2000
+
+MONITORING_STATES = {
+    "connected": "live",
+    "monitoring_resumed": "live",
+    "trading_resumed": "live",
+    "calibrated": "live",
+    "calibrating": "calibrating",
+    "monitoring_halted": "halted",
+    "trading_halted": "halted",
+    "gap": "gap",
+    "disconnected": "gap",
+    "watchdog_silence": "gap",
+    "auth_failed": "gap",
+}
+"""A status's state → the card's monitoring state (others, e.g. ``dead_letter``, leave it as it is)."""
+CONNECTION_STATES = {"connected": True, "disconnected": False, "watchdog_silence": False, "auth_failed": False}
+"""Statuses that say whether a source's feed is connected."""
+
+
+@dataclass
+class Monitoring:
+    state: str = "live"
+    reason: str = ""
+    since_ns: int = 0  # ts_event of the status that set it (0: none seen)
+
+
+@dataclass
+class SourceHealth:
+    connected: bool
+    since_ns: int
+    code: str = ""
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """The nearest-rank percentile (``fraction`` 0.5: the median); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def reason_of(status: FeedStatus) -> str:
+    """What a card says about a status: its code and detail (``trading halted`` for a halt without either)."""
+    text = ": ".join(part for part in (status.code, status.detail) if part)
+    return text[:160] or status.state.replace("_", " ")
+
+
+@dataclass
+class DashboardState:
+    alert_window_ns: int = 120 * NANOSECONDS_PER_SECOND
+    extra_symbols: tuple[str, ...] = ()  # shown with or without a position (the demo's symbols)
+    positions: dict[str, Position] = field(default_factory=dict)
+    markets: dict[str, SymbolMarket] = field(default_factory=dict)
+    monitoring: dict[str, Monitoring] = field(default_factory=dict)
+    colours: WatchState = field(default_factory=WatchState)  # the watch's colour rule, on market time
+    log: deque[OrderFlowAlert | ExitRecommendation] = field(default_factory=deque)
+    last_exits: dict[str, ExitRecommendation] = field(default_factory=dict)
+    handled: dict[str, dict[str, str]] = field(default_factory=dict)  # exit id → bot name → its mark
+    largest_seller: OrderFlowAlert | None = None
+    sources: dict[str, SourceHealth] = field(default_factory=dict)
+    lags: dict[str, int | None] = field(default_factory=dict)  # symbol → the detector group's undelivered entries
+    detectors: dict[str, str] = field(default_factory=dict)  # symbol → the detector holding its lease ("": none)
+    detectors_alive: int = 0
+    delays_ms: deque[float] = field(default_factory=lambda: deque(maxlen=DELAY_SAMPLES))  # ts_recv → dashboard
+    clock_ns: int = 0  # the market clock: the latest ts_event seen
+    unreachable_since_ns: int = 0  # wall ns Redis stopped answering (0: it answers)
+    skipped: int = 0  # entries that are not orderflow messages
+
+    def __post_init__(self) -> None:
+        self.colours.window_ns = self.alert_window_ns
+
+    # --- the symbols shown ------------------------------------------------------------------------------------
+    def symbols(self) -> list[str]:
+        """The cards: the open positions and the symbols asked for, sorted."""
+        return sorted(set(self.positions) | set(self.extra_symbols))
+
+    def market(self, symbol: str) -> SymbolMarket:
+        if symbol not in self.markets:
+            self.markets[symbol] = SymbolMarket(symbol)
+        return self.markets[symbol]
+
+    def set_positions(self, positions: list[Position]) -> None:
+        self.positions = {position.symbol: position for position in positions}
+
+    # --- folding messages -------------------------------------------------------------------------------------
+    def apply_market(self, event: object, seen_ns: int) -> None:
+        """A market event of a symbol's stream (statuses there are ignored: the status stream has them too)."""
+        symbol = getattr(event, "symbol", None)
+        if symbol is None or isinstance(event, FeedStatus):
+            return
+        self.market(symbol).add(event)
+        self.clock_ns = max(self.clock_ns, getattr(event, "ts_event", 0))
+        ts_recv = getattr(event, "ts_recv", 0)
+        if ts_recv and seen_ns:  # 0: read from the history at start, not live
+            self.delays_ms.append(max(0.0, (seen_ns - ts_recv) / 1e6))
+
+    def apply_output(self, message: object) -> None:
+        """An alert, exit recommendation or status from the output streams."""
+        if isinstance(message, OrderFlowAlert):
+            self._alert(message)
+        elif isinstance(message, ExitRecommendation):
+            self.clock_ns = max(self.clock_ns, message.ts_event)
+            self.colours.apply(message, message.ts_event)
+            self.log.append(message)
+            self.last_exits[message.symbol] = message
+        elif isinstance(message, FeedStatus):
+            self._status(message)
+        self._trim()
+
+    def _alert(self, alert: OrderFlowAlert) -> None:
+        self.clock_ns = max(self.clock_ns, alert.ts_event)
+        self.colours.apply(alert, alert.ts_event)
+        self.log.append(alert)
+        if alert.alert_type == "large_seller":
+            best = self.largest_seller
+            day, best_day = _new_york_day(alert.ts_event), _new_york_day(best.ts_event) if best else ""
+            if best is None or day > best_day or (day == best_day and alert.order_size > best.order_size):
+                self.largest_seller = alert
+
+    def _status(self, status: FeedStatus) -> None:
+        self.clock_ns = max(self.clock_ns, status.ts_event)
+        connected = CONNECTION_STATES.get(status.state)
+        if connected is not None:
+            self.sources[status.source] = SourceHealth(connected, status.ts_event, status.code)
+        state = MONITORING_STATES.get(status.state)
+        if state is None:
+            return
+        symbols = status.symbols or tuple(self.symbols())  # none named: every symbol of the source
+        for symbol in symbols:
+            self.monitoring[symbol] = Monitoring(state, "" if state == "live" else reason_of(status), status.ts_event)
+
+    def _trim(self) -> None:
+        while self.log and self.clock_ns - self.log[0].ts_event > LOG_WINDOW_NS:
+            self.log.popleft()
+
+    # --- what the cards and the header say --------------------------------------------------------------------
+    def monitoring_of(self, symbol: str) -> Monitoring:
+        """The symbol's monitoring state now: a gap (or lost feed) turns back to live once data has flowed for
+        ``GAP_SHOWN_NS`` after it (market time)."""
+        current = self.monitoring.get(symbol, Monitoring())
+        if current.state == "gap":
+            market = self.markets.get(symbol)
+            flowing = market is not None and market.last_event_ns > current.since_ns
+            if flowing and self.clock_ns - current.since_ns > GAP_SHOWN_NS:
+                return Monitoring("live", "", current.since_ns)
+        return current
+
+    def colour(self, symbol: str) -> str:
+        """``green``, ``yellow``, ``dark_orange`` or ``red`` (the watch's rule) on the market clock."""
+        return self.colours.colour(symbol, self.clock_ns)
+
+    def window_alerts(self, symbol: str) -> list[OrderFlowAlert]:
+        """The symbol's alerts inside the alert window (after :meth:`colour` has dropped the older ones)."""
+        self.colour(symbol)
+        return [alert for _seen, alert in self.colours.view(symbol).alerts]
+
+    def pnl(self, symbol: str) -> tuple[float, float] | None:
+        """Unrealised P&L of the position at the latest trade: (dollars, percent of the entry); None without a
+        position, an entry price or a trade."""
+        position = self.positions.get(symbol)
+        market = self.markets.get(symbol)
+        if position is None or not position.entry_price or market is None or not market.last_price:
+            return None
+        per_share = market.last_price - position.entry_price
+        return per_share * position.quantity / 1e9, 100.0 * per_share / position.entry_price
+
+    def largest_seller_today(self) -> OrderFlowAlert | None:
+        """The largest seller of the market clock's day (New York)."""
+        best = self.largest_seller
+        if best is None or _new_york_day(best.ts_event) != _new_york_day(self.clock_ns):
+            return None
+        return best
+
+    def recent_alerts(self) -> int:
+        """Alerts (not exit recommendations) of the last 5 minutes of market time."""
+        return sum(isinstance(item, OrderFlowAlert) and self.clock_ns - item.ts_event <= RECENT_NS for item in self.log)
+
+    def latency_ms(self) -> tuple[float | None, float | None]:
+        """p50 and p99 of the logged outputs' ``latency_ms`` (ingest's publish → the detector's output)."""
+        values = [item.latency_ms for item in self.log if item.latency_ms > 0]
+        return percentile(values, 0.5), percentile(values, 0.99)
+
+    def delay_ms(self) -> tuple[float | None, float | None]:
+        """p50 and p99 of how late market events reached the dashboard (ingest's publish → read here)."""
+        values = list(self.delays_ms)
+        return percentile(values, 0.5), percentile(values, 0.99)
+
+    def last_frame_ns(self) -> int:
+        """When ingest published the latest market event of any shown symbol (wall ns; 0: none seen)."""
+        return max(
+            (self.markets[symbol].last_recv_ns for symbol in self.symbols() if symbol in self.markets), default=0
+        )
+
+    def total_lag(self) -> int | None:
+        """The detector group's undelivered entries over the shown symbols (None: unknown for all)."""
+        known = [lag for symbol, lag in self.lags.items() if lag is not None and symbol in self.symbols()]
+        return sum(known) if known else None
+
+
+def _new_york_day(ts_ns: int) -> str:
+    return datetime.fromtimestamp(ts_ns / NANOSECONDS_PER_SECOND, tz=NEW_YORK).date().isoformat()
