@@ -1,16 +1,35 @@
-"""``orderflow backtest`` on real days, and its HTML report opened in a real browser (headless chromium)."""
+"""``orderflow backtest`` on real days, and its HTML report opened in a real browser (headless chromium): one
+self-contained file whose charts are drawn by the inlined Lightweight Charts library, with nothing fetched."""
 
 from __future__ import annotations
 
 import json
-import subprocess
+import re
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import pytest
+from aiohttp import web
+
+from shared.charts import lightweight_charts_script, lightweight_charts_version
+from tests.support.browser import assert_nothing_left_the_machine, open_browser
 from tests.support.cli import orderflow_environment, run_orderflow
-from tests.support.paths import REPO, program, shared_data
+from tests.support.paths import shared_data
+
+SESSIONS = ["AIG 2013-10-07", "AIG 2013-10-08", "AMZN 2012-06-21"]
+CHARTS = """JSON.stringify(window.reportCharts.map(c => ({
+  name: c.name, points: c.points.length, drawn: c.series.data().length, markers: c.markers.map(m => [m.kind, m.id]),
+  drawnMarkers: c.markersApi ? c.markersApi.markers().length : 0,
+  canvases: document.querySelector(`.chart[data-chart="${c.name}"]`).querySelectorAll('canvas').length})))"""
+
+HOVER_POINT = """JSON.stringify((r => [r.x + r.width / 3, r.y + r.height / 2])(
+  document.querySelector('.chart').getBoundingClientRect()))"""
 
 
-def test_the_backtest_report_opens_in_a_real_browser_with_its_charts_drawn(tmp_path):
-    chromium = program("chromium")
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``orderflow backtest`` over three real sessions (LOBSTER AMZN, AlgoSeek AIG two days): its output folder."""
     files = [
         shared_data("lobster", "LOBSTER_SampleFile_AMZN_2012-06-21_1.zip"),
         shared_data("algoseek", "aig", "20131007_trade.zip"),
@@ -18,33 +37,113 @@ def test_the_backtest_report_opens_in_a_real_browser_with_its_charts_drawn(tmp_p
         shared_data("algoseek", "aig", "20131008_trade.zip"),
         shared_data("algoseek", "aig", "20131008_quote.zip"),
     ]
-    out = tmp_path / "report"
+    out = tmp_path_factory.mktemp("backtest") / "report"
     environment = orderflow_environment(ORDER_FLOW_METRICS_PORT="0")
     done = run_orderflow("backtest", *map(str, files), "--out", str(out), env=environment, timeout=600)
     assert done.returncode == 0, done.stderr
-    document = json.loads((out / "report.json").read_text())
-    assert document["sessions"] == ["AIG 2013-10-07", "AIG 2013-10-08", "AMZN 2012-06-21"]
-    assert document["versus_chance"]["base_samples"]["300"] > 2000 and "signals versus chance" in done.stdout
-    page = (out / "report.html").read_text()
-    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page  # self-contained
-    browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files"]
-    dom = subprocess.run(
-        [*browser, "--dump-dom", (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120
-    ).stdout
-    embedded = json.loads(page.split('<script type="application/json" id="report-data">')[1].split("</script>")[0])
-    distributions = len([kind for kind in embedded["distributions"] if kind != "base"])
-    assert len(embedded["sessions"]) == 3 and distributions >= 2
-    # every chart drawn by the page's own script: each session, each signal kind's distribution, the lift and
-    # the per-day chart
-    assert f'data-charts-drawn="{3 + distributions + 2}"' in dom
-    assert dom.count('class="mark-exit"') + dom.count('class="mark-alert"') >= 1 and dom.count('class="bar"') > 10
-    artifacts = REPO / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
-    shot = artifacts / "backtest-report.png"
-    subprocess.run(
-        [*browser, "--window-size=1280,3000", f"--screenshot={shot}", (out / "report.html").as_uri()],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    assert shot.stat().st_size > 50_000  # a drawn page, not a blank one (kept as the test's artifact)
+    assert "signals versus chance" in done.stdout
+    return out
+
+
+@pytest.fixture
+async def served(report: Path) -> AsyncIterator[str]:
+    """The report's folder served over http on 127.0.0.1 (a plain static server): the page's address."""
+    application = web.Application()
+    application.router.add_static("/", report)
+    runner = web.AppRunner(application)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/report.html"
+    finally:
+        await runner.cleanup()
+
+
+def embedded_data(page: str) -> dict:
+    return json.loads(page.split('<script type="application/json" id="report-data">')[1].split("</script>")[0])
+
+
+def test_the_report_is_one_file_carrying_the_chart_library_and_the_sessions_marks(report):
+    document = json.loads((report / "report.json").read_text())
+    assert document["sessions"] == SESSIONS
+    assert document["versus_chance"]["base_samples"]["300"] > 2000
+    page = (report / "report.html").read_text()
+    library = lightweight_charts_script().read_text(encoding="utf-8")
+    # the library is inlined whole, the installed one (its licence header names the version)
+    assert f"<script>{library}</script>" in page
+    assert f"TradingView Lightweight Charts™ v{lightweight_charts_version()}" in page
+    # nothing is loaded from elsewhere: no script, stylesheet or image by address, and a policy forbidding fetches
+    assert not re.search(r"<script[^>]*\ssrc\s*=", page, re.IGNORECASE)
+    assert not re.search(r"<(link|img|iframe)\b", page, re.IGNORECASE)
+    assert "Content-Security-Policy\" content=\"default-src 'none'" in page
+    # the only addresses in the page are in the library's text (its licence's and its attribution link's)
+    assert "://" not in page.replace(library, "")
+    # the embedded data: every session with its mid and its signals, placed after that day's 09:30 ET open
+    embedded = embedded_data(page)
+    assert [f"{s['symbol']} {s['day']}" for s in embedded["sessions"]] == SESSIONS
+    opens = {"AIG 2013-10-07": 1381152600, "AIG 2013-10-08": 1381239000, "AMZN 2012-06-21": 1340285400}
+    for session in embedded["sessions"]:
+        key = f"{session['symbol']} {session['day']}"
+        assert session["open"] == opens[key] and len(session["points"]) > 300
+        assert all(0 <= mark["second"] < 6.5 * 3600 for mark in session["marks"])
+        kinds = Counter("exits" if mark["kind"] == "exit" else "alerts" for mark in session["marks"])
+        counted = document["per_day"].get(key, {"alerts": 0, "exits": 0})  # every session, not only the regular
+        assert kinds["alerts"] <= counted["alerts"] and kinds["exits"] <= counted["exits"]
+    marks = [mark for session in embedded["sessions"] for mark in session["marks"]]
+    assert len({mark["id"] for mark in marks}) == len(marks)
+    assert {mark["kind"] for mark in marks} >= {"exit", "large_seller/tape"}
+    assert Counter(mark["kind"] == "exit" for mark in marks)[True] == 2  # AIG 2013-10-08 and AMZN each one exit
+
+
+async def test_the_report_draws_its_charts_in_a_real_browser_with_nothing_fetched(report, served, tmp_path):
+    embedded = embedded_data((report / "report.html").read_text())
+    kinds = [kind for kind in embedded["distributions"] if kind != "base"]
+    lifts = [kind for kind, by_horizon in embedded["versus"].items() if any(r["signals"] for r in by_horizon.values())]
+    assert len(kinds) >= 2 and len(lifts) >= 2
+    async with open_browser(width=1280, height=3600) as browser:
+        page = await browser.open(served)
+        drawn = await page.wait_for("document.body.dataset.chartsDrawn", timeout=20, what="the page's charts")
+        assert page.errors == []
+        assert await page.evaluate("LightweightCharts.version()") == lightweight_charts_version()
+        assert await page.evaluate("document.body.dataset.chartLibrary") == lightweight_charts_version()
+        charts = json.loads(await page.evaluate(CHARTS))
+        names = [chart["name"] for chart in charts]
+        assert names == [
+            *(f"session {key}" for key in SESSIONS),
+            *(f"distribution {kind}" for kind in kinds),
+            *(f"lift {kind}" for kind in lifts),
+            "per day",
+        ]
+        assert int(drawn) == len(charts)
+        # each chart is the library's: canvases in its container, its series holding every point given
+        assert all(chart["canvases"] >= 2 for chart in charts), charts
+        assert all(chart["drawn"] == chart["points"] > 0 for chart in charts), charts
+        # each session's markers: one per alert or exit of the embedded data, all on the chart
+        for chart, session in zip(charts, embedded["sessions"], strict=False):
+            expected = sorted([mark["kind"], mark["id"]] for mark in session["marks"])
+            assert sorted(chart["markers"]) == expected and chart["drawnMarkers"] == len(expected)
+        marks = sum(len(session["marks"]) for session in embedded["sessions"])
+        assert sum(chart["drawnMarkers"] for chart in charts) == marks > 0
+        # times on the axis are New York time, labelled: a session's first point reads 09:3x ET
+        first = await page.evaluate(
+            "new Date(window.reportCharts[0].points[0].time * 1000).toLocaleTimeString('en-US', "
+            "{timeZone: 'America/New_York', hourCycle: 'h23', hour: '2-digit', minute: '2-digit'})"
+        )
+        assert first.startswith("09:3")
+        await page.wait_for("document.querySelector('.chart canvas').width > 0", what="a chart laid out")
+        # hovering the first session's chart shows the time in ET, and that text's own hover title the same in UTC
+        x, y = json.loads(await page.evaluate(HOVER_POINT))
+        await page.send("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+        legend = await page.wait_for(
+            "(e => e.title && [e.textContent, e.title])(document.querySelector('.chart-legend'))", what="the hover"
+        )
+        shown = re.fullmatch(r"(\d\d):(\d\d):(\d\d) ET · mid \d+\.\d\d.*", legend[0])
+        in_utc = re.fullmatch(r"2013-10-07 (\d\d):(\d\d):(\d\d) UTC", legend[1])
+        assert shown and in_utc, legend
+        assert int(in_utc[1]) - int(shown[1]) == 4 and shown.groups()[1:] == in_utc.groups()[1:]  # EDT = UTC-4
+        shot = await page.screenshot(tmp_path / "backtest-report.png")
+        assert shot.stat().st_size > 50_000  # a drawn page, not a blank one (kept in the test's tmp path)
+        assert page.requests == [served]
+        assert_nothing_left_the_machine(browser, page)

@@ -75,6 +75,11 @@ def chart_data(found: Collected, max_points: int = 400) -> list[SessionChart]:
     return sessions
 
 
+def session_opens(found: Collected) -> dict[str, int]:
+    """Each session's regular open (Unix seconds), keyed ``"SYMBOL DAY"``: the charts' points are seconds after it."""
+    return {f"{symbol} {day}": tape.open_ns // NANOSECONDS_PER_SECOND for (symbol, day), tape in found.tapes.items()}
+
+
 def forward_distributions(found: Collected, settings: BacktestSettings, horizon: int) -> dict[str, list[float]]:
     """Forward returns (bps) at ``horizon`` of each signal kind and of the base (``"base"``), for the histograms."""
     series: dict[str, list[float]] = defaultdict(list)
@@ -106,7 +111,9 @@ def write_report(
     (out / "report.json").write_text(json.dumps(msgspec.to_builtins(findings), indent=2) + "\n")
     horizon = chart_horizon(settings)
     (out / "report.html").write_text(
-        render_page(findings, chart_data(found), forward_distributions(found, settings, horizon), horizon)
+        render_page(
+            findings, chart_data(found), forward_distributions(found, settings, horizon), horizon, session_opens(found)
+        )
     )
     return findings
 

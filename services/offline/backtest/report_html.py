@@ -1,11 +1,12 @@
 """The backtest's ``report.html``: one self-contained page a trader can read.
 
-No network, no external script: the findings are embedded as JSON and a
-small inline script draws the charts as SVG when the page opens (each chart
-marks itself ``data-drawn="1"`` once drawn, which the browser test checks).
-Tables are rendered here, so the numbers read even with scripts off. Times
-are New York exchange time, labelled. The script and the page template are kept as served, long lines and all
-(``noqa: E501`` on those two strings): wrapping them would change the page's bytes.
+No network: the findings are embedded as JSON, and the page's charts are drawn when it opens by TradingView's
+Lightweight Charts v5 — the dashboard's library, located through :func:`shared.charts.lightweight_charts_script` and
+inlined, so the page stays one file that works offline (a Content-Security-Policy meta tag forbids any fetch). The
+charts' data is exposed as ``window.reportCharts`` (``[{name, points, markers}]``), which the browser test checks.
+Tables are rendered here, so the numbers read even with scripts off. Times are New York exchange time, labelled ET;
+hovering a time shown as text gives it in UTC. The page's script and template are kept as served, long lines and all
+(``noqa: E501`` on those strings): wrapping them would change the page's bytes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import msgspec
 
 from services.offline.backtest.models import BacktestReport, Interval, SessionChart
+from shared.charts import lightweight_charts_script, lightweight_charts_version
 
 KIND_NAMES = {
     "exit": "exit recommendation",
@@ -23,95 +25,163 @@ KIND_NAMES = {
     "large_seller/book": "large seller (book)",
     "red_burst": "red burst",
 }
+KIND_COLOURS = {
+    "exit": "#c0142a",
+    "large_seller/tape": "#e07b00",
+    "large_seller/book": "#8a5cc7",
+    "red_burst": "#d4267e",
+    "base": "#7d8a99",
+}
+# nothing may be fetched: inline scripts and styles only, images only as data: URIs
+CONTENT_POLICY = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
 
 _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d2733;max-width:1200px}
 h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ccd}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccd;padding:3px 8px;text-align:right}
 th{background:#eef}td:first-child,th:first-child{text-align:left}.note{color:#556;max-width:900px}
-.good{color:#0a6b2a}.bad{color:#a01818}svg.chart{background:#fafbff;border:1px solid #dde;margin:6px 6px 6px 0}
-.grid{display:flex;flex-wrap:wrap}.legend span{margin-right:14px}
+.good{color:#0a6b2a}.bad{color:#a01818}.grid{display:flex;flex-wrap:wrap}.legend span{margin-right:14px}
+.chart-box{margin:6px 10px 10px 0}.chart-title{font-weight:bold;font-size:13px}
+.chart{border:1px solid #dde;position:relative}.chart-legend{font-size:12px;color:#445;min-height:17px}
 """
 
 _SCRIPT = r"""
 const data = JSON.parse(document.getElementById('report-data').textContent);
-const NS = 'http://www.w3.org/2000/svg';
-function el(tag, attrs, parent, text){const e=document.createElementNS(NS,tag);for(const k in attrs)e.setAttribute(k,attrs[k]);if(text!==undefined)e.textContent=text;if(parent)parent.appendChild(e);return e;}
-function chart(container, w, h, name){const s=el('svg',{class:'chart',width:w,height:h,viewBox:`0 0 ${w} ${h}`,'data-chart':name},null);container.appendChild(s);return s;}
-function scale(d0,d1,r0,r1){return v=>r0+(v-d0)*(r1-r0)/((d1-d0)||1);}
-function hhmm(seconds){const m=Math.floor(570+seconds/60);return String(Math.floor(m/60)).padStart(2,'0')+':'+String(m%60).padStart(2,'0');}
-const COLOURS={exit:'#c0142a','large_seller/tape':'#e07b00','large_seller/book':'#8a5cc7',red_burst:'#d4267e',base:'#7d8a99'};
-// 1. each session's mid with its signals
-const sessions=document.getElementById('sessions');
-for(const s of data.sessions){
-  const w=560,h=220,svg=chart(sessions,w,h,'session '+s.symbol+' '+s.day);
-  if(!s.points.length){continue;}
-  const xs=s.points.map(p=>p[0]),ys=s.points.map(p=>p[1]);
-  const x=scale(0,23400,44,w-10),y=scale(Math.min(...ys),Math.max(...ys),h-28,22);
-  el('text',{x:44,y:15,'font-size':13,'font-weight':'bold'},svg,`${s.symbol} ${s.day} — mid, New York time`);
-  el('path',{d:s.points.map((p,i)=>(i?'L':'M')+x(p[0]).toFixed(1)+' '+y(p[1]).toFixed(1)).join(''),fill:'none',stroke:'#2b4c7e','stroke-width':1.2},svg);
-  for(const t of [0,7200,14400,21600]){el('text',{x:x(t),y:h-10,'font-size':10,'text-anchor':'middle'},svg,hhmm(t)+' ET');}
-  el('text',{x:40,y:y(Math.max(...ys))+4,'font-size':10,'text-anchor':'end'},svg,Math.max(...ys).toFixed(2));
-  el('text',{x:40,y:y(Math.min(...ys)),'font-size':10,'text-anchor':'end'},svg,Math.min(...ys).toFixed(2));
-  for(const m of s.marks){
-    let near=s.points.reduce((a,p)=>Math.abs(p[0]-m.second)<Math.abs(a[0]-m.second)?p:a,s.points[0]);
-    const cx=x(m.second),cy=y(near[1]);
-    if(m.kind==='exit'){el('circle',{cx,cy,r:5,fill:'none',stroke:COLOURS.exit,'stroke-width':2,class:'mark-exit'},svg);}
-    else{el('path',{d:`M${cx-4} ${cy-9}L${cx+4} ${cy-9}L${cx} ${cy-2}Z`,fill:COLOURS[m.kind]||'#444',class:'mark-alert'},svg);}
+const LWC = LightweightCharts, COLOURS = data.colours, charts = [];
+window.reportCharts = charts;
+const ET = {timeZone: 'America/New_York', hourCycle: 'h23', hour: '2-digit', minute: '2-digit'};
+function et(t, seconds){return new Date(t * 1000).toLocaleTimeString('en-US', seconds ? {...ET, second: '2-digit'} : ET);}
+function utc(t){return new Date(t * 1000).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';}
+function horizon(s){return s < 60 ? s + ' s' : (s / 60) + ' min';}
+function percent(v){return v.toFixed(1) + ' %';}
+function box(parent, name, title, width, height){
+  const outer = document.createElement('div'); outer.className = 'chart-box';
+  const head = document.createElement('div'); head.className = 'chart-title'; head.textContent = title;
+  const holder = document.createElement('div'); holder.className = 'chart'; holder.dataset.chart = name;
+  holder.style.width = width + 'px'; holder.style.height = height + 'px';
+  const legend = document.createElement('div'); legend.className = 'chart-legend'; legend.style.maxWidth = width + 'px';
+  outer.append(head, holder, legend); parent.appendChild(outer);
+  return {holder, legend};
+}
+function look(width, height, more){
+  return {width, height, layout: {background: {type: 'solid', color: '#fafbff'}, textColor: '#1d2733', fontSize: 11},
+    grid: {vertLines: {color: '#eef0f6'}, horzLines: {color: '#eef0f6'}}, ...more};
+}
+function nearest(points, t){  // the time of the point nearest t (points sorted by time): markers sit on the line
+  let lo = 0, hi = points.length - 1;
+  while (lo < hi){const mid = (lo + hi) >> 1; if (points[mid].time < t) lo = mid + 1; else hi = mid;}
+  return lo > 0 && t - points[lo - 1].time <= points[lo].time - t ? points[lo - 1].time : points[lo].time;
+}
+// 1. each session's mid with its alerts (arrows) and exits (circles), on a New York time axis
+const sessions = document.getElementById('sessions');
+for (const s of data.sessions){
+  const name = 'session ' + s.symbol + ' ' + s.day;
+  const {holder, legend} = box(sessions, name, `${s.symbol} ${s.day} — mid, New York time (ET)`, 570, 250);
+  const chart = LWC.createChart(holder, look(570, 250, {
+    localization: {timeFormatter: t => et(t, true) + ' ET'},
+    timeScale: {timeVisible: true, rightOffset: 6, tickMarkFormatter: t => et(t, false) + ' ET'}}));
+  const line = chart.addSeries(LWC.LineSeries, {color: '#2b4c7e', lineWidth: 1, priceLineVisible: false, lastValueVisible: false});
+  const points = s.points.map(([second, mid]) => ({time: s.open + second, value: mid}));
+  line.setData(points);
+  const markers = points.length ? s.marks.map(m => ({time: nearest(points, s.open + m.second), at: s.open + m.second, kind: m.kind, id: m.id})) : [];
+  markers.sort((a, b) => a.time - b.time);
+  const markersApi = LWC.createSeriesMarkers(line, markers.map(m => m.kind === 'exit'
+    ? {time: m.time, position: 'belowBar', shape: 'circle', color: COLOURS.exit, size: 1.4}
+    : {time: m.time, position: 'aboveBar', shape: 'arrowDown', color: COLOURS[m.kind] || '#444'}));
+  chart.timeScale().fitContent();
+  const alerts = markers.filter(m => m.kind !== 'exit').length, exits = markers.length - alerts;
+  const summary = `${alerts} alert${alerts === 1 ? '' : 's'}, ${exits} exit${exits === 1 ? '' : 's'}`;
+  legend.textContent = summary;
+  chart.subscribeCrosshairMove(p => {
+    const point = p.time === undefined ? undefined : p.seriesData.get(line);
+    if (point === undefined){legend.textContent = summary; legend.removeAttribute('title'); return;}
+    const here = markers.filter(m => m.time === p.time).map(m => data.names[m.kind] || m.kind);
+    legend.textContent = `${et(p.time, true)} ET · mid ${point.value.toFixed(2)}` + (here.length ? ' · ' + here.join(', ') : '');
+    legend.title = utc(p.time);
+  });
+  charts.push({name, points, markers, series: line, markersApi});
+}
+// 2. forward-return distributions at the chosen horizon, signals (bars) vs base (grey line): a numeric bps axis
+const dist = document.getElementById('distributions');
+for (const kind of Object.keys(data.distributions).filter(k => k !== 'base')){
+  const signal = data.distributions[kind], base = data.distributions.base || [], all = signal.concat(base);
+  const lo = Math.floor(Math.max(-60, Math.min(...all))), hi = Math.ceil(Math.min(60, Math.max(...all))), bins = 24;
+  const width = (hi - lo) / bins || 1, centre = i => Math.round((lo + (i + 0.5) * width) * 100) / 100;
+  function shares(values){
+    const counts = new Array(bins).fill(0);
+    for (const r of values) counts[Math.min(bins - 1, Math.max(0, Math.floor((r - lo) / width)))]++;
+    return counts.map((n, i) => ({time: centre(i), value: 100 * n / (values.length || 1)}));
   }
-  svg.setAttribute('data-drawn','1');
+  const name = 'distribution ' + kind;
+  const {holder, legend} = box(dist, name, `${data.names[kind] || kind}: ${signal.length} vs base ${base.length}`, 380, 210);
+  legend.textContent = 'share of each, % per bin; bps of the mid (values beyond ±60 bps in the end bins)';
+  const chart = LWC.createOptionsChart(holder, look(380, 210, {
+    localization: {precision: 1, priceFormatter: percent, timeFormatter: x => x.toFixed(1) + ' bps'},
+    timeScale: {tickMarkFormatter: x => x.toFixed(0)}}));
+  const bars = chart.addSeries(LWC.HistogramSeries, {color: COLOURS[kind] || '#444', priceLineVisible: false, lastValueVisible: false, priceFormat: {type: 'custom', formatter: percent}});
+  const grey = chart.addSeries(LWC.LineSeries, {color: COLOURS.base, lineWidth: 2, priceLineVisible: false, lastValueVisible: false, priceFormat: {type: 'custom', formatter: percent}});
+  const points = shares(signal), basePoints = shares(base);
+  bars.setData(points); grey.setData(basePoints);
+  chart.timeScale().fitContent();
+  charts.push({name, points, markers: [], base: basePoints, series: bars});
 }
-// 2. forward-return distributions at the chosen horizon, signals vs base
-const dist=document.getElementById('distributions');
-for(const kind of Object.keys(data.distributions).filter(k=>k!=='base')){
-  const w=380,h=200,svg=chart(dist,w,h,'distribution '+kind);
-  const all=data.distributions[kind].concat(data.distributions.base);
-  const lo=Math.max(-60,Math.min(...all)),hi=Math.min(60,Math.max(...all)),bins=24,width=(hi-lo)/bins||1;
-  function hist(v){const c=new Array(bins).fill(0);for(const r of v){const i=Math.min(bins-1,Math.max(0,Math.floor((r-lo)/width)));c[i]++;}return c.map(n=>n/(v.length||1));}
-  const hs=hist(data.distributions[kind]),hb=hist(data.distributions.base),top=Math.max(...hs,...hb)||1;
-  const x=scale(lo,hi,30,w-10),y=scale(0,top,h-30,24);
-  el('text',{x:30,y:15,'font-size':12,'font-weight':'bold'},svg,`${data.names[kind]||kind}: ${data.distributions[kind].length} vs base ${data.distributions.base.length}`);
-  hb.forEach((v,i)=>el('rect',{x:x(lo+i*width),y:y(v),width:Math.max(1,x(lo+width)-x(lo)-1),height:y(0)-y(v),fill:COLOURS.base,opacity:0.45},svg));
-  hs.forEach((v,i)=>el('rect',{x:x(lo+i*width)+2,y:y(v),width:Math.max(1,x(lo+width)-x(lo)-5),height:y(0)-y(v),fill:COLOURS[kind]||'#444',opacity:0.75,class:'bar'},svg));
-  el('line',{x1:x(0),x2:x(0),y1:22,y2:h-30,stroke:'#333','stroke-dasharray':'3 3'},svg);
-  el('text',{x:x(lo),y:h-12,'font-size':10},svg,lo.toFixed(0)+' bps');el('text',{x:x(hi),y:h-12,'font-size':10,'text-anchor':'end'},svg,hi.toFixed(0)+' bps');
-  svg.setAttribute('data-drawn','1');
+// 3. hit rate vs base rate with their intervals, by horizon (a numeric axis in seconds), one chart per kind
+const lift = document.getElementById('lift');
+for (const [kind, byHorizon] of Object.entries(data.versus)){
+  const rows = Object.entries(byHorizon).map(([h, r]) => [Number(h), r]).filter(([, r]) => r.signals).sort((a, b) => a[0] - b[0]);
+  if (!rows.length) continue;
+  const name = 'lift ' + kind, colour = COLOURS[kind] || '#444';
+  const {holder, legend} = box(lift, name, `${data.names[kind] || kind} (n=${rows.map(([h, r]) => r.signals).join('/')})`, 380, 210);
+  legend.textContent = `fall ≥ ${data.fall_bps} bps within the horizon, % — dashed: 95 % Wilson; grey: base`;
+  // a time scale whose 'times' are the horizons in seconds, labelled as such (the axis is spaced by point, not to scale)
+  const chart = LWC.createChart(holder, look(380, 210, {
+    localization: {priceFormatter: percent, timeFormatter: horizon}, timeScale: {tickMarkFormatter: horizon}}));
+  const series = (key, index, colour, options) => {
+    const s = chart.addSeries(LWC.LineSeries, {color: colour, priceLineVisible: false, lastValueVisible: false, ...options});
+    const points = rows.map(([h, r]) => {const v = index === null ? r[key] : r[key][index]; return v === null ? {time: h} : {time: h, value: 100 * v};});
+    s.setData(points); return [s, points];
+  };
+  const [hits, points] = series('hit_rate', null, colour, {lineWidth: 2, pointMarkersVisible: true});
+  for (const i of [0, 1]) series('hit_rate_ci95', i, colour, {lineWidth: 1, lineStyle: 2});
+  const [, basePoints] = series('base_hit_rate', null, COLOURS.base, {lineWidth: 2, pointMarkersVisible: true});
+  for (const i of [0, 1]) series('base_hit_rate_ci95', i, COLOURS.base, {lineWidth: 1, lineStyle: 1});
+  chart.timeScale().fitContent();
+  charts.push({name, points, markers: [], base: basePoints, series: hits});
 }
-// 3. hit rate vs base with intervals, per kind and horizon
-const lift=document.getElementById('lift');
+// 4. alerts (top pane) and exits (lower pane) per symbol and day, against the 5-15 target and the 50 guardrail
+const perDay = document.getElementById('per-day');
 {
-  const rows=[];for(const [kind,byH] of Object.entries(data.versus)){for(const [hz,r] of Object.entries(byH)){if(r.signals)rows.push([kind,hz,r]);}}
-  const w=760,h=40+rows.length*22,svg=chart(lift,w,h,'lift');
-  const x=scale(0,1,260,w-20);
-  el('text',{x:10,y:16,'font-size':12,'font-weight':'bold'},svg,`share of moments followed by a fall of ≥ ${data.fall_bps} bps within the horizon (95 % Wilson intervals); grey = base`);
-  rows.forEach(([kind,hz,r],i)=>{const yy=36+i*22;
-    el('text',{x:10,y:yy+4,'font-size':11},svg,`${data.names[kind]||kind}, ${hz} s (n=${r.signals})`);
-    el('line',{x1:x(r.base_hit_rate_ci95[0]),x2:x(r.base_hit_rate_ci95[1]),y1:yy+5,y2:yy+5,stroke:COLOURS.base,'stroke-width':3},svg);
-    el('circle',{cx:x(r.base_hit_rate),cy:yy+5,r:3,fill:COLOURS.base},svg);
-    el('line',{x1:x(r.hit_rate_ci95[0]),x2:x(r.hit_rate_ci95[1]),y1:yy-2,y2:yy-2,stroke:COLOURS[kind]||'#444','stroke-width':2},svg);
-    el('circle',{cx:x(r.hit_rate),cy:yy-2,r:4,fill:COLOURS[kind]||'#444',class:'dot'},svg);});
-  for(const t of [0,0.25,0.5,0.75,1]){el('text',{x:x(t),y:h-4,'font-size':10,'text-anchor':'middle'},svg,(t*100)+'%');}
-  svg.setAttribute('data-drawn','1');
+  const entries = Object.entries(data.per_day), width = Math.min(1150, Math.max(380, 80 + entries.length * 60));
+  const label = i => (entries[i - 1] || [''])[0];
+  const {holder, legend} = box(perDay, 'per day', 'alerts and exits per symbol and day (New York days)', width, 300);
+  legend.textContent = 'green lines: the 5–15 target; red dashed: the 50 guardrail';
+  // a time scale whose 'times' are the rows' numbers 1, 2, …, labelled with their symbol and day
+  const chart = LWC.createChart(holder, look(width, 300, {
+    localization: {timeFormatter: label}, timeScale: {tickMarkFormatter: i => label(i).replace(/ \d\d(\d\d-)/, ' $1')}}));
+  const top = Math.max(60, ...entries.map(([, v]) => v.alerts));
+  const counts = {priceLineVisible: false, lastValueVisible: false, priceFormat: {type: 'price', precision: 0, minMove: 1}};
+  const alerts = chart.addSeries(LWC.HistogramSeries, {...counts, color: COLOURS['large_seller/tape'],
+    autoscaleInfoProvider: () => ({priceRange: {minValue: 0, maxValue: top}})});
+  const exits = chart.addSeries(LWC.HistogramSeries, {...counts, color: COLOURS.exit}, 1);
+  const points = entries.map(([, v], i) => ({time: i + 1, value: v.alerts}));
+  alerts.setData(points); exits.setData(entries.map(([, v], i) => ({time: i + 1, value: v.exits})));
+  for (const [price, colour, style, title] of [[5, '#0a6b2a', 0, '5'], [15, '#0a6b2a', 0, '15'], [50, '#a01818', 2, '50: guardrail']])
+    alerts.createPriceLine({price, color: colour, lineStyle: style, lineWidth: 1, axisLabelVisible: true, title});
+  chart.panes()[1].setHeight(80);
+  chart.timeScale().fitContent();
+  charts.push({name: 'per day', points, markers: [], series: alerts, exits: entries.map(([key, v]) => ({key, exits: v.exits}))});
 }
-// 4. alerts per day per symbol against the 5-15 band
-const perDay=document.getElementById('per-day');
-{
-  const entries=Object.entries(data.per_day),w=Math.max(360,60+entries.length*70),h=240,svg=chart(perDay,w,h,'per day');
-  const top=Math.max(60,...entries.map(e=>e[1].alerts)),y=scale(0,top,h-40,20);
-  el('rect',{x:40,y:y(15),width:w-50,height:y(5)-y(15),fill:'#cfe8d4'},svg);
-  el('line',{x1:40,x2:w-10,y1:y(50),y2:y(50),stroke:'#a01818','stroke-dasharray':'4 3'},svg);
-  el('text',{x:w-12,y:y(50)-3,'font-size':10,'text-anchor':'end',fill:'#a01818'},svg,'50: guardrail');
-  el('text',{x:w-12,y:y(15)-3,'font-size':10,'text-anchor':'end',fill:'#0a6b2a'},svg,'target 5–15');
-  entries.forEach(([key,v],i)=>{const bx=50+i*70;
-    el('rect',{x:bx,y:y(Math.min(v.alerts,top)),width:26,height:y(0)-y(Math.min(v.alerts,top)),fill:'#e07b00',class:'bar'},svg);
-    el('rect',{x:bx+28,y:y(v.exits),width:14,height:y(0)-y(v.exits),fill:COLOURS.exit},svg);
-    el('text',{x:bx+13,y:y(Math.min(v.alerts,top))-3,'font-size':10,'text-anchor':'middle'},svg,v.alerts);
-    el('text',{x:bx+20,y:h-24,'font-size':9,'text-anchor':'middle'},svg,key.split(' ')[0]);
-    el('text',{x:bx+20,y:h-12,'font-size':9,'text-anchor':'middle'},svg,key.split(' ')[1].slice(2));});
-  svg.setAttribute('data-drawn','1');
-}
-document.body.setAttribute('data-charts-drawn',document.querySelectorAll('svg.chart[data-drawn="1"]').length);
+document.body.dataset.chartLibrary = LWC.version();
+document.body.dataset.chartsDrawn = charts.length;
 """  # noqa: E501  (the page's script, byte for byte as served)
+
+
+def _library() -> str:
+    """The charting library's standalone script, to inline (checked not to close the ``<script>`` it sits in)."""
+    script = lightweight_charts_script().read_text(encoding="utf-8")
+    if "</script" in script.lower():
+        raise ValueError(f"{lightweight_charts_script()} contains '</script': it cannot be inlined")
+    return script
 
 
 def _cell(value: object, suffix: str = "") -> str:
@@ -125,10 +195,15 @@ def _interval(pair: Interval, suffix: str = "") -> str:
 
 
 def render_page(
-    findings: BacktestReport, sessions: list[SessionChart], distributions: dict[str, list[float]], horizon: int
+    findings: BacktestReport,
+    sessions: list[SessionChart],
+    distributions: dict[str, list[float]],
+    horizon: int,
+    opens: dict[str, int],
 ) -> str:
     """The page for ``findings`` (from :func:`services.offline.backtest.report.report`), its charts drawn from
-    ``sessions`` and the forward-return ``distributions`` at ``horizon`` seconds."""
+    ``sessions`` (placed in time by ``opens``: each ``"SYMBOL DAY"`` session's open, Unix seconds) and the
+    forward-return ``distributions`` at ``horizon`` seconds."""
     versus = findings.versus_chance.by_kind
     rows = []
     for kind, by_horizon in versus.items():
@@ -152,16 +227,24 @@ def render_page(
     )
     settings = findings.settings
     payload = {
-        "sessions": msgspec.to_builtins(sessions),
+        "sessions": [
+            {**msgspec.to_builtins(chart), "open": opens[f"{chart.symbol} {chart.day}"]} for chart in sessions
+        ],
         "distributions": distributions,
         "versus": msgspec.to_builtins(versus),
         "per_day": msgspec.to_builtins(findings.per_day),
         "fall_bps": settings.fall_bps,
         "names": KIND_NAMES,
+        "colours": KIND_COLOURS,
     }
+    legend = "".join(
+        f"<span style='color:{KIND_COLOURS[kind]}'>{'○' if kind == 'exit' else '▼'} {name}</span>"
+        for kind, name in KIND_NAMES.items()
+    )
     embedded = json.dumps(payload, separators=(",", ":")).replace("</", "<\\/")
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>orderflow backtest</title><style>{_STYLE}</style></head>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="{CONTENT_POLICY}">
+<title>orderflow backtest</title><style>{_STYLE}</style></head>
 <body>
 <h1>orderflow backtest</h1>
 <p class="note">{findings.events:,} events; sessions: {html.escape(", ".join(findings.sessions))}. Regular session only for
@@ -185,11 +268,15 @@ to the horizon (marked at the mid: saved = bid at exit − later mid, so the hal
 <tr><td>half spread paid at exit (bps, mean)</td><td>{_cell(summary.half_spread_bps_mean)}</td></tr>
 <tr><td>max drawdown held / following (bps, mean)</td><td>{_cell(summary.max_drawdown_held_bps_mean)} / {_cell(summary.max_drawdown_following_bps_mean)}</td></tr>
 </table>
-<h2>Each session: mid price (ET) with alerts ▼ and exits ○</h2><div id="sessions" class="grid"></div>
-<h2>Forward returns at {horizon} s: signals (colour) vs base (grey)</h2><div id="distributions" class="grid"></div>
-<h2>Hit rate vs base rate with intervals</h2><div id="lift"></div>
+<h2>Each session: mid price (ET) with alerts ▼ and exits ○</h2><p class="legend">{legend}</p>
+<p class="note">Hover a chart for the time (ET; hover that text for UTC), the mid and the signals at that moment.</p>
+<div id="sessions" class="grid"></div>
+<h2>Forward returns at {horizon} s: signals (bars) vs base (grey line)</h2><div id="distributions" class="grid"></div>
+<h2>Hit rate vs base rate with intervals, by horizon</h2><div id="lift" class="grid"></div>
 <h2>Alerts (orange) and exits (red) per symbol and day, against the 5–15 target</h2><div id="per-day"></div>
+<p class="note">Charts drawn by TradingView Lightweight Charts™ v{lightweight_charts_version()} (Apache-2.0), inlined in this page.</p>
 <script type="application/json" id="report-data">{embedded}</script>
+<script>{_library()}</script>
 <script>{_SCRIPT}</script>
 </body></html>
 """  # noqa: E501  (the page, byte for byte as written)
