@@ -3,7 +3,8 @@
 - **cards**: one per open position (and per symbol asked for by name, e.g. the demo's): the monitoring state
   (``live`` / ``calibrating`` / ``halted`` / ``gap``, with the reason, from the status stream), the alerts in the
   alert window and the card's colour (the rule of ``orderflow watch``: yellow one large seller, orange several, red a
-  red burst or an exit recommendation), the last exit recommendation and what each bot made of it (its handled mark),
+  red burst or an exit recommendation: :func:`orderflow_client.pressure.pressure_colour`, as every view), the last
+  exit recommendation and what each bot made of it (its handled mark),
   P&L from the latest trade against the entry price, the detector holding the symbol's lease;
 - **the alert log** of the last 30 minutes (alerts and exit recommendations), the alerts of the last 5 minutes, the
   largest seller of the day (New York);
@@ -23,10 +24,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from orderflow_client.positions import Position
+from orderflow_client.pressure import pressure_colour
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, NEW_YORK
 from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert
 from services.dashboard.market import SymbolMarket
-from services.tools.watch import WatchState
 
 LOG_WINDOW_NS = 30 * 60 * NANOSECONDS_PER_SECOND
 RECENT_NS = 5 * 60 * NANOSECONDS_PER_SECOND
@@ -87,7 +88,7 @@ class DashboardState:
     positions: dict[str, Position] = field(default_factory=dict)
     markets: dict[str, SymbolMarket] = field(default_factory=dict)
     monitoring: dict[str, Monitoring] = field(default_factory=dict)
-    colours: WatchState = field(default_factory=WatchState)  # the watch's colour rule, on market time
+    window: dict[str, deque[OrderFlowAlert]] = field(default_factory=dict)  # symbol → its alerts, oldest first
     log: deque[OrderFlowAlert | ExitRecommendation] = field(default_factory=deque)
     last_exits: dict[str, ExitRecommendation] = field(default_factory=dict)
     handled: dict[str, dict[str, str]] = field(default_factory=dict)  # exit id → bot name → its mark
@@ -100,9 +101,6 @@ class DashboardState:
     clock_ns: int = 0  # the market clock: the latest ts_event seen
     unreachable_since_ns: int = 0  # wall ns Redis stopped answering (0: it answers)
     skipped: int = 0  # entries that are not orderflow messages
-
-    def __post_init__(self) -> None:
-        self.colours.window_ns = self.alert_window_ns
 
     # --- the symbols shown ------------------------------------------------------------------------------------
     def symbols(self) -> list[str]:
@@ -135,7 +133,6 @@ class DashboardState:
             self._alert(message)
         elif isinstance(message, ExitRecommendation):
             self.clock_ns = max(self.clock_ns, message.ts_event)
-            self.colours.apply(message, message.ts_event)
             self.log.append(message)
             self.last_exits[message.symbol] = message
         elif isinstance(message, FeedStatus):
@@ -144,7 +141,7 @@ class DashboardState:
 
     def _alert(self, alert: OrderFlowAlert) -> None:
         self.clock_ns = max(self.clock_ns, alert.ts_event)
-        self.colours.apply(alert, alert.ts_event)
+        self.window.setdefault(alert.symbol, deque()).append(alert)
         self.log.append(alert)
         if alert.alert_type == "large_seller":
             best = self.largest_seller
@@ -181,13 +178,17 @@ class DashboardState:
         return current
 
     def colour(self, symbol: str) -> str:
-        """``green``, ``yellow``, ``dark_orange`` or ``red`` (the watch's rule) on the market clock."""
-        return self.colours.colour(symbol, self.clock_ns)
+        """``green``, ``yellow``, ``dark_orange`` or ``red`` (the shared rule) on the market clock."""
+        return pressure_colour(self.window_alerts(symbol), symbol in self.last_exits)
 
     def window_alerts(self, symbol: str) -> list[OrderFlowAlert]:
-        """The symbol's alerts inside the alert window (after :meth:`colour` has dropped the older ones)."""
-        self.colour(symbol)
-        return [alert for _seen, alert in self.colours.view(symbol).alerts]
+        """The symbol's alerts inside the alert window of the market clock (older ones are dropped)."""
+        alerts = self.window.get(symbol)
+        if not alerts:
+            return []
+        while alerts and self.clock_ns - alerts[0].ts_event > self.alert_window_ns:
+            alerts.popleft()
+        return list(alerts)
 
     def pnl(self, symbol: str) -> tuple[float, float] | None:
         """Unrealised P&L of the position at the latest trade: (dollars, percent of the entry); None without a

@@ -1,10 +1,9 @@
 """The layout's rules, checked on the source: imports name the file that defines them, dependencies run one way,
 modules stay small.
 
-Dependencies run: the CLI (``services/cli``) → the services (``services/ingest``, ``services/detector``) and the
-tools (``services/offline``, ``services/tools``), the dashboard (``services/dashboard``: beside the tools, using
-the watch's colour rule) → ``shared`` → ``orderflow_client``. Ingest and the detector never
-import each other; a bot's package imports nothing of the rest.
+Dependencies run: the CLI (``services/cli``) → the services (``services/ingest``, ``services/detector``), the
+tools (``services/offline``, ``services/tools``) and the web dashboard (``services/dashboard``) → ``shared`` →
+``orderflow_client``. Ingest and the detector never import each other; a bot's package imports nothing of the rest.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ ALLOWED = {
         "shared",
         "orderflow_client",
     ),
-    "services.dashboard": ("services.dashboard", "services.tools", "shared", "orderflow_client"),
+    "services.dashboard": ("services.dashboard", "shared", "orderflow_client"),
     "services.cli": ("services", "shared", "orderflow_client"),
     "services": ("services",),  # services/__init__.py: a docstring
 }
