@@ -43,9 +43,8 @@ from shared.config import OrderFlowConfig
 from shared.ownership import SymbolOwnership
 
 BATCH_ENTRIES = 1_000
-"""At most this many entries a read over all streams (XREADGROUP's COUNT is per stream: 50 symbols × 1,000 made
-50,000-entry batches, +44 MB and latency spikes). An entry holds up to 64 events when ingest is busy, so a read
-holds 1,000 – 64,000 events."""
+"""At most this many entries (1,000 – 64,000 events) a read over all streams (XREADGROUP's COUNT is per stream:
+50 symbols × 1,000 made 50,000-entry batches, +44 MB and latency spikes)."""
 RECLAIM_EVERY_SECONDS = 5.0
 LAG_EVERY_SECONDS = 1.0  # consumer lag gauge and trimmed-unread check (one pipelined round trip)
 log = logs.get_logger(__name__)
@@ -105,11 +104,14 @@ class GroupConsumer:
         from the detector that held it before (its lease is this one's now: it can publish nothing more)."""
         await self._warm_up(stream)
         self.streams[stream] = symbol
-        if self.ownership is not None:
-            claimed = await self.bus.take_over(stream, self.group, self.name)
-            if claimed:
+        try:
+            if self.ownership is not None and (claimed := await self.bus.take_over(stream, self.group, self.name)):
                 log.info("order_flow.entries_taken_over", stream=stream, entries=claimed)
-        await self._recover(stream)
+            await self._recover(stream)
+        except BaseException:  # (an outage) not read until the next refresh does all of it again, warm-up first
+            del self.streams[stream]
+            self.engine.symbols.pop(symbol, None)
+            raise
 
     def forget(self, stream: str) -> None:
         """Stop reading ``stream`` (its position closed; a reopening warms up afresh)."""
