@@ -93,6 +93,8 @@ class SymbolOwnership:
                 self.free_since.pop(symbol, None)
                 self.seen_held[symbol] = holder
                 continue
+            if holder == self.name:  # its own lease from before a restart, adopted: what came between is unknown
+                self.seen_held[symbol] = self.name
             free_since = self.free_since.setdefault(symbol, now)
             if choice == self.name or holder == self.name or now - free_since >= self.ttl_ms / 1000:
                 await self._take(symbol, now)
@@ -180,8 +182,9 @@ class SymbolOwnership:
         return None if value is None else (self.keys.lease(self.kind, symbol), value)
 
     def took_over(self, symbol: str) -> bool:
-        """Whether ``symbol`` was taken from another holder, or taken again after this process lost it (a pause,
-        a Redis restart that forgot the leases), since last asked: its data may have a hole (ingest bridges it)."""
+        """Whether ``symbol`` was taken from another holder, taken again after this process lost it (a pause, a Redis
+        restart that forgot the leases), or adopted from this name's predecessor (a restart), since last asked: its
+        data may have a hole (ingest bridges it)."""
         if symbol in self.handed_over:
             self.handed_over.discard(symbol)
             return True

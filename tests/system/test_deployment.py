@@ -34,7 +34,12 @@ def test_compose_file_is_valid(tmp_path):
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
     shutil.copy(REPO / ".env.example", tmp_path / ".env")
-    for profiles, redis_host in (("live", "redis"), ("dry-run", "redis"), ("dry-run,cluster", "redis-cluster")):
+    for profiles, redis_host in (
+        ("live", "redis"),
+        ("dry-run", "redis"),
+        ("dry-run,cluster", "redis-cluster"),
+        ("live,grafana", "redis"),
+    ):
         done = subprocess.run(
             [_tool("docker-compose"), "config", "-q"],
             cwd=tmp_path,
@@ -100,7 +105,7 @@ def test_compose_scales_the_services_and_offers_a_redis_cluster():
     service waits for (a no-op unless REDIS_HOST=redis-cluster); the services reach Redis at REDIS_HOST."""
     services = COMPOSE["services"]
     assert all("container_name" not in service for service in services.values())
-    assert [name for name, service in services.items() if "ports" in service] == ["prometheus"]
+    assert [name for name, service in services.items() if "ports" in service] == ["prometheus", "grafana"]
     nodes = [f"redis-node-{number}" for number in range(1, 7)]
     assert {name for name, service in services.items() if service.get("profiles") == ["cluster"]} == set(nodes)
     single = " ".join(services["redis"]["command"])

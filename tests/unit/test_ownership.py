@@ -89,4 +89,5 @@ async def test_a_second_live_process_under_the_same_name_is_refused_and_a_restar
     restarted = SymbolOwnership(bus, "d1", 5.0)
     assert await restarted.settle(["AAPL"]) == ["AAPL"]  # after the watch: a restart, adopting its own lease
     assert restarted.fence("AAPL") == alive.fence("AAPL")
+    assert restarted.took_over("AAPL")  # what came between the two is unknown: ingest bridges it like a hand-over
     await bus.close()
