@@ -1,0 +1,284 @@
+"""``orderflow dashboard`` in a real browser, fed by the real services on a real Redis:
+``orderflow replay`` of four scenarios (one symbol each, in one capture, at 40x) → ``orderflow detect`` → a stand-in
+bot, and the dashboard as its own process. The page is opened in headless chromium before any market data flows;
+the test then reads the DOM and checks, live, that cards, colours, counts and the alert log match what the detector
+published in Redis. A screenshot is kept (``tmp_path``; also the path in ``DASHBOARD_SCREENSHOT``, e.g. the README's
+``docs/images/dashboard.png``), the page is looked at phone-sized, and nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import shutil
+import signal
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis
+
+from orderflow_client.wire import ExitRecommendation, OrderFlowAlert, Trade, decode, unbatched
+from services.ingest.capture import format_line
+from services.tools.scenarios import frames
+from tests.support.browser import assert_nothing_left_the_machine, open_browser
+from tests.support.cli import OrderflowProcess, redis_environment, run_orderflow, start_orderflow
+from tests.support.redis_server import free_port
+from tests.support.waiting import wait_for, wait_for_async
+
+pytestmark = pytest.mark.redis
+SCENARIOS = {"SELLERS": "large-sellers", "BURST": "red-burst", "BOTH": "two-sided", "QUIET": "quiet"}
+TOKEN = "dash-token-5d1e9c0a77b3"
+COLOURS = {"yellow": "rgb(253, 216, 53)", "orange": "rgb(255, 152, 0)", "red": "rgb(239, 83, 80)"}
+CARDS = """[...document.querySelectorAll('#cards .card')].map(card => ({
+  symbol: card.dataset.symbol, colour: card.dataset.colour, state: card.dataset.state,
+  head: card.querySelector('.card-head').textContent, facts: card.querySelector('.facts').textContent,
+  border: getComputedStyle(card).borderLeftColor}))"""
+LOG = """[...document.querySelectorAll('#log li')].map(li => ({id: li.dataset.id, symbol: li.dataset.symbol,
+  severity: li.dataset.severity, kind: li.dataset.kind, hidden: li.classList.contains('hidden'),
+  colour: getComputedStyle(li).color, time: li.querySelector('time').textContent,
+  utc: li.querySelector('time').title}))"""
+
+
+def write_capture(path: Path) -> None:
+    """The four scenarios in one capture file, frames merged in receive order (they share one session)."""
+    streams = [frames(name, 7, symbol) for symbol, name in SCENARIOS.items()]
+    with path.open("wb") as out:
+        for ts_recv, frame in heapq.merge(*streams, key=lambda item: item[0]):
+            out.write(format_line(ts_recv, frame))
+
+
+def published(client: redis.Redis, prefix: str) -> tuple[list[OrderFlowAlert], list[ExitRecommendation]]:
+    alerts = [decode(fields[b"alert"]) for _id, fields in client.xrange(f"{prefix}:alerts")]
+    exits = [decode(fields[b"exit"]) for _id, fields in client.xrange(f"{prefix}:exits")]
+    return alerts, exits  # type: ignore[return-value]
+
+
+def last_trade(client: redis.Redis, prefix: str, symbol: str) -> Trade | None:
+    for _id, fields in client.xrevrange(f"{prefix}:md:{{{symbol}}}", count=200):
+        events = [event for payload in fields.values() for event in unbatched(decode(payload))]
+        trades = [event for event in events if isinstance(event, Trade)]
+        if trades:
+            return max(trades, key=lambda trade: trade.ts_event)
+    return None
+
+
+def clock_of(client: redis.Redis, prefix: str) -> int:
+    """The dashboard's market clock: the latest ts_event on the shown symbols' streams and the outputs."""
+    latest = 0
+    for stream in [f"{prefix}:md:{{{symbol}}}" for symbol in SCENARIOS] + [f"{prefix}:alerts", f"{prefix}:exits"]:
+        for _id, fields in client.xrevrange(stream, count=1):
+            for payload in fields.values():
+                latest = max(latest, *(event.ts_event for event in unbatched(decode(payload))))
+    for _id, fields in client.xrange(f"{prefix}:status"):
+        latest = max(latest, decode(fields[b"status"]).ts_event)  # type: ignore[union-attr]
+    return latest
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def test_the_dashboard_shows_what_the_detector_published_live(redis_url, key_prefix, tmp_path):
+    capture = tmp_path / "four.capture"
+    write_capture(capture)
+    page_port = free_port()
+    logs = tmp_path / "logs"
+    env = redis_environment(redis_url, key_prefix, tmp_path, ORDER_FLOW_DASHBOARD_TOKEN=TOKEN)
+    processes: dict[str, OrderflowProcess] = {}
+
+    def start(name: str, *arguments: str) -> None:
+        processes[name] = start_orderflow(*arguments, env={**env, "ORDER_FLOW_METRICS_PORT": str(free_port())})
+
+    client = redis.Redis.from_url(redis_url)
+    base = f"http://127.0.0.1:{page_port}/"
+    try:
+        for symbol in SCENARIOS:
+            opened = run_orderflow(
+                "positions", "open", symbol, "--quantity", "500", "--entry", "50.10", "--stop", "48.00", env=env
+            )
+            assert opened.returncode == 0, opened.stdout + opened.stderr
+        start("dashboard", "dashboard", "--port", str(page_port), "--bot", "dash-bot")
+        wait_for(lambda: listening(page_port), 30, "the dashboard")
+        # the token: required here (it is set), from a header or ?token=, never in the log
+        assert get(base + "api/snapshot") == 401
+        assert get(base + "api/snapshot?token=wrong-token-0000") == 401
+        assert get(base + "api/snapshot", {"Authorization": f"Bearer {TOKEN}"}) == 200
+        assert get(base + "healthz") == 200
+
+        async with open_browser(width=1400, height=1000) as browser:
+            page = await browser.open(base + "?token=" + TOKEN)
+            await page.wait_for("document.querySelectorAll('#cards .card').length === 4", what="four cards")
+            assert await page.evaluate("location.search") == ""  # the token left the address bar
+            assert await page.evaluate("document.getElementById('last-frame').textContent") == "no data yet"
+            assert await page.evaluate("document.querySelectorAll('#log li').length") == 0
+
+            start("bot", "risk-manager", "--name", "dash-bot")
+            start("detect", "detect")
+            start("replay", "replay", "--speed", "40", str(capture))
+
+            # live: the first alert reaches the page while the session still plays
+            await page.wait_for("document.querySelectorAll('#log li').length >= 1", 60, "a first alert on the page")
+            first = (await page.evaluate(LOG))[-1]
+            alerts, exits = published(client, key_prefix)
+            assert first["id"] == min(alerts, key=lambda alert: alert.ts_event).id
+            assert first["time"].endswith(" ET") and first["utc"].endswith("Z (UTC)")
+            assert len(alerts) < 8  # the rest is still to come
+
+            def all_in() -> bool:
+                exits = published(client, key_prefix)[1]
+                lags = [
+                    group["lag"]
+                    for symbol in SCENARIOS
+                    for group in client.xinfo_groups(f"{key_prefix}:md:{{{symbol}}}")
+                    if group["name"] == b"detector"
+                ]
+                return len(exits) >= 2 and len(lags) == 4 and all(lag == 0 for lag in lags)
+
+            await wait_for_async(lambda: processes["replay"].poll() is not None, 120, "the replay's end")
+            processes["replay"].expect_exit(0)
+            await wait_for_async(all_in, 60, "both exits published and the detector caught up")
+            alerts, exits = published(client, key_prefix)
+            await page.wait_for(
+                f"document.querySelectorAll('#log li').length === {len(alerts) + len(exits)}", 20, "every output"
+            )
+            shown = {item["id"]: item for item in await page.evaluate(LOG)}
+            assert set(shown) == {item.id for item in [*alerts, *exits]}
+            for exit_recommendation in exits:
+                assert shown[exit_recommendation.id]["colour"] == COLOURS["red"]
+                assert shown[exit_recommendation.id]["severity"] == "critical"
+            for alert in alerts:
+                assert shown[alert.id]["severity"] == alert.severity
+                if alert.alert_type == "red_burst":
+                    assert shown[alert.id]["colour"] == COLOURS["red"]
+            sellers = sorted((a for a in alerts if a.symbol == "SELLERS"), key=lambda alert: alert.ts_event)
+            assert shown[sellers[0].id]["colour"] == COLOURS["yellow"]  # one large seller in the window
+            assert shown[sellers[1].id]["colour"] == COLOURS["orange"]  # several
+
+            # cards: red where an exit was recommended, yellow/orange/green by the window's sellers otherwise
+            clock = clock_of(client, key_prefix)
+            exited = {exit_recommendation.symbol for exit_recommendation in exits}
+            assert exited == {"SELLERS", "BURST"}
+            await page.wait_for(
+                "document.querySelector('.card[data-symbol=\"BURST\"]').dataset.colour === 'red'", 10, "a red card"
+            )
+            cards = {card["symbol"]: card for card in await page.evaluate(CARDS)}
+            for symbol in SCENARIOS:
+                in_window = [
+                    alert for alert in alerts if alert.symbol == symbol and clock - alert.ts_event <= 120 * 10**9
+                ]
+                sellers_in_window = sum(alert.alert_type == "large_seller" for alert in in_window)
+                expected = (
+                    "red"
+                    if symbol in exited or any(alert.alert_type == "red_burst" for alert in in_window)
+                    else "orange"
+                    if sellers_in_window >= 2
+                    else "yellow"
+                    if sellers_in_window == 1
+                    else "green"
+                )
+                assert cards[symbol]["colour"] == expected, (symbol, cards[symbol])
+                assert f"{sellers_in_window} large seller" in cards[symbol]["facts"]
+                if expected != "green":
+                    assert cards[symbol]["border"] == COLOURS[expected]
+                assert cards[symbol]["state"] == "live"
+            # P&L from the latest trade against the 50.10 entry, 500 shares
+            for symbol in SCENARIOS:
+                trade = last_trade(client, key_prefix, symbol)
+                assert trade is not None
+                pnl = (trade.price - 50_100_000_000) * 500 / 1e9
+                await page.wait_for(
+                    f"document.querySelector('.card[data-symbol=\"{symbol}\"] .pnl').textContent"
+                    f".startsWith('P&L {'+' if pnl >= 0 else ''}{pnl:,.2f}')",
+                    10,
+                    f"{symbol}'s P&L {pnl:.2f}",
+                )
+            # the bot's handling of each exit recommendation
+            await page.wait_for(
+                "[...document.querySelectorAll('.card .bot')].filter(dd => dd.textContent === 'dash-bot: handled')"
+                ".length === 2",
+                30,
+                "the bot's handled marks",
+            )
+            # header: alerts of the last 5 minutes, the largest seller, feed health
+            recent = sum(clock - alert.ts_event <= 300 * 10**9 for alert in alerts)
+            assert await page.evaluate("document.getElementById('alerts-5m').textContent") == str(recent)
+            largest = max((a for a in alerts if a.alert_type == "large_seller"), key=lambda alert: alert.order_size)
+            assert (await page.evaluate("document.getElementById('largest-seller').textContent")).startswith(
+                f"{largest.symbol} {largest.order_size:,} @ "
+            )
+            assert await page.evaluate("document.getElementById('feed').textContent") == "no status yet"  # a replay
+            assert (await page.evaluate("document.getElementById('last-frame').textContent")).endswith(" ago")
+            assert await page.evaluate("document.getElementById('lag').textContent") == "0 entries"
+            assert (await page.evaluate("document.getElementById('latency').textContent")).endswith(" ms")
+            # the chart: a price line and markers drawn by the library from the wheel
+            assert await page.evaluate("document.querySelectorAll('.card .chart canvas').length") >= 4 * 3
+            assert (await page.evaluate("document.getElementById('library-version').textContent")).startswith("v5.")
+            # the filters
+            await page.evaluate(
+                "(() => { const s = document.getElementById('filter-symbol'); s.value = 'BURST';"
+                " s.dispatchEvent(new Event('change')); })()"
+            )
+            visible = [item for item in await page.evaluate(LOG) if not item["hidden"]]
+            assert {item["symbol"] for item in visible} == {"BURST"}
+            assert len(visible) == sum(item.symbol == "BURST" for item in [*alerts, *exits])
+            await page.evaluate(
+                "(() => { const s = document.getElementById('filter-symbol'); s.value = '';"
+                " s.dispatchEvent(new Event('change'));"
+                " const v = document.getElementById('filter-severity'); v.value = 'critical';"
+                " v.dispatchEvent(new Event('change')); })()"
+            )
+            visible = [item for item in await page.evaluate(LOG) if not item["hidden"]]
+            assert len(visible) == sum(item.severity == "critical" for item in [*alerts, *exits]) > 0
+            await page.evaluate(
+                "(() => { const v = document.getElementById('filter-severity'); v.value = '';"
+                " v.dispatchEvent(new Event('change')); })()"
+            )
+            await page.screenshot(tmp_path / "dashboard.png")
+            if os.environ.get("DASHBOARD_SCREENSHOT"):
+                shutil.copy(tmp_path / "dashboard.png", os.environ["DASHBOARD_SCREENSHOT"])
+
+            # a phone: one column, nothing wider than the screen
+            await page.set_viewport(390, 844, mobile=True)
+            await page.wait_for("document.documentElement.scrollWidth <= 390", 10, "the page to fit a phone")
+            widths = await page.evaluate(
+                "[...document.querySelectorAll('#cards .card')].map(card => card.getBoundingClientRect().width)"
+            )
+            assert all(width <= 390 for width in widths)
+            await page.screenshot(tmp_path / "dashboard-phone.png")
+
+            assert await page.evaluate("window.orderflowDashboard.resets") == 0
+            violations = await page.evaluate("window.orderflowDashboard.cspViolations")
+            assert set(violations) <= {"style-src-elem"}  # the chart library's own <style>; its rules are in ours
+            assert not page.errors, page.errors
+            assert_nothing_left_the_machine(browser, page)
+        for name in ("bot", "detect", "dashboard"):
+            processes[name].send_signal(signal.SIGTERM)
+            processes[name].expect_exit(0, timeout=30)
+    finally:
+        for process in processes.values():
+            process.stop_if_running()
+        client.close()
+    everything = "".join(path.read_text() for path in logs.glob("*.jsonl"))
+    assert TOKEN not in everything
+    started = [json.loads(line) for line in everything.splitlines() if "order_flow.dashboard_started" in line]
+    assert started and started[0]["token_required"] is True
+
+
+def test_the_dashboard_refuses_an_address_beyond_the_machine_without_a_token(redis_url, key_prefix, tmp_path):
+    env = redis_environment(redis_url, key_prefix, tmp_path)
+    refused = run_orderflow("dashboard", "--host", "0.0.0.0", "--port", str(free_port()), env=env)
+    assert refused.returncode == 2
+    assert "ORDER_FLOW_DASHBOARD_TOKEN" in refused.stdout + refused.stderr
