@@ -100,22 +100,7 @@ async def test_every_service_works_under_its_own_user_and_only_the_detector_can_
         )
 
         # the bot's client listens; the detector reads the stream through its group and publishes
-        handled = []
-        client = RiskManagerClient(bot, name="acl")
-        stop = asyncio.Event()
-        task = asyncio.ensure_future(client.run(stop, on_exit=lambda recommendation: handled.append(recommendation.id)))
-        await asyncio.sleep(0.3)
-        service = DetectorService(config, detector, consumer="acl")  # the symbols from the positions hash
-        await service.refresh()
-        await service.drain()
-        assert service.stats.alerts == 5 and service.stats.exits == 1
-        for _ in range(100):
-            if handled:
-                break
-            await asyncio.sleep(0.05)
-        stop.set()
-        await task
-        assert len(handled) == 1 and handled[0].startswith("LARGESELLERS:exit:")
+        await _detected_and_handled(config, detector, bot)
         await PositionRegistry(bot).close("LARGESELLERS")
     finally:
         for bus in (ingest, detector, bot):
@@ -244,26 +229,11 @@ async def test_every_service_works_under_its_own_user_on_a_cluster(acl_cluster, 
         assert len(await ingest.read_range_reverse(stream)) == 1
         await ownership.leave()
 
-        handled = []
-        client = RiskManagerClient(bot, name="acl")
-        stop = asyncio.Event()
-        task = asyncio.ensure_future(client.run(stop, on_exit=lambda recommendation: handled.append(recommendation.id)))
-        await asyncio.sleep(0.3)
-        service = DetectorService(config, detector, consumer="acl")  # leases on: the default
-        await service.refresh()
+        service = await _detected_and_handled(config, detector, bot)  # leases on: the default
         assert service.ownership is not None and service.ownership.fence("LARGESELLERS") == (
             "orderflow:{outputs}:lease:detector:LARGESELLERS",
             service.ownership.held["LARGESELLERS"],
         )
-        await service.drain()
-        assert service.stats.alerts == 5 and service.stats.exits == 1
-        for _ in range(100):
-            if handled:
-                break
-            await asyncio.sleep(0.05)
-        stop.set()
-        await task
-        assert len(handled) == 1 and handled[0].startswith("LARGESELLERS:exit:")
         await service.leave()
         await PositionRegistry(bot).close("LARGESELLERS")
         assert len(await bot.read_range(bot.keys.alerts)) == 5 and len(await bot.read_range(bot.keys.exits)) == 1
@@ -346,3 +316,26 @@ async def test_a_user_follows_a_slot_being_migrated_on_a_cluster(acl_cluster):
         new.close()
         await detector.close()
     assert _refusals(cluster) == []
+
+
+async def _detected_and_handled(config: OrderFlowConfig, detector: Bus, bot: Bus) -> DetectorService:
+    """The bot's client listens; a detector (its symbols from the positions hash) reads the large-sellers stream
+    through its group and publishes 5 alerts and the exit; the bot's client handles that exit. Returns the
+    detector."""
+    handled: list[str] = []
+    client = RiskManagerClient(bot, name="acl")
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(client.run(stop, on_exit=lambda recommendation: handled.append(recommendation.id)))
+    await asyncio.sleep(0.3)
+    service = DetectorService(config, detector, consumer="acl")
+    await service.refresh()
+    await service.drain()
+    assert service.stats.alerts == 5 and service.stats.exits == 1
+    for _ in range(100):
+        if handled:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    assert len(handled) == 1 and handled[0].startswith("LARGESELLERS:exit:")
+    return service

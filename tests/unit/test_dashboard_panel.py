@@ -28,7 +28,8 @@ from orderflow_client.positions import PositionRegistry
 from orderflow_client.pressure import pressure_colour, worst_colour
 from orderflow_client.threaded import OrderFlowClient
 from orderflow_client.timestamps import now_ns, ns_to_new_york
-from orderflow_client.wire import AlertType, ExitRecommendation, FeedStatus, OrderFlowAlert, Trade
+from orderflow_client.wire import AlertType, FeedStatus, OrderFlowAlert, Trade
+from tests.support.events import recommendation
 
 S = 1_000_000_000
 NOW = 1_795_545_591 * S
@@ -49,19 +50,6 @@ def alert(alert_type: AlertType, number: int = 1, symbol: str = "AAPL", size: in
         timestamp_utc="t",
         order_size=size if alert_type == "large_seller" else 0,
         price_level=187_430_000_000,
-    )
-
-
-def exit_of(symbol: str = "AAPL", at: int = NOW, trigger="large_sellers") -> ExitRecommendation:
-    return ExitRecommendation(
-        id=f"exit-{symbol}-{at}",
-        symbol=symbol,
-        trigger=trigger,
-        ts_event=at,
-        ts_recv=at,
-        timestamp_utc="t",
-        alert_ids=(),
-        reasoning="2 large sellers",
     )
 
 
@@ -105,7 +93,7 @@ def test_the_panel_shows_each_row_in_its_colour_with_new_york_times():
             "live",
             alerts=(alert("large_seller", 1, size=12_000), alert("large_seller", 2, size=30_000)),
             colour="red",
-            last_exit=exit_of(at=NOW - 2 * S),
+            last_exit=recommendation(number=NOW - 2 * S),
             bot_decision="handled",
             last_event_ns=NOW - 3 * S,
         ),
@@ -147,7 +135,10 @@ async def test_the_data_read_from_the_bus_states_colours_exits_and_the_bots_mark
         (bus.keys.market(symbol), Trade(symbol=symbol, ts_event=now, ts_recv=now, ts_arrival=now, price=1, size=1))
         for symbol in ("AAPL", "MSFT", "TSLA", "AMD", "GONE")
     ]
-    aapl_exit, msft_exit = exit_of("AAPL", now), exit_of("MSFT", now - 600 * S)
+    aapl_exit, msft_exit = (
+        recommendation(symbol="AAPL", number=now),
+        recommendation(symbol="MSFT", number=now - 600 * S),
+    )
     await bus.publish(
         [
             *trades,
