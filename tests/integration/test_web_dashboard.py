@@ -246,6 +246,8 @@ async def test_the_dashboard_shows_what_the_detector_published_live(redis_url, k
                 "(() => { const v = document.getElementById('filter-severity'); v.value = '';"
                 " v.dispatchEvent(new Event('change')); })()"
             )
+            await page.set_viewport(1400, 1750)
+            await page.wait_for("document.querySelectorAll('#log li').length > 0", 5, "the log after resizing")
             await page.screenshot(tmp_path / "dashboard.png")
             if os.environ.get("DASHBOARD_SCREENSHOT"):
                 shutil.copy(tmp_path / "dashboard.png", os.environ["DASHBOARD_SCREENSHOT"])

@@ -86,7 +86,7 @@
       node = el('article', 'card');
       node.dataset.symbol = card.symbol;
       node.append(el('div', 'card-head'), el('dl', 'facts'), el('div', 'chart'),
-        el('div', 'chart-legend', 'price (line) · sell share (bars) · volume vs normal (bars); ▼ alert, ● exit'), el('table', 'book'));
+        el('div', 'chart-legend', 'last 30 min: price, ▼ alert, ● exit · sell share % a minute · volume × normal a minute · double-click: fit'), el('table', 'book'));
       const ordered = Object.keys(cards).concat(card.symbol).sort();
       const after = ordered[ordered.indexOf(card.symbol) + 1];
       $('cards').insertBefore(node, after ? cards[after] : null);
@@ -141,10 +141,13 @@
     const sell = chart.addSeries(LWC.HistogramSeries, {color: COLOURS.red, priceFormat: {type: 'percent'}, title: 'sell %'}, 1);
     const ratio = chart.addSeries(LWC.HistogramSeries, {color: COLOURS.blue, title: 'vol × normal'}, 2);
     const panes = chart.panes();
-    if (panes[1]) panes[1].setHeight(60);
-    if (panes[2]) panes[2].setHeight(60);
+    [3, 1, 1].forEach((factor, index) => panes[index] && panes[index].setStretchFactor(factor));
     const markers = LWC.createSeriesMarkers(price, []);
-    charts[symbol] = {chart, price, sell, ratio, markers, marks: [], lastPrice: 0, lastBar: 0, times: []};
+    charts[symbol] = {chart, price, sell, ratio, markers, marks: [], lastPrice: 0, lastBar: 0, times: [], follow: true};
+    // the whole 30 minutes stay in view as points arrive, until the user zooms or scrolls the chart
+    container.addEventListener('wheel', () => { charts[symbol].follow = false; }, {passive: true});
+    container.addEventListener('pointerdown', () => { charts[symbol].follow = false; });
+    container.addEventListener('dblclick', () => { charts[symbol].follow = true; chart.timeScale().fitContent(); });
   }
   function removeChart(symbol) { if (charts[symbol]) { charts[symbol].chart.remove(); delete charts[symbol]; } }
   function barPoints(bar) {
@@ -182,6 +185,7 @@
     }
     if (change.book) renderBook(symbol, change.book);
     placeMarkers(symbol);
+    if (c.follow && change.prices.length) c.chart.timeScale().fitContent();
   }
   function renderBook(symbol, book) {
     const table = cards[symbol] && cards[symbol].querySelector('.book');
