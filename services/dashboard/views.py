@@ -108,7 +108,6 @@ def card_view(symbol: str, state: DashboardState) -> dict[str, Any]:
             "bots": dict(sorted(state.handled.get(last_exit.id, {}).items())),
         },
         "detector": state.detectors.get(symbol, "") if state.detectors_alive else None,
-        "last_frame": milliseconds(market.last_recv_ns) if market else None,
         "lag": state.lags.get(symbol),
     }
 
@@ -193,6 +192,7 @@ def market_changes(state: DashboardState) -> dict[str, Any]:
             "prices": [[second, dollars(price)] for second, price in changed["prices"]],  # type: ignore[attr-defined]
             "bars": [bar_view(market, bar) for bar in changed["bars"]],  # type: ignore[attr-defined]
             "book": book_view(market) if changed["book"] else None,
+            "received": milliseconds(market.last_recv_ns),  # when ingest published the latest event (wall)
         }
     return changes
 

@@ -13,7 +13,9 @@
   let sequence = null;
   let source = null;
   let lastSummary = null;
-  window.orderflowDashboard = {received: [], outputs: 0, markets: 0, resets: 0, cspViolations: []};
+  // what the page measured, for the tests and the benchmark: each output's and chart change's delay (ms) from when
+  // Redis took it (an output) or ingest published it (the latest market event of a change) to its drawing here
+  window.orderflowDashboard = {received: [], ticks: [], outputs: 0, markets: 0, resets: 0, cspViolations: []};
   const stats = window.orderflowDashboard;
   document.addEventListener('securitypolicyviolation', ev => stats.cspViolations.push(ev.violatedDirective));
 
@@ -67,7 +69,7 @@
     if (!banner.hidden) banner.textContent = 'Redis unreachable since ' + nyTime(health.redis_since) + ': nothing shown is current';
     const seen = new Set();
     for (const card of summary.cards) { renderCard(card); seen.add(card.symbol); }
-    for (const symbol of Object.keys(cards)) if (!seen.has(symbol)) { cards[symbol].remove(); delete cards[symbol]; removeChart(symbol); }
+    for (const symbol of Object.keys(cards)) if (!seen.has(symbol)) { cards[symbol].remove(); delete cards[symbol]; delete drawnCards[symbol]; removeChart(symbol); }
     refreshSymbolFilter();
   }
   function renderAge(summary) {
@@ -80,7 +82,11 @@
   setInterval(() => { if (lastSummary) renderAge(lastSummary); }, 1000);
 
   // --- cards ---------------------------------------------------------------------------------------------------------
+  const drawnCards = {};  // symbol → the JSON last drawn
   function renderCard(card) {
+    const drawn = JSON.stringify(card);
+    if (drawnCards[card.symbol] === drawn && cards[card.symbol]) return;
+    drawnCards[card.symbol] = drawn;
     let node = cards[card.symbol];
     if (!node) {
       node = el('article', 'card');
@@ -143,12 +149,25 @@
     const panes = chart.panes();
     [3, 1, 1].forEach((factor, index) => panes[index] && panes[index].setStretchFactor(factor));
     const markers = LWC.createSeriesMarkers(price, []);
-    charts[symbol] = {chart, price, sell, ratio, markers, marks: [], lastPrice: 0, lastBar: 0, times: [], follow: true};
+    charts[symbol] = {chart, price, sell, ratio, markers, marks: [], lastPrice: 0, lastBar: 0, times: [], follow: true,
+      visible: false, pending: [], fitted: 0};
+    visibility.observe(container);
     // the whole 30 minutes stay in view as points arrive, until the user zooms or scrolls the chart
     container.addEventListener('wheel', () => { charts[symbol].follow = false; }, {passive: true});
     container.addEventListener('pointerdown', () => { charts[symbol].follow = false; });
     container.addEventListener('dblclick', () => { charts[symbol].follow = true; chart.timeScale().fitContent(); });
   }
+  // a chart off screen keeps its changes until it scrolls into view (50 charts redrawn 4 times a second would
+  // keep the page busy)
+  const visibility = new IntersectionObserver(entries => {
+    for (const entry of entries) {
+      const symbol = entry.target.closest('.card').dataset.symbol;
+      const c = charts[symbol];
+      if (!c) continue;
+      c.visible = entry.isIntersecting;
+      if (c.visible && c.pending.length) { const pending = c.pending.splice(0); pending.forEach(change => updateChart(symbol, change)); }
+    }
+  });
   function removeChart(symbol) { if (charts[symbol]) { charts[symbol].chart.remove(); delete charts[symbol]; } }
   function barPoints(bar) {
     return [
@@ -171,6 +190,7 @@
   function updateChart(symbol, change) {
     const c = charts[symbol];
     if (!c) return;
+    if (!c.visible) { c.pending.push(change); return; }
     for (const [time, value] of change.prices) {
       if (time < c.lastPrice) continue;  // already in the snapshot
       c.price.update({time, value});
@@ -185,7 +205,7 @@
     }
     if (change.book) renderBook(symbol, change.book);
     placeMarkers(symbol);
-    if (c.follow && change.prices.length) c.chart.timeScale().fitContent();
+    if (c.follow && change.prices.length && Date.now() - c.fitted > 1000) { c.fitted = Date.now(); c.chart.timeScale().fitContent(); }
   }
   function renderBook(symbol, book) {
     const table = cards[symbol] && cards[symbol].querySelector('.book');
@@ -293,7 +313,10 @@
     source.addEventListener('output', ev => { stats.outputs++; addOutput(JSON.parse(ev.data), true); refreshSymbolFilter(); countLog(); });
     source.addEventListener('market', ev => {
       stats.markets++;
-      for (const [symbol, change] of Object.entries(JSON.parse(ev.data))) updateChart(symbol, change);
+      for (const [symbol, change] of Object.entries(JSON.parse(ev.data))) {
+        updateChart(symbol, change);
+        if (change.received && stats.ticks.length < 100000) stats.ticks.push(Date.now() - change.received);
+      }
     });
     source.addEventListener('reset', () => { stats.resets++; start(); });
   }
