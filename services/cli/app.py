@@ -3,7 +3,8 @@
 Every command validates the configuration first and exits with status 2 and
 one clear message when it is invalid, before touching Redis or the network.
 The commands live by group (:mod:`.config_commands`, :mod:`.offline_commands`, :mod:`.live_commands`,
-:mod:`.positions_commands`, :mod:`.demo_command`, :mod:`.dashboard_command`); this module only names them, in the order ``--help`` lists them.
+:mod:`.positions_commands`, :mod:`.demo_command`, :mod:`.dashboard_command`); this module only names them, in the
+order ``--help`` lists them.
 """
 
 from __future__ import annotations
