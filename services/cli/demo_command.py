@@ -76,7 +76,7 @@ def demo(
 
 def dashboard_beside(config: OrderFlowConfig, port: int) -> Alongside:
     """Start the web dashboard on the demo's bus (this machine only) and print its URL; its ending waits for Ctrl-C
-    after a demo that finished, then stops it."""
+    (SIGINT or SIGTERM, also one sent while the scenarios play) after a demo that finished, then stops it."""
     from services.dashboard.server import DashboardOptions, start_dashboard
 
     async def start(bus: Bus, symbols: list[str], group: str) -> Callable[[bool], Awaitable[None]]:
@@ -88,12 +88,13 @@ def dashboard_beside(config: OrderFlowConfig, port: int) -> Alongside:
             symbols=tuple(symbols),
         )
         shown = await start_dashboard(bus, options)
+        stop = stop_on_signals()  # from now on Ctrl-C ends the demo after its summary (the page shows it all)
         stdout.print(f"dashboard: {shown.url} (New York time)", highlight=False)
 
         async def ending(linger: bool) -> None:
-            if linger:
+            if linger and not stop.is_set():
                 stdout.print(f"the dashboard stays open at {shown.url}: Ctrl-C to end", highlight=False)
-                await stop_on_signals().wait()
+                await stop.wait()
             await shown.stop()
 
         return ending

@@ -25,7 +25,7 @@ from orderflow_client.wire import ExitRecommendation, OrderFlowAlert, Trade, dec
 from services.ingest.capture import format_line
 from services.tools.scenarios import frames
 from tests.support.browser import assert_nothing_left_the_machine, open_browser
-from tests.support.cli import OrderflowProcess, redis_environment, run_orderflow, start_orderflow
+from tests.support.cli import OrderflowProcess, orderflow_environment, redis_environment, run_orderflow, start_orderflow
 from tests.support.redis_server import free_port
 from tests.support.waiting import wait_for, wait_for_async
 
@@ -284,3 +284,32 @@ def test_the_dashboard_refuses_an_address_beyond_the_machine_without_a_token(red
     refused = run_orderflow("dashboard", "--host", "0.0.0.0", "--port", str(free_port()), env=env)
     assert refused.returncode == 2
     assert "ORDER_FLOW_DASHBOARD_TOKEN" in refused.stdout + refused.stderr
+
+
+def test_the_demo_runs_the_dashboard_beside_it_on_the_embedded_bus(tmp_path):
+    port = free_port()
+    env = orderflow_environment(ORDER_FLOW_LOG_DIR=str(tmp_path / "logs"), ORDER_FLOW_METRICS_PORT="0", COLUMNS="200")
+    demo = start_orderflow(
+        "demo", "--dashboard", "--dashboard-port", str(port), "--scenario", "large-sellers", "--speed", "400", env=env
+    )
+    try:
+
+        def exit_shown() -> bool:
+            if not listening(port):
+                return False
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/snapshot", timeout=5) as response:
+                cards = json.load(response)["summary"]["cards"]
+            return [card["symbol"] for card in cards] == ["SELLERS"] and cards[0]["last_exit"] is not None
+
+        wait_for(exit_shown, 60, "the demo's exit on its dashboard")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/snapshot", timeout=5) as response:
+            snapshot = json.load(response)
+        assert snapshot["summary"]["cards"][0]["colour"] == "red"
+        assert [item["kind"] for item in snapshot["log"]].count("exit") == 1
+        wait_for(lambda: "Ctrl-C to end" in demo.output()[0], 30, "the demo's summary")
+        assert demo.poll() is None  # the page stays up after the summary, until Ctrl-C
+        demo.send_signal(signal.SIGINT)
+        demo.expect_exit(0, timeout=30)
+    finally:
+        demo.stop_if_running()
+    assert f"dashboard: http://127.0.0.1:{port}/ (New York time)" in demo.output()[0]
