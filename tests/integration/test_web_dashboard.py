@@ -21,11 +21,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from orderflow_client.wire import ExitRecommendation, OrderFlowAlert, Trade, decode, unbatched
+from orderflow_client.prices import format_price
+from orderflow_client.wire import BookUpdate, ExitRecommendation, OrderFlowAlert, Trade, decode, unbatched
 from services.ingest.capture import format_line
 from services.tools.scenarios import frames
 from tests.support.browser import assert_nothing_left_the_machine, open_browser
 from tests.support.cli import OrderflowProcess, orderflow_environment, redis_environment, run_orderflow, start_orderflow
+from tests.support.paths import shared_data
 from tests.support.redis_server import free_port
 from tests.support.waiting import wait_for, wait_for_async
 
@@ -58,11 +60,15 @@ def published(client: redis.Redis, prefix: str) -> tuple[list[OrderFlowAlert], l
 
 
 def last_trade(client: redis.Redis, prefix: str, symbol: str) -> Trade | None:
+    """The symbol's latest trade: the greatest ts_event, the last in stream order among equal ones."""
     for _id, fields in client.xrevrange(f"{prefix}:md:{{{symbol}}}", count=200):
-        events = [event for payload in fields.values() for event in unbatched(decode(payload))]
-        trades = [event for event in events if isinstance(event, Trade)]
-        if trades:
-            return max(trades, key=lambda trade: trade.ts_event)
+        latest = None
+        for payload in fields.values():
+            for event in unbatched(decode(payload)):
+                if isinstance(event, Trade) and (latest is None or event.ts_event >= latest.ts_event):
+                    latest = event
+        if latest is not None:
+            return latest
     return None
 
 
@@ -313,3 +319,75 @@ def test_the_demo_runs_the_dashboard_beside_it_on_the_embedded_bus(tmp_path):
     finally:
         demo.stop_if_running()
     assert f"dashboard: http://127.0.0.1:{port}/ (New York time)" in demo.output()[0]
+
+
+async def test_a_real_day_with_depth_shows_the_book_and_what_was_published(redis_url, key_prefix, tmp_path):
+    """Amazon's LOBSTER day (2012-06-21, five levels of the book) replayed as fast as Redis takes it, detected, on
+    the page opened before: the book's top ask levels are the last BookUpdate's, the log is what was published."""
+    day = shared_data("lobster", "LOBSTER_SampleFile_AMZN_2012-06-21_5.zip")
+    page_port = free_port()
+    env = redis_environment(redis_url, key_prefix, tmp_path)
+    processes: dict[str, OrderflowProcess] = {}
+    client = redis.Redis.from_url(redis_url)
+    try:
+        opened = run_orderflow("positions", "open", "AMZN", "--quantity", "100", "--entry", "220.00", env=env)
+        assert opened.returncode == 0, opened.stdout + opened.stderr
+        processes["dashboard"] = start_orderflow("dashboard", "--port", str(page_port), env=env)
+        wait_for(lambda: listening(page_port), 30, "the dashboard")
+        async with open_browser() as browser:
+            page = await browser.open(f"http://127.0.0.1:{page_port}/")
+            await page.wait_for("document.querySelectorAll('#cards .card').length === 1", what="the AMZN card")
+            processes["detect"] = start_orderflow("detect", env={**env, "ORDER_FLOW_METRICS_PORT": str(free_port())})
+            processes["replay"] = start_orderflow("replay", str(day), env=env)
+            await wait_for_async(lambda: processes["replay"].poll() is not None, 120, "the replay's end")
+            processes["replay"].expect_exit(0)
+
+            def caught_up() -> bool:
+                groups = client.xinfo_groups(f"{key_prefix}:md:{{AMZN}}")
+                return any(group["name"] == b"detector" and group["lag"] == 0 for group in groups)
+
+            await wait_for_async(caught_up, 120, "the detector to catch up")
+            book = None
+            for _id, fields in client.xrevrange(f"{key_prefix}:md:{{AMZN}}", count=50):
+                books = [
+                    event
+                    for payload in fields.values()
+                    for event in unbatched(decode(payload))
+                    if isinstance(event, BookUpdate)
+                ]
+                if books:
+                    book = max(books, key=lambda update: update.ts_event)
+                    break
+            assert book is not None and len(book.asks) == 5
+            expected_asks = [[format_price(price), f"{size:,}"] for price, size in book.asks]
+            rows = (
+                "[...document.querySelectorAll('.card[data-symbol=\"AMZN\"] .book tr')].slice(1)"
+                ".map(row => [row.children[1].textContent, row.children[2].textContent])"
+            )
+            expected = json.dumps(json.dumps(expected_asks, separators=(",", ":")))
+            await page.wait_for(f"JSON.stringify({rows}) === {expected}", 20, "the book's top five asks")
+            alerts, exits = published(client, key_prefix)
+            await page.wait_for(
+                f"document.querySelectorAll('#log li').length === {len(alerts) + len(exits)}", 20, "every output"
+            )
+            shown = {item["id"] for item in await page.evaluate(LOG)}
+            assert shown == {item.id for item in [*alerts, *exits]}
+            trade = last_trade(client, key_prefix, "AMZN")
+            assert trade is not None
+            await page.wait_for(
+                "document.querySelector('.card[data-symbol=\"AMZN\"] .price').textContent"
+                f" === '${format_price(trade.price)}'",
+                10,
+                "the last trade's price",
+            )
+            assert (await page.evaluate("document.getElementById('clock').textContent")).endswith(" ET")
+            await page.screenshot(tmp_path / "dashboard-amzn.png")
+            assert not page.errors, page.errors
+            assert_nothing_left_the_machine(browser, page)
+        for name in ("detect", "dashboard"):
+            processes[name].send_signal(signal.SIGTERM)
+            processes[name].expect_exit(0, timeout=30)
+    finally:
+        for process in processes.values():
+            process.stop_if_running()
+        client.close()
