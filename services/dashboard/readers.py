@@ -156,10 +156,12 @@ class Readers:
     # --- the market streams ---------------------------------------------------------------------------------------
     async def _follow_markets(self) -> bool:
         keys = self.bus.keys
-        for symbol in self.state.symbols():
-            stream = keys.market(symbol)
-            if stream not in self.market_ids:
-                await self._seed_market(stream)
+        shown = {keys.market(symbol) for symbol in self.state.symbols()}
+        for stream in [stream for stream in self.market_ids if stream not in shown]:  # a position closed
+            del self.market_ids[stream]
+            self.state.markets.pop(keys.symbol_of(stream), None)
+        for stream in sorted(shown - set(self.market_ids)):
+            await self._seed_market(stream)
         if not self.market_ids:
             return False
         entries = await self.bus.read_after(self.market_ids, count=READ_COUNT)
