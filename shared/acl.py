@@ -1,6 +1,6 @@
 """Redis users with the least rights each part of orderflow needs (Redis 7 ACL, selectors).
 
-Three users besides the administrator (``default``):
+Four users besides the administrator (``default``):
 
 - ``ingest`` appends to the market streams (each append checked against its lease) and the status stream, reads
   the positions (writing them back only with HSETNX when the hash was lost), listens to position changes, and keeps
@@ -11,7 +11,9 @@ Three users besides the administrator (``default``):
   its heartbeat among the detectors; reads profiles and positions;
 - ``bot`` (the risk manager's client) reads exit recommendations through its group and the statuses, writes
   the positions and its own keys, and **cannot** add an exit recommendation to the stream or the channel —
-  only the detector can make the bot act.
+  only the detector can make the bot act;
+- ``dashboard`` (``orderflow dashboard``) only reads: the outputs, the market streams and their group's lag, the
+  positions, the detectors' leases and members, the bots' marks. No write, no script.
 
 The same rules serve a single server and a Redis Cluster: each output's pattern is granted under both layouts
 (``orderflow:alerts`` and ``orderflow:{outputs}:alerts``), and the few commands a cluster client asks are granted
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 
-ROLES = ("ingest", "detector", "bot")
+ROLES = ("ingest", "detector", "bot", "dashboard")
 
 _CONNECTION = "+hello +auth +ping +client|setname +client|id +select"
 _SCRIPTS = "+evalsha +eval +script|load +script|exists"  # Lua runs each command it calls under the same rights
@@ -83,6 +85,13 @@ def rules(role: str, prefix: str = "orderflow") -> str:
             f"(~{prefix}:riskmanager:* +set +get +del +exists) "
             f"(~{prefix}:positions &{prefix}:positions:changes +hset +hdel +hgetall +hsetnx +publish)"
         )
+    if role == "dashboard":  # reads only: the streams, the registry, the detectors' leases, the bots' marks
+        return (
+            f"{_CONNECTION} {_CLUSTER} {_names(prefix, 'alerts', 'exits', 'status', access='%R~')} %R~{market} "
+            f"{_names(prefix, 'lease:detector:*', 'members:detector', access='%R~')} "
+            f"%R~{prefix}:positions %R~{prefix}:riskmanager:* "
+            "+xread +xrange +xrevrange +xinfo|groups +xinfo|stream +hgetall +get +zrange +time"
+        )
     raise ValueError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
 
 
@@ -96,6 +105,7 @@ ENVIRONMENT = {
     "ingest": "REDIS_INGEST_PASSWORD",
     "detector": "REDIS_DETECTOR_PASSWORD",
     "bot": "REDIS_BOT_PASSWORD",
+    "dashboard": "REDIS_DASHBOARD_PASSWORD",
 }
 """Each user's password variable (compose's ``.env``)."""
 

@@ -33,7 +33,6 @@ from orderflow_client.bus.channels import Channels
 from orderflow_client.bus.dead_letters import DeadLetters
 from orderflow_client.bus.groups import GroupOperations
 from orderflow_client.bus.keys import Keys
-from orderflow_client.bus.scripts import APPEND_BATCH_LUA
 from orderflow_client.bus.streams import StreamOperations
 from orderflow_client.errors import BusAuthenticationError
 from orderflow_client.logs import mask_url
@@ -189,10 +188,7 @@ class Bus(StreamOperations, GroupOperations, DeadLetters, Channels):
             embedded=redis_url is None,
             failures=retry.failures,
         )
-        await bus.ping()
-        if bus.keys.cluster:  # a cluster's pipelines do not load scripts: every master gets the publishing one now
-            async with bus.calling("connect"):
-                await client.script_load(APPEND_BATCH_LUA)
+        await bus.ping()  # (a cluster's pipelines load no script: the first append to a master loads its scripts there)
         return bus
 
     async def ping(self) -> bool:

@@ -19,6 +19,7 @@ from orderflow_client.bus.connection import Bus
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.risk import RiskManagerClient
 from orderflow_client.wire import FeedStatus, Trade, encode
+from services.dashboard.server import DashboardOptions, start_dashboard
 from services.detector.service import DetectorService
 from services.ingest.replay import replay
 from services.ingest.sources import read_events
@@ -80,7 +81,7 @@ def test_the_acl_file_holds_no_password(acl_redis, tmp_path):
     _port, passwords = acl_redis
     text = users_file({role: passwords[role] for role in ROLES}, passwords["admin"])
     assert not any(password in text for password in passwords.values())
-    assert [line.split()[1] for line in text.splitlines()] == ["default", "ingest", "detector", "bot"]
+    assert [line.split()[1] for line in text.splitlines()] == ["default", "ingest", "detector", "bot", "dashboard"]
 
 
 async def test_every_service_works_under_its_own_user_and_only_the_detector_can_make_the_bot_act(acl_redis, tmp_path):
@@ -90,6 +91,7 @@ async def test_every_service_works_under_its_own_user_and_only_the_detector_can_
     ingest = await Bus.connect(_url(acl_redis, "ingest"))
     detector = await Bus.connect(_url(acl_redis, "detector"))
     bot = await Bus.connect(_url(acl_redis, "bot"))
+    viewer = await Bus.connect(_url(acl_redis, "dashboard"))
     try:
         # the bot registers its position; ingest reads it and publishes the market data (ingest's publish path)
         await PositionRegistry(bot).open("LARGESELLERS", quantity=100, entry_price="50.00", stop_loss="49.50")
@@ -101,9 +103,17 @@ async def test_every_service_works_under_its_own_user_and_only_the_detector_can_
 
         # the bot's client listens; the detector reads the stream through its group and publishes
         await _detected_and_handled(config, detector, bot)
+        # the web dashboard reads all of it (outputs, market, lag, leases, marks) under its read-only user
+        dashboard = await start_dashboard(viewer, DashboardOptions(port=0, bot_names=("acl",)))
+        try:
+            snapshot = await _json(f"{dashboard.url}api/snapshot")
+        finally:
+            await dashboard.stop()
+        assert [card["symbol"] for card in snapshot["summary"]["cards"]] == ["LARGESELLERS"]
+        assert len(snapshot["log"]) == 6  # 5 alerts and the exit
         await PositionRegistry(bot).close("LARGESELLERS")
     finally:
-        for bus in (ingest, detector, bot):
+        for bus in (ingest, detector, bot, viewer):
             await bus.close()
 
     port, passwords = acl_redis
@@ -148,6 +158,17 @@ async def test_every_service_works_under_its_own_user_and_only_the_detector_can_
             ("SET", "orderflow:lease:ingest:{LARGESELLERS}", "detector#1"),  # an ingest's lease
             ("GET", "orderflow:lease:ingest:{LARGESELLERS}"),
             ("ZADD", "orderflow:members:ingest", 1, "detector"),
+        ],
+        "dashboard": [  # reads only
+            ("XADD", "orderflow:alerts", "*", "a", "b"),
+            ("XADD", "orderflow:md:{LARGESELLERS}", "*", "trade", "x"),
+            ("HSET", "orderflow:positions", "X", "y"),
+            ("SET", "orderflow:riskmanager:acl:handled:x", "done"),
+            ("XREADGROUP", "GROUP", "detector", "c", "STREAMS", "orderflow:md:{LARGESELLERS}", ">"),
+            ("XACK", "orderflow:md:{LARGESELLERS}", "detector", "1-0"),
+            ("EVAL", "return 1", 0),
+            ("GET", "orderflow:lease:ingest:{LARGESELLERS}"),
+            ("INFO", "server"),
         ],
     }
     for role, commands in forbidden.items():
@@ -209,8 +230,9 @@ async def test_every_service_works_under_its_own_user_on_a_cluster(acl_cluster, 
     ingest = await Bus.connect(_cluster_url(acl_cluster, "ingest"))
     detector = await Bus.connect(_cluster_url(acl_cluster, "detector"))
     bot = await Bus.connect(_cluster_url(acl_cluster, "bot"))
+    viewer = await Bus.connect(_cluster_url(acl_cluster, "dashboard"))
     try:
-        assert all(bus.keys.cluster and "(cluster)" in bus.description for bus in (ingest, detector, bot))
+        assert all(bus.keys.cluster and "(cluster)" in bus.description for bus in (ingest, detector, bot, viewer))
         await PositionRegistry(bot).open("LARGESELLERS", quantity=100, entry_price="50.00", stop_loss="49.50")
         assert await PositionRegistry(ingest).symbols() == ["LARGESELLERS"]
         await replay(ingest, read_events("capture", [capture]))
@@ -234,11 +256,18 @@ async def test_every_service_works_under_its_own_user_on_a_cluster(acl_cluster, 
             "orderflow:{outputs}:lease:detector:LARGESELLERS",
             service.ownership.held["LARGESELLERS"],
         )
+        dashboard = await start_dashboard(viewer, DashboardOptions(port=0, bot_names=("acl",)))
+        try:  # the dashboard reads it all on the cluster too, owners included, under its read-only user
+            snapshot = await _json(f"{dashboard.url}api/snapshot")
+        finally:
+            await dashboard.stop()
+        assert [card["symbol"] for card in snapshot["summary"]["cards"]] == ["LARGESELLERS"]
+        assert len(snapshot["log"]) == 6  # 5 alerts and the exit
         await service.leave()
         await PositionRegistry(bot).close("LARGESELLERS")
         assert len(await bot.read_range(bot.keys.alerts)) == 5 and len(await bot.read_range(bot.keys.exits)) == 1
     finally:
-        for bus in (ingest, detector, bot):
+        for bus in (ingest, detector, bot, viewer):
             await bus.close()
     assert _refusals(cluster) == []
 
@@ -339,3 +368,12 @@ async def _detected_and_handled(config: OrderFlowConfig, detector: Bus, bot: Bus
     await task
     assert len(handled) == 1 and handled[0].startswith("LARGESELLERS:exit:")
     return service
+
+
+async def _json(url: str) -> dict:
+    """GET ``url`` and parse its JSON body (aiohttp's client: the dashboard's own stack)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()

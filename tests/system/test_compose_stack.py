@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,9 +30,11 @@ from tests.support.paths import REPO
 
 OFFLINE_COMPOSE = REPO.parent / "shared" / "tools" / "offline-compose.sh"
 PASSWORD = "compose-test-password"
+DASHBOARD_TOKEN = "compose-dashboard-token"
 PASSWORDS = (
     f"POLYGON_API_KEY=\nREDIS_PASSWORD={PASSWORD}\nREDIS_INGEST_PASSWORD=compose-ingest-password\n"
     "REDIS_DETECTOR_PASSWORD=compose-detector-password\nREDIS_BOT_PASSWORD=compose-bot-password\n"
+    f"REDIS_DASHBOARD_PASSWORD=compose-dashboard-password\nORDER_FLOW_DASHBOARD_TOKEN={DASHBOARD_TOKEN}\n"
 )
 CONTEXT = (
     "Dockerfile",
@@ -200,6 +203,17 @@ def _scrape_targets() -> list[tuple[str, str]]:
     return sorted((target["labels"]["job"], target["health"]) for target in active)
 
 
+def _dashboard_shows_the_exit(symbol: str) -> bool:
+    """Whether the compose dashboard (token given) shows ``symbol``'s card with an exit recommendation."""
+    try:
+        snapshot = _json(f"http://127.0.0.1:8765/api/snapshot?token={DASHBOARD_TOKEN}")
+    except (OSError, ValueError):
+        return False
+    return any(item.get("symbol") == symbol and item.get("kind") == "exit" for item in snapshot.get("log", [])) and any(
+        card["symbol"] == symbol for card in snapshot["summary"]["cards"]
+    )
+
+
 @pytest.mark.compose
 def test_the_dry_run_stack_comes_up_and_produces_alerts_end_to_end(build_context, tmp_path):
     with _stack(build_context, tmp_path, "orderflowstacktest", "COMPOSE_PROFILES=dry-run\n") as project:
@@ -208,8 +222,8 @@ def test_the_dry_run_stack_comes_up_and_produces_alerts_end_to_end(build_context
         _wait(_outputs_published(redis, "orderflow:alerts", "orderflow:exits"), 180, every=3)
         states = _containers(project)
         assert _outputs_published(redis, "orderflow:alerts", "orderflow:exits")(), states
-        # redis, simulator, ingest, detector, prometheus; the position one-shot and the cluster one-shot (a no-op)
-        assert len(states) == 7, states
+        # redis, simulator, ingest, detector, dashboard, prometheus; the position one-shot and the cluster one-shot
+        assert len(states) == 8, states
         _assert_running_never_restarted(states)
         expected = [("orderflow-detector", "up"), ("orderflow-ingest", "up")]
         _wait(lambda: _scrape_targets() == expected, 60)
@@ -221,6 +235,11 @@ def test_the_dry_run_stack_comes_up_and_produces_alerts_end_to_end(build_context
         assert [sample["value"][1] for sample in connected["data"]["result"]] == ["1"]
         firing = [a for a in _json("http://127.0.0.1:9090/api/v1/alerts")["data"]["alerts"] if a["state"] == "firing"]
         assert firing == []
+        # the web dashboard, published on this machine, under its read-only Redis user: the token is required
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            _json("http://127.0.0.1:8765/api/snapshot")
+        _wait(lambda: _dashboard_shows_the_exit("DEMO"), 60)
+        assert _dashboard_shows_the_exit("DEMO")
 
 
 @pytest.mark.compose
@@ -271,8 +290,8 @@ def test_the_dry_run_runs_on_the_cluster_profile(build_context, tmp_path):
         _wait(published, 180, every=3)
         states = _containers(project)
         assert published(), (states, _podman("logs", f"{project.name}_redis-cluster-create_1", check=False))
-        # redis, 6 nodes, simulator, ingest, detector, prometheus, the two one-shots
-        assert len(states) == 13, states
+        # redis, 6 nodes, simulator, ingest, detector, dashboard, prometheus, the two one-shots
+        assert len(states) == 14, states
         _assert_running_never_restarted(states)
         info = _redis_cli(node, "CLUSTER", "INFO")
         assert "cluster_state:ok" in info and "cluster_size:3" in info and "cluster_known_nodes:6" in info, info

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from shared.acl import ROLES
 from shared.config import OrderFlowConfig, environment_name
 from tests.support.cli import orderflow_environment, start_orderflow
 from tests.support.paths import REPO, program
@@ -75,7 +76,9 @@ def test_compose_services_health_networks_and_persistence():
     assert "./config/redis-users.acl:/etc/redis/redis-users.acl:ro" in redis["volumes"]
     # secrets never on a command line `ps` shows: only each password's hash reaches sed, redis-cli gets REDISCLI_AUTH
     assert (
-        "requirepass" not in command and command.count("$$(sha ") == 4 and "printf '%s' \"$$1\" | sha256sum" in command
+        "requirepass" not in command
+        and command.count("$$(sha ") == len(ROLES) + 1
+        and "printf '%s' \"$$1\" | sha256sum" in command
     )
     assert "REDISCLI_AUTH" in redis["healthcheck"]["test"][1] and " -a " not in redis["healthcheck"]["test"][1]
     assert all("--api-key" not in " ".join(service.get("command") or []) for service in services.values())
@@ -105,7 +108,7 @@ def test_compose_scales_the_services_and_offers_a_redis_cluster():
     service waits for (a no-op unless REDIS_HOST=redis-cluster); the services reach Redis at REDIS_HOST."""
     services = COMPOSE["services"]
     assert all("container_name" not in service for service in services.values())
-    assert [name for name, service in services.items() if "ports" in service] == ["prometheus", "grafana"]
+    assert [name for name, service in services.items() if "ports" in service] == ["dashboard", "prometheus", "grafana"]
     nodes = [f"redis-node-{number}" for number in range(1, 7)]
     assert {name for name, service in services.items() if service.get("profiles") == ["cluster"]} == set(nodes)
     single = " ".join(services["redis"]["command"])
@@ -113,7 +116,9 @@ def test_compose_scales_the_services_and_offers_a_redis_cluster():
         node = services[name]
         command = " ".join(node["command"])
         assert "--cluster-enabled yes" in command and "--aclfile /tmp/users.acl" in command
-        assert command.count("$$(sha ") == 4 and single.split("exec redis-server")[0] in command  # the same users
+        assert (
+            command.count("$$(sha ") == len(ROLES) + 1 and single.split("exec redis-server")[0] in command
+        )  # the same users
         assert 'masterauth "$$REDIS_PASSWORD"' in command and "requirepass" not in command  # on stdin, not argv
         assert "./config/redis-users.acl:/etc/redis/redis-users.acl:ro" in node["volumes"]
         assert node["networks"]["orderflow"]["aliases"] == ["redis-cluster"] and "ports" not in node
@@ -147,6 +152,7 @@ def test_each_compose_service_reaches_redis_as_its_own_user():
         "detector": "detector",
         "detector-dry-run": "detector",
         "position-dry-run": "bot",
+        "dashboard": "dashboard",
     }
     for name, user in expected.items():
         url = services[name]["environment"]["REDIS_URL"]
@@ -154,7 +160,13 @@ def test_each_compose_service_reaches_redis_as_its_own_user():
     assert services["admin"]["profiles"] == ["tools"] and COMPOSE["x-orderflow"]["environment"]["REDIS_URL"].startswith(
         "redis://:${REDIS_PASSWORD"
     )
-    for variable in ("REDIS_PASSWORD", "REDIS_INGEST_PASSWORD", "REDIS_DETECTOR_PASSWORD", "REDIS_BOT_PASSWORD"):
+    for variable in (
+        "REDIS_PASSWORD",
+        "REDIS_INGEST_PASSWORD",
+        "REDIS_DETECTOR_PASSWORD",
+        "REDIS_BOT_PASSWORD",
+        "REDIS_DASHBOARD_PASSWORD",
+    ):
         assert variable in services["redis"]["environment"]
 
 
