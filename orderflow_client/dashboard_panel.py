@@ -2,6 +2,10 @@
 state (and why), the alerts of the alert window coloured as everywhere in orderflow, the largest seller, the last
 exit recommendation and what the bot did with it, and how old the symbol's data is.
 
+What the bot did: the decision it recorded on the bus (``OrderFlowClient.record_decision``; the robinhood adapters and
+``orderflow risk-manager`` record theirs), e.g. ``exit`` or ``tighten stop 186.49``; else what it told the provider
+(:meth:`OrderFlowPanelProvider.record_decision`); else its handled mark (``handled``, ``parked: not acted on``).
+
 For robinhood-algo-trading-bot's ``trading_bot.dashboard``, with no change to the bot::
 
     from orderflow_client.dashboard_panel import OrderFlowPanelProvider, with_order_flow
@@ -30,6 +34,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.decision_records import DecisionRecord, read_decisions
 from orderflow_client.bus.marks import HandledMarks
 from orderflow_client.bus.streams import BusEntry, as_text, stream_id
 from orderflow_client.errors import WireDecodeError
@@ -57,6 +62,7 @@ HALTING_STATES = frozenset({"monitoring_halted", "trading_halted", "disconnected
 RESUMING_STATES = frozenset({"connected", "monitoring_resumed", "trading_resumed"})
 TRIGGER_WORDS = {"large_sellers": "sellers", "red_burst": "red burst"}
 MARK_WORDS = {b"done": "handled", b"parked": "parked: not acted on"}
+ACTION_WORDS = {"exit": "exit", "tighten_stop": "tighten stop", "hold": "hold"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class SymbolOrderFlow:
     last_exit: ExitRecommendation | None = None
     bot_decision: str = ""  # what the bot did with the last exit ("": not known)
     last_event_ns: int = 0  # when its market stream last received an event
+    decision: DecisionRecord | None = None  # the bot's record of its decision on the last exit, if it recorded one
 
     @property
     def large_sellers(self) -> int:
@@ -99,6 +106,12 @@ class OrderFlowPanelData:
     @property
     def colour(self) -> str:
         return worst_colour(row.colour for row in self.rows)
+
+
+def decision_words(record: DecisionRecord) -> str:
+    """A recorded decision in a few words: ``exit``, ``hold``, ``tighten stop 186.49``, or the bot's own action."""
+    words = ACTION_WORDS.get(record.action, record.action.replace("_", " "))
+    return f"{words} {format_price(record.new_stop)}" if record.new_stop else words
 
 
 def _entry_ns(entry: BusEntry) -> int:
@@ -155,9 +168,10 @@ async def read_panel_data(
     """The panel's data for ``symbols`` (None: every position in orderflow's registry).
 
     Alerts: those Redis took in the last ``alert_window_seconds``. Exits and statuses: the newest of the last
-    ``look_back`` entries of their streams. ``bot_name``: the bot's client name, whose marks say whether it handled
-    each recommendation; ``decisions`` (recommendation id → what the bot decided, e.g. ``"exit"``) says more when
-    the bot tells."""
+    ``look_back`` entries of their streams. ``bot_name``: the bot's client name, whose recorded decisions (read in
+    one round trip) say what it decided on each last exit, and whose marks whether it handled those it recorded no
+    decision for; ``decisions`` (recommendation id → what the bot decided, e.g. ``"exit"``) is used where the bus
+    holds no record."""
     now = now_ns()
     window_ns = int(alert_window_seconds * NANOSECONDS_PER_SECOND)
     registered = set(await PositionRegistry(bus).symbols())
@@ -178,6 +192,8 @@ async def read_panel_data(
         if isinstance(message, FeedStatus)
     ]
     marks = HandledMarks(bus, bot_name) if bot_name else None
+    last_ids = [exits[symbol].id for symbol in wanted if symbol in exits]
+    recorded = await read_decisions(bus, bot_name, last_ids) if bot_name else {}
     rows = []
     for symbol in wanted:
         newest = await bus.read_range_reverse(bus.keys.market(symbol), count=1)
@@ -188,7 +204,10 @@ async def read_panel_data(
         in_window = tuple(alert for alert in alerts if alert.symbol == symbol)
         last_exit = exits.get(symbol)
         decision = ""
-        if last_exit is not None:
+        record = recorded.get(last_exit.id) if last_exit is not None else None
+        if record is not None:
+            decision = decision_words(record)
+        elif last_exit is not None:
             decision = (decisions or {}).get(last_exit.id, "")
             if not decision and marks is not None:
                 mark = await marks.holder(last_exit.id)
@@ -205,6 +224,7 @@ async def read_panel_data(
                 last_exit=last_exit,
                 bot_decision=decision,
                 last_event_ns=last_event_ns,
+                decision=record,
             )
         )
     return OrderFlowPanelData(tuple(rows), now, alert_window_seconds)
@@ -231,7 +251,10 @@ class OrderFlowPanelProvider:
         self._last = OrderFlowPanelData((), 0, alert_window_seconds)
 
     def record_decision(self, recommendation_id: str, decision: str) -> None:
-        """What the bot decided on a recommendation (e.g. ``"exit"``, ``"tighten stop"``, ``"hold"``), to show."""
+        """What the bot decided on a recommendation (e.g. ``"exit"``, ``"tighten stop"``, ``"hold"``), to show in
+        this process's panel when the bus holds no record of it. ``client.record_decision`` records it on the bus
+        instead: readable by any process (:func:`~orderflow_client.bus.decision_records.read_decisions`), and after a
+        restart."""
         self.decisions[recommendation_id] = decision
 
     def data(self, symbols: Sequence[str] | None = None) -> OrderFlowPanelData:

@@ -5,6 +5,7 @@
     last = await last_trade_price(bus, recommendation.symbol)          # nano-dollars, or None
     decision = evaluate(recommendation, position, last_price=last)      # exit, tighten_stop or hold
     log_decision(recommendation, position, last, decision)             # order_flow.exit_signal_triggered
+    await record_decision(bus, "my-bot", recommendation.id, decision, last_price=last)  # for the dashboards
 
 The bot decides; orderflow only recommends (the delivery is :class:`orderflow_client.risk.RiskManagerClient`'s).
 """
@@ -14,11 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import msgspec
+
 from orderflow_client import logs
 from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.decision_records import DecisionRecord, DecisionRecords
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.positions import Position
 from orderflow_client.prices import format_price, price_to_float, round_to_tick
+from orderflow_client.risk import HANDLED_SECONDS
+from orderflow_client.timestamps import now_ns
 from orderflow_client.wire import ExitRecommendation, Trade, decode, unbatched
 
 log = logs.get_logger(__name__)
@@ -126,3 +132,41 @@ def log_decision(recommendation: ExitRecommendation, position: Position, last_pr
     if decision.new_stop:
         fields["new_stop"] = format_price(decision.new_stop)
     log.warning(logs.EXIT_SIGNAL_TRIGGERED, **fields)
+
+
+async def record_decision(
+    bus: Bus,
+    bot_name: str,
+    recommendation_id: str,
+    decision: Decision | DecisionRecord,
+    *,
+    last_price: int = 0,
+    seconds: int = HANDLED_SECONDS,
+) -> bool:
+    """Record what ``bot_name`` decided on a recommendation at ``orderflow:riskmanager:<bot>:decision:<id>``, kept as
+    long as its handled mark (30 days), for the dashboards to show (:func:`~orderflow_client.bus.decision_records.
+    read_decisions`). Best effort: the decision stands whether or not Redis takes it; False, logged as
+    ``order_flow.decision_not_recorded``, when it did not."""
+    if isinstance(decision, DecisionRecord):  # a bot's own: when it is recorded unless it says
+        record = decision if decision.decided_ns else msgspec.structs.replace(decision, decided_ns=now_ns())
+    else:
+        record = DecisionRecord(
+            action=decision.action,
+            reasons=decision.reasons,
+            new_stop=decision.new_stop,
+            last_price=last_price,
+            decided_ns=now_ns(),
+        )
+    try:
+        await DecisionRecords(bus, bot_name).record(recommendation_id, record, seconds)
+    except Exception as error:  # an outage, or a Redis user without the right: the marks still say handled
+        log.warning(
+            "order_flow.decision_not_recorded",
+            id=recommendation_id,
+            bot=bot_name,
+            decision=record.action,
+            error=f"{type(error).__name__}: {str(error)[:200]}",
+            source="risk_manager",
+        )
+        return False
+    return True

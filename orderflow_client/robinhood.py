@@ -22,8 +22,9 @@ What attaching does:
 - **exit recommendations** are judged by :func:`orderflow_client.decisions.evaluate` with the last print and acted on
   through the bot's own order path: an exit sells with ``TradingBot.execute_trade(…, "sell", …)`` (reason
   ``order_flow_alert: …`` in the bot's trade record) or ``TradingOrchestrator._execute_exit_order(…, "Order Flow", …)``;
-  a tighter stop is set on a valid tick (``update_position`` / the trade record's ``stop_loss``). An exit the bot
-  could not place raises, so the recommendation is retried and, after ``max_attempts``, parked with a status;
+  a tighter stop is set on a valid tick (``update_position`` / the trade record's ``stop_loss``); each decision carried
+  out is logged and recorded on the bus for the dashboards. An exit the bot could not place raises, so the
+  recommendation is retried and, after ``max_attempts``, parked with a status;
 - :class:`OrderFlowDetector` answers the bot's own never-wired order-flow API (``should_trigger_exit``,
   ``monitor_active_positions``, ``health_check``) from orderflow's streams, with the bot's ``OrderFlowAlert`` type.
 """
@@ -168,13 +169,22 @@ class _Adapter:
     def holdings(self) -> dict[str, Holding]:
         raise NotImplementedError
 
-    def on_exit(self, recommendation: ExitRecommendation) -> None:
+    def carry_out(self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int) -> None:
         raise NotImplementedError
+
+    def on_exit(self, recommendation: ExitRecommendation) -> None:
+        """Decide, carry it out, then log and record it (not before: a failed attempt is retried, not decided twice)."""
+        decided = self.decide(recommendation)
+        if decided is None:
+            return
+        holding, decision, last, position = decided
+        self.carry_out(recommendation, holding, decision, last)
+        log_decision(recommendation, position, last, decision)
+        self.client.record_decision(recommendation.id, decision, last_price=last)
 
     def decide(self, recommendation: ExitRecommendation) -> tuple[Holding, Decision, int, Position] | None:
         """The bot's holding, the decision, the last print and the position as orderflow sees it; None when the bot
-        holds nothing. The decision is logged by the caller once it is carried out (a failed attempt is retried and
-        must not count as a second decision)."""
+        holds nothing."""
         holding = self.holdings().get(recommendation.symbol)
         if holding is None:
             log.info(
@@ -215,22 +225,17 @@ class TradingBotAdapter(_Adapter):
             for symbol, p in dict(self.bot.positions).items()
         }
 
-    def on_exit(self, recommendation: ExitRecommendation) -> None:
-        decided = self.decide(recommendation)
-        if decided is None:
-            return
+    def carry_out(self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int) -> None:
         if self.loop is not None:
 
             async def act() -> None:
-                self._carry_out(recommendation, *decided)
+                self._place(recommendation, holding, decision, last)
 
             asyncio.run_coroutine_threadsafe(act(), self.loop).result(60)
         else:
-            self._carry_out(recommendation, *decided)
+            self._place(recommendation, holding, decision, last)
 
-    def _carry_out(
-        self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int, position: Position
-    ) -> None:
+    def _place(self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int) -> None:
         shares, entry, _stop = holding
         symbol = recommendation.symbol
         if decision.action == "exit":
@@ -254,7 +259,6 @@ class TradingBotAdapter(_Adapter):
             self.bot.positions.pop(symbol, None)  # as the bot's own stop-loss path does once it has sold
         elif decision.action == "tighten_stop":
             self.bot.update_position(symbol, shares, entry, Decimal(format_price(decision.new_stop)))
-        log_decision(recommendation, position, last, decision)
 
 
 class OrchestratorAdapter(_Adapter):
@@ -272,11 +276,8 @@ class OrchestratorAdapter(_Adapter):
             for trade in list(self.orchestrator.daily_trades)
         }
 
-    def on_exit(self, recommendation: ExitRecommendation) -> None:
-        decided = self.decide(recommendation)
-        if decided is None:
-            return
-        (shares, entry, _stop), decision, last, position = decided
+    def carry_out(self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int) -> None:
+        shares, entry, _stop = holding
         symbol = recommendation.symbol
         with self._lock:
             if decision.action == "exit":
@@ -291,7 +292,6 @@ class OrchestratorAdapter(_Adapter):
                 for trade in self.orchestrator.daily_trades:
                     if trade["symbol"] == symbol:
                         trade["stop_loss"] = float(format_price(decision.new_stop))
-        log_decision(recommendation, position, last, decision)
 
 
 class OrderFlowDetector:

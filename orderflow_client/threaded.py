@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, overload
 
 from orderflow_client.bus.connection import Bus
-from orderflow_client.decisions import last_trade_price
+from orderflow_client.bus.decision_records import DecisionRecord
+from orderflow_client.decisions import Decision, last_trade_price, record_decision
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.positions import Position, PositionRegistry
 from orderflow_client.risk import RiskManagerClient
@@ -165,6 +166,16 @@ class OrderFlowClient:
     def last_price(self, symbol: str) -> int | None:
         """The symbol's last print on orderflow's market stream (nano-dollars), None when there is none."""
         return self._call(last_trade_price(self._connected(), symbol))
+
+    def record_decision(
+        self, recommendation_id: str, decision: Decision | DecisionRecord, *, last_price: int = 0
+    ) -> bool:
+        """Record what the bot decided on a recommendation, for the dashboards (kept as long as its handled mark;
+        :func:`orderflow_client.decisions.record_decision`): an evaluator's :class:`Decision`, or a
+        :class:`DecisionRecord` of the bot's own. Best effort: False (logged) when Redis did not take it."""
+        return self._call(
+            record_decision(self._connected(), self.name, recommendation_id, decision, last_price=last_price)
+        )
 
     def ping(self) -> bool:
         """True when Redis answers (PING); raises :class:`~orderflow_client.errors.BusUnavailableError` when not."""

@@ -16,5 +16,6 @@ of orderflow is in this package, each module one job. Import from the module tha
 - :mod:`~orderflow_client.bus.scripts` — the Lua scripts;
 - typed operations for the rest of orderflow: :mod:`~orderflow_client.bus.registry` (the positions hash),
   :mod:`~orderflow_client.bus.dedup` (publish once), :mod:`~orderflow_client.bus.profiles` (stored profiles),
-  :mod:`~orderflow_client.bus.marks` (a bot's leases and done marks).
+  :mod:`~orderflow_client.bus.marks` (a bot's leases and done marks), :mod:`~orderflow_client.bus.decision_records`
+  (what a bot decided on each recommendation).
 """

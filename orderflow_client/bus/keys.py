@@ -14,6 +14,7 @@
 ``orderflow:published:<output id>``         the detector's mark that an output was published (dedup, 7 days)
 ``orderflow:profile:{AAPL}``                a symbol's calibrated profile (JSON)
 ``orderflow:riskmanager:<bot>:handled:<id>`` a bot's lease on, or done mark of, one exit recommendation
+``orderflow:riskmanager:<bot>:decision:<id>`` what the bot decided on it (JSON: exit, tighten_stop, hold, why)
 ``orderflow:lease:detector:AAPL``           which detector owns a symbol, and its fencing token (``name#17``)
 ``orderflow:lease:ingest:{AAPL}``           which ingest owns a symbol (in the slot of its stream)
 ``orderflow:lease-tokens``                  the counter detector fencing tokens come from (ingest: one a symbol)
@@ -117,3 +118,11 @@ class Keys:
     def handled(self, bot_name: str, recommendation_id: str) -> str:
         """A bot's lease on, or done mark of, one exit recommendation."""
         return f"{self.prefix}:riskmanager:{bot_name}:handled:{recommendation_id}"
+
+    def decision(self, bot_name: str, recommendation_id: str) -> str:
+        """What a bot decided on one exit recommendation (:mod:`orderflow_client.bus.decision_records`).
+
+        >>> Keys().decision("my-bot", "AAPL:exit:red_burst:17")
+        'orderflow:riskmanager:my-bot:decision:AAPL:exit:red_burst:17'
+        """
+        return f"{self.prefix}:riskmanager:{bot_name}:decision:{recommendation_id}"

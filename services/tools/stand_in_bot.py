@@ -3,8 +3,9 @@
 It reads the position registry (again every second, so a position opened or closed while it runs is followed),
 receives recommendations through :class:`orderflow_client.risk.RiskManagerClient` (each handled once per bot
 name, across restarts), evaluates each against the position and the last trade price with the reference
-evaluator, and logs the decision (``order_flow.exit_signal_triggered``); ``say`` gets one line per decision,
-e.g. ``AAPL: exit (red burst, 3 sellers)``.
+evaluator, logs the decision (``order_flow.exit_signal_triggered``) and records it on the bus for the dashboards
+(``orderflow:riskmanager:<name>:decision:<id>``); ``say`` gets one line per decision, e.g.
+``AAPL: exit (red burst, 3 sellers)``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 
 from orderflow_client.bus.calls import OUTAGE_ERRORS
 from orderflow_client.bus.connection import Bus
-from orderflow_client.decisions import evaluate, last_trade_price, log_decision
+from orderflow_client.decisions import evaluate, last_trade_price, log_decision, record_decision
 from orderflow_client.logs import get_logger
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.risk import ClientStats, RiskManagerClient
@@ -55,6 +56,7 @@ async def run_stand_in_bot(
             return
         decision = evaluate(recommendation, position, price)
         log_decision(recommendation, position, price, decision)
+        await record_decision(bus, name, recommendation.id, decision, last_price=price)
         say(f"{recommendation.symbol}: {decision.action} ({decision.reasons[0]})")
 
     async def refresh_held() -> None:

@@ -16,9 +16,11 @@ import redis
 import redis.cluster
 
 from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.decision_records import DecisionRecord, read_decisions
+from orderflow_client.decisions import record_decision
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.risk import RiskManagerClient
-from orderflow_client.wire import FeedStatus, Trade, encode
+from orderflow_client.wire import ExitRecommendation, FeedStatus, Trade, decode, encode
 from services.dashboard.server import DashboardOptions, start_dashboard
 from services.detector.service import DetectorService
 from services.ingest.replay import replay
@@ -103,6 +105,9 @@ async def test_every_service_works_under_its_own_user_and_only_the_detector_can_
 
         # the bot's client listens; the detector reads the stream through its group and publishes
         await _detected_and_handled(config, detector, bot)
+        [exit_entry] = await viewer.read_range(viewer.keys.exits)
+        exit_id = decode(exit_entry.payload).id  # the bot's decision on it: readable by the dashboard's user
+        assert (await read_decisions(viewer, "acl", [exit_id]))[exit_id].action == "hold"
         # the web dashboard reads all of it (outputs, market, lag, leases, marks) under its read-only user
         dashboard = await start_dashboard(viewer, DashboardOptions(port=0, bot_names=("acl",)))
         try:
@@ -147,6 +152,7 @@ async def test_every_service_works_under_its_own_user_and_only_the_detector_can_
             ("SET", "orderflow:lease:detector:LARGESELLERS", "ingest#1"),  # a detector's lease
             ("ZADD", "orderflow:members:detector", 1, "ingest"),
             ("INFO", "server"),  # no INFO at all: CLUSTER INFO and ROLE are what the bus asks
+            ("SET", "orderflow:riskmanager:acl:decision:x", "{}"),  # a bot's decision is the bot's
         ],
         "detector": [
             ("HSET", "orderflow:positions", "X", "y"),
@@ -158,6 +164,8 @@ async def test_every_service_works_under_its_own_user_and_only_the_detector_can_
             ("SET", "orderflow:lease:ingest:{LARGESELLERS}", "detector#1"),  # an ingest's lease
             ("GET", "orderflow:lease:ingest:{LARGESELLERS}"),
             ("ZADD", "orderflow:members:ingest", 1, "detector"),
+            ("SET", "orderflow:riskmanager:acl:decision:x", "{}"),
+            ("GET", "orderflow:riskmanager:acl:decision:x"),
         ],
         "dashboard": [  # reads only
             ("XADD", "orderflow:alerts", "*", "a", "b"),
@@ -352,9 +360,15 @@ async def _detected_and_handled(config: OrderFlowConfig, detector: Bus, bot: Bus
     through its group and publishes 5 alerts and the exit; the bot's client handles that exit. Returns the
     detector."""
     handled: list[str] = []
+    recorded: list[bool] = []
+
+    async def on_exit(recommendation: ExitRecommendation) -> None:  # the bot records what it decided
+        handled.append(recommendation.id)
+        recorded.append(await record_decision(bot, "acl", recommendation.id, DecisionRecord(action="hold")))
+
     client = RiskManagerClient(bot, name="acl")
     stop = asyncio.Event()
-    task = asyncio.ensure_future(client.run(stop, on_exit=lambda recommendation: handled.append(recommendation.id)))
+    task = asyncio.ensure_future(client.run(stop, on_exit=on_exit))
     await asyncio.sleep(0.3)
     service = DetectorService(config, detector, consumer="acl")
     await service.refresh()
@@ -367,6 +381,7 @@ async def _detected_and_handled(config: OrderFlowConfig, detector: Bus, bot: Bus
     stop.set()
     await task
     assert len(handled) == 1 and handled[0].startswith("LARGESELLERS:exit:")
+    assert recorded == [True] and (await read_decisions(bot, "acl", handled))[handled[0]].action == "hold"
     return service
 
 

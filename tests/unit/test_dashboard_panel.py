@@ -15,6 +15,7 @@ from rich.layout import Layout
 from rich.panel import Panel
 
 from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.decision_records import DecisionRecord, DecisionRecords
 from orderflow_client.bus.marks import HandledMarks
 from orderflow_client.dashboard_panel import (
     OrderFlowPanelData,
@@ -32,6 +33,7 @@ from orderflow_client.wire import AlertType, FeedStatus, OrderFlowAlert, Trade
 from tests.support.events import recommendation
 
 S = 1_000_000_000
+M = 1_000_000  # a thousandth of a dollar in nano-dollars
 NOW = 1_795_545_591 * S
 AT = ns_to_new_york(NOW)  # the time of NOW in New York, as shown
 AT_MINUS_2 = ns_to_new_york(NOW - 2 * S)
@@ -181,6 +183,20 @@ async def test_the_data_read_from_the_bus_states_colours_exits_and_the_bots_mark
     assert [row.symbol for row in every.rows] == ["AAPL", "AMD", "MSFT", "NVDA", "TSLA"]
     assert {row.symbol: row.state for row in every.rows}["MSFT"] == "live"
     assert {row.symbol: row.bot_decision for row in every.rows}["AAPL"] == ""  # no bot name: not known
+    # what the bot recorded on the bus is shown, before what it told the provider and before its mark
+    aapl_decision = DecisionRecord(action="tighten_stop", reasons=("tighten the stop to 186.49",), new_stop=186_490 * M)
+    await DecisionRecords(bus, "my-bot").record(aapl_exit.id, aapl_decision, 60)
+    await DecisionRecords(bus, "my-bot").record(msft_exit.id, DecisionRecord(action="exit"), 60)
+    await DecisionRecords(bus, "other-bot").record(msft_exit.id, DecisionRecord(action="hold"), 60)
+    recorded = await read_panel_data(
+        bus, ["AAPL", "MSFT", "TSLA"], bot_name="my-bot", decisions={msft_exit.id: "hold", aapl_exit.id: "hold"}
+    )
+    rows = {row.symbol: row for row in recorded.rows}
+    assert (rows["AAPL"].bot_decision, rows["AAPL"].decision) == ("tighten stop 186.49", aapl_decision)
+    assert (rows["MSFT"].bot_decision, rows["MSFT"].decision) == ("exit", DecisionRecord(action="exit"))
+    assert (rows["TSLA"].bot_decision, rows["TSLA"].decision) == ("", None)  # no exit
+    text, _styled = draw(recorded)
+    assert "tighten stop 186.49" in next(line for line in text.splitlines() if "AAPL" in line)
     await bus.close()
 
 
