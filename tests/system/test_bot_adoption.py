@@ -152,10 +152,14 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
             replayed = run_orderflow("replay", *files, env=env, timeout=180)
             assert replayed.returncode == 0, replayed.stdout[-2000:] + replayed.stderr[-2000:]
         # one detector per shard of symbols: the synthetic sessions on the absolute thresholds they were written
-        # against, the real day adaptive (the default, which calibrates on the day itself)
+        # against, the real day adaptive (the default, which calibrates on the day itself); two on one host need
+        # names of their own (the default, detector-<hostname>, would be refused to the second: exit 6)
+        adaptive = {**env, "ORDER_FLOW_THRESHOLD_MODE": "adaptive"}
         detectors = [
-            start_orderflow("detect", "--symbol", "OUT", "--symbol", "TIGHT", env=env),
-            start_orderflow("detect", "--symbol", "AMZN", env={**env, "ORDER_FLOW_THRESHOLD_MODE": "adaptive"}),
+            start_orderflow(
+                "detect", "--consumer", "detector-synthetic", "--symbol", "OUT", "--symbol", "TIGHT", env=env
+            ),
+            start_orderflow("detect", "--consumer", "detector-amazon", "--symbol", "AMZN", env=adaptive),
         ]
         out, err = scenario.communicate(timeout=150)
         client = redis_client.Redis.from_url(redis.url)
