@@ -9,17 +9,20 @@ One run, on the Redis at 127.0.0.1:6379 (else one started, as the tests find it)
    ``orderflow replay --speed S`` (S× each scenario's recorded rate, 10 by default: 50 symbols at 10× their rates),
    ``orderflow detect`` on them and ``orderflow dashboard`` as its own process;
 2. the page open in headless chromium (``tests.support.browser``: nothing leaves the machine), plus a frame-gap
-   probe in it (``requestAnimationFrame``: the longest frames show whether the page stays responsive);
+   probe in it (``requestAnimationFrame``: the longest frames show whether the page stays responsive); before the
+   replay, ``--idle-alerts`` alerts (30) of a symbol of their own published by this process 137 ms apart, on a quiet
+   host: the delay of the dashboard's own path, without the load;
 3. the ceiling, in the same browser at the same time: a bare page following a bare SSE endpoint of this process
    that relays a ping stream of the same Redis with a blocking XREAD (XADD → XREAD BLOCK → SSE → the page's
    ``Date.now()``), pinged every 100 ms.
 
-Printed: the dashboard process's CPU (user + system seconds over the replay's wall seconds), the events published,
-the delay of each alert and exit recommendation from its XADD (its stream id's time) to its line drawn on the page,
-of each chart change from ingest's publish of its latest event to the page (this includes the 250 ms batching of
-chart changes), and the ceiling's, p50/p99/max; the page's frame gaps p99/max.
+Printed: the idle alerts' delay, the dashboard process's CPU (user + system seconds over the replay's wall
+seconds), the events published, the delay of each alert and exit recommendation from its XADD (its stream id's
+time) to its line drawn on the page, of each chart change from ingest's publish of its latest event to the page
+(this includes the 250 ms batching of chart changes), and the ceiling's, p50/p99/max; the page's frame gaps
+p99/max.
 
-    python -m bench.dashboard_bench [--symbols 50] [--speed 10]
+    python -m bench.dashboard_bench [--symbols 50] [--speed 10] [--idle-alerts 30]
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from aiohttp import web
 
 from orderflow_client.bus.connection import Bus
 from orderflow_client.positions import PositionRegistry
+from orderflow_client.wire import OrderFlowAlert
 from services.ingest.capture import format_line
 from services.tools.scenarios import SCENARIOS, frames
 from tests.support.browser import assert_nothing_left_the_machine, open_browser
@@ -72,6 +76,26 @@ def write_capture(path: Path, chosen: dict[str, str]) -> None:
     with path.open("wb") as out:
         for ts_recv, frame in heapq.merge(*streams, key=lambda item: item[0]):
             out.write(format_line(ts_recv, frame))
+
+
+async def publish_idle_alerts(bus: Bus, count: int) -> None:
+    """``count`` alerts of the symbol IDLE, 137 ms apart (not a divisor of any poll period)."""
+    for number in range(count):
+        now = time.time_ns()
+        alert = OrderFlowAlert(
+            id=f"IDLE:large_seller:{number}",
+            symbol="IDLE",
+            alert_type="large_seller",
+            severity="warning",
+            source="tape",
+            ts_event=now,
+            ts_recv=now,
+            timestamp_utc="",
+            order_size=10_000,
+            price_level=50_000_000_000,
+        )
+        await bus.publish([(bus.keys.alerts, alert)])
+        await asyncio.sleep(0.137)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -125,7 +149,7 @@ async def bare_sse(redis_url: str, stream: str) -> tuple[web.AppRunner, int, asy
     return runner, port, asyncio.ensure_future(ping())
 
 
-async def main(symbol_count: int, speed: float) -> None:
+async def main(symbol_count: int, speed: float, idle_alerts: int) -> None:
     redis_url, owned = find_or_start_redis()
     prefix = f"bench-dashboard-{uuid.uuid4().hex[:8]}"
     chosen = symbols_of(symbol_count)
@@ -155,6 +179,10 @@ async def main(symbol_count: int, speed: float) -> None:
             page = await browser.open(f"http://127.0.0.1:{page_port}/")
             await page.send("Page.bringToFront")  # the dashboard's tab in front: its frames are drawn
             await page.wait_for(f"document.querySelectorAll('#cards .card').length === {len(chosen)}", 30, "the cards")
+            await publish_idle_alerts(bus, idle_alerts)
+            await page.wait_for(f"window.orderflowDashboard.received.length === {idle_alerts}", 10, "the idle alerts")
+            idle = [item["latency_ms"] for item in await page.evaluate("window.orderflowDashboard.received")]
+            await page.evaluate("window.orderflowDashboard.received = []")
             await page.evaluate(FRAME_PROBE)
             cpu_before, started = cpu_seconds(processes["dashboard"].pid), time.perf_counter()
             processes["replay"] = start_orderflow("replay", "--speed", str(speed), str(capture), env=env)
@@ -170,12 +198,13 @@ async def main(symbol_count: int, speed: float) -> None:
             assert_nothing_left_the_machine(browser, page)
         client = redis.Redis.from_url(redis_url)
         entries = sum(client.xlen(f"{prefix}:md:{{{symbol}}}") for symbol in chosen)
-        alerts, exits = client.xlen(f"{prefix}:alerts"), client.xlen(f"{prefix}:exits")
+        alerts, exits = client.xlen(f"{prefix}:alerts") - idle_alerts, client.xlen(f"{prefix}:exits")
         print(f"cpus: {os.cpu_count()}, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
         print(
             f"{len(chosen)} symbols at {speed:g}x their recorded rates for {wall:.1f} s: {entries:,} stream entries "
             f"(up to 64 events each), {alerts} alerts, {exits} exit recommendations"
         )
+        print(f"idle: alert XADD -> drawn on the page   {quantiles(idle)}")
         print(f"dashboard server CPU: {cpu:.2f} s over {wall:.1f} s = {100 * cpu / wall:.1f}% of one core")
         print(f"alert/exit XADD -> drawn on the page   {quantiles(outputs)}")
         print(f"chart change, ingest publish -> page   {quantiles(ticks)}")
@@ -206,5 +235,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--speed", type=float, default=10.0)
+    parser.add_argument("--idle-alerts", type=int, default=30)
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.symbols, arguments.speed))
+    asyncio.run(main(arguments.symbols, arguments.speed, arguments.idle_alerts))

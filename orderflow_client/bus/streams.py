@@ -331,23 +331,25 @@ class StreamOperations(RedisCalls):
             response = await self.client.xrevrange(stream, max=end, min=start, count=count)
         return list(_stream_entries(stream, response or []))
 
-    async def read_after(self, last_ids: Mapping[str, str], *, count: int = 100) -> list[BusEntry]:
-        """XREAD without blocking: up to ``count`` entries per stream after each stream's ``last_ids`` entry
-        (``"0-0"``: from the start), oldest first, stream by stream."""
+    async def read_after(self, last_ids: Mapping[str, str], *, count: int = 100, block_ms: int = 0) -> list[BusEntry]:
+        """XREAD: up to ``count`` entries per stream after each stream's ``last_ids`` entry (``"0-0"``: from the
+        start), oldest first, stream by stream; with ``block_ms`` > 0, waiting up to that long for one when none is
+        there (XREAD BLOCK; empty list on timeout). On a cluster: one command a stream, polled as ``_read_group_at``."""
         positions: dict[KeyT, StreamIdT] = dict(last_ids.items())
-        async with self.calling("read_after"):
-            if self.keys.cluster:  # one command a stream (a hash slot each), in one pipeline
+        deadline, pause = asyncio.get_running_loop().time() + block_ms / 1000, CLUSTER_POLL_FIRST_SECONDS
+        while True:
+            async with self.calling("read_after"):
+                if not self.keys.cluster:
+                    return _entries(await self.client.xread(positions, count=count, block=block_ms or None))
                 pipeline = self.client.pipeline(transaction=False)
                 for stream, position in positions.items():
                     pipeline.xread({stream: position}, count=count)
-                responses = await pipeline.execute()
-            else:
-                responses = [await self.client.xread(positions, count=count)]
-        entries: list[BusEntry] = []
-        for response in responses:
-            for stream, stream_entries in response.items() if isinstance(response, dict) else response:
-                entries.extend(_stream_entries(as_text(stream), stream_entries))
-        return entries
+                entries = [entry for reply in await pipeline.execute() for entry in _entries(reply)]
+            left = deadline - asyncio.get_running_loop().time()
+            if entries or not block_ms or left <= 0:
+                return entries
+            await asyncio.sleep(min(pause, left))
+            pause = min(2 * pause, CLUSTER_POLL_MAX_SECONDS)
 
 
 def as_text(value: bytes | str) -> str:

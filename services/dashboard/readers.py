@@ -1,17 +1,19 @@
 """The dashboard's readers of the bus, one task each, feeding :class:`~services.dashboard.state.DashboardState`
 and the :class:`~services.dashboard.hub.Hub` (never a Redis connection per open page):
 
-- the **outputs** reader follows the alerts, exits and status streams (one XREAD for the three), and sends each
-  alert and exit recommendation to the pages as it comes, with the updated header and cards;
-- the **market** reader follows the shown symbols' market streams (one XREAD for all), and sends the charts'
+- the **outputs** reader follows the alerts, exits and status streams (one blocking XREAD for the three), and sends
+  each alert and exit recommendation to the pages as it comes, with the updated header and cards;
+- the **market** reader follows the shown symbols' market streams (one blocking XREAD for all), and sends the charts'
   changes four times a second at most;
 - the **slow** poller asks once a second for what changes slowly: the open positions, the detectors' leases, the
   detector group's lag, the bots' handled marks on the last exit recommendations; then the header and cards.
 
-Each reader polls its streams with a non-blocking XREAD every ``POLL_SECONDS`` (the bus has no blocking read outside
-a consumer group, and a group of the dashboard's own would leave marks in Redis): an event reaches the pages in
-about half of that on average. While Redis does not answer, the header says since when, and the readers catch up
-when it is back.
+Each stream reader waits in Redis for its next entries (XREAD BLOCK up to ``BLOCK_MS``; on a cluster the bus polls
+each stream every few ms instead), so an alert reaches the pages as soon as Redis has it, and an idle reader sends a
+command a second. The market reader, after a read that brought entries, lets more gather for ``MARKET_GATHER_SECONDS``
+before the next (the charts change four times a second: reading each entry as it comes would only cost CPU). A
+symbol newly shown is followed from the market reader's next read (within ``BLOCK_MS``). While Redis does not
+answer, the header says since when, and the readers catch up when it is back.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from services.dashboard.views import market_changes, output_view, summary_view
 
 log = logs.get_logger(__name__)
 
-POLL_SECONDS = 0.05
+BLOCK_MS = 1000  # how long a stream reader waits in Redis for new entries (well under the bus's socket timeout)
+MARKET_GATHER_SECONDS = 0.05
 MARKET_FLUSH_SECONDS = 0.25
 SLOW_SECONDS = 1.0
 READ_COUNT = 1000
@@ -80,8 +83,8 @@ class Readers:
 
     async def run(self, stop: asyncio.Event) -> None:
         tasks = [
-            asyncio.ensure_future(self._loop(stop, self._follow_outputs, POLL_SECONDS)),
-            asyncio.ensure_future(self._loop(stop, self._follow_markets, POLL_SECONDS)),
+            asyncio.ensure_future(self._loop(stop, self._follow_outputs, 0)),
+            asyncio.ensure_future(self._loop(stop, self._follow_markets, MARKET_GATHER_SECONDS)),
             asyncio.ensure_future(self._loop(stop, self._flush_markets, MARKET_FLUSH_SECONDS)),
             asyncio.ensure_future(self._loop(stop, self._poll_slow, SLOW_SECONDS)),
         ]
@@ -95,6 +98,7 @@ class Readers:
                     await task
 
     async def _loop(self, stop: asyncio.Event, step: Callable[[], object], seconds: float) -> None:
+        """Run ``step`` until ``stop``, waiting ``seconds`` after each that returns False (not to go again at once)."""
         while not stop.is_set():
             try:
                 busy = await step()  # type: ignore[misc]
@@ -113,7 +117,7 @@ class Readers:
                 )
                 busy = False
                 await asyncio.sleep(1.0)
-            if not busy:
+            if not busy and seconds:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=seconds)
 
@@ -133,7 +137,7 @@ class Readers:
                 self.state.apply_output(message)
 
     async def _follow_outputs(self) -> bool:
-        entries = await self.bus.read_after(self.output_ids, count=READ_COUNT)
+        entries = await self.bus.read_after(self.output_ids, count=READ_COUNT, block_ms=BLOCK_MS)
         for entry in entries:
             self.output_ids[entry.stream] = as_text(entry.entry_id)
             message = self._decode(entry)
@@ -144,7 +148,7 @@ class Readers:
                 self.hub.publish("output", output_view(message, self.state, stream_id(as_text(entry.entry_id))[0]))
         if entries:
             self.hub.publish("summary", summary_view(self.state, self.clock()))
-        return len(entries) >= READ_COUNT
+        return True  # the read waited in Redis: read again at once
 
     def _decode(self, entry: BusEntry) -> object | None:
         try:
@@ -163,8 +167,8 @@ class Readers:
         for stream in sorted(shown - set(self.market_ids)):
             await self._seed_market(stream)
         if not self.market_ids:
-            return False
-        entries = await self.bus.read_after(self.market_ids, count=READ_COUNT)
+            return False  # nothing shown: look again soon
+        entries = await self.bus.read_after(self.market_ids, count=READ_COUNT, block_ms=BLOCK_MS)
         seen = self.clock()
         for entry in entries:
             self.market_ids[entry.stream] = as_text(entry.entry_id)
@@ -172,7 +176,7 @@ class Readers:
             if message is not None:
                 for event in unbatched(message):  # type: ignore[arg-type]
                     self.state.apply_market(event, seen)
-        return len(entries) >= READ_COUNT
+        return not entries or len(entries) >= READ_COUNT  # waited in Redis, or more to read: again at once
 
     async def _seed_market(self, stream: str) -> None:
         rows = await self.bus.read_range_reverse(stream, count=MARKET_HISTORY)

@@ -22,6 +22,7 @@ from orderflow_client.wire import FeedStatus, Trade, decode, encode, unbatched
 from services.offline.analyze import analyze
 from services.tools.scenarios import write_scenario
 from shared.config import OrderFlowConfig
+from tests.support.blocking_reads import check_blocking_read_after
 from tests.support.cli import redis_environment, start_orderflow
 from tests.support.jsonl import log_lines, read_jsonl
 from tests.support.redis_cluster import RedisCluster, running_cluster
@@ -202,3 +203,13 @@ async def test_an_output_its_master_died_with_before_a_replica_had_it_is_publish
             )
         finally:
             await bus.close()
+
+
+async def test_a_blocking_read_after_polls_the_streams_of_every_master(cluster):
+    bus = await Bus.connect(cluster.url, prefix="after")
+    try:
+        streams = [bus.keys.market(symbol) for symbol in SYMBOLS]
+        assert len({cluster.master_of(stream) for stream in streams}) == 3
+        await check_blocking_read_after(bus, streams)
+    finally:
+        await bus.close()

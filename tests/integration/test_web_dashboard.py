@@ -8,12 +8,14 @@ published in Redis. A screenshot is kept (``tmp_path``; also the path in ``DASHB
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import json
 import os
 import shutil
 import signal
 import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,11 +23,13 @@ from pathlib import Path
 import pytest
 import redis
 
+from orderflow_client.bus.connection import Bus
 from orderflow_client.prices import format_price
 from orderflow_client.wire import BookUpdate, ExitRecommendation, OrderFlowAlert, Trade, decode, unbatched
+from services.dashboard.server import DashboardOptions, start_dashboard
 from services.ingest.capture import format_line
 from services.tools.scenarios import frames
-from tests.support.browser import assert_nothing_left_the_machine, open_browser
+from tests.support.browser import Page, assert_nothing_left_the_machine, open_browser
 from tests.support.cli import OrderflowProcess, orderflow_environment, redis_environment, run_orderflow, start_orderflow
 from tests.support.paths import shared_data
 from tests.support.redis_server import free_port
@@ -43,6 +47,7 @@ LOG = """[...document.querySelectorAll('#log li')].map(li => ({id: li.dataset.id
   severity: li.dataset.severity, kind: li.dataset.kind, hidden: li.classList.contains('hidden'),
   colour: getComputedStyle(li).color, time: li.querySelector('time').textContent,
   utc: li.querySelector('time').title}))"""
+CONNECTION = "document.getElementById('connection').dataset.state"
 
 
 def write_capture(path: Path) -> None:
@@ -391,3 +396,129 @@ async def test_a_real_day_with_depth_shows_the_book_and_what_was_published(redis
         for process in processes.values():
             process.stop_if_running()
         client.close()
+
+
+class AlertsPublished:
+    """Alerts published on the bus by the test itself (one symbol, now-ish times), their ids in order."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.ids: list[str] = []
+
+    async def publish(self, count: int) -> None:
+        for _ in range(count):
+            number, now = len(self.ids), time.time_ns()
+            alert = OrderFlowAlert(
+                id=f"RECO:large_seller:{number}",
+                symbol="RECO",
+                alert_type="large_seller",
+                severity="warning",
+                source="tape",
+                ts_event=now,
+                ts_recv=now,
+                timestamp_utc="",
+                order_size=10_000 + number,
+                price_level=50_000_000_000,
+            )
+            await self.bus.publish([(self.bus.keys.alerts, alert)])
+            self.ids.append(alert.id)
+
+    async def shown_once_each(self, page: Page, what: str) -> None:
+        """Every alert published is on the page, each once, and nothing else: waited for, then checked again after
+        the page has had time to show any twice."""
+        await page.wait_for(
+            f"{CONNECTION} === 'live' && document.querySelectorAll('#log li').length >= {len(self.ids)}", 30, what
+        )
+        await asyncio.sleep(2.5)
+        shown = [item["id"] for item in await page.evaluate(LOG)]
+        assert sorted(shown) == sorted(self.ids), (what, shown)
+        assert await page.evaluate(CONNECTION) == "live"
+
+
+async def test_the_page_reconnects_by_itself_to_a_restarted_dashboard_and_shows_every_alert_once(
+    redis_url, key_prefix, tmp_path
+):
+    """The page open, its dashboard process stopped and a new one started on the same port: alerts published before,
+    while it is down and after all show once, with no reload of the page."""
+    page_port = free_port()
+    env = redis_environment(redis_url, key_prefix, tmp_path)
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    alerts = AlertsPublished(bus)
+    processes: dict[str, OrderflowProcess] = {}
+    try:
+        processes["first"] = start_orderflow("dashboard", "--port", str(page_port), env=env)
+        wait_for(lambda: listening(page_port), 30, "the dashboard")
+        async with open_browser() as browser:
+            page = await browser.open(f"http://127.0.0.1:{page_port}/")
+            await page.wait_for(f"{CONNECTION} === 'live'", 20, "the page live")
+            await alerts.publish(3)
+            await alerts.shown_once_each(page, "the alerts before the restart")
+
+            processes["first"].send_signal(signal.SIGTERM)
+            processes["first"].expect_exit(0, timeout=30)
+            await page.wait_for(f"{CONNECTION} === 'lost'", 10, "the page to see its dashboard gone")
+            await alerts.publish(3)  # while no dashboard runs
+            await asyncio.sleep(3.0)  # the page keeps trying the closed port meanwhile
+            assert await page.evaluate(CONNECTION) == "lost"
+
+            processes["second"] = start_orderflow("dashboard", "--port", str(page_port), env=env)
+            await wait_for_async(lambda: listening(page_port), 30, "the new dashboard")
+            await alerts.publish(3)  # after
+            await alerts.shown_once_each(page, "the alerts before, during and after the restart")
+            assert await page.evaluate("window.orderflowDashboard.resets") >= 1  # another run: a new snapshot
+            await alerts.publish(2)  # and it follows the new run live
+            await alerts.shown_once_each(page, "the alerts after the reconnection")
+            assert await page.evaluate("performance.getEntriesByType('navigation').length") == 1  # never reloaded
+
+            # restarted with an access token this page does not hold: its event stream is refused (401), which ends
+            # an EventSource for good; the page says so and keeps trying, rather than "reconnecting…" forever
+            processes["second"].send_signal(signal.SIGTERM)
+            processes["second"].expect_exit(0, timeout=30)
+            guarded = {**env, "ORDER_FLOW_DASHBOARD_TOKEN": TOKEN}
+            processes["third"] = start_orderflow("dashboard", "--port", str(page_port), env=guarded)
+            await wait_for_async(lambda: listening(page_port), 30, "the dashboard with a token")
+            await page.wait_for(
+                "document.getElementById('connection').textContent.includes('401')", 15, "the refusal on the page"
+            )
+            assert await page.evaluate(CONNECTION) == "lost"
+            assert not page.errors, page.errors
+            assert_nothing_left_the_machine(browser, page)
+        processes["third"].send_signal(signal.SIGTERM)
+        processes["third"].expect_exit(0, timeout=30)
+    finally:
+        for process in processes.values():
+            process.stop_if_running()
+        await bus.close()
+
+
+async def test_the_page_resumes_after_its_event_stream_is_dropped_and_shows_every_alert_once(redis_url, key_prefix):
+    """The dashboard (in this process) ends every page's event stream, as it does when stopping, and goes on: the
+    page reconnects by itself with the id of the last event it had (Last-Event-ID) and gets what it missed from the
+    dashboard's history, each alert once and without starting again from a snapshot."""
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    alerts = AlertsPublished(bus)
+    dashboard = await start_dashboard(bus, DashboardOptions(port=free_port()))
+    try:
+        async with open_browser() as browser:
+            page = await browser.open(dashboard.url)
+            await page.wait_for(f"{CONNECTION} === 'live'", 20, "the page live")
+            await alerts.publish(3)
+            await alerts.shown_once_each(page, "the alerts before the drop")
+            streams = len(dashboard.hub.queues)
+            assert streams == 1
+            for queue in list(dashboard.hub.queues):
+                queue.put_nowait(b"")  # the server ends the stream (what a stopping dashboard does)
+            await wait_for_async(lambda: not dashboard.hub.queues, 10, "the stream ended")
+            await alerts.publish(3)  # before the page is back (it retries after 2 s)
+            await wait_for_async(lambda: dashboard.hub.queues, 10, "the page back")
+            await alerts.publish(3)
+            await alerts.shown_once_each(page, "the alerts before, during and after the drop")
+            assert await page.evaluate("window.orderflowDashboard.resets") == 0  # resumed, not started again
+            assert await page.evaluate("window.orderflowDashboard.outputs") == 9  # each alert's event once
+            asked = [url for url in page.requests if "/events" in url or "/api/snapshot" in url]
+            assert len([url for url in asked if "/api/snapshot" in url]) == 1, asked
+            assert not page.errors, page.errors
+            assert_nothing_left_the_machine(browser, page)
+    finally:
+        await dashboard.stop()
+        await bus.close()

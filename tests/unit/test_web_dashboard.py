@@ -1,16 +1,21 @@
 """The web dashboard's state model, fed hand-made bus messages: exact cards, colours, counts, charts and health;
-its event hub (history, resume, reset) and its views."""
+its event hub (history, resume, reset) and its views; its readers on the embedded bus."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
+from typing import Any
 
 import pytest
 
+from orderflow_client.bus.connection import Bus
 from orderflow_client.positions import Position
 from orderflow_client.wire import BookUpdate, ExitRecommendation, FeedStatus, OrderFlowAlert, Trade
 from services.dashboard.hub import RESET, Hub
 from services.dashboard.market import SymbolMarket
+from services.dashboard.readers import BLOCK_MS, Readers
 from services.dashboard.state import DashboardState, percentile
 from services.dashboard.views import market_changes, output_view, snapshot_view, summary_view
 from tests.support.events import MS, T0, D, S
@@ -315,6 +320,39 @@ async def test_a_page_too_slow_gets_a_reset_not_a_growing_queue():
     assert _drain(slow) == [RESET]
     assert hub.dropped_pages == 1
     await asyncio.sleep(0)
+
+
+async def test_the_readers_wait_in_redis_and_pass_an_alert_on_at_once(monkeypatch):
+    """Idle, the two stream readers each send about one blocking read a second (not a poll every 50 ms); an alert
+    published reaches the pages' queue as soon as it is in Redis."""
+    bus = await Bus.connect(None, prefix=f"readers-{uuid.uuid4().hex[:8]}")
+    reads: list[Any] = []
+    read_after = bus.read_after
+
+    async def counted(last_ids: Any, **options: Any) -> Any:
+        reads.append(options.get("block_ms"))
+        return await read_after(last_ids, **options)
+
+    monkeypatch.setattr(bus, "read_after", counted)
+    hub = Hub()
+    readers = Readers(bus, DashboardState(alert_window_ns=WINDOW, extra_symbols=("AAPL",)), hub, consumer_group="d")
+    await readers.start()
+    page = hub.subscribe(None)
+    stop = asyncio.Event()
+    running = asyncio.ensure_future(readers.run(stop))
+    try:
+        await asyncio.sleep(2.0)
+        assert 2 <= len(reads) <= 8, reads  # outputs and market: a read each, again after each second's wait
+        assert set(reads) == {BLOCK_MS}
+        published = time.perf_counter()
+        await bus.publish([(bus.keys.alerts, alert("AAPL", time.time_ns()))])
+        while b"event: output" not in await asyncio.wait_for(page.get(), 2.0):
+            pass
+        assert time.perf_counter() - published < 0.25
+    finally:
+        stop.set()
+        await running
+        await bus.close()
 
 
 def _drain(queue: asyncio.Queue[bytes]) -> list[bytes]:

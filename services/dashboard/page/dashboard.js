@@ -306,9 +306,15 @@
     follow();
   }
   function follow() {
-    source = new EventSource('events?after=' + encodeURIComponent(sequence));
+    const own = source = new EventSource('events?after=' + encodeURIComponent(sequence));
     source.onopen = () => { $('connection').dataset.state = 'live'; $('connection').textContent = 'live'; };
-    source.onerror = () => { $('connection').dataset.state = 'lost'; $('connection').textContent = 'reconnecting…'; };
+    // a dropped stream or a server gone is retried by the browser itself (with Last-Event-ID: the events missed
+    // follow, or a reset when the server is another run); a refused one (not 200, e.g. 401) ends the EventSource for
+    // good: start again from the snapshot, which says why and keeps trying
+    source.onerror = () => {
+      $('connection').dataset.state = 'lost'; $('connection').textContent = 'reconnecting…';
+      if (own.readyState === EventSource.CLOSED) setTimeout(() => { if (source === own) start(); }, 2000);
+    };
     source.addEventListener('summary', ev => { renderSummary(JSON.parse(ev.data)); if (lastSummary.clock) trimLog(lastSummary.clock); });
     source.addEventListener('output', ev => { stats.outputs++; addOutput(JSON.parse(ev.data), true); refreshSymbolFilter(); countLog(); });
     source.addEventListener('market', ev => {
