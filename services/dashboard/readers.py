@@ -25,9 +25,11 @@ from collections.abc import Callable
 from orderflow_client import logs
 from orderflow_client.bus.calls import OUTAGE_ERRORS
 from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.decision_records import read_decisions
 from orderflow_client.bus.leases import Leases, holder_of
 from orderflow_client.bus.marks import HandledMarks
 from orderflow_client.bus.streams import BusEntry, as_text, stream_id
+from orderflow_client.dashboard_panel import decision_words
 from orderflow_client.errors import ConsumerGroupMissingError, WireDecodeError
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.timestamps import now_ns
@@ -224,15 +226,19 @@ class Readers:
         self.state.lags = {keys.symbol_of(stream): position.lag for stream, position in positions.items()}
 
     async def _poll_handled(self) -> None:
-        for recommendation in self.state.last_exits.values():
-            if recommendation.id in self.settled:
-                continue
-            marks = self.state.handled.setdefault(recommendation.id, {})
-            for bot in self.bot_names:
-                value = await HandledMarks(self.bus, bot).holder(recommendation.id)
-                if value is None:
-                    marks[bot] = "not handled yet"
-                else:
-                    marks[bot] = HANDLED_MARKS.get(value, "working on it")
-            if all(mark in HANDLED_MARKS.values() for mark in marks.values()):
-                self.settled.add(recommendation.id)
+        """Each bot's mark on each last exit recommendation, with the decision it recorded (``exit (handled)``,
+        ``tighten stop 186.49 (handled)``); asked again until every bot's mark is final and its decision known."""
+        pending = [item.id for item in self.state.last_exits.values() if item.id not in self.settled]
+        if not pending:
+            return
+        final = dict.fromkeys(pending, True)
+        for bot in self.bot_names:
+            decided = await read_decisions(self.bus, bot, pending)
+            for recommendation_id in pending:
+                value = await HandledMarks(self.bus, bot).holder(recommendation_id)
+                mark = "not handled yet" if value is None else HANDLED_MARKS.get(value, "working on it")
+                record = decided.get(recommendation_id)
+                marks = self.state.handled.setdefault(recommendation_id, {})
+                marks[bot] = mark if record is None else f"{decision_words(record)} ({mark})"
+                final[recommendation_id] &= value in HANDLED_MARKS and record is not None
+        self.settled.update(recommendation_id for recommendation_id, done in final.items() if done)

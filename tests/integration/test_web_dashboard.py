@@ -24,6 +24,8 @@ import pytest
 import redis
 
 from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.decision_records import read_decisions
+from orderflow_client.dashboard_panel import decision_words
 from orderflow_client.prices import format_price
 from orderflow_client.wire import BookUpdate, ExitRecommendation, OrderFlowAlert, Trade, decode, unbatched
 from services.dashboard.server import DashboardOptions, start_dashboard
@@ -216,13 +218,21 @@ async def test_the_dashboard_shows_what_the_detector_published_live(redis_url, k
                     10,
                     f"{symbol}'s P&L {pnl:.2f}",
                 )
-            # the bot's handling of each exit recommendation
+            # the bot's handling of each exit recommendation, and the decision it recorded on the bus
             await page.wait_for(
-                "[...document.querySelectorAll('.card .bot')].filter(dd => dd.textContent === 'dash-bot: handled')"
+                "[...document.querySelectorAll('.card .bot')].filter(dd => dd.textContent.endsWith('(handled)'))"
                 ".length === 2",
                 30,
                 "the bot's handled marks",
             )
+            async with await Bus.connect(redis_url, prefix=key_prefix) as reader:
+                decided = await read_decisions(reader, "dash-bot", [item.id for item in exits])
+            assert set(decided) == {item.id for item in exits}  # the risk manager recorded both
+            for item in exits:
+                bot_line = await page.evaluate(
+                    f"document.querySelector('.card[data-symbol=\"{item.symbol}\"] .bot').textContent"
+                )
+                assert bot_line == f"dash-bot: {decision_words(decided[item.id])} (handled)"
             # header: alerts of the last 5 minutes, the largest seller, feed health
             recent = sum(clock - alert.ts_event <= 300 * 10**9 for alert in alerts)
             assert await page.evaluate("document.getElementById('alerts-5m').textContent") == str(recent)
