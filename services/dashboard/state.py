@@ -1,10 +1,12 @@
 """What the dashboard shows, folded from bus messages (pure: no I/O; the readers feed it, :mod:`.views` renders it).
 
 - **cards**: one per open position (and per symbol asked for by name, e.g. the demo's): the monitoring state
-  (``live`` / ``calibrating`` / ``halted`` / ``gap``, with the reason, from the status stream), the alerts in the
-  alert window and the card's colour (the rule of ``orderflow watch``: yellow one large seller, orange several, red a
-  red burst or an exit recommendation: :func:`orderflow_client.pressure.pressure_colour`, as every view), the last
-  exit recommendation and what each bot made of it (its handled mark),
+  (``live`` / ``calibrating`` / ``halted`` / ``gap``, with the reason: the worst condition of any source, from the
+  status stream, :data:`orderflow_client.pressure.STATUS_CONDITIONS`; ``waiting`` with no status and no market event
+  yet), the alerts in the alert window and the card's colour (the rule of ``orderflow watch``: yellow one large
+  seller, orange several, red a red burst or an exit recommendation in the alert window:
+  :func:`orderflow_client.pressure.pressure_colour`, as every view), the last exit recommendation and what each bot
+  made of it (its handled mark),
   P&L from the latest trade against the entry price, the detector holding the symbol's lease;
 - **the alert log** of the last 30 minutes (alerts and exit recommendations), the alerts of the last 5 minutes, the
   largest seller of the day (New York);
@@ -12,20 +14,25 @@
   end-to-end latency (``latency_ms``: ingest's publish to the detector's output) p50/p99, and how late market events
   reach the dashboard — so "no alerts" is never mistaken for "no data".
 
-Time windows run on the **market clock**: the latest ``ts_event`` seen (live it is the wall clock; a replay keeps
-its own day). Frame ages and delays are on the wall clock (``ts_recv`` is stamped when ingest publishes).
+Time windows run on the **market clock**: the latest ``ts_event`` of the market events, alerts and exit
+recommendations seen (live it is the wall clock; a replay keeps its own day). Statuses do not move it (they are
+stamped on the wall clock), nor does a time more than ``FUTURE_LIMIT_NS`` ahead of the wall clock. Each log line keeps
+the colour its symbol had when it arrived. Frame ages and delays are on the wall clock (``ts_recv`` is stamped when
+ingest publishes).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from orderflow_client.positions import Position
-from orderflow_client.pressure import pressure_colour
-from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, NEW_YORK
+from orderflow_client.pressure import STATUS_CONDITIONS, pressure_colour, worst_monitoring
+from orderflow_client.prices import PRICE_SCALE
+from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, NEW_YORK, now_ns
 from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert
 from services.dashboard.market import SymbolMarket
 
@@ -33,21 +40,8 @@ LOG_WINDOW_NS = 30 * 60 * NANOSECONDS_PER_SECOND
 RECENT_NS = 5 * 60 * NANOSECONDS_PER_SECOND
 GAP_SHOWN_NS = 60 * NANOSECONDS_PER_SECOND  # a gap stays on the card this long (market time) once data flows again
 DELAY_SAMPLES = 2000
+FUTURE_LIMIT_NS = 5 * 60 * NANOSECONDS_PER_SECOND  # a time further ahead of the wall clock does not move the clock
 
-MONITORING_STATES = {
-    "connected": "live",
-    "monitoring_resumed": "live",
-    "trading_resumed": "live",
-    "calibrated": "live",
-    "calibrating": "calibrating",
-    "monitoring_halted": "halted",
-    "trading_halted": "halted",
-    "gap": "gap",
-    "disconnected": "gap",
-    "watchdog_silence": "gap",
-    "auth_failed": "gap",
-}
-"""A status's state → the card's monitoring state (others, e.g. ``dead_letter``, leave it as it is)."""
 CONNECTION_STATES = {"connected": True, "disconnected": False, "watchdog_silence": False, "auth_failed": False}
 """Statuses that say whether a source's feed is connected."""
 
@@ -57,6 +51,10 @@ class Monitoring:
     state: str = "live"
     reason: str = ""
     since_ns: int = 0  # ts_event of the status that set it (0: none seen)
+
+
+ALL_SYMBOLS = ""
+"""The symbol of a condition set by a status naming no symbol: it holds for every symbol of its source."""
 
 
 @dataclass
@@ -87,9 +85,10 @@ class DashboardState:
     extra_symbols: tuple[str, ...] = ()  # shown with or without a position (the demo's symbols)
     positions: dict[str, Position] = field(default_factory=dict)
     markets: dict[str, SymbolMarket] = field(default_factory=dict)
-    monitoring: dict[str, Monitoring] = field(default_factory=dict)
+    conditions: dict[tuple[str, str, str], Monitoring] = field(default_factory=dict)  # (source, symbol, condition)
     window: dict[str, deque[OrderFlowAlert]] = field(default_factory=dict)  # symbol → its alerts, oldest first
     log: deque[OrderFlowAlert | ExitRecommendation] = field(default_factory=deque)
+    log_colours: dict[str, str] = field(default_factory=dict)  # a logged alert's id → its symbol's colour then
     last_exits: dict[str, ExitRecommendation] = field(default_factory=dict)
     handled: dict[str, dict[str, str]] = field(default_factory=dict)  # exit id → bot name → its mark
     largest_seller: OrderFlowAlert | None = None
@@ -101,6 +100,7 @@ class DashboardState:
     clock_ns: int = 0  # the market clock: the latest ts_event seen
     unreachable_since_ns: int = 0  # wall ns Redis stopped answering (0: it answers)
     skipped: int = 0  # entries that are not orderflow messages
+    wall_clock: Callable[[], int] = field(default_factory=lambda: now_ns)
 
     # --- the symbols shown ------------------------------------------------------------------------------------
     def symbols(self) -> list[str]:
@@ -122,7 +122,7 @@ class DashboardState:
         if symbol is None or isinstance(event, FeedStatus):
             return
         self.market(symbol).add(event)
-        self.clock_ns = max(self.clock_ns, getattr(event, "ts_event", 0))
+        self._advance(getattr(event, "ts_event", 0))
         ts_recv = getattr(event, "ts_recv", 0)
         if ts_recv and seen_ns:  # 0: read from the history at start, not live
             self.delays_ms.append(max(0.0, (seen_ns - ts_recv) / 1e6))
@@ -132,54 +132,84 @@ class DashboardState:
         if isinstance(message, OrderFlowAlert):
             self._alert(message)
         elif isinstance(message, ExitRecommendation):
-            self.clock_ns = max(self.clock_ns, message.ts_event)
+            self._advance(message.ts_event)
             self.log.append(message)
             self.last_exits[message.symbol] = message
         elif isinstance(message, FeedStatus):
             self._status(message)
         self._trim()
 
+    def _advance(self, ts_event: int) -> bool:
+        """Move the market clock to ``ts_event`` if later, unless it is far ahead of the wall clock (a bad stamp:
+        False)."""
+        if ts_event - self.wall_clock() > FUTURE_LIMIT_NS:
+            return False
+        self.clock_ns = max(self.clock_ns, ts_event)
+        return True
+
     def _alert(self, alert: OrderFlowAlert) -> None:
-        self.clock_ns = max(self.clock_ns, alert.ts_event)
+        plausible = self._advance(alert.ts_event)
         self.window.setdefault(alert.symbol, deque()).append(alert)
         self.log.append(alert)
-        if alert.alert_type == "large_seller":
+        self.log_colours[alert.id] = self.colour(alert.symbol)
+        if alert.alert_type == "large_seller" and plausible:
             best = self.largest_seller
             day, best_day = _new_york_day(alert.ts_event), _new_york_day(best.ts_event) if best else ""
             if best is None or day > best_day or (day == best_day and alert.order_size > best.order_size):
                 self.largest_seller = alert
 
     def _status(self, status: FeedStatus) -> None:
-        self.clock_ns = max(self.clock_ns, status.ts_event)
         connected = CONNECTION_STATES.get(status.state)
         if connected is not None:
             self.sources[status.source] = SourceHealth(connected, status.ts_event, status.code)
-        state = MONITORING_STATES.get(status.state)
-        if state is None:
+        mapped = STATUS_CONDITIONS.get(status.state)
+        if mapped is None:
             return
-        symbols = status.symbols or tuple(self.symbols())  # none named: every symbol of the source
-        for symbol in symbols:
-            self.monitoring[symbol] = Monitoring(state, "" if state == "live" else reason_of(status), status.ts_event)
+        condition, state = mapped
+        if status.symbols:
+            keys = [(status.source, symbol, condition) for symbol in status.symbols]
+        else:  # none named: every symbol of the source, replacing what it said of single symbols
+            for key in [key for key in self.conditions if key[0] == status.source and key[2] == condition]:
+                del self.conditions[key]
+            keys = [(status.source, ALL_SYMBOLS, condition)]
+        for key in keys:
+            if state is None:
+                self.conditions.pop(key, None)
+            else:
+                self.conditions[key] = Monitoring(state, reason_of(status), status.ts_event)
 
     def _trim(self) -> None:
         while self.log and self.clock_ns - self.log[0].ts_event > LOG_WINDOW_NS:
-            self.log.popleft()
+            self.log_colours.pop(self.log.popleft().id, None)
 
     # --- what the cards and the header say --------------------------------------------------------------------
     def monitoring_of(self, symbol: str) -> Monitoring:
-        """The symbol's monitoring state now: a gap (or lost feed) turns back to live once data has flowed for
-        ``GAP_SHOWN_NS`` after it (market time)."""
-        current = self.monitoring.get(symbol, Monitoring())
-        if current.state == "gap":
-            market = self.markets.get(symbol)
-            flowing = market is not None and market.last_event_ns > current.since_ns
-            if flowing and self.clock_ns - current.since_ns > GAP_SHOWN_NS:
-                return Monitoring("live", "", current.since_ns)
-        return current
+        """The symbol's monitoring state now: the worst condition any source holds for it (a gap ends once data
+        has flowed for ``GAP_SHOWN_NS`` after it, market time); else ``waiting`` before any market event, ``live``
+        after."""
+        market = self.markets.get(symbol)
+        held = []
+        for (_source, named, _condition), current in self.conditions.items():
+            if named not in (symbol, ALL_SYMBOLS):
+                continue
+            if current.state == "gap":
+                flowing = market is not None and market.last_event_ns > current.since_ns
+                if flowing and self.clock_ns - current.since_ns > GAP_SHOWN_NS:
+                    continue
+            held.append(current)
+        if held:
+            worst = worst_monitoring(current.state for current in held)
+            return max((current for current in held if current.state == worst), key=lambda current: current.since_ns)
+        if market is None or not market.last_event_ns:
+            return Monitoring("waiting", "no market event yet")
+        return Monitoring("live")
 
     def colour(self, symbol: str) -> str:
-        """``green``, ``yellow``, ``dark_orange`` or ``red`` (the shared rule) on the market clock."""
-        return pressure_colour(self.window_alerts(symbol), symbol in self.last_exits)
+        """``green``, ``yellow``, ``dark_orange`` or ``red`` (the shared rule) on the market clock: an exit
+        recommendation counts within the alert window, as the alerts do."""
+        last_exit = self.last_exits.get(symbol)
+        recent_exit = last_exit is not None and self.clock_ns - last_exit.ts_event <= self.alert_window_ns
+        return pressure_colour(self.window_alerts(symbol), recent_exit)
 
     def window_alerts(self, symbol: str) -> list[OrderFlowAlert]:
         """The symbol's alerts inside the alert window of the market clock (older ones are dropped)."""
@@ -195,10 +225,13 @@ class DashboardState:
         position, an entry price or a trade."""
         position = self.positions.get(symbol)
         market = self.markets.get(symbol)
-        if position is None or not position.entry_price or market is None or not market.last_price:
+        if position is None or not position.entry_price or not position.quantity or market is None:
             return None
-        per_share = market.last_price - position.entry_price
-        return per_share * position.quantity / 1e9, 100.0 * per_share / position.entry_price
+        if not market.last_price:
+            return None
+        dollars = (market.last_price - position.entry_price) * position.quantity / PRICE_SCALE  # short: quantity < 0
+        cost = abs(position.quantity) * position.entry_price / PRICE_SCALE
+        return dollars, 100.0 * dollars / cost
 
     def largest_seller_today(self) -> OrderFlowAlert | None:
         """The largest seller of the market clock's day (New York)."""

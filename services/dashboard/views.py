@@ -59,7 +59,7 @@ def _output_fields(item: OrderFlowAlert | ExitRecommendation, state: DashboardSt
         "kind": item.alert_type,
         "symbol": item.symbol,
         "severity": item.severity,
-        "colour": "red" if item.alert_type == "red_burst" else COLOUR_NAMES[state.colour(item.symbol)],
+        "colour": "red" if item.alert_type == "red_burst" else COLOUR_NAMES[_colour_then(item, state)],
         "time": milliseconds(item.ts_event),
         "what": what + (" (two-sided)" if item.two_sided else ""),
         "price": dollars(item.price_level) if item.price_level else None,
@@ -68,6 +68,11 @@ def _output_fields(item: OrderFlowAlert | ExitRecommendation, state: DashboardSt
         "volume_ratio": item.volume_ratio,
         "latency_ms": item.latency_ms,
     }
+
+
+def _colour_then(alert: OrderFlowAlert, state: DashboardState) -> str:
+    """The colour the alert's symbol had when the alert arrived (not now: an old yellow line stays yellow)."""
+    return state.log_colours.get(alert.id) or state.colour(alert.symbol)
 
 
 def card_view(symbol: str, state: DashboardState) -> dict[str, Any]:

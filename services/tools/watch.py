@@ -5,7 +5,7 @@ disconnected…), the large sellers and red bursts of the last
 ``alert_window``, its last exit recommendation and, when detectors share the
 symbols through leases, which detector and which ingest own it (``NOBODY`` in
 red: no detector holds its lease); below, the latest alerts. Colours: **yellow** one large seller,
-**orange** several, **red** a red burst or an exit recommendation.
+**orange** several, **red** a red burst or an exit recommendation (each for one alert window after it was seen).
 
 :class:`WatchState` folds bus messages (pure, tested); :func:`render` draws it.
 """
@@ -51,6 +51,7 @@ class SymbolView:
     state_detail: str = ""
     alerts: deque = field(default_factory=deque)  # (wall ns, alert)
     last_exit: ExitRecommendation | None = None
+    exit_seen_ns: int = 0  # wall ns the last exit recommendation was seen
     detector: str = ""  # the detector holding its lease ("": none)
     ingest: str = ""  # the ingest holding its lease ("": none, or ingest takes no leases)
 
@@ -72,7 +73,8 @@ class WatchState:
             self.view(message.symbol).alerts.append((seen_ns, message))
             self.recent.appendleft(message)
         elif isinstance(message, ExitRecommendation):
-            self.view(message.symbol).last_exit = message
+            view = self.view(message.symbol)
+            view.last_exit, view.exit_seen_ns = message, seen_ns
             self.recent.appendleft(message)
         elif isinstance(message, FeedStatus) and message.state not in INFORMATIONAL_STATES:
             for symbol in message.symbols:
@@ -92,7 +94,8 @@ class WatchState:
         view = self.view(symbol)
         while view.alerts and now - view.alerts[0][0] > self.window_ns:
             view.alerts.popleft()
-        return pressure_colour((alert for _, alert in view.alerts), view.last_exit is not None)
+        recent_exit = view.last_exit is not None and now - view.exit_seen_ns <= self.window_ns
+        return pressure_colour((alert for _, alert in view.alerts), recent_exit)
 
 
 def render(state: WatchState, held: list[str], now: int) -> Group:

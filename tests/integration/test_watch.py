@@ -61,6 +61,9 @@ def test_colours_follow_the_spec():
     )
     state.apply(exit_, 0)
     assert state.colour("MSFT", 0) == "red"
+    assert state.colour("MSFT", 120 * S) == "red"
+    assert state.colour("MSFT", 121 * S) == "green"  # an exit is red for one alert window, as the alerts
+    assert state.view("MSFT").last_exit is exit_  # and still shown as the last exit
 
 
 @pytest.mark.redis

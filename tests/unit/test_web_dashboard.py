@@ -85,7 +85,7 @@ def test_the_colour_follows_the_sellers_in_the_alert_window():
     state.apply_output(alert("AAPL", T0 + 10 * S))
     assert state.colour("AAPL") == "dark_orange"
     assert len(state.window_alerts("AAPL")) == 2
-    state.apply_output(status("calibrated", ("AAPL",), T0 + 200 * S))  # the market clock moves past the window
+    state.apply_market(trade("AAPL", T0 + 200 * S, 50.0, 100), T0)  # the market clock moves past the window
     assert state.colour("AAPL") == "green"
     assert state.window_alerts("AAPL") == []
     state.apply_output(alert("AAPL", T0 + 201 * S, kind="red_burst"))
@@ -119,6 +119,8 @@ def test_monitoring_states_with_their_reasons():
     )
     assert state.monitoring_of("TSLA").state == "gap"
     state.apply_output(status("monitoring_resumed", ("MSFT",), T0 + S))
+    assert (state.monitoring_of("MSFT").state, state.monitoring_of("MSFT").reason) == ("waiting", "no market event yet")
+    state.apply_market(trade("MSFT", T0 + S, 50.0, 100), T0)
     assert (state.monitoring_of("MSFT").state, state.monitoring_of("MSFT").reason) == ("live", "")
     # a gap stays on the card until data has flowed for a minute after it
     state.apply_market(trade("TSLA", T0 + 30 * S, 50.0, 100), T0)
@@ -129,13 +131,94 @@ def test_monitoring_states_with_their_reasons():
 
 def test_a_feed_status_for_every_symbol_and_the_source_connection():
     state = state_with("AAPL", "MSFT")
+    for symbol in ("AAPL", "MSFT"):
+        state.apply_market(trade(symbol, T0, 50.0, 100), T0)
+    state.apply_output(status("trading_halted", ("AAPL",), T0, code="LUDP"))
     state.apply_output(status("disconnected", (), T0, code="socket_closed"))
-    assert [state.monitoring_of(symbol).state for symbol in ("AAPL", "MSFT")] == ["gap", "gap"]
+    assert [state.monitoring_of(symbol).state for symbol in ("AAPL", "MSFT")] == ["halted", "halted"]  # as the panel
     health = summary_view(state, T0)["health"]
     assert health["sources"] == {"polygon": {"connected": False, "since": T0 // MS, "code": "socket_closed"}}
     state.apply_output(status("connected", (), T0 + S))
     assert summary_view(state, T0)["health"]["sources"]["polygon"]["connected"] is True
+    # a connection naming no symbol ends only the lost feed: the stock halt holds until trading resumes
+    assert (state.monitoring_of("AAPL").state, state.monitoring_of("AAPL").reason) == ("halted", "LUDP")
+    assert state.monitoring_of("MSFT").state == "live"
+    state.apply_output(status("trading_resumed", ("AAPL",), T0 + 2 * S))
     assert state.monitoring_of("AAPL").state == "live"
+
+
+def test_the_state_shown_is_the_worst_of_every_source_and_each_resume_ends_only_its_own_halt():
+    state = state_with("AAPL")
+    state.apply_market(trade("AAPL", T0, 50.0, 100), T0)
+    state.apply_output(status("trading_halted", ("AAPL",), T0, code="LUDP"))
+    detector = FeedStatus(
+        source="detector", state="monitoring_halted", ts_event=T0 + S, ts_recv=T0 + S, symbols=("AAPL",), code="stale"
+    )
+    state.apply_output(detector)
+    state.apply_output(status("calibrating", ("AAPL",), T0 + 2 * S, code="no_profile"))
+    assert (state.monitoring_of("AAPL").state, state.monitoring_of("AAPL").reason) == ("halted", "stale")  # latest
+    state.apply_output(status("monitoring_resumed", ("AAPL",), T0 + 3 * S))  # polygon's: not the detector's halt
+    assert (state.monitoring_of("AAPL").state, state.monitoring_of("AAPL").reason) == ("halted", "stale")
+    state.apply_output(status("connected", ("AAPL",), T0 + 3 * S))
+    state.apply_output(status("trading_resumed", ("AAPL",), T0 + 4 * S))
+    assert state.monitoring_of("AAPL").state == "halted"  # the detector's monitoring halt still holds
+    resumed = FeedStatus(
+        source="detector", state="monitoring_resumed", ts_event=T0 + 5 * S, ts_recv=T0, symbols=("AAPL",)
+    )
+    state.apply_output(resumed)
+    assert (state.monitoring_of("AAPL").state, state.monitoring_of("AAPL").reason) == ("calibrating", "no_profile")
+    state.apply_output(status("calibrated", ("AAPL",), T0 + 6 * S))
+    assert state.monitoring_of("AAPL").state == "live"
+    assert summary_view(state, T0)["cards"][0]["monitoring"] == {"state": "live", "reason": "", "since": None}
+
+
+def test_a_symbol_without_status_or_data_is_waiting_not_live():
+    state = state_with("AAPL")
+    card = summary_view(state, T0)["cards"][0]
+    assert card["monitoring"] == {"state": "waiting", "reason": "no market event yet", "since": None}
+    state.apply_output(status("dead_letter", ("AAPL",), T0, code="wire_undecodable"))  # says nothing of monitoring
+    assert state.monitoring_of("AAPL").state == "waiting"
+    state.apply_market(trade("AAPL", T0, 50.0, 100), T0)
+    assert state.monitoring_of("AAPL").state == "live"
+
+
+def test_an_exit_recommendation_is_red_for_one_alert_window_and_log_lines_keep_their_colour():
+    state = state_with("AAPL")
+    state.apply_output(alert("AAPL", T0))
+    state.apply_output(exit_of("AAPL", T0 + S))
+    state.apply_output(alert("AAPL", T0 + 2 * S))  # arrives while the exit is red
+    assert state.colour("AAPL") == "red"
+    state.apply_market(trade("AAPL", T0 + S + WINDOW, 50.0, 100), T0)
+    assert state.colour("AAPL") == "red"  # the exit's window: up to and including 120 s after it
+    state.apply_market(trade("AAPL", T0 + S + WINDOW + 1, 50.0, 100), T0)
+    assert state.colour("AAPL") == "yellow"  # the exit and the first seller have left the window
+    state.apply_market(trade("AAPL", T0 + 2 * S + WINDOW + 1, 50.0, 100), T0)
+    assert state.colour("AAPL") == "green"
+    card = summary_view(state, T0)["cards"][0]
+    assert (card["colour"], card["last_exit"]["trigger"]) == ("green", "large sellers")  # still the last exit
+    assert [(line["kind"], line["colour"]) for line in snapshot_view(state, T0, "boot-1")["log"]] == [
+        ("large_seller", "yellow"),
+        ("exit", "red"),
+        ("large_seller", "red"),
+    ]
+
+
+def test_statuses_and_times_far_ahead_of_the_wall_clock_do_not_move_the_market_clock():
+    wall = T0 + 3 * 365 * 24 * 3600 * S  # replaying a session three years old
+    state = DashboardState(alert_window_ns=WINDOW, extra_symbols=("AAPL",), wall_clock=lambda: wall)
+    state.apply_output(alert("AAPL", T0, size=30_000))
+    state.apply_output(status("gap", ("AAPL",), wall, code="socket_disconnect"))  # wall-clock stamped
+    state.apply_output(status("dead_letter", (), wall, code="wire_undecodable"))
+    assert state.clock_ns == T0
+    state.apply_market(trade("AAPL", wall + 6 * 60 * S, 50.0, 100), wall)  # a bad stamp: 6 minutes in the future
+    state.apply_output(alert("AAPL", wall + 3600 * S))
+    assert state.clock_ns == T0
+    state.apply_market(trade("AAPL", T0 + 10 * S, 50.0, 100), wall)
+    assert state.clock_ns == T0 + 10 * S
+    summary = summary_view(state, wall)
+    assert (summary["alerts_5m"], summary["cards"][0]["colour"]) == (2, "orange")  # the badly stamped alert counts
+    assert summary["largest_seller"]["shares"] == 30_000
+    assert [line["time"] for line in snapshot_view(state, wall, "boot-1")["log"]] == [T0 // MS, (wall + 3600 * S) // MS]
 
 
 def test_pnl_from_the_latest_trade_against_the_entry():
@@ -147,6 +230,15 @@ def test_pnl_from_the_latest_trade_against_the_entry():
     card = summary_view(state, T0)["cards"][0]
     assert card["price"] == "51.25"
     assert card["pnl"] == {"dollars": 125.0, "percent": 2.5}
+
+
+def test_pnl_of_a_short_position_gains_as_the_price_falls():
+    state = DashboardState(alert_window_ns=WINDOW)
+    state.set_positions([Position(symbol="TSLA", quantity=-200, entry_price=250 * D)])
+    state.apply_market(trade("TSLA", T0, 245.0, 100), T0)
+    assert state.pnl("TSLA") == pytest.approx((1000.0, 2.0))
+    state.apply_market(trade("TSLA", T0 + S, 255.0, 100), T0)
+    assert summary_view(state, T0)["cards"][0]["pnl"] == {"dollars": -1000.0, "percent": -2.0}
 
 
 def test_the_alert_log_keeps_30_minutes_and_counts_the_last_5():
