@@ -6,8 +6,14 @@
 ``/static/dashboard.js``, ``.css``  the page's own script and style (package data beside this module)
 ``/api/snapshot``                   everything the page starts from (JSON), with the id of the last event before it
 ``/events``                         server-sent events after that id (``?after=`` or ``Last-Event-ID``)
-``/healthz``                        ``{"status": "ok", …}``: whether the dashboard reads Redis, how many pages follow
+``/healthz``                        ``{"status": "ok", …}``: whether the dashboard reads Redis, how many pages follow;
+                                    503 ``{"status": "unhealthy", …}`` once Redis has not answered for
+                                    ``unhealthy_after_seconds``
 =================================== ==============================================================================
+
+Without an access token (the dashboard listens on this machine only), a request must name this machine in its
+``Host`` header (``127.0.0.1``, ``localhost`` or ``[::1]``, any port): another name is answered 421, so a page of
+another site whose name is made to point at 127.0.0.1 (DNS rebinding) cannot read the dashboard.
 
 With an access token (required for any address but this machine's), every route but ``/healthz`` and the static
 files asks for it: ``?token=`` (the page then keeps it in an HttpOnly, SameSite=Strict cookie and drops it from the
@@ -20,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -28,7 +36,7 @@ from aiohttp.typedefs import Handler
 from orderflow_client.timestamps import now_ns
 from services.dashboard.hub import Hub
 from services.dashboard.state import DashboardState
-from services.dashboard.views import snapshot_view
+from services.dashboard.views import chart_view, snapshot_view, summary_view
 from shared.charts import lightweight_charts_script
 
 PAGE = Path(__file__).parent / "page"
@@ -39,10 +47,33 @@ CONTENT_SECURITY_POLICY = (
 COOKIE = "orderflow_dashboard"
 OPEN_PATHS = frozenset({"/healthz", "/favicon.ico"})
 KEEP_ALIVE_SECONDS = 15.0
+UNHEALTHY_AFTER_SECONDS = 15.0  # /healthz answers 503 once Redis has not answered this long
+LOCAL_HOST_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
 STATE: web.AppKey[DashboardState] = web.AppKey("state", DashboardState)
 HUB: web.AppKey[Hub] = web.AppKey("hub", Hub)
 TOKEN: web.AppKey[str] = web.AppKey("token", str)
+CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock", Callable[[], int])  # type: ignore[arg-type]
+UNHEALTHY_AFTER: web.AppKey[float] = web.AppKey("unhealthy_after", float)
+
+
+def host_name(host: str) -> str:
+    """The name in a ``Host`` header, without its port: ``[::1]:8765`` → ``::1``, ``localhost:8765`` →
+    ``localhost``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    name, colon, port = host.rpartition(":")
+    return name if colon and port.isdigit() and ":" not in name else host
+
+
+@web.middleware
+async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Without a token, only a request naming this machine (a browser always sends ``Host``)."""
+    host = request.headers.get("Host")
+    if not request.app[TOKEN] and host is not None and host_name(host) not in LOCAL_HOST_NAMES:
+        return web.Response(status=421, text="this dashboard answers only to 127.0.0.1, localhost or [::1]\n")
+    return await handler(request)
 
 
 def token_given(request: web.Request) -> str:
@@ -92,19 +123,38 @@ async def favicon(_request: web.Request) -> web.Response:
 
 async def snapshot(request: web.Request) -> web.Response:
     hub = request.app[HUB]
-    return web.json_response(snapshot_view(request.app[STATE], now_ns(), hub.last_id))
+    return web.json_response(snapshot_view(request.app[STATE], request.app[CLOCK](), hub.last_id))
 
 
 async def health(request: web.Request) -> web.Response:
     state, hub = request.app[STATE], request.app[HUB]
-    return web.json_response(
-        {"status": "ok", "redis": "unreachable" if state.unreachable_since_ns else "ok", "pages": len(hub.queues)}
-    )
+    since = state.unreachable_since_ns
+    unreachable_seconds = (request.app[CLOCK]() - since) / 1e9 if since else 0.0
+    healthy = unreachable_seconds <= request.app[UNHEALTHY_AFTER]
+    body: dict[str, Any] = {
+        "status": "ok" if healthy else "unhealthy",
+        "redis": "unreachable" if since else "ok",
+        "pages": len(hub.queues),
+    }
+    if since:
+        body["redis_unreachable_seconds"] = round(unreachable_seconds, 1)
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+def catch_up(state: DashboardState, clock: Callable[[], int]) -> Callable[[], list[tuple[str, Any]]]:
+    """What a resuming page gets after the alerts it missed: the header and cards now, the whole charts."""
+
+    def events() -> list[tuple[str, Any]]:
+        charts = {symbol: chart_view(state.markets[symbol]) for symbol in state.symbols() if symbol in state.markets}
+        return [("summary", summary_view(state, clock()))] + ([("market", charts)] if charts else [])
+
+    return events
 
 
 async def events(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
-    queue = hub.subscribe(request.headers.get("Last-Event-ID") or request.query.get("after"))
+    after = request.headers.get("Last-Event-ID") or request.query.get("after")
+    queue = hub.subscribe(after, catch_up(request.app[STATE], request.app[CLOCK]))
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
@@ -136,9 +186,17 @@ async def end_event_streams(app: web.Application) -> None:
         queue.put_nowait(b"")
 
 
-def make_app(state: DashboardState, hub: Hub, token: str = "") -> web.Application:
-    app = web.Application(middlewares=[check_token])
+def make_app(
+    state: DashboardState,
+    hub: Hub,
+    token: str = "",
+    *,
+    unhealthy_after_seconds: float = UNHEALTHY_AFTER_SECONDS,
+    clock: Callable[[], int] = now_ns,
+) -> web.Application:
+    app = web.Application(middlewares=[check_host, check_token])
     app[STATE], app[HUB], app[TOKEN] = state, hub, token
+    app[CLOCK], app[UNHEALTHY_AFTER] = clock, unhealthy_after_seconds
     app.on_response_prepare.append(security_headers)
     app.on_shutdown.append(end_event_streams)
     app.router.add_get("/", page)

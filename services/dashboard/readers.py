@@ -6,7 +6,12 @@ and the :class:`~services.dashboard.hub.Hub` (never a Redis connection per open 
 - the **market** reader follows the shown symbols' market streams (one blocking XREAD for all), and sends the charts'
   changes four times a second at most;
 - the **slow** poller asks once a second for what changes slowly: the open positions, the detectors' leases, the
-  detector group's lag, the bots' handled marks on the last exit recommendations; then the header and cards.
+  detector group's lag, the bots' handled marks on the last exit recommendations (until each is settled: every bot's
+  mark final with its decision recorded, or final for ``SETTLE_GRACE_NS`` without one); then the header and cards,
+  sent only when they changed.
+
+At start the outputs of the last 30 minutes are read, and the large-seller alerts of the New York day (back to
+``DAY_ALERTS_LIMIT`` entries) for the largest seller today.
 
 Each stream reader waits in Redis for its next entries (XREAD BLOCK up to ``BLOCK_MS``; on a cluster the bus polls
 each stream every few ms instead), so an alert reaches the pages as soon as Redis has it, and an idle reader sends a
@@ -21,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 from orderflow_client import logs
 from orderflow_client.bus.calls import OUTAGE_ERRORS
@@ -32,7 +39,7 @@ from orderflow_client.bus.streams import BusEntry, as_text, stream_id
 from orderflow_client.dashboard_panel import decision_words
 from orderflow_client.errors import ConsumerGroupMissingError, WireDecodeError
 from orderflow_client.positions import PositionRegistry
-from orderflow_client.timestamps import now_ns
+from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, NEW_YORK, now_ns
 from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode, unbatched
 from services.dashboard.hub import Hub
 from services.dashboard.state import LOG_WINDOW_NS, DashboardState
@@ -47,7 +54,22 @@ SLOW_SECONDS = 1.0
 READ_COUNT = 1000
 OUTPUT_HISTORY = 5000  # entries of each output stream read at start (the last 30 minutes of them)
 MARKET_HISTORY = 2000  # entries of each market stream read when its symbol first shows (up to 64 events each)
+DAY_ALERTS_LIMIT = 50_000  # alert entries read back at most at start for the day's largest seller
 HANDLED_MARKS = {b"done": "handled", b"parked": "gave up (parked)"}
+SETTLE_GRACE_NS = 30 * NANOSECONDS_PER_SECOND  # a final mark with no decision recorded is settled after this
+MARK_READS_AT_ONCE = 8  # handled marks asked at the same time (each a GET)
+
+
+def new_york_day(ts_ns: int) -> str:
+    return datetime.fromtimestamp(ts_ns / NANOSECONDS_PER_SECOND, tz=NEW_YORK).date().isoformat()
+
+
+def steady_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """A summary without the wall-clock fields the page does not read (it ages the last frame itself): the same
+    steady summary is not sent again."""
+    steady = {key: value for key, value in summary.items() if key != "now"}
+    steady["health"] = {key: value for key, value in summary["health"].items() if key != "last_frame_age_s"}
+    return steady
 
 
 class Readers:
@@ -75,7 +97,9 @@ class Readers:
         self.market_ids: dict[str, str] = {}  # market stream → last entry id read
         self.leases = Leases(bus)
         self.positions = PositionRegistry(bus)
-        self.settled: set[str] = set()  # exit ids every bot has a final mark on
+        self.settled: set[str] = set()  # last exit ids no longer asked about (see _poll_handled)
+        self.failing: set[str] = set()  # the steps whose last Redis call failed (Redis unreachable until none)
+        self.final_since: dict[str, int] = {}  # last exit id → when every bot's mark was first seen final (wall ns)
 
     async def start(self) -> None:
         """Read the recent history (the last 30 minutes of outputs) and the positions before serving the page."""
@@ -104,13 +128,16 @@ class Readers:
         while not stop.is_set():
             try:
                 busy = await step()  # type: ignore[misc]
-                if self.state.unreachable_since_ns:
-                    self.state.unreachable_since_ns = 0
-                    self.hub.publish("summary", summary_view(self.state, self.clock()))
+                if step.__name__ in self.failing:  # Redis answers this reader again (one reading no Redis says nothing)
+                    self.failing.discard(step.__name__)
+                    if not self.failing and self.state.unreachable_since_ns:
+                        self.state.unreachable_since_ns = 0
+                        self._publish_summary()
             except OUTAGE_ERRORS:
+                self.failing.add(step.__name__)
                 if not self.state.unreachable_since_ns:
                     self.state.unreachable_since_ns = self.clock()
-                    self.hub.publish("summary", summary_view(self.state, self.clock()))
+                    self._publish_summary()
                 busy = False
                 await asyncio.sleep(1.0)
             except Exception as error:  # the page stays up; the log says what failed
@@ -122,6 +149,10 @@ class Readers:
             if not busy and seconds:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+    def _publish_summary(self) -> None:
+        summary = summary_view(self.state, self.clock())
+        self.hub.publish_changed("summary", summary, steady_summary(summary))
 
     # --- the output streams ---------------------------------------------------------------------------------------
     async def _seed_outputs(self) -> None:
@@ -137,6 +168,38 @@ class Readers:
         for message in messages:
             if newest - getattr(message, "ts_event", 0) <= LOG_WINDOW_NS or isinstance(message, FeedStatus):
                 self.state.apply_output(message)
+        alerts = [message for message in messages if isinstance(message, OrderFlowAlert)]
+        rows = [row for row in history if row.stream == keys.alerts]  # newest first
+        oldest_id = as_text(rows[-1].entry_id) if rows else ""
+        await self._seed_largest_seller(alerts, oldest_id, more=len(rows) >= OUTPUT_HISTORY)
+
+    async def _seed_largest_seller(self, alerts: list[OrderFlowAlert], oldest_id: str, *, more: bool) -> None:
+        """The largest seller of the market clock's New York day among the large-seller alerts of that day, read
+        back from ``oldest_id`` (exclusive) while they are of that day, ``DAY_ALERTS_LIMIT`` entries at most."""
+        if not self.state.clock_ns:
+            return
+        day = new_york_day(self.state.clock_ns)
+        read = len(alerts)
+        while True:
+            for alert in alerts:
+                best = self.state.largest_seller
+                if alert.alert_type != "large_seller" or new_york_day(alert.ts_event) != day:
+                    continue
+                if best is None or new_york_day(best.ts_event) != day or alert.order_size > best.order_size:
+                    self.state.largest_seller = alert
+            earliest = min((alert.ts_event for alert in alerts), default=0)
+            if not more or not oldest_id or read >= DAY_ALERTS_LIMIT or new_york_day(earliest) < day:
+                return
+            rows = await self.bus.read_range_reverse(self.bus.keys.alerts, end=f"({oldest_id}", count=OUTPUT_HISTORY)
+            read += len(rows)
+            more = len(rows) >= OUTPUT_HISTORY
+            oldest_id = as_text(rows[-1].entry_id) if rows else ""
+            alerts = []
+            for row in rows:
+                with contextlib.suppress(WireDecodeError):
+                    message = decode(row.payload)
+                    if isinstance(message, OrderFlowAlert):
+                        alerts.append(message)
 
     async def _follow_outputs(self) -> bool:
         entries = await self.bus.read_after(self.output_ids, count=READ_COUNT, block_ms=BLOCK_MS)
@@ -149,7 +212,7 @@ class Readers:
             if isinstance(message, OrderFlowAlert | ExitRecommendation):
                 self.hub.publish("output", output_view(message, self.state, stream_id(as_text(entry.entry_id))[0]))
         if entries:
-            self.hub.publish("summary", summary_view(self.state, self.clock()))
+            self._publish_summary()
         return True  # the read waited in Redis: read again at once
 
     def _decode(self, entry: BusEntry) -> object | None:
@@ -206,7 +269,7 @@ class Readers:
             self.state.detectors = {symbol: holder_of(value) for symbol, value in holders.items()}
         await self._poll_lags()
         await self._poll_handled()
-        self.hub.publish("summary", summary_view(self.state, self.clock()))
+        self._publish_summary()
         return False
 
     async def _poll_lags(self) -> None:
@@ -227,18 +290,43 @@ class Readers:
 
     async def _poll_handled(self) -> None:
         """Each bot's mark on each last exit recommendation, with the decision it recorded (``exit (handled)``,
-        ``tighten stop 186.49 (handled)``); asked again until every bot's mark is final and its decision known."""
-        pending = [item.id for item in self.state.last_exits.values() if item.id not in self.settled]
+        ``tighten stop 186.49 (handled)``); asked again until it is settled: every bot's mark final (done or
+        parked) and its decision known, or every mark final for ``SETTLE_GRACE_NS`` (a bot that records no
+        decision). Only the last exit recommendations are remembered (an earlier one is forgotten)."""
+        current = [item.id for item in self.state.last_exits.values()]
+        self.settled.intersection_update(current)
+        for forgotten in set(self.final_since) - set(current):
+            del self.final_since[forgotten]
+        pending = [recommendation_id for recommendation_id in current if recommendation_id not in self.settled]
         if not pending:
             return
         final = dict.fromkeys(pending, True)
+        recorded = dict.fromkeys(pending, True)
         for bot in self.bot_names:
             decided = await read_decisions(self.bus, bot, pending)
-            for recommendation_id in pending:
-                value = await HandledMarks(self.bus, bot).holder(recommendation_id)
+            values = await self._marks(HandledMarks(self.bus, bot), pending)
+            for recommendation_id, value in zip(pending, values, strict=True):
                 mark = "not handled yet" if value is None else HANDLED_MARKS.get(value, "working on it")
                 record = decided.get(recommendation_id)
                 marks = self.state.handled.setdefault(recommendation_id, {})
                 marks[bot] = mark if record is None else f"{decision_words(record)} ({mark})"
-                final[recommendation_id] &= value in HANDLED_MARKS and record is not None
-        self.settled.update(recommendation_id for recommendation_id, done in final.items() if done)
+                final[recommendation_id] &= value in HANDLED_MARKS
+                recorded[recommendation_id] &= record is not None
+        now = self.clock()
+        for recommendation_id in pending:
+            if not final[recommendation_id]:
+                self.final_since.pop(recommendation_id, None)
+                continue
+            since = self.final_since.setdefault(recommendation_id, now)
+            if recorded[recommendation_id] or now - since >= SETTLE_GRACE_NS:
+                self.settled.add(recommendation_id)
+                del self.final_since[recommendation_id]
+
+    @staticmethod
+    async def _marks(marks: HandledMarks, ids: list[str]) -> list[bytes | None]:
+        """The marks on ``ids``, ``MARK_READS_AT_ONCE`` GETs at a time."""
+        values: list[bytes | None] = []
+        for start in range(0, len(ids), MARK_READS_AT_ONCE):
+            chunk = ids[start : start + MARK_READS_AT_ONCE]
+            values.extend(await asyncio.gather(*(marks.holder(recommendation_id) for recommendation_id in chunk)))
+        return values

@@ -21,8 +21,8 @@ from aiohttp import web
 from orderflow_client import logs
 from orderflow_client.bus.connection import Bus
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
-from services.dashboard.app import make_app
-from services.dashboard.hub import Hub
+from services.dashboard.app import UNHEALTHY_AFTER_SECONDS, make_app
+from services.dashboard.hub import KEPT_EVENTS, Hub
 from services.dashboard.readers import Readers
 from services.dashboard.state import DashboardState
 from shared.config import LOOPBACK_HOSTS
@@ -44,6 +44,7 @@ class DashboardOptions:
     detector_lease_seconds: float = 5.0
     symbols: tuple[str, ...] = ()  # shown without a position too
     bot_names: tuple[str, ...] = ("bot",)  # whose handled marks the cards show
+    unhealthy_after_seconds: float = UNHEALTHY_AFTER_SECONDS  # /healthz says 503 once Redis is gone this long
 
 
 def check_exposure(host: str, token: str) -> None:
@@ -79,7 +80,7 @@ async def start_dashboard(bus: Bus, options: DashboardOptions) -> Dashboard:
     state = DashboardState(
         alert_window_ns=options.alert_window_seconds * NANOSECONDS_PER_SECOND, extra_symbols=options.symbols
     )
-    hub = Hub()
+    hub = Hub(kept=KEPT_EVENTS)  # a resuming page gets the alerts it missed, then the summary and charts now
     readers = Readers(
         bus,
         state,
@@ -89,7 +90,8 @@ async def start_dashboard(bus: Bus, options: DashboardOptions) -> Dashboard:
         detector_lease_seconds=options.detector_lease_seconds,
     )
     await readers.start()
-    runner = web.AppRunner(make_app(state, hub, options.token), access_log=None, shutdown_timeout=2.0)
+    app = make_app(state, hub, options.token, unhealthy_after_seconds=options.unhealthy_after_seconds)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.port)
     await site.start()
