@@ -542,3 +542,153 @@ async def test_the_page_resumes_after_its_event_stream_is_dropped_and_shows_ever
     finally:
         await dashboard.stop()
         await bus.close()
+
+
+async def test_the_page_formats_midnight_as_00_and_shows_utc_on_the_book_and_chart(redis_url, key_prefix):
+    """The page's own formatter: 00:30 in New York reads 00:30:00 ET (not 24:30); the book's time and the chart's
+    hover legend carry UTC."""
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    dashboard = await start_dashboard(bus, DashboardOptions(port=free_port(), symbols=("HOVER",)))
+    try:
+        async with open_browser() as browser:
+            page = await browser.open(dashboard.url)
+            await page.wait_for(f"{CONNECTION} === 'live'", 20, "the page live")
+            winter = "Date.UTC(2026, 0, 15, 5, 30)"  # 00:30 EST
+            summer = "Date.UTC(2026, 6, 15, 4, 30, 5)"  # 00:30 EDT
+            assert await page.evaluate(f"window.orderflowDashboard.format.nyTime({winter})") == "00:30:00 ET"
+            assert await page.evaluate(f"window.orderflowDashboard.format.nyTime({summer})") == "00:30:05 ET"
+            assert await page.evaluate(f"window.orderflowDashboard.format.nyClock({winter} / 1000)") == "00:30:00"
+            assert await page.evaluate("window.orderflowDashboard.format.nyTime(Date.UTC(2026, 0, 15, 17, 5))") == (
+                "12:05:00 ET"
+            )
+            base = time.time_ns() - 3600 * 10**9
+            events = market_trades(bus, "HOVER", base, range(0, 600, 10))
+            book_ns = base + 600 * 10**9
+            book = BookUpdate(
+                symbol="HOVER",
+                ts_event=book_ns,
+                ts_recv=book_ns,
+                ts_arrival=book_ns,
+                bids=((50_500_000_000, 300),),
+                asks=((50_600_000_000, 200),),
+                venue="TEST",
+            )
+            await bus.publish([*events, (bus.keys.market("HOVER"), book)])
+            card = '.card[data-symbol="HOVER"]'
+            await page.wait_for(f"document.querySelector('{card} .book time') !== null", 20, "the book's time")
+            book_time = await page.evaluate(
+                f"(() => {{ const t = document.querySelector('{card} .book time');"
+                " return [t.textContent, t.title]; })()"
+            )
+            utc_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(book_ns // 10**9))
+            assert book_time[0].endswith(" ET")
+            assert book_time[1].startswith(utc_text) and book_time[1].endswith("Z (UTC)"), book_time
+            # the pointer over the chart: the hover legend shows the point's ET and UTC time and price
+            await page.wait_for("window.orderflowDashboard.chart('HOVER').drawn.length === 60", 10, "the chart drawn")
+            box = await page.evaluate(
+                f"(() => {{ const r = document.querySelector('{card} .chart').getBoundingClientRect();"
+                " return [r.left + r.width / 2, r.top + r.height / 4]; })()"
+            )
+            await page.send("Page.bringToFront")  # the tab in front: the chart draws frames and follows the pointer
+            shown = f"!document.querySelector('{card} .chart-hover').hidden"
+            for step in range(40):  # the pointer moving over the chart (the library acts on a frame after a move)
+                await page.send("Input.dispatchMouseEvent", type="mouseMoved", x=box[0] + step % 10, y=box[1])
+                if await page.evaluate(shown):
+                    break
+                await asyncio.sleep(0.25)
+            await page.wait_for(shown, 5, "the hover legend")
+            legend = await page.evaluate(f"document.querySelector('{card} .chart-hover').textContent")
+            assert " ET · " in legend and "Z UTC · $" in legend, legend
+            # what the page measures keeps only the newest: a page open all day does not grow
+            count = await page.evaluate(
+                "(() => { for (let i = 0; i < 250; i++) document.dispatchEvent(new SecurityPolicyViolationEvent("
+                "'securitypolicyviolation', {violatedDirective: 'img-src', effectiveDirective: 'img-src',"
+                " originalPolicy: '', disposition: 'enforce', statusCode: 200, documentURI: location.href}));"
+                " return [window.orderflowDashboard.cspViolations.length, window.orderflowDashboard.cspViolationCount];"
+                " })()"
+            )
+            assert count[0] == 100 and count[1] >= 250, count
+            assert not page.errors, page.errors
+            assert_nothing_left_the_machine(browser, page)
+    finally:
+        await dashboard.stop()
+        await bus.close()
+
+
+def market_trades(bus: Bus, symbol: str, base: int, seconds: range) -> list[tuple[str, Trade]]:
+    """A trade at each of ``seconds`` after ``base`` (ns), its price rising a cent a second."""
+    return [
+        (
+            bus.keys.market(symbol),
+            Trade(
+                symbol=symbol,
+                ts_event=base + second * 10**9,
+                ts_recv=base + second * 10**9,
+                ts_arrival=base + second * 10**9,
+                price=50_000_000_000 + second * 10_000_000,
+                size=100,
+                side="sell" if second % 2 else "buy",
+            ),
+        )
+        for second in seconds
+    ]
+
+
+async def test_a_chart_keeps_the_last_30_minutes_and_a_hidden_one_holds_its_changes_merged(redis_url, key_prefix):
+    """More than 30 minutes of market time arrive, in many changes: the chart's data (and what the library draws) keep
+    the last 30 minutes, cut about once a minute. Off screen, the chart's changes merge into that data (one point a
+    second, one bar a minute) instead of queueing, and it is drawn whole when it scrolls back into view."""
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    dashboard = await start_dashboard(bus, DashboardOptions(port=free_port(), symbols=("TRIM",)))
+    window, slack = 30 * 60, 60
+    chart = "window.orderflowDashboard.chart('TRIM')"
+    try:
+        async with open_browser() as browser:
+            page = await browser.open(dashboard.url)
+            await page.wait_for(f"{CONNECTION} === 'live' && {chart} !== null", 20, "the page live")
+            base = time.time_ns() - 4 * 3600 * 10**9
+            for start in range(0, 45 * 60, 5 * 60):  # 45 minutes of market time, a trade every 5 s
+                await bus.publish(market_trades(bus, "TRIM", base, range(start, start + 5 * 60, 5)))
+                await asyncio.sleep(0.3)
+            newest = base // 10**9 + 45 * 60 - 5
+            await page.wait_for(f"{chart}.prices.at(-1)[0] === {newest}", 20, "the last trade on the chart")
+            await page.wait_for(f"{chart}.visible && !{chart}.stale", 10, "the chart in view and drawn")
+            held = await page.evaluate(chart)
+            first = held["prices"][0][0]
+            assert newest - window - slack <= first, (first, newest)  # the first 15 minutes are gone
+            assert first > base // 10**9  # something was cut
+            assert len(held["prices"]) == len({point[0] for point in held["prices"]})
+            assert held["drawn"] == [point[0] for point in held["prices"]]  # the library draws just that
+            assert held["drawnBars"] == held["bars"] and held["bars"][0] >= first - first % 60 - 60
+            assert len(held["bars"]) <= 32
+
+            # off screen: many more changes, each second several times (trades every second, published one by one
+            # in small groups); the chart's data stays merged and bounded, the library's untouched until it is seen
+            await page.evaluate("document.getElementById('cards').style.marginTop = '30000px'")
+            await page.wait_for(f"!{chart}.visible", 10, "the chart off screen")
+            drawn_before = (await page.evaluate(chart))["drawn"]
+            start = 45 * 60
+            for batch in range(40):
+                seconds = range(start + batch * 30, start + batch * 30 + 30)
+                await bus.publish(market_trades(bus, "TRIM", base, seconds))
+                await bus.publish(market_trades(bus, "TRIM", base, seconds[-3:]))  # the same seconds again
+                await asyncio.sleep(0.05)
+            newest = base // 10**9 + start + 40 * 30 - 1
+            await page.wait_for(f"{chart}.prices.at(-1)[0] === {newest}", 20, "the last change merged")
+            hidden = await page.evaluate(chart)
+            assert hidden["stale"] and not hidden["visible"]
+            assert hidden["drawn"] == drawn_before  # nothing drawn off screen
+            times = [point[0] for point in hidden["prices"]]
+            assert times == sorted(set(times))  # one point a second
+            assert newest - window - slack <= times[0] and len(times) <= window + slack + 1
+            assert len(hidden["bars"]) <= 32
+
+            await page.evaluate("document.getElementById('cards').style.marginTop = ''")
+            await page.wait_for(f"{chart}.visible && !{chart}.stale", 10, "the chart back in view and drawn")
+            shown = await page.evaluate(chart)
+            assert shown["drawn"] == [point[0] for point in shown["prices"]] and shown["drawn"][-1] == newest
+            assert not page.errors, page.errors
+            assert_nothing_left_the_machine(browser, page)
+    finally:
+        await dashboard.stop()
+        await bus.close()

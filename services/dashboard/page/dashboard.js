@@ -4,10 +4,15 @@
 
 (function () {
   const LWC = window.LightweightCharts;
-  const NY = {timeZone: 'America/New_York', hour12: false};
+  // 'h23': midnight to 1 a.m. reads 00:xx (hour12: false gives 24:xx in Chromium)
+  const NY = {timeZone: 'America/New_York', hourCycle: 'h23'};
   const LOG_WINDOW_MS = 30 * 60 * 1000;
+  const CHART_WINDOW_SECONDS = 30 * 60;  // a chart shows the last 30 minutes of market time
+  const TRIM_SLACK_SECONDS = 60;  // … cut back to that once its oldest point is a minute older (about once a minute)
+  const KEPT_MEASURES = 10000;  // the newest delays kept in window.orderflowDashboard.received
+  const KEPT_VIOLATIONS = 100;
   const COLOURS = {green: '#26a69a', yellow: '#fdd835', orange: '#ff9800', red: '#ef5350', blue: '#42a5f5'};
-  const charts = {};      // symbol → {chart, price, sell, ratio, markers, lastPrice, lastBar, times}
+  const charts = {};      // symbol → {chart, price, sell, ratio, markers, prices, sells, ratios, marks, book, …}
   const cards = {};       // symbol → card element
   const logItems = [];    // newest first: {el, symbol, severity, time}
   let sequence = null;
@@ -15,14 +20,21 @@
   let lastSummary = null;
   // what the page measured, for the tests and the benchmark: each output's and chart change's delay (ms) from when
   // Redis took it (an output) or ingest published it (the latest market event of a change) to its drawing here
-  window.orderflowDashboard = {received: [], ticks: [], outputs: 0, markets: 0, resets: 0, cspViolations: []};
+  // (each list keeps only the newest: a page left open all day holds no more than these)
+  window.orderflowDashboard = {received: [], ticks: [], outputs: 0, markets: 0, resets: 0, cspViolations: [],
+    cspViolationCount: 0};
   const stats = window.orderflowDashboard;
-  document.addEventListener('securitypolicyviolation', ev => stats.cspViolations.push(ev.violatedDirective));
+  document.addEventListener('securitypolicyviolation', ev => {
+    stats.cspViolationCount++;
+    if (stats.cspViolations.length < KEPT_VIOLATIONS) stats.cspViolations.push(ev.violatedDirective);
+  });
+  function keep(list, item, most) { list.push(item); if (list.length > most) list.splice(0, list.length - most); }
 
   const $ = id => document.getElementById(id);
   const nyTime = ms => new Date(ms).toLocaleTimeString('en-US', NY) + ' ET';
   const nyClock = seconds => new Date(seconds * 1000).toLocaleTimeString('en-US', NY);
   const utc = ms => new Date(ms).toISOString();
+  stats.format = {nyTime, nyClock, utc};
   function el(tag, className, text) {
     const node = document.createElement(tag);
     if (className) node.className = className;
@@ -92,7 +104,7 @@
       node = el('article', 'card');
       node.dataset.symbol = card.symbol;
       node.append(el('div', 'card-head'), el('dl', 'facts'), el('div', 'chart'),
-        el('div', 'chart-legend', 'last 30 min: price, ▼ alert, ● exit · sell share % a minute · volume × normal a minute · double-click: fit'), el('table', 'book'));
+        el('div', 'chart-legend', 'last 30 min: price, ▼ alert, ● exit · sell share % a minute · volume × normal a minute · hover: time in ET and UTC · double-click: fit'), el('table', 'book'));
       const ordered = Object.keys(cards).concat(card.symbol).sort();
       const after = ordered[ordered.indexOf(card.symbol) + 1];
       $('cards').insertBefore(node, after ? cards[after] : null);
@@ -134,6 +146,9 @@
   }
 
   // --- charts --------------------------------------------------------------------------------------------------------
+  // each chart keeps its data here (what the library draws, trimmed to the last 30 minutes of market time); a chart
+  // off screen only merges changes into it (a point per second, a bar per minute, the latest book) and is drawn
+  // once, whole, when it scrolls into view: 50 charts redrawn 4 times a second would keep the page busy
   function makeChart(symbol, container) {
     const chart = LWC.createChart(container, {
       autoSize: true,
@@ -149,64 +164,118 @@
     const panes = chart.panes();
     [3, 1, 1].forEach((factor, index) => panes[index] && panes[index].setStretchFactor(factor));
     const markers = LWC.createSeriesMarkers(price, []);
-    charts[symbol] = {chart, price, sell, ratio, markers, marks: [], lastPrice: 0, lastBar: 0, times: [], follow: true,
-      visible: false, pending: [], fitted: 0};
+    // the point under the pointer: its New York time, UTC and price (the axis label shows ET only)
+    const hover = el('div', 'chart-hover');
+    hover.hidden = true;
+    container.append(hover);
+    chart.subscribeCrosshairMove(param => {
+      const point = param.time === undefined ? null : param.seriesData.get(price);
+      if (!point || point.value === undefined) { hover.hidden = true; return; }
+      const at = param.time * 1000;
+      hover.textContent = `${nyTime(at)} · ${utc(at).replace('.000Z', 'Z')} UTC · $${point.value}`;
+      hover.title = utc(at) + ' (UTC)';
+      hover.hidden = false;
+    });
+    charts[symbol] = {chart, price, sell, ratio, markers, hover, container, prices: [], sells: [], ratios: [], marks: [],
+      book: null, follow: true, visible: false, stale: false, fitted: 0};
     visibility.observe(container);
     // the whole 30 minutes stay in view as points arrive, until the user zooms or scrolls the chart
     container.addEventListener('wheel', () => { charts[symbol].follow = false; }, {passive: true});
     container.addEventListener('pointerdown', () => { charts[symbol].follow = false; });
     container.addEventListener('dblclick', () => { charts[symbol].follow = true; chart.timeScale().fitContent(); });
   }
-  // a chart off screen keeps its changes until it scrolls into view (50 charts redrawn 4 times a second would
-  // keep the page busy)
   const visibility = new IntersectionObserver(entries => {
     for (const entry of entries) {
       const symbol = entry.target.closest('.card').dataset.symbol;
       const c = charts[symbol];
       if (!c) continue;
       c.visible = entry.isIntersecting;
-      if (c.visible && c.pending.length) { const pending = c.pending.splice(0); pending.forEach(change => updateChart(symbol, change)); }
+      if (c.visible && c.stale) draw(symbol);
     }
   });
-  function removeChart(symbol) { if (charts[symbol]) { charts[symbol].chart.remove(); delete charts[symbol]; } }
+  function removeChart(symbol) {
+    const c = charts[symbol];
+    if (!c) return;
+    visibility.unobserve(c.container);
+    c.chart.remove();
+    delete charts[symbol];
+  }
   function barPoints(bar) {
     return [
       bar.sell_share === null ? {time: bar.time} : {time: bar.time, value: bar.sell_share * 100, color: bar.sell_share >= 0.6 ? COLOURS.red : '#5c6773'},
       bar.volume_ratio === null ? {time: bar.time} : {time: bar.time, value: bar.volume_ratio, color: bar.volume_ratio >= 3 ? COLOURS.orange : '#3d6f9e'},
     ];
   }
+  const last = list => list.length ? list[list.length - 1].time : 0;
+  // a point into a series' data: the same time replaces the last point, a later one follows it, an earlier one is
+  // already there (the snapshot had it); true when the data changed
+  function merge(list, point) {
+    const latest = last(list);
+    if (list.length && point.time === latest) list[list.length - 1] = point;
+    else if (!list.length || point.time > latest) list.push(point);
+    else return false;
+    return true;
+  }
+  // cut what is older than 30 minutes before the last price point, once the oldest is a minute past that; true when cut
+  function trim(c, force) {
+    const newest = last(c.prices);
+    if (!c.prices.length || (!force && c.prices[0].time >= newest - CHART_WINDOW_SECONDS - TRIM_SLACK_SECONDS)) return false;
+    const oldest = newest - CHART_WINDOW_SECONDS, oldestBar = oldest - oldest % 60;
+    const before = c.prices.length + c.sells.length + c.marks.length;
+    c.prices = c.prices.filter(point => point.time >= oldest);
+    c.sells = c.sells.filter(point => point.time >= oldestBar);
+    c.ratios = c.ratios.filter(point => point.time >= oldestBar);
+    c.marks = c.marks.filter(m => m.second >= oldest);
+    return c.prices.length + c.sells.length + c.marks.length !== before;
+  }
+  function draw(symbol) {
+    const c = charts[symbol];
+    c.stale = false;
+    c.price.setData(c.prices);
+    c.sell.setData(c.sells);
+    c.ratio.setData(c.ratios);
+    renderBook(symbol, c.book);
+    placeMarkers(symbol);
+    if (c.follow) { c.fitted = Date.now(); c.chart.timeScale().fitContent(); }
+  }
   function setChart(symbol, data) {
     const c = charts[symbol];
     if (!c) return;
-    c.price.setData(data.prices.map(([time, value]) => ({time, value})));
-    c.times = data.prices.map(([time]) => time);
-    c.lastPrice = c.times.length ? c.times[c.times.length - 1] : 0;
-    c.sell.setData(data.bars.map(bar => barPoints(bar)[0]));
-    c.ratio.setData(data.bars.map(bar => barPoints(bar)[1]));
-    c.lastBar = data.bars.length ? data.bars[data.bars.length - 1].time : 0;
-    renderBook(symbol, data.book);
-    c.chart.timeScale().fitContent();
+    c.prices = data.prices.map(([time, value]) => ({time, value}));
+    const bars = data.bars.map(barPoints);
+    c.sells = bars.map(([sell]) => sell);
+    c.ratios = bars.map(([, ratio]) => ratio);
+    c.book = data.book;
+    trim(c, true);
+    renderBook(symbol, c.book);
+    if (c.visible) draw(symbol); else c.stale = true;
   }
   function updateChart(symbol, change) {
     const c = charts[symbol];
     if (!c) return;
-    if (!c.visible) { c.pending.push(change); return; }
-    for (const [time, value] of change.prices) {
-      if (time < c.lastPrice) continue;  // already in the snapshot
-      c.price.update({time, value});
-      if (time > c.lastPrice) c.times.push(time);
-      c.lastPrice = time;
-    }
+    const live = c.visible && !c.stale;
+    for (const [time, value] of change.prices) if (merge(c.prices, {time, value}) && live) c.price.update({time, value});
     for (const bar of change.bars) {
-      if (bar.time < c.lastBar) continue;
       const [sell, ratio] = barPoints(bar);
-      c.sell.update(sell); c.ratio.update(ratio);
-      c.lastBar = bar.time;
+      if (merge(c.sells, sell) && live) c.sell.update(sell);
+      if (merge(c.ratios, ratio) && live) c.ratio.update(ratio);
     }
-    if (change.book) renderBook(symbol, change.book);
+    if (change.book) c.book = change.book;
+    if (trim(c, false)) c.stale = true;
+    if (!c.visible) { c.stale = true; return; }
+    if (c.stale) { draw(symbol); return; }
+    if (change.book) renderBook(symbol, c.book);
     placeMarkers(symbol);
     if (c.follow && change.prices.length && Date.now() - c.fitted > 1000) { c.fitted = Date.now(); c.chart.timeScale().fitContent(); }
   }
+  // what a chart holds and what the library draws (for the tests)
+  stats.chart = symbol => {
+    const c = charts[symbol];
+    if (!c) return null;
+    return {prices: c.prices.map(point => [point.time, point.value]), bars: c.sells.map(point => point.time),
+      marks: c.marks.map(m => m.second), book: c.book ? c.book.time : null, visible: c.visible, stale: c.stale,
+      drawn: c.price.data().map(point => point.time), drawnBars: c.sell.data().map(point => point.time)};
+  };
   function renderBook(symbol, book) {
     const table = cards[symbol] && cards[symbol].querySelector('.book');
     if (!table) return;
@@ -219,7 +288,9 @@
     for (let i = 0; i < rows; i++) {
       const row = el('tr');
       const ask = book.asks[i] || ['', ''], bid = book.bids[i] || ['', ''];
-      row.append(el('td', '', i === 0 ? nyTime(book.time) : ''), el('td', 'ask', ask[0]), el('td', '', ask[1] === '' ? '' : ask[1].toLocaleString('en-US')),
+      const when = el('td', 'book-time');
+      if (i === 0) when.append(timeEl(book.time));
+      row.append(when, el('td', 'ask', ask[0]), el('td', '', ask[1] === '' ? '' : ask[1].toLocaleString('en-US')),
         el('td', 'bid', bid[0]), el('td', '', bid[1] === '' ? '' : bid[1].toLocaleString('en-US')));
       table.append(row);
     }
@@ -232,13 +303,13 @@
   function placeMarkers(symbol) {
     // a marker sits on a price point: the last one at or before its time
     const c = charts[symbol];
-    if (!c || !c.times.length) return;
+    if (!c || !c.prices.length) return;
     const placed = [];
     for (const m of c.marks) {
-      let lo = 0, hi = c.times.length - 1, at = -1;
-      while (lo <= hi) { const mid = (lo + hi) >> 1; if (c.times[mid] <= m.second) { at = mid; lo = mid + 1; } else hi = mid - 1; }
+      let lo = 0, hi = c.prices.length - 1, at = -1;
+      while (lo <= hi) { const mid = (lo + hi) >> 1; if (c.prices[mid].time <= m.second) { at = mid; lo = mid + 1; } else hi = mid - 1; }
       if (at < 0) continue;
-      placed.push({time: c.times[at], position: m.position, color: m.color, shape: m.shape, text: m.text});
+      placed.push({time: c.prices[at].time, position: m.position, color: m.color, shape: m.shape, text: m.text});
     }
     placed.sort((a, b) => a.time - b.time);
     c.markers.setMarkers(placed);
@@ -256,9 +327,9 @@
     const entry = {el: li, symbol: item.symbol, severity: item.severity, time: item.time};
     if (at < 0) { log.append(li); logItems.push(entry); } else { log.insertBefore(li, logItems[at].el); logItems.splice(at, 0, entry); }
     const c = charts[item.symbol];
-    if (c) { c.marks.push(marker(item)); placeMarkers(item.symbol); }
+    if (c) { c.marks.push(marker(item)); if (c.visible && !c.stale) placeMarkers(item.symbol); else c.stale = true; }
     applyFilter(entry);
-    if (live && item.entry_ms) stats.received.push({kind: item.kind, id: item.id, latency_ms: Date.now() - item.entry_ms});
+    if (live && item.entry_ms) keep(stats.received, {kind: item.kind, id: item.id, latency_ms: Date.now() - item.entry_ms}, KEPT_MEASURES);
   }
   function trimLog(clock) {
     while (logItems.length && clock - logItems[logItems.length - 1].time > LOG_WINDOW_MS) logItems.pop().el.remove();
