@@ -127,7 +127,7 @@ def _salvage(frame: bytes | str, where: str) -> tuple[list, list[Reject]]:
     except msgspec.ValidationError as error:
         try:
             msgspec.json.decode(frame)
-        except msgspec.DecodeError as malformed:
+        except (msgspec.DecodeError, UnicodeDecodeError) as malformed:  # (a string of invalid UTF-8: b'"\x80"')
             return [], [Reject(SOURCE, "malformed_json", where, str(malformed))]
         return [], [Reject(SOURCE, "not_an_array", where, str(error))]
     except msgspec.DecodeError as error:
@@ -136,10 +136,10 @@ def _salvage(frame: bytes | str, where: str) -> tuple[list, list[Reject]]:
     for raw in raw_elements:
         try:
             elements.append(_element_decoder.decode(raw))
-        except (msgspec.ValidationError, msgspec.DecodeError) as error:
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as error:
             try:
                 event_type = _event_type_decoder.decode(raw).ev
-            except (msgspec.ValidationError, msgspec.DecodeError):
+            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
                 event_type = ""
             code = "invalid_event" if event_type in ("T", "Q", "status") else "unsupported_event"
             rejects.append(Reject(SOURCE, code, where, f"ev={event_type!r}: {error}"))
