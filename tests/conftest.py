@@ -10,11 +10,17 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import settings
 
 from tests.support.redis_server import RedisProcess, find_or_start_redis, free_port, redis_server_binary
 
 TESTS = Path(__file__).resolve().parent
 MARKED_FOLDERS = ("unit", "integration", "system")
+
+# property tests judge what a parser or window does, not how fast one example ran: on a shared, loaded 2-core host
+# Hypothesis's default 200 ms deadline per example failed parsers that were right (a test's own max_examples stays)
+settings.register_profile("orderflow", deadline=None)
+settings.load_profile("orderflow")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
