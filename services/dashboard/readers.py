@@ -228,7 +228,7 @@ class Readers:
         shown = {keys.market(symbol) for symbol in self.state.symbols()}
         for stream in [stream for stream in self.market_ids if stream not in shown]:  # a position closed
             del self.market_ids[stream]
-            self.state.markets.pop(keys.symbol_of(stream), None)
+            self.state.forget(keys.symbol_of(stream))
         for stream in sorted(shown - set(self.market_ids)):
             await self._seed_market(stream)
         if not self.market_ids:

@@ -107,6 +107,19 @@ class DashboardState:
         """The cards: the open positions and the symbols asked for, sorted."""
         return sorted(set(self.positions) | set(self.extra_symbols))
 
+    def forget(self, symbol: str) -> None:
+        """Drop what is kept of ``symbol`` once it is no longer shown (a position closed): a reopening starts clean,
+        not red with the old exit, and memory stays bounded by the symbols shown."""
+        self.markets.pop(symbol, None)
+        self.window.pop(symbol, None)
+        self.lags.pop(symbol, None)
+        self.detectors.pop(symbol, None)
+        last_exit = self.last_exits.pop(symbol, None)
+        if last_exit is not None:
+            self.handled.pop(last_exit.id, None)
+        for key in [key for key in self.conditions if key[1] == symbol]:
+            del self.conditions[key]
+
     def market(self, symbol: str) -> SymbolMarket:
         if symbol not in self.markets:
             self.markets[symbol] = SymbolMarket(symbol)

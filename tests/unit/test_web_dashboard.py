@@ -452,3 +452,17 @@ def _drain(queue: asyncio.Queue[bytes]) -> list[bytes]:
     while not queue.empty():
         items.append(queue.get_nowait())
     return items
+
+
+def test_a_closed_position_is_forgotten_so_a_reopening_starts_clean():
+    """Once a symbol is no longer shown, its window, last exit (and its bots' marks), lag, owner and states go:
+    memory follows the symbols shown, and the same symbol reopened is not red with yesterday's exit."""
+    state = state_with("AAPL")
+    exit_recommendation = exit_of("AAPL", T0)
+    state.apply_output(exit_recommendation)
+    state.handled[exit_recommendation.id] = {"bot": "handled"}
+    state.lags["AAPL"], state.detectors["AAPL"] = 3, "detector-a"
+    state.forget("AAPL")
+    assert "AAPL" not in state.last_exits and exit_recommendation.id not in state.handled
+    assert "AAPL" not in state.lags and "AAPL" not in state.detectors and "AAPL" not in state.window
+    assert not [key for key in state.conditions if key[1] == "AAPL"]
