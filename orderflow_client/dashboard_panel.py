@@ -39,7 +39,7 @@ from orderflow_client.bus.marks import HandledMarks
 from orderflow_client.bus.streams import BusEntry, as_text, stream_id
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.positions import PositionRegistry
-from orderflow_client.pressure import NO_PRESSURE, pressure_colour, worst_colour
+from orderflow_client.pressure import NO_PRESSURE, STATUS_CONDITIONS, pressure_colour, worst_colour, worst_monitoring
 from orderflow_client.prices import format_price
 from orderflow_client.threaded import OrderFlowClient
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns, ns_to_new_york
@@ -58,8 +58,6 @@ STATE_STYLES: dict[str, str] = {
     "waiting": "yellow",
     "unmonitored": "bold red",
 }
-HALTING_STATES = frozenset({"monitoring_halted", "trading_halted", "disconnected", "watchdog_silence", "auth_failed"})
-RESUMING_STATES = frozenset({"connected", "monitoring_resumed", "trading_resumed"})
 TRIGGER_WORDS = {"large_sellers": "sellers", "red_burst": "red burst"}
 MARK_WORDS = {b"done": "handled", b"parked": "parked: not acted on"}
 ACTION_WORDS = {"exit": "exit", "tighten_stop": "tighten stop", "hold": "hold"}
@@ -130,27 +128,25 @@ def _decoded(entries: Iterable[BusEntry]) -> Iterable[tuple[int, Any]]:
 def _monitoring(
     symbol: str, statuses: Sequence[tuple[int, FeedStatus]], last_event_ns: int, now: int, window_ns: int
 ) -> tuple[PanelState, str]:
-    """A symbol's state from the statuses naming it (or every symbol), oldest first."""
-    latest: tuple[int, FeedStatus] | None = None  # the last status saying whether it is monitored
-    calibrating: FeedStatus | None = None
+    """A symbol's state from the statuses naming it (or every symbol), oldest first: each source's condition is
+    set and cleared by its own statuses (:data:`~orderflow_client.pressure.STATUS_CONDITIONS`: a reconnect does not
+    end a trading halt), the worst shown; a gap for one alert window."""
+    held: dict[tuple[str, str], tuple[str, int, FeedStatus]] = {}  # (source, condition) → (state, when, status)
     for seen, status in statuses:
-        if status.symbols and symbol not in status.symbols:
+        if (status.symbols and symbol not in status.symbols) or status.state not in STATUS_CONDITIONS:
             continue
-        if status.state == "calibrating":
-            calibrating = status
-        elif status.state == "calibrated":
-            calibrating = None
-        elif status.state in HALTING_STATES or status.state in RESUMING_STATES or status.state == "gap":
-            latest = (seen, status)
-    if latest is not None:
-        seen, status = latest
-        why = f"{status.code or status.state} {ns_to_new_york(seen)}"  # e.g. "stale_data 10:01:02 ET"
-        if status.state in HALTING_STATES:
-            return "halted", why
-        if status.state == "gap" and now - seen <= window_ns:
-            return "gap", why
-    if calibrating is not None:
-        return "calibrating", calibrating.code or "fitting thresholds"
+        condition, state = STATUS_CONDITIONS[status.state]
+        if state is None:
+            held.pop((status.source, condition), None)
+        else:
+            held[(status.source, condition)] = (state, seen, status)
+    current = [item for item in held.values() if item[0] != "gap" or now - item[1] <= window_ns]
+    if current:
+        worst = worst_monitoring(state for state, _seen, _status in current)
+        state, seen, status = next(item for item in reversed(current) if item[0] == worst)
+        if state == "calibrating":
+            return "calibrating", status.code or "fitting thresholds"
+        return state, f"{status.code or status.state} {ns_to_new_york(seen)}"  # type: ignore[return-value]
     if not last_event_ns:
         return "waiting", "no event on its stream yet"
     return "live", ""

@@ -260,3 +260,23 @@ def test_the_wrapper_puts_the_panel_under_the_positions(with_positions):
     else:
         assert panel > next(row for row, line in enumerate(lines) if "everything" in line)
     assert re.fullmatch(r"\d\d:\d\d:\d\d ET", AT)
+
+
+def test_a_reconnect_does_not_end_a_trading_halt_and_each_resume_clears_its_own():
+    """States per source and condition, the worst shown: ingest's ``connected`` clears only a lost feed."""
+    from orderflow_client.dashboard_panel import _monitoring
+
+    window = 120 * S
+    halted = [
+        (NOW, status("trading_halted", code="LUDP")),
+        (NOW + S, status("connected", symbols=(), source="polygon")),
+    ]
+    assert _monitoring("AAPL", halted, NOW, NOW + 2 * S, window)[0] == "halted"
+    resumed = [*halted, (NOW + 3 * S, status("trading_resumed"))]
+    assert _monitoring("AAPL", resumed, NOW, NOW + 4 * S, window) == ("live", "")
+    lost = [(NOW, status("disconnected", symbols=(), source="polygon")), (NOW + S, status("calibrating"))]
+    assert _monitoring("AAPL", lost, NOW, NOW + 2 * S, window)[0] == "halted"  # the worst of the two
+    assert _monitoring("AAPL", [(NOW, status("gap", code="socket_disconnect"))], NOW, NOW + 2 * window, window) == (
+        "live",
+        "",
+    )  # a gap shows for one alert window
