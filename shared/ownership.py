@@ -55,11 +55,12 @@ class NameInUseError(RuntimeError):
 class SymbolOwnership:
     """This process's leases (see the module docstring): ``name`` its name among the processes of ``kind``."""
 
-    def __init__(self, bus: Bus, name: str, lease_seconds: float, kind: str = KIND) -> None:
+    def __init__(self, bus: Bus, name: str, lease_seconds: float, kind: str = KIND, *, exclusive: bool = False) -> None:
         self.leases = Leases(bus)
         self.keys = bus.keys
         self.name = name
         self.kind = kind
+        self.exclusive = exclusive  # given its own symbols (--symbol): it holds them, whoever else is alive
         self.ttl_ms = int(lease_seconds * 1000)
         self.seen_held: dict[str, str] = {}  # symbol → another holder seen on its lease (a take is then a hand-over)
         self.handed_over: set[str] = set()  # symbols taken after another held them, not yet asked about
@@ -78,7 +79,9 @@ class SymbolOwnership:
         wanted_set = set(wanted)
         for symbol in [symbol for symbol in self.held if symbol not in wanted_set]:
             await self._release(symbol, "no longer monitored")
-        choices = {symbol: preferred(symbol, alive) for symbol in wanted}
+        # a detector given its own symbols takes and keeps them (the others alive may not want them: preferring one
+        # of those would leave the symbol free for a lease time, then taken back and warmed up again)
+        choices = {symbol: self.name if self.exclusive else preferred(symbol, alive) for symbol in wanted}
         for symbol in [symbol for symbol in self.held if choices[symbol] != self.name]:
             await self._release(symbol, f"{choices[symbol]} is preferred")
         await self._renew_held()

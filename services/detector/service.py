@@ -91,7 +91,7 @@ class DetectorService:
         self.refresh_seconds = refresh_seconds
         self.stats = DetectorStats()
         self.ownership = (
-            SymbolOwnership(bus, self.consumer, config.detector_lease_seconds)
+            SymbolOwnership(bus, self.consumer, config.detector_lease_seconds, exclusive=symbols is not None)
             if config.detector_lease_seconds > 0
             else None
         )

@@ -91,3 +91,18 @@ async def test_a_second_live_process_under_the_same_name_is_refused_and_a_restar
     assert restarted.fence("AAPL") == alive.fence("AAPL")
     assert restarted.took_over("AAPL")  # what came between the two is unknown: ingest bridges it like a hand-over
     await bus.close()
+
+
+async def test_a_detector_given_its_own_symbols_keeps_them_whoever_else_is_alive():
+    """Two detectors with their own --symbol lists on one bus: each takes and keeps its symbols, though rendezvous
+    hashing over both names would prefer the other for some (which, not wanting them, would never take them: the
+    symbol would go unowned for a lease time and be warmed up again)."""
+    bus = await Bus.connect(None, prefix=f"own-{uuid.uuid4().hex[:8]}")
+    first_symbols, second_symbols = SYMBOLS[:20], SYMBOLS[20:40]
+    assert any(preferred(symbol, ["one", "two"]) == "two" for symbol in first_symbols)  # the case that went wrong
+    first = SymbolOwnership(bus, "one", 5.0, exclusive=True)
+    second = SymbolOwnership(bus, "two", 5.0, exclusive=True)
+    for _ in range(3):
+        assert await first.settle(first_symbols) == first_symbols
+        assert await second.settle(second_symbols) == second_symbols
+    await bus.close()
