@@ -15,13 +15,14 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.marks import HandledMarks
-from orderflow_client.wire import ExitRecommendation, OrderFlowAlert, Trade
+from orderflow_client.wire import OrderFlowAlert, Trade
 from services.dashboard import readers as readers_module
 from services.dashboard.app import host_name, make_app
 from services.dashboard.hub import KEPT_EVENTS, RESET, Hub
 from services.dashboard.readers import SETTLE_GRACE_NS, Readers
 from services.dashboard.state import DashboardState
 from tests.support.events import OPEN, T0, D, S
+from tests.unit.test_web_dashboard import exit_of
 
 TOKEN = "a-token-of-sixteen-chars"
 
@@ -41,20 +42,6 @@ def alert(symbol: str, at: int, size: int) -> OrderFlowAlert:
         volume_ratio=0.0,
         sell_ratio=0.0,
         latency_ms=2.0,
-    )
-
-
-def exit_of(symbol: str, at: int) -> ExitRecommendation:
-    return ExitRecommendation(
-        id=f"exit-{symbol}-{at}",
-        symbol=symbol,
-        trigger="large_sellers",
-        ts_event=at,
-        ts_recv=at,
-        timestamp_utc="",
-        alert_ids=(),
-        reasoning="3 large sellers in 120 s",
-        latency_ms=4.0,
     )
 
 
