@@ -65,9 +65,8 @@ class StreamOperations(RedisCalls):
         **options: Any,
     ) -> None:
         super().__init__(client, keys, description=description, stream_max_length=stream_max_length, **options)
-        # (group, consumer) whose last read may have lost its reply -> how far (per stream) its pending entries
-        # were re-read
-        self._unsure_reads: dict[tuple[str, str], dict[str, str]] = {}
+        self._unsure_reads: dict[tuple[str, str], dict[str, str]] = {}  # (group, consumer) -> how far re-read
+        self._scripts_loaded = False  # a cluster's masters get the append scripts at this process's first append
         self._append_batch = client.register_script(APPEND_BATCH_LUA)
         self._append_fenced = client.register_script(APPEND_FENCED_LUA)
         self._ack_batch = client.register_script(ACK_BATCH_LUA)
@@ -147,11 +146,12 @@ class StreamOperations(RedisCalls):
                 lasting = [replies[stream] for stream in failed if not isinstance(replies[stream], _PASSING_ERRORS)]
                 if lasting or (failed and loop.time() > deadline):
                     raise (lasting or [replies[failed[0]]])[0]
-                # Only the streams that failed go again, so nothing another master appended is appended twice: a
-                # master without the scripts (Redis restarted: the pipeline loads them only before its first try; a
-                # replica just promoted never held them), or a slot whose master is failing over (a moment)
+                # Only the streams that failed go again (nothing another master took is appended twice): a master
+                # without the scripts (a first append, Redis restarted, a replica promoted) or one failing over
                 if any(isinstance(replies[stream], NoScriptError) for stream in failed):
-                    log.warning("order_flow.bus_scripts_reloaded", detail="Redis lost its script cache (restarted?)")
+                    if self._scripts_loaded or not self.keys.cluster:  # (a cluster's first append: expected)
+                        log.warning("order_flow.bus_scripts_reloaded", detail="Redis lost its scripts (restarted?)")
+                    self._scripts_loaded = True
                     if self.keys.cluster:
                         await self.client.script_load(APPEND_BATCH_LUA)  # on every master
                         await self.client.script_load(APPEND_FENCED_LUA)
