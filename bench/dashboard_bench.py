@@ -44,11 +44,11 @@ from aiohttp import web
 
 from orderflow_client.bus.connection import Bus
 from orderflow_client.positions import PositionRegistry
-from orderflow_client.wire import OrderFlowAlert
 from services.ingest.capture import format_line
 from services.tools.scenarios import SCENARIOS, frames
 from tests.support.browser import assert_nothing_left_the_machine, open_browser
 from tests.support.cli import redis_environment, start_orderflow
+from tests.support.events import large_seller
 from tests.support.redis_server import find_or_start_redis, free_port
 
 BARE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>bare</title></head><body><p id="n">0</p>
@@ -81,19 +81,7 @@ def write_capture(path: Path, chosen: dict[str, str]) -> None:
 async def publish_idle_alerts(bus: Bus, count: int) -> None:
     """``count`` alerts of the symbol IDLE, 137 ms apart (not a divisor of any poll period)."""
     for number in range(count):
-        now = time.time_ns()
-        alert = OrderFlowAlert(
-            id=f"IDLE:large_seller:{number}",
-            symbol="IDLE",
-            alert_type="large_seller",
-            severity="warning",
-            source="tape",
-            ts_event=now,
-            ts_recv=now,
-            timestamp_utc="",
-            order_size=10_000,
-            price_level=50_000_000_000,
-        )
+        alert = large_seller("IDLE", number, time.time_ns())
         await bus.publish([(bus.keys.alerts, alert)])
         await asyncio.sleep(0.137)
 

@@ -33,6 +33,7 @@ from services.ingest.capture import format_line
 from services.tools.scenarios import frames
 from tests.support.browser import Page, assert_nothing_left_the_machine, open_browser
 from tests.support.cli import OrderflowProcess, orderflow_environment, redis_environment, run_orderflow, start_orderflow
+from tests.support.events import large_seller
 from tests.support.paths import shared_data
 from tests.support.redis_server import free_port
 from tests.support.waiting import wait_for, wait_for_async
@@ -427,19 +428,8 @@ class AlertsPublished:
 
     async def publish(self, count: int) -> None:
         for _ in range(count):
-            number, now = len(self.ids), time.time_ns()
-            alert = OrderFlowAlert(
-                id=f"RECO:large_seller:{number}",
-                symbol="RECO",
-                alert_type="large_seller",
-                severity="warning",
-                source="tape",
-                ts_event=now,
-                ts_recv=now,
-                timestamp_utc="",
-                order_size=10_000 + number,
-                price_level=50_000_000_000,
-            )
+            number = len(self.ids)
+            alert = large_seller("RECO", number, time.time_ns(), 10_000 + number)
             await self.bus.publish([(self.bus.keys.alerts, alert)])
             self.ids.append(alert.id)
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from orderflow_client.wire import ExitRecommendation, Quote, Trade
+from orderflow_client.wire import ExitRecommendation, OrderFlowAlert, Quote, Trade
 
 D = 1_000_000_000  # a dollar in nano-dollars
 S = 1_000_000_000  # a second in ns
@@ -93,4 +93,21 @@ def recommendation(trigger: str = "large_sellers", number: int = 1, symbol: str 
         timestamp_utc="2026-11-24T15:00:00.000000000Z",
         alert_ids=("a", "b", "c"),
         reasoning="3 large sellers within 80 s",
+    )
+
+
+def large_seller(symbol: str, number: int, at: int, size: int = 10_000) -> OrderFlowAlert:
+    """A large-seller alert as a view receives it, e.g. id ``RECO:large_seller:3``, at ``at`` (ns, event and receive
+    time), ``size`` shares at $50.00."""
+    return OrderFlowAlert(
+        id=f"{symbol}:large_seller:{number}",
+        symbol=symbol,
+        alert_type="large_seller",
+        severity="warning",
+        source="tape",
+        ts_event=at,
+        ts_recv=at,
+        timestamp_utc="",
+        order_size=size,
+        price_level=50_000_000_000,
     )
