@@ -176,10 +176,42 @@ class FeedStatus(msgspec.Struct, frozen=True, tag="status", kw_only=True):
     gap_end_ns: int = 0
 
 
-AlertType = Literal["large_seller", "red_burst"]
+AlertType = Literal["large_seller", "red_burst", "market_selloff"]
 Severity = Literal["warning", "critical"]
-AlertSource = Literal["tape", "book"]
+AlertSource = Literal["tape", "book", "index"]
 TradingSession = Literal["pre_market", "regular", "after_hours", "closed"]
+
+ContextLabel = Literal["stock_specific", "market_wide", "mixed", "unknown"]
+"""Whether the selling is the stock's own (``stock_specific``: its index is not falling), the market's
+(``market_wide``: the index falls and explains the stock's move), both (``mixed``: the index falls and the stock
+falls further than its beta explains), or cannot be told (``unknown``: no fresh index data)."""
+
+
+class MarketContext(msgspec.Struct, frozen=True, kw_only=True):
+    """The market beside an alert: its index over the same window, and the label the numbers give.
+
+    Returns in basis points over the ``window_seconds`` ending at the alert (event time). ``beta`` is the stock's
+    beta to ``index`` (from its profile; 1.0 without one), ``expected_return_bps`` = beta × the index's return and
+    ``relative_return_bps`` the stock's return minus that. ``index_sell_share`` is the index's aggressive sell
+    volume over its classified volume in the window (0..1). ``index_age_ms`` is how old the index's last event was
+    at the alert (event time). A sample (JSON)::
+
+        {"label":"market_wide","index":"SPY","window_seconds":300,"index_return_bps":-18.2,
+         "index_sell_share":0.64,"stock_return_bps":-21.5,"beta":1.1,"expected_return_bps":-20.0,
+         "relative_return_bps":-1.5,"index_age_ms":12.0,"reason":"SPY fell 18.2 bps in 300 s; ..."}
+    """
+
+    label: ContextLabel
+    index: str = ""
+    window_seconds: int = 0
+    index_return_bps: float = 0.0
+    index_sell_share: float = 0.0
+    stock_return_bps: float = 0.0
+    beta: float = 1.0
+    expected_return_bps: float = 0.0
+    relative_return_bps: float = 0.0
+    index_age_ms: float = 0.0
+    reason: str = ""
 
 
 class OrderFlowAlert(msgspec.Struct, frozen=True, tag="alert", kw_only=True):
@@ -210,9 +242,17 @@ class OrderFlowAlert(msgspec.Struct, frozen=True, tag="alert", kw_only=True):
     session: TradingSession = "regular"
     evidence: dict[str, EvidenceValue] = {}
     latency_ms: float = 0.0
+    context: MarketContext | None = None
+    """The market beside the alert (None: market context is off)."""
 
 
-ExitTrigger = Literal["large_sellers", "red_burst"]
+ExitTrigger = Literal["large_sellers", "red_burst", "market_selloff"]
+ExitScope = Literal["symbol", "market"]
+"""``symbol``: the recommendation is about ``symbol``'s own selling; ``market``: the market itself is being sold
+(``symbol`` is the index) and ``symbols`` names every open position it applies to."""
+ExitAction = Literal["exit", "watch"]
+"""``exit``: the expected fall exceeds the cost of acting now; ``watch``: it does not (the default client policy
+does not sell on it)."""
 
 
 class ExitRecommendation(msgspec.Struct, frozen=True, tag="exit", kw_only=True):
@@ -230,6 +270,15 @@ class ExitRecommendation(msgspec.Struct, frozen=True, tag="exit", kw_only=True):
     session: TradingSession = "regular"
     evidence: dict[str, EvidenceValue] = {}
     latency_ms: float = 0.0
+    scope: ExitScope = "symbol"
+    symbols: tuple[str, ...] = ()
+    """``scope == "market"``: the open positions it names (empty for ``symbol`` scope: only ``symbol``)."""
+    action: ExitAction = "exit"
+    expected_fall_bps: float = 0.0
+    """The fall (basis points of the mid, over the exit horizon) that the recommendation expects; 0: not estimated."""
+    cost_bps: float = 0.0
+    """The cost of acting now: half the quoted spread, in basis points of the mid, when it was raised."""
+    context: MarketContext | None = None
     key_id: str = ""
     """The signing key's name; with ``signed_ns`` (ns) and ``signature`` (HMAC-SHA256, hex): see
     :mod:`orderflow_client.signing`."""

@@ -123,7 +123,7 @@ def _unwrap_optional(property_schema: dict[str, Any]) -> tuple[dict[str, Any], b
 
 
 def _type_name(value_schema: dict[str, Any]) -> str:
-    """``integer``, ``number``, ``true/false``, ``string``, ``secret``, ``path`` or ``JSON object``."""
+    """``integer``, ``number``, ``true/false``, ``string``, ``secret``, ``path``, ``list`` or ``JSON object``."""
     if value_schema.get("format") == "password":
         return "secret"
     if value_schema.get("format") == "path":
@@ -133,6 +133,8 @@ def _type_name(value_schema: dict[str, Any]) -> str:
         return "true/false"
     if kind == "object":
         return "JSON object"
+    if kind == "array":
+        return "list"
     if kind in ("integer", "number", "string"):
         return str(kind)
     raise ValueError(f"no name for the type of {value_schema}")
@@ -156,7 +158,12 @@ def _allowed(field: str, value_schema: dict[str, Any]) -> str:
     if value_schema.get("type") == "boolean":
         rules.append("`true`, `false`")
     if value_schema.get("type") == "object":
-        rules.append("symbol → [its overrides](#per-symbol-overrides)")
+        items = value_schema.get("additionalProperties", {})
+        rules.append(
+            "symbol → a symbol" if items.get("type") == "string" else "symbol → [its overrides](#per-symbol-overrides)"
+        )
+    if value_schema.get("type") == "array":
+        rules.append("symbols, comma-separated")
     if "const" in value_schema:
         rules.append(f"`{value_schema['const']}`")
     if "enum" in value_schema:

@@ -15,7 +15,7 @@ the allowed range::
 
 Why this file is over 400 lines: it is one pydantic class, and pydantic needs every
 field and every cross-field rule (``red_burst_threshold >= volume_spike_threshold``,
-the windows, the stale limits) in that class. About 410 of its lines are the 71
+the windows, the stale limits) in that class. About 510 of its lines are the 86
 field declarations, each with its bounds and the one-sentence description that
 ``docs/configuration.md`` and ``config/config.schema.json`` are generated from;
 splitting the fields over mixin classes would scatter one table over several files
@@ -30,7 +30,7 @@ import contextlib
 import contextvars
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -44,6 +44,7 @@ from pydantic import (
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -91,6 +92,8 @@ SETTING_GROUPS: dict[str, str] = {
     "redis_url": "Redis and the Polygon feed",
     "spike_window_seconds": "Detection rules",
     "threshold_mode": "Adaptive thresholds",
+    "market_symbols": "Market context",
+    "exit_horizon_seconds": "Exit recommendations' cost",
     "symbol_overrides": "Per-symbol and extended-hours thresholds",
     "stale_warning_seconds": "Data integrity",
     "consumer_group": "Detector service",
@@ -334,6 +337,100 @@ class OrderFlowConfig(BaseSettings):
         description="adaptive, no profile: regular-session minutes before the status says calibrated.",
     )
 
+    first_day_thresholds: Literal["prior", "absolute"] = Field(
+        "prior",
+        description="adaptive, a symbol with no profile: its first day starts from a prior fitted across stocks "
+        "(by price and typical volume) until the session calibrates it; absolute starts from large_order_size.",
+    )
+    profile_max_age_days: int = Field(
+        5,
+        ge=1,
+        le=60,
+        description="adaptive, live: a stored profile whose newest session is older than this many trading days is "
+        "stale, and the calibration worker rebuilds it from REST history.",
+    )
+    calibration_fetch_seconds: float = Field(
+        60.0,
+        ge=1.0,
+        le=3600.0,
+        description="adaptive, live: the calibration worker stops fetching one symbol's REST history after this long "
+        "and builds its profile from what it has.",
+    )
+    calibration_fetch_requests: int = Field(
+        200,
+        ge=1,
+        le=100_000,
+        description="adaptive, live: at most this many REST requests for one symbol's calibration.",
+    )
+    profile_refresh_minutes_before_open: float = Field(
+        30.0,
+        ge=0.0,
+        le=600.0,
+        description="adaptive, live: profiles of the held symbols are rebuilt this many minutes before each regular "
+        "open (0: not refreshed before the open).",
+    )
+
+    # --- market context ---------------------------------------------------------
+    market_symbols: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("SPY",),
+        description="Index symbols ingested beside the positions and run through the same rules, for each alert's "
+        "market context and the market-wide sell-off signal (each costs one more subscription; empty: off). "
+        "Comma-separated in the environment, e.g. SPY,QQQ.",
+    )
+    sector_etfs: dict[str, str] = Field(
+        default_factory=dict,
+        description='Optional: a symbol\'s sector ETF, e.g. {"AAPL": "XLK"}; the ETF is ingested too and is that '
+        "symbol's index for its context (the first market symbol otherwise).",
+    )
+    context_window_seconds: int = Field(
+        300, ge=30, le=3600, description="The window over which an alert's stock and index returns are compared."
+    )
+    context_fall_bps: float = Field(
+        10.0,
+        gt=0.0,
+        le=500.0,
+        description="An index falling at least this much over the context window is a falling market; a stock "
+        "falling this much beyond what its beta explains makes a falling market's alert mixed.",
+    )
+    context_stale_seconds: float = Field(
+        60.0,
+        gt=0.0,
+        le=3600.0,
+        description="An index whose last event is older than this at an alert gives no context (label unknown).",
+    )
+    market_selloff_sigmas: float = Field(
+        3.0,
+        gt=0.0,
+        le=20.0,
+        description="The index falling this many of its own standard deviations (over the context window, from its "
+        "profile) raises a market_selloff alert.",
+    )
+    market_selloff_min_bps: float = Field(
+        30.0,
+        gt=0.0,
+        le=1000.0,
+        description="… and at least this many basis points (also the fall that counts with no profile).",
+    )
+
+    # --- exit recommendations' cost ------------------------------------------------
+    exit_horizon_seconds: int = Field(
+        300, ge=30, le=3600, description="The horizon of an exit recommendation's expected fall."
+    )
+    exit_expected_fall_sigmas: float = Field(
+        0.5,
+        ge=0.0,
+        le=10.0,
+        description="An exit recommendation expects a fall of this many of the stock's standard deviations over the "
+        "exit horizon (the backtest measures the ratio; docs/results.md).",
+    )
+    exit_cost_multiple: float = Field(
+        1.0,
+        ge=0.0,
+        le=20.0,
+        description="The default policy says exit only when the expected fall is at least this multiple of the cost "
+        "of acting now (half the quoted spread); otherwise watch. 0: always exit.",
+    )
+
     # --- per-symbol and extended-hours thresholds --------------------------------
     symbol_overrides: dict[str, SymbolOverride] = Field(
         default_factory=dict,
@@ -481,6 +578,16 @@ class OrderFlowConfig(BaseSettings):
         """A Redis URL, e.g. ``redis://localhost:6379/0``; anything else is refused here, before any connection."""
         if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix:// (e.g. redis://localhost:6379/0)")
+        return value
+
+    @field_validator("market_symbols", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """``ORDER_FLOW_MARKET_SYMBOLS=SPY,QQQ`` (or a JSON list in the file); upper case, blanks dropped."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            return tuple(str(symbol).strip().upper() for symbol in value if str(symbol).strip())
         return value
 
     @field_validator("log_level", mode="before")
