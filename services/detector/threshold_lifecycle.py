@@ -163,6 +163,37 @@ class ThresholdLifecycle:
         self.report_calibrated_at = 0
         self._apply(self._profile_thresholds(profile, "profile", market_open), ts, outputs)
 
+    def adopt_profile(self, profile: SymbolProfile, ts: int, outputs: list[Output]) -> None:
+        """A profile arrived while the day runs (``ts``, ns of event time; e.g. the live calibration worker's,
+        built from REST history): judge against it from now on, as if the day had started with its sessions.
+
+        Its sessions before today become the history; :func:`thresholds_for` gives the thresholds (status
+        ``calibrated``, source ``profile``); a day with no history stops calibrating itself, and its regular
+        session keeps being recorded. A profile with no session before today, or absolute mode, changes no
+        threshold (its earlier sessions are still kept for the next day)."""
+        today = self.day_recorder.day if self.day_recorder is not None else None
+        earlier = [session for session in profile.sessions if today is None or session.day < today]
+        for session in earlier:
+            self.history[session.day] = session
+        if today is None or not earlier or not self.settings.adaptive:
+            return
+        if len(earlier) != len(profile.sessions):  # as if built at the day's start: nothing of today
+            profile = build_profile(
+                self.symbol,
+                earlier,
+                source=profile.source,
+                built_utc=profile.built_utc,
+                profile_days=self.settings.profile_days,
+            )
+        self.extended_recorder = None  # no more self-calibration
+        self.fitted_today = False
+        self.report_calibrated_at = 0
+        if self.active_recorder is not self.day_recorder:  # extended hours: recorded only while calibrating
+            self.active_recorder = None
+            self.bursts.recorders = ()
+        market_open = self.sessions.day_of(ts)[3]
+        self._apply(self._profile_thresholds(profile, "profile", market_open), ts, outputs)
+
     def record_session(self, session: str) -> None:
         """Record the regular session into the day's statistics; on a day with no history, the extended
         sessions into their own (for calibration only: a profile holds regular sessions)."""
