@@ -10,13 +10,17 @@ A symbol's **monitoring state** from the status stream, as every view shows it: 
 condition of its source (:data:`STATUS_CONDITIONS`): a ``connected`` clears only a lost feed, ``trading_resumed`` only a
 trading halt, ``monitoring_resumed`` only a monitoring halt, ``calibrated`` only calibrating; the symbol shows the worst
 condition of any source (:func:`worst_monitoring`), ``live`` when none holds.
+
+The **market context** of an alert in words (:func:`context_word`: ``stock-specific``, ``market-wide``, ``mixed``,
+``unknown``) and its numbers (:func:`context_numbers`); an exit recommendation's action against its cost
+(:func:`exit_cost_words`); a market-scope exit counts as an exit for each position it names (:func:`exit_applies`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from orderflow_client.wire import OrderFlowAlert
+from orderflow_client.wire import ExitRecommendation, MarketContext, OrderFlowAlert
 
 NO_PRESSURE = "green"
 ONE_SELLER = "yellow"
@@ -66,3 +70,48 @@ def pressure_colour(alerts: Iterable[OrderFlowAlert], exit_recommended: bool) ->
 def worst_colour(colours: Iterable[str]) -> str:
     """The most alarming of ``colours`` (green when there are none)."""
     return max(colours, key=ORDER.index, default=NO_PRESSURE)
+
+
+CONTEXT_WORDS = {
+    "stock_specific": "stock-specific",
+    "market_wide": "market-wide",
+    "mixed": "mixed",
+    "unknown": "unknown",
+}
+"""A :class:`~orderflow_client.wire.MarketContext` label as every view writes it (the words carry the meaning, not a
+colour)."""
+
+
+def context_word(context: MarketContext | None) -> str:
+    """The label in words (``market-wide``); ``""`` without context (market context off)."""
+    return "" if context is None else CONTEXT_WORDS.get(context.label, context.label)
+
+
+def context_numbers(context: MarketContext | None) -> str:
+    """The numbers behind the label, in basis points over the window, e.g. ``SPY -18.2 bps, stock -21.5 bps,
+    relative -1.5 bps (beta 1.10), 300 s``; the reason alone when no index was read."""
+    if context is None:
+        return ""
+    if not context.index:
+        return context.reason or "no index data"
+    return (
+        f"{context.index} {context.index_return_bps:+.1f} bps, stock {context.stock_return_bps:+.1f} bps, "
+        f"relative {context.relative_return_bps:+.1f} bps (beta {context.beta:.2f}), {context.window_seconds} s"
+    )
+
+
+def exit_applies(recommendation: ExitRecommendation, symbol: str) -> bool:
+    """Whether an exit recommendation is about ``symbol``: its own, or a market one naming it among its positions
+    (which colours that position red, as its own exit would)."""
+    return recommendation.symbol == symbol or (recommendation.scope == "market" and symbol in recommendation.symbols)
+
+
+def exit_cost_words(recommendation: ExitRecommendation) -> str:
+    """Action and its arithmetic, e.g. ``exit: expected fall 42.0 bps vs cost 1.5 bps`` (``watch`` when the fall
+    does not pay the cost); the action alone when the fall was not estimated."""
+    if not recommendation.expected_fall_bps:
+        return recommendation.action
+    return (
+        f"{recommendation.action}: expected fall {recommendation.expected_fall_bps:.1f} bps "
+        f"vs cost {recommendation.cost_bps:.1f} bps"
+    )

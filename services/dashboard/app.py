@@ -3,7 +3,8 @@
 =================================== ==============================================================================
 ``/``                               the page (``page/index.html``)
 ``/static/lightweight-charts.js``   the charting library, read from its installed wheel (:mod:`shared.charts`)
-``/static/dashboard.js``, ``.css``  the page's own script and style (package data beside this module)
+``/static/dashboard.js``, ``.css``  the page's own script and style (package data beside this module), and
+``/static/market-context.js``       its market context: the alerts' context badges, the sell-off banner
 ``/api/snapshot``                   everything the page starts from (JSON), with the id of the last event before it
 ``/events``                         server-sent events after that id (``?after=`` or ``Last-Event-ID``)
 ``/healthz``                        ``{"status": "ok", …}``: whether the dashboard reads Redis, how many pages follow;
@@ -112,7 +113,7 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     if name == "lightweight-charts.js":
         return web.FileResponse(lightweight_charts_script())
-    if name not in ("dashboard.js", "dashboard.css"):
+    if name not in ("dashboard.js", "market-context.js", "dashboard.css"):
         raise web.HTTPNotFound()
     return web.FileResponse(PAGE / name)
 

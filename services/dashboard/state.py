@@ -8,6 +8,9 @@
   :func:`orderflow_client.pressure.pressure_colour`, as every view), the last exit recommendation and what each bot
   made of it (its handled mark),
   P&L from the latest trade against the entry price, the detector holding the symbol's lease;
+- **the market**: the latest ``market_selloff`` of each index and the latest market-scope exit recommendation (a
+  sell-off is shown while it is inside the alert window: the page's banner); a market exit counts as the last exit of
+  every position it names (so it colours them red, as their own exit would);
 - **the alert log** of the last 30 minutes (alerts and exit recommendations), the alerts of the last 5 minutes, the
   largest seller of the day (New York);
 - **feed health**: each source connected or not, the last frame's age, the detector's consumer lag, the alerts'
@@ -90,6 +93,8 @@ class DashboardState:
     log: deque[OrderFlowAlert | ExitRecommendation] = field(default_factory=deque)
     log_colours: dict[str, str] = field(default_factory=dict)  # a logged alert's id → its symbol's colour then
     last_exits: dict[str, ExitRecommendation] = field(default_factory=dict)
+    selloffs: dict[str, OrderFlowAlert] = field(default_factory=dict)  # index → its latest market_selloff alert
+    market_exits: dict[str, ExitRecommendation] = field(default_factory=dict)  # index → its latest market exit
     handled: dict[str, dict[str, str]] = field(default_factory=dict)  # exit id → bot name → its mark
     largest_seller: OrderFlowAlert | None = None
     sources: dict[str, SourceHealth] = field(default_factory=dict)
@@ -115,8 +120,8 @@ class DashboardState:
         self.lags.pop(symbol, None)
         self.detectors.pop(symbol, None)
         last_exit = self.last_exits.pop(symbol, None)
-        if last_exit is not None:
-            self.handled.pop(last_exit.id, None)
+        if last_exit is not None and all(other.id != last_exit.id for other in self.last_exits.values()):
+            self.handled.pop(last_exit.id, None)  # (a market exit's marks stay while another position shows it)
         for key in [key for key in self.conditions if key[1] == symbol]:
             del self.conditions[key]
 
@@ -148,6 +153,10 @@ class DashboardState:
             self._advance(message.ts_event)
             self.log.append(message)
             self.last_exits[message.symbol] = message
+            if message.scope == "market":
+                self.market_exits[message.symbol] = message
+                for named in message.symbols:
+                    self.last_exits[named] = message
         elif isinstance(message, FeedStatus):
             self._status(message)
         self._trim()
@@ -165,6 +174,8 @@ class DashboardState:
         self.window.setdefault(alert.symbol, deque()).append(alert)
         self.log.append(alert)
         self.log_colours[alert.id] = self.colour(alert.symbol)
+        if alert.alert_type == "market_selloff" and plausible:
+            self.selloffs[alert.symbol] = alert
         if alert.alert_type == "large_seller" and plausible:
             best = self.largest_seller
             day, best_day = _new_york_day(alert.ts_event), _new_york_day(best.ts_event) if best else ""
@@ -245,6 +256,17 @@ class DashboardState:
         dollars = (market.last_price - position.entry_price) * position.quantity / PRICE_SCALE  # short: quantity < 0
         cost = abs(position.quantity) * position.entry_price / PRICE_SCALE
         return dollars, 100.0 * dollars / cost
+
+    def active_selloffs(self) -> list[tuple[OrderFlowAlert, ExitRecommendation | None]]:
+        """The market sell-offs inside the alert window of the market clock, newest first, each with the market
+        exit recommendation its index raised since (None: none)."""
+        active = []
+        for index, alert in self.selloffs.items():
+            if self.clock_ns - alert.ts_event > self.alert_window_ns:
+                continue
+            market_exit = self.market_exits.get(index)
+            active.append((alert, market_exit if market_exit and market_exit.ts_event >= alert.ts_event else None))
+        return sorted(active, key=lambda pair: -pair[0].ts_event)
 
     def largest_seller_today(self) -> OrderFlowAlert | None:
         """The largest seller of the market clock's day (New York)."""

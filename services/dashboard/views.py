@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from orderflow_client.pressure import CONTEXT_WORDS, context_numbers, exit_cost_words
 from orderflow_client.prices import PRICE_SCALE, format_price
 from orderflow_client.timestamps import NANOSECONDS_PER_MILLISECOND
-from orderflow_client.wire import ExitRecommendation, OrderFlowAlert
+from orderflow_client.wire import ExitRecommendation, MarketContext, OrderFlowAlert
 from services.dashboard.market import MinuteBar, SymbolMarket
 from services.dashboard.state import DashboardState
 
@@ -38,8 +39,42 @@ def output_view(
     return view
 
 
+def context_view(context: MarketContext | None) -> dict[str, Any] | None:
+    """An alert's market context for the page: the label (``market_wide``), its words (``market-wide``) and the
+    numbers behind it (bps over ``window_seconds``), e.g. for the badge's title; None: market context is off."""
+    if context is None:
+        return None
+    return {
+        "label": context.label,
+        "words": CONTEXT_WORDS.get(context.label, context.label),
+        "numbers": context_numbers(context),
+        "index": context.index,
+        "window_seconds": context.window_seconds,
+        "index_return_bps": round(context.index_return_bps, 1),
+        "stock_return_bps": round(context.stock_return_bps, 1),
+        "relative_return_bps": round(context.relative_return_bps, 1),
+        "beta": round(context.beta, 2),
+        "reason": context.reason,
+    }
+
+
+def exit_fields(item: ExitRecommendation) -> dict[str, Any]:
+    """What an exit recommendation says beyond its trigger: its scope (``symbol``, or ``market`` with the positions
+    it names), its action (``exit`` / ``watch``) and the expected fall against the cost of acting (bps)."""
+    return {
+        "scope": item.scope,
+        "positions": list(item.symbols),
+        "action": item.action,
+        "expected_fall_bps": round(item.expected_fall_bps, 1),
+        "cost_bps": round(item.cost_bps, 1),
+        "action_words": exit_cost_words(item),
+    }
+
+
 def _output_fields(item: OrderFlowAlert | ExitRecommendation, state: DashboardState) -> dict[str, Any]:
     if isinstance(item, ExitRecommendation):
+        scope = f"market scope: {', '.join(item.symbols) or 'no position'}" if item.scope == "market" else ""
+        trigger = item.trigger.replace("_", " ").replace("selloff", "sell-off")
         return {
             "id": item.id,
             "kind": "exit",
@@ -47,11 +82,15 @@ def _output_fields(item: OrderFlowAlert | ExitRecommendation, state: DashboardSt
             "severity": item.severity,
             "colour": "red",
             "time": milliseconds(item.ts_event),
-            "what": f"exit recommendation ({item.trigger.replace('_', ' ')}): {item.reasoning[:200]}",
+            "what": f"exit recommendation ({trigger}{', ' + scope if scope else ''}): {item.reasoning[:200]}",
             "latency_ms": item.latency_ms,
+            "context": context_view(item.context),
+            **exit_fields(item),
         }
     if item.alert_type == "large_seller":
         what = f"large seller {item.order_size:,} shares @ {format_price(item.price_level)} ({item.source})"
+    elif item.alert_type == "market_selloff":
+        what = f"market sell-off: {market_fall_words(item)}"
     else:
         what = f"red burst: volume {item.volume_ratio:.1f}x normal, {item.sell_ratio:.0%} sells"
     return {
@@ -59,7 +98,7 @@ def _output_fields(item: OrderFlowAlert | ExitRecommendation, state: DashboardSt
         "kind": item.alert_type,
         "symbol": item.symbol,
         "severity": item.severity,
-        "colour": "red" if item.alert_type == "red_burst" else COLOUR_NAMES[_colour_then(item, state)],
+        "colour": "red" if item.alert_type != "large_seller" else COLOUR_NAMES[_colour_then(item, state)],
         "time": milliseconds(item.ts_event),
         "what": what + (" (two-sided)" if item.two_sided else ""),
         "price": dollars(item.price_level) if item.price_level else None,
@@ -67,7 +106,44 @@ def _output_fields(item: OrderFlowAlert | ExitRecommendation, state: DashboardSt
         "sell_ratio": item.sell_ratio,
         "volume_ratio": item.volume_ratio,
         "latency_ms": item.latency_ms,
+        "context": context_view(item.context),
     }
+
+
+def market_fall_words(alert: OrderFlowAlert) -> str:
+    """A market sell-off's fall in words: ``SPY fell 35.0 bps in 300 s, 72% sold``."""
+    context = alert.context
+    if context is None:
+        return f"{alert.symbol} sold, {alert.sell_ratio:.0%} of its volume"
+    fall = -context.index_return_bps
+    return (
+        f"{context.index or alert.symbol} {'fell' if fall >= 0 else 'moved'} {abs(fall):.1f} bps in "
+        f"{context.window_seconds} s, {context.index_sell_share:.0%} sold"
+    )
+
+
+def market_view(state: DashboardState) -> list[dict[str, Any]]:
+    """The banner: each index sold off inside the alert window (newest first), with the market exit it raised (the
+    positions named, the action and its arithmetic) or the positions held when it raised none yet."""
+    banners = []
+    for alert, market_exit in state.active_selloffs():
+        context = alert.context
+        banners.append(
+            {
+                "id": alert.id,
+                "index": alert.symbol,
+                "severity": alert.severity,
+                "fall_bps": None if context is None else round(-context.index_return_bps, 1),
+                "sell_share": None if context is None else round(context.index_sell_share, 3),
+                "window_seconds": None if context is None else context.window_seconds,
+                "what": market_fall_words(alert),
+                "reason": "" if context is None else context.reason,
+                "time": milliseconds(alert.ts_event),
+                "exit": None if market_exit is None else {"id": market_exit.id, **exit_fields(market_exit)},
+                "held": sorted(state.positions),
+            }
+        )
+    return banners
 
 
 def _colour_then(alert: OrderFlowAlert, state: DashboardState) -> str:
@@ -107,9 +183,11 @@ def card_view(symbol: str, state: DashboardState) -> dict[str, Any]:
         if last_exit is None
         else {
             "id": last_exit.id,
-            "trigger": last_exit.trigger.replace("_", " "),
+            "trigger": last_exit.trigger.replace("_", " ").replace("selloff", "sell-off"),
             "time": milliseconds(last_exit.ts_event),
             "reasoning": last_exit.reasoning[:200],
+            "from": last_exit.symbol if last_exit.symbol != symbol else None,
+            **exit_fields(last_exit),
             "bots": dict(sorted(state.handled.get(last_exit.id, {}).items())),
         },
         "detector": state.detectors.get(symbol, "") if state.detectors_alive else None,
@@ -151,6 +229,7 @@ def summary_view(state: DashboardState, now_ns: int) -> dict[str, Any]:
             "delay_p99_ms": None if delay[1] is None else round(delay[1], 1),
             "detectors_alive": state.detectors_alive,
         },
+        "market": market_view(state),
         "cards": [card_view(symbol, state) for symbol in state.symbols()],
     }
 

@@ -15,9 +15,7 @@
   const charts = {};      // symbol → {chart, price, sell, ratio, markers, prices, sells, ratios, marks, book, …}
   const cards = {};       // symbol → card element
   const logItems = [];    // newest first: {el, symbol, severity, time}
-  let sequence = null;
-  let source = null;
-  let lastSummary = null;
+  let sequence = null, source = null, lastSummary = null;
   // what the page measured, for the tests and the benchmark: each output's and chart change's delay (ms) from when
   // Redis took it (an output) or ingest published it (the latest market event of a change) to its drawing here
   // (each list keeps only the newest: a page left open all day holds no more than these)
@@ -76,6 +74,7 @@
     setText('lag', health.lag === null ? '–' : health.lag.toLocaleString('en-US') + ' entries', health.lag > 1000 ? 'bad' : '');
     setText('latency', `${ms(health.latency_p50_ms)} / ${ms(health.latency_p99_ms)}`);
     setText('delay', `${ms(health.delay_p50_ms)} / ${ms(health.delay_p99_ms)}`);
+    window.orderflowMarket.renderBanner($('market-banner'), summary.market);
     const banner = $('banner');
     banner.hidden = health.redis === 'ok';
     if (!banner.hidden) banner.textContent = 'Redis unreachable since ' + nyTime(health.redis_since) + ': nothing shown is current';
@@ -132,8 +131,8 @@
     fact('alert window', `${card.large_sellers} large seller${card.large_sellers === 1 ? '' : 's'}, ${card.red_bursts} red burst${card.red_bursts === 1 ? '' : 's'}`, 'window').dataset.sellers = card.large_sellers;
     if (card.last_exit) {
       const text = el('span', 'exit');
-      text.append(timeEl(card.last_exit.time), document.createTextNode(' ' + card.last_exit.trigger));
-      text.title = card.last_exit.reasoning;
+      text.append(timeEl(card.last_exit.time), document.createTextNode(' ' + window.orderflowMarket.exitWords(card.last_exit)));
+      text.title = card.last_exit.reasoning; text.dataset.action = card.last_exit.action; text.dataset.scope = card.last_exit.scope;
       fact('last exit', text, 'last-exit');
       const bots = Object.entries(card.last_exit.bots);
       fact('bot', bots.length ? bots.map(([name, mark]) => `${name}: ${mark}`).join('; ') : 'not known yet', 'bot');
@@ -196,9 +195,7 @@
   function removeChart(symbol) {
     const c = charts[symbol];
     if (!c) return;
-    visibility.unobserve(c.container);
-    c.chart.remove();
-    delete charts[symbol];
+    visibility.unobserve(c.container); c.chart.remove(); delete charts[symbol];
   }
   function barPoints(bar) {
     return [
@@ -322,6 +319,7 @@
     li.dataset.id = item.id; li.dataset.symbol = item.symbol; li.dataset.severity = item.severity; li.dataset.kind = item.kind;
     li.dataset.time = item.time;
     li.append(timeEl(item.time), el('span', 'sym', item.symbol), el('span', 'sev', item.severity + ' '), el('span', 'what', item.what));
+    for (const extra of window.orderflowMarket.logExtras(item)) li.append(' ', extra);
     const log = $('log');
     const at = logItems.findIndex(other => other.time <= item.time);
     const entry = {el: li, symbol: item.symbol, severity: item.severity, time: item.time};
