@@ -14,7 +14,7 @@ from services.offline.backtest.report import report
 from services.offline.backtest.statistics import outcome, versus_chance, wilson
 from services.offline.backtest.sweep import parse_sweep, split_days, sweep
 from shared.config import OrderFlowConfig
-from tests.support.events import OPEN, D, Feed, S, seconds_of_flow
+from tests.support.events import OPEN, D, Feed, S, recommendation, seconds_of_flow
 
 DAY = "2026-11-24"
 CLOSE = OPEN + 23_400 * S
@@ -185,6 +185,7 @@ def test_the_held_out_split_never_scores_a_day_it_ranked_on():
             _day, tape, signal = _found(day, 3600, fall)
             found.tapes[("X", day)] = tape
             found.signals.append(signal)
+            found.exits.append(recommendation(number=signal.ts, symbol="X"))
         return found
 
     result = sweep(parse_sweep(["choice=bad,good"]), run, test_days=1, horizon=300)
@@ -195,5 +196,10 @@ def test_the_held_out_split_never_scores_a_day_it_ranked_on():
     assert train_saved is not None and test_saved is not None
     assert train_saved > 0 > test_saved  # and honestly scored after
     assert ranked[0].test.base_saved_net_bps_mean == -2.0  # chance: exit anywhere on a flat day, pay the half spread
+    # walking forward, the held-out day is scored with what ranked first on the day before it
+    assert [(step.test_day, step.ranked_on, step.chosen) for step in result.walk_forward] == [
+        ("2026-11-24", ["2026-11-23"], {"choice": "good"})
+    ]
+    assert result.walk_forward_held_out == ranked[0].test and "action exit" in result.objective
     with pytest.raises(ValueError, match="key=value"):
         parse_sweep(["large_order_quantile"])

@@ -44,7 +44,7 @@ def follow_exits(
         tape = tapes.get((position.symbol, new_york_day(position.entry_ns)))
         if tape is None or not tape.times:
             continue
-        held_end, held_price, held_reason = _hold(position, tape)
+        held_end, held_price, held_reason = hold(position, tape)
         held = HeldTrade(
             symbol=position.symbol,
             day=tape.day,
@@ -112,7 +112,7 @@ def _bid_at(tape: PriceTape, ts: int) -> int:
     return quote[0]
 
 
-def _hold(position: Position, tape: PriceTape) -> tuple[int, int, str]:
+def hold(position: Position, tape: PriceTape) -> tuple[int, int, str]:
     """When and at what bid holding ends: the stop (the first bid at or below it) or the close."""
     start = bisect.bisect_right(tape.times, position.entry_ns)
     if position.stop:

@@ -28,13 +28,22 @@ Interval = tuple[float | None, float | None]
 
 @dataclass(frozen=True)
 class BacktestSettings:
-    """Horizons in seconds; a fall (hit) and a rise (false positive) of ``fall_bps``; base every ``base_step`` s."""
+    """Horizons in seconds; a fall (hit) and a rise (false positive) of ``fall_bps``; base every ``base_step`` s.
+
+    The success metrics: a drop of ``drop_pct`` % from the running peak, a rise of ``rise_pct`` % (false positive),
+    a stop ``stop_loss_pct`` % under entry for positions without one, exits scored over ``exit_horizon`` s, and the
+    ``index_symbols`` (no position is opened in an index)."""
 
     horizons: tuple[int, ...] = DEFAULT_HORIZONS
     fall_bps: float = 10.0
     base_step: int = 30
     bootstrap: int = 2000
     seed: int = 7
+    drop_pct: float = 1.0
+    rise_pct: float = 1.0
+    stop_loss_pct: float = 2.0
+    exit_horizon: int = 300
+    index_symbols: tuple[str, ...] = ("SPY",)
 
 
 # --- signals versus chance ---------------------------------------------------------------------------
@@ -129,6 +138,104 @@ class FollowingExits(msgspec.Struct, kw_only=True):
     summary: ExitSummary
 
 
+# --- the success metrics (HEART) -------------------------------------------------------------------------
+
+CONTEXTS = ("all", "stock_specific", "market_wide", "mixed", "unknown")
+"""The columns of every success metric: all exits, then only the exits (or alerts) of each market context."""
+
+
+class ShareRow(msgspec.Struct, kw_only=True):
+    """``hits`` of ``total`` (share, Wilson 95 %) beside ``chance``: the same share for random moments."""
+
+    hits: int
+    total: int
+    share: float | None
+    ci95: Interval
+    chance: float | None
+    chance_ci95: Interval  # Wilson when chance is sampled; (None, None) when it is computed exactly
+
+
+class MeanRow(msgspec.Struct, kw_only=True):
+    """A mean in bps of ``n`` values (bootstrap 95 %) beside chance's, and the difference's bootstrap interval."""
+
+    n: int
+    mean_bps: float | None
+    ci95: Interval
+    chance_mean_bps: float | None
+    difference_ci95: Interval
+
+
+class AlertRate(msgspec.Struct, kw_only=True):
+    """Alerts per stock symbol-day (every session): mean (bootstrap 95 %), median, shares in 5–15 and above 50."""
+
+    symbol_days: int
+    alerts: int
+    mean: float | None
+    mean_ci95: Interval
+    median: float | None
+    in_band_share: float | None
+    in_band_ci95: Interval
+    above_fifty_share: float | None
+    above_fifty_ci95: Interval
+
+
+class PnlRow(msgspec.Struct, kw_only=True):
+    """Each position sold (a) at its stop or the close only, (b) also on the first exit: mean bps per position,
+    the paired difference b − a (bootstrap 95 %), and the same for an exit at a random moment instead (chance)."""
+
+    positions: int
+    exited_on_order_flow: int
+    stop_only_bps: float | None
+    following_bps: float | None
+    difference_bps: float | None
+    difference_ci95: Interval
+    chance_difference_bps: float | None
+    chance_difference_ci95: Interval
+    versus_chance_ci95: Interval  # of (b − random exit) per position
+
+
+class ExitReasons(msgspec.Struct, kw_only=True):
+    """How each position of (b) ended: on an order-flow exit, at its stop, at the close; the first's share."""
+
+    order_flow: int
+    stop: int
+    close: int
+    order_flow_share: float | None
+    order_flow_ci95: Interval
+
+
+class HeartRow(msgspec.Struct, kw_only=True):
+    """One line of the success-metrics table: the value over all exits with its interval, chance, the target."""
+
+    metric: str
+    unit: str  # "share" | "bps" | "alerts"
+    value: float | None
+    ci95: Interval
+    chance: float | None
+    target: str
+    met: bool | None
+    by_context: dict[str, float | None]
+
+
+class SuccessMetrics(msgspec.Struct, kw_only=True):
+    """The product's success metrics, each by context (:data:`CONTEXTS`); definitions in docs/success-metrics.md."""
+
+    positions: int
+    drop_pct: float
+    rise_pct: float
+    stop_loss_pct: float
+    exit_horizon_seconds: int
+    table: list[HeartRow]
+    exited_before_drop: dict[str, ShareRow]  # action "exit"
+    watched_before_drop: dict[str, ShareRow]  # action "watch"
+    false_positive_exits: dict[str, ShareRow]
+    alerts_per_symbol_day: dict[str, AlertRate]
+    index_alerts: int
+    exit_pnl: dict[str, PnlRow]
+    exit_reasons: dict[str, ExitReasons]
+    cost_rule: dict[str, dict[str, MeanRow]]  # "exit" | "watch" | "all" → context → saved bps vs horizon
+
+
 # --- the whole report ----------------------------------------------------------------------------------
 
 
@@ -138,6 +245,7 @@ class ReportSettings(msgspec.Struct, kw_only=True):
     base_step_seconds: int
     bootstrap: int
     positions: str  # "given" | "one long from each open"
+    stop_loss_pct: float = 2.0  # the stop of a position without one, % under its entry
 
 
 class DayCounts(msgspec.Struct, kw_only=True):
@@ -154,6 +262,7 @@ class BacktestReport(msgspec.Struct, kw_only=True):
     per_day: dict[str, DayCounts]  # "SYMBOL YYYY-MM-DD" → counts, every session
     versus_chance: VersusChance
     following_exits: FollowingExits
+    success_metrics: SuccessMetrics | None = None
 
 
 class ChartMark(msgspec.Struct, kw_only=True):
@@ -189,10 +298,23 @@ class SweepRow(msgspec.Struct, kw_only=True):
     test: ExitScore
 
 
-class SweepResult(msgspec.Struct, kw_only=True):
-    """``sweep.json``: every combination, ranked on the training days, scored on the held-out days too."""
+class WalkForwardStep(msgspec.Struct, kw_only=True):
+    """One held-out day: the settings ranked first on every day before it, and their score on it."""
 
+    test_day: str
+    ranked_on: list[str]
+    chosen: dict[str, str]
+    held_out: ExitScore
+
+
+class SweepResult(msgspec.Struct, kw_only=True):
+    """``sweep.json``: every combination, ranked on the training days, scored on the held-out days too; then walk
+    forward: each held-out day scored with the settings chosen on the days before it, and those scores together."""
+
+    objective: str
     train_days: list[str]
     test_days: list[str]
     horizon_seconds: int
     ranked_by_train: list[SweepRow]
+    walk_forward: list[WalkForwardStep]
+    walk_forward_held_out: ExitScore

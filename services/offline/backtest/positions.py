@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -23,13 +23,24 @@ class Position:
     stop: int = 0
 
 
-def positions_from_open(tapes: Tapes) -> list[Position]:
-    """One long position per symbol and day, bought at the ask of the first quote of the session, no stop."""
+def positions_from_open(
+    tapes: Tapes, *, stop_loss_pct: float = 0.0, exclude: tuple[str, ...] | frozenset[str] = ()
+) -> list[Position]:
+    """One long position per symbol and day, bought at the ask of the first quote of the session, with a stop
+    ``stop_loss_pct`` % under it (0: none); no position in the ``exclude`` symbols (the indexes)."""
     positions = []
     for tape in tapes.values():
-        if tape.times:
+        if tape.times and tape.symbol not in exclude:
             positions.append(Position(tape.symbol, tape.times[0], tape.asks[0], 100))
-    return positions
+    return with_stops(positions, stop_loss_pct)
+
+
+def with_stops(positions: list[Position], stop_loss_pct: float) -> list[Position]:
+    """``positions``, each without a stop given one ``stop_loss_pct`` % under its entry (nano-dollars, rounded
+    to the nearest): a 2 % stop under 50.00 is 49.00. ``stop_loss_pct`` 0 leaves them as they are."""
+    if stop_loss_pct <= 0:
+        return list(positions)
+    return [p if p.stop else replace(p, stop=round(p.entry_price * (100 - stop_loss_pct) / 100)) for p in positions]
 
 
 def read_positions(path: Path) -> list[Position]:

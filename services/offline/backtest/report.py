@@ -13,6 +13,7 @@ import numpy as np
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
 from services.offline.backtest.collect import Collected, Signal, new_york_day
 from services.offline.backtest.exits import follow_exits
+from services.offline.backtest.heart import success_metrics
 from services.offline.backtest.models import (
     BacktestReport,
     BacktestSettings,
@@ -22,7 +23,7 @@ from services.offline.backtest.models import (
     SessionChart,
     SweepResult,
 )
-from services.offline.backtest.positions import Position, positions_from_open
+from services.offline.backtest.positions import Position, positions_from_open, with_stops
 from services.offline.backtest.report_html import render_page
 from services.offline.backtest.statistics import base_times, outcome, versus_chance
 
@@ -36,9 +37,14 @@ def per_day(signals: list[Signal]) -> dict[str, DayCounts]:
 
 
 def report(found: Collected, settings: BacktestSettings, positions: list[Position] | None = None) -> BacktestReport:
-    """The backtest's findings (``positions`` None: one long from each open)."""
+    """The backtest's findings (``positions`` None: one long from each stock's open, no index); a position
+    without a stop gets one ``settings.stop_loss_pct`` % under its entry."""
     exits = [s for s in found.signals if s.kind == "exit"]
-    chosen = positions if positions is not None else positions_from_open(found.tapes)
+    chosen = (
+        with_stops(positions, settings.stop_loss_pct)
+        if positions is not None
+        else positions_from_open(found.tapes, stop_loss_pct=settings.stop_loss_pct, exclude=settings.index_symbols)
+    )
     return BacktestReport(
         settings=ReportSettings(
             horizons_seconds=list(settings.horizons),
@@ -46,12 +52,14 @@ def report(found: Collected, settings: BacktestSettings, positions: list[Positio
             base_step_seconds=settings.base_step,
             bootstrap=settings.bootstrap,
             positions="given" if positions is not None else "one long from each open",
+            stop_loss_pct=settings.stop_loss_pct,
         ),
         events=found.events,
         sessions=sorted(f"{symbol} {day}" for symbol, day in found.tapes),
         per_day=per_day(found.signals),
         versus_chance=versus_chance(found.signals, found.tapes, settings),
         following_exits=follow_exits(chosen, exits, found.tapes, settings),
+        success_metrics=success_metrics(found, chosen, settings),
     )
 
 

@@ -55,6 +55,17 @@ def bootstrap_difference(sample: np.ndarray, base: np.ndarray, reps: int, seed: 
     return (float(low), float(high))
 
 
+def bootstrap_mean(sample: np.ndarray, reps: int, seed: int) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of mean(sample), resampled with replacement (NaN, NaN below
+    :data:`MIN_FOR_INTERVAL` values). Resampling paired differences gives the paired interval."""
+    if len(sample) < MIN_FOR_INTERVAL:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    means = sample[rng.integers(0, len(sample), size=(reps, len(sample)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return (float(low), float(high))
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One moment's future: forward return (bps), whether it fell ``fall_bps`` (hit), seconds to the fall."""
