@@ -49,6 +49,8 @@ from orderflow_client.bus.marks import HandledMarks
 from orderflow_client.bus.outage import Outage
 from orderflow_client.bus.streams import BusEntry, as_text
 from orderflow_client.errors import BusAuthenticationError, ConsumerGroupMissingError, WireDecodeError
+from orderflow_client.exit_policy import for_position, named_positions, position_id
+from orderflow_client.risk_status import StatusHandler, StatusReports
 from orderflow_client.signing import verify
 from orderflow_client.timestamps import now_ns
 from orderflow_client.wire import ExitRecommendation, FeedStatus, decode, encode
@@ -56,10 +58,8 @@ from orderflow_client.wire import ExitRecommendation, FeedStatus, decode, encode
 log = logs.get_logger(__name__)
 HANDLED_SECONDS = 30 * 24 * 3600
 LEASE_SECONDS = 30  # one process of a bot name works on a recommendation at a time; a crashed one's lease lapses
-UNMONITORED_STATES = frozenset({"monitoring_halted", "gap", "watchdog_silence", "disconnected", "trading_halted"})
 
 Handler = Callable[[ExitRecommendation], Awaitable[None] | None]
-StatusHandler = Callable[[FeedStatus], Awaitable[None] | None]
 
 
 @dataclass
@@ -83,10 +83,13 @@ class _Retry:
     entries: list[BusEntry]
     attempts: int = 0
     due: float = 0.0
+    parked: tuple[str, ...] = ()  # the positions given up on (a market-scope recommendation's, or its symbol)
 
 
-class RiskManagerClient:
+class RiskManagerClient(StatusReports):
     """Receives exit recommendations (live and catch-up) and status events."""
+
+    stats: ClientStats
 
     def __init__(
         self,
@@ -122,9 +125,10 @@ class RiskManagerClient:
         self._outage = Outage("risk_manager")
         self._marks = HandledMarks(bus, name)
 
-    async def _attempt(self, recommendation: ExitRecommendation, on_exit: Handler, attempts: int) -> str:
+    async def _attempt(self, retry: _Retry, on_exit: Handler) -> str:
         """One try at a recommendation: ``done`` (handled now, or refused), ``duplicate`` (done before),
         ``busy`` (another process of this bot has it), ``failed`` (the handler raised: try again) or ``parked``."""
+        recommendation, attempts = retry.recommendation, retry.attempts
         if self.signing_keys is not None:
             verdict = verify(recommendation, self.signing_keys, now_ns(), self.max_age_ns)
             if verdict != "authentic":  # refused before anything is marked: a forgery cannot block the genuine one
@@ -146,14 +150,54 @@ class RiskManagerClient:
                 return "duplicate"
             if holder is not None:
                 return "busy"
-            return await self._attempt(recommendation, on_exit, attempts)  # the lease lapsed meanwhile
+            return await self._attempt(retry, on_exit)  # the lease lapsed meanwhile
+        if recommendation.scope == "market":
+            return await self._positions(retry, on_exit)
+        if not await self._call(on_exit, recommendation, attempts):
+            await self._marks.release(identifier)
+            if attempts >= self.max_attempts:
+                await self._marks.finish(identifier, b"parked", HANDLED_SECONDS)
+                retry.parked = (recommendation.symbol,)
+                return "parked"
+            return "failed"
+        await self._marks.finish(identifier, b"done", HANDLED_SECONDS)
+        self.stats.handled += 1
+        return "done"
+
+    async def _positions(self, retry: _Retry, on_exit: Handler) -> str:
+        """A market-scope recommendation (this process holds its lease): ``on_exit`` once per held position it
+        names, as :func:`~orderflow_client.exit_policy.for_position`, each marked done at
+        ``<id>@<symbol>`` when its call returns, so a retry calls only the positions that failed, and none twice.
+        The recommendation's own mark is set when every position is done (or parked, after ``max_attempts``)."""
+        recommendation, attempts, identifier = retry.recommendation, retry.attempts, retry.recommendation.id
+        failed: list[str] = []
+        held = self._held() if self.held_symbols else None  # None: every position it names
+        for symbol in (symbol for symbol in named_positions(recommendation) if held is None or symbol in held):
+            mark = position_id(identifier, "market", symbol)
+            if await self._marks.holder(mark) in (b"done", b"parked"):
+                continue  # done by an earlier attempt (or process) of this bot
+            if await self._call(on_exit, for_position(recommendation, symbol), attempts):
+                await self._marks.finish(mark, b"done", HANDLED_SECONDS)
+                self.stats.handled += 1
+            else:
+                failed.append(symbol)
+        if failed and attempts < self.max_attempts:
+            await self._marks.release(identifier)
+            return "failed"
+        for symbol in failed:
+            await self._marks.finish(position_id(identifier, "market", symbol), b"parked", HANDLED_SECONDS)
+        retry.parked = tuple(failed)
+        await self._marks.finish(identifier, b"parked" if failed else b"done", HANDLED_SECONDS)
+        return "parked" if failed else "done"
+
+    async def _call(self, on_exit: Handler, recommendation: ExitRecommendation, attempts: int) -> bool:
+        """``on_exit`` once: False (logged, counted) when it raised."""
         try:
             result = on_exit(recommendation)
             if inspect.isawaitable(result):
                 await result
         except Exception as error:
             self.stats.handler_failures += 1
-            await self._marks.release(identifier)
             log.error(
                 "order_flow.exit_handler_failed",
                 code="handler_failed",
@@ -164,13 +208,8 @@ class RiskManagerClient:
                 error=f"{type(error).__name__}: {str(error)[:300]}",
                 source="risk_manager",
             )
-            if attempts >= self.max_attempts:
-                await self._marks.finish(identifier, b"parked", HANDLED_SECONDS)
-                return "parked"
-            return "failed"
-        await self._marks.finish(identifier, b"done", HANDLED_SECONDS)
-        self.stats.handled += 1
-        return "done"
+            return False
+        return True
 
     async def _deliver(
         self,
@@ -191,7 +230,7 @@ class RiskManagerClient:
 
     async def _try(self, retry: _Retry, on_exit: Handler, on_status: StatusHandler | None) -> None:
         retry.attempts += 1
-        outcome = await self._attempt(retry.recommendation, on_exit, retry.attempts)
+        outcome = await self._attempt(retry, on_exit)
         identifier = retry.recommendation.id
         if outcome in ("failed", "busy"):
             if outcome == "busy":
@@ -233,7 +272,7 @@ class RiskManagerClient:
                 state="dead_letter",
                 ts_event=now,
                 ts_recv=now,
-                symbols=(recommendation.symbol,),
+                symbols=retry.parked,
                 code="handler_failed",
                 detail=f"{reason}: parked in {self.bus.keys.dead_letters(self.bus.keys.exits)}",
             ),
@@ -313,44 +352,6 @@ class RiskManagerClient:
                 if message is None and self.bus.embedded:
                     await asyncio.sleep(0.05)
 
-    async def _bus_down(self, error: Exception, stop: asyncio.Event, on_status: StatusHandler | None) -> None:
-        if self._outage.began(error):
-            now = now_ns()
-            await self._on_status(
-                FeedStatus(
-                    source="risk_manager",
-                    state="disconnected",
-                    ts_event=now,
-                    ts_recv=now,
-                    symbols=tuple(sorted(self._held())),
-                    code="bus_unavailable",
-                    detail=f"Redis unreachable: no recommendation can arrive ({str(error)[:200]})",
-                ),
-                on_status,
-            )
-        await self._outage.pause(stop)
-
-    async def _bus_back(self, on_status: StatusHandler | None) -> None:
-        down = self._outage.ended()
-        if down is None:
-            return
-        now = now_ns()
-        await self._on_status(
-            FeedStatus(
-                source="risk_manager",
-                state="monitoring_resumed",
-                ts_event=now,
-                ts_recv=now,
-                symbols=tuple(sorted(self._held())),
-                code="bus_recovered",
-                detail=f"Redis back after {down} s; caught up from the exits stream",
-            ),
-            on_status,
-        )
-
-    def _held(self) -> set[str]:
-        return self.held_symbols() if self.held_symbols else set()
-
     async def _from_stream(self, entry: BusEntry, on_exit: Handler, on_status: StatusHandler | None) -> None:
         """One entry of the exits stream; one that is not an exit recommendation (undecodable, or another type)
         is moved to ``<stream>:dead`` with the reason, logged and counted: it can never stall the client."""
@@ -366,32 +367,3 @@ class RiskManagerClient:
         self.stats.dead_letters += 1
         await self.bus.dead_letter(entry, code, reason, reader=self.group, source="risk_manager")
         await self.bus.ack(entry.stream, self.group, [entry.entry_id])
-
-    async def _status(self, payload: bytes, on_status: StatusHandler | None) -> None:
-        try:
-            status = decode(payload)
-        except WireDecodeError:
-            return
-        if isinstance(status, FeedStatus):
-            await self._on_status(status, on_status)
-
-    async def _on_status(self, status: FeedStatus, on_status: StatusHandler | None) -> None:
-        self.stats.statuses += 1
-        held = self._held()
-        affected = set(status.symbols) & held if status.symbols else held
-        if status.state in UNMONITORED_STATES and affected:
-            self.stats.unmonitored |= affected
-            log.warning(
-                "order_flow.symbol_unmonitored",
-                symbols=sorted(affected),
-                state=status.state,
-                code=status.code,
-                detail=status.detail,
-                source="risk_manager",
-            )
-        elif status.state == "monitoring_resumed":
-            self.stats.unmonitored -= set(status.symbols)
-        if on_status is not None:
-            result = on_status(status)
-            if inspect.isawaitable(result):
-                await result
