@@ -148,6 +148,22 @@ def backtest(
     fall_bps: Annotated[
         float, typer.Option("--fall-bps", min=0.1, help="A fall (hit) or rise (false positive) this large, in bps.")
     ] = 10.0,
+    drop_pct: Annotated[
+        float,
+        typer.Option(
+            "--drop-pct", min=0.01, max=50, help="Success metrics: a drop of this % from the peak since entry."
+        ),
+    ] = 1.0,
+    rise_pct: Annotated[
+        float,
+        typer.Option(
+            "--rise-pct", min=0.01, max=50, help="Success metrics: a false-positive exit saw a rise of this % first."
+        ),
+    ] = 1.0,
+    stop_loss_pct: Annotated[
+        float,
+        typer.Option("--stop-loss-pct", min=0, max=50, help="The stop of a position without one, % under its entry."),
+    ] = 2.0,
     sweep_items: Annotated[
         list[str] | None,
         typer.Option(
@@ -168,12 +184,16 @@ def backtest(
       orderflow backtest LOBSTER_SampleFile_AMZN_2012-06-21_5.zip 20131007_trade.zip 20131007_quote.zip --out backtest/
       orderflow backtest day1.zip day2.zip --positions trades.csv --horizon 60 --horizon 300 --out backtest/
       orderflow backtest bac/*.zip --sweep large_order_quantile=0.995,0.999 --out sweep/
+      orderflow backtest aig/*.zip spy/*.zip --sweep exit_cost_multiple=0,1,2 --out sweep/
+
+    The success metrics (exited before a --drop-pct drop, false-positive exits, alerts a symbol-day, exit P&L
+    against a --stop-loss-pct stop alone, exits citing order flow) are in report.json, report.html and printed.
     """
     from services.ingest.sources import read_events
     from services.offline.backtest.collect import collect
     from services.offline.backtest.models import DEFAULT_HORIZONS, BacktestSettings
     from services.offline.backtest.positions import read_positions
-    from services.offline.backtest.report import chart_horizon, write_report, write_sweep
+    from services.offline.backtest.report import write_report, write_sweep
     from services.offline.backtest.sweep import parse_sweep, sweep
     from shared.config_loading import load_config
 
@@ -189,7 +209,16 @@ def backtest(
         stderr.print(str(error))
         raise typer.Exit(code=2) from None
     profiles = profiles_or_exit(profile or [])
-    settings = BacktestSettings(horizons=tuple(horizon) if horizon else DEFAULT_HORIZONS, fall_bps=fall_bps)
+    index_symbols = tuple(dict.fromkeys((*config.market_symbols, *config.sector_etfs.values())))
+    settings = BacktestSettings(
+        horizons=tuple(horizon) if horizon else DEFAULT_HORIZONS,
+        fall_bps=fall_bps,
+        drop_pct=drop_pct,
+        rise_pct=rise_pct,
+        stop_loss_pct=stop_loss_pct,
+        exit_horizon=config.exit_horizon_seconds,
+        index_symbols=index_symbols,
+    )
     conditions = condition_table(config)
 
     def run(with_config: OrderFlowConfig, description: str) -> Collected:
@@ -206,6 +235,9 @@ def backtest(
     wide = render.wide(stdout)
     wide.print(render.versus_chance_table(findings, out))
     stdout.print(render.following_exits_line(findings))
+    success = render.success_metrics_table(findings)
+    if success is not None:
+        wide.print(success)
     if grid:
 
         def with_overrides(overrides: dict[str, str]) -> Collected:
@@ -216,7 +248,13 @@ def backtest(
                 raise typer.Exit(code=2) from None
 
         try:
-            result = sweep(grid, with_overrides, test_days=test_days, horizon=chart_horizon(settings))
+            result = sweep(
+                grid,
+                with_overrides,
+                test_days=test_days,
+                horizon=config.exit_horizon_seconds,
+                index_symbols=index_symbols,
+            )
         except ValueError as error:
             stderr.print(str(error))
             raise typer.Exit(code=2) from None

@@ -134,6 +134,35 @@ def following_exits_line(report: BacktestReport) -> str:
     )
 
 
+def success_metrics_table(report: BacktestReport) -> Table | None:
+    """``orderflow backtest``: the success metrics over all exits (95 % interval, chance, the spec's target) and
+    by market context; None when the report has none."""
+    from services.offline.backtest.heart import shown, shown_interval
+    from services.offline.backtest.models import CONTEXTS
+
+    metrics = report.success_metrics
+    if metrics is None:
+        return None
+    table = Table(
+        title=f"success metrics over {metrics.positions} positions (regular session, ET; definitions: "
+        "docs/success-metrics.md)",
+        title_justify="left",
+    )
+    for column in ("metric", "all", "95%", "chance", "target", "met", *CONTEXTS[1:]):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for row in metrics.table:
+        table.add_row(
+            row.metric,
+            shown(row.unit, row.value),
+            shown_interval(row.unit, row.ci95),
+            shown(row.unit, row.chance),
+            row.target,
+            "-" if row.met is None else "yes" if row.met else "no",
+            *(shown(row.unit, row.by_context[context]) for context in CONTEXTS[1:]),
+        )
+    return table
+
+
 def sweep_table(result: SweepResult) -> Table:
     """``orderflow backtest --sweep``: the settings ranked on the training days, with the held-out score."""
     table = Table(
@@ -153,6 +182,14 @@ def sweep_table(result: SweepResult) -> Table:
             f"{train.exits}, {train.saved_net_bps_mean} ({train.base_saved_net_bps_mean})",
             f"{test.exits}, {test.saved_net_bps_mean} ({test.base_saved_net_bps_mean}) "
             f"{list(test.difference_ci95_bps)}",
+        )
+    for step in result.walk_forward:
+        held = step.held_out
+        table.add_row(
+            f"walk forward {step.test_day}: " + " ".join(f"{key}={value}" for key, value in step.chosen.items()),
+            f"chosen on {', '.join(step.ranked_on)}",
+            f"{held.exits}, {held.saved_net_bps_mean} ({held.base_saved_net_bps_mean}) "
+            f"{list(held.difference_ci95_bps)}",
         )
     return table
 

@@ -270,7 +270,7 @@ def heart_table(m: SuccessMetrics) -> list[HeartRow]:
              lambda r: r.above_fifty_ci95, none, "0", lambda v: v == 0),
         _row("exit P&L − stop-loss only (bps a position)", "bps", m.exit_pnl, lambda r: r.difference_bps,
              lambda r: r.difference_ci95, lambda r: r.chance_difference_bps, f"≥ 0 (+{PNL_TARGET_BPS:g} targeted)",
-             lambda v: v >= 0),
+             (lambda v: v >= 0) if m.exit_pnl["all"].exited_on_order_flow else None),
         _row("exits citing order flow", "share", m.exit_reasons, lambda r: r.order_flow_share,
              lambda r: r.order_flow_ci95, none, "> 30 %", lambda v: v > 0.3),
         _row(f"saved vs holding {horizon}, action exit (bps)", "bps", m.cost_rule["exit"], lambda r: r.mean_bps,
@@ -278,3 +278,18 @@ def heart_table(m: SuccessMetrics) -> list[HeartRow]:
         _row(f"saved vs holding {horizon}, action watch (bps)", "bps", m.cost_rule["watch"], lambda r: r.mean_bps,
              ci, lambda r: r.chance_mean_bps, "–", None),
     ]  # fmt: skip
+
+
+def shown(unit: str, value: float | None) -> str:
+    """A table cell: a share as a percentage (``0.625`` → ``"62.5 %"``), bps with their unit, counts as they are."""
+    if value is None:
+        return "–"
+    if unit == "share":
+        return f"{100 * value:.1f} %"
+    return f"{value:g} bps" if unit == "bps" else f"{value:g}"
+
+
+def shown_interval(unit: str, interval: Interval) -> str:
+    """``[low, high]`` in the unit of :func:`shown`; ``"–"`` without an interval."""
+    low, high = interval
+    return "–" if low is None or high is None else f"[{shown(unit, low)}, {shown(unit, high)}]"

@@ -16,7 +16,8 @@ import json
 
 import msgspec
 
-from services.offline.backtest.models import BacktestReport, Interval, SessionChart
+from services.offline.backtest.heart import shown, shown_interval
+from services.offline.backtest.models import CONTEXTS, BacktestReport, Interval, SessionChart, SuccessMetrics
 from shared.charts import lightweight_charts_script, lightweight_charts_version
 
 KIND_NAMES = {
@@ -194,6 +195,33 @@ def _interval(pair: Interval, suffix: str = "") -> str:
     return "–" if not pair or pair[0] is None else f"[{pair[0]:g}, {pair[1]:g}]{suffix}"
 
 
+def success_section(metrics: SuccessMetrics | None, positions: str) -> str:
+    """The success metrics' table (rendered here: it reads with scripts off), each beside chance and its target."""
+    if metrics is None:
+        return ""
+    head = "".join(f"<th>{html.escape(context)}</th>" for context in CONTEXTS[1:])
+    rows = []
+    for row in metrics.table:
+        tone = "" if row.met is None else " class='good'" if row.met else " class='bad'"
+        cells = "".join(f"<td>{shown(row.unit, row.by_context[c])}</td>" for c in CONTEXTS[1:])
+        rows.append(
+            f"<tr><td>{html.escape(row.metric)}</td><td{tone}>{shown(row.unit, row.value)}</td>"
+            f"<td>{shown_interval(row.unit, row.ci95)}</td><td>{shown(row.unit, row.chance)}</td>"
+            f"<td>{html.escape(row.target)}</td>{cells}</tr>"
+        )
+    pnl = metrics.exit_pnl["all"]
+    return f"""<h2 id="success-metrics">Success metrics (HEART), beside chance and the product's targets</h2>
+<p class="note">Positions: {html.escape(positions)} ({metrics.positions}; no position in an index), each with a stop
+{metrics.stop_loss_pct:g} % under its entry when it has none; prices from the regular session, 09:30–16:00 ET. A drop: the mid
+{metrics.drop_pct:g} % under its peak since entry; a false positive: the mid rose {metrics.rise_pct:g} % before falling as much, by the
+close; saved: selling at the bid versus the mid {metrics.exit_horizon_seconds} s later. Shares carry Wilson 95 % intervals, means bootstrap
+ones; each context column follows only the exits (or counts only the alerts) of that market context. Stop-loss only:
+{shown("bps", pnl.stop_only_bps)} a position; following the exits too: {shown("bps", pnl.following_bps)}. Definitions:
+docs/success-metrics.md.</p>
+<table class="success"><tr><th>metric</th><th>all</th><th>95 %</th><th>chance</th><th>target</th>{head}</tr>
+{"".join(rows)}</table>"""  # noqa: E501  (the page's text, as written)
+
+
 def render_page(
     findings: BacktestReport,
     sessions: list[SessionChart],
@@ -268,6 +296,7 @@ to the horizon (marked at the mid: saved = bid at exit − later mid, so the hal
 <tr><td>half spread paid at exit (bps, mean)</td><td>{_cell(summary.half_spread_bps_mean)}</td></tr>
 <tr><td>max drawdown held / following (bps, mean)</td><td>{_cell(summary.max_drawdown_held_bps_mean)} / {_cell(summary.max_drawdown_following_bps_mean)}</td></tr>
 </table>
+{success_section(findings.success_metrics, settings.positions)}
 <h2>Each session: mid price (ET) with alerts ▼ and exits ○</h2><p class="legend">{legend}</p>
 <p class="note">Hover a chart for the time (ET; hover that text for UTC), the mid and the signals at that moment.</p>
 <div id="sessions" class="grid"></div>
