@@ -118,7 +118,8 @@ class ExitPolicy:
         if recommendation.action == "watch":
             return self.watch, f"{self.watch}: a {recommendation.scope}-scope watch ({numbers}): the fall does not pay"
         if recommendation.scope == "market":
-            return self.market, f"{self.market}: the market is sold ({recommendation.symbol}; {numbers})"
+            index = recommendation.context.index if recommendation.context is not None else ""
+            return self.market, f"{self.market}: the market is sold ({f'{index}; ' if index else ''}{numbers})"
         if label in self.context:
             choice = self.context[label]
             return choice, f"{choice}: a {label} exit ({numbers})"

@@ -8,9 +8,12 @@ import msgspec
 import pytest
 
 from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.decision_records import DecisionRecord, read_decisions
+from orderflow_client.decisions import record_decision
+from orderflow_client.exit_policy import ExitPolicy
 from orderflow_client.risk import RiskManagerClient
 from orderflow_client.timestamps import now_ns
-from orderflow_client.wire import ExitRecommendation, FeedStatus, decode, encode
+from orderflow_client.wire import ExitRecommendation, FeedStatus, MarketContext, decode, encode
 from services.detector.service import DetectorService
 from shared.config import OrderFlowConfig
 from tests.support.events import recommendation
@@ -286,3 +289,120 @@ async def test_a_new_bot_name_catches_up_on_recommendations_inside_the_window(re
         stop.set()
         await task
         assert handled == ["AAPL:exit:large_sellers:2"]
+
+
+def _market_selloff(action: str = "exit", number: int = 11) -> ExitRecommendation:
+    """A market-scope recommendation as the detector sends it: SPY is sold, naming three open positions."""
+    return msgspec.structs.replace(
+        recommendation("market_selloff", number=number, symbol="SPY"),
+        scope="market",
+        symbols=("AAPL", "MSFT", "NVDA"),
+        action=action,
+        expected_fall_bps=35.0 if action == "exit" else 3.0,
+        cost_bps=2.0 if action == "exit" else 6.0,
+        reasoning="SPY fell 42 bps in 300 s",
+        context=MarketContext(label="market_wide", index="SPY", window_seconds=300, index_return_bps=-42.0),
+    )
+
+
+@pytest.mark.redis
+async def test_a_market_exit_reaches_each_held_position_it_names_once_with_its_mark_and_decision(redis_url, key_prefix):
+    """A market selloff naming AAPL, MSFT and NVDA reaches a bot holding AAPL, MSFT and TSLA: on_exit once for AAPL
+    and once for MSFT (a failure on MSFT retries MSFT only), marks at <id>@AAPL and <id>@MSFT, the bot's decisions
+    recorded there, the recommendation itself marked done; a second delivery changes nothing. A watch: ignored,
+    recorded, nothing sold."""
+    config = OrderFlowConfig(detector_lease_seconds=0, key_prefix=key_prefix)
+    policy = ExitPolicy()
+    held = {"AAPL", "MSFT", "TSLA"}
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        calls: list[tuple[str, str, str]] = []
+        acted: list[tuple[str, str]] = []
+        failing = {"MSFT": 1}
+
+        async def on_exit(item: ExitRecommendation) -> None:
+            calls.append((item.id, item.symbol, item.scope))
+            if failing.get(item.symbol):
+                failing[item.symbol] -= 1
+                raise RuntimeError("broker busy")
+            for decision in policy.decide(item, held):
+                acted.append((decision.symbol, decision.choice))
+                record = DecisionRecord(action=decision.choice, reasons=(decision.reason,))
+                await record_decision(bus, "bot-1", decision.position_id, record)
+
+        client = RiskManagerClient(bus, name="bot-1", held_symbols=lambda: held)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(client.run(stop, on_exit=on_exit))
+        await asyncio.sleep(0.3)
+        selloff = _market_selloff()
+        await _publish(bus, config, selloff)  # channel and stream
+        await wait_for_async(lambda: client.stats.handled == 2, timeout=10, what="both held positions handled")
+        await _publish(bus, config, _market_selloff("watch", number=12))
+        await wait_for_async(lambda: client.stats.handled == 4, timeout=10, what="the watch handled")
+        await bus.client.xadd(bus.keys.exits, {"exit": encode(selloff)})  # delivered again: already done
+        await asyncio.sleep(0.5)
+        stop.set()
+        await task
+        first, watch = selloff.id, "SPY:exit:market_selloff:12"
+        assert calls == [
+            (first, "AAPL", "market"),
+            (first, "MSFT", "market"),  # raised: retried 0.5 s later, MSFT only
+            (first, "MSFT", "market"),
+            (watch, "AAPL", "market"),
+            (watch, "MSFT", "market"),
+        ]
+        assert acted == [
+            ("AAPL", "tighten_stops"),
+            ("MSFT", "tighten_stops"),
+            ("AAPL", "ignore"),  # a watch: nothing sold, nothing tightened
+            ("MSFT", "ignore"),
+        ]
+        assert client.stats.handled == 4 and client.stats.handler_failures == 1 and client.stats.duplicates >= 2
+        marks = {
+            identifier: await bus.client.get(bus.keys.handled("bot-1", identifier))
+            for identifier in (first, f"{first}@AAPL", f"{first}@MSFT", f"{first}@NVDA", f"{first}@TSLA")
+        }
+        assert marks == {
+            first: b"done",
+            f"{first}@AAPL": b"done",
+            f"{first}@MSFT": b"done",
+            f"{first}@NVDA": None,  # named, not held
+            f"{first}@TSLA": None,  # held, not named
+        }
+        decided = await read_decisions(bus, "bot-1", [f"{first}@AAPL", f"{first}@MSFT", f"{watch}@AAPL", first])
+        assert {identifier: record.action for identifier, record in decided.items()} == {
+            f"{first}@AAPL": "tighten_stops",
+            f"{first}@MSFT": "tighten_stops",
+            f"{watch}@AAPL": "ignore",
+        }
+        assert decided[f"{first}@AAPL"].reasons[0].startswith("tighten_stops: the market is sold (SPY; expected fall")
+        assert await bus.pending_count(bus.keys.exits, "riskmanager-bot-1") == 0
+
+
+@pytest.mark.redis
+async def test_a_market_exit_whose_position_always_fails_parks_that_position_only(redis_url, key_prefix):
+    config = OrderFlowConfig(detector_lease_seconds=0, key_prefix=key_prefix)
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        calls: list[str] = []
+        statuses: list[FeedStatus] = []
+
+        def on_exit(item: ExitRecommendation) -> None:
+            calls.append(item.symbol)
+            if item.symbol == "NVDA":
+                raise RuntimeError("account restricted")
+
+        client = RiskManagerClient(bus, name="bot-1", max_attempts=3)  # no held symbols: every position named
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(client.run(stop, on_exit=on_exit, on_status=statuses.append))
+        await asyncio.sleep(0.3)
+        await _publish(bus, config, _market_selloff())
+        await wait_for_async(lambda: client.stats.parked == 1, timeout=10, what="NVDA parked")
+        stop.set()
+        await task
+        assert calls == ["AAPL", "MSFT", "NVDA", "NVDA", "NVDA"] and client.stats.handled == 2
+        identifier = "SPY:exit:market_selloff:11"
+        marks = [
+            await bus.client.get(bus.keys.handled("bot-1", key))
+            for key in (identifier, f"{identifier}@AAPL", f"{identifier}@NVDA")
+        ]
+        assert marks == [b"parked", b"done", b"parked"]
+        assert [(s.state, s.code, s.symbols) for s in statuses] == [("dead_letter", "handler_failed", ("NVDA",))]
