@@ -73,7 +73,6 @@ def exit_fields(item: ExitRecommendation) -> dict[str, Any]:
 
 def _output_fields(item: OrderFlowAlert | ExitRecommendation, state: DashboardState) -> dict[str, Any]:
     if isinstance(item, ExitRecommendation):
-        scope = f"market scope: {', '.join(item.symbols) or 'no position'}" if item.scope == "market" else ""
         trigger = item.trigger.replace("_", " ").replace("selloff", "sell-off")
         return {
             "id": item.id,
@@ -82,7 +81,7 @@ def _output_fields(item: OrderFlowAlert | ExitRecommendation, state: DashboardSt
             "severity": item.severity,
             "colour": "red",
             "time": milliseconds(item.ts_event),
-            "what": f"exit recommendation ({trigger}{', ' + scope if scope else ''}): {item.reasoning[:200]}",
+            "what": f"exit recommendation ({trigger}): {item.reasoning[:200]}",  # its scope: "positions"
             "latency_ms": item.latency_ms,
             "context": context_view(item.context),
             **exit_fields(item),

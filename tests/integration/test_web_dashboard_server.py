@@ -1,9 +1,12 @@
-"""The web dashboard's /healthz on a real Redis that goes away and comes back: 200 while Redis answers, 503 once it
-has not answered for longer than the limit, 200 again when it is back."""
+"""The web dashboard's server on a real Redis: /healthz as Redis goes away and comes back (200 while it answers, 503
+once it has not answered for longer than the limit, 200 again when it is back); the market context of hand-made
+alerts and exits in the snapshot and, in a real browser, on the page."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import time
 import uuid
 from typing import Any
@@ -11,8 +14,15 @@ from typing import Any
 import aiohttp
 
 from orderflow_client.bus.connection import Bus
+from orderflow_client.positions import PositionRegistry
+from orderflow_client.wire import ExitRecommendation, OrderFlowAlert, Trade
 from services.dashboard.server import DashboardOptions, start_dashboard
+from tests.support.browser import assert_nothing_left_the_machine, open_browser
+from tests.support.context_events import market_exit, market_selloff, seller_with_context
 from tests.support.redis_server import RedisProcess, free_port, redis_server_binary
+
+S = 1_000_000_000
+MARKET_SCREENSHOT = "DASHBOARD_MARKET_SCREENSHOT"  # also kept there when set (docs/images/dashboard-market-context.png)
 
 
 async def health(session: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, Any]]:
@@ -53,3 +63,177 @@ async def test_healthz_says_503_once_redis_is_gone_longer_than_the_limit_and_200
         await dashboard.stop()
         await bus.close()
         server.stop()
+
+
+# --- the market beside the alerts: context labels, a market sell-off and its market-scope exit ---------------------
+
+HELD = ("AAPL", "AIG", "BAC")
+CONTEXT_LABELS = {"AAPL": "stock_specific", "BAC": "market_wide", "AIG": "mixed"}
+
+
+async def publish_market_day(bus: Bus, base: int) -> list[str]:
+    """Three positions, a seller on each with its context label (and an ``unknown`` one on AAPL), a falling minute of
+    trades on each, then SPY's market sell-off and the market exit naming AAPL and BAC; the ids published, in order."""
+    registry = PositionRegistry(bus)
+    for symbol in HELD:
+        await registry.open(symbol, quantity=500, entry_price="50.40", stop_loss="48.00")
+    trades = [
+        (
+            bus.keys.market(symbol),
+            Trade(
+                symbol=symbol,
+                ts_event=base + second * S,
+                ts_recv=base + second * S,
+                ts_arrival=base + second * S,
+                price=50_400_000_000 - second * (2_000_000 + 1_000_000 * index),
+                size=300,
+                side="sell" if second % 3 else "buy",
+            ),
+        )
+        for index, symbol in enumerate(HELD)
+        for second in range(0, 90, 2)
+    ]
+    await bus.publish(trades)
+    outputs: list[OrderFlowAlert | ExitRecommendation] = [
+        seller_with_context(symbol, 1, base + 60 * S, label) for symbol, label in CONTEXT_LABELS.items()
+    ]
+    outputs += [
+        seller_with_context("AAPL", 2, base + 70 * S, "unknown", size=8_000),
+        market_selloff("SPY", 1, base + 80 * S, fall_bps=35.0),
+        market_exit("SPY", ("AAPL", "BAC"), 1, base + 81 * S),
+    ]
+    for output in outputs:
+        stream = bus.keys.exits if isinstance(output, ExitRecommendation) else bus.keys.alerts
+        await bus.publish([(stream, output)])
+    return [output.id for output in outputs]
+
+
+async def snapshot_with(session: aiohttp.ClientSession, url: str, count: int) -> dict[str, Any]:
+    """The snapshot once it holds ``count`` outputs and a card per position (read once a second), or after 20 s."""
+    deadline = time.monotonic() + 20
+    while True:
+        async with session.get(url + "api/snapshot") as response:
+            body = await response.json()
+        cards = [card["symbol"] for card in body["summary"]["cards"]]
+        if (len(body["log"]) >= count and cards == list(HELD)) or time.monotonic() > deadline:
+            return body
+        await asyncio.sleep(0.2)
+
+
+async def test_the_snapshot_carries_each_context_label_the_market_banner_and_the_market_exit(redis_url, key_prefix):
+    """Hand-made outputs on the real bus: each alert's context (label, words, numbers), the banner of SPY's sell-off
+    with the positions its exit names and its arithmetic, the named positions red and their last exit the market one
+    (an unnamed position keeps its own colour); the banner goes once the sell-off is older than the alert window."""
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    dashboard = await start_dashboard(bus, DashboardOptions(port=0))
+    base = time.time_ns() - 20 * 60 * S
+    try:
+        ids = await publish_market_day(bus, base)
+        async with aiohttp.ClientSession() as session:
+            body = await snapshot_with(session, dashboard.url, len(ids))
+            log = {item["id"]: item for item in body["log"]}
+            assert sorted(log) == sorted(ids)
+            for symbol, label in CONTEXT_LABELS.items():
+                context = log[f"{symbol}:large_seller:1"]["context"]
+                assert context["label"] == label and context["words"] == label.replace("_", "-")
+                assert context["index"] == "SPY" and context["window_seconds"] == 300
+            assert log["BAC:large_seller:1"]["context"]["numbers"] == (
+                "SPY -18.2 bps, stock -21.5 bps, relative -1.5 bps (beta 1.10), 300 s"
+            )
+            assert log["AAPL:large_seller:2"]["context"]["words"] == "unknown"
+            assert log["AAPL:large_seller:2"]["context"]["numbers"] == "no SPY event in the last 60 s"
+            selloff = log["SPY:market_selloff:1"]
+            assert selloff["kind"] == "market_selloff" and selloff["colour"] == "red"
+            assert selloff["what"] == "market sell-off: SPY fell 35.0 bps in 300 s, 72% sold"
+            exit_line = log["SPY:exit:market_selloff:1"]
+            assert (exit_line["scope"], exit_line["positions"], exit_line["action"]) == (
+                "market",
+                ["AAPL", "BAC"],
+                "exit",
+            )
+            assert (exit_line["expected_fall_bps"], exit_line["cost_bps"]) == (42.0, 1.5)
+            assert exit_line["what"].startswith("exit recommendation (market sell-off): SPY is being sold")
+
+            [banner] = body["summary"]["market"]
+            assert (banner["index"], banner["severity"], banner["fall_bps"]) == ("SPY", "critical", 35.0)
+            assert banner["time"] == (base + 80 * S) // 1_000_000
+            assert banner["exit"]["positions"] == ["AAPL", "BAC"]
+            assert banner["exit"]["action_words"] == "exit: expected fall 42.0 bps vs cost 1.5 bps"
+            cards = {card["symbol"]: card for card in body["summary"]["cards"]}
+            assert [cards[symbol]["colour"] for symbol in HELD] == ["red", "yellow", "red"]  # AIG is not named
+            assert cards["AAPL"]["last_exit"]["from"] == "SPY" and cards["AAPL"]["last_exit"]["scope"] == "market"
+            assert cards["AIG"]["last_exit"] is None
+
+            # two minutes of market time later (the alert window), the banner is gone; the log keeps the lines
+            later = seller_with_context("AIG", 2, base + 81 * S + 121 * S, "mixed")
+            await bus.publish([(bus.keys.alerts, later)])
+            body = await snapshot_with(session, dashboard.url, len(ids) + 1)
+            assert body["summary"]["market"] == []
+            assert len(body["log"]) == len(ids) + 1
+    finally:
+        await dashboard.stop()
+        await bus.close()
+
+
+async def test_the_page_shows_the_market_banner_and_the_context_badges_in_a_real_browser(
+    redis_url, key_prefix, tmp_path
+):
+    """The page in headless chromium: the banner (index, severity, fall, time in ET, the positions named), a badge
+    with each label's words and its numbers in the title, the exit's action; a screenshot (``tmp_path``, and the path
+    in ``DASHBOARD_MARKET_SCREENSHOT``, e.g. ``docs/images/dashboard-market-context.png``); nothing leaves the
+    machine."""
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    dashboard = await start_dashboard(bus, DashboardOptions(port=0))
+    base = time.time_ns() - 20 * 60 * S
+    try:
+        ids = await publish_market_day(bus, base)
+        async with open_browser(width=1400, height=1100) as browser:
+            page = await browser.open(dashboard.url)
+            await page.wait_for(f"document.querySelectorAll('#log li').length === {len(ids)}", 30, "every output")
+            await page.wait_for("!document.getElementById('market-banner').hidden", 10, "the market banner")
+            banner = await page.evaluate(
+                "(() => { const line = document.querySelector('#market-banner .market-line');"
+                " return {index: line.dataset.index, text: line.textContent,"
+                " utc: line.querySelector('time').title}; })()"
+            )
+            assert banner["index"] == "SPY"
+            for words in ("MARKET SELL-OFF SPY", "critical", "fell 35.0 bps in 300 s, 72% sold", " ET"):
+                assert words in banner["text"], banner
+            assert "exit: AAPL, BAC (expected fall 42.0 bps vs cost 1.5 bps)" in banner["text"], banner
+            assert banner["utc"].endswith("Z (UTC)")
+            badges = await page.evaluate(
+                "[...document.querySelectorAll('#log li .ctx')].map(b => ({id: b.closest('li').dataset.id,"
+                " label: b.dataset.label, text: b.textContent, title: b.title}))"
+            )
+            shown = {badge["id"]: badge for badge in badges}
+            for symbol, label in CONTEXT_LABELS.items():
+                badge = shown[f"{symbol}:large_seller:1"]
+                assert badge["label"] == label and badge["text"] == label.replace("_", "-")
+                assert "index SPY" in badge["title"] and "beta" in badge["title"] and "window 300 s" in badge["title"]
+            assert shown["AAPL:large_seller:2"]["text"] == "unknown"
+            action = await page.evaluate(
+                "(() => { const li = document.querySelector('#log li[data-kind=\"exit\"]');"
+                " return [li.querySelector('.act').textContent, li.querySelector('.exit-detail').textContent]; })()"
+            )
+            assert action == ["action: exit", "market scope: AAPL, BAC · expected fall 42.0 bps vs cost 1.5 bps"]
+            colours = await page.evaluate(
+                "Object.fromEntries([...document.querySelectorAll('#cards .card')]"
+                ".map(card => [card.dataset.symbol, card.dataset.colour]))"
+            )
+            assert colours == {"AAPL": "red", "AIG": "yellow", "BAC": "red"}
+            exit_fact = await page.evaluate(
+                "document.querySelector('.card[data-symbol=\"AAPL\"] .last-exit').textContent"
+            )
+            assert "(SPY, market scope) · exit: expected fall 42.0 bps vs cost 1.5 bps" in exit_fact
+            await asyncio.sleep(1.0)  # the charts drawn
+            shot = await page.screenshot(tmp_path / "dashboard-market-context.png")
+            assert shot.stat().st_size > 20_000
+            if os.environ.get(MARKET_SCREENSHOT):
+                shutil.copy(shot, os.environ[MARKET_SCREENSHOT])
+            assert not page.errors, page.errors
+            violations = await page.evaluate("window.orderflowDashboard.cspViolations")
+            assert set(violations) <= {"style-src-elem"}  # the chart library's own <style>; its rules are in ours
+            assert_nothing_left_the_machine(browser, page)
+    finally:
+        await dashboard.stop()
+        await bus.close()
