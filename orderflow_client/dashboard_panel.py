@@ -24,6 +24,9 @@ States: **live**; **calibrating** (no profile yet: thresholds still being fitted
 shown for one alert window after the gap, the windows that span it are not trusted); **halted** (monitoring halted,
 the stock halted, or the feed down: the bot is on its own for the symbol); **waiting** (no event on its stream
 yet); **unmonitored** (not in orderflow's position registry). Times are New York time, labelled ET.
+
+Market context: a row's alerts end with the latest one's label (``market-wide``…); a ``market_selloff`` in the window
+puts a ``MARKET SELL-OFF`` line on top; a market exit naming a position is its last exit (red; action exit / watch).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from orderflow_client import pressure
 from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.decision_records import DecisionRecord, read_decisions
 from orderflow_client.bus.marks import HandledMarks
@@ -58,7 +62,7 @@ STATE_STYLES: dict[str, str] = {
     "waiting": "yellow",
     "unmonitored": "bold red",
 }
-TRIGGER_WORDS = {"large_sellers": "sellers", "red_burst": "red burst"}
+TRIGGER_WORDS = {"large_sellers": "sellers", "red_burst": "red burst", "market_selloff": "market"}
 MARK_WORDS = {b"done": "handled", b"parked": "parked: not acted on"}
 ACTION_WORDS = {"exit": "exit", "tighten_stop": "tighten stop", "hold": "hold"}
 
@@ -100,6 +104,7 @@ class OrderFlowPanelData:
     generated_ns: int
     alert_window_seconds: float
     error: str = ""
+    selloffs: tuple[OrderFlowAlert, ...] = ()  # the market_selloff alerts of the alert window, newest per index
 
     @property
     def colour(self) -> str:
@@ -180,8 +185,9 @@ async def read_panel_data(
     ]
     exits: dict[str, ExitRecommendation] = {}
     for _seen, message in _decoded(await bus.read_range_reverse(bus.keys.exits, count=look_back)):
-        if isinstance(message, ExitRecommendation):
-            exits.setdefault(message.symbol, message)  # newest first
+        if isinstance(message, ExitRecommendation):  # newest first; a market exit is the last of each it names
+            for symbol in (message.symbol, *(message.symbols if message.scope == "market" else ())):
+                exits.setdefault(symbol, message)
     statuses = [
         (seen, message)
         for seen, message in _decoded(reversed(await bus.read_range_reverse(bus.keys.status, count=look_back)))
@@ -223,7 +229,8 @@ async def read_panel_data(
                 decision=record,
             )
         )
-    return OrderFlowPanelData(tuple(rows), now, alert_window_seconds)
+    selloffs = {alert.symbol: alert for alert in alerts if alert.alert_type == "market_selloff"}
+    return OrderFlowPanelData(tuple(rows), now, alert_window_seconds, selloffs=tuple(selloffs.values()))
 
 
 class OrderFlowPanelProvider:
@@ -317,14 +324,16 @@ def render_order_flow(data: OrderFlowPanelData, *, now: int | None = None) -> Pa
     for row in data.rows:
         counts = [f"{row.large_sellers} seller{'s' * (row.large_sellers != 1)}"] if row.large_sellers else []
         counts += [f"{row.red_bursts} burst{'s' * (row.red_bursts != 1)}"] if row.red_bursts else []
+        label = pressure.context_word(row.alerts[-1].context) if row.alerts else ""
         largest = row.largest_seller
-        exit_text = "-"
-        if row.last_exit is not None:
-            exit_text = f"{TRIGGER_WORDS[row.last_exit.trigger]} {ns_to_new_york(row.last_exit.ts_event)}"
+        exit_text, last = "-", row.last_exit
+        if last is not None:  # a market exit, or one not worth its cost, says what to do: "(exit)" / "(watch)"
+            action = f" ({last.action})" if last.scope == "market" or last.action == "watch" else ""
+            exit_text = f"{TRIGGER_WORDS[last.trigger]} {ns_to_new_york(last.ts_event)}{action}"
         table.add_row(
             Text(row.symbol, style=f"bold {row.colour}"),
             Text(row.state + (f"\n{row.reason}" if row.reason else ""), style=STATE_STYLES[row.state]),
-            Text(", ".join(counts) or "none", style=row.colour),
+            Text(", ".join(counts) + (f" · {label}" if label else "") if counts else "none", style=row.colour),
             Text(f"{largest.order_size:,} @ {format_price(largest.price_level)}" if largest is not None else "-"),
             Text(exit_text, style="bold red" if row.last_exit is not None and row.colour == "red" else ""),
             Text(row.bot_decision or "-"),
@@ -334,6 +343,9 @@ def render_order_flow(data: OrderFlowPanelData, *, now: int | None = None) -> Pa
     if data.error:
         since = f" (data from {ns_to_new_york(data.generated_ns)})" if data.generated_ns else ""
         parts.append(Text(f"ORDERFLOW UNREACHABLE{since}: {data.error}", style="bold white on red"))
+    for selloff in data.selloffs:
+        words = f"MARKET SELL-OFF {pressure.market_fall_words(selloff)} · {ns_to_new_york(selloff.ts_event)}"
+        parts.append(Text(words, style="bold white on red"))
     if not data.rows:
         parts.append(Text("no open position", style="dim"))
     else:

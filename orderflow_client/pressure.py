@@ -13,7 +13,8 @@ condition of any source (:func:`worst_monitoring`), ``live`` when none holds.
 
 The **market context** of an alert in words (:func:`context_word`: ``stock-specific``, ``market-wide``, ``mixed``,
 ``unknown``) and its numbers (:func:`context_numbers`); an exit recommendation's action against its cost
-(:func:`exit_cost_words`); a market-scope exit counts as an exit for each position it names (:func:`exit_applies`).
+(:func:`exit_cost_words`); a market sell-off's fall (:func:`market_fall_words`); a market-scope exit counts as an
+exit for each position it names (:func:`exit_applies`): it turns each of them red.
 """
 
 from __future__ import annotations
@@ -114,4 +115,16 @@ def exit_cost_words(recommendation: ExitRecommendation) -> str:
     return (
         f"{recommendation.action}: expected fall {recommendation.expected_fall_bps:.1f} bps "
         f"vs cost {recommendation.cost_bps:.1f} bps"
+    )
+
+
+def market_fall_words(alert: OrderFlowAlert) -> str:
+    """A market sell-off's fall in words: ``SPY fell 35.0 bps in 300 s, 72% sold``."""
+    context = alert.context
+    if context is None:
+        return f"{alert.symbol} sold, {alert.sell_ratio:.0%} of its volume"
+    fall = -context.index_return_bps
+    return (
+        f"{context.index or alert.symbol} {'fell' if fall >= 0 else 'moved'} {abs(fall):.1f} bps in "
+        f"{context.window_seconds} s, {context.index_sell_share:.0%} sold"
     )

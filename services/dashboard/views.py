@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orderflow_client.pressure import CONTEXT_WORDS, context_numbers, exit_cost_words
+from orderflow_client.pressure import CONTEXT_WORDS, context_numbers, exit_cost_words, market_fall_words
 from orderflow_client.prices import PRICE_SCALE, format_price
 from orderflow_client.timestamps import NANOSECONDS_PER_MILLISECOND
 from orderflow_client.wire import ExitRecommendation, MarketContext, OrderFlowAlert
@@ -107,18 +107,6 @@ def _output_fields(item: OrderFlowAlert | ExitRecommendation, state: DashboardSt
         "latency_ms": item.latency_ms,
         "context": context_view(item.context),
     }
-
-
-def market_fall_words(alert: OrderFlowAlert) -> str:
-    """A market sell-off's fall in words: ``SPY fell 35.0 bps in 300 s, 72% sold``."""
-    context = alert.context
-    if context is None:
-        return f"{alert.symbol} sold, {alert.sell_ratio:.0%} of its volume"
-    fall = -context.index_return_bps
-    return (
-        f"{context.index or alert.symbol} {'fell' if fall >= 0 else 'moved'} {abs(fall):.1f} bps in "
-        f"{context.window_seconds} s, {context.index_sell_share:.0%} sold"
-    )
 
 
 def market_view(state: DashboardState) -> list[dict[str, Any]]:

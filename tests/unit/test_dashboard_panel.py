@@ -1,5 +1,6 @@
 """The order-flow panel of a bot's dashboard: the colour rule, each monitoring state, the data read from the bus
-(the embedded one), the drawn text and colours, and the renderer wrapper. The bot's real dashboard:
+(the embedded one), the drawn text and colours, the market context (labels, a sell-off, a market exit), and the
+renderer wrapper. The bot's real dashboard:
 tests/system/test_bot_dashboard.py."""
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from orderflow_client.pressure import pressure_colour, worst_colour
 from orderflow_client.threaded import OrderFlowClient
 from orderflow_client.timestamps import now_ns, ns_to_new_york
 from orderflow_client.wire import AlertType, FeedStatus, OrderFlowAlert, Trade
+from tests.support.context_events import market_exit, market_selloff, seller_with_context
 from tests.support.events import recommendation
 
 S = 1_000_000_000
@@ -280,3 +282,64 @@ def test_a_reconnect_does_not_end_a_trading_halt_and_each_resume_clears_its_own(
         "live",
         "",
     )  # a gap shows for one alert window
+
+
+def test_the_panel_shows_each_alerts_context_label_and_a_market_selloff_line():
+    rows = (
+        SymbolOrderFlow(
+            "AAPL", "live", alerts=(seller_with_context("AAPL", 1, NOW, "stock_specific"),), colour="yellow"
+        ),
+        SymbolOrderFlow(
+            "BAC",
+            "live",
+            alerts=(seller_with_context("BAC", 1, NOW, "market_wide"),),
+            colour="red",
+            last_exit=market_exit("SPY", ("BAC",), 1, NOW - 2 * S),
+        ),
+        SymbolOrderFlow(
+            "AIG",
+            "live",
+            alerts=(seller_with_context("AIG", 1, NOW, "mixed"),),
+            colour="yellow",
+            last_exit=market_exit("SPY", ("AIG",), 2, NOW - 2 * S, action="watch", expected_fall_bps=0.8),
+        ),
+        SymbolOrderFlow("MSFT", "live", alerts=(seller_with_context("MSFT", 1, NOW, "unknown"),), colour="yellow"),
+    )
+    text, styled = draw(OrderFlowPanelData(rows, NOW, 120.0, selloffs=(market_selloff("SPY", 1, NOW - 30 * S),)))
+    line = {
+        symbol: next(row for row in text.splitlines() if f" {symbol} " in f" {row} ")
+        for symbol in ("AAPL", "BAC", "AIG", "MSFT")
+    }
+    assert "1 seller · stock-specific" in line["AAPL"]
+    assert "1 seller · market-wide" in line["BAC"] and f"market {AT_MINUS_2} (exit)" in line["BAC"]
+    assert "1 seller · mixed" in line["AIG"] and f"market {AT_MINUS_2} (watch)" in line["AIG"]
+    assert "1 seller · unknown" in line["MSFT"]
+    assert f"MARKET SELL-OFF SPY fell 35.0 bps in 300 s, 72% sold · {AT_MINUS_30}" in text
+    assert "\x1b[1;37;41mMARKET SELL-OFF" in styled  # bold white on red
+
+
+async def test_a_market_exit_naming_a_position_makes_it_red_and_is_its_last_exit():
+    bus = await Bus.connect(None, prefix=f"panel-{uuid.uuid4().hex[:8]}")
+    now = now_ns()
+    registry = PositionRegistry(bus)
+    for symbol in ("AAPL", "BAC", "AIG"):
+        await registry.open(symbol, quantity=10, entry_price=Decimal("50"))
+    own = recommendation(symbol="AAPL", number=now - 5 * S)
+    market = market_exit("SPY", ("AAPL", "BAC"), 1, now)
+    await bus.publish(
+        [
+            (bus.keys.alerts, seller_with_context("AIG", 1, now, "mixed")),
+            (bus.keys.alerts, market_selloff("SPY", 1, now - S)),
+            (bus.keys.exits, own),
+            (bus.keys.exits, market),
+        ]
+    )
+    data = await read_panel_data(bus, ["AAPL", "BAC", "AIG"])
+    rows = {row.symbol: row for row in data.rows}
+    assert (rows["AAPL"].colour, rows["AAPL"].last_exit) == ("red", market)  # the newer of its own and the market's
+    assert (rows["BAC"].colour, rows["BAC"].last_exit) == ("red", market)
+    assert (rows["AIG"].colour, rows["AIG"].last_exit) == ("yellow", None)  # not named: its own seller only
+    assert [alert.id for alert in data.selloffs] == ["SPY:market_selloff:1"] and data.colour == "red"
+    text, _ = draw(data)
+    assert "MARKET SELL-OFF SPY fell 35.0 bps" in text and "1 seller · mixed" in text
+    await bus.close()
