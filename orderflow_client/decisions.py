@@ -7,6 +7,13 @@
     log_decision(recommendation, position, last, decision)             # order_flow.exit_signal_triggered
     await record_decision(bus, "my-bot", recommendation.id, decision, last_price=last)  # for the dashboards
 
+With an :class:`~orderflow_client.exit_policy.ExitPolicy` instead, per position it chose for::
+
+    bid = await last_bid_price(bus, chosen.symbol)                      # nano-dollars: the newest bid, or last print
+    stop = policy.tightened_stop(bid, position.stop_loss, position.quantity) if chosen.choice == "tighten_stops" else 0
+    decision = carried_out(chosen, position, last, stop)                # exit, tighten_stop, hold or ignore
+    await record_decision(bus, "my-bot", chosen.position_id, decision, last_price=last)
+
 The bot decides; orderflow only recommends (the delivery is :class:`orderflow_client.risk.RiskManagerClient`'s).
 """
 
@@ -21,15 +28,16 @@ from orderflow_client import logs
 from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.decision_records import DecisionRecord, DecisionRecords
 from orderflow_client.errors import WireDecodeError
+from orderflow_client.exit_policy import PolicyDecision
 from orderflow_client.positions import Position
 from orderflow_client.prices import format_price, price_to_float, round_to_tick
 from orderflow_client.risk import HANDLED_SECONDS
 from orderflow_client.timestamps import now_ns
-from orderflow_client.wire import ExitRecommendation, Trade, decode, unbatched
+from orderflow_client.wire import BookUpdate, ExitRecommendation, Quote, Trade, decode, unbatched
 
 log = logs.get_logger(__name__)
 
-Action = Literal["exit", "tighten_stop", "hold"]
+Action = Literal["exit", "tighten_stop", "hold", "ignore"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,42 @@ class Decision:
     unrealised_pnl_percent: float
     distance_to_stop_percent: float | None
     new_stop: int = 0
+
+
+def _standing(position: Position, last_price: int) -> tuple[float, float, float | None]:
+    """Unrealised P&L (dollars, percent) and the distance to the stop (percent of the price; None: no stop)."""
+    quantity = position.quantity
+    pnl = price_to_float(last_price - position.entry_price) * quantity
+    pnl_percent = (last_price - position.entry_price) / position.entry_price * 100 * (1 if quantity > 0 else -1)
+    distance = (
+        None
+        if not position.stop_loss
+        else (last_price - position.stop_loss) / last_price * 100 * (1 if quantity > 0 else -1)
+    )
+    return pnl, pnl_percent, distance
+
+
+def carried_out(chosen: PolicyDecision, position: Position, last_price: int, new_stop: int = 0) -> Decision:
+    """What an :class:`~orderflow_client.exit_policy.ExitPolicy` choice came to on ``position``, as a
+    :class:`Decision` for :func:`log_decision` and :func:`record_decision`: ``exit``; ``tighten_stop`` to
+    ``new_stop`` (nano-dollars) when it is tighter than the stop; ``hold`` when the stop already was; ``ignore``.
+    Reasons: the headline, the policy's reason, the P&L and the stop."""
+    pnl, pnl_percent, distance = _standing(position, last_price)
+    standing = (
+        f"unrealised P&L {pnl:+,.2f} USD ({pnl_percent:+.2f} %)",
+        "no stop loss"
+        if distance is None
+        else f"{distance:.2f} % above the stop at {format_price(position.stop_loss)}",
+    )
+    if chosen.choice == "exit":
+        return Decision("exit", (f"exit {chosen.symbol}", chosen.reason, *standing), pnl, pnl_percent, distance)
+    if chosen.choice == "ignore":
+        return Decision("ignore", (f"ignore ({chosen.action})", chosen.reason, *standing), pnl, pnl_percent, distance)
+    if new_stop and new_stop != position.stop_loss:
+        headline = f"tighten the stop to {format_price(new_stop)}"
+        return Decision("tighten_stop", (headline, chosen.reason, *standing), pnl, pnl_percent, distance, new_stop)
+    headline = f"hold: the stop at {format_price(position.stop_loss)} is already as tight"
+    return Decision("hold", (headline, chosen.reason, *standing), pnl, pnl_percent, distance)
 
 
 def evaluate(recommendation: ExitRecommendation, position: Position, last_price: int) -> Decision:
@@ -59,13 +103,7 @@ def evaluate(recommendation: ExitRecommendation, position: Position, last_price:
     * otherwise → **hold**.
     """
     quantity = position.quantity
-    pnl = price_to_float(last_price - position.entry_price) * quantity
-    pnl_percent = (last_price - position.entry_price) / position.entry_price * 100 * (1 if quantity > 0 else -1)
-    distance = (
-        None
-        if not position.stop_loss
-        else (last_price - position.stop_loss) / last_price * 100 * (1 if quantity > 0 else -1)
-    )
+    pnl, pnl_percent, distance = _standing(position, last_price)
     evidence = f"order flow: {recommendation.reasoning}"
     pnl_text = f"unrealised P&L {pnl:+,.2f} USD ({pnl_percent:+.2f} %)"
     stop_text = (
@@ -109,6 +147,22 @@ async def last_trade_price(bus: Bus, symbol: str, *, look_back: int = 500) -> in
     return None
 
 
+async def last_bid_price(bus: Bus, symbol: str, *, look_back: int = 500) -> int | None:
+    """The bid of ``symbol``'s newest quote or book update among the last ``look_back`` entries of its market
+    stream (nano-dollars), else its last print; None when there is neither. What a tightened stop is set under."""
+    for entry in await bus.read_range_reverse(bus.keys.market(symbol), count=look_back):
+        try:
+            message = decode(entry.payload)
+        except WireDecodeError:
+            continue
+        for event in reversed(unbatched(message)):
+            if isinstance(event, Quote) and event.bid_price > 0:
+                return event.bid_price
+            if isinstance(event, BookUpdate) and event.bids:
+                return event.bids[0][0]
+    return await last_trade_price(bus, symbol, look_back=look_back)
+
+
 def log_decision(recommendation: ExitRecommendation, position: Position, last_price: int, decision: Decision) -> None:
     """``order_flow.exit_signal_triggered`` with the decision; ``exit_reason`` is
     ``order_flow_alert`` where it exits, so the log queries of docs/operations.md work."""
@@ -116,6 +170,8 @@ def log_decision(recommendation: ExitRecommendation, position: Position, last_pr
         "id": recommendation.id,
         "symbol": recommendation.symbol,
         "trigger": recommendation.trigger,
+        "scope": recommendation.scope,
+        "recommended": recommendation.action,
         "decision": decision.action,
         "reasons": list(decision.reasons),
         "quantity": position.quantity,

@@ -19,14 +19,17 @@ What attaching does:
 
 - **positions**: the bot's positions (``bot.positions``; the orchestrator's ``daily_trades``) are mirrored into
   orderflow's registry every ``sync_seconds`` (opens and closes, whoever made them — the bot's own stop too);
-- **exit recommendations** are judged by :func:`orderflow_client.decisions.evaluate` with the last print and acted on
-  through the bot's own order path: an exit sells with ``TradingBot.execute_trade(…, "sell", …)`` (reason
-  ``order_flow_alert: …`` in the bot's trade record) or ``TradingOrchestrator._execute_exit_order(…, "Order Flow", …)``;
-  a tighter stop is set on a valid tick (``update_position`` / the trade record's ``stop_loss``); each decision carried
-  out is logged and recorded on the bus for the dashboards. An exit the bot could not place raises, so the
-  recommendation is retried and, after ``max_attempts``, parked with a status;
-- :class:`OrderFlowDetector` answers the bot's own never-wired order-flow API (``should_trigger_exit``,
-  ``monitor_active_positions``, ``health_check``) from orderflow's streams, with the bot's ``OrderFlowAlert`` type.
+- **exit recommendations** are decided per held position by the bot owner's
+  :class:`~orderflow_client.exit_policy.ExitPolicy` (``policy=``; by default a symbol-scope exit sells, a
+  market-scope one tightens the stops of the positions it names, a watch is ignored) and carried out through the
+  bot's own paths: an exit sells with ``TradingBot.execute_trade(…, "sell", …)`` (reason ``order_flow_alert: …`` in
+  the bot's trade record) or ``TradingOrchestrator._execute_exit_order(…, "Order Flow", …)``; a tighter stop (never
+  a lower one, on a valid tick, ``tighten_to_pct`` under the bid) goes where the bot's own stop check reads it
+  (``update_position`` / the trade record's ``stop_loss``); each decision is logged and recorded on the bus under
+  its position id for the dashboards. An exit the bot could not place raises, so it is retried and, after
+  ``max_attempts``, parked with a status.
+
+The bot's own order-flow API: :class:`orderflow_client.robinhood_detector.OrderFlowDetector`.
 """
 
 from __future__ import annotations
@@ -34,16 +37,16 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from orderflow_client import logs
-from orderflow_client.decisions import Decision, evaluate, log_decision
+from orderflow_client.decisions import Decision, carried_out, log_decision
+from orderflow_client.exit_policy import ExitPolicy, PolicyDecision, for_position
 from orderflow_client.positions import Position
 from orderflow_client.prices import format_price, price_from_any
 from orderflow_client.threaded import OrderFlowClient
-from orderflow_client.wire import ExitRecommendation, OrderFlowAlert
+from orderflow_client.wire import ExitRecommendation
 
 log = logs.get_logger("orderflow_client.robinhood")
 
@@ -57,27 +60,6 @@ class ExitNotPlaced(RuntimeError):
 
 class NoLastPrice(RuntimeError):
     """No print of the symbol on orderflow's stream yet: the decision waits (retried)."""
-
-
-def bot_alert(alert: OrderFlowAlert, alert_class: type | None = None) -> Any:
-    """orderflow's alert as the bot's own ``trading_bot.order_flow.OrderFlowAlert``: ``Decimal`` price, aware UTC
-    ``datetime``, ``None`` where the field does not apply (price and size of a red burst, ratio of a large seller)."""
-    if alert_class is None:
-        from trading_bot.order_flow.data_models import (  # type: ignore[import-not-found]  # the bot's own package
-            OrderFlowAlert as bot_alert_class,
-        )
-    else:
-        bot_alert_class = alert_class
-    large = alert.alert_type == "large_seller"
-    return bot_alert_class(
-        symbol=alert.symbol,
-        alert_type=alert.alert_type,
-        severity=alert.severity,
-        order_size=alert.order_size if large else None,
-        price_level=Decimal(format_price(alert.price_level)) if large else None,
-        volume_ratio=None if large else alert.volume_ratio,
-        timestamp_utc=datetime.fromtimestamp(alert.ts_event / 1e9, tz=UTC),
-    )
 
 
 class PositionSync:
@@ -161,61 +143,79 @@ def _stop_or_none(shares: Any, entry: Any, stop: Any) -> Any:
 
 
 class _Adapter:
-    """What both bots share: judge a recommendation against the bot's holding with the last print."""
+    """What both bots share: the policy's decision per held position, carried out through the bot's own path."""
 
-    def __init__(self, client: OrderFlowClient) -> None:
+    def __init__(self, client: OrderFlowClient, policy: ExitPolicy | None = None) -> None:
         self.client = client
+        self.policy = policy or ExitPolicy()
 
     def holdings(self) -> dict[str, Holding]:
         raise NotImplementedError
 
-    def carry_out(self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int) -> None:
+    def sell(self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int) -> None:
+        raise NotImplementedError
+
+    def set_stop(self, symbol: str, holding: Holding, stop: int) -> None:
         raise NotImplementedError
 
     def on_exit(self, recommendation: ExitRecommendation) -> None:
-        """Decide, carry it out, then log and record it (not before: a failed attempt is retried, not decided twice)."""
-        decided = self.decide(recommendation)
-        if decided is None:
-            return
-        holding, decision, last, position = decided
-        self.carry_out(recommendation, holding, decision, last)
-        log_decision(recommendation, position, last, decision)
-        self.client.record_decision(recommendation.id, decision, last_price=last)
-
-    def decide(self, recommendation: ExitRecommendation) -> tuple[Holding, Decision, int, Position] | None:
-        """The bot's holding, the decision, the last print and the position as orderflow sees it; None when the bot
-        holds nothing."""
-        holding = self.holdings().get(recommendation.symbol)
-        if holding is None:
+        """The policy's decision for each held position the recommendation names (one: the client hands a market
+        one over per position), carried out, then logged and recorded under its position id (not before: a failed
+        attempt is retried, not decided twice)."""
+        holdings = self.holdings()
+        chosen = self.policy.decide(recommendation, holdings)
+        if not chosen:
             log.info(
                 "order_flow.recommendation_ignored",
                 id=recommendation.id,
                 symbol=recommendation.symbol,
-                reason="the bot holds no position",
+                reason="the bot holds no position it names",
                 source="bot_adapter",
             )
-            return None
-        last = self.client.last_price(recommendation.symbol)
+        for choice in chosen:
+            self.carry_out(recommendation, choice, holdings[choice.symbol])
+
+    def carry_out(self, recommendation: ExitRecommendation, choice: PolicyDecision, holding: Holding) -> None:
+        symbol = choice.symbol
+        if recommendation.scope == "market":  # as the client hands it over: about this position (logs, trade record)
+            recommendation = for_position(recommendation, symbol)
+        last = self.client.last_price(symbol)
         if last is None:
-            raise NoLastPrice(f"no print of {recommendation.symbol} on orderflow's stream yet")
+            raise NoLastPrice(f"no print of {symbol} on orderflow's stream yet")
         shares, entry, stop = holding
-        stop_price = price_from_any(_price(stop)) if stop not in (None, 0) else 0
         position = Position(
-            symbol=recommendation.symbol,
+            symbol=symbol,
             quantity=int(shares),
             entry_price=price_from_any(_price(entry)),
-            stop_loss=stop_price,
+            stop_loss=price_from_any(_price(stop)) if stop not in (None, 0) else 0,
         )
-        return holding, evaluate(recommendation, position, last), last, position
+        new_stop = 0
+        if choice.choice == "tighten_stops":
+            new_stop = self.policy.tightened_stop(
+                self.client.bid_price(symbol) or last, position.stop_loss, int(shares)
+            )
+        decision = carried_out(choice, position, last, new_stop)
+        if decision.action == "exit":
+            self.sell(recommendation, holding, decision, last)
+        elif decision.action == "tighten_stop":
+            self.set_stop(symbol, holding, decision.new_stop)
+        log_decision(recommendation, position, last, decision)
+        self.client.record_decision(choice.position_id, decision, last_price=last)
 
 
 class TradingBotAdapter(_Adapter):
     """``TradingBot``: positions from ``bot.positions``; exits through ``execute_trade``; stops through
-    ``update_position``.
-    With ``loop`` (the bot's running event loop) every action runs on that loop, between the bot's own steps."""
+    ``update_position`` (what its ``check_stop_loss`` sells on). With ``loop`` (the bot's running event loop) every
+    action runs on that loop, between the bot's own steps."""
 
-    def __init__(self, bot: Any, client: OrderFlowClient, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        super().__init__(client)
+    def __init__(
+        self,
+        bot: Any,
+        client: OrderFlowClient,
+        loop: asyncio.AbstractEventLoop | None = None,
+        policy: ExitPolicy | None = None,
+    ) -> None:
+        super().__init__(client, policy)
         self.bot = bot
         self.loop = loop
 
@@ -225,48 +225,53 @@ class TradingBotAdapter(_Adapter):
             for symbol, p in dict(self.bot.positions).items()
         }
 
-    def carry_out(self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int) -> None:
-        if self.loop is not None:
+    def _on_loop(self, action: Callable[[], None]) -> None:
+        if self.loop is None:
+            action()
+            return
 
-            async def act() -> None:
-                self._place(recommendation, holding, decision, last)
+        async def act() -> None:
+            action()
 
-            asyncio.run_coroutine_threadsafe(act(), self.loop).result(60)
-        else:
-            self._place(recommendation, holding, decision, last)
+        asyncio.run_coroutine_threadsafe(act(), self.loop).result(60)
 
-    def _place(self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int) -> None:
+    def sell(self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int) -> None:
+        self._on_loop(lambda: self._sell(recommendation, holding, decision, last))
+
+    def set_stop(self, symbol: str, holding: Holding, stop: int) -> None:
         shares, entry, _stop = holding
+        self._on_loop(lambda: self.bot.update_position(symbol, shares, entry, Decimal(format_price(stop))))
+
+    def _sell(self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int) -> None:
+        shares = holding[0]
         symbol = recommendation.symbol
-        if decision.action == "exit":
-            if not self.bot.is_running:
-                raise ExitNotPlaced(f"TradingBot is not running: cannot sell {symbol}")
-            price = Decimal(format_price(last))
-            # execute_trade says nothing when its safety checks block a trade: ask them first, so a blocked exit is
-            # retried (and parked with a status after max_attempts), never taken for done
-            verdict = self.bot.safety_checks.validate_trade(
-                symbol=symbol,
-                action="SELL",
-                quantity=int(shares),
-                price=float(price),
-                current_buying_power=self.bot.get_buying_power(),
-            )
-            if not verdict.is_safe:
-                raise ExitNotPlaced(f"TradingBot's safety checks blocked selling {symbol}: {verdict.reason}")
-            self.bot.execute_trade(
-                symbol, "sell", int(shares), price, f"order_flow_alert: {decision.reasons[0]} [{recommendation.id}]"
-            )
-            self.bot.positions.pop(symbol, None)  # as the bot's own stop-loss path does once it has sold
-        elif decision.action == "tighten_stop":
-            self.bot.update_position(symbol, shares, entry, Decimal(format_price(decision.new_stop)))
+        if not self.bot.is_running:
+            raise ExitNotPlaced(f"TradingBot is not running: cannot sell {symbol}")
+        price = Decimal(format_price(last))
+        # execute_trade says nothing when its safety checks block a trade: ask them first, so a blocked exit is
+        # retried (and parked with a status after max_attempts), never taken for done
+        verdict = self.bot.safety_checks.validate_trade(
+            symbol=symbol,
+            action="SELL",
+            quantity=int(shares),
+            price=float(price),
+            current_buying_power=self.bot.get_buying_power(),
+        )
+        if not verdict.is_safe:
+            raise ExitNotPlaced(f"TradingBot's safety checks blocked selling {symbol}: {verdict.reason}")
+        self.bot.execute_trade(
+            symbol, "sell", int(shares), price, f"order_flow_alert: {decision.reasons[0]} [{recommendation.id}]"
+        )
+        self.bot.positions.pop(symbol, None)  # as the bot's own stop-loss path does once it has sold
 
 
 class OrchestratorAdapter(_Adapter):
     """``TradingOrchestrator``: positions from ``daily_trades``; exits through ``_execute_exit_order`` (which only
-    drops the trade from ``daily_trades`` when the broker took the order: anything else is retried)."""
+    drops the trade from ``daily_trades`` when the broker took the order: anything else is retried); stops in the
+    trade record's ``stop_loss`` (what its monitoring loop sells on)."""
 
-    def __init__(self, orchestrator: Any, client: OrderFlowClient) -> None:
-        super().__init__(client)
+    def __init__(self, orchestrator: Any, client: OrderFlowClient, policy: ExitPolicy | None = None) -> None:
+        super().__init__(client, policy)
         self.orchestrator = orchestrator
         self._lock = threading.Lock()
 
@@ -276,74 +281,23 @@ class OrchestratorAdapter(_Adapter):
             for trade in list(self.orchestrator.daily_trades)
         }
 
-    def carry_out(self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int) -> None:
+    def sell(self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int) -> None:
         shares, entry, _stop = holding
         symbol = recommendation.symbol
         with self._lock:
-            if decision.action == "exit":
-                price = float(format_price(last))
-                profit = (price - float(entry)) * float(shares)
-                self.orchestrator._execute_exit_order(
-                    symbol, float(shares), price, "Order Flow", profit, decision.unrealised_pnl_percent
-                )
-                if any(trade["symbol"] == symbol for trade in self.orchestrator.daily_trades):
-                    raise ExitNotPlaced(f"the orchestrator's exit order for {symbol} was not placed (see its log)")
-            elif decision.action == "tighten_stop":
-                for trade in self.orchestrator.daily_trades:
-                    if trade["symbol"] == symbol:
-                        trade["stop_loss"] = float(format_price(decision.new_stop))
+            price = float(format_price(last))
+            profit = (price - float(entry)) * float(shares)
+            self.orchestrator._execute_exit_order(
+                symbol, float(shares), price, "Order Flow", profit, decision.unrealised_pnl_percent
+            )
+            if any(trade["symbol"] == symbol for trade in self.orchestrator.daily_trades):
+                raise ExitNotPlaced(f"the orchestrator's exit order for {symbol} was not placed (see its log)")
 
-
-class OrderFlowDetector:
-    """The bot's own order-flow API (``trading_bot.order_flow.OrderFlowDetector``), answered from orderflow's
-    streams."""
-
-    def __init__(
-        self, client: OrderFlowClient, alert_window_seconds: float = 120.0, alert_class: type | None = None
-    ) -> None:
-        self.client = client
-        self.alert_window_seconds = alert_window_seconds
-        self.alert_class = alert_class
-        self.alert_history: list[Any] = []
-
-    def should_trigger_exit(self, symbol: str | None = None) -> bool:
-        """True when orderflow recommended an exit (of ``symbol``, or of any symbol) within the alert window."""
-        return bool(self.client.recent("exits", self.alert_window_seconds, symbol))
-
-    def monitor_active_positions(self, symbols: list[str]) -> dict[str, list[Any]]:
-        """The alerts of the alert window for each of ``symbols`` (the bot's ``OrderFlowAlert``); kept in
-        ``alert_history``."""
-        alerts = self.client.recent("alerts", self.alert_window_seconds)
-        found = {
-            symbol: [bot_alert(alert, self.alert_class) for alert in alerts if alert.symbol == symbol]
-            for symbol in symbols
-        }
-        for symbol_alerts in found.values():
-            for alert in symbol_alerts:
-                if alert not in self.alert_history:
-                    self.alert_history.append(alert)
-        return found
-
-    def health_check(self) -> dict[str, Any]:
-        """``status`` ok/degraded, the last alert, and whether orderflow (Redis, and monitoring of held symbols)
-        answers."""
-        dependencies = {"orderflow_redis": "unknown", "orderflow_monitoring": "unknown"}
-        status: dict[str, Any] = {
-            "status": "ok",
-            "timestamp_utc": datetime.now(UTC).isoformat(),
-            "last_alert_count": len(self.alert_history),
-            "last_alert_timestamp": self.alert_history[-1].timestamp_utc.isoformat() if self.alert_history else None,
-            "dependencies": dependencies,
-        }
-        try:
-            dependencies["orderflow_redis"] = "ok" if self.client.ping() else "unreachable"
-        except Exception as error:
-            dependencies["orderflow_redis"] = f"unreachable: {type(error).__name__}"
-        unmonitored = sorted(self.client.client.stats.unmonitored) if self.client.client is not None else []
-        dependencies["orderflow_monitoring"] = f"unmonitored: {', '.join(unmonitored)}" if unmonitored else "ok"
-        if dependencies["orderflow_redis"] != "ok" or unmonitored or not self.client.running:
-            status["status"] = "degraded"
-        return status
+    def set_stop(self, symbol: str, holding: Holding, stop: int) -> None:
+        with self._lock:
+            for trade in self.orchestrator.daily_trades:
+                if trade["symbol"] == symbol:
+                    trade["stop_loss"] = float(format_price(stop))
 
 
 class Attached(OrderFlowClient):
@@ -385,16 +339,30 @@ def attach_trading_bot(
     name: str,
     loop: asyncio.AbstractEventLoop | None = None,
     sync_seconds: float = 1.0,
+    policy: ExitPolicy | None = None,
     **client_options: Any,
 ) -> Attached:
-    """Start orderflow for a ``TradingBot``: positions mirrored, recommendations acted on through its own order path."""
-    return _attach(lambda client: TradingBotAdapter(bot, client, loop), redis_url, name, sync_seconds, **client_options)
+    """Start orderflow for a ``TradingBot``: positions mirrored, recommendations acted on through its own order path
+    as ``policy`` says (:class:`~orderflow_client.exit_policy.ExitPolicy`'s defaults when None)."""
+    return _attach(
+        lambda client: TradingBotAdapter(bot, client, loop, policy), redis_url, name, sync_seconds, **client_options
+    )
 
 
 def attach_orchestrator(
-    orchestrator: Any, redis_url: str, *, name: str, sync_seconds: float = 1.0, **client_options: Any
+    orchestrator: Any,
+    redis_url: str,
+    *,
+    name: str,
+    sync_seconds: float = 1.0,
+    policy: ExitPolicy | None = None,
+    **client_options: Any,
 ) -> Attached:
     """Start orderflow for a ``TradingOrchestrator`` (threads): the same, through ``_execute_exit_order``."""
     return _attach(
-        lambda client: OrchestratorAdapter(orchestrator, client), redis_url, name, sync_seconds, **client_options
+        lambda client: OrchestratorAdapter(orchestrator, client, policy),
+        redis_url,
+        name,
+        sync_seconds,
+        **client_options,
     )

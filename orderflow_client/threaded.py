@@ -29,7 +29,7 @@ from typing import Any, Literal, TypeVar, overload
 
 from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.decision_records import DecisionRecord
-from orderflow_client.decisions import Decision, last_trade_price, record_decision
+from orderflow_client.decisions import Decision, last_bid_price, last_trade_price, record_decision
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.positions import Position, PositionRegistry
 from orderflow_client.risk import RiskManagerClient
@@ -166,6 +166,11 @@ class OrderFlowClient:
     def last_price(self, symbol: str) -> int | None:
         """The symbol's last print on orderflow's market stream (nano-dollars), None when there is none."""
         return self._call(last_trade_price(self._connected(), symbol))
+
+    def bid_price(self, symbol: str) -> int | None:
+        """The symbol's newest bid on orderflow's market stream (nano-dollars), else its last print; None when there
+        is neither (:func:`orderflow_client.decisions.last_bid_price`)."""
+        return self._call(last_bid_price(self._connected(), symbol))
 
     def record_decision(
         self, recommendation_id: str, decision: Decision | DecisionRecord, *, last_price: int = 0
