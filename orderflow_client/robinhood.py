@@ -236,13 +236,13 @@ class TradingBotAdapter(_Adapter):
         asyncio.run_coroutine_threadsafe(act(), self.loop).result(60)
 
     def sell(self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int) -> None:
-        self._on_loop(lambda: self._sell(recommendation, holding, decision, last))
+        self._on_loop(lambda: self._place_sale(recommendation, holding, decision, last))
 
     def set_stop(self, symbol: str, holding: Holding, stop: int) -> None:
         shares, entry, _stop = holding
         self._on_loop(lambda: self.bot.update_position(symbol, shares, entry, Decimal(format_price(stop))))
 
-    def _sell(self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int) -> None:
+    def _place_sale(self, recommendation: ExitRecommendation, holding: Holding, decision: Decision, last: int) -> None:
         shares = holding[0]
         symbol = recommendation.symbol
         if not self.bot.is_running:
