@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, overload
 
 from orderflow_client.bus.connection import Bus
-from orderflow_client.bus.decision_records import DecisionRecord
+from orderflow_client.bus.decision_records import DecisionRecord, read_decisions
 from orderflow_client.decisions import Decision, last_bid_price, last_trade_price, record_decision
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.positions import Position, PositionRegistry
@@ -181,6 +181,11 @@ class OrderFlowClient:
         return self._call(
             record_decision(self._connected(), self.name, recommendation_id, decision, last_price=last_price)
         )
+
+    def decisions(self, recommendation_ids: list[str]) -> dict[str, DecisionRecord]:
+        """What this bot recorded on each of ``recommendation_ids`` (or position ids, ``<id>@<symbol>``, of a
+        market-scope one): id → record, for those it recorded (one round trip)."""
+        return self._call(read_decisions(self._connected(), self.name, recommendation_ids))
 
     def ping(self) -> bool:
         """True when Redis answers (PING); raises :class:`~orderflow_client.errors.BusUnavailableError` when not."""

@@ -5,9 +5,13 @@ Alpaca ``TradingClient.submit_order``; TradingBot runs in its paper mode, which 
 
     python tests/support/bot_adoption_scenario.py trading_bot|orchestrator      (REDIS_URL, ORDER_FLOW_KEY_PREFIX set)
 
+Both run with orderflow's default :class:`~orderflow_client.exit_policy.ExitPolicy`: OUT's own sellers (a symbol-scope
+exit) sell it; a market selloff naming TIGHT, AMZN and NVDA (not held) tightens the stops of TIGHT and AMZN and
+touches nothing else.
+
 Protocol on stdout (where the bot's own console log goes too): a line ``READY`` once the bot's positions are in
-orderflow's registry; the test then restarts Redis and replays the market data; the script prints a line
-``RESULT {json}`` of what happened and exits.
+orderflow's registry; the test then restarts Redis, replays the market data and publishes the market selloff; the
+script prints a line ``RESULT {json}`` of what happened and exits.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from orderflow_client import guest_logging
-from orderflow_client.robinhood import OrderFlowDetector, attach_orchestrator, attach_trading_bot
+from orderflow_client.robinhood import attach_orchestrator, attach_trading_bot
+from orderflow_client.robinhood_detector import OrderFlowDetector
 
 REDIS_URL = os.environ["REDIS_URL"]
 PREFIX = os.environ["ORDER_FLOW_KEY_PREFIX"]
 TIMEOUT = 90.0
-HELD = {"OUT", "TIGHT", "AMZN"}  # two synthetic sessions (sellers), and Amazon on a real day (2012-06-21, Nasdaq)
+HELD = {"OUT", "TIGHT", "AMZN"}  # two synthetic sessions (sellers; quiet), and Amazon on a real day (2012-06-21)
+NAMED = ("TIGHT", "AMZN", "NVDA")  # the positions the market selloff names (NVDA is not held)
 
 
 def zone_at_eight_in_the_morning() -> str:
@@ -49,6 +55,16 @@ def wait(condition, seconds: float = TIMEOUT) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def market_decisions(orderflow) -> dict:
+    """The market selloff's id and what the bot recorded for each position it names: position → (action, stop)."""
+    selloffs = [item for item in orderflow.recent("exits", 3600) if item.scope == "market"]
+    if not selloffs:
+        return {}
+    identifier = selloffs[-1].id
+    found = orderflow.decisions([f"{identifier}@{symbol}" for symbol in NAMED])
+    return {key.rsplit("@", 1)[1]: [record.action, record.new_stop] for key, record in found.items()}
 
 
 def facade_report(orderflow) -> dict:
@@ -81,8 +97,8 @@ def trading_bot() -> dict:
     bot = TradingBot(paper_trading=True, trading_timezone=zone_at_eight_in_the_morning())
     guest_logging(Path("logs/order_flow"))
     bot.update_position("OUT", 100, Decimal("49.00"), Decimal("48.00"))  # in profit at ~49.6: protect the gain
-    bot.update_position("TIGHT", 100, Decimal("50.00"), Decimal("45.00"))  # losing, far from its stop: tighten it
-    bot.update_position("AMZN", 10, Decimal("220.00"), Decimal("215.00"))  # a real, ordinary day: nothing to do
+    bot.update_position("TIGHT", 100, Decimal("50.00"), Decimal("45.00"))  # quiet; named by the market selloff
+    bot.update_position("AMZN", 10, Decimal("220.00"), Decimal("215.00"))  # an ordinary day; named by the selloff
     result: dict = {}
 
     async def main() -> None:
@@ -100,6 +116,7 @@ def trading_bot() -> dict:
                 lambda: (
                     "OUT" not in bot.positions
                     and bot.positions["TIGHT"]["stop_loss"] != Decimal("45.00")
+                    and bot.positions["AMZN"]["stop_loss"] != Decimal("215.00")
                     and {p.symbol for p in orderflow.positions()} == {"TIGHT", "AMZN"}
                 ),
             )
@@ -108,6 +125,8 @@ def trading_bot() -> dict:
                 done=done,
                 positions=sorted(bot.positions),
                 tightened=str(bot.positions["TIGHT"]["stop_loss"]),
+                tightened_amzn=str(bot.positions["AMZN"]["stop_loss"]),
+                market_decisions=await asyncio.to_thread(market_decisions, orderflow),
                 registry=sorted(p.symbol for p in orderflow.positions()),
                 handled=stats.handled,
                 handler_failures=stats.handler_failures,
@@ -194,6 +213,7 @@ def orchestrator() -> dict:
             lambda: (
                 not any(t["symbol"] == "OUT" for t in orchestrator.daily_trades)
                 and next(t for t in orchestrator.daily_trades if t["symbol"] == "TIGHT")["stop_loss"] != 45.0
+                and next(t for t in orchestrator.daily_trades if t["symbol"] == "AMZN")["stop_loss"] != 215.0
                 and {p.symbol for p in orderflow.positions()} == {"TIGHT", "AMZN"}
             )
         )
@@ -203,6 +223,8 @@ def orchestrator() -> dict:
             "submitted": submitted,
             "trades": [t["symbol"] for t in orchestrator.daily_trades],
             "tightened": next(t for t in orchestrator.daily_trades if t["symbol"] == "TIGHT")["stop_loss"],
+            "tightened_amzn": next(t for t in orchestrator.daily_trades if t["symbol"] == "AMZN")["stop_loss"],
+            "market_decisions": market_decisions(orderflow),
             "handled": stats.handled,
             "handler_failures": stats.handler_failures,
             "parked": stats.parked,

@@ -5,6 +5,7 @@ and a Redis killed and restarted in the middle. Only broker calls are stubbed.""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -16,7 +17,12 @@ from pathlib import Path
 import pytest
 import redis as redis_client
 
+from orderflow_client.bus.connection import Bus
+from orderflow_client.timestamps import now_ns
+from orderflow_client.wire import ExitRecommendation, MarketContext, decode
+from services.detector.service import DetectorService
 from services.tools.scenarios import write_scenario
+from shared.config import OrderFlowConfig
 from tests.support.cli import orderflow_environment, run_orderflow, start_orderflow
 from tests.support.paths import REPO, shared_data
 from tests.support.redis_server import RedisProcess, free_port, redis_server_binary
@@ -34,6 +40,30 @@ def _bot_or_fail() -> Path:
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
     return BOT
+
+
+async def _publish_market_selloff(redis_url: str, prefix: str) -> None:
+    """A market selloff as the detector's sink publishes it: SPY is sold, naming TIGHT, AMZN and NVDA (not held)."""
+    now = now_ns()
+    selloff = ExitRecommendation(
+        id=f"SPY:exit:market_selloff:{now}",
+        symbol="SPY",
+        trigger="market_selloff",
+        ts_event=now,
+        ts_recv=now,
+        timestamp_utc="",
+        alert_ids=(f"SPY:market_selloff:{now}",),
+        reasoning="SPY fell 45 bps in 300 s on 71 % aggressive selling",
+        scope="market",
+        symbols=("TIGHT", "AMZN", "NVDA"),
+        action="exit",
+        expected_fall_bps=30.0,
+        cost_bps=1.0,
+        context=MarketContext(label="market_wide", index="SPY", window_seconds=300, index_return_bps=-45.0),
+    )
+    async with await Bus.connect(redis_url, prefix=prefix) as bus:
+        config = OrderFlowConfig(detector_lease_seconds=0, key_prefix=prefix)
+        await DetectorService(config, bus, symbols=[]).sink.publish([selloff])
 
 
 def installable_requirements() -> list[str]:
@@ -145,12 +175,13 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
         redis.stop()  # SIGKILL: the append-only file keeps the registry
         redis.start()
         captures = []
-        for symbol in ("OUT", "TIGHT"):
+        for symbol, session in (("OUT", "large-sellers"), ("TIGHT", "quiet")):
             captures.append(tmp_path / f"{symbol}.capture")
-            write_scenario("large-sellers", captures[-1], symbol=symbol)
+            write_scenario(session, captures[-1], symbol=symbol)
         for files in ([str(path) for path in captures], [str(amazon)]):
             replayed = run_orderflow("replay", *files, env=env, timeout=180)
             assert replayed.returncode == 0, replayed.stdout[-2000:] + replayed.stderr[-2000:]
+        asyncio.run(_publish_market_selloff(redis.url, prefix))  # TIGHT's and AMZN's bids are on their streams now
         # one detector per shard of symbols: the synthetic sessions on the absolute thresholds they were written
         # against, the real day adaptive (the default, which calibrates on the day itself); two on one host need
         # names of their own (the default, detector-<hostname>, would be refused to the second: exit 6)
@@ -166,9 +197,8 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not caught_up(client, prefix, ["AMZN"]):
             time.sleep(0.5)
-        amazon_exits = [
-            fields for _id, fields in client.xrange(f"{prefix}:exits") if b"AMZN" in next(iter(fields.values()))
-        ]
+        exits = [decode(next(iter(fields.values()))) for _id, fields in client.xrange(f"{prefix}:exits")]
+        amazon_exits = [item for item in exits if isinstance(item, ExitRecommendation) and item.symbol == "AMZN"]
         amazon_done = caught_up(client, prefix, ["AMZN"])
         client.close()
     finally:
@@ -179,13 +209,16 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
     assert scenario.returncode == 0, err[-4000:]
     result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT ") :])
     assert result["done"], json.dumps(result) + err[-6000:]
-    assert result["handler_failures"] >= 1 and result["handled"] == 2 and result["parked"] == 0, (
-        result
-    )  # retried, not lost
+    # OUT's exit (retried, not lost) and the market selloff's two held positions, each once
+    assert result["handler_failures"] >= 1 and result["handled"] == 3 and result["parked"] == 0, result
     assert result["registry"] == ["AMZN", "TIGHT"]  # the closed position left the registry
-    assert amazon_done and amazon_exits == []  # the real day: read to its end, no exit recommended for the held AMZN
-    tightened = str(result["tightened"])
-    assert 45 < float(tightened) < 50 and len(tightened.split(".")[1]) <= 2, tightened  # on a penny tick
+    assert amazon_done and amazon_exits == []  # the real day: read to its end, no exit of its own for the held AMZN
+    tightened, tightened_amzn = str(result["tightened"]), str(result["tightened_amzn"])
+    assert 45 < float(tightened) < 50 and len(tightened.split(".")[1]) <= 2, tightened  # 0.5 % under the bid, a tick
+    assert 215 < float(tightened_amzn) < 240 and len(tightened_amzn.split(".")[1]) <= 2, tightened_amzn
+    decided = result["market_decisions"]  # recorded per position; NVDA (not held) has none
+    assert sorted(decided) == ["AMZN", "TIGHT"] and {action for action, _stop in decided.values()} == {"tighten_stop"}
+    assert f"{decided['TIGHT'][1] / 1e9:.2f}" == f"{float(tightened):.2f}", decided
     if bot == "trading_bot":
         assert result["positions"] == ["AMZN", "TIGHT"]
         assert result["registry_after_own_close"] == ["AMZN"]  # the bot's own close reached the registry
@@ -200,11 +233,13 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
         assert "Trading bot started" in bot_log  # the bot's own lines still reach its file after orderflow attached
         assert "TRADE EXECUTED | Symbol=OUT | Action=sell" in bot_log and "Reason=order_flow_alert: exit" in bot_log
         assert "Position updated: TIGHT" in bot_log and f"Stop Loss=${tightened}" in bot_log
+        assert f"Position updated: AMZN | Shares=10 | Entry=$220.00 | Stop Loss=${tightened_amzn}" in bot_log
+        assert bot_log.count("Position updated: OUT") == 1  # its own opening only: the selloff did not name it
         assert bot_log.count("Trade rejected: Bot not running") == 0  # never tried while blocked: retried instead
         assert "order_flow.exit_signal_triggered" in bot_log  # orderflow's decisions reach the bot's log too
     else:
         assert [symbol for symbol, _qty, _side in result["submitted"]] == ["OUT", "OUT"]  # rejected, then placed
-        assert result["trades"] == ["TIGHT", "AMZN"]
+        assert result["trades"] == ["TIGHT", "AMZN"]  # the selloff sold nothing
         bot_log = (tmp_path / "logs" / "trading_bot.log").read_text()
         assert "Failed to execute Order Flow exit for OUT" in bot_log and "Exit order placed: order-2" in bot_log
         assert "order_flow.exit_signal_triggered" in bot_log
