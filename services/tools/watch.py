@@ -7,6 +7,12 @@ symbols through leases, which detector and which ingest own it (``NOBODY`` in
 red: no detector holds its lease); below, the latest alerts. Colours: **yellow** one large seller,
 **orange** several, **red** a red burst or an exit recommendation (each for one alert window after it was seen).
 
+Market context: the ``context`` column says whether a position's latest alert is ``stock-specific``,
+``market-wide``, ``mixed`` or ``unknown`` (the index beside it); a ``market_selloff`` seen within the alert window puts
+a ``MARKET SELL-OFF`` line on top (the index, its fall, when in ET, the positions its market exit names); a market
+exit is the last exit of each position it names (red, as its own would be), and exits show their action (``exit`` /
+``watch``) with the expected fall against the cost in bps.
+
 :class:`WatchState` folds bus messages (pure, tested); :func:`render` draws it.
 """
 
@@ -24,7 +30,7 @@ from orderflow_client.bus.leases import Leases, holder_of
 from orderflow_client.bus.streams import as_text
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.positions import PositionRegistry
-from orderflow_client.pressure import pressure_colour
+from orderflow_client.pressure import context_word, exit_cost_words, market_fall_words, pressure_colour
 from orderflow_client.prices import format_price
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns, ns_to_new_york
 from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode
@@ -64,6 +70,8 @@ class WatchState:
     unreachable_since: int = 0  # ns: Redis has not answered since then (0: it answers)
     skipped: int = 0  # entries that are not orderflow messages (undecodable or foreign)
     detectors_alive: int = 0  # detectors listed as members (sharing the symbols through leases); 0: no leases
+    selloffs: dict[str, tuple[int, OrderFlowAlert]] = field(default_factory=dict)  # index → (wall ns seen, alert)
+    market_exits: dict[str, ExitRecommendation] = field(default_factory=dict)  # index → its latest market exit
 
     def view(self, symbol: str) -> SymbolView:
         return self.symbols.setdefault(symbol, SymbolView())
@@ -72,9 +80,15 @@ class WatchState:
         if isinstance(message, OrderFlowAlert):
             self.view(message.symbol).alerts.append((seen_ns, message))
             self.recent.appendleft(message)
+            if message.alert_type == "market_selloff":
+                self.selloffs[message.symbol] = (seen_ns, message)
         elif isinstance(message, ExitRecommendation):
-            view = self.view(message.symbol)
-            view.last_exit, view.exit_seen_ns = message, seen_ns
+            market = message.symbols if message.scope == "market" else ()
+            for symbol in (message.symbol, *market):  # a market exit is the last exit of each position it names
+                view = self.view(symbol)
+                view.last_exit, view.exit_seen_ns = message, seen_ns
+            if message.scope == "market":
+                self.market_exits[message.symbol] = message
             self.recent.appendleft(message)
         elif isinstance(message, FeedStatus) and message.state not in INFORMATIONAL_STATES:
             for symbol in message.symbols:
@@ -90,6 +104,21 @@ class WatchState:
         for symbol, value in ingests.items():
             self.view(symbol).ingest = holder_of(value)
 
+    def market_lines(self, now: int) -> list[str]:
+        """A line per index sold off within the alert window (wall clock), e.g. ``MARKET SELL-OFF SPY fell 35.0 bps
+        in 300 s, 72% sold · 10:31:20 ET · exit: AAPL, BAC (exit: expected fall 42.0 bps vs cost 1.5 bps)``."""
+        lines = []
+        for index, (seen, alert) in sorted(self.selloffs.items()):
+            if now - seen > self.window_ns:
+                continue
+            line = f"MARKET SELL-OFF {market_fall_words(alert)} · {ns_to_new_york(alert.ts_event)}"
+            market_exit = self.market_exits.get(index)
+            if market_exit is not None and market_exit.ts_event >= alert.ts_event:
+                named = ", ".join(market_exit.symbols) or "no position"
+                line += f" · {market_exit.action}: {named} ({exit_cost_words(market_exit)})"
+            lines.append(line)
+        return lines
+
     def colour(self, symbol: str, now: int) -> str:
         view = self.view(symbol)
         while view.alerts and now - view.alerts[0][0] > self.window_ns:
@@ -101,7 +130,7 @@ class WatchState:
 def render(state: WatchState, held: list[str], now: int) -> Group:
     positions = Table(title="orderflow watch", title_justify="left", expand=False)
     owners = state.detectors_alive > 0
-    columns = ["symbol", "monitoring", "large sellers", "red bursts", "last exit recommendation"]
+    columns = ["symbol", "monitoring", "large sellers", "red bursts", "context", "last exit recommendation"]
     for column in [*columns, "owner (detector / ingest)"] if owners else columns:
         positions.add_column(column)
     for symbol in held:
@@ -110,12 +139,18 @@ def render(state: WatchState, held: list[str], now: int) -> Group:
         sellers = sum(alert.alert_type == "large_seller" for _, alert in view.alerts)
         bursts = sum(alert.alert_type == "red_burst" for _, alert in view.alerts)
         monitoring = view.state + (f" ({view.state_detail})" if view.state_detail and view.state != "monitored" else "")
-        exit_text = f"{view.last_exit.trigger} {ns_to_new_york(view.last_exit.ts_event)}" if view.last_exit else "-"
+        exit_text = "-"
+        if view.last_exit is not None:
+            scope = f" ({view.last_exit.symbol}, market)" if view.last_exit.symbol != symbol else ""
+            when = ns_to_new_york(view.last_exit.ts_event)
+            exit_text = f"{view.last_exit.trigger}{scope} {when} · {exit_cost_words(view.last_exit)}"
+        latest_alert = view.alerts[-1][1] if view.alerts else None
         cells = [
             Text(symbol, style=f"bold {colour}"),
             Text(monitoring, style="red" if view.state != "monitored" else ""),
             Text(str(sellers), style=colour),
             Text(str(bursts), style="red" if bursts else ""),
+            Text((context_word(latest_alert.context) if latest_alert else "") or "-"),
             Text(exit_text, style="bold red" if view.last_exit else ""),
         ]
         if owners:
@@ -125,28 +160,32 @@ def render(state: WatchState, held: list[str], now: int) -> Group:
         positions.add_row(*cells)
     latest = Table(title="latest", title_justify="left", show_header=False, box=None)
     latest.add_column("what")
+    latest.add_column("context")
     for message in state.recent:
         if isinstance(message, ExitRecommendation):
-            latest.add_row(
-                Text(f"EXIT  {message.symbol} {message.trigger}: {message.reasoning[:100]}", style="bold red")
-            )
+            named = f" [market: {', '.join(message.symbols)}]" if message.scope == "market" else ""
+            words = f"EXIT  {message.symbol} {message.trigger}{named} {exit_cost_words(message)}: {message.reasoning}"
+            latest.add_row(Text(words[:160], style="bold red"), Text(context_word(message.context)))
         else:
             colour = "red" if message.alert_type == "red_burst" else state.colour(message.symbol, now)
-            what = (
-                f"{message.order_size:,} @ {format_price(message.price_level)} ({message.source})"
-                if message.alert_type == "large_seller"
-                else f"volume {message.volume_ratio:.1f}x, sells {message.sell_ratio:.0%}"
-            )
+            if message.alert_type == "large_seller":
+                what = f"{message.order_size:,} @ {format_price(message.price_level)} ({message.source})"
+            elif message.alert_type == "market_selloff":
+                colour, what = "bold red", market_fall_words(message)
+            else:
+                what = f"volume {message.volume_ratio:.1f}x, sells {message.sell_ratio:.0%}"
             latest.add_row(
-                Text(f"ALERT {message.symbol} {message.alert_type} {message.severity}: {what}", style=colour)
+                Text(f"ALERT {message.symbol} {message.alert_type} {message.severity}: {what}", style=colour),
+                Text(context_word(message.context), style=colour),
             )
+    parts: list[Table | Text] = [Text(line, style="bold white on red") for line in state.market_lines(now)]
     if state.unreachable_since:
         banner = Text(
             f"REDIS UNREACHABLE since {ns_to_new_york(state.unreachable_since)}: nothing shown is current; retrying",
             style="bold white on red",
         )
-        return Group(banner, positions, latest)
-    return Group(positions, latest)
+        parts.insert(0, banner)
+    return Group(*parts, positions, latest)
 
 
 async def follow(bus: Bus, state: WatchState, positions: list[str], last_ids: dict[str, str]) -> None:

@@ -1,4 +1,5 @@
-"""``orderflow watch``: colours as documented, and a real terminal (tmux) view."""
+"""``orderflow watch``: colours as documented, the market context (labels, a sell-off line, a market exit), and a
+real terminal (tmux) view."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert
 from services.tools.demo import SYMBOLS
 from services.tools.watch import WatchState
 from tests.support.cli import ORDERFLOW, orderflow_environment, run_orderflow
+from tests.support.context_events import market_exit, market_selloff, seller_with_context
 from tests.support.paths import REPO, program
 
 S = 1_000_000_000
@@ -198,3 +200,77 @@ def test_watch_shows_which_detector_and_ingest_own_each_position(redis_url, key_
         assert "det-two / ing-one" in rows[symbol]
     for symbol in owned["det-one"]:
         assert "NOBODY / ing-one" in rows[symbol]
+
+
+def test_context_labels_a_market_line_and_a_market_exit_in_the_view():
+    """Hand-made outputs: each position's latest alert's label, the MARKET SELL-OFF line (fall, ET, the positions
+    its exit names and its arithmetic) while within the alert window, the named positions red with the market exit
+    as their last; the line is gone once the window has passed."""
+    from rich.console import Console
+
+    from services.tools.watch import render
+
+    at = 1_796_000_000 * S  # 2026-11-30 00:53:20 UTC, 19:53:20 ET
+    state = WatchState(window_ns=120 * S)
+    for number, (symbol, label) in enumerate(
+        [("AAPL", "stock_specific"), ("BAC", "market_wide"), ("AIG", "mixed"), ("MSFT", "unknown")], 1
+    ):
+        state.apply(seller_with_context(symbol, number, at, label), seen_ns=at)
+    state.apply(market_selloff("SPY", 1, at + S), seen_ns=at + S)
+    state.apply(market_exit("SPY", ("AAPL", "BAC"), 1, at + 2 * S), seen_ns=at + 2 * S)
+    held = ["AAPL", "AIG", "BAC", "MSFT"]
+    assert [state.colour(symbol, at + 3 * S) for symbol in held] == ["red", "yellow", "red", "yellow"]
+    console = Console(width=200, record=True)
+    console.print(render(state, held, at + 3 * S))
+    text = console.export_text()
+    assert (
+        "MARKET SELL-OFF SPY fell 35.0 bps in 300 s, 72% sold · 19:53:21 ET · exit: AAPL, BAC "
+        "(exit: expected fall 42.0 bps vs cost 1.5 bps)"
+    ) in text
+    rows = {line.split("│")[1].strip(): line for line in text.splitlines() if line.count("│") > 4}
+    assert "stock-specific" in rows["AAPL"] and "market-wide" in rows["BAC"]
+    assert "mixed" in rows["AIG"] and "unknown" in rows["MSFT"]
+    assert "market_selloff (SPY, market) 19:53:22 ET · exit: expected fall 42.0 bps vs cost 1.5 bps" in rows["AAPL"]
+    assert "EXIT  SPY market_selloff [market: AAPL, BAC] exit: expected fall 42.0 bps vs cost 1.5 bps" in text
+    assert "ALERT SPY market_selloff critical: SPY fell 35.0 bps in 300 s, 72% sold" in text
+    assert rows["AIG"].count("-") >= 1 and "market_selloff" not in rows["AIG"]  # AIG is not named
+    later = Console(width=200, record=True)
+    later.print(render(state, held, at + 125 * S))
+    assert "MARKET SELL-OFF" not in later.export_text()  # older than the alert window
+    assert state.colour("AAPL", at + 125 * S) == "green"
+
+
+@pytest.mark.redis
+def test_watch_once_on_real_redis_shows_the_market_context(redis_url, key_prefix, tmp_path):
+    """``orderflow watch --once`` on a real Redis holding hand-made outputs: the market line and the labels."""
+    import asyncio
+
+    from orderflow_client.bus.connection import Bus
+    from orderflow_client.positions import PositionRegistry
+
+    now = time.time_ns()
+
+    async def publish() -> None:
+        async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+            for symbol in ("AAPL", "BAC"):
+                await PositionRegistry(bus).open(symbol, quantity=100, entry_price="50.00")
+            await bus.publish(
+                [
+                    (bus.keys.alerts, seller_with_context("AAPL", 1, now - 3 * S, "stock_specific")),
+                    (bus.keys.alerts, seller_with_context("BAC", 1, now - 3 * S, "market_wide")),
+                    (bus.keys.alerts, market_selloff("SPY", 1, now - 2 * S)),
+                    (bus.keys.exits, market_exit("SPY", ("BAC",), 1, now - S, action="watch", expected_fall_bps=0.9)),
+                ]
+            )
+
+    asyncio.run(publish())
+    env = orderflow_environment(
+        REDIS_URL=redis_url, ORDER_FLOW_KEY_PREFIX=key_prefix, ORDER_FLOW_LOG_DIR=str(tmp_path), COLUMNS="220"
+    )
+    done = run_orderflow("watch", "--once", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "MARKET SELL-OFF SPY fell 35.0 bps in 300 s, 72% sold" in done.stdout
+    assert "watch: BAC (watch: expected fall 0.9 bps vs cost 1.5 bps)" in done.stdout
+    rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines() if line.count("│") > 4}
+    assert "stock-specific" in rows["AAPL"] and "market-wide" in rows["BAC"]
+    assert "market_selloff (SPY, market)" in rows["BAC"] and "market_selloff" not in rows["AAPL"]
