@@ -149,7 +149,7 @@ def success_metrics_table(report: BacktestReport) -> Table | None:
         title_justify="left",
     )
     for column in ("metric", "all", "95%", "chance", "target", "met", *CONTEXTS[1:]):
-        table.add_column(column, justify="left" if column == "metric" else "right")
+        table.add_column(column, justify="left" if column == "metric" else "right", no_wrap=column == "metric")
     for row in metrics.table:
         table.add_row(
             row.metric,

@@ -3,6 +3,7 @@ self-contained file whose charts are drawn by the inlined Lightweight Charts lib
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections import Counter
@@ -41,7 +42,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     environment = orderflow_environment(ORDER_FLOW_METRICS_PORT="0")
     done = run_orderflow("backtest", *map(str, files), "--out", str(out), env=environment, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert "signals versus chance" in done.stdout
+    assert "signals versus chance" in done.stdout and "success metrics over 3 positions" in done.stdout
     return out
 
 
@@ -147,3 +148,66 @@ async def test_the_report_draws_its_charts_in_a_real_browser_with_nothing_fetche
         assert shot.stat().st_size > 50_000  # a drawn page, not a blank one (kept in the test's tmp path)
         assert page.requests == [served]
         assert_nothing_left_the_machine(browser, page)
+
+
+TARGETS = ["> 60 %", "–", "< 10 %", "5–15", "–", "0", "≥ 0 (+150 targeted)", "> 30 %", "> chance", "–"]
+
+
+def test_the_success_metrics_are_in_the_json_and_on_the_page(report):
+    document = json.loads((report / "report.json").read_text())
+    metrics = document["success_metrics"]
+    assert metrics["positions"] == 3 and metrics["drop_pct"] == 1.0 and metrics["stop_loss_pct"] == 2.0
+    assert [row["target"] for row in metrics["table"]] == TARGETS
+    assert all(
+        set(row["by_context"]) == {"stock_specific", "market_wide", "mixed", "unknown"} for row in metrics["table"]
+    )
+    # every session of a stock is a symbol-day, quiet or not; its alerts are those of per_day
+    rate = metrics["alerts_per_symbol_day"]["all"]
+    assert rate["symbol_days"] == 3 and rate["alerts"] == sum(day["alerts"] for day in document["per_day"].values())
+    reasons = metrics["exit_reasons"]["all"]
+    assert reasons["order_flow"] + reasons["stop"] + reasons["close"] == 3
+    page = (report / "report.html").read_text()
+    section = page.split('<h2 id="success-metrics">')[1].split("</table>")[0]
+    assert all(html.escape(target) in section for target in TARGETS) and "ET" in section
+    assert section.count("<tr>") == len(TARGETS) + 1
+
+
+@pytest.fixture(scope="module")
+def one_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """AIG 2013-10-07 with the index's trades beside it and the bot's own two positions (one without a stop)."""
+    folder = tmp_path_factory.mktemp("one-day")
+    (folder / "trades.csv").write_text(
+        "symbol,entry_time,entry_price,quantity,stop\n"
+        "AIG,2013-10-07T10:00:00,48.94,100,48.80\n"
+        "AIG,2013-10-07T13:00:00,48.87,200,\n"
+    )
+    files = [
+        shared_data("algoseek", "aig", "20131007_trade.zip"),
+        shared_data("algoseek", "aig", "20131007_quote.zip"),
+        shared_data("algoseek", "spy", "20131007_trade.zip"),
+    ]
+    out = folder / "report"
+    done = run_orderflow(
+        "backtest", *map(str, files), "--positions", str(folder / "trades.csv"), "--drop-pct", "0.3",
+        "--stop-loss-pct", "0.2", "--out", str(out), env=orderflow_environment(ORDER_FLOW_METRICS_PORT="0"),
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return out, done.stdout
+
+
+def test_the_bots_own_positions_on_one_real_day_with_the_index_beside_it(one_day):
+    out, printed = one_day
+    document = json.loads((out / "report.json").read_text())
+    metrics = document["success_metrics"]
+    assert document["settings"]["positions"] == "given" and metrics["positions"] == 2
+    assert metrics["drop_pct"] == 0.3 and metrics["table"][0]["metric"] == "exited before a 0.3 % drop"
+    # AIG moved 0.7 % that day: both positions saw a 0.3 % drop from their peak
+    assert metrics["exited_before_drop"]["all"]["total"] == 2
+    # the first kept its own stop (48.80), the second got one 0.2 % under its entry (48.77): AIG's bid reached both
+    trades = document["following_exits"]["trades"]
+    assert [t["held_exit_reason"] for t in trades] == ["stop", "stop"]
+    pnl = metrics["exit_pnl"]["all"]
+    assert pnl["stop_only_bps"] < 0 and pnl["positions"] == 2
+    assert metrics["alerts_per_symbol_day"]["all"]["symbol_days"] == 1  # AIG's day; the index is not a stock
+    assert "success metrics over 2 positions" in printed and "exited before a 0.3 % drop" in printed
