@@ -18,6 +18,9 @@ import pytest
 import redis as redis_client
 
 from orderflow_client.bus.connection import Bus
+from orderflow_client.decisions import last_bid_price
+from orderflow_client.exit_policy import ExitPolicy
+from orderflow_client.prices import format_price
 from orderflow_client.timestamps import now_ns
 from orderflow_client.wire import ExitRecommendation, MarketContext, decode
 from services.detector.service import DetectorService
@@ -64,6 +67,12 @@ async def _publish_market_selloff(redis_url: str, prefix: str) -> None:
     async with await Bus.connect(redis_url, prefix=prefix) as bus:
         config = OrderFlowConfig(detector_lease_seconds=0, key_prefix=prefix)
         await DetectorService(config, bus, symbols=[]).sink.publish([selloff])
+
+
+async def _bids(redis_url: str, prefix: str, symbols: tuple[str, ...]) -> dict[str, int]:
+    """Each symbol's newest bid on its market stream (nano-dollars): what its stop was tightened under."""
+    async with await Bus.connect(redis_url, prefix=prefix) as bus:
+        return {symbol: await last_bid_price(bus, symbol) or 0 for symbol in symbols}
 
 
 def installable_requirements() -> list[str]:
@@ -200,6 +209,7 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
         exits = [decode(next(iter(fields.values()))) for _id, fields in client.xrange(f"{prefix}:exits")]
         amazon_exits = [item for item in exits if isinstance(item, ExitRecommendation) and item.symbol == "AMZN"]
         amazon_done = caught_up(client, prefix, ["AMZN"])
+        bids = asyncio.run(_bids(redis.url, prefix, ("TIGHT", "AMZN")))
         client.close()
     finally:
         for process in (scenario, *detectors):
@@ -214,8 +224,10 @@ def test_the_real_bot_acts_on_orderflow_through_its_own_order_path(bot, bot_pyth
     assert result["registry"] == ["AMZN", "TIGHT"]  # the closed position left the registry
     assert amazon_done and amazon_exits == []  # the real day: read to its end, no exit of its own for the held AMZN
     tightened, tightened_amzn = str(result["tightened"]), str(result["tightened_amzn"])
-    assert 45 < float(tightened) < 50 and len(tightened.split(".")[1]) <= 2, tightened  # 0.5 % under the bid, a tick
-    assert 215 < float(tightened_amzn) < 240 and len(tightened_amzn.split(".")[1]) <= 2, tightened_amzn
+    policy = ExitPolicy()  # what both scenarios run with: 0.5 % under the bid, on a penny, never lower
+    assert float(tightened) == float(format_price(policy.tightened_stop(bids["TIGHT"], 45 * 10**9, 100))), bids
+    assert float(tightened_amzn) == float(format_price(policy.tightened_stop(bids["AMZN"], 215 * 10**9, 10))), bids
+    assert 45 < float(tightened) < bids["TIGHT"] / 1e9 and 215 < float(tightened_amzn) < bids["AMZN"] / 1e9
     decided = result["market_decisions"]  # recorded per position; NVDA (not held) has none
     assert sorted(decided) == ["AMZN", "TIGHT"] and {action for action, _stop in decided.values()} == {"tighten_stop"}
     assert f"{decided['TIGHT'][1] / 1e9:.2f}" == f"{float(tightened):.2f}", decided
