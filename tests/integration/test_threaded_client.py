@@ -139,3 +139,51 @@ def test_guest_logging_keeps_the_hosts_handlers_and_writes_orderflows_file(tmp_p
         root.setLevel(saved[1])
         structlog.configure(**saved_structlog)
         host.close()
+
+
+def test_a_threaded_bot_gets_a_market_exit_per_held_position_with_its_bid_and_records_per_position(
+    redis_url, key_prefix
+):
+    """A market selloff naming AAPL and NVDA reaches a bot holding AAPL as one queued delivery about AAPL; the bid
+    the stop goes under is the newest quote's (not the later print); the decision is recorded under <id>@AAPL."""
+    import msgspec
+
+    from orderflow_client.decisions import carried_out
+    from orderflow_client.exit_policy import ExitPolicy
+    from orderflow_client.positions import Position
+    from orderflow_client.wire import Quote, Trade
+
+    policy = ExitPolicy()
+    with OrderFlowClient(
+        redis_url, name="threaded", callbacks="queue", key_prefix=key_prefix, held_symbols=lambda: {"AAPL"}
+    ) as orderflow:
+        bus = orderflow._connected()
+        assert orderflow.bid_price("AAPL") is None  # nothing on its stream yet
+        quote = Quote(
+            symbol="AAPL", ts_event=1, ts_recv=1, ts_arrival=1, bid_price=187_430_000_000, bid_size=100,
+            ask_price=187_450_000_000, ask_size=100,
+        )  # fmt: skip
+        trade = Trade(symbol="AAPL", ts_event=2, ts_recv=2, ts_arrival=2, price=187_440_000_000, size=100)
+        for event in (quote, trade):
+            orderflow._call(bus.client.xadd(bus.keys.market("AAPL"), {"event": encode(event)}))
+        assert orderflow.bid_price("AAPL") == 187_430_000_000 and orderflow.last_price("AAPL") == 187_440_000_000
+        selloff = msgspec.structs.replace(
+            _recommendation(3), id="SPY:exit:market_selloff:3", symbol="SPY", trigger="market_selloff",
+            scope="market", symbols=("AAPL", "NVDA"),
+        )  # fmt: skip
+        orderflow._call(bus.client.xadd(bus.keys.exits, {"exit": encode(selloff)}))
+        delivery = orderflow.deliveries.get(timeout=10)
+        assert (delivery.recommendation.symbol, delivery.recommendation.symbols) == ("AAPL", ("AAPL",))
+        [chosen] = policy.decide(delivery.recommendation, {"AAPL"})
+        position = Position(symbol="AAPL", quantity=200, entry_price=180_000_000_000, stop_loss=184_000_000_000)
+        new_stop = policy.tightened_stop(orderflow.bid_price("AAPL") or 0, position.stop_loss, position.quantity)
+        decision = carried_out(chosen, position, orderflow.last_price("AAPL") or 0, new_stop)
+        assert (decision.action, decision.new_stop) == ("tighten_stop", 186_490_000_000)
+        assert orderflow.record_decision(chosen.position_id, decision)
+        delivery.done()
+        wait_for(lambda: orderflow.client.stats.handled == 1, timeout=10, what="the delivery handled")
+        assert orderflow.deliveries.empty()  # NVDA is not held: nothing for it
+        recorded = orderflow.decisions(["SPY:exit:market_selloff:3@AAPL", "SPY:exit:market_selloff:3@NVDA"])
+        assert {key: (record.action, record.new_stop) for key, record in recorded.items()} == {
+            "SPY:exit:market_selloff:3@AAPL": ("tighten_stop", 186_490_000_000)
+        }
