@@ -14,6 +14,8 @@ of event time (a burst's episode in UTC seconds). Ids from the shared days::
     AAPL:red_burst:1340287230:warning                                episode second, severity
     AIG:exit:large_sellers:AIG:large_seller:tape:1381262391759000000:43129   the third seller's id
     AIG:exit:red_burst:AIG:red_burst:1381160768:critical             the critical burst's id
+    SPY:market_selloff:1381171800000000000                           the index's episode start (ts)
+    SPY:exit:market_selloff:SPY:market_selloff:1381171800000000000   the market_selloff alert's id
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from orderflow_client.wire import (
     ExitRecommendation,
     FeedState,
     FeedStatus,
+    MarketContext,
     OrderFlowAlert,
     Severity,
     Trade,
@@ -248,6 +251,68 @@ def red_burst_exit(alert: OrderFlowAlert) -> ExitRecommendation:
         severity="critical",
         session=alert.session,
         evidence={"volume_ratio": round(alert.volume_ratio, 3), "sell_ratio": round(alert.sell_ratio, 3)},
+    )
+
+
+def market_selloff_alert(
+    index: str,
+    *,
+    episode_start: int,
+    ts: int,
+    ts_recv: int,
+    severity: Severity,
+    session: TradingSession,
+    price: int,
+    sell_share: float,
+    sell_volume: int,
+    evidence: Evidence,
+    context: MarketContext,
+) -> OrderFlowAlert:
+    """The market itself sold: ``index``'s sell-off episode that started at ``episode_start`` (ns), raised at
+    ``ts`` (``SYM:market_selloff:<episode start ts>``). ``price`` is the index's (nano-dollars); ``evidence``
+    says which of the fall and the exit rule held (:class:`services.detector.exits.SelloffRule`)."""
+    return OrderFlowAlert(
+        id=f"{index}:market_selloff:{episode_start}",
+        symbol=index,
+        alert_type="market_selloff",
+        severity=severity,
+        source="index",
+        ts_event=ts,
+        ts_recv=ts_recv,
+        timestamp_utc=ns_to_utc_iso(ts),
+        order_size=sell_volume,
+        price_level=price,
+        sell_ratio=round(sell_share, 4),
+        session=session,
+        evidence=evidence,
+        context=context,
+    )
+
+
+def market_selloff_exit(alert: OrderFlowAlert, positions: tuple[str, ...]) -> ExitRecommendation:
+    """The market-scope exit of a market_selloff alert, naming every open position ``positions`` (sorted)."""
+    evidence = alert.evidence
+    fall = f"moved {float(evidence.get('index_return_bps', 0.0)):+.1f} bps in {evidence.get('window_seconds', 0)} s"
+    reasoning = (
+        f"Market sell-off: {alert.symbol} {fall} (a fall of {evidence.get('threshold_bps', 0)} bps counts"
+        f"{'; its own exit rule fired: large sellers or a critical red burst' if evidence.get('exit_rule') else ''}). "
+        f"Every open position ({', '.join(positions) or 'none'}) is exposed: consider exiting or hedging."
+    )
+    return ExitRecommendation(
+        id=f"{alert.symbol}:exit:market_selloff:{alert.id}",
+        symbol=alert.symbol,
+        trigger="market_selloff",
+        ts_event=alert.ts_event,
+        ts_recv=alert.ts_recv,
+        timestamp_utc=alert.timestamp_utc,
+        alert_ids=(alert.id,),
+        reasoning=reasoning,
+        severity=alert.severity,
+        session=alert.session,
+        evidence={key: value for key, value in evidence.items() if key != "trigger_exit"},
+        scope="market",
+        symbols=positions,
+        context=alert.context,
     )
 
 

@@ -3,7 +3,8 @@
 The rules engine hands the recorder what it already computes (completed aggressive orders, quotes and
 books, the prints that count toward volume, the red-burst rule's ratio once a second), so a session is
 summed up without a second pass over the data and without I/O; :mod:`services.detector.profiles`
-builds a profile from such sessions.
+builds a profile from such sessions. It also keeps the price at the end of each minute of the regular session
+(the NBBO's or book's mid; the last print's price while no quote was seen), the stock's minute mids.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
 from services.detector.profiles import DayStatistics
 from services.detector.volume_curve import BUCKET_SECONDS
 
+REGULAR_MINUTES = 390
+"""Minutes of a full regular session (09:30–16:00 ET): the minute mids recorded at most."""
+MINUTE_NS = 60 * NANOSECONDS_PER_SECOND
 RATIO_RESOLUTION = 10
 """Burst ratio readings are kept in tenths (a ratio of 3.47 counts as 34)."""
 
@@ -36,10 +40,12 @@ class DayRecorder:
         "day",
         "first_ns",
         "last_ns",
+        "minute_mids",
         "notional",
         "offer_sizes",
         "open_ns",
         "order_sizes",
+        "quoted",
         "ratios",
         "spreads",
         "symbol",
@@ -58,6 +64,8 @@ class DayRecorder:
         self.volume_total = 0
         self.notional = 0
         self.first_ns = self.last_ns = 0
+        self.minute_mids: list[int] = []  # nano-dollars at each minute's end from the open; 0 before the first
+        self.quoted = False
         self._asks_displayed_since = 0
         self._asks_displayed: Levels = ()
         self._current_spread_since = 0
@@ -76,11 +84,29 @@ class DayRecorder:
         """An NBBO from ``ts`` on (nano-dollar prices, size in shares)."""
         self._display_asks(ts, ((ask, ask_size),) if ask > 0 else ())
         self._spread_from(ts, bid, ask)
+        if 0 < bid <= ask:
+            self.quoted = True
+            self._minute_price(ts, (bid + ask) // 2)
 
     def record_book(self, ts: int, bids: Levels, asks: Levels) -> None:
         """A depth book from ``ts`` on: every ask level counts toward the displayed sizes."""
         self._display_asks(ts, asks)
-        self._spread_from(ts, bids[0][0] if bids else 0, asks[0][0] if asks else 0)
+        bid, ask = bids[0][0] if bids else 0, asks[0][0] if asks else 0
+        self._spread_from(ts, bid, ask)
+        if 0 < bid <= ask:
+            self.quoted = True
+            self._minute_price(ts, (bid + ask) // 2)
+
+    def _minute_price(self, ts: int, price: int) -> None:
+        """The price (nano-dollars) from ``ts`` on: its minute's value, the minutes before it since the last one
+        carried forward."""
+        minute = (ts - self.open_ns) // MINUTE_NS
+        if not 0 <= minute < REGULAR_MINUTES:
+            return
+        mids = self.minute_mids
+        if len(mids) <= minute:
+            mids.extend([mids[-1] if mids else 0] * (minute + 1 - len(mids)))
+        mids[minute] = price
 
     def _display_asks(self, ts: int, levels: Levels) -> None:
         """The previous ask levels are credited with the time they were displayed."""
@@ -117,6 +143,8 @@ class DayRecorder:
         self.volume_total += size
         self.notional += price * size
         self._seen(ts)
+        if not self.quoted:
+            self._minute_price(ts, price)
 
     @property
     def vwap(self) -> int:
@@ -135,4 +163,5 @@ class DayRecorder:
             volume=self.volume_total,
             vwap=self.vwap,
             observed_seconds=max(0, (self.last_ns - self.first_ns) // NANOSECONDS_PER_SECOND),
+            minute_mids=tuple(self.minute_mids),
         )

@@ -5,20 +5,16 @@ expired alerts (see :mod:`services.detector.outputs`) — and does no I/O, so th
 and tests run the very same code on the same events and get the same alert ids. Event time only: the engine never
 reads a clock.
 
-Per event, in order: session tagging; feed statuses from ingest (gaps and trading halts reset the windows);
-integrity (a bad event halts monitoring); a new trading day rebuilds the thresholds; a session change resets the
-windows; time-driven work (an aggressive order that is complete, book appearances that have persisted, alerts
-leaving the exit window); then the event itself moves the NBBO, the book, the resting orders (an order-by-order
-source), the tape orders and the volume windows.
-
-This module is the dispatch. The rules live in :mod:`~services.detector.tape`, :mod:`~services.detector.book`,
-:mod:`~services.detector.orders`, :mod:`~services.detector.bursts` and :mod:`~services.detector.exits`; what
-they judge against in :mod:`~services.detector.threshold_lifecycle`; what an alert says in
-:mod:`~services.detector.alert_builders`; the settings in :mod:`~services.detector.rule_settings`.
+Per event: session tagging; feed statuses (gaps and halts reset the windows); integrity (a bad event halts
+monitoring); a new day rebuilds the thresholds; a session change resets the windows; time-driven work (a complete
+aggressive order, persisted book appearances, alerts leaving the exit window); then the event moves the NBBO, the
+book, the resting orders, the tape orders and the volume windows. :class:`~services.detector.market_context.MarketWatch`
+(market settings) sees each event first (prices, index flow) and each alert last (context, sell-off, exit cost).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Literal, cast
 
 from orderflow_client.wire import (
@@ -44,6 +40,7 @@ from services.detector.bursts import RedBursts
 from services.detector.day_recorder import DayRecorder
 from services.detector.exits import ExitRule
 from services.detector.integrity import Integrity, MarketData
+from services.detector.market_context import MarketWatch
 from services.detector.orders import Iceberg, SellOrders
 from services.detector.outputs import ExpiredAlerts, Output
 from services.detector.profiles import DayStatistics, SymbolProfile
@@ -93,6 +90,7 @@ class SymbolEngine:
         self.session: TradingSession | Literal[""] = ""  # the session of the last usable event
         self.last_ts = 0  # the last usable event: its event time and receive time (ns), for :meth:`advance`
         self.last_recv = 0
+        self.emit_hook: Callable[[SymbolEngine, OrderFlowAlert, list[Output]], None] | None = None
 
     @property
     def thresholds(self) -> Thresholds:
@@ -156,12 +154,8 @@ class SymbolEngine:
 
     # --- time passing between events (live) -------------------------------------------
     def advance(self, now_recv: int) -> list[Output]:
-        """Live: event time moves on while no event arrives, so a large offer is reported once it has rested
-        ``persistence``, not at the next event (seconds later on a quiet stock). ``now_recv`` is on the ``ts_recv``
-        clock (ns); event time is the last event's plus the receive time elapsed since. The alert is stamped with
-        the moment the offer had rested long enough (``latency_ms`` says how late the heartbeat was) and carries the
-        id the next event would have given it, so live and offline runs agree. The tape needs no heartbeat (a large
-        order alerts at the print that makes it large); a new session or day waits for a real event."""
+        """Live: a large offer is reported once it rested ``persistence`` though no event came (``now_recv``: ns,
+        ``ts_recv`` clock), stamped then with the id the next event would give it. A new day waits for an event."""
         if not self.offers.appearances or not self.last_recv or self.integrity.halted:
             return []
         ts = self.last_ts + (now_recv - self.last_recv)
@@ -188,8 +182,7 @@ class SymbolEngine:
             return None
         return self._receive_time(min(starts) + self.settings.persistence_ns)
 
-    def flush(self) -> list[Output]:
-        """End of input: complete the aggressive order in progress."""
+    def flush(self) -> list[Output]:  # end of input: complete the aggressive order in progress
         order = self.tape.end_order()
         if order is not None:
             self._order_completed(order)
@@ -259,6 +252,8 @@ class SymbolEngine:
 
     # --- alerts ------------------------------------------------------------------
     def _emit(self, alert: OrderFlowAlert, outputs: list[Output]) -> None:
+        if self.emit_hook is not None:
+            return self.emit_hook(self, alert, outputs)
         outputs.append(alert)
         recommendation = self.exits.on_alert(alert)
         if recommendation is not None:
@@ -271,8 +266,7 @@ class SymbolEngine:
             recorder.record_order(order.size)
 
     def _order_grew(self, order: AggressiveOrder, session: TradingSession, outputs: list[Output]) -> None:
-        """The order's running size after a print: alert the moment it crosses the threshold (``warning``, or
-        ``critical`` at twice it), and once more when a warning order crosses twice the threshold."""
+        """Alert when the order's running size crosses the threshold (``critical`` at twice it), again at twice."""
         threshold = self.lifecycle.large_order_size(session)
         if order.size < threshold or order.alerted == "critical":
             return
@@ -287,8 +281,8 @@ class SymbolEngine:
     def _offer_rested(
         self, appearance: Appearance, ts: int, ts_recv: int, session: TradingSession, outputs: list[Output]
     ) -> None:
-        """A large offer has rested long enough (as of ``ts``): one alert, ``critical`` at twice the threshold
-        unless the bid side shows as much (two-sided); with orders, of the largest single order (one seller, named)."""
+        """A large offer rested long enough (as of ``ts``): ``critical`` at twice the threshold unless two-sided;
+        with orders, judged on the largest single order (one seller, named)."""
         threshold = self.lifecycle.offer_size(session)
         largest_bid = self.offers.largest_bid()
         two_sided = largest_bid >= self.settings.two_sided_ratio * appearance.size
@@ -305,11 +299,8 @@ class SymbolEngine:
 
 
 class Engine:
-    """Every monitored symbol's rules; events of any symbol in arrival order.
-
-    ``settings`` apply to every symbol, unless ``config`` is given: then each
-    symbol gets its own (``symbol_overrides``).
-    """
+    """Every monitored symbol's rules; events of any symbol in arrival order. ``settings`` apply to every symbol,
+    unless ``config`` is given: then each symbol gets its own (``symbol_overrides``)."""
 
     def __init__(
         self,
@@ -327,6 +318,20 @@ class Engine:
         self.symbols: dict[str, SymbolEngine] = {}
         self.profiles: dict[str, SymbolProfile] = dict(profiles or {})
         self.profile_source = profile_source
+        market = settings.market
+        self.market = MarketWatch(market, self.conditions, self.sessions, self.symbols) if market else None
+
+    def set_open_positions(self, symbols: Iterable[str]) -> None:  # named by a market-scope exit (sorted, no index)
+        if self.market is not None:
+            self.market.set_open_positions(symbols)
+
+    def observe_index(self, event: MarketEvent) -> None:
+        """Move an index's state with ``event`` only (no rules, no outputs): another detector runs its rules."""
+        if self.market is not None and type(event) is not FeedStatus:
+            self.market.observe(cast(MarketData, event))
+
+    def is_index(self, symbol: str) -> bool:  # an index of market context (market_symbols, sector_etfs)
+        return self.market is not None and symbol in self.market.indexes
 
     def set_profile(self, symbol: str, profile: SymbolProfile | None) -> None:
         """Use ``profile``'s sessions as the history of ``symbol`` (before its first event)."""
@@ -348,11 +353,12 @@ class Engine:
                 profile.sessions if profile else (),
                 self.profile_source,
             )
+            if self.market is not None:
+                engine.emit_hook = self.market.emit
         return engine
 
     def reset(self, symbol: str, ts: int) -> None:
-        """Forget ``symbol``'s windows as of event time ``ts`` (ns), as a feed gap does: after an event its
-        rules failed on, their state cannot be trusted."""
+        """Forget ``symbol``'s windows as of event time ``ts`` (ns), as a feed gap does (its rules failed)."""
         engine = self.symbols.get(symbol)
         if engine is not None:
             engine.reset_windows(ts)
@@ -364,8 +370,8 @@ class Engine:
                 outputs.extend(self.engine_for(symbol).process_status(event))
             return outputs
         data = cast(MarketData, event)  # not a status: a trade, a quote or a book
-        engine = self.symbols.get(data.symbol)
-        return (engine or self.engine_for(data.symbol)).process(data)
+        engine = self.symbols.get(data.symbol) or self.engine_for(data.symbol)
+        return engine.process(data) if self.market is None else self.market.process(engine, data)
 
     def flush(self) -> list[Output]:
         outputs: list[Output] = []

@@ -20,6 +20,53 @@ EXTENDED_SESSIONS = ("pre_market", "after_hours")
 
 
 @dataclass(frozen=True)
+class MarketSettings:
+    """Market context, the market-wide sell-off and the exit cost rule, in rule units (ns, bps).
+
+    ``market_symbols`` (the first is every symbol's index) and the ``sector_etfs`` values are the indexes;
+    ``sector_etfs`` pairs a symbol with its own index. ``window_ns`` is ``context_window_seconds``; ``stale_ns``
+    ``context_stale_seconds``; ``horizon_seconds`` ``exit_horizon_seconds``. See docs/market-context.md.
+    """
+
+    market_symbols: tuple[str, ...] = ()
+    sector_etfs: tuple[tuple[str, str], ...] = ()
+    window_ns: int = 300 * NANOSECONDS_PER_SECOND
+    fall_bps: float = 10.0
+    stale_ns: int = 60 * NANOSECONDS_PER_SECOND
+    selloff_sigmas: float = 3.0
+    selloff_min_bps: float = 30.0
+    horizon_seconds: int = 300
+    expected_fall_sigmas: float = 0.5
+    cost_multiple: float = 1.0
+    profile_days: int = 5
+
+    @property
+    def indexes(self) -> frozenset[str]:
+        """Every index symbol: the market symbols and the sector ETFs."""
+        return frozenset(self.market_symbols) | frozenset(etf for _symbol, etf in self.sector_etfs)
+
+    def sector_etf(self, symbol: str) -> str:
+        """``symbol``'s sector ETF ("" when it has none)."""
+        return next((etf for named, etf in self.sector_etfs if named == symbol), "")
+
+    @classmethod
+    def from_config(cls, config: OrderFlowConfig) -> MarketSettings:
+        return cls(
+            market_symbols=tuple(config.market_symbols),
+            sector_etfs=tuple(sorted(config.sector_etfs.items())),
+            window_ns=config.context_window_seconds * NANOSECONDS_PER_SECOND,
+            fall_bps=config.context_fall_bps,
+            stale_ns=int(config.context_stale_seconds * NANOSECONDS_PER_SECOND),
+            selloff_sigmas=config.market_selloff_sigmas,
+            selloff_min_bps=config.market_selloff_min_bps,
+            horizon_seconds=config.exit_horizon_seconds,
+            expected_fall_sigmas=config.exit_expected_fall_sigmas,
+            cost_multiple=config.exit_cost_multiple,
+            profile_days=config.profile_days,
+        )
+
+
+@dataclass(frozen=True)
 class RuleSettings:
     """The config values the rules use, in rule units (ns, shares).
 
@@ -52,6 +99,8 @@ class RuleSettings:
     calibration_ns: int = 15 * 60 * NANOSECONDS_PER_SECOND
     offer_return_ns: int = 0
     calibration_confidence: float = 0.0
+    market: MarketSettings | None = None
+    """Market context and the exit cost rule (None: both off, exits as the rules raise them)."""
 
     @classmethod
     def from_config(cls, config: OrderFlowConfig, symbol: str | None = None) -> RuleSettings:
@@ -104,6 +153,7 @@ class RuleSettings:
             calibration_ns=int(config.calibration_minutes * 60 * NANOSECONDS_PER_SECOND),
             offer_return_ns=int(config.book_return_seconds * NANOSECONDS_PER_SECOND),
             calibration_confidence=config.calibration_confidence,
+            market=MarketSettings.from_config(config),
         )
 
     def session_spike_threshold(self, session: str) -> float:

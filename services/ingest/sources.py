@@ -5,12 +5,12 @@ events (not yet deduplicated or classified: see
 :mod:`services.ingest.normalise`) and :class:`Reject` values, streaming.
 
 Formats:
-* ``capture`` — recorded live frames (:mod:`services.ingest.capture`), files
-  in the order given;
+* ``capture`` — recorded live frames (:mod:`services.ingest.capture`), several
+  files merged by event time (each in its own order);
 * ``polygon-flat`` — Polygon/Massive flat files; trades and quotes files
   are merged by SIP time, quotes first on ties;
-* ``lobster`` — LOBSTER zips or message CSVs;
-* ``algoseek`` — AlgoSeek trade and quote zips, merged by time;
+* ``lobster`` — LOBSTER zips or message CSVs, several merged by event time;
+* ``algoseek`` — AlgoSeek trade and quote zips, merged by time (any symbols: an index's trades beside a stock's);
 * ``dbn`` — Databento DBN files (``.dbn``, ``.dbn.zst``: MBP-10, MBP-1, TBBO, trades, MBO), merged by receive
   time (:mod:`services.ingest.databento_files`, imported only for this format).
 """
@@ -18,9 +18,8 @@ Formats:
 from __future__ import annotations
 
 import heapq
-import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -54,7 +53,7 @@ def read_events(
             *(read_flat_file(path, symbol, quote_size_multiplier=quote_size_multiplier) for path in ordered), key=_time
         )
     if format == "lobster":
-        return itertools.chain.from_iterable(read_lobster(path, symbol=symbol, day=day) for path in paths)
+        return merged(read_lobster(path, symbol=symbol, day=day) for path in paths)
     if format == "algoseek":
         return read_algoseek(paths, symbol)
     if format == "dbn":
@@ -86,14 +85,26 @@ def _time(item: MarketEvent | Reject) -> int:
     return 0 if isinstance(item, Reject) else item.ts_event
 
 
+def merged(streams: Iterable[Iterable[MarketEvent | Reject]]) -> Iterator[MarketEvent | Reject]:
+    """Time-ordered streams (files, groups of files, formats) as one, by ``ts_event`` (ties: the earlier stream
+    first); a reject goes out as soon as it heads its stream. One stream is passed through as it is."""
+    streams = list(streams)
+    if len(streams) == 1:
+        return iter(streams[0])
+    return heapq.merge(*streams, key=_time)
+
+
 def _capture_events(paths: list[Path], symbol: str | None, multiplier: int) -> Iterator[MarketEvent | Reject]:
-    for path in paths:
-        for line in read_capture(path):
-            if not isinstance(line, CaptureLine):
-                yield line
-                continue
-            parsed = parse_frame(line.frame, line.ts_recv, quote_size_multiplier=multiplier)
-            yield from parsed.rejects
-            for event in parsed.events:
-                if symbol is None or event.symbol == symbol:
-                    yield event
+    return merged(_capture_file(path, symbol, multiplier) for path in paths)
+
+
+def _capture_file(path: Path, symbol: str | None, multiplier: int) -> Iterator[MarketEvent | Reject]:
+    for line in read_capture(path):
+        if not isinstance(line, CaptureLine):
+            yield line
+            continue
+        parsed = parse_frame(line.frame, line.ts_recv, quote_size_multiplier=multiplier)
+        yield from parsed.rejects
+        for event in parsed.events:
+            if symbol is None or event.symbol == symbol:
+                yield event

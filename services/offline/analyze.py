@@ -4,15 +4,19 @@ The same parsers, normaliser and :class:`Engine` as live ingest + detector,
 so the alert ids equal those of a live run over the same data. Writes to
 ``DIR``:
 
-* ``alerts.jsonl`` — one OrderFlowAlert per line;
-* ``exits.jsonl`` — one ExitRecommendation per line;
+* ``alerts.jsonl`` — one OrderFlowAlert per line, with its market context (docs/market-context.md);
+* ``exits.jsonl`` — one ExitRecommendation per line, with its context and the exit cost rule's action;
 * ``statuses.jsonl`` — monitoring halted/resumed and gaps;
 * ``profiles.jsonl`` — (adaptive thresholds) each symbol's profile as
   rebuilt after each session, walk-forward;
-* ``summary.json`` — event counts, alerts by type and severity, exits,
+* ``summary.json`` — event counts, alerts by type and severity and by context label, exits,
   validation errors by code, rejects by code, events/s;
 * ``trades.jsonl`` (``--emit-trades``) — every trade with its side and
   ``side_source``.
+
+Index files given beside a stock's (e.g. SPY's trades beside AIG's trades and quotes) are read in the same event
+time order, so each alert's context is the index's as of the alert. Every stock symbol seen is an open position
+that a market_selloff exit names (the set grows as the input shows new symbols).
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ class AnalysisReport(msgspec.Struct, kw_only=True):
     event; ``elapsed_seconds`` is wall time. The LOBSTER AMZN 2012-06-21 level-1 day gives::
 
         {"events": 66490, "events_by_kind": {"trade": 11419, "book": 55071}, "symbols": ["AMZN"], "alerts": 2,
-         "alerts_by_type_and_severity": {"red_burst/critical": 1, "red_burst/warning": 1}, "exits": 1,
+         "alerts_by_type_and_severity": {"red_burst/critical": 1, "red_burst/warning": 1},
+         "alerts_by_context": {"unknown": 2}, "exits": 1,
          "validation_errors_by_code": {}, "statuses": {"calibrating": 1, "calibrated": 1, "gap": 3},
          "rejects_by_code": {}, "duplicates_dropped": 0, "alerts_expired_from_window": 0, "named_orders_pulled": 0,
          "first_event_ns": 1340285400017459617, "last_event_ns": 1340308799959359650, "elapsed_seconds": 0.706,
@@ -61,6 +66,7 @@ class AnalysisReport(msgspec.Struct, kw_only=True):
     symbols: list[str]
     alerts: int
     alerts_by_type_and_severity: dict[str, int]  # "large_seller/high" → count, sorted by key
+    alerts_by_context: dict[str, int]  # "stock_specific" → count, sorted by key ("none": context off)
     exits: int
     validation_errors_by_code: dict[str, int]
     statuses: dict[str, int]
@@ -80,6 +86,7 @@ class AnalysisSummary:
 
     events_by_kind: Counter[str] = field(default_factory=Counter)
     alerts_by_type: Counter[str] = field(default_factory=Counter)
+    alerts_by_context: Counter[str] = field(default_factory=Counter)
     exits: int = 0
     validation_errors: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
@@ -103,6 +110,7 @@ class AnalysisSummary:
             symbols=sorted(self.symbols),
             alerts=sum(self.alerts_by_type.values()),
             alerts_by_type_and_severity=dict(sorted(self.alerts_by_type.items())),
+            alerts_by_context=dict(sorted(self.alerts_by_context.items())),
             exits=self.exits,
             validation_errors_by_code=dict(self.validation_errors),
             statuses=dict(self.statuses),
@@ -150,7 +158,9 @@ def analyze(
         for count, event in enumerate(normalised(events, normaliser, summary.rejects), start=1):
             summary.events_by_kind[cast(str, type(event).__struct_config__.tag)] += 1
             if not isinstance(event, FeedStatus):
-                summary.symbols.add(event.symbol)
+                if event.symbol not in summary.symbols:
+                    summary.symbols.add(event.symbol)
+                    engine.set_open_positions(summary.symbols)  # every stock of the input is a position
                 if summary.first_event_ns is None:
                     summary.first_event_ns = event.ts_event
                 summary.last_event_ns = event.ts_event
@@ -175,6 +185,7 @@ def _record(outputs: Iterable[Output], summary: AnalysisSummary, files: Mapping[
     for output in outputs:
         if isinstance(output, OrderFlowAlert):
             summary.alerts_by_type[f"{output.alert_type}/{output.severity}"] += 1
+            summary.alerts_by_context[output.context.label if output.context is not None else "none"] += 1
             files["alerts"].write(to_json(output) + b"\n")
         elif isinstance(output, ExitRecommendation):
             summary.exits += 1

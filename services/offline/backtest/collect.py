@@ -1,7 +1,9 @@
 """One pass of the rules over the input: the signals (alerts and exit recommendations) and each session's NBBO.
 
 The same normaliser and rules engine as live detection, so the signals' ids are those of a live run. Only the
-regular session's quotes make a :class:`PriceTape`: extended hours are too thin to price a move.
+regular session's quotes make a :class:`PriceTape`: extended hours are too thin to price a move. The groups (formats,
+files) are merged by event time, so an index's events (SPY beside the stocks) give each alert its market context as
+of the alert; every stock symbol seen is an open position a market_selloff exit names.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
-from orderflow_client.wire import BookUpdate, ExitRecommendation, MarketEvent, OrderFlowAlert, Quote
+from orderflow_client.wire import BookUpdate, ExitRecommendation, FeedStatus, MarketEvent, OrderFlowAlert, Quote
 from services.detector.engine import Engine
 from services.detector.profiles import SymbolProfile
 from services.detector.rule_settings import RuleSettings
 from services.ingest.normalise import Normaliser, normalised
 from services.ingest.rejects import Reject, RejectCounter
+from services.ingest.sources import merged
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
 from shared.sessions import SessionClock
@@ -125,27 +128,31 @@ def collect(
     profiles: dict[str, SymbolProfile] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> Collected:
-    """Run the rules over each group of events (each time-ordered; groups hold different symbols)."""
+    """Run the rules over the groups of events (each time-ordered; groups hold different symbols) merged by time."""
     conditions = conditions or ConditionTable.bundled()
     engine = Engine(
         RuleSettings.from_config(config), conditions, config=config, profiles=profiles, profile_source="files"
     )
     clock = engine.sessions
     found = Collected()
-    for group in event_groups:
-        for event in normalised(group, Normaliser(conditions, method=config.side_method), found.rejects):
-            found.events += 1
-            if isinstance(event, Quote):
-                tape = _tape(found.tapes, clock, event.symbol, event.ts_event)
-                if tape is not None:
-                    tape.add(event.ts_event, event.bid_price, event.ask_price)
-            elif isinstance(event, BookUpdate):
-                tape = _tape(found.tapes, clock, event.symbol, event.ts_event)
-                if tape is not None and event.bids and event.asks:
-                    tape.add(event.ts_event, event.bids[0][0], event.asks[0][0])
-            _signals(engine.process(event), found)
-            if on_progress is not None and found.events % 10_000 == 0:
-                on_progress(10_000)
+    symbols: set[str] = set()
+    normaliser = Normaliser(conditions, method=config.side_method)  # its state is per symbol
+    for event in normalised(merged(event_groups), normaliser, found.rejects):
+        found.events += 1
+        if not isinstance(event, FeedStatus) and event.symbol not in symbols:
+            symbols.add(event.symbol)
+            engine.set_open_positions(symbols)
+        if isinstance(event, Quote):
+            tape = _tape(found.tapes, clock, event.symbol, event.ts_event)
+            if tape is not None:
+                tape.add(event.ts_event, event.bid_price, event.ask_price)
+        elif isinstance(event, BookUpdate):
+            tape = _tape(found.tapes, clock, event.symbol, event.ts_event)
+            if tape is not None and event.bids and event.asks:
+                tape.add(event.ts_event, event.bids[0][0], event.asks[0][0])
+        _signals(engine.process(event), found)
+        if on_progress is not None and found.events % 10_000 == 0:
+            on_progress(10_000)
     _signals(engine.flush(), found)
     return found
 
