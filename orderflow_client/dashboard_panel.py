@@ -25,7 +25,7 @@ shown for one alert window after the gap, the windows that span it are not trust
 the stock halted, or the feed down: the bot is on its own for the symbol); **waiting** (no event on its stream
 yet); **unmonitored** (not in orderflow's position registry). Times are New York time, labelled ET.
 
-Market context: a row's alerts end with the latest one's label (``market-wide``…); a ``market_selloff`` in the window
+Market context: under a row's alerts, the latest one's label (``market-wide``…); a ``market_selloff`` in the window
 puts a ``MARKET SELL-OFF`` line on top; a market exit naming a position is its last exit (red; action exit / watch).
 """
 
@@ -315,7 +315,7 @@ def render_order_flow(data: OrderFlowPanelData, *, now: int | None = None) -> Pa
         collapse_padding=True,
     )
     table.add_column("Symbol", no_wrap=True)
-    table.add_column("Monitoring", ratio=1, min_width=14)  # the one that wraps (never inside "10:01:02 ET")
+    table.add_column("Monitoring", ratio=1, min_width=14)  # the one that wraps
     table.add_column(f"Alerts {window}", no_wrap=True)
     table.add_column("Largest seller", justify="right", no_wrap=True)
     table.add_column("Last exit", no_wrap=True)
@@ -333,7 +333,7 @@ def render_order_flow(data: OrderFlowPanelData, *, now: int | None = None) -> Pa
         table.add_row(
             Text(row.symbol, style=f"bold {row.colour}"),
             Text(row.state + (f"\n{row.reason}" if row.reason else ""), style=STATE_STYLES[row.state]),
-            Text(", ".join(counts) + (f" · {label}" if label else "") if counts else "none", style=row.colour),
+            Text(", ".join(counts) + (f"\n{label}" if label else "") if counts else "none", style=row.colour),
             Text(f"{largest.order_size:,} @ {format_price(largest.price_level)}" if largest is not None else "-"),
             Text(exit_text, style="bold red" if row.last_exit is not None and row.colour == "red" else ""),
             Text(row.bot_decision or "-"),

@@ -29,7 +29,7 @@ from orderflow_client.bus.connection import Bus
 from orderflow_client.dashboard_panel import OrderFlowPanelProvider, with_order_flow
 from orderflow_client.threaded import OrderFlowClient
 from orderflow_client.timestamps import now_ns, ns_to_new_york, ns_to_utc_iso
-from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, Trade
+from orderflow_client.wire import ContextLabel, ExitRecommendation, FeedStatus, MarketContext, OrderFlowAlert, Trade
 
 REDIS_URL = os.environ["REDIS_URL"]
 PREFIX = os.environ["ORDER_FLOW_KEY_PREFIX"]
@@ -37,7 +37,21 @@ OUT = Path(sys.argv[1])
 SECOND = 1_000_000_000
 
 
-def seller(symbol: str, number: int, size: int, at: int) -> OrderFlowAlert:
+def context(label: ContextLabel, index_return_bps: float, stock_return_bps: float) -> MarketContext:
+    """SPY's move beside an alert over 300 s (bps; beta 1)."""
+    return MarketContext(
+        label=label,
+        index="SPY",
+        window_seconds=300,
+        index_return_bps=index_return_bps,
+        stock_return_bps=stock_return_bps,
+        expected_return_bps=index_return_bps,
+        relative_return_bps=stock_return_bps - index_return_bps,
+        index_sell_share=0.7,
+    )
+
+
+def seller(symbol: str, number: int, size: int, at: int, label: ContextLabel = "stock_specific") -> OrderFlowAlert:
     return OrderFlowAlert(
         id=f"alert-{symbol}-{number}",
         symbol=symbol,
@@ -49,11 +63,13 @@ def seller(symbol: str, number: int, size: int, at: int) -> OrderFlowAlert:
         timestamp_utc=ns_to_utc_iso(at),
         order_size=size,
         price_level=187_430_000_000,
+        context=context(label, -1.0 if label == "stock_specific" else -36.0, -40.0),
     )
 
 
 async def publish(now: int) -> dict:
-    """Market prints, two large sellers and an exit for AAPL, one large seller and a halt for MSFT."""
+    """Market prints, two large sellers (stock-specific) and an exit for AAPL, one large seller (market-wide) and a
+    halt for MSFT, and SPY's market sell-off."""
     bus = await Bus.connect(REDIS_URL, prefix=PREFIX)
     try:
         trades = [
@@ -64,7 +80,19 @@ async def publish(now: int) -> dict:
             for symbol in ("AAPL", "MSFT")
         ]
         first, second = seller("AAPL", 1, 12_000, now - 20 * SECOND), seller("AAPL", 2, 30_000, now - 5 * SECOND)
-        msft = seller("MSFT", 1, 8_000, now - 10 * SECOND)
+        msft = seller("MSFT", 1, 8_000, now - 10 * SECOND, "market_wide")
+        selloff = OrderFlowAlert(
+            id="alert-SPY-selloff-1",
+            symbol="SPY",
+            alert_type="market_selloff",
+            severity="critical",
+            source="index",
+            ts_event=now - 8 * SECOND,
+            ts_recv=now - 8 * SECOND,
+            timestamp_utc=ns_to_utc_iso(now - 8 * SECOND),
+            sell_ratio=0.7,
+            context=context("market_wide", -36.0, -36.0),
+        )
         exit_ = ExitRecommendation(
             id="exit-AAPL-1",
             symbol="AAPL",
@@ -90,11 +118,16 @@ async def publish(now: int) -> dict:
                 (bus.keys.alerts, first),
                 (bus.keys.alerts, second),
                 (bus.keys.alerts, msft),
+                (bus.keys.alerts, selloff),
                 (bus.keys.exits, exit_),
                 (bus.keys.status, halt),
             ]
         )
-        return {"exit_id": exit_.id, "exit_time": ns_to_new_york(exit_.ts_event)}
+        return {
+            "exit_id": exit_.id,
+            "exit_time": ns_to_new_york(exit_.ts_event),
+            "selloff_time": ns_to_new_york(selloff.ts_event),
+        }
     finally:
         await bus.close()
 

@@ -1,6 +1,7 @@
 """The bot's real Rich dashboard with orderflow's panel: ``trading_bot.dashboard.DisplayRenderer`` in the bot's own
 virtualenv (made by test_bot_adoption's ``bot_python``), over a ``DashboardSnapshot`` of its own dataclasses, the
-panel read through a real ``OrderFlowClient`` from a real Redis holding a published alert, exit and status."""
+panel read through a real ``OrderFlowClient`` from a real Redis holding published alerts (with their market context,
+and SPY's market sell-off), an exit and a status."""
 
 from __future__ import annotations
 
@@ -60,10 +61,15 @@ def test_the_bots_real_dashboard_shows_order_flow_beside_its_positions(bot_pytho
     aapl = next(line for line in body if " AAPL " in line)
     msft = next(line for line in body if " MSFT " in line)
     assert "live" in aapl and "2 sellers" in aapl and "30,000 @ 187.43" in aapl
+    assert "stock-specific" in body[body.index(aapl) + 1]  # the latest alert's context, under its count
     assert f"sellers {result['exit_time']}" in aapl and "handled" in aapl  # the exit in ET, the bot's mark
-    assert "halted" in msft and "stale_data" in "".join(body) and "1 seller" in msft and "8,000 @ 187.43" in msft
-    halted_cell = " ".join(body[body.index(msft) : body.index(msft) + 2])  # the monitoring cell may wrap
-    assert re.search(r"halted\s.*\sstale_data \d\d:\d\d:\d\d ET", halted_cell)  # why, and since when (ET)
+    assert "halted" in msft and "stale_data" in "".join(body) and "1 seller" in msft
+    assert "market-wide" in body[body.index(msft) + 1]
+    assert "8,000 @ 187.43" in msft
+    # SPY's sell-off: a line on top of the panel, its fall and when (ET)
+    assert f"MARKET SELL-OFF SPY fell 36.0 bps in 300 s, 70% sold · {result['selloff_time']}" in "\n".join(body)
+    halted_cell = " ".join(body[body.index(msft) : body.index(msft) + 3])  # the monitoring cell may wrap
+    assert re.search(r"halted\s.*\sstale_data \d\d:\d\d:\d\d\s.*ET", halted_cell)  # why, and since when (ET)
     # the colours: AAPL red (an exit recommended), MSFT yellow (one large seller), the panel's border red
     styled = (tmp_path / "dashboard.ansi").read_text()
     assert f"\x1b[1;{ANSI_COLOURS[RED]}mAAPL" in styled
