@@ -20,6 +20,12 @@ refused credentials and a task that died end it with an error (the latter logged
 
 Each symbol must be read by one detector at a time (its windows live in that process): detectors share the symbols
 through a lease each in Redis (:mod:`shared.ownership`), so more detectors need only their own names.
+
+While any symbol is monitored, so are the index symbols of the market context (``market_symbols``, the monitored
+symbols' ``sector_etfs``: :mod:`shared.market_symbols`), leased like any symbol: their rules (``market_selloff``)
+run on the detector holding the lease, and every other detector tails their streams for its alerts' context
+(:mod:`services.detector.index_reader`). The engine is told the open positions (not the indexes) at every refresh:
+the positions a market-wide exit names.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from orderflow_client.errors import BusAuthenticationError, ConsumerGroupMissing
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns
 from services.detector.consumer import GroupConsumer
 from services.detector.engine import Engine
+from services.detector.index_reader import IndexTail
 from services.detector.monitored_symbols import MonitoredSymbols
 from services.detector.rule_settings import RuleSettings
 from services.detector.sink import OutputSink, PublishedOutput
@@ -47,6 +54,7 @@ from services.detector.threshold_fit import Thresholds
 from shared import service_metrics
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
+from shared.market_symbols import index_symbols
 from shared.ownership import SymbolOwnership
 
 STOP_GRACE_SECONDS = 2.0  # SIGTERM: how long the batch in hand may take to finish
@@ -116,6 +124,8 @@ class DetectorService:
             keep_latencies=keep_latencies,
             ownership=self.ownership,
         )
+        self.index_tail = IndexTail(config, bus, self.engine)
+        self._own_arrived: float | None = None  # monotonic time of the last batch of this detector's own streams
         self._stop = asyncio.Event()  # run's; until then a batch waits out an outage for as long as it lasts
         self._outage = Outage("detector")
         self._last_refresh = 0.0
@@ -133,9 +143,16 @@ class DetectorService:
         afresh)."""
         self._last_refresh = time.monotonic()
         await self.sink.confirm()
-        wanted = await self.monitored.wanted()
+        positions = await self.monitored.wanted()
+        self.engine.set_open_positions(positions)
+        indexes = index_symbols(self.config, positions)  # read beside the positions while any is open
+        wanted = positions + [symbol for symbol in indexes if symbol not in positions]
         if self.ownership is not None:  # of those, the ones this detector owns now
             wanted = await self.ownership.settle(wanted)
+        # an index owned here runs through the group (process updates the context); the others are tailed, for the
+        # context only: dropped before an owned one is warmed up, never fed twice
+        await self.index_tail.follow(symbol for symbol in indexes if symbol not in wanted)
+        self.index_tail.check_silence(self._own_arrived)
         streams = self.group_consumer.streams
         for symbol in wanted:
             stream = self.keys.market(symbol)
@@ -148,7 +165,7 @@ class DetectorService:
             if symbol not in wanted:
                 self.group_consumer.forget(stream)
                 self.engine.symbols.pop(symbol, None)
-        service_metrics.MONITORED_SYMBOLS.set(len(streams))
+        service_metrics.MONITORED_SYMBOLS.set(sum(1 for symbol in streams.values() if symbol in positions))
 
     async def leave(self) -> None:
         """A clean stop: this detector's leases released, so the others take its symbols over at once (not after
@@ -162,7 +179,9 @@ class DetectorService:
         return None if engine is None else engine.thresholds
 
     async def drain(self) -> None:
-        """Process everything delivered and undelivered now (tests, demo end)."""
+        """Process everything delivered and undelivered now (tests, demo end): the index tails first."""
+        while await self.index_tail.poll():
+            pass
         await self.group_consumer.drain()
 
     # --- the loop ------------------------------------------------------------------------
@@ -234,7 +253,11 @@ class DetectorService:
             self._missing_group = None
         if time.monotonic() - self._last_refresh >= self.refresh_seconds:
             await self.refresh()
+        await self.index_tail.poll()  # before the batch: its alerts see the index up to now
+        handled = self.stats.events
         await self.group_consumer.poll()
+        if self.stats.events != handled:
+            self._own_arrived = time.monotonic()
 
     async def _until_taken(self, attempt: Callable[[], Awaitable[None]]) -> None:
         """Run ``attempt`` until Redis takes it (outputs and acks of a batch already processed: never dropped);

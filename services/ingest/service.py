@@ -11,7 +11,8 @@
   batches through the one **publisher** (:mod:`services.ingest.publisher`, which rides out Redis outages), and after
   a disconnect or an overflow reports the gap and publishes the trades it hid (:mod:`services.ingest.backfill`);
 * the **position follower** (:mod:`services.ingest.subscriptions`) keeps the subscriptions equal to the open
-  positions — with several ingests, the ones this ingest owns (a lease each, :mod:`shared.ownership`; every append
+  positions and, while any is open, the index symbols of the market context (:mod:`shared.market_symbols`) —
+  with several ingests, the ones this ingest owns (a lease each, :mod:`shared.ownership`; every append
   checks it), a symbol taken over from another ingest bridged by a ``handover`` gap and its trades backfilled.
 
 A task that dies ends ingest at once (logged as ``order_flow.ingest_failed``, the error raised): never half-alive,
@@ -148,6 +149,7 @@ class IngestService:
             self.normaliser,
             ownership=self.ownership,
             backfill=self.backfill,
+            config=config,
         )
 
     @property

@@ -1,4 +1,6 @@
-"""Following the position registry: ingest subscribes to ``T.SYM`` and ``Q.SYM`` of every open position, no more.
+"""Following the position registry: ingest subscribes to ``T.SYM`` and ``Q.SYM`` of every open position and, while
+any is open, of the index symbols of the market context (``market_symbols``, SPY by default, and the positions'
+sector ETFs: :mod:`shared.market_symbols`), no more.
 
 A change notice (``{"action":"open","symbol":"AAPL"}`` on the positions channel) applies within a second on the
 open socket, and the registry is re-read every 5 s (a notice is lossy; every second when several ingests share the
@@ -27,6 +29,8 @@ from services.ingest.backfill import Backfill
 from services.ingest.normalise import Normaliser
 from services.ingest.publisher import StreamPublisher
 from shared import service_metrics
+from shared.config import OrderFlowConfig
+from shared.market_symbols import with_index_symbols
 from shared.ownership import SymbolOwnership
 
 log = logs.get_logger(__name__)
@@ -73,10 +77,13 @@ class PositionFollower:
         *,
         ownership: SymbolOwnership | None = None,
         backfill: Backfill | None = None,
+        config: OrderFlowConfig | None = None,
     ) -> None:
         """``ownership``: with several ingests, the symbols this one owns (a lease each): it subscribes to those
         only, and a symbol taken over from another ingest first gets a ``handover`` gap and its trades backfilled
-        (``backfill``), from the stream's last event to now."""
+        (``backfill``), from the stream's last event to now. ``config``: its index symbols (``market_symbols``,
+        the positions' ``sector_etfs``: :func:`shared.market_symbols.index_symbols`) are subscribed beside the
+        positions while any is open, leased like them (exactly one ingest publishes each)."""
         self.bus = bus
         self.registry = registry
         self.subscriptions = subscriptions
@@ -84,6 +91,7 @@ class PositionFollower:
         self.normaliser = normaliser
         self.ownership = ownership
         self.backfill = backfill
+        self.config = config
         self.stop = asyncio.Event()  # follow's: a hand-over's backfill ends at a stop
         # the registry re-read (a notice is lossy) every 5 s, every second with leases (each read renews them)
         self.refresh_seconds = 5.0 if ownership is None else 1.0
@@ -98,6 +106,9 @@ class PositionFollower:
                 cast(FeedState, notice.state), notice.code, notice.detail, symbols=notice.symbols
             )
         symbols = sorted({position.symbol for position in positions})
+        open_positions = set(symbols)
+        if self.config is not None:  # the index symbols while any position is open
+            symbols = sorted(with_index_symbols(self.config, symbols))
         if self.ownership is not None:
             symbols = await self._owned(symbols)
         wanted = {f"{kind}.{symbol}" for symbol in symbols for kind in ("T", "Q")}
@@ -107,7 +118,7 @@ class PositionFollower:
         for topic in removed:
             self.normaliser.forget(topic.split(".", 1)[1])
         symbols = self.subscriptions.symbols
-        service_metrics.MONITORED_SYMBOLS.set(len(symbols))
+        service_metrics.MONITORED_SYMBOLS.set(sum(1 for symbol in symbols if symbol in open_positions))
         log.info("order_flow.subscriptions_changed", added=sorted(added), removed=sorted(removed), symbols=symbols)
 
     async def _owned(self, symbols: list[str]) -> list[str]:

@@ -101,7 +101,7 @@ async def test_positions_drive_subscriptions_live(simulator, redis_url, key_pref
         await asyncio.sleep(1.5)
         assert await bus.client.xlen(bus.keys.market("BBB")) == before  # unsubscribed
         assert service.stats.reconnects == 0  # all on the open socket
-        assert service.symbols == ["AAA", "CCC"]
+        assert service.symbols == ["AAA", "CCC", "SPY"]  # SPY: the market symbol, while any position is open
     last = [e for e in await stream(bus, "AAA") if isinstance(e, FeedStatus)][-1]  # the stop says it is a stop
     assert (last.state, last.code, last.detail) == ("disconnected", "stop", "ingest stopped; not reconnecting")
     await bus.close()
@@ -130,7 +130,7 @@ async def test_a_dropped_connection_is_a_gap_backfilled_without_duplicates(simul
         await asyncio.sleep(1.0)
     events = await stream(bus, "AAA")
     gap = next(e for e in events if isinstance(e, FeedStatus) and e.state == "gap")
-    assert gap.code == "socket_disconnect" and gap.gap_start_ns < gap.gap_end_ns and gap.symbols == ("AAA",)
+    assert gap.code == "socket_disconnect" and gap.gap_start_ns < gap.gap_end_ns and gap.symbols == ("AAA", "SPY")
     backfilled = [e for e in events if isinstance(e, Trade) and e.backfilled]
     assert backfilled and all(gap.gap_start_ns <= t.ts_event <= gap.gap_end_ns for t in backfilled)
     trades = [e for e in events if isinstance(e, Trade)]
@@ -348,10 +348,10 @@ async def test_a_lost_registry_is_written_back_and_the_subscriptions_kept(redis_
         await registry.open("MSFT", quantity=50, entry_price="410.00")
         ingest = IngestService(config, bus, api_key="unused")
         await ingest.follower.reconcile()
-        assert ingest.symbols == ["AAPL", "MSFT"]
+        assert ingest.symbols == ["AAPL", "MSFT", "SPY"]  # the market symbol beside the positions
         await bus.client.delete(bus.keys.positions)
         await ingest.follower.reconcile()
-        assert ingest.symbols == ["AAPL", "MSFT"]
+        assert ingest.symbols == ["AAPL", "MSFT", "SPY"]
         assert [position.symbol for position in await registry.list()] == ["AAPL", "MSFT"]
         statuses = [decode(next(iter(fields.values()))) for _id, fields in await bus.client.xrange(bus.keys.status)]
         lost = [status for status in statuses if status.state == "positions_lost"]

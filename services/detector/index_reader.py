@@ -1,0 +1,163 @@
+"""Each index stream read as a plain tail, for the market context of this detector's alerts.
+
+An index symbol (SPY, a sector ETF: :mod:`shared.market_symbols`) is handled like any symbol by the one detector
+holding its lease (its rules run there, so a ``market_selloff`` is published once, and ``Engine.process`` updates
+the context there). Every other detector still needs the index's moves for the context of its own symbols' alerts:
+it reads the index stream (``{prefix}:md:{SPY}``) with plain XREADs after the last entry it read — no consumer
+group, no acknowledgement, nothing pending — and hands each event to ``Engine.observe_index`` (context only: no
+rules, no outputs). A tail starts from the last ``context_window_seconds`` of the stream's event time, so the
+context is warm from the first alert. An index this detector comes to own stops being tailed (never fed twice),
+one it gives up is tailed again from the last window.
+
+A dead index is visible: an index whose last entry is older than ``context_stale_seconds`` (receive time, wall
+clock) while this detector's own streams still bring events — the market is open, only the index is silent — is
+logged once as ``order_flow.index_stream_silent`` (``order_flow.index_stream_resumed`` when it comes back); the
+engine then labels the context ``unknown`` by the index's age::
+
+    tail = IndexTail(config, bus, engine)
+    await tail.follow(["SPY"])          # start (warm) or stop tails: the index symbols not owned here
+    observed = await tail.poll()        # events handed to the engine, e.g. 12
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from orderflow_client import logs
+from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.streams import BusEntry, as_text
+from orderflow_client.errors import WireDecodeError
+from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
+from orderflow_client.wire import FeedStatus, MarketEvent, decode
+from services.detector.engine import Engine
+from services.detector.market_entries import Misplaced, market_events
+from shared.config import OrderFlowConfig
+
+READ_ENTRIES = 1_000  # at most this many entries a stream per read (and per page of a warm start)
+log = logs.get_logger(__name__)
+
+
+class IndexTail:
+    """The tails of the index streams this detector does not own (see the module docstring)."""
+
+    def __init__(self, config: OrderFlowConfig, bus: Bus, engine: Engine) -> None:
+        self.bus = bus
+        self.keys = bus.keys
+        self.engine = engine
+        self.window_ns = config.context_window_seconds * NANOSECONDS_PER_SECOND
+        self.stale_seconds = config.context_stale_seconds
+        self.last_ids: dict[str, str] = {}  # stream → the last entry id read ("0-0": none yet)
+        self.symbols: dict[str, str] = {}  # stream → index symbol
+        self.arrived: dict[str, float] = {}  # stream → monotonic time its last entry was read (or the tail began)
+        self.silent: set[str] = set()  # streams reported silent, not yet resumed
+        self.observed = 0  # events handed to the engine since start (warm starts included)
+
+    @property
+    def tailed(self) -> list[str]:
+        """The index symbols tailed now, sorted."""
+        return sorted(self.symbols.values())
+
+    async def follow(self, symbols: Iterable[str]) -> None:
+        """Tail exactly ``symbols`` (the index symbols this detector reads but does not own): a new one starts warm
+        (:meth:`_start`), one no longer listed is dropped."""
+        wanted = {self.keys.market(symbol): symbol for symbol in symbols}
+        for stream in [stream for stream in self.symbols if stream not in wanted]:
+            self._drop(stream)
+        for stream, symbol in wanted.items():
+            if stream not in self.symbols:
+                await self._start(stream, symbol)
+
+    async def _start(self, stream: str, symbol: str) -> None:
+        """Feed the stream's last ``context_window_seconds`` of event time to the engine, oldest first, and tail on
+        from its last entry (an empty stream: from its start)."""
+        history: list[MarketEvent] = []
+        newest_id: str | None = None
+        newest_ts: int | None = None
+        end = "+"
+        while True:
+            rows = await self.bus.read_range_reverse(stream, end=end, count=READ_ENTRIES)
+            newest_id = newest_id or (as_text(rows[0].entry_id) if rows else None)
+            far_enough = False
+            for row in rows:
+                for event in reversed(_events(row, symbol)):
+                    newest_ts = event.ts_event if newest_ts is None else newest_ts
+                    if newest_ts - event.ts_event > self.window_ns:
+                        far_enough = True
+                        break
+                    history.append(event)
+                if far_enough:
+                    break
+            if far_enough or len(rows) < READ_ENTRIES:
+                break
+            end = f"({as_text(rows[-1].entry_id)}"
+        for event in reversed(history):
+            self.engine.observe_index(event)
+        self.observed += len(history)
+        self.symbols[stream] = symbol
+        self.last_ids[stream] = newest_id or "0-0"
+        self.arrived[stream] = time.monotonic()
+        log.info("order_flow.index_tail_started", symbol=symbol, events=len(history), after=self.last_ids[stream])
+
+    def _drop(self, stream: str) -> None:
+        symbol = self.symbols.pop(stream)
+        self.last_ids.pop(stream, None)
+        self.arrived.pop(stream, None)
+        self.silent.discard(stream)
+        log.info("order_flow.index_tail_stopped", symbol=symbol, detail="owned by this detector, or no longer wanted")
+
+    async def poll(self) -> int:
+        """One non-blocking read of every tail; its events handed to ``Engine.observe_index``, oldest first per
+        stream. Returns how many."""
+        if not self.last_ids:
+            return 0
+        entries = await self.bus.read_after(dict(self.last_ids), count=READ_ENTRIES, block_ms=0)
+        observed = 0
+        now = time.monotonic()
+        for entry in entries:
+            symbol = self.symbols.get(entry.stream)
+            if symbol is None:
+                continue
+            self.last_ids[entry.stream] = as_text(entry.entry_id)
+            self.arrived[entry.stream] = now
+            for event in _events(entry, symbol):
+                self.engine.observe_index(event)
+                observed += 1
+            if entry.stream in self.silent:
+                self.silent.discard(entry.stream)
+                log.info("order_flow.index_stream_resumed", symbol=symbol)
+        self.observed += observed
+        return observed
+
+    def check_silence(self, others_arrived: float | None) -> list[str]:
+        """Report each tailed index silent for ``context_stale_seconds`` while this detector's own streams brought
+        an event since (``others_arrived``: monotonic time of their last batch; None: none yet). Returns the index
+        symbols silent now, sorted."""
+        now = time.monotonic()
+        for stream, symbol in self.symbols.items():
+            arrived = self.arrived.get(stream, now)
+            if stream in self.silent or now - arrived < self.stale_seconds:
+                continue
+            if others_arrived is None or others_arrived <= arrived + self.stale_seconds:
+                continue  # the whole market is quiet (closed): not the index's failure
+            self.silent.add(stream)
+            log.warning(
+                "order_flow.index_stream_silent",
+                code="index_silent",
+                symbol=symbol,
+                silent_seconds=round(now - arrived, 1),
+                detail="no entry on the index stream while the positions' streams go on: its context is unknown",
+            )
+        return sorted(self.symbols[stream] for stream in self.silent)
+
+
+def _events(entry: BusEntry, symbol: str) -> tuple[MarketEvent, ...]:
+    """The market events of an index stream's entry; nothing for an entry that does not decode or does not belong
+    (its owner dead-letters it) and for statuses (the context is decided by the index's age)."""
+    try:
+        events = market_events(decode(entry.payload), entry, symbol)
+    except WireDecodeError:
+        return ()
+    if isinstance(events, Misplaced):
+        return ()
+    return tuple(event for event in events if not isinstance(event, FeedStatus))
