@@ -1,0 +1,259 @@
+"""Market context on hand-made events: each label exactly, the sector ETF, the rolling windows against a brute-force
+recomputation, and the index's market_selloff (fall rule, exit rule, one per episode, severity, the positions)."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from orderflow_client.wire import ExitRecommendation, OrderFlowAlert, Trade
+from services.detector.engine import Engine
+from services.detector.exits import SelloffRule, SelloffStart
+from services.detector.market_context import IndexState
+from services.detector.rule_settings import RuleSettings
+from services.ingest.normalise import Normaliser
+from shared.config import OrderFlowConfig
+from tests.support.events import BID, T0, D, Feed, S
+
+SPY_PRICE = 170 * D
+
+
+def engine(**overrides) -> Engine:
+    return Engine(RuleSettings.from_config(OrderFlowConfig(**{"threshold_mode": "absolute", **overrides})))
+
+
+def run(engine: Engine, events) -> list:
+    outputs = []
+    for event in sorted(events, key=lambda event: event.ts_event):
+        outputs.extend(engine.process(event))
+    return outputs
+
+
+def alerts(outputs) -> list[OrderFlowAlert]:
+    return [o for o in outputs if isinstance(o, OrderFlowAlert)]
+
+
+def exits(outputs) -> list[ExitRecommendation]:
+    return [o for o in outputs if isinstance(o, ExitRecommendation)]
+
+
+def index_path(symbol: str, start: int, fall_bps: int, *, last: int = T0 - 5 * S) -> list[Trade]:
+    """An index traded at $170.00 every 100 s from ``start``, then ``fall_bps`` lower at ``last`` (trades only)."""
+    feed = Feed(symbol)
+    trades = [feed.trade(ts, SPY_PRICE, 100, side="buy") for ts in range(start, last, 100 * S)]
+    return [*trades, feed.trade(last, SPY_PRICE - SPY_PRICE * fall_bps // 10_000, 100, side="sell")]
+
+
+def stock_with_alert(symbol: str, fall_cents: int) -> tuple[list, float]:
+    """A stock quoted 50.00 × 50.02 at T0 − 300 s, ``fall_cents`` lower (both sides) at T0 − 2 s, then a 10,000-share
+    sell at the bid at T0 + 1 s (a large seller); and its exact return (bps) over the window ending at the alert."""
+    feed = Feed(symbol)
+    low = BID - fall_cents * D // 100
+    events = [
+        feed.quote(T0 - 300 * S, BID, BID + 2 * D // 100),
+        feed.quote(T0 - 2 * S, low, low + 2 * D // 100),
+        feed.trade(T0 + S, low, 10_000),
+    ]
+    start, now = 2 * BID + 2 * D // 100, 2 * low + 2 * D // 100
+    return events, (now - start) * 10_000 / start
+
+
+def context_of(outputs, symbol: str = "X"):
+    (alert,) = [alert for alert in alerts(outputs) if alert.symbol == symbol]
+    return alert.context
+
+
+def test_a_flat_market_makes_the_stocks_fall_stock_specific():
+    stock, stock_return = stock_with_alert("X", 25)  # −50 bps
+    context = context_of(run(engine(), [*index_path("SPY", T0 - 300 * S, 0), *stock]))
+    assert (context.label, context.index, context.window_seconds) == ("stock_specific", "SPY", 300)
+    assert context.index_return_bps == 0.0 and context.stock_return_bps == round(stock_return, 2)
+    assert context.beta == 1.0 and context.index_age_ms == 6000.0
+    assert context.reason.startswith("SPY rose 0.0 bps in 300 s (no fall of 10 bps)")
+
+
+def test_a_market_fall_that_explains_the_stock_is_market_wide():
+    stock, stock_return = stock_with_alert("X", 12)  # −24 bps against SPY's −20 bps: 4 bps beyond, within 10
+    context = context_of(run(engine(), [*index_path("SPY", T0 - 300 * S, 20), *stock]))
+    assert context.label == "market_wide"
+    assert context.index_return_bps == -20.0 and context.expected_return_bps == -20.0
+    assert context.relative_return_bps == round(stock_return + 20.0, 2) and -10 < context.relative_return_bps < 0
+
+
+def test_a_stock_falling_past_the_market_by_the_fall_is_mixed():
+    stock, stock_return = stock_with_alert("X", 20)  # −40 bps against −20
+    context = context_of(run(engine(), [*index_path("SPY", T0 - 300 * S, 20), *stock]))
+    assert context.label == "mixed"
+    assert context.relative_return_bps == round(stock_return + 20.0, 2) <= -10
+    assert "below the -20.0 bps its beta 1.00 explains" in context.reason
+
+
+def test_a_stale_index_a_short_one_and_none_give_unknown():
+    stock, _ = stock_with_alert("X", 20)
+    stale = context_of(run(engine(), [*index_path("SPY", T0 - 300 * S, 20, last=T0 - 100 * S), *stock]))
+    assert stale.label == "unknown" and stale.index_age_ms == 101_000.0 and "stale" in stale.reason
+    short = context_of(run(engine(), [*index_path("SPY", T0 - 100 * S, 20), *stock]))
+    assert short.label == "unknown" and "less than half" in short.reason
+    unseen = context_of(run(engine(), stock))
+    assert (unseen.label, unseen.index) == ("unknown", "SPY")
+    assert context_of(run(engine(market_symbols=()), stock)) is None  # market context off
+
+
+def test_the_sector_etf_is_the_index_when_it_has_data_and_the_market_otherwise():
+    stock, _ = stock_with_alert("X", 12)
+    sector = engine(sector_etfs={"X": "XLF"})
+    context = context_of(
+        run(sector, [*index_path("SPY", T0 - 300 * S, 0), *index_path("XLF", T0 - 300 * S, 20), *stock])
+    )
+    assert (context.index, context.label, context.index_return_bps) == ("XLF", "market_wide", -20.0)
+    without = context_of(run(engine(sector_etfs={"X": "XLF"}), [*index_path("SPY", T0 - 300 * S, 0), *stock]))
+    assert (without.index, without.label) == ("SPY", "stock_specific")
+
+
+def test_context_changes_no_alert_id():
+    stock, _ = stock_with_alert("X", 20)
+    events = [*index_path("SPY", T0 - 300 * S, 20), *stock]
+    with_context = [a.id for a in alerts(run(engine(), events)) if a.symbol == "X"]
+    assert with_context == [a.id for a in alerts(run(engine(market_symbols=()), events)) if a.symbol == "X"]
+    assert with_context == [f"X:large_seller:tape:{T0 + S}:1"]
+
+
+# --- the rolling windows against a brute force ------------------------------------------
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 6_000),
+            st.integers(1, 5),
+            st.integers(1, 900),
+            st.sampled_from(["buy", "sell", "unknown"]),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    st.integers(0, 4_000),
+)
+def test_the_index_window_equals_a_brute_force_recomputation(steps, extra):
+    window = 10_000
+    state = IndexState(window)
+    events, ts = [], 1_000_000
+    for gap, price, size, side in steps:
+        ts += gap
+        state.on_trade(ts, price)
+        state.on_print(ts, size, side)
+        events.append((ts, price, size, side))
+    query = ts + extra
+    segment = [events[0]]
+    for previous, event in itertools.pairwise(events):
+        segment = [event] if event[0] - previous[0] > window else [*segment, event]
+    start = query - window
+    at_start = [event for event in segment if event[0] <= start]
+    start_price = (at_start[-1] if at_start else segment[0])[1]
+    assert state.return_bps(query) == (segment[-1][1] - start_price) * 10_000 / start_price
+    sells = sum(size for t, _p, size, side in events if t > start and side == "sell")
+    buys = sum(size for t, _p, size, side in events if t > start and side == "buy")
+    assert state.sell_share(query) == (sells / (sells + buys) if sells + buys else 0.0)
+    assert state.covered_ns(query) == min(window, query - segment[0][0])
+
+
+def test_trades_only_index_prints_get_tick_test_sides_from_the_normaliser():
+    feed = Feed("SPY")
+    normaliser = Normaliser()
+    prices = [SPY_PRICE, SPY_PRICE + D // 100, SPY_PRICE, SPY_PRICE]
+    sides = [
+        normaliser.process(feed.trade(T0 + i * S, price, 100, side="unknown")).side for i, price in enumerate(prices)
+    ]
+    assert sides[1:] == ["buy", "sell", "sell"]
+
+
+# --- market_selloff -----------------------------------------------------------------------------
+def falling_index(fall_bps: int, at: int, start: int) -> list[Trade]:
+    feed = Feed("SPY")
+    flat = [feed.trade(ts, SPY_PRICE, 100, side="buy") for ts in range(start, at, 10 * S)]
+    return [*flat, feed.trade(at, SPY_PRICE - SPY_PRICE * fall_bps // 10_000, 100, side="sell")]
+
+
+def test_an_index_falling_past_the_minimum_raises_one_market_selloff_naming_every_position():
+    watch = engine()
+    watch.set_open_positions(["BAC", "SPY", "AIG"])
+    events = falling_index(35, T0, T0 - 300 * S)
+    feed = Feed("SPY")
+    events += [feed.trade(T0 + i * S, SPY_PRICE - SPY_PRICE * 40 // 10_000, 100, side="sell") for i in (5, 50)]
+    outputs = run(watch, events)
+    (alert,) = alerts(outputs)
+    assert (alert.id, alert.alert_type, alert.source, alert.severity) == (
+        f"SPY:market_selloff:{T0}",
+        "market_selloff",
+        "index",
+        "warning",
+    )
+    assert alert.evidence["index_return_bps"] == -35.0 and alert.evidence["threshold_bps"] == 30.0
+    assert alert.evidence["fall"] is True and alert.evidence["exit_rule"] is False
+    assert alert.context.label == "market_wide" and alert.context.index == "SPY"
+    (recommendation,) = exits(outputs)
+    assert recommendation.id == f"SPY:exit:market_selloff:SPY:market_selloff:{T0}"
+    assert (recommendation.scope, recommendation.symbols, recommendation.trigger) == (
+        "market",
+        ("AIG", "BAC"),
+        "market_selloff",
+    )
+    assert (recommendation.action, recommendation.cost_bps) == ("exit", 0.0)  # no quote: cost unknown, 0
+    assert "Every open position (AIG, BAC)" in recommendation.reasoning
+
+
+def test_a_new_episode_needs_a_whole_window_without_the_condition_and_a_double_fall_is_critical():
+    feed = Feed("SPY")
+    first = falling_index(35, T0, T0 - 300 * S)
+    recovered = [feed.trade(T0 + i * 10 * S, SPY_PRICE, 100, side="buy") for i in range(1, 70)]
+    second_at = T0 + 700 * S
+    second = [feed.trade(second_at, SPY_PRICE - SPY_PRICE * 70 // 10_000, 100, side="sell")]
+    outputs = run(engine(), [*first, *recovered, *second])
+    found = [(alert.id, alert.severity) for alert in alerts(outputs)]
+    assert found == [(f"SPY:market_selloff:{T0}", "warning"), (f"SPY:market_selloff:{second_at}", "critical")]
+
+
+def test_the_index_exit_rule_raises_a_market_selloff_instead_of_its_own_exit():
+    feed = Feed("SPY")
+    events = [feed.quote(T0 - 300 * S, SPY_PRICE, SPY_PRICE + D // 100)]
+    events += [feed.trade(T0 - 300 * S + i * 10 * S, SPY_PRICE + D // 100, 100, side="buy") for i in range(1, 28)]
+    sellers = [feed.trade(T0 + i * 10 * S, SPY_PRICE, 10_000) for i in range(3)]
+    watch = engine()
+    watch.set_open_positions(["AIG"])
+    outputs = run(watch, [*events, *sellers])
+    found = alerts(outputs)
+    assert [alert.alert_type for alert in found] == ["large_seller"] * 3 + ["market_selloff"]
+    assert all(alert.context.label == "market_wide" and alert.context.index == "SPY" for alert in found)
+    selloff = found[-1]
+    assert selloff.id == f"SPY:market_selloff:{T0 + 20 * S}" and selloff.severity == "warning"
+    assert selloff.evidence["exit_rule"] is True and selloff.evidence["fall"] is False
+    assert selloff.evidence["index_exit"] == f"SPY:exit:large_sellers:{found[2].id}"
+    (recommendation,) = exits(outputs)  # the index's own large_sellers exit is replaced by the market's
+    assert (recommendation.trigger, recommendation.scope, recommendation.symbols) == (
+        "market_selloff",
+        "market",
+        ("AIG",),
+    )
+    assert recommendation.cost_bps == round(D // 100 * 10_000 / (2 * SPY_PRICE + D // 100), 4)
+
+
+def test_the_exit_rule_and_the_fall_together_are_critical_and_a_fall_inside_an_episode_raises_nothing():
+    feed = Feed("SPY")
+    events = [feed.quote(T0 - 300 * S, SPY_PRICE, SPY_PRICE + D // 100)]
+    events += [feed.trade(T0 - 300 * S + i * 10 * S, SPY_PRICE + D // 100, 100, side="buy") for i in range(1, 28)]
+    low = SPY_PRICE - SPY_PRICE * 35 // 10_000
+    events += [feed.quote(T0 - S, low, low + D // 100)]
+    sellers = [feed.trade(T0 + i * 10 * S, low, 10_000) for i in range(3)]
+    outputs = run(engine(), [*events, *sellers])
+    (selloff,) = [alert for alert in alerts(outputs) if alert.alert_type == "market_selloff"]
+    assert selloff.id == f"SPY:market_selloff:{T0 - S}"  # the quote's fall started the episode
+    assert selloff.severity == "warning" and selloff.evidence["exit_rule"] is False
+    assert len(exits(outputs)) == 1  # the exit rule inside the episode raises nothing more
+
+    rule = SelloffRule(300 * S)
+    start = rule.observe(T0, exit_rule=True, fall_bps=35.0, threshold_bps=30.0)
+    assert start == SelloffStart(T0, exit_rule=True, fall=True, severity="critical")
+    assert rule.observe(T0 + 200 * S, exit_rule=False, fall_bps=70.0, threshold_bps=30.0) is None  # same episode
+    assert rule.observe(T0 + 501 * S, exit_rule=False, fall_bps=60.0, threshold_bps=30.0) == SelloffStart(
+        T0 + 501 * S, exit_rule=False, fall=True, severity="critical"
+    )  # a whole window without the condition: a new episode, twice the threshold: critical
