@@ -29,6 +29,7 @@ from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
 from services.detector.day_recorder import RATIO_RESOLUTION
 from services.detector.profiles import SymbolProfile
 from services.detector.quantiles import merge_counts, tail_quantile, weighted_quantile
+from services.detector.threshold_prior import FirstDayPrior
 from services.detector.volume_curve import VolumeCurve
 
 
@@ -36,8 +37,9 @@ from services.detector.volume_curve import VolumeCurve
 class Thresholds:
     """What the rules of one symbol judge against. Shares; ``source`` names where they came from:
     ``absolute`` (the settings), ``override`` (a per-symbol override), ``profile`` (history),
-    ``session_start`` (the first minutes of this session). ``days`` names the sessions they were fitted
-    on (``2013-10-07`` or ``2013-10-07..2013-10-11``; empty for the settings)."""
+    ``session_start`` (the first minutes of this session), ``first_day_prior`` (a prior fitted across stocks,
+    alone or blended with the session's own fit; :mod:`~services.detector.threshold_prior`). ``days`` names
+    the sessions they were fitted on (``2013-10-07`` or ``2013-10-07..2013-10-11``; empty for the settings)."""
 
     large_order_size: int
     offer_size: int
@@ -57,6 +59,8 @@ class FitRules:
     burst_ratio_quantile: float = 0.995
     min_size: int = 1_000
     min_notional_dollars: float = 100_000.0
+    first_day_prior: bool = True
+    """A day with no history starts from the first-day prior (``first_day_thresholds = "prior"``)."""
 
 
 def fit_thresholds(
@@ -108,4 +112,43 @@ def thresholds_for(profile: SymbolProfile, rules: FitRules, *, source: str, open
         source=source,
         days=days,
         curve=curve,
+    )
+
+
+def prior_thresholds(
+    rules: FitRules, prior: FirstDayPrior, expected_volume: int, vwap: int, *, days: str
+) -> Thresholds:
+    """The first-day prior's thresholds for a day expected to trade ``expected_volume`` shares at ``vwap``
+    (nano-dollars), with the share and notional floors of :func:`fit_thresholds`."""
+    notional_floor = math.ceil(rules.min_notional_dollars * NANOSECONDS_PER_SECOND / vwap) if vwap else 0
+    large = max(prior.large_order_size(expected_volume), rules.min_size, notional_floor)
+    return Thresholds(large, prior.offer_size(large), "first_day_prior", days, None, prior.burst_ratio)
+
+
+def blend_thresholds(prior: Thresholds, session: Thresholds | None, weight: float) -> Thresholds:
+    """The prior moved toward the session's own fit: sizes geometrically, the burst ratio linearly, by
+    ``weight`` (0: the prior, 1: the session's fit). A burst ratio the session does not know yet (0) is the
+    prior's.
+
+    >>> blend_thresholds(Thresholds(4_000, 5_000, "first_day_prior", burst_ratio=6.0),
+    ...                  Thresholds(16_000, 16_000, "session_start", "2012-06-21"), 0.5).large_order_size
+    8000
+    """
+    if session is None or weight <= 0:
+        return prior
+    if weight >= 1:
+        return session
+
+    def between(a: int, b: int) -> int:
+        return round(math.exp((1 - weight) * math.log(a) + weight * math.log(b)))
+
+    large = between(prior.large_order_size, session.large_order_size)
+    burst = session.burst_ratio and (1 - weight) * prior.burst_ratio + weight * session.burst_ratio
+    return Thresholds(
+        large,
+        max(between(prior.offer_size, session.offer_size), large),
+        "first_day_prior",
+        session.days,
+        None,
+        round(burst or prior.burst_ratio, 2),
     )

@@ -30,7 +30,14 @@ from services.detector.day_recorder import DayRecorder
 from services.detector.outputs import Output, ProfileUpdate
 from services.detector.profiles import DayStatistics, SymbolProfile, build_profile
 from services.detector.rule_settings import EXTENDED_SESSIONS, RuleSettings
-from services.detector.threshold_fit import Thresholds, fit_thresholds, thresholds_for
+from services.detector.threshold_fit import (
+    Thresholds,
+    blend_thresholds,
+    fit_thresholds,
+    prior_thresholds,
+    thresholds_for,
+)
+from services.detector.threshold_prior import bundled_prior
 from shared.sessions import SessionClock
 
 REFIT_NS = 10 * NANOSECONDS_PER_SECOND
@@ -84,6 +91,9 @@ class ThresholdLifecycle:
         self.report_calibrated_at = 0  # ns of event time; WAITING_FOR_REGULAR_SESSION; 0: nothing to report
         self.next_refit = 0  # ns of event time
         self.fitted_today = False  # a day with no history has fitted its own thresholds
+        self.session_fit: Thresholds | None = None  # … those thresholds (they never fall during the day)
+        self.prior = bundled_prior() if settings.fit.first_day_prior and not settings.large_order_override else None
+        self.prior_reported = False  # the day's first-day prior thresholds were reported (``calibrating``)
 
     # --- what the rules read -----------------------------------------------------------
     def large_order_size(self, session: str) -> int:
@@ -133,6 +143,8 @@ class ThresholdLifecycle:
         earlier = [statistics for past_day, statistics in self.history.items() if past_day < day]
         self.extended_recorder = None
         self.fitted_today = False
+        self.session_fit = None
+        self.prior_reported = False
         if not earlier:
             self._apply(self.absolute, None)
             self.report_calibrated_at = WAITING_FOR_REGULAR_SESSION
@@ -146,7 +158,13 @@ class ThresholdLifecycle:
                     ts,
                     "no_profile",
                     f"no earlier session: absolute thresholds ({settings.large_order_size:,} shares) "
-                    f"until {settings.calibration_ns / 60e9:g} minutes of the regular session are seen",
+                    + (
+                        f"until a minute of the regular session is seen, then a first-day prior (large order "
+                        f"{100 * self.prior.volume_fraction:.3f} % of the expected day's volume) moving to "
+                        f"the session's own fit over {settings.calibration_ns / 60e9:g} minutes"
+                        if self.prior is not None
+                        else f"until {settings.calibration_ns / 60e9:g} minutes of the regular session are seen"
+                    ),
                 )
             )
             return
@@ -233,23 +251,57 @@ class ThresholdLifecycle:
                 confidence=settings.calibration_confidence,
                 offer_unit_ns=max(settings.persistence_ns, 1),
             )
-            current = self.thresholds
+            current = self.session_fit or self.absolute
             large = fitted.large_order_size if orders_known else current.large_order_size
             offer = max(fitted.offer_size, large)
             if self.fitted_today:  # never fall during the day
                 large, offer = max(large, current.large_order_size), max(offer, current.offer_size)
             self.fitted_today = True
             burst_ratio = max(fitted.burst_ratio, current.burst_ratio)
-            self._apply(
-                self._with_override(Thresholds(large, offer, "session_start", day.day, None, burst_ratio)), None
+            self.session_fit = self._with_override(
+                Thresholds(large, offer, "session_start", day.day, None, burst_ratio)
             )
+            self._apply(self.session_fit, None)
+        if session == "regular" and self.report_calibrated_at < 0:
+            self.report_calibrated_at = ts + settings.calibration_ns
+        if self.prior is not None:
+            self._blend_prior(ts, outputs)
         if session != "regular":
             return
-        if self.report_calibrated_at < 0:
-            self.report_calibrated_at = ts + settings.calibration_ns
-        elif 0 < self.report_calibrated_at <= ts and self.fitted_today:
+        if 0 < self.report_calibrated_at <= ts and self.fitted_today:
             self.report_calibrated_at = 0
             self._apply(self.thresholds, ts, outputs)
+
+    def _blend_prior(self, ts: int, outputs: list[Output]) -> None:
+        """A day with no history, once a minute of its regular session is seen: the first-day prior's
+        thresholds for the volume the day is expected to trade, moved toward the session's own fit as the
+        calibration time passes (all of it once ``calibrated`` is reported)."""
+        prior, regular = self.prior, self.day_recorder
+        if prior is None or regular is None or not regular.first_ns or self.report_calibrated_at <= 0:
+            return
+        open_ns = regular.open_ns
+        volume = prior.expected_volume(regular.volume_total, regular.first_ns - open_ns, ts - open_ns)
+        if not volume:
+            return
+        calibration_ns = self.settings.calibration_ns
+        weight = 1 - (self.report_calibrated_at - ts) / calibration_ns
+        start = prior_thresholds(self.settings.fit, prior, volume, regular.vwap, days=regular.day)
+        self._apply(blend_thresholds(start, self.session_fit, weight if self.fitted_today else 0.0), None)
+        if not self.prior_reported:
+            self.prior_reported = True
+            outputs.append(
+                detector_status(
+                    self.symbol,
+                    "calibrating",
+                    ts,
+                    "first_day_prior",
+                    f"first-day prior: large order {start.large_order_size:,} shares "
+                    f"({100 * prior.volume_fraction:.3f} % of an expected {volume:,} shares, from "
+                    f"{regular.volume_total:,} in the first {(ts - regular.first_ns) / 1e9:.0f} s of the regular "
+                    f"session), large offer {start.offer_size:,} shares, burst ratio {start.burst_ratio:g}; "
+                    f"moving to the session's own fit over {calibration_ns / 60e9:g} minutes",
+                )
+            )
 
     def _profile_thresholds(self, profile: SymbolProfile, source: str, market_open: int | None) -> Thresholds:
         return self._with_override(thresholds_for(profile, self.settings.fit, source=source, open_ns=market_open))

@@ -39,7 +39,8 @@ def test_a_profile_adopted_mid_session_replaces_the_first_day_thresholds_from_th
     lifecycle = engine.symbols["NEW"].lifecycle
     before = lifecycle.thresholds
     assert before.source != "profile" and lifecycle.extended_recorder is not None
-    assert [o.state for o in outputs if isinstance(o, FeedStatus) and o.state.startswith("calibrat")] == ["calibrating"]
+    calibrating = [(o.state, o.code) for o in outputs if isinstance(o, FeedStatus) and o.state.startswith("calibrat")]
+    assert calibrating == [("calibrating", "no_profile"), ("calibrating", "first_day_prior")]
 
     profile = build_profile(
         "NEW",
