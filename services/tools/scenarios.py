@@ -38,6 +38,17 @@ received 2–20 ms after the event. On that background:
                  although the silence drags the old baseline down; no alert.**
 =============== ==================================================================
 
+One more, of an index (a market symbol: ``write_scenario("index-selloff", path, symbol="SPY")``), not among the
+stock scenarios the demo plays (:data:`INDEX_SCENARIOS`):
+
+================= ================================================================
+``index-selloff``  20 minutes of a $500 index; from 10:00 to 15:00 the mid falls two
+                   cents a second ($6.00, 120 bps) while 70% of the prints sell.
+                   **Expected, as an index with a position open: one
+                   market_selloff alert (source index) and one market-scope exit
+                   naming the open positions; no large_seller alert.**
+================= ================================================================
+
 The expectations, as the tests check them: :data:`services.tools.scenario_expectations.EXPECTATIONS`; the
 synthetic stock (NBBO, prints, background flow): :mod:`services.tools.scenario_market`.
 """
@@ -173,6 +184,21 @@ def _gap(market: SyntheticMarket) -> None:
     _flow(market, [*range(0, 420), *range(510, 840)], rate=rate)
 
 
+def _index_selloff(market: SyntheticMarket) -> None:
+    def sells(second: int) -> float:
+        return 0.7 if 600 <= second < 900 else 0.5
+
+    slide: dict[int, Special] = dict.fromkeys(range(600, 900), _sliding)
+    _flow(market, range(0, 1200), sell_share=sells, special=slide)
+
+
+def _sliding(market: SyntheticMarket, start_ms: int) -> None:
+    """A second that opens two cents lower (the index sliding), then flow with 70% of the prints selling."""
+    market.mid_cents -= 2
+    market.post_quote(start_ms)
+    market.background_second(start_ms, BASE_RATE * _volume_swing((start_ms - START_MS) // 1000), 0.7)
+
+
 _BUILDERS: dict[str, Callable[[SyntheticMarket], None]] = {
     "quiet": _quiet,
     "large-sellers": _large_sellers,
@@ -182,6 +208,11 @@ _BUILDERS: dict[str, Callable[[SyntheticMarket], None]] = {
     "gap": _gap,
 }
 SCENARIOS: tuple[str, ...] = tuple(_BUILDERS)
+"""The stock scenarios (the demo plays each)."""
+_INDEX_BUILDERS: dict[str, Callable[[SyntheticMarket], None]] = {"index-selloff": _index_selloff}
+_INDEX_CENTS = 50_000  # an index's price ($500): its background's random walk is then a few bps in 5 minutes
+INDEX_SCENARIOS: tuple[str, ...] = tuple(_INDEX_BUILDERS)
+"""The scenarios of an index (a market symbol: SPY), for the market context and the market-wide sell-off."""
 
 
 def _arrival_lag_ms(name: str, t_ms: int, rng: random.Random) -> int:
@@ -197,11 +228,14 @@ def _arrival_lag_ms(name: str, t_ms: int, rng: random.Random) -> int:
 
 def frames(name: str, seed: int = 7, symbol: str = SYMBOL) -> Iterator[tuple[int, bytes]]:
     """``(ts_recv_ns, frame)`` of a scenario, in receive order."""
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
+    build = _BUILDERS.get(name) or _INDEX_BUILDERS.get(name)
+    if build is None:
+        raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join((*SCENARIOS, *INDEX_SCENARIOS))}")
     market = SyntheticMarket(rng=random.Random(f"{name}:{seed}"), symbol=symbol)
+    if name in _INDEX_BUILDERS:
+        market.mid_cents = _INDEX_CENTS
     market.post_quote(START_MS)
-    _BUILDERS[name](market)
+    build(market)
     market.events.sort(key=lambda item: (item[0], item[1]))
     lag_rng = random.Random(f"{name}:{seed}:lag")
     bucket: list[dict] = []

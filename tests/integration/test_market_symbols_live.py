@@ -18,7 +18,10 @@ from services.detector.index_reader import IndexTail
 from services.detector.rule_settings import RuleSettings
 from services.detector.service import DetectorService
 from services.ingest.polygon_rest_client import PolygonRest
+from services.ingest.replay import replay
 from services.ingest.service import IngestService
+from services.ingest.sources import read_events
+from services.tools.scenarios import START_MS, write_scenario
 from services.tools.simulator import PolygonSimulator
 from shared.config import OrderFlowConfig
 from shared.market_symbols import index_symbols, with_index_symbols
@@ -228,3 +231,34 @@ async def test_a_silent_index_is_reported_once_and_its_return_too(redis_url, key
         assert await tail.poll() == 0  # each entry once
         await tail.follow([])
         assert tail.tailed == [] and await tail.poll() == 0
+
+
+# --- replay of a stock and its index, end to end ----------------------------------------
+async def test_a_replayed_index_selloff_beside_a_quiet_position_gives_one_market_exit(tmp_path, redis_url, key_prefix):
+    """``orderflow replay`` of a quiet stock's capture and SPY's index-selloff capture, interleaved by event time
+    (the capture reader merges the files), then a detector following the registry: one market_selloff of SPY and one
+    market-scope exit naming the position; the quiet stock alerts nothing and its entries read SPY's context."""
+    stock, index = tmp_path / "AAA.capture", tmp_path / "SPY.capture"
+    write_scenario("quiet", stock, symbol="AAA")
+    write_scenario("index-selloff", index, symbol="SPY")
+    config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute")
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
+        summary = await replay(bus, read_events("capture", [stock, index]))
+        assert summary.symbols == {"AAA", "SPY"}
+        published = [entry.entry_id for key in ("AAA", "SPY") for entry in await bus.read_range(bus.keys.market(key))]
+        assert len(published) > 100
+        detector = DetectorService(config, bus, consumer="one")
+        await detector.refresh()
+        await detector.drain()
+        assert sorted(detector.group_consumer.streams.values()) == ["AAA", "SPY"]
+        alerts, exits = await _outputs(bus)
+        assert [(alert.symbol, alert.alert_type, alert.source) for alert in alerts] == [
+            ("SPY", "market_selloff", "index")
+        ]
+        assert [(exit.symbol, exit.trigger, exit.scope, exit.symbols) for exit in exits] == [
+            ("SPY", "market_selloff", "market", ("AAA",))
+        ]
+        fall = alerts[0].context
+        assert fall is not None and fall.index == "SPY" and fall.index_return_bps <= -30
+        assert START_MS * 1_000_000 + 600 * S <= alerts[0].ts_event <= START_MS * 1_000_000 + 900 * S
