@@ -3,11 +3,11 @@
 An index symbol (SPY, a sector ETF: :mod:`shared.market_symbols`) is handled like any symbol by the one detector
 holding its lease (its rules run there, so a ``market_selloff`` is published once, and ``Engine.process`` updates
 the context there). Every other detector still needs the index's moves for the context of its own symbols' alerts:
-it reads the index stream (``{prefix}:md:{SPY}``) with plain XREADs after the last entry it read — no consumer
-group, no acknowledgement, nothing pending — and hands each event to ``Engine.observe_index`` (context only: no
-rules, no outputs). A tail starts from the last ``context_window_seconds`` of the stream's event time, so the
-context is warm from the first alert. An index this detector comes to own stops being tailed (never fed twice),
-one it gives up is tailed again from the last window.
+it reads the index stream (``{prefix}:md:{SPY}``) with plain XRANGEs after the last entry it read — no consumer
+group, no acknowledgement, nothing pending, and no command the detector's Redis user lacks (``shared.acl``) — and
+hands each event to ``Engine.observe_index`` (context only: no rules, no outputs). A tail starts from the last
+``context_window_seconds`` of the stream's event time, so the context is warm from the first alert. An index this
+detector comes to own stops being tailed (never fed twice), one it gives up is tailed again from the last window.
 
 A dead index is visible: an index whose last entry is older than ``context_stale_seconds`` (receive time, wall
 clock) while this detector's own streams still bring events — the market is open, only the index is silent — is
@@ -47,7 +47,7 @@ class IndexTail:
         self.engine = engine
         self.window_ns = config.context_window_seconds * NANOSECONDS_PER_SECOND
         self.stale_seconds = config.context_stale_seconds
-        self.last_ids: dict[str, str] = {}  # stream → the last entry id read ("0-0": none yet)
+        self.last_ids: dict[str, str] = {}  # stream → the last entry id read ("": none yet)
         self.symbols: dict[str, str] = {}  # stream → index symbol
         self.arrived: dict[str, float] = {}  # stream → monotonic time its last entry was read (or the tail began)
         self.silent: set[str] = set()  # streams reported silent, not yet resumed
@@ -95,9 +95,11 @@ class IndexTail:
             self.engine.observe_index(event)
         self.observed += len(history)
         self.symbols[stream] = symbol
-        self.last_ids[stream] = newest_id or "0-0"
+        self.last_ids[stream] = newest_id or ""
         self.arrived[stream] = time.monotonic()
-        log.info("order_flow.index_tail_started", symbol=symbol, events=len(history), after=self.last_ids[stream])
+        log.info(
+            "order_flow.index_tail_started", symbol=symbol, events=len(history), after=self.last_ids[stream] or "-"
+        )
 
     def _drop(self, stream: str) -> None:
         symbol = self.symbols.pop(stream)
@@ -107,11 +109,11 @@ class IndexTail:
         log.info("order_flow.index_tail_stopped", symbol=symbol, detail="owned by this detector, or no longer wanted")
 
     async def poll(self) -> int:
-        """One non-blocking read of every tail; its events handed to ``Engine.observe_index``, oldest first per
-        stream. Returns how many."""
-        if not self.last_ids:
-            return 0
-        entries = await self.bus.read_after(dict(self.last_ids), count=READ_ENTRIES, block_ms=0)
+        """One read of every tail (an XRANGE after its last entry: an index or two, one command each); its events
+        handed to ``Engine.observe_index``, oldest first. Returns how many."""
+        entries: list[BusEntry] = []
+        for stream, last in list(self.last_ids.items()):
+            entries += await self.bus.read_range(stream, start=f"({last}" if last else "-", count=READ_ENTRIES)
         observed = 0
         now = time.monotonic()
         for entry in entries:
