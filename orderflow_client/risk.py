@@ -29,6 +29,12 @@ most 30 s); after ``max_attempts`` failures the recommendation is parked in
 A recommendation already done is never handled again (duplicates suppressed).
 Handlers must therefore tolerate a second call after a crash between their
 effect and the mark (check the position is still open).
+A market-scope recommendation (``scope == "market"``: the index is sold) reaches
+``on_exit`` once per held position its ``symbols`` name (every one without
+``held_symbols``), as :func:`orderflow_client.exit_policy.for_position`: each
+position has its own mark (``<id>@<symbol>``), so a retry calls only the
+positions that failed; the recommendation is done when all of them are.
+What to do with each: :class:`orderflow_client.exit_policy.ExitPolicy`.
 Status events (gaps, halts, feed silence) come from ``orderflow:status``; a
 held symbol whose monitoring stops is reported as **unmonitored**.
 """
