@@ -219,3 +219,55 @@ def test_never_a_lowered_stop_and_always_on_a_tick(price, stop, quantity, hundre
     else:
         assert stop == 0 or new <= stop  # a short's only ever down
         assert new == stop or (new > price and new % tick_size(new) == 0)
+
+
+def test_what_a_choice_came_to_on_a_position():
+    """carried_out: the decision a bot logs and records for the policy's choice on a long AAPL at $180, stop $184."""
+    from orderflow_client.decisions import carried_out
+    from orderflow_client.positions import Position
+
+    held = Position(symbol="AAPL", quantity=200, entry_price=180 * D, stop_loss=184 * D)
+    [tighten] = ExitPolicy().decide(market(), {"AAPL"})
+    [out] = ExitPolicy().decide(single(), {"AAPL"})
+    [ignored] = ExitPolicy().decide(single("watch"), {"AAPL"})
+    last = 187_440_000_000
+    tightened = carried_out(tighten, held, last, 186_490_000_000)
+    assert (tightened.action, tightened.new_stop, tightened.reasons[:2]) == (
+        "tighten_stop",
+        186_490_000_000,
+        ("tighten the stop to 186.49", tighten.reason),
+    )
+    assert tightened.reasons[2] == "unrealised P&L +1,488.00 USD (+4.13 %)"
+    kept = carried_out(tighten, held, last, 184 * D)  # the stop was already as tight: kept, decision hold
+    assert (kept.action, kept.new_stop, kept.reasons[0]) == ("hold", 0, "hold: the stop at 184.00 is already as tight")
+    assert carried_out(out, held, last).action == "exit" and carried_out(out, held, last).reasons[0] == "exit AAPL"
+    assert carried_out(ignored, held, last).reasons[0] == "ignore (watch)"
+
+
+async def test_the_bid_a_stop_goes_under_is_the_newest_quote_or_book_else_the_last_print():
+    import uuid
+
+    from orderflow_client.bus.connection import Bus
+    from orderflow_client.decisions import last_bid_price
+    from orderflow_client.wire import BookUpdate, MarketEvents, Quote, Trade, encode
+
+    bus = await Bus.connect(None, prefix=f"bid-{uuid.uuid4().hex[:8]}")
+    stream = bus.keys.market("AAPL")
+    assert await last_bid_price(bus, "AAPL") is None
+    await bus.client.xadd(
+        stream, {"e": encode(Trade(symbol="AAPL", ts_event=1, ts_recv=1, ts_arrival=1, price=187 * D, size=1))}
+    )
+    assert await last_bid_price(bus, "AAPL") == 187 * D  # no quote yet: the last print
+    quote = Quote(
+        symbol="AAPL", ts_event=2, ts_recv=2, ts_arrival=2, bid_price=186 * D, bid_size=1, ask_price=188 * D, ask_size=1
+    )
+    book = BookUpdate(
+        symbol="AAPL", ts_event=3, ts_recv=3, ts_arrival=3, bids=((185 * D, 100),), asks=((189 * D, 100),)
+    )
+    await bus.client.xadd(stream, {"e": encode(MarketEvents(events=(quote, book)))})
+    assert await last_bid_price(bus, "AAPL") == 185 * D  # the newest of the batch: the book's best bid
+    await bus.client.xadd(
+        stream, {"e": encode(Trade(symbol="AAPL", ts_event=4, ts_recv=4, ts_arrival=4, price=190 * D, size=1))}
+    )
+    assert await last_bid_price(bus, "AAPL") == 185 * D  # a later print does not replace the bid
+    await bus.close()
