@@ -70,7 +70,7 @@ Handler = Callable[[ExitRecommendation], Awaitable[None] | None]
 
 @dataclass
 class ClientStats:
-    handled: int = 0
+    handled: int = 0  # calls of on_exit that returned (a market-scope recommendation: one per position)
     duplicates: int = 0
     handler_failures: int = 0  # calls of on_exit that raised (each is retried)
     parked: int = 0  # recommendations given up on after max_attempts failures (in orderflow:exits:dead)
