@@ -2,9 +2,12 @@
 
     from decimal import Decimal
     from orderflow_client import OrderFlowClient
+    from orderflow_client.exit_policy import ExitPolicy
 
     def on_exit(recommendation):          # runs in the client's handler thread; raise to have it retried
-        broker.sell(recommendation.symbol)
+        for chosen in ExitPolicy().decide(recommendation, broker.positions()):   # the held positions it names
+            if chosen.choice == "exit":       # or tighten_stops (orderflow.bid_price), or ignore (a watch)
+                broker.sell(chosen.symbol)
 
     with OrderFlowClient("redis://bot:…@redis:6379/0", name="my-bot", on_exit=on_exit) as orderflow:
         orderflow.open_position("AAPL", quantity=200, entry_price=Decimal("187.43"), stop_loss=Decimal("184.00"))
