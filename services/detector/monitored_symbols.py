@@ -4,6 +4,10 @@ symbol starts with.
 The registry (``{prefix}:positions``, :class:`~orderflow_client.positions.PositionRegistry`) is re-read by the
 service every ``refresh_seconds``; a registry lost under the detector (Redis restarted without persistence) is
 written back from the positions last seen, and a ``positions_lost`` status names them.
+
+In adaptive mode a symbol whose stored profile is missing or stale gets one built from REST history beside the
+detector (:class:`~services.detector.calibration_worker.CalibrationWorker`, started by :meth:`load_profile`,
+driven by :meth:`wanted`, stopped by :meth:`close`); it runs on the session's own fit meanwhile.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from orderflow_client.bus.connection import Bus
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.timestamps import now_ns
 from orderflow_client.wire import FeedState, FeedStatus
+from services.detector.calibration_worker import CalibrationWorker, HistorySource
 from services.detector.engine import Engine
 from services.detector.profile_store import ProfileStore
 from services.detector.profiles import ProfileError
@@ -35,21 +40,33 @@ class MonitoredSymbols:
     """The symbols to monitor now (:meth:`wanted`) and how one starts (:meth:`load_profile`)."""
 
     def __init__(
-        self, config: OrderFlowConfig, bus: Bus, engine: Engine, sink: OutputSink, symbols: Iterable[str] | None
+        self,
+        config: OrderFlowConfig,
+        bus: Bus,
+        engine: Engine,
+        sink: OutputSink,
+        symbols: Iterable[str] | None,
+        history: HistorySource | None = None,
     ) -> None:
+        """``history``: where the calibration worker fetches a missing or stale profile's sessions (Polygon REST:
+        :class:`services.offline.calibrate.RestHistory`; None: no live calibration, logged once)."""
         self.config = config
         self.engine = engine
         self.sink = sink
         self.fixed_symbols = tuple(symbols) if symbols else None
         self.registry = PositionRegistry(bus)
         self.profiles = ProfileStore(bus)
+        self.calibration = CalibrationWorker(config, engine, sink, self.profiles, history)
 
     async def wanted(self) -> list[str]:
         """``--symbol``s, else the open positions (e.g. ``["AAPL", "NVDA"]``). A registry lost under the detector is
         written back from the positions last seen and monitoring goes on, with a ``positions_lost`` status naming
-        them; an unreadable position is still monitored, with a ``position_unreadable`` status."""
+        them; an unreadable position is still monitored, with a ``position_unreadable`` status. The calibration
+        worker's :meth:`~CalibrationWorker.tick` runs here (retries due, the refresh before the open)."""
         if self.fixed_symbols is not None:
-            return list(self.fixed_symbols)
+            symbols = list(self.fixed_symbols)
+            self.calibration.tick(symbols)
+            return symbols
         positions, notices = await self.registry.follow()
         for notice in notices:
             now = now_ns()
@@ -63,11 +80,18 @@ class MonitoredSymbols:
                 detail=notice.detail,
             )
             await self.sink.publish_status(f"{notice.state}:{','.join(notice.symbols)}:{now}", status)
-        return [position.symbol for position in positions]
+        symbols = [position.symbol for position in positions]
+        self.calibration.tick(symbols)
+        return symbols
+
+    async def close(self) -> None:
+        """Stop the calibration worker's fetches (a stop of the detector)."""
+        await self.calibration.close()
 
     async def load_profile(self, symbol: str) -> None:
-        """The symbol's stored profile as the history of its thresholds (adaptive mode); the threshold gauges
-        show what the symbol starts with until its first calibration status."""
+        """The symbol's stored profile as the history of its thresholds (adaptive mode), and a calibration from
+        REST history when it is missing or stale; the threshold gauges show what the symbol starts with until its
+        first calibration status."""
         large = self.config.large_order_size
         service_metrics.THRESHOLD_SHARES.labels(symbol=symbol, kind="large_order").set(large)
         service_metrics.THRESHOLD_SHARES.labels(symbol=symbol, kind="large_offer").set(large)
@@ -85,3 +109,4 @@ class MonitoredSymbols:
             log.warning("order_flow.profile_missing", symbol=symbol, detail="calibrating from the session itself")
         else:
             log.info("order_flow.profile_loaded", symbol=symbol, days=list(profile.days), source=profile.source)
+        self.calibration.request(symbol)  # missing or stale: rebuilt from REST history (fresh: nothing fetched)

@@ -67,3 +67,61 @@ class RateLimiter:
             self._next = start + 60.0 / self.per_minute
         if start > now:
             self.sleep(start - now)
+
+
+class FetchBoundReached(Exception):
+    """A bounded fetch reached a bound: ``bound`` is ``requests``, ``seconds`` or ``cancelled``."""
+
+    def __init__(self, bound: str) -> None:
+        super().__init__(f"fetch stopped: {bound} bound reached")
+        self.bound = bound
+
+
+class FetchBudget:
+    """The bounds of one fetch: at most ``requests`` requests (retries count) within ``seconds``.
+
+    An adapter spends it before each request (:meth:`spend_request`), caps each request's timeout to what is left
+    (:meth:`seconds_left`) and sleeps through :meth:`sleep`, so a wait (backoff, ``Retry-After``, rate limit) that
+    would end past the deadline stops the fetch at once. :meth:`cancel` (any thread) stops it at its next request
+    or wait (as does setting the ``cancelled`` event given). Sample: under ``FetchBudget(200, 60.0)`` the 201st
+    request raises ``FetchBoundReached("requests")``."""
+
+    def __init__(
+        self,
+        requests: int,
+        seconds: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        cancelled: threading.Event | None = None,
+    ) -> None:
+        self.max_requests = requests
+        self.requests = 0
+        self.deadline = clock() + seconds
+        self.clock = clock
+        self._sleep = sleep
+        self.cancelled = cancelled or threading.Event()
+
+    def spend_request(self) -> None:
+        """Count one request; :class:`FetchBoundReached` when none is left, the time is up or it was cancelled."""
+        self._check(0.0)
+        if self.requests >= self.max_requests:
+            raise FetchBoundReached("requests")
+        self.requests += 1
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` unless that ends past the deadline (then :class:`FetchBoundReached` at once)."""
+        self._check(seconds)
+        self._sleep(seconds)
+
+    def seconds_left(self) -> float:
+        return max(0.0, self.deadline - self.clock())
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def _check(self, seconds: float) -> None:
+        if self.cancelled.is_set():
+            raise FetchBoundReached("cancelled")
+        if self.clock() + seconds >= self.deadline:
+            raise FetchBoundReached("seconds")

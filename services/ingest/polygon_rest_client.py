@@ -31,6 +31,7 @@ import urllib3
 from orderflow_client.logs import get_logger
 from services.ingest.http_retries import (
     RETRYABLE_STATUSES,
+    FetchBudget,
     HttpStatusError,
     RateLimiter,
     retry_after_seconds,
@@ -70,7 +71,10 @@ class PolygonRest:
         backoff_cap: float = 20.0,
         requests_per_minute: float = 300.0,
         sleep: Callable[[float], None] = time.sleep,
+        budget: FetchBudget | None = None,
     ) -> None:
+        """``budget``: a bounded fetch (:class:`FetchBudget`): each request spends it, its timeouts are capped to the
+        time left, every wait goes through its ``sleep`` (``FetchBoundReached`` raised at a bound)."""
         self.base_url = base_url.rstrip("/")
         # imported here, not at import: commands without a key never pay for the client (~0.3 s)
         rest_client = client_classes(client).rest
@@ -80,8 +84,9 @@ class PolygonRest:
         self.attempts = attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        self.sleep = sleep
-        self.limiter = RateLimiter(requests_per_minute, sleep=sleep)
+        self.budget = budget
+        self.sleep = sleep if budget is None else budget.sleep
+        self.limiter = RateLimiter(requests_per_minute, sleep=self.sleep)
         self.retries_done = 0
 
     def get(self, path_or_url: str, params: dict | None = None) -> bytes:
@@ -91,10 +96,10 @@ class PolygonRest:
             url = f"{url}?{urlencode(params)}"
         last_problem = ""
         for attempt in range(1, self.attempts + 1):
-            self.limiter.wait()
+            timeout = self._next_timeout()
             retry_after = None
             try:
-                response = self._pool.request("GET", url, timeout=self.timeout, retries=False, preload_content=True)
+                response = self._pool.request("GET", url, timeout=timeout, retries=False, preload_content=True)
             except urllib3.exceptions.HTTPError as error:  # timeouts, refused connections, protocol errors
                 last_problem = f"{type(error).__name__}"
             else:
@@ -119,6 +124,20 @@ class PolygonRest:
             )
             self.sleep(delay)
         raise RestUnavailableError(f"GET {_path(url)} failed {self.attempts} times; last: {last_problem}")
+
+    def _next_timeout(self) -> urllib3.Timeout:
+        """Wait for the rate limit; under a budget, spend one request and cap the timeouts to the time left."""
+        if self.budget is None:
+            self.limiter.wait()
+            return self.timeout
+        self.budget.spend_request()
+        self.limiter.wait()
+        left = max(0.05, self.budget.seconds_left())
+        connect, read = self.timeout.connect_timeout, self.timeout.read_timeout
+        return urllib3.Timeout(
+            connect=min(connect, left) if isinstance(connect, float | int) else left,
+            read=min(read, left) if isinstance(read, float | int) else left,
+        )
 
     def pages(self, path: str, params: dict) -> Iterator[bytes]:
         """Every page of a paginated endpoint, following ``next_url``."""

@@ -13,6 +13,7 @@ measure. Profiles are stored as JSON under ``orderflow:profile:{SYM}``
 from __future__ import annotations
 
 import heapq
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -21,11 +22,19 @@ import msgspec
 
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns, ns_to_utc_iso
 from orderflow_client.wire import MarketEvent
+from services.detector.calibration_worker import FetchProgress, HistoryUnavailableError
 from services.detector.engine import Engine
-from services.detector.profiles import SymbolProfile, build_profile, decode_profile, encode_profile
+from services.detector.profiles import (
+    DayStatistics,
+    SymbolProfile,
+    build_profile,
+    decode_profile,
+    encode_profile,
+)
 from services.detector.rule_settings import RuleSettings
+from services.ingest.http_retries import FetchBoundReached, FetchBudget
 from services.ingest.normalise import Normaliser, normalised
-from services.ingest.polygon_rest_client import PolygonRest
+from services.ingest.polygon_rest_client import PolygonRest, RestError
 from services.ingest.polygon_rest_parse import parse_quotes_page, parse_trades_page
 from services.ingest.rejects import Reject, RejectCounter
 from services.ingest.sources import read_events
@@ -45,23 +54,34 @@ def profiles_from_events(
     on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, SymbolProfile]:
     """Each symbol's profile from its sessions in ``events`` (time-ordered), the last ``profile_days``."""
+    recorded = sessions_from_events(events, config, conditions=conditions, rejects=rejects, on_progress=on_progress)
+    built = ns_to_utc_iso(now_ns())
+    return {
+        symbol: build_profile(symbol, sessions, source=source, built_utc=built, profile_days=config.profile_days)
+        for symbol, sessions in recorded.items()
+    }
+
+
+def sessions_from_events(
+    events: Iterable[MarketEvent | Reject],
+    config: OrderFlowConfig,
+    *,
+    conditions: ConditionTable | None = None,
+    rejects: RejectCounter | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict[str, list[DayStatistics]]:
+    """Each symbol's regular sessions in ``events`` (time-ordered), oldest first, as the rules engine records them
+    (symbols with none left out); ``on_progress(10_000)`` after every 10,000 events."""
     conditions = conditions or ConditionTable.bundled()
     adaptive = config.model_copy(update={"threshold_mode": "adaptive"})
-    engine = Engine(RuleSettings.from_config(adaptive), conditions, config=adaptive, profile_source=source)
+    engine = Engine(RuleSettings.from_config(adaptive), conditions, config=adaptive)
     events_read = normalised(events, Normaliser(conditions, method=config.side_method), rejects or RejectCounter())
     for count, event in enumerate(events_read, start=1):
         engine.process(event)
         if on_progress is not None and count % 10_000 == 0:
             on_progress(10_000)
-    built = ns_to_utc_iso(now_ns())
-    profiles = {}
-    for symbol, symbol_engine in engine.symbols.items():
-        sessions = symbol_engine.recorded_sessions()
-        if sessions:
-            profiles[symbol] = build_profile(
-                symbol, sessions, source=source, built_utc=built, profile_days=config.profile_days
-            )
-    return profiles
+    recorded = {symbol: symbol_engine.recorded_sessions() for symbol, symbol_engine in engine.symbols.items()}
+    return {symbol: sessions for symbol, sessions in recorded.items() if sessions}
 
 
 def profiles_from_files(
@@ -110,6 +130,93 @@ def profiles_from_rest(
             )
         )
     return profiles
+
+
+def bounded_rest(config: OrderFlowConfig, budget: FetchBudget) -> PolygonRest:
+    """A REST client for one bounded fetch: few retries (the caller retries later), every wait and request
+    counted against ``budget``. Needs ``polygon_api_key``."""
+    key = config.polygon_api_key.get_secret_value() if config.polygon_api_key is not None else ""
+    return PolygonRest(
+        key,
+        config.polygon_rest_url,
+        client=config.polygon_client,
+        attempts=3,
+        backoff_cap=5.0,
+        requests_per_minute=config.polygon_rest_requests_per_minute,
+        budget=budget,
+    )
+
+
+def sessions_from_rest_bounded(
+    rest: PolygonRest,
+    budget: FetchBudget,
+    symbol: str,
+    days: list[date],
+    config: OrderFlowConfig,
+    *,
+    conditions: ConditionTable | None = None,
+    on_day: Callable[[FetchProgress], None] | None = None,
+) -> tuple[list[DayStatistics], FetchProgress]:
+    """``symbol``'s regular sessions of ``days`` from REST, newest day first, within ``budget``: a day cut short by a
+    bound is left out and the fetch ends there (``progress.stopped`` says which bound). Each day runs through its own
+    rules engine. ``on_day(progress)`` after each whole day. Raises
+    :class:`~services.ingest.polygon_rest_client.RestError` when REST fails."""
+    multiplier = config.round_lot_size if config.quote_size_unit == "round_lots" else 1
+    progress = FetchProgress(symbol=symbol, days_wanted=len(days))
+    sessions: list[DayStatistics] = []
+
+    def counted(events: Iterator[MarketEvent | Reject]) -> Iterator[MarketEvent | Reject]:
+        for event in events:
+            progress.events += 1
+            yield event
+
+    for day in sorted(days, reverse=True):
+        try:
+            found = sessions_from_events(
+                counted(rest_events(rest, symbol, day, quote_size_multiplier=multiplier)), config, conditions=conditions
+            )
+        except FetchBoundReached as reached:
+            progress.stopped = reached.bound
+            break
+        finally:
+            progress.requests = budget.requests
+        sessions.extend(session for session in found.get(symbol, []) if session.day == day.isoformat())
+        progress.days_done += 1
+        if on_day is not None:
+            on_day(msgspec.structs.replace(progress))
+    return sorted(sessions, key=lambda session: session.day), progress
+
+
+class RestHistory:
+    """The live calibration worker's history (:class:`~services.detector.calibration_worker.HistorySource`): a
+    symbol's days from Polygon REST within ``calibration_fetch_requests`` and ``calibration_fetch_seconds``."""
+
+    def __init__(self, config: OrderFlowConfig, conditions: ConditionTable | None = None) -> None:
+        self.config = config
+        self.conditions = conditions
+
+    def fetch(
+        self,
+        symbol: str,
+        days: list[date],
+        cancelled: threading.Event,
+        on_day: Callable[[FetchProgress], None],
+    ) -> tuple[list[DayStatistics], FetchProgress]:
+        """See :meth:`HistorySource.fetch`; REST failing raises :class:`HistoryUnavailableError` with the REST
+        error's code (``rest_unavailable``, ``rest_error``, ``rest_bad_body``)."""
+        config = self.config
+        budget = FetchBudget(config.calibration_fetch_requests, config.calibration_fetch_seconds, cancelled=cancelled)
+        rest = bounded_rest(config, budget)
+        try:
+            return sessions_from_rest_bounded(
+                rest, budget, symbol, days, config, conditions=self.conditions, on_day=on_day
+            )
+        except RestError as error:
+            raise HistoryUnavailableError(str(error), error.code) from None
+        except msgspec.DecodeError as error:
+            raise HistoryUnavailableError(f"unreadable REST page: {error}", "rest_bad_body") from None
+        finally:
+            rest.close()
 
 
 def trading_days(last: date, count: int, calendar: str = "NYSE") -> list[date]:

@@ -1,0 +1,340 @@
+"""The calibration worker beside the detector, on a real Redis: a position opened in a symbol with no profile gets
+one from Polygon REST (the simulator serving Amazon's real day) with no command run by hand; the request and time
+bounds; REST failing (500, 429, 401) logged with a code and tried again later; no key; a fresh profile fetching
+nothing; the refresh before the open on a driven clock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+import pytest
+import redis
+
+from orderflow_client.bus.connection import Bus
+from orderflow_client.logs import configure_logging
+from orderflow_client.positions import PositionRegistry
+from orderflow_client.wire import FeedStatus
+from services.detector.calibration_worker import RETRY_BASE_SECONDS, CalibrationWorker
+from services.detector.profile_store import ProfileStore
+from services.detector.service import DetectorService
+from services.detector.threshold_fit import FitRules, thresholds_for
+from services.offline.calibrate import RestHistory, trading_days
+from services.tools.simulator import PolygonSimulator
+from services.tools.simulator_timeline import load_timeline
+from shared.config import OrderFlowConfig
+from tests.support.events import D, Feed, S
+from tests.support.jsonl import log_lines
+from tests.support.market_days import amzn_profile_from_files
+from tests.support.polygon_rest_server import PolygonRestServer
+from tests.support.waiting import wait_for_async
+
+KEY = "calibration-test-key-5f1e"
+NY = ZoneInfo("America/New_York")
+
+
+def at(day: str, hour: int, minute: int = 0) -> int:
+    """ns of ``day`` at ``hour:minute`` New York time."""
+    moment = datetime.fromisoformat(day).replace(hour=hour, minute=minute, tzinfo=NY)
+    return int(moment.timestamp()) * S
+
+
+def config_for(url: str, key_prefix: str, **settings: Any) -> OrderFlowConfig:
+    return OrderFlowConfig(
+        polygon_api_key=KEY,
+        polygon_rest_url=url,
+        key_prefix=key_prefix,
+        threshold_mode="adaptive",
+        market_symbols=(),  # the positions' symbols only
+        **settings,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_detector(
+    redis_url: str, key_prefix: str, config: OrderFlowConfig, now: int
+) -> AsyncIterator[tuple[Bus, DetectorService, CalibrationWorker]]:
+    """A detector running its loop, its calibration worker on a clock stopped at ``now`` (UTC ns)."""
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    service = DetectorService(config, bus, refresh_seconds=0.1)
+    worker = service.monitored.calibration
+    worker.history = RestHistory(config)  # what the detect command gives the service
+    worker.clock = lambda: now
+    stop = asyncio.Event()
+    running = asyncio.ensure_future(service.run(stop))
+    try:
+        yield bus, service, worker
+        assert not running.done(), "the detector ended"
+    finally:
+        stop.set()
+        await running
+        await service.monitored.close()
+        await bus.close()
+
+
+async def open_position(bus: Bus, worker: CalibrationWorker, symbol: str) -> None:
+    """Open a position in ``symbol`` and wait for the detector to ask the worker about it."""
+    await PositionRegistry(bus).open(symbol, quantity=100, entry_price="10")
+    await wait_for_async(lambda: symbol in worker.held, what=f"the detector to monitor {symbol}")
+
+
+def statuses(redis_url: str, key_prefix: str, symbol: str) -> list[tuple[str, str, str]]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        entries = client.xrange(f"{key_prefix}:status")
+    finally:
+        client.close()
+    decoded = [msgspec.msgpack.decode(next(iter(fields.values()))) for _id, fields in entries]
+    return [(s["state"], s["code"], s["detail"]) for s in decoded if symbol in s["symbols"]]
+
+
+async def settled(worker: CalibrationWorker) -> None:
+    await wait_for_async(lambda: worker.outcomes and not worker.tasks, timeout=120, what="the calibration to end")
+
+
+@pytest.fixture
+def detector_log(tmp_path) -> Callable[[], list[dict[str, Any]]]:
+    configure_logging(service="detector", log_dir=tmp_path / "log", secrets=[KEY], console=False)
+    return lambda: log_lines(tmp_path / "log")
+
+
+# --- a position in a new symbol: a profile within seconds, from the simulator's REST ---------------------------------
+@pytest.fixture
+async def amzn_rest():
+    path, from_files = amzn_profile_from_files()
+    archive = load_timeline("lobster", [path])
+    simulator = await PolygonSimulator(
+        archive[:50], api_key=KEY, speed=1000, loop_forever=False, archive=archive
+    ).start()
+    try:
+        yield f"http://127.0.0.1:{simulator.port}", from_files
+    finally:
+        await simulator.stop()
+
+
+@pytest.mark.redis
+async def test_a_position_in_a_new_symbol_gets_a_profile_from_rest(redis_url, key_prefix, amzn_rest, detector_log):
+    url, from_files = amzn_rest
+    config = config_for(url, key_prefix, profile_days=1, profile_max_age_days=1)
+    async with running_detector(redis_url, key_prefix, config, at("2012-06-22", 8)) as (bus, service, worker):
+        started = time.monotonic()
+        await open_position(bus, worker, "AMZN")
+        await settled(worker)
+        elapsed = time.monotonic() - started
+        stored = await ProfileStore(bus).load("AMZN")
+        assert "AMZN" not in service.engine.symbols  # no event yet: its first one starts the day on the profile
+        trade = Feed("AMZN").trade(at("2012-06-22", 10), 220 * D, 100)
+        await service.sink.publish(service.engine.process(trade))
+        thresholds = service.engine.symbols["AMZN"].thresholds
+    assert worker.outcomes == {"built": 1}
+    assert stored is not None and stored.source == "rest" and stored.days == ("2012-06-21",)
+    assert stored.daily_volume == from_files.daily_volume  # the same day as the file's
+    assert thresholds.source == "profile" and thresholds.days == "2012-06-21"
+    expected = thresholds_for(stored, FitRules(), source="profile", open_ns=None)
+    assert (thresholds.large_order_size, thresholds.offer_size) == (expected.large_order_size, expected.offer_size)
+    seen = statuses(redis_url, key_prefix, "AMZN")
+    assert [(state, code) for state, code, _ in seen] == [
+        ("calibrating", "profile_fetching"),
+        ("calibrating", "profile_fetching"),
+        ("calibrated", "profile"),
+    ]
+    assert seen[0][2].startswith("fetching 1 trading days of REST history (at most 200 requests, 60 s)")
+    assert seen[1][2].startswith("1 of 1 days fetched, ") and " events" in seen[1][2]
+    assert elapsed < 30, f"{elapsed:.1f} s"
+    events = [line["event"] for line in detector_log()]
+    assert "order_flow.calibration_started" in events and "order_flow.calibration_done" in events
+    assert KEY not in json.dumps(detector_log())
+
+
+@pytest.mark.redis
+async def test_a_running_symbol_adopts_the_profile_mid_session(redis_url, key_prefix, amzn_rest):
+    url, _from_files = amzn_rest
+    config = config_for(url, key_prefix, profile_days=1, profile_max_age_days=1)
+    async with running_detector(redis_url, key_prefix, config, at("2012-06-22", 10, 5)) as (bus, service, worker):
+        await open_position(bus, worker, "AMZN")
+        # the symbol runs on the session's own fit while the worker fetches
+        outputs = service.engine.process(Feed("AMZN").trade(at("2012-06-22", 10), 220 * D, 100))
+        own_fit = service.engine.symbols["AMZN"].thresholds
+        await service.sink.publish(outputs)
+        await settled(worker)
+        stored = await ProfileStore(bus).load("AMZN")
+        thresholds = service.engine.symbols["AMZN"].thresholds
+    assert own_fit.source == "absolute" and worker.outcomes == {"built": 1}
+    assert stored is not None and thresholds.source == "profile"
+    expected = thresholds_for(stored, FitRules(), source="profile", open_ns=None)
+    assert (thresholds.large_order_size, thresholds.offer_size) == (expected.large_order_size, expected.offer_size)
+    seen = [(state, code) for state, code, _ in statuses(redis_url, key_prefix, "AMZN")]
+    assert {("calibrating", "profile_fetching"), ("calibrating", "no_profile")} <= set(seen)
+    assert seen[-1] == ("calibrated", "profile")
+
+
+# --- bounds and failures, against a local REST server with hand-made pages ---------------------------------------
+NOW = at("2024-06-21", 8)  # a Friday before the open: REST's last whole day is Thursday 2024-06-20
+DAYS = trading_days(date(2024, 6, 20), 2)  # 2024-06-18, 2024-06-20 (06-19 is Juneteenth)
+
+
+def quotes_page(day: date, next_url: str = "") -> bytes:
+    start = at(day.isoformat(), 9, 30)
+    rows = [
+        {
+            "ask_exchange": 11,
+            "ask_price": 50.01,
+            "ask_size": 5,
+            "bid_exchange": 11,
+            "bid_price": 50.0,
+            "bid_size": 5,
+            "conditions": [],
+            "participant_timestamp": start + minute * 60 * S,
+            "sequence_number": minute,
+            "sip_timestamp": start + minute * 60 * S,
+            "tape": 3,
+        }
+        for minute in range(0, 390, 5)
+    ]
+    return json.dumps({"results": rows, "status": "OK", **({"next_url": next_url} if next_url else {})}).encode()
+
+
+def trades_page(day: date) -> bytes:
+    start = at(day.isoformat(), 9, 30)
+    rows = [
+        {
+            "conditions": [],
+            "exchange": 4,
+            "id": str(index),
+            "participant_timestamp": start + index * 20 * S + S,
+            "price": 50.0,
+            "sequence_number": index,
+            "sip_timestamp": start + index * 20 * S + S,
+            "size": 100 + 100 * (index % 7),
+            "tape": 3,
+        }
+        for index in range(1000)
+    ]
+    return json.dumps({"results": rows, "status": "OK"}).encode()
+
+
+@pytest.mark.redis
+async def test_the_request_bound_builds_from_the_whole_days_fetched(redis_url, key_prefix, detector_log):
+    with PolygonRestServer() as server:
+        newest, older = DAYS[1], DAYS[0]
+        endless = f"{server.url}/v3/quotes/XYZ?cursor=1"
+        server.routes["/v3/quotes/XYZ"] = [(200, {}, quotes_page(newest)), (200, {}, quotes_page(older, endless))]
+        server.routes["/v3/trades/XYZ"] = [(200, {}, trades_page(newest)), (200, {}, trades_page(older))]
+        config = config_for(server.url, key_prefix, profile_days=2, calibration_fetch_requests=6)
+        async with running_detector(redis_url, key_prefix, config, NOW) as (bus, _service, worker):
+            await open_position(bus, worker, "XYZ")
+            await settled(worker)
+            stored = await ProfileStore(bus).load("XYZ")
+        requests = list(server.requests)
+    assert len(requests) == 6  # the bound: then the older day, cut short, is left out
+    assert all(authorization == f"Bearer {KEY}" for _path, query, authorization in requests)
+    assert all("apiKey" not in query for _path, query, _authorization in requests)
+    assert worker.outcomes == {"bounded": 1} and worker.last_progress["XYZ"].stopped == "requests"
+    assert (
+        stored is not None
+        and stored.days == (newest.isoformat(),)
+        and stored.daily_volume == sum(100 + 100 * (i % 7) for i in range(1000))
+    )
+    bounded = [line for line in detector_log() if line["event"] == "order_flow.calibration_bounded"]
+    assert [(line["bound"], line["days_done"], line["requests"]) for line in bounded] == [("requests", 1, 6)]
+    progress = [detail for _state, code, detail in statuses(redis_url, key_prefix, "XYZ") if code == "profile_fetching"]
+    assert progress[1].startswith("1 of 2 days fetched, 2 requests, ")
+
+
+@pytest.mark.redis
+async def test_a_hanging_rest_server_stops_at_the_time_bound(redis_url, key_prefix):
+    with PolygonRestServer() as server:
+        server.routes["/v3/quotes/XYZ"] = [(200, {}, quotes_page(DAYS[1]))]
+        server.delays["/v3/quotes/XYZ"] = 5.0  # hangs past the bound
+        config = config_for(server.url, key_prefix, profile_days=1, calibration_fetch_seconds=1.0)
+        async with running_detector(redis_url, key_prefix, config, NOW) as (bus, service, worker):
+            await open_position(bus, worker, "XYZ")
+            started = time.monotonic()
+            await settled(worker)
+            elapsed = time.monotonic() - started
+            stored = await ProfileStore(bus).load("XYZ")
+            own_fit = service.engine.engine_for("XYZ").thresholds  # the session's own fit goes on
+    assert elapsed < 3.0, f"{elapsed:.2f} s"
+    assert stored is None and worker.outcomes == {"seconds_bound": 1}
+    assert own_fit.source == "absolute"
+    last = statuses(redis_url, key_prefix, "XYZ")[-1]
+    assert last[:2] == ("calibrating", "profile_unavailable") and "(seconds_bound)" in last[2]
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    ("status", "code"), [(500, "rest_unavailable"), (429, "rest_unavailable"), (401, "rest_error")]
+)
+async def test_rest_failing_is_logged_and_tried_again_later(redis_url, key_prefix, detector_log, status, code):
+    with PolygonRestServer() as server:
+        body = json.dumps({"status": "ERROR", "error": "nope"}).encode()
+        server.routes["/v3/quotes/XYZ"] = [(status, {"Retry-After": "0"} if status == 429 else {}, body)]
+        server.routes["/v3/trades/XYZ"] = [(status, {}, body)]
+        config = config_for(server.url, key_prefix, profile_days=1)
+        async with running_detector(redis_url, key_prefix, config, NOW) as (bus, _service, worker):
+            await open_position(bus, worker, "XYZ")
+            await settled(worker)
+            first = len(server.requests)
+            worker.tick(["XYZ"], now=NOW + 10 * S)  # not due yet: nothing fetched
+            await asyncio.sleep(0.3)  # the detector's own refreshes go on (its clock: NOW)
+            assert not worker.tasks and len(server.requests) == first
+            retry_at = NOW + int(RETRY_BASE_SECONDS + 1) * S
+            worker.tick(["XYZ"], now=retry_at)
+            await wait_for_async(lambda: worker.outcomes[code] == 2 and not worker.tasks, what="the retry")
+            failures = worker.failures["XYZ"]
+    assert first == (1 if status == 401 else 3)  # a 401 is not retried; 5xx and 429 three times
+    assert failures == (2, retry_at + int(2 * RETRY_BASE_SECONDS) * S)
+    failed = [line for line in detector_log() if line["event"] == "order_flow.calibration_failed"]
+    assert [(line["code"], line["retry_in_seconds"]) for line in failed] == [(code, 60.0), (code, 120.0)]
+    assert KEY not in json.dumps(detector_log())
+
+
+@pytest.mark.redis
+async def test_no_key_keeps_the_old_behaviour_with_one_log_line(redis_url, key_prefix, detector_log):
+    config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="adaptive", polygon_api_key=None, market_symbols=())
+    async with running_detector(redis_url, key_prefix, config, NOW) as (bus, service, worker):
+        for symbol in ("XYZ", "ABC"):
+            await PositionRegistry(bus).open(symbol, quantity=5, entry_price="10")
+            await wait_for_async(lambda s=symbol: s in service.engine.profiles or _missing_logged(detector_log, s))
+        await asyncio.sleep(0.3)  # a few more refreshes
+        outputs = service.engine.process(Feed("XYZ").trade(at("2024-06-21", 10), 50 * D, 100))
+    events = [line["event"] for line in detector_log()]
+    assert events.count("order_flow.calibration_unavailable") == 1
+    assert events.count("order_flow.profile_missing") == 2 and not worker.tasks and not worker.outcomes
+    assert [(o.state, o.code) for o in outputs if isinstance(o, FeedStatus)] == [("calibrating", "no_profile")]
+
+
+def _missing_logged(detector_log: Callable[[], list[dict[str, Any]]], symbol: str) -> bool:
+    return any(line["event"] == "order_flow.profile_missing" and line["symbol"] == symbol for line in detector_log())
+
+
+@pytest.mark.redis
+async def test_a_fresh_stored_profile_fetches_nothing_and_the_open_refreshes_it(redis_url, key_prefix, amzn_rest):
+    url, from_files = amzn_rest
+    config = config_for(url, key_prefix, profile_days=2, profile_max_age_days=3)
+    monday_early = at("2012-06-25", 6)  # three trading days after the profile's newest session: still fresh
+    async with running_detector(redis_url, key_prefix, config, monday_early) as (bus, _service, worker):
+        await ProfileStore(bus).save(from_files)  # newest session 2012-06-21 (Thursday)
+        await open_position(bus, worker, "AMZN")
+        await settled(worker)
+        assert worker.outcomes == {"fresh": 1} and worker.last_progress == {}
+        worker.tick(["AMZN"], now=at("2012-06-25", 8, 59))  # 31 minutes before the open: not yet
+        assert not worker.tasks
+        # 30 minutes before Monday's open: the profile lacks Friday 2012-06-22, the refresh rebuilds it
+        worker.tick(["AMZN"], now=at("2012-06-25", 9, 0))
+        assert set(worker.tasks) == {"AMZN"}
+        await wait_for_async(lambda: worker.outcomes["built"] and not worker.tasks, timeout=120, what="the refresh")
+        worker.tick(["AMZN"], now=at("2012-06-25", 9, 10))  # once per day
+        assert not worker.tasks
+        stored = await ProfileStore(bus).load("AMZN")
+    # the simulator's archive holds 2012-06-21 only: Friday came back empty, the profile is rebuilt from Thursday
+    assert worker.outcomes == {"fresh": 1, "built": 1}
+    assert worker.last_progress["AMZN"].days_done == 2 and worker.last_progress["AMZN"].requests >= 4
+    assert stored is not None and stored.source == "rest" and stored.days == ("2012-06-21",)
