@@ -261,13 +261,14 @@ class RiskManagerClient(StatusReports):
             if retry.entries
             else BusEntry(self.bus.keys.exits, b"channel", encode(recommendation), b"exit")
         )
-        reason = f"on_exit raised {retry.attempts} times for {recommendation.id}"
+        reason = f"on_exit raised {retry.attempts} times for {recommendation.id} ({', '.join(retry.parked)})"
         await self.bus.dead_letter(entry, "handler_failed", reason, reader=self.group, source="risk_manager")
         log.error(
             "order_flow.recommendation_parked",
             code="handler_failed",
             id=recommendation.id,
             symbol=recommendation.symbol,
+            positions=list(retry.parked),
             attempts=retry.attempts,
             source="risk_manager",
         )
