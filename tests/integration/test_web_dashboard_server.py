@@ -225,6 +225,8 @@ async def test_the_page_shows_the_market_banner_and_the_context_badges_in_a_real
                 "document.querySelector('.card[data-symbol=\"AAPL\"] .last-exit').textContent"
             )
             assert "(SPY, market scope) · exit: expected fall 42.0 bps vs cost 1.5 bps" in exit_fact
+            marks = await page.evaluate("window.orderflowDashboard.chart('BAC').marks.length")
+            assert marks == 2  # its seller, and the market exit naming it
             await asyncio.sleep(1.0)  # the charts drawn
             shot = await page.screenshot(tmp_path / "dashboard-market-context.png")
             assert shot.stat().st_size > 20_000

@@ -324,8 +324,8 @@
     const at = logItems.findIndex(other => other.time <= item.time);
     const entry = {el: li, symbol: item.symbol, severity: item.severity, time: item.time};
     if (at < 0) { log.append(li); logItems.push(entry); } else { log.insertBefore(li, logItems[at].el); logItems.splice(at, 0, entry); }
-    const c = charts[item.symbol];
-    if (c) { c.marks.push(marker(item)); if (c.visible && !c.stale) placeMarkers(item.symbol); else c.stale = true; }
+    for (const symbol of [item.symbol].concat(item.positions || [])) {  // a market exit: on each position it names
+      const c = charts[symbol]; if (c) { c.marks.push(marker(item)); if (c.visible && !c.stale) placeMarkers(symbol); else c.stale = true; } }
     applyFilter(entry);
     if (live && item.entry_ms) keep(stats.received, {kind: item.kind, id: item.id, latency_ms: Date.now() - item.entry_ms}, KEPT_MEASURES);
   }
