@@ -232,6 +232,11 @@ async def test_the_page_shows_the_market_banner_and_the_context_badges_in_a_real
             assert shot.stat().st_size > 20_000
             if os.environ.get(MARKET_SCREENSHOT):
                 shutil.copy(shot, os.environ[MARKET_SCREENSHOT])
+            # a phone: the banner wraps, nothing wider than the screen
+            await page.set_viewport(390, 844, mobile=True)
+            await page.wait_for("document.documentElement.scrollWidth <= 390", 10, "the page to fit a phone")
+            assert await page.evaluate("document.getElementById('market-banner').scrollWidth") <= 390
+            await page.screenshot(tmp_path / "dashboard-market-context-phone.png")
             assert not page.errors, page.errors
             violations = await page.evaluate("window.orderflowDashboard.cspViolations")
             assert set(violations) <= {"style-src-elem"}  # the chart library's own <style>; its rules are in ours
