@@ -14,7 +14,7 @@ condition of any source (:func:`worst_monitoring`), ``live`` when none holds.
 The **market context** of an alert in words (:func:`context_word`: ``stock-specific``, ``market-wide``, ``mixed``,
 ``unknown``) and its numbers (:func:`context_numbers`); an exit recommendation's action against its cost
 (:func:`exit_cost_words`); a market sell-off's fall (:func:`market_fall_words`); a market-scope exit counts as an
-exit for each position it names (:func:`exit_applies`): it turns each of them red.
+exit for each position it names (every view makes it their last exit: red, as their own would be).
 """
 
 from __future__ import annotations
@@ -99,12 +99,6 @@ def context_numbers(context: MarketContext | None) -> str:
         f"{context.index} {context.index_return_bps:+.1f} bps, stock {context.stock_return_bps:+.1f} bps, "
         f"relative {context.relative_return_bps:+.1f} bps (beta {context.beta:.2f}), {context.window_seconds} s"
     )
-
-
-def exit_applies(recommendation: ExitRecommendation, symbol: str) -> bool:
-    """Whether an exit recommendation is about ``symbol``: its own, or a market one naming it among its positions
-    (which colours that position red, as its own exit would)."""
-    return recommendation.symbol == symbol or (recommendation.scope == "market" and symbol in recommendation.symbols)
 
 
 def exit_cost_words(recommendation: ExitRecommendation) -> str:
