@@ -54,12 +54,18 @@ async def simulator():
 
 
 def settings(simulator: PolygonSimulator, prefix: str, **overrides) -> OrderFlowConfig:
+    """The simulator's feed; no market symbol unless given (``market_symbols=("SPY",)``): these tests, and the
+    lease tests that share this, are about the positions' symbols (the index beside them:
+    tests/integration/test_market_symbols_live.py)."""
     return OrderFlowConfig(
-        key_prefix=prefix,
-        polygon_feed=simulator.feed,
-        polygon_secure=False,
-        polygon_rest_url=f"http://{simulator.feed}",
-        **overrides,
+        **{
+            "key_prefix": prefix,
+            "polygon_feed": simulator.feed,
+            "polygon_secure": False,
+            "polygon_rest_url": f"http://{simulator.feed}",
+            "market_symbols": (),
+            **overrides,
+        }
     )
 
 
@@ -74,7 +80,7 @@ async def test_positions_drive_subscriptions_live(simulator, redis_url, key_pref
     await registry.open("AAA", quantity=100, entry_price="50.00")
     await registry.open("BBB", quantity=100, entry_price="50.00")
     service = IngestService(
-        settings(simulator, key_prefix, polygon_client=client),
+        settings(simulator, key_prefix, polygon_client=client, market_symbols=("SPY",)),
         bus,
         api_key=KEY,
         rest=PolygonRest(KEY, f"http://{simulator.feed}", client=client),
@@ -119,7 +125,7 @@ async def test_a_dropped_connection_is_a_gap_backfilled_without_duplicates(simul
     bus = await Bus.connect(redis_url, prefix=key_prefix)
     await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
     rest = PolygonRest(KEY, f"http://{simulator.feed}", client=client, backoff_base=0.05, backoff_cap=0.3)
-    config = settings(simulator, key_prefix, polygon_client=client)
+    config = settings(simulator, key_prefix, polygon_client=client, market_symbols=("SPY",))
     service = IngestService(config, bus, api_key=KEY, rest=rest, backoff_cap_seconds=1.0)
     async with RunningIngest(service):
         await wait_for_async(lambda: _has_trades(bus, "AAA"), what="first trades")
