@@ -35,9 +35,8 @@ import collections
 import concurrent.futures
 import threading
 from collections.abc import Callable, Iterable
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
 import msgspec
 
@@ -48,7 +47,7 @@ from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns, ns_to_ut
 from services.detector.alert_builders import detector_status
 from services.detector.engine import Engine
 from services.detector.outputs import Output
-from services.detector.profile_store import ProfileStore
+from services.detector.profile_store import ProfileStore, new_york_day, whole_trading_days
 from services.detector.profiles import DayStatistics, ProfileError, SymbolProfile, build_profile
 from services.detector.sink import OutputSink
 from shared.config import OrderFlowConfig
@@ -58,7 +57,6 @@ RETRY_BASE_SECONDS = 60.0
 """A failed calibration is tried again after this long, doubling with each failure in a row …"""
 RETRY_CAP_SECONDS = 1800.0
 """… up to this long."""
-NEW_YORK = ZoneInfo("America/New_York")
 log = logs.get_logger(__name__)
 
 
@@ -126,6 +124,7 @@ class CalibrationWorker:
         self.failures: dict[str, tuple[int, int]] = {}  # symbol -> (failures in a row, next try at ns)
         self.outcomes: collections.Counter[str] = collections.Counter()  # built, bounded, failed codes, fresh
         self.last_progress: dict[str, FetchProgress] = {}
+        self.quiet: set[str] = set()  # symbols rebuilt with no status (they run on a stored profile meanwhile)
         self._sessions = SessionClock()
         self._refreshed_day = ""  # the trading day whose pre-open refresh ran
         self._one_fetch = asyncio.Semaphore(1)  # one fetch at a time: one REST rate limit
@@ -158,7 +157,7 @@ class CalibrationWorker:
                 self._start(symbol, "retry", now)
         lead_ns = int(self.config.profile_refresh_minutes_before_open * 60 * NANOSECONDS_PER_SECOND)
         market_open, market_close = self._sessions.regular_hours(now)
-        day = _new_york_day(now).isoformat()
+        day = new_york_day(now).isoformat()
         before_open = market_open < market_close and market_open - lead_ns <= now < market_open
         if lead_ns and before_open and self._refreshed_day != day:
             self._refreshed_day = day
@@ -207,8 +206,7 @@ class CalibrationWorker:
     async def _calibrate(self, symbol: str, reason: str, now: int) -> None:
         config = self.config
         max_age = config.profile_max_age_days
-        last = _new_york_day(now) - timedelta(days=1)  # REST serves whole days: up to yesterday's
-        days = self._trading_days(last, max(config.profile_days, max_age))
+        days = whole_trading_days(self._sessions, now, max(config.profile_days, max_age))
         try:
             stored = await self.store.load(symbol)
         except ProfileError:
@@ -222,7 +220,18 @@ class CalibrationWorker:
             self.failures.pop(symbol, None)
             log.info("order_flow.profile_fresh", symbol=symbol, last_day=stored.last_day, reason=reason)
             return
-        wanted = days[-config.profile_days :]
+        if stored is not None:  # the symbol runs on a profile meanwhile: the rebuild is logged, no status
+            self.quiet.add(symbol)
+        try:
+            await self._rebuild(symbol, days[-config.profile_days :], reason, stored, now)
+        finally:
+            self.quiet.discard(symbol)
+
+    async def _rebuild(
+        self, symbol: str, wanted: list[date], reason: str, stored: SymbolProfile | None, now: int
+    ) -> None:
+        """Fetch ``wanted`` days, build the profile, save it and hand it to the engine (failures handled)."""
+        config = self.config
         async with self._one_fetch:
             sessions, progress = await self._fetch_sessions(symbol, wanted, reason, stored, now)
         if progress is None:
@@ -231,8 +240,14 @@ class CalibrationWorker:
             code = f"{progress.stopped}_bound" if progress.stopped else "no_history"
             await self._failed(symbol, code, f"no whole regular session in {len(wanted)} trading days", now)
             return
+        # a stored profile's sessions stay where no newer one was fetched (a bound kept some days out)
+        earlier = list(stored.sessions) if stored is not None else []
         profile = build_profile(
-            symbol, sessions, source="rest", built_utc=ns_to_utc_iso(self.clock()), profile_days=config.profile_days
+            symbol,
+            earlier + sessions,
+            source="rest",
+            built_utc=ns_to_utc_iso(self.clock()),
+            profile_days=config.profile_days,
         )
         try:
             await self.store.save(profile)
@@ -348,8 +363,10 @@ class CalibrationWorker:
         )
 
     async def _status(self, symbol: str, code: str, detail: str) -> None:
-        """A ``calibrating`` status of ``symbol`` through the sink; Redis away: logged, not retried (the next
-        status says more)."""
+        """A ``calibrating`` status of ``symbol`` through the sink (none for a symbol in :attr:`quiet`); Redis
+        away: logged, not retried (the next status says more)."""
+        if symbol in self.quiet:
+            return
         try:
             await self.sink.publish([detector_status(symbol, "calibrating", self._status_ns(), code, detail)])
         except OUTAGE_ERRORS as error:
@@ -359,21 +376,3 @@ class CalibrationWorker:
         """The clock, made strictly increasing: each status gets an id of its own."""
         self._last_status_ns = max(self.clock(), self._last_status_ns + 1)
         return self._last_status_ns
-
-    def _trading_days(self, last: date, count: int) -> list[date]:
-        """The ``count`` NYSE trading days up to and including ``last``, oldest first (the shipped session table;
-        e.g. 2024-06-18, 2024-06-20 for 2024-06-20 and 2: 06-19 is Juneteenth)."""
-        days: list[date] = []
-        day = last
-        while len(days) < count:
-            noon = datetime(day.year, day.month, day.day, 12, tzinfo=NEW_YORK)
-            market_open, market_close = self._sessions.regular_hours(int(noon.timestamp()) * NANOSECONDS_PER_SECOND)
-            if market_open < market_close:
-                days.append(day)
-            day -= timedelta(days=1)
-        return days[::-1]
-
-
-def _new_york_day(ts_ns: int) -> date:
-    """The New York calendar date of ``ts_ns`` (UTC ns), e.g. 2024-06-21 for 2024-06-21T13:00Z."""
-    return datetime.fromtimestamp(ts_ns / NANOSECONDS_PER_SECOND, tz=NEW_YORK).date()

@@ -10,7 +10,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,13 +23,14 @@ from orderflow_client.logs import configure_logging
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.wire import FeedStatus
 from services.detector.calibration_worker import RETRY_BASE_SECONDS, CalibrationWorker
-from services.detector.profile_store import ProfileStore
+from services.detector.profile_store import ProfileStore, new_york_day, whole_trading_days
 from services.detector.service import DetectorService
 from services.detector.threshold_fit import FitRules, thresholds_for
 from services.offline.calibrate import RestHistory, trading_days
 from services.tools.simulator import PolygonSimulator
 from services.tools.simulator_timeline import load_timeline
 from shared.config import OrderFlowConfig
+from shared.sessions import SessionClock
 from tests.support.events import D, Feed, S
 from tests.support.jsonl import log_lines
 from tests.support.market_days import amzn_profile_from_files
@@ -338,3 +339,19 @@ async def test_a_fresh_stored_profile_fetches_nothing_and_the_open_refreshes_it(
     assert worker.outcomes == {"fresh": 1, "built": 1}
     assert worker.last_progress["AMZN"].days_done == 2 and worker.last_progress["AMZN"].requests >= 4
     assert stored is not None and stored.source == "rest" and stored.days == ("2012-06-21",)
+
+
+def test_the_worker_s_trading_days_are_calibrate_s():
+    """The days the worker fetches and judges freshness by (the shipped session table) are ``orderflow calibrate``'s
+    (pandas-market-calendars): every day of 2012 and of 2024 (holidays, Juneteenth from 2022), a week back."""
+    sessions = SessionClock()
+    for year in (2012, 2024):
+        calendar = trading_days(date(year, 12, 31), 260)  # one pandas call: every trading day of the year
+        day = date(year, 1, 15)
+        while day.year == year:
+            now = at(day.isoformat(), 8)
+            expected = [d for d in calendar if d < new_york_day(now)][-5:]
+            assert whole_trading_days(sessions, now, 5) == expected, day
+            day += timedelta(days=1)
+    assert whole_trading_days(sessions, NOW, 2) == [date(2024, 6, 18), date(2024, 6, 20)]
+    assert new_york_day(at("2024-06-20", 23, 30)) == date(2024, 6, 20)  # 03:30 UTC the next day
