@@ -4,20 +4,30 @@ In adaptive mode the thresholds come from the symbol's profile, rebuilt
 **walk-forward** at the first event of each trading day from the sessions
 *before* it (``history``: a stored profile's sessions, then each session the
 engine saw end). With no earlier session the day starts on the absolute
-thresholds (status ``calibrating``) and, after ``calibration_minutes`` of the
-regular session, takes thresholds from what it has seen of the session so far
-(status ``calibrated``, source ``session_start``). A session's statistics are
-recorded (:class:`~services.detector.day_recorder.DayRecorder`) as the rules
+thresholds (status ``calibrating``); with ``first_day_thresholds = "prior"``,
+once a minute of the regular session is seen, the first-day prior's thresholds
+for the volume the day is expected to trade
+(:mod:`~services.detector.threshold_prior`, status ``calibrating``, code
+``first_day_prior``), moved toward the session's own fit as the calibration
+time passes; after ``calibration_minutes`` of the regular session it takes
+thresholds from what it has seen of the session so far (status
+``calibrated``, source ``session_start``). A profile that arrives during the
+day (:meth:`ThresholdLifecycle.adopt_profile`) replaces all of that. A
+session's statistics are recorded (:class:`~services.detector.day_recorder.DayRecorder`) as the rules
 run. In absolute mode the thresholds are the settings' throughout.
 
 The statuses' details, as on the AlgoSeek AIG days (``orderflow analyze``)::
 
-    calibrating  no_profile     no earlier session: absolute thresholds (10,000 shares) until 15 minutes
-                                of the regular session are seen
-    calibrated   session_start  session_start 2013-10-07: large order 10,000 shares, large offer 10,000
-                                shares, burst ratio 3, without an intraday volume curve
-    calibrated   profile        profile 2013-10-07: large order 7,437 shares, large offer 7,600 shares,
-                                burst ratio 5.3, with an intraday volume curve
+    calibrating  no_profile       no earlier session: absolute thresholds (10,000 shares) until a minute of
+                                  the regular session is seen, then a first-day prior (large order 0.150 % of
+                                  the expected day's volume) moving to the session's own fit over 15 minutes
+    calibrating  first_day_prior  first-day prior: large order 2,932 shares (0.150 % of an expected 1,951,519
+                                  shares, from 11,200 in the first 71 s of the regular session), large offer
+                                  3,879 shares, burst ratio 5.96; moving to the session's own fit over 15 minutes
+    calibrated   session_start    session_start 2013-10-07: large order 10,000 shares, large offer 10,000
+                                  shares, burst ratio 3, without an intraday volume curve
+    calibrated   profile          profile 2013-10-07: large order 7,437 shares, large offer 7,600 shares,
+                                  burst ratio 5.3, with an intraday volume curve
 """
 
 from __future__ import annotations

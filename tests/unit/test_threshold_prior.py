@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from orderflow_client.wire import FeedStatus, OrderFlowAlert
+from services.detector import threshold_lifecycle
 from services.detector.engine import Engine
 from services.detector.profiles import DayStatistics, build_profile
 from services.detector.rule_settings import RuleSettings
-from services.detector.threshold_fit import thresholds_for
+from services.detector.threshold_fit import (
+    FitRules,
+    Thresholds,
+    blend_thresholds,
+    prior_thresholds,
+    thresholds_for,
+)
+from services.detector.threshold_prior import (
+    FirstDayPrior,
+    PriorSample,
+    bundled_prior,
+    decode_prior,
+    encode_prior,
+    fit_prior,
+    held_out_prior,
+)
 from shared.config import OrderFlowConfig
 from tests.support.events import OPEN, D, Feed, S
 
@@ -119,3 +139,114 @@ def test_a_profile_with_nothing_before_today_or_in_absolute_mode_changes_no_thre
     profile = build_profile("NEW", [earlier_session("2026-11-23", 40_000)], source="rest", built_utc="", profile_days=5)
     kept.adopt_profile(profile, OPEN + 2 * S, outputs)
     assert kept.thresholds.source == "absolute" and kept.thresholds.large_order_size == 10_000 and outputs == []
+
+
+# --- the prior: fitted across stocks, read at a first day's start -----------------------------------------------
+
+
+def sample(symbol: str, day: str, volume: int, large: int, offer: int, burst: float) -> PriorSample:
+    return PriorSample(
+        symbol=symbol,
+        day=day,
+        volume=volume,
+        large_order_size=large,
+        offer_size=offer,
+        burst_ratio=burst,
+        volume_curve=(0.5, 0.5),
+    )
+
+
+def test_the_prior_is_the_geometric_mean_over_stocks_each_stock_counting_once_with_its_held_out_error():
+    samples = [
+        sample("A", "2026-11-23", 1_000_000, 1_000, 2_000, 4.0),  # 0.1 % of its volume
+        sample("A", "2026-11-24", 1_000_000, 4_000, 4_000, 4.0),  # 0.4 %: stock A's mean is 0.2 %
+        sample("B", "2026-11-24", 10_000_000, 20_000, 20_000, 9.0),  # 0.2 %
+    ]
+    prior = fit_prior(samples)
+    assert prior.volume_fraction == pytest.approx(0.002)
+    assert prior.offer_multiple == pytest.approx(math.sqrt(2) ** 0.5, abs=1e-3)  # A: √2, B: 1
+    assert prior.burst_ratio == pytest.approx(6.0)  # √(4 · 9)
+    assert prior.days == ("A 2026-11-23", "A 2026-11-24", "B 2026-11-24")
+    assert prior.volume_curve == (0.5, 0.5)
+    without_a = next(entry for entry in prior.held_out if entry.symbol == "A")
+    assert without_a.volume_fraction == pytest.approx(0.002)  # B alone
+    assert without_a.errors == {
+        "2026-11-23": pytest.approx(0.693, abs=1e-3),
+        "2026-11-24": pytest.approx(-0.693, abs=1e-3),
+    }
+    assert prior.rms_error == pytest.approx(math.sqrt((2 * 0.693**2 + 0) / 3), abs=1e-3)
+    held = held_out_prior(prior, "A")
+    assert held.days == ("B 2026-11-24",) and held.burst_ratio == pytest.approx(9.0) and held.held_out == ()
+    assert decode_prior(encode_prior(prior)) == prior
+
+
+def test_the_expected_volume_scales_what_was_traded_by_the_curve_and_waits_a_minute():
+    prior = FirstDayPrior(volume_fraction=0.001, offer_multiple=1.5, burst_ratio=5.0, volume_curve=(0.1, 0.1, 0.8))
+    assert prior.expected_volume(50_000, 0, 150 * S) == 1_000_000  # 5 % of the day in 150 s
+    assert prior.expected_volume(50_000, 300 * S, 450 * S) == 1_000_000  # a feed starting 5 minutes in
+    assert prior.expected_volume(50_000, 0, 59 * S) == 0 and prior.expected_volume(0, 0, 600 * S) == 0
+    assert prior.large_order_size(1_000_000) == 1_000 and prior.offer_size(1_000) == 1_500
+
+
+def test_the_prior_thresholds_keep_the_share_and_notional_floors():
+    prior = FirstDayPrior(volume_fraction=0.001, offer_multiple=1.5, burst_ratio=5.0, volume_curve=(1.0,))
+    rules = FitRules()  # floors: 1,000 shares and $100,000
+    assert prior_thresholds(rules, prior, 200_000, 500 * D, days="d").large_order_size == 1_000  # 200 → 1,000
+    at_20 = prior_thresholds(rules, prior, 2_000_000, 20 * D, days="d")
+    assert (at_20.large_order_size, at_20.offer_size, at_20.source) == (5_000, 7_500, "first_day_prior")
+    assert prior_thresholds(rules, prior, 9_000_000, 20 * D, days="d").large_order_size == 9_000
+
+
+def test_the_prior_moves_to_the_session_fit_geometrically():
+    start = Thresholds(4_000, 6_000, "first_day_prior", "d", None, 6.0)
+    session = Thresholds(16_000, 16_000, "session_start", "d", None, 0.0)
+    half = blend_thresholds(start, session, 0.5)
+    assert (half.large_order_size, half.offer_size, half.burst_ratio, half.source) == (
+        8_000,
+        9_798,
+        6.0,  # the session knows no burst ratio yet
+        "first_day_prior",
+    )
+    assert blend_thresholds(start, session, 0.0) == start and blend_thresholds(start, session, 1.0) == session
+    assert blend_thresholds(start, None, 0.7) == start
+
+
+def test_the_bundled_prior_holds_every_shared_stock_left_out_once():
+    prior = bundled_prior()
+    assert prior is not None and 0.0005 < prior.volume_fraction < 0.005
+    assert sorted(entry.symbol for entry in prior.held_out) == ["AAPL", "AIG", "AMZN", "BAC"]
+    assert abs(sum(prior.volume_curve) - 1) < 0.01 and prior.rms_error > 0
+
+
+def test_a_first_day_on_the_prior_judges_its_first_minutes_against_its_expected_volume(monkeypatch):
+    prior = FirstDayPrior(volume_fraction=0.002, offer_multiple=1.0, burst_ratio=0.0, volume_curve=(0.05,) * 20)
+    monkeypatch.setattr(threshold_lifecycle, "bundled_prior", lambda: prior)
+    feed = Feed("NEW")
+    engine = Engine(RuleSettings.from_config(OrderFlowConfig()))
+    outputs = []
+    for second in range(0, 90, 2):  # 500 shares every 2 s from the open: 15,000 shares in the first minute
+        ts = OPEN + second * S
+        outputs += engine.process(feed.quote(ts)) + engine.process(feed.trade(ts + S // 2, 50 * D, 500, side="buy"))
+    # 20,000 shares in 80 s of a curve putting 5 % of the day in each 5 minutes: an expected 1,500,000 shares
+    started = next(o for o in outputs if isinstance(o, FeedStatus) and o.code == "first_day_prior")
+    assert "large order 3,000 shares (0.200 % of an expected 1,500,000 shares" in started.detail
+    symbol = engine.symbols["NEW"]
+    assert symbol.thresholds.source == "first_day_prior" and symbol.thresholds.large_order_size >= 3_000
+    ts = OPEN + 95 * S
+    after = engine.process(feed.trade(ts, 50 * D, 6_000)) + engine.process(feed.quote(ts + S))
+    [alert] = [o for o in after if isinstance(o, OrderFlowAlert)]
+    assert alert.evidence["threshold_source"] == "first_day_prior" and alert.evidence["threshold"] < 6_000
+
+
+def test_without_a_prior_a_first_day_starts_on_the_absolute_thresholds_as_before(monkeypatch):
+    monkeypatch.setattr(threshold_lifecycle, "bundled_prior", lambda: None)
+    feed = Feed("NEW")
+    engine = Engine(RuleSettings.from_config(OrderFlowConfig()))
+    outputs = []
+    for second in range(0, 90, 2):
+        ts = OPEN + second * S
+        outputs += engine.process(feed.quote(ts)) + engine.process(feed.trade(ts + S // 2, 50 * D, 500, side="buy"))
+    statuses = [o for o in outputs if isinstance(o, FeedStatus) and o.state.startswith("calibrat")]
+    assert [(o.state, o.code) for o in statuses] == [("calibrating", "no_profile")]
+    assert statuses[0].detail.endswith("until 15 minutes of the regular session are seen")
+    assert engine.symbols["NEW"].thresholds.source == "absolute"
