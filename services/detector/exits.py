@@ -151,10 +151,18 @@ class MarketSelloffs:
         rule_exit: ExitRecommendation | None,
         outputs: list[Output],
     ) -> None:
-        """The index's sell-off rule at ``ts`` (ns): its exit rule fired (``rule_exit``) or an event moved it."""
+        """The index's sell-off rule at ``ts`` (ns): its exit rule fired (``rule_exit``) or an event moved it (the
+        fall is judged at each event that moves the index; a rise or a fall short of the minimum returns at once)."""
         symbol = engine.symbol
         state = watch.states[symbol]
         window_ns = self.settings.window_ns
+        if rule_exit is None:  # an index event: judged only when it moved the index (its state is then at ts)
+            changes = state.changes
+            if state.last_ts != ts or not changes:
+                return
+            first = changes[0][1]
+            if (first - changes[-1][1]) * 10_000 < self.settings.selloff_min_bps * first:
+                return  # no fall of the minimum: the condition is false whatever the day's threshold
         covered = bool(state.changes) and 2 * state.covered_ns(ts) >= window_ns
         if rule_exit is None and not covered:
             return

@@ -67,6 +67,7 @@ class PricePath:
     """
 
     __slots__ = ("changes", "first_ts", "last_ts", "quoted", "window_ns")
+    is_index = False
 
     def __init__(self, window_ns: int) -> None:
         self.window_ns = window_ns
@@ -84,10 +85,9 @@ class PricePath:
             changes.clear()  # a pause longer than the window: the path starts again
             self.first_ts = ts
         self.last_ts = ts
-        if changes and changes[-1][1] == doubled:
-            return
-        changes.append((ts, doubled))
-        start = ts - self.window_ns
+        if not changes or changes[-1][1] != doubled:
+            changes.append((ts, doubled))
+        start = ts - self.window_ns  # evicted at every update: the first change is the price at the window's start
         while len(changes) > 1 and changes[1][0] <= start:
             changes.popleft()
 
@@ -132,6 +132,7 @@ class IndexState(PricePath):
     ``(ts, shares, is_sell)``, ``buy_volume``/``sell_volume`` their running sums (shares)."""
 
     __slots__ = ("buy_volume", "prints", "sell_volume")
+    is_index = True
 
     def __init__(self, window_ns: int) -> None:
         super().__init__(window_ns)
@@ -256,7 +257,7 @@ class MarketWatch:
         self.indexes = settings.indexes
         self.context_on = bool(self.indexes)  # no index configured: alerts carry no context (None)
         self.states: dict[str, IndexState] = {}
-        self.paths: dict[str, PricePath] = {}
+        self.paths: dict[str, PricePath] = {}  # every symbol's, the indexes' states too
         self.positions: tuple[str, ...] = ()
         self.costs = ExitCosts(settings, sessions)
         self.selloffs = MarketSelloffs(settings, sessions)
@@ -267,40 +268,37 @@ class MarketWatch:
 
     def observe(self, event: MarketData) -> None:
         """Move the symbol's path (and an index's flow) with ``event``; no rules, no outputs."""
-        symbol = event.symbol
+        path = self.paths.get(event.symbol)
+        if path is None:
+            path = self._new_path(event.symbol)
+            if path is None:
+                return
         kind = type(event)
-        state = self.states.get(symbol)
-        if state is None:
-            if symbol in self.indexes:
-                state = self.states[symbol] = IndexState(self.settings.window_ns)
-            elif not self.context_on:
-                return
-            else:
-                path = self.paths.get(symbol)
-                if path is None:
-                    path = self.paths[symbol] = PricePath(self.settings.window_ns)
-                self._move(path, event, kind)
-                return
-        if kind is Trade:
-            trade: Trade = event  # type: ignore[assignment]
-            if self.conditions.classify(trade.conditions, trade.correction).aggressive:
-                state.on_trade(trade.ts_event, trade.price)
-                state.on_print(trade.ts_event, trade.size, trade.side)
-        else:
-            self._move(state, event, kind)
-
-    def _move(self, path: PricePath, event: MarketData, kind: type) -> None:
         if kind is Quote:
             quote: Quote = event  # type: ignore[assignment]
             path.on_quote(quote.ts_event, quote.bid_price, quote.ask_price)
+        elif kind is Trade:
+            trade: Trade = event  # type: ignore[assignment]
+            if (path.is_index or not path.quoted) and self.conditions.classify(
+                trade.conditions, trade.correction
+            ).aggressive:
+                path.on_trade(trade.ts_event, trade.price)
+                if path.is_index:
+                    path.on_print(trade.ts_event, trade.size, trade.side)  # type: ignore[attr-defined]
         elif kind is BookUpdate:
             book: BookUpdate = event  # type: ignore[assignment]
             if book.bids and book.asks:
                 path.on_quote(book.ts_event, book.bids[0][0], book.asks[0][0])
-        elif kind is Trade and not path.quoted:
-            trade: Trade = event  # type: ignore[assignment]
-            if self.conditions.classify(trade.conditions, trade.correction).aggressive:
-                path.on_trade(trade.ts_event, trade.price)
+
+    def _new_path(self, symbol: str) -> PricePath | None:
+        """A new symbol's path: an index's state, a stock's path (None: no index configured, no context)."""
+        if symbol in self.indexes:
+            state = self.paths[symbol] = self.states[symbol] = IndexState(self.settings.window_ns)
+            return state
+        if not self.context_on:
+            return None
+        path = self.paths[symbol] = PricePath(self.settings.window_ns)
+        return path
 
     def process(self, engine: SymbolEngine, event: MarketData) -> list[Output]:
         """``event`` through the market state, then ``engine``'s rules; an index's event checks its fall."""
