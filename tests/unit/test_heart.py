@@ -26,7 +26,7 @@ from services.offline.backtest.positions import Position, positions_from_open, w
 from services.offline.backtest.report import report
 from services.offline.backtest.report_html import success_section
 from services.offline.backtest.statistics import base_times, wilson
-from services.offline.backtest.sweep import day_scores
+from services.offline.backtest.sweep import day_scores, sweep
 from tests.support.events import OPEN, D, S, large_seller, recommendation
 
 DAY = "2026-11-24"
@@ -223,3 +223,34 @@ def test_the_sweep_objective_scores_acted_on_exits_on_every_stock_they_apply_to(
     watched_only = the_day()
     watched_only.exits = [msgspec.structs.replace(e, action="watch") for e in watched_only.exits]
     assert day_scores(watched_only, 300).saved == {}
+
+
+def test_walking_forward_each_held_out_day_uses_what_ranked_first_on_the_days_before_it():
+    days = {"2026-11-23": -86_400, "2026-11-24": 0, "2026-11-25": 86_400}
+    # the exit at 10:30 each day: a fall follows on the 23rd and the 25th, a rise on the 24th
+    moves = {"2026-11-23": 49 * D, "2026-11-24": 51 * D, "2026-11-25": 49 * D}
+
+    def run(overrides: dict[str, str]) -> Collected:
+        found = Collected()
+        for day, shift in days.items():
+            made = PriceTape("A", day, OPEN + shift * S, CLOSE + shift * S)
+            made.add(OPEN + shift * S, 50 * D - CENT, 50 * D + CENT)
+            made.add(at(10, 32) + shift * S, moves[day] - CENT, moves[day] + CENT)
+            found.tapes[("A", day)] = made
+            action = "exit" if overrides["exit_cost_multiple"] == "0" or day == "2026-11-24" else "watch"
+            found.exits.append(exit_at("A", at(10, 30) + shift * S, None, action=action))
+        return found
+
+    result = sweep({"exit_cost_multiple": ["0", "2"]}, run, test_days=2, horizon=300)
+    assert result.train_days == ["2026-11-23"] and result.test_days == ["2026-11-24", "2026-11-25"]
+    steps = [(s.test_day, s.ranked_on, s.chosen["exit_cost_multiple"]) for s in result.walk_forward]
+    # on the 23rd only "0" acted (and saved): chosen for the 24th; by the 25th "0" averaged a save and a loss
+    # (+198 − 202 bps) while "2" had only the 24th's loss: "0" again
+    assert steps == [
+        ("2026-11-24", ["2026-11-23"], "0"),
+        ("2026-11-25", ["2026-11-23", "2026-11-24"], "0"),
+    ]
+    held = result.walk_forward_held_out
+    assert held.exits == 2 and held.saved_net_bps_mean == round(
+        ((49.99 - 51) / 50 * 1e4 + (49.99 - 49) / 50 * 1e4) / 2, 2
+    )
