@@ -20,9 +20,10 @@ Moment-scored metrics (false positives, the cost rule, alerts a day) are in :mod
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
@@ -226,57 +227,60 @@ def success_metrics(found: Collected, positions: list[Position], settings: Backt
     return metrics
 
 
+Target = Callable[[float, float | None], bool] | None
+"""Whether a value (over all exits) meets the target, given chance's value; None: no target."""
+
+
 def _row(
     metric: str,
     unit: str,
-    rows: dict,
-    value: Callable,
-    ci: Callable,
-    chance: Callable,
+    rows: Mapping[str, msgspec.Struct],
+    fields: tuple[str, str, str | None],
     target: str,
-    met: Callable[[float], bool] | None,
+    met: Target,
 ) -> HeartRow:
-    overall = value(rows["all"])
+    """One table row from ``rows`` (by context): ``fields`` names the value, its interval and chance's value."""
+    value_field, interval_field, chance_field = fields
+    overall = getattr(rows["all"], value_field)
+    chance = getattr(rows["all"], chance_field) if chance_field else None
     return HeartRow(
         metric=metric,
         unit=unit,
         value=overall,
-        ci95=ci(rows["all"]),
-        chance=chance(rows["all"]),
+        ci95=getattr(rows["all"], interval_field),
+        chance=chance,
         target=target,
-        met=None if met is None or overall is None else bool(met(overall)),
-        by_context={context: value(rows[context]) for context in CONTEXTS[1:]},
+        met=None if met is None or overall is None else bool(met(overall, chance)),
+        by_context={context: getattr(rows[context], value_field) for context in CONTEXTS[1:]},
     )
 
 
 def heart_table(m: SuccessMetrics) -> list[HeartRow]:
     """The success metrics' summary: one row each, its value over all exits beside chance and the spec's target."""
-    none: Callable = lambda _row: None  # noqa: E731  (a column some metrics have no value for)
-    share = lambda r: r.share  # noqa: E731
-    ci = lambda r: r.ci95  # noqa: E731
-    chance = lambda r: r.chance  # noqa: E731
+    share = ("share", "ci95", "chance")
+    saved = ("mean_bps", "ci95", "chance_mean_bps")
     horizon = f"{m.exit_horizon_seconds} s"
+    acted = m.exit_pnl["all"].exited_on_order_flow > 0
     return [
-        _row(f"exited before a {m.drop_pct:g} % drop", "share", m.exited_before_drop, share, ci, chance, "> 60 %",
-             lambda v: v > 0.6),
-        _row(f"watch before a {m.drop_pct:g} % drop", "share", m.watched_before_drop, share, ci, chance, "–", None),
-        _row(f"false-positive exits (rose {m.rise_pct:g} % first)", "share", m.false_positive_exits, share, ci,
-             chance, "< 10 %", lambda v: v < 0.1),
-        _row("alerts per symbol-day (mean)", "alerts", m.alerts_per_symbol_day, lambda r: r.mean,
-             lambda r: r.mean_ci95, none, f"{BAND[0]}–{BAND[1]}", lambda v: BAND[0] <= v <= BAND[1]),
+        _row(f"exited before a {m.drop_pct:g} % drop", "share", m.exited_before_drop, share, "> 60 %",
+             lambda v, _: v > 0.6),
+        _row(f"watch before a {m.drop_pct:g} % drop", "share", m.watched_before_drop, share, "–", None),
+        _row(f"false-positive exits (rose {m.rise_pct:g} % first)", "share", m.false_positive_exits, share,
+             "< 10 %", lambda v, _: v < 0.1),
+        _row("alerts per symbol-day (mean)", "alerts", m.alerts_per_symbol_day, ("mean", "mean_ci95", None),
+             f"{BAND[0]}–{BAND[1]}", lambda v, _: BAND[0] <= v <= BAND[1]),
         _row(f"symbol-days with {BAND[0]}–{BAND[1]} alerts", "share", m.alerts_per_symbol_day,
-             lambda r: r.in_band_share, lambda r: r.in_band_ci95, none, "–", None),
-        _row("symbol-days above 50 alerts", "share", m.alerts_per_symbol_day, lambda r: r.above_fifty_share,
-             lambda r: r.above_fifty_ci95, none, "0", lambda v: v == 0),
-        _row("exit P&L − stop-loss only (bps a position)", "bps", m.exit_pnl, lambda r: r.difference_bps,
-             lambda r: r.difference_ci95, lambda r: r.chance_difference_bps, f"≥ 0 (+{PNL_TARGET_BPS:g} targeted)",
-             (lambda v: v >= 0) if m.exit_pnl["all"].exited_on_order_flow else None),
-        _row("exits citing order flow", "share", m.exit_reasons, lambda r: r.order_flow_share,
-             lambda r: r.order_flow_ci95, none, "> 30 %", lambda v: v > 0.3),
-        _row(f"saved vs holding {horizon}, action exit (bps)", "bps", m.cost_rule["exit"], lambda r: r.mean_bps,
-             ci, lambda r: r.chance_mean_bps, "> chance", None),
-        _row(f"saved vs holding {horizon}, action watch (bps)", "bps", m.cost_rule["watch"], lambda r: r.mean_bps,
-             ci, lambda r: r.chance_mean_bps, "–", None),
+             ("in_band_share", "in_band_ci95", None), "–", None),
+        _row("symbol-days above 50 alerts", "share", m.alerts_per_symbol_day,
+             ("above_fifty_share", "above_fifty_ci95", None), "0", lambda v, _: v == 0),
+        _row("exit P&L − stop-loss only (bps a position)", "bps", m.exit_pnl,
+             ("difference_bps", "difference_ci95", "chance_difference_bps"), f"≥ 0 (+{PNL_TARGET_BPS:g} targeted)",
+             (lambda v, _: v >= 0) if acted else None),
+        _row("exits citing order flow", "share", m.exit_reasons, ("order_flow_share", "order_flow_ci95", None),
+             "> 30 %", lambda v, _: v > 0.3),
+        _row(f"saved vs holding {horizon}, action exit (bps)", "bps", m.cost_rule["exit"], saved, "> chance",
+             lambda v, chance: chance is not None and v > chance),
+        _row(f"saved vs holding {horizon}, action watch (bps)", "bps", m.cost_rule["watch"], saved, "–", None),
     ]  # fmt: skip
 
 
