@@ -211,7 +211,7 @@ def success_section(metrics: SuccessMetrics | None, positions: str) -> str:
         )
     pnl = metrics.exit_pnl["all"]
     return f"""<h2 id="success-metrics">Success metrics (HEART), beside chance and the product's targets</h2>
-<p class="note">Positions: {html.escape(positions)} ({metrics.positions}; no position in an index), each with a stop
+<p class="note">Positions: {html.escape(positions)} ({metrics.positions}{"" if positions == "given" else "; none in an index"}), each with a stop
 {metrics.stop_loss_pct:g} % under its entry when it has none; prices from the regular session, 09:30–16:00 ET. A drop: the mid
 {metrics.drop_pct:g} % under its peak since entry; a false positive: the mid rose {metrics.rise_pct:g} % before falling as much, by the
 close; saved: selling at the bid versus the mid {metrics.exit_horizon_seconds} s later. Shares carry Wilson 95 % intervals, means bootstrap
