@@ -12,6 +12,7 @@ from orderflow_client.wire import ExitRecommendation, OrderFlowAlert, Trade
 from services.detector.engine import Engine
 from services.detector.exits import SelloffRule, SelloffStart
 from services.detector.market_context import IndexState
+from services.detector.profiles import DayStatistics, build_profile
 from services.detector.rule_settings import RuleSettings
 from services.ingest.normalise import Normaliser
 from shared.config import OrderFlowConfig
@@ -257,3 +258,39 @@ def test_the_exit_rule_and_the_fall_together_are_critical_and_a_fall_inside_an_e
     assert rule.observe(T0 + 501 * S, exit_rule=False, fall_bps=60.0, threshold_bps=30.0) == SelloffStart(
         T0 + 501 * S, exit_rule=False, fall=True, severity="critical"
     )  # a whole window without the condition: a new episode, twice the threshold: critical
+
+
+# --- the engine's API and beta from the histories ------------------------------------------------
+def test_observe_index_moves_the_context_without_rules_and_is_index_names_the_indexes():
+    watcher = engine(sector_etfs={"X": "XLF"})
+    for trade in index_path("SPY", T0 - 300 * S, 20):
+        assert watcher.observe_index(trade) is None
+    assert "SPY" not in watcher.symbols  # no rules ran for it
+    stock, _ = stock_with_alert("X", 12)
+    assert context_of(run(watcher, stock)).label == "market_wide"
+    assert [watcher.is_index(s) for s in ("SPY", "XLF", "X")] == [True, True, False]
+    watcher.set_open_positions(["X", "SPY", "AIG", "X"])
+    assert watcher.market.positions == ("AIG", "X")
+
+
+def test_beta_comes_from_both_histories_before_the_day():
+    index_mids = tuple(170 * D + (m % 3) * D // 10 for m in range(40))
+    stock_mids = [50 * D]
+    for before, after in itertools.pairwise(index_mids):  # the stock moves twice the index each minute
+        stock_mids.append(round(stock_mids[-1] * (1 + 2 * (after - before) / before)))
+    day = "2026-11-23"
+    profiles = {
+        symbol: build_profile(
+            symbol,
+            [DayStatistics(symbol=symbol, day=day, minute_mids=tuple(mids))],
+            source="files",
+            built_utc="",
+            profile_days=5,
+        )
+        for symbol, mids in (("SPY", index_mids), ("X", stock_mids))
+    }
+    stock, stock_return = stock_with_alert("X", 12)  # −24 bps against SPY's −20 × beta 2 = −40
+    beta_engine = Engine(RuleSettings.from_config(OrderFlowConfig(threshold_mode="absolute")), profiles=profiles)
+    context = context_of(run(beta_engine, [*index_path("SPY", T0 - 300 * S, 20), *stock]))
+    assert round(context.beta, 3) == 2.0 and round(context.expected_return_bps, 1) == -40.0
+    assert context.label == "market_wide" and abs(context.relative_return_bps - (stock_return + 40.0)) < 0.01
