@@ -70,3 +70,24 @@ def test_the_stocks_ids_do_not_depend_on_the_index(runs):
         stock_ids = sorted(item["id"] for item in lines(with_spy, name) if item["symbol"] != "SPY")
         assert stock_ids == sorted(item["id"] for item in lines(without, name))
     assert all(alert["context"]["label"] == "unknown" for alert in lines(without, "alerts"))
+
+
+def test_spy_trades_get_their_sides_from_the_tick_test():
+    from itertools import islice
+
+    from services.ingest.normalise import Normaliser, normalised
+    from services.ingest.rejects import RejectCounter
+    from services.ingest.sources import read_events
+    from shared.conditions import ConditionTable
+
+    conditions = ConditionTable.bundled()
+    events = read_events("algoseek", [shared_data("algoseek", "spy", "20131008_trade.zip")])
+    trades = [  # the prints that count toward the index's flow (aggressive by their conditions)
+        trade
+        for trade in islice(normalised(events, Normaliser(), RejectCounter()), 20_000)
+        if conditions.classify(trade.conditions, trade.correction).aggressive
+    ]
+    sides = Counter((trade.side, trade.side_source) for trade in trades)
+    assert len(trades) > 15_000
+    assert sides[("buy", "tick")] + sides[("sell", "tick")] >= len(trades) - 10  # unknown only before a first tick
+    assert 0.3 < sides[("sell", "tick")] / len(trades) < 0.7
