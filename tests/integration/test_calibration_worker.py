@@ -24,6 +24,7 @@ from orderflow_client.positions import PositionRegistry
 from orderflow_client.wire import FeedStatus
 from services.detector.calibration_worker import RETRY_BASE_SECONDS, CalibrationWorker
 from services.detector.profile_store import ProfileStore, new_york_day, whole_trading_days
+from services.detector.profiles import build_profile
 from services.detector.service import DetectorService
 from services.detector.threshold_fit import FitRules, thresholds_for
 from services.offline.calibrate import RestHistory, trading_days
@@ -355,3 +356,21 @@ def test_the_worker_s_trading_days_are_calibrate_s():
             day += timedelta(days=1)
     assert whole_trading_days(sessions, NOW, 2) == [date(2024, 6, 18), date(2024, 6, 20)]
     assert new_york_day(at("2024-06-20", 23, 30)) == date(2024, 6, 20)  # 03:30 UTC the next day
+
+
+@pytest.mark.redis
+async def test_a_stale_profile_is_rebuilt_quietly_keeping_its_older_sessions(redis_url, key_prefix, amzn_rest):
+    url, from_files = amzn_rest
+    older = msgspec.structs.replace(from_files.sessions[0], day="2012-06-20")  # a session the REST side lacks
+    stale = build_profile("AMZN", [older], source="files", built_utc="2012-06-21T00:00:00Z", profile_days=3)
+    config = config_for(url, key_prefix, profile_days=3, profile_max_age_days=1)
+    async with running_detector(redis_url, key_prefix, config, at("2012-06-25", 7)) as (bus, service, worker):
+        await ProfileStore(bus).save(stale)  # newest session 2012-06-20: older than the last trading day, 06-22
+        await open_position(bus, worker, "AMZN")
+        await settled(worker)
+        stored = await ProfileStore(bus).load("AMZN")
+        handed = service.engine.profiles["AMZN"]
+    assert worker.outcomes == {"built": 1} and worker.last_progress["AMZN"].days_done == 3
+    assert stored is not None and stored == handed and stored.days == ("2012-06-20", "2012-06-21")
+    assert stored.sessions[0] == older and stored.sessions[1].volume == from_files.sessions[0].volume
+    assert statuses(redis_url, key_prefix, "AMZN") == []  # it ran on the stale profile meanwhile: no calibrating
