@@ -57,6 +57,7 @@ class MonitoredSymbols:
         self.registry = PositionRegistry(bus)
         self.profiles = ProfileStore(bus)
         self.calibration = CalibrationWorker(config, engine, sink, self.profiles, history)
+        self.wanted_last: set[str] = set()  # the symbols :meth:`wanted` gave last
 
     async def wanted(self) -> list[str]:
         """``--symbol``s, else the open positions (e.g. ``["AAPL", "NVDA"]``). A registry lost under the detector is
@@ -65,8 +66,14 @@ class MonitoredSymbols:
         worker's :meth:`~CalibrationWorker.tick` runs here (retries due, the refresh before the open)."""
         if self.fixed_symbols is not None:
             symbols = list(self.fixed_symbols)
-            self.calibration.tick(symbols)
-            return symbols
+        else:
+            symbols = await self._positions()
+        self.wanted_last = set(symbols)
+        self.calibration.tick(symbols)
+        return symbols
+
+    async def _positions(self) -> list[str]:
+        """The open positions' symbols, the registry's notices published as statuses."""
         positions, notices = await self.registry.follow()
         for notice in notices:
             now = now_ns()
@@ -80,9 +87,7 @@ class MonitoredSymbols:
                 detail=notice.detail,
             )
             await self.sink.publish_status(f"{notice.state}:{','.join(notice.symbols)}:{now}", status)
-        symbols = [position.symbol for position in positions]
-        self.calibration.tick(symbols)
-        return symbols
+        return [position.symbol for position in positions]
 
     async def close(self) -> None:
         """Stop the calibration worker's fetches (a stop of the detector)."""
@@ -109,4 +114,5 @@ class MonitoredSymbols:
             log.warning("order_flow.profile_missing", symbol=symbol, detail="calibrating from the session itself")
         else:
             log.info("order_flow.profile_loaded", symbol=symbol, days=list(profile.days), source=profile.source)
-        self.calibration.request(symbol)  # missing or stale: rebuilt from REST history (fresh: nothing fetched)
+        if symbol in self.wanted_last:  # a position's (or --symbol's), not an index read beside them
+            self.calibration.request(symbol)  # missing or stale: rebuilt from REST history (fresh: nothing fetched)

@@ -54,8 +54,7 @@ def config_for(url: str, key_prefix: str, **settings: Any) -> OrderFlowConfig:
         polygon_rest_url=url,
         key_prefix=key_prefix,
         threshold_mode="adaptive",
-        market_symbols=(),  # the positions' symbols only
-        **settings,
+        **{"market_symbols": (), **settings},  # by default no index read beside the positions
     )
 
 
@@ -124,7 +123,7 @@ async def amzn_rest():
 @pytest.mark.redis
 async def test_a_position_in_a_new_symbol_gets_a_profile_from_rest(redis_url, key_prefix, amzn_rest, detector_log):
     url, from_files = amzn_rest
-    config = config_for(url, key_prefix, profile_days=1, profile_max_age_days=1)
+    config = config_for(url, key_prefix, profile_days=1, profile_max_age_days=1, market_symbols=("SPY",))
     async with running_detector(redis_url, key_prefix, config, at("2012-06-22", 8)) as (bus, service, worker):
         started = time.monotonic()
         await open_position(bus, worker, "AMZN")
@@ -135,7 +134,7 @@ async def test_a_position_in_a_new_symbol_gets_a_profile_from_rest(redis_url, ke
         trade = Feed("AMZN").trade(at("2012-06-22", 10), 220 * D, 100)
         await service.sink.publish(service.engine.process(trade))
         thresholds = service.engine.symbols["AMZN"].thresholds
-    assert worker.outcomes == {"built": 1}
+    assert worker.outcomes == {"built": 1} and worker.held == {"AMZN"}  # SPY, read beside it, is no position
     assert stored is not None and stored.source == "rest" and stored.days == ("2012-06-21",)
     assert stored.daily_volume == from_files.daily_volume  # the same day as the file's
     assert thresholds.source == "profile" and thresholds.days == "2012-06-21"
