@@ -216,7 +216,7 @@ class CalibrationWorker:
             return
         newest_needed = days[-1] if reason == "before_open" else days[-max_age]
         if stored is not None and stored.last_day >= newest_needed.isoformat():
-            self.outcomes["fresh"] += 1
+            self._count("fresh")
             self.failures.pop(symbol, None)
             log.info("order_flow.profile_fresh", symbol=symbol, last_day=stored.last_day, reason=reason)
             return
@@ -257,7 +257,7 @@ class CalibrationWorker:
             return
         self.failures.pop(symbol, None)
         outcome = "bounded" if progress.stopped else "built"
-        self.outcomes[outcome] += 1
+        self._count(outcome)
         log.info(
             "order_flow.calibration_done",
             symbol=symbol,
@@ -340,7 +340,7 @@ class CalibrationWorker:
         count = self.failures.get(symbol, (0, 0))[0] + 1
         delay = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (count - 1))
         self.failures[symbol] = (count, now + int(delay * NANOSECONDS_PER_SECOND))
-        self.outcomes[code] += 1
+        self._count(code)
         log.warning(
             "order_flow.calibration_failed",
             symbol=symbol,
@@ -351,6 +351,10 @@ class CalibrationWorker:
         )
         detail = f"REST history unavailable ({code}): the session's own fit meanwhile; next try in {delay:g} s"
         await self._status(symbol, "profile_unavailable", detail)
+
+    def _count(self, outcome: str) -> None:
+        """One calibration's outcome: ``built``, ``bounded``, ``fresh`` or a failure's code."""
+        self.outcomes[outcome] += 1
 
     # --- statuses --------------------------------------------------------------------------
     async def _progress_status(self, progress: FetchProgress) -> None:
