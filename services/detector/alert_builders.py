@@ -309,7 +309,7 @@ def market_selloff_exit(alert: OrderFlowAlert, positions: tuple[str, ...]) -> Ex
         reasoning=reasoning,
         severity=alert.severity,
         session=alert.session,
-        evidence={key: value for key, value in evidence.items() if key != "trigger_exit"},
+        evidence=dict(evidence),
         scope="market",
         symbols=positions,
         context=alert.context,

@@ -38,7 +38,8 @@ def new_york_day(ts: int) -> str:
 
 @dataclass(frozen=True)
 class Signal:
-    """An alert (``kind`` = ``large_seller/tape``, ``large_seller/book``, ``red_burst``) or an exit (``exit``)."""
+    """An alert (``kind`` = ``large_seller/tape``, ``large_seller/book``, ``red_burst``, ``market_selloff``) or an
+    exit (``exit``)."""
 
     kind: str
     symbol: str
@@ -171,7 +172,7 @@ def _tape(tapes: Tapes, clock: SessionClock, symbol: str, ts: int) -> PriceTape 
 def _signals(outputs: Iterable[object], found: Collected) -> None:
     for output in outputs:
         if isinstance(output, OrderFlowAlert):
-            kind = "red_burst" if output.alert_type == "red_burst" else f"large_seller/{output.source}"
+            kind = output.alert_type if output.alert_type != "large_seller" else f"large_seller/{output.source}"
             found.signals.append(Signal(kind, output.symbol, output.ts_event, output.id, output.severity))
             found.alerts.append(output)
         elif isinstance(output, ExitRecommendation):
