@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from orderflow_client.wire import FeedStatus, OrderFlowAlert
 from services.detector import threshold_lifecycle
@@ -250,3 +252,26 @@ def test_without_a_prior_a_first_day_starts_on_the_absolute_thresholds_as_before
     assert [(o.state, o.code) for o in statuses] == [("calibrating", "no_profile")]
     assert statuses[0].detail.endswith("until 15 minutes of the regular session are seen")
     assert engine.symbols["NEW"].thresholds.source == "absolute"
+
+
+@given(
+    st.integers(1_000, 10_000_000),
+    st.integers(1_000, 10_000_000),
+    st.floats(0.0, 1.0),
+    st.floats(0.0, 20.0),
+)
+def test_a_blend_lies_between_the_prior_and_the_session_fit(prior_size, session_size, weight, burst):
+    start = Thresholds(prior_size, prior_size, "first_day_prior", "d", None, 6.0)
+    session = Thresholds(session_size, session_size, "session_start", "d", None, burst)
+    blended = blend_thresholds(start, session, weight)
+    low, high = sorted((prior_size, session_size))
+    assert low <= blended.large_order_size <= high and blended.offer_size >= blended.large_order_size
+    assert min(6.0, burst or 6.0) - 0.01 <= blended.burst_ratio <= max(6.0, burst) + 0.01
+
+
+@given(st.integers(1, 10**9), st.integers(60, 23_400), st.integers(0, 20_000))
+def test_the_expected_volume_is_never_below_what_was_traded(volume, seconds, start):
+    prior = bundled_prior()
+    assert prior is not None
+    expected = prior.expected_volume(volume, start * S, (start + seconds) * S)
+    assert expected >= volume  # the curve's share of a stretch is at most the whole day
