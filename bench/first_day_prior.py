@@ -14,6 +14,7 @@ A ``--day`` is ``FORMAT:LABEL:FILE[,FILE...]`` (files relative to ``--data``): f
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -76,7 +77,7 @@ def report(samples: list[PriorSample], prior: FirstDayPrior) -> str:
     lines.append("| held out | fraction fitted without it (%) | predicted / actual large order |")
     lines.append("|---|---|---|")
     for entry in prior.held_out:
-        ratios = ", ".join(f"{day}: {2.718281828**error:.2f}" for day, error in entry.errors.items())
+        ratios = ", ".join(f"{day}: {math.exp(error):.2f}" for day, error in entry.errors.items())
         lines.append(f"| {entry.symbol} | {100 * entry.volume_fraction:.4f} | {ratios} |")
     lines.append(f"leave-one-stock-out rms error (ln): {prior.rms_error:g}")
     return "\n".join(lines)
