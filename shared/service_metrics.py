@@ -67,6 +67,16 @@ CALIBRATED = Gauge(
     "1 when a symbol's thresholds come from its profile or its own session, 0 while calibrating.",
     ["symbol"],
 )
+CALIBRATION_RUNS = Counter(
+    "orderflow_calibration_runs_total",
+    "Live calibrations of a symbol's profile from REST, by outcome (built, bounded, fresh, or a failure's code).",
+    ["outcome"],
+)
+INDEX_SILENT = Gauge(
+    "orderflow_index_silent",
+    "1 while a tailed index stream is silent past context_stale_seconds while the positions' streams flow.",
+    ["symbol"],
+)
 
 # --- detector -------------------------------------------------------------------
 EVENTS_PROCESSED = Counter("orderflow_events_processed_total", "Market events run through the rules.", ["kind"])

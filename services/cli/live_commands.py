@@ -251,6 +251,7 @@ def detect(
 
     from orderflow_client.logs import get_logger
     from services.detector.service import DetectorService
+    from services.offline.calibrate import RestHistory
 
     config = load_or_exit(config_file)
     logging_or_exit(service="detector", log_dir=config.log_dir, level=config.log_level, secrets=config.secret_values())
@@ -260,7 +261,10 @@ def detect(
     async def run() -> None:
         bus = await connect_bus(config)
         stop = stop_on_signals()
-        service = DetectorService(config, bus, symbols=symbol or None, consumer=consumer, conditions=conditions)
+        history = RestHistory(config, conditions) if config.polygon_api_key is not None else None
+        service = DetectorService(
+            config, bus, symbols=symbol or None, consumer=consumer, conditions=conditions, history=history
+        )
         log.info(
             "order_flow.detector_started",
             consumer=service.consumer,

@@ -50,6 +50,7 @@ from services.detector.outputs import Output
 from services.detector.profile_store import ProfileStore, new_york_day, whole_trading_days
 from services.detector.profiles import DayStatistics, ProfileError, SymbolProfile, build_profile
 from services.detector.sink import OutputSink
+from shared import service_metrics
 from shared.config import OrderFlowConfig
 from shared.sessions import SessionClock
 
@@ -355,6 +356,7 @@ class CalibrationWorker:
     def _count(self, outcome: str) -> None:
         """One calibration's outcome: ``built``, ``bounded``, ``fresh`` or a failure's code."""
         self.outcomes[outcome] += 1
+        service_metrics.CALIBRATION_RUNS.labels(outcome=outcome).inc()
 
     # --- statuses --------------------------------------------------------------------------
     async def _progress_status(self, progress: FetchProgress) -> None:

@@ -32,6 +32,7 @@ from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
 from orderflow_client.wire import FeedStatus, MarketEvent, decode
 from services.detector.engine import Engine
 from services.detector.market_entries import Misplaced, market_events
+from shared import service_metrics
 from shared.config import OrderFlowConfig
 
 READ_ENTRIES = 1_000  # at most this many entries a stream per read (and per page of a warm start)
@@ -105,7 +106,9 @@ class IndexTail:
         symbol = self.symbols.pop(stream)
         self.last_ids.pop(stream, None)
         self.arrived.pop(stream, None)
-        self.silent.discard(stream)
+        if stream in self.silent:
+            self.silent.discard(stream)
+            service_metrics.INDEX_SILENT.labels(symbol=symbol).set(0)
         log.info("order_flow.index_tail_stopped", symbol=symbol, detail="owned by this detector, or no longer wanted")
 
     async def poll(self) -> int:
@@ -127,6 +130,7 @@ class IndexTail:
                 observed += 1
             if entry.stream in self.silent:
                 self.silent.discard(entry.stream)
+                service_metrics.INDEX_SILENT.labels(symbol=symbol).set(0)
                 log.info("order_flow.index_stream_resumed", symbol=symbol)
         self.observed += observed
         return observed
@@ -143,6 +147,7 @@ class IndexTail:
             if others_arrived is None or others_arrived <= arrived + self.stale_seconds:
                 continue  # the whole market is quiet (closed): not the index's failure
             self.silent.add(stream)
+            service_metrics.INDEX_SILENT.labels(symbol=symbol).set(1)
             log.warning(
                 "order_flow.index_stream_silent",
                 code="index_silent",

@@ -148,6 +148,7 @@ class RuleSettings:
                 burst_ratio_quantile=config.burst_ratio_quantile,
                 min_size=config.adaptive_min_large_order_size,
                 min_notional_dollars=config.adaptive_min_large_order_notional,
+                first_day_prior=config.first_day_thresholds == "prior",
             ),
             profile_days=config.profile_days,
             calibration_ns=int(config.calibration_minutes * 60 * NANOSECONDS_PER_SECOND),

@@ -43,6 +43,7 @@ from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.outage import Outage
 from orderflow_client.errors import BusAuthenticationError, ConsumerGroupMissingError, OrderflowError
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns
+from services.detector.calibration_worker import HistorySource
 from services.detector.consumer import GroupConsumer
 from services.detector.engine import Engine
 from services.detector.index_reader import IndexTail
@@ -90,7 +91,10 @@ class DetectorService:
         on_output: Callable[[PublishedOutput], None] | None = None,
         refresh_seconds: float = 1.0,
         keep_latencies: bool = False,
+        history: HistorySource | None = None,
     ) -> None:
+        """``history``: where the calibration worker fetches a profile for a symbol without a fresh one (Polygon REST:
+        :class:`services.offline.calibrate.RestHistory`; None: no live calibration, logged once)."""
         self.config = config
         self.bus = bus
         self.keys = bus.keys
@@ -112,7 +116,7 @@ class DetectorService:
             keep_latencies=keep_latencies,
             fence_of=self.ownership.fence if self.ownership is not None else None,
         )
-        self.monitored = MonitoredSymbols(config, bus, self.engine, self.sink, symbols)
+        self.monitored = MonitoredSymbols(config, bus, self.engine, self.sink, symbols, history)
         self.group_consumer = GroupConsumer(
             config,
             bus,
@@ -214,6 +218,7 @@ class DetectorService:
             for task in (consume, heartbeat, stopped, keeping):
                 task.cancel()
             await asyncio.gather(consume, heartbeat, stopped, keeping, return_exceptions=True)
+            await self.monitored.close()
         for task in (consume, heartbeat):
             error = _failure(task, stop)
             if error is not None:

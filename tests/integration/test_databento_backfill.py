@@ -58,7 +58,12 @@ def history(server: HistoricalServer, key: str = KEY, **options) -> DatabentoHis
 
 
 def settings(gateway: DatabentoGateway, prefix: str) -> OrderFlowConfig:
-    return OrderFlowConfig(key_prefix=prefix, data_source="databento", databento_gateway=f"127.0.0.1:{gateway.port}")
+    return OrderFlowConfig(
+        key_prefix=prefix,
+        data_source="databento",
+        databento_gateway=f"127.0.0.1:{gateway.port}",
+        market_symbols=(),  # the gateway simulator serves the positions' symbols only
+    )
 
 
 async def start_and_drop(bus: Bus, gateway: DatabentoGateway, service: IngestService) -> None:

@@ -46,8 +46,12 @@ async def gateway(market):
 
 
 def settings(gateway: DatabentoGateway, prefix: str, **overrides) -> OrderFlowConfig:
+    """No market symbols unless a test asks (the gateway simulator serves the positions' symbols only)."""
     return OrderFlowConfig(
-        key_prefix=prefix, data_source="databento", databento_gateway=f"127.0.0.1:{gateway.port}", **overrides
+        key_prefix=prefix,
+        data_source="databento",
+        databento_gateway=f"127.0.0.1:{gateway.port}",
+        **{"market_symbols": (), **overrides},
     )
 
 

@@ -35,10 +35,11 @@ def test_each_day_is_judged_only_with_the_sessions_before_it(aig_two_days):
     statuses = [s for s in read_jsonl(aig_two_days / "statuses.jsonl") if s["state"] in ("calibrating", "calibrated")]
     assert [(s["state"], s["code"]) for s in statuses] == [
         ("calibrating", "no_profile"),
+        ("calibrating", "first_day_prior"),
         ("calibrated", "session_start"),
         ("calibrated", "profile"),
     ]
-    assert "2013-10-07" in statuses[2]["detail"] and "2013-10-08" not in statuses[2]["detail"]
+    assert "2013-10-07" in statuses[3]["detail"] and "2013-10-08" not in statuses[3]["detail"]
     profiles = [json.loads(line) for line in (aig_two_days / "profiles.jsonl").read_text().splitlines()]
     assert [p["days"] for p in profiles] == [["2013-10-07"]]
     day_two = [
