@@ -80,6 +80,8 @@ def analysis_table(report: AnalysisReport, out: Path) -> Table:
     table.add_row("symbols", ", ".join(report.symbols) or "-")
     for key, count in report.alerts_by_type_and_severity.items():
         table.add_row(f"alerts: {key}", f"{count:,}")
+    for label, count in report.alerts_by_context.items():
+        table.add_row(f"alerts: context {label}", f"{count:,}")
     table.add_row("exit recommendations", f"{report.exits:,}")
     for code, count in report.validation_errors_by_code.items():
         table.add_row(f"validation errors: {code}", f"{count:,}")

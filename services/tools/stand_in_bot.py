@@ -2,10 +2,11 @@
 
 It reads the position registry (again every second, so a position opened or closed while it runs is followed),
 receives recommendations through :class:`orderflow_client.risk.RiskManagerClient` (each handled once per bot
-name, across restarts), evaluates each against the position and the last trade price with the reference
-evaluator, logs the decision (``order_flow.exit_signal_triggered``) and records it on the bus for the dashboards
-(``orderflow:riskmanager:<name>:decision:<id>``); ``say`` gets one line per decision, e.g.
-``AAPL: exit (red burst, 3 sellers)``.
+name, across restarts; a market-scope one once for each held position it names), decides with the default
+:class:`orderflow_client.exit_policy.ExitPolicy` (a stock's own exit: exit; the market's: tighten the stop under the
+bid; a watch: ignore), logs the decision (``order_flow.exit_signal_triggered``) and records it on the bus for the
+dashboards (``orderflow:riskmanager:<name>:decision:<id>``, ``<id>@<symbol>`` for a market-scope one); ``say`` gets
+one line per decision, e.g. ``AAPL: exit (exit AAPL)``. A stand-in: it places no order and moves no stop.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from collections.abc import Callable
 
 from orderflow_client.bus.calls import OUTAGE_ERRORS
 from orderflow_client.bus.connection import Bus
-from orderflow_client.decisions import evaluate, last_trade_price, log_decision, record_decision
+from orderflow_client.decisions import carried_out, last_bid_price, last_trade_price, log_decision, record_decision
+from orderflow_client.exit_policy import ExitPolicy
 from orderflow_client.logs import get_logger
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.risk import ClientStats, RiskManagerClient
@@ -40,6 +42,7 @@ async def run_stand_in_bot(
     """Follow recommendations until ``stop`` is set; logs ``order_flow.risk_manager_started`` and
     ``order_flow.risk_manager_stopped``. ``signing_keys`` (key id → key) None accepts unsigned ones."""
     registry = PositionRegistry(bus)
+    policy = ExitPolicy()
     held: set[str] = set(await registry.symbols())
 
     async def on_exit(recommendation: ExitRecommendation) -> None:
@@ -54,10 +57,15 @@ async def run_stand_in_bot(
                 reason="no open position" if position is None else "no last price",
             )
             return
-        decision = evaluate(recommendation, position, price)
-        log_decision(recommendation, position, price, decision)
-        await record_decision(bus, name, recommendation.id, decision, last_price=price)
-        say(f"{recommendation.symbol}: {decision.action} ({decision.reasons[0]})")
+        for chosen in policy.decide(recommendation, {position.symbol}):
+            new_stop = 0
+            if chosen.choice == "tighten_stops":
+                bid = await last_bid_price(bus, position.symbol) or price
+                new_stop = policy.tightened_stop(bid, position.stop_loss, position.quantity)
+            decision = carried_out(chosen, position, price, new_stop)
+            log_decision(recommendation, position, price, decision)
+            await record_decision(bus, name, chosen.position_id, decision, last_price=price)
+            say(f"{position.symbol}: {decision.action} ({decision.reasons[0]})")
 
     async def refresh_held() -> None:
         while not stop.is_set():

@@ -14,7 +14,8 @@ import pytest
 from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.decision_records import DecisionRecord, read_decisions
 from orderflow_client.bus.marks import HandledMarks
-from orderflow_client.decisions import evaluate, last_trade_price
+from orderflow_client.decisions import carried_out, last_trade_price
+from orderflow_client.exit_policy import ExitPolicy
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.risk import HANDLED_SECONDS
 from orderflow_client.threaded import OrderFlowClient
@@ -70,7 +71,7 @@ async def test_the_stand_in_bot_records_what_it_decided_on_a_real_recommendation
         await wait_for_async(lambda: _is_done(marks, identifier), 10, "the handled mark")
         bot.send_signal(signal.SIGTERM)
         bot.expect_exit(0, timeout=30)
-        # what it recorded is what it logged, and what the reference evaluator decides on this position and price
+        # what it recorded is what it logged, and what the default policy decides on this position and price
         [logged] = [
             line
             for line in log_lines(tmp_path / "logs")
@@ -78,7 +79,9 @@ async def test_the_stand_in_bot_records_what_it_decided_on_a_real_recommendation
         ]
         last = await last_trade_price(bus, "SELLERS")
         position = (await PositionRegistry(bus).list())[0]
-        expected = evaluate(exit_recommendation, position, last)
+        [chosen] = ExitPolicy().decide(exit_recommendation, {"SELLERS"})  # the default policy: a stock's own exit
+        expected = carried_out(chosen, position, last)
+        assert expected.action == "exit"
         assert (logged["id"], logged["decision"], logged["reasons"]) == (
             identifier,
             expected.action,

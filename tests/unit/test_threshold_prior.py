@@ -254,6 +254,23 @@ def test_without_a_prior_a_first_day_starts_on_the_absolute_thresholds_as_before
     assert engine.symbols["NEW"].thresholds.source == "absolute"
 
 
+def test_first_day_thresholds_absolute_ignores_the_prior(monkeypatch):
+    """``ORDER_FLOW_FIRST_DAY_THRESHOLDS=absolute``: the day of the test above, with its prior present, starts on
+    ``large_order_size`` and never says first_day_prior."""
+    prior = FirstDayPrior(volume_fraction=0.002, offer_multiple=1.0, burst_ratio=0.0, volume_curve=(0.05,) * 20)
+    monkeypatch.setattr(threshold_lifecycle, "bundled_prior", lambda: prior)
+    feed = Feed("NEW")
+    engine = Engine(RuleSettings.from_config(OrderFlowConfig(first_day_thresholds="absolute")))
+    outputs = []
+    for second in range(0, 90, 2):
+        ts = OPEN + second * S
+        outputs += engine.process(feed.quote(ts)) + engine.process(feed.trade(ts + S // 2, 50 * D, 500, side="buy"))
+    codes = [o.code for o in outputs if isinstance(o, FeedStatus) and o.state.startswith("calibrat")]
+    assert codes == ["no_profile"]
+    assert engine.symbols["NEW"].thresholds.source == "absolute"
+    assert engine.symbols["NEW"].thresholds.large_order_size == 10_000
+
+
 @given(
     st.integers(1_000, 10_000_000),
     st.integers(1_000, 10_000_000),
