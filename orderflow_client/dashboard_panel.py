@@ -4,7 +4,8 @@ exit recommendation and what the bot did with it, and how old the symbol's data 
 
 What the bot did: the decision it recorded on the bus (``OrderFlowClient.record_decision``; the robinhood adapters and
 ``orderflow risk-manager`` record theirs), e.g. ``exit`` or ``tighten stop 186.49``; else what it told the provider
-(:meth:`OrderFlowPanelProvider.record_decision`); else its handled mark (``handled``, ``parked: not acted on``).
+(:meth:`OrderFlowPanelProvider.record_decision`); else its handled mark (``handled``, ``parked: not acted on``); for a
+market exit, those of the row's position (``<id>@<symbol>``; ``skipped (not held)``: the exit done without it).
 
 For robinhood-algo-trading-bot's ``trading_bot.dashboard``, with no change to the bot::
 
@@ -42,6 +43,7 @@ from orderflow_client.bus.decision_records import DecisionRecord, read_decisions
 from orderflow_client.bus.marks import HandledMarks
 from orderflow_client.bus.streams import BusEntry, as_text, stream_id
 from orderflow_client.errors import WireDecodeError
+from orderflow_client.exit_policy import named_positions, position_id
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.pressure import NO_PRESSURE, STATUS_CONDITIONS, pressure_colour, worst_colour, worst_monitoring
 from orderflow_client.prices import format_price
@@ -194,8 +196,9 @@ async def read_panel_data(
         if isinstance(message, FeedStatus)
     ]
     marks = HandledMarks(bus, bot_name) if bot_name else None
-    last_ids = [exits[symbol].id for symbol in wanted if symbol in exits]
-    recorded = await read_decisions(bus, bot_name, last_ids) if bot_name else {}
+    named = {symbol: item for symbol, item in exits.items() if symbol in named_positions(item)}  # a market exit's own
+    keys = {symbol: position_id(item.id, item.scope, symbol) for symbol, item in named.items()}  # per position
+    recorded = await read_decisions(bus, bot_name, keys.values()) if bot_name else {}
     rows = []
     for symbol in wanted:
         newest = await bus.read_range_reverse(bus.keys.market(symbol), count=1)
@@ -204,16 +207,19 @@ async def read_panel_data(
         if symbol not in registered:
             state, reason = "unmonitored", "not in orderflow's position registry"
         in_window = tuple(alert for alert in alerts if alert.symbol == symbol)
-        last_exit = exits.get(symbol)
-        decision = ""
-        record = recorded.get(last_exit.id) if last_exit is not None else None
+        last_exit, key, decision = exits.get(symbol), keys.get(symbol, ""), ""
+        record = recorded.get(key)
         if record is not None:
             decision = decision_words(record)
         elif last_exit is not None:
-            decision = (decisions or {}).get(last_exit.id, "")
-            if not decision and marks is not None:
-                mark = await marks.holder(last_exit.id)
+            decision = (decisions or {}).get(key) or (decisions or {}).get(last_exit.id, "")
+            if not decision and marks is not None:  # the whole exit's mark first: a bot sets it after its positions'
+                whole = await marks.holder(last_exit.id) if key != last_exit.id else None
+                mark = await marks.holder(key)
+                skipped = mark is None and whole in MARK_WORDS  # done with the market exit, not with this position
+                mark = mark or whole
                 decision = "not handled yet" if mark is None else MARK_WORDS.get(mark, "in hand")
+                decision = "skipped (not held)" if skipped else decision
         # red for one alert window after the event that triggered it reached orderflow
         recent_exit = last_exit is not None and now - last_exit.ts_recv <= window_ns
         rows.append(

@@ -6,9 +6,9 @@ and the :class:`~services.dashboard.hub.Hub` (never a Redis connection per open 
 - the **market** reader follows the shown symbols' market streams (one blocking XREAD for all), and sends the charts'
   changes four times a second at most;
 - the **slow** poller asks once a second for what changes slowly: the open positions, the detectors' leases, the
-  detector group's lag, the bots' handled marks on the last exit recommendations (until each is settled: every bot's
-  mark final with its decision recorded, or final for ``SETTLE_GRACE_NS`` without one); then the header and cards,
-  sent only when they changed.
+  detector group's lag, the bots' handled marks and decisions on the last exit recommendations (a market exit's per
+  position it names; until each is settled: every bot's mark final with its decision recorded, or final for
+  ``SETTLE_GRACE_NS`` without one); then the header and cards, sent only when they changed.
 
 At start the outputs of the last 30 minutes are read, and the large-seller alerts of the New York day (back to
 ``DAY_ALERTS_LIMIT`` entries) for the largest seller today.
@@ -42,7 +42,7 @@ from orderflow_client.positions import PositionRegistry
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, NEW_YORK, now_ns
 from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode, unbatched
 from services.dashboard.hub import Hub
-from services.dashboard.state import LOG_WINDOW_NS, DashboardState
+from services.dashboard.state import LOG_WINDOW_NS, DashboardState, mark_key
 from services.dashboard.views import market_changes, output_view, summary_view
 
 log = logs.get_logger(__name__)
@@ -289,38 +289,49 @@ class Readers:
         self.state.lags = {keys.symbol_of(stream): position.lag for stream, position in positions.items()}
 
     async def _poll_handled(self) -> None:
-        """Each bot's mark on each last exit recommendation, with the decision it recorded (``exit (handled)``,
-        ``tighten stop 186.49 (handled)``); asked again until it is settled: every bot's mark final (done or
-        parked) and its decision known, or every mark final for ``SETTLE_GRACE_NS`` (a bot that records no
-        decision). Only the last exit recommendations are remembered (an earlier one is forgotten)."""
-        current = [item.id for item in self.state.last_exits.values()]
+        """Each bot's mark on each card's last exit recommendation, with the decision it recorded (``exit
+        (handled)``, ``tighten stop 186.49 (handled)``), under :func:`~services.dashboard.state.mark_key`: a
+        market exit's position id for each position it names (a bot marks and records each on its own), else the
+        recommendation's id. Asked again until it is settled: every bot's mark final (done or parked) and its
+        decision known, or every mark final for ``SETTLE_GRACE_NS`` (a bot that records no decision). A bot whose
+        mark on a market exit is final but has none for a position it names passed that position over (it does not
+        hold it: ``skipped (not held)``). Only the last exit recommendations are remembered."""
+        current = {mark_key(item, symbol): item.id for symbol, item in self.state.last_exits.items()}
         self.settled.intersection_update(current)
         for forgotten in set(self.final_since) - set(current):
             del self.final_since[forgotten]
-        pending = [recommendation_id for recommendation_id in current if recommendation_id not in self.settled]
+        pending = [key for key in current if key not in self.settled]
         if not pending:
             return
+        wholes = list(dict.fromkeys(current[key] for key in pending if key != current[key]))  # market exits' ids
         final = dict.fromkeys(pending, True)
         recorded = dict.fromkeys(pending, True)
         for bot in self.bot_names:
+            marks = HandledMarks(self.bus, bot)
+            whole = dict(zip(wholes, await self._marks(marks, wholes), strict=True))  # read before the positions'
             decided = await read_decisions(self.bus, bot, pending)
-            values = await self._marks(HandledMarks(self.bus, bot), pending)
-            for recommendation_id, value in zip(pending, values, strict=True):
+            rest = [key for key in pending if key not in whole]
+            read = whole | dict(zip(rest, await self._marks(marks, rest), strict=True))
+            for key in pending:
+                value, record, skipped = read[key], decided.get(key), False
+                if value is None and key != current[key]:  # no mark on the position: where is the whole exit?
+                    value = whole[current[key]]
+                    skipped = value in HANDLED_MARKS  # done with the exit, never with this position: not held
                 mark = "not handled yet" if value is None else HANDLED_MARKS.get(value, "working on it")
-                record = decided.get(recommendation_id)
-                marks = self.state.handled.setdefault(recommendation_id, {})
-                marks[bot] = mark if record is None else f"{decision_words(record)} ({mark})"
-                final[recommendation_id] &= value in HANDLED_MARKS
-                recorded[recommendation_id] &= record is not None
+                mark = "skipped (not held)" if skipped else mark
+                words = mark if record is None else f"{decision_words(record)} ({mark})"
+                self.state.handled.setdefault(key, {})[bot] = words
+                final[key] &= value in HANDLED_MARKS
+                recorded[key] &= skipped or record is not None
         now = self.clock()
-        for recommendation_id in pending:
-            if not final[recommendation_id]:
-                self.final_since.pop(recommendation_id, None)
+        for key in pending:
+            if not final[key]:
+                self.final_since.pop(key, None)
                 continue
-            since = self.final_since.setdefault(recommendation_id, now)
-            if recorded[recommendation_id] or now - since >= SETTLE_GRACE_NS:
-                self.settled.add(recommendation_id)
-                del self.final_since[recommendation_id]
+            since = self.final_since.setdefault(key, now)
+            if recorded[key] or now - since >= SETTLE_GRACE_NS:
+                self.settled.add(key)
+                del self.final_since[key]
 
     @staticmethod
     async def _marks(marks: HandledMarks, ids: list[str]) -> list[bytes | None]:

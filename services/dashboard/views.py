@@ -14,7 +14,7 @@ from orderflow_client.prices import PRICE_SCALE, format_price
 from orderflow_client.timestamps import NANOSECONDS_PER_MILLISECOND
 from orderflow_client.wire import ExitRecommendation, MarketContext, OrderFlowAlert
 from services.dashboard.market import MinuteBar, SymbolMarket
-from services.dashboard.state import DashboardState
+from services.dashboard.state import DashboardState, mark_key
 
 COLOUR_NAMES = {"green": "green", "yellow": "yellow", "dark_orange": "orange", "red": "red"}
 """The watch's colour → the page's colour class."""
@@ -175,7 +175,7 @@ def card_view(symbol: str, state: DashboardState) -> dict[str, Any]:
             "reasoning": last_exit.reasoning[:200],
             "from": last_exit.symbol if last_exit.symbol != symbol else None,
             **exit_fields(last_exit),
-            "bots": dict(sorted(state.handled.get(last_exit.id, {}).items())),
+            "bots": dict(sorted(state.handled.get(mark_key(last_exit, symbol), {}).items())),
         },
         "detector": state.detectors.get(symbol, "") if state.detectors_alive else None,
         "lag": state.lags.get(symbol),

@@ -53,6 +53,34 @@ def test_a_planted_fall_after_a_signal_scores_exactly():
     assert table.by_kind["exit"]["30"].mean_forward_bps == 0.0 and table.by_kind["exit"]["30"].hit_rate == 0.0
 
 
+def test_signals_by_market_context_score_a_market_exit_on_each_position_it_names():
+    x_falls, y_flat = flat_then_fall(OPEN + 3720 * S), flat_then_fall(None)
+    y_flat.symbol = "Y"
+    tapes = {("X", DAY): x_falls, ("Y", DAY): y_flat}
+    at = OPEN + 3600 * S  # 10:30:00, two minutes before X falls 100 bps
+    signals = [
+        Signal("large_seller/tape", "X", at, "X:1", "warning", "stock_specific"),
+        Signal("large_seller/tape", "Y", at, "Y:1", "warning", "market_wide"),
+        Signal("exit", "X", at, "X:exit:1", "critical", "stock_specific"),
+        Signal("market_selloff", "SPY", at, "SPY:market_selloff:1", "warning", "market_wide"),
+        Signal("large_seller/tape", "SPY", at, "SPY:1", "warning", "market_wide"),
+        Signal("exit", "SPY", at, "SPY:exit:market_selloff:1", "warning", "market_wide", ("X", "Y")),
+    ]
+    table = versus_chance(signals, tapes, SETTINGS).by_context
+    # the index's own alerts are not a position's; the market exit counts once on X (−100 bps) and once on Y (0)
+    assert sorted(table) == [
+        "alerts, market_wide",
+        "alerts, stock_specific",
+        "exits, market scope",
+        "exits, stock_specific",
+    ]
+    assert table["alerts, stock_specific"]["300"].signals == 1
+    assert table["alerts, stock_specific"]["300"].mean_forward_bps == -100.0
+    assert table["alerts, market_wide"]["300"].mean_forward_bps == 0.0
+    market = table["exits, market scope"]["300"]
+    assert market.signals == 2 and market.mean_forward_bps == -50.0 and market.hit_rate == 0.5
+
+
 def test_following_the_planted_exit_saves_what_the_fall_cost():
     tape = flat_then_fall(OPEN + 3720 * S)
     tapes = {("X", DAY): tape}

@@ -46,6 +46,10 @@ class Signal:
     ts: int
     id: str
     severity: str = ""
+    context: str = ""
+    """The market context label (``stock_specific``, ``market_wide``, ``mixed``, ``unknown``; ``none``: context off)."""
+    applies_to: tuple[str, ...] = ()
+    """A market-scope exit: the positions it names (its ``symbol`` is the index)."""
 
 
 class PriceTape:
@@ -173,8 +177,13 @@ def _signals(outputs: Iterable[object], found: Collected) -> None:
     for output in outputs:
         if isinstance(output, OrderFlowAlert):
             kind = output.alert_type if output.alert_type != "large_seller" else f"large_seller/{output.source}"
-            found.signals.append(Signal(kind, output.symbol, output.ts_event, output.id, output.severity))
+            label = output.context.label if output.context is not None else "none"
+            found.signals.append(Signal(kind, output.symbol, output.ts_event, output.id, output.severity, label))
             found.alerts.append(output)
         elif isinstance(output, ExitRecommendation):
-            found.signals.append(Signal("exit", output.symbol, output.ts_event, output.id, output.severity))
+            label = output.context.label if output.context is not None else "none"
+            named = output.symbols if output.scope == "market" else ()
+            found.signals.append(
+                Signal("exit", output.symbol, output.ts_event, output.id, output.severity, label, named)
+            )
             found.exits.append(output)

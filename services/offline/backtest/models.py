@@ -69,10 +69,12 @@ class ChanceComparison(msgspec.Struct, kw_only=True):
 
 
 class VersusChance(msgspec.Struct, kw_only=True):
-    """Base sample sizes by horizon (``"300"``), and each kind's comparison by horizon."""
+    """Base sample sizes by horizon (``"300"``), and each kind's (and each market context's) comparison by horizon."""
 
     base_samples: dict[str, int]
     by_kind: dict[str, dict[str, ChanceComparison]]
+    by_context: dict[str, dict[str, ChanceComparison]] = {}
+    """The stocks' alerts and exits by market context label (``"alerts, market_wide"``, ``"exits, market scope"``)."""
 
 
 # --- following the exits -----------------------------------------------------------------------------

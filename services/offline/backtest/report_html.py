@@ -17,7 +17,14 @@ import json
 import msgspec
 
 from services.offline.backtest.heart import shown, shown_interval
-from services.offline.backtest.models import CONTEXTS, BacktestReport, Interval, SessionChart, SuccessMetrics
+from services.offline.backtest.models import (
+    CONTEXTS,
+    BacktestReport,
+    ChanceComparison,
+    Interval,
+    SessionChart,
+    SuccessMetrics,
+)
 from shared.charts import lightweight_charts_script, lightweight_charts_version
 
 KIND_NAMES = {
@@ -222,6 +229,24 @@ docs/success-metrics.md.</p>
 {"".join(rows)}</table>"""  # noqa: E501  (the page's text, as written)
 
 
+def _chance_rows(table: dict[str, dict[str, ChanceComparison]]) -> list[str]:
+    """One table row per group (its name shown as given) and horizon."""
+    rows = []
+    for name, by_horizon in table.items():
+        for hz, r in by_horizon.items():
+            tone = "good" if r.difference_ci95_bps[1] is not None and r.difference_ci95_bps[1] < 0 else ""
+            rows.append(
+                f"<tr><td>{html.escape(name)}</td><td>{hz} s</td><td>{r.signals}</td>"
+                f"<td>{r.censored_past_close}</td>"
+                f"<td>{_cell(r.mean_forward_bps)}</td><td>{_cell(r.base_mean_forward_bps)}</td>"
+                f"<td class='{tone}'>{_cell(r.difference_bps)} {_interval(r.difference_ci95_bps)}</td>"
+                f"<td>{_cell(r.hit_rate)} {_interval(r.hit_rate_ci95)}</td>"
+                f"<td>{_cell(r.base_hit_rate)} {_interval(r.base_hit_rate_ci95)}</td><td>{_cell(r.lift)}</td>"
+                f"<td>{_cell(r.lead_seconds_median)}</td></tr>"
+            )
+    return rows
+
+
 def render_page(
     findings: BacktestReport,
     sessions: list[SessionChart],
@@ -233,19 +258,8 @@ def render_page(
     ``sessions`` (placed in time by ``opens``: each ``"SYMBOL DAY"`` session's open, Unix seconds) and the
     forward-return ``distributions`` at ``horizon`` seconds."""
     versus = findings.versus_chance.by_kind
-    rows = []
-    for kind, by_horizon in versus.items():
-        for hz, r in by_horizon.items():
-            tone = "good" if r.difference_ci95_bps[1] is not None and r.difference_ci95_bps[1] < 0 else ""
-            rows.append(
-                f"<tr><td>{KIND_NAMES.get(kind, kind)}</td><td>{hz} s</td><td>{r.signals}</td>"
-                f"<td>{r.censored_past_close}</td>"
-                f"<td>{_cell(r.mean_forward_bps)}</td><td>{_cell(r.base_mean_forward_bps)}</td>"
-                f"<td class='{tone}'>{_cell(r.difference_bps)} {_interval(r.difference_ci95_bps)}</td>"
-                f"<td>{_cell(r.hit_rate)} {_interval(r.hit_rate_ci95)}</td>"
-                f"<td>{_cell(r.base_hit_rate)} {_interval(r.base_hit_rate_ci95)}</td><td>{_cell(r.lift)}</td>"
-                f"<td>{_cell(r.lead_seconds_median)}</td></tr>"
-            )
+    rows = _chance_rows({KIND_NAMES.get(kind, kind): by_horizon for kind, by_horizon in versus.items()})
+    context_rows = _chance_rows(findings.versus_chance.by_context)
     summary = findings.following_exits.summary
     horizon_rows = "".join(
         f"<tr><td>{hz} s</td><td>{r.exits}</td><td class='{'good' if (r.saved_net_bps_mean or 0) > 0 else 'bad'}'>"
@@ -283,6 +297,13 @@ is evidence; a count of hits without its base rate is not.</p>
 <table><tr><th>signal</th><th>horizon</th><th>n</th><th>censored at close</th><th>mean fwd bps</th><th>base mean</th>
 <th>difference [95 % bootstrap]</th><th>fall ≥ {settings.fall_bps:g} bps [Wilson 95 %]</th><th>base rate [95 %]</th><th>lift</th>
 <th>median lead s</th></tr>{"".join(rows)}</table>
+<h3>By market context</h3>
+<p class="note">The stocks' alerts and exits by the label they carried (stock_specific: the index was not falling; market_wide:
+it was, and explained the stock's move; mixed: the stock fell further than its beta explains; unknown: no fresh index data;
+none: no index configured). A market sell-off's exit is scored once on each position it named. Same base as above.</p>
+<table><tr><th>group</th><th>horizon</th><th>n</th><th>censored at close</th><th>mean fwd bps</th><th>base mean</th>
+<th>difference [95 % bootstrap]</th><th>fall ≥ {settings.fall_bps:g} bps [Wilson 95 %]</th><th>base rate [95 %]</th><th>lift</th>
+<th>median lead s</th></tr>{"".join(context_rows)}</table>
 <h2>Following the exit recommendations</h2>
 <p class="note">Positions: {html.escape(settings.positions)}. Each exits at the <b>bid</b> on its first recommendation. Versus holding
 to the horizon (marked at the mid: saved = bid at exit − later mid, so the half spread is paid): positive saves money.</p>

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -108,26 +108,48 @@ def versus_chance(signals: list[Signal], tapes: Tapes, settings: BacktestSetting
                 result = outcome(tape, ts, horizon, settings.fall_bps)
                 if result is not None:
                     base[horizon].append(result)
-    kinds = sorted({signal.kind for signal in signals})
-    table: dict[str, dict[str, ChanceComparison]] = {}
-    for kind in kinds:
-        chosen = [s for s in signals if s.kind == kind]
-        rows = {}
-        for horizon in settings.horizons:
-            outcomes, censored, outside = [], 0, 0
-            for signal in chosen:
-                signal_tape = tapes.get((signal.symbol, new_york_day(signal.ts)))
-                if signal_tape is None or not signal_tape.open_ns <= signal.ts < signal_tape.close_ns:
-                    outside += 1
-                    continue
-                result = outcome(signal_tape, signal.ts, horizon, settings.fall_bps)
-                if result is None:
-                    censored += 1
-                else:
-                    outcomes.append(result)
-            rows[str(horizon)] = _compare(outcomes, base[horizon], settings, censored, outside)
-        table[kind] = rows
-    return VersusChance(base_samples={str(h): len(base[h]) for h in settings.horizons}, by_kind=table)
+    by_kind = {kind: [s for s in signals if s.kind == kind] for kind in sorted({signal.kind for signal in signals})}
+    return VersusChance(
+        base_samples={str(h): len(base[h]) for h in settings.horizons},
+        by_kind={kind: _rows(chosen, tapes, base, settings) for kind, chosen in by_kind.items()},
+        by_context={group: _rows(chosen, tapes, base, settings) for group, chosen in by_context(signals).items()},
+    )
+
+
+def by_context(signals: list[Signal]) -> dict[str, list[Signal]]:
+    """The stocks' signals by market context: ``alerts, <label>`` (every alert kind), ``exits, <label>`` (a stock's
+    own exits) and ``exits, market scope`` (a market sell-off's exit, once on each position it names, as of its
+    time). An index's own alerts are left out (the index is not a position); ``none``: context was off."""
+    groups: dict[str, list[Signal]] = defaultdict(list)
+    indexes = {signal.symbol for signal in signals if signal.applies_to or signal.kind == "market_selloff"}
+    for signal in signals:
+        if signal.applies_to:
+            groups["exits, market scope"] += [replace(signal, symbol=symbol) for symbol in signal.applies_to]
+        elif signal.symbol not in indexes:
+            groups[f"{'exits' if signal.kind == 'exit' else 'alerts'}, {signal.context or 'none'}"].append(signal)
+    return dict(sorted(groups.items()))
+
+
+def _rows(
+    chosen: list[Signal], tapes: Tapes, base: dict[int, list[Outcome]], settings: BacktestSettings
+) -> dict[str, ChanceComparison]:
+    """``chosen`` signals against the base at each horizon (a signal outside its session's regular hours, or with
+    no prices there, is counted as outside; one whose horizon runs past the close as censored)."""
+    rows = {}
+    for horizon in settings.horizons:
+        outcomes, censored, outside = [], 0, 0
+        for signal in chosen:
+            signal_tape = tapes.get((signal.symbol, new_york_day(signal.ts)))
+            if signal_tape is None or not signal_tape.open_ns <= signal.ts < signal_tape.close_ns:
+                outside += 1
+                continue
+            result = outcome(signal_tape, signal.ts, horizon, settings.fall_bps)
+            if result is None:
+                censored += 1
+            else:
+                outcomes.append(result)
+        rows[str(horizon)] = _compare(outcomes, base[horizon], settings, censored, outside)
+    return rows
 
 
 def _compare(
