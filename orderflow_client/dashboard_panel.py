@@ -4,8 +4,7 @@ exit recommendation and what the bot did with it, and how old the symbol's data 
 
 What the bot did: the decision it recorded on the bus (``OrderFlowClient.record_decision``; the robinhood adapters and
 ``orderflow risk-manager`` record theirs), e.g. ``exit`` or ``tighten stop 186.49``; else what it told the provider
-(:meth:`OrderFlowPanelProvider.record_decision`); else its handled mark (``handled``, ``parked: not acted on``); for a
-market exit, those of the row's position (``<id>@<symbol>``; ``skipped (not held)``: the exit done without it).
+(:meth:`OrderFlowPanelProvider.record_decision`); else its handled mark (``handled``, ``parked: not acted on``).
 
 For robinhood-algo-trading-bot's ``trading_bot.dashboard``, with no change to the bot::
 
@@ -27,12 +26,14 @@ the stock halted, or the feed down: the bot is on its own for the symbol); **wai
 yet); **unmonitored** (not in orderflow's position registry). Times are New York time, labelled ET.
 
 Market context: under a row's alerts, the latest one's label (``market-wide``…); a ``market_selloff`` in the window
-puts a ``MARKET SELL-OFF`` line on top; a market exit naming a position is its last exit (red; action exit / watch).
+puts a ``MARKET SELL-OFF`` line on top; a market exit naming a position is its last exit (red; action exit / watch),
+with what the bot did with that position (:func:`mark_key`; ``skipped (not held)``: the exit done without it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -119,6 +120,13 @@ def decision_words(record: DecisionRecord) -> str:
     return f"{words} {format_price(record.new_stop)}" if record.new_stop else words
 
 
+def mark_key(recommendation: ExitRecommendation, symbol: str) -> str:
+    """Where a bot's handled mark and decision on ``recommendation`` are for ``symbol``'s row: a market exit's position
+    id for each position it names (``SPY:exit:market_selloff:1718900000000000000@AAPL``), else the exit's id."""
+    named = symbol in named_positions(recommendation)
+    return position_id(recommendation.id, recommendation.scope, symbol) if named else recommendation.id
+
+
 def _entry_ns(entry: BusEntry) -> int:
     """When Redis took the entry (its id's milliseconds), in ns."""
     return stream_id(as_text(entry.entry_id))[0] * 1_000_000
@@ -126,10 +134,8 @@ def _entry_ns(entry: BusEntry) -> int:
 
 def _decoded(entries: Iterable[BusEntry]) -> Iterable[tuple[int, Any]]:
     for entry in entries:
-        try:
+        with contextlib.suppress(WireDecodeError):
             yield _entry_ns(entry), decode(entry.payload)
-        except WireDecodeError:
-            continue
 
 
 def _monitoring(
@@ -180,24 +186,19 @@ async def read_panel_data(
     registered = set(await PositionRegistry(bus).symbols())
     wanted = list(dict.fromkeys(symbols)) if symbols is not None else sorted(registered)
     since_ms = max(0, (now - window_ns) // 1_000_000)
-    alerts = [
-        message
-        for _seen, message in _decoded(await bus.read_range(bus.keys.alerts, start=f"{since_ms}-0", count=10_000))
-        if isinstance(message, OrderFlowAlert)
-    ]
+    recent = await bus.read_range(bus.keys.alerts, start=f"{since_ms}-0", count=10_000)
+    alerts = [message for _seen, message in _decoded(recent) if isinstance(message, OrderFlowAlert)]
     exits: dict[str, ExitRecommendation] = {}
     for _seen, message in _decoded(await bus.read_range_reverse(bus.keys.exits, count=look_back)):
         if isinstance(message, ExitRecommendation):  # newest first; a market exit is the last of each it names
             for symbol in (message.symbol, *(message.symbols if message.scope == "market" else ())):
                 exits.setdefault(symbol, message)
+    newest_first = await bus.read_range_reverse(bus.keys.status, count=look_back)
     statuses = [
-        (seen, message)
-        for seen, message in _decoded(reversed(await bus.read_range_reverse(bus.keys.status, count=look_back)))
-        if isinstance(message, FeedStatus)
+        (seen, message) for seen, message in _decoded(reversed(newest_first)) if isinstance(message, FeedStatus)
     ]
     marks = HandledMarks(bus, bot_name) if bot_name else None
-    named = {symbol: item for symbol, item in exits.items() if symbol in named_positions(item)}  # a market exit's own
-    keys = {symbol: position_id(item.id, item.scope, symbol) for symbol, item in named.items()}  # per position
+    keys = {symbol: mark_key(exits[symbol], symbol) for symbol in wanted if symbol in exits}
     recorded = await read_decisions(bus, bot_name, keys.values()) if bot_name else {}
     rows = []
     for symbol in wanted:
@@ -216,10 +217,9 @@ async def read_panel_data(
             if not decision and marks is not None:  # the whole exit's mark first: a bot sets it after its positions'
                 whole = await marks.holder(last_exit.id) if key != last_exit.id else None
                 mark = await marks.holder(key)
-                skipped = mark is None and whole in MARK_WORDS  # done with the market exit, not with this position
-                mark = mark or whole
-                decision = "not handled yet" if mark is None else MARK_WORDS.get(mark, "in hand")
-                decision = "skipped (not held)" if skipped else decision
+                shown = whole if mark is None else mark
+                decision = "not handled yet" if shown is None else MARK_WORDS.get(shown, "in hand")
+                decision = "skipped (not held)" if mark is None and whole in MARK_WORDS else decision
         # red for one alert window after the event that triggered it reached orderflow
         recent_exit = last_exit is not None and now - last_exit.ts_recv <= window_ns
         rows.append(
@@ -352,17 +352,10 @@ def render_order_flow(data: OrderFlowPanelData, *, now: int | None = None) -> Pa
     for selloff in data.selloffs:
         words = f"MARKET SELL-OFF {pressure.market_fall_words(selloff)} · {ns_to_new_york(selloff.ts_event)}"
         parts.append(Text(words, style="bold white on red"))
-    if not data.rows:
-        parts.append(Text("no open position", style="dim"))
-    else:
-        parts.append(table)
+    parts.append(table if data.rows else Text("no open position", style="dim"))
     as_of = f" · as of {ns_to_new_york(data.generated_ns)}" if data.generated_ns else ""
-    return Panel(
-        Group(*parts),
-        title=f"Order Flow{as_of}",
-        title_align="left",
-        border_style="red" if data.error else data.colour,
-    )
+    border = "red" if data.error else data.colour
+    return Panel(Group(*parts), title=f"Order Flow{as_of}", title_align="left", border_style=border)
 
 
 class OrderFlowRenderer:

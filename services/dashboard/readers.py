@@ -36,13 +36,13 @@ from orderflow_client.bus.decision_records import read_decisions
 from orderflow_client.bus.leases import Leases, holder_of
 from orderflow_client.bus.marks import HandledMarks
 from orderflow_client.bus.streams import BusEntry, as_text, stream_id
-from orderflow_client.dashboard_panel import decision_words
+from orderflow_client.dashboard_panel import decision_words, mark_key
 from orderflow_client.errors import ConsumerGroupMissingError, WireDecodeError
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, NEW_YORK, now_ns
 from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode, unbatched
 from services.dashboard.hub import Hub
-from services.dashboard.state import LOG_WINDOW_NS, DashboardState, mark_key
+from services.dashboard.state import LOG_WINDOW_NS, DashboardState
 from services.dashboard.views import market_changes, output_view, summary_view
 
 log = logs.get_logger(__name__)
@@ -290,7 +290,7 @@ class Readers:
 
     async def _poll_handled(self) -> None:
         """Each bot's mark on each card's last exit recommendation, with the decision it recorded (``exit
-        (handled)``, ``tighten stop 186.49 (handled)``), under :func:`~services.dashboard.state.mark_key`: a
+        (handled)``, ``tighten stop 186.49 (handled)``), under :func:`~orderflow_client.dashboard_panel.mark_key`: a
         market exit's position id for each position it names (a bot marks and records each on its own), else the
         recommendation's id. Asked again until it is settled: every bot's mark final (done or parked) and its
         decision known, or every mark final for ``SETTLE_GRACE_NS`` (a bot that records no decision). A bot whose

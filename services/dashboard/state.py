@@ -6,7 +6,8 @@
   yet), the alerts in the alert window and the card's colour (the rule of ``orderflow watch``: yellow one large
   seller, orange several, red a red burst or an exit recommendation in the alert window:
   :func:`orderflow_client.pressure.pressure_colour`, as every view), the last exit recommendation and what each bot
-  made of it (its handled mark and recorded decision for that position: :func:`mark_key`),
+  made of it (its handled mark and recorded decision for that position:
+  :func:`orderflow_client.dashboard_panel.mark_key`),
   P&L from the latest trade against the entry price, the detector holding the symbol's lease;
 - **the market**: the latest ``market_selloff`` of each index and the latest market-scope exit recommendation (a
   sell-off is shown while it is inside the alert window: the page's banner); a market exit counts as the last exit of
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from orderflow_client.exit_policy import named_positions, position_id
+from orderflow_client.dashboard_panel import mark_key
 from orderflow_client.positions import Position
 from orderflow_client.pressure import STATUS_CONDITIONS, pressure_colour, worst_monitoring
 from orderflow_client.prices import PRICE_SCALE
@@ -48,16 +49,6 @@ FUTURE_LIMIT_NS = 5 * 60 * NANOSECONDS_PER_SECOND  # a time further ahead of the
 
 CONNECTION_STATES = {"connected": True, "disconnected": False, "watchdog_silence": False, "auth_failed": False}
 """Statuses that say whether a source's feed is connected."""
-
-
-def mark_key(recommendation: ExitRecommendation, symbol: str) -> str:
-    """Where the bots' handled marks and decisions on ``recommendation`` are kept for ``symbol``'s card: for a
-    position a market-scope exit names, that position's id (``SPY:exit:market_selloff:1718900000000000000@AAPL``,
-    :func:`orderflow_client.exit_policy.position_id`); else the recommendation's id (a symbol-scope exit, or the
-    index's own card of a market exit: the mark a bot sets once every position is done)."""
-    if symbol in named_positions(recommendation):
-        return position_id(recommendation.id, recommendation.scope, symbol)
-    return recommendation.id
 
 
 @dataclass

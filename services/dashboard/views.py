@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from orderflow_client.dashboard_panel import mark_key
 from orderflow_client.pressure import CONTEXT_WORDS, context_numbers, exit_cost_words, market_fall_words
 from orderflow_client.prices import PRICE_SCALE, format_price
 from orderflow_client.timestamps import NANOSECONDS_PER_MILLISECOND
 from orderflow_client.wire import ExitRecommendation, MarketContext, OrderFlowAlert
 from services.dashboard.market import MinuteBar, SymbolMarket
-from services.dashboard.state import DashboardState, mark_key
+from services.dashboard.state import DashboardState
 
 COLOUR_NAMES = {"green": "green", "yellow": "yellow", "dark_orange": "orange", "red": "red"}
 """The watch's colour → the page's colour class."""
