@@ -1,6 +1,7 @@
 """The web dashboard's server on a real Redis: /healthz as Redis goes away and comes back (200 while it answers, 503
 once it has not answered for longer than the limit, 200 again when it is back); the market context of hand-made
-alerts and exits in the snapshot and, in a real browser, on the page."""
+alerts and exits in the snapshot and, in a real browser, on the page; each position a market exit names showing what
+each bot decided for that position (its mark and decision at ``<id>@<symbol>``), settled as a symbol exit's."""
 
 from __future__ import annotations
 
@@ -14,9 +15,16 @@ from typing import Any
 import aiohttp
 
 from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.decision_records import DecisionRecord, DecisionRecords
+from orderflow_client.bus.marks import HandledMarks
+from orderflow_client.exit_policy import position_id
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.wire import ExitRecommendation, OrderFlowAlert, Trade
+from services.dashboard.hub import Hub
+from services.dashboard.readers import SETTLE_GRACE_NS, Readers
 from services.dashboard.server import DashboardOptions, start_dashboard
+from services.dashboard.state import DashboardState
+from services.dashboard.views import card_view
 from tests.support.browser import assert_nothing_left_the_machine, open_browser
 from tests.support.context_events import market_exit, market_selloff, seller_with_context
 from tests.support.redis_server import RedisProcess, free_port, redis_server_binary
@@ -108,6 +116,24 @@ async def publish_market_day(bus: Bus, base: int) -> list[str]:
     return [output.id for output in outputs]
 
 
+MARKET_EXIT_ID = "SPY:exit:market_selloff:1"
+DECISIONS = {
+    "AAPL": DecisionRecord(action="tighten_stop", reasons=("tighten the stop to 186.49",), new_stop=186_490_000_000),
+    "BAC": DecisionRecord(action="exit", reasons=("SPY is being sold: exit",)),
+}
+SHOWN = {"AAPL": "tighten stop 186.49 (handled)", "BAC": "exit (handled)"}  # what each card says of the bot
+
+
+async def decide_market_exit(bus: Bus, bot: str, symbols: tuple[str, ...] = ("AAPL", "BAC")) -> None:
+    """What a bot's risk client leaves on the bus once it handled the market exit: for each position (of
+    ``symbols``) its decision record and done mark at ``<id>@<symbol>``, then the exit's own done mark."""
+    records, marks = DecisionRecords(bus, bot), HandledMarks(bus, bot)
+    for symbol in symbols:
+        await records.record(position_id(MARKET_EXIT_ID, "market", symbol), DECISIONS[symbol], 60)
+        await marks.finish(position_id(MARKET_EXIT_ID, "market", symbol), b"done", 60)
+    await marks.finish(MARKET_EXIT_ID, b"done", 60)
+
+
 async def snapshot_with(session: aiohttp.ClientSession, url: str, count: int) -> dict[str, Any]:
     """The snapshot once it holds ``count`` outputs and a card per position (read once a second), or after 20 s."""
     deadline = time.monotonic() + 20
@@ -179,7 +205,8 @@ async def test_the_page_shows_the_market_banner_and_the_context_badges_in_a_real
     redis_url, key_prefix, tmp_path
 ):
     """The page in headless chromium: the banner (index, severity, fall, time in ET, the positions named), a badge
-    with each label's words and its numbers in the title, the exit's action; a screenshot (``tmp_path``, and the path
+    with each label's words and its numbers in the title, the exit's action, each named card the bot's decision for
+    its position; a screenshot (``tmp_path``, and the path
     in ``DASHBOARD_MARKET_SCREENSHOT``, e.g. ``docs/images/dashboard-market-context.png``); nothing leaves the
     machine."""
     bus = await Bus.connect(redis_url, prefix=key_prefix)
@@ -187,6 +214,7 @@ async def test_the_page_shows_the_market_banner_and_the_context_badges_in_a_real
     base = time.time_ns() - 20 * 60 * S
     try:
         ids = await publish_market_day(bus, base)
+        await decide_market_exit(bus, "bot")  # the dashboard's default bot name
         async with open_browser(width=1400, height=1100) as browser:
             page = await browser.open(dashboard.url)
             await page.wait_for(f"document.querySelectorAll('#log li').length === {len(ids)}", 30, "every output")
@@ -225,6 +253,14 @@ async def test_the_page_shows_the_market_banner_and_the_context_badges_in_a_real
                 "document.querySelector('.card[data-symbol=\"AAPL\"] .last-exit').textContent"
             )
             assert "(SPY, market scope) · exit: expected fall 42.0 bps vs cost 1.5 bps" in exit_fact
+            bot_lines = "Object.fromEntries([...document.querySelectorAll('#cards .card')].map(card =>"
+            bot_lines += " [card.dataset.symbol, (card.querySelector('.bot') || {}).textContent || null]))"
+            await page.wait_for(f"({bot_lines}).BAC === 'bot: {SHOWN['BAC']}'", 10, "BAC's decision on its card")
+            assert await page.evaluate(bot_lines) == {
+                "AAPL": f"bot: {SHOWN['AAPL']}",
+                "AIG": None,
+                "BAC": f"bot: {SHOWN['BAC']}",
+            }
             marks = await page.evaluate("window.orderflowDashboard.chart('BAC').marks.length")
             assert marks == 2  # its seller, and the market exit naming it
             await asyncio.sleep(1.0)  # the charts drawn
@@ -243,4 +279,112 @@ async def test_the_page_shows_the_market_banner_and_the_context_badges_in_a_real
             assert_nothing_left_the_machine(browser, page)
     finally:
         await dashboard.stop()
+        await bus.close()
+
+
+# --- what each bot decided for each position a market exit names -------------------------------------------------
+
+
+async def cards_when(session: aiohttp.ClientSession, url: str, bots: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """The snapshot's cards once each card of ``bots`` shows those bots' words on its last exit (read five times a
+    second), or after 20 s."""
+    deadline = time.monotonic() + 20
+    while True:
+        async with session.get(url + "api/snapshot") as response:
+            cards = {card["symbol"]: card for card in (await response.json())["summary"]["cards"]}
+        shown = {symbol: (cards.get(symbol, {}).get("last_exit") or {}).get("bots") for symbol in bots}
+        if shown == bots or time.monotonic() > deadline:
+            return cards
+        await asyncio.sleep(0.2)
+
+
+async def test_each_card_a_market_exit_names_shows_the_bots_decision_for_its_own_position(redis_url, key_prefix):
+    """SPY's market exit names AAPL and BAC; the bot marks and records each position at ``<id>@<symbol>``
+    (tighten_stop on AAPL, exit on BAC), then the exit itself: each card says its own decision, AIG (not named)
+    none; until the bot acts, both say not handled yet."""
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    dashboard = await start_dashboard(bus, DashboardOptions(port=0, bot_names=("risk-bot",)))
+    base = time.time_ns() - 20 * 60 * S
+    try:
+        ids = await publish_market_day(bus, base)
+        assert MARKET_EXIT_ID in ids
+        async with aiohttp.ClientSession() as session:
+            waiting = {symbol: {"risk-bot": "not handled yet"} for symbol in ("AAPL", "BAC")}
+            cards = await cards_when(session, dashboard.url, waiting)
+            assert {symbol: cards[symbol]["last_exit"]["bots"] for symbol in ("AAPL", "BAC")} == waiting
+            await decide_market_exit(bus, "risk-bot")
+            decided = {symbol: {"risk-bot": words} for symbol, words in SHOWN.items()}
+            cards = await cards_when(session, dashboard.url, decided)
+            assert {symbol: cards[symbol]["last_exit"]["bots"] for symbol in SHOWN} == decided
+            assert cards["AAPL"]["last_exit"]["id"] == cards["BAC"]["last_exit"]["id"] == MARKET_EXIT_ID
+            assert cards["AIG"]["last_exit"] is None
+            assert dashboard.state.handled[position_id(MARKET_EXIT_ID, "market", "BAC")] == {"risk-bot": SHOWN["BAC"]}
+    finally:
+        await dashboard.stop()
+        await bus.close()
+
+
+class Clock:
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def __call__(self) -> int:
+        return self.at
+
+
+async def test_a_market_exits_positions_settle_each_on_its_own_and_a_position_passed_over_says_skipped(
+    redis_url, key_prefix, monkeypatch
+):
+    """The readers on the real Redis, two bots, the market exit naming AAPL and BAC. bot-1 holds the exit's lease
+    (``working on it`` on both), records and marks AAPL, then finishes the exit without BAC (it does not hold it:
+    ``skipped (not held)``); bot-2 records and marks both. A position with every bot's mark final and decision known
+    is settled at once (no more GETs for it); the index's own key (SPY's, no decision: none is recorded for the whole
+    exit) after ``SETTLE_GRACE_NS``. A closed position drops its words; the other position keeps its own."""
+    bus = await Bus.connect(redis_url, prefix=key_prefix)
+    clock = Clock(time.time_ns())
+    state = DashboardState(extra_symbols=("AAPL", "BAC"))
+    readers = Readers(bus, state, Hub(), consumer_group="d", bot_names=("bot-1", "bot-2"), clock=clock)
+    state.apply_output(market_exit("SPY", ("AAPL", "BAC"), 1, clock.at))
+    aapl, bac = (position_id(MARKET_EXIT_ID, "market", symbol) for symbol in ("AAPL", "BAC"))
+    asked: list[str] = []
+    holder = HandledMarks.holder
+
+    async def counted(marks: HandledMarks, recommendation_id: str) -> bytes | None:
+        asked.append(recommendation_id)
+        return await holder(marks, recommendation_id)
+
+    monkeypatch.setattr(HandledMarks, "holder", counted)
+    try:
+        await readers._poll_handled()
+        assert state.handled[aapl] == state.handled[bac] == {"bot-1": "not handled yet", "bot-2": "not handled yet"}
+        assert sorted(asked) == sorted([MARKET_EXIT_ID, aapl, bac] * 2)  # the exit's own mark read once per bot
+        bot_1 = HandledMarks(bus, "bot-1")
+        assert await bot_1.take_lease(MARKET_EXIT_ID, b"working:0123456789abcdef", 60)
+        await readers._poll_handled()
+        assert state.handled[aapl]["bot-1"] == state.handled[bac]["bot-1"] == "working on it"
+        await decide_market_exit(bus, "bot-1", ("AAPL",))  # (finishes the exit too: BAC passed over)
+        await decide_market_exit(bus, "bot-2")
+        await readers._poll_handled()
+        assert state.handled[aapl] == {"bot-1": SHOWN["AAPL"], "bot-2": SHOWN["AAPL"]}
+        assert state.handled[bac] == {"bot-1": "skipped (not held)", "bot-2": SHOWN["BAC"]}
+        assert card_view("BAC", state)["last_exit"]["bots"] == {
+            "bot-1": "skipped (not held)",
+            "bot-2": "exit (handled)",
+        }
+        assert card_view("AAPL", state)["last_exit"]["bots"]["bot-1"] == "tighten stop 186.49 (handled)"
+        assert readers.settled == {aapl, bac}  # final and decided: no grace
+        assert state.handled[MARKET_EXIT_ID] == {"bot-1": "handled", "bot-2": "handled"}  # SPY's own: no decision
+        asked.clear()
+        clock.at += SETTLE_GRACE_NS - S
+        await readers._poll_handled()
+        assert asked == [MARKET_EXIT_ID, MARKET_EXIT_ID]  # only the index's key, once per bot
+        clock.at += S
+        await readers._poll_handled()
+        assert readers.settled == {aapl, bac, MARKET_EXIT_ID} and readers.final_since == {}
+        asked.clear()
+        await readers._poll_handled()
+        assert asked == []
+        state.forget("AAPL")  # AAPL closed: its words go, BAC's stay
+        assert aapl not in state.handled and state.handled[bac]["bot-2"] == SHOWN["BAC"]
+    finally:
         await bus.close()
