@@ -22,10 +22,12 @@ from orderflow_client.dashboard_panel import (
     OrderFlowPanelData,
     OrderFlowPanelProvider,
     SymbolOrderFlow,
+    mark_key,
     read_panel_data,
     render_order_flow,
     with_order_flow,
 )
+from orderflow_client.exit_policy import position_id
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.pressure import pressure_colour, worst_colour
 from orderflow_client.threaded import OrderFlowClient
@@ -345,4 +347,46 @@ async def test_a_market_exit_naming_a_position_makes_it_red_and_is_its_last_exit
     assert [alert.id for alert in data.selloffs] == ["SPY:market_selloff:1"] and data.colour == "red"
     text, _ = draw(data)
     assert "MARKET SELL-OFF SPY fell 35.0 bps" in text and "mixed" in text
+    await bus.close()
+
+
+def test_the_mark_key_of_a_market_exit_is_each_named_positions_id_and_else_the_exit_id():
+    market = market_exit("SPY", ("AAPL", "BAC"), 1, NOW)
+    assert mark_key(market, "AAPL") == "SPY:exit:market_selloff:1@AAPL" == position_id(market.id, "market", "AAPL")
+    assert mark_key(market, "SPY") == "SPY:exit:market_selloff:1"  # the index: the whole exit's mark
+    own = recommendation(symbol="AAPL", number=1)
+    assert mark_key(own, "AAPL") == own.id
+
+
+async def test_a_market_exit_row_shows_what_the_bot_did_with_that_position():
+    """The market exit names AAPL, BAC and AIG. The bot recorded tighten_stop at ``…@AAPL`` (and exit at the exit's own
+    id, which no row reads), told the provider ``hold`` for ``…@AIG``; while it holds the exit's lease BAC is ``in
+    hand``; once it finished the exit without BAC, BAC is ``skipped (not held)``; another bot's record is not shown."""
+    bus = await Bus.connect(None, prefix=f"panel-{uuid.uuid4().hex[:8]}")
+    now = now_ns()
+    registry = PositionRegistry(bus)
+    for symbol in ("AAPL", "BAC", "AIG"):
+        await registry.open(symbol, quantity=10, entry_price=Decimal("50"))
+    market = market_exit("SPY", ("AAPL", "BAC", "AIG"), 1, now)
+    await bus.publish([(bus.keys.exits, market)])
+    marks, records = HandledMarks(bus, "my-bot"), DecisionRecords(bus, "my-bot")
+    tighten = DecisionRecord(action="tighten_stop", new_stop=186_490 * M)
+    await records.record(mark_key(market, "AAPL"), tighten, 60)
+    await records.record(market.id, DecisionRecord(action="exit"), 60)
+    await DecisionRecords(bus, "other-bot").record(mark_key(market, "BAC"), DecisionRecord(action="exit"), 60)
+    await marks.finish(mark_key(market, "AAPL"), b"done", 60)
+    assert await marks.take_lease(market.id, b"working:0123456789abcdef", 60)
+    told = {mark_key(market, "AIG"): "hold"}
+
+    async def decisions() -> dict[str, str]:
+        data = await read_panel_data(bus, ["AAPL", "BAC", "AIG", "SPY"], bot_name="my-bot", decisions=told)
+        return {row.symbol: row.bot_decision for row in data.rows}
+
+    assert await decisions() == {"AAPL": "tighten stop 186.49", "BAC": "in hand", "AIG": "hold", "SPY": "exit"}
+    await marks.finish(market.id, b"done", 60)
+    assert (await decisions())["BAC"] == "skipped (not held)"
+    await marks.finish(mark_key(market, "BAC"), b"parked", 60)
+    assert (await decisions())["BAC"] == "parked: not acted on"
+    data = await read_panel_data(bus, ["AAPL"], bot_name="my-bot")
+    assert data.rows[0].decision == tighten
     await bus.close()
