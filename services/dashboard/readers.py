@@ -295,11 +295,13 @@ class Readers:
         recommendation's id. Asked again until it is settled: every bot's mark final (done or parked) and its
         decision known, or every mark final for ``SETTLE_GRACE_NS`` (a bot that records no decision). A bot whose
         mark on a market exit is final but has none for a position it names passed that position over (it does not
-        hold it: ``skipped (not held)``). Only the last exit recommendations are remembered."""
+        hold it: ``skipped (not held)``). Only the last exit recommendations are remembered (with their words)."""
         current = {mark_key(item, symbol): item.id for symbol, item in self.state.last_exits.items()}
         self.settled.intersection_update(current)
         for forgotten in set(self.final_since) - set(current):
             del self.final_since[forgotten]
+        for forgotten in set(self.state.handled) - set(current):  # an earlier exit's words: no card shows them
+            del self.state.handled[forgotten]
         pending = [key for key in current if key not in self.settled]
         if not pending:
             return

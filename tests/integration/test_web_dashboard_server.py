@@ -27,6 +27,7 @@ from services.dashboard.state import DashboardState
 from services.dashboard.views import card_view
 from tests.support.browser import assert_nothing_left_the_machine, open_browser
 from tests.support.context_events import market_exit, market_selloff, seller_with_context
+from tests.support.events import recommendation
 from tests.support.redis_server import RedisProcess, free_port, redis_server_binary
 
 S = 1_000_000_000
@@ -339,7 +340,8 @@ async def test_a_market_exits_positions_settle_each_on_its_own_and_a_position_pa
     (``working on it`` on both), records and marks AAPL, then finishes the exit without BAC (it does not hold it:
     ``skipped (not held)``); bot-2 records and marks both. A position with every bot's mark final and decision known
     is settled at once (no more GETs for it); the index's own key (SPY's, no decision: none is recorded for the whole
-    exit) after ``SETTLE_GRACE_NS``. A closed position drops its words; the other position keeps its own."""
+    exit) after ``SETTLE_GRACE_NS``. A closed position drops its words; the other position keeps its own until a
+    newer exit of its own replaces the market one."""
     bus = await Bus.connect(redis_url, prefix=key_prefix)
     clock = Clock(time.time_ns())
     state = DashboardState(extra_symbols=("AAPL", "BAC"))
@@ -386,5 +388,13 @@ async def test_a_market_exits_positions_settle_each_on_its_own_and_a_position_pa
         assert asked == []
         state.forget("AAPL")  # AAPL closed: its words go, BAC's stay
         assert aapl not in state.handled and state.handled[bac]["bot-2"] == SHOWN["BAC"]
+        own = recommendation(number=clock.at + S, symbol="BAC")  # BAC's own exit, newer: the market one is forgotten
+        state.apply_output(own)
+        await readers._poll_handled()
+        assert bac not in state.handled and state.handled[own.id] == {
+            "bot-1": "not handled yet",
+            "bot-2": "not handled yet",
+        }
+        assert card_view("BAC", state)["last_exit"]["bots"] == state.handled[own.id]
     finally:
         await bus.close()
