@@ -124,6 +124,15 @@ def test_a_stop_ends_holding_at_the_first_bid_through_it(tmp_path):
     assert result.summary.exited == 0 and result.summary.profitable_exits_share is None
 
 
+def test_a_short_position_is_refused_with_its_line(tmp_path):
+    (tmp_path / "trades.csv").write_text(
+        "symbol,entry_time,entry_price,quantity,stop\nX,2026-11-24T09:45:00,50.00,100,49.80\n"
+        "Y,2026-11-24T09:45:00,50.00,-100,50.50\n"
+    )
+    with pytest.raises(ValueError, match=r"trades.csv:3: quantity -100: only long positions"):
+        read_positions(tmp_path / "trades.csv")
+
+
 def test_a_false_positive_exit_is_one_the_price_rose_after():
     tape = PriceTape("X", DAY, OPEN, CLOSE)
     tape.add(OPEN, 50 * D - CENT, 50 * D + CENT)

@@ -46,11 +46,16 @@ def with_stops(positions: list[Position], stop_loss_pct: float) -> list[Position
 def read_positions(path: Path) -> list[Position]:
     """``symbol,entry_time,entry_price,quantity,stop`` rows; entry_time ISO 8601 (naive = New York).
 
-    Example row: ``BAC,2013-10-07T10:30:00,14.12,200,13.90``. ValueError names the file and line of a bad row."""
+    Example row: ``BAC,2013-10-07T10:30:00,14.12,200,13.90``. Long positions only (the success metrics and the stop
+    assume a long). ValueError names the file and line of a bad row."""
     positions = []
     with path.open(newline="") as handle:
         for number, row in enumerate(csv.DictReader(handle), start=2):
             try:
+                if int(row["quantity"]) <= 0:
+                    raise ValueError(
+                        f"quantity {row['quantity']}: only long positions (a positive quantity) are scored"
+                    )
                 moment = datetime.fromisoformat(row["entry_time"])
                 if moment.tzinfo is None:
                     moment = moment.replace(tzinfo=NEW_YORK)
