@@ -121,6 +121,7 @@ class CalibrationWorker:
         self.enabled = config.threshold_mode == "adaptive"
         self.held: set[str] = set()  # the symbols the detector monitors
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.failing: set[asyncio.Task[None]] = set()  # a defect's failure being recorded (cancelled by close)
         self.cancels: dict[str, threading.Event] = {}  # the fetches under way
         self.failures: dict[str, tuple[int, int]] = {}  # symbol -> (failures in a row, next try at ns)
         self.outcomes: collections.Counter[str] = collections.Counter()  # built, bounded, failed codes, fresh
@@ -170,7 +171,7 @@ class CalibrationWorker:
         """Stop every fetch (at its next request or wait) and wait for the tasks."""
         for cancelled in self.cancels.values():
             cancelled.set()
-        tasks = list(self.tasks.values())
+        tasks = [*self.tasks.values(), *self.failing]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -202,7 +203,9 @@ class CalibrationWorker:
             return
         error = task.exception()  # a defect: logged and tried again later; the detector goes on
         log.error("order_flow.calibration_failed", symbol=symbol, code="internal_error", exc_info=error)
-        task.get_loop().create_task(self._failed(symbol, "internal_error", repr(error), self.clock()))
+        failing = task.get_loop().create_task(self._failed(symbol, "internal_error", repr(error), self.clock()))
+        self.failing.add(failing)
+        failing.add_done_callback(self.failing.discard)
 
     async def _calibrate(self, symbol: str, reason: str, now: int) -> None:
         config = self.config
@@ -332,7 +335,8 @@ class CalibrationWorker:
         if running is None:
             return
         outputs: list[Output] = []
-        running.lifecycle.adopt_profile(profile, self._status_ns(), outputs)
+        # event time: the symbol's own last event (a replayed day runs on its own clock), else the clock
+        running.lifecycle.adopt_profile(profile, running.last_ts or self._status_ns(), outputs)
         await self.sink.publish(outputs)
 
     async def _failed(self, symbol: str, code: str, reason: str, now: int) -> None:

@@ -86,14 +86,18 @@ async def open_position(bus: Bus, worker: CalibrationWorker, symbol: str) -> Non
     await wait_for_async(lambda: symbol in worker.held, what=f"the detector to monitor {symbol}")
 
 
-def statuses(redis_url: str, key_prefix: str, symbol: str) -> list[tuple[str, str, str]]:
+def status_records(redis_url: str, key_prefix: str, symbol: str) -> list[dict[str, Any]]:
     client = redis.Redis.from_url(redis_url)
     try:
         entries = client.xrange(f"{key_prefix}:status")
     finally:
         client.close()
     decoded = [msgspec.msgpack.decode(next(iter(fields.values()))) for _id, fields in entries]
-    return [(s["state"], s["code"], s["detail"]) for s in decoded if symbol in s["symbols"]]
+    return [s for s in decoded if symbol in s["symbols"]]
+
+
+def statuses(redis_url: str, key_prefix: str, symbol: str) -> list[tuple[str, str, str]]:
+    return [(s["state"], s["code"], s["detail"]) for s in status_records(redis_url, key_prefix, symbol)]
 
 
 async def settled(worker: CalibrationWorker) -> None:
@@ -174,6 +178,8 @@ async def test_a_running_symbol_adopts_the_profile_mid_session(redis_url, key_pr
     seen = [(state, code) for state, code, _ in statuses(redis_url, key_prefix, "AMZN")]
     assert {("calibrating", "profile_fetching"), ("calibrating", "no_profile")} <= set(seen)
     assert seen[-1] == ("calibrated", "profile")
+    # adopted at the symbol's own last event time (10:00 ET), not the worker's clock (10:05 ET)
+    assert status_records(redis_url, key_prefix, "AMZN")[-1]["ts_event"] == at("2012-06-22", 10)
 
 
 # --- bounds and failures, against a local REST server with hand-made pages ---------------------------------------
@@ -373,3 +379,32 @@ async def test_a_stale_profile_is_rebuilt_quietly_keeping_its_older_sessions(red
     assert stored is not None and stored == handed and stored.days == ("2012-06-20", "2012-06-21")
     assert stored.sessions[0] == older and stored.sessions[1].volume == from_files.sessions[0].volume
     assert statuses(redis_url, key_prefix, "AMZN") == []  # it ran on the stale profile meanwhile: no calibrating
+
+
+class BrokenSource:
+    """A history source with a defect (an in-process one: no ``runs_in_process``)."""
+
+    def fetch(self, symbol, days, cancelled, on_day):
+        raise ValueError("a defect in the source")
+
+
+@pytest.mark.redis
+async def test_close_cancels_the_recording_of_a_defect_s_failure(redis_url, key_prefix):
+    config = config_for("http://127.0.0.1:9", key_prefix, profile_days=1)
+    async with running_detector(redis_url, key_prefix, config, NOW) as (bus, _service, worker):
+        worker.history = BrokenSource()
+        stuck = asyncio.Event()
+
+        async def status_hanging(symbol: str, code: str, detail: str) -> None:
+            if code == "profile_unavailable":
+                stuck.set()
+                await asyncio.Event().wait()  # Redis hanging: the failure's status never goes out
+
+        worker._status = status_hanging  # type: ignore[method-assign]
+        await open_position(bus, worker, "XYZ")
+        await asyncio.wait_for(stuck.wait(), 10)
+        failing = set(worker.failing)
+        assert len(failing) == 1 and not worker.tasks
+        await worker.close()
+    assert all(task.cancelled() for task in failing) and not worker.failing
+    assert worker.outcomes == {"internal_error": 1}
