@@ -29,11 +29,14 @@ most 30 s); after ``max_attempts`` failures the recommendation is parked in
 A recommendation already done is never handled again (duplicates suppressed).
 Handlers must therefore tolerate a second call after a crash between their
 effect and the mark (check the position is still open).
+The lease is renewed while ``on_exit`` runs (it may take longer than the lease:
+a broker call), so make a slow handler ``async`` (or use the threaded client).
 A market-scope recommendation (``scope == "market"``: the index is sold) reaches
 ``on_exit`` once per held position its ``symbols`` name (every one without
-``held_symbols``), as :func:`orderflow_client.exit_policy.for_position`: each
-position has its own mark (``<id>@<symbol>``), so a retry calls only the
-positions that failed; the recommendation is done when all of them are.
+``held_symbols``), as
+:func:`orderflow_client.exit_policy.for_position`: each position has its own
+lease and mark (``<id>@<symbol>``), so a retry calls only the positions that
+failed and no process calls one twice; the recommendation is done when all are.
 What to do with each: :class:`orderflow_client.exit_policy.ExitPolicy`.
 Status events (gaps, halts, feed silence) come from ``orderflow:status``; a
 held symbol whose monitoring stops is reported as **unmonitored**.
@@ -59,7 +62,7 @@ from orderflow_client.exit_policy import for_position, named_positions, position
 from orderflow_client.risk_status import StatusHandler, StatusReports
 from orderflow_client.signing import verify
 from orderflow_client.timestamps import now_ns
-from orderflow_client.wire import ExitRecommendation, FeedStatus, decode, encode
+from orderflow_client.wire import ExitRecommendation, decode
 
 log = logs.get_logger(__name__)
 HANDLED_SECONDS = 30 * 24 * 3600
@@ -107,14 +110,17 @@ class RiskManagerClient(StatusReports):
         max_age_seconds: float = 600.0,
         max_attempts: int = 5,
         catch_up_seconds: float = 120.0,
+        lease_seconds: int = LEASE_SECONDS,
     ) -> None:
         """``signing_keys`` (key id → the detector's ``ORDER_FLOW_SIGNING_KEY``): only recommendations signed with
         one of them, within ``max_age_seconds``, reach ``on_exit``; the rest are refused, logged and counted.
         None accepts anything on the channel (and says so when it starts). ``max_attempts``: calls of a raising
         ``on_exit`` before the recommendation is parked. ``catch_up_seconds``: how far back a bot name's first
-        start reads the stream (the alert window by default: older recommendations are stale)."""
-        if max_attempts < 1 or catch_up_seconds < 0:
-            raise ValueError("max_attempts must be >= 1 and catch_up_seconds >= 0")
+        start reads the stream (the alert window by default: older recommendations are stale). ``lease_seconds``:
+        how long a crashed process's lease on a recommendation (or position) lasts; renewed while ``on_exit`` runs."""
+        if max_attempts < 1 or catch_up_seconds < 0 or lease_seconds < 1:
+            raise ValueError("max_attempts and lease_seconds must be >= 1 and catch_up_seconds >= 0")
+        self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self.catch_up_seconds = catch_up_seconds
         self._retries: dict[str, _Retry] = {}  # recommendation id -> its pending retry
@@ -149,7 +155,7 @@ class RiskManagerClient(StatusReports):
                 )
                 return "done"
         identifier = recommendation.id
-        if not await self._marks.take_lease(identifier, self._lease, LEASE_SECONDS):
+        if not await self._marks.take_lease(identifier, self._lease, self.lease_seconds):
             holder = await self._marks.holder(identifier)
             if holder in (b"done", b"parked"):
                 self.stats.duplicates += 1
@@ -159,8 +165,8 @@ class RiskManagerClient(StatusReports):
             return await self._attempt(retry, on_exit)  # the lease lapsed meanwhile
         if recommendation.scope == "market":
             return await self._positions(retry, on_exit)
-        if not await self._call(on_exit, recommendation, attempts):
-            await self._marks.release(identifier)
+        if not await self._call(on_exit, recommendation, attempts, (identifier,)):
+            await self._marks.release(identifier, self._lease)
             if attempts >= self.max_attempts:
                 await self._marks.finish(identifier, b"parked", HANDLED_SECONDS)
                 retry.parked = (recommendation.symbol,)
@@ -172,36 +178,48 @@ class RiskManagerClient(StatusReports):
 
     async def _positions(self, retry: _Retry, on_exit: Handler) -> str:
         """A market-scope recommendation (this process holds its lease): ``on_exit`` once per held position it
-        names, as :func:`~orderflow_client.exit_policy.for_position`, each marked done at
-        ``<id>@<symbol>`` when its call returns, so a retry calls only the positions that failed, and none twice.
-        The recommendation's own mark is set when every position is done (or parked, after ``max_attempts``)."""
+        names, as :func:`~orderflow_client.exit_policy.for_position`, each under its own lease at ``<id>@<symbol>``
+        (renewed with the recommendation's while the call runs) and marked done there when it returns: a retry calls
+        only the positions that failed, and no process calls one another holds or finished. The recommendation's
+        own mark is set when every position is done (or parked, after ``max_attempts``)."""
         recommendation, attempts, identifier = retry.recommendation, retry.attempts, retry.recommendation.id
         failed: list[str] = []
+        busy = False
         held = self._held() if self.held_symbols else None  # None: every position it names
         for symbol in (symbol for symbol in named_positions(recommendation) if held is None or symbol in held):
             mark = position_id(identifier, "market", symbol)
-            if await self._marks.holder(mark) in (b"done", b"parked"):
-                continue  # done by an earlier attempt (or process) of this bot
-            if await self._call(on_exit, for_position(recommendation, symbol), attempts):
+            if not await self._marks.take_lease(mark, self._lease, self.lease_seconds):
+                holder = await self._marks.holder(mark)
+                if holder in (b"done", b"parked"):
+                    continue  # done by an earlier attempt (or process) of this bot
+                if holder is not None or not await self._marks.take_lease(mark, self._lease, self.lease_seconds):
+                    busy = True  # another process of this bot has this position in hand
+                    continue
+            if await self._call(on_exit, for_position(recommendation, symbol), attempts, (identifier, mark)):
                 await self._marks.finish(mark, b"done", HANDLED_SECONDS)
                 self.stats.handled += 1
             else:
+                await self._marks.release(mark, self._lease)
                 failed.append(symbol)
-        if failed and attempts < self.max_attempts:
-            await self._marks.release(identifier)
-            return "failed"
+        if (failed and attempts < self.max_attempts) or (busy and not failed):
+            await self._marks.release(identifier, self._lease)
+            return "failed" if failed else "busy"
         for symbol in failed:
             await self._marks.finish(position_id(identifier, "market", symbol), b"parked", HANDLED_SECONDS)
         retry.parked = tuple(failed)
         await self._marks.finish(identifier, b"parked" if failed else b"done", HANDLED_SECONDS)
         return "parked" if failed else "done"
 
-    async def _call(self, on_exit: Handler, recommendation: ExitRecommendation, attempts: int) -> bool:
-        """``on_exit`` once: False (logged, counted) when it raised."""
+    async def _call(
+        self, on_exit: Handler, recommendation: ExitRecommendation, attempts: int, leases: tuple[str, ...]
+    ) -> bool:
+        """``on_exit`` once, with this process's ``leases`` renewed while it runs: False (logged, counted) when it
+        raised."""
         try:
-            result = on_exit(recommendation)
-            if inspect.isawaitable(result):
-                await result
+            async with self._marks.kept(leases, self._lease, self.lease_seconds):
+                result = on_exit(recommendation)
+                if inspect.isawaitable(result):
+                    await result
         except Exception as error:
             self.stats.handler_failures += 1
             log.error(
@@ -241,50 +259,15 @@ class RiskManagerClient(StatusReports):
         if outcome in ("failed", "busy"):
             if outcome == "busy":
                 retry.attempts -= 1  # not this process's failure: wait for the other's lease
-            delay = LEASE_SECONDS if outcome == "busy" else min(30.0, 0.5 * 2 ** (retry.attempts - 1))
+            delay = self.lease_seconds if outcome == "busy" else min(30.0, 0.5 * 2 ** (retry.attempts - 1))
             retry.due = time.monotonic() + delay
             self._retries[identifier] = retry
             return
         self._retries.pop(identifier, None)
         if outcome == "parked":
-            await self._park(retry, on_status)
+            await self._park(retry.recommendation, retry.entries, retry.attempts, retry.parked, on_status)
         for entry in retry.entries:
             await self.bus.ack(entry.stream, self.group, [entry.entry_id])
-
-    async def _park(self, retry: _Retry, on_status: StatusHandler | None) -> None:
-        """The handler failed ``max_attempts`` times: the recommendation goes to ``orderflow:exits:dead`` (its stream
-        entry, or a copy of what came on the channel) with a status naming it; it is not handled again."""
-        recommendation = retry.recommendation
-        self.stats.parked += 1
-        entry = (
-            retry.entries[0]
-            if retry.entries
-            else BusEntry(self.bus.keys.exits, b"channel", encode(recommendation), b"exit")
-        )
-        reason = f"on_exit raised {retry.attempts} times for {recommendation.id} ({', '.join(retry.parked)})"
-        await self.bus.dead_letter(entry, "handler_failed", reason, reader=self.group, source="risk_manager")
-        log.error(
-            "order_flow.recommendation_parked",
-            code="handler_failed",
-            id=recommendation.id,
-            symbol=recommendation.symbol,
-            positions=list(retry.parked),
-            attempts=retry.attempts,
-            source="risk_manager",
-        )
-        now = now_ns()
-        await self._on_status(
-            FeedStatus(
-                source="risk_manager",
-                state="dead_letter",
-                ts_event=now,
-                ts_recv=now,
-                symbols=retry.parked,
-                code="handler_failed",
-                detail=f"{reason}: parked in {self.bus.keys.dead_letters(self.bus.keys.exits)}",
-            ),
-            on_status,
-        )
 
     async def _retry_due(self, on_exit: Handler, on_status: StatusHandler | None) -> None:
         now = time.monotonic()

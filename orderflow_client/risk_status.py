@@ -1,5 +1,6 @@
 """The risk client's status reports: statuses from ``orderflow:status`` and its own on a Redis outage, with the held
-symbols they leave unmonitored (a base of :class:`orderflow_client.risk.RiskManagerClient`)."""
+symbols they leave unmonitored, and on a parked recommendation (a base of
+:class:`orderflow_client.risk.RiskManagerClient`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from orderflow_client import logs
+from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.outage import Outage
+from orderflow_client.bus.streams import BusEntry
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.timestamps import now_ns
-from orderflow_client.wire import FeedStatus, decode
+from orderflow_client.wire import ExitRecommendation, FeedStatus, decode, encode
 
 log = logs.get_logger("orderflow_client.risk")
 UNMONITORED_STATES = frozenset({"monitoring_halted", "gap", "watchdog_silence", "disconnected", "trading_halted"})
@@ -22,6 +25,7 @@ StatusHandler = Callable[[FeedStatus], Awaitable[None] | None]
 
 class StatusCounts(Protocol):
     statuses: int
+    parked: int
     unmonitored: set[str]
 
 
@@ -30,7 +34,46 @@ class StatusReports:
 
     held_symbols: Callable[[], set[str]] | None
     stats: StatusCounts
+    bus: Bus
+    group: str
     _outage: Outage
+
+    async def _park(
+        self,
+        recommendation: ExitRecommendation,
+        entries: list[BusEntry],
+        attempts: int,
+        positions: tuple[str, ...],
+        on_status: StatusHandler | None,
+    ) -> None:
+        """The handler failed ``attempts`` times on ``positions``: the recommendation goes to ``orderflow:exits:dead``
+        (its stream entry, or a copy of what came on the channel) with a status naming it; it is not handled again."""
+        self.stats.parked += 1
+        entry = entries[0] if entries else BusEntry(self.bus.keys.exits, b"channel", encode(recommendation), b"exit")
+        reason = f"on_exit raised {attempts} times for {recommendation.id} ({', '.join(positions)})"
+        await self.bus.dead_letter(entry, "handler_failed", reason, reader=self.group, source="risk_manager")
+        log.error(
+            "order_flow.recommendation_parked",
+            code="handler_failed",
+            id=recommendation.id,
+            symbol=recommendation.symbol,
+            positions=list(positions),
+            attempts=attempts,
+            source="risk_manager",
+        )
+        now = now_ns()
+        await self._on_status(
+            FeedStatus(
+                source="risk_manager",
+                state="dead_letter",
+                ts_event=now,
+                ts_recv=now,
+                symbols=positions,
+                code="handler_failed",
+                detail=f"{reason}: parked in {self.bus.keys.dead_letters(self.bus.keys.exits)}",
+            ),
+            on_status,
+        )
 
     async def _bus_down(self, error: Exception, stop: asyncio.Event, on_status: StatusHandler | None) -> None:
         if self._outage.began(error):

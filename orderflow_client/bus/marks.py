@@ -1,15 +1,24 @@
 """A bot's marks on the exit recommendations it handles: ``orderflow:riskmanager:<bot>:handled:<id>``.
 
-The value says where a recommendation stands for that bot name: a process's lease ``working:<hex>`` while its
-handler runs (``SET NX``, expiring, so a crashed process's lease lapses), then ``done`` or ``parked``, kept for
-``remember_seconds`` so the recommendation is never handled again.
+The value says where a recommendation (or, for a market-scope one, one position of it: ``<id>@<symbol>``) stands
+for that bot name: a process's lease ``working:<hex>`` while its handler runs (``SET NX``, expiring, so a crashed
+process's lease lapses; :meth:`HandledMarks.kept` renews it while the handler runs, however long), then ``done``
+or ``parked``, kept for ``remember_seconds`` so it is never handled again. Only GET, SET and DEL: the bot's Redis
+user runs no scripts (shared/acl.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from typing import Literal
 
+from orderflow_client import logs
+from orderflow_client.bus.calls import OUTAGE_ERRORS
 from orderflow_client.bus.connection import Bus
+
+log = logs.get_logger(__name__)
 
 
 class HandledMarks:
@@ -33,8 +42,53 @@ class HandledMarks:
             value = await self.bus.client.get(self.key(recommendation_id))
         return value if value is None or isinstance(value, bytes) else value.encode()
 
-    async def release(self, recommendation_id: str) -> None:
-        """DEL the lease: the handler failed, the recommendation is free to be tried again."""
+    async def renew(self, recommendation_id: str, lease: bytes, seconds: int) -> bool:
+        """Extend this process's lease to ``seconds`` from now (GET, then SET XX EX if it is still ``lease``); False
+        when it is no longer held so (it lapsed and another process took it, or it is marked)."""
+        if await self.holder(recommendation_id) != lease:
+            return False
+        async with self.bus.calling("renew_lease"):
+            return bool(await self.bus.client.set(self.key(recommendation_id), lease, xx=True, ex=seconds))
+
+    @contextlib.asynccontextmanager
+    async def kept(self, recommendation_ids: Sequence[str], lease: bytes, seconds: int) -> AsyncIterator[None]:
+        """Renews this process's leases at ``recommendation_ids`` every third of ``seconds`` while the block runs
+        (a handler that takes longer than the lease: a broker call of 60 s), so no other process of the bot takes
+        them over meanwhile. A lease found lost is logged (``order_flow.exit_lease_lost``); an outage is waited out
+        by the next renewal."""
+
+        async def keep() -> None:
+            lost: set[str] = set()
+            while True:
+                await asyncio.sleep(seconds / 3)
+                for identifier in (identifier for identifier in recommendation_ids if identifier not in lost):
+                    try:
+                        held = await self.renew(identifier, lease, seconds)
+                    except OUTAGE_ERRORS:
+                        continue  # the client's run reports the outage; the next renewal tries again
+                    if not held:
+                        lost.add(identifier)
+                        log.warning(
+                            "order_flow.exit_lease_lost",
+                            code="lease_lost",
+                            id=identifier,
+                            bot=self.bot_name,
+                            source="risk_manager",
+                        )
+
+        keeper = asyncio.ensure_future(keep())
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def release(self, recommendation_id: str, lease: bytes | None = None) -> None:
+        """DEL the lease: the handler failed, the recommendation is free to be tried again. With ``lease``: only if
+        the mark is still that lease (never another process's lease, nor a final mark)."""
+        if lease is not None and await self.holder(recommendation_id) != lease:
+            return
         async with self.bus.calling("release_lease"):
             await self.bus.client.delete(self.key(recommendation_id))
 

@@ -406,3 +406,49 @@ async def test_a_market_exit_whose_position_always_fails_parks_that_position_onl
         ]
         assert marks == [b"parked", b"done", b"parked"]
         assert [(s.state, s.code, s.symbols) for s in statuses] == [("dead_letter", "handler_failed", ("NVDA",))]
+
+
+@pytest.mark.redis
+async def test_a_position_in_hand_longer_than_the_lease_is_not_taken_over_by_another_process(redis_url, key_prefix):
+    """Two processes of one bot (1 s leases) both receive a market exit naming AAPL, MSFT and NVDA; whichever takes
+    it spends 3 s on AAPL (a broker call longer than the lease). Its leases are renewed while the call runs: the
+    other never calls a position in hand or done, so each position is handled exactly once."""
+    config = OrderFlowConfig(detector_lease_seconds=0, key_prefix=key_prefix)
+    calls: list[tuple[str, str]] = []
+    slowed: list[str] = []
+
+    async def run(bus: Bus, process: str, stop: asyncio.Event) -> RiskManagerClient:
+        async def on_exit(item: ExitRecommendation) -> None:
+            calls.append((process, item.symbol))
+            if not slowed:
+                slowed.append(process)
+                await asyncio.sleep(3.0)
+
+        client = RiskManagerClient(bus, name="bot-1", lease_seconds=1)
+        await client.run(stop, on_exit=on_exit)
+        return client
+
+    async with (
+        await Bus.connect(redis_url, prefix=key_prefix) as first_bus,
+        await Bus.connect(redis_url, prefix=key_prefix) as second_bus,
+    ):
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.ensure_future(run(first_bus, "first", stop)),
+            asyncio.ensure_future(run(second_bus, "second", stop)),
+        ]
+        await asyncio.sleep(0.3)
+        await _publish(first_bus, config, _market_selloff())
+        await wait_for_async(lambda: len(calls) >= 3, timeout=15, what="three positions handled")
+        await asyncio.sleep(2.5)  # the other process retries after each lease period: it must find them done
+        stop.set()
+        clients = await asyncio.gather(*tasks)
+        assert sorted(symbol for _, symbol in calls) == ["AAPL", "MSFT", "NVDA"], calls
+        assert calls[0] == (slowed[0], "AAPL")
+        assert sum(client.stats.handled for client in clients) == 3
+        identifier = "SPY:exit:market_selloff:11"
+        marks = [
+            await first_bus.client.get(first_bus.keys.handled("bot-1", key))
+            for key in (identifier, f"{identifier}@AAPL", f"{identifier}@MSFT", f"{identifier}@NVDA")
+        ]
+        assert marks == [b"done"] * 4
