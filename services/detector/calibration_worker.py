@@ -2,8 +2,11 @@
 
 Adaptive mode only. When the detector starts monitoring a symbol (a position opened) whose stored profile is missing
 or stale (its newest session older than ``profile_max_age_days`` trading days), :class:`CalibrationWorker` fetches
-the symbol's last ``profile_days`` trading days of trades and quotes from Polygon REST, newest day first, in a thread
-(its :class:`HistorySource`: :class:`services.offline.calibrate.RestHistory`, given by the detect command),
+the symbol's last ``profile_days`` trading days of trades and quotes from Polygon REST, newest day first, in a child
+process (:mod:`services.detector.calibration_process`: the fetch and the replay of the days through the rules engine
+never hold the GIL against the detector's event loop; its :class:`HistorySource`:
+:class:`services.offline.calibrate.RestHistory`, given by the detect command; a source without ``runs_in_process``
+runs in a thread),
 bounded by ``calibration_fetch_requests`` requests and ``calibration_fetch_seconds``: at a bound it stops and builds
 the profile from the whole days it has.
 Meanwhile the symbol runs on the session's own fit. The profile is saved under ``{prefix}:profile:{SYM}`` (the key
@@ -33,23 +36,23 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import concurrent.futures.process
 import threading
 from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Protocol
 
-import msgspec
-
 from orderflow_client import logs
 from orderflow_client.bus.calls import OUTAGE_ERRORS
-from orderflow_client.errors import OrderflowError
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns, ns_to_utc_iso
 from services.detector.alert_builders import detector_status
+from services.detector.calibration_process import CalibrationProcess, FetchProgress, HistoryUnavailableError
 from services.detector.engine import Engine
 from services.detector.outputs import Output
 from services.detector.profile_store import ProfileStore, new_york_day, whole_trading_days
 from services.detector.profiles import DayStatistics, ProfileError, SymbolProfile, build_profile
 from services.detector.sink import OutputSink
+from services.ingest.http_retries import Cancellation
 from shared import service_metrics
 from shared.config import OrderFlowConfig
 from shared.sessions import SessionClock
@@ -61,37 +64,18 @@ RETRY_CAP_SECONDS = 1800.0
 log = logs.get_logger(__name__)
 
 
-class FetchProgress(msgspec.Struct, kw_only=True):
-    """How far one symbol's bounded history fetch is: ``requests`` made, ``days_done`` of ``days_wanted`` trading
-    days (newest first), ``events`` read, ``stopped`` the bound that ended it early (``requests``, ``seconds``,
-    ``cancelled``; empty: none). Sample: ``FetchProgress(symbol="AMZN", days_wanted=5, days_done=2, requests=14,
-    events=1204311)``."""
-
-    symbol: str
-    days_wanted: int
-    days_done: int = 0
-    requests: int = 0
-    events: int = 0
-    stopped: str = ""
-
-
-class HistoryUnavailableError(OrderflowError):
-    """The history source failed (REST down, refused, unreadable); ``code`` says how (e.g. ``rest_unavailable``)."""
-
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 class HistorySource(Protocol):
-    """Where the worker's history comes from (Polygon REST: :class:`services.offline.calibrate.RestHistory`)."""
+    """Where the worker's history comes from (Polygon REST: :class:`services.offline.calibrate.RestHistory`).
+
+    A source with a true ``runs_in_process`` attribute is pickled to the worker's child process and fetches there
+    (it must pickle, and so must what it returns and raises); any other runs in a thread (tests' hand-made ones)."""
 
     def fetch(
-        self, symbol: str, days: list[date], cancelled: threading.Event, on_day: Callable[[FetchProgress], None]
+        self, symbol: str, days: list[date], cancelled: Cancellation, on_day: Callable[[FetchProgress], None]
     ) -> tuple[list[DayStatistics], FetchProgress]:
-        """``symbol``'s regular sessions of ``days`` within the fetch bounds, blocking (run in a thread): a day cut
-        short by a bound is left out (``progress.stopped``); ``cancelled`` set stops it at its next request or wait;
-        ``on_day(progress)`` after each whole day. Raises :class:`HistoryUnavailableError`."""
+        """``symbol``'s regular sessions of ``days`` within the fetch bounds, blocking: a day cut short by a bound is
+        left out (``progress.stopped``); ``cancelled`` set stops it at its next request or wait; ``on_day(progress)``
+        after each whole day. Raises :class:`HistoryUnavailableError`."""
         ...
 
 
@@ -122,7 +106,8 @@ class CalibrationWorker:
         self.held: set[str] = set()  # the symbols the detector monitors
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.failing: set[asyncio.Task[None]] = set()  # a defect's failure being recorded (cancelled by close)
-        self.cancels: dict[str, threading.Event] = {}  # the fetches under way
+        self.cancels: dict[str, threading.Event] = {}  # the fetches under way in a thread
+        self.process = CalibrationProcess()  # where a source that runs in a process fetches (started lazily)
         self.failures: dict[str, tuple[int, int]] = {}  # symbol -> (failures in a row, next try at ns)
         self.outcomes: collections.Counter[str] = collections.Counter()  # built, bounded, failed codes, fresh
         self.last_progress: dict[str, FetchProgress] = {}
@@ -168,13 +153,14 @@ class CalibrationWorker:
                 self._start(symbol, "before_open", now)
 
     async def close(self) -> None:
-        """Stop every fetch (at its next request or wait) and wait for the tasks."""
+        """Stop every fetch (at its next request or wait), wait for the tasks, stop the child process."""
         for cancelled in self.cancels.values():
             cancelled.set()
         tasks = [*self.tasks.values(), *self.failing]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.process.close()
 
     # --- one symbol ----------------------------------------------------------------------
     def _available(self) -> bool:
@@ -295,22 +281,32 @@ class CalibrationWorker:
             f"requests, {config.calibration_fetch_seconds:g} s); the session's own fit meanwhile",
         )
 
-        published: list[concurrent.futures.Future[None]] = []
+        published: list[asyncio.Future[None]] = []
 
         def on_day(progress: FetchProgress) -> None:  # in the fetch's thread
-            published.append(asyncio.run_coroutine_threadsafe(self._progress_status(progress), loop))
+            future = asyncio.run_coroutine_threadsafe(self._progress_status(progress), loop)
+            published.append(asyncio.wrap_future(future, loop=loop))
+
+        def on_day_in_loop(progress: FetchProgress) -> None:  # the child's progress, polled on the event loop
+            published.append(loop.create_task(self._progress_status(progress)))
 
         try:
-            sessions, progress = await asyncio.to_thread(history.fetch, symbol, days, cancelled, on_day)
+            if getattr(history, "runs_in_process", False):
+                sessions, progress = await self.process.fetch(history, symbol, days, on_day_in_loop)
+            else:
+                sessions, progress = await asyncio.to_thread(history.fetch, symbol, days, cancelled, on_day)
         except asyncio.CancelledError:
-            cancelled.set()  # the thread stops at its next request or wait
+            cancelled.set()  # the thread (the child: its own event) stops at its next request or wait
             raise
         except HistoryUnavailableError as error:
             await self._failed(symbol, error.code, str(error), now)
             return [], None
+        except concurrent.futures.process.BrokenProcessPool as error:  # the child died (killed, out of memory)
+            await self._failed(symbol, "process_failed", repr(error), now)
+            return [], None
         finally:
             self.cancels.pop(symbol, None)
-            await asyncio.gather(*map(asyncio.wrap_future, published))  # progress before what follows
+            await asyncio.gather(*published)  # progress before what follows
         self.last_progress[symbol] = progress
         if progress.stopped:
             log.warning(

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from orderflow_client.errors import OrderflowError
 
@@ -69,6 +70,15 @@ class RateLimiter:
             self.sleep(start - now)
 
 
+class Cancellation(Protocol):
+    """A flag another thread or process sets to stop a fetch: a :class:`threading.Event` or a
+    ``multiprocessing`` one (the live calibration worker's child process)."""
+
+    def is_set(self) -> bool: ...
+
+    def set(self) -> None: ...
+
+
 class FetchBoundReached(Exception):
     """A bounded fetch reached a bound: ``bound`` is ``requests``, ``seconds`` or ``cancelled``."""
 
@@ -83,8 +93,8 @@ class FetchBudget:
     An adapter spends it before each request (:meth:`spend_request`), caps each request's timeout to what is left
     (:meth:`seconds_left`) and sleeps through :meth:`sleep`, so a wait (backoff, ``Retry-After``, rate limit) that
     would end past the deadline stops the fetch at once. :meth:`cancel` (any thread) stops it at its next request
-    or wait (as does setting the ``cancelled`` event given). Sample: under ``FetchBudget(200, 60.0)`` the 201st
-    request raises ``FetchBoundReached("requests")``."""
+    or wait (as does setting the ``cancelled`` event given, a thread's or a process's). Sample: under
+    ``FetchBudget(200, 60.0)`` the 201st request raises ``FetchBoundReached("requests")``."""
 
     def __init__(
         self,
@@ -93,14 +103,14 @@ class FetchBudget:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        cancelled: threading.Event | None = None,
+        cancelled: Cancellation | None = None,
     ) -> None:
         self.max_requests = requests
         self.requests = 0
         self.deadline = clock() + seconds
         self.clock = clock
         self._sleep = sleep
-        self.cancelled = cancelled or threading.Event()
+        self.cancelled: Cancellation = cancelled if cancelled is not None else threading.Event()
 
     def spend_request(self) -> None:
         """Count one request; :class:`FetchBoundReached` when none is left, the time is up or it was cancelled."""

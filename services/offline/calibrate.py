@@ -13,7 +13,6 @@ measure. Profiles are stored as JSON under ``orderflow:profile:{SYM}``
 from __future__ import annotations
 
 import heapq
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ import msgspec
 
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns, ns_to_utc_iso
 from orderflow_client.wire import MarketEvent
-from services.detector.calibration_worker import FetchProgress, HistoryUnavailableError
+from services.detector.calibration_process import FetchProgress, HistoryUnavailableError
 from services.detector.engine import Engine
 from services.detector.profiles import (
     DayStatistics,
@@ -32,7 +31,7 @@ from services.detector.profiles import (
     encode_profile,
 )
 from services.detector.rule_settings import RuleSettings
-from services.ingest.http_retries import FetchBoundReached, FetchBudget
+from services.ingest.http_retries import Cancellation, FetchBoundReached, FetchBudget
 from services.ingest.normalise import Normaliser, normalised
 from services.ingest.polygon_rest_client import PolygonRest, RestError
 from services.ingest.polygon_rest_parse import parse_quotes_page, parse_trades_page
@@ -189,7 +188,10 @@ def sessions_from_rest_bounded(
 
 class RestHistory:
     """The live calibration worker's history (:class:`~services.detector.calibration_worker.HistorySource`): a
-    symbol's days from Polygon REST within ``calibration_fetch_requests`` and ``calibration_fetch_seconds``."""
+    symbol's days from Polygon REST within ``calibration_fetch_requests`` and ``calibration_fetch_seconds``. It
+    pickles (the config, the condition table) and runs in the worker's child process (``runs_in_process``)."""
+
+    runs_in_process = True
 
     def __init__(self, config: OrderFlowConfig, conditions: ConditionTable | None = None) -> None:
         self.config = config
@@ -199,7 +201,7 @@ class RestHistory:
         self,
         symbol: str,
         days: list[date],
-        cancelled: threading.Event,
+        cancelled: Cancellation,
         on_day: Callable[[FetchProgress], None],
     ) -> tuple[list[DayStatistics], FetchProgress]:
         """See :meth:`HistorySource.fetch`; REST failing raises :class:`HistoryUnavailableError` with the REST

@@ -408,3 +408,103 @@ async def test_close_cancels_the_recording_of_a_defect_s_failure(redis_url, key_
         await worker.close()
     assert all(task.cancelled() for task in failing) and not worker.failing
     assert worker.outcomes == {"internal_error": 1}
+
+
+def _served_pages(url: str, port: int, server_url: str) -> dict[str, list[tuple[int, dict, bytes]]]:
+    """Amazon's day of REST pages, read once from the simulator and served by a threaded server (the simulator
+    builds its pages on the test's event loop, which would be measured too); ``next_url`` points to the server."""
+    from services.ingest.polygon_rest_client import PolygonRest
+
+    rest = PolygonRest(KEY, url, client=OrderFlowConfig().polygon_client)
+    start = at("2012-06-21", 0) - at("2012-06-21", 0) % (86_400 * S)
+    params = {"timestamp.gte": start, "timestamp.lt": start + 86_400 * S, "order": "asc", "limit": 50_000}
+    routes: dict[str, list[tuple[int, dict, bytes]]] = {}
+    try:
+        for kind in ("quotes", "trades"):
+            bodies = [
+                body.replace(f"127.0.0.1:{port}".encode(), server_url.removeprefix("http://").encode())
+                for body in rest.pages(f"/v3/{kind}/AMZN", params)
+            ]
+            routes[f"/v3/{kind}/AMZN"] = [(200, {}, body) for body in bodies]
+    finally:
+        rest.close()
+    return routes
+
+
+async def _loop_lag_during_calibration(
+    redis_url: str, key_prefix: str, url: str, in_process: bool
+) -> tuple[list[float], float]:
+    """The detector's event loop lag (ms: how late each ``sleep(0.01)`` wakes) while the worker builds Amazon's
+    profile from REST pages, and how long the calibration took (s)."""
+    port = int(url.rsplit(":", 1)[1])
+    lags: list[float] = []
+    with PolygonRestServer() as server:
+        server.routes.update(await asyncio.to_thread(_served_pages, url, port, server.url))
+        config = config_for(server.url, key_prefix, profile_days=1, profile_max_age_days=1)
+        async with running_detector(redis_url, key_prefix, config, at("2012-06-22", 8)) as (bus, _service, worker):
+            history = RestHistory(config)
+            history.runs_in_process = in_process
+            worker.history = history
+            if in_process:  # the child's start (spawn: a fresh interpreter) is not what is measured
+                await worker.process.fetch(history, "NONE", [], lambda progress: None)
+            done = asyncio.Event()
+
+            async def ticker() -> None:
+                while not done.is_set():
+                    started = time.perf_counter()
+                    await asyncio.sleep(0.01)
+                    lags.append((time.perf_counter() - started - 0.01) * 1000)
+
+            ticking = asyncio.ensure_future(ticker())
+            started = time.monotonic()
+            await open_position(bus, worker, "AMZN")
+            await settled(worker)
+            elapsed = time.monotonic() - started
+            done.set()
+            await ticking
+            assert worker.outcomes == {"built": 1}
+    return sorted(lags), elapsed
+
+
+@pytest.mark.redis
+async def test_the_fetch_in_a_child_process_leaves_the_detector_s_loop_responsive(
+    redis_url, key_prefix, amzn_rest, capsys
+):
+    """Before: the fetch and the replay ran in a thread, holding the GIL against the loop. After: a child process."""
+    url, _from_files = amzn_rest
+    measured = {}
+    for in_process in (False, True):
+        lags, elapsed = await _loop_lag_during_calibration(
+            redis_url, f"{key_prefix}.{int(in_process)}", url, in_process
+        )
+        median, p99, worst = lags[len(lags) // 2], lags[int(len(lags) * 0.99)], lags[-1]
+        measured[in_process] = (median, p99)
+        with capsys.disabled():
+            where = "child process" if in_process else "thread"
+            print(
+                f"\nloop lag during calibration ({where}): {len(lags)} ticks over {elapsed:.1f} s, "
+                f"median {median:.2f} ms, p99 {p99:.2f} ms, max {worst:.2f} ms"
+            )
+    # a thread wakes the loop late by the GIL's switch interval (5 ms) at each tick; a child process does not
+    assert measured[True][0] * 3 < measured[False][0], measured
+    assert measured[True][1] < 20.0, measured
+
+
+@pytest.mark.redis
+async def test_a_stop_ends_the_child_s_fetch_at_its_next_request(redis_url, key_prefix):
+    with PolygonRestServer() as server:
+        endless = f"{server.url}/v3/quotes/XYZ?cursor=1"
+        server.routes["/v3/quotes/XYZ"] = [(200, {}, quotes_page(DAYS[1], endless))]
+        server.delays["/v3/quotes/XYZ"] = 0.5
+        config = config_for(server.url, key_prefix, profile_days=1, calibration_fetch_seconds=60.0)
+        async with running_detector(redis_url, key_prefix, config, NOW) as (bus, _service, worker):
+            await open_position(bus, worker, "XYZ")
+            await wait_for_async(lambda: len(server.requests) >= 2, what="the child to fetch")
+            started = time.monotonic()
+            await worker.close()
+            stopped = time.monotonic() - started
+            fetched = len(server.requests)
+            await asyncio.sleep(1.0)
+    assert stopped < 3.0, f"{stopped:.2f} s"
+    assert len(server.requests) == fetched  # the child fetches no more
+    assert not worker.tasks and not worker.outcomes  # cancelled: neither built nor failed
