@@ -13,14 +13,15 @@ measure. Profiles are stored as JSON under ``orderflow:profile:{SYM}``
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import msgspec
 
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns, ns_to_utc_iso
-from orderflow_client.wire import MarketEvent
+from orderflow_client.wire import MarketEvent, Quote
 from services.detector.calibration_process import FetchProgress, HistoryUnavailableError
 from services.detector.engine import Engine
 from services.detector.profiles import (
@@ -39,8 +40,10 @@ from services.ingest.rejects import Reject, RejectCounter
 from services.ingest.sources import read_events
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
+from shared.sessions import SessionClock
 
 _replace = msgspec.structs.replace
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 def profiles_from_events(
@@ -172,7 +175,9 @@ def sessions_from_rest_bounded(
     for day in sorted(days, reverse=True):
         try:
             found = sessions_from_events(
-                counted(rest_events(rest, symbol, day, quote_size_multiplier=multiplier)), config, conditions=conditions
+                counted(rest_events(rest, symbol, day, quote_size_multiplier=multiplier, quote_slices=QUOTE_SLICES)),
+                config,
+                conditions=conditions,
             )
         except FetchBoundReached as reached:
             progress.stopped = reached.bound
@@ -231,27 +236,69 @@ def trading_days(last: date, count: int, calendar: str = "NYSE") -> list[date]:
     return [label.date() for label in schedule.index][-count:]
 
 
+QUOTE_SLICES = 13
+"""A day of quotes longer than one page (a liquid symbol: 100+ pages of 50,000) is sampled, live, in this many
+evenly spaced slices of the regular session …"""
+QUOTE_SLICE_SECONDS = 120
+"""… of this long each (13 × 2 minutes: 26 of the session's 390 minutes, a page or two each)."""
+
+
 def rest_events(
-    rest: PolygonRest, symbol: str, day: date, *, quote_size_multiplier: int = 1
+    rest: PolygonRest,
+    symbol: str,
+    day: date,
+    *,
+    quote_size_multiplier: int = 1,
+    quote_slices: int = 0,
+    page_rows: int = 50_000,
 ) -> Iterator[MarketEvent | Reject]:
     """One day's trades and quotes of ``symbol`` from REST, merged by SIP time (quotes first on ties).
 
     History arrives long after it happened: each event's ``ts_arrival`` is its SIP time (as for files
-    without receive times), so freshness checks judge it as the live session did."""
+    without receive times), so freshness checks judge it as the live session did.
+
+    ``quote_slices`` 0: every quote. Else, when the day's quotes are more than one page (of ``page_rows``), only
+    the first page and ``quote_slices`` slices of :data:`QUOTE_SLICE_SECONDS` evenly spaced through the regular
+    session are fetched (trades always in full); each gap between them starts with an empty quote (bid and ask 0),
+    so no quote is credited across it and no trade in it is judged against a stale one (see
+    :func:`quote_windows`)."""
     start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * NANOSECONDS_PER_SECOND
     params = {
         "timestamp.gte": start,
         "timestamp.lt": start + 86_400 * NANOSECONDS_PER_SECOND,
         "order": "asc",
-        "limit": 50_000,
+        "limit": page_rows,
     }
     received = now_ns()
 
-    def quotes() -> Iterator[MarketEvent | Reject]:
-        for body in rest.pages(f"/v3/quotes/{symbol}", params):
+    def quote_pages(query: dict) -> Generator[tuple[list[MarketEvent | Reject], str | None]]:
+        for body in rest.pages(f"/v3/quotes/{symbol}", query):
             page = parse_quotes_page(body, symbol, received, quote_size_multiplier=quote_size_multiplier)
-            yield from page.rejects
-            yield from (_replace(quote, ts_arrival=quote.ts_event) for quote in page.events)
+            quotes = [_replace(quote, ts_arrival=quote.ts_event) for quote in page.events]
+            yield [*page.rejects, *quotes], page.next_url
+
+    def gap(ts: int) -> Quote:
+        return Quote(
+            symbol=symbol, ts_event=ts, ts_recv=ts, ts_arrival=ts, bid_price=0, bid_size=0, ask_price=0, ask_size=0
+        )
+
+    def quotes() -> Iterator[MarketEvent | Reject]:
+        pages = quote_pages(params)
+        for events, next_url in pages:
+            yield from events
+            if not quote_slices or not next_url:
+                continue
+            pages.close()  # a liquid day: sampled from here on
+            seen = max((event.ts_event for event in events if not isinstance(event, Reject)), default=start)
+            yield gap(seen + 1)
+            for low, high in quote_windows(day, quote_slices, QUOTE_SLICE_SECONDS):
+                if high <= seen + 1:
+                    continue
+                window = {**params, "timestamp.gte": max(low, seen + 1), "timestamp.lt": high}
+                for window_events, _next in quote_pages(window):
+                    yield from window_events
+                yield gap(high)
+            return
 
     def trades() -> Iterator[MarketEvent | Reject]:
         for body in rest.pages(f"/v3/trades/{symbol}", params):
@@ -260,6 +307,19 @@ def rest_events(
             yield from (_replace(trade, ts_arrival=trade.ts_event) for trade in page.events)
 
     return heapq.merge(quotes(), trades(), key=lambda item: 0 if isinstance(item, Reject) else item.ts_event)
+
+
+def quote_windows(day: date, count: int, seconds: float) -> list[tuple[int, int]]:
+    """``count`` windows of ``seconds`` (``[low, high)`` UTC ns) centred evenly through ``day``'s regular session
+    (early closes included); none on a closed day. Sample: 2024-06-20, 13 × 120 s: 09:44–09:46 ET, 10:14–10:16 ET,
+    … 15:44–15:46 ET."""
+    noon = int(datetime(day.year, day.month, day.day, 12, tzinfo=NEW_YORK).timestamp()) * NANOSECONDS_PER_SECOND
+    market_open, market_close = SessionClock().regular_hours(noon)
+    if market_close <= market_open or count <= 0:
+        return []
+    step, half = (market_close - market_open) / count, int(seconds * NANOSECONDS_PER_SECOND) // 2
+    centres = [market_open + int(step * (index + 0.5)) for index in range(count)]
+    return [(max(market_open, centre - half), min(market_close, centre + half)) for centre in centres]
 
 
 def write_profile(profile: SymbolProfile, folder: Path) -> Path:

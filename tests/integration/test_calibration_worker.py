@@ -208,7 +208,7 @@ def quotes_page(day: date, next_url: str = "") -> bytes:
     return json.dumps({"results": rows, "status": "OK", **({"next_url": next_url} if next_url else {})}).encode()
 
 
-def trades_page(day: date) -> bytes:
+def trades_page(day: date, next_url: str = "") -> bytes:
     start = at(day.isoformat(), 9, 30)
     rows = [
         {
@@ -224,16 +224,16 @@ def trades_page(day: date) -> bytes:
         }
         for index in range(1000)
     ]
-    return json.dumps({"results": rows, "status": "OK"}).encode()
+    return json.dumps({"results": rows, "status": "OK", **({"next_url": next_url} if next_url else {})}).encode()
 
 
 @pytest.mark.redis
 async def test_the_request_bound_builds_from_the_whole_days_fetched(redis_url, key_prefix, detector_log):
     with PolygonRestServer() as server:
         newest, older = DAYS[1], DAYS[0]
-        endless = f"{server.url}/v3/quotes/XYZ?cursor=1"
-        server.routes["/v3/quotes/XYZ"] = [(200, {}, quotes_page(newest)), (200, {}, quotes_page(older, endless))]
-        server.routes["/v3/trades/XYZ"] = [(200, {}, trades_page(newest)), (200, {}, trades_page(older))]
+        endless = f"{server.url}/v3/trades/XYZ?cursor=1"  # a day of trades too long for the bound
+        server.routes["/v3/quotes/XYZ"] = [(200, {}, quotes_page(newest)), (200, {}, quotes_page(older))]
+        server.routes["/v3/trades/XYZ"] = [(200, {}, trades_page(newest)), (200, {}, trades_page(older, endless))]
         config = config_for(server.url, key_prefix, profile_days=2, calibration_fetch_requests=6)
         async with running_detector(redis_url, key_prefix, config, NOW) as (bus, _service, worker):
             await open_position(bus, worker, "XYZ")
@@ -493,9 +493,10 @@ async def test_the_fetch_in_a_child_process_leaves_the_detector_s_loop_responsiv
 @pytest.mark.redis
 async def test_a_stop_ends_the_child_s_fetch_at_its_next_request(redis_url, key_prefix):
     with PolygonRestServer() as server:
-        endless = f"{server.url}/v3/quotes/XYZ?cursor=1"
-        server.routes["/v3/quotes/XYZ"] = [(200, {}, quotes_page(DAYS[1], endless))]
-        server.delays["/v3/quotes/XYZ"] = 0.5
+        endless = f"{server.url}/v3/trades/XYZ?cursor=1"
+        server.routes["/v3/quotes/XYZ"] = [(200, {}, quotes_page(DAYS[1]))]
+        server.routes["/v3/trades/XYZ"] = [(200, {}, trades_page(DAYS[1], endless))]
+        server.delays["/v3/trades/XYZ"] = 0.5
         config = config_for(server.url, key_prefix, profile_days=1, calibration_fetch_seconds=60.0)
         async with running_detector(redis_url, key_prefix, config, NOW) as (bus, _service, worker):
             await open_position(bus, worker, "XYZ")
@@ -508,3 +509,52 @@ async def test_a_stop_ends_the_child_s_fetch_at_its_next_request(redis_url, key_
     assert stopped < 3.0, f"{stopped:.2f} s"
     assert len(server.requests) == fetched  # the child fetches no more
     assert not worker.tasks and not worker.outcomes  # cancelled: neither built nor failed
+
+
+def _sampled_amzn_day(url: str, page_rows: int) -> tuple[list[tuple[int, int]], list[Any], int]:
+    """Amazon's day from the simulator's REST, its quotes sampled: the quote windows asked for, the events, the
+    number of requests."""
+    from services.ingest.http_retries import FetchBudget
+    from services.offline.calibrate import QUOTE_SLICE_SECONDS, QUOTE_SLICES, bounded_rest, quote_windows, rest_events
+
+    config = config_for(url, "unused")
+    budget = FetchBudget(1000, 120.0)
+    rest = bounded_rest(config, budget)
+    try:
+        events = list(rest_events(rest, "AMZN", date(2012, 6, 21), quote_slices=QUOTE_SLICES, page_rows=page_rows))
+    finally:
+        rest.close()
+    return quote_windows(date(2012, 6, 21), QUOTE_SLICES, QUOTE_SLICE_SECONDS), events, budget.requests
+
+
+async def test_a_liquid_day_s_quotes_are_sampled_and_its_trades_read_whole(amzn_rest):
+    """Amazon's day with pages of 5,000 rows (its quotes: 11 pages): the first page and 13 slices of 2 minutes of
+    quotes, every trade; the profile's volume and curve are the whole day's, its offer sizes and spread close."""
+    from orderflow_client.wire import Quote, Trade
+    from services.offline.calibrate import sessions_from_events
+
+    url, from_files = amzn_rest
+    windows, events, requests = await asyncio.to_thread(_sampled_amzn_day, url, 5_000)
+    quotes = [event for event in events if isinstance(event, Quote)]
+    gaps = [quote for quote in quotes if quote.ask_price == 0 and quote.bid_price == 0]
+    first_page_end = gaps[0].ts_event
+    assert len(windows) == 13 and windows[0] == (at("2012-06-21", 9, 44), at("2012-06-21", 9, 46))
+    sampled = [quote for quote in quotes if quote.ask_price or quote.bid_price]
+    assert all(q.ts_event < first_page_end or any(low <= q.ts_event < high for low, high in windows) for q in sampled)
+    assert [gap.ts_event for gap in gaps[1:]] == [high for _low, high in windows if high > first_page_end]
+    trades = sum(isinstance(event, Trade) for event in events)
+    sessions = sessions_from_events(iter(events), config_for(url, "unused"))["AMZN"]
+    built = build_profile("AMZN", sessions, source="rest", built_utc="2012-06-22T12:00:00Z", profile_days=1)
+    offers, offers_full = dict(built.offer_size_quantiles), dict(from_files.offer_size_quantiles)
+    print(
+        f"\nsampled: {len(sampled):,} quotes, {trades:,} trades, {requests} requests; "
+        f"offer q0.999 {offers[0.999]} vs {offers_full[0.999]}, q0.99 {offers[0.99]} vs {offers_full[0.99]}, "
+        f"spread {built.spread_bps} vs {from_files.spread_bps} bps, large order q0.999 "
+        f"{dict(built.order_size_quantiles)[0.999]} vs {dict(from_files.order_size_quantiles)[0.999]}"
+    )
+    assert built.daily_volume == from_files.daily_volume and built.volume_curve == from_files.volume_curve
+    assert requests <= 1 + 13 + 3  # the first quotes page, a page per window (2 minutes of AMZN), 3 of trades
+    assert abs(offers[0.999] - offers_full[0.999]) <= 0.3 * offers_full[0.999]
+    assert abs(built.spread_bps - from_files.spread_bps) <= 0.3 * from_files.spread_bps
+    # the aggressive sells are those inside the windows (a sell needs the bid it hits): fewer orders
+    assert 0 < sum(sessions[0].order_sizes.values()) < sum(from_files.sessions[0].order_sizes.values())
