@@ -528,8 +528,8 @@ def _sampled_amzn_day(url: str, page_rows: int) -> tuple[list[tuple[int, int]], 
 
 
 async def test_a_liquid_day_s_quotes_are_sampled_and_its_trades_read_whole(amzn_rest):
-    """Amazon's day with pages of 5,000 rows (its quotes: 11 pages): the first page and 13 slices of 2 minutes of
-    quotes, every trade; the profile's volume and curve are the whole day's, its offer sizes and spread close."""
+    """Amazon's day with pages of 5,000 rows (some 55,000 quotes: 12 pages): the first page and 13 slices of 2 minutes
+    of quotes, every trade; the profile's volume and curve are the whole day's, its offer sizes and spread close."""
     from orderflow_client.wire import Quote, Trade
     from services.offline.calibrate import sessions_from_events
 
