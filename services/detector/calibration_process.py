@@ -22,7 +22,7 @@ import queue
 from collections.abc import Callable
 from datetime import date
 from multiprocessing.context import SpawnContext
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -30,6 +30,15 @@ from orderflow_client.errors import OrderflowError
 
 POLL_SECONDS = 0.05
 """How often the asyncio side looks for the child's progress (s)."""
+
+
+class StopFlag(Protocol):
+    """What stops a history fetch when set: a :class:`threading.Event` (a fetch in a thread) or a
+    ``multiprocessing`` one (in the child)."""
+
+    def is_set(self) -> bool: ...
+
+    def set(self) -> None: ...
 
 
 class FetchProgress(msgspec.Struct, kw_only=True):

@@ -46,13 +46,12 @@ from orderflow_client import logs
 from orderflow_client.bus.calls import OUTAGE_ERRORS
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND, now_ns, ns_to_utc_iso
 from services.detector.alert_builders import detector_status
-from services.detector.calibration_process import CalibrationProcess, FetchProgress, HistoryUnavailableError
+from services.detector.calibration_process import CalibrationProcess, FetchProgress, HistoryUnavailableError, StopFlag
 from services.detector.engine import Engine
 from services.detector.outputs import Output
 from services.detector.profile_store import ProfileStore, new_york_day, whole_trading_days
 from services.detector.profiles import DayStatistics, ProfileError, SymbolProfile, build_profile
 from services.detector.sink import OutputSink
-from services.ingest.http_retries import Cancellation
 from shared import service_metrics
 from shared.config import OrderFlowConfig
 from shared.sessions import SessionClock
@@ -71,7 +70,7 @@ class HistorySource(Protocol):
     (it must pickle, and so must what it returns and raises); any other runs in a thread (tests' hand-made ones)."""
 
     def fetch(
-        self, symbol: str, days: list[date], cancelled: Cancellation, on_day: Callable[[FetchProgress], None]
+        self, symbol: str, days: list[date], cancelled: StopFlag, on_day: Callable[[FetchProgress], None]
     ) -> tuple[list[DayStatistics], FetchProgress]:
         """``symbol``'s regular sessions of ``days`` within the fetch bounds, blocking: a day cut short by a bound is
         left out (``progress.stopped``); ``cancelled`` set stops it at its next request or wait; ``on_day(progress)``
