@@ -31,9 +31,12 @@ Handlers must therefore tolerate a second call after a crash between their
 effect and the mark (check the position is still open).
 The lease is renewed while ``on_exit`` runs (it may take longer than the lease:
 a broker call), so make a slow handler ``async`` (or use the threaded client).
-A market-scope recommendation (``scope == "market"``: the index is sold) reaches
-``on_exit`` once per held position its ``symbols`` name (every one without
-``held_symbols``), as
+**Opt-ins**: ``on_exit`` gets only the ``scopes`` and ``actions`` the bot opted into (by default ``("symbol",)``,
+``("exit",)``: a stock's own exit, to act on); the rest (a ``watch``, a ``market`` scope) is acknowledged, counted
+(``stats.not_delivered``) and logged once (``order_flow.recommendation_not_delivered``).
+A market-scope recommendation (``scope == "market"``: the index is sold), once
+opted into, reaches ``on_exit`` once per held position its ``symbols`` name
+(every one without ``held_symbols``), as
 :func:`orderflow_client.exit_policy.for_position`: each position has its own
 lease and mark (``<id>@<symbol>``), so a retry calls only the positions that
 failed and no process calls one twice; the recommendation is done when all are.
@@ -48,7 +51,7 @@ import asyncio
 import inspect
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 from orderflow_client import logs
@@ -62,11 +65,16 @@ from orderflow_client.exit_policy import for_position, named_positions, position
 from orderflow_client.risk_status import StatusHandler, StatusReports
 from orderflow_client.signing import verify
 from orderflow_client.timestamps import now_ns
-from orderflow_client.wire import ExitRecommendation, decode
+from orderflow_client.wire import ExitAction, ExitRecommendation, ExitScope, decode
 
 log = logs.get_logger(__name__)
 HANDLED_SECONDS = 30 * 24 * 3600
 LEASE_SECONDS = 30  # one process of a bot name works on a recommendation at a time; a crashed one's lease lapses
+SCOPES: tuple[ExitScope, ...] = ("symbol", "market")
+ACTIONS: tuple[ExitAction, ...] = ("exit", "watch")
+DEFAULT_SCOPES: tuple[ExitScope, ...] = ("symbol",)  # what a bot gets unless it opts into more: a stock's own exit
+DEFAULT_ACTIONS: tuple[ExitAction, ...] = ("exit",)
+REMEMBERED_NOT_DELIVERED = 10_000  # ids of recommendations not delivered, kept to log each once
 
 Handler = Callable[[ExitRecommendation], Awaitable[None] | None]
 
@@ -79,6 +87,7 @@ class ClientStats:
     parked: int = 0  # recommendations given up on after max_attempts failures (in orderflow:exits:dead)
     refused: int = 0  # unsigned, forged, unknown key or expired, with signing keys configured
     dead_letters: int = 0  # entries of the exits stream that were not exit recommendations
+    not_delivered: int = 0  # recommendations of a scope or action the bot did not opt into (acknowledged, logged)
     statuses: int = 0
     unmonitored: set[str] = field(default_factory=set)
 
@@ -110,17 +119,25 @@ class RiskManagerClient(StatusReports):
         max_age_seconds: float = 600.0,
         max_attempts: int = 5,
         catch_up_seconds: float = 120.0,
+        scopes: Collection[ExitScope] = DEFAULT_SCOPES,
+        actions: Collection[ExitAction] = DEFAULT_ACTIONS,
         lease_seconds: int = LEASE_SECONDS,
     ) -> None:
         """``signing_keys`` (key id → the detector's ``ORDER_FLOW_SIGNING_KEY``): only recommendations signed with
         one of them, within ``max_age_seconds``, reach ``on_exit``; the rest are refused, logged and counted.
         None accepts anything on the channel (and says so when it starts). ``max_attempts``: calls of a raising
         ``on_exit`` before the recommendation is parked. ``catch_up_seconds``: how far back a bot name's first
-        start reads the stream (the alert window by default: older recommendations are stale). ``lease_seconds``:
-        how long a crashed process's lease on a recommendation (or position) lasts; renewed while ``on_exit`` runs."""
+        start reads the stream (the alert window by default: older recommendations are stale). ``scopes`` and
+        ``actions``: what reaches ``on_exit`` (see the module docstring), e.g. ``scopes=("symbol", "market"),
+        actions=("exit", "watch")`` for a bot that decides each with an ExitPolicy. ``lease_seconds``: how long a
+        crashed process's lease on a recommendation (or position) lasts; renewed while ``on_exit`` runs."""
         if max_attempts < 1 or catch_up_seconds < 0 or lease_seconds < 1:
             raise ValueError("max_attempts and lease_seconds must be >= 1 and catch_up_seconds >= 0")
+        if not set(scopes) <= set(SCOPES) or not set(actions) <= set(ACTIONS):
+            raise ValueError(f"scopes are some of {SCOPES} and actions some of {ACTIONS}, not {scopes} and {actions}")
+        self.scopes, self.actions = frozenset(scopes), frozenset(actions)
         self.lease_seconds = lease_seconds
+        self._not_delivered: dict[str, None] = {}  # ids logged as not delivered (oldest first)
         self.max_attempts = max_attempts
         self.catch_up_seconds = catch_up_seconds
         self._retries: dict[str, _Retry] = {}  # recommendation id -> its pending retry
@@ -154,6 +171,9 @@ class RiskManagerClient(StatusReports):
                     source="risk_manager",
                 )
                 return "done"
+        if recommendation.scope not in self.scopes or recommendation.action not in self.actions:
+            self._skip(recommendation)
+            return "done"
         identifier = recommendation.id
         if not await self._marks.take_lease(identifier, self._lease, self.lease_seconds):
             holder = await self._marks.holder(identifier)
@@ -209,6 +229,27 @@ class RiskManagerClient(StatusReports):
         retry.parked = tuple(failed)
         await self._marks.finish(identifier, b"parked" if failed else b"done", HANDLED_SECONDS)
         return "parked" if failed else "done"
+
+    def _skip(self, recommendation: ExitRecommendation) -> None:
+        """A recommendation of a scope or action the bot did not opt into: counted and logged once (it comes on the
+        channel and the stream), then acknowledged by the caller; never marked (a bot that opts in later sees it
+        as not handled)."""
+        if recommendation.id in self._not_delivered:
+            return
+        self._not_delivered[recommendation.id] = None
+        if len(self._not_delivered) > REMEMBERED_NOT_DELIVERED:
+            del self._not_delivered[next(iter(self._not_delivered))]
+        self.stats.not_delivered += 1
+        log.info(
+            "order_flow.recommendation_not_delivered",
+            id=recommendation.id,
+            symbol=recommendation.symbol,
+            scope=recommendation.scope,
+            action=recommendation.action,
+            positions=list(named_positions(recommendation)),
+            opted_into=f"scopes {sorted(self.scopes)}, actions {sorted(self.actions)}",
+            source="risk_manager",
+        )
 
     async def _call(
         self, on_exit: Handler, recommendation: ExitRecommendation, attempts: int, leases: tuple[str, ...]

@@ -19,7 +19,8 @@ What attaching does:
 
 - **positions**: the bot's positions (``bot.positions``; the orchestrator's ``daily_trades``) are mirrored into
   orderflow's registry every ``sync_seconds`` (opens and closes, whoever made them — the bot's own stop too);
-- **exit recommendations** are decided per held position by the bot owner's
+- **exit recommendations** of every scope and action (the client opts into all; ``scopes=``/``actions=``
+  narrow it) are decided per held position by the bot owner's
   :class:`~orderflow_client.exit_policy.ExitPolicy` (``policy=``; by default a symbol-scope exit sells, a
   market-scope one tightens the stops of the positions it names, a watch is ignored) and carried out through the
   bot's own paths: an exit sells with ``TradingBot.execute_trade(…, "sell", …)`` (reason ``order_flow_alert: …`` in
@@ -45,6 +46,7 @@ from orderflow_client.decisions import Decision, carried_out, log_decision
 from orderflow_client.exit_policy import ExitPolicy, PolicyDecision, for_position
 from orderflow_client.positions import Position
 from orderflow_client.prices import format_price, price_from_any
+from orderflow_client.risk import ACTIONS, SCOPES
 from orderflow_client.threaded import OrderFlowClient
 from orderflow_client.wire import ExitRecommendation
 
@@ -319,6 +321,8 @@ def _attach(
     **client_options: Any,
 ) -> Attached:
     holder: dict[str, _Adapter] = {}
+    client_options.setdefault("scopes", SCOPES)  # every scope and action: the adapter's policy decides each
+    client_options.setdefault("actions", ACTIONS)
     client = Attached(
         redis_url,
         name=name,

@@ -9,7 +9,10 @@
             if chosen.choice == "exit":       # or tighten_stops (orderflow.bid_price), or ignore (a watch)
                 broker.sell(chosen.symbol)
 
-    with OrderFlowClient("redis://bot:…@redis:6379/0", name="my-bot", on_exit=on_exit) as orderflow:
+    with OrderFlowClient(
+        "redis://bot:…@redis:6379/0", name="my-bot", on_exit=on_exit,
+        scopes=("symbol", "market"), actions=("exit", "watch"),   # the policy decides each; default: symbol exits only
+    ) as orderflow:
         orderflow.open_position("AAPL", quantity=200, entry_price=Decimal("187.43"), stop_loss=Decimal("184.00"))
         ...                                # the bot's own loop; orderflow.close_position("AAPL") when it sells
 
@@ -26,7 +29,7 @@ import concurrent.futures
 import queue
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, overload
 
@@ -35,8 +38,8 @@ from orderflow_client.bus.decision_records import DecisionRecord, read_decisions
 from orderflow_client.decisions import Decision, last_bid_price, last_trade_price, record_decision
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.positions import Position, PositionRegistry
-from orderflow_client.risk import RiskManagerClient
-from orderflow_client.wire import ExitRecommendation, FeedStatus, OrderFlowAlert, decode
+from orderflow_client.risk import DEFAULT_ACTIONS, DEFAULT_SCOPES, RiskManagerClient
+from orderflow_client.wire import ExitAction, ExitRecommendation, ExitScope, FeedStatus, OrderFlowAlert, decode
 
 ExitCallback = Callable[[ExitRecommendation], Any]
 StatusCallback = Callable[[FeedStatus], Any]
@@ -67,7 +70,8 @@ class OrderFlowClient:
     ``callbacks``: ``"thread"`` runs ``on_exit``/``on_status`` in one handler thread of the client's (never on
     its event loop, so a slow broker call does not hold up Redis), or on ``executor`` when the bot passes its own;
     ``"queue"`` hands each recommendation to ``deliveries`` (a :class:`queue.Queue` of :class:`Delivery`) and
-    statuses to ``statuses``.
+    statuses to ``statuses``. ``scopes``/``actions``: what reaches ``on_exit`` (or ``deliveries``); by default a
+    stock's own exit only, the rest acknowledged and logged (see :class:`orderflow_client.risk.RiskManagerClient`).
     """
 
     def __init__(
@@ -84,6 +88,8 @@ class OrderFlowClient:
         catch_up_seconds: float = 120.0,
         key_prefix: str = "orderflow",
         executor: concurrent.futures.Executor | None = None,
+        scopes: Collection[ExitScope] = DEFAULT_SCOPES,
+        actions: Collection[ExitAction] = DEFAULT_ACTIONS,
     ) -> None:
         if callbacks == "thread" and on_exit is None:
             raise ValueError('on_exit is required with callbacks="thread" (or use callbacks="queue")')
@@ -97,6 +103,7 @@ class OrderFlowClient:
         self.signing_keys = signing_keys
         self.max_attempts = max_attempts
         self.catch_up_seconds = catch_up_seconds
+        self.scopes, self.actions = tuple(scopes), tuple(actions)  # what reaches on_exit (RiskManagerClient's opt-ins)
         self.deliveries: queue.Queue[Delivery] = queue.Queue()
         self.statuses: queue.Queue[FeedStatus] = queue.Queue()
         self.client: RiskManagerClient | None = None
@@ -257,6 +264,8 @@ class OrderFlowClient:
             signing_keys=self.signing_keys,
             max_attempts=self.max_attempts,
             catch_up_seconds=self.catch_up_seconds,
+            scopes=self.scopes,
+            actions=self.actions,
         )
         self._ready.set()
         try:

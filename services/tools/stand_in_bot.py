@@ -1,12 +1,13 @@
 """``orderflow risk-manager``: a stand-in bot that follows the exit recommendations of the open positions.
 
 It reads the position registry (again every second, so a position opened or closed while it runs is followed),
-receives recommendations through :class:`orderflow_client.risk.RiskManagerClient` (each handled once per bot
-name, across restarts; a market-scope one once for each held position it names), decides with the default
-:class:`orderflow_client.exit_policy.ExitPolicy` (a stock's own exit: exit; the market's: tighten the stop under the
-bid; a watch: ignore), logs the decision (``order_flow.exit_signal_triggered``) and records it on the bus for the
-dashboards (``orderflow:riskmanager:<name>:decision:<id>``, ``<id>@<symbol>`` for a market-scope one); ``say`` gets
-one line per decision, e.g. ``AAPL: exit (exit AAPL)``. A stand-in: it places no order and moves no stop.
+receives recommendations through :class:`orderflow_client.risk.RiskManagerClient` (opted into every scope and
+action: the policy decides; each handled once per bot name, across restarts; a market-scope one once for each held
+position it names), decides with the default :class:`orderflow_client.exit_policy.ExitPolicy` (a stock's own exit:
+exit; the market's: tighten the stop under the bid; a watch: ignore), logs the decision
+(``order_flow.exit_signal_triggered``) and records it on the bus for the dashboards
+(``orderflow:riskmanager:<name>:decision:<id>``, ``<id>@<symbol>`` for a market-scope one); ``say`` gets one line
+per decision, e.g. ``AAPL: exit (exit AAPL)``. A stand-in: it places no order and moves no stop.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from orderflow_client.decisions import carried_out, last_bid_price, last_trade_p
 from orderflow_client.exit_policy import ExitPolicy
 from orderflow_client.logs import get_logger
 from orderflow_client.positions import PositionRegistry
-from orderflow_client.risk import ClientStats, RiskManagerClient
+from orderflow_client.risk import ACTIONS, SCOPES, ClientStats, RiskManagerClient
 from orderflow_client.wire import ExitRecommendation
 
 HELD_REFRESH_SECONDS = 1.0
@@ -79,7 +80,13 @@ async def run_stand_in_bot(
                 await asyncio.wait_for(stop.wait(), timeout=HELD_REFRESH_SECONDS)
 
     client = RiskManagerClient(
-        bus, name=name, held_symbols=lambda: held, signing_keys=signing_keys, max_age_seconds=max_age_seconds
+        bus,
+        name=name,
+        held_symbols=lambda: held,
+        signing_keys=signing_keys,
+        max_age_seconds=max_age_seconds,
+        scopes=SCOPES,  # every scope and action: the policy decides each (a watch is ignored, and recorded)
+        actions=ACTIONS,
     )
     log.info("order_flow.risk_manager_started", name=name, bus=bus.description, held=sorted(held))
     refresher = asyncio.ensure_future(refresh_held())

@@ -11,7 +11,7 @@ from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.decision_records import DecisionRecord, read_decisions
 from orderflow_client.decisions import record_decision
 from orderflow_client.exit_policy import ExitPolicy
-from orderflow_client.risk import RiskManagerClient
+from orderflow_client.risk import ACTIONS, SCOPES, RiskManagerClient
 from orderflow_client.timestamps import now_ns
 from orderflow_client.wire import ExitRecommendation, FeedStatus, MarketContext, decode, encode
 from services.detector.service import DetectorService
@@ -329,7 +329,7 @@ async def test_a_market_exit_reaches_each_held_position_it_names_once_with_its_m
                 record = DecisionRecord(action=decision.choice, reasons=(decision.reason,))
                 await record_decision(bus, "bot-1", decision.position_id, record)
 
-        client = RiskManagerClient(bus, name="bot-1", held_symbols=lambda: held)
+        client = RiskManagerClient(bus, name="bot-1", held_symbols=lambda: held, scopes=SCOPES, actions=ACTIONS)
         stop = asyncio.Event()
         task = asyncio.ensure_future(client.run(stop, on_exit=on_exit))
         await asyncio.sleep(0.3)
@@ -390,7 +390,7 @@ async def test_a_market_exit_whose_position_always_fails_parks_that_position_onl
             if item.symbol == "NVDA":
                 raise RuntimeError("account restricted")
 
-        client = RiskManagerClient(bus, name="bot-1", max_attempts=3)  # no held symbols: every position named
+        client = RiskManagerClient(bus, name="bot-1", max_attempts=3, scopes=SCOPES)  # no held symbols: every one
         stop = asyncio.Event()
         task = asyncio.ensure_future(client.run(stop, on_exit=on_exit, on_status=statuses.append))
         await asyncio.sleep(0.3)
@@ -409,6 +409,61 @@ async def test_a_market_exit_whose_position_always_fails_parks_that_position_onl
 
 
 @pytest.mark.redis
+async def test_a_default_client_gets_only_a_stocks_own_exit_and_an_opted_in_one_gets_every_scope_and_action(
+    redis_url, key_prefix
+):
+    """A bot written before scopes and actions (no opt-ins) gets AAPL's own exit only: AAPL's watch and SPY's market
+    exit are acknowledged, counted and never reach on_exit (its handler would sell). One opted into both scopes and
+    both actions gets all three, the market exit once per position it names (no held_symbols: every one)."""
+    config = OrderFlowConfig(detector_lease_seconds=0, key_prefix=key_prefix)
+    watch = msgspec.structs.replace(
+        recommendation(number=22), id="AAPL:exit:large_sellers:22", action="watch", expected_fall_bps=1.0, cost_bps=3.0
+    )
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        calls: dict[str, list[tuple[str, str, str, str]]] = {"old-bot": [], "policy-bot": []}
+        clients = {
+            "old-bot": RiskManagerClient(bus, name="old-bot"),
+            "policy-bot": RiskManagerClient(bus, name="policy-bot", scopes=("symbol", "market"), actions=ACTIONS),
+        }
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.ensure_future(
+                client.run(
+                    stop,
+                    on_exit=lambda item, name=name: calls[name].append((item.id, item.symbol, item.scope, item.action)),
+                )
+            )
+            for name, client in clients.items()
+        ]
+        await asyncio.sleep(0.3)
+        for item in (recommendation(number=21), watch, _market_selloff()):
+            await _publish(bus, config, item)  # channel and stream: each seen twice by each client
+        await wait_for_async(lambda: len(calls["policy-bot"]) == 5, timeout=10, what="the opted-in bot's five calls")
+        await wait_for_async(
+            lambda: clients["old-bot"].stats.not_delivered == 2, timeout=10, what="the old bot's two skipped"
+        )
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.gather(*tasks)
+        selloff = "SPY:exit:market_selloff:11"
+        assert calls["old-bot"] == [("AAPL:exit:large_sellers:21", "AAPL", "symbol", "exit")]
+        assert clients["old-bot"].stats.not_delivered == 2 and clients["old-bot"].stats.handled == 1
+        assert calls["policy-bot"] == [
+            ("AAPL:exit:large_sellers:21", "AAPL", "symbol", "exit"),
+            ("AAPL:exit:large_sellers:22", "AAPL", "symbol", "watch"),
+            (selloff, "AAPL", "market", "exit"),
+            (selloff, "MSFT", "market", "exit"),
+            (selloff, "NVDA", "market", "exit"),
+        ]
+        assert clients["policy-bot"].stats.not_delivered == 0 and clients["policy-bot"].stats.handled == 5
+        for name in clients:  # what was not delivered is acknowledged all the same
+            assert await bus.pending_count(bus.keys.exits, f"riskmanager-{name}") == 0
+        # never marked: a bot that opts in later would still see it as not handled
+        assert await bus.client.get(bus.keys.handled("old-bot", selloff)) is None
+        assert await bus.client.get(bus.keys.handled("policy-bot", selloff)) == b"done"
+
+
+@pytest.mark.redis
 async def test_a_position_in_hand_longer_than_the_lease_is_not_taken_over_by_another_process(redis_url, key_prefix):
     """Two processes of one bot (1 s leases) both receive a market exit naming AAPL, MSFT and NVDA; whichever takes
     it spends 3 s on AAPL (a broker call longer than the lease). Its leases are renewed while the call runs: the
@@ -424,7 +479,7 @@ async def test_a_position_in_hand_longer_than_the_lease_is_not_taken_over_by_ano
                 slowed.append(process)
                 await asyncio.sleep(3.0)
 
-        client = RiskManagerClient(bus, name="bot-1", lease_seconds=1)
+        client = RiskManagerClient(bus, name="bot-1", scopes=SCOPES, lease_seconds=1)
         await client.run(stop, on_exit=on_exit)
         return client
 

@@ -155,8 +155,9 @@ def test_a_threaded_bot_gets_a_market_exit_per_held_position_with_its_bid_and_re
 
     policy = ExitPolicy()
     with OrderFlowClient(
-        redis_url, name="threaded", callbacks="queue", key_prefix=key_prefix, held_symbols=lambda: {"AAPL"}
-    ) as orderflow:
+        redis_url, name="threaded", callbacks="queue", key_prefix=key_prefix, held_symbols=lambda: {"AAPL"},
+        scopes=("symbol", "market"),
+    ) as orderflow:  # fmt: skip
         bus = orderflow._connected()
         assert orderflow.bid_price("AAPL") is None  # nothing on its stream yet
         quote = Quote(
@@ -187,3 +188,45 @@ def test_a_threaded_bot_gets_a_market_exit_per_held_position_with_its_bid_and_re
         assert {key: (record.action, record.new_stop) for key, record in recorded.items()} == {
             "SPY:exit:market_selloff:3@AAPL": ("tighten_stop", 186_490_000_000)
         }
+
+
+def test_a_threaded_bot_gets_only_a_stocks_own_exit_unless_it_opts_into_watches_and_market_exits(redis_url, key_prefix):
+    """A handler written for stock exits (it sells what it is given): by default it gets AAPL's own exit only, not
+    AAPL's watch nor SPY's market exit naming AAPL (both acknowledged and counted); a bot opted into both scopes and
+    both actions gets the three, the market exit as AAPL's position (it holds AAPL only)."""
+    import msgspec
+
+    watch = msgspec.structs.replace(_recommendation(8), action="watch", expected_fall_bps=1.0, cost_bps=3.0)
+    selloff = msgspec.structs.replace(
+        _recommendation(9), id="SPY:exit:market_selloff:9", symbol="SPY", trigger="market_selloff",
+        scope="market", symbols=("AAPL", "NVDA"),
+    )  # fmt: skip
+    sold: dict[str, list[tuple[str, str]]] = {"default": [], "opted-in": []}
+    options: dict[str, dict] = {
+        "default": {},
+        "opted-in": {"scopes": ("symbol", "market"), "actions": ("exit", "watch")},
+    }
+    clients = [
+        OrderFlowClient(
+            redis_url, name=f"threaded-{name}", key_prefix=key_prefix, held_symbols=lambda: {"AAPL"},
+            on_exit=lambda item, name=name: sold[name].append((item.id, item.symbol)), **options[name],
+        ).start()
+        for name in sold
+    ]  # fmt: skip
+    try:
+        bus = clients[0]._connected()
+        for item in (_recommendation(7), watch, selloff):
+            clients[0]._call(bus.client.xadd(bus.keys.exits, {"exit": encode(item)}))
+        wait_for(lambda: len(sold["opted-in"]) == 3, timeout=10, what="the opted-in bot's three calls")
+        wait_for(lambda: clients[0].client.stats.not_delivered == 2, timeout=10, what="the default bot's two skipped")
+        time.sleep(0.3)
+        assert sold["default"] == [("AAPL:exit:large_sellers:7", "AAPL")]
+        assert sold["opted-in"] == [
+            ("AAPL:exit:large_sellers:7", "AAPL"),
+            ("AAPL:exit:large_sellers:8", "AAPL"),
+            ("SPY:exit:market_selloff:9", "AAPL"),
+        ]
+        assert clients[0].client.stats.handled == 1 and clients[1].client.stats.not_delivered == 0
+    finally:
+        for client in clients:
+            client.stop()
