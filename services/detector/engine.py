@@ -2,19 +2,18 @@
 
 ``Engine.process(event)`` returns what the event caused — alerts, exit recommendations, statuses, validation issues,
 expired alerts (see :mod:`services.detector.outputs`) — and does no I/O, so the live service, ``orderflow analyze``
-and tests run the very same code on the same events and get the same alert ids. Event time only: the engine never
-reads a clock.
+and tests run the very same code on the same events and get the same alert ids. Event time only, never a clock.
 
 Per event: session tagging; feed statuses (gaps and halts reset the windows); integrity (a bad event halts
 monitoring); a new day rebuilds the thresholds; a session change resets the windows; time-driven work (a complete
 aggressive order, persisted book appearances, alerts leaving the exit window); then the event moves the NBBO, the
-book, the resting orders, the tape orders and the volume windows. :class:`~services.detector.market_context.MarketWatch`
-(market settings) sees each event first (prices, index flow) and each alert last (context, sell-off, exit cost).
+book, the resting orders, the tape orders and the volume windows. :class:`~services.detector.market_watch.MarketWatch`
+sees each event past the integrity checks first (prices, index flow) and each alert last (context, exit cost).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Literal, cast
 
 from orderflow_client.wire import (
@@ -40,7 +39,7 @@ from services.detector.bursts import RedBursts
 from services.detector.day_recorder import DayRecorder
 from services.detector.exits import ExitRule
 from services.detector.integrity import Integrity, MarketData
-from services.detector.market_context import MarketWatch
+from services.detector.market_watch import MarketWatch
 from services.detector.orders import Iceberg, SellOrders
 from services.detector.outputs import ExpiredAlerts, Output
 from services.detector.profiles import DayStatistics, SymbolProfile
@@ -90,7 +89,7 @@ class SymbolEngine:
         self.session: TradingSession | Literal[""] = ""  # the session of the last usable event
         self.last_ts = 0  # the last usable event: its event time and receive time (ns), for :meth:`advance`
         self.last_recv = 0
-        self.emit_hook: Callable[[SymbolEngine, OrderFlowAlert, list[Output]], None] | None = None
+        self.market: MarketWatch | None = None  # market context: sees each usable event first, each alert last
 
     @property
     def thresholds(self) -> Thresholds:
@@ -120,6 +119,8 @@ class SymbolEngine:
                 self.reset_windows(ts)
             if not verdict.usable:
                 return outputs
+        if self.market is not None:
+            self.market.observe(event)
         self.last_ts, self.last_recv = ts, event.ts_recv
         lifecycle = self.lifecycle
         if ts >= lifecycle.day_end and self.settings.adaptive:  # only a valid event starts a new day
@@ -252,8 +253,8 @@ class SymbolEngine:
 
     # --- alerts ------------------------------------------------------------------
     def _emit(self, alert: OrderFlowAlert, outputs: list[Output]) -> None:
-        if self.emit_hook is not None:
-            return self.emit_hook(self, alert, outputs)
+        if self.market is not None:
+            return self.market.emit(self, alert, outputs)
         outputs.append(alert)
         recommendation = self.exits.on_alert(alert)
         if recommendation is not None:
@@ -318,10 +319,10 @@ class Engine:
         self.symbols: dict[str, SymbolEngine] = {}
         self.profiles: dict[str, SymbolProfile] = dict(profiles or {})
         self.profile_source = profile_source
-        market = settings.market
-        self.market = MarketWatch(market, self.conditions, self.sessions, self.symbols) if market else None
+        market, symbols = settings.market, self.symbols
+        self.market = MarketWatch(market, self.conditions, self.sessions, symbols, self.profiles) if market else None
 
-    def set_open_positions(self, symbols: Iterable[str]) -> None:  # named by a market-scope exit (sorted, no index)
+    def set_open_positions(self, symbols: Iterable[str]) -> None:  # named by a market-scope exit (sorted)
         if self.market is not None:
             self.market.set_open_positions(symbols)
 
@@ -353,8 +354,7 @@ class Engine:
                 profile.sessions if profile else (),
                 self.profile_source,
             )
-            if self.market is not None:
-                engine.emit_hook = self.market.emit
+            engine.market = self.market
         return engine
 
     def reset(self, symbol: str, ts: int) -> None:

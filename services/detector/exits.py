@@ -9,9 +9,11 @@
 * a ``critical`` red burst (ratio ≥ ``red_burst_threshold``) → one
   recommendation for that burst episode.
 
-An index's sell-off (:class:`SelloffRule`): its own exit rule firing (``a``) or its fall over the context window
-past the threshold (``b``) starts an episode, which ends once neither has held for a whole window; one
-market_selloff alert per episode, ``critical`` when both held or the fall is at least twice the threshold.
+An index's sell-off (:class:`SelloffRule`): its fall over the context window past the threshold (``b``), or its own
+exit rule firing (``a``) while it has fallen at least ``context_fall_bps`` over the window, starts an episode, which
+ends once neither has held for a whole window; one market_selloff alert per episode, ``critical`` when (a) fired
+within the window and (b) holds, or the fall is at least twice the threshold. A flat or rising index's exit rule
+starts nothing.
 
 Alerts leaving the window are reported so the service logs
 ``order_flow.alert_window_expired``. What a recommendation says (id, reasoning,
@@ -37,7 +39,7 @@ from shared.sessions import SessionClock
 
 if TYPE_CHECKING:
     from services.detector.engine import SymbolEngine
-    from services.detector.market_context import MarketWatch
+    from services.detector.market_watch import MarketWatch
     from services.detector.outputs import Output
 
 LARGE_SELLER_COUNT = 3
@@ -100,13 +102,16 @@ class SelloffRule:
         self.last_exit_rule = -1  # ns: when the index's exit rule last fired
         self.episode_start = 0
 
-    def observe(self, ts: int, *, exit_rule: bool, fall_bps: float, threshold_bps: float) -> SelloffStart | None:
+    def observe(
+        self, ts: int, *, exit_rule: bool, fall_bps: float, threshold_bps: float, context_fall_bps: float = 0.0
+    ) -> SelloffStart | None:
         """At ``ts``: whether the exit rule fired now, and the index's fall (bps, positive = down) against its
-        threshold (bps). A new episode when either holds and none was running."""
+        threshold (bps). A new episode when the fall reaches the threshold (b), or the exit rule fires while the
+        index has fallen at least ``context_fall_bps`` (a), and none was running."""
         if exit_rule:
             self.last_exit_rule = ts
         falling = fall_bps >= threshold_bps
-        if not (falling or exit_rule):
+        if not (falling or (exit_rule and fall_bps >= context_fall_bps)):
             return None
         running = self.last_true >= 0 and ts - self.last_true <= self.window_ns
         self.last_true = ts
@@ -127,20 +132,15 @@ class MarketSelloffs:
         self.settings = settings
         self.sessions = sessions
         self.rules: dict[str, SelloffRule] = {}
-        self._thresholds: dict[str, tuple[int, int, float, float]] = {}  # index → (day start, end, bps, σ window)
 
     def fall_threshold(self, watch: MarketWatch, engine: SymbolEngine, ts: int) -> tuple[float, float]:
         """The index's sell-off fall (bps) at ``ts`` and its σ over the window (bps; 0.0 without a history):
-        max(market_selloff_min_bps, market_selloff_sigmas × σ), fixed for the trading day."""
-        cached = self._thresholds.get(engine.symbol)
-        if cached is None or not cached[0] <= ts < cached[1]:
-            settings = self.settings
-            day, start, end, _open = self.sessions.day_of(ts)
-            window_minutes = settings.window_ns / NANOSECONDS_PER_SECOND / 60
-            sigma = watch.costs.profile_sigma(engine, day) * math.sqrt(window_minutes)
-            threshold = max(settings.selloff_min_bps, settings.selloff_sigmas * sigma)
-            cached = self._thresholds[engine.symbol] = (start, end, threshold, sigma)
-        return cached[2], cached[3]
+        max(market_selloff_min_bps, market_selloff_sigmas × σ), fixed for the trading day (unless a profile is
+        adopted during it: its sessions then give σ)."""
+        settings = self.settings
+        window_minutes = settings.window_ns / NANOSECONDS_PER_SECOND / 60
+        sigma = watch.costs.profile_sigma(engine, watch.day(ts)[0]) * math.sqrt(window_minutes)
+        return max(settings.selloff_min_bps, settings.selloff_sigmas * sigma), sigma
 
     def check(
         self,
@@ -160,7 +160,7 @@ class MarketSelloffs:
             changes = state.changes
             if state.last_ts != ts or not changes:
                 return
-            first = changes[0][1]
+            first = state.doubled_at(ts - window_ns)
             if (first - changes[-1][1]) * 10_000 < self.settings.selloff_min_bps * first:
                 return  # no fall of the minimum: the condition is false whatever the day's threshold
         covered = bool(state.changes) and 2 * state.covered_ns(ts) >= window_ns
@@ -171,7 +171,13 @@ class MarketSelloffs:
             rule = self.rules[symbol] = SelloffRule(window_ns)
         threshold, sigma = self.fall_threshold(watch, engine, ts)
         index_return = state.return_bps(ts) if covered else 0.0
-        start = rule.observe(ts, exit_rule=rule_exit is not None, fall_bps=-index_return, threshold_bps=threshold)
+        start = rule.observe(
+            ts,
+            exit_rule=rule_exit is not None,
+            fall_bps=-index_return,
+            threshold_bps=threshold,
+            context_fall_bps=self.settings.fall_bps,
+        )
         if start is None:
             return
         evidence: dict[str, EvidenceValue] = {
@@ -194,10 +200,10 @@ class MarketSelloffs:
             session=engine.session or self.sessions.session(ts),
             price=state.doubled_at(ts) // 2,
             sell_share=state.sell_share(ts),
-            sell_volume=state.sell_volume,
+            sell_volume=state.volumes(ts)[0],
             evidence=evidence,
             context=context,
         )
         outputs.append(alert)
         recommendation = market_selloff_exit(alert, watch.positions_of(symbol))
-        outputs.append(watch.costs.costed(engine, recommendation, context))
+        outputs.append(watch.costs.costed(engine, recommendation, context, watch.engines))

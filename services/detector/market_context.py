@@ -3,8 +3,10 @@
 Pure and in event time. Every event of a monitored symbol moves its :class:`PricePath` (the mid of its NBBO or
 book; its last aggressive trade price while it has no quote); every event of an index (``market_symbols``,
 ``sector_etfs``) moves its :class:`IndexState` (its path and the buy and sell volume of its classified prints).
-Nothing is computed per event beyond a deque append and the evictions it causes; a context is computed only when
-an alert is built, from the events with ``ts_event`` ≤ the alert's.
+Nothing is computed per event beyond deque appends, the evictions they cause and the minute's mid
+(:class:`MinuteMids`); a context is computed only when an alert is built, as of the alert: from the events with
+``ts_event`` ≤ the alert's, the paths keeping ``context_window_seconds`` + ``context_stale_seconds`` of history so
+an index read ahead of a stock's alert gives the same context as in event order.
 
 Prices are kept doubled (bid + ask, or 2 × the trade price), exact integers in nano-dollars, so a return is
 ``(doubled now − doubled at window start) × 1e4 / doubled at window start`` bps with no rounding before the
@@ -14,72 +16,94 @@ the window (overnight, a halt) starts the path afresh, so a return never spans i
 
 The label of an alert of ``stock`` at ``T`` (:func:`label_context`), ``fall`` = ``context_fall_bps``::
 
-    unknown         no index, the index's last event older than context_stale_seconds at T, or the index
-                    observed for less than half the window before T
+    unknown         no index, the index's last event at or before T older than context_stale_seconds, the index
+                    observed for less than half the window before T, or its monitoring halted (MarketWatch)
     stock_specific  index_return_bps > −fall
     mixed           index_return_bps ≤ −fall and stock_return − beta × index_return ≤ −fall
     market_wide     index_return_bps ≤ −fall otherwise
 
 The index's sell share is reported, not judged: a trades-only index's sides come from the tick test.
-:class:`MarketWatch` ties it to the engine: it keeps the paths and index states, puts the context on every alert,
-runs each index's sell-off rule (:class:`services.detector.exits.SelloffRule`) and the exit cost rule
-(:mod:`services.detector.exit_cost`) on every exit recommendation.
+:class:`services.detector.market_watch.MarketWatch` ties it to the engine: it keeps the paths and index states,
+puts the context on every alert, runs each index's sell-off rule (:class:`services.detector.exits.SelloffRule`)
+and the exit cost rule (:mod:`services.detector.exit_cost`) on every exit recommendation.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
-
-import msgspec
 
 from orderflow_client.timestamps import NANOSECONDS_PER_MILLISECOND, NANOSECONDS_PER_SECOND
-from orderflow_client.wire import (
-    BookUpdate,
-    ContextLabel,
-    MarketContext,
-    OrderFlowAlert,
-    Quote,
-    Trade,
-)
-from services.detector.exit_cost import ExitCosts, past_sessions
-from services.detector.exits import MarketSelloffs
-from services.detector.integrity import MarketData
-from services.detector.outputs import Output
-from services.detector.profiles import beta_to_index
-from services.detector.rule_settings import MarketSettings
-from shared.conditions import ConditionTable
-from shared.sessions import SessionClock
-
-if TYPE_CHECKING:
-    from services.detector.engine import SymbolEngine
+from orderflow_client.wire import ContextLabel, MarketContext
+from services.detector.day_recorder import MINUTE_NS, REGULAR_MINUTES
+from services.detector.profiles import DayStatistics
 
 BASIS_POINTS = 10_000
 
 
-class PricePath:
-    """One symbol's price over the last ``window_ns`` (ns) of event time, as exact doubled prices (nano-dollars).
+class MinuteMids:
+    """One symbol's price at the end of each minute of the regular session (nano-dollars, 0 before the first; at
+    most 390), the day in progress and the last ``keep_days`` finished ones (:class:`DayStatistics`, kept as
+    objects so a cache can tell them apart). What σ and beta need, recorded in any threshold mode."""
 
-    ``changes`` holds ``(ts, doubled price)`` at each change, the first one the price in force at the window's
-    start. ``first_ts`` is when the path (re)started; ``last_ts`` the last event that moved it. A sample: a quote
+    __slots__ = ("day", "keep_days", "mids", "open_ns", "past", "symbol")
+
+    def __init__(self, symbol: str, keep_days: int) -> None:
+        self.symbol = symbol
+        self.keep_days = keep_days
+        self.day = ""
+        self.open_ns = 0
+        self.mids: list[int] = []
+        self.past: dict[str, DayStatistics] = {}
+
+    def record(self, ts: int, price: int, day: str, open_ns: int) -> None:
+        """The price from ``ts`` (ns) on, on trading ``day`` whose regular session opens at ``open_ns``."""
+        if day != self.day:
+            if self.day and any(self.mids):
+                self.past[self.day] = DayStatistics(symbol=self.symbol, day=self.day, minute_mids=tuple(self.mids))
+                for old in sorted(self.past)[: -self.keep_days]:
+                    del self.past[old]
+            self.day, self.open_ns, self.mids = day, open_ns, []
+        minute = (ts - self.open_ns) // MINUTE_NS
+        if not 0 <= minute < REGULAR_MINUTES:
+            return
+        mids = self.mids
+        if len(mids) <= minute:
+            mids.extend([mids[-1] if mids else 0] * (minute + 1 - len(mids)))
+        mids[minute] = price
+
+    def session(self, day: str) -> DayStatistics | None:
+        """``day``'s minute mids so far (None: not recorded)."""
+        if day != self.day:
+            return None
+        return DayStatistics(symbol=self.symbol, day=day, minute_mids=tuple(self.mids))
+
+
+class PricePath:
+    """One symbol's price over the last ``keep_ns`` (ns) of event time (the window and the staleness limit: a
+    context can be asked as of a moment before the last event), as exact doubled prices (nano-dollars).
+
+    ``changes`` holds ``(ts, doubled price)`` at each change, the first one the price in force at ``last_ts −
+    keep_ns``. ``first_ts`` is when the path (re)started; ``last_ts`` the last event that moved it. A sample: a quote
     500.00 × 500.02 at ts 1 gives ``changes == deque([(1, 1_000_020_000_000)])``.
     """
 
-    __slots__ = ("changes", "first_ts", "last_ts", "quoted", "window_ns")
+    __slots__ = ("changes", "first_ts", "keep_ns", "last_ts", "minutes", "quoted", "window_ns")
     is_index = False
 
-    def __init__(self, window_ns: int) -> None:
+    def __init__(self, window_ns: int, keep_ns: int = 0, minutes: MinuteMids | None = None) -> None:
         self.window_ns = window_ns
+        self.keep_ns = max(keep_ns, window_ns)
         self.changes: deque[tuple[int, int]] = deque()
         self.first_ts = 0
         self.last_ts = 0
         self.quoted = False  # a quote or book was seen: trades no longer move the price
+        self.minutes = minutes
 
-    def update(self, ts: int, doubled: int) -> None:
-        """The price (doubled, nano-dollars) from ``ts`` (ns) on; an event older than the last is ignored."""
+    def update(self, ts: int, doubled: int) -> bool:
+        """The price (doubled, nano-dollars) from ``ts`` (ns) on; an event older than the last is ignored (False)."""
         if ts < self.last_ts:
-            return
+            return False
         changes = self.changes
         if ts - self.last_ts > self.window_ns or not changes:
             changes.clear()  # a pause longer than the window: the path starts again
@@ -87,34 +111,35 @@ class PricePath:
         self.last_ts = ts
         if not changes or changes[-1][1] != doubled:
             changes.append((ts, doubled))
-        start = ts - self.window_ns  # evicted at every update: the first change is the price at the window's start
+        start = ts - self.keep_ns  # evicted at every update: the first change is the price in force at the start
         while len(changes) > 1 and changes[1][0] <= start:
             changes.popleft()
+        return True
 
-    def on_quote(self, ts: int, bid: int, ask: int) -> None:
+    def on_quote(self, ts: int, bid: int, ask: int) -> bool:
         if 0 < bid <= ask:
             self.quoted = True
-            self.update(ts, bid + ask)
+            return self.update(ts, bid + ask)
+        return False
 
-    def on_trade(self, ts: int, price: int) -> None:
+    def on_trade(self, ts: int, price: int) -> bool:
         if price > 0 and not self.quoted:
-            self.update(ts, 2 * price)
+            return self.update(ts, 2 * price)
+        return False
 
     def doubled_at(self, ts: int) -> int:
         """The doubled price in force at ``ts`` (the path's first when it began later; 0 for an empty path)."""
         changes = self.changes
-        if changes and ts >= changes[-1][0]:
+        if not changes:
+            return 0
+        if ts >= changes[-1][0]:
             return changes[-1][1]
-        price = 0
-        for change_ts, doubled in self.changes:
-            if change_ts > ts and price:
-                break
-            price = doubled
-        return price
+        position = bisect_right(changes, ts, key=_first)
+        return changes[max(0, position - 1)][1]
 
     def return_bps(self, ts: int) -> float:
-        """The return (bps) over the window ending at ``ts``; 0.0 for an empty path."""
-        if not self.changes:
+        """The return (bps) over the window ending at ``ts``; 0.0 for an empty path or one begun after ``ts``."""
+        if not self.changes or ts < self.first_ts:
             return 0.0
         start = self.doubled_at(ts - self.window_ns)
         now = self.doubled_at(ts)
@@ -127,49 +152,74 @@ class PricePath:
         return max(0, min(self.window_ns, ts - self.first_ts))
 
 
-class IndexState(PricePath):
-    """An index's :class:`PricePath` and the classified volume of its prints in the window: ``prints`` holds
-    ``(ts, shares, is_sell)``, ``buy_volume``/``sell_volume`` their running sums (shares)."""
+def _first(entry: tuple[int, ...]) -> int:
+    return entry[0]
 
-    __slots__ = ("buy_volume", "prints", "sell_volume")
+
+class IndexState(PricePath):
+    """An index's :class:`PricePath`, the time of each of its events (``times``) and its classified prints
+    (``prints``: ``(ts, shares, is_sell)``) over the last ``keep_ns``; a window's volumes are summed as of the
+    moment asked about (prints after it not counted, whatever arrived since)."""
+
+    __slots__ = ("last_print_ts", "prints", "times")
     is_index = True
 
-    def __init__(self, window_ns: int) -> None:
-        super().__init__(window_ns)
+    def __init__(self, window_ns: int, keep_ns: int = 0, minutes: MinuteMids | None = None) -> None:
+        super().__init__(window_ns, keep_ns, minutes)
         self.prints: deque[tuple[int, int, bool]] = deque()
-        self.buy_volume = 0
-        self.sell_volume = 0
+        self.times: deque[int] = deque()
+        self.last_print_ts = 0
+
+    def update(self, ts: int, doubled: int) -> bool:
+        if not super().update(ts, doubled):
+            return False
+        times = self.times
+        times.append(ts)
+        start = ts - self.keep_ns
+        while times[0] < start:
+            times.popleft()
+        return True
+
+    def last_event_at(self, ts: int) -> int:
+        """The time (ns) of the last event at or before ``ts`` (0: none kept)."""
+        times = self.times
+        if not times:
+            return 0
+        if ts >= times[-1]:
+            return times[-1]
+        position = bisect_right(times, ts)
+        return times[position - 1] if position else 0
 
     def on_print(self, ts: int, size: int, side: str) -> None:
-        """A classified aggressive print (``side`` "buy" or "sell"; "unknown" is not counted)."""
-        if side == "unknown" or ts < self.last_ts:
+        """A classified aggressive print (``side`` "buy" or "sell"; "unknown" is not counted); one older than the
+        last print is ignored."""
+        if side == "unknown" or ts < self.last_print_ts:
             return
+        self.last_print_ts = ts
         prints = self.prints
-        if side == "sell":
-            self.sell_volume += size
-            prints.append((ts, size, True))
-        else:
-            self.buy_volume += size
-            prints.append((ts, size, False))
-        start = ts - self.window_ns
+        prints.append((ts, size, side == "sell"))
+        start = ts - self.keep_ns
         while prints[0][0] <= start:
-            _ts, shares, sold = prints.popleft()
+            prints.popleft()
+
+    def volumes(self, ts: int) -> tuple[int, int]:
+        """``(sell, buy)`` shares of the classified prints in the window ending at ``ts``."""
+        sell = buy = 0
+        start = ts - self.window_ns
+        for print_ts, shares, sold in reversed(self.prints):
+            if print_ts <= start:
+                break
+            if print_ts > ts:
+                continue
             if sold:
-                self.sell_volume -= shares
+                sell += shares
             else:
-                self.buy_volume -= shares
+                buy += shares
+        return sell, buy
 
     def sell_share(self, ts: int) -> float:
         """Sell volume over classified volume in the window ending at ``ts`` (0..1; 0.0 with none)."""
-        sell, buy = self.sell_volume, self.buy_volume
-        start = ts - self.window_ns
-        for print_ts, shares, sold in self.prints:  # prints already out of the window at ts (not evicted yet)
-            if print_ts > start:
-                break
-            if sold:
-                sell -= shares
-            else:
-                buy -= shares
+        sell, buy = self.volumes(ts)
         total = sell + buy
         return sell / total if total else 0.0
 
@@ -188,7 +238,10 @@ def label_context(
     if state is None or not state.changes:
         reason = f"no data of the index {index}" if index else "no index configured"
         return MarketContext(label="unknown", index=index, reason=reason + ": the market's part cannot be told.")
-    age_ns = max(0, ts - state.last_ts)
+    last_event = state.last_event_at(ts) if isinstance(state, IndexState) else min(state.last_ts, ts)
+    if not last_event:
+        return MarketContext(label="unknown", index=index, reason=f"no data of the index {index} before the alert.")
+    age_ns = max(0, ts - last_event)
     window_seconds = state.window_ns // NANOSECONDS_PER_SECOND
     index_return = state.return_bps(ts)
     sell_share = state.sell_share(ts)
@@ -237,147 +290,3 @@ def label_context(
         index_age_ms=round(age_ns / NANOSECONDS_PER_MILLISECOND, 3),
         reason=reason,
     )
-
-
-class MarketWatch:
-    """The market beside every symbol of an :class:`~services.detector.engine.Engine` (``engines``: its
-    symbols). ``positions`` are the open positions a market-scope exit names (sorted, no index)."""
-
-    def __init__(
-        self,
-        settings: MarketSettings,
-        conditions: ConditionTable,
-        sessions: SessionClock,
-        engines: dict[str, SymbolEngine],
-    ) -> None:
-        self.settings = settings
-        self.conditions = conditions
-        self.sessions = sessions
-        self.engines = engines
-        self.indexes = settings.indexes
-        self.context_on = bool(self.indexes)  # no index configured: alerts carry no context (None)
-        self.states: dict[str, IndexState] = {}
-        self.paths: dict[str, PricePath] = {}  # every symbol's, the indexes' states too
-        self.positions: tuple[str, ...] = ()
-        self.costs = ExitCosts(settings, sessions)
-        self.selloffs = MarketSelloffs(settings, sessions)
-        self._betas: dict[tuple[str, str, str], float] = {}  # (symbol, index, day) → beta, 0.0 unknown
-
-    def set_open_positions(self, symbols: Iterable[str]) -> None:
-        self.positions = tuple(sorted({symbol for symbol in symbols if symbol not in self.indexes}))
-
-    def observe(self, event: MarketData) -> None:
-        """Move the symbol's path (and an index's flow) with ``event``; no rules, no outputs."""
-        path = self.paths.get(event.symbol)
-        if path is None:
-            path = self._new_path(event.symbol)
-            if path is None:
-                return
-        kind = type(event)
-        if kind is Quote:
-            quote: Quote = event  # type: ignore[assignment]
-            path.on_quote(quote.ts_event, quote.bid_price, quote.ask_price)
-        elif kind is Trade:
-            trade: Trade = event  # type: ignore[assignment]
-            if (path.is_index or not path.quoted) and self.conditions.classify(
-                trade.conditions, trade.correction
-            ).aggressive:
-                path.on_trade(trade.ts_event, trade.price)
-                if path.is_index:
-                    path.on_print(trade.ts_event, trade.size, trade.side)  # type: ignore[attr-defined]
-        elif kind is BookUpdate:
-            book: BookUpdate = event  # type: ignore[assignment]
-            if book.bids and book.asks:
-                path.on_quote(book.ts_event, book.bids[0][0], book.asks[0][0])
-
-    def _new_path(self, symbol: str) -> PricePath | None:
-        """A new symbol's path: an index's state, a stock's path (None: no index configured, no context)."""
-        if symbol in self.indexes:
-            state = self.paths[symbol] = self.states[symbol] = IndexState(self.settings.window_ns)
-            return state
-        if not self.context_on:
-            return None
-        path = self.paths[symbol] = PricePath(self.settings.window_ns)
-        return path
-
-    def process(self, engine: SymbolEngine, event: MarketData) -> list[Output]:
-        """``event`` through the market state, then ``engine``'s rules; an index's event checks its fall."""
-        self.observe(event)
-        outputs = engine.process(event)
-        if event.symbol in self.states:
-            self.selloffs.check(self, engine, event.ts_event, event.ts_recv, None, outputs)
-        return outputs
-
-    # --- alerts and exits ----------------------------------------------------------
-    def emit(self, engine: SymbolEngine, alert: OrderFlowAlert, outputs: list[Output]) -> None:
-        """``engine``'s alert with its context; its exit rule's recommendation with its cost (a stock) or as the
-        trigger of a sell-off (an index: the index's own symbol-scope exits become the market-scope one)."""
-        symbol = engine.symbol
-        if self.context_on:
-            alert = msgspec.structs.replace(alert, context=self.context(symbol, alert.ts_event))
-        outputs.append(alert)
-        recommendation = engine.exits.on_alert(alert)
-        if recommendation is None:
-            return
-        if symbol in self.indexes:
-            self.selloffs.check(self, engine, alert.ts_event, alert.ts_recv, recommendation, outputs)
-        else:
-            outputs.append(self.costs.costed(engine, recommendation, alert.context))
-
-    def positions_of(self, index: str) -> tuple[str, ...]:
-        """The open positions a market-scope exit of ``index`` names: all for a market symbol, else those whose
-        index it is (a sector ETF)."""
-        if index in self.settings.market_symbols:
-            return self.positions
-        return tuple(position for position in self.positions if self.index_of(position) == index)
-
-    def index_of(self, symbol: str) -> str:
-        """``symbol``'s index: its sector ETF when that has data, else the first market symbol."""
-        etf = self.settings.sector_etf(symbol)
-        if etf and etf in self.states:
-            return etf
-        return self.settings.market_symbols[0] if self.settings.market_symbols else etf
-
-    def context(self, symbol: str, ts: int) -> MarketContext:
-        """The context of an alert of ``symbol`` at ``ts`` (ns); an index's own: ``market_wide``."""
-        settings = self.settings
-        if symbol in self.indexes:  # the index's own alert: its selling is the market's
-            state = self.states.get(symbol)
-            own = label_context(
-                index=symbol,
-                state=state,
-                stock=state,
-                ts=ts,
-                beta=1.0,
-                fall_bps=settings.fall_bps,
-                stale_ns=settings.stale_ns,
-            )
-            reason = f"{symbol} is an index: its selling is the market's ({own.index_return_bps:+.1f} bps in "
-            return msgspec.structs.replace(own, label="market_wide", reason=f"{reason}{own.window_seconds} s).")
-        index = self.index_of(symbol)
-        return label_context(
-            index=index,
-            state=self.states.get(index),
-            stock=self.paths.get(symbol),
-            ts=ts,
-            beta=self.beta(symbol, index, ts),
-            fall_bps=settings.fall_bps,
-            stale_ns=settings.stale_ns,
-        )
-
-    def beta(self, symbol: str, index: str, ts: int) -> float:
-        """``symbol``'s beta to ``index`` from both histories' sessions before ``ts``'s day (1.0 when unknown)."""
-        day = self.sessions.day_of(ts)[0]
-        key = (symbol, index, day)
-        beta = self._betas.get(key)
-        if beta is None:
-            stock, market = self.engines.get(symbol), self.engines.get(index)
-            beta = 0.0
-            if stock is not None and market is not None:
-                days = self.settings.profile_days
-                beta = beta_to_index(
-                    past_sessions(stock.lifecycle.history.values(), day, days),
-                    past_sessions(market.lifecycle.history.values(), day, days),
-                )
-            self._betas[key] = beta
-        return beta or 1.0

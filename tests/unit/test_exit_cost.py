@@ -129,3 +129,66 @@ def test_a_profile_stored_before_minute_mids_still_decodes():
     old = decode_profile(json.dumps(stored))
     assert isinstance(old, SymbolProfile) and old.minute_sigma_bps == 0.0 and old.beta == 0.0
     assert old.sessions[0].minute_mids == () and old.sigma_bps(300) == 0.0
+
+
+def test_no_expected_fall_means_watch_unless_the_cost_rule_is_off():
+    zero = {"horizon_seconds": 300, "expected_fall_sigmas": 0.0}
+    assert decide(4.0, "profile", 2.0, cost_multiple=1.0, **zero) == (0.0, 2.0, "watch", "profile", 4.0)
+    assert decide(4.0, "profile", 2.0, cost_multiple=0.0, **zero).action == "exit"
+    assert decide(4.0, "profile", 0.0, cost_multiple=1.0, **zero).action == "exit"  # cost unknown: 0 ≥ 0
+
+
+def alternating_session(multiple: float) -> ExitRecommendation:
+    """X, absolute mode and no profile, quoted 31 minutes from the open with mids alternating $50.005 and $50.055
+    each minute, then three 10,000-share sells at the bid: its large-sellers exit."""
+    config = OrderFlowConfig(threshold_mode="absolute", exit_cost_multiple=multiple, market_symbols=())
+    engine = Engine(RuleSettings.from_config(config))
+    feed = Feed()
+    bids = [BID + (m % 2) * 5 * D // 100 for m in range(31)]
+    events = [feed.quote(OPEN + m * 60 * S + 30 * S, bid, bid + D // 100) for m, bid in enumerate(bids)]
+    at = OPEN + 31 * 60 * S
+    events += [feed.quote(at, BID), *(feed.trade(at + i * 10 * S, BID, 10_000) for i in range(1, 4))]
+    outputs = [output for event in events for output in engine.process(event)]
+    (found,) = [o for o in outputs if isinstance(o, ExitRecommendation)]
+    return found
+
+
+def test_absolute_mode_takes_sigma_from_the_session_so_far():
+    mids = [(2 * BID + D // 100 + (m % 2) * 10 * D // 100) // 2 for m in range(31)] + [(2 * BID + D // 100) // 2]
+    sigma = statistics.stdev(_returns(mids))
+    exited = alternating_session(1.0)
+    assert exited.evidence["sigma_source"] == "session"
+    assert exited.evidence["minute_sigma_bps"] == round(sigma, 4)
+    assert (exited.action, exited.expected_fall_bps) == ("exit", round(0.5 * sigma * math.sqrt(5), 4))
+    assert alternating_session(20.0).action == "watch"  # 20 × 0.9999 bps > 11.2 bps
+
+
+def test_a_market_exit_costs_the_mean_half_spread_of_the_positions_quoted():
+    config = OrderFlowConfig(threshold_mode="absolute")
+    engine = Engine(RuleSettings.from_config(config))
+    engine.set_open_positions(["AIG", "BAC", "C"])
+    aig, bac, spy = Feed("AIG"), Feed("BAC"), Feed("SPY")
+    events = [
+        aig.quote(T0 - 400 * S, 49_990_000_000, 50_010_000_000),
+        bac.quote(T0 - 400 * S, 9_990_000_000, 10_010_000_000),
+    ]
+    price = 170 * D
+    events += [spy.trade(ts, price, 100, side="buy") for ts in range(T0 - 300 * S, T0, 10 * S)]
+    events += [spy.trade(T0, price - price * 35 // 10_000, 100)]
+    outputs = [output for event in sorted(events, key=lambda e: e.ts_event) for output in engine.process(event)]
+    (market,) = [o for o in outputs if isinstance(o, ExitRecommendation)]
+    assert market.scope == "market" and market.symbols == ("AIG", "BAC", "C")
+    assert market.evidence["cost_bps:AIG"] == 2.0 and market.evidence["cost_bps:BAC"] == 10.0
+    assert "cost_bps:C" not in market.evidence  # C has no quote in this detector: not counted
+    assert market.cost_bps == 6.0 and market.action == "exit"
+
+
+def test_an_adopted_profile_recomputes_the_cached_sigma():
+    engine = Engine(RuleSettings.from_config(OrderFlowConfig(threshold_mode="absolute")))
+    engine.process(Feed().quote(T0))
+    symbol_engine, watch = engine.symbols["X"], engine.market
+    assert watch is not None and watch.costs.profile_sigma(symbol_engine, "2026-11-24") == 0.0
+    profile = build_profile("X", [alternating_day("2026-11-23")], source="files", built_utc="", profile_days=5)
+    symbol_engine.lifecycle.adopt_profile(profile, T0 + S, [])
+    expected = statistics.stdev(_returns(alternating_day("d").minute_mids))
+    assert math.isclose(watch.costs.profile_sigma(symbol_engine, "2026-11-24"), expected)

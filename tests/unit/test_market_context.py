@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,7 +17,7 @@ from services.detector.profiles import DayStatistics, build_profile
 from services.detector.rule_settings import RuleSettings
 from services.ingest.normalise import Normaliser
 from shared.config import OrderFlowConfig
-from tests.support.events import BID, T0, D, Feed, S
+from tests.support.events import BID, OPEN, T0, D, Feed, S
 
 SPY_PRICE = 170 * D
 
@@ -177,7 +178,7 @@ def falling_index(fall_bps: int, at: int, start: int) -> list[Trade]:
 
 def test_an_index_falling_past_the_minimum_raises_one_market_selloff_naming_every_position():
     watch = engine()
-    watch.set_open_positions(["BAC", "SPY", "AIG"])
+    watch.set_open_positions(["BAC", "AIG"])
     events = falling_index(35, T0, T0 - 300 * S)
     feed = Feed("SPY")
     events += [feed.trade(T0 + i * S, SPY_PRICE - SPY_PRICE * 40 // 10_000, 100, side="sell") for i in (5, 50)]
@@ -214,28 +215,88 @@ def test_a_new_episode_needs_a_whole_window_without_the_condition_and_a_double_f
     assert found == [(f"SPY:market_selloff:{T0}", "warning"), (f"SPY:market_selloff:{second_at}", "critical")]
 
 
-def test_the_index_exit_rule_raises_a_market_selloff_instead_of_its_own_exit():
+def index_sellers(fall_bps: int) -> list:
+    """SPY quoted flat for 270 s, then (``fall_bps`` lower, both sides) three 10,000-share sells at the bid 10 s
+    apart from T0: its own exit rule (three large sellers)."""
     feed = Feed("SPY")
     events = [feed.quote(T0 - 300 * S, SPY_PRICE, SPY_PRICE + D // 100)]
     events += [feed.trade(T0 - 300 * S + i * 10 * S, SPY_PRICE + D // 100, 100, side="buy") for i in range(1, 28)]
-    sellers = [feed.trade(T0 + i * 10 * S, SPY_PRICE, 10_000) for i in range(3)]
+    low = SPY_PRICE - SPY_PRICE * fall_bps // 10_000
+    events += [feed.quote(T0 - S, low, low + D // 100)]
+    return [*events, *(feed.trade(T0 + i * 10 * S, low, 10_000) for i in range(3))]
+
+
+def test_the_index_exit_rule_on_a_flat_index_raises_no_market_selloff():
     watch = engine()
     watch.set_open_positions(["AIG"])
-    outputs = run(watch, [*events, *sellers])
+    outputs = run(watch, index_sellers(0))
+    found = alerts(outputs)
+    assert [alert.alert_type for alert in found] == ["large_seller"] * 3  # the index's own alerts still out
+    assert all(alert.context.label == "market_wide" and alert.context.index == "SPY" for alert in found)
+    assert exits(outputs) == []  # SPY not held: its own exit is not published; no sell-off: no market exit
+
+
+def test_the_index_exit_rule_on_an_index_down_past_the_context_fall_raises_a_warning_market_selloff():
+    watch = engine()
+    watch.set_open_positions(["AIG"])
+    outputs = run(watch, index_sellers(12))
     found = alerts(outputs)
     assert [alert.alert_type for alert in found] == ["large_seller"] * 3 + ["market_selloff"]
-    assert all(alert.context.label == "market_wide" and alert.context.index == "SPY" for alert in found)
     selloff = found[-1]
     assert selloff.id == f"SPY:market_selloff:{T0 + 20 * S}" and selloff.severity == "warning"
     assert selloff.evidence["exit_rule"] is True and selloff.evidence["fall"] is False
+    assert -13 < selloff.evidence["index_return_bps"] <= -10
     assert selloff.evidence["index_exit"] == f"SPY:exit:large_sellers:{found[2].id}"
-    (recommendation,) = exits(outputs)  # the index's own large_sellers exit is replaced by the market's
+    (recommendation,) = exits(outputs)
     assert (recommendation.trigger, recommendation.scope, recommendation.symbols) == (
         "market_selloff",
         "market",
         ("AIG",),
     )
-    assert recommendation.cost_bps == round(D // 100 * 10_000 / (2 * SPY_PRICE + D // 100), 4)
+    assert recommendation.cost_bps == 0.0  # AIG has no quote here: its cost is not known
+
+
+def test_an_index_held_as_a_position_gets_its_own_exit_and_is_named_by_the_market_exit():
+    watch = engine()
+    watch.set_open_positions(["SPY", "AIG"])
+    outputs = run(watch, index_sellers(12))
+    own, market = exits(outputs)
+    sellers = [alert for alert in alerts(outputs) if alert.alert_type == "large_seller"]
+    assert (own.id, own.scope, own.trigger) == (f"SPY:exit:large_sellers:{sellers[2].id}", "symbol", "large_sellers")
+    assert own.cost_bps == round(D // 100 * 10_000 / (2 * (SPY_PRICE - SPY_PRICE * 12 // 10_000) + D // 100), 4)
+    assert (market.scope, market.symbols) == ("market", ("AIG", "SPY"))
+
+
+def test_a_halted_index_raises_no_selloff_and_gives_unknown_context():
+    feed = Feed("SPY")
+    flat = [feed.trade(ts, SPY_PRICE, 100, side="buy") for ts in range(T0 - 300 * S, T0 - 10 * S, 10 * S)]
+    late = feed.trade(T0 - 10 * S, SPY_PRICE, 100, side="buy", arrival=T0 + 60 * S)
+    low = SPY_PRICE - SPY_PRICE * 40 // 10_000
+    falling = [feed.trade(T0 + i * S, low, 100) for i in range(5)]
+    stock, _ = stock_with_alert("X", 20)
+    outputs = run(engine(), [*flat, late, *falling, *stock])
+    statuses = [o for o in outputs if getattr(o, "state", "") == "monitoring_halted"]
+    assert [status.symbols for status in statuses] == [("SPY",)]
+    assert [alert.alert_type for alert in alerts(outputs)] == ["large_seller"]  # no market_selloff
+    context = context_of(outputs)
+    assert context.label == "unknown" and "monitoring of SPY is halted" in context.reason
+
+
+def test_an_index_fed_ahead_of_the_alert_gives_the_context_as_of_the_alert():
+    stock, _ = stock_with_alert("X", 20)
+    feed = Feed("SPY")
+    index = [feed.trade(ts, SPY_PRICE, 100, side="buy") for ts in range(T0 - 400 * S, T0 - 5 * S, 7 * S)]
+    low = SPY_PRICE - SPY_PRICE * 20 // 10_000
+    index += [feed.trade(T0 - 5 * S, low, 300, side="sell")]
+    after = [feed.trade(T0 + i * S, SPY_PRICE + i * D // 100, 50_000, side="buy") for i in range(2, 62)]
+    in_order = context_of(run(engine(), [*index, *after, *stock]))
+    ahead = engine()
+    for event in [*index, *after]:  # the index read up to 60 s past the stock's alert before the stock's batch
+        ahead.observe_index(event)
+    assert context_of(run(ahead, stock)) == in_order
+    assert in_order.label == "mixed" and in_order.index_return_bps == -20.0 and in_order.index_age_ms == 6000.0
+    sold = 300 / (300 + 100 * len([t for t in index if t.ts_event > T0 + S - 300 * S and t.side == "buy"]))
+    assert in_order.index_sell_share == round(sold, 4)
 
 
 def test_the_exit_rule_and_the_fall_together_are_critical_and_a_fall_inside_an_episode_raises_nothing():
@@ -270,7 +331,7 @@ def test_observe_index_moves_the_context_without_rules_and_is_index_names_the_in
     assert context_of(run(watcher, stock)).label == "market_wide"
     assert [watcher.is_index(s) for s in ("SPY", "XLF", "X")] == [True, True, False]
     watcher.set_open_positions(["X", "SPY", "AIG", "X"])
-    assert watcher.market.positions == ("AIG", "X")
+    assert watcher.market.positions == ("AIG", "SPY", "X")  # an index held is a position too
 
 
 def test_beta_comes_from_both_histories_before_the_day():
@@ -294,3 +355,62 @@ def test_beta_comes_from_both_histories_before_the_day():
     context = context_of(run(beta_engine, [*index_path("SPY", T0 - 300 * S, 20), *stock]))
     assert round(context.beta, 3) == 2.0 and round(context.expected_return_bps, 1) == -40.0
     assert context.label == "market_wide" and abs(context.relative_return_bps - (stock_return + 40.0)) < 0.01
+
+
+def day_before_with_beta_two() -> tuple[list, list]:
+    """The regular session before T0's day, 40 minutes: SPY traded once a minute, X quoted once a minute moving
+    exactly twice SPY's one-minute return (a beta of 2)."""
+    open_before = OPEN - 86_400 * S
+    index_mids = [170 * D + (m % 3) * D // 10 for m in range(40)]
+    stock_mids = [50 * D]
+    for before, after in itertools.pairwise(index_mids):
+        stock_mids.append(round(stock_mids[-1] * (1 + 2 * (after - before) / before)))
+    spy, stock = Feed("SPY"), Feed("X")
+    minute = [open_before + m * 60 * S + 30 * S for m in range(40)]
+    index = [spy.trade(ts, mid, 100, side="buy") for ts, mid in zip(minute, index_mids, strict=True)]
+    quotes = [stock.quote(ts, mid - D // 100, mid + D // 100) for ts, mid in zip(minute, stock_mids, strict=True)]
+    return index, quotes
+
+
+def test_a_tailing_detector_and_the_owner_give_the_same_beta_and_label():
+    index_before, stock_before = day_before_with_beta_two()
+    stock, _ = stock_with_alert("X", 12)  # −24 bps against SPY's −20 × beta 2 = −40: market_wide
+    index_today = index_path("SPY", T0 - 300 * S, 20)
+    owner = context_of(run(engine(), [*index_before, *stock_before, *index_today, *stock]))
+    tailing = engine()
+    index_events, stock_events = (
+        sorted([*index_before, *index_today], key=lambda e: e.ts_event),
+        [*stock_before, *stock],
+    )
+    outputs = []
+    for event in sorted([*index_events, *stock_events], key=lambda e: e.ts_event):
+        if event.symbol == "SPY":
+            tailing.observe_index(event)
+        else:
+            outputs.extend(tailing.process(event))
+    assert "SPY" not in tailing.symbols
+    follower = context_of(outputs)
+    assert round(owner.beta, 3) == 2.0 and (owner.label, owner.expected_return_bps) == ("market_wide", -40.0)
+    assert follower == owner
+
+
+def test_a_stored_profile_beta_to_the_index_is_used():
+    stock, _ = stock_with_alert("X", 12)
+    profile = build_profile(
+        "X", [DayStatistics(symbol="X", day="2026-11-23")], source="files", built_utc="", profile_days=5
+    )
+    profiles = {"X": msgspec.structs.replace(profile, beta=1.5, beta_index="SPY")}
+    stored = Engine(RuleSettings.from_config(OrderFlowConfig(threshold_mode="absolute")), profiles=profiles)
+    context = context_of(run(stored, [*index_path("SPY", T0 - 300 * S, 20), *stock]))
+    assert context.beta == 1.5 and context.expected_return_bps == -30.0
+
+
+def test_a_print_older_than_the_last_quote_still_counts_and_volumes_are_as_of_the_moment():
+    state = IndexState(10 * S, 20 * S)
+    state.on_quote(10 * S, SPY_PRICE, SPY_PRICE + D // 100)
+    state.on_print(5 * S, 300, "sell")  # a print reported after a later quote: its own clock, still counted
+    state.on_print(12 * S, 100, "buy")
+    state.on_print(11 * S, 50, "sell")  # older than the last print: ignored
+    assert state.volumes(11 * S) == (300, 0) and state.volumes(12 * S) == (300, 100)
+    assert state.volumes(16 * S) == (0, 100)  # the 5 s print left the 10 s window
+    assert state.last_event_at(9 * S) == 0 and state.last_event_at(11 * S) == 10 * S
