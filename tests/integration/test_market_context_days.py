@@ -60,8 +60,12 @@ def test_every_alert_has_a_context_and_some_know_the_market(runs):
     assert summary["alerts_by_context"] == dict(sorted(labels.items()))
     exits = lines(with_spy, "exits")
     assert all(e["context"] is not None and e["action"] in ("exit", "watch") for e in exits)
-    for market_exit in (e for e in exits if e["scope"] == "market"):
-        assert market_exit["symbols"] == ["AIG", "BAC"] and market_exit["trigger"] == "market_selloff"
+    for market_exit in (e for e in exits if e["scope"] == "market"):  # analyze names every symbol of the input
+        assert market_exit["symbols"] in (["AIG", "BAC"], ["AIG", "BAC", "SPY"])
+        assert market_exit["trigger"] == "market_selloff"
+    for selloff in selloffs:  # an episode starts only on a falling index
+        assert selloff["evidence"]["index_return_bps"] <= -10.0
+    print("exits by symbol, scope and action:", Counter((e["symbol"], e["scope"], e["action"]) for e in exits))
 
 
 def test_the_stocks_ids_do_not_depend_on_the_index(runs):
