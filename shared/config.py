@@ -350,14 +350,14 @@ class OrderFlowConfig(BaseSettings):
         "stale, and the calibration worker rebuilds it from REST history.",
     )
     calibration_fetch_seconds: float = Field(
-        60.0,
+        180.0,
         ge=1.0,
         le=3600.0,
         description="adaptive, live: the calibration worker stops fetching one symbol's REST history after this long "
         "and builds its profile from what it has.",
     )
     calibration_fetch_requests: int = Field(
-        200,
+        300,
         ge=1,
         le=100_000,
         description="adaptive, live: at most this many REST requests for one symbol's calibration.",
@@ -424,11 +424,12 @@ class OrderFlowConfig(BaseSettings):
         "exit horizon (the backtest measures the ratio; docs/results.md).",
     )
     exit_cost_multiple: float = Field(
-        1.0,
+        2.0,
         ge=0.0,
         le=20.0,
         description="The default policy says exit only when the expected fall is at least this multiple of the cost "
-        "of acting now (half the quoted spread); otherwise watch. 0: always exit.",
+        "of acting now (half the quoted spread); otherwise watch. 0: always exit. The default is the backtest's "
+        "walk-forward choice (docs/results.md).",
     )
 
     # --- per-symbol and extended-hours thresholds --------------------------------

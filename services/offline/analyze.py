@@ -160,7 +160,8 @@ def analyze(
             if not isinstance(event, FeedStatus):
                 if event.symbol not in summary.symbols:
                     summary.symbols.add(event.symbol)
-                    engine.set_open_positions(summary.symbols)  # every stock of the input is a position
+                    # every stock of the input is a position (an index is not)
+                    engine.set_open_positions(s for s in summary.symbols if not engine.is_index(s))
                 if summary.first_event_ns is None:
                     summary.first_event_ns = event.ts_event
                 summary.last_event_ns = event.ts_event

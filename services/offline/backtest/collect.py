@@ -146,7 +146,7 @@ def collect(
         found.events += 1
         if not isinstance(event, FeedStatus) and event.symbol not in symbols:
             symbols.add(event.symbol)
-            engine.set_open_positions(symbols)
+            engine.set_open_positions(s for s in symbols if not engine.is_index(s))  # every stock is a position
         if isinstance(event, Quote):
             tape = _tape(found.tapes, clock, event.symbol, event.ts_event)
             if tape is not None:
