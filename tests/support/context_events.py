@@ -7,7 +7,10 @@ Times are ns since the epoch (``at``); prices nano-dollars ($50.00 is ``50_000_0
 
 from __future__ import annotations
 
+import msgspec
+
 from orderflow_client.wire import ContextLabel, ExitAction, ExitRecommendation, MarketContext, OrderFlowAlert
+from tests.support.events import large_seller
 
 CONTEXTS: dict[str, MarketContext] = {
     "stock_specific": MarketContext(
@@ -57,19 +60,7 @@ CONTEXTS: dict[str, MarketContext] = {
 def seller_with_context(symbol: str, number: int, at: int, label: ContextLabel, size: int = 10_000) -> OrderFlowAlert:
     """A large-seller alert of ``symbol`` carrying the :data:`CONTEXTS` entry of ``label``, e.g. id
     ``AAPL:large_seller:3``, ``size`` shares at $50.00, at ``at`` (ns)."""
-    return OrderFlowAlert(
-        id=f"{symbol}:large_seller:{number}",
-        symbol=symbol,
-        alert_type="large_seller",
-        severity="warning",
-        source="tape",
-        ts_event=at,
-        ts_recv=at,
-        timestamp_utc="",
-        order_size=size,
-        price_level=50_000_000_000,
-        context=CONTEXTS[label],
-    )
+    return msgspec.structs.replace(large_seller(symbol, number, at, size), context=CONTEXTS[label])
 
 
 def market_selloff(index: str, number: int, at: int, fall_bps: float = 35.0) -> OrderFlowAlert:
