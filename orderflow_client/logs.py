@@ -51,6 +51,11 @@ def register_secret(value: str | None) -> None:
         _secrets.add(value)
 
 
+def registered_secrets() -> frozenset[str]:
+    """The values :func:`register_secret` was given (a child process registers them again)."""
+    return frozenset(_secrets)
+
+
 def mask_url(url: str) -> str:
     """``redis://user:pw@host:6379/0`` → ``redis://user:***@host:6379/0``."""
     scheme, separator, rest = url.partition("://")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import multiprocessing
 import queue
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from orderflow_client import logs
 from orderflow_client.errors import OrderflowError
 
 POLL_SECONDS = 0.05
@@ -71,10 +73,25 @@ _progress_queue: Any = None  # in the child: where each day's progress goes
 _cancelled: Any = None  # in the child: set by the parent to stop the fetch
 
 
-def _child_started(progress_queue: Any, cancelled: Any) -> None:
-    """The child's initializer: the queue and the event are handed over at its start (the only way they cross)."""
+def parent_logging() -> dict[str, Any]:
+    """How the detector logs, for the child to log the same way (its REST retries, refusals and bounds): the JSONL
+    folder of its file handler (None: no files), the level and the registered secrets (masked in the child too).
+    Sent pickled through the pool's pipe, never on a command line or in the environment."""
+    root = logging.getLogger()
+    folders = [handler.directory for handler in root.handlers if isinstance(handler, logs.DailyJsonlFileHandler)]
+    return {
+        "log_dir": folders[0] if folders else None,
+        "level": logging.getLevelName(root.level) if root.level else "INFO",
+        "secrets": tuple(logs.registered_secrets()),
+    }
+
+
+def _child_started(progress_queue: Any, cancelled: Any, logging_settings: dict[str, Any]) -> None:
+    """The child's initializer: the queue and the event are handed over at its start (the only way they cross), and
+    its logging set up as the detector's (:func:`parent_logging`: the same files, service ``detector``)."""
     global _progress_queue, _cancelled
     _progress_queue, _cancelled = progress_queue, cancelled
+    logs.configure_logging(service="detector", **logging_settings)
 
 
 def _fetch_in_child(history: Any, symbol: str, days: list[date], fetch_id: int) -> tuple[list[Any], Any]:
@@ -100,7 +117,7 @@ class CalibrationProcess:
                 max_workers=1,
                 mp_context=self._context,
                 initializer=_child_started,
-                initargs=(self._progress, self._cancelled),
+                initargs=(self._progress, self._cancelled, parent_logging()),
             )
         return self._pool
 

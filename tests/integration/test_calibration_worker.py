@@ -300,6 +300,9 @@ async def test_rest_failing_is_logged_and_tried_again_later(redis_url, key_prefi
     assert failures == (2, retry_at + int(2 * RETRY_BASE_SECONDS) * S)
     failed = [line for line in detector_log() if line["event"] == "order_flow.calibration_failed"]
     assert [(line["code"], line["retry_in_seconds"]) for line in failed] == [(code, 60.0), (code, 120.0)]
+    retries = [line for line in detector_log() if line["event"] == "order_flow.rest_retry"]  # logged by the child
+    assert len(retries) == (0 if status == 401 else 4)  # two fetches, each two retries of its first request
+    assert all(line["service"] == "detector" for line in retries)
     assert KEY not in json.dumps(detector_log())
 
 
