@@ -46,8 +46,9 @@ class StopFlag(Protocol):
 class FetchProgress(msgspec.Struct, kw_only=True):
     """How far one symbol's bounded history fetch is: ``requests`` made, ``days_done`` of ``days_wanted`` trading
     days (newest first), ``events`` read, ``stopped`` the bound that ended it early (``requests``, ``seconds``,
-    ``cancelled``; empty: none). Sample: ``FetchProgress(symbol="AMZN", days_wanted=5, days_done=2, requests=14,
-    events=1204311)``."""
+    ``cancelled``; empty: none); ``index`` the index whose minute prices came with the sessions (for the beta; empty:
+    none), else ``index_missing`` why not. Sample: ``FetchProgress(symbol="AMZN", days_wanted=5, days_done=2,
+    requests=14, events=1204311, index="SPY")``."""
 
     symbol: str
     days_wanted: int
@@ -55,6 +56,8 @@ class FetchProgress(msgspec.Struct, kw_only=True):
     requests: int = 0
     events: int = 0
     stopped: str = ""
+    index: str = ""
+    index_missing: str = ""
 
 
 class HistoryUnavailableError(OrderflowError):

@@ -74,7 +74,8 @@ class HistorySource(Protocol):
     ) -> tuple[list[DayStatistics], FetchProgress]:
         """``symbol``'s regular sessions of ``days`` within the fetch bounds, blocking: a day cut short by a bound is
         left out (``progress.stopped``); ``cancelled`` set stops it at its next request or wait; ``on_day(progress)``
-        after each whole day. Raises :class:`HistoryUnavailableError`."""
+        after each whole day; after them, ``progress.index``'s sessions of minute prices (the beta's). Raises
+        :class:`HistoryUnavailableError`."""
         ...
 
 
@@ -225,6 +226,9 @@ class CalibrationWorker:
             sessions, progress = await self._fetch_sessions(symbol, wanted, reason, stored, now)
         if progress is None:
             return
+        index = progress.index
+        minutes = [session for session in sessions if index and session.symbol == index]
+        sessions = [session for session in sessions if session.symbol == symbol]
         if not sessions:
             code = f"{progress.stopped}_bound" if progress.stopped else "no_history"
             await self._failed(symbol, code, f"no whole regular session in {len(wanted)} trading days", now)
@@ -237,7 +241,10 @@ class CalibrationWorker:
             source="rest",
             built_utc=ns_to_utc_iso(self.clock()),
             profile_days=config.profile_days,
+            index=index,
+            index_sessions=minutes,
         )
+        no_beta = progress.index_missing or ("" if profile.beta else f"too few minutes shared with {index}")
         try:
             await self.store.save(profile)
             await self._hand_over(profile)
@@ -255,6 +262,9 @@ class CalibrationWorker:
             events=progress.events,
             stopped_at_bound=progress.stopped or None,
             reason=reason,
+            beta=profile.beta or None,
+            beta_index=profile.beta_index or None,
+            beta_missing=no_beta or None,
         )
 
     async def _fetch_sessions(

@@ -38,6 +38,7 @@ from services.ingest.polygon_rest_client import PolygonRest, RestError
 from services.ingest.polygon_rest_parse import parse_quotes_page, parse_trades_page
 from services.ingest.rejects import Reject, RejectCounter
 from services.ingest.sources import read_events
+from services.offline.index_bars import index_for, with_index_minutes
 from shared.conditions import ConditionTable
 from shared.config import OrderFlowConfig
 from shared.sessions import SessionClock
@@ -210,14 +211,17 @@ class RestHistory:
         on_day: Callable[[FetchProgress], None],
     ) -> tuple[list[DayStatistics], FetchProgress]:
         """See :meth:`HistorySource.fetch`; REST failing raises :class:`HistoryUnavailableError` with the REST
-        error's code (``rest_unavailable``, ``rest_error``, ``rest_bad_body``)."""
+        error's code (``rest_unavailable``, ``rest_error``, ``rest_bad_body``). Then, within the same bounds, the
+        index's minute prices of ``days``, returned after the sessions
+        (:func:`~services.offline.index_bars.with_index_minutes`: their failing never fails the fetch)."""
         config = self.config
         budget = FetchBudget(config.calibration_fetch_requests, config.calibration_fetch_seconds, cancelled=cancelled)
         rest = bounded_rest(config, budget)
         try:
-            return sessions_from_rest_bounded(
+            sessions, progress = sessions_from_rest_bounded(
                 rest, budget, symbol, days, config, conditions=self.conditions, on_day=on_day
             )
+            return with_index_minutes(rest, budget, sessions, progress, days, index_for(config, symbol))
         except RestError as error:
             raise HistoryUnavailableError(str(error), error.code) from None
         except msgspec.DecodeError as error:

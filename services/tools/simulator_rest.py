@@ -10,6 +10,13 @@ checked (``Authorization: Bearer KEY`` or ``apiKey``). A trades page::
                   "tape": 3, "trf_id": 202}],
      "status": "OK", "request_id": "sim-0", "next_url": "http://127.0.0.1:8765/v3/trades/DEMO?limit=1&cursor=1"}
 
+``GET /v2/aggs/ticker/{ticker}/range/1/minute/{from}/{to}`` (dates ``YYYY-MM-DD``, whole New York days, or UTC ms;
+``adjusted``, ``sort``, ``limit``, ``next_url`` through a ``cursor``) serves the minute bars of the trades
+(:meth:`~services.tools.simulator_history.MarketHistory.minute_bars`), in Polygon's shape::
+
+    {"ticker": "SPY", "queryCount": 1, "resultsCount": 1, "adjusted": false, "status": "OK", "request_id": "sim-0",
+     "results": [{"v": 300, "vw": 50.0033, "o": 50.0, "c": 50.01, "h": 50.01, "l": 50.0, "t": 1381152600000, "n": 2}]}
+
 Fault for tests: ``failures`` answers that many requests 429 with ``Retry-After: 0.2``.
 """
 
@@ -17,14 +24,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from datetime import date, datetime, timedelta
 from http import HTTPStatus
 from importlib import resources
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from orderflow_client.timestamps import NANOSECONDS_PER_MILLISECOND, NANOSECONDS_PER_SECOND
 from services.tools.simulator_history import MarketHistory, event_time_ns
+
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 class SimulatedRest:
@@ -55,6 +67,8 @@ class SimulatedRest:
             return self._trades_page(path.rsplit("/", 1)[1], query)
         if path.startswith("/v3/quotes/"):
             return self._quotes_page(path.rsplit("/", 1)[1], query)
+        if path.startswith("/v2/aggs/ticker/"):
+            return self._aggregates(path, query)
         return json_response(HTTPStatus.NOT_FOUND, {"status": "NOT_FOUND"})
 
     def _trades_page(self, symbol: str, query: dict[str, str]) -> Response:
@@ -94,6 +108,35 @@ class SimulatedRest:
 
         return self._paged_answer("quotes", symbol, self.history.quotes.get(symbol, []), query, row)
 
+    def _aggregates(self, path: str, query: dict[str, str]) -> Response:
+        """``/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}``: one-minute bars only."""
+        parts = path.split("/")
+        if len(parts) != 10 or parts[5] != "range" or (parts[6], parts[7]) != ("1", "minute"):
+            return json_response(HTTPStatus.BAD_REQUEST, {"status": "ERROR", "error": "only range/1/minute bars"})
+        symbol, start, end = parts[4], parts[8], parts[9]
+        try:
+            low, high = _bound_ns(start, end_of_day=False), _bound_ns(end, end_of_day=True)
+        except ValueError:
+            return json_response(HTTPStatus.BAD_REQUEST, {"status": "ERROR", "error": "from/to: YYYY-MM-DD or ms"})
+        bars = self.history.minute_bars(symbol, low, high)
+        if query.get("sort", "asc") == "desc":
+            bars.reverse()
+        limit = min(int(query.get("limit", 5000)), 50_000)
+        offset = int(query.get("cursor", 0))
+        page = bars[offset : offset + limit]
+        body: dict = {
+            "ticker": symbol,
+            "queryCount": len(page),
+            "resultsCount": len(page),
+            "adjusted": query.get("adjusted", "true") != "false",
+            "results": page,
+            "status": "OK",
+            "request_id": f"sim-{offset}",
+        }
+        if offset + limit < len(bars):
+            body["next_url"] = f"http://127.0.0.1:{self.port}{path}?" + urlencode({**query, "cursor": offset + limit})
+        return json_response(HTTPStatus.OK, body)
+
     def _paged_answer(
         self, kind: str, symbol: str, events: Iterable[dict], query: dict[str, str], row: Callable[[dict], dict]
     ) -> Response:
@@ -115,6 +158,14 @@ class SimulatedRest:
                 {**query, "cursor": offset + limit}
             )
         return json_response(HTTPStatus.OK, body)
+
+
+def _bound_ns(value: str, *, end_of_day: bool) -> int:
+    """An aggregates ``from``/``to`` in UTC ns: a New York date's start (``end_of_day``: its end), or UTC ms."""
+    if value.isdigit():
+        return int(value) * NANOSECONDS_PER_MILLISECOND + (1 if end_of_day else 0)
+    day = date.fromisoformat(value) + timedelta(days=1 if end_of_day else 0)
+    return int(datetime(day.year, day.month, day.day, tzinfo=NEW_YORK).timestamp()) * NANOSECONDS_PER_SECOND
 
 
 def json_response(status: HTTPStatus, body: dict, headers: dict[str, str] | None = None) -> Response:

@@ -35,6 +35,7 @@ from shared.sessions import SessionClock
 from tests.support.events import D, Feed, S
 from tests.support.jsonl import log_lines
 from tests.support.market_days import amzn_profile_from_files
+from tests.support.paths import shared_data
 from tests.support.polygon_rest_server import PolygonRestServer
 from tests.support.waiting import wait_for_async
 
@@ -561,3 +562,103 @@ async def test_a_liquid_day_s_quotes_are_sampled_and_its_trades_read_whole(amzn_
     assert abs(built.spread_bps - from_files.spread_bps) <= 0.3 * from_files.spread_bps
     # the aggressive sells are those inside the windows (a sell needs the bid it hits): fewer orders
     assert 0 < sum(sessions[0].order_sizes.values()) < sum(from_files.sessions[0].order_sizes.values())
+
+
+# --- the beta to the index: the index's minute aggregates fetched beside the stock's days ----------------------------
+BAC_DAY = "20131007"
+
+
+@pytest.fixture
+async def bac_spy_rest():
+    """The simulator serving Bank of America's real day (trades and quotes) and SPY's trades of the same day."""
+    paths = [shared_data("algoseek", "bac", f"{BAC_DAY}_{kind}.zip") for kind in ("trade", "quote")]
+    spy = shared_data("algoseek", "spy", f"{BAC_DAY}_trade.zip")
+    archive = await asyncio.to_thread(load_timeline, "algoseek", [*paths, spy])
+    simulator = await PolygonSimulator(
+        archive[:50], api_key=KEY, speed=1000, loop_forever=False, archive=archive
+    ).start()
+    try:
+        yield f"http://127.0.0.1:{simulator.port}", spy
+    finally:
+        await simulator.stop()
+
+
+def _spy_sessions(spy: Any) -> list[Any]:
+    """SPY's session as the rules engine records it from its file (minute mids: the last print of each minute)."""
+    from services.ingest.sources import read_events
+    from services.offline.calibrate import sessions_from_events
+
+    return sessions_from_events(read_events("algoseek", [spy]), OrderFlowConfig())["SPY"]
+
+
+@pytest.mark.redis
+async def test_a_new_position_s_profile_carries_its_beta_to_the_index(
+    redis_url, key_prefix, bac_spy_rest, detector_log
+):
+    """BAC's profile built from the simulator's REST carries its beta to SPY from SPY's minute aggregates of the same
+    day: exactly ``build_profile``'s from BAC's fetched session and SPY's session recorded from its file; the next
+    day, an alert's market context uses it."""
+    url, spy = bac_spy_rest
+    config = config_for(url, key_prefix, profile_days=1, profile_max_age_days=1, market_symbols=("SPY",))
+    async with running_detector(redis_url, key_prefix, config, at("2013-10-08", 8)) as (bus, service, worker):
+        await open_position(bus, worker, "BAC")
+        await settled(worker)
+        stored = await ProfileStore(bus).load("BAC")
+        # the next day, 10:00–10:05 ET: SPY falls 1 cent every 5 s, BAC's quote with it
+        spy_feed, bac_feed = Feed("SPY"), Feed("BAC")
+        for step in range(61):
+            ts = at("2013-10-08", 10) + step * 5 * S
+            spy_price = 169 * D - step * D // 100
+            service.engine.process(spy_feed.trade(ts, spy_price, 100))
+            service.engine.process(bac_feed.quote(ts + S, bid=14 * D - step * D // 1000, ask=14 * D + D // 100))
+        assert service.engine.market is not None
+        context = service.engine.market.context("BAC", at("2013-10-08", 10, 5))
+    progress = worker.last_progress["BAC"]
+    assert worker.outcomes == {"built": 1} and progress.index == "SPY" and progress.index_missing == ""
+    assert stored is not None and stored.days == ("2013-10-07",) and stored.beta_index == "SPY"
+    expected = build_profile(
+        "BAC",
+        list(stored.sessions),
+        source="rest",
+        built_utc=stored.built_utc,
+        profile_days=1,
+        index="SPY",
+        index_sessions=_spy_sessions(spy),
+    )
+    assert stored == expected and 0.2 < stored.beta < 3.0, stored.beta
+    done = [line for line in detector_log() if line["event"] == "order_flow.calibration_done"]
+    assert [(line["beta"], line["beta_index"], line["beta_missing"]) for line in done] == [(stored.beta, "SPY", None)]
+    assert context.index == "SPY" and context.label != "unknown" and context.beta == stored.beta
+    assert abs(context.expected_return_bps - stored.beta * context.index_return_bps) < 0.05
+    print(f"\nBAC's beta to SPY on 2013-10-07 (REST, {progress.requests} requests): {stored.beta}; {context.reason}")
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("failure", ["aggregates_500", "request_bound"])
+async def test_the_index_s_aggregates_failing_leave_the_profile_without_beta(
+    redis_url, key_prefix, detector_log, failure
+):
+    newest = DAYS[1]
+    with PolygonRestServer() as server:
+        server.routes["/v3/quotes/XYZ"] = [(200, {}, quotes_page(newest))]
+        server.routes["/v3/trades/XYZ"] = [(200, {}, trades_page(newest))]
+        aggregates = f"/v2/aggs/ticker/SPY/range/1/minute/{newest}/{newest}"
+        server.routes[aggregates] = [(500, {}, b'{"status":"ERROR","error":"down"}')]
+        bound = 2 if failure == "request_bound" else 200  # the stock's day spends both requests
+        config = config_for(
+            server.url, key_prefix, profile_days=1, market_symbols=("SPY",), calibration_fetch_requests=bound
+        )
+        async with running_detector(redis_url, key_prefix, config, NOW) as (bus, _service, worker):
+            await open_position(bus, worker, "XYZ")
+            await settled(worker)
+            stored = await ProfileStore(bus).load("XYZ")
+        asked = [path for path, _query, _authorization in server.requests if path.startswith("/v2/aggs/")]
+    assert worker.outcomes == {"built": 1} and stored is not None and stored.days == (newest.isoformat(),)
+    assert (stored.beta, stored.beta_index) == (0.0, "")
+    missing = worker.last_progress["XYZ"].index_missing
+    done = [line for line in detector_log() if line["event"] == "order_flow.calibration_done"]
+    assert [line["beta_missing"] for line in done] == [missing] and done[0]["beta"] is None
+    if failure == "request_bound":
+        assert asked == [] and missing == "the requests bound reached before SPY's minute aggregates"
+    else:
+        assert asked == [aggregates] * 3 and missing.startswith("SPY's minute aggregates failed (rest_unavailable)")
