@@ -151,7 +151,8 @@ async def test_a_position_in_a_new_symbol_gets_a_profile_from_rest(redis_url, ke
         ("calibrating", "profile_fetching"),
         ("calibrated", "profile"),
     ]
-    assert seen[0][2].startswith("fetching 1 trading days of REST history (at most 200 requests, 60 s)")
+    bounds = f"at most {config.calibration_fetch_requests} requests, {config.calibration_fetch_seconds:g} s"
+    assert seen[0][2].startswith(f"fetching 1 trading days of REST history ({bounds})")
     assert seen[1][2].startswith("1 of 1 days fetched, ") and " events" in seen[1][2]
     assert elapsed < 30, f"{elapsed:.1f} s"
     events = [line["event"] for line in detector_log()]
