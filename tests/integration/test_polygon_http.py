@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import date
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from orderflow_client import logs
+from services.detector.day_recorder import DayRecorder
 from services.ingest.http_retries import RateLimiter
 from services.ingest.polygon_rest_client import (
     PolygonRest,
@@ -18,6 +22,7 @@ from services.ingest.polygon_rest_client import (
     load_condition_table,
 )
 from services.ingest.polygon_rest_parse import parse_trades_page
+from services.offline.index_bars import index_sessions_from_rest
 from tests.support.paths import REPO, shared_data
 from tests.support.polygon_rest_server import PolygonRestServer
 
@@ -121,3 +126,65 @@ def test_unreachable_conditions_fall_back_to_the_bundled_table_without_leaking_t
     written = "".join(p.read_text() for p in log_dir.glob("*.jsonl"))
     assert '"event":"order_flow.conditions_fallback"' in written and '"code":"rest_unavailable"' in written
     assert KEY not in written
+
+
+# --- minute aggregates (the index's minutes for a profile's beta) -------------------------------------------------
+OPEN_2013_10_07_MS = 1_381_152_600_000  # 09:30 ET on 2013-10-07
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    bars=st.dictionaries(
+        st.integers(min_value=-330, max_value=400), st.integers(min_value=1, max_value=10_000_000), max_size=40
+    )
+)
+def test_minute_aggregates_read_as_the_day_recorder_s_minutes(server, bars):
+    """Bars in Polygon's shape (minutes from the open, pre-market and after the close included; prices in cents),
+    read through the REST adapter: the same minute prices as the day recorder gives a session of those closes."""
+    results = [
+        {"v": 100, "vw": cents / 100, "o": cents / 100, "c": cents / 100, "h": cents / 100, "l": cents / 100,
+         "t": OPEN_2013_10_07_MS + minute * 60_000, "n": 1}
+        for minute, cents in sorted(bars.items())
+    ]  # fmt: skip
+    body = {"ticker": "SPY", "queryCount": len(results), "resultsCount": len(results), "adjusted": False,
+            "results": results, "status": "OK", "request_id": "6a7e466379af0a71039d60cc78e72282"}  # fmt: skip
+    path = "/v2/aggs/ticker/SPY/range/1/minute/2013-10-07/2013-10-07"
+    server.routes[path] = [(200, {}, json.dumps(body).encode())]
+    server.requests.clear()
+    sessions = index_sessions_from_rest(rest(server), "SPY", [date(2013, 10, 7)])
+    recorder = DayRecorder("SPY", "2013-10-07", OPEN_2013_10_07_MS * 1_000_000)
+    for minute, cents in sorted(bars.items()):  # the minute's last trade, 59 s in
+        recorder.record_print((OPEN_2013_10_07_MS + minute * 60_000 + 59_000) * 1_000_000, cents * 10_000_000, 100)
+    expected = recorder.statistics().minute_mids
+    assert [session.minute_mids for session in sessions] == ([expected] if expected else [])
+    assert [(p, q) for p, q, _authorization in server.requests] == [(path, "adjusted=false&sort=asc&limit=50000")]
+
+
+def test_the_simulator_s_minute_bars_are_polygon_s():
+    """The simulator rolls trades up as Polygon does (a Form T print counts toward volume, sets no price; an official
+    close report counts toward neither) and the official client's model reads every field."""
+    from polygon.rest.models import Agg
+
+    from services.tools.simulator_history import MarketHistory
+
+    open_ns = OPEN_2013_10_07_MS * 1_000_000
+
+    def trade(seconds: float, price: float, size: int, conditions: list[int]) -> tuple[int, dict]:
+        ns = open_ns + int(seconds * 1e9)
+        return ns, {"ev": "T", "sym": "SPY", "p": price, "s": size, "c": conditions, "t": 0}
+
+    archive = [
+        trade(1, 169.00, 100, [0]),
+        trade(20, 169.05, 200, [14, 41]),
+        trade(50, 170.00, 300, [12]),  # Form T: volume only
+        trade(59, 169.02, 100, [0]),
+        trade(61, 168.90, 100, [15]),  # official close report: neither
+        trade(130, 168.95, 100, [0]),
+    ]
+    bars = MarketHistory(10, archive).minute_bars("SPY", open_ns, open_ns + 3600 * 10**9)
+    read = [Agg.from_dict(bar) for bar in bars]
+    assert [(a.open, a.high, a.low, a.close, a.volume, a.transactions, a.timestamp) for a in read] == [
+        (169.0, 169.05, 169.0, 169.02, 700, 4, OPEN_2013_10_07_MS),
+        (168.95, 168.95, 168.95, 168.95, 100, 1, OPEN_2013_10_07_MS + 120_000),
+    ]
+    assert read[0].vwap == round((169.0 * 100 + 169.05 * 200 + 170.0 * 300 + 169.02 * 100) / 700, 4)
