@@ -653,7 +653,7 @@ async def test_the_index_s_aggregates_failing_leave_the_profile_without_beta(
             await open_position(bus, worker, "XYZ")
             await settled(worker)
             stored = await ProfileStore(bus).load("XYZ")
-        asked = [path for path, _query, _authorization in server.requests if path.startswith("/v2/aggs/")]
+        asked = [path for path, _query, _authorization in server.requests if path.startswith("/v2/aggs/ticker/SPY/")]
     assert worker.outcomes == {"built": 1} and stored is not None and stored.days == (newest.isoformat(),)
     assert (stored.beta, stored.beta_index) == (0.0, "")
     missing = worker.last_progress["XYZ"].index_missing
