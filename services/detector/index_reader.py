@@ -96,6 +96,7 @@ class IndexTail:
             self.engine.observe_index(event)
         self.observed += len(history)
         self.symbols[stream] = symbol
+        service_metrics.INDEX_SILENT.labels(symbol=symbol).set(0)
         self.last_ids[stream] = newest_id or ""
         self.arrived[stream] = time.monotonic()
         log.info(

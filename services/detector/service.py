@@ -156,6 +156,9 @@ class DetectorService:
         # an index owned here runs through the group (process updates the context); the others are tailed, for the
         # context only: dropped before an owned one is warmed up, never fed twice
         await self.index_tail.follow(symbol for symbol in indexes if symbol not in wanted)
+        for symbol in indexes:
+            if symbol in wanted:  # read through the group here: a silence of it is the gap rule's, not a tail's
+                service_metrics.INDEX_SILENT.labels(symbol=symbol).set(0)
         self.index_tail.check_silence(self._own_arrived)
         streams = self.group_consumer.streams
         for symbol in wanted:

@@ -248,7 +248,8 @@ def _what_the_run_did_is_missing(answers: dict[tuple[str, str, str], list[dict[s
         "3 large_seller warnings": of[ALERTS].get("large_seller warning", 0) >= 3,
         "1 large_seller critical": of[ALERTS].get("large_seller critical", 0) >= 1,
         "the exit": of[("Exit recommendations (5 min)", "A")][""] >= 1,
-        "consumer lag of both symbols": set(of[("Consumer lag by symbol", "A")]) == set(SYMBOLS.values()),
+        # both positions, and SPY read beside them for the market context
+        "consumer lag of both symbols": set(of[("Consumer lag by symbol", "A")]) == {*SYMBOLS.values(), "SPY"},
         "the dropped connection's gap": of[("Feed: connected, gaps, reconnects", "B")].get("socket_disconnect", 0) >= 1,
         "its reconnect": of[("Feed: connected, gaps, reconnects", "C")][""] >= 1,
     }
