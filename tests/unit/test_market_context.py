@@ -9,7 +9,7 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orderflow_client.wire import ExitRecommendation, OrderFlowAlert, Trade
+from orderflow_client.wire import Trade
 from services.detector.engine import Engine
 from services.detector.exits import SelloffRule, SelloffStart
 from services.detector.market_context import IndexState
@@ -18,6 +18,7 @@ from services.detector.rule_settings import RuleSettings
 from services.ingest.normalise import Normaliser
 from shared.config import OrderFlowConfig
 from tests.support.events import BID, OPEN, T0, D, Feed, S
+from tests.unit.test_engine import alerts, exits
 
 SPY_PRICE = 170 * D
 
@@ -31,14 +32,6 @@ def run(engine: Engine, events) -> list:
     for event in sorted(events, key=lambda event: event.ts_event):
         outputs.extend(engine.process(event))
     return outputs
-
-
-def alerts(outputs) -> list[OrderFlowAlert]:
-    return [o for o in outputs if isinstance(o, OrderFlowAlert)]
-
-
-def exits(outputs) -> list[ExitRecommendation]:
-    return [o for o in outputs if isinstance(o, ExitRecommendation)]
 
 
 def index_path(symbol: str, start: int, fall_bps: int, *, last: int = T0 - 5 * S) -> list[Trade]:
