@@ -14,9 +14,12 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Literal
 
+from redis.exceptions import ResponseError
+
 from orderflow_client import logs
 from orderflow_client.bus.calls import OUTAGE_ERRORS
 from orderflow_client.bus.connection import Bus
+from orderflow_client.errors import OrderflowError
 
 log = logs.get_logger(__name__)
 
@@ -66,6 +69,16 @@ class HandledMarks:
                         held = await self.renew(identifier, lease, seconds)
                     except OUTAGE_ERRORS:
                         continue  # the client's run reports the outage; the next renewal tries again
+                    except (OrderflowError, ResponseError) as error:  # e.g. READONLY mid-failover: try again later
+                        log.warning(
+                            "order_flow.exit_lease_renewal_failed",
+                            code=error.code if isinstance(error, OrderflowError) else "command_refused",
+                            id=identifier,
+                            bot=self.bot_name,
+                            reason=str(error),
+                            source="risk_manager",
+                        )
+                        continue
                     if not held:
                         lost.add(identifier)
                         log.warning(
@@ -81,8 +94,10 @@ class HandledMarks:
             yield
         finally:
             keeper.cancel()
+            # the handler's outcome is what counts: a renewal's own failure never turns a handled recommendation into
+            # a failed one (that would release it and call the handler again: a second sale)
             with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+                await asyncio.gather(keeper, return_exceptions=True)
 
     async def release(self, recommendation_id: str, lease: bytes | None = None) -> None:
         """DEL the lease: the handler failed, the recommendation is free to be tried again. With ``lease``: only if
