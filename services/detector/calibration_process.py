@@ -145,7 +145,9 @@ class CalibrationProcess:
             self._cancelled.set()
             raise
         except concurrent.futures.process.BrokenProcessPool:
-            self._discard()
+            if self._pool is pool:  # not a newer pool another fetch started meanwhile
+                self._discard()
+            pool.shutdown(wait=False, cancel_futures=True)
             raise
 
     def _drain(self, fetch_id: int, on_day: Callable[[Any], None]) -> None:

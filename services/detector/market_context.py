@@ -251,7 +251,14 @@ def label_context(
     covered = state.covered_ns(ts)
     moved = f"{index} {'fell' if index_return < 0 else 'rose'} {abs(index_return):.1f} bps in {window_seconds} s"
     label: ContextLabel
-    if age_ns > stale_ns:
+    ahead_ns = state.last_ts - ts
+    if state.last_ts - state.keep_ns > ts - state.window_ns:  # what the window needs was evicted already
+        label = "unknown"
+        reason = (
+            f"{index} was read {ahead_ns / NANOSECONDS_PER_SECOND:.0f} s ahead of the alert, past the "
+            f"{state.keep_ns // NANOSECONDS_PER_SECOND} s it keeps: no market context."
+        )
+    elif age_ns > stale_ns:
         label = "unknown"
         reason = f"{index}'s last event is {age_ns / NANOSECONDS_PER_SECOND:.1f} s old (stale): no market context."
     elif 2 * covered < state.window_ns:

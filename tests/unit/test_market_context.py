@@ -292,6 +292,17 @@ def test_an_index_fed_ahead_of_the_alert_gives_the_context_as_of_the_alert():
     assert in_order.index_sell_share == round(sold, 4)
 
 
+def test_an_index_read_further_ahead_than_it_keeps_gives_no_context_rather_than_a_wrong_one():
+    stock, _ = stock_with_alert("X", 20)
+    feed = Feed("SPY")
+    index = [feed.trade(ts, SPY_PRICE, 100, side="buy") for ts in range(T0 - 400 * S, T0 + 200 * S, 7 * S)]
+    ahead = engine()
+    for event in index:  # 200 s past the alert: the price at the window's start (T − 300 s) is evicted by then
+        ahead.observe_index(event)
+    context = context_of(run(ahead, stock))
+    assert context.label == "unknown" and "ahead of the alert, past the 360 s it keeps" in context.reason
+
+
 def test_the_exit_rule_and_the_fall_together_are_critical_and_a_fall_inside_an_episode_raises_nothing():
     feed = Feed("SPY")
     events = [feed.quote(T0 - 300 * S, SPY_PRICE, SPY_PRICE + D // 100)]
