@@ -28,6 +28,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orderflow_client import logs, metrics
+from orderflow_client.bus.appends import Appends
 from orderflow_client.bus.calls import FailureCount, RedisCalls, credentials_message, refused_credentials
 from orderflow_client.bus.channels import Channels
 from orderflow_client.bus.dead_letters import DeadLetters
@@ -116,8 +117,8 @@ async def _is_cluster(client: redis.Redis, description: str) -> bool:
     return True
 
 
-class Bus(StreamOperations, GroupOperations, DeadLetters, Channels):
-    """Streams, groups, dead letters and channels over one Redis client.
+class Bus(Appends, StreamOperations, GroupOperations, DeadLetters, Channels):
+    """Appends, stream reads, groups, dead letters and channels over one Redis client.
 
     Create with :meth:`connect`; use as ``async with await Bus.connect(...)``
     or call :meth:`close`. The typed operations of the other parts of orderflow (the position registry, the

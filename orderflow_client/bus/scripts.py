@@ -5,18 +5,42 @@ They run through ``register_script`` (EVALSHA, loading the script when Redis doe
 the ACL rights of the caller (``shared/acl.py`` grants EVALSHA and the commands).
 """
 
-APPEND_BATCH_LUA = """
+_APPENDED_ALREADY = """
+local pairs_from = FIRST
+local count = (#ARGV - pairs_from + 1) / 2
+local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+if tail and tail[2][1] == ARGV[#ARGV - 1] and tail[2][2] == ARGV[#ARGV] then
+  local ids = {}
+  for i, entry in ipairs(redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', count)) do
+    ids[count + 1 - i] = entry[1]
+  end
+  return ids
+end
+"""
+"""The start of both append scripts: a batch whose last entry (type tag and payload) is already the stream's last
+was appended by an earlier try whose reply was lost (a pipeline that failed on another master, a connection dropped
+after the write): its ids are returned and nothing is appended twice. Payloads carry their receive time and
+sequence, so two different batches never end with the same bytes; only the stream's one writer (the symbol's
+ingest, under its lease) appends to a market stream, so a retry finds its batch at the tail."""
+
+APPEND_BATCH_LUA = (
+    _APPENDED_ALREADY.replace("FIRST", "2")
+    + """
 local ids = {}
 for i = 2, #ARGV, 2 do
   ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[i], ARGV[i + 1])
 end
 return ids
 """
+)
 """Appends a batch to one stream in a single round trip: KEYS = the stream; ARGV = max length, then (type tag,
 payload) pairs; the tag is the entry's one field name. One reply per stream instead of one per entry is what lets
-a Python publisher pass 150,000 entries/s. Returns the entry ids."""
+a Python publisher pass 150,000 entries/s. Returns the entry ids; a batch appended already, its ids
+(:data:`_APPENDED_ALREADY`)."""
 
-APPEND_FENCED_LUA = """
+APPEND_FENCED_LUA = (
+    _APPENDED_ALREADY.replace("FIRST", "3")
+    + """
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then return -1 end
 local ids = {}
 for i = 3, #ARGV, 2 do
@@ -24,9 +48,11 @@ for i = 3, #ARGV, 2 do
 end
 return ids
 """
+)
 """:data:`APPEND_BATCH_LUA` under a lease: KEYS = the stream, the lease of its symbol (same slot); ARGV = max length,
 the lease value the publisher holds, then (type tag, payload) pairs. -1 (nothing appended) when the lease holds
-another value: an ingest paused past its lease appends nothing of a symbol another ingest owns now."""
+another value: an ingest paused past its lease appends nothing of a symbol another ingest owns now. A batch
+appended already (before the lease moved) gives its ids, not -1: it is on the stream."""
 
 ACK_BATCH_LUA = """
 local acknowledged = 0

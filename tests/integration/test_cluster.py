@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis.cluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.dedup import ALREADY_PUBLISHED, PUBLISHED, PublishOnce
@@ -81,6 +82,41 @@ async def test_the_bus_works_with_the_streams_spread_over_the_masters(cluster):
             assert any(notice is not None and b"S03" in notice for notice in notices)
         assert "S03" in await registry.symbols()
         assert await bus.delete_streams(streams) == len(streams)
+    finally:
+        await bus.close()
+
+
+async def test_an_append_whose_pipeline_failed_after_a_master_took_its_part_is_tried_again_once(cluster, monkeypatch):
+    """A pipeline over several masters can raise after some of them appended their streams' batches (one master
+    unreachable past redis-py's retries, as in a failover). The append tries every stream again: the masters that
+    took their part already are recognised by their stream's last entry, so each stream holds its batch once."""
+    bus = await Bus.connect(cluster.url, prefix="lost-reply")
+    try:
+        streams = [bus.keys.market(symbol) for symbol in SYMBOLS]
+        await bus.publish([(bus.keys.market(s), trade(s, 0)) for s in SYMBOLS])  # (every master has the scripts)
+        tries = []
+        pipeline = bus.client.pipeline
+
+        def reply_lost_the_first_time(**options):
+            pipe = pipeline(**options)
+            execute = pipe.execute
+
+            async def executed(**arguments):
+                replies = await execute(**arguments)
+                tries.append(len(replies))
+                if len(tries) == 1:
+                    raise RedisConnectionError("the reply of one master was lost")
+                return replies
+
+            pipe.execute = executed
+            return pipe
+
+        monkeypatch.setattr(bus.client, "pipeline", reply_lost_the_first_time)
+        ids = await bus.publish([(bus.keys.market(s), trade(s, n)) for n in range(1, 4) for s in SYMBOLS])
+        assert tries == [len(SYMBOLS), len(SYMBOLS)] and all(ids)
+        for stream in streams:
+            assert [decode(entry.payload).size for entry in await bus.read_range(stream)] == [100, 101, 102, 103]
+        await bus.delete_streams(streams)
     finally:
         await bus.close()
 

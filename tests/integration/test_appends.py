@@ -1,0 +1,72 @@
+"""Appends are exactly once: a batch tried again after its reply was lost is recognised on its stream and not
+appended twice (a real Redis server, and the embedded mode)."""
+
+from __future__ import annotations
+
+import pytest
+
+from orderflow_client.bus.connection import Bus
+from orderflow_client.wire import Trade, decode
+
+pytestmark = pytest.mark.redis
+
+
+def trades(symbol: str, first: int, count: int) -> list[Trade]:
+    ts = 1_764_000_000_000_000_000
+    return [
+        Trade(symbol=symbol, ts_event=ts + n, ts_recv=ts + n, ts_arrival=ts + n, price=50_000_000_000, size=100 + n)
+        for n in range(first, first + count)
+    ]
+
+
+async def _published_again_once(bus: Bus) -> None:
+    a, b = bus.keys.market("AAA"), bus.keys.market("BBB")
+    batch = [(a, trade) for trade in trades("AAA", 0, 3)] + [(b, trade) for trade in trades("BBB", 0, 2)]
+    first = await bus.publish(batch)
+    assert await bus.publish(batch) == first  # a try whose reply was lost: the same ids, nothing appended
+    assert [decode(entry.payload).size for entry in await bus.read_range(a)] == [100, 101, 102]
+    assert [decode(entry.payload).size for entry in await bus.read_range(b)] == [100, 101]
+    # only the stream that did not get its part is appended: BBB's batch is there, AAA's next one is not
+    following = [(a, trade) for trade in trades("AAA", 3, 2)] + [(b, trade) for trade in trades("BBB", 0, 2)]
+    ids = await bus.publish(following)
+    assert ids[2:] == first[3:] and ids[:2] > first[:3]
+    assert [decode(entry.payload).size for entry in await bus.read_range(a)] == [100, 101, 102, 103, 104]
+    assert len(await bus.read_range(b)) == 2
+    # the same events as a new batch are appended (a batch is recognised by its last entry only at the tail)
+    await bus.publish([(a, trade) for trade in trades("AAA", 0, 1)])
+    assert len(await bus.read_range(a)) == 6
+
+
+async def test_a_batch_published_again_is_appended_once_and_gives_its_ids(redis_url, key_prefix):
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        await _published_again_once(bus)
+
+
+async def test_the_embedded_bus_appends_a_batch_published_again_once(key_prefix):
+    async with await Bus.connect(None, prefix=key_prefix) as bus:
+        await _published_again_once(bus)
+
+
+async def test_packed_market_events_published_again_are_appended_once(redis_url, key_prefix):
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        stream = bus.keys.market("AAA")
+        events = [(stream, trade) for trade in trades("AAA", 0, 200)]  # several packed entries
+        first = await bus.publish_market_events(events)
+        assert len(first) > 1
+        assert await bus.publish_market_events(events) == first
+        assert len(await bus.read_range(stream)) == len(first)
+
+
+async def test_a_fenced_batch_tried_again_after_its_lease_moved_gives_its_ids(redis_url, key_prefix):
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        stream, lease = bus.keys.market("AAA"), bus.keys.lease("ingest", "AAA")
+        await bus.client.set(lease, "ingest-a#1")
+        batch = [(stream, trade) for trade in trades("AAA", 0, 3)]
+        assert await bus.publish_market_events_fenced(batch, {stream: (lease, "ingest-a#1")}) == set()
+        await bus.client.set(lease, "ingest-b#2")  # another ingest took the symbol since
+        # the batch is on the stream: the try again says so instead of "refused", and appends nothing
+        assert await bus.publish_market_events_fenced(batch, {stream: (lease, "ingest-a#1")}) == set()
+        assert len(await bus.read_range(stream)) == 1
+        following = [(stream, trade) for trade in trades("AAA", 3, 2)]
+        assert await bus.publish_market_events_fenced(following, {stream: (lease, "ingest-a#1")}) == {stream}
+        assert len(await bus.read_range(stream)) == 1
