@@ -161,9 +161,9 @@ def test_the_pipeline_on_a_cluster_gives_the_ids_of_the_offline_run(cluster, tmp
 
 def test_a_master_failover_under_the_detector_loses_nothing_and_is_reported(tmp_path):
     """The market is on the cluster; the detector reads it; the master holding one symbol's stream is killed and
-    its replica promoted. redis-py follows the promotion without a failed call; the detector says so
-    (``order_flow.bus_failover``, naming the master gone) and ends with exactly the offline run's ids: nothing lost,
-    nothing twice."""
+    its replica promoted. The replay's appends to that master are tried again until the promotion (a batch a master
+    took before its reply was lost is not appended twice); both say so (``order_flow.bus_failover``, naming the
+    master gone), and the detector ends with exactly the offline run's ids: nothing lost, nothing twice."""
     files = _captures(tmp_path / "captures")
     expected = _offline_ids(files, tmp_path / "offline")
     keys = Keys("failover", cluster=True)

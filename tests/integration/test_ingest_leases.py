@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgspec
 import pytest
 
 from orderflow_client.bus.connection import Bus
@@ -129,8 +130,9 @@ async def test_an_append_under_a_lease_another_ingest_holds_is_refused(redis_url
             == set()
         )
         await bus.client.set(bus.keys.lease("ingest", "IA"), "i2#99")  # expired while i1 slept; i2 took it
-        refused = await bus.publish_market_events_fenced(
-            [(stream, trade)], {stream: (bus.keys.lease("ingest", "IA"), mine)}
+        later = msgspec.structs.replace(trade, ts_event=2, ts_recv=2, ts_arrival=2)  # (the same batch again is
+        refused = await bus.publish_market_events_fenced(  # recognised as appended: tests/integration/test_appends.py)
+            [(stream, later)], {stream: (bus.keys.lease("ingest", "IA"), mine)}
         )
         assert refused == {stream} and await bus.client.xlen(stream) == 1
 
