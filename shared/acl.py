@@ -82,7 +82,7 @@ def rules(role: str, prefix: str = "orderflow") -> str:
             f"({_names(prefix, 'exits:dead')} +xadd) "
             f"({_names(prefix, 'status', 'alerts', access='%R~')} +xread +xrange +xrevrange) "
             f"(%R~{market} +xrevrange) "
-            f"(~{prefix}:riskmanager:* +set +get +del +exists) "
+            f"(~{prefix}:riskmanager:* +set +get +del +exists +watch +multi +exec +unwatch +discard) "
             f"(~{prefix}:positions &{prefix}:positions:changes +hset +hdel +hgetall +hsetnx +publish)"
         )
     if role == "dashboard":  # reads only: the streams, the registry, the detectors' leases, the bots' marks

@@ -3,8 +3,8 @@
 The value says where a recommendation (or, for a market-scope one, one position of it: ``<id>@<symbol>``) stands
 for that bot name: a process's lease ``working:<hex>`` while its handler runs (``SET NX``, expiring, so a crashed
 process's lease lapses; :meth:`HandledMarks.kept` renews it while the handler runs, however long), then ``done``
-or ``parked``, kept for ``remember_seconds`` so it is never handled again. Only GET, SET and DEL: the bot's Redis
-user runs no scripts (shared/acl.py).
+or ``parked``, kept for ``remember_seconds`` so it is never handled again. Only GET, SET and DEL, and a WATCH/MULTI/EXEC
+transaction to renew a lease: the bot's Redis user runs no scripts (shared/acl.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Literal
 
-from redis.exceptions import ResponseError
+from redis.exceptions import ResponseError, WatchError
 
 from orderflow_client import logs
 from orderflow_client.bus.calls import OUTAGE_ERRORS
@@ -46,12 +46,22 @@ class HandledMarks:
         return value if value is None or isinstance(value, bytes) else value.encode()
 
     async def renew(self, recommendation_id: str, lease: bytes, seconds: int) -> bool:
-        """Extend this process's lease to ``seconds`` from now (GET, then SET XX EX if it is still ``lease``); False
-        when it is no longer held so (it lapsed and another process took it, or it is marked)."""
-        if await self.holder(recommendation_id) != lease:
-            return False
-        async with self.bus.calling("renew_lease"):
-            return bool(await self.bus.client.set(self.key(recommendation_id), lease, xx=True, ex=seconds))
+        """Extend this process's lease to ``seconds`` from now, only while it is still ``lease``: WATCH, GET, then
+        SET XX EX in MULTI/EXEC, so a lease that lapsed and was taken by another process between the GET and the SET
+        is never overwritten (EXEC refuses it). False when it is no longer held so (lapsed, taken, or marked)."""
+        key = self.key(recommendation_id)
+        async with self.bus.calling("renew_lease"), self.bus.client.pipeline(transaction=True) as transaction:
+            await transaction.watch(key)
+            held = await transaction.get(key)
+            if (held.encode() if isinstance(held, str) else held) != lease:
+                return False
+            transaction.multi()
+            transaction.set(key, lease, xx=True, ex=seconds)
+            try:
+                [renewed] = await transaction.execute()
+            except WatchError:  # the key changed after the GET: another process's now
+                return False
+        return bool(renewed)
 
     @contextlib.asynccontextmanager
     async def kept(self, recommendation_ids: Sequence[str], lease: bytes, seconds: int) -> AsyncIterator[None]:

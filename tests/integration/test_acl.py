@@ -17,6 +17,7 @@ import redis.cluster
 
 from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.decision_records import DecisionRecord, read_decisions
+from orderflow_client.bus.marks import HandledMarks
 from orderflow_client.decisions import record_decision
 from orderflow_client.positions import PositionRegistry
 from orderflow_client.risk import RiskManagerClient
@@ -98,6 +99,9 @@ async def test_every_service_works_under_its_own_user_and_only_the_detector_can_
         # the bot registers its position; ingest reads it and publishes the market data (ingest's publish path)
         await PositionRegistry(bot).open("LARGESELLERS", quantity=100, entry_price="50.00", stop_loss="49.50")
         assert await PositionRegistry(ingest).symbols() == ["LARGESELLERS"]
+        marks = HandledMarks(bot, "acl-renewal")  # a handler's lease renewed in a WATCH/MULTI/EXEC transaction
+        assert await marks.take_lease("LARGESELLERS:exit:0", b"working:acl", 30)
+        assert await marks.renew("LARGESELLERS:exit:0", b"working:acl", 30)
         await replay(ingest, read_events("capture", [capture]))
         await ingest.publish(
             [(ingest.keys.status, FeedStatus(source="ingest", state="connected", ts_event=1, ts_recv=1))]
@@ -243,6 +247,9 @@ async def test_every_service_works_under_its_own_user_on_a_cluster(acl_cluster, 
         assert all(bus.keys.cluster and "(cluster)" in bus.description for bus in (ingest, detector, bot, viewer))
         await PositionRegistry(bot).open("LARGESELLERS", quantity=100, entry_price="50.00", stop_loss="49.50")
         assert await PositionRegistry(ingest).symbols() == ["LARGESELLERS"]
+        marks = HandledMarks(bot, "acl-renewal")  # a handler's lease renewed in a WATCH/MULTI/EXEC transaction
+        assert await marks.take_lease("LARGESELLERS:exit:0", b"working:acl", 30)
+        assert await marks.renew("LARGESELLERS:exit:0", b"working:acl", 30)
         await replay(ingest, read_events("capture", [capture]))
         await ingest.publish(
             [(ingest.keys.status, FeedStatus(source="ingest", state="connected", ts_event=1, ts_recv=1))]
