@@ -40,16 +40,8 @@ _PASSING_ERRORS = (NoScriptError, *TRANSIENT_ERRORS)
 class Appends(RedisCalls):
     """Appending to streams (plain or under a lease) and deleting them."""
 
-    def __init__(
-        self,
-        client: redis.Redis | RedisCluster,
-        keys: Keys,
-        *,
-        description: str,
-        stream_max_length: int,
-        **options: Any,
-    ) -> None:
-        super().__init__(client, keys, description=description, stream_max_length=stream_max_length, **options)
+    def __init__(self, client: redis.Redis | RedisCluster, keys: Keys, **options: Any) -> None:
+        super().__init__(client, keys, **options)  # (the options of RedisCalls)
         self._scripts_loaded = False  # a cluster's masters get the append scripts at this process's first append
         self._append_batch = client.register_script(APPEND_BATCH_LUA)
         self._append_fenced = client.register_script(APPEND_FENCED_LUA)
