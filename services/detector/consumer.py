@@ -4,8 +4,8 @@ For each stream (``{prefix}:md:{SYM}``), in this order:
 
 1. **Group**: created at ``0`` unless it exists (a new group reads the backlog).
 2. **Warm-up**: the history before the first unprocessed entry, back to ``spike + baseline + alert window`` (plus
-   a minute) of event time, is run through the engine with its outputs dropped, so a restart neither misses nor
-   invents an alert.
+   a minute) of event time — an index's over two context windows, its market state rebuilt from it — is run through
+   the engine with its outputs dropped, so a restart or a take-over neither misses nor invents an alert.
 3. **Recovery**: this consumer's own pending entries (a crash before the ack) are processed first.
 
 Then, at each :meth:`GroupConsumer.poll`: entries of a stalled consumer idle longer than ``reclaim_idle_seconds``
@@ -86,12 +86,10 @@ class GroupConsumer:
         self.last_entry: dict[str, bytes] = {}  # stream -> the last entry id handled
         self.batch_handled = asyncio.Event()
         self._trim_reported: dict[str, str] = {}  # stream -> its first entry id when its trimming was last reported
-        self._last_lag = 0.0
-        self._last_reclaim = 0.0
+        self._last_lag = self._last_reclaim = 0.0  # monotonic times
         settings = engine.settings
-        self.warmup_ns = (
-            settings.spike_seconds + settings.baseline_seconds + 60
-        ) * NANOSECONDS_PER_SECOND + settings.alert_window_ns
+        windows_seconds = settings.spike_seconds + settings.baseline_seconds + 60
+        self.warmup_ns = windows_seconds * NANOSECONDS_PER_SECOND + settings.alert_window_ns
 
     # --- joining and leaving a stream -------------------------------------------------
     async def join(self, stream: str) -> None:
@@ -118,13 +116,15 @@ class GroupConsumer:
         del self.streams[stream]
 
     async def _warm_up(self, stream: str) -> None:
-        """Rebuild the windows from the processed history (outputs dropped: they were published before the restart;
-        publishing is idempotent anyway). The history ends strictly before the group's oldest pending entry, else
-        at its last delivered entry; there is none when the group has processed nothing."""
+        """Rebuild the windows (an index's market state afresh: :meth:`MarketWatch.restart_index`) from the processed
+        history, outputs dropped (published before; publishing is idempotent anyway). The history ends strictly
+        before the group's oldest pending entry, else at its last delivered entry; none if nothing was processed."""
         end = await self.bus.processed_until(stream, self.group)
         history: list[MarketEvent] = []
         newest_ts: int | None = None
         symbol = self.keys.symbol_of(stream)
+        market = self.engine.market
+        warmup_ns = market.restart_index(symbol, self.warmup_ns) if market is not None else self.warmup_ns
         while end is not None:
             rows = await self.bus.read_range_reverse(stream, end=end, start="-", count=1000)
             far_enough = False
@@ -137,7 +137,7 @@ class GroupConsumer:
                     continue  # a poison entry in the history: it was (or will be) dead-lettered when delivered
                 for event in reversed(events):
                     newest_ts = event.ts_event if newest_ts is None else newest_ts
-                    if newest_ts - event.ts_event > self.warmup_ns:
+                    if newest_ts - event.ts_event > warmup_ns:
                         far_enough = True
                         break
                     history.append(event)

@@ -55,6 +55,7 @@ class MarketWatch:
         self.positions: tuple[str, ...] = ()
         self.costs = ExitCosts(settings, sessions, self.minutes)
         self.selloffs = MarketSelloffs(settings, sessions)
+        self.restarting: set[str] = set()  # indexes whose state starts afresh at their next processed event
         self._day: tuple[str, int, int, int] = ("", 0, 0, 0)  # the trading day in progress: day, start, end, open
         self._betas: dict[tuple[str, str, str], tuple[tuple[int, ...], list[DayStatistics], float]] = {}
 
@@ -97,8 +98,10 @@ class MarketWatch:
                 path.minutes.record(event.ts_event, path.changes[-1][1] // 2, day, market_open)
 
     def _new_path(self, symbol: str) -> PricePath:
-        """A new symbol's path: an index's state, a stock's path (with no index configured: for its minute mids)."""
-        minutes = self.minutes[symbol] = MinuteMids(symbol, self.settings.profile_days + 1)
+        """A new symbol's path: an index's state, a stock's path (with no index configured: for its minute mids);
+        the minute mids it had before, if any (:meth:`restart_index`)."""
+        minutes = self.minutes.get(symbol) or MinuteMids(symbol, self.settings.profile_days + 1)
+        self.minutes[symbol] = minutes
         if symbol in self.indexes:
             state = self.paths[symbol] = self.states[symbol] = IndexState(
                 self.settings.window_ns, self.keep_ns, minutes
@@ -107,9 +110,28 @@ class MarketWatch:
         path = self.paths[symbol] = PricePath(self.settings.window_ns, self.keep_ns, minutes)
         return path
 
+    def restart_index(self, symbol: str, warmup_ns: int) -> int:
+        """Before ``symbol``'s stream is warmed up to be read through the group here (its lease taken over): an
+        index's sell-off rule is forgotten, and its state too at its first event processed next, the warm-up's
+        (kept until then for the context of other alerts; its minute mids kept), so the warm-up and then the
+        entries left to handle rebuild both in event order, as its previous owner did. A tail's state may hold
+        those entries already: fed again, its prints at its last timestamp were counted twice, and its falls were
+        not judged before its last event, so a sell-off in progress was raised again as a new episode. Returns the
+        history the warm-up needs (ns): ``warmup_ns``; for an index at least two context windows and the
+        staleness limit (the fall at each event of the last window is measured from the price a window before)."""
+        if symbol not in self.indexes:
+            return warmup_ns
+        self.selloffs.rules.pop(symbol, None)
+        self.restarting.add(symbol)
+        return max(warmup_ns, 2 * self.settings.window_ns + self.settings.stale_ns)
+
     def process(self, engine: SymbolEngine, event: MarketData) -> list[Output]:
         """``engine``'s rules on ``event`` (they move the market state once it passed the integrity checks); an
         index's event checks its fall, unless its monitoring is halted."""
+        if self.restarting and event.symbol in self.restarting:  # the warm-up's first event (restart_index)
+            self.restarting.discard(event.symbol)
+            self.states.pop(event.symbol, None)
+            self.paths.pop(event.symbol, None)
         outputs = engine.process(event)
         if event.symbol in self.states and not engine.integrity.halted:
             self.selloffs.check(self, engine, event.ts_event, event.ts_recv, None, outputs)
