@@ -5,9 +5,10 @@ holding its lease (its rules run there, so a ``market_selloff`` is published onc
 the context there). Every other detector still needs the index's moves for the context of its own symbols' alerts:
 it reads the index stream (``{prefix}:md:{SPY}``) with plain XRANGEs after the last entry it read — no consumer
 group, no acknowledgement, nothing pending, and no command the detector's Redis user lacks (``shared.acl``) — and
-hands each event to ``Engine.observe_index`` (context only: no rules, no outputs). A tail starts from the last
-``context_window_seconds`` of the stream's event time, so the context is warm from the first alert. An index this
-detector comes to own stops being tailed (never fed twice), one it gives up is tailed again from the last window.
+hands each event to ``Engine.observe_index`` (context only: no rules, no outputs). A tail starts from what the
+index's state keeps (``context_window_seconds`` + ``context_stale_seconds`` of the stream's event time, and the price
+in force before), so the context is warm from the first alert. An index this detector comes to own stops being tailed
+(never fed twice); one it gives up is tailed again, its state started afresh (:meth:`MarketWatch.tail_index`).
 
 A dead index is visible: an index whose last entry is older than ``context_stale_seconds`` (receive time, wall
 clock) while this detector's own streams still bring events — the market is open, only the index is silent — is
@@ -29,7 +30,7 @@ from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.streams import BusEntry, as_text
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
-from orderflow_client.wire import FeedStatus, MarketEvent, decode
+from orderflow_client.wire import BookUpdate, FeedStatus, MarketEvent, Quote, decode
 from services.detector.engine import Engine
 from services.detector.market_entries import Misplaced, market_events
 from shared import service_metrics
@@ -70,8 +71,13 @@ class IndexTail:
                 await self._start(stream, symbol)
 
     async def _start(self, stream: str, symbol: str) -> None:
-        """Feed the stream's last ``context_window_seconds`` of event time to the engine, oldest first, and tail on
-        from its last entry (an empty stream: from its start)."""
+        """Feed the stream's last events to the index's state started afresh (:meth:`MarketWatch.tail_index`), oldest
+        first, and tail on from its last entry (an empty stream: from its start). They reach as far back as the state
+        keeps (``context_window_seconds`` + ``context_stale_seconds`` of event time) and on to the last quote or book
+        before that, the price in force then (a trades-only stream: at most one more window of its trades), so the
+        state equals one engine's that ran every event, for an alert up to the staleness limit behind it too."""
+        market = self.engine.market
+        reach = market.keep_ns if market is not None else self.window_ns
         history: list[MarketEvent] = []
         newest_id: str | None = None
         newest_ts: int | None = None
@@ -83,15 +89,21 @@ class IndexTail:
             for row in rows:
                 for event in reversed(_events(row, symbol)):
                     newest_ts = event.ts_event if newest_ts is None else newest_ts
-                    if newest_ts - event.ts_event > self.window_ns:
+                    age = newest_ts - event.ts_event
+                    if age > reach + self.window_ns:
                         far_enough = True
                         break
                     history.append(event)
+                    if age > reach and isinstance(event, Quote | BookUpdate):  # the price in force at the reach
+                        far_enough = True
+                        break
                 if far_enough:
                     break
             if far_enough or len(rows) < READ_ENTRIES:
                 break
             end = f"({as_text(rows[-1].entry_id)}"
+        if market is not None:  # nothing awaited from here on: no alert sees the state half rebuilt
+            market.tail_index(symbol)
         for event in reversed(history):
             self.engine.observe_index(event)
         self.observed += len(history)

@@ -125,13 +125,25 @@ class MarketWatch:
         self.restarting.add(symbol)
         return max(warmup_ns, 2 * self.settings.window_ns + self.settings.stale_ns)
 
+    def tail_index(self, symbol: str) -> None:
+        """Just before ``symbol``'s stream is tailed from its last events (its lease given up, or never held here):
+        an index's state starts afresh (its minute mids kept), so the tail's re-feed builds it as one engine that ran
+        every event did. Fed into the state the rules built here, the re-feed counted that state's prints at its last
+        timestamp twice. The other direction: :meth:`restart_index`."""
+        if symbol in self.indexes:
+            self._start_afresh(symbol)
+
+    def _start_afresh(self, symbol: str) -> None:
+        """Forget an index's state (its next event starts a new one, with the minute mids kept in ``minutes``)."""
+        self.restarting.discard(symbol)
+        self.states.pop(symbol, None)
+        self.paths.pop(symbol, None)
+
     def process(self, engine: SymbolEngine, event: MarketData) -> list[Output]:
         """``engine``'s rules on ``event`` (they move the market state once it passed the integrity checks); an
         index's event checks its fall, unless its monitoring is halted."""
         if self.restarting and event.symbol in self.restarting:  # the warm-up's first event (restart_index)
-            self.restarting.discard(event.symbol)
-            self.states.pop(event.symbol, None)
-            self.paths.pop(event.symbol, None)
+            self._start_afresh(event.symbol)
         outputs = engine.process(event)
         if event.symbol in self.states and not engine.integrity.halted:
             self.selloffs.check(self, engine, event.ts_event, event.ts_recv, None, outputs)

@@ -201,3 +201,53 @@ def test_an_index_state_is_kept_for_context_until_the_warm_up_feeds_it_and_then_
     assert rebuilt is not tailed and engine.market.restarting == set()
     last = spy[-1].ts_event
     assert tailed.volumes(last) == (300 * 1_000, 0) and rebuilt.volumes(last) == tailed.volumes(last)
+
+
+async def test_a_detector_giving_spy_up_tails_it_again_counting_each_print_once(redis_url, key_prefix):
+    """The other direction: the detector owning SPY mid-episode gives it up to a newcomer preferred for it and tails
+    it again. The tail's start feeds the stream's last events again: into the state its rules built, the prints at
+    that state's last timestamp were counted twice (301,000 shares sold in the window, not 300,000). Its state now
+    starts afresh (minute mids kept) and equals one engine's that ran every event, at the hand-over and at the end,
+    as do the contexts it gives over the staleness limit; the episode is still raised once. SPY falls from the start
+    (0.25 bps a second), so a re-feed short of the staleness limit, or starting at a print (a trades-only path until
+    the next quote), gives other returns."""
+    config = OrderFlowConfig(key_prefix=key_prefix, threshold_mode="absolute", detector_lease_seconds=LEASE_SECONDS)
+    spy = spy_path(lambda second: 500 * D - 500 * D * second // 40_000)
+    newcomer_name, giver_name = names_apart()  # the newcomer is preferred for SPY, the giver for AAA
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        await PositionRegistry(bus).open("AAA", quantity=100, entry_price="50.00")
+        giver = DetectorService(config, bus, consumer=giver_name)
+        await settle(giver, wanted=[["AAA", "SPY"]])  # alone: it owns SPY too
+        await publish(bus, between(spy, 0, MIDDLE))
+        await giver.drain()
+        assert [alert.alert_type for alert in (await published(bus))[0]] == ["market_selloff"]
+        assert giver.engine.market is not None
+        minutes = giver.engine.market.minutes["SPY"]
+
+        newcomer = DetectorService(config, bus, consumer=newcomer_name)
+        await settle(giver, newcomer, wanted=[["AAA"], ["SPY"]])
+        assert giver.index_tail.tailed == ["SPY"]
+        handed_over = T0 + (MIDDLE - 1) * S + 200 * MS  # the last print the giver processed, and its tail re-read
+        state = giver.engine.market.states["SPY"]
+        assert state.last_print_ts == handed_over
+        assert state.volumes(handed_over) == (300 * 1_000, 0)  # was (301,000, 0): the last print twice
+        assert giver.engine.market.minutes["SPY"] is minutes  # kept: σ and beta need the days' minutes
+        assert_contexts_as_one_engine(config, between(spy, 0, MIDDLE), giver)
+
+        await publish(bus, between(spy, MIDDLE, END + 1))
+        await newcomer.drain()
+        await giver.drain()
+        await assert_as_one_engine(bus, config, spy, giver)
+        assert_contexts_as_one_engine(config, spy, giver)
+
+
+def assert_contexts_as_one_engine(config: OrderFlowConfig, spy: list[Quote | Trade], tail: DetectorService) -> None:
+    """The contexts ``tail``'s SPY state gives an alert up to the staleness limit behind its last event, each
+    second, are those of one engine that ran ``spy``."""
+    offline = Engine(RuleSettings.from_config(config), config=config)
+    for event in spy:
+        offline.process(event)
+    assert offline.market is not None and tail.engine.market is not None
+    last = spy[-1].ts_event
+    for ts in range(last - 60 * S, last + 1, S):
+        assert tail.engine.market.context("AAA", ts) == offline.market.context("AAA", ts)
