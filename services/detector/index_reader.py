@@ -10,6 +10,12 @@ index's state keeps (``context_window_seconds`` + ``context_stale_seconds`` of t
 in force before), so the context is warm from the first alert. An index this detector comes to own stops being tailed
 (never fed twice); one it gives up is tailed again, its state started afresh (:meth:`MarketWatch.tail_index`).
 
+Each event first passes the index's integrity checks (:class:`~services.detector.integrity.Integrity`, the owner's,
+with its settings): one they reject moves no state, as at the owner, and a halt of the index's monitoring they find
+gives this detector's alerts the context ``unknown`` from the halt to the resumption, in event time, as the owner's
+(:meth:`MarketWatch.tail_halted`). The owner says so only on the status stream, which the detector's Redis user may
+append to but not read; the same checks on the same events find the same halt, however far the owner lags.
+
 A dead index is visible: an index whose last entry is older than ``context_stale_seconds`` (receive time, wall
 clock) while this detector's own streams still bring events — the market is open, only the index is silent — is
 logged once as ``order_flow.index_stream_silent`` (``order_flow.index_stream_resumed`` when it comes back); the
@@ -17,7 +23,7 @@ engine then labels the context ``unknown`` by the index's age::
 
     tail = IndexTail(config, bus, engine)
     await tail.follow(["SPY"])          # start (warm) or stop tails: the index symbols not owned here
-    observed = await tail.poll()        # events handed to the engine, e.g. 12
+    read = await tail.poll()            # events read (those passing the checks handed to the engine), e.g. 12
 """
 
 from __future__ import annotations
@@ -30,9 +36,11 @@ from orderflow_client.bus.connection import Bus
 from orderflow_client.bus.streams import BusEntry, as_text
 from orderflow_client.errors import WireDecodeError
 from orderflow_client.timestamps import NANOSECONDS_PER_SECOND
-from orderflow_client.wire import BookUpdate, FeedStatus, MarketEvent, Quote, decode
+from orderflow_client.wire import BookUpdate, FeedStatus, Quote, decode
 from services.detector.engine import Engine
+from services.detector.integrity import Integrity, MarketData
 from services.detector.market_entries import Misplaced, market_events
+from services.detector.rule_settings import RuleSettings
 from shared import service_metrics
 from shared.config import OrderFlowConfig
 
@@ -44,6 +52,7 @@ class IndexTail:
     """The tails of the index streams this detector does not own (see the module docstring)."""
 
     def __init__(self, config: OrderFlowConfig, bus: Bus, engine: Engine) -> None:
+        self.config = config
         self.bus = bus
         self.keys = bus.keys
         self.engine = engine
@@ -53,6 +62,7 @@ class IndexTail:
         self.symbols: dict[str, str] = {}  # stream → index symbol
         self.arrived: dict[str, float] = {}  # stream → monotonic time its last entry was read (or the tail began)
         self.silent: set[str] = set()  # streams reported silent, not yet resumed
+        self.checks: dict[str, Integrity] = {}  # stream → the index's integrity checks, as its owner runs them
         self.observed = 0  # events handed to the engine since start (warm starts included)
 
     @property
@@ -78,7 +88,7 @@ class IndexTail:
         state equals one engine's that ran every event, for an alert up to the staleness limit behind it too."""
         market = self.engine.market
         reach = market.keep_ns if market is not None else self.window_ns
-        history: list[MarketEvent] = []
+        history: list[MarketData] = []
         newest_id: str | None = None
         newest_ts: int | None = None
         end = "+"
@@ -104,9 +114,8 @@ class IndexTail:
             end = f"({as_text(rows[-1].entry_id)}"
         if market is not None:  # nothing awaited from here on: no alert sees the state half rebuilt
             market.tail_index(symbol)
-        for event in reversed(history):
-            self.engine.observe_index(event)
-        self.observed += len(history)
+        self.checks[stream] = Integrity(symbol, RuleSettings.from_config(self.config, symbol).integrity)
+        self.observed += sum(self._observe(stream, event) for event in reversed(history))
         self.symbols[stream] = symbol
         service_metrics.INDEX_SILENT.labels(symbol=symbol).set(0)
         self.last_ids[stream] = newest_id or ""
@@ -118,6 +127,9 @@ class IndexTail:
     def _drop(self, stream: str) -> None:
         symbol = self.symbols.pop(stream)
         self.last_ids.pop(stream, None)
+        self.checks.pop(stream, None)
+        if self.engine.market is not None:
+            self.engine.market.untail_index(symbol)
         self.arrived.pop(stream, None)
         if stream in self.silent:
             self.silent.discard(stream)
@@ -126,11 +138,11 @@ class IndexTail:
 
     async def poll(self) -> int:
         """One read of every tail (an XRANGE after its last entry: an index or two, one command each); its events
-        handed to ``Engine.observe_index``, oldest first. Returns how many."""
+        that pass the checks handed to ``Engine.observe_index``, oldest first. Returns how many events it read."""
         entries: list[BusEntry] = []
         for stream, last in list(self.last_ids.items()):
             entries += await self.bus.read_range(stream, start=f"({last}" if last else "-", count=READ_ENTRIES)
-        observed = 0
+        read = observed = 0
         now = time.monotonic()
         for entry in entries:
             symbol = self.symbols.get(entry.stream)
@@ -139,14 +151,29 @@ class IndexTail:
             self.last_ids[entry.stream] = as_text(entry.entry_id)
             self.arrived[entry.stream] = now
             for event in _events(entry, symbol):
-                self.engine.observe_index(event)
-                observed += 1
+                observed += self._observe(entry.stream, event)
+                read += 1
             if entry.stream in self.silent:
                 self.silent.discard(entry.stream)
                 service_metrics.INDEX_SILENT.labels(symbol=symbol).set(0)
                 log.info("order_flow.index_stream_resumed", symbol=symbol)
         self.observed += observed
-        return observed
+        return read
+
+    def _observe(self, stream: str, event: MarketData) -> bool:
+        """Hand ``event`` to the engine when it passes the index's integrity checks (the owner's: an event they
+        reject moves neither its state nor this one); a halt or resumption they find is the market watch's (its
+        context ``unknown`` in between). True when handed on."""
+        verdict = self.checks[stream].check(event, self.engine.sessions.session(event.ts_event))
+        if verdict is not None:
+            market = self.engine.market
+            for status in verdict.statuses:
+                if market is not None and status.state in ("monitoring_halted", "monitoring_resumed"):
+                    market.tail_halted(event.symbol, status.ts_event, status.state == "monitoring_halted")
+            if not verdict.usable:
+                return False
+        self.engine.observe_index(event)
+        return True
 
     def check_silence(self, others_arrived: float | None) -> list[str]:
         """Report each tailed index silent for ``context_stale_seconds`` while this detector's own streams brought
@@ -171,9 +198,10 @@ class IndexTail:
         return sorted(self.symbols[stream] for stream in self.silent)
 
 
-def _events(entry: BusEntry, symbol: str) -> tuple[MarketEvent, ...]:
+def _events(entry: BusEntry, symbol: str) -> tuple[MarketData, ...]:
     """The market events of an index stream's entry; nothing for an entry that does not decode or does not belong
-    (its owner dead-letters it) and for statuses (the context is decided by the index's age)."""
+    (its owner dead-letters it) and for a feed's statuses (they reset the owner's rule windows, not its market
+    state; the owner's halts are found by the tail's own checks)."""
     try:
         events = market_events(decode(entry.payload), entry, symbol)
     except WireDecodeError:

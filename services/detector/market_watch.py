@@ -4,7 +4,8 @@ It keeps every symbol's price path and minute mids and each index's state, from 
 integrity checks; puts the context on every alert (as of the alert's ``ts_event``, whatever index events arrived
 since); runs each index's sell-off rule (:class:`services.detector.exits.MarketSelloffs`) and the exit cost rule
 (:mod:`services.detector.exit_cost`) on every exit recommendation. An index whose monitoring is halted raises no
-sell-off and gives its stocks the context ``unknown`` until it resumes.
+sell-off and gives its stocks the context ``unknown`` until it resumes; a tailed index (owned by another detector),
+from its halt to its resumption in event time, as its tail's integrity checks found them (:meth:`tail_halted`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class MarketWatch:
         self.costs = ExitCosts(settings, sessions, self.minutes)
         self.selloffs = MarketSelloffs(settings, sessions)
         self.restarting: set[str] = set()  # indexes whose state starts afresh at their next processed event
+        self.tail_halts: dict[str, tuple[int, int]] = {}  # a tailed index → its last halt: from, to (ns; to 0: on)
         self._day: tuple[str, int, int, int] = ("", 0, 0, 0)  # the trading day in progress: day, start, end, open
         self._betas: dict[tuple[str, str, str], tuple[tuple[int, ...], list[DayStatistics], float]] = {}
 
@@ -132,6 +134,19 @@ class MarketWatch:
         timestamp twice. The other direction: :meth:`restart_index`."""
         if symbol in self.indexes:
             self._start_afresh(symbol)
+        self.tail_halts.pop(symbol, None)
+
+    def untail_index(self, symbol: str) -> None:
+        """``symbol`` no longer tailed (owned here now, or not read): its halts are its rules' again."""
+        self.tail_halts.pop(symbol, None)
+
+    def tail_halted(self, symbol: str, ts: int, halted: bool) -> None:
+        """The tail of ``symbol`` found its monitoring halted (``halted``) or resumed at ``ts`` (ns, event time): the
+        owner's integrity checks, run on the same events, halt and resume it there too."""
+        if halted:
+            self.tail_halts[symbol] = (ts, 0)
+        elif symbol in self.tail_halts:
+            self.tail_halts[symbol] = (self.tail_halts[symbol][0], ts)
 
     def _start_afresh(self, symbol: str) -> None:
         """Forget an index's state (its next event starts a new one, with the minute mids kept in ``minutes``)."""
@@ -197,7 +212,8 @@ class MarketWatch:
             return msgspec.structs.replace(own, label="market_wide", reason=f"{reason}{own.window_seconds} s).")
         index = self.index_of(symbol)
         market = self.engines.get(index)
-        if market is not None and market.integrity.halted:
+        halt = self.tail_halts.get(index)
+        if (market is not None and market.integrity.halted) or (halt and halt[0] <= ts and not 0 < halt[1] <= ts):
             reason = f"monitoring of {index} is halted (its data failed the integrity checks): no market context."
             return MarketContext(label="unknown", index=index, reason=reason)
         return label_context(
