@@ -14,14 +14,17 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Literal
 
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import RedisError, WatchError
 
 from orderflow_client import logs
 from orderflow_client.bus.calls import OUTAGE_ERRORS
 from orderflow_client.bus.connection import Bus
-from orderflow_client.errors import OrderflowError
+from orderflow_client.errors import BusUnavailableError, OrderflowError
 
 log = logs.get_logger(__name__)
+
+RENEW_TRIES = 3
+"""How many times a lease renewal is tried when the connection drops while its key is watched."""
 
 
 class HandledMarks:
@@ -48,20 +51,30 @@ class HandledMarks:
     async def renew(self, recommendation_id: str, lease: bytes, seconds: int) -> bool:
         """Extend this process's lease to ``seconds`` from now, only while it is still ``lease``: WATCH, GET, then
         SET XX EX in MULTI/EXEC, so a lease that lapsed and was taken by another process between the GET and the SET
-        is never overwritten (EXEC refuses it). False when it is no longer held so (lapsed, taken, or marked)."""
+        is never overwritten (EXEC refuses it). False when it is no longer held so (lapsed, taken, or marked).
+
+        redis-py reports a connection dropped while the key is watched as a changed key (WatchError): the key is then
+        read again, and the renewal tried again while it still holds ``lease``; :class:`BusUnavailableError` after
+        :data:`RENEW_TRIES` such drops (the keeper tries again at its next turn)."""
         key = self.key(recommendation_id)
-        async with self.bus.calling("renew_lease"), self.bus.client.pipeline(transaction=True) as transaction:
-            await transaction.watch(key)
-            held = await transaction.get(key)
-            if (held.encode() if isinstance(held, str) else held) != lease:
-                return False
-            transaction.multi()
-            transaction.set(key, lease, xx=True, ex=seconds)
-            try:
-                [renewed] = await transaction.execute()
-            except WatchError:  # the key changed after the GET: another process's now
-                return False
-        return bool(renewed)
+        for _ in range(RENEW_TRIES):
+            async with self.bus.calling("renew_lease"), self.bus.client.pipeline(transaction=True) as transaction:
+                try:
+                    await transaction.watch(key)
+                    held = await transaction.get(key)
+                    if (held.encode() if isinstance(held, str) else held) != lease:
+                        return False
+                    transaction.multi()
+                    transaction.set(key, lease, xx=True, ex=seconds)
+                    [renewed] = await transaction.execute()
+                    return bool(renewed)
+                except WatchError:
+                    pass  # the key changed after the GET, or the connection dropped while it was watched
+            if await self.holder(recommendation_id) != lease:
+                return False  # another process's now, or marked
+        raise BusUnavailableError(
+            f"renewing the lease on {recommendation_id}: the connection dropped {RENEW_TRIES} times"
+        )
 
     @contextlib.asynccontextmanager
     async def kept(self, recommendation_ids: Sequence[str], lease: bytes, seconds: int) -> AsyncIterator[None]:
@@ -79,7 +92,7 @@ class HandledMarks:
                         held = await self.renew(identifier, lease, seconds)
                     except OUTAGE_ERRORS:
                         continue  # the client's run reports the outage; the next renewal tries again
-                    except (OrderflowError, ResponseError) as error:  # e.g. READONLY mid-failover: try again later
+                    except (OrderflowError, RedisError) as error:  # e.g. READONLY mid-failover: try again later
                         log.warning(
                             "order_flow.exit_lease_renewal_failed",
                             code=error.code if isinstance(error, OrderflowError) else "command_refused",

@@ -53,3 +53,33 @@ async def test_a_lease_is_renewed_only_while_it_is_still_this_process_s(redis_ur
 async def test_the_embedded_bus_renews_a_lease_only_while_it_is_held(key_prefix):
     async with await Bus.connect(None, prefix=key_prefix) as bus:
         await _renewed_only_while_held(bus)
+
+
+async def test_a_connection_dropped_while_the_lease_is_watched_is_not_taken_for_a_lost_lease(redis_url, key_prefix):
+    """redis-py reports a connection dropped between WATCH and EXEC as a changed key (WatchError); the lease is still
+    this process's, so the renewal reads it again and renews it, instead of raising (the keeper died) or giving the
+    lease up (another process would take it during the broker call)."""
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        marks = HandledMarks(bus, "renewal")
+        assert await marks.take_lease("AAPL:exit:2", b"working:a", 5)
+        pipeline, dropped = bus.client.pipeline, []
+
+        def dropped_once_while_watched(**options):
+            transaction = pipeline(**options)
+            get = transaction.get
+
+            async def get_after_a_drop(name):
+                if not dropped:
+                    dropped.append(await transaction.client_id())  # (the watching connection's own id)
+                    await bus.client.client_kill_filter(_id=dropped[0])  # that connection only
+                return await get(name)
+
+            transaction.get = get_after_a_drop
+            return transaction
+
+        bus.client.pipeline = dropped_once_while_watched
+        try:
+            assert await marks.renew("AAPL:exit:2", b"working:a", 60)
+        finally:
+            del bus.client.pipeline
+        assert dropped and 55 <= await bus.client.ttl(marks.key("AAPL:exit:2")) <= 60
