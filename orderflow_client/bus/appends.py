@@ -13,7 +13,6 @@ replay)::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,7 +21,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from orderflow_client import logs
-from orderflow_client.bus.calls import TRANSIENT_ERRORS, RedisCalls
+from orderflow_client.bus.calls import FAILOVER_ERRORS, TRANSIENT_ERRORS, RedisCalls, refused_credentials
 from orderflow_client.bus.entries import pack_market_events
 from orderflow_client.bus.keys import Keys
 from orderflow_client.bus.scripts import APPEND_BATCH_LUA, APPEND_FENCED_LUA
@@ -52,7 +51,9 @@ class Appends(RedisCalls):
 
         On failure after all retries raises :class:`~orderflow_client.errors.BusUnavailableError` with
         ``unpublished`` = ``entries``; publishing the same entries again appends only the streams' batches that
-        were not appended (see the module's docstring).
+        were not appended (see the module's docstring). So a batch whose last entry is byte for byte the stream's
+        last entry is taken as appended already, by design: give a message meant to be appended again a new
+        timestamp.
         """
         return await self.publish_encoded([(stream, _tag(message), encode(message)) for stream, message in entries])
 
@@ -120,8 +121,9 @@ class Appends(RedisCalls):
                                 fenced = [arguments[0], fence[1], *arguments[1:]]
                                 await self._append_fenced(keys=[stream, fence[0]], args=fenced, client=pipe)  # type: ignore[arg-type]
                         results = await pipe.execute(raise_on_error=False)
-                except TRANSIENT_ERRORS as error:  # the whole pipeline failed: a master unreachable past the retries
-                    if not self.keys.cluster or loop.time() > deadline:  # (one server down: an outage, not a failover)
+                except FAILOVER_ERRORS as error:  # the whole pipeline failed: a master unreachable past the retries
+                    one_server = not self.keys.cluster  # (down: an outage, not a failover)
+                    if one_server or refused_credentials(error) or loop.time() > deadline:
                         raise
                     results = [error] * len(waiting)  # every stream goes again: one appended already is recognised
                 replies.update(zip(waiting, results, strict=True))
@@ -130,16 +132,19 @@ class Appends(RedisCalls):
                 if lasting or (failed and loop.time() > deadline):
                     raise (lasting or [replies[failed[0]]])[0]
                 # Only the streams that failed go again: a master without the scripts (a first append, Redis
-                # restarted, a replica promoted), one failing over, or one that did not answer
-                if any(isinstance(replies[stream], NoScriptError) for stream in failed):
+                # restarted, a replica promoted), one failing over, or one that did not answer (given time first)
+                wait = any(not isinstance(replies[stream], NoScriptError) for stream in failed)
+                if failed and not wait:
                     if self._scripts_loaded or not self.keys.cluster:  # (a cluster's first append: expected)
                         log.warning("order_flow.bus_scripts_reloaded", detail="Redis lost its scripts (restarted?)")
                     self._scripts_loaded = True
-                    if self.keys.cluster:  # on every master; one that does not answer now is left to the next try
-                        with contextlib.suppress(*TRANSIENT_ERRORS):
+                    if self.keys.cluster:  # on every master (a single server's pipeline loads them itself)
+                        try:
                             await self.client.script_load(APPEND_BATCH_LUA)
                             await self.client.script_load(APPEND_FENCED_LUA)
-                elif failed:
+                        except FAILOVER_ERRORS:
+                            wait = True  # a master not answering: the next try after a pause
+                if wait:
                     await asyncio.sleep(pause)
                     pause = min(2 * pause, 1.0)
                 waiting = failed

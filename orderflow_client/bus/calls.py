@@ -22,6 +22,7 @@ from redis.exceptions import (
     AuthorizationError,
     ClusterDownError,
     RedisClusterException,
+    RedisClusterUnreachableError,
     ResponseError,
     SlotNotCoveredError,
     TryAgainError,
@@ -40,6 +41,18 @@ if TYPE_CHECKING:
 CLUSTER_OUTAGE_ERRORS = (ClusterDownError, TryAgainError, SlotNotCoveredError, RedisClusterException)
 """What a Redis Cluster raises while a slot has no master (a failover under way, past redis-py's own retries): an
 outage like a dead server, waited out the same way."""
+
+FAILOVER_ERRORS = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
+    RedisClusterUnreachableError,
+)
+"""What a whole cluster pipeline raises while one master fails over, past redis-py's retries: the appends try again
+(checked after each try: a try itself can take the client's retries, so an append can last one try longer than its
+deadline). Not the base RedisClusterException: a lasting error (a key of no slot) is raised at once."""
 
 log = logs.get_logger(__name__)
 

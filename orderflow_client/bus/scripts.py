@@ -10,18 +10,18 @@ local pairs_from = FIRST
 local count = (#ARGV - pairs_from + 1) / 2
 local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
 if tail and tail[2][1] == ARGV[#ARGV - 1] and tail[2][2] == ARGV[#ARGV] then
-  local ids = {}
-  for i, entry in ipairs(redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', count)) do
-    ids[count + 1 - i] = entry[1]
-  end
+  local appended, ids = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', count), {}
+  for i = #appended, 1, -1 do ids[#ids + 1] = appended[i][1] end
   return ids
 end
 """
 """The start of both append scripts: a batch whose last entry (type tag and payload) is already the stream's last
 was appended by an earlier try whose reply was lost (a pipeline that failed on another master, a connection dropped
 after the write): its ids are returned and nothing is appended twice. Payloads carry their receive time and
-sequence, so two different batches never end with the same bytes; only the stream's one writer (the symbol's
-ingest, under its lease) appends to a market stream, so a retry finds its batch at the tail."""
+sequence, so two different batches never end with the same bytes. A retry must come before the process appends
+anything else to the stream (ingest's publisher holds its other appends meanwhile); the symbol's ingest, under its
+lease, is a market stream's one writer. On a stream of several writers (the status stream) another's append in
+between makes a retry append its batch again: a status twice, never an event."""
 
 APPEND_BATCH_LUA = (
     _APPENDED_ALREADY.replace("FIRST", "2")

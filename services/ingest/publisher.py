@@ -2,7 +2,8 @@
 
 Every part of live ingest (the pipeline, the backfill, the feed's watchdog, the position follower) publishes through
 one :class:`StreamPublisher`, so a Redis outage is handled in one place: the batch is held and retried every second
-for as long as Redis is away (a stop still ends it: the service waits ``SHUTDOWN_DRAIN_SECONDS`` at most), and the
+for as long as Redis is away (a stop still ends it: the service waits ``SHUTDOWN_DRAIN_SECONDS`` at most), before
+anything else is appended (so the batch, if a lost reply hid that it was appended, is not appended twice), and the
 outage is reported once, by whichever publisher gets through first, as a ``bus_outage`` gap. A gap on the status
 stream (times in ns)::
 
@@ -57,6 +58,9 @@ class StreamPublisher:
         self.refused: dict[str, int] = {}  # symbol Redis refused an append of → its first event refused (ns)
         self.held_statuses: dict[str, list[FeedStatus]] = {}  # symbol → its statuses Redis refused, oldest first
         self._outage = Outage("ingest")
+        # One append at a time: a batch held through an outage is tried again before anything else is appended, so
+        # a try whose reply was lost is recognised by its stream's last entry (orderflow_client.bus.appends)
+        self._appending = asyncio.Lock()
 
     async def publish_events(
         self, events: Sequence[Trade | Quote | BookUpdate | OrderUpdate], oldest: int | None = None
@@ -181,13 +185,14 @@ class StreamPublisher:
         """Run ``publish`` (one bus call) until Redis takes it, riding out an outage of any length (what was
         received is held meanwhile; a stop still ends it, after SHUTDOWN_DRAIN_SECONDS); the outage's interval is
         then reported as a ``bus_outage`` gap."""
-        while True:
-            try:
-                await publish()
-                break
-            except BusUnavailableError as error:
-                self._outage.began(error)
-                await asyncio.sleep(1.0)
+        async with self._appending:
+            while True:
+                try:
+                    await publish()
+                    break
+                except BusUnavailableError as error:
+                    self._outage.began(error)
+                    await asyncio.sleep(1.0)
         start = self._outage.since_ns
         if self._outage.ended() is not None:  # whichever publisher gets through first reports the outage, once
             await self.report_gap(start, now_ns(), "bus_outage")

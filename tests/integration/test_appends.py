@@ -3,9 +3,13 @@ appended twice (a real Redis server, and the embedded mode)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from orderflow_client.bus.connection import Bus
+from orderflow_client.bus.streams import stream_id
+from orderflow_client.errors import BusUnavailableError
 from orderflow_client.wire import Trade, decode
 
 pytestmark = pytest.mark.redis
@@ -29,7 +33,7 @@ async def _published_again_once(bus: Bus) -> None:
     # only the stream that did not get its part is appended: BBB's batch is there, AAA's next one is not
     following = [(a, trade) for trade in trades("AAA", 3, 2)] + [(b, trade) for trade in trades("BBB", 0, 2)]
     ids = await bus.publish(following)
-    assert ids[2:] == first[3:] and ids[:2] > first[:3]
+    assert ids[2:] == first[3:] and min(stream_id(entry_id) for entry_id in ids[:2]) > stream_id(first[2])
     assert [decode(entry.payload).size for entry in await bus.read_range(a)] == [100, 101, 102, 103, 104]
     assert len(await bus.read_range(b)) == 2
     # the same events as a new batch are appended (a batch is recognised by its last entry only at the tail)
@@ -70,3 +74,34 @@ async def test_a_fenced_batch_tried_again_after_its_lease_moved_gives_its_ids(re
         following = [(stream, trade) for trade in trades("AAA", 3, 2)]
         assert await bus.publish_market_events_fenced(following, {stream: (lease, "ingest-a#1")}) == {stream}
         assert len(await bus.read_range(stream)) == 1
+
+
+async def test_ingest_tries_a_batch_whose_reply_was_lost_again_before_it_appends_anything_else(redis_url, key_prefix):
+    """Ingest's batch reaches its stream but the reply is lost past the retries (an outage); a status from another
+    of ingest's tasks waits until the batch is through, so the try again finds the batch at the stream's tail and
+    does not append it twice."""
+    from services.ingest.publisher import StreamPublisher
+    from services.ingest.stats import IngestStats
+
+    async with await Bus.connect(redis_url, prefix=key_prefix) as bus:
+        publisher = StreamPublisher(bus, IngestStats(), symbols=lambda: ["AAA"])
+        publish, tries, statuses = bus.publish_market_events, [], []
+
+        async def reply_lost_the_first_time(entries):
+            ids = await publish(entries)
+            tries.append(ids)
+            if len(tries) == 1:  # meanwhile the watchdog reports a status on the same stream
+                statuses.append(asyncio.ensure_future(publisher.publish_status("connected", "", "a status")))
+                await asyncio.sleep(0.1)
+                raise BusUnavailableError("the reply was lost", entries)
+            return ids
+
+        bus.publish_market_events = reply_lost_the_first_time
+        try:
+            await publisher.publish_events(trades("AAA", 0, 3))
+            await statuses[0]
+        finally:
+            del bus.publish_market_events
+        assert len(tries) == 2 and tries[1] == tries[0]  # recognised: the same ids
+        kinds = [entry.field for entry in await bus.read_range(bus.keys.market("AAA"))]
+        assert kinds == [b"events", b"status", b"status"]  # the batch once, then the status and the outage's gap
