@@ -57,7 +57,8 @@ class MarketWatch:
         self.costs = ExitCosts(settings, sessions, self.minutes)
         self.selloffs = MarketSelloffs(settings, sessions)
         self.restarting: set[str] = set()  # indexes whose state starts afresh at their next processed event
-        self.tail_halts: dict[str, tuple[int, int]] = {}  # a tailed index → its last halt: from, to (ns; to 0: on)
+        # a tailed index → its halts found by the tail, oldest first: from, to (ns; to 0: on), pruned (tail_halted)
+        self.tail_halts: dict[str, list[tuple[int, int]]] = {}
         self._day: tuple[str, int, int, int] = ("", 0, 0, 0)  # the trading day in progress: day, start, end, open
         self._betas: dict[tuple[str, str, str], tuple[tuple[int, ...], list[DayStatistics], float]] = {}
 
@@ -142,17 +143,38 @@ class MarketWatch:
 
     def tail_halted(self, symbol: str, ts: int, halted: bool) -> None:
         """The tail of ``symbol`` found its monitoring halted (``halted``) or resumed at ``ts`` (ns, event time): the
-        owner's integrity checks, run on the same events, halt and resume it there too."""
-        if halted:
-            self.tail_halts[symbol] = (ts, 0)
-        elif symbol in self.tail_halts:
-            self.tail_halts[symbol] = (self.tail_halts[symbol][0], ts)
+        owner's integrity checks, run on the same events, halt and resume it there too. Every halt is kept, not the
+        last only: an alert inside an earlier one may be handled after the tail read the next one's start. A halt
+        that ended ``keep_ns`` (what the state keeps) or more before ``ts`` is forgotten: the state no longer holds
+        the window of an alert that old (its context is unknown anyway)."""
+        halts = self.tail_halts.setdefault(symbol, [])
+        if halted and not (halts and halts[-1][1] == 0):
+            halts.append((ts, 0))
+        elif not halted and halts and halts[-1][1] == 0:
+            halts[-1] = (halts[-1][0], ts)
+        halts[:] = [(start, end) for start, end in halts if end == 0 or end > ts - self.keep_ns]
+        if not halts:
+            del self.tail_halts[symbol]
+
+    def _halted(self, index: str, ts: int) -> bool:
+        """``index``'s monitoring halted at ``ts`` (ns): here (owned: halted now), or by its owner from a halt to its
+        resumption in event time, as its tail found them."""
+        if self._halted_here(index):
+            return True
+        return any(start <= ts and not 0 < end <= ts for start, end in self.tail_halts.get(index, ()))
+
+    def _halted_here(self, index: str) -> bool:
+        market = self.engines.get(index)
+        return market is not None and market.integrity.halted
 
     def _start_afresh(self, symbol: str) -> None:
-        """Forget an index's state (its next event starts a new one, with the minute mids kept in ``minutes``)."""
+        """Replace an index's state by an empty one (its next events build it again, with the minute mids kept in
+        ``minutes``). It stays in place, so its stocks keep it as their index (:meth:`index_of`) should every event
+        fed next fail the checks, or none come: the reset is this detector's, not a lack of the index's data."""
         self.restarting.discard(symbol)
-        self.states.pop(symbol, None)
-        self.paths.pop(symbol, None)
+        if self.states.pop(symbol, None) is not None:
+            self.paths.pop(symbol, None)
+            self._new_path(symbol)
 
     def process(self, engine: SymbolEngine, event: MarketData) -> list[Output]:
         """``engine``'s rules on ``event`` (they move the market state once it passed the integrity checks); an
@@ -188,9 +210,11 @@ class MarketWatch:
         return tuple(p for p in self.positions if p == index or self.index_of(p) == index)
 
     def index_of(self, symbol: str) -> str:
-        """``symbol``'s index: its sector ETF when that has data, else the first market symbol."""
+        """``symbol``'s index: its sector ETF when that has data — a state (kept, emptied, across a restart of it:
+        :meth:`_start_afresh`) or data that failed the checks (its monitoring halted here, or a halt its tail found)
+        — else the first market symbol. An ETF read but without data (not ingested) is not its index."""
         etf = self.settings.sector_etf(symbol)
-        if etf and etf in self.states:
+        if etf and (etf in self.states or etf in self.tail_halts or self._halted_here(etf)):
             return etf
         return self.settings.market_symbols[0] if self.settings.market_symbols else etf
 
@@ -211,9 +235,7 @@ class MarketWatch:
             reason = f"{symbol} is an index: its selling is the market's ({own.index_return_bps:+.1f} bps in "
             return msgspec.structs.replace(own, label="market_wide", reason=f"{reason}{own.window_seconds} s).")
         index = self.index_of(symbol)
-        market = self.engines.get(index)
-        halt = self.tail_halts.get(index)
-        if (market is not None and market.integrity.halted) or (halt and halt[0] <= ts and not 0 < halt[1] <= ts):
+        if self._halted(index, ts):
             reason = f"monitoring of {index} is halted (its data failed the integrity checks): no market context."
             return MarketContext(label="unknown", index=index, reason=reason)
         return label_context(
