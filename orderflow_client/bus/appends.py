@@ -21,7 +21,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from orderflow_client import logs
-from orderflow_client.bus.calls import FAILOVER_ERRORS, TRANSIENT_ERRORS, RedisCalls, refused_credentials
+from orderflow_client.bus.calls import FAILOVER_ERRORS, RedisCalls, refused_credentials
 from orderflow_client.bus.entries import pack_market_events
 from orderflow_client.bus.keys import Keys
 from orderflow_client.bus.scripts import APPEND_BATCH_LUA, APPEND_FENCED_LUA
@@ -33,7 +33,12 @@ log = logs.get_logger(__name__)
 APPEND_RETRY_SECONDS = 15.0
 """How long an append retries the streams a failing-over cluster slot (or a master without the scripts, or one
 unreachable) refused, before the failure is raised (the services then wait the outage out)."""
-_PASSING_ERRORS = (NoScriptError, *TRANSIENT_ERRORS)
+
+
+def _passing(error: Exception) -> bool:
+    """Whether a stream's error passes with a try again (a master without the scripts, or failing over): not refused
+    credentials, nor a lasting cluster error."""
+    return isinstance(error, (NoScriptError, *FAILOVER_ERRORS)) and not refused_credentials(error)
 
 
 class Appends(RedisCalls):
@@ -109,6 +114,7 @@ class Appends(RedisCalls):
         async with self.calling("publish", unpublished=list(entries)):
             waiting, loop = list(per_stream), asyncio.get_running_loop()
             deadline, pause = loop.time() + APPEND_RETRY_SECONDS, 0.05
+            loaded = False  # the scripts loaded during this append: a NOSCRIPT after it waits a pause
             while waiting:
                 try:
                     async with self.client.pipeline(transaction=False) as pipe:
@@ -128,16 +134,17 @@ class Appends(RedisCalls):
                     results = [error] * len(waiting)  # every stream goes again: one appended already is recognised
                 replies.update(zip(waiting, results, strict=True))
                 failed = [stream for stream in waiting if isinstance(replies[stream], Exception)]
-                lasting = [replies[stream] for stream in failed if not isinstance(replies[stream], _PASSING_ERRORS)]
+                lasting = [error for error in (replies[stream] for stream in failed) if not _passing(error)]
                 if lasting or (failed and loop.time() > deadline):
                     raise (lasting or [replies[failed[0]]])[0]
                 # Only the streams that failed go again: a master without the scripts (a first append, Redis
                 # restarted, a replica promoted), one failing over, or one that did not answer (given time first)
-                wait = any(not isinstance(replies[stream], NoScriptError) for stream in failed)
-                if failed and not wait:
-                    if self._scripts_loaded or not self.keys.cluster:  # (a cluster's first append: expected)
+                reload = any(isinstance(replies[stream], NoScriptError) for stream in failed)
+                wait = (reload and loaded) or any(not isinstance(replies[stream], NoScriptError) for stream in failed)
+                if reload:
+                    if not loaded and (self._scripts_loaded or not self.keys.cluster):  # (a cluster's first: expected)
                         log.warning("order_flow.bus_scripts_reloaded", detail="Redis lost its scripts (restarted?)")
-                    self._scripts_loaded = True
+                    self._scripts_loaded = loaded = True
                     if self.keys.cluster:  # on every master (a single server's pipeline loads them itself)
                         try:
                             await self.client.script_load(APPEND_BATCH_LUA)

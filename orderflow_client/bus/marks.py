@@ -72,6 +72,14 @@ class HandledMarks:
                     pass  # the key changed after the GET, or the connection dropped while it was watched
             if await self.holder(recommendation_id) != lease:
                 return False  # another process's now, or marked
+        log.warning(
+            "order_flow.exit_lease_renewal_failed",
+            code="connection_dropped",
+            id=recommendation_id,
+            bot=self.bot_name,
+            reason=f"the connection dropped {RENEW_TRIES} times while the lease's key was watched",
+            source="risk_manager",
+        )
         raise BusUnavailableError(
             f"renewing the lease on {recommendation_id}: the connection dropped {RENEW_TRIES} times"
         )

@@ -11,6 +11,7 @@ local count = (#ARGV - pairs_from + 1) / 2
 local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
 if tail and tail[2][1] == ARGV[#ARGV - 1] and tail[2][2] == ARGV[#ARGV] then
   local appended, ids = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', count), {}
+  for _ = 1, count - #appended do ids[#ids + 1] = '' end  -- (trimmed since: a batch longer than the stream's cap)
   for i = #appended, 1, -1 do ids[#ids + 1] = appended[i][1] end
   return ids
 end

@@ -105,3 +105,17 @@ async def test_ingest_tries_a_batch_whose_reply_was_lost_again_before_it_appends
         assert len(tries) == 2 and tries[1] == tries[0]  # recognised: the same ids
         kinds = [entry.field for entry in await bus.read_range(bus.keys.market("AAA"))]
         assert kinds == [b"events", b"status", b"status"]  # the batch once, then the status and the outage's gap
+
+
+async def test_a_batch_longer_than_the_stream_s_cap_found_appended_gives_the_ids_still_there(redis_url, key_prefix):
+    """A batch trimmed by the stream's cap (MAXLEN ~) as it was appended: published again, the ids of its entries
+    still on the stream come back in their places, the trimmed ones blank."""
+    async with await Bus.connect(redis_url, prefix=key_prefix, stream_max_length=10) as bus:
+        stream = bus.keys.market("AAA")
+        batch = [(stream, trade) for trade in trades("AAA", 0, 500)]
+        first = await bus.publish(batch)
+        kept = len(await bus.read_range(stream))
+        assert 10 <= kept < 500
+        again = await bus.publish(batch)
+        assert again[-kept:] == first[-kept:] and again[:-kept] == [""] * (500 - kept)
+        assert len(await bus.read_range(stream)) == kept  # nothing appended
