@@ -32,6 +32,8 @@ from orderflow_client.errors import OrderflowError
 
 POLL_SECONDS = 0.05
 """How often the asyncio side looks for the child's progress (s)."""
+LAST_PROGRESS_SECONDS = 2.0
+"""At most this long (s) after a fetch's result for the rest of its progress (up to its end marker)."""
 
 
 class StopFlag(Protocol):
@@ -98,8 +100,13 @@ def _child_started(progress_queue: Any, cancelled: Any, logging_settings: dict[s
 
 
 def _fetch_in_child(history: Any, symbol: str, days: list[date], fetch_id: int) -> tuple[list[Any], Any]:
-    """Runs in the child: ``history.fetch`` with the shared cancel event; each day's progress tagged ``fetch_id``."""
-    return history.fetch(symbol, days, _cancelled, lambda progress: _progress_queue.put((fetch_id, progress)))
+    """Runs in the child: ``history.fetch`` with the shared cancel event; each day's progress tagged ``fetch_id``,
+    then ``(fetch_id, None)``: the fetch's end, after all its progress (the queue is fed in order; the result comes
+    back another way, often first)."""
+    try:
+        return history.fetch(symbol, days, _cancelled, lambda progress: _progress_queue.put((fetch_id, progress)))
+    finally:
+        _progress_queue.put((fetch_id, None))
 
 
 class CalibrationProcess:
@@ -111,6 +118,8 @@ class CalibrationProcess:
         self._progress: Any = None
         self._cancelled: Any = None
         self._fetches = 0
+        self._listeners: dict[int, Callable[[Any], None]] = {}  # fetch id → its on_day, while it waits or runs
+        self._ended: set[int] = set()  # fetches whose end marker was drained (all their progress handed over)
 
     def _started(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
@@ -135,11 +144,17 @@ class CalibrationProcess:
         fetch_id = self._fetches
         self._cancelled.clear()
         future = asyncio.wrap_future(pool.submit(_fetch_in_child, history, symbol, days, fetch_id))
+        self._listeners[fetch_id] = on_day
         try:
             while not future.done():
                 await asyncio.wait({future}, timeout=POLL_SECONDS)
-                self._drain(fetch_id, on_day)
-            self._drain(fetch_id, on_day)
+                self._drain()
+            waited = 0.0
+            while future.exception() is None and fetch_id not in self._ended and waited < LAST_PROGRESS_SECONDS:
+                self._drain()  # the last day's progress can come after the result
+                if fetch_id not in self._ended:
+                    await asyncio.sleep(POLL_SECONDS / 5)
+                    waited += POLL_SECONDS / 5
             return future.result()
         except asyncio.CancelledError:
             self._cancelled.set()
@@ -149,15 +164,25 @@ class CalibrationProcess:
                 self._discard()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+        finally:
+            del self._listeners[fetch_id]
+            self._ended.discard(fetch_id)
 
-    def _drain(self, fetch_id: int, on_day: Callable[[Any], None]) -> None:
+    def _drain(self) -> None:
+        """Each progress waiting in the queue to the fetch that sent it (fetches queued behind each other share the
+        queue: whichever drains hands each its own); a finished or cancelled fetch's late progress is dropped."""
         while True:
             try:
                 sent_by, progress = self._progress.get_nowait()
             except queue.Empty:
                 return
-            if sent_by == fetch_id:  # an earlier, cancelled fetch's late progress is dropped
-                on_day(progress)
+            listener = self._listeners.get(sent_by)
+            if listener is None:
+                continue
+            if progress is None:
+                self._ended.add(sent_by)
+            else:
+                listener(progress)
 
     def _discard(self) -> concurrent.futures.ProcessPoolExecutor | None:
         pool, self._pool = self._pool, None
