@@ -138,7 +138,15 @@ def _stack(build_context: Path, tmp_path: Path, name: str, env: str, *up: str) -
     shutil.copytree(build_context, project)
     (project / ".env").write_text(env + PASSWORDS)
     try:
-        _run("compose", "up", "-d", *up, cwd=project, timeout=600)
+        try:
+            _run("compose", "up", "-d", *up, cwd=project, timeout=600)
+        except (AssertionError, subprocess.TimeoutExpired) as error:
+            # podman itself fails a step now and then on these hosts (a `volume inspect` right after its own
+            # `volume create` exiting 125, an `up` hanging): once more from a clean slate; a stack that cannot
+            # come up fails the second time as well
+            print(f"compose up failed, tried once more after a teardown: {str(error)[-800:]}")
+            _teardown(project)
+            _run("compose", "up", "-d", *up, cwd=project, timeout=600)
         yield project
     finally:
         _teardown(project)
