@@ -303,7 +303,7 @@ def test_the_dry_run_runs_on_the_cluster_profile(build_context, tmp_path):
     with _stack(build_context, tmp_path, "orderflowclustertest", env) as project:
         node = f"{project.name}_redis-node-1_1"
         published = _outputs_published(node, "orderflow:{outputs}:alerts", "orderflow:{outputs}:exits", "-c")
-        _wait(published, 180, every=3)
+        _wait(published, 360, every=3)  # (a loaded 2-core host: 180 s once fell short)
         states = _containers(project)
         assert published(), (states, _podman("logs", f"{project.name}_redis-cluster-create_1", check=False))
         # redis, 6 nodes, simulator, ingest, detector, dashboard, prometheus, the two one-shots
